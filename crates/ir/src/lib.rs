@@ -1,0 +1,25 @@
+//! kiln's graph IR: a closed set of primitive [`Op`]s over tensors with a [`DType`] and a
+//! possibly symbolic [`Shape`], stored in a [`Graph`] of typed [`NodeId`]s.
+//!
+//! Shape and dtype inference ([`infer`]) runs when a node is added, so every node in a graph
+//! is well-typed; the [`verify`] module re-checks a whole graph (used on parsed or loaded
+//! graphs) and collects every error. [`text`] prints and parses the readable form.
+
+pub mod array;
+pub mod dim;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod op;
+pub mod shape;
+pub mod text;
+pub mod verify;
+
+pub use array::{Array, ArrayError, Data};
+pub use dim::{Dim, DimError, Sym};
+pub use dtype::DType;
+pub use error::ShapeError;
+pub use graph::{Graph, GraphError, Loc, Node, NodeId};
+pub use op::{ArgOp, BinaryOp, F64Bits, Op, ReduceOp, SliceAxis, UnaryOp, WindowOp};
+pub use shape::Shape;

@@ -1,0 +1,1 @@
+//! Whole-graph verifier: re-infers every node and collects every error.
