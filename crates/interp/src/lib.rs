@@ -1,1 +1,163 @@
-//! kiln reference interpreter.
+//! kiln's reference interpreter: evaluates a graph directly, simply and exactly; the oracle
+//! every backend and optimisation is tested against.
+//!
+//! Floats are computed in `f64` and rounded once to the node's dtype (so `f32` `+ - * /` and
+//! `sqrt` are correctly rounded; matmul, conv and reductions accumulate in `f64`). Integers
+//! are computed in wrapping `i64` and truncated to the node's dtype, so `i32` and `u32` wrap.
+//! Integer division by zero and out-of-range gather/scatter indices are errors naming the
+//! node. Randomness is Threefry-2x32 laid out exactly as `jax.random.bits`.
+//!
+//! Entry points: [`eval`] (a graph), [`bind_symbols`] (symbol values from fed inputs),
+//! [`eval_op`] (one op on arrays, for constant folding), [`random_bits`]/[`threefry2x32`].
+
+mod bind;
+mod elementwise;
+mod erf;
+mod error;
+mod linalg;
+mod movement;
+mod op;
+mod random;
+mod reduce;
+#[cfg(test)]
+mod testutil;
+mod vals;
+
+pub use bind::{bind_symbols, bind_symbols_for};
+pub use erf::erf;
+pub use error::{EvalError, ValueKind};
+pub use op::eval_op;
+pub use random::{random_bits, threefry2x32};
+
+use kiln_ir::{Array, Graph, NodeId, Op};
+use std::collections::{HashMap, HashSet};
+
+/// Evaluates `outputs` (in order; repeats allowed) computing only their ancestors.
+///
+/// Symbols are bound from the fed inputs ([`bind_symbols_for`]): every input the outputs
+/// depend on must be fed, and other fed inputs are checked too. Each node's concrete shape is
+/// its symbolic shape under those bindings. `Parameter` nodes read `params[name]`, which must
+/// have the declared dtype and shape. Names in `inputs` or `params` that the graph does not
+/// use are ignored.
+pub fn eval(
+    graph: &Graph,
+    outputs: &[NodeId],
+    inputs: &HashMap<String, Array>,
+    params: &HashMap<String, Array>,
+) -> Result<Vec<Array>, EvalError> {
+    let order = graph.ancestors(outputs)?;
+    let needed: HashSet<NodeId> = order.iter().copied().collect();
+    let bindings = bind::bind_required(graph, &needed, inputs)?;
+
+    let mut uses: HashMap<NodeId, usize> = HashMap::new();
+    for &id in order.iter() {
+        for o in graph.operands(id) {
+            *uses.entry(o).or_default() += 1;
+        }
+    }
+    for &o in outputs {
+        *uses.entry(o).or_default() += 1;
+    }
+
+    let mut values: HashMap<NodeId, Array> = HashMap::new();
+    for &id in &order {
+        let node = graph.node(id);
+        let shape = node.shape.eval(&bindings).map_err(|source| EvalError::Shape {
+            node: id,
+            shape: node.shape.to_string(),
+            source,
+        })?;
+        let operands = graph.operands(id);
+        let value = match &node.op {
+            Op::Input { name, .. } => {
+                let a = inputs.get(name).ok_or_else(|| EvalError::MissingInput { name: name.clone() })?;
+                fed_value(ValueKind::Input, name, a, node, &shape, &bindings)?
+            }
+            Op::Parameter { name, .. } => {
+                let a = params.get(name).ok_or_else(|| EvalError::MissingParam { name: name.clone() })?;
+                fed_value(ValueKind::Parameter, name, a, node, &shape, &bindings)?
+            }
+            Op::Constant(_)
+            | Op::Iota { .. }
+            | Op::RandomBits { .. }
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Select
+            | Op::Cast(_)
+            | Op::StopGradient
+            | Op::Reduce { .. }
+            | Op::ArgReduce { .. }
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Slice(_)
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Flip { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
+            | Op::MatMul
+            | Op::Conv2d { .. }
+            | Op::Window { .. } => {
+                let args = operands
+                    .iter()
+                    .map(|o| {
+                        values.get(o).ok_or_else(|| EvalError::Malformed {
+                            node: Some(id),
+                            op: node.op.name(),
+                            msg: format!("operand {o} has no value"),
+                        })
+                    })
+                    .collect::<Result<Vec<&Array>, EvalError>>()?;
+                op::eval_op(&node.op, &args, node.dtype, &shape).map_err(|e| e.at(id))?
+            }
+        };
+        for o in operands {
+            if let Some(n) = uses.get_mut(&o) {
+                *n -= 1;
+                if *n == 0 {
+                    values.remove(&o);
+                }
+            }
+        }
+        values.insert(id, value);
+    }
+    outputs
+        .iter()
+        .map(|o| {
+            values.get(o).cloned().ok_or_else(|| EvalError::Malformed {
+                node: Some(*o),
+                op: graph.node(*o).op.name(),
+                msg: "output has no value".into(),
+            })
+        })
+        .collect()
+}
+
+/// Checks a fed input or parameter against its node's dtype and concrete shape.
+fn fed_value(
+    kind: ValueKind,
+    name: &str,
+    a: &Array,
+    node: &kiln_ir::Node,
+    shape: &[usize],
+    bindings: &HashMap<String, u64>,
+) -> Result<Array, EvalError> {
+    if a.dtype() != node.dtype {
+        return Err(EvalError::DTypeMismatch {
+            kind,
+            name: name.to_string(),
+            expected: node.dtype,
+            got: a.dtype(),
+        });
+    }
+    if a.shape() != shape {
+        return Err(EvalError::ShapeMismatch {
+            kind,
+            name: name.to_string(),
+            expected: bind::describe(&node.shape, bindings),
+            got: a.shape().to_vec(),
+        });
+    }
+    Ok(a.clone())
+}

@@ -70,7 +70,7 @@ pub enum DimError {
 impl Dim {
     /// A known size.
     pub fn known(n: u64) -> Dim {
-        Dim::constant(n as i64)
+        Dim::constant(i64::try_from(n).unwrap_or(i64::MAX))
     }
 
     fn constant(n: i64) -> Dim {
@@ -178,9 +178,12 @@ impl Dim {
         let (m0, c0) = self.terms.iter().next()?;
         let (r0, rc0) = rhs.terms.iter().next()?;
         let q = Dim {
-            terms: [(m0.div(r0)?, if c0 % rc0 == 0 { c0 / rc0 } else { return None })]
-                .into_iter()
-                .collect(),
+            terms: [(
+                m0.div(r0)?,
+                if c0 % rc0 == 0 { c0 / rc0 } else { return None },
+            )]
+            .into_iter()
+            .collect(),
         };
         (&q * rhs == *self).then_some(q)
     }
@@ -237,10 +240,16 @@ impl Add for Dim {
 impl Add for &Dim {
     type Output = Dim;
     fn add(self, rhs: &Dim) -> Dim {
-        let mut terms = self.terms.clone();
+        Dim::sum_of(self, rhs)
+    }
+}
+
+impl Dim {
+    fn sum_of(a: &Dim, rhs: &Dim) -> Dim {
+        let mut terms = a.terms.clone();
         for (m, c) in &rhs.terms {
             let e = terms.entry(m.clone()).or_insert(0);
-            *e += c;
+            *e = e.saturating_add(*c);
             if *e == 0 {
                 terms.remove(m);
             }
@@ -248,13 +257,22 @@ impl Add for &Dim {
         Dim { terms }
     }
 }
+impl Dim {
+    fn negated(self) -> Dim {
+        Dim {
+            terms: self
+                .terms
+                .into_iter()
+                .map(|(m, c)| (m, c.saturating_neg()))
+                .collect(),
+        }
+    }
+}
+
 impl Sub for Dim {
     type Output = Dim;
     fn sub(self, rhs: Dim) -> Dim {
-        let neg = Dim {
-            terms: rhs.terms.into_iter().map(|(m, c)| (m, -c)).collect(),
-        };
-        &self + &neg
+        Dim::sum_of(&self, &rhs.negated())
     }
 }
 impl Mul for Dim {
@@ -271,7 +289,7 @@ impl Mul for &Dim {
             for (m2, c2) in &rhs.terms {
                 let m = m1.mul(m2);
                 let e = terms.entry(m.clone()).or_insert(0);
-                *e += c1 * c2;
+                *e = e.saturating_add(c1.saturating_mul(*c2));
                 if *e == 0 {
                     terms.remove(&m);
                 }
@@ -353,7 +371,10 @@ impl std::str::FromStr for Dim {
                 let f = if let Ok(n) = base.parse::<u64>() {
                     Dim::constant(i64::try_from(n).map_err(|_| err())?)
                 } else if !base.is_empty()
-                    && base.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && base
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_alphabetic() || c == '_')
                     && base.chars().all(|c| c.is_alphanumeric() || c == '_')
                 {
                     Dim::sym(base)
@@ -394,7 +415,10 @@ mod tests {
         let flat = Dim::product([&n, &t, &Dim::known(28)]);
         assert_eq!(flat.to_string(), "N*T*28");
         assert_eq!(flat.exact_div(&Dim::known(28)), Some(&n * &t));
-        assert_eq!(flat.exact_div(&(&t * &Dim::known(4))), Some(&n * &Dim::known(7)));
+        assert_eq!(
+            flat.exact_div(&(&t * &Dim::known(4))),
+            Some(&n * &Dim::known(7))
+        );
         assert_eq!(n.exact_div(&Dim::known(2)), None);
         assert_eq!((&n * &t), (&t * &n));
     }

@@ -110,7 +110,12 @@ impl Graph {
     }
 
     /// Like [`Graph::add`], recording where the node was built.
-    pub fn add_at(&mut self, op: Op, operands: &[NodeId], loc: Option<Loc>) -> Result<NodeId, GraphError> {
+    pub fn add_at(
+        &mut self,
+        op: Op,
+        operands: &[NodeId],
+        loc: Option<Loc>,
+    ) -> Result<NodeId, GraphError> {
         for &o in operands {
             if !self.contains(o) {
                 return Err(GraphError::UnknownNode(o));
@@ -126,7 +131,15 @@ impl Graph {
                 .collect();
             infer(&op, &ops)?
         };
-        Ok(self.add_unchecked(Node { op, dtype, shape, loc }, operands))
+        Ok(self.add_unchecked(
+            Node {
+                op,
+                dtype,
+                shape,
+                loc,
+            },
+            operands,
+        ))
     }
 
     /// Adds a node whose dtype and shape the caller already knows (used by parsers and
@@ -172,6 +185,18 @@ impl Graph {
         e.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// Every operand edge of `id` as `(position, operand)`, sorted by position, duplicates and
+    /// gaps included (the verifier checks that positions are exactly `0..k`).
+    pub fn operand_edges(&self, id: NodeId) -> Vec<(u32, NodeId)> {
+        let mut e: Vec<(u32, NodeId)> = self
+            .g
+            .edges_directed(id.index(), Direction::Incoming)
+            .map(|e| (*e.weight(), NodeId::from_index(e.source())))
+            .collect();
+        e.sort_unstable();
+        e
+    }
+
     /// Distinct users of `id`, sorted.
     pub fn users(&self, id: NodeId) -> Vec<NodeId> {
         let mut u: Vec<NodeId> = self
@@ -204,10 +229,20 @@ impl Graph {
         let mut indeg: std::collections::HashMap<NodeId, usize> = self
             .node_ids()
             .into_iter()
-            .map(|n| (n, self.g.edges_directed(n.index(), Direction::Incoming).count()))
+            .map(|n| {
+                (
+                    n,
+                    self.g
+                        .edges_directed(n.index(), Direction::Incoming)
+                        .count(),
+                )
+            })
             .collect();
-        let mut ready: std::collections::BTreeSet<NodeId> =
-            indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+        let mut ready: std::collections::BTreeSet<NodeId> = indeg
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| *n)
+            .collect();
         let mut out = Vec::with_capacity(indeg.len());
         while let Some(n) = ready.pop_first() {
             out.push(n);
@@ -245,7 +280,11 @@ impl Graph {
                 stack.extend(self.operands(n));
             }
         }
-        Ok(self.topo_order()?.into_iter().filter(|n| keep.contains(n)).collect())
+        Ok(self
+            .topo_order()?
+            .into_iter()
+            .filter(|n| keep.contains(n))
+            .collect())
     }
 
     /// Makes every user of `old` use `new` instead (operand positions kept).

@@ -84,7 +84,13 @@ fn known(op: &'static str, d: &Dim, what: &str) -> Result<u64, ShapeError> {
 }
 
 /// Output size of a sliding window: `floor((n + pad - span) / stride) + 1`.
-fn window_out(op: &'static str, n: &Dim, pad: u64, span: u64, stride: u64) -> Result<Dim, ShapeError> {
+fn window_out(
+    op: &'static str,
+    n: &Dim,
+    pad: u64,
+    span: u64,
+    stride: u64,
+) -> Result<Dim, ShapeError> {
     if stride == 0 {
         return Err(ShapeError::invalid(op, "stride must be at least 1"));
     }
@@ -107,7 +113,13 @@ fn unary_dtype(u: UnaryOp, x: DType) -> Result<DType, ShapeError> {
             Ok(x)
         }
         UnaryOp::Not => {
-            require(name, "operand", x, x == DType::Bool || x.is_int(), "bool or an integer")?;
+            require(
+                name,
+                "operand",
+                x,
+                x == DType::Bool || x.is_int(),
+                "bool or an integer",
+            )?;
             Ok(x)
         }
         UnaryOp::IsNan => {
@@ -159,7 +171,13 @@ fn binary_dtype(b: BinaryOp, lhs: DType, rhs: DType) -> Result<DType, ShapeError
             Ok(DType::Bool)
         }
         BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-            require(name, "operands", lhs, lhs == DType::Bool || lhs.is_int(), "bool or an integer")?;
+            require(
+                name,
+                "operands",
+                lhs,
+                lhs == DType::Bool || lhs.is_int(),
+                "bool or an integer",
+            )?;
             Ok(lhs)
         }
     }
@@ -170,12 +188,18 @@ fn check_perm(op: &'static str, perm: &[usize], rank: usize) -> Result<(), Shape
     if perm.len() != rank {
         return Err(ShapeError::invalid(
             op,
-            format!("permutation {perm:?} has {} entries for rank {rank}", perm.len()),
+            format!(
+                "permutation {perm:?} has {} entries for rank {rank}",
+                perm.len()
+            ),
         ));
     }
     for &p in perm {
         if p >= rank || std::mem::replace(&mut seen[p], true) {
-            return Err(ShapeError::invalid(op, format!("{perm:?} is not a permutation of 0..{rank}")));
+            return Err(ShapeError::invalid(
+                op,
+                format!("{perm:?} is not a permutation of 0..{rank}"),
+            ));
         }
     }
     Ok(())
@@ -185,7 +209,10 @@ fn check_axes(op: &'static str, axes: &[usize], shape: &Shape) -> Result<(), Sha
     for (i, &a) in axes.iter().enumerate() {
         check_axis(op, a, shape)?;
         if i > 0 && axes[i - 1] >= a {
-            return Err(ShapeError::invalid(op, format!("axes {axes:?} must be sorted and unique")));
+            return Err(ShapeError::invalid(
+                op,
+                format!("axes {axes:?} must be sorted and unique"),
+            ));
         }
     }
     Ok(())
@@ -214,7 +241,10 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let (kd, ks) = operands[0];
             require(name, "key", kd, kd == DType::U32, "u32")?;
             if *ks != Shape::known(&[2]) {
-                return Err(ShapeError::invalid(name, format!("key must have shape [2], got {ks}")));
+                return Err(ShapeError::invalid(
+                    name,
+                    format!("key must have shape [2], got {ks}"),
+                ));
             }
             Ok((DType::U32, shape.clone()))
         }
@@ -234,16 +264,28 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let (ad, as_) = operands[1];
             let (bd, bs) = operands[2];
             if ad != bd {
-                return Err(ShapeError::DTypeMismatch { op: name, lhs: ad, rhs: bd });
+                return Err(ShapeError::DTypeMismatch {
+                    op: name,
+                    lhs: ad,
+                    rhs: bd,
+                });
             }
             let ab = broadcast_shapes(name, as_, bs)?;
             Ok((ad, broadcast_shapes(name, cs, &ab)?))
+        }
+        Op::StopGradient => {
+            arity(op, operands, 1)?;
+            Ok((operands[0].0, operands[0].1.clone()))
         }
         Op::Cast(to) => {
             arity(op, operands, 1)?;
             Ok((*to, operands[0].1.clone()))
         }
-        Op::Reduce { op: r, axes, keepdim } => {
+        Op::Reduce {
+            op: r,
+            axes,
+            keepdim,
+        } => {
             arity(op, operands, 1)?;
             let (d, s) = operands[0];
             require(name, "operand", d, d.is_numeric(), "a numeric dtype")?;
@@ -282,7 +324,10 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             arity(op, operands, 1)?;
             let (d, s) = operands[0];
             if to.rank() < s.rank() {
-                return Err(ShapeError::invalid(name, format!("cannot expand {s} to lower rank {to}")));
+                return Err(ShapeError::invalid(
+                    name,
+                    format!("cannot expand {s} to lower rank {to}"),
+                ));
             }
             let off = to.rank() - s.rank();
             for (i, ds) in s.0.iter().enumerate() {
@@ -322,7 +367,10 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
                 if ax.start > ax.stop || ax.stop > n {
                     return Err(ShapeError::invalid(
                         name,
-                        format!("range {}..{} is out of bounds for an axis of size {n} in {s}", ax.start, ax.stop),
+                        format!(
+                            "range {}..{} is out of bounds for an axis of size {n} in {s}",
+                            ax.start, ax.stop
+                        ),
                     ));
                 }
                 out.push(Dim::known((ax.stop - ax.start).div_ceil(ax.step)));
@@ -333,14 +381,16 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             arity(op, operands, 1)?;
             let (d, s) = operands[0];
             if pads.len() != s.rank() {
-                return Err(ShapeError::invalid(name, format!("{} pad entries for shape {s}", pads.len())));
+                return Err(ShapeError::invalid(
+                    name,
+                    format!("{} pad entries for shape {s}", pads.len()),
+                ));
             }
-            let out = s
-                .0
-                .iter()
-                .zip(pads)
-                .map(|(dim, (lo, hi))| dim + &Dim::known(lo + hi))
-                .collect();
+            let out =
+                s.0.iter()
+                    .zip(pads)
+                    .map(|(dim, (lo, hi))| dim + &Dim::known(lo + hi))
+                    .collect();
             Ok((d, Shape(out)))
         }
         Op::Concat { axis } => {
@@ -356,10 +406,18 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let mut total = s0.0[*axis].clone();
             for &(d, s) in &operands[1..] {
                 if d != d0 {
-                    return Err(ShapeError::DTypeMismatch { op: name, lhs: d0, rhs: d });
+                    return Err(ShapeError::DTypeMismatch {
+                        op: name,
+                        lhs: d0,
+                        rhs: d,
+                    });
                 }
                 let same_rest = s.rank() == s0.rank()
-                    && s.0.iter().zip(&s0.0).enumerate().all(|(i, (a, b))| i == *axis || a == b);
+                    && s.0
+                        .iter()
+                        .zip(&s0.0)
+                        .enumerate()
+                        .all(|(i, (a, b))| i == *axis || a == b);
                 if !same_rest {
                     return Err(ShapeError::invalid(
                         name,
@@ -385,7 +443,12 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             require(name, "index", id, id.is_index(), "an integer dtype")?;
             check_axis(name, *axis, s)?;
             let ok = is.rank() == s.rank()
-                && is.0.iter().zip(&s.0).enumerate().all(|(i, (a, b))| i == *axis || a == b);
+                && is
+                    .0
+                    .iter()
+                    .zip(&s.0)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == *axis || a == b);
             if !ok {
                 return Err(ShapeError::invalid(
                     name,
@@ -402,14 +465,26 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             require(name, "index", id, id.is_index(), "an integer dtype")?;
             require(name, "target", td, td.is_numeric(), "a numeric dtype")?;
             if td != sd {
-                return Err(ShapeError::DTypeMismatch { op: name, lhs: td, rhs: sd });
+                return Err(ShapeError::DTypeMismatch {
+                    op: name,
+                    lhs: td,
+                    rhs: sd,
+                });
             }
             check_axis(name, *axis, ts)?;
             if is != ss {
-                return Err(ShapeError::invalid(name, format!("index shape {is} differs from source shape {ss}")));
+                return Err(ShapeError::invalid(
+                    name,
+                    format!("index shape {is} differs from source shape {ss}"),
+                ));
             }
             let ok = ss.rank() == ts.rank()
-                && ss.0.iter().zip(&ts.0).enumerate().all(|(i, (a, b))| i == *axis || a == b);
+                && ss
+                    .0
+                    .iter()
+                    .zip(&ts.0)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == *axis || a == b);
             if !ok {
                 return Err(ShapeError::invalid(
                     name,
@@ -423,7 +498,11 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let (ad, a) = operands[0];
             let (bd, b) = operands[1];
             if ad != bd {
-                return Err(ShapeError::DTypeMismatch { op: name, lhs: ad, rhs: bd });
+                return Err(ShapeError::DTypeMismatch {
+                    op: name,
+                    lhs: ad,
+                    rhs: bd,
+                });
             }
             require(name, "operands", ad, ad.is_numeric(), "a numeric dtype")?;
             if a.rank() < 2 || b.rank() < 2 {
@@ -445,24 +524,38 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let ba = Shape(a.0[..a.rank() - 2].to_vec());
             let bb = Shape(b.0[..b.rank() - 2].to_vec());
             let mut batch = broadcast_shapes(name, &ba, &bb).map_err(|_| {
-                ShapeError::invalid(name, format!("batch dimensions of {a} and {b} are not broadcastable"))
+                ShapeError::invalid(
+                    name,
+                    format!("batch dimensions of {a} and {b} are not broadcastable"),
+                )
             })?;
             batch.0.push(m.clone());
             batch.0.push(n.clone());
             Ok((ad, batch))
         }
-        Op::Conv2d { stride, padding, dilation, groups } => {
+        Op::Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => {
             arity(op, operands, 2)?;
             let (xd, x) = operands[0];
             let (wd, w) = operands[1];
             if xd != wd {
-                return Err(ShapeError::DTypeMismatch { op: name, lhs: xd, rhs: wd });
+                return Err(ShapeError::DTypeMismatch {
+                    op: name,
+                    lhs: xd,
+                    rhs: wd,
+                });
             }
             require(name, "operands", xd, xd.is_float(), "f32 or f64")?;
             if x.rank() != 4 || w.rank() != 4 {
                 return Err(ShapeError::invalid(
                     name,
-                    format!("input [N, C, H, W] and weight [O, C/groups, KH, KW] expected, got {x} and {w}"),
+                    format!(
+                        "input [N, C, H, W] and weight [O, C/groups, KH, KW] expected, got {x} and {w}"
+                    ),
                 ));
             }
             let g = *groups;
@@ -472,7 +565,9 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             if g == 0 || c % g != 0 || o % g != 0 || ci * g != c {
                 return Err(ShapeError::invalid(
                     name,
-                    format!("input {x} and weight {w} do not agree with groups={g} (need C = weight[1] * groups, O % groups = 0)"),
+                    format!(
+                        "input {x} and weight {w} do not agree with groups={g} (need C = weight[1] * groups, O % groups = 0)"
+                    ),
                 ));
             }
             let mut out = vec![x.0[0].clone(), Dim::known(o)];
@@ -482,11 +577,22 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
                     return Err(ShapeError::invalid(name, "dilation must be at least 1"));
                 }
                 let span = dilation[i] * (k.max(1) - 1) + 1;
-                out.push(window_out(name, &x.0[2 + i], 2 * padding[i], span, stride[i])?);
+                out.push(window_out(
+                    name,
+                    &x.0[2 + i],
+                    2 * padding[i],
+                    span,
+                    stride[i],
+                )?);
             }
             Ok((xd, Shape(out)))
         }
-        Op::Window { window, stride, padding, .. } => {
+        Op::Window {
+            window,
+            stride,
+            padding,
+            ..
+        } => {
             arity(op, operands, 1)?;
             let (d, s) = operands[0];
             require(name, "operand", d, d.is_numeric(), "a numeric dtype")?;
@@ -494,16 +600,27 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             if k == 0 || k > s.rank() || stride.len() != k || padding.len() != k {
                 return Err(ShapeError::invalid(
                     name,
-                    format!("window {window:?}, stride {stride:?} and padding {padding:?} must have equal length <= rank of {s}"),
+                    format!(
+                        "window {window:?}, stride {stride:?} and padding {padding:?} must have equal length <= rank of {s}"
+                    ),
                 ));
             }
             let mut out = s.0[..s.rank() - k].to_vec();
             for i in 0..k {
                 let (lo, hi) = padding[i];
                 if lo >= window[i] || hi >= window[i] {
-                    return Err(ShapeError::invalid(name, format!("padding {padding:?} must be smaller than the window {window:?}")));
+                    return Err(ShapeError::invalid(
+                        name,
+                        format!("padding {padding:?} must be smaller than the window {window:?}"),
+                    ));
                 }
-                out.push(window_out(name, &s.0[s.rank() - k + i], lo + hi, window[i], stride[i])?);
+                out.push(window_out(
+                    name,
+                    &s.0[s.rank() - k + i],
+                    lo + hi,
+                    window[i],
+                    stride[i],
+                )?);
             }
             Ok((d, Shape(out)))
         }

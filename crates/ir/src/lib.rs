@@ -2,8 +2,8 @@
 //! possibly symbolic [`Shape`], stored in a [`Graph`] of typed [`NodeId`]s.
 //!
 //! Shape and dtype inference ([`infer`]) runs when a node is added, so every node in a graph
-//! is well-typed; the [`verify`] module re-checks a whole graph (used on parsed or loaded
-//! graphs) and collects every error. [`text`] prints and parses the readable form.
+//! is well-typed; the [`verify`](mod@verify) module re-checks a whole graph (used on parsed
+//! or loaded graphs) and collects every error. [`text`] prints and parses the readable form.
 
 pub mod array;
 pub mod dim;
@@ -23,3 +23,5 @@ pub use error::ShapeError;
 pub use graph::{Graph, GraphError, Loc, Node, NodeId};
 pub use op::{ArgOp, BinaryOp, F64Bits, Op, ReduceOp, SliceAxis, UnaryOp, WindowOp};
 pub use shape::Shape;
+pub use text::{ParseError, parse, parse_unverified};
+pub use verify::{VerifyError, VerifyErrorKind, format_with_errors, verify};

@@ -308,6 +308,9 @@ pub enum Op {
     Select,
     /// Element type conversion. Operand: x.
     Cast(DType),
+    /// Identity for evaluation; differentiation treats the result as a constant
+    /// (JAX's `stop_gradient`, PyTorch's `detach`). Operand: x.
+    StopGradient,
     /// Reduction over `axes`. Operand: x.
     Reduce {
         /// Which reduction.
@@ -431,6 +434,7 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Select => "select",
             Op::Cast(_) => "cast",
+            Op::StopGradient => "stop_gradient",
             Op::Reduce { op, .. } => op.name(),
             Op::ArgReduce { op, .. } => op.name(),
             Op::Reshape(_) => "reshape",
@@ -460,7 +464,7 @@ impl Op {
     pub fn is_elementwise(&self) -> bool {
         matches!(
             self,
-            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_)
+            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient
         )
     }
 

@@ -1,15 +1,1276 @@
-//! Readable text form of a graph (printer and parser).
+//! Readable text form of a graph: the printer (`Display for Graph`) and the parser ([`parse`]),
+//! which round-trip every graph, node ids included.
+//!
+//! One node per line, in id order, like a listing:
+//!
+//! ```text
+//! n0 = input "x" : f32[N, 784]
+//! n1 = param "fc1.weight" : f32[128, 784]
+//! n2 = permute n1 [1, 0] : f32[784, 128]
+//! n3 = matmul n0, n2 : f32[N, 128]          ; a comment
+//! n4 = const f32[3] [1.0, 2.5, -0.0] : f32[3]
+//! n5 = reduce_sum n3 axes=[1] keepdim=false : f32[N] @ src/model.rs:12:5
+//! ```
+//!
+//! A line is `nK = OP OPERANDS ATTRIBUTES : TYPE [@ LOC]`. Operands are node ids separated by
+//! commas; they may refer to nodes defined on later lines. Attributes follow in a fixed order
+//! per op:
+//!
+//! | op | attributes |
+//! |----|------------|
+//! | `input`, `param` | `"name"` (escaped like a Rust string) |
+//! | `const` | `DTYPE[SHAPE] [v0, v1, ...]` (row-major elements) |
+//! | `iota` | `axis=A` |
+//! | `random_bits`, unary, binary, `select`, `stop_gradient`, `cast`, `reshape`, `expand`, `matmul` | none |
+//! | `reduce_sum`, `reduce_max`, `reduce_min`, `reduce_prod` | `axes=[A, ...] keepdim=BOOL` |
+//! | `argmax`, `argmin` | `axis=A keepdim=BOOL` |
+//! | `permute` | `[P0, P1, ...]` |
+//! | `slice` | `[ENTRY, ...]`, an entry being `start:stop`, `start:stop:step` or `:` (whole axis) |
+//! | `pad` | `[(LO, HI), ...] value=FLOAT` |
+//! | `concat`, `gather`, `scatter_add` | `axis=A` |
+//! | `flip` | `axes=[A, ...]` |
+//! | `conv2d` | `stride=[H, W] padding=[H, W] dilation=[H, W] groups=G` |
+//! | `window_sum`, `window_max` | `window=[..] stride=[..] padding=[(LO, HI), ...]` |
+//!
+//! Ops whose attribute *is* the result type take it from the stated type: `input`, `param`
+//! and `iota` (dtype and shape), `random_bits`, `reshape` and `expand` (shape), `cast`
+//! (dtype). Only when a node's stated type disagrees with its op (a graph that fails
+//! verification) is the attribute printed, as a last `type=DTYPE[SHAPE]`, `shape=[SHAPE]` or
+//! `dtype=DTYPE`.
+//!
+//! Floats print with Rust's shortest round-trip formatting, plus `inf`, `-inf`, `nan`
+//! (the canonical quiet NaN), `-nan` and `nan:0xBITS` for any other NaN bit pattern, so
+//! constants round-trip bit for bit. Dims print and parse as [`Dim`] expressions (`N*T*28`).
+//! `;` starts a comment that runs to the end of the line; blank lines are ignored. The
+//! provenance suffix is `@ FILE:LINE:COLUMN`, with FILE quoted when it contains whitespace,
+//! `;` or `"`.
+//!
+//! [`parse`] runs the verifier, so a parsed graph is as trustworthy as one built with
+//! [`Graph::add`]; [`parse_unverified`] only checks the syntax (for tools that show the
+//! verifier's errors).
 
-use crate::graph::Graph;
-use std::fmt;
+use crate::array::{Array, Data};
+use crate::dim::Dim;
+use crate::dtype::DType;
+use crate::graph::{Graph, Loc, Node, NodeId};
+use crate::op::{ArgOp, BinaryOp, F64Bits, Op, ReduceOp, SliceAxis, UnaryOp, WindowOp};
+use crate::shape::Shape;
+use crate::verify::{VerifyErrorKind, verify};
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+/// The bits of the canonical quiet `f32` NaN, printed `nan`.
+const F32_NAN_BITS: u32 = 0x7fc0_0000;
+/// The bits of the canonical quiet `f64` NaN, printed `nan`.
+const F64_NAN_BITS: u64 = 0x7ff8_0000_0000_0000;
+
+/// The largest node id the parser accepts. Ids with gaps are recreated by adding placeholder
+/// nodes, so the bound caps the memory a hostile text can make the parser allocate.
+pub const MAX_NODE_ID: u32 = (1 << 20) - 1;
+
+const REDUCE_OPS: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod];
+const ARG_OPS: [ArgOp; 2] = [ArgOp::ArgMax, ArgOp::ArgMin];
+const WINDOW_OPS: [WindowOp; 2] = [WindowOp::Sum, WindowOp::Max];
+
+// ---------------------------------------------------------------------------------------------
+// Printer
+// ---------------------------------------------------------------------------------------------
 
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for id in self.node_ids() {
-            let n = self.node(id);
-            let ops: Vec<String> = self.operands(id).iter().map(|o| o.to_string()).collect();
-            writeln!(f, "{id} = {} {} : {}{}", n.op.name(), ops.join(", "), n.dtype, n.shape)?;
+            write_node(f, self, id)?;
+            f.write_char('\n')?;
         }
         Ok(())
     }
+}
+
+/// The text line of one node (without a newline), as the graph printer writes it.
+/// Returns an empty string if `id` is not a live node.
+pub fn format_node(g: &Graph, id: NodeId) -> String {
+    let mut s = String::new();
+    if g.contains(id) {
+        // Writing into a String cannot fail.
+        let _ = write_node(&mut s, g, id);
+    }
+    s
+}
+
+fn write_node(out: &mut impl fmt::Write, g: &Graph, id: NodeId) -> fmt::Result {
+    let n = g.node(id);
+    write!(out, "{id} = {}", n.op.name())?;
+    for (i, o) in g.operands(id).iter().enumerate() {
+        out.write_str(if i == 0 { " " } else { ", " })?;
+        write!(out, "{o}")?;
+    }
+    write_attrs(out, n)?;
+    write!(out, " : {}{}", n.dtype, n.shape)?;
+    if let Some(loc) = &n.loc {
+        out.write_str(" @ ")?;
+        write_loc(out, loc)?;
+    }
+    Ok(())
+}
+
+fn write_list<T>(
+    out: &mut impl fmt::Write,
+    items: &[T],
+    mut item: impl FnMut(&mut dyn fmt::Write, &T) -> fmt::Result,
+) -> fmt::Result {
+    out.write_char('[')?;
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.write_str(", ")?;
+        }
+        item(out, x)?;
+    }
+    out.write_char(']')
+}
+
+fn write_nums<T: fmt::Display>(out: &mut impl fmt::Write, items: &[T]) -> fmt::Result {
+    write_list(out, items, |o, x| write!(o, "{x}"))
+}
+
+fn write_pairs(out: &mut impl fmt::Write, items: &[(u64, u64)]) -> fmt::Result {
+    write_list(out, items, |o, (a, b)| write!(o, "({a}, {b})"))
+}
+
+fn write_attrs(out: &mut impl fmt::Write, n: &Node) -> fmt::Result {
+    let stated = (n.dtype, &n.shape);
+    match &n.op {
+        Op::Input { name, dtype, shape } | Op::Parameter { name, dtype, shape } => {
+            out.write_char(' ')?;
+            write_string(out, name)?;
+            if (*dtype, shape) != stated {
+                write!(out, " type={dtype}{shape}")?;
+            }
+        }
+        Op::Constant(a) => {
+            write!(out, " {}{} ", a.dtype(), Shape::known(a.shape()))?;
+            write_data(out, a.data())?;
+        }
+        Op::Iota { dtype, shape, axis } => {
+            write!(out, " axis={axis}")?;
+            if (*dtype, shape) != stated {
+                write!(out, " type={dtype}{shape}")?;
+            }
+        }
+        Op::RandomBits { shape } | Op::Reshape(shape) | Op::Expand(shape) => {
+            if *shape != n.shape {
+                write!(out, " shape={shape}")?;
+            }
+        }
+        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::StopGradient | Op::MatMul => {}
+        Op::Cast(to) => {
+            if *to != n.dtype {
+                write!(out, " dtype={to}")?;
+            }
+        }
+        Op::Reduce { axes, keepdim, .. } => {
+            out.write_str(" axes=")?;
+            write_nums(out, axes)?;
+            write!(out, " keepdim={keepdim}")?;
+        }
+        Op::ArgReduce { axis, keepdim, .. } => write!(out, " axis={axis} keepdim={keepdim}")?,
+        Op::Permute(perm) => {
+            out.write_char(' ')?;
+            write_nums(out, perm)?;
+        }
+        Op::Slice(axes) => {
+            out.write_char(' ')?;
+            write_list(out, axes, |o, a| {
+                if a.start == 0 && a.stop == u64::MAX && a.step == 1 {
+                    o.write_char(':')
+                } else if a.step == 1 {
+                    write!(o, "{}:{}", a.start, a.stop)
+                } else {
+                    write!(o, "{}:{}:{}", a.start, a.stop, a.step)
+                }
+            })?;
+        }
+        Op::Pad { pads, value } => {
+            out.write_char(' ')?;
+            write_pairs(out, pads)?;
+            write!(out, " value={}", fmt_f64(value.get()))?;
+        }
+        Op::Concat { axis } | Op::Gather { axis } | Op::ScatterAdd { axis } => {
+            write!(out, " axis={axis}")?;
+        }
+        Op::Flip { axes } => {
+            out.write_str(" axes=")?;
+            write_nums(out, axes)?;
+        }
+        Op::Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => {
+            out.write_str(" stride=")?;
+            write_nums(out, stride)?;
+            out.write_str(" padding=")?;
+            write_nums(out, padding)?;
+            out.write_str(" dilation=")?;
+            write_nums(out, dilation)?;
+            write!(out, " groups={groups}")?;
+        }
+        Op::Window {
+            window,
+            stride,
+            padding,
+            ..
+        } => {
+            out.write_str(" window=")?;
+            write_nums(out, window)?;
+            out.write_str(" stride=")?;
+            write_nums(out, stride)?;
+            out.write_str(" padding=")?;
+            write_pairs(out, padding)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_data(out: &mut impl fmt::Write, data: &Data) -> fmt::Result {
+    match data {
+        Data::F32(v) => write_list(out, v, |o, x| o.write_str(&fmt_f32(*x))),
+        Data::F64(v) => write_list(out, v, |o, x| o.write_str(&fmt_f64(*x))),
+        Data::I32(v) => write_nums(out, v),
+        Data::I64(v) => write_nums(out, v),
+        Data::U32(v) => write_nums(out, v),
+        Data::Bool(v) => write_nums(out, v),
+    }
+}
+
+/// An `f32` as the text form writes it: shortest round-trip digits, `inf`, `-inf`, `nan`,
+/// `-nan`, or `nan:0xBITS` for a NaN other than the canonical quiet one and its negation.
+pub fn fmt_f32(x: f32) -> String {
+    if x.is_nan() {
+        let bits = x.to_bits();
+        if bits == F32_NAN_BITS {
+            "nan".to_string()
+        } else if bits == F32_NAN_BITS | (1 << 31) {
+            "-nan".to_string()
+        } else {
+            format!("nan:0x{bits:08x}")
+        }
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+/// An `f64` as the text form writes it (see [`fmt_f32`]).
+pub fn fmt_f64(x: f64) -> String {
+    if x.is_nan() {
+        let bits = x.to_bits();
+        if bits == F64_NAN_BITS {
+            "nan".to_string()
+        } else if bits == F64_NAN_BITS | (1 << 63) {
+            "-nan".to_string()
+        } else {
+            format!("nan:0x{bits:016x}")
+        }
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+fn write_string(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    out.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32)?,
+            c => out.write_char(c)?,
+        }
+    }
+    out.write_char('"')
+}
+
+fn write_loc(out: &mut impl fmt::Write, loc: &Loc) -> fmt::Result {
+    let plain = !loc.file.is_empty()
+        && !loc
+            .file
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ';' || c == '"');
+    if plain {
+        out.write_str(&loc.file)?;
+    } else {
+        write_string(out, &loc.file)?;
+    }
+    write!(out, ":{}:{}", loc.line, loc.column)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------------------------
+
+/// A syntax or verification error in graph text, at a 1-based line and column (in chars).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}:{column}: {message}")]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses graph text and verifies the result (every node's stated type must be the one
+/// inference gives, and the rest of [`verify`]'s rules must hold). A verifier error is
+/// reported at the line of the node it concerns, naming the node.
+pub fn parse(text: &str) -> Result<Graph, ParseError> {
+    let (g, lines) = parse_lines(text)?;
+    match verify(&g) {
+        Ok(()) => Ok(g),
+        Err(errors) => {
+            let first = errors
+                .iter()
+                .min_by_key(|e| lines.get(&e.node).map_or(usize::MAX, |l| l.line))
+                .cloned();
+            let Some(first) = first else {
+                return Ok(g);
+            };
+            let (line, column) = lines.get(&first.node).map_or((1, 1), |l| match first.kind {
+                VerifyErrorKind::Type => (l.line, l.type_col),
+                _ => (l.line, l.op_col),
+            });
+            let more = errors.len() - 1;
+            let mut message = first.to_string();
+            if more > 0 {
+                let _ = write!(message, " (and {more} more verifier error{})", plural(more));
+            }
+            Err(ParseError {
+                line,
+                column,
+                message,
+            })
+        }
+    }
+}
+
+/// Parses graph text without verifying it: the stated types are taken as they are. Use it
+/// to load a graph whose verifier errors you want to show (see
+/// [`crate::verify::format_with_errors`]); use [`parse`] for anything you will compile.
+pub fn parse_unverified(text: &str) -> Result<Graph, ParseError> {
+    parse_lines(text).map(|(g, _)| g)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Where a node was defined in the text.
+#[derive(Debug, Clone, Copy)]
+struct LineInfo {
+    line: usize,
+    op_col: usize,
+    type_col: usize,
+}
+
+/// One parsed node line, before the graph is built.
+#[derive(Debug)]
+struct NodeLine {
+    id: NodeId,
+    info: LineInfo,
+    id_col: usize,
+    operands: Vec<(NodeId, usize)>,
+    node: Node,
+}
+
+fn parse_lines(text: &str) -> Result<(Graph, HashMap<NodeId, LineInfo>), ParseError> {
+    let mut nodes: Vec<NodeLine> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut c = Cursor::new(line, i + 1);
+        if let Some(n) = c.node_line()? {
+            nodes.push(n);
+        }
+    }
+    let mut infos: HashMap<NodeId, LineInfo> = HashMap::with_capacity(nodes.len());
+    for n in &nodes {
+        if let Some(prev) = infos.insert(n.id, n.info) {
+            return Err(ParseError {
+                line: n.info.line,
+                column: n.id_col,
+                message: format!("{} is already defined on line {}", n.id, prev.line),
+            });
+        }
+    }
+    for n in &nodes {
+        for &(o, col) in &n.operands {
+            if !infos.contains_key(&o) {
+                return Err(ParseError {
+                    line: n.info.line,
+                    column: col,
+                    message: format!("operand {o} of {} is not defined", n.id),
+                });
+            }
+        }
+    }
+    let max_id = nodes.iter().map(|n| n.id.0).max();
+    let mut g = Graph::new();
+    let Some(max_id) = max_id else {
+        return Ok((g, infos));
+    };
+    // Recreate the ids exactly: add nodes in id order with fillers in the gaps (a fresh
+    // graph hands out ids 0, 1, 2, ...), then drop the fillers.
+    nodes.sort_by_key(|n| n.id);
+    let mut edges: Vec<(NodeId, Vec<NodeId>)> = Vec::with_capacity(nodes.len());
+    let mut fillers = Vec::with_capacity(max_id as usize + 1 - nodes.len());
+    for n in nodes {
+        while g.len() < n.id.0 as usize {
+            fillers.push(g.add_unchecked(placeholder(), &[]));
+        }
+        g.add_unchecked(n.node, &[]);
+        edges.push((n.id, n.operands.into_iter().map(|(o, _)| o).collect()));
+    }
+    for f in fillers {
+        g.remove(f);
+    }
+    for (user, operands) in edges {
+        for (pos, o) in operands.into_iter().enumerate() {
+            g.set_operand(user, pos as u32, o);
+        }
+    }
+    Ok((g, infos))
+}
+
+fn placeholder() -> Node {
+    Node {
+        op: Op::MatMul,
+        dtype: DType::F32,
+        shape: Shape::scalar(),
+        loc: None,
+    }
+}
+
+/// An op whose attribute may come from the stated type, waiting for that type.
+enum Draft {
+    Done(Op),
+    Input(String, Option<(DType, Shape)>),
+    Parameter(String, Option<(DType, Shape)>),
+    Iota(usize, Option<(DType, Shape)>),
+    RandomBits(Option<Shape>),
+    Cast(Option<DType>),
+    Reshape(Option<Shape>),
+    Expand(Option<Shape>),
+}
+
+impl Draft {
+    fn finish(self, dtype: DType, shape: &Shape) -> Op {
+        let ty = |t: Option<(DType, Shape)>| t.unwrap_or_else(|| (dtype, shape.clone()));
+        match self {
+            Draft::Done(op) => op,
+            Draft::Input(name, t) => {
+                let (dtype, shape) = ty(t);
+                Op::Input { name, dtype, shape }
+            }
+            Draft::Parameter(name, t) => {
+                let (dtype, shape) = ty(t);
+                Op::Parameter { name, dtype, shape }
+            }
+            Draft::Iota(axis, t) => {
+                let (dtype, shape) = ty(t);
+                Op::Iota { dtype, shape, axis }
+            }
+            Draft::RandomBits(s) => Op::RandomBits {
+                shape: s.unwrap_or_else(|| shape.clone()),
+            },
+            Draft::Cast(d) => Op::Cast(d.unwrap_or(dtype)),
+            Draft::Reshape(s) => Op::Reshape(s.unwrap_or_else(|| shape.clone())),
+            Draft::Expand(s) => Op::Expand(s.unwrap_or_else(|| shape.clone())),
+        }
+    }
+}
+
+type PResult<T> = Result<T, ParseError>;
+
+/// A cursor over one line of text.
+struct Cursor {
+    chars: Vec<char>,
+    pos: usize,
+    line: usize,
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+fn node_id_of(word: &str) -> Option<NodeId> {
+    let digits = word.strip_prefix('n')?;
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u32>().ok().map(NodeId)
+}
+
+impl Cursor {
+    fn new(line: &str, number: usize) -> Cursor {
+        Cursor {
+            chars: line.chars().collect(),
+            pos: 0,
+            line: number,
+        }
+    }
+
+    fn col(&self) -> usize {
+        self.pos + 1
+    }
+
+    fn err_at<T>(&self, column: usize, message: impl Into<String>) -> PResult<T> {
+        Err(ParseError {
+            line: self.line,
+            column,
+            message: message.into(),
+        })
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    /// After whitespace: true at the end of the line or at a comment.
+    fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        matches!(self.peek(), None | Some(';'))
+    }
+
+    /// A description of what is next, for error messages.
+    fn found(&self) -> String {
+        match self.peek() {
+            None | Some(';') => "end of line".to_string(),
+            Some(c) => format!("`{c}`"),
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.skip_ws();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: char, what: &str) -> PResult<()> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            self.err_at(
+                self.col(),
+                format!("expected {what}, found {}", self.found()),
+            )
+        }
+    }
+
+    fn peek_ident(&mut self) -> Option<String> {
+        self.skip_ws();
+        if !self.peek().is_some_and(is_ident_start) {
+            return None;
+        }
+        let end = (self.pos..self.chars.len())
+            .find(|&i| !is_ident_char(self.chars[i]))
+            .unwrap_or(self.chars.len());
+        Some(self.chars[self.pos..end].iter().collect())
+    }
+
+    fn ident(&mut self, what: &str) -> PResult<(String, usize)> {
+        let col = {
+            self.skip_ws();
+            self.col()
+        };
+        match self.peek_ident() {
+            Some(s) => {
+                self.pos += s.chars().count();
+                Ok((s, col))
+            }
+            None => self.err_at(col, format!("expected {what}, found {}", self.found())),
+        }
+    }
+
+    fn node_ref(&mut self, what: &str) -> PResult<(NodeId, usize)> {
+        let (word, col) = self.ident(what)?;
+        match node_id_of(&word) {
+            Some(id) if id.0 <= MAX_NODE_ID => Ok((id, col)),
+            Some(_) => self.err_at(
+                col,
+                format!("node id `{word}` is larger than n{MAX_NODE_ID}"),
+            ),
+            None => self.err_at(col, format!("expected {what} such as `n3`, found `{word}`")),
+        }
+    }
+
+    /// `key=` with the fixed key name.
+    fn key(&mut self, key: &str) -> PResult<()> {
+        self.skip_ws();
+        let col = self.col();
+        match self.peek_ident() {
+            Some(k) if k == key => {
+                self.pos += k.chars().count();
+                self.expect('=', &format!("`=` after `{key}`"))
+            }
+            _ => self.err_at(col, format!("expected `{key}=`, found {}", self.found())),
+        }
+    }
+
+    /// True (and consumes `key=`) if the next attribute is the optional `key`.
+    fn optional_key(&mut self, key: &str) -> PResult<bool> {
+        if self.peek_ident().as_deref() == Some(key) {
+            self.key(key)?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn uint<T: std::str::FromStr>(&mut self, what: &str) -> PResult<T> {
+        self.skip_ws();
+        let col = self.col();
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        if start == self.pos {
+            return self.err_at(col, format!("expected {what}, found {}", self.found()));
+        }
+        let s: String = self.chars[start..self.pos].iter().collect();
+        match s.parse::<T>() {
+            Ok(v) => Ok(v),
+            Err(_) => self.err_at(col, format!("{what} `{s}` is out of range")),
+        }
+    }
+
+    fn boolean(&mut self) -> PResult<bool> {
+        let (w, col) = self.ident("`true` or `false`")?;
+        match w.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => self.err_at(col, format!("expected `true` or `false`, found `{w}`")),
+        }
+    }
+
+    /// `[item, item, ...]`, possibly empty.
+    fn list<T>(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Cursor) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
+        self.expect('[', &format!("`[` starting {what}"))?;
+        let mut out = Vec::new();
+        if self.eat(']') {
+            return Ok(out);
+        }
+        loop {
+            out.push(item(self)?);
+            if self.eat(']') {
+                return Ok(out);
+            }
+            self.expect(',', &format!("`,` or `]` in {what}"))?;
+        }
+    }
+
+    fn uint_list<T: std::str::FromStr>(&mut self, what: &str) -> PResult<Vec<T>> {
+        self.list(what, |c| c.uint("a non-negative integer"))
+    }
+
+    fn pair(&mut self) -> PResult<(u64, u64)> {
+        self.expect('(', "`(` starting a `(before, after)` pair")?;
+        let a = self.uint("a non-negative integer")?;
+        self.expect(',', "`,` in a `(before, after)` pair")?;
+        let b = self.uint("a non-negative integer")?;
+        self.expect(')', "`)` closing a `(before, after)` pair")?;
+        Ok((a, b))
+    }
+
+    fn pair_list(&mut self, what: &str) -> PResult<Vec<(u64, u64)>> {
+        self.list(what, Cursor::pair)
+    }
+
+    fn two(&mut self, key: &str) -> PResult<[u64; 2]> {
+        self.key(key)?;
+        let col = {
+            self.skip_ws();
+            self.col()
+        };
+        let v: Vec<u64> = self.uint_list(&format!("`{key}`"))?;
+        match <[u64; 2]>::try_from(v) {
+            Ok(a) => Ok(a),
+            Err(v) => self.err_at(
+                col,
+                format!("`{key}` needs 2 entries (h, w), got {}", v.len()),
+            ),
+        }
+    }
+
+    fn string(&mut self) -> PResult<String> {
+        self.skip_ws();
+        let col = self.col();
+        if self.peek() != Some('"') {
+            return self.err_at(
+                col,
+                format!("expected a quoted string, found {}", self.found()),
+            );
+        }
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return self.err_at(col, "unterminated string");
+            };
+            self.pos += 1;
+            match c {
+                '"' => return Ok(out),
+                '\\' => {
+                    let esc_col = self.col() - 1;
+                    let Some(e) = self.peek() else {
+                        return self.err_at(col, "unterminated string");
+                    };
+                    self.pos += 1;
+                    match e {
+                        '"' => out.push('"'),
+                        '\\' => out.push('\\'),
+                        'n' => out.push('\n'),
+                        'r' => out.push('\r'),
+                        't' => out.push('\t'),
+                        '0' => out.push('\0'),
+                        'u' => {
+                            if self.peek() != Some('{') {
+                                return self.err_at(esc_col, "expected `\\u{HEX}`");
+                            }
+                            self.pos += 1;
+                            let start = self.pos;
+                            while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                                self.pos += 1;
+                            }
+                            let hex: String = self.chars[start..self.pos].iter().collect();
+                            if self.peek() != Some('}') {
+                                return self.err_at(esc_col, "expected `\\u{HEX}`");
+                            }
+                            self.pos += 1;
+                            match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                                Some(ch) => out.push(ch),
+                                None => {
+                                    return self.err_at(
+                                        esc_col,
+                                        format!("`\\u{{{hex}}}` is not a character"),
+                                    );
+                                }
+                            }
+                        }
+                        other => {
+                            return self.err_at(esc_col, format!("unknown escape `\\{other}`"));
+                        }
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn dtype(&mut self) -> PResult<DType> {
+        let (w, col) = self.ident("a dtype")?;
+        match w.parse::<DType>() {
+            Ok(d) => Ok(d),
+            Err(e) => self.err_at(col, e.to_string()),
+        }
+    }
+
+    /// `[d0, d1, ...]` where each dim is a [`Dim`] expression.
+    fn shape(&mut self) -> PResult<Shape> {
+        self.expect('[', "`[` starting a shape")?;
+        let mut dims = Vec::new();
+        if self.eat(']') {
+            return Ok(Shape(dims));
+        }
+        loop {
+            self.skip_ws();
+            let col = self.col();
+            let start = self.pos;
+            while self
+                .peek()
+                .is_some_and(|c| c != ',' && c != ']' && c != ';')
+            {
+                self.pos += 1;
+            }
+            let text: String = self.chars[start..self.pos].iter().collect();
+            let text = text.trim();
+            if text.is_empty() {
+                return self.err_at(col, format!("expected a dimension, found {}", self.found()));
+            }
+            if !dim_in_range(text) {
+                return self.err_at(col, format!("dimension `{text}` is out of range"));
+            }
+            match text.parse::<Dim>() {
+                Ok(d) => dims.push(d),
+                Err(_) => return self.err_at(col, format!("invalid dimension `{text}`")),
+            }
+            if self.eat(']') {
+                return Ok(Shape(dims));
+            }
+            self.expect(',', "`,` or `]` in a shape")?;
+        }
+    }
+
+    /// `DTYPE[SHAPE]`.
+    fn ty(&mut self) -> PResult<(DType, Shape)> {
+        let d = self.dtype()?;
+        if self.peek() != Some('[') {
+            return self.err_at(
+                self.col(),
+                format!("expected `[` right after the dtype, found {}", self.found()),
+            );
+        }
+        Ok((d, self.shape()?))
+    }
+
+    /// A scalar literal: a number, `true`/`false`, `inf`, `nan` or `nan:0xBITS`.
+    fn scalar_word(&mut self) -> PResult<(String, usize)> {
+        self.skip_ws();
+        let col = self.col();
+        let start = self.pos;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
+        {
+            self.pos += 1;
+        }
+        let mut w: String = self.chars[start..self.pos].iter().collect();
+        if w.is_empty() {
+            return self.err_at(col, format!("expected a number, found {}", self.found()));
+        }
+        if w == "nan" && self.peek() == Some(':') {
+            self.pos += 1;
+            w.push(':');
+            while self.peek().is_some_and(|c| c.is_ascii_alphanumeric()) {
+                w.push(self.chars[self.pos]);
+                self.pos += 1;
+            }
+        }
+        Ok((w, col))
+    }
+
+    fn f32_value(&mut self) -> PResult<f32> {
+        let (w, col) = self.scalar_word()?;
+        match parse_float(&w, F32_NAN_BITS as u64, 32) {
+            Some(Float::Bits(b)) => Ok(f32::from_bits(b as u32)),
+            Some(Float::Text) => match w.parse::<f32>() {
+                Ok(v) => Ok(v),
+                Err(_) => self.err_at(col, format!("invalid f32 literal `{w}`")),
+            },
+            None => self.err_at(col, format!("invalid f32 literal `{w}`")),
+        }
+    }
+
+    fn f64_value(&mut self) -> PResult<f64> {
+        let (w, col) = self.scalar_word()?;
+        match parse_float(&w, F64_NAN_BITS, 64) {
+            Some(Float::Bits(b)) => Ok(f64::from_bits(b)),
+            Some(Float::Text) => match w.parse::<f64>() {
+                Ok(v) => Ok(v),
+                Err(_) => self.err_at(col, format!("invalid f64 literal `{w}`")),
+            },
+            None => self.err_at(col, format!("invalid f64 literal `{w}`")),
+        }
+    }
+
+    fn int_value<T: std::str::FromStr>(&mut self, dtype: DType) -> PResult<T> {
+        let (w, col) = self.scalar_word()?;
+        let digits = w.strip_prefix('-').unwrap_or(&w);
+        let ok = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit());
+        match w.parse::<T>() {
+            Ok(v) if ok => Ok(v),
+            _ => self.err_at(col, format!("invalid {dtype} literal `{w}`")),
+        }
+    }
+
+    fn bool_value(&mut self) -> PResult<bool> {
+        let (w, col) = self.scalar_word()?;
+        match w.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => self.err_at(
+                col,
+                format!("invalid bool literal `{w}` (expected `true` or `false`)"),
+            ),
+        }
+    }
+
+    fn data(&mut self, dtype: DType) -> PResult<Data> {
+        const WHAT: &str = "the constant's elements";
+        Ok(match dtype {
+            DType::F32 => Data::F32(self.list(WHAT, Cursor::f32_value)?),
+            DType::F64 => Data::F64(self.list(WHAT, Cursor::f64_value)?),
+            DType::I32 => Data::I32(self.list(WHAT, |c| c.int_value(dtype))?),
+            DType::I64 => Data::I64(self.list(WHAT, |c| c.int_value(dtype))?),
+            DType::U32 => Data::U32(self.list(WHAT, |c| c.int_value(dtype))?),
+            DType::Bool => Data::Bool(self.list(WHAT, Cursor::bool_value)?),
+        })
+    }
+
+    fn constant(&mut self) -> PResult<Array> {
+        self.skip_ws();
+        let ty_col = self.col();
+        let (dtype, shape) = self.ty()?;
+        let Some(dims) = shape.as_known() else {
+            return self.err_at(ty_col, format!("constant shape {shape} must be concrete"));
+        };
+        self.skip_ws();
+        let data_col = self.col();
+        let data = self.data(dtype)?;
+        match Array::new(&dims, data) {
+            Ok(a) => Ok(a),
+            Err(e) => self.err_at(data_col, format!("constant {dtype}{shape}: {e}")),
+        }
+    }
+
+    fn slice_axis(&mut self) -> PResult<SliceAxis> {
+        self.skip_ws();
+        let col = self.col();
+        if self.peek() == Some(':') {
+            self.pos += 1;
+            self.skip_ws();
+            if !matches!(self.peek(), Some(',' | ']')) {
+                return self.err_at(
+                    col,
+                    "a slice entry is `start:stop`, `start:stop:step` or `:` for the whole axis",
+                );
+            }
+            return Ok(SliceAxis {
+                start: 0,
+                stop: u64::MAX,
+                step: 1,
+            });
+        }
+        let start = self.uint("a slice start")?;
+        self.expect(':', "`:` between slice start and stop")?;
+        let stop = self.uint("a slice stop")?;
+        let step = if self.eat(':') {
+            self.uint("a slice step")?
+        } else {
+            1
+        };
+        Ok(SliceAxis { start, stop, step })
+    }
+
+    /// The attributes of op `name`, positioned after its operands.
+    fn attrs(&mut self, name: &str, col: usize) -> PResult<Draft> {
+        let override_ty = |c: &mut Cursor| -> PResult<Option<(DType, Shape)>> {
+            if c.optional_key("type")? {
+                Ok(Some(c.ty()?))
+            } else {
+                Ok(None)
+            }
+        };
+        let override_shape = |c: &mut Cursor| -> PResult<Option<Shape>> {
+            if c.optional_key("shape")? {
+                Ok(Some(c.shape()?))
+            } else {
+                Ok(None)
+            }
+        };
+        let axis = |c: &mut Cursor| -> PResult<usize> {
+            c.key("axis")?;
+            c.uint("an axis")
+        };
+        let keepdim = |c: &mut Cursor| -> PResult<bool> {
+            c.key("keepdim")?;
+            c.boolean()
+        };
+        let axes = |c: &mut Cursor| -> PResult<Vec<usize>> {
+            c.key("axes")?;
+            c.uint_list("`axes`")
+        };
+        Ok(match name {
+            "input" => {
+                let n = self.string()?;
+                Draft::Input(n, override_ty(self)?)
+            }
+            "param" => {
+                let n = self.string()?;
+                Draft::Parameter(n, override_ty(self)?)
+            }
+            "const" => Draft::Done(Op::Constant(self.constant()?)),
+            "iota" => {
+                let a = axis(self)?;
+                Draft::Iota(a, override_ty(self)?)
+            }
+            "random_bits" => Draft::RandomBits(override_shape(self)?),
+            "select" => Draft::Done(Op::Select),
+            "stop_gradient" => Draft::Done(Op::StopGradient),
+            "matmul" => Draft::Done(Op::MatMul),
+            "cast" => Draft::Cast(if self.optional_key("dtype")? {
+                Some(self.dtype()?)
+            } else {
+                None
+            }),
+            "reshape" => Draft::Reshape(override_shape(self)?),
+            "expand" => Draft::Expand(override_shape(self)?),
+            "permute" => Draft::Done(Op::Permute(self.uint_list("a permutation")?)),
+            "slice" => Draft::Done(Op::Slice(self.list("slice entries", Cursor::slice_axis)?)),
+            "pad" => {
+                let pads = self.pair_list("pad entries")?;
+                self.key("value")?;
+                let value = F64Bits::new(self.f64_value()?);
+                Draft::Done(Op::Pad { pads, value })
+            }
+            "concat" => Draft::Done(Op::Concat { axis: axis(self)? }),
+            "gather" => Draft::Done(Op::Gather { axis: axis(self)? }),
+            "scatter_add" => Draft::Done(Op::ScatterAdd { axis: axis(self)? }),
+            "flip" => Draft::Done(Op::Flip { axes: axes(self)? }),
+            "conv2d" => {
+                let stride = self.two("stride")?;
+                let padding = self.two("padding")?;
+                let dilation = self.two("dilation")?;
+                self.key("groups")?;
+                let groups = self.uint("a group count")?;
+                Draft::Done(Op::Conv2d {
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                })
+            }
+            other => {
+                if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == other) {
+                    Draft::Done(Op::Unary(u))
+                } else if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == other) {
+                    Draft::Done(Op::Binary(b))
+                } else if let Some(r) = REDUCE_OPS.into_iter().find(|r| r.name() == other) {
+                    let axes = axes(self)?;
+                    let keepdim = keepdim(self)?;
+                    Draft::Done(Op::Reduce {
+                        op: r,
+                        axes,
+                        keepdim,
+                    })
+                } else if let Some(a) = ARG_OPS.into_iter().find(|a| a.name() == other) {
+                    let axis = axis(self)?;
+                    let keepdim = keepdim(self)?;
+                    Draft::Done(Op::ArgReduce {
+                        op: a,
+                        axis,
+                        keepdim,
+                    })
+                } else if let Some(w) = WINDOW_OPS.into_iter().find(|w| w.name() == other) {
+                    self.key("window")?;
+                    let window = self.uint_list("`window`")?;
+                    self.key("stride")?;
+                    let stride = self.uint_list("`stride`")?;
+                    self.key("padding")?;
+                    let padding = self.pair_list("`padding`")?;
+                    Draft::Done(Op::Window {
+                        op: w,
+                        window,
+                        stride,
+                        padding,
+                    })
+                } else {
+                    return self.err_at(col, format!("unknown op `{other}`"));
+                }
+            }
+        })
+    }
+
+    /// `@ FILE:LINE:COLUMN`, FILE plain or quoted.
+    fn loc(&mut self) -> PResult<Loc> {
+        self.skip_ws();
+        let col = self.col();
+        let (file, rest_col, rest) = if self.peek() == Some('"') {
+            let file = self.string()?;
+            let rest_col = self.col();
+            let rest: String = self.chars[self.pos..]
+                .iter()
+                .take_while(|&&c| c != ';')
+                .collect();
+            self.pos += rest.chars().count();
+            let Some(rest) = rest.trim_end().strip_prefix(':') else {
+                return self.err_at(rest_col, "expected `:LINE:COLUMN` after the file name");
+            };
+            (file, rest_col + 1, rest.to_string())
+        } else {
+            let text: String = self.chars[self.pos..]
+                .iter()
+                .take_while(|&&c| c != ';')
+                .collect();
+            self.pos += text.chars().count();
+            let text = text.trim_end();
+            let mut parts = text.rsplitn(3, ':');
+            let (c, l, f) = (parts.next(), parts.next(), parts.next());
+            match (f, l, c) {
+                (Some(f), Some(l), Some(c)) if !f.is_empty() => (
+                    f.to_string(),
+                    col + f.chars().count() + 1,
+                    format!("{l}:{c}"),
+                ),
+                _ => return self.err_at(col, "expected a location `FILE:LINE:COLUMN` after `@`"),
+            }
+        };
+        let bad = || format!("expected `LINE:COLUMN` numbers after `{file}:`");
+        let Some((l, c)) = rest.split_once(':') else {
+            return self.err_at(rest_col, bad());
+        };
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        match (digits(l) && digits(c), l.parse::<u32>(), c.parse::<u32>()) {
+            (true, Ok(line), Ok(column)) => Ok(Loc { file, line, column }),
+            _ => self.err_at(rest_col, bad()),
+        }
+    }
+
+    /// One line: `None` for a blank or comment-only line.
+    fn node_line(&mut self) -> PResult<Option<NodeLine>> {
+        if self.at_end() {
+            return Ok(None);
+        }
+        let (id, id_col) = self.node_ref("a node id")?;
+        self.expect('=', &format!("`=` after {id}"))?;
+        let (name, op_col) = self.ident("an op name")?;
+        let mut operands = Vec::new();
+        if self.peek_ident().as_deref().and_then(node_id_of).is_some() {
+            loop {
+                operands.push(self.node_ref("an operand")?);
+                if !self.eat(',') {
+                    break;
+                }
+            }
+        }
+        let draft = self.attrs(&name, op_col)?;
+        if !self.eat(':') {
+            return self.err_at(
+                self.col(),
+                format!("expected `:` and the node's type, found {}", self.found()),
+            );
+        }
+        self.skip_ws();
+        let type_col = self.col();
+        let (dtype, shape) = self.ty()?;
+        let loc = if self.eat('@') {
+            Some(self.loc()?)
+        } else {
+            None
+        };
+        if !self.at_end() {
+            return self.err_at(
+                self.col(),
+                format!("unexpected {} after the node", self.found()),
+            );
+        }
+        let op = draft.finish(dtype, &shape);
+        Ok(Some(NodeLine {
+            id,
+            info: LineInfo {
+                line: self.line,
+                op_col,
+                type_col,
+            },
+            id_col,
+            operands,
+            node: Node {
+                op,
+                dtype,
+                shape,
+                loc,
+            },
+        }))
+    }
+}
+
+/// The largest total exponent a term of a parsed dim may have.
+const MAX_DIM_DEGREE: u32 = 256;
+
+/// True if evaluating the dim expression the way [`Dim`]'s `FromStr` does keeps every
+/// coefficient within `i64` and every term's degree within [`MAX_DIM_DEGREE`], so parsing
+/// hostile text cannot overflow or spin. Malformed text passes (the dim parser rejects it).
+fn dim_in_range(text: &str) -> bool {
+    let s: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let body = s.strip_prefix('-').unwrap_or(&s);
+    let mut total: u128 = 0;
+    for term in body.split(['+', '-']) {
+        let mut coefficient: u64 = 1;
+        let mut degree: u32 = 0;
+        for factor in term.split('*') {
+            let (base, exp) = match factor.split_once('^') {
+                Some((b, e)) => match e.parse::<u32>() {
+                    Ok(e) => (b, e),
+                    Err(_) => return true,
+                },
+                None => (factor, 1),
+            };
+            degree = degree.saturating_add(exp);
+            if degree > MAX_DIM_DEGREE {
+                return false;
+            }
+            if let Ok(b) = base.parse::<u64>() {
+                for _ in 0..exp {
+                    match coefficient.checked_mul(b) {
+                        Some(c) if c <= i64::MAX as u64 => coefficient = c,
+                        _ => return false,
+                    }
+                }
+            }
+        }
+        total += u128::from(coefficient);
+    }
+    total <= i64::MAX as u128
+}
+
+/// How to read a float literal.
+enum Float {
+    /// These exact bits.
+    Bits(u64),
+    /// Decimal text for `str::parse`.
+    Text,
+}
+
+/// Classifies a float literal for a float of `width` bits whose canonical NaN is `nan_bits`.
+fn parse_float(w: &str, nan_bits: u64, width: u32) -> Option<Float> {
+    let sign = 1u64 << (width - 1);
+    let inf = if width == 32 {
+        u64::from(f32::INFINITY.to_bits())
+    } else {
+        f64::INFINITY.to_bits()
+    };
+    match w {
+        "nan" => return Some(Float::Bits(nan_bits)),
+        "-nan" => return Some(Float::Bits(nan_bits | sign)),
+        "inf" => return Some(Float::Bits(inf)),
+        "-inf" => return Some(Float::Bits(inf | sign)),
+        _ => {}
+    }
+    if let Some(hex) = w.strip_prefix("nan:0x") {
+        let digits = (width / 4) as usize;
+        if hex.len() != digits {
+            return None;
+        }
+        let bits = u64::from_str_radix(hex, 16).ok()?;
+        let exp_mask = inf;
+        let is_nan = bits & exp_mask == exp_mask && bits & !(exp_mask | sign) != 0;
+        return is_nan.then_some(Float::Bits(bits));
+    }
+    let body = w.strip_prefix(['-', '+']).unwrap_or(w);
+    let decimal = body.starts_with(|c: char| c.is_ascii_digit())
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+    decimal.then_some(Float::Text)
 }

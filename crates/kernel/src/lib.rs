@@ -1,0 +1,1 @@
+//! kiln kernel IR (being written).

@@ -1,0 +1,537 @@
+//! The kernel plan: symbols with their preconditions, buffers, and an ordered list of
+//! kernels (loop nests and contractions) whose bodies are small scalar expression DAGs.
+
+use crate::ids::{BufferId, KernelId, ValueId};
+use crate::index::{Guard, IndexExpr};
+use crate::poly::{Facts, Poly};
+use crate::scalar::Scalar;
+use kiln_ir::{Array, BinaryOp, DType, Dim, ReduceOp, UnaryOp};
+
+/// A symbolic size such as the batch `N`, with the range of values a binding may give it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Symbol {
+    /// The name used in dims.
+    pub name: String,
+    /// Smallest allowed value (1 unless stated otherwise).
+    pub min: u64,
+    /// Largest allowed value, if bounded.
+    pub max: Option<u64>,
+}
+
+/// What a buffer holds and who owns it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BufferKind {
+    /// A named input, filled by the caller, read-only.
+    Input(String),
+    /// A named output, written by the program.
+    Output(String),
+    /// Persistent named state (parameters, optimiser moments) read and updated in place.
+    State(String),
+    /// Constant data baked into the plan, read-only.
+    Constant(Array),
+    /// Temporary storage between kernels.
+    Scratch,
+}
+
+impl BufferKind {
+    /// The printed keyword: `input`, `output`, `state`, `const`, `scratch`.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            BufferKind::Input(_) => "input",
+            BufferKind::Output(_) => "output",
+            BufferKind::State(_) => "state",
+            BufferKind::Constant(_) => "const",
+            BufferKind::Scratch => "scratch",
+        }
+    }
+
+    /// True for kinds a kernel may store to (output, scratch, state).
+    pub fn is_writable(&self) -> bool {
+        matches!(
+            self,
+            BufferKind::Output(_) | BufferKind::Scratch | BufferKind::State(_)
+        )
+    }
+
+    /// True for kinds that hold data before the program runs (input, state, const).
+    pub fn is_initialised(&self) -> bool {
+        matches!(
+            self,
+            BufferKind::Input(_) | BufferKind::State(_) | BufferKind::Constant(_)
+        )
+    }
+}
+
+/// A flat, typed buffer of `size` elements.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Buffer {
+    /// Element type.
+    pub dtype: DType,
+    /// Element count, possibly symbolic.
+    pub size: Dim,
+    /// Role and ownership.
+    pub kind: BufferKind,
+}
+
+/// How a load reads memory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LoadMode {
+    /// The index is proven in bounds by the verifier.
+    Plain,
+    /// Reads only where every guard holds; elsewhere yields `fill` (pad, concat, windows).
+    /// The index must be in bounds wherever the guards hold, which the verifier proves.
+    Masked {
+        /// Conditions, all of which must hold.
+        guards: Vec<Guard>,
+        /// Value where a guard fails; of the buffer's dtype.
+        fill: Scalar,
+    },
+    /// The index depends on loaded data and is checked at run time (gather): an index
+    /// outside `0..size` sets the program's error flag and reads the clamped element
+    /// (`0` or `size - 1`); the executor stops with [`crate::ExecError::IndexOutOfBounds`].
+    Checked,
+}
+
+/// A load `load b3[index]` (plain, masked or checked).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Load {
+    /// Buffer read.
+    pub buffer: BufferId,
+    /// Flat element index.
+    pub index: IndexExpr,
+    /// Bounds discipline.
+    pub mode: LoadMode,
+}
+
+/// One node of a body's scalar expression DAG. Operands name earlier values of the same body.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Expr {
+    /// A typed constant.
+    Const(Scalar),
+    /// The value of an index expression converted to `dtype` (iota, comparisons on indices).
+    Index {
+        /// Result type.
+        dtype: DType,
+        /// The integer expression.
+        index: IndexExpr,
+    },
+    /// A buffer element.
+    Load(Load),
+    /// Elementwise unary op (graph semantics).
+    Unary(UnaryOp, ValueId),
+    /// Elementwise binary op (graph semantics); both operands share a dtype.
+    Binary(BinaryOp, ValueId, ValueId),
+    /// `cond ? a : b`.
+    Select(ValueId, ValueId, ValueId),
+    /// Conversion with cast semantics.
+    Cast(DType, ValueId),
+    /// The reduction of `value` over the loop kernel's reduction domain, starting from `init`.
+    /// Only in loop kernels with reduction axes.
+    Reduce {
+        /// Combining op.
+        op: ReduceOp,
+        /// The reduced operand, evaluated once per reduction point.
+        value: ValueId,
+        /// Starting value, of the operand's dtype.
+        init: Scalar,
+    },
+    /// A contraction's accumulated value at the current output point. Only in epilogues.
+    Acc,
+}
+
+/// A store `store b5[index] = v3`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Store {
+    /// Buffer written.
+    pub buffer: BufferId,
+    /// Flat element index (proven in bounds; no values, no reduction variables).
+    pub index: IndexExpr,
+    /// The stored value, of the buffer's dtype.
+    pub value: ValueId,
+}
+
+/// A scalar program run at every point of an iteration domain: values in SSA order, then
+/// stores. Contraction operand bodies instead yield one value (`result`) and store nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Body {
+    /// The expression DAG, in definition order.
+    pub values: Vec<Expr>,
+    /// Stores performed at each point (after any reduction completes).
+    pub stores: Vec<Store>,
+    /// The yielded value of an operand body.
+    pub result: Option<ValueId>,
+}
+
+impl Body {
+    /// An empty body.
+    pub fn new() -> Body {
+        Body::default()
+    }
+
+    /// Appends a value and returns its id.
+    pub fn push(&mut self, e: Expr) -> ValueId {
+        self.values.push(e);
+        ValueId(u32::try_from(self.values.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// Appends a plain load and returns its id.
+    pub fn load(&mut self, buffer: BufferId, index: IndexExpr) -> ValueId {
+        self.push(Expr::Load(Load {
+            buffer,
+            index,
+            mode: LoadMode::Plain,
+        }))
+    }
+
+    /// Appends a store.
+    pub fn store(&mut self, buffer: BufferId, index: IndexExpr, value: ValueId) {
+        self.stores.push(Store {
+            buffer,
+            index,
+            value,
+        });
+    }
+
+    /// The node defining `v`, if any.
+    pub fn value(&self, v: ValueId) -> Option<&Expr> {
+        self.values.get(v.index())
+    }
+}
+
+/// An elementwise or reduction loop nest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LoopKernel {
+    /// Extent of each loop variable `i0, i1, ...`.
+    pub domain: Vec<Dim>,
+    /// Extent of each reduction variable `r0, r1, ...` (empty: no reduction).
+    pub reduce: Vec<Dim>,
+    /// The body; its `reduce` nodes fold over the reduction domain.
+    pub body: Body,
+}
+
+/// A batched matrix product `C[b.., m, n] = sum_k A[b.., m, k] * B[b.., k, n]`.
+///
+/// Each operand is a body over its logical coordinates (`a`: `[batch.., m, k]`, `b`:
+/// `[batch.., k, n]`) that yields the element; a plain operand is one load whose affine
+/// index carries its layout (strides, transposes, broadcast batch), and extra nodes form a
+/// fused prologue. The epilogue runs over `[batch.., m, n]`, reads the accumulator with an
+/// `acc` node and stores the results.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulKernel {
+    /// Batch extents.
+    pub batch: Vec<Dim>,
+    /// Rows of A and C.
+    pub m: Dim,
+    /// Contraction length.
+    pub k: Dim,
+    /// Columns of B and C.
+    pub n: Dim,
+    /// Operand A over `[batch.., m, k]`.
+    pub a: Body,
+    /// Operand B over `[batch.., k, n]`.
+    pub b: Body,
+    /// Epilogue over `[batch.., m, n]`.
+    pub epilogue: Body,
+}
+
+/// The geometry of a 2-D convolution (cross-correlation), NCHW input, OIHW weight.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dGeometry {
+    /// Batch.
+    pub n: Dim,
+    /// Input channels.
+    pub c: Dim,
+    /// Input height.
+    pub h: Dim,
+    /// Input width.
+    pub w: Dim,
+    /// Output channels.
+    pub o: Dim,
+    /// Kernel size (height, width).
+    pub kernel: [u64; 2],
+    /// Stride (height, width).
+    pub stride: [u64; 2],
+    /// Zero padding on both sides (height, width).
+    pub padding: [u64; 2],
+    /// Dilation (height, width).
+    pub dilation: [u64; 2],
+    /// Channel groups; `c` and `o` are multiples of it.
+    pub groups: u64,
+}
+
+impl Conv2dGeometry {
+    /// Output height and width, `floor((h + 2p - d(k-1) - 1) / s) + 1`, when the floor is
+    /// exactly a polynomial for every allowed binding (always for known sizes and for
+    /// stride 1).
+    pub fn output_hw(&self, symbols: &[Symbol]) -> Option<(Dim, Dim)> {
+        let facts = Facts::new(symbols);
+        let one = |axis: usize, size: &Dim| -> Option<Dim> {
+            let size = Poly::from_dim(size).ok()?;
+            let span = i128::from(self.dilation[axis])
+                .checked_mul(i128::from(self.kernel[axis]).checked_sub(1)?)?
+                .checked_add(1)?;
+            let pad = i128::from(self.padding[axis]).checked_mul(2)?;
+            let num = size.add_const(pad.checked_sub(span)?).ok()?;
+            if self.stride[axis] == 0 || !facts.nonneg(&num) {
+                return None;
+            }
+            let q = facts.floor_div_exact(&num, &Poly::constant(i128::from(self.stride[axis])))?;
+            q.add_const(1).ok()?.to_dim().ok()
+        };
+        Some((one(0, &self.h)?, one(1, &self.w)?))
+    }
+
+    /// Channels per group (`c / groups`), if exact.
+    pub fn group_channels(&self) -> Option<Dim> {
+        self.c.exact_div(&Dim::known(self.groups))
+    }
+
+    /// Output channels per group (`o / groups`), if exact.
+    pub fn group_outputs(&self) -> Option<Dim> {
+        self.o.exact_div(&Dim::known(self.groups))
+    }
+}
+
+/// A 2-D convolution with an input prologue body over `[n, c, h, w]`, a weight body over
+/// `[o, c/groups, kh, kw]` and an epilogue over `[n, o, oh, ow]` (which reads `acc`).
+/// Padding contributes zeros to the sum without evaluating the input body.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dKernel {
+    /// Sizes, stride, padding, dilation, groups.
+    pub geometry: Conv2dGeometry,
+    /// The input element at `[n, c, h, w]`.
+    pub input: Body,
+    /// The weight element at `[o, c/groups, kh, kw]`.
+    pub weight: Body,
+    /// Epilogue over `[n, o, oh, ow]`.
+    pub epilogue: Body,
+}
+
+/// One kernel of a program.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Elementwise/reduction loop nest.
+    Loop(LoopKernel),
+    /// Matrix product with prologue and epilogue.
+    Matmul(MatmulKernel),
+    /// 2-D convolution with prologue and epilogue.
+    Conv2d(Conv2dKernel),
+}
+
+/// Which body of a kernel (used in messages and by [`Kernel::bodies`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BodyRole {
+    /// The body of a loop kernel.
+    Loop,
+    /// Matmul operand A.
+    MatmulA,
+    /// Matmul operand B.
+    MatmulB,
+    /// Conv2d input operand.
+    ConvInput,
+    /// Conv2d weight operand.
+    ConvWeight,
+    /// A contraction epilogue.
+    Epilogue,
+}
+
+impl BodyRole {
+    /// The printed block name (`a`, `b`, `input`, `weight`, `epilogue`; empty for a loop).
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyRole::Loop => "",
+            BodyRole::MatmulA => "a",
+            BodyRole::MatmulB => "b",
+            BodyRole::ConvInput => "input",
+            BodyRole::ConvWeight => "weight",
+            BodyRole::Epilogue => "epilogue",
+        }
+    }
+
+    /// True for operand bodies (they yield a value instead of storing).
+    pub fn is_operand(self) -> bool {
+        matches!(
+            self,
+            BodyRole::MatmulA | BodyRole::MatmulB | BodyRole::ConvInput | BodyRole::ConvWeight
+        )
+    }
+}
+
+/// A body together with the iteration domain its loop variables range over.
+#[derive(Clone, Debug)]
+pub struct BodyDomain<'a> {
+    /// Which body.
+    pub role: BodyRole,
+    /// The body.
+    pub body: &'a Body,
+    /// Extents of `i0, i1, ...`; `None` if they cannot be computed (bad conv geometry).
+    pub domain: Option<Vec<Dim>>,
+    /// Extents of `r0, r1, ...` (loop kernels only).
+    pub reduce: Vec<Dim>,
+}
+
+impl Kernel {
+    /// The printed mnemonic: `loop`, `matmul`, `conv2d`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Loop(_) => "loop",
+            Kernel::Matmul(_) => "matmul",
+            Kernel::Conv2d(_) => "conv2d",
+        }
+    }
+
+    /// Every body with its domain, in execution order of evaluation (operands first).
+    pub fn bodies(&self, symbols: &[Symbol]) -> Vec<BodyDomain<'_>> {
+        match self {
+            Kernel::Loop(k) => vec![BodyDomain {
+                role: BodyRole::Loop,
+                body: &k.body,
+                domain: Some(k.domain.clone()),
+                reduce: k.reduce.clone(),
+            }],
+            Kernel::Matmul(k) => {
+                let with = |tail: [&Dim; 2]| {
+                    let mut d = k.batch.clone();
+                    d.extend(tail.into_iter().cloned());
+                    Some(d)
+                };
+                vec![
+                    BodyDomain {
+                        role: BodyRole::MatmulA,
+                        body: &k.a,
+                        domain: with([&k.m, &k.k]),
+                        reduce: Vec::new(),
+                    },
+                    BodyDomain {
+                        role: BodyRole::MatmulB,
+                        body: &k.b,
+                        domain: with([&k.k, &k.n]),
+                        reduce: Vec::new(),
+                    },
+                    BodyDomain {
+                        role: BodyRole::Epilogue,
+                        body: &k.epilogue,
+                        domain: with([&k.m, &k.n]),
+                        reduce: Vec::new(),
+                    },
+                ]
+            }
+            Kernel::Conv2d(k) => {
+                let g = &k.geometry;
+                let input = vec![g.n.clone(), g.c.clone(), g.h.clone(), g.w.clone()];
+                let weight = g.group_channels().map(|cg| {
+                    vec![
+                        g.o.clone(),
+                        cg,
+                        Dim::known(g.kernel[0]),
+                        Dim::known(g.kernel[1]),
+                    ]
+                });
+                let out = g
+                    .output_hw(symbols)
+                    .map(|(oh, ow)| vec![g.n.clone(), g.o.clone(), oh, ow]);
+                vec![
+                    BodyDomain {
+                        role: BodyRole::ConvInput,
+                        body: &k.input,
+                        domain: Some(input),
+                        reduce: Vec::new(),
+                    },
+                    BodyDomain {
+                        role: BodyRole::ConvWeight,
+                        body: &k.weight,
+                        domain: weight,
+                        reduce: Vec::new(),
+                    },
+                    BodyDomain {
+                        role: BodyRole::Epilogue,
+                        body: &k.epilogue,
+                        domain: out,
+                        reduce: Vec::new(),
+                    },
+                ]
+            }
+        }
+    }
+}
+
+/// A kernel plan: what the fusion pass produces and every backend lowers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Program {
+    /// Declared symbols with their preconditions.
+    pub symbols: Vec<Symbol>,
+    /// Buffers; `b<k>` is `buffers[k]`.
+    pub buffers: Vec<Buffer>,
+    /// Kernels in execution order; `k<k>` is `kernels[k]`.
+    pub kernels: Vec<Kernel>,
+}
+
+impl Program {
+    /// An empty program.
+    pub fn new() -> Program {
+        Program::default()
+    }
+
+    /// Declares a symbol with its range.
+    pub fn add_symbol(&mut self, name: &str, min: u64, max: Option<u64>) {
+        self.symbols.push(Symbol {
+            name: name.to_string(),
+            min,
+            max,
+        });
+    }
+
+    /// Adds a buffer and returns its id.
+    pub fn add_buffer(&mut self, dtype: DType, size: impl Into<Dim>, kind: BufferKind) -> BufferId {
+        self.buffers.push(Buffer {
+            dtype,
+            size: size.into(),
+            kind,
+        });
+        BufferId(u32::try_from(self.buffers.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// Appends a kernel and returns its id.
+    pub fn add_kernel(&mut self, kernel: Kernel) -> KernelId {
+        self.kernels.push(kernel);
+        KernelId(u32::try_from(self.kernels.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The buffer `id`, if it exists.
+    pub fn buffer(&self, id: BufferId) -> Option<&Buffer> {
+        self.buffers.get(id.index())
+    }
+
+    /// The kernel `id`, if it exists.
+    pub fn kernel(&self, id: KernelId) -> Option<&Kernel> {
+        self.kernels.get(id.index())
+    }
+
+    /// The symbol named `name`, if declared.
+    pub fn symbol(&self, name: &str) -> Option<&Symbol> {
+        self.symbols.iter().find(|s| s.name == name)
+    }
+
+    fn find(&self, pred: impl Fn(&BufferKind) -> bool) -> Option<BufferId> {
+        self.buffers
+            .iter()
+            .position(|b| pred(&b.kind))
+            .and_then(|i| u32::try_from(i).ok())
+            .map(BufferId)
+    }
+
+    /// The input buffer named `name`.
+    pub fn input(&self, name: &str) -> Option<BufferId> {
+        self.find(|k| matches!(k, BufferKind::Input(n) if n == name))
+    }
+
+    /// The output buffer named `name`.
+    pub fn output(&self, name: &str) -> Option<BufferId> {
+        self.find(|k| matches!(k, BufferKind::Output(n) if n == name))
+    }
+
+    /// The state buffer named `name`.
+    pub fn state(&self, name: &str) -> Option<BufferId> {
+        self.find(|k| matches!(k, BufferKind::State(n) if n == name))
+    }
+}

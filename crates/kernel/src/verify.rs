@@ -1,0 +1,732 @@
+//! The verifier: proves every load and store in bounds for every allowed binding of the
+//! symbols, type-checks every body, and checks buffer roles and ordering. It collects every
+//! error instead of stopping at the first (the rules are listed in the crate docs).
+
+use crate::bounds::Scope;
+use crate::ids::{BufferId, KernelId, ValueId, looks_like_id};
+use crate::index::{Guard, IndexExpr};
+use crate::poly::{Facts, Poly};
+use crate::program::{
+    Body, BodyRole, BufferKind, Expr, Kernel, LoadMode, Program, Store,
+};
+use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// One verifier finding: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    /// The kernel, for errors inside one.
+    pub kernel: Option<KernelId>,
+    /// The offending item as printed (`v2 = load b0[i0 + 1]`, `store b1[i0] = v3`, `b4`).
+    pub location: String,
+    /// What is wrong; for a bounds failure, the inequality that could not be proven.
+    pub message: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kernel, self.location.is_empty()) {
+            (Some(k), true) => write!(f, "{k}: {}", self.message),
+            (Some(k), false) => write!(f, "{k}: {}: {}", self.location, self.message),
+            (None, _) => write!(f, "{}: {}", self.location, self.message),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Every error the verifier found, in program order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyErrors(pub Vec<VerifyError>);
+
+impl fmt::Display for VerifyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for VerifyErrors {}
+
+/// Checks a program; `Ok` means every rule in the crate docs holds, in particular that no
+/// plain or masked access can leave its buffer for any binding the preconditions allow.
+pub fn verify(program: &Program) -> Result<(), VerifyErrors> {
+    let mut v = Verifier {
+        p: program,
+        facts: Facts::new(&program.symbols),
+        errors: Vec::new(),
+        kernel: None,
+    };
+    v.symbols();
+    v.buffers();
+    let mut written: HashSet<BufferId> = HashSet::new();
+    for (i, k) in program.kernels.iter().enumerate() {
+        v.kernel = Some(KernelId(u32::try_from(i).unwrap_or(u32::MAX)));
+        v.kernel_checks(k, &mut written);
+    }
+    v.kernel = None;
+    for (i, b) in program.buffers.iter().enumerate() {
+        let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+        if let BufferKind::Output(name) = &b.kind
+            && !written.contains(&id)
+        {
+            v.error(id.to_string(), format!("output {} is never written", crate::print::quote(name)));
+        }
+    }
+    let mut seen = HashSet::new();
+    v.errors.retain(|e| seen.insert(e.to_string()));
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyErrors(v.errors))
+    }
+}
+
+/// The dtype a unary op produces from `x`, or why it does not apply.
+pub fn unary_dtype(op: UnaryOp, x: DType) -> Result<DType, String> {
+    let need = |ok: bool, what: &str, out: DType| {
+        if ok {
+            Ok(out)
+        } else {
+            Err(format!("{} needs {what}, got {x}", op.name()))
+        }
+    };
+    match op {
+        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => need(x.is_numeric(), "a numeric operand", x),
+        UnaryOp::Not => need(x == DType::Bool || x.is_int(), "a bool or integer operand", x),
+        UnaryOp::IsNan => need(x.is_float(), "a float operand", DType::Bool),
+        UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Recip
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tanh
+        | UnaryOp::Sigmoid
+        | UnaryOp::Erf
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round => need(x.is_float(), "a float operand", x),
+    }
+}
+
+/// The dtype a binary op produces from `a` and `b`, or why it does not apply.
+pub fn binary_dtype(op: BinaryOp, a: DType, b: DType) -> Result<DType, String> {
+    if a != b {
+        return Err(format!("{} operands differ in dtype: {a} vs {b}", op.name()));
+    }
+    let need = |ok: bool, what: &str, out: DType| {
+        if ok {
+            Ok(out)
+        } else {
+            Err(format!("{} needs {what}, got {a}", op.name()))
+        }
+    };
+    match op {
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Rem
+        | BinaryOp::Max
+        | BinaryOp::Min => need(a.is_numeric(), "numeric operands", a),
+        BinaryOp::Pow => need(a.is_float(), "float operands", a),
+        BinaryOp::Eq | BinaryOp::Ne => Ok(DType::Bool),
+        BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            need(a.is_numeric(), "numeric operands", DType::Bool)
+        }
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+            need(a == DType::Bool || a.is_int(), "bool or integer operands", a)
+        }
+    }
+}
+
+fn reduce_dtype(op: ReduceOp, x: DType) -> Result<DType, String> {
+    if x.is_numeric() {
+        Ok(x)
+    } else {
+        Err(format!("{} needs a numeric operand, got {x}", op.name()))
+    }
+}
+
+struct Verifier<'a> {
+    p: &'a Program,
+    facts: Facts,
+    errors: Vec<VerifyError>,
+    kernel: Option<KernelId>,
+}
+
+/// What a body may contain, by role.
+struct BodyRules {
+    role: BodyRole,
+    reduce_allowed: bool,
+    acc: Option<DType>,
+}
+
+/// Per-value facts used by the phase rules of reduction kernels.
+#[derive(Clone, Copy, Default)]
+struct Phase {
+    uses_red: bool,
+    uses_acc: bool,
+}
+
+impl Verifier<'_> {
+    fn error(&mut self, location: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(VerifyError {
+            kernel: self.kernel,
+            location: location.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports undeclared symbols of `d` and converts it; `None` on failure.
+    fn poly(&mut self, d: &Dim, location: &str) -> Option<Poly> {
+        for s in d.symbols() {
+            if self.p.symbol(&s).is_none() {
+                self.error(location, format!("symbol `{s}` is not declared"));
+                return None;
+            }
+        }
+        match Poly::from_dim(d) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.error(location, format!("dimension `{d}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn symbols(&mut self) {
+        let mut seen = HashSet::new();
+        for s in &self.p.symbols {
+            let loc = format!("symbol {}", s.name);
+            let valid = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.error(&loc, "a symbol name is a letter or `_` followed by letters, digits, `_`");
+            } else if looks_like_id(&s.name) {
+                self.error(&loc, "the name collides with the id syntax (b3, k0, v1, i2, r0)");
+            }
+            if !seen.insert(s.name.as_str()) {
+                self.error(&loc, "declared twice");
+            }
+            if let Some(max) = s.max
+                && max < s.min
+            {
+                self.error(&loc, format!("empty range {}..={max}", s.min));
+            }
+        }
+    }
+
+    fn buffers(&mut self) {
+        let mut names: BTreeMap<(&str, &str), BufferId> = BTreeMap::new();
+        for (i, b) in self.p.buffers.iter().enumerate() {
+            let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+            let loc = id.to_string();
+            if let Some(size) = self.poly(&b.size, &loc)
+                && !self.facts.nonneg(&size)
+            {
+                let msg = format!("cannot prove size {} >= 0{}", b.size, self.for_all(&[&size]));
+                self.error(&loc, msg);
+            }
+            match &b.kind {
+                BufferKind::Input(n) | BufferKind::Output(n) | BufferKind::State(n) => {
+                    if let Some(prev) = names.insert((b.kind.keyword(), n.as_str()), id) {
+                        let msg = format!("{} {} is also {prev}", b.kind.keyword(), crate::print::quote(n));
+                        self.error(&loc, msg);
+                    }
+                }
+                BufferKind::Constant(a) => {
+                    if a.dtype() != b.dtype {
+                        self.error(&loc, format!("constant data is {}, buffer is {}", a.dtype(), b.dtype));
+                    }
+                    if b.size.as_known() != Some(a.len() as u64) {
+                        let msg = format!("constant has {} elements, buffer size is {}", a.len(), b.size);
+                        self.error(&loc, msg);
+                    }
+                }
+                BufferKind::Scratch => {}
+            }
+        }
+    }
+
+    /// ` for all N >= 1, T in 1..=512` for the symbols of the given polynomials.
+    fn for_all(&self, polys: &[&Poly]) -> String {
+        let mut syms: Vec<_> = polys.iter().flat_map(|p| p.symbols()).collect();
+        syms.sort();
+        syms.dedup();
+        if syms.is_empty() {
+            String::new()
+        } else {
+            format!(" for all {}", self.facts.describe(&syms))
+        }
+    }
+
+    fn kernel_checks(&mut self, kernel: &Kernel, written: &mut HashSet<BufferId>) {
+        let bodies = kernel.bodies(&self.p.symbols);
+        let mut contraction: Option<DType> = None;
+        match kernel {
+            Kernel::Loop(k) => {
+                let has_reduce = k.body.values.iter().any(|e| matches!(e, Expr::Reduce { .. }));
+                if !k.reduce.is_empty() && !has_reduce {
+                    self.error("", "has reduction axes but no reduce_* value");
+                }
+            }
+            Kernel::Matmul(_) => {}
+            Kernel::Conv2d(k) => self.conv_geometry(&k.geometry),
+        }
+        let mut dtypes: Vec<Vec<Option<DType>>> = Vec::new();
+        for bd in &bodies {
+            let loc = bd.role.name();
+            let domain: Option<Vec<Poly>> = bd.domain.as_ref().and_then(|d| {
+                let polys: Vec<Option<Poly>> = d.iter().map(|x| self.poly(x, loc)).collect();
+                polys.into_iter().collect()
+            });
+            let reds: Option<Vec<Poly>> = {
+                let polys: Vec<Option<Poly>> = bd.reduce.iter().map(|x| self.poly(x, loc)).collect();
+                polys.into_iter().collect()
+            };
+            let rules = BodyRules {
+                role: bd.role,
+                reduce_allowed: bd.role == BodyRole::Loop && !bd.reduce.is_empty(),
+                acc: contraction,
+            };
+            let (Some(domain), Some(reds)) = (domain, reds) else {
+                dtypes.push(Vec::new());
+                continue;
+            };
+            let types = self.body(bd.body, &rules, &domain, &reds);
+            if bd.role.is_operand() {
+                let ty = bd.body.result.and_then(|r| types.get(r.index()).copied().flatten());
+                match (bd.role, ty) {
+                    (BodyRole::MatmulA | BodyRole::ConvInput, Some(t)) => {
+                        if !t.is_numeric() {
+                            self.error(bd.role.name(), format!("operand yields {t}; contractions need a numeric dtype"));
+                        }
+                        contraction = Some(t);
+                    }
+                    (BodyRole::MatmulB | BodyRole::ConvWeight, Some(t)) => {
+                        if let Some(a) = contraction
+                            && a != t
+                        {
+                            let first = if bd.role == BodyRole::MatmulB { "a" } else { "input" };
+                            self.error(bd.role.name(), format!("operand yields {t} but {first} yields {a}"));
+                            contraction = None;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            dtypes.push(types);
+        }
+        self.hazards(&bodies);
+        self.read_before_write(&bodies, written);
+        for bd in &bodies {
+            for s in &bd.body.stores {
+                written.insert(s.buffer);
+            }
+        }
+    }
+
+    fn conv_geometry(&mut self, g: &crate::program::Conv2dGeometry) {
+        for (name, v) in [
+            ("kernel", g.kernel),
+            ("stride", g.stride),
+            ("dilation", g.dilation),
+        ] {
+            if v.contains(&0) {
+                self.error("", format!("{name} sizes must be at least 1, got {v:?}"));
+            }
+        }
+        if g.groups == 0 {
+            self.error("", "groups must be at least 1");
+        }
+        if g.groups > 0 {
+            if g.group_channels().is_none() {
+                self.error("", format!("c = {} is not a multiple of groups = {}", g.c, g.groups));
+            }
+            if g.group_outputs().is_none() {
+                self.error("", format!("o = {} is not a multiple of groups = {}", g.o, g.groups));
+            }
+        }
+        if !g.stride.contains(&0) && g.output_hw(&self.p.symbols).is_none() {
+            self.error(
+                "",
+                format!(
+                    "output size of a {}x{} input is not provably a polynomial >= 1 (kernel {:?}, stride {:?}, padding {:?}, dilation {:?})",
+                    g.h, g.w, g.kernel, g.stride, g.padding, g.dilation
+                ),
+            );
+        }
+    }
+
+    fn prefix(role: BodyRole) -> String {
+        if role == BodyRole::Loop {
+            String::new()
+        } else {
+            format!("{} ", role.name())
+        }
+    }
+
+    /// Checks the variables and values an index expression reads. Returns false if any is
+    /// invalid (then no bounds proof is attempted).
+    fn index_refs(
+        &mut self,
+        e: &IndexExpr,
+        loc: &str,
+        at: usize,
+        types: &[Option<DType>],
+        nvars: usize,
+        nreds: usize,
+    ) -> bool {
+        let mut ok = true;
+        let mut problems = Vec::new();
+        e.visit(&mut |node| match node {
+            IndexExpr::Var(v) if v.index() >= nvars => {
+                problems.push(format!("{v} is not a loop variable here (the domain has {nvars} axes)"));
+            }
+            IndexExpr::Red(r) if r.index() >= nreds => {
+                problems.push(format!("{r} is not a reduction variable here ({nreds} reduction axes)"));
+            }
+            IndexExpr::Value(v) if v.index() >= at => {
+                problems.push(format!("index reads {v}, which is not defined before this point"));
+            }
+            IndexExpr::Value(v) => {
+                if let Some(Some(t)) = types.get(v.index())
+                    && !t.is_int()
+                {
+                    problems.push(format!("index reads {v} of dtype {t}; indices must be integers"));
+                }
+            }
+            _ => {}
+        });
+        for d in e.dims() {
+            if self.poly(d, loc).is_none() {
+                ok = false;
+            }
+        }
+        for m in problems {
+            self.error(loc, m);
+            ok = false;
+        }
+        ok
+    }
+
+    /// Proves `0 <= e` and `e <= size - 1` over the domain, reporting the failing inequality.
+    fn prove_access(
+        &mut self,
+        loc: &str,
+        buffer: BufferId,
+        e: &IndexExpr,
+        domain: &[Poly],
+        reds: &[Poly],
+        guards: &[Guard],
+    ) {
+        let Some(b) = self.p.buffer(buffer) else { return };
+        let Ok(size) = Poly::from_dim(&b.size) else { return };
+        let scope = Scope {
+            facts: &self.facts,
+            vars: domain,
+            reds,
+            guards,
+        };
+        let iv = match scope.interval(e) {
+            Ok(iv) => iv,
+            Err(err) => {
+                self.error(loc, format!("cannot bound the index: {err}"));
+                return;
+            }
+        };
+        if !self.facts.nonneg(&iv.lo) {
+            let msg = format!("index may be negative: cannot prove 0 <= {}{}", iv.lo, self.for_all(&[&iv.lo]));
+            self.error(loc, msg);
+        }
+        let last = match size.add_const(-1) {
+            Ok(l) => l,
+            Err(err) => {
+                self.error(loc, err.to_string());
+                return;
+            }
+        };
+        if !self.facts.le(&iv.hi, &last) {
+            let msg = format!(
+                "index may exceed the last element of {buffer}: cannot prove {} <= {last}{}",
+                iv.hi,
+                self.for_all(&[&iv.hi, &last])
+            );
+            self.error(loc, msg);
+        }
+    }
+
+    /// Type-checks a body and proves its accesses; returns each value's dtype (`None` where
+    /// it could not be determined).
+    fn body(&mut self, body: &Body, rules: &BodyRules, domain: &[Poly], reds: &[Poly]) -> Vec<Option<DType>> {
+        let mut types: Vec<Option<DType>> = Vec::with_capacity(body.values.len());
+        let mut phases: Vec<Phase> = Vec::with_capacity(body.values.len());
+        let prefix = Verifier::prefix(rules.role);
+        let (nv, nr) = (domain.len(), reds.len());
+        for (i, e) in body.values.iter().enumerate() {
+            let loc = format!("{prefix}v{i} = {e}");
+            let mut operand = |v: ValueId, this: &mut Verifier<'_>| -> (Option<DType>, Phase) {
+                if v.index() >= i {
+                    this.error(&loc, format!("uses {v}, which is not defined before v{i}"));
+                    (None, Phase::default())
+                } else {
+                    (types[v.index()], phases[v.index()])
+                }
+            };
+            let join = |a: Phase, b: Phase| Phase {
+                uses_red: a.uses_red || b.uses_red,
+                uses_acc: a.uses_acc || b.uses_acc,
+            };
+            let index_phase = |e: &IndexExpr, phases: &[Phase]| {
+                let mut ph = Phase {
+                    uses_red: e.uses_red(),
+                    uses_acc: false,
+                };
+                for v in e.values() {
+                    if let Some(p) = phases.get(v.index()) {
+                        ph = join(ph, *p);
+                    }
+                }
+                ph
+            };
+            let (ty, phase): (Option<DType>, Phase) = match e {
+                Expr::Const(s) => (Some(s.dtype()), Phase::default()),
+                Expr::Index { dtype, index } => {
+                    self.index_refs(index, &loc, i, &types, nv, nr);
+                    (Some(*dtype), index_phase(index, &phases))
+                }
+                Expr::Load(l) => {
+                    let Some(buf) = self.p.buffer(l.buffer) else {
+                        self.error(&loc, format!("{} is not a buffer of this program", l.buffer));
+                        types.push(None);
+                        phases.push(Phase::default());
+                        continue;
+                    };
+                    let dtype = buf.dtype;
+                    let mut ok = self.index_refs(&l.index, &loc, i, &types, nv, nr);
+                    let mut ph = index_phase(&l.index, &phases);
+                    match &l.mode {
+                        LoadMode::Plain => {
+                            if ok {
+                                self.prove_access(&loc, l.buffer, &l.index, domain, reds, &[]);
+                            }
+                        }
+                        LoadMode::Masked { guards, fill } => {
+                            if fill.dtype() != dtype {
+                                self.error(&loc, format!("fill value is {}, buffer {} is {dtype}", fill.dtype(), l.buffer));
+                            }
+                            for g in guards {
+                                for part in [&g.lo, &g.expr, &g.hi] {
+                                    ok &= self.index_refs(part, &loc, i, &types, nv, nr);
+                                    ph = join(ph, index_phase(part, &phases));
+                                }
+                                if !g.lo.values().is_empty() || !g.hi.values().is_empty() {
+                                    self.error(&loc, format!("guard bounds of `{g}` must not read values"));
+                                    ok = false;
+                                }
+                            }
+                            if ok {
+                                self.prove_access(&loc, l.buffer, &l.index, domain, reds, guards);
+                            }
+                        }
+                        LoadMode::Checked => {}
+                    }
+                    (Some(dtype), ph)
+                }
+                Expr::Unary(op, a) => {
+                    let (ta, pa) = operand(*a, self);
+                    let ty = ta.and_then(|t| unary_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
+                    (ty, pa)
+                }
+                Expr::Binary(op, a, b) => {
+                    let (ta, pa) = operand(*a, self);
+                    let (tb, pb) = operand(*b, self);
+                    let ty = match (ta, tb) {
+                        (Some(x), Some(y)) => binary_dtype(*op, x, y).map_err(|m| self.error(&loc, m)).ok(),
+                        _ => None,
+                    };
+                    (ty, join(pa, pb))
+                }
+                Expr::Select(c, a, b) => {
+                    let (tc, pc) = operand(*c, self);
+                    let (ta, pa) = operand(*a, self);
+                    let (tb, pb) = operand(*b, self);
+                    if let Some(t) = tc
+                        && t != DType::Bool
+                    {
+                        self.error(&loc, format!("select condition is {t}, expected bool"));
+                    }
+                    let ty = match (ta, tb) {
+                        (Some(x), Some(y)) if x != y => {
+                            self.error(&loc, format!("select branches differ in dtype: {x} vs {y}"));
+                            None
+                        }
+                        (x, _) => x,
+                    };
+                    (ty, join(pc, join(pa, pb)))
+                }
+                Expr::Cast(d, a) => {
+                    let (_, pa) = operand(*a, self);
+                    (Some(*d), pa)
+                }
+                Expr::Reduce { op, value, init } => {
+                    let (tv, pv) = operand(*value, self);
+                    if !rules.reduce_allowed {
+                        self.error(&loc, "reductions are only allowed in loop kernels with reduction axes");
+                    }
+                    if pv.uses_acc {
+                        self.error(
+                            &loc,
+                            format!("reduces {value}, which depends on a reduced value (nested reductions need separate kernels)"),
+                        );
+                    }
+                    let ty = tv.and_then(|t| reduce_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
+                    if let Some(t) = ty
+                        && init.dtype() != t
+                    {
+                        self.error(&loc, format!("init value is {}, operand is {t}", init.dtype()));
+                    }
+                    (
+                        ty,
+                        Phase {
+                            uses_red: false,
+                            uses_acc: true,
+                        },
+                    )
+                }
+                Expr::Acc => {
+                    if rules.role != BodyRole::Epilogue {
+                        self.error(&loc, "acc is only available in contraction epilogues");
+                    }
+                    (rules.acc, Phase::default())
+                }
+            };
+            if phase.uses_red && phase.uses_acc {
+                self.error(
+                    &loc,
+                    "mixes values that vary over the reduction with reduced results",
+                );
+            }
+            types.push(ty);
+            phases.push(phase);
+        }
+        self.stores(body, rules, domain, &types, &phases);
+        self.result(body, rules, &types);
+        types
+    }
+
+    fn stores(&mut self, body: &Body, rules: &BodyRules, domain: &[Poly], types: &[Option<DType>], phases: &[Phase]) {
+        let prefix = Verifier::prefix(rules.role);
+        if rules.role.is_operand() {
+            if !body.stores.is_empty() {
+                self.error(rules.role.name(), "operand bodies yield a value and cannot store");
+            }
+        } else if body.stores.is_empty() {
+            self.error(rules.role.name(), "body has no store");
+        }
+        for s in &body.stores {
+            let loc = format!("{prefix}{s}");
+            let Some(buf) = self.p.buffer(s.buffer) else {
+                self.error(&loc, format!("{} is not a buffer of this program", s.buffer));
+                continue;
+            };
+            if !buf.kind.is_writable() {
+                self.error(&loc, format!("cannot store to {} buffer {}", buf.kind.keyword(), s.buffer));
+            }
+            match types.get(s.value.index()) {
+                None => self.error(&loc, format!("{} is not defined", s.value)),
+                Some(Some(t)) if *t != buf.dtype => {
+                    self.error(&loc, format!("stores {t} into {} buffer {}", buf.dtype, s.buffer));
+                }
+                Some(_) => {}
+            }
+            if phases.get(s.value.index()).is_some_and(|p| p.uses_red) {
+                self.error(&loc, format!("stores {}, which varies over the reduction (stores run after it)", s.value));
+            }
+            let mut ok = true;
+            if !s.index.values().is_empty() {
+                self.error(&loc, "a store index must not read values (scatters are not stores)");
+                ok = false;
+            }
+            if s.index.uses_red() {
+                self.error(&loc, "a store index must not use reduction variables");
+                ok = false;
+            }
+            ok &= self.index_refs(&s.index, &loc, types.len(), types, domain.len(), 0);
+            if ok {
+                self.prove_access(&loc, s.buffer, &s.index, domain, &[], &[]);
+            }
+        }
+    }
+
+    fn result(&mut self, body: &Body, rules: &BodyRules, types: &[Option<DType>]) {
+        match (rules.role.is_operand(), body.result) {
+            (true, None) => self.error(rules.role.name(), "operand body has no yield"),
+            (false, Some(_)) => self.error(rules.role.name(), "only operand bodies yield"),
+            (true, Some(r)) if types.get(r.index()).is_none() => {
+                self.error(rules.role.name(), format!("yields {r}, which is not defined"));
+            }
+            _ => {}
+        }
+    }
+
+    /// A kernel may read a buffer it writes only at the very index it writes (in-place
+    /// elementwise update); contraction operands may not read what the epilogue writes.
+    fn hazards(&mut self, bodies: &[crate::program::BodyDomain<'_>]) {
+        let stores: Vec<&Store> = bodies.iter().flat_map(|b| b.body.stores.iter()).collect();
+        for bd in bodies {
+            let prefix = Verifier::prefix(bd.role);
+            for (i, e) in bd.body.values.iter().enumerate() {
+                let Expr::Load(l) = e else { continue };
+                let targets: Vec<&&Store> = stores.iter().filter(|s| s.buffer == l.buffer).collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                let loc = format!("{prefix}v{i} = {e}");
+                if bd.role.is_operand() {
+                    self.error(
+                        &loc,
+                        format!("reads {}, which the epilogue of this kernel writes", l.buffer),
+                    );
+                    continue;
+                }
+                for s in targets {
+                    if l.mode != LoadMode::Plain || l.index != s.index {
+                        self.error(
+                            &loc,
+                            format!(
+                                "reads {} at [{}] but this kernel writes it at [{}]; in-place updates must read and write the same index",
+                                l.buffer, l.index, s.index
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_before_write(&mut self, bodies: &[crate::program::BodyDomain<'_>], written: &HashSet<BufferId>) {
+        let mut reported = HashSet::new();
+        for bd in bodies {
+            for e in &bd.body.values {
+                let Expr::Load(l) = e else { continue };
+                let Some(buf) = self.p.buffer(l.buffer) else { continue };
+                if !buf.kind.is_initialised() && !written.contains(&l.buffer) && reported.insert(l.buffer) {
+                    self.error(
+                        "",
+                        format!("reads {} {} before any kernel writes it", buf.kind.keyword(), l.buffer),
+                    );
+                }
+            }
+        }
+    }
+}

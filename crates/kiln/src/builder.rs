@@ -1,0 +1,311 @@
+//! The graph handle users build on: sources (inputs, parameters, constants), symbols,
+//! diagnostics and parameter values.
+
+use crate::error::Error;
+use crate::tensor::Tensor;
+use kiln_ir::{Array, DType, Dim, Loc, Op, Shape, ShapeError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::Location;
+use std::rc::Rc;
+
+/// A shape or usage error recorded while building, with the user's call site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    /// The user's source location that built the failing op.
+    pub loc: Loc,
+    /// The op (primitive or composite) that failed.
+    pub op: &'static str,
+    /// The message, naming the shapes and dtypes involved.
+    pub message: String,
+    /// The typed inference error, when the failure came from shape/dtype inference.
+    pub error: Option<ShapeError>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: error: {}", self.loc, self.message)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub(crate) ir: kiln_ir::Graph,
+    pub(crate) diags: Vec<Diagnostic>,
+    pub(crate) params: HashMap<String, Array>,
+}
+
+/// A symbolic graph under construction. Cheap to clone; clones share the same graph.
+#[derive(Clone, Default)]
+pub struct Graph {
+    pub(crate) inner: Rc<RefCell<Inner>>,
+}
+
+/// Anything that can be turned into a [`Shape`]: arrays and vectors of sizes, [`Shape`]s,
+/// and tuples mixing symbolic [`Dim`]s with integers (`(&n, 784)`).
+pub trait IntoShape {
+    /// The shape.
+    fn into_shape(self) -> Shape;
+}
+
+impl IntoShape for Shape {
+    fn into_shape(self) -> Shape {
+        self
+    }
+}
+impl IntoShape for &Shape {
+    fn into_shape(self) -> Shape {
+        self.clone()
+    }
+}
+impl<D: Into<Dim>, const K: usize> IntoShape for [D; K] {
+    fn into_shape(self) -> Shape {
+        Shape::new(self)
+    }
+}
+impl<D: Into<Dim>> IntoShape for Vec<D> {
+    fn into_shape(self) -> Shape {
+        Shape::new(self)
+    }
+}
+impl IntoShape for &[usize] {
+    fn into_shape(self) -> Shape {
+        Shape::known(self)
+    }
+}
+impl IntoShape for &[Dim] {
+    fn into_shape(self) -> Shape {
+        Shape(self.to_vec())
+    }
+}
+
+macro_rules! tuple_into_shape {
+    ($($t:ident),+) => {
+        impl<$($t: Into<Dim>),+> IntoShape for ($($t,)+) {
+            #[allow(non_snake_case)]
+            fn into_shape(self) -> Shape {
+                let ($($t,)+) = self;
+                Shape(vec![$($t.into()),+])
+            }
+        }
+    };
+}
+tuple_into_shape!(A);
+tuple_into_shape!(A, B);
+tuple_into_shape!(A, B, C);
+tuple_into_shape!(A, B, C, D);
+tuple_into_shape!(A, B, C, D, E);
+tuple_into_shape!(A, B, C, D, E, F);
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    /// A named symbolic dimension, such as the batch size `N`.
+    pub fn sym(&self, name: &str) -> Dim {
+        Dim::sym(name)
+    }
+
+    /// A named input fed at evaluation time.
+    #[track_caller]
+    pub fn input(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
+        let loc = Location::caller();
+        let shape = shape.into_shape();
+        let dup = self.inner.borrow().ir.inputs().iter().any(|(_, n)| *n == name);
+        if dup {
+            return self.fail(loc, "input", format!("input `{name}` is declared twice"));
+        }
+        self.source_at(loc, Op::Input { name: name.to_string(), dtype, shape })
+    }
+
+    /// A named parameter (persistent state such as `fc1.weight`); give it a value with
+    /// [`Graph::set_param`] or declare it with [`Graph::param_init`].
+    #[track_caller]
+    pub fn param(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
+        let loc = Location::caller();
+        let shape = shape.into_shape();
+        if shape.as_known().is_none() {
+            return self.fail(loc, "param", format!("parameter `{name}` must have a concrete shape, got {shape}"));
+        }
+        let existing = self
+            .inner
+            .borrow()
+            .ir
+            .parameters()
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(id, _)| *id);
+        if let Some(id) = existing {
+            let same = {
+                let inner = self.inner.borrow();
+                let node = inner.ir.node(id);
+                node.dtype == dtype && node.shape == shape
+            };
+            if same {
+                return Tensor::from_node(self, id);
+            }
+            return self.fail(loc, "param", format!("parameter `{name}` redeclared with a different dtype or shape ({dtype}{shape})"));
+        }
+        self.source_at(loc, Op::Parameter { name: name.to_string(), dtype, shape })
+    }
+
+    /// A parameter declared with its initial value.
+    #[track_caller]
+    pub fn param_init(&self, name: &str, value: Array) -> Tensor {
+        let t = self.param(name, value.dtype(), Shape::known(value.shape()));
+        if !t.is_poisoned() {
+            self.inner.borrow_mut().params.insert(name.to_string(), value);
+        }
+        t
+    }
+
+    /// Sets the value of a declared parameter. Errors if the name is unknown or the
+    /// dtype/shape differ from the declaration.
+    pub fn set_param(&self, name: &str, value: Array) -> Result<(), Error> {
+        let mut inner = self.inner.borrow_mut();
+        let found = inner.ir.parameters().iter().find(|(_, n)| *n == name).map(|(id, _)| *id);
+        let Some(id) = found else {
+            return Err(Error::Npy {
+                path: name.to_string(),
+                message: "no parameter of this name in the graph".into(),
+            });
+        };
+        let node = inner.ir.node(id);
+        if node.dtype != value.dtype() || node.shape != Shape::known(value.shape()) {
+            let msg = format!(
+                "parameter declared as {}{} but the value is {}{:?}",
+                node.dtype,
+                node.shape,
+                value.dtype(),
+                value.shape()
+            );
+            return Err(Error::Npy { path: name.to_string(), message: msg });
+        }
+        inner.params.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    /// The value of a parameter, if set.
+    pub fn param_value(&self, name: &str) -> Option<Array> {
+        self.inner.borrow().params.get(name).cloned()
+    }
+
+    /// Every parameter value that has been set, by name.
+    pub fn param_values(&self) -> HashMap<String, Array> {
+        self.inner.borrow().params.clone()
+    }
+
+    /// A literal tensor.
+    #[track_caller]
+    pub fn constant(&self, value: Array) -> Tensor {
+        self.source_at(Location::caller(), Op::Constant(value))
+    }
+
+    /// A rank-0 literal of `dtype`.
+    #[track_caller]
+    pub fn scalar(&self, value: f64, dtype: DType) -> Tensor {
+        self.source_at(Location::caller(), Op::Constant(Array::scalar(dtype, value)))
+    }
+
+    /// A tensor of `shape` filled with `value` (a broadcast scalar, no storage).
+    #[track_caller]
+    pub fn full(&self, shape: impl IntoShape, value: f64, dtype: DType) -> Tensor {
+        self.scalar(value, dtype).expand(shape)
+    }
+
+    /// Zeros of `shape`.
+    #[track_caller]
+    pub fn zeros(&self, shape: impl IntoShape, dtype: DType) -> Tensor {
+        self.full(shape, 0.0, dtype)
+    }
+
+    /// Ones of `shape`.
+    #[track_caller]
+    pub fn ones(&self, shape: impl IntoShape, dtype: DType) -> Tensor {
+        self.full(shape, 1.0, dtype)
+    }
+
+    /// `out[..., i, ...] = i` along `axis`.
+    #[track_caller]
+    pub fn iota(&self, dtype: DType, shape: impl IntoShape, axis: usize) -> Tensor {
+        self.source_at(Location::caller(), Op::Iota { dtype, shape: shape.into_shape(), axis })
+    }
+
+    /// `0, 1, ..., n-1` as a rank-1 tensor.
+    #[track_caller]
+    pub fn arange(&self, n: impl Into<Dim>, dtype: DType) -> Tensor {
+        self.iota(dtype, Shape(vec![n.into()]), 0)
+    }
+
+    /// Threefry-2x32 random `u32` bits, identical to `jax.random.bits(key, shape)`;
+    /// `key` is a `u32[2]` tensor.
+    #[track_caller]
+    pub fn random_bits(&self, key: &Tensor, shape: impl IntoShape) -> Tensor {
+        Tensor::apply(self, Location::caller(), Op::RandomBits { shape: shape.into_shape() }, &[key])
+    }
+
+    /// Every diagnostic recorded so far, or `Ok` if the graph is well-formed.
+    pub fn check(&self) -> Result<(), Error> {
+        let d = self.inner.borrow().diags.clone();
+        if d.is_empty() { Ok(()) } else { Err(Error::Check(d)) }
+    }
+
+    /// The diagnostics recorded so far.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        self.inner.borrow().diags.clone()
+    }
+
+    /// A snapshot of the underlying IR graph.
+    pub fn ir(&self) -> kiln_ir::Graph {
+        self.inner.borrow().ir.clone()
+    }
+
+    /// Runs `f` with mutable access to the IR (for graph transforms such as autodiff).
+    pub fn with_ir<R>(&self, f: impl FnOnce(&mut kiln_ir::Graph) -> R) -> R {
+        f(&mut self.inner.borrow_mut().ir)
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().ir.len()
+    }
+
+    /// True if no node was built yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if both handles refer to the same graph.
+    pub fn same(&self, other: &Graph) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn source_at(&self, loc: &Location<'_>, op: Op) -> Tensor {
+        Tensor::apply(self, loc, op, &[])
+    }
+
+    /// Records a diagnostic at `loc` and returns a poisoned tensor.
+    pub(crate) fn fail(&self, loc: &Location<'_>, op: &'static str, message: String) -> Tensor {
+        self.push_diag(Diagnostic { loc: Loc::from_caller(loc), op, message, error: None });
+        Tensor::poisoned(self)
+    }
+
+    pub(crate) fn push_diag(&self, d: Diagnostic) {
+        self.inner.borrow_mut().diags.push(d);
+    }
+}
+
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner.borrow().ir, f)
+    }
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

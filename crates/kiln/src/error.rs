@@ -1,0 +1,40 @@
+//! The error type of the builder crate.
+
+use crate::builder::Diagnostic;
+
+/// Anything that can go wrong when checking, evaluating or moving data in and out of kiln.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The graph has diagnostics (shape, dtype or usage errors recorded while building).
+    #[error("{}", format_diagnostics(.0))]
+    Check(Vec<Diagnostic>),
+    /// Evaluation by the reference interpreter failed.
+    #[error(transparent)]
+    Eval(#[from] kiln_interp::EvalError),
+    /// Tensors from different graphs were combined in one request.
+    #[error("tensors from different graphs were passed to {0}")]
+    MixedGraphs(&'static str),
+    /// A host array could not be built.
+    #[error(transparent)]
+    Array(#[from] kiln_ir::ArrayError),
+    /// Reading or writing a `.npy` file failed.
+    #[error("{path}: {message}")]
+    Npy {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A graph edit failed (an internal invariant was violated by a transform).
+    #[error(transparent)]
+    Graph(#[from] kiln_ir::GraphError),
+}
+
+fn format_diagnostics(d: &[Diagnostic]) -> String {
+    let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    format!(
+        "{} error(s) in graph:\n{}",
+        d.len(),
+        lines.join("\n")
+    )
+}

@@ -1,0 +1,32 @@
+//! Debug evaluation of any tensors through the reference interpreter.
+
+use crate::error::Error;
+use crate::tensor::Tensor;
+use kiln_ir::Array;
+use std::collections::HashMap;
+
+/// Evaluates `outputs` with the reference interpreter, feeding named inputs. Parameters
+/// take the values set on the graph. Nothing else of the graph is computed.
+pub fn eval(outputs: &[&Tensor], feeds: &[(&str, &Array)]) -> Result<Vec<Array>, Error> {
+    eval_with_bindings(outputs, feeds).map(|(v, _)| v)
+}
+
+/// Like [`eval`], also returning the symbol bindings inferred from the inputs.
+pub fn eval_with_bindings(outputs: &[&Tensor], feeds: &[(&str, &Array)]) -> Result<(Vec<Array>, HashMap<String, u64>), Error> {
+    let Some(first) = outputs.first() else {
+        return Ok((Vec::new(), HashMap::new()));
+    };
+    let g = first.graph().clone();
+    if outputs.iter().any(|t| !t.graph().same(&g)) {
+        return Err(Error::MixedGraphs("eval"));
+    }
+    let ids: Option<Vec<_>> = outputs.iter().map(|t| t.node()).collect();
+    let Some(ids) = ids else {
+        return Err(Error::Check(g.diagnostics()));
+    };
+    let inputs: HashMap<String, Array> = feeds.iter().map(|(n, a)| (n.to_string(), (*a).clone())).collect();
+    let inner = g.inner.borrow();
+    let vals = kiln_interp::eval(&inner.ir, &ids, &inputs, &inner.params)?;
+    let bindings = kiln_interp::bind_symbols(&inner.ir, &inputs)?;
+    Ok((vals, bindings))
+}

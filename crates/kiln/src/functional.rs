@@ -1,0 +1,80 @@
+//! Functional building blocks over primitives (recurrent cells and friends).
+
+use crate::tensor::Tensor;
+use std::panic::Location;
+
+/// One step of an LSTM cell, exactly `torch.nn.LSTMCell`:
+///
+/// ```text
+/// gates = x @ w_ih^T + b_ih + h @ w_hh^T + b_hh        [N, 4H], order i, f, g, o
+/// c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+/// h' = sigmoid(o) * tanh(c')
+/// ```
+///
+/// `x` is `[N, I]`, `h` and `c` are `[N, H]`, `w_ih` is `[4H, I]`, `w_hh` is `[4H, H]` and the
+/// biases `[4H]` (PyTorch's `state_dict` layouts). Returns `(h', c')`. `H` must be a known
+/// size; a mismatch records a diagnostic at the caller and poisons both results.
+///
+/// ```
+/// use kiln::{DType, Graph, functional::lstm_cell};
+/// let g = Graph::new();
+/// let n = g.sym("N");
+/// let x = g.input("x", DType::F32, (&n, 28));
+/// let h = g.zeros((&n, 128), DType::F32);
+/// let w_ih = g.param("w_ih", DType::F32, [512, 28]);
+/// let w_hh = g.param("w_hh", DType::F32, [512, 128]);
+/// let (h1, c1) = lstm_cell(&x, &h, &h, &w_ih, &w_hh, None, None);
+/// assert_eq!(h1.shape().to_string(), "[N, 128]");
+/// assert_eq!(c1.shape().to_string(), "[N, 128]");
+/// ```
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_cell(
+    x: &Tensor,
+    h: &Tensor,
+    c: &Tensor,
+    w_ih: &Tensor,
+    w_hh: &Tensor,
+    b_ih: Option<&Tensor>,
+    b_hh: Option<&Tensor>,
+) -> (Tensor, Tensor) {
+    let loc = Location::caller();
+    let g = x.graph();
+    if [h, c, w_ih, w_hh].iter().chain(b_ih.iter()).chain(b_hh.iter()).any(|t| t.is_poisoned()) || x.is_poisoned() {
+        return (Tensor::poisoned(g), Tensor::poisoned(g));
+    }
+    let hidden = w_hh.dim(-1).and_then(|d| d.as_known());
+    let gates_dim = w_hh.dim(0).and_then(|d| d.as_known());
+    let (Some(hs), Some(four_h)) = (hidden, gates_dim) else {
+        let p = g.fail(
+            loc,
+            "lstm_cell",
+            format!("lstm_cell: w_hh must be a known [4H, H] matrix, got {}", w_hh.shape()),
+        );
+        return (p.clone(), p);
+    };
+    if four_h != 4 * hs || w_hh.rank() != 2 {
+        let p = g.fail(
+            loc,
+            "lstm_cell",
+            format!("lstm_cell: w_hh must be [4H, H], got {} (gate order i, f, g, o)", w_hh.shape()),
+        );
+        return (p.clone(), p);
+    }
+    let mut gates = x.matmul(&w_ih.t()) + h.matmul(&w_hh.t());
+    if let Some(b) = b_ih {
+        gates = gates + b;
+    }
+    if let Some(b) = b_hh {
+        gates = gates + b;
+    }
+    let hs = hs as i64;
+    let chunk = |k: i64| gates.slice(-1, k * hs, (k + 1) * hs, 1);
+    let i = chunk(0).sigmoid();
+    let f = chunk(1).sigmoid();
+    let cand = chunk(2).tanh();
+    let o = chunk(3).sigmoid();
+    let c_next = f * c + i * cand;
+    let h_next = o * c_next.tanh();
+    (h_next, c_next)
+}

@@ -1,0 +1,347 @@
+//! The optimisation pipeline: the function type every pass transforms, the per-pass
+//! statistics, and [`optimize`], a plain list of pass calls with the verifier between them.
+//!
+//! Reading [`optimize`] tells you the whole graph optimiser:
+//!
+//! ```text
+//! infer -> (simplify -> cse) repeated until neither changes anything (bounded) -> dce
+//! ```
+//!
+//! The verifier runs after every pass in debug builds and whenever
+//! [`PipelineOptions::verify`] is set. `KILN_DUMP` selects passes after which the function is
+//! printed to stderr: `all`, or `after:` followed by comma-separated pass names
+//! (`after:simplify`, `after:cse,dce`). Every pass run is timed; the timings are in the
+//! returned [`PipelineReport`].
+
+use crate::error::PassError;
+use crate::{cse, dce, infer, simplify};
+use kiln_ir::{Graph, NodeId, verify};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// A graph together with the nodes it computes: what every pass transforms. Passes keep
+/// `outputs` pointing at the nodes that compute the same values when they rewrite.
+#[derive(Clone, Debug)]
+pub struct Func {
+    /// The graph.
+    pub graph: Graph,
+    /// The computed nodes, in signature order (duplicates allowed).
+    pub outputs: Vec<NodeId>,
+}
+
+impl Func {
+    /// A function over `graph` returning `outputs`; every output must be a live node.
+    pub fn new(graph: Graph, outputs: Vec<NodeId>) -> Result<Func, PassError> {
+        let f = Func { graph, outputs };
+        f.check_outputs("func")?;
+        Ok(f)
+    }
+
+    /// Fails if an output is not a live node; `pass` names the caller in the error.
+    pub fn check_outputs(&self, pass: &'static str) -> Result<(), PassError> {
+        match self.outputs.iter().find(|&&o| !self.graph.contains(o)) {
+            Some(&output) => Err(PassError::UnknownOutput { pass, output }),
+            None => Ok(()),
+        }
+    }
+
+    /// Redirects every use of `old`, outputs included, to `new`.
+    pub fn replace(&mut self, old: NodeId, new: NodeId) {
+        self.graph.replace_all_uses(old, new);
+        for o in &mut self.outputs {
+            if *o == old {
+                *o = new;
+            }
+        }
+    }
+
+    /// True if `id` is one of the outputs.
+    pub fn is_output(&self, id: NodeId) -> bool {
+        self.outputs.contains(&id)
+    }
+}
+
+impl fmt::Display for Func {
+    /// The graph's text form followed by a `; outputs: n3, n7` line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.graph)?;
+        let outs: Vec<String> = self.outputs.iter().map(NodeId::to_string).collect();
+        writeln!(f, "; outputs: {}", outs.join(", "))
+    }
+}
+
+/// What one pass run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassStats {
+    /// Nodes looked at.
+    pub visited: usize,
+    /// Nodes added (replacements, folded constants).
+    pub added: usize,
+    /// Nodes removed from the graph.
+    pub removed: usize,
+    /// Nodes whose uses were redirected to another node.
+    pub rewritten: usize,
+    /// How often each named rule fired.
+    pub rules: BTreeMap<&'static str, usize>,
+}
+
+impl PassStats {
+    /// True if the pass changed the graph or the outputs.
+    pub fn changed(&self) -> bool {
+        self.added + self.removed + self.rewritten > 0
+    }
+
+    /// How often `rule` fired.
+    pub fn fired(&self, rule: &str) -> usize {
+        self.rules.get(rule).copied().unwrap_or(0)
+    }
+
+    fn absorb(&mut self, other: &PassStats) {
+        self.visited += other.visited;
+        self.added += other.added;
+        self.removed += other.removed;
+        self.rewritten += other.rewritten;
+        for (k, v) in &other.rules {
+            *self.rules.entry(k).or_insert(0) += v;
+        }
+    }
+}
+
+/// Names of the passes in the pipeline, in the order they first run.
+pub const PASS_NAMES: [&str; 4] = ["infer", "simplify", "cse", "dce"];
+
+/// After which passes the function is printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Dump {
+    /// Print nothing.
+    #[default]
+    Off,
+    /// Print after every pass.
+    All,
+    /// Print after the named passes.
+    After(Vec<&'static str>),
+}
+
+impl Dump {
+    /// Parses a dump spec: empty (off), `all`, or `after:` and comma-separated pass names.
+    pub fn parse(spec: &str) -> Result<Dump, PassError> {
+        let err = |message: String| PassError::DumpSpec {
+            spec: spec.to_string(),
+            message,
+        };
+        let s = spec.trim();
+        if s.is_empty() {
+            return Ok(Dump::Off);
+        }
+        if s == "all" {
+            return Ok(Dump::All);
+        }
+        let Some(list) = s.strip_prefix("after:") else {
+            return Err(err("expected `all` or `after:PASS[,PASS...]`".into()));
+        };
+        let mut passes = Vec::new();
+        for name in list.split(',').map(str::trim) {
+            match PASS_NAMES.iter().find(|p| **p == name) {
+                Some(p) => passes.push(*p),
+                None => {
+                    return Err(err(format!(
+                        "unknown pass `{name}` (passes: {})",
+                        PASS_NAMES.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Dump::After(passes))
+    }
+
+    /// The spec in the `KILN_DUMP` environment variable (off when unset).
+    pub fn from_env() -> Result<Dump, PassError> {
+        match std::env::var("KILN_DUMP") {
+            Ok(v) => Dump::parse(&v),
+            Err(_) => Ok(Dump::Off),
+        }
+    }
+
+    /// True if the function is printed after `pass`.
+    pub fn wants(&self, pass: &str) -> bool {
+        match self {
+            Dump::Off => false,
+            Dump::All => true,
+            Dump::After(list) => list.contains(&pass),
+        }
+    }
+}
+
+/// Settings of [`optimize`].
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// Run the verifier after every pass even in release builds (it always runs in debug
+    /// builds).
+    pub verify: bool,
+    /// After which passes to print the function.
+    pub dump: Dump,
+    /// Upper bound on simplify/CSE rounds.
+    pub max_rounds: usize,
+    /// Settings of the simplifier.
+    pub simplify: simplify::SimplifyOptions,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> PipelineOptions {
+        PipelineOptions {
+            verify: false,
+            dump: Dump::Off,
+            max_rounds: 8,
+            simplify: simplify::SimplifyOptions::default(),
+        }
+    }
+}
+
+impl PipelineOptions {
+    /// The defaults, with the dump spec read from `KILN_DUMP`.
+    pub fn from_env() -> Result<PipelineOptions, PassError> {
+        Ok(PipelineOptions {
+            dump: Dump::from_env()?,
+            ..PipelineOptions::default()
+        })
+    }
+}
+
+/// One pass run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassRun {
+    /// The pass.
+    pub pass: &'static str,
+    /// Simplify/CSE round it belongs to (0 for passes outside the loop).
+    pub round: usize,
+    /// Wall time of the pass itself (not the verifier or the dump).
+    pub time: Duration,
+    /// What it did.
+    pub stats: PassStats,
+}
+
+/// What [`optimize`] did: every pass run in order, with its timing and statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineReport {
+    /// Every pass run, in order.
+    pub runs: Vec<PassRun>,
+    /// Simplify/CSE rounds run.
+    pub rounds: usize,
+}
+
+impl PipelineReport {
+    /// Total time per pass, in pipeline order.
+    pub fn time_by_pass(&self) -> Vec<(&'static str, Duration)> {
+        let mut out: Vec<(&'static str, Duration)> = Vec::new();
+        for r in &self.runs {
+            match out.iter_mut().find(|(p, _)| *p == r.pass) {
+                Some((_, t)) => *t += r.time,
+                None => out.push((r.pass, r.time)),
+            }
+        }
+        out
+    }
+
+    /// Statistics of every run of `pass`, summed.
+    pub fn stats_of(&self, pass: &str) -> PassStats {
+        let mut s = PassStats::default();
+        for r in self.runs.iter().filter(|r| r.pass == pass) {
+            s.absorb(&r.stats);
+        }
+        s
+    }
+
+    /// Time spent in passes.
+    pub fn total_time(&self) -> Duration {
+        self.runs.iter().map(|r| r.time).sum()
+    }
+}
+
+impl fmt::Display for PipelineReport {
+    /// One line per pass: total time, runs, nodes added and removed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (pass, time) in self.time_by_pass() {
+            let runs = self.runs.iter().filter(|r| r.pass == pass).count();
+            let s = self.stats_of(pass);
+            writeln!(
+                f,
+                "{pass:<10} {:>10.3} ms  runs={runs} added={} removed={} rewritten={}",
+                time.as_secs_f64() * 1e3,
+                s.added,
+                s.removed,
+                s.rewritten
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Optimises `func` in place, printing requested dumps to stderr. See the module docs.
+pub fn optimize(func: &mut Func, opts: &PipelineOptions) -> Result<PipelineReport, PassError> {
+    optimize_to(func, opts, &mut std::io::stderr())
+}
+
+/// [`optimize`], writing dumps to `sink`.
+pub fn optimize_to(
+    func: &mut Func,
+    opts: &PipelineOptions,
+    sink: &mut dyn Write,
+) -> Result<PipelineReport, PassError> {
+    let mut report = PipelineReport::default();
+    let mut step = |name: &'static str,
+                    round: usize,
+                    func: &mut Func,
+                    pass: &dyn Fn(&mut Func) -> Result<PassStats, PassError>|
+     -> Result<bool, PassError> {
+        let start = Instant::now();
+        let stats = pass(func)?;
+        let time = start.elapsed();
+        let changed = stats.changed();
+        report.runs.push(PassRun {
+            pass: name,
+            round,
+            time,
+            stats,
+        });
+        if opts.dump.wants(name) {
+            let header = if round == 0 {
+                format!(";; after {name}")
+            } else {
+                format!(";; after {name} (round {round})")
+            };
+            // A failed write to the dump sink must not fail the compilation.
+            let _ = write!(sink, "{header}\n{func}");
+        }
+        if cfg!(debug_assertions) || opts.verify {
+            verify_func(func, &format!("after {name}"))?;
+        }
+        Ok(changed)
+    };
+
+    step("infer", 0, func, &|f| infer::infer(f))?;
+    let mut rounds = 0;
+    for round in 1..=opts.max_rounds {
+        rounds = round;
+        let simplified = step("simplify", round, func, &|f| {
+            simplify::simplify(f, &opts.simplify)
+        })?;
+        let merged = step("cse", round, func, &|f| cse::cse(f))?;
+        if !simplified && !merged {
+            break;
+        }
+    }
+    step("dce", 0, func, &|f| dce::dce(f))?;
+    report.rounds = rounds;
+    Ok(report)
+}
+
+/// Runs the verifier on the graph and checks the outputs; `stage` says when, for the error.
+pub fn verify_func(func: &Func, stage: &str) -> Result<(), PassError> {
+    verify(&func.graph).map_err(|errors| PassError::Verify {
+        stage: stage.to_string(),
+        errors,
+    })?;
+    func.check_outputs("verify")
+}
