@@ -28,7 +28,10 @@ use std::sync::OnceLock;
 
 /// The `fixtures/golden` directory of the workspace.
 pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join("golden")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures")
+        .join("golden")
 }
 
 /// Per-element tolerance of a floating-point comparison (see the module docs).
@@ -42,9 +45,15 @@ pub struct Tol {
 
 impl Tol {
     /// The default for `f32`: `1e-5 * |want| + 1e-6 * max|want|`.
-    pub const F32: Tol = Tol { rtol: 1e-5, atol_ratio: 1e-6 };
+    pub const F32: Tol = Tol {
+        rtol: 1e-5,
+        atol_ratio: 1e-6,
+    };
     /// The default for `f64`: `1e-10 * |want| + 1e-12 * max|want|`.
-    pub const F64: Tol = Tol { rtol: 1e-10, atol_ratio: 1e-12 };
+    pub const F64: Tol = Tol {
+        rtol: 1e-10,
+        atol_ratio: 1e-12,
+    };
 
     /// The default tolerance of a float dtype; `None` (exact) for integers and bool.
     pub fn for_dtype(dtype: DType) -> Option<Tol> {
@@ -97,12 +106,31 @@ impl fmt::Display for Mismatch {
         match self {
             Mismatch::DType { got, want } => write!(f, "dtype {got}, expected {want}"),
             Mismatch::Shape { got, want } => write!(f, "shape {got:?}, expected {want:?}"),
-            Mismatch::Values { index, got, want, diff, allowed, bad, total } => write!(
+            Mismatch::Values {
+                index,
+                got,
+                want,
+                diff,
+                allowed,
+                bad,
+                total,
+            } => write!(
                 f,
-                "{bad} of {total} elements out of tolerance; worst at {index:?}: got {got:e}, \
-                 want {want:e} (|diff| {diff:e}, allowed {allowed:e})"
+                "{bad} of {total} elements out of tolerance; worst at {index:?}: got {}, want {} \
+                 (|diff| {diff:.3e}, allowed {allowed:.3e})",
+                num(*got),
+                num(*want)
             ),
         }
+    }
+}
+
+/// Integral values print as integers, others with nine significant digits.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.8e}")
     }
 }
 
@@ -122,10 +150,16 @@ fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 /// for float arrays; it is ignored for integers and bools, which must match exactly.
 pub fn compare(got: &Array, want: &Array, tol: Option<Tol>) -> Result<(), Mismatch> {
     if got.dtype() != want.dtype() {
-        return Err(Mismatch::DType { got: got.dtype(), want: want.dtype() });
+        return Err(Mismatch::DType {
+            got: got.dtype(),
+            want: want.dtype(),
+        });
     }
     if got.shape() != want.shape() {
-        return Err(Mismatch::Shape { got: got.shape().to_vec(), want: want.shape().to_vec() });
+        return Err(Mismatch::Shape {
+            got: got.shape().to_vec(),
+            want: want.shape().to_vec(),
+        });
     }
     let float_tol = Tol::for_dtype(want.dtype()).map(|t| tol.unwrap_or(t));
     let (g, w) = match float_tol {
@@ -158,7 +192,10 @@ pub fn compare(got: &Array, want: &Array, tol: Option<Tol>) -> Result<(), Mismat
         }
     };
     let tol = float_tol.unwrap_or(Tol::F32);
-    let max_abs = w.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let max_abs = w
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     let floor = tol.atol_ratio * max_abs;
     let mut worst: Option<(usize, f64, f64, f64)> = None;
     let mut bad = 0;
@@ -174,7 +211,11 @@ pub fn compare(got: &Array, want: &Array, tol: Option<Tol>) -> Result<(), Mismat
         };
         if !ok {
             bad += 1;
-            let score = if allowed > 0.0 { diff / allowed } else { f64::INFINITY };
+            let score = if allowed > 0.0 {
+                diff / allowed
+            } else {
+                f64::INFINITY
+            };
             if worst.is_none_or(|(_, s, _, _)| score > s) {
                 worst = Some((i, score, diff, allowed));
             }
@@ -271,7 +312,10 @@ pub struct Manifest {
 }
 
 fn tensor_ref(v: &Value) -> Result<TensorRef, String> {
-    let file = v.get("file").and_then(Value::as_str).ok_or("tensor entry without `file`")?;
+    let file = v
+        .get("file")
+        .and_then(Value::as_str)
+        .ok_or("tensor entry without `file`")?;
     let dtype = v
         .get("dtype")
         .and_then(Value::as_str)
@@ -283,23 +327,46 @@ fn tensor_ref(v: &Value) -> Result<TensorRef, String> {
         .and_then(Value::as_array)
         .ok_or_else(|| format!("{file}: no shape"))?
         .iter()
-        .map(|d| d.as_u64().map(|d| d as usize).ok_or_else(|| format!("{file}: bad shape")))
+        .map(|d| {
+            d.as_u64()
+                .map(|d| d as usize)
+                .ok_or_else(|| format!("{file}: bad shape"))
+        })
         .collect::<Result<_, _>>()?;
-    Ok(TensorRef { file: file.to_string(), dtype, shape })
+    Ok(TensorRef {
+        file: file.to_string(),
+        dtype,
+        shape,
+    })
 }
 
 fn tensor_refs(v: Option<&Value>) -> Result<Vec<TensorRef>, String> {
-    v.and_then(Value::as_array).ok_or("missing tensor list")?.iter().map(tensor_ref).collect()
+    v.and_then(Value::as_array)
+        .ok_or("missing tensor list")?
+        .iter()
+        .map(tensor_ref)
+        .collect()
 }
 
 fn parse_case(v: &Value) -> Result<CaseSpec, String> {
-    let name = v.get("name").and_then(Value::as_str).ok_or("case without a name")?.to_string();
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("case without a name")?
+        .to_string();
     let ctx = |e: String| format!("case {name}: {e}");
-    let op = v.get("op").and_then(Value::as_str).ok_or_else(|| ctx("no op".into()))?.to_string();
+    let op = v
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ctx("no op".into()))?
+        .to_string();
     let tol = match v.get("tol") {
         None => None,
         Some(t) => Some(Tol {
-            rtol: t.get("rtol").and_then(Value::as_f64).ok_or_else(|| ctx("bad tol".into()))?,
+            rtol: t
+                .get("rtol")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| ctx("bad tol".into()))?,
             atol_ratio: t
                 .get("atol_ratio")
                 .and_then(Value::as_f64)
@@ -307,7 +374,10 @@ fn parse_case(v: &Value) -> Result<CaseSpec, String> {
         }),
     };
     Ok(CaseSpec {
-        attrs: v.get("attrs").cloned().unwrap_or(Value::Object(Default::default())),
+        attrs: v
+            .get("attrs")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default())),
         inputs: tensor_refs(v.get("inputs")).map_err(ctx)?,
         outputs: tensor_refs(v.get("outputs")).map_err(ctx)?,
         note: v.get("note").and_then(Value::as_str).map(str::to_string),
@@ -320,7 +390,8 @@ fn parse_case(v: &Value) -> Result<CaseSpec, String> {
 fn load_manifest() -> Result<Manifest, String> {
     let path = golden_dir().join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let cases = json
         .get("cases")
         .and_then(Value::as_array)
@@ -340,13 +411,21 @@ pub fn manifest() -> Result<&'static Manifest, String> {
 /// Loads the data of a case.
 pub fn load(spec: &CaseSpec) -> Result<Case, String> {
     let read = |v: &[TensorRef]| v.iter().map(TensorRef::load).collect::<Result<Vec<_>, _>>();
-    Ok(Case { inputs: read(&spec.inputs)?, outputs: read(&spec.outputs)?, spec: spec.clone() })
+    Ok(Case {
+        inputs: read(&spec.inputs)?,
+        outputs: read(&spec.outputs)?,
+        spec: spec.clone(),
+    })
 }
 
 /// Finds and loads the case called `name`.
 pub fn load_case(name: &str) -> Result<Case, String> {
     let m = manifest()?;
-    let spec = m.cases.iter().find(|c| c.name == name).ok_or_else(|| format!("no golden case `{name}`"))?;
+    let spec = m
+        .cases
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| format!("no golden case `{name}`"))?;
     load(spec)
 }
 
@@ -355,7 +434,9 @@ pub fn load_case(name: &str) -> Result<Case, String> {
 pub fn tensor_at(path: &[&str]) -> Result<Array, String> {
     let mut v = &manifest()?.json;
     for p in path {
-        v = v.get(p).ok_or_else(|| format!("manifest has no entry {path:?}"))?;
+        v = v
+            .get(p)
+            .ok_or_else(|| format!("manifest has no entry {path:?}"))?;
     }
     tensor_ref(v)?.load()
 }
@@ -365,28 +446,49 @@ pub fn tensor_at(path: &[&str]) -> Result<Array, String> {
 // ------------------------------------------------------------------------------------------
 
 fn attr<'a>(a: &'a Value, key: &str) -> Result<&'a Value, String> {
-    a.get(key).ok_or_else(|| format!("attribute `{key}` missing"))
+    a.get(key)
+        .ok_or_else(|| format!("attribute `{key}` missing"))
 }
 fn int(a: &Value, key: &str) -> Result<i64, String> {
-    attr(a, key)?.as_i64().ok_or_else(|| format!("attribute `{key}` is not an integer"))
+    attr(a, key)?
+        .as_i64()
+        .ok_or_else(|| format!("attribute `{key}` is not an integer"))
 }
 fn uint(a: &Value, key: &str) -> Result<u64, String> {
-    attr(a, key)?.as_u64().ok_or_else(|| format!("attribute `{key}` is not a non-negative integer"))
+    attr(a, key)?
+        .as_u64()
+        .ok_or_else(|| format!("attribute `{key}` is not a non-negative integer"))
 }
 fn float(a: &Value, key: &str) -> Result<f64, String> {
-    attr(a, key)?.as_f64().ok_or_else(|| format!("attribute `{key}` is not a number"))
+    attr(a, key)?
+        .as_f64()
+        .ok_or_else(|| format!("attribute `{key}` is not a number"))
 }
 fn boolean(a: &Value, key: &str) -> Result<bool, String> {
-    attr(a, key)?.as_bool().ok_or_else(|| format!("attribute `{key}` is not a bool"))
+    attr(a, key)?
+        .as_bool()
+        .ok_or_else(|| format!("attribute `{key}` is not a bool"))
 }
 fn ints(a: &Value, key: &str) -> Result<Vec<i64>, String> {
-    let arr = attr(a, key)?.as_array().ok_or_else(|| format!("attribute `{key}` is not a list"))?;
-    arr.iter().map(|v| v.as_i64().ok_or_else(|| format!("attribute `{key}` holds a non-integer"))).collect()
+    let arr = attr(a, key)?
+        .as_array()
+        .ok_or_else(|| format!("attribute `{key}` is not a list"))?;
+    arr.iter()
+        .map(|v| {
+            v.as_i64()
+                .ok_or_else(|| format!("attribute `{key}` holds a non-integer"))
+        })
+        .collect()
 }
 fn uints(a: &Value, key: &str) -> Result<Vec<u64>, String> {
-    let arr = attr(a, key)?.as_array().ok_or_else(|| format!("attribute `{key}` is not a list"))?;
+    let arr = attr(a, key)?
+        .as_array()
+        .ok_or_else(|| format!("attribute `{key}` is not a list"))?;
     arr.iter()
-        .map(|v| v.as_u64().ok_or_else(|| format!("attribute `{key}` holds a negative or non-integer")))
+        .map(|v| {
+            v.as_u64()
+                .ok_or_else(|| format!("attribute `{key}` holds a negative or non-integer"))
+        })
         .collect()
 }
 fn pair2(a: &Value, key: &str) -> Result<[u64; 2], String> {
@@ -394,11 +496,22 @@ fn pair2(a: &Value, key: &str) -> Result<[u64; 2], String> {
     <[u64; 2]>::try_from(v).map_err(|_| format!("attribute `{key}` must have two entries"))
 }
 fn pairs(a: &Value, key: &str) -> Result<Vec<(u64, u64)>, String> {
-    let arr = attr(a, key)?.as_array().ok_or_else(|| format!("attribute `{key}` is not a list"))?;
+    let arr = attr(a, key)?
+        .as_array()
+        .ok_or_else(|| format!("attribute `{key}` is not a list"))?;
     arr.iter()
-        .map(|p| match p.as_array().map(|p| (p.first().and_then(Value::as_u64), p.get(1).and_then(Value::as_u64))) {
-            Some((Some(lo), Some(hi))) => Ok((lo, hi)),
-            _ => Err(format!("attribute `{key}` must be a list of [before, after] pairs")),
+        .map(|p| {
+            match p.as_array().map(|p| {
+                (
+                    p.first().and_then(Value::as_u64),
+                    p.get(1).and_then(Value::as_u64),
+                )
+            }) {
+                Some((Some(lo), Some(hi))) => Ok((lo, hi)),
+                _ => Err(format!(
+                    "attribute `{key}` must be a list of [before, after] pairs"
+                )),
+            }
         })
         .collect()
 }
@@ -415,15 +528,89 @@ fn input(ins: &[Tensor], k: usize) -> Result<&Tensor, String> {
 
 /// Every op name [`apply`] understands (the builder methods the fixtures cover).
 pub const OPS: &[&str] = &[
-    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "recip", "sin", "cos", "tanh", "sigmoid", "erf",
-    "floor", "ceil", "round", "sign", "logical_not", "is_nan", "add", "sub", "mul", "div", "rem",
-    "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
-    "logical_xor", "where", "cast", "sum", "max", "min", "prod", "argmax", "argmin", "reshape",
-    "permute", "expand", "slice", "pad", "cat", "flip", "gather", "scatter_add", "matmul",
-    "conv2d", "window", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "gelu", "gelu_tanh",
-    "silu", "softplus", "square", "softmax", "log_softmax", "logsumexp", "mean", "mean_all",
-    "sum_all", "var", "layer_norm", "linear", "flatten", "squeeze", "unsqueeze", "transpose", "t",
-    "one_hot", "index_select", "clamp", "lstm_cell", "chain",
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "recip",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "erf",
+    "floor",
+    "ceil",
+    "round",
+    "sign",
+    "logical_not",
+    "is_nan",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "rem",
+    "pow",
+    "maximum",
+    "minimum",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "where",
+    "cast",
+    "sum",
+    "max",
+    "min",
+    "prod",
+    "argmax",
+    "argmin",
+    "reshape",
+    "permute",
+    "expand",
+    "slice",
+    "pad",
+    "cat",
+    "flip",
+    "gather",
+    "scatter_add",
+    "matmul",
+    "conv2d",
+    "window",
+    "max_pool2d",
+    "avg_pool2d",
+    "relu",
+    "leaky_relu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "softplus",
+    "square",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "mean",
+    "mean_all",
+    "sum_all",
+    "var",
+    "layer_norm",
+    "linear",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+    "transpose",
+    "t",
+    "one_hot",
+    "index_select",
+    "clamp",
+    "lstm_cell",
+    "chain",
 ];
 
 /// Applies builder op `op` with attributes `attrs` to `ins` (see `gen_golden.py` for the
@@ -432,7 +619,9 @@ pub fn apply(op: &str, attrs: &Value, ins: &[Tensor]) -> Result<Vec<Tensor>, Str
     let x = input(ins, 0)?;
     let rhs = || -> Result<Operand, String> {
         match attrs.get("scalar") {
-            Some(v) => Ok(Operand::Scalar(v.as_f64().ok_or("attribute `scalar` is not a number")?)),
+            Some(v) => Ok(Operand::Scalar(
+                v.as_f64().ok_or("attribute `scalar` is not a number")?,
+            )),
             None => Ok(Operand::from(input(ins, 1)?)),
         }
     };
@@ -490,7 +679,12 @@ pub fn apply(op: &str, attrs: &Value, ins: &[Tensor]) -> Result<Vec<Tensor>, Str
         "reshape" => one(x.reshape(uints(attrs, "shape")?)),
         "permute" => one(x.permute(ints(attrs, "perm")?)),
         "expand" => one(x.expand(uints(attrs, "shape")?)),
-        "slice" => one(x.slice(int(attrs, "axis")?, int(attrs, "start")?, int(attrs, "stop")?, uint(attrs, "step")?)),
+        "slice" => one(x.slice(
+            int(attrs, "axis")?,
+            int(attrs, "start")?,
+            int(attrs, "stop")?,
+            uint(attrs, "step")?,
+        )),
         "pad" => one(x.pad(&pairs(attrs, "pads")?, float(attrs, "value")?)),
         "cat" => {
             let refs: Vec<&Tensor> = ins.iter().collect();
@@ -515,10 +709,23 @@ pub fn apply(op: &str, attrs: &Value, ins: &[Tensor]) -> Result<Vec<Tensor>, Str
                 Some("max") => WindowOp::Max,
                 other => return Err(format!("unknown window op {other:?}")),
             };
-            one(x.window(wop, &uints(attrs, "window")?, &uints(attrs, "stride")?, &pairs(attrs, "padding")?))
+            one(x.window(
+                wop,
+                &uints(attrs, "window")?,
+                &uints(attrs, "stride")?,
+                &pairs(attrs, "padding")?,
+            ))
         }
-        "max_pool2d" => one(x.max_pool2d(pair2(attrs, "kernel")?, pair2(attrs, "stride")?, pair2(attrs, "padding")?)),
-        "avg_pool2d" => one(x.avg_pool2d(pair2(attrs, "kernel")?, pair2(attrs, "stride")?, pair2(attrs, "padding")?)),
+        "max_pool2d" => one(x.max_pool2d(
+            pair2(attrs, "kernel")?,
+            pair2(attrs, "stride")?,
+            pair2(attrs, "padding")?,
+        )),
+        "avg_pool2d" => one(x.avg_pool2d(
+            pair2(attrs, "kernel")?,
+            pair2(attrs, "stride")?,
+            pair2(attrs, "padding")?,
+        )),
         "relu" => one(x.relu()),
         "leaky_relu" => one(x.leaky_relu(float(attrs, "slope")?)),
         "gelu" => one(x.gelu()),
@@ -532,12 +739,29 @@ pub fn apply(op: &str, attrs: &Value, ins: &[Tensor]) -> Result<Vec<Tensor>, Str
         "mean" => one(x.mean(ints(attrs, "axes")?, boolean(attrs, "keepdim")?)),
         "mean_all" => one(x.mean_all()),
         "sum_all" => one(x.sum_all()),
-        "var" => one(x.var(ints(attrs, "axes")?, float(attrs, "correction")?, boolean(attrs, "keepdim")?)),
+        "var" => one(x.var(
+            ints(attrs, "axes")?,
+            float(attrs, "correction")?,
+            boolean(attrs, "keepdim")?,
+        )),
         "layer_norm" => {
             let mut rest = ins.iter().skip(1);
-            let w = if boolean(attrs, "weight")? { Some(rest.next().ok_or("layer_norm: weight missing")?) } else { None };
-            let b = if boolean(attrs, "bias")? { Some(rest.next().ok_or("layer_norm: bias missing")?) } else { None };
-            one(x.layer_norm(uint(attrs, "normalized_dims")? as usize, w, b, float(attrs, "eps")?))
+            let w = if boolean(attrs, "weight")? {
+                Some(rest.next().ok_or("layer_norm: weight missing")?)
+            } else {
+                None
+            };
+            let b = if boolean(attrs, "bias")? {
+                Some(rest.next().ok_or("layer_norm: bias missing")?)
+            } else {
+                None
+            };
+            one(x.layer_norm(
+                uint(attrs, "normalized_dims")? as usize,
+                w,
+                b,
+                float(attrs, "eps")?,
+            ))
         }
         "linear" => one(x.linear(input(ins, 1)?, ins.get(2))),
         "flatten" => one(x.flatten(int(attrs, "start")?, int(attrs, "end")?)),
@@ -549,16 +773,33 @@ pub fn apply(op: &str, attrs: &Value, ins: &[Tensor]) -> Result<Vec<Tensor>, Str
         "index_select" => one(x.index_select(int(attrs, "axis")?, input(ins, 1)?)),
         "clamp" => one(x.clamp(float(attrs, "lo")?, float(attrs, "hi")?)),
         "lstm_cell" => {
-            let (b_ih, b_hh) = if boolean(attrs, "bias")? { (Some(input(ins, 5)?), Some(input(ins, 6)?)) } else { (None, None) };
-            let (h, c) = kiln::functional::lstm_cell(x, input(ins, 1)?, input(ins, 2)?, input(ins, 3)?, input(ins, 4)?, b_ih, b_hh);
+            let (b_ih, b_hh) = if boolean(attrs, "bias")? {
+                (Some(input(ins, 5)?), Some(input(ins, 6)?))
+            } else {
+                (None, None)
+            };
+            let (h, c) = kiln::functional::lstm_cell(
+                x,
+                input(ins, 1)?,
+                input(ins, 2)?,
+                input(ins, 3)?,
+                input(ins, 4)?,
+                b_ih,
+                b_hh,
+            );
             Ok(vec![h, c])
         }
         "chain" => {
-            let steps = attr(attrs, "steps")?.as_array().ok_or("attribute `steps` is not a list")?;
+            let steps = attr(attrs, "steps")?
+                .as_array()
+                .ok_or("attribute `steps` is not a list")?;
             let empty = Value::Object(Default::default());
             let mut cur = x.clone();
             for (i, step) in steps.iter().enumerate() {
-                let sop = step.get("op").and_then(Value::as_str).ok_or_else(|| format!("step {i}: no op"))?;
+                let sop = step
+                    .get("op")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("step {i}: no op"))?;
                 let mut operands = vec![cur];
                 if let Some(with) = step.get("with").and_then(Value::as_array) {
                     for k in with {
@@ -582,8 +823,12 @@ pub fn apply(op: &str, attrs: &Value, ins: &[Tensor]) -> Result<Vec<Tensor>, Str
 /// Builds a case's graph: inputs `in0, in1, ...` with the case's dtypes and shapes, then the
 /// op. Returns the output tensors, or every builder diagnostic.
 pub fn build(g: &Graph, spec: &CaseSpec) -> Result<Vec<Tensor>, String> {
-    let ins: Vec<Tensor> =
-        spec.inputs.iter().enumerate().map(|(k, r)| g.input(&format!("in{k}"), r.dtype, r.shape.as_slice())).collect();
+    let ins: Vec<Tensor> = spec
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, r)| g.input(&format!("in{k}"), r.dtype, r.shape.as_slice()))
+        .collect();
     let outs = apply(&spec.op, &spec.attrs, &ins)?;
     g.check().map_err(|e| e.to_string())?;
     Ok(outs)
@@ -593,15 +838,27 @@ pub fn build(g: &Graph, spec: &CaseSpec) -> Result<Vec<Tensor>, String> {
 /// that differs.
 pub fn check_outputs(case: &Case, got: &[Array]) -> Result<(), String> {
     if got.len() != case.outputs.len() {
-        return Err(format!("{} outputs, expected {}", got.len(), case.outputs.len()));
+        return Err(format!(
+            "{} outputs, expected {}",
+            got.len(),
+            case.outputs.len()
+        ));
     }
     let errs: Vec<String> = got
         .iter()
         .zip(&case.outputs)
         .enumerate()
-        .filter_map(|(k, (g, w))| compare(g, w, case.spec.tol).err().map(|m| format!("out{k}: {m}")))
+        .filter_map(|(k, (g, w))| {
+            compare(g, w, case.spec.tol)
+                .err()
+                .map(|m| format!("out{k}: {m}"))
+        })
         .collect();
-    if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
 }
 
 /// Runs a case through `eval` (any evaluator with `kiln::eval`'s signature: a backend, a
@@ -626,7 +883,9 @@ pub fn run_case(case: &Case) -> Result<(), String> {
 
 /// Runs every case selected by `filter` through `kiln::eval`; returns how many ran and
 /// `(name, error)` for each failure, so a test can report all of them at once.
-pub fn run_cases(filter: impl Fn(&CaseSpec) -> bool) -> Result<(usize, Vec<(String, String)>), String> {
+pub fn run_cases(
+    filter: impl Fn(&CaseSpec) -> bool,
+) -> Result<(usize, Vec<(String, String)>), String> {
     let mut failures = Vec::new();
     let mut ran = 0;
     for spec in manifest()?.cases.iter().filter(|c| filter(c)) {
@@ -648,8 +907,15 @@ pub fn assert_cases(family: &str, filter: impl Fn(&CaseSpec) -> bool) {
     };
     assert!(ran > 0, "{family}: no golden case selected");
     if !failures.is_empty() {
-        let lines: Vec<String> = failures.iter().map(|(n, e)| format!("  {n}: {e}")).collect();
-        panic!("{family}: {} of {ran} golden cases failed:\n{}", failures.len(), lines.join("\n"));
+        let lines: Vec<String> = failures
+            .iter()
+            .map(|(n, e)| format!("  {n}: {e}"))
+            .collect();
+        panic!(
+            "{family}: {} of {ran} golden cases failed:\n{}",
+            failures.len(),
+            lines.join("\n")
+        );
     }
 }
 
@@ -678,7 +944,8 @@ pub fn helper_test_op_with(name: &str, f: impl Fn(&[Tensor]) -> Vec<Tensor>) {
         let outs = f(&ins);
         g.check().map_err(|e| e.to_string())?;
         let names: Vec<String> = (0..case.inputs.len()).map(|k| format!("in{k}")).collect();
-        let feeds: Vec<(&str, &Array)> = names.iter().map(String::as_str).zip(&case.inputs).collect();
+        let feeds: Vec<(&str, &Array)> =
+            names.iter().map(String::as_str).zip(&case.inputs).collect();
         let refs: Vec<&Tensor> = outs.iter().collect();
         let got = kiln::eval(&refs, &feeds).map_err(|e| e.to_string())?;
         check_outputs(&case, &got)
@@ -744,7 +1011,11 @@ fn ref_map(v: &Value, key: &str) -> Result<BTreeMap<String, TensorRef>, String> 
 
 /// The manifest entry of reference model `name`.
 pub fn model(name: &str) -> Result<ModelRef, String> {
-    let m = manifest()?.json.get("models").and_then(|m| m.get(name)).ok_or_else(|| format!("no reference model `{name}`"))?;
+    let m = manifest()?
+        .json
+        .get("models")
+        .and_then(|m| m.get(name))
+        .ok_or_else(|| format!("no reference model `{name}`"))?;
     let forward = attr(m, "forward")?
         .as_array()
         .ok_or("`forward` is not a list")?
@@ -775,7 +1046,8 @@ pub fn model(name: &str) -> Result<ModelRef, String> {
 /// [`crate::models`]).
 pub fn load_params(g: &Graph, name: &str) -> Result<(), String> {
     for (pname, r) in &model(name)?.params {
-        g.set_param(pname, r.load()?).map_err(|e| format!("{pname}: {e}"))?;
+        g.set_param(pname, r.load()?)
+            .map_err(|e| format!("{pname}: {e}"))?;
     }
     Ok(())
 }
@@ -786,7 +1058,12 @@ pub fn model_input(shape: &[usize]) -> Result<Array, String> {
     let x = tensor_at(&["models", "shared", "x"])?;
     let n: usize = shape.iter().product();
     let v = x.as_f32().map_err(|e| e.to_string())?;
-    let head = v.get(..n).ok_or_else(|| format!("shape {shape:?} needs {n} values, the shared input has {}", v.len()))?;
+    let head = v.get(..n).ok_or_else(|| {
+        format!(
+            "shape {shape:?} needs {n} values, the shared input has {}",
+            v.len()
+        )
+    })?;
     Array::from_f32(shape, head.to_vec()).map_err(|e| e.to_string())
 }
 
@@ -809,7 +1086,16 @@ mod tests {
         let want = f32s(&[2], &[1.0, 100.0]);
         assert_eq!(compare(&f32s(&[2], &[1.0001, 100.0]), &want, None), Ok(()));
         let err = compare(&f32s(&[2], &[1.0002, 100.0]), &want, None);
-        let Err(Mismatch::Values { index, got, want: w, bad, total, allowed, .. }) = err else {
+        let Err(Mismatch::Values {
+            index,
+            got,
+            want: w,
+            bad,
+            total,
+            allowed,
+            ..
+        }) = err
+        else {
             panic!("expected a value mismatch, got {err:?}");
         };
         assert_eq!((index, bad, total), (vec![0], 1, 2));
@@ -822,7 +1108,14 @@ mod tests {
         let want = f32s(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let got = f32s(&[2, 3], &[1.5, 2.0, 3.0, 4.0, 9.0, 6.0]);
         let err = compare(&got, &want, None);
-        let Err(Mismatch::Values { index, got, want, bad, .. }) = err else {
+        let Err(Mismatch::Values {
+            index,
+            got,
+            want,
+            bad,
+            ..
+        }) = err
+        else {
             panic!("expected a value mismatch, got {err:?}");
         };
         assert_eq!((index, got, want, bad), (vec![1, 1], 9.0, 5.0, 2));
@@ -831,27 +1124,69 @@ mod tests {
     #[test]
     fn nan_and_infinity_must_match_exactly() {
         let want = f32s(&[3], &[f32::NAN, f32::INFINITY, 1.0]);
-        assert_eq!(compare(&f32s(&[3], &[f32::NAN, f32::INFINITY, 1.0]), &want, None), Ok(()));
+        assert_eq!(
+            compare(&f32s(&[3], &[f32::NAN, f32::INFINITY, 1.0]), &want, None),
+            Ok(())
+        );
         let nan_vs_num = compare(&f32s(&[3], &[0.0, f32::INFINITY, 1.0]), &want, None);
-        assert!(matches!(nan_vs_num, Err(Mismatch::Values { ref index, .. }) if index == &vec![0]), "{nan_vs_num:?}");
+        assert!(
+            matches!(nan_vs_num, Err(Mismatch::Values { ref index, .. }) if index == &vec![0]),
+            "{nan_vs_num:?}"
+        );
         let inf_vs_big = compare(&f32s(&[3], &[f32::NAN, f32::MAX, 1.0]), &want, None);
-        assert!(matches!(inf_vs_big, Err(Mismatch::Values { ref index, .. }) if index == &vec![1]), "{inf_vs_big:?}");
+        assert!(
+            matches!(inf_vs_big, Err(Mismatch::Values { ref index, .. }) if index == &vec![1]),
+            "{inf_vs_big:?}"
+        );
     }
 
     #[test]
     fn integers_bools_dtypes_and_shapes_are_exact() {
         let a = Array::from_i64(&[3], vec![1, 2, 3]).unwrap_or_else(|e| panic!("{e}"));
         let b = Array::from_i64(&[3], vec![1, 2, 4]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(compare(&a, &a, Some(Tol { rtol: 1.0, atol_ratio: 1.0 })), Ok(()));
-        let err = compare(&a, &b, Some(Tol { rtol: 1.0, atol_ratio: 1.0 }));
-        assert!(matches!(err, Err(Mismatch::Values { ref index, bad: 1, .. }) if index == &vec![2]), "{err:?}");
+        assert_eq!(
+            compare(
+                &a,
+                &a,
+                Some(Tol {
+                    rtol: 1.0,
+                    atol_ratio: 1.0
+                })
+            ),
+            Ok(())
+        );
+        let err = compare(
+            &a,
+            &b,
+            Some(Tol {
+                rtol: 1.0,
+                atol_ratio: 1.0,
+            }),
+        );
+        assert!(
+            matches!(err, Err(Mismatch::Values { ref index, bad: 1, .. }) if index == &vec![2]),
+            "{err:?}"
+        );
         let t = Array::from_bool(&[2], vec![true, false]).unwrap_or_else(|e| panic!("{e}"));
         let f = Array::from_bool(&[2], vec![true, true]).unwrap_or_else(|e| panic!("{e}"));
         assert!(compare(&t, &f, None).is_err());
-        assert_eq!(compare(&a, &f32s(&[3], &[1.0, 2.0, 3.0]), None), Err(Mismatch::DType { got: DType::I64, want: DType::F32 }));
         assert_eq!(
-            compare(&f32s(&[3, 1], &[1.0, 2.0, 3.0]), &f32s(&[3], &[1.0, 2.0, 3.0]), None),
-            Err(Mismatch::Shape { got: vec![3, 1], want: vec![3] })
+            compare(&a, &f32s(&[3], &[1.0, 2.0, 3.0]), None),
+            Err(Mismatch::DType {
+                got: DType::I64,
+                want: DType::F32
+            })
+        );
+        assert_eq!(
+            compare(
+                &f32s(&[3, 1], &[1.0, 2.0, 3.0]),
+                &f32s(&[3], &[1.0, 2.0, 3.0]),
+                None
+            ),
+            Err(Mismatch::Shape {
+                got: vec![3, 1],
+                want: vec![3]
+            })
         );
     }
 

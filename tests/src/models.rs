@@ -43,8 +43,16 @@ pub fn lstm_nn(g: &Graph, batch: impl Into<Dim>) -> (Tensor, Tensor) {
         .map(|l| {
             let inp = if l == 0 { FEAT } else { HIDDEN };
             [
-                g.param(&format!("lstm.weight_ih_l{l}"), DType::F32, [4 * HIDDEN, inp]),
-                g.param(&format!("lstm.weight_hh_l{l}"), DType::F32, [4 * HIDDEN, HIDDEN]),
+                g.param(
+                    &format!("lstm.weight_ih_l{l}"),
+                    DType::F32,
+                    [4 * HIDDEN, inp],
+                ),
+                g.param(
+                    &format!("lstm.weight_hh_l{l}"),
+                    DType::F32,
+                    [4 * HIDDEN, HIDDEN],
+                ),
                 g.param(&format!("lstm.bias_ih_l{l}"), DType::F32, [4 * HIDDEN]),
                 g.param(&format!("lstm.bias_hh_l{l}"), DType::F32, [4 * HIDDEN]),
             ]
@@ -76,8 +84,13 @@ pub fn lenet(g: &Graph, batch: impl Into<Dim>) -> (Tensor, Tensor) {
     let conv = |x: &Tensor, name: &str, cin: usize, cout: usize, pad: u64| {
         let w = g.param(&format!("{name}.weight"), DType::F32, [cout, cin, 5, 5]);
         let b = g.param(&format!("{name}.bias"), DType::F32, [cout]);
-        let opts = ConvOpts { padding: [pad, pad], ..ConvOpts::default() };
-        (x.conv2d(&w, opts) + b.reshape([cout, 1, 1])).relu().max_pool2d([2, 2], [2, 2], [0, 0])
+        let opts = ConvOpts {
+            padding: [pad, pad],
+            ..ConvOpts::default()
+        };
+        (x.conv2d(&w, opts) + b.reshape([cout, 1, 1]))
+            .relu()
+            .max_pool2d([2, 2], [2, 2], [0, 0])
     };
     let h = conv(&x, "conv1", 1, 6, 2);
     let h = conv(&h, "conv2", 6, 16, 0).flatten(1, -1);

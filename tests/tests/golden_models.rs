@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 
 fn forward(model: &str, batch: usize) -> ForwardRef {
     let m = golden::model(model).unwrap_or_else(|e| panic!("{e}"));
-    m.forward.into_iter().find(|f| f.batch == batch).unwrap_or_else(|| panic!("{model}: no batch {batch} reference"))
+    m.forward
+        .into_iter()
+        .find(|f| f.batch == batch)
+        .unwrap_or_else(|| panic!("{model}: no batch {batch} reference"))
 }
 
 /// Evaluates `logits` for the golden input of `model` at `batch` and compares.
@@ -17,7 +20,8 @@ fn check_logits(g: &Graph, model: &str, batch: usize, logits: &kiln::Tensor) {
     let f = forward(model, batch);
     let x = golden::model_input(&f.x_shape).unwrap_or_else(|e| panic!("{e}"));
     let want = f.logits.load().unwrap_or_else(|e| panic!("{e}"));
-    let got = kiln::eval(&[logits], &[("x", &x)]).unwrap_or_else(|e| panic!("{model} batch {batch}: {e}"));
+    let got = kiln::eval(&[logits], &[("x", &x)])
+        .unwrap_or_else(|e| panic!("{model} batch {batch}: {e}"));
     assert_close(&format!("{model} logits, batch {batch}"), &got[0], &want);
 }
 
@@ -28,10 +32,22 @@ fn assert_params_match(g: &Graph, model: &str) {
     let declared: BTreeSet<(String, Vec<usize>)> = ir
         .parameters()
         .iter()
-        .map(|(id, name)| (name.to_string(), ir.node(*id).shape.as_known().unwrap_or_default()))
+        .map(|(id, name)| {
+            (
+                name.to_string(),
+                ir.node(*id).shape.as_known().unwrap_or_default(),
+            )
+        })
         .collect();
-    let golden: BTreeSet<(String, Vec<usize>)> = m.params.iter().map(|(k, r)| (k.clone(), r.shape.clone())).collect();
-    assert_eq!(declared, golden, "{model}: builder parameters differ from the state_dict");
+    let golden: BTreeSet<(String, Vec<usize>)> = m
+        .params
+        .iter()
+        .map(|(k, r)| (k.clone(), r.shape.clone()))
+        .collect();
+    assert_eq!(
+        declared, golden,
+        "{model}: builder parameters differ from the state_dict"
+    );
 }
 
 #[test]
@@ -78,13 +94,21 @@ fn lenet_batch_64() {
 fn train_references_cover_every_parameter() {
     for model in ["simple_nn", "lstm_nn", "lenet"] {
         let m = golden::model(model).unwrap_or_else(|e| panic!("{e}"));
-        let params: Vec<(&String, &Vec<usize>)> = m.params.iter().map(|(k, r)| (k, &r.shape)).collect();
-        let grads: Vec<(&String, &Vec<usize>)> = m.train.grads.iter().map(|(k, r)| (k, &r.shape)).collect();
+        let params: Vec<(&String, &Vec<usize>)> =
+            m.params.iter().map(|(k, r)| (k, &r.shape)).collect();
+        let grads: Vec<(&String, &Vec<usize>)> =
+            m.train.grads.iter().map(|(k, r)| (k, &r.shape)).collect();
         assert_eq!(params, grads, "{model}");
         let loss = m.train.loss.load().unwrap_or_else(|e| panic!("{e}"));
         let l = loss.to_f64_vec();
-        assert!(loss.shape().is_empty() && l[0] > 2.0 && l[0] < 2.6, "{model}: loss {l:?} is not near ln(10)");
+        assert!(
+            loss.shape().is_empty() && l[0] > 2.0 && l[0] < 2.6,
+            "{model}: loss {l:?} is not near ln(10)"
+        );
     }
     let labels = golden::model_labels().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((labels.dtype(), labels.shape()), (kiln::DType::I64, &[64usize][..]));
+    assert_eq!(
+        (labels.dtype(), labels.shape()),
+        (kiln::DType::I64, &[64usize][..])
+    );
 }

@@ -9,30 +9,109 @@ const FAMILIES: &[(&str, &[&str])] = &[
     (
         "unary",
         &[
-            "neg", "abs", "exp", "log", "sqrt", "rsqrt", "recip", "sin", "cos", "tanh", "sigmoid",
-            "erf", "floor", "ceil", "round", "sign", "logical_not", "is_nan",
+            "neg",
+            "abs",
+            "exp",
+            "log",
+            "sqrt",
+            "rsqrt",
+            "recip",
+            "sin",
+            "cos",
+            "tanh",
+            "sigmoid",
+            "erf",
+            "floor",
+            "ceil",
+            "round",
+            "sign",
+            "logical_not",
+            "is_nan",
         ],
     ),
-    ("arithmetic", &["add", "sub", "mul", "div", "rem", "pow", "maximum", "minimum"]),
-    ("compare_logic", &["eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"]),
+    (
+        "arithmetic",
+        &[
+            "add", "sub", "mul", "div", "rem", "pow", "maximum", "minimum",
+        ],
+    ),
+    (
+        "compare_logic",
+        &[
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "logical_and",
+            "logical_or",
+            "logical_xor",
+        ],
+    ),
     ("select_cast", &["where", "cast"]),
-    ("reduce", &["sum", "max", "min", "prod", "sum_all", "mean_all"]),
+    (
+        "reduce",
+        &["sum", "max", "min", "prod", "sum_all", "mean_all"],
+    ),
     ("arg_reduce", &["argmax", "argmin"]),
     (
         "movement",
-        &["reshape", "permute", "expand", "slice", "pad", "cat", "flip", "squeeze", "unsqueeze", "transpose", "t", "flatten"],
+        &[
+            "reshape",
+            "permute",
+            "expand",
+            "slice",
+            "pad",
+            "cat",
+            "flip",
+            "squeeze",
+            "unsqueeze",
+            "transpose",
+            "t",
+            "flatten",
+        ],
     ),
-    ("indexing", &["gather", "scatter_add", "index_select", "one_hot"]),
+    (
+        "indexing",
+        &["gather", "scatter_add", "index_select", "one_hot"],
+    ),
     ("chain", &["chain"]),
     ("contraction", &["matmul", "conv2d", "linear"]),
     ("window", &["window", "max_pool2d", "avg_pool2d"]),
-    ("activation", &["relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "softplus", "square", "clamp"]),
-    ("normalization", &["softmax", "log_softmax", "logsumexp", "mean", "var", "layer_norm"]),
+    (
+        "activation",
+        &[
+            "relu",
+            "leaky_relu",
+            "gelu",
+            "gelu_tanh",
+            "silu",
+            "softplus",
+            "square",
+            "clamp",
+        ],
+    ),
+    (
+        "normalization",
+        &[
+            "softmax",
+            "log_softmax",
+            "logsumexp",
+            "mean",
+            "var",
+            "layer_norm",
+        ],
+    ),
     ("functional", &["lstm_cell"]),
 ];
 
 fn family(name: &str) -> impl Fn(&CaseSpec) -> bool {
-    let ops = FAMILIES.iter().find(|(f, _)| *f == name).map(|(_, ops)| *ops).unwrap_or_default();
+    let ops = FAMILIES
+        .iter()
+        .find(|(f, _)| *f == name)
+        .map(|(_, ops)| *ops)
+        .unwrap_or_default();
     move |c: &CaseSpec| ops.contains(&c.op.as_str())
 }
 
@@ -112,12 +191,34 @@ fn functional() {
 fn families_cover_manifest_and_ops() {
     let m = golden::manifest().unwrap_or_else(|e| panic!("{e}"));
     let in_family = |op: &str| FAMILIES.iter().filter(|(_, ops)| ops.contains(&op)).count();
-    let orphans: Vec<&str> = m.cases.iter().filter(|c| in_family(&c.op) != 1).map(|c| c.name.as_str()).collect();
-    assert!(orphans.is_empty(), "cases in no family or in several: {orphans:?}");
-    let unknown: Vec<&str> = FAMILIES.iter().flat_map(|(_, ops)| ops.iter().copied()).filter(|op| !OPS.contains(op)).collect();
-    assert!(unknown.is_empty(), "family ops unknown to golden::apply: {unknown:?}");
-    let uncovered: Vec<&str> = OPS.iter().copied().filter(|op| !m.cases.iter().any(|c| c.op == *op)).collect();
-    assert!(uncovered.is_empty(), "ops without a golden case: {uncovered:?}");
+    let orphans: Vec<&str> = m
+        .cases
+        .iter()
+        .filter(|c| in_family(&c.op) != 1)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "cases in no family or in several: {orphans:?}"
+    );
+    let unknown: Vec<&str> = FAMILIES
+        .iter()
+        .flat_map(|(_, ops)| ops.iter().copied())
+        .filter(|op| !OPS.contains(op))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "family ops unknown to golden::apply: {unknown:?}"
+    );
+    let uncovered: Vec<&str> = OPS
+        .iter()
+        .copied()
+        .filter(|op| !m.cases.iter().any(|c| c.op == *op))
+        .collect();
+    assert!(
+        uncovered.is_empty(),
+        "ops without a golden case: {uncovered:?}"
+    );
     assert!(m.cases.len() >= 400, "only {} cases", m.cases.len());
 }
 
@@ -131,7 +232,9 @@ fn helper_one_liners() {
     });
     helper_test_op_with("log_softmax_last_3x783", |x| vec![x[0].softmax(-1).log()]);
     helper_test_op_with("relu_f32_783", |x| vec![x[0].maximum(0.0)]);
-    helper_test_op_with("matmul_3x783_783x50", |x| vec![x[1].t().matmul(&x[0].t()).t()]);
+    helper_test_op_with("matmul_3x783_783x50", |x| {
+        vec![x[1].t().matmul(&x[0].t()).t()]
+    });
     helper_test_op_with("t_3x5", |x| vec![x[0].permute([1, 0])]);
 }
 

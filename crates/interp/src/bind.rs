@@ -17,7 +17,10 @@ struct Fed<'a> {
 }
 
 /// Binds symbols from every `Input` node of the graph; each one must be fed.
-pub fn bind_symbols(graph: &Graph, inputs: &HashMap<String, Array>) -> Result<HashMap<String, u64>, EvalError> {
+pub fn bind_symbols(
+    graph: &Graph,
+    inputs: &HashMap<String, Array>,
+) -> Result<HashMap<String, u64>, EvalError> {
     let all: HashSet<NodeId> = graph.inputs().into_iter().map(|(id, _)| id).collect();
     bind_required(graph, &all, inputs)
 }
@@ -49,7 +52,9 @@ pub(crate) fn bind_required(
                 check_dtype(name, *dtype, array)?;
                 fed.push(Fed { name, shape, array });
             }
-            None if required.contains(&id) => return Err(EvalError::MissingInput { name: name.clone() }),
+            None if required.contains(&id) => {
+                return Err(EvalError::MissingInput { name: name.clone() });
+            }
             None => {}
         }
     }
@@ -150,9 +155,14 @@ fn solve(fed: &[Fed]) -> Result<HashMap<String, u64>, EvalError> {
         let mut progress = false;
         for f in fed {
             for (d, &n) in f.shape.dims().iter().zip(f.array.shape()) {
-                let unbound: Vec<_> = d.symbols().into_iter().filter(|s| !bindings.contains_key(&**s)).collect();
+                let unbound: Vec<_> = d
+                    .symbols()
+                    .into_iter()
+                    .filter(|s| !bindings.contains_key(&**s))
+                    .collect();
                 if let [s] = unbound.as_slice() {
-                    let v = solve_one(d, s, n as u64, &bindings).ok_or_else(|| mismatch(f, &bindings))?;
+                    let v = solve_one(d, s, n as u64, &bindings)
+                        .ok_or_else(|| mismatch(f, &bindings))?;
                     bindings.insert(s.to_string(), v);
                     progress = true;
                 }
@@ -164,7 +174,11 @@ fn solve(fed: &[Fed]) -> Result<HashMap<String, u64>, EvalError> {
     }
     for f in fed {
         for (d, &n) in f.shape.dims().iter().zip(f.array.shape()) {
-            if let Some(s) = d.symbols().into_iter().find(|s| !bindings.contains_key(&**s)) {
+            if let Some(s) = d
+                .symbols()
+                .into_iter()
+                .find(|s| !bindings.contains_key(&**s))
+            {
                 return Err(EvalError::UnsolvableSymbol {
                     symbol: s.to_string(),
                     input: f.name.to_string(),
@@ -187,13 +201,24 @@ mod tests {
     fn graph_with(inputs: &[(&str, DType, Shape)]) -> Graph {
         let mut g = Graph::new();
         for (name, dtype, shape) in inputs {
-            g.add(Op::Input { name: name.to_string(), dtype: *dtype, shape: shape.clone() }, &[]).unwrap();
+            g.add(
+                Op::Input {
+                    name: name.to_string(),
+                    dtype: *dtype,
+                    shape: shape.clone(),
+                },
+                &[],
+            )
+            .unwrap();
         }
         g
     }
 
     fn feed(pairs: &[(&str, Array)]) -> HashMap<String, Array> {
-        pairs.iter().map(|(n, a)| (n.to_string(), a.clone())).collect()
+        pairs
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.clone()))
+            .collect()
     }
 
     fn zeros(shape: &[usize]) -> Array {
@@ -209,8 +234,19 @@ mod tests {
             ("y", DType::F32, Shape(vec![&n * &Dim::known(28)])),
             ("z", DType::F32, Shape(vec![&(&n * &t) + &Dim::known(1)])),
         ]);
-        let b = bind_symbols(&g, &feed(&[("x", zeros(&[4, 3])), ("y", zeros(&[112])), ("z", zeros(&[21]))])).unwrap();
-        assert_eq!(b, HashMap::from([("N".to_string(), 4), ("T".to_string(), 5)]));
+        let b = bind_symbols(
+            &g,
+            &feed(&[
+                ("x", zeros(&[4, 3])),
+                ("y", zeros(&[112])),
+                ("z", zeros(&[21])),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            b,
+            HashMap::from([("N".to_string(), 4), ("T".to_string(), 5)])
+        );
     }
 
     #[test]
@@ -282,17 +318,28 @@ mod tests {
         let i = Array::zeros(DType::I32, &[1, 2]).unwrap();
         assert_eq!(
             bind_symbols(&g, &feed(&[("x", i)])).unwrap_err(),
-            EvalError::DTypeMismatch { kind: ValueKind::Input, name: "x".into(), expected: DType::F32, got: DType::I32 }
+            EvalError::DTypeMismatch {
+                kind: ValueKind::Input,
+                name: "x".into(),
+                expected: DType::F32,
+                got: DType::I32
+            }
         );
         let e = bind_symbols(&g, &feed(&[("x", f32s(&[2], &[1.0, 2.0]))])).unwrap_err();
-        assert!(matches!(e, EvalError::ShapeMismatch { ref name, ref got, .. } if name == "x" && got == &vec![2]));
+        assert!(
+            matches!(e, EvalError::ShapeMismatch { ref name, ref got, .. } if name == "x" && got == &vec![2])
+        );
         let e = bind_symbols(&g, &feed(&[("x", zeros(&[2, 3]))])).unwrap_err();
         assert!(matches!(e, EvalError::ShapeMismatch { .. }));
     }
 
     #[test]
     fn product_of_two_unbound_symbols_cannot_be_solved() {
-        let g = graph_with(&[("x", DType::F32, Shape(vec![&Dim::sym("N") * &Dim::sym("T")]))]);
+        let g = graph_with(&[(
+            "x",
+            DType::F32,
+            Shape(vec![&Dim::sym("N") * &Dim::sym("T")]),
+        )]);
         let e = bind_symbols(&g, &feed(&[("x", zeros(&[6]))])).unwrap_err();
         assert!(matches!(e, EvalError::UnsolvableSymbol { ref input, .. } if input == "x"));
     }

@@ -98,18 +98,30 @@ pub(crate) fn unary(u: UnaryOp, x: &Array) -> Result<Vals, EvalError> {
 
 /// Maximum that propagates NaN.
 pub(crate) fn max_f(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Minimum that propagates NaN.
 pub(crate) fn min_f(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// Remainder with the sign of the divisor (`torch.remainder`), from the exact `fmod`.
 fn rem_f(a: f64, b: f64) -> f64 {
     let r = a % b;
-    if r != 0.0 && (r < 0.0) != (b < 0.0) { r + b } else { r }
+    if r != 0.0 && (r < 0.0) != (b < 0.0) {
+        r + b
+    } else {
+        r
+    }
 }
 
 /// Floor division; the caller has excluded `b == 0`.
@@ -118,7 +130,11 @@ fn div_i(a: i64, b: i64) -> i64 {
         return 0;
     }
     let q = a.wrapping_div(b);
-    if a.wrapping_rem(b) != 0 && ((a < 0) != (b < 0)) { q - 1 } else { q }
+    if a.wrapping_rem(b) != 0 && ((a < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    }
 }
 
 /// Remainder with the sign of the divisor; the caller has excluded `b == 0`.
@@ -127,7 +143,11 @@ fn rem_i(a: i64, b: i64) -> i64 {
         return 0;
     }
     let r = a.wrapping_rem(b);
-    if r != 0 && ((r < 0) != (b < 0)) { r.wrapping_add(b) } else { r }
+    if r != 0 && ((r < 0) != (b < 0)) {
+        r.wrapping_add(b)
+    } else {
+        r
+    }
 }
 
 enum Kernel<T> {
@@ -216,12 +236,19 @@ fn apply<T: Copy>(
 
 /// An elementwise binary op, operands broadcast to `out_shape`. Integer `div`/`rem` by zero
 /// is an error; float division follows IEEE.
-pub(crate) fn binary(b: BinaryOp, x: &Array, y: &Array, out_shape: &[usize]) -> Result<Vals, EvalError> {
+pub(crate) fn binary(
+    b: BinaryOp,
+    x: &Array,
+    y: &Array,
+    out_shape: &[usize],
+) -> Result<Vals, EvalError> {
     let ix = view_offsets(out_shape, 0, &broadcast_strides(x.shape(), out_shape));
     let iy = view_offsets(out_shape, 0, &broadcast_strides(y.shape(), out_shape));
     let bad = || no_kernel(b.name(), x.dtype());
     Ok(match (Vals::of(x), Vals::of(y)) {
-        (Vals::F(x), Vals::F(y)) => apply(float_binary(b).ok_or_else(bad)?, &x, &y, &ix, &iy, Vals::F),
+        (Vals::F(x), Vals::F(y)) => {
+            apply(float_binary(b).ok_or_else(bad)?, &x, &y, &ix, &iy, Vals::F)
+        }
         (Vals::I(x), Vals::I(y)) => {
             if matches!(b, BinaryOp::Div | BinaryOp::Rem) && iy.iter().any(|&j| y[j] == 0) {
                 return Err(EvalError::DivisionByZero {
@@ -231,7 +258,9 @@ pub(crate) fn binary(b: BinaryOp, x: &Array, y: &Array, out_shape: &[usize]) -> 
             }
             apply(int_binary(b).ok_or_else(bad)?, &x, &y, &ix, &iy, Vals::I)
         }
-        (Vals::B(x), Vals::B(y)) => apply(bool_binary(b).ok_or_else(bad)?, &x, &y, &ix, &iy, Vals::B),
+        (Vals::B(x), Vals::B(y)) => {
+            apply(bool_binary(b).ok_or_else(bad)?, &x, &y, &ix, &iy, Vals::B)
+        }
         _ => {
             return Err(EvalError::malformed(
                 b.name(),
@@ -242,7 +271,12 @@ pub(crate) fn binary(b: BinaryOp, x: &Array, y: &Array, out_shape: &[usize]) -> 
 }
 
 /// `cond ? a : b` elementwise, all three broadcast to `out_shape`; any dtype.
-pub(crate) fn select(cond: &Array, a: &Array, b: &Array, out_shape: &[usize]) -> Result<Array, EvalError> {
+pub(crate) fn select(
+    cond: &Array,
+    a: &Array,
+    b: &Array,
+    out_shape: &[usize],
+) -> Result<Array, EvalError> {
     let c = cond.as_bool()?;
     let ic = view_offsets(out_shape, 0, &broadcast_strides(cond.shape(), out_shape));
     let ia = view_offsets(out_shape, 0, &broadcast_strides(a.shape(), out_shape));
@@ -318,28 +352,57 @@ mod tests {
     use crate::testutil::{f32s, f64s, i32s, i64s, u32s};
 
     fn un(u: UnaryOp, x: &Array) -> Array {
-        let dt = if u == UnaryOp::IsNan { DType::Bool } else { x.dtype() };
+        let dt = if u == UnaryOp::IsNan {
+            DType::Bool
+        } else {
+            x.dtype()
+        };
         crate::eval_op(&kiln_ir::Op::Unary(u), &[x], dt, x.shape()).unwrap()
     }
 
     fn bin(b: BinaryOp, x: &Array, y: &Array, shape: &[usize]) -> Result<Array, EvalError> {
-        let dt = if b.is_comparison() { DType::Bool } else { x.dtype() };
+        let dt = if b.is_comparison() {
+            DType::Bool
+        } else {
+            x.dtype()
+        };
         crate::eval_op(&kiln_ir::Op::Binary(b), &[x, y], dt, shape)
     }
 
     #[test]
     fn float_unaries() {
         let x = f32s(&[4], &[-2.0, -0.5, 0.25, 4.0]);
-        assert_eq!(un(UnaryOp::Neg, &x).as_f32().unwrap(), &[2.0, 0.5, -0.25, -4.0]);
-        assert_eq!(un(UnaryOp::Abs, &x).as_f32().unwrap(), &[2.0, 0.5, 0.25, 4.0]);
-        assert_eq!(un(UnaryOp::Recip, &x).as_f32().unwrap(), &[-0.5, -2.0, 4.0, 0.25]);
-        assert_eq!(un(UnaryOp::Floor, &x).as_f32().unwrap(), &[-2.0, -1.0, 0.0, 4.0]);
-        assert_eq!(un(UnaryOp::Ceil, &x).as_f32().unwrap(), &[-2.0, -0.0, 1.0, 4.0]);
-        assert_eq!(un(UnaryOp::Sign, &x).as_f32().unwrap(), &[-1.0, -1.0, 1.0, 1.0]);
+        assert_eq!(
+            un(UnaryOp::Neg, &x).as_f32().unwrap(),
+            &[2.0, 0.5, -0.25, -4.0]
+        );
+        assert_eq!(
+            un(UnaryOp::Abs, &x).as_f32().unwrap(),
+            &[2.0, 0.5, 0.25, 4.0]
+        );
+        assert_eq!(
+            un(UnaryOp::Recip, &x).as_f32().unwrap(),
+            &[-0.5, -2.0, 4.0, 0.25]
+        );
+        assert_eq!(
+            un(UnaryOp::Floor, &x).as_f32().unwrap(),
+            &[-2.0, -1.0, 0.0, 4.0]
+        );
+        assert_eq!(
+            un(UnaryOp::Ceil, &x).as_f32().unwrap(),
+            &[-2.0, -0.0, 1.0, 4.0]
+        );
+        assert_eq!(
+            un(UnaryOp::Sign, &x).as_f32().unwrap(),
+            &[-1.0, -1.0, 1.0, 1.0]
+        );
         let p = f32s(&[3], &[0.25, 4.0, 1.0]);
         assert_eq!(un(UnaryOp::Sqrt, &p).as_f32().unwrap(), &[0.5, 2.0, 1.0]);
         assert_eq!(un(UnaryOp::Rsqrt, &p).as_f32().unwrap(), &[2.0, 0.5, 1.0]);
-        assert_eq!(un(UnaryOp::Log, &p).as_f32().unwrap(), &[(0.25f64.ln()) as f32, 4f64.ln() as f32, 0.0]);
+        assert_eq!(
+            un(UnaryOp::Log, &p).as_f32().unwrap(),
+            &[(0.25f64.ln()) as f32, 4f64.ln() as f32, 0.0]
+        );
         let e = un(UnaryOp::Exp, &f64s(&[2], &[0.0, 1.0]));
         assert_eq!(e.as_f64().unwrap(), &[1.0, std::f64::consts::E]);
         let t = un(UnaryOp::Tanh, &f64s(&[3], &[0.0, 0.5, -30.0]));
@@ -349,13 +412,19 @@ mod tests {
         let c = un(UnaryOp::Cos, &f64s(&[1], &[0.0]));
         assert_eq!(c.as_f64().unwrap(), &[1.0]);
         let e = un(UnaryOp::Erf, &f32s(&[2], &[0.5, -1.0]));
-        assert_eq!(e.as_f32().unwrap(), &[0.5204998778130465f64 as f32, -0.8427007929497149f64 as f32]);
+        assert_eq!(
+            e.as_f32().unwrap(),
+            &[0.5204998778130465f64 as f32, -0.8427007929497149f64 as f32]
+        );
     }
 
     #[test]
     fn round_is_half_to_even_and_sign_keeps_nan() {
         let x = f32s(&[6], &[0.5, 1.5, 2.5, -0.5, -1.5, 2.6]);
-        assert_eq!(un(UnaryOp::Round, &x).as_f32().unwrap(), &[0.0, 2.0, 2.0, -0.0, -2.0, 3.0]);
+        assert_eq!(
+            un(UnaryOp::Round, &x).as_f32().unwrap(),
+            &[0.0, 2.0, 2.0, -0.0, -2.0, 3.0]
+        );
         let s = un(UnaryOp::Sign, &f64s(&[3], &[f64::NAN, 0.0, -3.0]));
         let s = s.as_f64().unwrap();
         assert!(s[0].is_nan());
@@ -365,7 +434,10 @@ mod tests {
     #[test]
     fn sigmoid_is_stable_at_extremes() {
         let s = un(UnaryOp::Sigmoid, &f64s(&[4], &[0.0, 800.0, -800.0, 2.0]));
-        assert_eq!(s.as_f64().unwrap(), &[0.5, 1.0, 0.0, 1.0 / (1.0 + (-2.0f64).exp())]);
+        assert_eq!(
+            s.as_f64().unwrap(),
+            &[0.5, 1.0, 0.0, 1.0 / (1.0 + (-2.0f64).exp())]
+        );
         let s = un(UnaryOp::Sigmoid, &f32s(&[1], &[-100.0]));
         assert_eq!(s.as_f32().unwrap(), &[(-100.0f64).exp() as f32]);
     }
@@ -374,20 +446,38 @@ mod tests {
     fn is_nan_and_not() {
         let n = un(UnaryOp::IsNan, &f32s(&[3], &[f32::NAN, 1.0, f32::INFINITY]));
         assert_eq!(n.as_bool().unwrap(), &[true, false, false]);
-        let b = un(UnaryOp::Not, &Array::from_bool(&[2], vec![true, false]).unwrap());
+        let b = un(
+            UnaryOp::Not,
+            &Array::from_bool(&[2], vec![true, false]).unwrap(),
+        );
         assert_eq!(b.as_bool().unwrap(), &[false, true]);
-        assert_eq!(un(UnaryOp::Not, &i32s(&[2], &[0, 5])).as_i32().unwrap(), &[-1, -6]);
-        assert_eq!(un(UnaryOp::Not, &u32s(&[1], &[0])).as_u32().unwrap(), &[u32::MAX]);
+        assert_eq!(
+            un(UnaryOp::Not, &i32s(&[2], &[0, 5])).as_i32().unwrap(),
+            &[-1, -6]
+        );
+        assert_eq!(
+            un(UnaryOp::Not, &u32s(&[1], &[0])).as_u32().unwrap(),
+            &[u32::MAX]
+        );
     }
 
     #[test]
     fn integer_unaries_wrap() {
         let x = i32s(&[4], &[i32::MIN, -3, 0, 7]);
-        assert_eq!(un(UnaryOp::Neg, &x).as_i32().unwrap(), &[i32::MIN, 3, 0, -7]);
+        assert_eq!(
+            un(UnaryOp::Neg, &x).as_i32().unwrap(),
+            &[i32::MIN, 3, 0, -7]
+        );
         assert_eq!(un(UnaryOp::Abs, &x).as_i32().unwrap(), &[i32::MIN, 3, 0, 7]);
         assert_eq!(un(UnaryOp::Sign, &x).as_i32().unwrap(), &[-1, -1, 0, 1]);
-        assert_eq!(un(UnaryOp::Neg, &u32s(&[2], &[1, 0])).as_u32().unwrap(), &[u32::MAX, 0]);
-        assert_eq!(un(UnaryOp::Abs, &i64s(&[1], &[i64::MIN])).as_i64().unwrap(), &[i64::MIN]);
+        assert_eq!(
+            un(UnaryOp::Neg, &u32s(&[2], &[1, 0])).as_u32().unwrap(),
+            &[u32::MAX, 0]
+        );
+        assert_eq!(
+            un(UnaryOp::Abs, &i64s(&[1], &[i64::MIN])).as_i64().unwrap(),
+            &[i64::MIN]
+        );
     }
 
     #[test]
@@ -401,11 +491,29 @@ mod tests {
         assert_eq!(d.as_f32().unwrap(), &[9.0, 19.0, 29.0, 8.0, 18.0, 28.0]);
         let third = bin(BinaryOp::Div, &f32s(&[], &[1.0]), &f32s(&[], &[3.0]), &[]).unwrap();
         assert_eq!(third.as_f32().unwrap(), &[1.0f32 / 3.0]);
-        let p = bin(BinaryOp::Pow, &f64s(&[2], &[2.0, 9.0]), &f64s(&[1], &[0.5]), &[2]).unwrap();
+        let p = bin(
+            BinaryOp::Pow,
+            &f64s(&[2], &[2.0, 9.0]),
+            &f64s(&[1], &[0.5]),
+            &[2],
+        )
+        .unwrap();
         assert_eq!(p.as_f64().unwrap(), &[2f64.sqrt(), 3.0]);
-        let m = bin(BinaryOp::Mul, &f32s(&[1, 1], &[2.0]), &f32s(&[2], &[3.0, -1.0]), &[1, 2]).unwrap();
+        let m = bin(
+            BinaryOp::Mul,
+            &f32s(&[1, 1], &[2.0]),
+            &f32s(&[2], &[3.0, -1.0]),
+            &[1, 2],
+        )
+        .unwrap();
         assert_eq!(m.as_f32().unwrap(), &[6.0, -2.0]);
-        let z = bin(BinaryOp::Div, &f32s(&[2], &[1.0, -1.0]), &f32s(&[1], &[0.0]), &[2]).unwrap();
+        let z = bin(
+            BinaryOp::Div,
+            &f32s(&[2], &[1.0, -1.0]),
+            &f32s(&[1], &[0.0]),
+            &[2],
+        )
+        .unwrap();
         assert_eq!(z.as_f32().unwrap(), &[f32::INFINITY, f32::NEG_INFINITY]);
     }
 
@@ -448,28 +556,78 @@ mod tests {
     fn integer_division_floors_and_rem_follows_divisor() {
         let a = i32s(&[4], &[7, -7, 7, -7]);
         let b = i32s(&[4], &[2, 2, -2, -2]);
-        assert_eq!(bin(BinaryOp::Div, &a, &b, &[4]).unwrap().as_i32().unwrap(), &[3, -4, -4, 3]);
-        assert_eq!(bin(BinaryOp::Rem, &a, &b, &[4]).unwrap().as_i32().unwrap(), &[1, 1, -1, -1]);
-        let m = bin(BinaryOp::Div, &i32s(&[1], &[i32::MIN]), &i32s(&[1], &[-1]), &[1]).unwrap();
+        assert_eq!(
+            bin(BinaryOp::Div, &a, &b, &[4]).unwrap().as_i32().unwrap(),
+            &[3, -4, -4, 3]
+        );
+        assert_eq!(
+            bin(BinaryOp::Rem, &a, &b, &[4]).unwrap().as_i32().unwrap(),
+            &[1, 1, -1, -1]
+        );
+        let m = bin(
+            BinaryOp::Div,
+            &i32s(&[1], &[i32::MIN]),
+            &i32s(&[1], &[-1]),
+            &[1],
+        )
+        .unwrap();
         assert_eq!(m.as_i32().unwrap(), &[i32::MIN]);
-        let e = bin(BinaryOp::Div, &i64s(&[2], &[1, 2]), &i64s(&[2], &[1, 0]), &[2]);
-        assert_eq!(e, Err(EvalError::DivisionByZero { node: None, op: "div" }));
+        let e = bin(
+            BinaryOp::Div,
+            &i64s(&[2], &[1, 2]),
+            &i64s(&[2], &[1, 0]),
+            &[2],
+        );
+        assert_eq!(
+            e,
+            Err(EvalError::DivisionByZero {
+                node: None,
+                op: "div"
+            })
+        );
         let e = bin(BinaryOp::Rem, &u32s(&[1], &[1]), &u32s(&[1], &[0]), &[1]);
-        assert_eq!(e, Err(EvalError::DivisionByZero { node: None, op: "rem" }));
+        assert_eq!(
+            e,
+            Err(EvalError::DivisionByZero {
+                node: None,
+                op: "rem"
+            })
+        );
     }
 
     #[test]
     fn integer_arithmetic_wraps_per_dtype() {
         let a = i32s(&[2], &[i32::MAX, 3]);
         let b = i32s(&[2], &[1, -5]);
-        assert_eq!(bin(BinaryOp::Add, &a, &b, &[2]).unwrap().as_i32().unwrap(), &[i32::MIN, -2]);
+        assert_eq!(
+            bin(BinaryOp::Add, &a, &b, &[2]).unwrap().as_i32().unwrap(),
+            &[i32::MIN, -2]
+        );
         let u = bin(BinaryOp::Sub, &u32s(&[1], &[0]), &u32s(&[1], &[1]), &[1]).unwrap();
         assert_eq!(u.as_u32().unwrap(), &[u32::MAX]);
-        let u = bin(BinaryOp::Mul, &u32s(&[1], &[u32::MAX]), &u32s(&[1], &[u32::MAX]), &[1]).unwrap();
+        let u = bin(
+            BinaryOp::Mul,
+            &u32s(&[1], &[u32::MAX]),
+            &u32s(&[1], &[u32::MAX]),
+            &[1],
+        )
+        .unwrap();
         assert_eq!(u.as_u32().unwrap(), &[1]);
-        let u = bin(BinaryOp::Lt, &u32s(&[1], &[u32::MAX]), &u32s(&[1], &[1]), &[1]).unwrap();
+        let u = bin(
+            BinaryOp::Lt,
+            &u32s(&[1], &[u32::MAX]),
+            &u32s(&[1], &[1]),
+            &[1],
+        )
+        .unwrap();
         assert_eq!(u.as_bool().unwrap(), &[false]);
-        let x = bin(BinaryOp::Xor, &i64s(&[2], &[0b1100, -1]), &i64s(&[1], &[0b1010]), &[2]).unwrap();
+        let x = bin(
+            BinaryOp::Xor,
+            &i64s(&[2], &[0b1100, -1]),
+            &i64s(&[1], &[0b1010]),
+            &[2],
+        )
+        .unwrap();
         assert_eq!(x.as_i64().unwrap(), &[0b0110, !0b1010]);
         let m = bin(BinaryOp::Max, &i64s(&[2], &[-3, 4]), &i64s(&[], &[0]), &[2]).unwrap();
         assert_eq!(m.as_i64().unwrap(), &[0, 4]);
@@ -509,19 +667,46 @@ mod tests {
     fn casts() {
         let c = |x: &Array, to| cast(x, to).unwrap();
         let f = f32s(&[5], &[-1.7, 2.9, f32::NAN, 3e9, -0.0]);
-        assert_eq!(c(&f, DType::I32).as_i32().unwrap(), &[-1, 2, 0, 3_000_000_000i64 as i32, 0]);
-        assert_eq!(c(&f, DType::I64).as_i64().unwrap(), &[-1, 2, 0, 3_000_000_000, 0]);
-        assert_eq!(c(&f, DType::U32).as_u32().unwrap(), &[u32::MAX, 2, 0, 3_000_000_000, 0]);
-        assert_eq!(c(&f, DType::Bool).as_bool().unwrap(), &[true, true, true, true, false]);
+        assert_eq!(
+            c(&f, DType::I32).as_i32().unwrap(),
+            &[-1, 2, 0, 3_000_000_000i64 as i32, 0]
+        );
+        assert_eq!(
+            c(&f, DType::I64).as_i64().unwrap(),
+            &[-1, 2, 0, 3_000_000_000, 0]
+        );
+        assert_eq!(
+            c(&f, DType::U32).as_u32().unwrap(),
+            &[u32::MAX, 2, 0, 3_000_000_000, 0]
+        );
+        assert_eq!(
+            c(&f, DType::Bool).as_bool().unwrap(),
+            &[true, true, true, true, false]
+        );
         let big = i64s(&[2], &[(1 << 53) + 1, (1 << 24) + 1]);
-        assert_eq!(c(&big, DType::F32).as_f32().unwrap(), &[(1u64 << 53) as f32, 16777216.0]);
-        assert_eq!(c(&big, DType::F64).as_f64().unwrap(), &[9007199254740992.0, 16777217.0]);
+        assert_eq!(
+            c(&big, DType::F32).as_f32().unwrap(),
+            &[(1u64 << 53) as f32, 16777216.0]
+        );
+        assert_eq!(
+            c(&big, DType::F64).as_f64().unwrap(),
+            &[9007199254740992.0, 16777217.0]
+        );
         assert_eq!(c(&big, DType::I32).as_i32().unwrap(), &[1, (1 << 24) + 1]);
         let b = Array::from_bool(&[2], vec![true, false]).unwrap();
         assert_eq!(c(&b, DType::F32).as_f32().unwrap(), &[1.0, 0.0]);
         assert_eq!(c(&b, DType::U32).as_u32().unwrap(), &[1, 0]);
-        assert_eq!(c(&u32s(&[1], &[u32::MAX]), DType::I32).as_i32().unwrap(), &[-1]);
-        assert_eq!(c(&i32s(&[1], &[-1]), DType::U32).as_u32().unwrap(), &[u32::MAX]);
-        assert_eq!(c(&f64s(&[1], &[0.1]), DType::F32).as_f32().unwrap(), &[0.1f32]);
+        assert_eq!(
+            c(&u32s(&[1], &[u32::MAX]), DType::I32).as_i32().unwrap(),
+            &[-1]
+        );
+        assert_eq!(
+            c(&i32s(&[1], &[-1]), DType::U32).as_u32().unwrap(),
+            &[u32::MAX]
+        );
+        assert_eq!(
+            c(&f64s(&[1], &[0.1]), DType::F32).as_f32().unwrap(),
+            &[0.1f32]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Typed errors of the reference interpreter.
 
-use kiln_ir::{ArrayError, DimError, DType, GraphError, NodeId};
+use kiln_ir::{ArrayError, DType, DimError, GraphError, NodeId};
 use std::fmt;
 
 /// Which kind of fed value an error is about.

@@ -62,19 +62,26 @@ pub fn eval(
     let mut values: HashMap<NodeId, Array> = HashMap::new();
     for &id in &order {
         let node = graph.node(id);
-        let shape = node.shape.eval(&bindings).map_err(|source| EvalError::Shape {
-            node: id,
-            shape: node.shape.to_string(),
-            source,
-        })?;
+        let shape = node
+            .shape
+            .eval(&bindings)
+            .map_err(|source| EvalError::Shape {
+                node: id,
+                shape: node.shape.to_string(),
+                source,
+            })?;
         let operands = graph.operands(id);
         let value = match &node.op {
             Op::Input { name, .. } => {
-                let a = inputs.get(name).ok_or_else(|| EvalError::MissingInput { name: name.clone() })?;
+                let a = inputs
+                    .get(name)
+                    .ok_or_else(|| EvalError::MissingInput { name: name.clone() })?;
                 fed_value(ValueKind::Input, name, a, node, &shape, &bindings)?
             }
             Op::Parameter { name, .. } => {
-                let a = params.get(name).ok_or_else(|| EvalError::MissingParam { name: name.clone() })?;
+                let a = params
+                    .get(name)
+                    .ok_or_else(|| EvalError::MissingParam { name: name.clone() })?;
                 fed_value(ValueKind::Parameter, name, a, node, &shape, &bindings)?
             }
             Op::Constant(_)

@@ -57,14 +57,20 @@ pub(crate) fn matmul(a: &Array, b: &Array, out_shape: &[usize]) -> Result<Vals, 
         b_batch: matrix_index(b.shape(), rb),
     };
     Ok(match (Vals::of(a), Vals::of(b)) {
-        (Vals::F(x), Vals::F(y)) => Vals::F(matmul_core(&x, &y, &dims, 0.0, |acc, p, q| acc + p * q)),
+        (Vals::F(x), Vals::F(y)) => {
+            Vals::F(matmul_core(&x, &y, &dims, 0.0, |acc, p, q| acc + p * q))
+        }
         (Vals::I(x), Vals::I(y)) => Vals::I(matmul_core(&x, &y, &dims, 0, |acc, p, q| {
             acc.wrapping_add(p.wrapping_mul(q))
         })),
         _ => {
             return Err(EvalError::malformed(
                 "matmul",
-                format!("operands {} and {} must share a numeric dtype", a.dtype(), b.dtype()),
+                format!(
+                    "operands {} and {} must share a numeric dtype",
+                    a.dtype(),
+                    b.dtype()
+                ),
             ));
         }
     })
@@ -80,7 +86,12 @@ pub(crate) struct ConvParams {
 
 /// Cross-correlation of `x [N, C, H, W]` with `w [O, C/groups, KH, KW]`, symmetric zero
 /// padding, into `out_shape = [N, O, OH, OW]`.
-pub(crate) fn conv2d(x: &Array, w: &Array, p: &ConvParams, out_shape: &[usize]) -> Result<Vals, EvalError> {
+pub(crate) fn conv2d(
+    x: &Array,
+    w: &Array,
+    p: &ConvParams,
+    out_shape: &[usize],
+) -> Result<Vals, EvalError> {
     let (Vals::F(xv), Vals::F(wv)) = (Vals::of(x), Vals::of(w)) else {
         return Err(EvalError::malformed("conv2d", "operands must be floats"));
     };
@@ -100,14 +111,16 @@ pub(crate) fn conv2d(x: &Array, w: &Array, p: &ConvParams, out_shape: &[usize]) 
                     for kx in 0..kw {
                         let wval = wv[((oc * cg + ci) * kh + ky) * kw + kx];
                         for y in 0..oh {
-                            let iy = (y * p.stride[0] + ky * p.dilation[0]).wrapping_sub(p.padding[0]);
+                            let iy =
+                                (y * p.stride[0] + ky * p.dilation[0]).wrapping_sub(p.padding[0]);
                             if iy >= h {
                                 continue;
                             }
                             let xrow = &xp[iy * wd..(iy + 1) * wd];
                             let orow = &mut plane[y * ow..(y + 1) * ow];
                             for (xo, acc) in orow.iter_mut().enumerate() {
-                                let ix = (xo * p.stride[1] + kx * p.dilation[1]).wrapping_sub(p.padding[1]);
+                                let ix = (xo * p.stride[1] + kx * p.dilation[1])
+                                    .wrapping_sub(p.padding[1]);
                                 if ix < wd {
                                     *acc += wval * xrow[ix];
                                 }
@@ -135,7 +148,10 @@ mod tests {
     fn matmul_2x3_by_3x2() {
         let a = f32s(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let b = f32s(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
-        assert_eq!(mm(&a, &b, &[2, 2]).as_f32().unwrap(), &[58.0, 64.0, 139.0, 154.0]);
+        assert_eq!(
+            mm(&a, &b, &[2, 2]).as_f32().unwrap(),
+            &[58.0, 64.0, 139.0, 154.0]
+        );
     }
 
     #[test]
@@ -149,7 +165,9 @@ mod tests {
         let y = mm(&a, &b, &[3, 2, 1, 2]);
         assert_eq!(
             y.as_f64().unwrap(),
-            &[1.0, 10.0, 100.0, 1000.0, 2.0, 20.0, 200.0, 2000.0, 3.0, 30.0, 300.0, 3000.0]
+            &[
+                1.0, 10.0, 100.0, 1000.0, 2.0, 20.0, 200.0, 2000.0, 3.0, 30.0, 300.0, 3000.0
+            ]
         );
     }
 
@@ -177,7 +195,11 @@ mod tests {
             dilation: [d, d],
             groups: g,
         };
-        eval_op(&op, &[x, w], DType::F32, out).unwrap().as_f32().unwrap().to_vec()
+        eval_op(&op, &[x, w], DType::F32, out)
+            .unwrap()
+            .as_f32()
+            .unwrap()
+            .to_vec()
     }
 
     fn ramp(shape: &[usize]) -> Array {
@@ -189,7 +211,10 @@ mod tests {
     fn conv_valid_and_padded() {
         let x = ramp(&[1, 1, 3, 3]);
         let w = f32s(&[1, 1, 2, 2], &[1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(conv(&x, &w, 1, 0, 1, 1, &[1, 1, 2, 2]), vec![4.0, 6.0, 10.0, 12.0]);
+        assert_eq!(
+            conv(&x, &w, 1, 0, 1, 1, &[1, 1, 2, 2]),
+            vec![4.0, 6.0, 10.0, 12.0]
+        );
         let ones = f32s(&[1, 1, 3, 3], &[1.0; 9]);
         assert_eq!(
             conv(&x, &ones, 1, 1, 1, 1, &[1, 1, 3, 3]),
@@ -201,23 +226,38 @@ mod tests {
     fn conv_stride_and_dilation() {
         let x = ramp(&[1, 1, 4, 4]);
         let w = f32s(&[1, 1, 1, 1], &[2.0]);
-        assert_eq!(conv(&x, &w, 2, 0, 1, 1, &[1, 1, 2, 2]), vec![0.0, 4.0, 16.0, 20.0]);
+        assert_eq!(
+            conv(&x, &w, 2, 0, 1, 1, &[1, 1, 2, 2]),
+            vec![0.0, 4.0, 16.0, 20.0]
+        );
         let w = f32s(&[1, 1, 2, 2], &[1.0; 4]);
-        assert_eq!(conv(&x, &w, 1, 0, 2, 1, &[1, 1, 2, 2]), vec![20.0, 24.0, 36.0, 40.0]);
+        assert_eq!(
+            conv(&x, &w, 1, 0, 2, 1, &[1, 1, 2, 2]),
+            vec![20.0, 24.0, 36.0, 40.0]
+        );
     }
 
     #[test]
     fn conv_channels_and_groups() {
         let x = ramp(&[1, 2, 2, 2]);
         let w = f32s(&[1, 2, 1, 1], &[1.0, 10.0]);
-        assert_eq!(conv(&x, &w, 1, 0, 1, 1, &[1, 1, 2, 2]), vec![40.0, 51.0, 62.0, 73.0]);
+        assert_eq!(
+            conv(&x, &w, 1, 0, 1, 1, &[1, 1, 2, 2]),
+            vec![40.0, 51.0, 62.0, 73.0]
+        );
         let w = f32s(&[4, 1, 1, 1], &[1.0, -1.0, 2.0, 3.0]);
         assert_eq!(
             conv(&x, &w, 1, 0, 1, 2, &[1, 4, 2, 2]),
-            vec![0.0, 1.0, 2.0, 3.0, 0.0, -1.0, -2.0, -3.0, 8.0, 10.0, 12.0, 14.0, 12.0, 15.0, 18.0, 21.0]
+            vec![
+                0.0, 1.0, 2.0, 3.0, 0.0, -1.0, -2.0, -3.0, 8.0, 10.0, 12.0, 14.0, 12.0, 15.0, 18.0,
+                21.0
+            ]
         );
         let x2 = ramp(&[2, 1, 1, 2]);
         let w = f32s(&[2, 1, 1, 1], &[1.0, 2.0]);
-        assert_eq!(conv(&x2, &w, 1, 0, 1, 1, &[2, 2, 1, 2]), vec![0.0, 1.0, 0.0, 2.0, 2.0, 3.0, 4.0, 6.0]);
+        assert_eq!(
+            conv(&x2, &w, 1, 0, 1, 1, &[2, 2, 1, 2]),
+            vec![0.0, 1.0, 0.0, 2.0, 2.0, 3.0, 4.0, 6.0]
+        );
     }
 }

@@ -24,10 +24,22 @@ pub(crate) fn expand(x: &Array, out_shape: &[usize]) -> Result<Array, EvalError>
 
 /// Takes `start, start + step, ...` below `stop` on every axis (`stop` past the end means
 /// the end).
-pub(crate) fn slice(x: &Array, axes: &[SliceAxis], out_shape: &[usize]) -> Result<Array, EvalError> {
+pub(crate) fn slice(
+    x: &Array,
+    axes: &[SliceAxis],
+    out_shape: &[usize],
+) -> Result<Array, EvalError> {
     let st = istrides(x.shape());
-    let base: isize = axes.iter().zip(&st).map(|(a, &s)| a.start as isize * s).sum();
-    let out_strides: Vec<isize> = axes.iter().zip(&st).map(|(a, &s)| a.step as isize * s).collect();
+    let base: isize = axes
+        .iter()
+        .zip(&st)
+        .map(|(a, &s)| a.start as isize * s)
+        .sum();
+    let out_strides: Vec<isize> = axes
+        .iter()
+        .zip(&st)
+        .map(|(a, &s)| a.step as isize * s)
+        .collect();
     take(x, &view_offsets(out_shape, base, &out_strides), out_shape)
 }
 
@@ -44,7 +56,12 @@ pub(crate) fn flip(x: &Array, axes: &[usize]) -> Result<Array, EvalError> {
 }
 
 /// Pads each axis with `(before, after)` copies of `value` converted to the dtype.
-pub(crate) fn pad(x: &Array, pads: &[(u64, u64)], value: f64, out_shape: &[usize]) -> Result<Array, EvalError> {
+pub(crate) fn pad(
+    x: &Array,
+    pads: &[(u64, u64)],
+    value: f64,
+    out_shape: &[usize],
+) -> Result<Array, EvalError> {
     let st = strides(x.shape());
     let mut map: Vec<Option<usize>> = Vec::with_capacity(out_shape.iter().product());
     crate::vals::for_each_index(out_shape, |o| {
@@ -61,19 +78,31 @@ pub(crate) fn pad(x: &Array, pads: &[(u64, u64)], value: f64, out_shape: &[usize
     let fill = Array::scalar(x.dtype(), value);
     let data = typed!(x.dtype(), |get, wrap| {
         let (v, f) = (get(x)?, get(&fill)?);
-        let f = *f.first().ok_or_else(|| EvalError::malformed("pad", "empty fill value"))?;
+        let f = *f
+            .first()
+            .ok_or_else(|| EvalError::malformed("pad", "empty fill value"))?;
         wrap(map.iter().map(|m| m.map_or(f, |i| v[i])).collect())
     });
     Ok(Array::new(out_shape, data)?)
 }
 
 /// Joins the operands along `axis`.
-pub(crate) fn concat(parts: &[&Array], axis: usize, out_shape: &[usize]) -> Result<Array, EvalError> {
+pub(crate) fn concat(
+    parts: &[&Array],
+    axis: usize,
+    out_shape: &[usize],
+) -> Result<Array, EvalError> {
     let outer: usize = out_shape[..axis].iter().product();
     let inner: usize = out_shape[axis + 1..].iter().product();
-    let dtype = parts.first().map(|p| p.dtype()).ok_or_else(|| EvalError::malformed("concat", "no operands"))?;
+    let dtype = parts
+        .first()
+        .map(|p| p.dtype())
+        .ok_or_else(|| EvalError::malformed("concat", "no operands"))?;
     let data = typed!(dtype, |get, wrap| {
-        let vs = parts.iter().map(|p| get(p)).collect::<Result<Vec<_>, _>>()?;
+        let vs = parts
+            .iter()
+            .map(|p| get(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(out_shape.iter().product());
         for o in 0..outer {
             for (v, p) in vs.iter().zip(parts) {
@@ -88,7 +117,12 @@ pub(crate) fn concat(parts: &[&Array], axis: usize, out_shape: &[usize]) -> Resu
 
 /// Offsets into an array of `shape` for every element of `index` (same rank), with the
 /// `axis` coordinate replaced by the index value; values outside `0..shape[axis]` are errors.
-fn indexed_offsets(op: &'static str, shape: &[usize], index: &Array, axis: usize) -> Result<Vec<usize>, EvalError> {
+fn indexed_offsets(
+    op: &'static str,
+    shape: &[usize],
+    index: &Array,
+    axis: usize,
+) -> Result<Vec<usize>, EvalError> {
     let st = istrides(shape);
     let mut base_strides = st.clone();
     base_strides[axis] = 0;
@@ -119,7 +153,12 @@ pub(crate) fn gather(x: &Array, index: &Array, axis: usize) -> Result<Array, Eva
 
 /// `out = target; out[.. index[..i..] ..] += src[..i..]` along `axis`, accumulating in
 /// `f64` (floats) or wrapping `i64` (integers) and rounding once.
-pub(crate) fn scatter_add(target: &Array, index: &Array, src: &Array, axis: usize) -> Result<Vals, EvalError> {
+pub(crate) fn scatter_add(
+    target: &Array,
+    index: &Array,
+    src: &Array,
+    axis: usize,
+) -> Result<Vals, EvalError> {
     let offs = indexed_offsets("scatter_add", target.shape(), index, axis)?;
     Ok(match (Vals::of(target), Vals::of(src)) {
         (Vals::F(mut t), Vals::F(s)) => {
@@ -137,7 +176,11 @@ pub(crate) fn scatter_add(target: &Array, index: &Array, src: &Array, axis: usiz
         _ => {
             return Err(EvalError::malformed(
                 "scatter_add",
-                format!("target {} and source {} must share a numeric dtype", target.dtype(), src.dtype()),
+                format!(
+                    "target {} and source {} must share a numeric dtype",
+                    target.dtype(),
+                    src.dtype()
+                ),
             ));
         }
     })
@@ -188,13 +231,43 @@ mod tests {
     fn slice_with_steps_and_whole_axis_marker() {
         let x = i32s(&[2, 5], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         let op = Op::Slice(vec![
-            SliceAxis { start: 0, stop: u64::MAX, step: 1 },
-            SliceAxis { start: 1, stop: 5, step: 2 },
+            SliceAxis {
+                start: 0,
+                stop: u64::MAX,
+                step: 1,
+            },
+            SliceAxis {
+                start: 1,
+                stop: 5,
+                step: 2,
+            },
         ]);
         assert_eq!(run(op, &[&x], &[2, 2]).as_i32().unwrap(), &[1, 3, 6, 8]);
-        let op = Op::Slice(vec![SliceAxis { start: 1, stop: 2, step: 1 }, SliceAxis { start: 4, stop: 5, step: 3 }]);
+        let op = Op::Slice(vec![
+            SliceAxis {
+                start: 1,
+                stop: 2,
+                step: 1,
+            },
+            SliceAxis {
+                start: 4,
+                stop: 5,
+                step: 3,
+            },
+        ]);
         assert_eq!(run(op, &[&x], &[1, 1]).as_i32().unwrap(), &[9]);
-        let op = Op::Slice(vec![SliceAxis { start: 2, stop: 2, step: 1 }, SliceAxis { start: 0, stop: 5, step: 1 }]);
+        let op = Op::Slice(vec![
+            SliceAxis {
+                start: 2,
+                stop: 2,
+                step: 1,
+            },
+            SliceAxis {
+                start: 0,
+                stop: 5,
+                step: 1,
+            },
+        ]);
         assert_eq!(run(op, &[&x], &[0, 5]).len(), 0);
     }
 
@@ -211,15 +284,33 @@ mod tests {
     #[test]
     fn pad_with_value_converted_to_dtype() {
         let x = i32s(&[1, 2], &[1, 2]);
-        let op = Op::Pad { pads: vec![(1, 0), (1, 2)], value: F64Bits::new(-7.9) };
+        let op = Op::Pad {
+            pads: vec![(1, 0), (1, 2)],
+            value: F64Bits::new(-7.9),
+        };
         let y = run(op, &[&x], &[2, 5]);
         assert_eq!(y.as_i32().unwrap(), &[-7, -7, -7, -7, -7, -7, 1, 2, -7, -7]);
         let x = f32s(&[2], &[1.0, 2.0]);
-        let op = Op::Pad { pads: vec![(2, 1)], value: F64Bits::new(f64::NEG_INFINITY) };
+        let op = Op::Pad {
+            pads: vec![(2, 1)],
+            value: F64Bits::new(f64::NEG_INFINITY),
+        };
         let y = run(op, &[&x], &[5]);
-        assert_eq!(y.as_f32().unwrap(), &[f32::NEG_INFINITY, f32::NEG_INFINITY, 1.0, 2.0, f32::NEG_INFINITY]);
+        assert_eq!(
+            y.as_f32().unwrap(),
+            &[
+                f32::NEG_INFINITY,
+                f32::NEG_INFINITY,
+                1.0,
+                2.0,
+                f32::NEG_INFINITY
+            ]
+        );
         let b = Array::from_bool(&[1], vec![false]).unwrap();
-        let op = Op::Pad { pads: vec![(0, 1)], value: F64Bits::new(1.0) };
+        let op = Op::Pad {
+            pads: vec![(0, 1)],
+            value: F64Bits::new(1.0),
+        };
         assert_eq!(run(op, &[&b], &[2]).as_bool().unwrap(), &[false, true]);
     }
 
@@ -256,7 +347,13 @@ mod tests {
             let e = eval_op(&Op::Gather { axis: 1 }, &[&x, &idx], DType::F32, &[2, 1]);
             assert_eq!(
                 e,
-                Err(EvalError::IndexOutOfRange { node: None, op: "gather", index: want, axis: 1, axis_size: 3 })
+                Err(EvalError::IndexOutOfRange {
+                    node: None,
+                    op: "gather",
+                    index: want,
+                    axis: 1,
+                    axis_size: 3
+                })
             );
         }
     }
@@ -266,18 +363,41 @@ mod tests {
         let t = f32s(&[2, 3], &[1.0; 6]);
         let idx = i32s(&[2, 2], &[0, 0, 2, 1]);
         let src = f32s(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
-        let y = eval_op(&Op::ScatterAdd { axis: 1 }, &[&t, &idx, &src], DType::F32, &[2, 3]).unwrap();
+        let y = eval_op(
+            &Op::ScatterAdd { axis: 1 },
+            &[&t, &idx, &src],
+            DType::F32,
+            &[2, 3],
+        )
+        .unwrap();
         assert_eq!(y.as_f32().unwrap(), &[4.0, 1.0, 1.0, 1.0, 5.0, 4.0]);
         let t = i32s(&[3], &[0, 0, i32::MAX]);
         let idx = i64s(&[2], &[2, 0]);
         let src = i32s(&[2], &[1, -4]);
-        let y = eval_op(&Op::ScatterAdd { axis: 0 }, &[&t, &idx, &src], DType::I32, &[3]).unwrap();
+        let y = eval_op(
+            &Op::ScatterAdd { axis: 0 },
+            &[&t, &idx, &src],
+            DType::I32,
+            &[3],
+        )
+        .unwrap();
         assert_eq!(y.as_i32().unwrap(), &[-4, 0, i32::MIN]);
         let idx = i64s(&[2], &[3, 0]);
-        let e = eval_op(&Op::ScatterAdd { axis: 0 }, &[&t, &idx, &src], DType::I32, &[3]);
+        let e = eval_op(
+            &Op::ScatterAdd { axis: 0 },
+            &[&t, &idx, &src],
+            DType::I32,
+            &[3],
+        );
         assert_eq!(
             e,
-            Err(EvalError::IndexOutOfRange { node: None, op: "scatter_add", index: 3, axis: 0, axis_size: 3 })
+            Err(EvalError::IndexOutOfRange {
+                node: None,
+                op: "scatter_add",
+                index: 3,
+                axis: 0,
+                axis_size: 3
+            })
         );
     }
 }

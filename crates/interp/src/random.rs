@@ -19,7 +19,9 @@ pub fn threefry2x32(key: [u32; 2], counter: [u32; 2]) -> [u32; 2] {
         }
         let inject = group + 1;
         x0 = x0.wrapping_add(ks[inject % 3]);
-        x1 = x1.wrapping_add(ks[(inject + 1) % 3]).wrapping_add(inject as u32);
+        x1 = x1
+            .wrapping_add(ks[(inject + 1) % 3])
+            .wrapping_add(inject as u32);
     }
     [x0, x1]
 }

@@ -5,7 +5,7 @@
 use crate::elementwise::{max_f, min_f};
 use crate::error::EvalError;
 use crate::vals::{Vals, for_each_index, int_range, strides, view_offsets};
-use kiln_ir::{Array, ArgOp, DType, ReduceOp, WindowOp};
+use kiln_ir::{ArgOp, Array, DType, ReduceOp, WindowOp};
 
 fn float_fold(op: ReduceOp) -> (f64, fn(f64, f64) -> f64) {
     match op {
@@ -88,7 +88,13 @@ fn better_i(op: ArgOp, cand: i64, best: i64) -> bool {
     }
 }
 
-fn arg_of<T: Copy>(v: &[T], axis_len: usize, inner: usize, outer: usize, better: impl Fn(T, T) -> bool) -> Vec<i64> {
+fn arg_of<T: Copy>(
+    v: &[T],
+    axis_len: usize,
+    inner: usize,
+    outer: usize,
+    better: impl Fn(T, T) -> bool,
+) -> Vec<i64> {
     let mut out = Vec::with_capacity(outer * inner);
     for o in 0..outer {
         for i in 0..inner {
@@ -197,8 +203,20 @@ pub(crate) fn window(
         WindowOp::Max => ReduceOp::Max,
     };
     Ok(match Vals::of(x) {
-        Vals::F(v) => Vals::F(window_fold(&v, lead, &axes, out_spatial, float_fold(reduce))),
-        Vals::I(v) => Vals::I(window_fold(&v, lead, &axes, out_spatial, int_fold(reduce, x.dtype()))),
+        Vals::F(v) => Vals::F(window_fold(
+            &v,
+            lead,
+            &axes,
+            out_spatial,
+            float_fold(reduce),
+        )),
+        Vals::I(v) => Vals::I(window_fold(
+            &v,
+            lead,
+            &axes,
+            out_spatial,
+            int_fold(reduce, x.dtype()),
+        )),
         Vals::B(_) => return Err(EvalError::malformed(op.name(), "not defined for bool")),
     })
 }
@@ -221,21 +239,56 @@ mod tests {
     #[test]
     fn sums_over_axis_sets() {
         let x = f32s(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(red(ReduceOp::Sum, &[0], false, &x, &[3]).as_f32().unwrap(), &[5.0, 7.0, 9.0]);
-        assert_eq!(red(ReduceOp::Sum, &[1], true, &x, &[2, 1]).as_f32().unwrap(), &[6.0, 15.0]);
-        assert_eq!(red(ReduceOp::Sum, &[0, 1], false, &x, &[]).as_f32().unwrap(), &[21.0]);
-        assert_eq!(red(ReduceOp::Prod, &[1], false, &x, &[2]).as_f32().unwrap(), &[6.0, 120.0]);
-        assert_eq!(red(ReduceOp::Max, &[0], false, &x, &[3]).as_f32().unwrap(), &[4.0, 5.0, 6.0]);
-        assert_eq!(red(ReduceOp::Min, &[1], false, &x, &[2]).as_f32().unwrap(), &[1.0, 4.0]);
+        assert_eq!(
+            red(ReduceOp::Sum, &[0], false, &x, &[3]).as_f32().unwrap(),
+            &[5.0, 7.0, 9.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Sum, &[1], true, &x, &[2, 1])
+                .as_f32()
+                .unwrap(),
+            &[6.0, 15.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Sum, &[0, 1], false, &x, &[])
+                .as_f32()
+                .unwrap(),
+            &[21.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Prod, &[1], false, &x, &[2]).as_f32().unwrap(),
+            &[6.0, 120.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Max, &[0], false, &x, &[3]).as_f32().unwrap(),
+            &[4.0, 5.0, 6.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Min, &[1], false, &x, &[2]).as_f32().unwrap(),
+            &[1.0, 4.0]
+        );
         let x3 = f64s(&[2, 2, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
-        assert_eq!(red(ReduceOp::Sum, &[0, 2], false, &x3, &[2]).as_f64().unwrap(), &[14.0, 22.0]);
-        assert_eq!(red(ReduceOp::Sum, &[], false, &x3, &[2, 2, 2]).as_f64().unwrap(), x3.as_f64().unwrap());
+        assert_eq!(
+            red(ReduceOp::Sum, &[0, 2], false, &x3, &[2])
+                .as_f64()
+                .unwrap(),
+            &[14.0, 22.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Sum, &[], false, &x3, &[2, 2, 2])
+                .as_f64()
+                .unwrap(),
+            x3.as_f64().unwrap()
+        );
     }
 
     #[test]
     fn f32_sum_accumulates_in_f64() {
         let x = f32s(&[3], &[1e8, 1.0, -1e8]);
-        assert_eq!(red(ReduceOp::Sum, &[0], false, &x, &[]).as_f32().unwrap(), &[1.0]);
+        assert_eq!(
+            red(ReduceOp::Sum, &[0], false, &x, &[]).as_f32().unwrap(),
+            &[1.0]
+        );
     }
 
     #[test]
@@ -252,31 +305,71 @@ mod tests {
     #[test]
     fn empty_reductions_give_identities() {
         let x = f32s(&[0, 2], &[]);
-        assert_eq!(red(ReduceOp::Sum, &[0], false, &x, &[2]).as_f32().unwrap(), &[0.0, 0.0]);
-        assert_eq!(red(ReduceOp::Prod, &[0], false, &x, &[2]).as_f32().unwrap(), &[1.0, 1.0]);
-        assert_eq!(red(ReduceOp::Max, &[0], false, &x, &[2]).as_f32().unwrap(), &[f32::NEG_INFINITY; 2]);
-        assert_eq!(red(ReduceOp::Min, &[0], false, &x, &[2]).as_f32().unwrap(), &[f32::INFINITY; 2]);
+        assert_eq!(
+            red(ReduceOp::Sum, &[0], false, &x, &[2]).as_f32().unwrap(),
+            &[0.0, 0.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Prod, &[0], false, &x, &[2]).as_f32().unwrap(),
+            &[1.0, 1.0]
+        );
+        assert_eq!(
+            red(ReduceOp::Max, &[0], false, &x, &[2]).as_f32().unwrap(),
+            &[f32::NEG_INFINITY; 2]
+        );
+        assert_eq!(
+            red(ReduceOp::Min, &[0], false, &x, &[2]).as_f32().unwrap(),
+            &[f32::INFINITY; 2]
+        );
         let i = i32s(&[2, 0], &[]);
-        assert_eq!(red(ReduceOp::Max, &[1], false, &i, &[2]).as_i32().unwrap(), &[i32::MIN; 2]);
-        assert_eq!(red(ReduceOp::Min, &[1], false, &i, &[2]).as_i32().unwrap(), &[i32::MAX; 2]);
+        assert_eq!(
+            red(ReduceOp::Max, &[1], false, &i, &[2]).as_i32().unwrap(),
+            &[i32::MIN; 2]
+        );
+        assert_eq!(
+            red(ReduceOp::Min, &[1], false, &i, &[2]).as_i32().unwrap(),
+            &[i32::MAX; 2]
+        );
         let u = u32s(&[0], &[]);
-        assert_eq!(red(ReduceOp::Max, &[0], false, &u, &[]).as_u32().unwrap(), &[0]);
-        assert_eq!(red(ReduceOp::Min, &[0], false, &u, &[]).as_u32().unwrap(), &[u32::MAX]);
-        assert_eq!(red(ReduceOp::Sum, &[1], false, &i, &[2]).as_i32().unwrap(), &[0, 0]);
+        assert_eq!(
+            red(ReduceOp::Max, &[0], false, &u, &[]).as_u32().unwrap(),
+            &[0]
+        );
+        assert_eq!(
+            red(ReduceOp::Min, &[0], false, &u, &[]).as_u32().unwrap(),
+            &[u32::MAX]
+        );
+        assert_eq!(
+            red(ReduceOp::Sum, &[1], false, &i, &[2]).as_i32().unwrap(),
+            &[0, 0]
+        );
     }
 
     #[test]
     fn integer_reductions_wrap() {
         let x = i32s(&[3], &[i32::MAX, 1, 5]);
-        assert_eq!(red(ReduceOp::Sum, &[0], false, &x, &[]).as_i32().unwrap(), &[i32::MIN + 5]);
+        assert_eq!(
+            red(ReduceOp::Sum, &[0], false, &x, &[]).as_i32().unwrap(),
+            &[i32::MIN + 5]
+        );
         let u = u32s(&[2], &[1 << 31, 2]);
-        assert_eq!(red(ReduceOp::Prod, &[0], false, &u, &[]).as_u32().unwrap(), &[0]);
-        assert_eq!(red(ReduceOp::Max, &[0], false, &u, &[]).as_u32().unwrap(), &[1 << 31]);
+        assert_eq!(
+            red(ReduceOp::Prod, &[0], false, &u, &[]).as_u32().unwrap(),
+            &[0]
+        );
+        assert_eq!(
+            red(ReduceOp::Max, &[0], false, &u, &[]).as_u32().unwrap(),
+            &[1 << 31]
+        );
     }
 
     fn arg(op: ArgOp, axis: usize, keepdim: bool, x: &Array, out: &[usize]) -> Vec<i64> {
         let o = Op::ArgReduce { op, axis, keepdim };
-        eval_op(&o, &[x], DType::I64, out).unwrap().as_i64().unwrap().to_vec()
+        eval_op(&o, &[x], DType::I64, out)
+            .unwrap()
+            .as_i64()
+            .unwrap()
+            .to_vec()
     }
 
     #[test]
@@ -314,7 +407,14 @@ mod tests {
         assert_eq!(eval_op(&o, &[&x], DType::I64, &[0]).unwrap().len(), 0);
     }
 
-    fn win(op: WindowOp, w: &[u64], s: &[u64], p: &[(u64, u64)], x: &Array, out: &[usize]) -> Array {
+    fn win(
+        op: WindowOp,
+        w: &[u64],
+        s: &[u64],
+        p: &[(u64, u64)],
+        x: &Array,
+        out: &[usize],
+    ) -> Array {
         let o = Op::Window {
             op,
             window: w.to_vec(),
@@ -326,10 +426,27 @@ mod tests {
 
     #[test]
     fn max_pool_2x2() {
-        let x = f32s(&[1, 1, 4, 4], &(1..=16).map(|v| v as f32).collect::<Vec<_>>());
-        let y = win(WindowOp::Max, &[2, 2], &[2, 2], &[(0, 0), (0, 0)], &x, &[1, 1, 2, 2]);
+        let x = f32s(
+            &[1, 1, 4, 4],
+            &(1..=16).map(|v| v as f32).collect::<Vec<_>>(),
+        );
+        let y = win(
+            WindowOp::Max,
+            &[2, 2],
+            &[2, 2],
+            &[(0, 0), (0, 0)],
+            &x,
+            &[1, 1, 2, 2],
+        );
         assert_eq!(y.as_f32().unwrap(), &[6.0, 8.0, 14.0, 16.0]);
-        let y = win(WindowOp::Sum, &[2, 2], &[2, 2], &[(0, 0), (0, 0)], &x, &[1, 1, 2, 2]);
+        let y = win(
+            WindowOp::Sum,
+            &[2, 2],
+            &[2, 2],
+            &[(0, 0), (0, 0)],
+            &x,
+            &[1, 1, 2, 2],
+        );
         assert_eq!(y.as_f32().unwrap(), &[14.0, 22.0, 46.0, 54.0]);
     }
 
@@ -356,7 +473,14 @@ mod tests {
         assert!(y[0].is_nan() && y[1].is_nan());
         assert_eq!(y[2], 3.0);
         let x = f32s(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        let y = win(WindowOp::Sum, &[2, 2], &[1, 1], &[(0, 0), (0, 0)], &x, &[1, 2]);
+        let y = win(
+            WindowOp::Sum,
+            &[2, 2],
+            &[1, 1],
+            &[(0, 0), (0, 0)],
+            &x,
+            &[1, 2],
+        );
         assert_eq!(y.as_f32().unwrap(), &[12.0, 16.0]);
     }
 }

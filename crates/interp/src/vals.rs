@@ -32,7 +32,12 @@ impl Vals {
     }
 
     /// Narrows to `dtype`: floats round to nearest, integers wrap.
-    pub(crate) fn into_array(self, op: &'static str, dtype: DType, shape: &[usize]) -> Result<Array, EvalError> {
+    pub(crate) fn into_array(
+        self,
+        op: &'static str,
+        dtype: DType,
+        shape: &[usize],
+    ) -> Result<Array, EvalError> {
         let data = match (self, dtype) {
             (Vals::F(v), DType::F32) => Data::F32(v.iter().map(|&x| x as f32).collect()),
             (Vals::F(v), DType::F64) => Data::F64(v),

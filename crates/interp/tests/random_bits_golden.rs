@@ -4,42 +4,10 @@
 use kiln_interp::{eval, random_bits};
 use kiln_ir::{Array, DType, Graph, Op, Shape};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/random_bits")
-}
+mod common;
 
-/// Reads a little-endian uint32 C-order `.npy` file (format 1.0 or 2.0): returns shape and data.
-fn read_npy_u32(path: &Path) -> (Vec<usize>, Vec<u32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not an npy file", path.display());
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        v => panic!("unsupported npy version {v}"),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).expect("ascii header");
-    assert!(header.contains("'descr': '<u4'"), "{header}");
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let dims = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .expect("shape in header");
-    let shape: Vec<usize> = dims
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().expect("dim"))
-        .collect();
-    let data: Vec<u32> = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(data.len(), shape.iter().product::<usize>(), "{}", path.display());
-    (shape, data)
-}
+use common::{golden_dir, read_npy};
 
 struct Case {
     name: String,
@@ -49,10 +17,13 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let dir = golden_dir();
+    let dir = golden_dir().join("random_bits");
     let text = std::fs::read_to_string(dir.join("cases.json")).expect("cases.json");
     let meta: serde_json::Value = serde_json::from_str(&text).expect("valid json");
-    assert_eq!(meta["jax_threefry_partitionable"], serde_json::Value::Bool(true));
+    assert_eq!(
+        meta["jax_threefry_partitionable"],
+        serde_json::Value::Bool(true)
+    );
     let list = meta["cases"].as_array().expect("cases array");
     assert!(list.len() >= 3);
     list.iter()
@@ -69,8 +40,10 @@ fn cases() -> Vec<Case> {
                 .iter()
                 .map(|d| d.as_u64().expect("dim") as usize)
                 .collect();
-            let (file_shape, want) = read_npy_u32(&dir.join(c["file"].as_str().expect("file")));
-            assert_eq!(file_shape, shape);
+            let file = read_npy(&dir.join(c["file"].as_str().expect("file")));
+            assert_eq!(file.dtype(), DType::U32);
+            assert_eq!(file.shape(), shape.as_slice());
+            let want = file.as_u32().expect("u32 data").to_vec();
             Case {
                 name: c["name"].as_str().expect("name").to_string(),
                 key: [words[0], words[1]],
@@ -91,7 +64,10 @@ fn random_bits_match_jax_bit_for_bit() {
 
 #[test]
 fn first_golden_values_are_pinned() {
-    let c = cases().into_iter().find(|c| c.name == "key_0_42_3x5").expect("case key_0_42_3x5");
+    let c = cases()
+        .into_iter()
+        .find(|c| c.name == "key_0_42_3x5")
+        .expect("case key_0_42_3x5");
     assert_eq!(c.key, [0, 42]);
     assert_eq!(c.want.len(), 15);
     assert_eq!(random_bits([0, 42], &[3, 5])[..], c.want[..]);
@@ -102,12 +78,34 @@ fn random_bits_node_matches_jax() {
     for c in cases() {
         let mut g = Graph::new();
         let key = g
-            .add(Op::Input { name: "key".into(), dtype: DType::U32, shape: Shape::known(&[2]) }, &[])
+            .add(
+                Op::Input {
+                    name: "key".into(),
+                    dtype: DType::U32,
+                    shape: Shape::known(&[2]),
+                },
+                &[],
+            )
             .unwrap();
-        let bits = g.add(Op::RandomBits { shape: Shape::known(&c.shape) }, &[key]).unwrap();
-        let inputs = HashMap::from([("key".to_string(), Array::from_u32(&[2], c.key.to_vec()).unwrap())]);
+        let bits = g
+            .add(
+                Op::RandomBits {
+                    shape: Shape::known(&c.shape),
+                },
+                &[key],
+            )
+            .unwrap();
+        let inputs = HashMap::from([(
+            "key".to_string(),
+            Array::from_u32(&[2], c.key.to_vec()).unwrap(),
+        )]);
         let out = eval(&g, &[bits], &inputs, &HashMap::new()).unwrap();
         assert_eq!(out[0].shape(), c.shape.as_slice());
-        assert_eq!(out[0].as_u32().unwrap(), c.want.as_slice(), "case {}", c.name);
+        assert_eq!(
+            out[0].as_u32().unwrap(),
+            c.want.as_slice(),
+            "case {}",
+            c.name
+        );
     }
 }

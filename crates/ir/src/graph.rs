@@ -93,9 +93,13 @@ pub enum GraphError {
 }
 
 /// A dataflow graph of primitive ops.
+///
+/// Ids are never reused: removing a node leaves a tombstone, so `n12` means one node for
+/// the whole life of a graph and dumps before and after a pass can be compared.
 #[derive(Clone, Default)]
 pub struct Graph {
-    g: StableDiGraph<Node, u32, u32>,
+    g: StableDiGraph<Option<Node>, u32, u32>,
+    live: usize,
 }
 
 impl Graph {
@@ -125,7 +129,7 @@ impl Graph {
             let ops: Vec<(DType, &Shape)> = operands
                 .iter()
                 .map(|&o| {
-                    let n = &self.g[o.index()];
+                    let n = self.node(o);
                     (n.dtype, &n.shape)
                 })
                 .collect();
@@ -145,7 +149,8 @@ impl Graph {
     /// Adds a node whose dtype and shape the caller already knows (used by parsers and
     /// loaders, which run the verifier afterwards). Operands must be live nodes.
     pub fn add_unchecked(&mut self, node: Node, operands: &[NodeId]) -> NodeId {
-        let id = self.g.add_node(node);
+        let id = self.g.add_node(Some(node));
+        self.live += 1;
         for (i, &o) in operands.iter().enumerate() {
             self.g.add_edge(o.index(), id, i as u32);
         }
@@ -154,22 +159,25 @@ impl Graph {
 
     /// True if `id` names a live node.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.g.contains_node(id.index())
+        self.get(id).is_some()
     }
 
     /// The node. Panics if `id` is not live, which is a caller bug (ids come from this graph).
     pub fn node(&self, id: NodeId) -> &Node {
-        &self.g[id.index()]
+        match self.get(id) {
+            Some(n) => n,
+            None => panic!("{id} is not a live node of this graph"),
+        }
     }
 
     /// The node, if live.
     pub fn get(&self, id: NodeId) -> Option<&Node> {
-        self.g.node_weight(id.index())
+        self.g.node_weight(id.index()).and_then(Option::as_ref)
     }
 
     /// Mutable access to a node's provenance (the op, dtype and shape stay fixed).
     pub fn set_loc(&mut self, id: NodeId, loc: Option<Loc>) {
-        if let Some(n) = self.g.node_weight_mut(id.index()) {
+        if let Some(Some(n)) = self.g.node_weight_mut(id.index()) {
             n.loc = loc;
         }
     }
@@ -211,17 +219,21 @@ impl Graph {
 
     /// Number of live nodes.
     pub fn len(&self) -> usize {
-        self.g.node_count()
+        self.live
     }
 
     /// True if the graph has no nodes.
     pub fn is_empty(&self) -> bool {
-        self.g.node_count() == 0
+        self.live == 0
     }
 
     /// Live node ids in increasing order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.g.node_indices().map(NodeId::from_index).collect()
+        self.g
+            .node_indices()
+            .filter(|&i| self.g[i].is_some())
+            .map(NodeId::from_index)
+            .collect()
     }
 
     /// Live node ids with every operand before its users (ties broken by id).
@@ -319,7 +331,19 @@ impl Graph {
 
     /// Removes a node and its edges. Its users, if any, lose that operand: remove only dead nodes.
     pub fn remove(&mut self, id: NodeId) -> Option<Node> {
-        self.g.remove_node(id.index())
+        let idx = id.index();
+        let node = self.g.node_weight_mut(idx)?.take()?;
+        self.live -= 1;
+        let edges: Vec<_> = self
+            .g
+            .edges_directed(idx, Direction::Incoming)
+            .chain(self.g.edges_directed(idx, Direction::Outgoing))
+            .map(|e| e.id())
+            .collect();
+        for e in edges {
+            self.g.remove_edge(e);
+        }
+        Some(node)
     }
 
     /// Nodes that are graph inputs, with their names, in id order.

@@ -336,8 +336,22 @@ fn apply(g: &mut Graph, s: &Step, inputs: &mut usize) {
             g.set_loc(x, l);
         }
         19 => {
-            // Removing leaves leaves id gaps; later additions reuse the freed ids, so users
-            // may get lower ids than their operands.
+            // Ids are never reused, so forward references come from rewrites: duplicate a
+            // node with users and move its users to the (higher-id) copy.
+            let candidates: Vec<NodeId> = g
+                .node_ids()
+                .into_iter()
+                .filter(|&i| !g.users(i).is_empty() && !g.operands(i).is_empty())
+                .collect();
+            if !candidates.is_empty() {
+                let x = candidates[r.below(candidates.len() as u64) as usize];
+                let op = g.node(x).op.clone();
+                let ops = g.operands(x);
+                if let Ok(y) = g.add(op, &ops) {
+                    g.replace_all_uses(x, y);
+                }
+            }
+            // Removing leaves leaves id gaps.
             for _ in 0..=s.c % 3 {
                 let leaves: Vec<NodeId> = g
                     .node_ids()

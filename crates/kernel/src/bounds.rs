@@ -46,7 +46,9 @@ impl fmt::Display for BoundError {
                 f,
                 "the index reads {v}, so its range is unknown; use a checked load or guard it"
             ),
-            BoundError::NonAffine(e) => write!(f, "`{e}` multiplies two variable terms (not affine)"),
+            BoundError::NonAffine(e) => {
+                write!(f, "`{e}` multiplies two variable terms (not affine)")
+            }
             BoundError::Sign(c) => write!(f, "cannot tell the sign of coefficient {c}"),
             BoundError::Divisor(d) => write!(f, "cannot prove divisor {d} >= 1"),
             BoundError::DivBound(e) => write!(f, "cannot bound floor division `{e}`"),
@@ -177,8 +179,15 @@ impl Scope<'_> {
         Ok(dp)
     }
 
-    fn linear(&self, e: &IndexExpr, skip: &[usize], counter: &mut usize) -> Result<Lin, BoundError> {
-        if let Some(gi) = (0..self.guards.len()).find(|&g| !skip.contains(&g) && self.guards[g].expr == *e) {
+    fn linear(
+        &self,
+        e: &IndexExpr,
+        skip: &[usize],
+        counter: &mut usize,
+    ) -> Result<Lin, BoundError> {
+        if let Some(gi) =
+            (0..self.guards.len()).find(|&g| !skip.contains(&g) && self.guards[g].expr == *e)
+        {
             let range = self.guarded(gi, e, skip)?;
             return Ok(Scope::opaque(counter, range));
         }
@@ -194,7 +203,11 @@ impl Scope<'_> {
             ),
             IndexExpr::Value(v) => return Err(BoundError::Value(*v)),
             IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => {
-                let sign = if matches!(e, IndexExpr::Add(..)) { 1 } else { -1 };
+                let sign = if matches!(e, IndexExpr::Add(..)) {
+                    1
+                } else {
+                    -1
+                };
                 let la = self.linear(a, skip, counter)?;
                 let lb = self.linear(b, skip, counter)?;
                 la.combine(lb, sign)?
@@ -257,8 +270,16 @@ impl Scope<'_> {
         Ok(match natural {
             None => Interval { lo: glo, hi: ghi },
             Some(n) => Interval {
-                lo: if f.le(&n.lo, &glo) || !f.le(&glo, &n.lo) { glo } else { n.lo },
-                hi: if f.le(&ghi, &n.hi) || !f.le(&n.hi, &ghi) { ghi } else { n.hi },
+                lo: if f.le(&n.lo, &glo) || !f.le(&glo, &n.lo) {
+                    glo
+                } else {
+                    n.lo
+                },
+                hi: if f.le(&ghi, &n.hi) || !f.le(&n.hi, &ghi) {
+                    ghi
+                } else {
+                    n.hi
+                },
             },
         })
     }
@@ -282,8 +303,12 @@ mod tests {
     /// The index and guards of the first load in a one-kernel program.
     fn first_load(text: &str) -> (IndexExpr, Vec<Guard>) {
         let p = parse(text).unwrap();
-        let Kernel::Loop(k) = &p.kernels[0] else { panic!("not a loop") };
-        let Expr::Load(l) = &k.body.values[0] else { panic!("not a load") };
+        let Kernel::Loop(k) = &p.kernels[0] else {
+            panic!("not a loop")
+        };
+        let Expr::Load(l) = &k.body.values[0] else {
+            panic!("not a load")
+        };
         let guards = match &l.mode {
             LoadMode::Masked { guards, .. } => guards.clone(),
             _ => Vec::new(),
@@ -295,7 +320,10 @@ mod tests {
         let text = format!("k0 = loop [] {{\n v0 = load b0[{index}]{guards}\n}}\n");
         let (e, g) = first_load(&text);
         let facts = n_facts();
-        let vars: Vec<Poly> = vars.iter().map(|v| crate::poly::parse_dim_text(v).unwrap()).collect();
+        let vars: Vec<Poly> = vars
+            .iter()
+            .map(|v| crate::poly::parse_dim_text(v).unwrap())
+            .collect();
         let scope = Scope {
             facts: &facts,
             vars: &vars,
@@ -320,7 +348,10 @@ mod tests {
             Err(BoundError::NonAffine("i0*i1".into()))
         );
         assert_eq!(range("v3 + 1", "", &[]), Err(BoundError::Value(ValueId(3))));
-        assert_eq!(range("i2", "", &["N"]), Err(BoundError::UnknownVar("i2".into())));
+        assert_eq!(
+            range("i2", "", &["N"]),
+            Err(BoundError::UnknownVar("i2".into()))
+        );
         assert_eq!(
             range("i0*{N-2}", "", &["N"]),
             Err(BoundError::Sign("N-2".into()))
@@ -333,7 +364,12 @@ mod tests {
         assert_eq!(show(r), ("0".into(), "N*6-1".into()));
         let r = range("i0 % 4", "", &["3"]).unwrap();
         assert_eq!(show(r), ("0".into(), "2".into()));
-        let r = range("i0*3 + (i1 - 1)", " if 0 <= i1 - 1 < 3 else f32(0.0)", &["N", "5"]).unwrap();
+        let r = range(
+            "i0*3 + (i1 - 1)",
+            " if 0 <= i1 - 1 < 3 else f32(0.0)",
+            &["N", "5"],
+        )
+        .unwrap();
         assert_eq!(show(r), ("0".into(), "N*3-1".into()));
         let r = range("v2*4", " if 0 <= v2 < N else f32(0.0)", &[]).unwrap();
         assert_eq!(show(r), ("0".into(), "N*4-4".into()));

@@ -203,12 +203,20 @@ enum Mode {
 enum Node {
     Const(Scalar),
     Index(DType, Ix),
-    Load { buf: usize, ix: Ix, mode: Mode },
+    Load {
+        buf: usize,
+        ix: Ix,
+        mode: Mode,
+    },
     Unary(UnaryOp, usize),
     Binary(BinaryOp, usize, usize),
     Select(usize, usize, usize),
     Cast(DType, usize),
-    Reduce { op: ReduceOp, value: usize, init: Scalar },
+    Reduce {
+        op: ReduceOp,
+        value: usize,
+        init: Scalar,
+    },
     Acc,
 }
 
@@ -407,7 +415,12 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn store_all(&mut self, body: &CBody, vars: &[usize], vals: &[Scalar]) -> Result<(), ExecError> {
+    fn store_all(
+        &mut self,
+        body: &CBody,
+        vars: &[usize],
+        vals: &[Scalar],
+    ) -> Result<(), ExecError> {
         for s in &body.stores {
             let pt = Point {
                 vars,
@@ -440,7 +453,9 @@ impl Runner<'_> {
                 Expr::Reduce { .. } => false,
                 _ => {
                     expr_uses_red(e)
-                        || deps[i].iter().any(|&d| uses_red.get(d).copied().unwrap_or(false))
+                        || deps[i]
+                            .iter()
+                            .any(|&d| uses_red.get(d).copied().unwrap_or(false))
                 }
             };
         }
@@ -496,8 +511,9 @@ impl Runner<'_> {
     fn operand(&self, body: &CBody, domain: &[usize]) -> Result<Vec<Scalar>, ExecError> {
         let total = numel(domain)?;
         let mut out = Vec::new();
-        out.try_reserve_exact(total)
-            .map_err(|_| ExecError::Overflow(format!("{}: operand of {total} elements", self.kernel)))?;
+        out.try_reserve_exact(total).map_err(|_| {
+            ExecError::Overflow(format!("{}: operand of {total} elements", self.kernel))
+        })?;
         let mut vals = vec![Scalar::I32(0); body.nodes.len()];
         for_each_point(domain, &mut |vars| {
             self.eval_nodes(body, &|_| true, vars, &[], None, &mut vals)?;
@@ -511,7 +527,13 @@ impl Runner<'_> {
         Ok(out)
     }
 
-    fn epilogue(&mut self, body: &CBody, vars: &[usize], acc: Scalar, vals: &mut [Scalar]) -> Result<(), ExecError> {
+    fn epilogue(
+        &mut self,
+        body: &CBody,
+        vars: &[usize],
+        acc: Scalar,
+        vals: &mut [Scalar],
+    ) -> Result<(), ExecError> {
         self.eval_nodes(body, &|_| true, vars, &[], Some(acc), vals)?;
         self.store_all(body, vars, vals)
     }
@@ -551,7 +573,12 @@ impl Runner<'_> {
         })
     }
 
-    fn run_conv(&mut self, k: &Conv2dKernel, env: &Env, program: &Program) -> Result<(), ExecError> {
+    fn run_conv(
+        &mut self,
+        k: &Conv2dKernel,
+        env: &Env,
+        program: &Program,
+    ) -> Result<(), ExecError> {
         let g = &k.geometry;
         let bad = || ExecError::Overflow(format!("{}: conv2d geometry", self.kernel));
         let (n, c, h, w, o) = (
@@ -581,11 +608,11 @@ impl Runner<'_> {
             let mut acc = Accum::new(ReduceOp::Sum, Scalar::zero(dtype));
             for ci in 0..cg {
                 for ky in 0..kh {
-                    let Some(iy) = (y * sh + ky * dh).checked_sub(ph).filter(|&v| v < h) else {
+                    let Some(iy) = tap(y, sh, ky, dh, ph).filter(|&v| v < h) else {
                         continue;
                     };
                     for kx in 0..kw {
-                        let Some(ix) = (xo * sw + kx * dw).checked_sub(pw).filter(|&v| v < w) else {
+                        let Some(ix) = tap(xo, sw, kx, dw, pw).filter(|&v| v < w) else {
                             continue;
                         };
                         let xi = ((ni * c + grp * cg + ci) * h + iy) * w + ix;
@@ -599,6 +626,13 @@ impl Runner<'_> {
             self.epilogue(&epi, pt, acc.finish(), &mut vals)
         })
     }
+}
+
+/// The input coordinate `out * stride + k * dilation - pad`, if it is not negative.
+fn tap(out: usize, stride: usize, k: usize, dilation: usize, pad: usize) -> Option<usize> {
+    out.checked_mul(stride)?
+        .checked_add(k.checked_mul(dilation)?)?
+        .checked_sub(pad)
 }
 
 /// The values each node reads directly (operands and values in index expressions).
@@ -686,7 +720,10 @@ impl Accum {
         if self.dtype.is_float() {
             self.f += a.to_f64() * b.to_f64();
         } else {
-            let p = a.as_i64().unwrap_or(0).wrapping_mul(b.as_i64().unwrap_or(0));
+            let p = a
+                .as_i64()
+                .unwrap_or(0)
+                .wrapping_mul(b.as_i64().unwrap_or(0));
             self.i = self.i.wrapping_add(p);
         }
     }
@@ -753,7 +790,10 @@ fn zeros(dtype: DType, len: usize) -> Option<Data> {
 
 /// Host storage for every buffer of `program` under `bindings`: constants hold their data,
 /// every other buffer is zeroed (fill inputs and state before [`execute`]).
-pub fn allocate(program: &Program, bindings: &HashMap<String, u64>) -> Result<Vec<Data>, ExecError> {
+pub fn allocate(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+) -> Result<Vec<Data>, ExecError> {
     let env = Env::new(program, bindings)?;
     program
         .buffers
@@ -762,7 +802,8 @@ pub fn allocate(program: &Program, bindings: &HashMap<String, u64>) -> Result<Ve
             BufferKind::Constant(a) => Ok(a.data().clone()),
             _ => {
                 let len = env.extent(&b.size)?;
-                zeros(b.dtype, len).ok_or_else(|| ExecError::Overflow(format!("a buffer of {len} elements")))
+                zeros(b.dtype, len)
+                    .ok_or_else(|| ExecError::Overflow(format!("a buffer of {len} elements")))
             }
         })
         .collect()

@@ -145,7 +145,10 @@ impl IndexExpr {
     pub fn is_invariant(&self) -> bool {
         let mut found = false;
         self.visit(&mut |e| {
-            found |= matches!(e, IndexExpr::Var(_) | IndexExpr::Red(_) | IndexExpr::Value(_))
+            found |= matches!(
+                e,
+                IndexExpr::Var(_) | IndexExpr::Red(_) | IndexExpr::Value(_)
+            )
         });
         !found
     }
@@ -213,7 +216,7 @@ impl Lin {
             }
         }
         self.terms.retain(|(_, c)| !c.is_zero());
-        self.terms.sort_by(|a, b| a.0.cmp(&b.0));
+        self.terms.sort_by_key(|t| t.0);
         Ok(self)
     }
 
@@ -249,7 +252,11 @@ fn linear(e: &IndexExpr) -> Result<Option<Lin>, PolyError> {
         },
         IndexExpr::Value(_) | IndexExpr::Div(..) | IndexExpr::Mod(..) => return Ok(None),
         IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => {
-            let sign = if matches!(e, IndexExpr::Add(..)) { 1 } else { -1 };
+            let sign = if matches!(e, IndexExpr::Add(..)) {
+                1
+            } else {
+                -1
+            };
             let (Some(la), Some(lb)) = (linear(a)?, linear(b)?) else {
                 return Ok(None);
             };
@@ -298,7 +305,11 @@ impl fmt::Display for IndexExpr {
             IndexExpr::Value(v) => write!(f, "{v}"),
             IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => {
                 child(a, 1, f)?;
-                f.write_str(if matches!(self, IndexExpr::Add(..)) { " + " } else { " - " })?;
+                f.write_str(if matches!(self, IndexExpr::Add(..)) {
+                    " + "
+                } else {
+                    " - "
+                })?;
                 child(b, 2, f)
             }
             IndexExpr::Mul(a, b) => {
@@ -308,7 +319,11 @@ impl fmt::Display for IndexExpr {
             }
             IndexExpr::Div(a, d) | IndexExpr::Mod(a, d) => {
                 child(a, 2, f)?;
-                f.write_str(if matches!(self, IndexExpr::Div(..)) { " / " } else { " % " })?;
+                f.write_str(if matches!(self, IndexExpr::Div(..)) {
+                    " / "
+                } else {
+                    " % "
+                })?;
                 fmt_dim_atom(d, f)
             }
         }

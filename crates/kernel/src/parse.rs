@@ -109,14 +109,19 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                 while i < chars.len() && chars[i].is_ascii_digit() {
                     i += 1;
                 }
-                if chars.get(i) == Some(&'.') && chars.get(i + 1).is_some_and(char::is_ascii_digit) {
+                if chars.get(i) == Some(&'.') && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+                {
                     i += 1;
                     while i < chars.len() && chars[i].is_ascii_digit() {
                         i += 1;
                     }
                 }
                 if matches!(chars.get(i), Some('e' | 'E')) {
-                    let digit_at = if matches!(chars.get(i + 1), Some('+' | '-')) { i + 2 } else { i + 1 };
+                    let digit_at = if matches!(chars.get(i + 1), Some('+' | '-')) {
+                        i + 2
+                    } else {
+                        i + 1
+                    };
                     if chars.get(digit_at).is_some_and(char::is_ascii_digit) {
                         i = digit_at;
                         while i < chars.len() && chars[i].is_ascii_digit() {
@@ -165,7 +170,9 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                                 let ch = u32::from_str_radix(&hex, 16)
                                     .ok()
                                     .and_then(char::from_u32)
-                                    .ok_or_else(|| err(line, col, format!("bad \\u escape `{hex}`")))?;
+                                    .ok_or_else(|| {
+                                        err(line, col, format!("bad \\u escape `{hex}`"))
+                                    })?;
                                 s.push(ch);
                                 i += close + 1;
                                 col += close + 1;
@@ -218,14 +225,6 @@ impl Parser {
         &self.toks[self.pos.min(last)]
     }
 
-    fn bump(&mut self) -> Token {
-        let t = self.peek().clone();
-        if self.pos < self.toks.len() {
-            self.pos += 1;
-        }
-        t
-    }
-
     fn err_at<T>(&self, t: &Token, message: impl Into<String>) -> PResult<T> {
         Err(ParseError {
             line: t.line,
@@ -264,11 +263,19 @@ impl Parser {
     }
 
     fn punct(&mut self, p: &str) -> PResult<()> {
-        if self.eat_punct(p) { Ok(()) } else { self.expected(&format!("`{p}`")) }
+        if self.eat_punct(p) {
+            Ok(())
+        } else {
+            self.expected(&format!("`{p}`"))
+        }
     }
 
     fn keyword(&mut self, kw: &str) -> PResult<()> {
-        if self.eat_ident(kw) { Ok(()) } else { self.expected(&format!("`{kw}`")) }
+        if self.eat_ident(kw) {
+            Ok(())
+        } else {
+            self.expected(&format!("`{kw}`"))
+        }
     }
 
     fn ident(&mut self, what: &str) -> PResult<String> {
@@ -353,7 +360,9 @@ impl Parser {
             let e = self.uint()?;
             let mut out = Poly::constant(1);
             for _ in 0..e.min(65) {
-                out = out.mul(&base).or_else(|e| self.err_at(&et, e.to_string()))?;
+                out = out
+                    .mul(&base)
+                    .or_else(|e| self.err_at(&et, e.to_string()))?;
             }
             return Ok(out);
         }
@@ -529,11 +538,16 @@ impl Parser {
     fn scalar(&mut self, dtype: DType) -> PResult<Scalar> {
         let neg = self.eat_punct("-");
         let t = self.peek().clone();
-        let bad = |p: &Parser, what: &str| p.err_at(&t, format!("{what} is not a valid {dtype} value"));
+        let bad =
+            |p: &Parser, what: &str| p.err_at(&t, format!("{what} is not a valid {dtype} value"));
         match &t.tok {
             Tok::Ident(s) if s == "inf" && dtype.is_float() => {
                 self.pos += 1;
-                let v = if neg { f64::NEG_INFINITY } else { f64::INFINITY };
+                let v = if neg {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                };
                 Ok(Scalar::from_f64(dtype, v))
             }
             Tok::Ident(s) if s == "nan" && dtype.is_float() && !neg => {
@@ -559,7 +573,10 @@ impl Parser {
                 };
                 let v = match v {
                     Some(v) => v,
-                    None => return self.err_at(&ht, format!("`{h}` is not a NaN bit pattern of {dtype}")),
+                    None => {
+                        return self
+                            .err_at(&ht, format!("`{h}` is not a NaN bit pattern of {dtype}"));
+                    }
                 };
                 self.punct(")")?;
                 Ok(v)
@@ -727,7 +744,10 @@ impl Parser {
                 if n as usize != body.values.len() {
                     return self.err_at(
                         &t,
-                        format!("expected v{} (values are numbered in order), found {s}", body.values.len()),
+                        format!(
+                            "expected v{} (values are numbered in order), found {s}",
+                            body.values.len()
+                        ),
                     );
                 }
                 self.pos += 1;
@@ -782,7 +802,10 @@ impl Parser {
                 let shape_at = self.peek().clone();
                 let shape: Option<Vec<usize>> = if self.eat_ident("shape") {
                     let list = self.uint_list()?;
-                    let shape = list.into_iter().map(usize::try_from).collect::<Result<Vec<_>, _>>();
+                    let shape = list
+                        .into_iter()
+                        .map(usize::try_from)
+                        .collect::<Result<Vec<_>, _>>();
                     Some(shape.or_else(|_| self.err_at(&shape_at, "shape too large"))?)
                 } else {
                     None
@@ -915,7 +938,10 @@ impl Parser {
                     if n as usize != p.buffers.len() {
                         return self.err_at(
                             &t,
-                            format!("expected b{} (buffers are numbered in order), found {s}", p.buffers.len()),
+                            format!(
+                                "expected b{} (buffers are numbered in order), found {s}",
+                                p.buffers.len()
+                            ),
                         );
                     }
                     self.pos += 1;
@@ -928,7 +954,10 @@ impl Parser {
                     if n as usize != p.kernels.len() {
                         return self.err_at(
                             &t,
-                            format!("expected k{} (kernels are numbered in order), found {s}", p.kernels.len()),
+                            format!(
+                                "expected k{} (kernels are numbered in order), found {s}",
+                                p.kernels.len()
+                            ),
                         );
                     }
                     self.pos += 1;
@@ -942,7 +971,11 @@ impl Parser {
     }
 }
 
-fn array_of(dtype: DType, shape: &[usize], values: &[Scalar]) -> Result<Array, kiln_ir::ArrayError> {
+fn array_of(
+    dtype: DType,
+    shape: &[usize],
+    values: &[Scalar],
+) -> Result<Array, kiln_ir::ArrayError> {
     fn collect<T>(values: &[Scalar], f: impl Fn(Scalar) -> Option<T>) -> Vec<T> {
         values.iter().filter_map(|&s| f(s)).collect()
     }

@@ -105,15 +105,6 @@ impl Poly {
         self.terms.is_empty()
     }
 
-    /// The value if the polynomial has no symbol.
-    pub(crate) fn as_constant(&self) -> Option<i128> {
-        match self.terms.len() {
-            0 => Some(0),
-            1 => self.terms.get(&Mono::default()).copied(),
-            _ => None,
-        }
-    }
-
     fn constant_term(&self) -> i128 {
         self.terms.get(&Mono::default()).copied().unwrap_or(0)
     }
@@ -279,11 +270,16 @@ impl fmt::Display for Poly {
             } else if i > 0 {
                 f.write_str("+")?;
             }
-            let mut parts: Vec<String> = m
-                .0
-                .iter()
-                .map(|(s, e)| if *e == 1 { s.to_string() } else { format!("{s}^{e}") })
-                .collect();
+            let mut parts: Vec<String> =
+                m.0.iter()
+                    .map(|(s, e)| {
+                        if *e == 1 {
+                            s.to_string()
+                        } else {
+                            format!("{s}^{e}")
+                        }
+                    })
+                    .collect();
             if c.unsigned_abs() != 1 || m.is_one() {
                 parts.push(c.unsigned_abs().to_string());
             }
@@ -318,8 +314,14 @@ pub(crate) fn parse_dim_text(text: &str) -> Result<Poly, PolyError> {
                 }
                 let s: String = chars[start..pos].iter().collect();
                 Poly::constant(s.parse::<i128>().map_err(|_| err())?)
-            } else if chars.get(pos).is_some_and(|c| c.is_alphabetic() || *c == '_') {
-                while chars.get(pos).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+            } else if chars
+                .get(pos)
+                .is_some_and(|c| c.is_alphabetic() || *c == '_')
+            {
+                while chars
+                    .get(pos)
+                    .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                {
                     pos += 1;
                 }
                 let s: String = chars[start..pos].iter().collect();
@@ -373,10 +375,13 @@ const DEFAULT_MIN: i128 = 1;
 
 impl Facts {
     pub(crate) fn new(symbols: &[Symbol]) -> Facts {
-        let bounds = symbols
-            .iter()
-            .map(|s| (s.name.clone(), (i128::from(s.min), s.max.map(i128::from))))
-            .collect();
+        let mut bounds = BTreeMap::new();
+        for s in symbols {
+            // The first declaration wins; the verifier reports duplicates.
+            bounds
+                .entry(s.name.clone())
+                .or_insert((i128::from(s.min), s.max.map(i128::from)));
+        }
         Facts { bounds }
     }
 

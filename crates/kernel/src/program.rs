@@ -283,12 +283,17 @@ impl Conv2dGeometry {
 
     /// Channels per group (`c / groups`), if exact.
     pub fn group_channels(&self) -> Option<Dim> {
-        self.c.exact_div(&Dim::known(self.groups))
+        self.per_group(&self.c)
     }
 
     /// Output channels per group (`o / groups`), if exact.
     pub fn group_outputs(&self) -> Option<Dim> {
-        self.o.exact_div(&Dim::known(self.groups))
+        self.per_group(&self.o)
+    }
+
+    fn per_group(&self, d: &Dim) -> Option<Dim> {
+        let g = i64::try_from(self.groups).ok().filter(|&g| g >= 1)?;
+        d.exact_div(&Dim::known(g as u64))
     }
 }
 
@@ -533,5 +538,65 @@ impl Program {
     /// The state buffer named `name`.
     pub fn state(&self, name: &str) -> Option<BufferId> {
         self.find(|k| matches!(k, BufferKind::State(n) if n == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(h: Dim, kernel: u64, stride: u64, padding: u64) -> Conv2dGeometry {
+        Conv2dGeometry {
+            n: Dim::sym("N"),
+            c: Dim::known(6),
+            h: h.clone(),
+            w: h,
+            o: Dim::known(4),
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+            groups: 2,
+        }
+    }
+
+    #[test]
+    fn conv_output_sizes() {
+        let syms = [Symbol {
+            name: "M".into(),
+            min: 2,
+            max: None,
+        }];
+        let m = Dim::sym("M");
+        let two_m = &m * &Dim::known(2);
+        // floor((2M + 2 - 3) / 2) + 1 = M.
+        let g = geometry(two_m, 3, 2, 1);
+        assert_eq!(g.output_hw(&syms), Some((m.clone(), m.clone())));
+        // floor((M - 1) / 2) + 1 is not a polynomial.
+        assert_eq!(geometry(m.clone(), 3, 2, 1).output_hw(&syms), None);
+        // Stride 1: M + 2 - 3 + 1 = M.
+        assert_eq!(
+            geometry(m.clone(), 3, 1, 1).output_hw(&syms).map(|d| d.0),
+            Some(m.clone())
+        );
+        // A 5x5 kernel needs M + 2 >= 5, which M >= 2 does not give.
+        assert_eq!(geometry(m.clone(), 5, 1, 1).output_hw(&syms), None);
+        assert_eq!(
+            geometry(Dim::known(32), 3, 2, 1).output_hw(&[]),
+            Some((Dim::known(16), Dim::known(16)))
+        );
+        let g = geometry(Dim::known(8), 3, 1, 0);
+        assert_eq!(g.group_channels(), Some(Dim::known(3)));
+        assert_eq!(g.group_outputs(), Some(Dim::known(2)));
+        let odd = Conv2dGeometry {
+            groups: 4,
+            ..g.clone()
+        };
+        assert_eq!(odd.group_channels(), None);
+        let huge = Conv2dGeometry {
+            groups: u64::MAX,
+            ..g
+        };
+        assert_eq!(huge.group_channels(), None);
     }
 }

@@ -223,11 +223,7 @@ impl Scalar {
 }
 
 fn float_text(v: f64, debug: String) -> String {
-    if v.is_nan() {
-        "nan".to_string()
-    } else {
-        debug
-    }
+    if v.is_nan() { "nan".to_string() } else { debug }
 }
 
 impl PartialEq for Scalar {
@@ -325,18 +321,30 @@ enum Kind<T> {
 
 /// Maximum that propagates NaN.
 pub(crate) fn max_f(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Minimum that propagates NaN.
 pub(crate) fn min_f(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// Remainder with the sign of the divisor, from the exact `fmod`.
 fn rem_f(a: f64, b: f64) -> f64 {
     let r = a % b;
-    if r != 0.0 && (r < 0.0) != (b < 0.0) { r + b } else { r }
+    if r != 0.0 && (r < 0.0) != (b < 0.0) {
+        r + b
+    } else {
+        r
+    }
 }
 
 /// Floor division of integers; `b != 0` is checked by the caller.
@@ -486,11 +494,26 @@ mod tests {
         assert!(matches!(max, Ok(Scalar::F32(v)) if v.is_nan()));
         let rem = Scalar::binary(BinaryOp::Rem, Scalar::F64(-7.5), Scalar::F64(2.0));
         assert_eq!(rem, Ok(Scalar::F64(0.5)));
-        assert_eq!(Scalar::unary(UnaryOp::Round, Scalar::F32(2.5)), Ok(Scalar::F32(2.0)));
-        assert_eq!(Scalar::unary(UnaryOp::Round, Scalar::F32(3.5)), Ok(Scalar::F32(4.0)));
-        assert_eq!(Scalar::unary(UnaryOp::Sign, Scalar::F32(-0.0)), Ok(Scalar::F32(-0.0)));
-        assert_eq!(Scalar::unary(UnaryOp::Sigmoid, Scalar::F64(-1000.0)), Ok(Scalar::F64(0.0)));
-        assert_eq!(Scalar::unary(UnaryOp::IsNan, Scalar::F64(f64::NAN)), Ok(Scalar::Bool(true)));
+        assert_eq!(
+            Scalar::unary(UnaryOp::Round, Scalar::F32(2.5)),
+            Ok(Scalar::F32(2.0))
+        );
+        assert_eq!(
+            Scalar::unary(UnaryOp::Round, Scalar::F32(3.5)),
+            Ok(Scalar::F32(4.0))
+        );
+        assert_eq!(
+            Scalar::unary(UnaryOp::Sign, Scalar::F32(-0.0)),
+            Ok(Scalar::F32(-0.0))
+        );
+        assert_eq!(
+            Scalar::unary(UnaryOp::Sigmoid, Scalar::F64(-1000.0)),
+            Ok(Scalar::F64(0.0))
+        );
+        assert_eq!(
+            Scalar::unary(UnaryOp::IsNan, Scalar::F64(f64::NAN)),
+            Ok(Scalar::Bool(true))
+        );
         assert!(Scalar::unary(UnaryOp::Exp, Scalar::I32(1)).is_err());
     }
 
@@ -502,7 +525,10 @@ mod tests {
         assert_eq!(Scalar::I64(1 << 32).cast(DType::I32), Scalar::I32(0));
         assert_eq!(Scalar::I32(-1).cast(DType::U32), Scalar::U32(u32::MAX));
         assert_eq!(Scalar::Bool(true).cast(DType::F32), Scalar::F32(1.0));
-        assert_eq!(Scalar::U32(u32::MAX).cast(DType::F64), Scalar::F64(4294967295.0));
+        assert_eq!(
+            Scalar::U32(u32::MAX).cast(DType::F64),
+            Scalar::F64(4294967295.0)
+        );
     }
 
     #[test]
@@ -531,7 +557,10 @@ mod tests {
         assert_eq!(Scalar::F32(0.0).to_string(), "f32(0.0)");
         assert_eq!(Scalar::F32(f32::NEG_INFINITY).to_string(), "f32(-inf)");
         assert_eq!(Scalar::F64(f64::NAN).to_string(), "f64(nan)");
-        assert_eq!(Scalar::F32(f32::from_bits(0x7fc0_0001)).to_string(), "f32(nan(0x7fc00001))");
+        assert_eq!(
+            Scalar::F32(f32::from_bits(0x7fc0_0001)).to_string(),
+            "f32(nan(0x7fc00001))"
+        );
         assert_eq!(Scalar::I64(-3).to_string(), "i64(-3)");
         assert_eq!(Scalar::Bool(true).to_string(), "bool(true)");
         assert_ne!(Scalar::F32(0.0), Scalar::F32(-0.0));

@@ -6,9 +6,7 @@ use crate::bounds::Scope;
 use crate::ids::{BufferId, KernelId, ValueId, looks_like_id};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::{Facts, Poly};
-use crate::program::{
-    Body, BodyRole, BufferKind, Expr, Kernel, LoadMode, Program, Store,
-};
+use crate::program::{Body, BodyRole, BufferKind, Expr, Kernel, LoadMode, Program, Store};
 use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -76,7 +74,10 @@ pub fn verify(program: &Program) -> Result<(), VerifyErrors> {
         if let BufferKind::Output(name) = &b.kind
             && !written.contains(&id)
         {
-            v.error(id.to_string(), format!("output {} is never written", crate::print::quote(name)));
+            v.error(
+                id.to_string(),
+                format!("output {} is never written", crate::print::quote(name)),
+            );
         }
     }
     let mut seen = HashSet::new();
@@ -99,7 +100,11 @@ pub fn unary_dtype(op: UnaryOp, x: DType) -> Result<DType, String> {
     };
     match op {
         UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => need(x.is_numeric(), "a numeric operand", x),
-        UnaryOp::Not => need(x == DType::Bool || x.is_int(), "a bool or integer operand", x),
+        UnaryOp::Not => need(
+            x == DType::Bool || x.is_int(),
+            "a bool or integer operand",
+            x,
+        ),
         UnaryOp::IsNan => need(x.is_float(), "a float operand", DType::Bool),
         UnaryOp::Exp
         | UnaryOp::Log
@@ -120,7 +125,10 @@ pub fn unary_dtype(op: UnaryOp, x: DType) -> Result<DType, String> {
 /// The dtype a binary op produces from `a` and `b`, or why it does not apply.
 pub fn binary_dtype(op: BinaryOp, a: DType, b: DType) -> Result<DType, String> {
     if a != b {
-        return Err(format!("{} operands differ in dtype: {a} vs {b}", op.name()));
+        return Err(format!(
+            "{} operands differ in dtype: {a} vs {b}",
+            op.name()
+        ));
     }
     let need = |ok: bool, what: &str, out: DType| {
         if ok {
@@ -142,9 +150,11 @@ pub fn binary_dtype(op: BinaryOp, a: DType, b: DType) -> Result<DType, String> {
         BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
             need(a.is_numeric(), "numeric operands", DType::Bool)
         }
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-            need(a == DType::Bool || a.is_int(), "bool or integer operands", a)
-        }
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => need(
+            a == DType::Bool || a.is_int(),
+            "bool or integer operands",
+            a,
+        ),
     }
 }
 
@@ -207,12 +217,24 @@ impl Verifier<'_> {
         let mut seen = HashSet::new();
         for s in &self.p.symbols {
             let loc = format!("symbol {}", s.name);
-            let valid = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid = s
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                self.error(&loc, "a symbol name is a letter or `_` followed by letters, digits, `_`");
+                self.error(
+                    &loc,
+                    "a symbol name is a letter or `_` followed by letters, digits, `_`",
+                );
             } else if looks_like_id(&s.name) {
-                self.error(&loc, "the name collides with the id syntax (b3, k0, v1, i2, r0)");
+                self.error(
+                    &loc,
+                    "the name collides with the id syntax (b3, k0, v1, i2, r0)",
+                );
             }
             if !seen.insert(s.name.as_str()) {
                 self.error(&loc, "declared twice");
@@ -233,22 +255,37 @@ impl Verifier<'_> {
             if let Some(size) = self.poly(&b.size, &loc)
                 && !self.facts.nonneg(&size)
             {
-                let msg = format!("cannot prove size {} >= 0{}", b.size, self.for_all(&[&size]));
+                let msg = format!(
+                    "cannot prove size {} >= 0{}",
+                    b.size,
+                    self.for_all(&[&size])
+                );
                 self.error(&loc, msg);
             }
             match &b.kind {
                 BufferKind::Input(n) | BufferKind::Output(n) | BufferKind::State(n) => {
                     if let Some(prev) = names.insert((b.kind.keyword(), n.as_str()), id) {
-                        let msg = format!("{} {} is also {prev}", b.kind.keyword(), crate::print::quote(n));
+                        let msg = format!(
+                            "{} {} is also {prev}",
+                            b.kind.keyword(),
+                            crate::print::quote(n)
+                        );
                         self.error(&loc, msg);
                     }
                 }
                 BufferKind::Constant(a) => {
                     if a.dtype() != b.dtype {
-                        self.error(&loc, format!("constant data is {}, buffer is {}", a.dtype(), b.dtype));
+                        self.error(
+                            &loc,
+                            format!("constant data is {}, buffer is {}", a.dtype(), b.dtype),
+                        );
                     }
                     if b.size.as_known() != Some(a.len() as u64) {
-                        let msg = format!("constant has {} elements, buffer size is {}", a.len(), b.size);
+                        let msg = format!(
+                            "constant has {} elements, buffer size is {}",
+                            a.len(),
+                            b.size
+                        );
                         self.error(&loc, msg);
                     }
                 }
@@ -274,7 +311,11 @@ impl Verifier<'_> {
         let mut contraction: Option<DType> = None;
         match kernel {
             Kernel::Loop(k) => {
-                let has_reduce = k.body.values.iter().any(|e| matches!(e, Expr::Reduce { .. }));
+                let has_reduce = k
+                    .body
+                    .values
+                    .iter()
+                    .any(|e| matches!(e, Expr::Reduce { .. }));
                 if !k.reduce.is_empty() && !has_reduce {
                     self.error("", "has reduction axes but no reduce_* value");
                 }
@@ -290,7 +331,8 @@ impl Verifier<'_> {
                 polys.into_iter().collect()
             });
             let reds: Option<Vec<Poly>> = {
-                let polys: Vec<Option<Poly>> = bd.reduce.iter().map(|x| self.poly(x, loc)).collect();
+                let polys: Vec<Option<Poly>> =
+                    bd.reduce.iter().map(|x| self.poly(x, loc)).collect();
                 polys.into_iter().collect()
             };
             let rules = BodyRules {
@@ -304,11 +346,17 @@ impl Verifier<'_> {
             };
             let types = self.body(bd.body, &rules, &domain, &reds);
             if bd.role.is_operand() {
-                let ty = bd.body.result.and_then(|r| types.get(r.index()).copied().flatten());
+                let ty = bd
+                    .body
+                    .result
+                    .and_then(|r| types.get(r.index()).copied().flatten());
                 match (bd.role, ty) {
                     (BodyRole::MatmulA | BodyRole::ConvInput, Some(t)) => {
                         if !t.is_numeric() {
-                            self.error(bd.role.name(), format!("operand yields {t}; contractions need a numeric dtype"));
+                            self.error(
+                                bd.role.name(),
+                                format!("operand yields {t}; contractions need a numeric dtype"),
+                            );
                         }
                         contraction = Some(t);
                     }
@@ -316,8 +364,15 @@ impl Verifier<'_> {
                         if let Some(a) = contraction
                             && a != t
                         {
-                            let first = if bd.role == BodyRole::MatmulB { "a" } else { "input" };
-                            self.error(bd.role.name(), format!("operand yields {t} but {first} yields {a}"));
+                            let first = if bd.role == BodyRole::MatmulB {
+                                "a"
+                            } else {
+                                "input"
+                            };
+                            self.error(
+                                bd.role.name(),
+                                format!("operand yields {t} but {first} yields {a}"),
+                            );
                             contraction = None;
                         }
                     }
@@ -350,10 +405,16 @@ impl Verifier<'_> {
         }
         if g.groups > 0 {
             if g.group_channels().is_none() {
-                self.error("", format!("c = {} is not a multiple of groups = {}", g.c, g.groups));
+                self.error(
+                    "",
+                    format!("c = {} is not a multiple of groups = {}", g.c, g.groups),
+                );
             }
             if g.group_outputs().is_none() {
-                self.error("", format!("o = {} is not a multiple of groups = {}", g.o, g.groups));
+                self.error(
+                    "",
+                    format!("o = {} is not a multiple of groups = {}", g.o, g.groups),
+                );
             }
         }
         if !g.stride.contains(&0) && g.output_hw(&self.p.symbols).is_none() {
@@ -371,7 +432,7 @@ impl Verifier<'_> {
         if role == BodyRole::Loop {
             String::new()
         } else {
-            format!("{} ", role.name())
+            format!("{}: ", role.name())
         }
     }
 
@@ -390,19 +451,27 @@ impl Verifier<'_> {
         let mut problems = Vec::new();
         e.visit(&mut |node| match node {
             IndexExpr::Var(v) if v.index() >= nvars => {
-                problems.push(format!("{v} is not a loop variable here (the domain has {nvars} axes)"));
+                problems.push(format!(
+                    "{v} is not a loop variable here (the domain has {nvars} axes)"
+                ));
             }
             IndexExpr::Red(r) if r.index() >= nreds => {
-                problems.push(format!("{r} is not a reduction variable here ({nreds} reduction axes)"));
+                problems.push(format!(
+                    "{r} is not a reduction variable here ({nreds} reduction axes)"
+                ));
             }
             IndexExpr::Value(v) if v.index() >= at => {
-                problems.push(format!("index reads {v}, which is not defined before this point"));
+                problems.push(format!(
+                    "index reads {v}, which is not defined before this point"
+                ));
             }
             IndexExpr::Value(v) => {
                 if let Some(Some(t)) = types.get(v.index())
                     && !t.is_int()
                 {
-                    problems.push(format!("index reads {v} of dtype {t}; indices must be integers"));
+                    problems.push(format!(
+                        "index reads {v} of dtype {t}; indices must be integers"
+                    ));
                 }
             }
             _ => {}
@@ -429,8 +498,16 @@ impl Verifier<'_> {
         reds: &[Poly],
         guards: &[Guard],
     ) {
-        let Some(b) = self.p.buffer(buffer) else { return };
-        let Ok(size) = Poly::from_dim(&b.size) else { return };
+        let Some(b) = self.p.buffer(buffer) else {
+            return;
+        };
+        // A size with an undeclared symbol is reported once, at the buffer.
+        if b.size.symbols().iter().any(|s| self.p.symbol(s).is_none()) {
+            return;
+        }
+        let Ok(size) = Poly::from_dim(&b.size) else {
+            return;
+        };
         let scope = Scope {
             facts: &self.facts,
             vars: domain,
@@ -445,7 +522,11 @@ impl Verifier<'_> {
             }
         };
         if !self.facts.nonneg(&iv.lo) {
-            let msg = format!("index may be negative: cannot prove 0 <= {}{}", iv.lo, self.for_all(&[&iv.lo]));
+            let msg = format!(
+                "index may be negative: cannot prove 0 <= {}{}",
+                iv.lo,
+                self.for_all(&[&iv.lo])
+            );
             self.error(loc, msg);
         }
         let last = match size.add_const(-1) {
@@ -467,14 +548,20 @@ impl Verifier<'_> {
 
     /// Type-checks a body and proves its accesses; returns each value's dtype (`None` where
     /// it could not be determined).
-    fn body(&mut self, body: &Body, rules: &BodyRules, domain: &[Poly], reds: &[Poly]) -> Vec<Option<DType>> {
+    fn body(
+        &mut self,
+        body: &Body,
+        rules: &BodyRules,
+        domain: &[Poly],
+        reds: &[Poly],
+    ) -> Vec<Option<DType>> {
         let mut types: Vec<Option<DType>> = Vec::with_capacity(body.values.len());
         let mut phases: Vec<Phase> = Vec::with_capacity(body.values.len());
         let prefix = Verifier::prefix(rules.role);
         let (nv, nr) = (domain.len(), reds.len());
         for (i, e) in body.values.iter().enumerate() {
             let loc = format!("{prefix}v{i} = {e}");
-            let mut operand = |v: ValueId, this: &mut Verifier<'_>| -> (Option<DType>, Phase) {
+            let operand = |v: ValueId, this: &mut Verifier<'_>| -> (Option<DType>, Phase) {
                 if v.index() >= i {
                     this.error(&loc, format!("uses {v}, which is not defined before v{i}"));
                     (None, Phase::default())
@@ -506,7 +593,10 @@ impl Verifier<'_> {
                 }
                 Expr::Load(l) => {
                     let Some(buf) = self.p.buffer(l.buffer) else {
-                        self.error(&loc, format!("{} is not a buffer of this program", l.buffer));
+                        self.error(
+                            &loc,
+                            format!("{} is not a buffer of this program", l.buffer),
+                        );
                         types.push(None);
                         phases.push(Phase::default());
                         continue;
@@ -522,7 +612,14 @@ impl Verifier<'_> {
                         }
                         LoadMode::Masked { guards, fill } => {
                             if fill.dtype() != dtype {
-                                self.error(&loc, format!("fill value is {}, buffer {} is {dtype}", fill.dtype(), l.buffer));
+                                self.error(
+                                    &loc,
+                                    format!(
+                                        "fill value is {}, buffer {} is {dtype}",
+                                        fill.dtype(),
+                                        l.buffer
+                                    ),
+                                );
                             }
                             for g in guards {
                                 for part in [&g.lo, &g.expr, &g.hi] {
@@ -530,7 +627,10 @@ impl Verifier<'_> {
                                     ph = join(ph, index_phase(part, &phases));
                                 }
                                 if !g.lo.values().is_empty() || !g.hi.values().is_empty() {
-                                    self.error(&loc, format!("guard bounds of `{g}` must not read values"));
+                                    self.error(
+                                        &loc,
+                                        format!("guard bounds of `{g}` must not read values"),
+                                    );
                                     ok = false;
                                 }
                             }
@@ -544,14 +644,17 @@ impl Verifier<'_> {
                 }
                 Expr::Unary(op, a) => {
                     let (ta, pa) = operand(*a, self);
-                    let ty = ta.and_then(|t| unary_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
+                    let ty =
+                        ta.and_then(|t| unary_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
                     (ty, pa)
                 }
                 Expr::Binary(op, a, b) => {
                     let (ta, pa) = operand(*a, self);
                     let (tb, pb) = operand(*b, self);
                     let ty = match (ta, tb) {
-                        (Some(x), Some(y)) => binary_dtype(*op, x, y).map_err(|m| self.error(&loc, m)).ok(),
+                        (Some(x), Some(y)) => binary_dtype(*op, x, y)
+                            .map_err(|m| self.error(&loc, m))
+                            .ok(),
                         _ => None,
                     };
                     (ty, join(pa, pb))
@@ -567,7 +670,10 @@ impl Verifier<'_> {
                     }
                     let ty = match (ta, tb) {
                         (Some(x), Some(y)) if x != y => {
-                            self.error(&loc, format!("select branches differ in dtype: {x} vs {y}"));
+                            self.error(
+                                &loc,
+                                format!("select branches differ in dtype: {x} vs {y}"),
+                            );
                             None
                         }
                         (x, _) => x,
@@ -581,7 +687,10 @@ impl Verifier<'_> {
                 Expr::Reduce { op, value, init } => {
                     let (tv, pv) = operand(*value, self);
                     if !rules.reduce_allowed {
-                        self.error(&loc, "reductions are only allowed in loop kernels with reduction axes");
+                        self.error(
+                            &loc,
+                            "reductions are only allowed in loop kernels with reduction axes",
+                        );
                     }
                     if pv.uses_acc {
                         self.error(
@@ -589,11 +698,15 @@ impl Verifier<'_> {
                             format!("reduces {value}, which depends on a reduced value (nested reductions need separate kernels)"),
                         );
                     }
-                    let ty = tv.and_then(|t| reduce_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
+                    let ty =
+                        tv.and_then(|t| reduce_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
                     if let Some(t) = ty
                         && init.dtype() != t
                     {
-                        self.error(&loc, format!("init value is {}, operand is {t}", init.dtype()));
+                        self.error(
+                            &loc,
+                            format!("init value is {}, operand is {t}", init.dtype()),
+                        );
                     }
                     (
                         ty,
@@ -619,16 +732,27 @@ impl Verifier<'_> {
             types.push(ty);
             phases.push(phase);
         }
-        self.stores(body, rules, domain, &types, &phases);
+        self.stores(body, rules, domain, reds.len(), &types, &phases);
         self.result(body, rules, &types);
         types
     }
 
-    fn stores(&mut self, body: &Body, rules: &BodyRules, domain: &[Poly], types: &[Option<DType>], phases: &[Phase]) {
+    fn stores(
+        &mut self,
+        body: &Body,
+        rules: &BodyRules,
+        domain: &[Poly],
+        nreds: usize,
+        types: &[Option<DType>],
+        phases: &[Phase],
+    ) {
         let prefix = Verifier::prefix(rules.role);
         if rules.role.is_operand() {
             if !body.stores.is_empty() {
-                self.error(rules.role.name(), "operand bodies yield a value and cannot store");
+                self.error(
+                    rules.role.name(),
+                    "operand bodies yield a value and cannot store",
+                );
             }
         } else if body.stores.is_empty() {
             self.error(rules.role.name(), "body has no store");
@@ -636,32 +760,50 @@ impl Verifier<'_> {
         for s in &body.stores {
             let loc = format!("{prefix}{s}");
             let Some(buf) = self.p.buffer(s.buffer) else {
-                self.error(&loc, format!("{} is not a buffer of this program", s.buffer));
+                self.error(
+                    &loc,
+                    format!("{} is not a buffer of this program", s.buffer),
+                );
                 continue;
             };
             if !buf.kind.is_writable() {
-                self.error(&loc, format!("cannot store to {} buffer {}", buf.kind.keyword(), s.buffer));
+                self.error(
+                    &loc,
+                    format!("cannot store to {} buffer {}", buf.kind.keyword(), s.buffer),
+                );
             }
             match types.get(s.value.index()) {
                 None => self.error(&loc, format!("{} is not defined", s.value)),
                 Some(Some(t)) if *t != buf.dtype => {
-                    self.error(&loc, format!("stores {t} into {} buffer {}", buf.dtype, s.buffer));
+                    self.error(
+                        &loc,
+                        format!("stores {t} into {} buffer {}", buf.dtype, s.buffer),
+                    );
                 }
                 Some(_) => {}
             }
             if phases.get(s.value.index()).is_some_and(|p| p.uses_red) {
-                self.error(&loc, format!("stores {}, which varies over the reduction (stores run after it)", s.value));
+                self.error(
+                    &loc,
+                    format!(
+                        "stores {}, which varies over the reduction (stores run after it)",
+                        s.value
+                    ),
+                );
             }
             let mut ok = true;
             if !s.index.values().is_empty() {
-                self.error(&loc, "a store index must not read values (scatters are not stores)");
+                self.error(
+                    &loc,
+                    "a store index must not read values (scatters are not stores)",
+                );
                 ok = false;
             }
             if s.index.uses_red() {
                 self.error(&loc, "a store index must not use reduction variables");
                 ok = false;
             }
-            ok &= self.index_refs(&s.index, &loc, types.len(), types, domain.len(), 0);
+            ok &= self.index_refs(&s.index, &loc, types.len(), types, domain.len(), nreds);
             if ok {
                 self.prove_access(&loc, s.buffer, &s.index, domain, &[], &[]);
             }
@@ -673,7 +815,10 @@ impl Verifier<'_> {
             (true, None) => self.error(rules.role.name(), "operand body has no yield"),
             (false, Some(_)) => self.error(rules.role.name(), "only operand bodies yield"),
             (true, Some(r)) if types.get(r.index()).is_none() => {
-                self.error(rules.role.name(), format!("yields {r}, which is not defined"));
+                self.error(
+                    rules.role.name(),
+                    format!("yields {r}, which is not defined"),
+                );
             }
             _ => {}
         }
@@ -687,7 +832,8 @@ impl Verifier<'_> {
             let prefix = Verifier::prefix(bd.role);
             for (i, e) in bd.body.values.iter().enumerate() {
                 let Expr::Load(l) = e else { continue };
-                let targets: Vec<&&Store> = stores.iter().filter(|s| s.buffer == l.buffer).collect();
+                let targets: Vec<&&Store> =
+                    stores.iter().filter(|s| s.buffer == l.buffer).collect();
                 if targets.is_empty() {
                     continue;
                 }
@@ -695,7 +841,10 @@ impl Verifier<'_> {
                 if bd.role.is_operand() {
                     self.error(
                         &loc,
-                        format!("reads {}, which the epilogue of this kernel writes", l.buffer),
+                        format!(
+                            "reads {}, which the epilogue of this kernel writes",
+                            l.buffer
+                        ),
                     );
                     continue;
                 }
@@ -714,16 +863,29 @@ impl Verifier<'_> {
         }
     }
 
-    fn read_before_write(&mut self, bodies: &[crate::program::BodyDomain<'_>], written: &HashSet<BufferId>) {
+    fn read_before_write(
+        &mut self,
+        bodies: &[crate::program::BodyDomain<'_>],
+        written: &HashSet<BufferId>,
+    ) {
         let mut reported = HashSet::new();
         for bd in bodies {
             for e in &bd.body.values {
                 let Expr::Load(l) = e else { continue };
-                let Some(buf) = self.p.buffer(l.buffer) else { continue };
-                if !buf.kind.is_initialised() && !written.contains(&l.buffer) && reported.insert(l.buffer) {
+                let Some(buf) = self.p.buffer(l.buffer) else {
+                    continue;
+                };
+                if !buf.kind.is_initialised()
+                    && !written.contains(&l.buffer)
+                    && reported.insert(l.buffer)
+                {
                     self.error(
                         "",
-                        format!("reads {} {} before any kernel writes it", buf.kind.keyword(), l.buffer),
+                        format!(
+                            "reads {} {} before any kernel writes it",
+                            buf.kind.keyword(),
+                            l.buffer
+                        ),
                     );
                 }
             }

@@ -4,7 +4,9 @@
 use kiln::{Array, DType, Graph};
 
 fn lcg(seed: &mut u64) -> f32 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
@@ -33,7 +35,10 @@ fn main() -> Result<(), kiln::Error> {
     let (l, p) = (out[0].as_f32()?, out[1].as_f32()?);
     for row in 0..4 {
         let r = &p[row * 10..row * 10 + 10];
-        let best = r.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let best = r
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
         println!(
             "sample {row}: logits[0..3] = {:?}, predicted class {} (p = {:.3})",
             &l[row * 10..row * 10 + 3],

@@ -114,11 +114,24 @@ impl Graph {
     pub fn input(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
         let loc = Location::caller();
         let shape = shape.into_shape();
-        let dup = self.inner.borrow().ir.inputs().iter().any(|(_, n)| *n == name);
+        let dup = self
+            .inner
+            .borrow()
+            .ir
+            .inputs()
+            .iter()
+            .any(|(_, n)| *n == name);
         if dup {
             return self.fail(loc, "input", format!("input `{name}` is declared twice"));
         }
-        self.source_at(loc, Op::Input { name: name.to_string(), dtype, shape })
+        self.source_at(
+            loc,
+            Op::Input {
+                name: name.to_string(),
+                dtype,
+                shape,
+            },
+        )
     }
 
     /// A named parameter (persistent state such as `fc1.weight`); give it a value with
@@ -128,7 +141,11 @@ impl Graph {
         let loc = Location::caller();
         let shape = shape.into_shape();
         if shape.as_known().is_none() {
-            return self.fail(loc, "param", format!("parameter `{name}` must have a concrete shape, got {shape}"));
+            return self.fail(
+                loc,
+                "param",
+                format!("parameter `{name}` must have a concrete shape, got {shape}"),
+            );
         }
         let existing = self
             .inner
@@ -147,9 +164,22 @@ impl Graph {
             if same {
                 return Tensor::from_node(self, id);
             }
-            return self.fail(loc, "param", format!("parameter `{name}` redeclared with a different dtype or shape ({dtype}{shape})"));
+            return self.fail(
+                loc,
+                "param",
+                format!(
+                    "parameter `{name}` redeclared with a different dtype or shape ({dtype}{shape})"
+                ),
+            );
         }
-        self.source_at(loc, Op::Parameter { name: name.to_string(), dtype, shape })
+        self.source_at(
+            loc,
+            Op::Parameter {
+                name: name.to_string(),
+                dtype,
+                shape,
+            },
+        )
     }
 
     /// A parameter declared with its initial value.
@@ -157,7 +187,10 @@ impl Graph {
     pub fn param_init(&self, name: &str, value: Array) -> Tensor {
         let t = self.param(name, value.dtype(), Shape::known(value.shape()));
         if !t.is_poisoned() {
-            self.inner.borrow_mut().params.insert(name.to_string(), value);
+            self.inner
+                .borrow_mut()
+                .params
+                .insert(name.to_string(), value);
         }
         t
     }
@@ -166,7 +199,12 @@ impl Graph {
     /// dtype/shape differ from the declaration.
     pub fn set_param(&self, name: &str, value: Array) -> Result<(), Error> {
         let mut inner = self.inner.borrow_mut();
-        let found = inner.ir.parameters().iter().find(|(_, n)| *n == name).map(|(id, _)| *id);
+        let found = inner
+            .ir
+            .parameters()
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(id, _)| *id);
         let Some(id) = found else {
             return Err(Error::Npy {
                 path: name.to_string(),
@@ -182,7 +220,10 @@ impl Graph {
                 value.dtype(),
                 value.shape()
             );
-            return Err(Error::Npy { path: name.to_string(), message: msg });
+            return Err(Error::Npy {
+                path: name.to_string(),
+                message: msg,
+            });
         }
         inner.params.insert(name.to_string(), value);
         Ok(())
@@ -207,7 +248,10 @@ impl Graph {
     /// A rank-0 literal of `dtype`.
     #[track_caller]
     pub fn scalar(&self, value: f64, dtype: DType) -> Tensor {
-        self.source_at(Location::caller(), Op::Constant(Array::scalar(dtype, value)))
+        self.source_at(
+            Location::caller(),
+            Op::Constant(Array::scalar(dtype, value)),
+        )
     }
 
     /// A tensor of `shape` filled with `value` (a broadcast scalar, no storage).
@@ -231,7 +275,14 @@ impl Graph {
     /// `out[..., i, ...] = i` along `axis`.
     #[track_caller]
     pub fn iota(&self, dtype: DType, shape: impl IntoShape, axis: usize) -> Tensor {
-        self.source_at(Location::caller(), Op::Iota { dtype, shape: shape.into_shape(), axis })
+        self.source_at(
+            Location::caller(),
+            Op::Iota {
+                dtype,
+                shape: shape.into_shape(),
+                axis,
+            },
+        )
     }
 
     /// `0, 1, ..., n-1` as a rank-1 tensor.
@@ -244,13 +295,24 @@ impl Graph {
     /// `key` is a `u32[2]` tensor.
     #[track_caller]
     pub fn random_bits(&self, key: &Tensor, shape: impl IntoShape) -> Tensor {
-        Tensor::apply(self, Location::caller(), Op::RandomBits { shape: shape.into_shape() }, &[key])
+        Tensor::apply(
+            self,
+            Location::caller(),
+            Op::RandomBits {
+                shape: shape.into_shape(),
+            },
+            &[key],
+        )
     }
 
     /// Every diagnostic recorded so far, or `Ok` if the graph is well-formed.
     pub fn check(&self) -> Result<(), Error> {
         let d = self.inner.borrow().diags.clone();
-        if d.is_empty() { Ok(()) } else { Err(Error::Check(d)) }
+        if d.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Check(d))
+        }
     }
 
     /// The diagnostics recorded so far.
@@ -289,7 +351,12 @@ impl Graph {
 
     /// Records a diagnostic at `loc` and returns a poisoned tensor.
     pub(crate) fn fail(&self, loc: &Location<'_>, op: &'static str, message: String) -> Tensor {
-        self.push_diag(Diagnostic { loc: Loc::from_caller(loc), op, message, error: None });
+        self.push_diag(Diagnostic {
+            loc: Loc::from_caller(loc),
+            op,
+            message,
+            error: None,
+        });
         Tensor::poisoned(self)
     }
 

@@ -24,10 +24,10 @@ impl Tensor {
         self.full_like(1.0)
     }
 
-    /// `max(x, 0)`; the derivative at 0 is 0 (as PyTorch).
+    /// `max(x, 0)`; NaN stays NaN and the derivative at 0 is 0 (as PyTorch).
     #[track_caller]
     pub fn relu(&self) -> Tensor {
-        self.gt(0.0).where_(self, 0.0)
+        self.le(0.0).where_(0.0, self)
     }
 
     /// `x` where positive, `slope * x` elsewhere.
@@ -104,7 +104,14 @@ impl Tensor {
             let Some(ax) = self.axes_of(loc, "logsumexp", &axes) else {
                 return Tensor::poisoned(&self.g);
             };
-            let keep: Vec<Dim> = self.shape().0.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone()).collect();
+            let keep: Vec<Dim> = self
+                .shape()
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !ax.contains(i))
+                .map(|(_, d)| d.clone())
+                .collect();
             s.reshape(Shape(keep))
         }
     }
@@ -151,7 +158,13 @@ impl Tensor {
     /// Layer normalisation over the last `normalized_dims` axes with optional affine
     /// weight and bias (shaped like those axes), as `torch.nn.functional.layer_norm`.
     #[track_caller]
-    pub fn layer_norm(&self, normalized_dims: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Tensor {
+    pub fn layer_norm(
+        &self,
+        normalized_dims: usize,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Tensor {
         let r = self.rank() as i64;
         let axes: Vec<i64> = (r - normalized_dims as i64..r).collect();
         let mu = self.mean(axes.clone(), true);
@@ -181,11 +194,21 @@ impl Tensor {
     #[track_caller]
     pub fn flatten(&self, start: i64, end: i64) -> Tensor {
         let loc = Location::caller();
-        let (Some(a), Some(b)) = (self.axis(loc, "flatten", start), self.axis(loc, "flatten", end)) else {
+        let (Some(a), Some(b)) = (
+            self.axis(loc, "flatten", start),
+            self.axis(loc, "flatten", end),
+        ) else {
             return Tensor::poisoned(&self.g);
         };
         if a > b {
-            return self.g.fail(loc, "flatten", format!("flatten: start axis {start} is after end axis {end} in {}", self.shape()));
+            return self.g.fail(
+                loc,
+                "flatten",
+                format!(
+                    "flatten: start axis {start} is after end axis {end} in {}",
+                    self.shape()
+                ),
+            );
         }
         let s = self.shape();
         let mut dims: Vec<Dim> = s.0[..a].to_vec();
@@ -203,7 +226,11 @@ impl Tensor {
         };
         let s = self.shape();
         if !s.0[a].is_one() {
-            return self.g.fail(loc, "squeeze", format!("squeeze: axis {axis} of {s} has size {}, not 1", s.0[a]));
+            return self.g.fail(
+                loc,
+                "squeeze",
+                format!("squeeze: axis {axis} of {s} has size {}, not 1", s.0[a]),
+            );
         }
         let mut dims = s.0.clone();
         dims.remove(a);
@@ -220,7 +247,14 @@ impl Tensor {
         let r = self.rank() as i64 + 1;
         let a = if axis < 0 { axis + r } else { axis };
         if !(0..r).contains(&a) {
-            return self.g.fail(loc, "unsqueeze", format!("unsqueeze: axis {axis} is out of range for shape {}", self.shape()));
+            return self.g.fail(
+                loc,
+                "unsqueeze",
+                format!(
+                    "unsqueeze: axis {axis} is out of range for shape {}",
+                    self.shape()
+                ),
+            );
         }
         let mut dims = self.shape().0;
         dims.insert(a as usize, Dim::known(1));
@@ -231,7 +265,10 @@ impl Tensor {
     #[track_caller]
     pub fn transpose(&self, a: i64, b: i64) -> Tensor {
         let loc = Location::caller();
-        let (Some(a), Some(b)) = (self.axis(loc, "transpose", a), self.axis(loc, "transpose", b)) else {
+        let (Some(a), Some(b)) = (
+            self.axis(loc, "transpose", a),
+            self.axis(loc, "transpose", b),
+        ) else {
             return Tensor::poisoned(&self.g);
         };
         let mut perm: Vec<usize> = (0..self.rank()).collect();
@@ -242,7 +279,11 @@ impl Tensor {
     /// Swaps the last two axes (the matrix transpose; a 1-D tensor is returned unchanged).
     #[track_caller]
     pub fn t(&self) -> Tensor {
-        if self.rank() < 2 { self.clone() } else { self.transpose(-2, -1) }
+        if self.rank() < 2 {
+            self.clone()
+        } else {
+            self.transpose(-2, -1)
+        }
     }
 
     /// One-hot encoding of integer class indices: `[...] -> [..., num_classes]` of `dtype`.

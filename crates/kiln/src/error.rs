@@ -32,9 +32,5 @@ pub enum Error {
 
 fn format_diagnostics(d: &[Diagnostic]) -> String {
     let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
-    format!(
-        "{} error(s) in graph:\n{}",
-        d.len(),
-        lines.join("\n")
-    )
+    format!("{} error(s) in graph:\n{}", d.len(), lines.join("\n"))
 }

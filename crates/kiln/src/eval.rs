@@ -12,7 +12,10 @@ pub fn eval(outputs: &[&Tensor], feeds: &[(&str, &Array)]) -> Result<Vec<Array>,
 }
 
 /// Like [`eval`], also returning the symbol bindings inferred from the inputs.
-pub fn eval_with_bindings(outputs: &[&Tensor], feeds: &[(&str, &Array)]) -> Result<(Vec<Array>, HashMap<String, u64>), Error> {
+pub fn eval_with_bindings(
+    outputs: &[&Tensor],
+    feeds: &[(&str, &Array)],
+) -> Result<(Vec<Array>, HashMap<String, u64>), Error> {
     let Some(first) = outputs.first() else {
         return Ok((Vec::new(), HashMap::new()));
     };
@@ -24,9 +27,12 @@ pub fn eval_with_bindings(outputs: &[&Tensor], feeds: &[(&str, &Array)]) -> Resu
     let Some(ids) = ids else {
         return Err(Error::Check(g.diagnostics()));
     };
-    let inputs: HashMap<String, Array> = feeds.iter().map(|(n, a)| (n.to_string(), (*a).clone())).collect();
+    let inputs: HashMap<String, Array> = feeds
+        .iter()
+        .map(|(n, a)| (n.to_string(), (*a).clone()))
+        .collect();
     let inner = g.inner.borrow();
     let vals = kiln_interp::eval(&inner.ir, &ids, &inputs, &inner.params)?;
-    let bindings = kiln_interp::bind_symbols(&inner.ir, &inputs)?;
+    let bindings = kiln_interp::bind_symbols_for(&inner.ir, &ids, &inputs)?;
     Ok((vals, bindings))
 }

@@ -28,7 +28,6 @@ use std::panic::Location;
 /// assert_eq!(c1.shape().to_string(), "[N, 128]");
 /// ```
 #[track_caller]
-#[allow(clippy::too_many_arguments)]
 pub fn lstm_cell(
     x: &Tensor,
     h: &Tensor,
@@ -40,7 +39,13 @@ pub fn lstm_cell(
 ) -> (Tensor, Tensor) {
     let loc = Location::caller();
     let g = x.graph();
-    if [h, c, w_ih, w_hh].iter().chain(b_ih.iter()).chain(b_hh.iter()).any(|t| t.is_poisoned()) || x.is_poisoned() {
+    if [h, c, w_ih, w_hh]
+        .iter()
+        .chain(b_ih.iter())
+        .chain(b_hh.iter())
+        .any(|t| t.is_poisoned())
+        || x.is_poisoned()
+    {
         return (Tensor::poisoned(g), Tensor::poisoned(g));
     }
     let hidden = w_hh.dim(-1).and_then(|d| d.as_known());
@@ -49,7 +54,10 @@ pub fn lstm_cell(
         let p = g.fail(
             loc,
             "lstm_cell",
-            format!("lstm_cell: w_hh must be a known [4H, H] matrix, got {}", w_hh.shape()),
+            format!(
+                "lstm_cell: w_hh must be a known [4H, H] matrix, got {}",
+                w_hh.shape()
+            ),
         );
         return (p.clone(), p);
     };
@@ -57,7 +65,10 @@ pub fn lstm_cell(
         let p = g.fail(
             loc,
             "lstm_cell",
-            format!("lstm_cell: w_hh must be [4H, H], got {} (gate order i, f, g, o)", w_hh.shape()),
+            format!(
+                "lstm_cell: w_hh must be [4H, H], got {} (gate order i, f, g, o)",
+                w_hh.shape()
+            ),
         );
         return (p.clone(), p);
     }
@@ -77,4 +88,62 @@ pub fn lstm_cell(
     let c_next = f * c + i * cand;
     let h_next = o * c_next.tanh();
     (h_next, c_next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, Graph};
+
+    #[test]
+    fn bad_recurrent_weight_is_a_diagnostic_at_the_caller() {
+        let g = Graph::new();
+        let x = g.input("x", DType::F32, [2, 3]);
+        let h = g.input("h", DType::F32, [2, 4]);
+        let w_ih = g.param("w_ih", DType::F32, [16, 3]);
+        let w_hh = g.param("w_hh", DType::F32, [12, 4]);
+        let line = line!() + 1;
+        let (h1, c1) = lstm_cell(&x, &h, &h, &w_ih, &w_hh, None, None);
+        assert!(h1.is_poisoned() && c1.is_poisoned());
+        let d = g.diagnostics();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].op, "lstm_cell");
+        assert_eq!(d[0].loc.line, line);
+        assert_eq!(
+            d[0].message,
+            "lstm_cell: w_hh must be [4H, H], got [12, 4] (gate order i, f, g, o)"
+        );
+    }
+
+    #[test]
+    fn poisoned_operand_stays_quiet() {
+        let g = Graph::new();
+        let x = g.input("x", DType::F32, [2, 3]).reshape([7]);
+        let h = g.input("h", DType::F32, [2, 4]);
+        let w_ih = g.param("w_ih", DType::F32, [16, 3]);
+        let w_hh = g.param("w_hh", DType::F32, [16, 4]);
+        let (h1, _) = lstm_cell(&x, &h, &h, &w_ih, &w_hh, None, None);
+        assert!(h1.is_poisoned());
+        assert_eq!(
+            g.diagnostics().len(),
+            1,
+            "only the reshape error is recorded"
+        );
+    }
+
+    #[test]
+    fn shapes_follow_the_hidden_size() {
+        let g = Graph::new();
+        let x = g.input("x", DType::F32, [5, 3]);
+        let h = g.input("h", DType::F32, [5, 4]);
+        let w_ih = g.param("w_ih", DType::F32, [16, 3]);
+        let w_hh = g.param("w_hh", DType::F32, [16, 4]);
+        let b = g.param("b", DType::F32, [16]);
+        let (h1, c1) = lstm_cell(&x, &h, &h, &w_ih, &w_hh, Some(&b), Some(&b));
+        assert_eq!(
+            (h1.shape().to_string(), c1.shape().to_string()),
+            ("[5, 4]".into(), "[5, 4]".into())
+        );
+        assert!(g.check().is_ok());
+    }
 }

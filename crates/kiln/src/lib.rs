@@ -13,6 +13,7 @@
 //! assert!(g.check().is_ok());
 //! ```
 
+mod autodiff;
 mod builder;
 mod composite;
 mod error;
@@ -22,6 +23,10 @@ pub mod npy;
 mod overload;
 mod tensor;
 
+pub use autodiff::{
+    grad, hessian, jacobian, jvp, try_grad, try_hessian, try_jacobian, try_jvp, try_vjp,
+    value_and_grad, vjp,
+};
 pub use builder::{Diagnostic, Graph, IntoShape};
 pub use error::Error;
 pub use eval::{eval, eval_with_bindings};

@@ -8,7 +8,10 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 fn err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Npy { path: path.display().to_string(), message: message.into() }
+    Error::Npy {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
 }
 
 /// Reads a `.npy` file.
@@ -24,7 +27,8 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
 /// Parses `.npy` bytes.
 pub fn from_bytes(bytes: &[u8]) -> Result<Array, Error> {
     let p = Path::new("<bytes>");
-    let file = npyz::NpyFile::new(bytes).map_err(|e| err(p, format!("not a valid .npy file: {e}")))?;
+    let file =
+        npyz::NpyFile::new(bytes).map_err(|e| err(p, format!("not a valid .npy file: {e}")))?;
     let shape: Vec<usize> = file
         .shape()
         .iter()
@@ -115,9 +119,18 @@ pub fn to_bytes(a: &Array) -> Result<Vec<u8>, Error> {
 pub fn write(path: impl AsRef<Path>, a: &Array) -> Result<(), Error> {
     let path = path.as_ref();
     let bytes = to_bytes(a)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| err(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| err(path, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -134,7 +147,8 @@ pub fn write(path: impl AsRef<Path>, a: &Array) -> Result<(), Error> {
 /// Reads a `.npy` from any reader.
 pub fn read_from(mut r: impl Read) -> Result<Array, Error> {
     let mut bytes = Vec::new();
-    r.read_to_end(&mut bytes).map_err(|e| err(Path::new("<reader>"), e.to_string()))?;
+    r.read_to_end(&mut bytes)
+        .map_err(|e| err(Path::new("<reader>"), e.to_string()))?;
     from_bytes(&bytes)
 }
 

@@ -4,8 +4,8 @@
 
 use crate::builder::{Diagnostic, Graph, IntoShape};
 use kiln_ir::{
-    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Loc, NodeId, Op, ReduceOp, Shape, SliceAxis, UnaryOp,
-    WindowOp,
+    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Loc, NodeId, Op, ReduceOp, Shape, SliceAxis,
+    UnaryOp, WindowOp,
 };
 use std::fmt;
 use std::panic::Location;
@@ -119,17 +119,28 @@ pub struct ConvOpts {
 
 impl Default for ConvOpts {
     fn default() -> ConvOpts {
-        ConvOpts { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+        ConvOpts {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
     }
 }
 
 impl Tensor {
     pub(crate) fn from_node(g: &Graph, id: NodeId) -> Tensor {
-        Tensor { g: g.clone(), node: Some(id) }
+        Tensor {
+            g: g.clone(),
+            node: Some(id),
+        }
     }
 
     pub(crate) fn poisoned(g: &Graph) -> Tensor {
-        Tensor { g: g.clone(), node: None }
+        Tensor {
+            g: g.clone(),
+            node: None,
+        }
     }
 
     /// Applies a primitive, recording a diagnostic on failure.
@@ -137,7 +148,11 @@ impl Tensor {
         let mut ids = Vec::with_capacity(operands.len());
         for t in operands {
             if !t.g.same(g) {
-                return g.fail(loc, op.name(), format!("{}: operands come from different graphs", op.name()));
+                return g.fail(
+                    loc,
+                    op.name(),
+                    format!("{}: operands come from different graphs", op.name()),
+                );
             }
             match t.node {
                 Some(id) => ids.push(id),
@@ -145,11 +160,20 @@ impl Tensor {
             }
         }
         let name = op.name();
-        let res = g.inner.borrow_mut().ir.add_at(op, &ids, Some(Loc::from_caller(loc)));
+        let res = g
+            .inner
+            .borrow_mut()
+            .ir
+            .add_at(op, &ids, Some(Loc::from_caller(loc)));
         match res {
             Ok(id) => Tensor::from_node(g, id),
             Err(kiln_ir::GraphError::Shape(e)) => {
-                g.push_diag(Diagnostic { loc: Loc::from_caller(loc), op: name, message: e.to_string(), error: Some(e) });
+                g.push_diag(Diagnostic {
+                    loc: Loc::from_caller(loc),
+                    op: name,
+                    message: e.to_string(),
+                    error: Some(e),
+                });
                 Tensor::poisoned(g)
             }
             Err(e) => g.fail(loc, name, e.to_string()),
@@ -205,12 +229,24 @@ impl Tensor {
         let r = self.rank();
         let a = norm_axis(axis, r);
         if a.is_none() && !self.is_poisoned() {
-            self.g.fail(loc, op, format!("{op}: axis {axis} is out of range for shape {}", self.shape()));
+            self.g.fail(
+                loc,
+                op,
+                format!(
+                    "{op}: axis {axis} is out of range for shape {}",
+                    self.shape()
+                ),
+            );
         }
         a
     }
 
-    pub(crate) fn axes_of(&self, loc: &Location<'_>, op: &'static str, axes: &dyn Axes) -> Option<Vec<usize>> {
+    pub(crate) fn axes_of(
+        &self,
+        loc: &Location<'_>,
+        op: &'static str,
+        axes: &dyn Axes,
+    ) -> Option<Vec<usize>> {
         let mut out = Vec::new();
         for a in axes.axes() {
             out.push(self.axis(loc, op, a)?);
@@ -224,7 +260,12 @@ impl Tensor {
     pub(crate) fn operand(&self, loc: &Location<'_>, rhs: Operand) -> Tensor {
         match rhs {
             Operand::Tensor(t) => t,
-            Operand::Scalar(v) => Tensor::apply(&self.g, loc, Op::Constant(Array::scalar(self.dtype(), v)), &[]),
+            Operand::Scalar(v) => Tensor::apply(
+                &self.g,
+                loc,
+                Op::Constant(Array::scalar(self.dtype(), v)),
+                &[],
+            ),
         }
     }
 
@@ -371,7 +412,12 @@ impl Tensor {
             }
             (Operand::Scalar(x), Operand::Tensor(b)) => (b.operand(loc, Operand::Scalar(x)), b),
             (Operand::Scalar(x), Operand::Scalar(y)) => {
-                let a = Tensor::apply(&self.g, loc, Op::Constant(Array::scalar(DType::F32, x)), &[]);
+                let a = Tensor::apply(
+                    &self.g,
+                    loc,
+                    Op::Constant(Array::scalar(DType::F32, x)),
+                    &[],
+                );
                 let b = a.operand(loc, Operand::Scalar(y));
                 (a, b)
             }
@@ -462,7 +508,12 @@ impl Tensor {
     /// Same elements in a new shape with the same element count.
     #[track_caller]
     pub fn reshape(&self, shape: impl IntoShape) -> Tensor {
-        Tensor::apply(&self.g, Location::caller(), Op::Reshape(shape.into_shape()), &[self])
+        Tensor::apply(
+            &self.g,
+            Location::caller(),
+            Op::Reshape(shape.into_shape()),
+            &[self],
+        )
     }
 
     /// Reorders axes: output axis `i` is input axis `perm[i]`.
@@ -482,7 +533,12 @@ impl Tensor {
     /// Broadcasts size-1 axes (and adds leading axes) to `shape`.
     #[track_caller]
     pub fn expand(&self, shape: impl IntoShape) -> Tensor {
-        Tensor::apply(&self.g, Location::caller(), Op::Expand(shape.into_shape()), &[self])
+        Tensor::apply(
+            &self.g,
+            Location::caller(),
+            Op::Expand(shape.into_shape()),
+            &[self],
+        )
     }
 
     /// Elements `start, start+step, ...` below `stop` along `axis` (negative `start`/`stop`
@@ -495,20 +551,42 @@ impl Tensor {
         };
         let s = self.shape();
         let Some(n) = s.0[ax].as_known() else {
-            return self.g.fail(loc, "slice", format!("slice: axis {axis} of {s} is symbolic; only known axes can be sliced"));
+            return self.g.fail(
+                loc,
+                "slice",
+                format!("slice: axis {axis} of {s} is symbolic; only known axes can be sliced"),
+            );
         };
         let n = n as i64;
         let fix = |v: i64| if v < 0 { (v + n).max(0) } else { v.min(n) } as u64;
         let (start, stop) = (fix(start), fix(stop));
-        let mut spec: Vec<SliceAxis> = (0..s.rank()).map(|_| SliceAxis { start: 0, stop: u64::MAX, step: 1 }).collect();
-        spec[ax] = SliceAxis { start, stop: stop.max(start), step };
+        let mut spec: Vec<SliceAxis> = (0..s.rank())
+            .map(|_| SliceAxis {
+                start: 0,
+                stop: u64::MAX,
+                step: 1,
+            })
+            .collect();
+        spec[ax] = SliceAxis {
+            start,
+            stop: stop.max(start),
+            step,
+        };
         Tensor::apply(&self.g, loc, Op::Slice(spec), &[self])
     }
 
     /// Constant padding with `(before, after)` per axis (one entry per axis).
     #[track_caller]
     pub fn pad(&self, pads: &[(u64, u64)], value: f64) -> Tensor {
-        Tensor::apply(&self.g, Location::caller(), Op::Pad { pads: pads.to_vec(), value: F64Bits::new(value) }, &[self])
+        Tensor::apply(
+            &self.g,
+            Location::caller(),
+            Op::Pad {
+                pads: pads.to_vec(),
+                value: F64Bits::new(value),
+            },
+            &[self],
+        )
     }
 
     /// Concatenates `tensors` along `axis`.
@@ -555,7 +633,12 @@ impl Tensor {
         let Some(ax) = self.axis(loc, "scatter_add", axis) else {
             return Tensor::poisoned(&self.g);
         };
-        Tensor::apply(&self.g, loc, Op::ScatterAdd { axis: ax }, &[self, index, src])
+        Tensor::apply(
+            &self.g,
+            loc,
+            Op::ScatterAdd { axis: ax },
+            &[self, index, src],
+        )
     }
 
     /// Matrix product with PyTorch's rules: 1-D operands are promoted (and the added axis
@@ -568,10 +651,26 @@ impl Tensor {
             return Tensor::poisoned(&self.g);
         }
         if ra == 0 || rb == 0 {
-            return self.g.fail(loc, "matmul", format!("matmul: operands must have rank >= 1, got {} @ {}", self.shape(), rhs.shape()));
+            return self.g.fail(
+                loc,
+                "matmul",
+                format!(
+                    "matmul: operands must have rank >= 1, got {} @ {}",
+                    self.shape(),
+                    rhs.shape()
+                ),
+            );
         }
-        let a = if ra == 1 { self.unsqueeze(0) } else { self.clone() };
-        let b = if rb == 1 { rhs.unsqueeze(-1) } else { rhs.clone() };
+        let a = if ra == 1 {
+            self.unsqueeze(0)
+        } else {
+            self.clone()
+        };
+        let b = if rb == 1 {
+            rhs.unsqueeze(-1)
+        } else {
+            rhs.clone()
+        };
         let out = Tensor::apply(&self.g, loc, Op::MatMul, &[&a, &b]);
         let out = if ra == 1 { out.squeeze(-2) } else { out };
         if rb == 1 { out.squeeze(-1) } else { out }
@@ -580,14 +679,30 @@ impl Tensor {
     /// 2-D convolution (NCHW input, OIHW weight), no bias.
     #[track_caller]
     pub fn conv2d(&self, weight: &Tensor, opts: ConvOpts) -> Tensor {
-        let op = Op::Conv2d { stride: opts.stride, padding: opts.padding, dilation: opts.dilation, groups: opts.groups };
+        let op = Op::Conv2d {
+            stride: opts.stride,
+            padding: opts.padding,
+            dilation: opts.dilation,
+            groups: opts.groups,
+        };
         Tensor::apply(&self.g, Location::caller(), op, &[self, weight])
     }
 
     /// Windowed reduction over the trailing `window.len()` axes.
     #[track_caller]
-    pub fn window(&self, op: WindowOp, window: &[u64], stride: &[u64], padding: &[(u64, u64)]) -> Tensor {
-        let op = Op::Window { op, window: window.to_vec(), stride: stride.to_vec(), padding: padding.to_vec() };
+    pub fn window(
+        &self,
+        op: WindowOp,
+        window: &[u64],
+        stride: &[u64],
+        padding: &[(u64, u64)],
+    ) -> Tensor {
+        let op = Op::Window {
+            op,
+            window: window.to_vec(),
+            stride: stride.to_vec(),
+            padding: padding.to_vec(),
+        };
         Tensor::apply(&self.g, Location::caller(), op, &[self])
     }
 }
@@ -595,7 +710,11 @@ impl Tensor {
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.meta() {
-            Some((d, s)) => write!(f, "Tensor({}: {d}{s})", self.node.map_or(String::new(), |n| n.to_string())),
+            Some((d, s)) => write!(
+                f,
+                "Tensor({}: {d}{s})",
+                self.node.map_or(String::new(), |n| n.to_string())
+            ),
             None => f.write_str("Tensor(<poisoned>)"),
         }
     }

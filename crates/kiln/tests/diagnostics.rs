@@ -29,7 +29,11 @@ fn matmul_inner_dims_mismatch() {
     assert!(d.loc.file.ends_with("diagnostics.rs"), "{}", d.loc);
     assert_eq!(d.loc.line, line_of("MARK-matmul"));
     assert_eq!(d.op, "matmul");
-    assert!(d.message.contains("[N, 784]") && d.message.contains("[100, 10]"), "{}", d.message);
+    assert!(
+        d.message.contains("[N, 784]") && d.message.contains("[100, 10]"),
+        "{}",
+        d.message
+    );
     assert!(d.message.contains("784 vs 100"), "{}", d.message);
 }
 
@@ -42,7 +46,11 @@ fn add_not_broadcastable() {
     assert!(c.is_poisoned());
     let d = single_diag(&g);
     assert_eq!(d.loc.line, line_of("MARK-add"));
-    assert!(d.message.contains("[3, 4]") && d.message.contains("[5]"), "{}", d.message);
+    assert!(
+        d.message.contains("[3, 4]") && d.message.contains("[5]"),
+        "{}",
+        d.message
+    );
     assert!(d.message.contains("not broadcastable"), "{}", d.message);
 }
 
@@ -54,8 +62,16 @@ fn reshape_incompatible_size() {
     assert!(y.is_poisoned());
     let d = single_diag(&g);
     assert_eq!(d.loc.line, line_of("MARK-reshape"));
-    assert!(d.message.contains("[6, 4]") && d.message.contains("[5, 5]"), "{}", d.message);
-    assert!(d.message.contains("24") && d.message.contains("25"), "{}", d.message);
+    assert!(
+        d.message.contains("[6, 4]") && d.message.contains("[5, 5]"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.message.contains("24") && d.message.contains("25"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
@@ -67,7 +83,11 @@ fn index_with_float_dtype() {
     assert!(y.is_poisoned());
     let d = single_diag(&g);
     assert_eq!(d.loc.line, line_of("MARK-gather"));
-    assert!(d.message.contains("index") && d.message.contains("f32"), "{}", d.message);
+    assert!(
+        d.message.contains("index") && d.message.contains("f32"),
+        "{}",
+        d.message
+    );
     assert!(d.message.contains("integer"), "{}", d.message);
 }
 
@@ -82,7 +102,11 @@ fn symbolic_dims_that_cannot_unify() {
     assert!(c.is_poisoned());
     let d = single_diag(&g);
     assert_eq!(d.loc.line, line_of("MARK-sym"));
-    assert!(d.message.contains("[N, 8]") && d.message.contains("[M, 8]"), "{}", d.message);
+    assert!(
+        d.message.contains("[N, 8]") && d.message.contains("[M, 8]"),
+        "{}",
+        d.message
+    );
     assert!(d.message.contains("N vs M"), "{}", d.message);
 }
 
@@ -95,13 +119,19 @@ fn dependents_of_a_poisoned_node_stay_quiet_and_all_errors_are_collected() {
     let other = x.matmul(&x); // second, independent error
     assert!(other.is_poisoned());
     let err = g.check().unwrap_err();
-    let kiln::Error::Check(diags) = &err else { panic!("expected check error, got {err:?}") };
+    let kiln::Error::Check(diags) = &err else {
+        panic!("expected check error, got {err:?}")
+    };
     assert_eq!(diags.len(), 2, "{diags:#?}");
     let text = err.to_string();
     assert!(text.starts_with("2 error(s) in graph"), "{text}");
     assert!(text.contains("diagnostics.rs:"), "{text}");
     let fine = x.exp();
-    let out = kiln::eval(&[&fine], &[("x", &Array::from_f32(&[2, 3], vec![0.0; 6]).unwrap())]).unwrap();
+    let out = kiln::eval(
+        &[&fine],
+        &[("x", &Array::from_f32(&[2, 3], vec![0.0; 6]).unwrap())],
+    )
+    .unwrap();
     assert_eq!(out[0].as_f32().unwrap(), &[1.0; 6]);
     assert!(kiln::eval(&[&bad], &[]).is_err());
 }
@@ -115,7 +145,11 @@ fn composite_errors_point_at_the_user_line() {
     assert!(y.is_poisoned());
     let d = single_diag(&g);
     assert_eq!(d.loc.line, line_of("MARK-linear"));
-    assert!(d.message.contains("[4, 5]") && d.message.contains("[6, 3]"), "{}", d.message);
+    assert!(
+        d.message.contains("[4, 5]") && d.message.contains("[6, 3]"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
@@ -128,7 +162,11 @@ fn axis_out_of_range_and_bad_squeeze() {
     let d = g.diagnostics();
     assert_eq!(d.len(), 2);
     assert_eq!(d[0].loc.line, line_of("MARK-axis"));
-    assert!(d[0].message.contains("axis 5") && d[0].message.contains("[2, 3]"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains("axis 5") && d[0].message.contains("[2, 3]"),
+        "{}",
+        d[0].message
+    );
     assert_eq!(d[1].loc.line, line_of("MARK-squeeze"));
     assert!(d[1].message.contains("size 2"), "{}", d[1].message);
 }
@@ -142,7 +180,11 @@ fn dtype_mismatch_names_both_dtypes() {
     assert!(c.is_poisoned());
     let d = single_diag(&g);
     assert_eq!(d.loc.line, line_of("MARK-dtype"));
-    assert!(d.message.contains("f32") && d.message.contains("i64"), "{}", d.message);
+    assert!(
+        d.message.contains("f32") && d.message.contains("i64"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use crate::error::PassError;
 use crate::pipeline::{Func, PassStats};
-use kiln_ir::{Op, NodeId};
+use kiln_ir::{NodeId, Op};
 use std::collections::HashSet;
 
 /// True for nodes DCE keeps even when unused (graph inputs).
@@ -40,24 +40,4 @@ pub fn dce(func: &mut Func) -> Result<PassStats, PassError> {
         }
     }
     Ok(stats)
-}
-
-/// Removes `id` if it is unused, not an output and not always live, then does the same for
-/// its operands, recursively. Returns how many nodes were removed. Used by rewriting passes
-/// to drop what a rewrite orphaned without a full DCE.
-pub fn remove_if_dead(func: &mut Func, id: NodeId) -> usize {
-    let mut removed = 0;
-    let mut stack = vec![id];
-    while let Some(n) = stack.pop() {
-        let dead = func.graph.get(n).is_some_and(|node| !always_live(&node.op))
-            && func.graph.users(n).is_empty()
-            && !func.is_output(n);
-        if dead {
-            let operands = func.graph.operands(n);
-            func.graph.remove(n);
-            removed += 1;
-            stack.extend(operands);
-        }
-    }
-    removed
 }

@@ -65,6 +65,9 @@ pub enum RuleFailure {
         /// The replacement's type.
         after: String,
     },
+    /// The proposed replacement is the node itself or a node the pass already removed.
+    #[error("replacement {0} is not a live node other than the one replaced")]
+    NotLive(NodeId),
     /// The rewrite would leave the graph with more nodes than before.
     #[error("rewrite adds {added} node(s) but removes only {removed}")]
     Grew {

@@ -4,7 +4,7 @@
 //! Nodes built with `Graph::add` are inferred as they are added; this pass is for graphs
 //! that come from elsewhere (parsed text, loaded `.kiln` files, rewrites that used
 //! `Graph::add_unchecked`), and it opens the pipeline so every later pass can trust the
-//! types. It delegates to [`kiln_ir::verify`], which checks each node against its operands'
+//! types. It delegates to [`kiln_ir::verify()`], which checks each node against its operands'
 //! stated types, so one bad node gives one error rather than a cascade, and it collects every
 //! error instead of stopping at the first.
 //!

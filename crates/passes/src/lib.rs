@@ -5,6 +5,8 @@ pub mod autodiff;
 pub mod cse;
 pub mod dce;
 pub mod error;
+pub mod fuse;
 pub mod infer;
+pub mod memplan;
 pub mod pipeline;
 pub mod simplify;

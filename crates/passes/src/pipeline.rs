@@ -8,9 +8,10 @@
 //! ```
 //!
 //! The verifier runs after every pass in debug builds and whenever
-//! [`PipelineOptions::verify`] is set. `KILN_DUMP` selects passes after which the function is
-//! printed to stderr: `all`, or `after:` followed by comma-separated pass names
-//! (`after:simplify`, `after:cse,dce`). Every pass run is timed; the timings are in the
+//! [`PipelineOptions::verify`] is set. `KILN_DUMP` (read when the pipeline starts, unless
+//! [`PipelineOptions::dump`] says otherwise) selects passes after which the function is
+//! printed to stderr with typed node ids: `all`, or `after:` followed by comma-separated pass
+//! names (`after:simplify`, `after:cse,dce`). Every pass run is timed; the timings are in the
 //! returned [`PipelineReport`].
 
 use crate::error::PassError;
@@ -115,8 +116,11 @@ pub const PASS_NAMES: [&str; 4] = ["infer", "simplify", "cse", "dce"];
 /// After which passes the function is printed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Dump {
-    /// Print nothing.
+    /// Whatever the `KILN_DUMP` environment variable says when the pipeline starts (nothing
+    /// when it is unset; an unparsable value fails the pipeline with [`PassError::DumpSpec`]).
     #[default]
+    Env,
+    /// Print nothing.
     Off,
     /// Print after every pass.
     All,
@@ -164,10 +168,19 @@ impl Dump {
         }
     }
 
-    /// True if the function is printed after `pass`.
+    /// This spec with [`Dump::Env`] replaced by the environment's spec.
+    pub fn resolve(&self) -> Result<Dump, PassError> {
+        match self {
+            Dump::Env => Dump::from_env(),
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// True if the function is printed after `pass` ([`Dump::Env`] must be resolved first;
+    /// unresolved it prints nothing).
     pub fn wants(&self, pass: &str) -> bool {
         match self {
-            Dump::Off => false,
+            Dump::Env | Dump::Off => false,
             Dump::All => true,
             Dump::After(list) => list.contains(&pass),
         }
@@ -180,7 +193,7 @@ pub struct PipelineOptions {
     /// Run the verifier after every pass even in release builds (it always runs in debug
     /// builds).
     pub verify: bool,
-    /// After which passes to print the function.
+    /// After which passes to print the function (by default as `KILN_DUMP` says).
     pub dump: Dump,
     /// Upper bound on simplify/CSE rounds.
     pub max_rounds: usize,
@@ -192,20 +205,10 @@ impl Default for PipelineOptions {
     fn default() -> PipelineOptions {
         PipelineOptions {
             verify: false,
-            dump: Dump::Off,
+            dump: Dump::Env,
             max_rounds: 8,
             simplify: simplify::SimplifyOptions::default(),
         }
-    }
-}
-
-impl PipelineOptions {
-    /// The defaults, with the dump spec read from `KILN_DUMP`.
-    pub fn from_env() -> Result<PipelineOptions, PassError> {
-        Ok(PipelineOptions {
-            dump: Dump::from_env()?,
-            ..PipelineOptions::default()
-        })
     }
 }
 
@@ -289,6 +292,7 @@ pub fn optimize_to(
     opts: &PipelineOptions,
     sink: &mut dyn Write,
 ) -> Result<PipelineReport, PassError> {
+    let dump = opts.dump.resolve()?;
     let mut report = PipelineReport::default();
     let mut step = |name: &'static str,
                     round: usize,
@@ -305,7 +309,7 @@ pub fn optimize_to(
             time,
             stats,
         });
-        if opts.dump.wants(name) {
+        if dump.wants(name) {
             let header = if round == 0 {
                 format!(";; after {name}")
             } else {

@@ -4,7 +4,8 @@
 //! Each rule matches one node and proposes a [`Rewrite`]: an existing node that computes the
 //! same value, or one new node (possibly with one new constant operand). The driver checks
 //! the replacement has the node's dtype and shape, redirects every use (outputs included),
-//! and removes what the rewrite orphaned. Contracts every rule keeps:
+//! and marks what the rewrite orphaned as dead; dead nodes are removed when the pass ends, so
+//! nodes added by the pass never reuse a removed node's id. Contracts every rule keeps:
 //!
 //! - **Exact.** A rule fires only when the replacement computes a bit-identical result for
 //!   every input (NaN payloads aside, since an arithmetic NaN result's payload is not
@@ -15,8 +16,8 @@
 //!   order changes the rounding).
 //! - **Never worse.** A rewrite never increases the node count and never replaces an op by a
 //!   more expensive one; the driver enforces the node count and fails with
-//!   [`RuleFailure::Grew`](crate::error::RuleFailure::Grew) otherwise. Each rule states why
-//!   it holds in its [`Rule::cost`] entry.
+//!   [`RuleFailure::Grew`] otherwise. Each rule states why it holds in its [`Rule::cost`]
+//!   entry.
 //! - **Local.** A rule looks only at the node, its operands and the use counts.
 //!
 //! "Transpose folded into matmul": `MatMul` has no transpose flags in this IR, so at the
@@ -39,11 +40,12 @@
 //! It does not merge duplicates (that is [`crate::cse`]) or remove dead code it did not
 //! create (that is [`crate::dce`]).
 
-use crate::dce::remove_if_dead;
+use crate::dce::always_live;
 use crate::error::{PassError, RuleFailure};
 use crate::pipeline::{Func, PassStats};
 use kiln_ir::infer::broadcast_shapes;
 use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, Shape, UnaryOp};
+use std::collections::BTreeSet;
 
 /// Settings of [`simplify`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,24 +83,42 @@ pub enum Rewrite {
     },
 }
 
-/// What a rule sees: the function (graph, outputs) and the options.
+/// What a rule sees: the function (graph, outputs), the options, and the nodes this pass has
+/// already made dead (they are removed when the pass ends, so the ids of new nodes never
+/// reuse theirs within one pass).
 #[derive(Debug)]
 pub struct Ctx<'a> {
-    /// The function being simplified.
-    pub func: &'a Func,
-    /// The options.
-    pub opts: &'a SimplifyOptions,
+    func: &'a Func,
+    opts: &'a SimplifyOptions,
+    dead: &'a BTreeSet<NodeId>,
 }
 
-impl Ctx<'_> {
+static NONE_DEAD: BTreeSet<NodeId> = BTreeSet::new();
+
+impl<'a> Ctx<'a> {
+    /// A context with no dead nodes, for running a rule by hand.
+    pub fn new(func: &'a Func, opts: &'a SimplifyOptions) -> Ctx<'a> {
+        Ctx {
+            func,
+            opts,
+            dead: &NONE_DEAD,
+        }
+    }
+
     fn g(&self) -> &Graph {
         &self.func.graph
     }
 
-    /// True if the node's only user is one node and it is not an output, so it dies when
-    /// that user is replaced.
+    /// True if the node has exactly one live user and is not an output, so it dies when that
+    /// user is replaced.
     fn single_use(&self, id: NodeId) -> bool {
-        self.g().users(id).len() == 1 && !self.func.is_output(id)
+        let live = self
+            .g()
+            .users(id)
+            .into_iter()
+            .filter(|u| !self.dead.contains(u))
+            .count();
+        live == 1 && !self.func.is_output(id)
     }
 
     fn konst(&self, id: NodeId) -> Option<&Array> {
@@ -171,11 +191,11 @@ pub const RULES: &[Rule] = &[
         apply: mul_by_one,
     },
     Rule {
-        name: "add_neg_zero",
+        name: "add_zero",
         rewrite: "x + z -> x, z + x -> x",
         when: "z is a constant of additive identities (-0.0 for floats, 0 for integers) and the sum has x's shape",
         cost: "removes the add",
-        apply: add_neg_zero,
+        apply: add_zero,
     },
     Rule {
         name: "sub_zero",
@@ -349,7 +369,11 @@ fn all_one(a: &Array) -> bool {
 
 /// True if every element is a zero with the given float sign (integers: zero).
 fn all_zero(a: &Array, negative: bool) -> bool {
-    let (z32, z64) = if negative { (-0f32, -0f64) } else { (0f32, 0f64) };
+    let (z32, z64) = if negative {
+        (-0f32, -0f64)
+    } else {
+        (0f32, 0f64)
+    };
     match a.data() {
         Data::F32(v) => v.iter().all(|x| x.to_bits() == z32.to_bits()),
         Data::F64(v) => v.iter().all(|x| x.to_bits() == z64.to_bits()),
@@ -385,8 +409,16 @@ fn pow2_recip_f32(v: f32) -> Option<f32> {
 
 fn pow2_reciprocal(a: &Array) -> Option<Array> {
     let data = match a.data() {
-        Data::F32(v) => Data::F32(v.iter().map(|&x| pow2_recip_f32(x)).collect::<Option<_>>()?),
-        Data::F64(v) => Data::F64(v.iter().map(|&x| pow2_recip_f64(x)).collect::<Option<_>>()?),
+        Data::F32(v) => Data::F32(
+            v.iter()
+                .map(|&x| pow2_recip_f32(x))
+                .collect::<Option<_>>()?,
+        ),
+        Data::F64(v) => Data::F64(
+            v.iter()
+                .map(|&x| pow2_recip_f64(x))
+                .collect::<Option<_>>()?,
+        ),
         Data::I32(_) | Data::I64(_) | Data::U32(_) | Data::Bool(_) => return None,
     };
     Array::new(a.shape(), data).ok()
@@ -399,7 +431,11 @@ fn pow2_reciprocal(a: &Array) -> Option<Array> {
 fn fold_constants(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
     let n = cx.g().node(id);
     let foldable = match &n.op {
-        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::Iota { .. } | Op::RandomBits { .. } => false,
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Constant(_)
+        | Op::Iota { .. }
+        | Op::RandomBits { .. } => false,
         Op::Unary(_)
         | Op::Binary(_)
         | Op::Select
@@ -424,7 +460,10 @@ fn fold_constants(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
         return None;
     }
     let operands = cx.g().operands(id);
-    let arrays: Vec<&Array> = operands.iter().map(|&o| cx.konst(o)).collect::<Option<_>>()?;
+    let arrays: Vec<&Array> = operands
+        .iter()
+        .map(|&o| cx.konst(o))
+        .collect::<Option<_>>()?;
     if arrays.is_empty() {
         return None;
     }
@@ -465,7 +504,7 @@ fn mul_by_one(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
     identity_operand(cx, id, BinaryOp::Mul, true, all_one)
 }
 
-fn add_neg_zero(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
+fn add_zero(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
     identity_operand(cx, id, BinaryOp::Add, true, |a| all_zero(a, true))
 }
 
@@ -515,7 +554,9 @@ fn stop_gradient_twice(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
 }
 
 fn cast_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    let Op::Cast(to) = cx.g().node(id).op else { return None };
+    let Op::Cast(to) = cx.g().node(id).op else {
+        return None;
+    };
     let x = cx.only_operand(id)?;
     (cx.g().node(x).dtype == to && cx.same_type(x, id)).then_some(Rewrite::Existing(x))
 }
@@ -533,7 +574,9 @@ fn reshape_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
 }
 
 fn reshape_reshape(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    let Op::Reshape(to) = &cx.g().node(id).op else { return None };
+    let Op::Reshape(to) = &cx.g().node(id).op else {
+        return None;
+    };
     let inner = cx.inner(id, |op| matches!(op, Op::Reshape(_)))?;
     let x = cx.only_operand(inner)?;
     if cx.same_type(x, id) {
@@ -550,16 +593,27 @@ fn is_identity_perm(p: &[usize]) -> bool {
 }
 
 fn permute_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    noop_of(cx, id, |op, _| matches!(op, Op::Permute(p) if is_identity_perm(p)))
+    noop_of(
+        cx,
+        id,
+        |op, _| matches!(op, Op::Permute(p) if is_identity_perm(p)),
+    )
 }
 
 fn permute_permute(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    let Op::Permute(q) = &cx.g().node(id).op else { return None };
+    let Op::Permute(q) = &cx.g().node(id).op else {
+        return None;
+    };
     let inner = cx.inner(id, |op| matches!(op, Op::Permute(_)))?;
-    let Op::Permute(p) = &cx.g().node(inner).op else { return None };
+    let Op::Permute(p) = &cx.g().node(inner).op else {
+        return None;
+    };
     let x = cx.only_operand(inner)?;
     // out[i] = inner axis q[i] = x axis p[q[i]].
-    let composed: Vec<usize> = q.iter().map(|&qi| p.get(qi).copied()).collect::<Option<_>>()?;
+    let composed: Vec<usize> = q
+        .iter()
+        .map(|&qi| p.get(qi).copied())
+        .collect::<Option<_>>()?;
     if is_identity_perm(&composed) && cx.same_type(x, id) {
         return Some(Rewrite::Existing(x));
     }
@@ -574,7 +628,9 @@ fn expand_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
 }
 
 fn expand_expand(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    let Op::Expand(to) = &cx.g().node(id).op else { return None };
+    let Op::Expand(to) = &cx.g().node(id).op else {
+        return None;
+    };
     let inner = cx.inner(id, |op| matches!(op, Op::Expand(_)))?;
     let x = cx.only_operand(inner)?;
     if cx.same_type(x, id) {
@@ -590,13 +646,17 @@ fn binary_scalar_const_unexpand(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
     let n = cx.g().node(id);
     let Op::Binary(b) = n.op else { return None };
     let ops = cx.g().operands(id);
-    let [a0, a1] = ops.as_slice() else { return None };
+    let [a0, a1] = ops.as_slice() else {
+        return None;
+    };
     for side in 0..2 {
         let e = if side == 0 { *a1 } else { *a0 };
         if !matches!(cx.g().node(e).op, Op::Expand(_)) {
             continue;
         }
-        let Some(c) = cx.only_operand(e) else { continue };
+        let Some(c) = cx.only_operand(e) else {
+            continue;
+        };
         if cx.konst(c).is_none_or(|k| k.len() != 1) {
             continue;
         }
@@ -623,15 +683,25 @@ fn slice_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
 }
 
 fn pad_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    noop_of(cx, id, |op, _| matches!(op, Op::Pad { pads, .. } if pads.iter().all(|&p| p == (0, 0))))
+    noop_of(
+        cx,
+        id,
+        |op, _| matches!(op, Op::Pad { pads, .. } if pads.iter().all(|&p| p == (0, 0))),
+    )
 }
 
 fn flip_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    noop_of(cx, id, |op, _| matches!(op, Op::Flip { axes } if axes.is_empty()))
+    noop_of(
+        cx,
+        id,
+        |op, _| matches!(op, Op::Flip { axes } if axes.is_empty()),
+    )
 }
 
 fn flip_flip(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
-    let Op::Flip { axes } = &cx.g().node(id).op else { return None };
+    let Op::Flip { axes } = &cx.g().node(id).op else {
+        return None;
+    };
     let inner = cx.inner(id, |op| matches!(op, Op::Flip { axes: a } if a == axes))?;
     let x = cx.only_operand(inner)?;
     cx.same_type(x, id).then_some(Rewrite::Existing(x))
@@ -701,94 +771,147 @@ fn type_str(dtype: DType, shape: &Shape) -> String {
     format!("{dtype}{shape}")
 }
 
-/// Applies `rw` (from `rule`) to `id`. Returns the replacement when it is a new node.
-fn apply(func: &mut Func, rule: &'static str, id: NodeId, rw: Rewrite, stats: &mut PassStats) -> Result<Option<NodeId>, PassError> {
-    let fail = |source: RuleFailure| PassError::Rule {
-        rule,
-        node: id,
-        source: Box::new(source),
-    };
-    let (dtype, shape, loc) = {
-        let n = func.graph.node(id);
-        (n.dtype, n.shape.clone(), n.loc.clone())
-    };
-    let mut added = 0;
-    let (new, created) = match rw {
-        Rewrite::Existing(x) => (x, false),
-        Rewrite::New { op, args } => {
-            let mut ids = Vec::with_capacity(args.len());
-            for a in args {
-                ids.push(match a {
-                    Arg::Node(n) => n,
-                    Arg::Const(c) => {
-                        added += 1;
-                        func.graph
-                            .add_at(Op::Constant(c), &[], loc.clone())
-                            .map_err(|e| fail(e.into()))?
-                    }
-                });
-            }
-            let new = func.graph.add_at(op, &ids, loc).map_err(|e| fail(e.into()))?;
-            added += 1;
-            (new, true)
+/// Marks `id` dead if every user is dead and it is neither an output nor always live, then
+/// its operands likewise. Returns how many nodes were marked.
+fn mark_dead(func: &Func, id: NodeId, dead: &mut BTreeSet<NodeId>) -> usize {
+    let mut marked = 0;
+    let mut stack = vec![id];
+    while let Some(n) = stack.pop() {
+        let can_die = !dead.contains(&n)
+            && func.graph.get(n).is_some_and(|node| !always_live(&node.op))
+            && !func.is_output(n)
+            && func.graph.users(n).iter().all(|u| dead.contains(u));
+        if can_die {
+            dead.insert(n);
+            marked += 1;
+            stack.extend(func.graph.operands(n));
         }
-    };
-    if new == id {
-        return Ok(None);
     }
-    let n = func.graph.node(new);
-    if n.dtype != dtype || n.shape != shape {
-        return Err(fail(RuleFailure::TypeChanged {
-            before: type_str(dtype, &shape),
-            after: type_str(n.dtype, &n.shape),
-        }));
-    }
-    func.replace(id, new);
-    let removed = remove_if_dead(func, id);
-    if added > removed {
-        return Err(fail(RuleFailure::Grew { added, removed }));
-    }
-    stats.added += added;
-    stats.removed += removed;
-    stats.rewritten += 1;
-    *stats.rules.entry(rule).or_insert(0) += 1;
-    Ok(created.then_some(new))
+    marked
 }
 
-/// Applies the first rule of [`RULES`] that fires on `id`. Returns whether one fired and
-/// the new node it created, if any.
-fn rewrite_once(func: &mut Func, opts: &SimplifyOptions, id: NodeId, stats: &mut PassStats) -> Result<(bool, Option<NodeId>), PassError> {
-    let found = {
-        let cx = Ctx { func, opts };
-        RULES.iter().find_map(|r| (r.apply)(&cx, id).map(|rw| (r.name, rw)))
-    };
-    match found {
-        Some((name, rw)) => Ok((true, apply(func, name, id, rw, stats)?)),
-        None => Ok((false, None)),
+/// The state of one simplify run.
+struct Run<'a> {
+    func: &'a mut Func,
+    opts: &'a SimplifyOptions,
+    dead: BTreeSet<NodeId>,
+    stats: PassStats,
+}
+
+impl Run<'_> {
+    /// Applies `rw` (from `rule`) to `id`. Returns the replacement when it is a new node.
+    fn apply(
+        &mut self,
+        rule: &'static str,
+        id: NodeId,
+        rw: Rewrite,
+    ) -> Result<Option<NodeId>, PassError> {
+        let fail = |source: RuleFailure| PassError::Rule {
+            rule,
+            node: id,
+            source: Box::new(source),
+        };
+        let func = &mut *self.func;
+        let (dtype, shape, loc) = {
+            let n = func.graph.node(id);
+            (n.dtype, n.shape.clone(), n.loc.clone())
+        };
+        let mut added = 0;
+        let (new, created) = match rw {
+            Rewrite::Existing(x) => (x, false),
+            Rewrite::New { op, args } => {
+                let mut ids = Vec::with_capacity(args.len());
+                for a in args {
+                    ids.push(match a {
+                        Arg::Node(n) => n,
+                        Arg::Const(c) => {
+                            added += 1;
+                            func.graph
+                                .add_at(Op::Constant(c), &[], loc.clone())
+                                .map_err(|e| fail(e.into()))?
+                        }
+                    });
+                }
+                let new = func
+                    .graph
+                    .add_at(op, &ids, loc)
+                    .map_err(|e| fail(e.into()))?;
+                added += 1;
+                (new, true)
+            }
+        };
+        if new == id || self.dead.contains(&new) {
+            return Err(fail(RuleFailure::NotLive(new)));
+        }
+        let n = func.graph.node(new);
+        if n.dtype != dtype || n.shape != shape {
+            return Err(fail(RuleFailure::TypeChanged {
+                before: type_str(dtype, &shape),
+                after: type_str(n.dtype, &n.shape),
+            }));
+        }
+        func.replace(id, new);
+        let removed = mark_dead(func, id, &mut self.dead);
+        if added > removed {
+            return Err(fail(RuleFailure::Grew { added, removed }));
+        }
+        self.stats.added += added;
+        self.stats.removed += removed;
+        self.stats.rewritten += 1;
+        *self.stats.rules.entry(rule).or_insert(0) += 1;
+        Ok(created.then_some(new))
+    }
+
+    /// Applies the first rule of [`RULES`] that fires on `id`. Returns whether one fired and
+    /// the new node it created, if any.
+    fn rewrite_once(&mut self, id: NodeId) -> Result<(bool, Option<NodeId>), PassError> {
+        let found = {
+            let cx = Ctx {
+                func: self.func,
+                opts: self.opts,
+                dead: &self.dead,
+            };
+            RULES
+                .iter()
+                .find_map(|r| (r.apply)(&cx, id).map(|rw| (r.name, rw)))
+        };
+        match found {
+            Some((name, rw)) => Ok((true, self.apply(name, id, rw)?)),
+            None => Ok((false, None)),
+        }
     }
 }
 
 /// Folds constants and applies the rules of [`RULES`] to every node, in topological order,
-/// retrying the rules on each replacement node.
+/// retrying the rules on each replacement node. Nodes the rewrites orphan are removed when
+/// the pass ends.
 pub fn simplify(func: &mut Func, opts: &SimplifyOptions) -> Result<PassStats, PassError> {
     func.check_outputs("simplify")?;
     let order = func
         .graph
         .topo_order()
         .map_err(|e| PassError::graph("simplify", e))?;
-    let mut stats = PassStats::default();
+    let mut run = Run {
+        func,
+        opts,
+        dead: BTreeSet::new(),
+        stats: PassStats::default(),
+    };
     for id in order {
         let mut cur = id;
         for _ in 0..MAX_CHAIN {
-            if !func.graph.contains(cur) {
+            if run.dead.contains(&cur) {
                 break;
             }
-            stats.visited += 1;
-            match rewrite_once(func, opts, cur, &mut stats)? {
+            run.stats.visited += 1;
+            match run.rewrite_once(cur)? {
                 (true, Some(new)) => cur = new,
                 (true, None) | (false, _) => break,
             }
         }
     }
-    Ok(stats)
+    for id in &run.dead {
+        run.func.graph.remove(*id);
+    }
+    Ok(run.stats)
 }

@@ -23,7 +23,7 @@
 //! report the errors) and with verification otherwise.
 
 use kiln_ir::{NodeId, parse, parse_unverified};
-use kiln_passes::pipeline::{Func, PassStats, PipelineOptions, optimize};
+use kiln_passes::pipeline::{Dump, Func, PassStats, PipelineOptions, optimize};
 use kiln_passes::simplify::SimplifyOptions;
 use kiln_passes::{cse, dce, infer, simplify};
 use std::collections::BTreeMap;
@@ -144,6 +144,7 @@ fn run_case(case: &Case) -> Result<Vec<String>, String> {
             "optimize" => {
                 let opts = PipelineOptions {
                     verify: true,
+                    dump: Dump::Off,
                     simplify: simplify_opts,
                     ..PipelineOptions::default()
                 };
@@ -211,7 +212,10 @@ fn passes_filetests() {
     let mut total = 0;
     for path in &files {
         let text = std::fs::read_to_string(path).expect("readable filetest");
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut rendered = Vec::new();
         for (i, case) in split_cases(&text).iter().enumerate() {
             total += 1;
@@ -240,8 +244,16 @@ fn passes_filetests() {
             }
         }
     }
-    assert!(total >= 5, "expected at least one case per pass, found {total}");
-    assert!(failures.is_empty(), "{} filetest failure(s) (run with BLESS=1 to accept):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        total >= 5,
+        "expected at least one case per pass, found {total}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} filetest failure(s) (run with BLESS=1 to accept):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -249,9 +261,15 @@ fn filetest_cases_split_and_render_round_trip() {
     let text = "; run: dce\n; outputs: n0\nn0 = input \"x\" : f32[2]\n; expect:\n; n0 = input \"x\" : f32[2]\n;\n; outputs: n0\n; ----\n; run: cse\n; outputs: n0\nn0 = input \"y\" : f32[]\n; expect:\n; old\n";
     let cases = split_cases(text);
     assert_eq!(cases.len(), 2);
-    assert_eq!(cases[0].expected, vec!["n0 = input \"x\" : f32[2]", "", "outputs: n0"]);
+    assert_eq!(
+        cases[0].expected,
+        vec!["n0 = input \"x\" : f32[2]", "", "outputs: n0"]
+    );
     assert_eq!(cases[1].expected, vec!["old"]);
-    let rendered: Vec<(Vec<String>, Vec<String>)> = cases.iter().map(|c| (c.input.clone(), c.expected.clone())).collect();
+    let rendered: Vec<(Vec<String>, Vec<String>)> = cases
+        .iter()
+        .map(|c| (c.input.clone(), c.expected.clone()))
+        .collect();
     assert_eq!(render(&rendered), text);
     let actual = run_case(&cases[1]).expect("a well-formed case");
     assert_eq!(actual, vec!["n0 = input \"y\" : f32[]", "outputs: n0"]);

@@ -29,11 +29,10 @@ pub(crate) struct Emitter<'g> {
 }
 
 fn memo_worthy(op: &Op) -> bool {
-    match op {
-        Op::Input { .. } | Op::Parameter { .. } => false,
-        Op::Constant(a) => a.len() <= MEMO_CONST_LIMIT,
-        _ => true,
+    if let Op::Constant(a) = op {
+        return a.len() <= MEMO_CONST_LIMIT;
     }
+    !matches!(op, Op::Input { .. } | Op::Parameter { .. })
 }
 
 impl<'g> Emitter<'g> {
@@ -84,7 +83,7 @@ impl<'g> Emitter<'g> {
                 mode: self.mode,
                 node: self.context(),
                 op: name,
-                source,
+                source: Box::new(source),
             })?;
         if memo_worthy(&op) {
             self.memo.insert((op, operands), id);
@@ -269,7 +268,14 @@ impl<'g> Emitter<'g> {
     }
 
     /// Strided slice of one axis (other axes whole).
-    pub(crate) fn slice_axis(&mut self, x: NodeId, axis: usize, start: u64, stop: u64, step: u64) -> Res {
+    pub(crate) fn slice_axis(
+        &mut self,
+        x: NodeId,
+        axis: usize,
+        start: u64,
+        stop: u64,
+        step: u64,
+    ) -> Res {
         let r = self.shape(x).rank();
         let mut spec = vec![whole(); r];
         spec[axis] = SliceAxis { start, stop, step };
@@ -348,7 +354,13 @@ impl<'g> Emitter<'g> {
     }
 
     /// `target` with `src` added at `index` along `axis`.
-    pub(crate) fn scatter_add(&mut self, target: NodeId, index: NodeId, src: NodeId, axis: usize) -> Res {
+    pub(crate) fn scatter_add(
+        &mut self,
+        target: NodeId,
+        index: NodeId,
+        src: NodeId,
+        axis: usize,
+    ) -> Res {
         self.add(Op::ScatterAdd { axis }, &[target, index, src])
     }
 

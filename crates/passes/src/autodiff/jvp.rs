@@ -9,7 +9,10 @@ use super::partials::{self, Window};
 use kiln_ir::{NodeId, Op, ReduceOp, WindowOp};
 
 /// Sum of the present terms (`None` when all are absent).
-fn sum(em: &mut Emitter<'_>, terms: impl IntoIterator<Item = Option<NodeId>>) -> Res<Option<NodeId>> {
+fn sum(
+    em: &mut Emitter<'_>,
+    terms: impl IntoIterator<Item = Option<NodeId>>,
+) -> Res<Option<NodeId>> {
     let mut acc: Option<NodeId> = None;
     for t in terms.into_iter().flatten() {
         acc = Some(match acc {
@@ -77,7 +80,9 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Re
         Op::Slice(spec) => Some(em.slice(t0, spec.clone())?),
         Op::Pad { pads, .. } => Some(em.pad(t0, pads.clone(), 0.0)?),
         Op::Concat { axis } => {
-            let parts = (0..xs.len()).map(|i| or_zero(em, i)).collect::<Res<Vec<_>>>()?;
+            let parts = (0..xs.len())
+                .map(|i| or_zero(em, i))
+                .collect::<Res<Vec<_>>>()?;
             Some(em.add(Op::Concat { axis: *axis }, &parts)?)
         }
         Op::Flip { axes } => Some(em.add(Op::Flip { axes: axes.clone() }, &[t0])?),
@@ -96,11 +101,20 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Re
             sum(em, [left, right])?
         }
         Op::Conv2d { .. } => {
-            let left = ts[0].map(|tx| em.add(node.op.clone(), &[tx, x(1)])).transpose()?;
-            let right = ts[1].map(|tw| em.add(node.op.clone(), &[x(0), tw])).transpose()?;
+            let left = ts[0]
+                .map(|tx| em.add(node.op.clone(), &[tx, x(1)]))
+                .transpose()?;
+            let right = ts[1]
+                .map(|tw| em.add(node.op.clone(), &[x(0), tw]))
+                .transpose()?;
             sum(em, [left, right])?
         }
-        Op::Window { op: w, window, stride, padding } => Some(match w {
+        Op::Window {
+            op: w,
+            window,
+            stride,
+            padding,
+        } => Some(match w {
             WindowOp::Sum => em.add(node.op.clone(), &[t0])?,
             WindowOp::Max => {
                 let geo = Window::new(em, x(0), n, window, stride, padding)?;

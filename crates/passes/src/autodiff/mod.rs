@@ -1,10 +1,11 @@
-//! Automatic differentiation as graph transforms: reverse mode ([`vjp`], [`grad`]), forward
-//! mode ([`jvp`]), and the dense [`jacobian`] and [`hessian`] built from them.
+//! Automatic differentiation as graph transforms: reverse mode ([`vjp()`], [`grad`]),
+//! forward mode ([`jvp()`]), and the dense [`jacobian`] and [`hessian`] built from them.
 //!
 //! Every transform appends ordinary primitives to the same graph, so derivatives compose to
 //! any order (grad of grad, jvp of grad, ...). One rule per primitive lives in an exhaustive
-//! table: [`vjp`](self::vjp) in `vjp.rs`, [`jvp`](self::jvp) in `jvp.rs`; pieces both tables
-//! share are in `partials.rs`, and the emitter they write through is in `emit.rs`.
+//! `match` over `Op` (no catch-all arm): the VJP table in `vjp.rs`, the JVP table in
+//! `jvp.rs`; pieces both tables share are in `partials.rs`, and the emitter they write
+//! through (hash-consed, so no node is emitted twice) is in `emit.rs`.
 //!
 //! Conventions (they match PyTorch): `relu'(0) = 0` (relu is `select(x > 0, x, 0)`);
 //! binary max/min split the gradient half/half on ties (`torch.maximum`); reduce max/min
@@ -15,11 +16,12 @@
 //! to a tensor the outputs do not depend on is zeros.
 
 mod emit;
+mod jvp;
 mod partials;
 mod vjp;
-mod jvp;
 
 use emit::Emitter;
+use kiln_ir::infer::infer;
 use kiln_ir::{DType, Graph, GraphError, Loc, NodeId, Op, Shape};
 use std::collections::{HashMap, HashSet};
 
@@ -104,11 +106,25 @@ pub enum AutodiffError {
         /// The op being emitted.
         op: &'static str,
         /// The inference error.
-        source: GraphError,
+        source: Box<GraphError>,
+    },
+    /// A node of the graph does not type-check (a graph built without inference).
+    #[error("cannot differentiate through {node}: {message}")]
+    Malformed {
+        /// The node.
+        node: NodeId,
+        /// What is wrong with it.
+        message: String,
     },
     /// The graph itself is malformed (a cycle).
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Graph(Box<GraphError>),
+}
+
+impl From<GraphError> for AutodiffError {
+    fn from(e: GraphError) -> AutodiffError {
+        AutodiffError::Graph(Box::new(e))
+    }
 }
 
 fn check_node(g: &Graph, id: NodeId) -> Result<(), AutodiffError> {
@@ -129,7 +145,12 @@ fn check_float_wrt(g: &Graph, id: NodeId) -> Result<(), AutodiffError> {
     }
 }
 
-fn check_seed(g: &Graph, role: &'static str, node: NodeId, seed: NodeId) -> Result<(), AutodiffError> {
+fn check_seed(
+    g: &Graph,
+    role: &'static str,
+    node: NodeId,
+    seed: NodeId,
+) -> Result<(), AutodiffError> {
     check_node(g, seed)?;
     let (n, s) = (g.node(node), g.node(seed));
     if n.dtype == s.dtype && n.shape == s.shape {
@@ -144,6 +165,31 @@ fn check_seed(g: &Graph, role: &'static str, node: NodeId, seed: NodeId) -> Resu
         got_dtype: s.dtype,
         got_shape: s.shape.clone(),
     })
+}
+
+/// Re-runs inference on `id` so that the rules can rely on its arity, attributes and types
+/// even in a graph that was assembled without inference.
+fn check_well_typed(g: &Graph, id: NodeId) -> Result<(), AutodiffError> {
+    let node = g.node(id);
+    let operands: Vec<NodeId> = g.operands(id);
+    let types: Vec<(DType, &Shape)> = operands
+        .iter()
+        .map(|&o| (g.node(o).dtype, &g.node(o).shape))
+        .collect();
+    match infer(&node.op, &types) {
+        Ok((dtype, shape)) if dtype == node.dtype && shape == node.shape => Ok(()),
+        Ok((dtype, shape)) => Err(AutodiffError::Malformed {
+            node: id,
+            message: format!(
+                "recorded as {}{} but its operands give {dtype}{shape}",
+                node.dtype, node.shape
+            ),
+        }),
+        Err(e) => Err(AutodiffError::Malformed {
+            node: id,
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// True if a value of this node can carry a derivative.
@@ -236,6 +282,7 @@ fn reverse(
             continue;
         }
         em.at = Some(n);
+        check_well_typed(em.g, n)?;
         let contributions = vjp::rule(em, n, ct, &needs)?;
         for ((&o, c), need) in operands.iter().zip(contributions).zip(needs) {
             if let (Some(c), true) = (c, need) {
@@ -288,7 +335,11 @@ pub fn grad_at(
     grad_with(&mut em, loss, wrt)
 }
 
-fn grad_with(em: &mut Emitter<'_>, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, AutodiffError> {
+fn grad_with(
+    em: &mut Emitter<'_>,
+    loss: NodeId,
+    wrt: &[NodeId],
+) -> Result<Vec<NodeId>, AutodiffError> {
     check_node(em.g, loss)?;
     let n = em.g.node(loss);
     if !n.shape.0.iter().all(|d| d.is_one()) {
@@ -367,11 +418,16 @@ fn forward(
         if seeded.contains(&n) || !differentiable(em.g, n) {
             continue;
         }
-        let ts: Vec<Option<NodeId>> = em.g.operands(n).iter().map(|o| tan.get(o).copied()).collect();
+        let ts: Vec<Option<NodeId>> =
+            em.g.operands(n)
+                .iter()
+                .map(|o| tan.get(o).copied())
+                .collect();
         if ts.iter().all(Option::is_none) {
             continue;
         }
         em.at = Some(n);
+        check_well_typed(em.g, n)?;
         if let Some(t) = jvp::rule(em, n, &ts)? {
             let (dt, shape) = (em.dtype(n), em.shape(n));
             let t = em.cast(t, dt)?;
@@ -393,30 +449,78 @@ fn forward(
 
 fn known_numel(em: &Emitter<'_>, x: NodeId, what: &str) -> Result<u64, AutodiffError> {
     let s = em.shape(x);
-    s.numel()
-        .as_known()
-        .ok_or_else(|| em.symbolic(format!("{what} {x} has symbolic shape {s}; a dense Jacobian needs known sizes")))
+    s.numel().as_known().ok_or_else(|| {
+        em.symbolic(format!(
+            "{what} {x} has symbolic shape {s}; a dense Jacobian needs known sizes"
+        ))
+    })
 }
 
-/// The dense Jacobian `d y / d x`, shaped `y.shape ++ x.shape`. Reverse mode (one VJP per
-/// element of `y`) when `y` has fewer elements than `x`, forward mode (one JVP per element
-/// of `x`) otherwise. Both shapes must be known.
+/// How a dense Jacobian is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JacobianMode {
+    /// One JVP per input element (columns).
+    Forward,
+    /// One VJP per output element (rows).
+    Reverse,
+}
+
+impl JacobianMode {
+    /// The cheaper mode for `outputs` output and `inputs` input elements: reverse when
+    /// there are fewer outputs than inputs, forward otherwise.
+    pub fn choose(outputs: u64, inputs: u64) -> JacobianMode {
+        if outputs < inputs {
+            JacobianMode::Reverse
+        } else {
+            JacobianMode::Forward
+        }
+    }
+}
+
+/// The dense Jacobian `d y / d x`, shaped `y.shape ++ x.shape`, in the mode
+/// [`JacobianMode::choose`] picks: reverse mode (one VJP per element of `y`) when `y` has
+/// fewer elements than `x`, forward mode (one JVP per element of `x`) otherwise. Both
+/// shapes must be known.
 pub fn jacobian(g: &mut Graph, y: NodeId, x: NodeId) -> Result<NodeId, AutodiffError> {
     jacobian_at(g, y, x, None)
 }
 
 /// Like [`jacobian`], recording `loc` as the provenance of every new node.
-pub fn jacobian_at(g: &mut Graph, y: NodeId, x: NodeId, loc: Option<Loc>) -> Result<NodeId, AutodiffError> {
+pub fn jacobian_at(
+    g: &mut Graph,
+    y: NodeId,
+    x: NodeId,
+    loc: Option<Loc>,
+) -> Result<NodeId, AutodiffError> {
     let mut em = Emitter::new(g, loc, "jacobian");
-    jacobian_with(&mut em, y, x)
+    jacobian_with(&mut em, y, x, None)
 }
 
-fn jacobian_with(em: &mut Emitter<'_>, y: NodeId, x: NodeId) -> Result<NodeId, AutodiffError> {
+/// [`jacobian`] in a given mode.
+pub fn jacobian_in(
+    g: &mut Graph,
+    y: NodeId,
+    x: NodeId,
+    mode: JacobianMode,
+) -> Result<NodeId, AutodiffError> {
+    let mut em = Emitter::new(g, None, "jacobian");
+    jacobian_with(&mut em, y, x, Some(mode))
+}
+
+fn jacobian_with(
+    em: &mut Emitter<'_>,
+    y: NodeId,
+    x: NodeId,
+    mode: Option<JacobianMode>,
+) -> Result<NodeId, AutodiffError> {
     check_node(em.g, y)?;
     check_float_wrt(em.g, x)?;
     let ydt = em.dtype(y);
     if !ydt.is_float() {
-        return Err(AutodiffError::NonFloatOutput { node: y, dtype: ydt });
+        return Err(AutodiffError::NonFloatOutput {
+            node: y,
+            dtype: ydt,
+        });
     }
     em.at = Some(y);
     let ny = known_numel(em, y, "output")?;
@@ -428,7 +532,8 @@ fn jacobian_with(em: &mut Emitter<'_>, y: NodeId, x: NodeId) -> Result<NodeId, A
     if ny == 0 || nx == 0 {
         return em.full(ydt, &full, 0.0);
     }
-    let dense = if ny < nx {
+    let mode = mode.unwrap_or(JacobianMode::choose(ny, nx));
+    let dense = if mode == JacobianMode::Reverse {
         em.mode = "vjp";
         let mut rows = Vec::with_capacity(ny as usize);
         for i in 0..ny {
@@ -469,9 +574,14 @@ pub fn hessian(g: &mut Graph, f: NodeId, x: NodeId) -> Result<NodeId, AutodiffEr
 }
 
 /// Like [`hessian`], recording `loc` as the provenance of every new node.
-pub fn hessian_at(g: &mut Graph, f: NodeId, x: NodeId, loc: Option<Loc>) -> Result<NodeId, AutodiffError> {
+pub fn hessian_at(
+    g: &mut Graph,
+    f: NodeId,
+    x: NodeId,
+    loc: Option<Loc>,
+) -> Result<NodeId, AutodiffError> {
     let mut em = Emitter::new(g, loc, "vjp");
     check_float_wrt(em.g, x)?;
     let gr = grad_with(&mut em, f, &[x])?[0];
-    jacobian_with(&mut em, gr, x)
+    jacobian_with(&mut em, gr, x, None)
 }

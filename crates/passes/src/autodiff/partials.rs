@@ -6,7 +6,13 @@ use kiln_ir::infer::reduced_shape;
 use kiln_ir::{ArgOp, BinaryOp, Dim, NodeId, Op, ReduceOp, Shape, SliceAxis, UnaryOp};
 
 /// `v * d out / d x` for `out = u(x)`; `None` where the derivative is zero.
-pub(crate) fn unary(em: &mut Emitter<'_>, u: UnaryOp, x: NodeId, out: NodeId, v: NodeId) -> Res<Option<NodeId>> {
+pub(crate) fn unary(
+    em: &mut Emitter<'_>,
+    u: UnaryOp,
+    x: NodeId,
+    out: NodeId,
+    v: NodeId,
+) -> Res<Option<NodeId>> {
     let d = match u {
         UnaryOp::Neg => return em.neg(v).map(Some),
         UnaryOp::Abs => em.unary(UnaryOp::Sign, x)?,
@@ -48,7 +54,12 @@ pub(crate) fn unary(em: &mut Emitter<'_>, u: UnaryOp, x: NodeId, out: NodeId, v:
             let e = em.unary(UnaryOp::Exp, e)?;
             em.mul_scalar(e, std::f64::consts::FRAC_2_SQRT_PI)?
         }
-        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round | UnaryOp::Sign | UnaryOp::Not | UnaryOp::IsNan => {
+        UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Sign
+        | UnaryOp::Not
+        | UnaryOp::IsNan => {
             return Ok(None);
         }
     };
@@ -131,7 +142,13 @@ pub(crate) fn binary(
 }
 
 /// `y` (a reduction of `x` over `axes`) with the reduced axes kept as size 1.
-pub(crate) fn keep(em: &mut Emitter<'_>, y: NodeId, x: NodeId, axes: &[usize], keepdim: bool) -> Res {
+pub(crate) fn keep(
+    em: &mut Emitter<'_>,
+    y: NodeId,
+    x: NodeId,
+    axes: &[usize],
+    keepdim: bool,
+) -> Res {
     if keepdim {
         return Ok(y);
     }
@@ -157,7 +174,13 @@ pub(crate) fn extremum_mask(
 
 /// For `out = reduce_prod(x)`: `d out / d x`, the product of the other elements of each
 /// slice, exact when `x` holds zeros.
-pub(crate) fn prod_others(em: &mut Emitter<'_>, x: NodeId, out: NodeId, axes: &[usize], keepdim: bool) -> Res {
+pub(crate) fn prod_others(
+    em: &mut Emitter<'_>,
+    x: NodeId,
+    out: NodeId,
+    axes: &[usize],
+    keepdim: bool,
+) -> Res {
     let zero = em.cmp_scalar(BinaryOp::Eq, x, 0.0)?;
     let zf = em.cast(zero, em.dtype(x))?;
     let zeros = em.sum(zf, axes, true)?;
@@ -208,7 +231,11 @@ impl Window {
             dims.push(em.known_dim(x, b + i)?);
             outs.push(em.known_dim(out, b + i)?);
         }
-        let padded: Vec<u64> = dims.iter().zip(padding).map(|(d, (lo, hi))| d + lo + hi).collect();
+        let padded: Vec<u64> = dims
+            .iter()
+            .zip(padding)
+            .map(|(d, (lo, hi))| d + lo + hi)
+            .collect();
         let index = em.window_index(&padded, &outs, window, stride, &vec![1; k])?;
         Ok(Window {
             batch: xs.0[..b].to_vec(),
@@ -249,7 +276,11 @@ impl Window {
             },
             &[patches],
         )?;
-        let idx2 = em.batch_index(self.index, &self.batch, &[Dim::known(self.m), Dim::known(self.k)])?;
+        let idx2 = em.batch_index(
+            self.index,
+            &self.batch,
+            &[Dim::known(self.m), Dim::known(self.k)],
+        )?;
         let chosen = em.gather(idx2, first, b + 1)?;
         em.reshape(chosen, &self.shape(&[self.m]))
     }

@@ -13,7 +13,12 @@ fn when(need: bool, f: impl FnOnce() -> Res) -> Res<Option<NodeId>> {
 }
 
 /// The contributions of node `n`'s cotangent `ct` to its operands.
-pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ct: NodeId, needs: &[bool]) -> Res<Vec<Option<NodeId>>> {
+pub(crate) fn rule(
+    em: &mut Emitter<'_>,
+    n: NodeId,
+    ct: NodeId,
+    needs: &[bool],
+) -> Res<Vec<Option<NodeId>>> {
     let op = em.g.node(n).op.clone();
     let xs = em.g.operands(n);
     let x = |i: usize| xs[i];
@@ -22,8 +27,16 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ct: NodeId, needs: &[bool]) 
         Op::RandomBits { .. } | Op::StopGradient | Op::ArgReduce { .. } => vec![None; xs.len()],
         Op::Unary(u) => vec![partials::unary(em, *u, x(0), n, ct)?],
         Op::Binary(b) => vec![
-            if needs[0] { partials::binary(em, *b, x(0), x(1), n, 0, ct)? } else { None },
-            if needs[1] { partials::binary(em, *b, x(0), x(1), n, 1, ct)? } else { None },
+            if needs[0] {
+                partials::binary(em, *b, x(0), x(1), n, 0, ct)?
+            } else {
+                None
+            },
+            if needs[1] {
+                partials::binary(em, *b, x(0), x(1), n, 1, ct)?
+            } else {
+                None
+            },
         ],
         Op::Select => vec![
             None,
@@ -31,7 +44,9 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ct: NodeId, needs: &[bool]) 
             when(needs[2], || em.zero_where(x(0), ct))?,
         ],
         Op::Cast(_) => vec![Some(ct)],
-        Op::Reduce { op, axes, keepdim } => vec![Some(reduce(em, *op, x(0), n, ct, axes, *keepdim)?)],
+        Op::Reduce { op, axes, keepdim } => {
+            vec![Some(reduce(em, *op, x(0), n, ct, axes, *keepdim)?)]
+        }
         Op::Reshape(_) => vec![Some(em.reshape(ct, &em.shape(x(0)))?)],
         Op::Permute(perm) => {
             let mut inv = vec![0; perm.len()];
@@ -48,7 +63,9 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ct: NodeId, needs: &[bool]) 
             let mut start = 0;
             for (i, &xi) in xs.iter().enumerate() {
                 let len = em.known_dim(xi, *axis)?;
-                out.push(when(needs[i], || em.slice_axis(ct, *axis, start, start + len, 1))?);
+                out.push(when(needs[i], || {
+                    em.slice_axis(ct, *axis, start, start + len, 1)
+                })?);
                 start += len;
             }
             out
@@ -73,14 +90,29 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ct: NodeId, needs: &[bool]) 
                 em.matmul(at, ct)
             })?,
         ],
-        Op::Conv2d { stride, padding, dilation, groups } => {
-            let c = Conv { stride: *stride, padding: *padding, dilation: *dilation, groups: *groups };
+        Op::Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => {
+            let c = Conv {
+                stride: *stride,
+                padding: *padding,
+                dilation: *dilation,
+                groups: *groups,
+            };
             vec![
                 when(needs[0], || c.input_grad(em, ct, x(0), x(1)))?,
                 when(needs[1], || c.weight_grad(em, ct, x(0), x(1)))?,
             ]
         }
-        Op::Window { op: w, window, stride, padding } => {
+        Op::Window {
+            op: w,
+            window,
+            stride,
+            padding,
+        } => {
             let geo = Window::new(em, x(0), n, window, stride, padding)?;
             let grad = match w {
                 WindowOp::Max => {
@@ -154,7 +186,11 @@ fn unpad(em: &mut Emitter<'_>, ct: NodeId, x: NodeId, pads: &[(u64, u64)]) -> Re
             spec.push(whole());
         } else {
             let n = em.known_dim(x, i)?;
-            spec.push(SliceAxis { start: lo, stop: lo + n, step: 1 });
+            spec.push(SliceAxis {
+                start: lo,
+                stop: lo + n,
+                step: 1,
+            });
         }
     }
     em.slice(ct, spec)
@@ -183,20 +219,37 @@ impl Conv {
             let w5 = em.permute(w5, &[0, 2, 1, 3, 4])?;
             em.reshape(w5, &Shape::new([g * cg, og, kh, kw]))?
         };
-        let flip_axes: Vec<usize> = [(2, kh), (3, kw)].iter().filter(|(_, k)| *k > 1).map(|(a, _)| *a).collect();
-        let wf = if flip_axes.is_empty() { swapped } else { em.add(Op::Flip { axes: flip_axes }, &[swapped])? };
+        let flip_axes: Vec<usize> = [(2, kh), (3, kw)]
+            .iter()
+            .filter(|(_, k)| *k > 1)
+            .map(|(a, _)| *a)
+            .collect();
+        let wf = if flip_axes.is_empty() {
+            swapped
+        } else {
+            em.add(Op::Flip { axes: flip_axes }, &[swapped])?
+        };
         let mut y = ct;
         for (i, k) in [kh, kw].into_iter().enumerate() {
             let h = em.known_dim(x, 2 + i)? as i64;
             let oh = em.known_dim(ct, 2 + i)? as i64;
-            let (s, p, d) = (self.stride[i] as i64, self.padding[i] as i64, self.dilation[i] as i64);
+            let (s, p, d) = (
+                self.stride[i] as i64,
+                self.padding[i] as i64,
+                self.dilation[i] as i64,
+            );
             y = em.dilate(y, 2 + i, s as u64)?;
             let span = d * (k as i64 - 1);
             let rest = h + 2 * p - ((oh - 1) * s + 1 + span);
             y = em.pad_or_crop(y, 2 + i, span - p, span - p + rest)?;
         }
         em.add(
-            Op::Conv2d { stride: [1, 1], padding: [0, 0], dilation: self.dilation, groups: g },
+            Op::Conv2d {
+                stride: [1, 1],
+                padding: [0, 0],
+                dilation: self.dilation,
+                groups: g,
+            },
             &[y, wf],
         )
     }
@@ -220,7 +273,10 @@ impl Conv {
         let idx = em.batch_index(idx, &[n.clone(), Dim::known(c)], &[Dim::known(m * k)])?;
         let patches = em.gather(xf, idx, 2)?;
         let dk = Dim::known;
-        let p5 = em.reshape(patches, &Shape(vec![n.clone(), dk(g), dk(cg), dk(m), dk(k)]))?;
+        let p5 = em.reshape(
+            patches,
+            &Shape(vec![n.clone(), dk(g), dk(cg), dk(m), dk(k)]),
+        )?;
         let p5 = em.permute(p5, &[1, 0, 3, 2, 4])?;
         let nm = &n * &dk(m);
         let pm = em.reshape(p5, &Shape(vec![dk(g), nm.clone(), dk(cg * k)]))?;

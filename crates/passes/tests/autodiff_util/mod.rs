@@ -51,7 +51,11 @@ pub enum Domain {
 /// Adds an `f64` input.
 pub fn input(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
     g.add(
-        Op::Input { name: name.into(), dtype: DType::F64, shape: Shape::known(shape) },
+        Op::Input {
+            name: name.into(),
+            dtype: DType::F64,
+            shape: Shape::known(shape),
+        },
         &[],
     )
     .expect("input")
@@ -88,7 +92,15 @@ pub fn constant(g: &mut Graph, a: Array) -> NodeId {
 /// Sum over every axis.
 pub fn sum_all(g: &mut Graph, x: NodeId) -> NodeId {
     let r = g.node(x).shape.rank();
-    op(g, Op::Reduce { op: ReduceOp::Sum, axes: (0..r).collect(), keepdim: false }, &[x])
+    op(
+        g,
+        Op::Reduce {
+            op: ReduceOp::Sum,
+            axes: (0..r).collect(),
+            keepdim: false,
+        },
+        &[x],
+    )
 }
 
 /// A slice spec taking the whole of every axis but `axis`.
@@ -98,7 +110,11 @@ pub fn slice1(rank: usize, axis: usize, start: u64, stop: u64, step: u64) -> Vec
             if i == axis {
                 SliceAxis { start, stop, step }
             } else {
-                SliceAxis { start: 0, stop: u64::MAX, step: 1 }
+                SliceAxis {
+                    start: 0,
+                    stop: u64::MAX,
+                    step: 1,
+                }
             }
         })
         .collect()
@@ -164,13 +180,23 @@ pub fn check_tol(
     build: impl Fn(&mut Graph, &[NodeId]) -> NodeId,
 ) {
     let mut g = Graph::new();
-    let xs: Vec<NodeId> = shapes.iter().enumerate().map(|(i, s)| input(&mut g, &format!("x{i}"), s)).collect();
+    let xs: Vec<NodeId> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| input(&mut g, &format!("x{i}"), s))
+        .collect();
     let out = build(&mut g, &xs);
     let out_shape = g.node(out).shape.as_known().expect("known output shape");
     let ct = input(&mut g, "ct", &out_shape);
-    let ts: Vec<NodeId> = shapes.iter().enumerate().map(|(i, s)| input(&mut g, &format!("t{i}"), s)).collect();
-    let grads = autodiff::vjp(&mut g, &[out], &[ct], &xs).unwrap_or_else(|e| panic!("vjp: {e}\n{g}"));
-    let tout = autodiff::jvp(&mut g, &[out], &xs, &ts).unwrap_or_else(|e| panic!("jvp: {e}\n{g}"))[0];
+    let ts: Vec<NodeId> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| input(&mut g, &format!("t{i}"), s))
+        .collect();
+    let grads =
+        autodiff::vjp(&mut g, &[out], &[ct], &xs).unwrap_or_else(|e| panic!("vjp: {e}\n{g}"));
+    let tout =
+        autodiff::jvp(&mut g, &[out], &xs, &ts).unwrap_or_else(|e| panic!("jvp: {e}\n{g}"))[0];
     if let Err(errs) = verify(&g) {
         panic!("graph does not verify: {errs:?}\n{g}");
     }
@@ -178,13 +204,18 @@ pub fn check_tol(
     let mut rng = Rng::new(seed);
     let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
     let start = -0.05 * total as f64 / 2.0;
-    let mut distinct: Vec<f64> = (0..total).map(|i| start + 0.05 * i as f64 + 0.013).collect();
+    let mut distinct: Vec<f64> = (0..total)
+        .map(|i| start + 0.05 * i as f64 + 0.013)
+        .collect();
     let xv: Vec<Vec<f64>> = shapes
         .iter()
         .zip(domains)
         .map(|(s, &d)| values(&mut rng, d, s.iter().product(), &mut distinct))
         .collect();
-    let vv: Vec<Vec<f64>> = shapes.iter().map(|s| values(&mut rng, Domain::Any, s.iter().product(), &mut Vec::new())).collect();
+    let vv: Vec<Vec<f64>> = shapes
+        .iter()
+        .map(|s| values(&mut rng, Domain::Any, s.iter().product(), &mut Vec::new()))
+        .collect();
     let n_out: usize = out_shape.iter().product();
     let uv = values(&mut rng, Domain::Any, n_out, &mut Vec::new());
 
@@ -197,25 +228,52 @@ pub fn check_tol(
     let mut outs = vec![out, tout];
     outs.extend(&grads);
     let vals = eval(&g, &outs, &feeds);
-    assert!(vals[0].iter().all(|v| v.is_finite()), "non-finite output {:?}", vals[0]);
+    assert!(
+        vals[0].iter().all(|v| v.is_finite()),
+        "non-finite output {:?}",
+        vals[0]
+    );
 
     let h = 1e-6;
     let shifted = |sign: f64| {
         let mut f = feeds.clone();
         for (i, s) in shapes.iter().enumerate() {
-            let v: Vec<f64> = xv[i].iter().zip(&vv[i]).map(|(x, t)| x + sign * h * t).collect();
+            let v: Vec<f64> = xv[i]
+                .iter()
+                .zip(&vv[i])
+                .map(|(x, t)| x + sign * h * t)
+                .collect();
             f.insert(format!("x{i}"), arr(s, v));
         }
         eval(&g, &[out], &f).remove(0)
     };
     let (plus, minus) = (shifted(1.0), shifted(-1.0));
-    let fd: Vec<f64> = plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * h)).collect();
+    let fd: Vec<f64> = plus
+        .iter()
+        .zip(&minus)
+        .map(|(p, m)| (p - m) / (2.0 * h))
+        .collect();
     for (k, (a, b)) in vals[1].iter().zip(&fd).enumerate() {
-        assert!(close(*a, *b, tol), "jvp[{k}] = {a}, finite differences give {b}\njvp {:?}\nfd  {:?}\n{g}", vals[1], fd);
+        assert!(
+            close(*a, *b, tol),
+            "jvp[{k}] = {a}, finite differences give {b}\njvp {:?}\nfd  {:?}\n{g}",
+            vals[1],
+            fd
+        );
     }
     let u_fd = dot(&uv, &fd);
     let u_jvp = dot(&uv, &vals[1]);
-    let vjp_v: f64 = grads.iter().enumerate().map(|(i, _)| dot(&vals[2 + i], &vv[i])).sum();
-    assert!(close(vjp_v, u_fd, tol), "<vjp(u), v> = {vjp_v}, finite differences give {u_fd}\n{g}");
-    assert!(close(vjp_v, u_jvp, 1e-9), "<vjp(u), v> = {vjp_v} but <u, jvp(v)> = {u_jvp}");
+    let vjp_v: f64 = grads
+        .iter()
+        .enumerate()
+        .map(|(i, _)| dot(&vals[2 + i], &vv[i]))
+        .sum();
+    assert!(
+        close(vjp_v, u_fd, tol),
+        "<vjp(u), v> = {vjp_v}, finite differences give {u_fd}\n{g}"
+    );
+    assert!(
+        close(vjp_v, u_jvp, 1e-9),
+        "<vjp(u), v> = {vjp_v} but <u, jvp(v)> = {u_jvp}"
+    );
 }

@@ -1,0 +1,359 @@
+//! Body analysis for code generation: which values vary over the reduction domain, which
+//! depend on reduced results, how an index moves along one variable, and the choice of
+//! the axis to vectorise.
+
+use kiln_ir::{DType, Dim};
+use kiln_kernel::{Body, Expr, IndexExpr, LoadMode, LoopKernel};
+
+/// A loop or reduction variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VarRef {
+    /// `i<k>`
+    Loop(usize),
+    /// `r<k>`
+    Red(usize),
+}
+
+/// Every index expression a node reads (load index and guards, `index<..>` nodes).
+pub(crate) fn node_indices(e: &Expr) -> Vec<&IndexExpr> {
+    match e {
+        Expr::Index { index, .. } => vec![index],
+        Expr::Load(l) => {
+            let mut v = vec![&l.index];
+            if let LoadMode::Masked { guards, .. } = &l.mode {
+                for g in guards {
+                    v.extend([&g.lo, &g.expr, &g.hi]);
+                }
+            }
+            v
+        }
+        Expr::Const(_)
+        | Expr::Unary(..)
+        | Expr::Binary(..)
+        | Expr::Select(..)
+        | Expr::Cast(..)
+        | Expr::Reduce { .. }
+        | Expr::Acc => Vec::new(),
+    }
+}
+
+/// The values a node reads: operands and values inside its index expressions.
+pub(crate) fn node_deps(e: &Expr) -> Vec<usize> {
+    let mut d: Vec<usize> = node_indices(e)
+        .iter()
+        .flat_map(|ix| ix.values())
+        .map(|v| v.index())
+        .collect();
+    match e {
+        Expr::Unary(_, a) | Expr::Cast(_, a) => d.push(a.index()),
+        Expr::Binary(_, a, b) => d.extend([a.index(), b.index()]),
+        Expr::Select(c, a, b) => d.extend([c.index(), a.index(), b.index()]),
+        Expr::Reduce { value, .. } => d.push(value.index()),
+        Expr::Const(_) | Expr::Index { .. } | Expr::Load(_) | Expr::Acc => {}
+    }
+    d
+}
+
+fn mentions(e: &IndexExpr, var: VarRef) -> bool {
+    let mut found = false;
+    e.visit(&mut |x| {
+        found |= match (x, var) {
+            (IndexExpr::Var(v), VarRef::Loop(k)) => v.index() == k,
+            (IndexExpr::Red(r), VarRef::Red(k)) => r.index() == k,
+            _ => false,
+        }
+    });
+    found
+}
+
+/// The phase structure of a loop body.
+#[derive(Clone, Debug)]
+pub(crate) struct Phases {
+    /// The node varies over the reduction domain (evaluated inside the reduction loops).
+    pub red: Vec<bool>,
+    /// The node is a reduction or depends on one (evaluated after the reduction loops).
+    pub post: Vec<bool>,
+    /// The node varies over the reduction domain and feeds a reduction.
+    pub inner: Vec<bool>,
+    /// The reduction nodes, in order.
+    pub reduces: Vec<usize>,
+    /// Direct dependencies of each node.
+    pub deps: Vec<Vec<usize>>,
+}
+
+impl Phases {
+    /// Analyses a body.
+    pub(crate) fn new(body: &Body) -> Phases {
+        let n = body.values.len();
+        let deps: Vec<Vec<usize>> = body.values.iter().map(node_deps).collect();
+        let mut red = vec![false; n];
+        let mut post = vec![false; n];
+        let mut reduces = Vec::new();
+        for (i, e) in body.values.iter().enumerate() {
+            let any = |flags: &[bool]| deps[i].iter().any(|&d| flags.get(d).copied().unwrap_or(false));
+            if matches!(e, Expr::Reduce { .. }) {
+                post[i] = true;
+                reduces.push(i);
+                continue;
+            }
+            red[i] = node_indices(e).iter().any(|ix| ix.uses_red()) || any(&red);
+            post[i] = any(&post);
+        }
+        let mut inner = vec![false; n];
+        let mut stack: Vec<usize> = reduces
+            .iter()
+            .filter_map(|&r| deps[r].first().copied())
+            .collect();
+        while let Some(v) = stack.pop() {
+            if v < n && !inner[v] && red[v] {
+                inner[v] = true;
+                stack.extend(deps[v].iter().copied());
+            }
+        }
+        Phases {
+            red,
+            post,
+            inner,
+            reduces,
+            deps,
+        }
+    }
+
+    /// Nodes evaluated once per point before the reduction loops.
+    pub(crate) fn is_pre(&self, i: usize) -> bool {
+        !self.red[i] && !self.post[i]
+    }
+
+    /// Nodes evaluated once per point after the reduction loops (reductions excluded).
+    pub(crate) fn is_post(&self, i: usize) -> bool {
+        self.post[i] && !self.reduces.contains(&i)
+    }
+}
+
+/// For each node, whether it varies along `var`.
+pub(crate) fn varying(body: &Body, deps: &[Vec<usize>], var: VarRef) -> Vec<bool> {
+    let mut out = vec![false; body.values.len()];
+    for (i, e) in body.values.iter().enumerate() {
+        out[i] = node_indices(e).iter().any(|ix| mentions(ix, var))
+            || deps[i].iter().any(|&d| out.get(d).copied().unwrap_or(false));
+    }
+    out
+}
+
+/// A dim that is a known integer (negative ones included).
+pub(crate) fn known_i64(d: &Dim) -> Option<i64> {
+    if let Some(v) = d.as_known() {
+        return i64::try_from(v).ok();
+    }
+    let neg = (Dim::known(0) - d.clone()).as_known()?;
+    i64::try_from(neg).ok().map(|v| -v)
+}
+
+/// The value of an index expression free of variables and values, if its dims are known.
+fn constant(e: &IndexExpr) -> Option<i64> {
+    match e {
+        IndexExpr::Dim(d) => known_i64(d),
+        IndexExpr::Var(_) | IndexExpr::Red(_) | IndexExpr::Value(_) => None,
+        IndexExpr::Add(a, b) => constant(a)?.checked_add(constant(b)?),
+        IndexExpr::Sub(a, b) => constant(a)?.checked_sub(constant(b)?),
+        IndexExpr::Mul(a, b) => constant(a)?.checked_mul(constant(b)?),
+        IndexExpr::Div(a, d) => {
+            let d = known_i64(d).filter(|&d| d >= 1)?;
+            Some(constant(a)?.div_euclid(d))
+        }
+        IndexExpr::Mod(a, d) => {
+            let d = known_i64(d).filter(|&d| d >= 1)?;
+            Some(constant(a)?.rem_euclid(d))
+        }
+    }
+}
+
+/// How `e` moves when `var` grows by one: `Some(c)` if `e = c*var + (terms free of var)`
+/// with a known integer `c` (0 when `var` is absent) and no value in `vary` is read;
+/// `None` otherwise (division or modulo of `var`, a symbolic coefficient, a varying value).
+pub(crate) fn coefficient(e: &IndexExpr, var: VarRef, vary: &[bool]) -> Option<i64> {
+    match e {
+        IndexExpr::Dim(_) => Some(0),
+        IndexExpr::Var(v) => Some(i64::from(var == VarRef::Loop(v.index()))),
+        IndexExpr::Red(r) => Some(i64::from(var == VarRef::Red(r.index()))),
+        IndexExpr::Value(v) => (!vary.get(v.index()).copied().unwrap_or(true)).then_some(0),
+        IndexExpr::Add(a, b) => coefficient(a, var, vary)?.checked_add(coefficient(b, var, vary)?),
+        IndexExpr::Sub(a, b) => coefficient(a, var, vary)?.checked_sub(coefficient(b, var, vary)?),
+        IndexExpr::Mul(a, b) => {
+            let (ca, cb) = (coefficient(a, var, vary)?, coefficient(b, var, vary)?);
+            match (ca, cb) {
+                (0, 0) => Some(0),
+                (c, 0) => c.checked_mul(constant(b)?),
+                (0, c) => c.checked_mul(constant(a)?),
+                _ => None,
+            }
+        }
+        IndexExpr::Div(a, _) | IndexExpr::Mod(a, _) => {
+            (coefficient(a, var, vary)? == 0).then_some(0)
+        }
+    }
+}
+
+/// Which axis the vector loop runs along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VecMode {
+    /// The innermost domain axis: each lane is one point of the domain.
+    Domain,
+    /// The innermost reduction axis: each lane accumulates every `lanes`-th term.
+    Reduce,
+}
+
+/// The vectorisation plan of a loop kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct VecPlan {
+    /// Which axis.
+    pub mode: VecMode,
+    /// The vectorised variable.
+    pub var: VarRef,
+    /// Lanes per vector (4 for 32-bit values, 2 for 64-bit).
+    pub lanes: u8,
+    /// The node is computed as a vector (otherwise it is uniform across lanes).
+    pub vector: Vec<bool>,
+}
+
+/// Bits of a value in a vector lane; `None` for bool (masks take the body's lane width).
+fn lane_bits(d: DType) -> Option<u32> {
+    match d {
+        DType::F32 | DType::I32 | DType::U32 => Some(32),
+        DType::F64 | DType::I64 => Some(64),
+        DType::Bool => None,
+    }
+}
+
+/// Counts of the memory accesses of a candidate plan.
+struct Score {
+    /// Contiguous or broadcast vector accesses.
+    good: usize,
+    /// Accesses that would run lane by lane (strided, gathered).
+    bad: usize,
+}
+
+/// Tries to vectorise along `var` the nodes selected by `scope`.
+fn candidate(
+    kernel: &LoopKernel,
+    dtypes: &[DType],
+    phases: &Phases,
+    var: VarRef,
+    scope: &dyn Fn(usize) -> bool,
+    stores_too: bool,
+) -> Option<(Vec<bool>, u8, Score)> {
+    let body = &kernel.body;
+    let vary = varying(body, &phases.deps, var);
+    let vector: Vec<bool> = (0..body.values.len()).map(|i| vary[i] && scope(i)).collect();
+    let mut bits: Option<u32> = None;
+    let mut score = Score { good: 0, bad: 0 };
+    for (i, e) in body.values.iter().enumerate() {
+        if !vector[i] {
+            continue;
+        }
+        if let Some(b) = dtypes.get(i).copied().and_then(lane_bits) {
+            match bits {
+                None => bits = Some(b),
+                Some(x) if x != b => return None,
+                Some(_) => {}
+            }
+        }
+        if let Expr::Load(l) = e {
+            let c = coefficient(&l.index, var, &vary);
+            match (&l.mode, c) {
+                (LoadMode::Plain | LoadMode::Masked { .. }, Some(1)) => score.good += 1,
+                _ => score.bad += 1,
+            }
+        }
+    }
+    if stores_too {
+        for s in &body.stores {
+            if vector.get(s.value.index()).copied().unwrap_or(false) {
+                match coefficient(&s.index, var, &vary) {
+                    Some(1) => score.good += 1,
+                    _ => score.bad += 1,
+                }
+            }
+        }
+    }
+    let lanes = match bits? {
+        32 => 4,
+        _ => 2,
+    };
+    Some((vector, lanes, score))
+}
+
+/// Chooses how to vectorise a loop kernel (`dtypes[i]` is the dtype of node `i`), or
+/// `None` to run it with scalar code only. The vector loop is used when every access it
+/// performs is contiguous along the vectorised variable or uniform across lanes.
+pub(crate) fn plan(kernel: &LoopKernel, dtypes: &[DType], phases: &Phases) -> Option<VecPlan> {
+    let small = |d: &Dim, lanes: u8| d.as_known().is_some_and(|v| v < u64::from(lanes) * 2);
+    if let Some(last) = kernel.domain.len().checked_sub(1) {
+        let var = VarRef::Loop(last);
+        if let Some((vector, lanes, score)) =
+            candidate(kernel, dtypes, phases, var, &|_| true, true)
+            && score.bad == 0
+            && score.good > 0
+            && !small(&kernel.domain[last], lanes)
+        {
+            return Some(VecPlan {
+                mode: VecMode::Domain,
+                var,
+                lanes,
+                vector,
+            });
+        }
+    }
+    if let Some(last) = kernel.reduce.len().checked_sub(1)
+        && !phases.reduces.is_empty()
+    {
+        let var = VarRef::Red(last);
+        if let Some((vector, lanes, score)) =
+            candidate(kernel, dtypes, phases, var, &|i| phases.inner[i], false)
+            && score.bad == 0
+            && score.good > 0
+            && !small(&kernel.reduce[last], lanes)
+        {
+            // Every reduction accumulates in vector lanes, so their operands must fit the
+            // lane width too.
+            let fits = phases.reduces.iter().all(|&r| {
+                dtypes
+                    .get(r)
+                    .copied()
+                    .and_then(lane_bits)
+                    .is_some_and(|b| (b == 32) == (lanes == 4))
+            });
+            if fits {
+                return Some(VecPlan {
+                    mode: VecMode::Reduce,
+                    var,
+                    lanes,
+                    vector,
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coefficients_along_a_variable() {
+        let i0 = IndexExpr::var(0);
+        let i1 = IndexExpr::var(1);
+        let e = i0.clone() * IndexExpr::dim(Dim::sym("C")) + i1.clone() * IndexExpr::dim(3u64);
+        assert_eq!(coefficient(&e, VarRef::Loop(1), &[]), Some(3));
+        assert_eq!(coefficient(&e, VarRef::Loop(0), &[]), None);
+        assert_eq!(coefficient(&e, VarRef::Red(0), &[]), Some(0));
+        let d = (i0.clone() + i1.clone()).floor_div(2u64);
+        assert_eq!(coefficient(&d, VarRef::Loop(1), &[]), None);
+        let neg = i1.clone() * IndexExpr::dim(Dim::known(0) - Dim::known(2));
+        assert_eq!(coefficient(&neg, VarRef::Loop(1), &[]), Some(-2));
+        let v = IndexExpr::value(kiln_kernel::ValueId(0)) + i1;
+        assert_eq!(coefficient(&v, VarRef::Loop(1), &[true]), None);
+        assert_eq!(coefficient(&v, VarRef::Loop(1), &[false]), Some(1));
+    }
+}

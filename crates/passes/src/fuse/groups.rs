@@ -1,0 +1,765 @@
+//! Fusion planning: which nodes are materialised (get a buffer and the kernel that stores
+//! it), which kernel computes every other node, in which region of that kernel, and the
+//! order the kernels run in. The rules are stated in the module docs of [`crate::fuse`].
+//!
+//! Planning walks the graph from the outputs towards the inputs. Each node is *placed* where
+//! its users need it: in a kernel, a region of that kernel (the body or epilogue, the operand
+//! of a reduction, a contraction operand) and a *view* (the chain of movement and broadcast
+//! edges between the kernel's stored value and this node, which stands for the coordinates
+//! the node is evaluated at). A node that cannot be placed everywhere it is needed becomes
+//! the root of a kernel of its own. A second pass merges a producer kernel into its
+//! consumer when the consumer reads every stored value of the producer at its own
+//! coordinates (multi-output fusion, e.g. an LSTM cell's `c'` and `h'`).
+
+use super::FuseError;
+use kiln_ir::{BinaryOp, Dim, Graph, NodeId, Op, UnaryOp};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Index of a kernel in [`Plan::kernels`].
+pub(crate) type KIdx = usize;
+
+/// Most distinct views a node may be evaluated at before it is materialised instead.
+pub const MAX_VIEWS: usize = 8;
+/// Most nodes a cheap subexpression may drag along when it is recomputed in several kernels.
+pub const MAX_RECOMPUTE_CONE: usize = 16;
+/// Largest broadcast factor (points of the kernel per point of the reduction result) for
+/// which a reduction is recomputed inside a broadcasting consumer (softmax, layer norm).
+pub const BROADCAST_EPILOGUE_LIMIT: u64 = 1024;
+
+/// Where inside a kernel a node is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Region {
+    /// The loop body, or a contraction's epilogue.
+    Body,
+    /// The operand of a reduction-like core (reduce, window, argmax, scatter-add), evaluated
+    /// at every reduction point.
+    Operand(NodeId),
+    /// Matmul operand A.
+    MatA,
+    /// Matmul operand B.
+    MatB,
+    /// Conv2d input operand.
+    ConvIn,
+    /// Conv2d weight operand.
+    ConvW,
+}
+
+/// One placement of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Place {
+    /// The kernel.
+    pub(crate) kernel: KIdx,
+    /// The region.
+    pub(crate) region: Region,
+    /// Non-identity edges `(user, operand position)` from the region's root to the node.
+    pub(crate) view: Vec<(NodeId, u32)>,
+    /// Only pure views (no computation) may be placed here: contraction operands and the
+    /// source of a gather.
+    pub(crate) restricted: bool,
+}
+
+impl Place {
+    fn identity_body(&self) -> bool {
+        self.region == Region::Body && self.view.is_empty()
+    }
+}
+
+/// The heavy part of a kernel, which decides its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Core {
+    /// An elementwise loop.
+    None,
+    /// A loop with reduction axes of these extents (reduce and window cores).
+    Reduce(Vec<Dim>),
+    /// A matmul kernel around this node.
+    Matmul(NodeId),
+    /// A conv2d kernel around this node.
+    Conv(NodeId),
+    /// Argmax/argmin: a max (min) pass and an index pass.
+    Arg(NodeId),
+    /// Scatter-add as a reduction over the scattered axis.
+    Scatter(NodeId),
+}
+
+/// A planned kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct KPlan {
+    /// The iteration domain: the shape of the stored nodes.
+    pub(crate) domain: Vec<Dim>,
+    /// Nodes this kernel stores (the root first).
+    pub(crate) stores: Vec<NodeId>,
+    /// Its kind.
+    pub(crate) core: Core,
+    /// False once merged into another kernel.
+    pub(crate) alive: bool,
+}
+
+/// The fusion plan.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Plan {
+    /// Every kernel, dead ones included.
+    pub(crate) kernels: Vec<KPlan>,
+    /// Placements of every non-source node.
+    pub(crate) places: HashMap<NodeId, Vec<Place>>,
+    /// The kernel that stores each materialised node.
+    pub(crate) stored_by: HashMap<NodeId, KIdx>,
+    /// Alive kernels in execution order.
+    pub(crate) order: Vec<KIdx>,
+    /// State updates that cannot be written in place: `(update node, parameter name)`,
+    /// copied into their state buffers after every kernel.
+    pub(crate) late_updates: Vec<(NodeId, String)>,
+}
+
+/// How an op fuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Inputs, parameters and constants: buffers (or immediates), never computed.
+    Source,
+    /// Computed inside any kernel that needs it.
+    Inline {
+        /// Contains a transcendental or other costly arithmetic.
+        expensive: bool,
+        /// A pure view (reshape, permute, expand, slice, flip), allowed in contraction
+        /// operands and gather sources.
+        view: bool,
+        /// Evaluated at the same coordinates as its operands (elementwise).
+        elementwise: bool,
+    },
+    /// A reduction over axes or windows: the reduction core of a loop kernel.
+    Reduction,
+    /// Argmax/argmin: always its own (two-pass) kernel.
+    Arg,
+    /// Matmul or conv2d: the core of a contraction kernel.
+    Contraction,
+    /// Scatter-add: always its own kernel.
+    Scatter,
+}
+
+fn expensive_unary(u: UnaryOp) -> bool {
+    match u {
+        UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tanh
+        | UnaryOp::Sigmoid
+        | UnaryOp::Erf => true,
+        UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Recip
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Sign
+        | UnaryOp::Not
+        | UnaryOp::IsNan => false,
+    }
+}
+
+fn expensive_binary(b: BinaryOp) -> bool {
+    match b {
+        BinaryOp::Pow => true,
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Rem
+        | BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Eq
+        | BinaryOp::Ne
+        | BinaryOp::Lt
+        | BinaryOp::Le
+        | BinaryOp::Gt
+        | BinaryOp::Ge
+        | BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor => false,
+    }
+}
+
+/// The fusion class of an op (one exhaustive table).
+pub(crate) fn class(op: &Op) -> Class {
+    let inline = |expensive: bool, view: bool, elementwise: bool| Class::Inline {
+        expensive,
+        view,
+        elementwise,
+    };
+    match op {
+        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) => Class::Source,
+        Op::Iota { .. } => inline(false, false, false),
+        Op::RandomBits { .. } => inline(true, false, false),
+        Op::Unary(u) => inline(expensive_unary(*u), false, true),
+        Op::Binary(b) => inline(expensive_binary(*b), false, true),
+        Op::Select | Op::Cast(_) | Op::StopGradient => inline(false, false, true),
+        Op::Reduce { axes, .. } if axes.is_empty() => inline(false, false, true),
+        Op::Reduce { .. } | Op::Window { .. } => Class::Reduction,
+        Op::ArgReduce { .. } => Class::Arg,
+        Op::Reshape(_) | Op::Permute(_) | Op::Expand(_) | Op::Slice(_) | Op::Flip { .. } => {
+            inline(false, true, false)
+        }
+        Op::Pad { .. } | Op::Concat { .. } | Op::Gather { .. } => inline(false, false, false),
+        Op::ScatterAdd { .. } => Class::Scatter,
+        Op::MatMul | Op::Conv2d { .. } => Class::Contraction,
+    }
+}
+
+/// Reduction extents of a reduction core.
+pub(crate) fn reduce_extents(graph: &Graph, n: NodeId) -> Vec<Dim> {
+    match &graph.node(n).op {
+        Op::Reduce { axes, .. } => {
+            let ops = graph.operands(n);
+            match ops.first() {
+                Some(&x) => {
+                    let s = &graph.node(x).shape;
+                    axes.iter().filter_map(|&a| s.0.get(a).cloned()).collect()
+                }
+                None => Vec::new(),
+            }
+        }
+        Op::Window { window, .. } => window.iter().map(|&w| Dim::known(w)).collect(),
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Constant(_)
+        | Op::Iota { .. }
+        | Op::RandomBits { .. }
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Select
+        | Op::Cast(_)
+        | Op::StopGradient
+        | Op::ArgReduce { .. }
+        | Op::Reshape(_)
+        | Op::Permute(_)
+        | Op::Expand(_)
+        | Op::Slice(_)
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Flip { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::MatMul
+        | Op::Conv2d { .. } => Vec::new(),
+    }
+}
+
+/// A use of a node: where its user needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Use {
+    place: Place,
+    /// The user is an argmax/argmin, which evaluates its operand in two kernels.
+    twice: bool,
+}
+
+struct Planner<'a> {
+    graph: &'a Graph,
+    needed: HashSet<NodeId>,
+    plan: Plan,
+}
+
+impl Planner<'_> {
+    fn shape(&self, n: NodeId) -> &[Dim] {
+        &self.graph.node(n).shape.0
+    }
+
+    /// Where the users of `n` need it, from their placements.
+    fn uses_of(&self, n: NodeId) -> Vec<Use> {
+        let mut out = BTreeSet::new();
+        for u in self.graph.users(n) {
+            if !self.needed.contains(&u) {
+                continue;
+            }
+            let Some(places) = self.plan.places.get(&u) else {
+                continue;
+            };
+            let op = &self.graph.node(u).op;
+            for (i, o) in self.graph.operands(u).into_iter().enumerate() {
+                if o != n {
+                    continue;
+                }
+                let edge = (u, i as u32);
+                for p in places {
+                    let derived = match class(op) {
+                        Class::Source => continue,
+                        Class::Inline { elementwise, .. } => {
+                            let mut view = p.view.clone();
+                            let same = self.shape(n) == self.shape(u);
+                            let gather_index = matches!(op, Op::Gather { .. }) && i == 1;
+                            if !((elementwise && same) || gather_index) {
+                                view.push(edge);
+                            }
+                            Use {
+                                place: Place {
+                                    kernel: p.kernel,
+                                    region: p.region,
+                                    view,
+                                    restricted: p.restricted
+                                        || (matches!(op, Op::Gather { .. }) && i == 0),
+                                },
+                                twice: false,
+                            }
+                        }
+                        Class::Reduction | Class::Arg | Class::Scatter => Use {
+                            place: Place {
+                                kernel: p.kernel,
+                                region: Region::Operand(u),
+                                view: vec![edge],
+                                restricted: false,
+                            },
+                            twice: matches!(op, Op::ArgReduce { .. }),
+                        },
+                        Class::Contraction => {
+                            let region = match (op, i) {
+                                (Op::MatMul, 0) => Region::MatA,
+                                (Op::MatMul, _) => Region::MatB,
+                                (_, 0) => Region::ConvIn,
+                                _ => Region::ConvW,
+                            };
+                            Use {
+                                place: Place {
+                                    kernel: p.kernel,
+                                    region,
+                                    view: Vec::new(),
+                                    restricted: true,
+                                },
+                                twice: false,
+                            }
+                        }
+                    };
+                    out.insert(derived);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    fn new_kernel(&mut self, n: NodeId, core: Core) -> KIdx {
+        let k = self.plan.kernels.len();
+        self.plan.kernels.push(KPlan {
+            domain: self.shape(n).to_vec(),
+            stores: vec![n],
+            core,
+            alive: true,
+        });
+        self.plan.places.insert(
+            n,
+            vec![Place {
+                kernel: k,
+                region: Region::Body,
+                view: Vec::new(),
+                restricted: false,
+            }],
+        );
+        self.plan.stored_by.insert(n, k);
+        k
+    }
+
+    fn root(&mut self, n: NodeId) -> KIdx {
+        let core = match class(&self.graph.node(n).op) {
+            Class::Source | Class::Inline { .. } => Core::None,
+            Class::Reduction => Core::Reduce(reduce_extents(self.graph, n)),
+            Class::Arg => Core::Arg(n),
+            Class::Scatter => Core::Scatter(n),
+            Class::Contraction => match self.graph.node(n).op {
+                Op::MatMul => Core::Matmul(n),
+                _ => Core::Conv(n),
+            },
+        };
+        self.new_kernel(n, core)
+    }
+
+    /// Places `n` at every distinct use (merging `restricted` flags).
+    fn place_at(&mut self, n: NodeId, uses: &[Use]) {
+        let mut map: BTreeMap<(KIdx, Region, Vec<(NodeId, u32)>), bool> = BTreeMap::new();
+        for u in uses {
+            let e = map
+                .entry((u.place.kernel, u.place.region, u.place.view.clone()))
+                .or_insert(false);
+            *e |= u.place.restricted;
+        }
+        let places = map
+            .into_iter()
+            .map(|((kernel, region, view), restricted)| Place {
+                kernel,
+                region,
+                view,
+                restricted,
+            })
+            .collect();
+        self.plan.places.insert(n, places);
+    }
+
+    /// True if recomputing `n` in several kernels drags along only cheap, few nodes.
+    fn cheap_cone(&self, n: NodeId) -> bool {
+        let mut seen = HashSet::new();
+        let mut stack = vec![n];
+        while let Some(m) = stack.pop() {
+            if !seen.insert(m) {
+                continue;
+            }
+            if seen.len() > MAX_RECOMPUTE_CONE {
+                return false;
+            }
+            match class(&self.graph.node(m).op) {
+                Class::Inline { expensive, .. } => {
+                    if expensive {
+                        return false;
+                    }
+                    stack.extend(self.graph.operands(m));
+                }
+                Class::Source
+                | Class::Reduction
+                | Class::Arg
+                | Class::Contraction
+                | Class::Scatter => {}
+            }
+        }
+        true
+    }
+
+    fn broadcast_ok(&self, k: KIdx, n: NodeId) -> bool {
+        let dom = Dim::product(&self.plan.kernels[k].domain);
+        let own = Dim::product(self.shape(n));
+        dom.exact_div(&own)
+            .and_then(|f| f.as_known())
+            .is_some_and(|f| f <= BROADCAST_EPILOGUE_LIMIT)
+    }
+
+    fn decide(&mut self, n: NodeId, must_store: bool) {
+        let cls = class(&self.graph.node(n).op);
+        if cls == Class::Source {
+            if must_store {
+                self.root(n);
+            }
+            return;
+        }
+        let uses = self.uses_of(n);
+        if uses.is_empty() {
+            if must_store {
+                self.root(n);
+            }
+            return;
+        }
+        let kernels: BTreeSet<KIdx> = uses.iter().map(|u| u.place.kernel).collect();
+        let single = kernels.len() == 1 && !uses.iter().any(|u| u.twice);
+        let k = *kernels.iter().next().unwrap_or(&0);
+        let all_identity = uses.iter().all(|u| u.place.identity_body());
+        let views: BTreeSet<&Vec<(NodeId, u32)>> = uses.iter().map(|u| &u.place.view).collect();
+        match cls {
+            Class::Source | Class::Arg | Class::Scatter => {
+                self.root(n);
+            }
+            Class::Contraction => {
+                if single && all_identity && self.plan.kernels[k].core == Core::None {
+                    let core = match self.graph.node(n).op {
+                        Op::MatMul => Core::Matmul(n),
+                        _ => Core::Conv(n),
+                    };
+                    self.plan.kernels[k].core = core;
+                    self.join(n, k, &uses, must_store);
+                } else {
+                    self.root(n);
+                }
+            }
+            Class::Reduction => {
+                let ext = reduce_extents(self.graph, n);
+                let compatible = match &self.plan.kernels[k].core {
+                    Core::None => true,
+                    Core::Reduce(e) => *e == ext,
+                    Core::Matmul(_) | Core::Conv(_) | Core::Arg(_) | Core::Scatter(_) => false,
+                };
+                let body = uses.iter().all(|u| u.place.region == Region::Body);
+                let ok = single
+                    && body
+                    && compatible
+                    && views.len() == 1
+                    && (all_identity || (!must_store && self.broadcast_ok(k, n)));
+                if ok {
+                    self.plan.kernels[k].core = Core::Reduce(ext);
+                    self.join(n, k, &uses, must_store);
+                } else {
+                    self.root(n);
+                }
+            }
+            Class::Inline {
+                expensive, view, ..
+            } => {
+                if uses.iter().any(|u| u.place.restricted) && !view {
+                    self.root(n);
+                    return;
+                }
+                if must_store {
+                    if single && all_identity {
+                        self.join(n, k, &uses, true);
+                    } else {
+                        self.root(n);
+                    }
+                    return;
+                }
+                let distinct: BTreeSet<(KIdx, Region, &Vec<(NodeId, u32)>)> = uses
+                    .iter()
+                    .map(|u| (u.place.kernel, u.place.region, &u.place.view))
+                    .collect();
+                if distinct.len() > MAX_VIEWS {
+                    self.root(n);
+                    return;
+                }
+                if single {
+                    if expensive {
+                        let mut per_region: BTreeMap<Region, usize> = BTreeMap::new();
+                        for (_, r, _) in &distinct {
+                            *per_region.entry(*r).or_insert(0) += 1;
+                        }
+                        if per_region.values().any(|&c| c > 1) {
+                            self.root(n);
+                            return;
+                        }
+                    }
+                    self.join(n, k, &uses, false);
+                } else if self.cheap_cone(n) {
+                    self.place_at(n, &uses);
+                } else {
+                    self.root(n);
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, n: NodeId, k: KIdx, uses: &[Use], store: bool) {
+        self.place_at(n, uses);
+        if store {
+            self.plan.kernels[k].stores.push(n);
+            self.plan.stored_by.insert(n, k);
+        }
+    }
+
+    /// The kernels each alive kernel reads from (producer sets).
+    fn deps(&self) -> Vec<BTreeSet<KIdx>> {
+        let mut deps = vec![BTreeSet::new(); self.plan.kernels.len()];
+        for (&m, places) in &self.plan.places {
+            for o in self.graph.operands(m) {
+                let Some(&src) = self.plan.stored_by.get(&o) else {
+                    continue;
+                };
+                for p in places {
+                    let local = self
+                        .plan
+                        .places
+                        .get(&o)
+                        .is_some_and(|ps| ps.iter().any(|q| q.kernel == p.kernel));
+                    if !local && src != p.kernel {
+                        deps[p.kernel].insert(src);
+                    }
+                }
+            }
+        }
+        deps
+    }
+
+    /// True if `to` is reachable from `from` through some kernel other than `to` itself.
+    fn indirect_path(deps: &[BTreeSet<KIdx>], from: KIdx, to: KIdx) -> bool {
+        let n = deps.len();
+        let mut succ = vec![Vec::new(); n];
+        for (k, ds) in deps.iter().enumerate() {
+            for &d in ds {
+                succ[d].push(k);
+            }
+        }
+        let mut seen = vec![false; n];
+        let mut stack: Vec<KIdx> = succ[from].iter().copied().filter(|&s| s != to).collect();
+        while let Some(k) = stack.pop() {
+            if k == to {
+                return true;
+            }
+            if std::mem::replace(&mut seen[k], true) {
+                continue;
+            }
+            stack.extend(succ[k].iter().copied());
+        }
+        false
+    }
+
+    fn can_merge(&self, p: KIdx, h: KIdx, deps: &[BTreeSet<KIdx>]) -> bool {
+        let (kp, kh) = (&self.plan.kernels[p], &self.plan.kernels[h]);
+        if kp.domain != kh.domain {
+            return false;
+        }
+        let core_ok = match (&kp.core, &kh.core) {
+            (Core::None, Core::None | Core::Reduce(_) | Core::Matmul(_) | Core::Conv(_)) => true,
+            (Core::Reduce(a), Core::Reduce(b)) => a == b,
+            (Core::Reduce(_) | Core::Matmul(_) | Core::Conv(_), Core::None) => true,
+            _ => false,
+        };
+        if !core_ok {
+            return false;
+        }
+        for &s in &kp.stores {
+            let uses = self.uses_of(s);
+            if uses
+                .iter()
+                .any(|u| u.place.kernel == h && (!u.place.identity_body() || u.twice))
+            {
+                return false;
+            }
+        }
+        !Planner::indirect_path(deps, p, h)
+    }
+
+    fn merge(&mut self, p: KIdx, h: KIdx) {
+        for places in self.plan.places.values_mut() {
+            let mut changed = false;
+            for pl in places.iter_mut() {
+                if pl.kernel == p {
+                    pl.kernel = h;
+                    changed = true;
+                }
+            }
+            if changed {
+                places.sort();
+                places.dedup();
+            }
+        }
+        let stores = std::mem::take(&mut self.plan.kernels[p].stores);
+        for &s in &stores {
+            self.plan.stored_by.insert(s, h);
+        }
+        self.plan.kernels[h].stores.extend(stores);
+        let core = std::mem::replace(&mut self.plan.kernels[p].core, Core::None);
+        if self.plan.kernels[h].core == Core::None {
+            self.plan.kernels[h].core = core;
+        }
+        self.plan.kernels[p].alive = false;
+    }
+
+    fn merge_pass(&mut self, rank: &HashMap<NodeId, usize>) {
+        loop {
+            let deps = self.deps();
+            let mut alive: Vec<KIdx> = (0..self.plan.kernels.len())
+                .filter(|&k| self.plan.kernels[k].alive)
+                .collect();
+            alive.sort_by_key(|&k| rank.get(&self.plan.kernels[k].stores[0]).copied());
+            let mut merged = false;
+            'outer: for &p in &alive {
+                if matches!(self.plan.kernels[p].core, Core::Arg(_) | Core::Scatter(_)) {
+                    continue;
+                }
+                for &h in &alive {
+                    if h != p && deps[h].contains(&p) && self.can_merge(p, h, &deps) {
+                        self.merge(p, h);
+                        merged = true;
+                        break 'outer;
+                    }
+                }
+            }
+            if !merged {
+                break;
+            }
+        }
+    }
+
+    /// Kernels that read the (old value of the) parameter `param`.
+    fn readers(&self, param: NodeId) -> BTreeSet<KIdx> {
+        let mut out = BTreeSet::new();
+        for u in self.graph.users(param) {
+            if let Some(ps) = self.plan.places.get(&u) {
+                out.extend(ps.iter().map(|p| p.kernel));
+            }
+        }
+        out
+    }
+
+    fn toposort(
+        &self,
+        deps: &[BTreeSet<KIdx>],
+        extra: &[(KIdx, KIdx)],
+        rank: &HashMap<NodeId, usize>,
+    ) -> Option<Vec<KIdx>> {
+        let n = self.plan.kernels.len();
+        let mut preds: Vec<BTreeSet<KIdx>> = deps.to_vec();
+        for &(a, b) in extra {
+            preds[b].insert(a);
+        }
+        let alive: Vec<KIdx> = (0..n).filter(|&k| self.plan.kernels[k].alive).collect();
+        let key = |k: KIdx| {
+            rank.get(&self.plan.kernels[k].stores[0])
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        let mut done = vec![false; n];
+        let mut order = Vec::with_capacity(alive.len());
+        while order.len() < alive.len() {
+            let next = alive
+                .iter()
+                .copied()
+                .filter(|&k| !done[k] && preds[k].iter().all(|&p| done[p] || p == k))
+                .min_by_key(|&k| (key(k), k))?;
+            done[next] = true;
+            order.push(next);
+        }
+        Some(order)
+    }
+}
+
+/// Plans the fusion of the nodes that `outputs` and `updates` (`(parameter name, node)`)
+/// depend on.
+pub(crate) fn plan(
+    graph: &Graph,
+    outputs: &[NodeId],
+    updates: &[(String, NodeId, NodeId)],
+) -> Result<Plan, FuseError> {
+    let mut roots: Vec<NodeId> = outputs.to_vec();
+    roots.extend(updates.iter().map(|u| u.2));
+    let order = graph.ancestors(&roots)?;
+    let rank: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let must: HashSet<NodeId> = roots.iter().copied().collect();
+    let mut p = Planner {
+        graph,
+        needed: order.iter().copied().collect(),
+        plan: Plan::default(),
+    };
+    for &n in order.iter().rev() {
+        p.decide(n, must.contains(&n));
+    }
+    p.merge_pass(&rank);
+
+    let deps = p.deps();
+    let mut extra: Vec<(KIdx, KIdx)> = Vec::new();
+    let mut in_place: Vec<bool> = Vec::new();
+    for (_, param, node) in updates {
+        let Some(&w) = p.plan.stored_by.get(node) else {
+            return Err(FuseError::Internal(format!("update {node} is not stored")));
+        };
+        let readers = p.readers(*param);
+        let identity_only = p
+            .uses_of(*param)
+            .iter()
+            .filter(|x| x.place.kernel == w)
+            .all(|x| x.place.identity_body());
+        let edges: Vec<(KIdx, KIdx)> = readers
+            .iter()
+            .filter(|&&r| r != w)
+            .map(|&r| (r, w))
+            .collect();
+        let mut trial = extra.clone();
+        trial.extend(edges.iter().copied());
+        let ok = identity_only && p.toposort(&deps, &trial, &rank).is_some();
+        if ok {
+            extra = trial;
+        }
+        in_place.push(ok);
+    }
+    let Some(order) = p.toposort(&deps, &extra, &rank) else {
+        return Err(FuseError::Internal(
+            "kernel dependencies form a cycle".into(),
+        ));
+    };
+    p.plan.order = order;
+    for ((name, _, node), ok) in updates.iter().zip(in_place) {
+        if !ok {
+            p.plan.late_updates.push((*node, name.clone()));
+        }
+    }
+    Ok(p.plan)
+}

@@ -1,0 +1,338 @@
+//! Memory planning: places a program's scratch buffers in one arena for a binding of its
+//! symbols, reusing memory between buffers whose lifetimes do not overlap.
+//!
+//! * **Persistent vs scratch.** Inputs, outputs, state and constants live outside the arena
+//!   (the caller owns them; state persists between runs). Only `scratch` buffers are placed.
+//! * **Liveness.** A scratch buffer is live from the first kernel that stores to it to the
+//!   last kernel that reads or writes it (kernels run in program order, each completing
+//!   before the next). A scratch buffer no kernel touches takes no memory (offset 0, empty).
+//! * **In-place reuse.** An elementwise loop kernel (no reduction axes) may write a scratch
+//!   buffer `y` over a scratch input `x` that dies in that kernel when every load of `x`
+//!   in the kernel is a plain load at exactly the index of every store to `y`, that index
+//!   visits each element once (row-major over the domain), both have the same element size,
+//!   and `y` is no larger than `x`. Each point then reads its element of `x` before writing
+//!   the same bytes of `y`, in any execution order. `x` and `y` share a slot.
+//! * **Placement.** Slots are placed greedily at the lowest 64-byte-aligned offset that does
+//!   not overlap a slot with an intersecting lifetime; three orders are tried (largest
+//!   first, earliest first, longest-lived first) and the smallest arena wins.
+//!
+//! [`MemoryPlan::peak_scratch_bytes`] is the arena size; [`MemoryPlan::live_bound_bytes`] is
+//! the largest total of (aligned) scratch buffers live at one kernel, the least any
+//! placement without in-place reuse could use.
+
+use kiln_ir::{Dim, DimError};
+use kiln_kernel::{BufferId, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program};
+use std::collections::HashMap;
+
+/// Alignment of every arena offset, in bytes.
+pub const ALIGNMENT: u64 = 64;
+
+/// Why a program could not be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A buffer size could not be evaluated under the binding.
+    #[error("memory plan: size of {buffer} (`{size}`): {source}")]
+    Size {
+        /// The buffer.
+        buffer: BufferId,
+        /// Its symbolic size.
+        size: String,
+        /// What went wrong.
+        source: DimError,
+    },
+    /// A size in bytes does not fit 64 bits.
+    #[error("memory plan: {0} is too large")]
+    Overflow(BufferId),
+}
+
+/// Where every scratch buffer lives in the arena, for one binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Alignment of offsets (64).
+    pub alignment: u64,
+    /// Byte size of every buffer under the binding (unaligned), `bytes[k]` for `b<k>`.
+    pub bytes: Vec<u64>,
+    /// Arena offset of every scratch buffer; `None` for input, output, state and constant
+    /// buffers.
+    pub offsets: Vec<Option<u64>>,
+    /// First and last kernel using each scratch buffer; `None` for other buffers and for
+    /// scratch no kernel touches.
+    pub lifetimes: Vec<Option<(usize, usize)>>,
+    /// `(y, x)`: scratch `y` overwrites the dead scratch `x` in place.
+    pub in_place: Vec<(BufferId, BufferId)>,
+    /// Arena size: the peak of scratch memory.
+    pub peak_scratch_bytes: u64,
+    /// The largest total aligned size of scratch buffers live at one kernel.
+    pub live_bound_bytes: u64,
+    /// Bytes of input, output, state and constant buffers (outside the arena).
+    pub persistent_bytes: u64,
+}
+
+impl MemoryPlan {
+    /// The arena offset of buffer `b`, if it is a placed scratch buffer.
+    pub fn offset(&self, b: BufferId) -> Option<u64> {
+        self.offsets.get(b.index()).copied().flatten()
+    }
+}
+
+fn align(n: u64) -> Option<u64> {
+    n.checked_add(ALIGNMENT - 1)
+        .map(|v| v / ALIGNMENT * ALIGNMENT)
+}
+
+/// Loads and stores of one kernel.
+#[derive(Default)]
+struct Access {
+    /// `(buffer, index, plain)` for every load.
+    loads: Vec<(BufferId, IndexExpr, bool)>,
+    /// `(buffer, index)` for every store.
+    stores: Vec<(BufferId, IndexExpr)>,
+}
+
+fn accesses(k: &Kernel) -> Access {
+    let mut a = Access::default();
+    let bodies: Vec<&kiln_kernel::Body> = match k {
+        Kernel::Loop(l) => vec![&l.body],
+        Kernel::Matmul(m) => vec![&m.a, &m.b, &m.epilogue],
+        Kernel::Conv2d(c) => vec![&c.input, &c.weight, &c.epilogue],
+    };
+    for b in bodies {
+        for e in &b.values {
+            if let Expr::Load(l) = e {
+                a.loads
+                    .push((l.buffer, l.index.clone(), l.mode == LoadMode::Plain));
+            }
+        }
+        for s in &b.stores {
+            a.stores.push((s.buffer, s.index.clone()));
+        }
+    }
+    a
+}
+
+fn eval(d: &Dim, bindings: &HashMap<String, u64>) -> Option<i128> {
+    d.eval(bindings).ok().map(i128::from).or_else(|| {
+        let neg = Dim::known(0) - d.clone();
+        neg.eval(bindings).ok().map(|v| -i128::from(v))
+    })
+}
+
+/// True if `index` is the row-major flat index over `domain` (each point a distinct element).
+fn row_major(index: &IndexExpr, domain: &[Dim], bindings: &HashMap<String, u64>) -> bool {
+    let Some(aff) = index.affine() else {
+        return false;
+    };
+    if aff.red_strides.iter().any(|s| eval(s, bindings) != Some(0)) {
+        return false;
+    }
+    if eval(&aff.offset, bindings) != Some(0) {
+        return false;
+    }
+    let mut expected: i128 = 1;
+    for (k, d) in domain.iter().enumerate().rev() {
+        let Some(ext) = eval(d, bindings) else {
+            return false;
+        };
+        let stride = aff.strides.get(k).map_or(Some(0), |s| eval(s, bindings));
+        if ext > 1 {
+            if stride != Some(expected) {
+                return false;
+            }
+            expected = expected.saturating_mul(ext);
+        }
+    }
+    aff.strides.len() <= domain.len()
+}
+
+/// Plans the scratch memory of `program` under `bindings` (see the module docs).
+pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, PlanError> {
+    let nb = program.buffers.len();
+    let mut bytes = Vec::with_capacity(nb);
+    let mut aligned = Vec::with_capacity(nb);
+    let mut persistent: u64 = 0;
+    for (i, b) in program.buffers.iter().enumerate() {
+        let id = BufferId(i as u32);
+        let n = b.size.eval(bindings).map_err(|source| PlanError::Size {
+            buffer: id,
+            size: b.size.to_string(),
+            source,
+        })?;
+        let by = n
+            .checked_mul(b.dtype.size_bytes() as u64)
+            .ok_or(PlanError::Overflow(id))?;
+        bytes.push(by);
+        aligned.push(align(by).ok_or(PlanError::Overflow(id))?);
+        if b.kind != BufferKind::Scratch {
+            persistent = persistent.checked_add(by).ok_or(PlanError::Overflow(id))?;
+        }
+    }
+    let scratch = |b: BufferId| {
+        program
+            .buffers
+            .get(b.index())
+            .is_some_and(|x| x.kind == BufferKind::Scratch)
+    };
+
+    let acc: Vec<Access> = program.kernels.iter().map(accesses).collect();
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; nb];
+    for (k, a) in acc.iter().enumerate() {
+        let touched = a
+            .loads
+            .iter()
+            .map(|l| l.0)
+            .chain(a.stores.iter().map(|s| s.0));
+        for b in touched {
+            if !scratch(b) {
+                continue;
+            }
+            let slot = &mut life[b.index()];
+            *slot = Some(match *slot {
+                Some((s, e)) => (s.min(k), e.max(k)),
+                None => (k, k),
+            });
+        }
+    }
+
+    // In-place reuse: union slots.
+    let mut parent: Vec<usize> = (0..nb).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    let mut in_place = Vec::new();
+    let mut reused = vec![false; nb];
+    for (k, kernel) in program.kernels.iter().enumerate() {
+        let Kernel::Loop(l) = kernel else { continue };
+        if !l.reduce.is_empty() {
+            continue;
+        }
+        let a = &acc[k];
+        let mut targets: Vec<BufferId> = a.stores.iter().map(|s| s.0).collect();
+        targets.sort();
+        targets.dedup();
+        for y in targets {
+            if !scratch(y) || life[y.index()].map(|l| l.0) != Some(k) {
+                continue;
+            }
+            let idx: Vec<&IndexExpr> = a.stores.iter().filter(|s| s.0 == y).map(|s| &s.1).collect();
+            let Some(&e) = idx.first() else { continue };
+            if idx.iter().any(|i| *i != e) || !row_major(e, &l.domain, bindings) {
+                continue;
+            }
+            if a.loads.iter().any(|ld| ld.0 == y) {
+                continue;
+            }
+            let mut cands: Vec<BufferId> = a.loads.iter().map(|ld| ld.0).collect();
+            cands.sort();
+            cands.dedup();
+            for x in cands {
+                let (xi, yi) = (x.index(), y.index());
+                let ok = scratch(x)
+                    && !reused[xi]
+                    && life[xi].is_some_and(|(s, e)| e == k && s < k)
+                    && !a.stores.iter().any(|s| s.0 == x)
+                    && a.loads
+                        .iter()
+                        .filter(|ld| ld.0 == x)
+                        .all(|ld| ld.2 && ld.1 == *e)
+                    && program.buffers[xi].dtype.size_bytes()
+                        == program.buffers[yi].dtype.size_bytes()
+                    && aligned[yi] <= aligned[xi];
+                if ok {
+                    reused[xi] = true;
+                    let rx = find(&mut parent, xi);
+                    parent[yi] = rx;
+                    in_place.push((y, x));
+                    break;
+                }
+            }
+        }
+    }
+
+    // Slots: union of lifetimes, largest member.
+    let mut slots: HashMap<usize, (usize, usize, u64)> = HashMap::new();
+    for b in 0..nb {
+        let Some((s, e)) = life[b] else { continue };
+        let r = find(&mut parent, b);
+        let entry = slots.entry(r).or_insert((s, e, 0));
+        entry.0 = entry.0.min(s);
+        entry.1 = entry.1.max(e);
+        entry.2 = entry.2.max(aligned[b]);
+    }
+    let mut list: Vec<(usize, usize, usize, u64)> = slots
+        .iter()
+        .map(|(&r, &(s, e, sz))| (r, s, e, sz))
+        .collect();
+    list.sort();
+
+    let orders: [fn(&(usize, usize, usize, u64)) -> (i128, i128, usize); 3] = [
+        |x| (-(x.3 as i128), x.1 as i128, x.0),
+        |x| (x.1 as i128, -(x.3 as i128), x.0),
+        |x| (-((x.2 - x.1) as i128), -(x.3 as i128), x.0),
+    ];
+    let mut best: Option<(u64, HashMap<usize, u64>)> = None;
+    for key in orders {
+        let mut order = list.clone();
+        order.sort_by_key(key);
+        let mut placed: Vec<(usize, usize, u64, u64)> = Vec::new();
+        let mut at: HashMap<usize, u64> = HashMap::new();
+        let mut peak = 0u64;
+        for &(r, s, e, sz) in &order {
+            let mut busy: Vec<(u64, u64)> = placed
+                .iter()
+                .filter(|p| p.0 <= e && s <= p.1)
+                .map(|p| (p.2, p.2 + p.3))
+                .collect();
+            busy.sort();
+            let mut off = 0u64;
+            for (lo, hi) in busy {
+                if off + sz <= lo {
+                    break;
+                }
+                off = off.max(hi);
+            }
+            placed.push((s, e, off, sz));
+            at.insert(r, off);
+            peak = peak.max(off + sz);
+        }
+        if best.as_ref().is_none_or(|b| peak < b.0) {
+            best = Some((peak, at));
+        }
+    }
+    let (peak, at) = best.unwrap_or_default();
+
+    let mut offsets = vec![None; nb];
+    for (b, slot) in offsets.iter_mut().enumerate() {
+        if !scratch(BufferId(b as u32)) {
+            continue;
+        }
+        *slot = Some(match life[b] {
+            Some(_) => {
+                let r = find(&mut parent, b);
+                at.get(&r).copied().unwrap_or(0)
+            }
+            None => 0,
+        });
+    }
+    let mut live_bound = 0u64;
+    for k in 0..program.kernels.len() {
+        let live: u64 = (0..nb)
+            .filter(|&b| life[b].is_some_and(|(s, e)| s <= k && k <= e))
+            .map(|b| aligned[b])
+            .sum();
+        live_bound = live_bound.max(live);
+    }
+    Ok(MemoryPlan {
+        alignment: ALIGNMENT,
+        bytes,
+        offsets,
+        lifetimes: life,
+        in_place,
+        peak_scratch_bytes: peak,
+        live_bound_bytes: live_bound,
+        persistent_bytes: persistent,
+    })
+}

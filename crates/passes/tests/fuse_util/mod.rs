@@ -1,0 +1,299 @@
+//! Shared helpers of the fusion tests: building graphs at IR level, running a graph through
+//! the interpreter and through `lower` + the kernel executor, and comparing the results.
+
+#![allow(dead_code)]
+
+use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use kiln_kernel::{BufferKind, Program};
+use kiln_passes::fuse::{FuseReport, lower_with};
+use std::collections::HashMap;
+
+/// Adds a node, panicking (in tests) when inference rejects it.
+pub fn add(g: &mut Graph, op: Op, operands: &[NodeId]) -> NodeId {
+    let name = op.name();
+    g.add(op, operands)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn input(g: &mut Graph, name: &str, dtype: DType, shape: Shape) -> NodeId {
+    add(
+        g,
+        Op::Input {
+            name: name.into(),
+            dtype,
+            shape,
+        },
+        &[],
+    )
+}
+
+pub fn param(g: &mut Graph, name: &str, dtype: DType, shape: &[usize]) -> NodeId {
+    add(
+        g,
+        Op::Parameter {
+            name: name.into(),
+            dtype,
+            shape: Shape::known(shape),
+        },
+        &[],
+    )
+}
+
+pub fn scalar(g: &mut Graph, v: f64, dtype: DType) -> NodeId {
+    add(g, Op::Constant(Array::scalar(dtype, v)), &[])
+}
+
+pub fn un(g: &mut Graph, u: UnaryOp, x: NodeId) -> NodeId {
+    add(g, Op::Unary(u), &[x])
+}
+
+pub fn bin(g: &mut Graph, b: BinaryOp, x: NodeId, y: NodeId) -> NodeId {
+    add(g, Op::Binary(b), &[x, y])
+}
+
+pub fn reduce(g: &mut Graph, op: ReduceOp, x: NodeId, axes: &[usize], keepdim: bool) -> NodeId {
+    add(
+        g,
+        Op::Reduce {
+            op,
+            axes: axes.to_vec(),
+            keepdim,
+        },
+        &[x],
+    )
+}
+
+/// `softmax(x)` over the last axis, as the builder writes it.
+pub fn softmax(g: &mut Graph, x: NodeId) -> NodeId {
+    let last = g.node(x).shape.rank() - 1;
+    let m = reduce(g, ReduceOp::Max, x, &[last], true);
+    let m = add(g, Op::StopGradient, &[m]);
+    let s = bin(g, BinaryOp::Sub, x, m);
+    let e = un(g, UnaryOp::Exp, s);
+    let z = reduce(g, ReduceOp::Sum, e, &[last], true);
+    bin(g, BinaryOp::Div, e, z)
+}
+
+/// `layer_norm(x)` over the last axis with weight and bias, as the builder writes it.
+pub fn layer_norm(g: &mut Graph, x: NodeId, w: NodeId, b: NodeId, eps: f64) -> NodeId {
+    let last = g.node(x).shape.rank() - 1;
+    let c = g.node(x).shape.0[last].as_known().unwrap_or(1) as f64;
+    let dt = g.node(x).dtype;
+    let count = scalar(g, c, dt);
+    let sum = reduce(g, ReduceOp::Sum, x, &[last], true);
+    let mu = bin(g, BinaryOp::Div, sum, count);
+    let centered = bin(g, BinaryOp::Sub, x, mu);
+    let sq = bin(g, BinaryOp::Mul, centered, centered);
+    let ss = reduce(g, ReduceOp::Sum, sq, &[last], true);
+    let count2 = scalar(g, c, dt);
+    let var = bin(g, BinaryOp::Div, ss, count2);
+    let e = scalar(g, eps, dt);
+    let ve = bin(g, BinaryOp::Add, var, e);
+    let r = un(g, UnaryOp::Rsqrt, ve);
+    let y = bin(g, BinaryOp::Mul, centered, r);
+    let y = bin(g, BinaryOp::Mul, y, w);
+    bin(g, BinaryOp::Add, y, b)
+}
+
+/// `x @ w^T + b` with `w` shaped `[out, in]`.
+pub fn linear(g: &mut Graph, x: NodeId, w: NodeId, b: NodeId) -> NodeId {
+    let wt = add(g, Op::Permute(vec![1, 0]), &[w]);
+    let y = add(g, Op::MatMul, &[x, wt]);
+    bin(g, BinaryOp::Add, y, b)
+}
+
+/// `select(x > 0, x, 0)`.
+pub fn relu(g: &mut Graph, x: NodeId) -> NodeId {
+    let dt = g.node(x).dtype;
+    let z = scalar(g, 0.0, dt);
+    let c = bin(g, BinaryOp::Gt, x, z);
+    let z2 = scalar(g, 0.0, dt);
+    add(g, Op::Select, &[c, x, z2])
+}
+
+/// A small deterministic generator for test data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51afd7ed558ccd);
+        x ^ (x >> 33)
+    }
+
+    /// A float in `[-2, 2)` with 1/16 resolution (exactly representable).
+    pub fn float(&mut self) -> f64 {
+        (self.next() % 64) as f64 / 16.0 - 2.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// Random data for a tensor of `dtype` and concrete `shape`.
+pub fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize]) -> Array {
+    let n: usize = shape.iter().product();
+    let data = match dtype {
+        DType::F32 => Data::F32((0..n).map(|_| rng.float() as f32).collect()),
+        DType::F64 => Data::F64((0..n).map(|_| rng.float()).collect()),
+        DType::I32 => Data::I32((0..n).map(|_| rng.below(11) as i32 - 5).collect()),
+        DType::I64 => Data::I64((0..n).map(|_| rng.below(11) as i64 - 5).collect()),
+        DType::U32 => Data::U32((0..n).map(|_| rng.below(11) as u32).collect()),
+        DType::Bool => Data::Bool((0..n).map(|_| rng.below(2) == 1).collect()),
+    };
+    Array::new(shape, data).expect("random array")
+}
+
+/// Random inputs and parameters for every input and parameter of `g` under `bindings`.
+pub fn random_feeds(
+    g: &Graph,
+    bindings: &HashMap<String, u64>,
+    seed: u64,
+) -> (HashMap<String, Array>, HashMap<String, Array>) {
+    let mut rng = Rng(seed);
+    let mut inputs = HashMap::new();
+    let mut params = HashMap::new();
+    for (n, name) in g.inputs() {
+        let node = g.node(n);
+        let shape = node.shape.eval(bindings).expect("input shape");
+        inputs.insert(name.to_string(), random_array(&mut rng, node.dtype, &shape));
+    }
+    for (n, name) in g.parameters() {
+        let node = g.node(n);
+        let shape = node.shape.eval(bindings).expect("param shape");
+        params.insert(name.to_string(), random_array(&mut rng, node.dtype, &shape));
+    }
+    (inputs, params)
+}
+
+/// Runs a lowered program on the feeds; returns the outputs by name and the final state.
+pub fn execute(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+    inputs: &HashMap<String, Array>,
+    params: &HashMap<String, Array>,
+) -> Result<(HashMap<String, Data>, HashMap<String, Data>), kiln_kernel::ExecError> {
+    let mut bufs = kiln_kernel::allocate(program, bindings)?;
+    for (b, buf) in program.buffers.iter().zip(bufs.iter_mut()) {
+        match &b.kind {
+            BufferKind::Input(n) => {
+                if let Some(a) = inputs.get(n) {
+                    *buf = a.data().clone();
+                }
+            }
+            BufferKind::State(n) => {
+                if let Some(a) = params.get(n) {
+                    *buf = a.data().clone();
+                }
+            }
+            BufferKind::Output(_) | BufferKind::Constant(_) | BufferKind::Scratch => {}
+        }
+    }
+    kiln_kernel::execute(program, bindings, &mut bufs)?;
+    let mut outs = HashMap::new();
+    let mut state = HashMap::new();
+    for (b, buf) in program.buffers.iter().zip(bufs) {
+        match &b.kind {
+            BufferKind::Output(n) => {
+                outs.insert(n.clone(), buf);
+            }
+            BufferKind::State(n) => {
+                state.insert(n.clone(), buf);
+            }
+            BufferKind::Input(_) | BufferKind::Constant(_) | BufferKind::Scratch => {}
+        }
+    }
+    Ok((outs, state))
+}
+
+/// Floats agree when their bits are equal, both are NaN, or they differ by at most
+/// `4 * f32::EPSILON` relative (the executor's and interpreter's `erf` and summation order may
+/// differ in the last `f64` bits before rounding); integers and bools must be equal.
+pub fn same_data(a: &Data, b: &Data) -> Result<(), String> {
+    fn floats(x: &[f64], y: &[f64], tol: f64) -> Result<(), String> {
+        if x.len() != y.len() {
+            return Err(format!("lengths {} and {}", x.len(), y.len()));
+        }
+        for (i, (p, q)) in x.iter().zip(y).enumerate() {
+            let ok = p.to_bits() == q.to_bits()
+                || (p.is_nan() && q.is_nan())
+                || (p - q).abs() <= tol * p.abs().max(q.abs()).max(1.0);
+            if !ok {
+                return Err(format!("element {i}: {p} vs {q}"));
+            }
+        }
+        Ok(())
+    }
+    match (a, b) {
+        (Data::F32(x), Data::F32(y)) => {
+            let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+            floats(&x, &y, 4.0 * f64::from(f32::EPSILON))
+        }
+        (Data::F64(x), Data::F64(y)) => floats(x, y, 1e-12),
+        (Data::I32(x), Data::I32(y)) => (x == y)
+            .then_some(())
+            .ok_or_else(|| format!("{x:?} vs {y:?}")),
+        (Data::I64(x), Data::I64(y)) => (x == y)
+            .then_some(())
+            .ok_or_else(|| format!("{x:?} vs {y:?}")),
+        (Data::U32(x), Data::U32(y)) => (x == y)
+            .then_some(())
+            .ok_or_else(|| format!("{x:?} vs {y:?}")),
+        (Data::Bool(x), Data::Bool(y)) => (x == y)
+            .then_some(())
+            .ok_or_else(|| format!("{x:?} vs {y:?}")),
+        _ => Err(format!("dtypes {} and {}", a.dtype(), b.dtype())),
+    }
+}
+
+/// Lowers `outputs`, checks the program verifies, runs it and the interpreter on random
+/// feeds, and compares every output. Returns the report.
+pub fn check_against_interp(
+    g: &Graph,
+    outputs: &[NodeId],
+    bindings: &HashMap<String, u64>,
+    seed: u64,
+) -> FuseReport {
+    let named: Vec<(String, NodeId)> = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (format!("out{i}"), n))
+        .collect();
+    let lowered =
+        lower_with(g, &named, &[]).unwrap_or_else(|e| panic!("lowering failed: {e}\n{g}"));
+    kiln_kernel::verify(&lowered.program).unwrap_or_else(|e| panic!("{e}\n{}", lowered.program));
+    let (inputs, params) = random_feeds(g, bindings, seed);
+    let want =
+        kiln_interp::eval(g, outputs, &inputs, &params).unwrap_or_else(|e| panic!("interp: {e}"));
+    let (got, _) = execute(&lowered.program, bindings, &inputs, &params)
+        .unwrap_or_else(|e| panic!("exec: {e}\n{}", lowered.program));
+    for (i, w) in want.iter().enumerate() {
+        let gdata = &got[&format!("out{i}")];
+        if let Err(m) = same_data(w.data(), gdata) {
+            panic!(
+                "output {i} differs: {m}\ngraph:\n{g}\nprogram:\n{}",
+                lowered.program
+            );
+        }
+    }
+    lowered.report
+}
+
+/// `{N: n}`.
+pub fn bind_n(n: u64) -> HashMap<String, u64> {
+    HashMap::from([("N".to_string(), n)])
+}
+
+/// The shape `[N, rest...]`.
+pub fn n_shape(rest: &[usize]) -> Shape {
+    let mut dims = vec![Dim::sym("N")];
+    dims.extend(rest.iter().map(|&d| Dim::known(d as u64)));
+    Shape(dims)
+}
