@@ -198,6 +198,8 @@ pub(crate) struct Jit {
     pub(crate) helpers: Vec<(Helper, FuncId)>,
     /// Whether the ISA has fused multiply-add (polynomials use it when present).
     pub(crate) has_fma: bool,
+    /// Whether the ISA has SSE4.1 (vector rounding).
+    pub(crate) has_sse41: bool,
     next: u32,
 }
 
@@ -211,10 +213,13 @@ impl Jit {
     /// A fresh module for the host.
     pub(crate) fn new() -> Result<Jit, CpuError> {
         let isa = host_isa()?;
-        let has_fma = isa
-            .isa_flags()
-            .iter()
-            .any(|v| v.name == "has_fma" && v.as_bool() == Some(true));
+        let flag = |name: &str| {
+            isa.isa_flags()
+                .iter()
+                .any(|v| v.name == name && v.as_bool() == Some(true))
+        };
+        let has_fma = flag("has_fma");
+        let has_sse41 = flag("has_sse41") || !cfg!(target_arch = "x86_64");
         let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         for h in Helper::ALL {
             builder.symbol(h.symbol(), h.address());
@@ -251,6 +256,7 @@ impl Jit {
             module,
             helpers,
             has_fma,
+            has_sse41,
             next: 0,
         })
     }

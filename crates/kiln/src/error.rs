@@ -25,6 +25,9 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Compiling or running an executable failed.
+    #[error(transparent)]
+    Runtime(#[from] kiln_runtime::RuntimeError),
     /// A graph edit failed (an internal invariant was violated by a transform).
     #[error(transparent)]
     Graph(#[from] kiln_ir::GraphError),

@@ -15,6 +15,7 @@
 
 mod autodiff;
 mod builder;
+mod compile;
 mod composite;
 mod error;
 mod eval;
@@ -28,7 +29,9 @@ pub use autodiff::{
     value_and_grad, vjp,
 };
 pub use builder::{Diagnostic, Graph, IntoShape};
+pub use compile::{compile, compile_shared, compile_step};
 pub use error::Error;
+pub use kiln_runtime::{Backend, Executable, Signature, State};
 pub use eval::{eval, eval_with_bindings};
 pub use kiln_ir::{Array, ArrayError, DType, Data, Dim, Loc, Shape};
 pub use tensor::{Axes, ConvOpts, Operand, Tensor};

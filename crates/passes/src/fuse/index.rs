@@ -136,6 +136,23 @@ impl Lin {
     fn normalise(mut self) -> Lin {
         self.terms.retain(|(_, c)| !is_zero(c));
         self.terms.sort_by(|a, b| cmp_atoms(&a.0, &b.0));
+        // `(l mod d) * c + floor(l / d) * (c * d) = l * c`: reshapes that round-trip
+        // through coordinates collapse back to flat indices.
+        for i in 0..self.terms.len() {
+            let Atom::Mod(l, d) = &self.terms[i].0 else {
+                continue;
+            };
+            let c = self.terms[i].1.clone();
+            let want = &c * d;
+            let div = Atom::Div(l.clone(), d.clone());
+            if let Some(j) = self.terms.iter().position(|(a, k)| *a == div && *k == want) {
+                let l = (**l).clone();
+                let (hi, lo) = (i.max(j), i.min(j));
+                self.terms.remove(hi);
+                self.terms.remove(lo);
+                return self.add(&l.scale(&c));
+            }
+        }
         self
     }
 
@@ -183,14 +200,22 @@ impl Lin {
         })
     }
 
-    /// True if some atom (at any depth) is a reduction variable.
-    pub(crate) fn uses_red(&self) -> bool {
-        self.terms.iter().any(|(a, _)| match a {
-            Atom::Red(_) => true,
-            Atom::Var(_) | Atom::Value(_) => false,
-            Atom::Div(l, _) | Atom::Mod(l, _) => l.uses_red(),
-            Atom::Guarded { inner, .. } => inner.uses_red(),
-        })
+    /// The form with every guarded atom (at any depth) replaced by `f(inner, lo, hi)`.
+    pub(crate) fn replace_guarded(&self, f: &mut dyn FnMut(&Lin, &Dim, &Dim) -> Lin) -> Lin {
+        let mut out = Lin::constant(self.konst.clone());
+        for (a, c) in &self.terms {
+            let term = match a {
+                Atom::Var(_) | Atom::Red(_) | Atom::Value(_) => Lin::atom(a.clone()),
+                Atom::Div(l, d) => Lin::atom(Atom::Div(Box::new(l.replace_guarded(f)), d.clone())),
+                Atom::Mod(l, d) => Lin::atom(Atom::Mod(Box::new(l.replace_guarded(f)), d.clone())),
+                Atom::Guarded { inner, lo, hi } => {
+                    let inner = inner.replace_guarded(f);
+                    f(&inner, lo, hi)
+                }
+            };
+            out = out.add(&term.scale(c));
+        }
+        out
     }
 
     /// Every guarded atom, outermost first, without duplicates.
@@ -435,19 +460,20 @@ pub(crate) fn flat(coords: &[Lin], dims: &[Dim]) -> Lin {
     out
 }
 
-/// Coordinates of the flat offset `f` in a tensor of shape `dims` (the inverse of [`flat`]).
+/// Coordinates of the flat offset `f` in a tensor of shape `dims` (the inverse of
+/// [`flat`]), peeled from the innermost axis by successive division.
 pub(crate) fn unflat(f: &Lin, dims: &[Dim], scope: &Scope) -> Vec<Lin> {
-    let st = strides(dims);
-    dims.iter()
-        .zip(&st)
-        .map(|(d, s)| {
-            if d.is_one() {
-                Lin::zero()
-            } else {
-                f.floor_div(s, scope).modulo(d, scope)
-            }
-        })
-        .collect()
+    let mut out = vec![Lin::zero(); dims.len()];
+    let mut q = f.clone();
+    for k in (0..dims.len()).rev() {
+        let d = &dims[k];
+        if d.is_one() {
+            continue;
+        }
+        out[k] = q.modulo(d, scope);
+        q = q.floor_div(d, scope);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -470,12 +496,20 @@ mod tests {
         assert_eq!(f.to_index().to_string(), "i0*784 + i1*28 + i2");
         let back = unflat(&f, &[n.clone(), Dim::known(784)], &sc);
         assert_eq!(back[0].to_index().to_string(), "i0");
+        assert_eq!(flat(&back, &[n.clone(), Dim::known(784)]).to_index().to_string(), f.to_index().to_string());
         assert_eq!(back[1].to_index().to_string(), "i1*28 + i2");
         let sc2 = scope(&[n.clone(), Dim::known(784)]);
         let f2 = flat(&[Lin::var(0), Lin::var(1)], &[n.clone(), Dim::known(784)]);
-        let split = unflat(&f2, &[n, Dim::known(28), Dim::known(28)], &sc2);
+        let split = unflat(&f2, &[n.clone(), Dim::known(28), Dim::known(28)], &sc2);
         let text: Vec<String> = split.iter().map(|l| l.to_index().to_string()).collect();
         assert_eq!(text, ["i0", "i1 / 28", "i1 % 28"]);
+        let sc3 = scope(&[&n * &Dim::known(20)]);
+        let f3 = Lin::var(0);
+        let parts = unflat(&f3, &[n.clone(), Dim::known(4), Dim::known(5)], &sc3);
+        let text: Vec<String> = parts.iter().map(|l| l.to_index().to_string()).collect();
+        assert_eq!(text, ["i0 / 5 / 4", "i0 / 5 % 4", "i0 % 5"]);
+        let back = flat(&parts, &[n.clone(), Dim::known(4), Dim::known(5)]);
+        assert_eq!(back.to_index().to_string(), "i0");
     }
 
     #[test]

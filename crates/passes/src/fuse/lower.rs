@@ -769,10 +769,32 @@ impl BodyCx<'_, '_> {
         coords: &[Lin],
         ctx: &Ctx,
     ) -> ValueId {
+        if coords.iter().any(Lin::reads_value) {
+            // A checked load cannot be masked: where a guard fails, its coordinate is
+            // replaced by the guard's lower bound so the index stays meaningful.
+            let mut safe = |inner: &Lin, lo: &Dim, hi: &Dim| -> Lin {
+                let g = [(inner.clone(), lo.clone(), hi.clone())];
+                let ok = self.guard_cond(&g);
+                let v = self.push(Expr::Index {
+                    dtype: DType::I64,
+                    index: inner.to_index(),
+                });
+                let l = self.push(Expr::Index {
+                    dtype: DType::I64,
+                    index: IndexExpr::Dim(lo.clone()),
+                });
+                Lin::value(self.push(Expr::Select(ok, v, l)))
+            };
+            let coords: Vec<Lin> = coords.iter().map(|c| c.replace_guarded(&mut safe)).collect();
+            let index = flat(&coords, dims).to_index();
+            return self.push(Expr::Load(Load {
+                buffer,
+                index,
+                mode: LoadMode::Checked,
+            }));
+        }
         let index = flat(coords, dims).to_index();
-        let mode = if coords.iter().any(Lin::reads_value) {
-            LoadMode::Checked
-        } else {
+        let mode = {
             let guards = Lin::index_guards(coords);
             if guards.is_empty() {
                 LoadMode::Plain

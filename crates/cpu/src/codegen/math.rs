@@ -1,0 +1,395 @@
+//! Inline `f32` transcendentals (exp, log, tanh, sigmoid, erf, sin, cos) as polynomial
+//! approximations, emitted identically for scalars (`f32`) and vectors (`f32x4`), so a
+//! point gives the same bits in a vector body and in its scalar tail. No libm call is made
+//! on the `f32` path. Measured accuracy is in docs/numerics.md; the coefficients are
+//! Chebyshev fits (mpmath `chebyfit`) rounded to `f32`, the generator is in that document.
+
+use super::Cg;
+use cranelift_codegen::ir::{
+    Endianness, InstBuilder, MemFlagsData, Type, Value,
+    condcodes::{FloatCC, IntCC},
+    types,
+};
+use kiln_ir::UnaryOp;
+
+/// `e^r` on `|r| <= ln2/2 * 1.01`, degree 7, highest coefficient first.
+const EXP_P: [f32; 8] = [
+    0.000_199_089_05,
+    0.001_394_978,
+    0.008_333_282,
+    0.041_666_199,
+    0.166_666_67,
+    0.5,
+    1.0,
+    1.0,
+];
+/// `tanh(x)/x` as a polynomial in `u = x^2` on `[0, 0.55^2]`.
+const TANH_P: [f32; 6] = [
+    -0.006_233_633_5,
+    0.021_038_216,
+    -0.053_842_32,
+    0.133_324_56,
+    -0.333_333_1,
+    1.0,
+];
+/// `erf(x)/x` as a polynomial in `u = x^2` on `[0, 1]`.
+const ERF_SMALL_P: [f32; 7] = [
+    7.875_875e-5,
+    -0.000_801_686_4,
+    0.005_189_087,
+    -0.026_854_211,
+    0.112_835_94,
+    -0.376_126_26,
+    1.128_379_1,
+];
+/// `erfc(a) * e^(a^2)` as a polynomial in `t = (a - 2.5) / 1.5` on `a` in `[1, 4]`.
+const ERFC_SCALED_P: [f32; 11] = [
+    9.294_974e-5,
+    -0.000_245_186_44,
+    0.000_376_477_28,
+    -0.000_916_272_6,
+    0.002_418_384_2,
+    -0.005_611_233_4,
+    0.012_486_7,
+    -0.026_997_937,
+    0.056_110_628,
+    -0.111_521_39,
+    0.210_806_37,
+];
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// `ln 2` split so that `n * LN2_HI` is exact for `|n| < 2^12`.
+const LN2_HI: f32 = 0.693_115_234_375;
+const LN2_LO: f32 = 3.194_618_3e-5;
+const FRAC_2_PI: f32 = std::f32::consts::FRAC_2_PI;
+/// `pi/2` in three `f32` parts (full precision; with fused multiply-add).
+const PIO2_FMA: [f32; 3] = [1.570_796_4, -4.371_139e-8, -1.715_124_5e-15];
+/// `pi/2` in three parts whose products with `|n| < 2^12` are exact (no fused multiply-add).
+const PIO2_SHORT: [f32; 3] = [1.570_800_781_25, -4.410_743_7e-6, -4.371_139e-8];
+
+impl Cg<'_, '_> {
+    /// A float constant of type `ty` (`f32` or `f32x4`).
+    fn fk(&mut self, ty: Type, v: f32) -> Value {
+        let c = self.b.ins().f32const(v);
+        if ty.is_vector() {
+            self.b.ins().splat(ty, c)
+        } else {
+            c
+        }
+    }
+
+    /// The integer type with the shape of `ty`.
+    fn ity(ty: Type) -> Type {
+        if ty.is_vector() { types::I32X4 } else { types::I32 }
+    }
+
+    /// An `i32` constant with the shape of `ty`.
+    fn ik(&mut self, ty: Type, v: i32) -> Value {
+        let c = self.b.ins().iconst(types::I32, i64::from(v));
+        if ty.is_vector() {
+            self.b.ins().splat(types::I32X4, c)
+        } else {
+            c
+        }
+    }
+
+    fn bits_as(&mut self, to: Type, v: Value) -> Value {
+        let flags = if to.is_vector() {
+            MemFlagsData::new().with_endianness(Endianness::Little)
+        } else {
+            MemFlagsData::new()
+        };
+        self.b.ins().bitcast(to, flags, v)
+    }
+
+    /// `cond ? a : b` where `cond` came from a comparison of values shaped like `ty`.
+    fn fsel(&mut self, ty: Type, cond: Value, a: Value, b: Value) -> Value {
+        if ty.is_vector() {
+            let m = self.bits_as(ty, cond);
+            self.b.ins().bitselect(m, a, b)
+        } else {
+            self.b.ins().select(cond, a, b)
+        }
+    }
+
+    /// `cond ? a : b` for integer values shaped like `ty`.
+    fn isel(&mut self, ty: Type, cond: Value, a: Value, b: Value) -> Value {
+        if ty.is_vector() {
+            self.b.ins().bitselect(cond, a, b)
+        } else {
+            self.b.ins().select(cond, a, b)
+        }
+    }
+
+    /// The magnitude of `a` with the sign of `s`.
+    fn copysign(&mut self, ty: Type, a: Value, s: Value) -> Value {
+        if !ty.is_vector() {
+            return self.b.ins().fcopysign(a, s);
+        }
+        let ity = Self::ity(ty);
+        let abs = self.b.ins().fabs(a);
+        let ab = self.bits_as(ity, abs);
+        let sb = self.bits_as(ity, s);
+        let m = self.ik(ty, i32::MIN);
+        let sign = self.b.ins().band(sb, m);
+        let r = self.b.ins().bor(ab, sign);
+        self.bits_as(ty, r)
+    }
+
+    /// `a * b + c`, fused when the ISA has FMA.
+    pub(crate) fn madd(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.jit.has_fma {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let p = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(p, c)
+        }
+    }
+
+    /// Horner evaluation, coefficients highest degree first.
+    fn horner(&mut self, ty: Type, x: Value, coeffs: &[f32]) -> Value {
+        let mut acc = self.fk(ty, coeffs[0]);
+        for &c in &coeffs[1..] {
+            let k = self.fk(ty, c);
+            acc = self.madd(acc, x, k);
+        }
+        acc
+    }
+
+    /// `2^n` for integer `n` in `[-126, 127]` (bits of the shape of `ty`).
+    fn pow2(&mut self, ty: Type, n: Value) -> Value {
+        let k = self.ik(ty, 127);
+        let bias = self.b.ins().iadd(n, k);
+        let bits = self.b.ins().ishl_imm(bias, 23);
+        self.bits_as(ty, bits)
+    }
+
+    /// `e^x`: `x = n ln2 + r`, a degree-7 polynomial for `e^r`, then `2^n` applied in two
+    /// halves so subnormal results round once.
+    fn exp_f32(&mut self, ty: Type, x: Value) -> Value {
+        let lo = self.fk(ty, -104.0);
+        let hi = self.fk(ty, 89.0);
+        let x = self.b.ins().fmax(x, lo);
+        let x = self.b.ins().fmin(x, hi);
+        let log2e = self.fk(ty, LOG2E);
+        let t = self.b.ins().fmul(x, log2e);
+        let n = self.b.ins().nearest(t);
+        let nhi = self.fk(ty, -LN2_HI);
+        let nlo = self.fk(ty, -LN2_LO);
+        let r = self.madd(n, nhi, x);
+        let r = self.madd(n, nlo, r);
+        let p = self.horner(ty, r, &EXP_P);
+        let ni = self.b.ins().fcvt_to_sint_sat(Self::ity(ty), n);
+        let n1 = self.b.ins().sshr_imm(ni, 1);
+        let n2 = self.b.ins().isub(ni, n1);
+        let s1 = self.pow2(ty, n1);
+        let s2 = self.pow2(ty, n2);
+        let p = self.b.ins().fmul(p, s1);
+        self.b.ins().fmul(p, s2)
+    }
+
+    /// `ln x`: `x = m 2^e` with `m` in `[sqrt(1/2), sqrt 2)`, `s = (m-1)/(m+1)`,
+    /// `ln m = 2 atanh s` as an odd series; subnormals are scaled first.
+    fn log_f32(&mut self, ty: Type, x: Value) -> Value {
+        let ity = Self::ity(ty);
+        let min_pos = self.fk(ty, f32::MIN_POSITIVE);
+        let tiny = self.b.ins().fcmp(FloatCC::LessThan, x, min_pos);
+        let scale = self.fk(ty, 8_388_608.0);
+        let scaled = self.b.ins().fmul(x, scale);
+        let xs = self.fsel(ty, tiny, scaled, x);
+        let m23 = self.ik(ty, -23);
+        let z = self.ik(ty, 0);
+        let eadj = self.isel(ty, tiny, m23, z);
+        let bits = self.bits_as(ity, xs);
+        let e = self.b.ins().ushr_imm(bits, 23);
+        let mask = self.ik(ty, 0xff);
+        let e = self.b.ins().band(e, mask);
+        let bias = self.ik(ty, 127);
+        let e = self.b.ins().isub(e, bias);
+        let e = self.b.ins().iadd(e, eadj);
+        let mant = self.ik(ty, 0x007f_ffff);
+        let one_bits = self.ik(ty, 0x3f80_0000);
+        let mb = self.b.ins().band(bits, mant);
+        let mb = self.b.ins().bor(mb, one_bits);
+        let m = self.bits_as(ty, mb);
+        let sqrt2 = self.fk(ty, std::f32::consts::SQRT_2);
+        let big = self.b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
+        let half = self.fk(ty, 0.5);
+        let mh = self.b.ins().fmul(m, half);
+        let m = self.fsel(ty, big, mh, m);
+        let one_i = self.ik(ty, 1);
+        let zero_i = self.ik(ty, 0);
+        let inc = self.isel(ty, big, one_i, zero_i);
+        let e = self.b.ins().iadd(e, inc);
+        let ef = self.b.ins().fcvt_from_sint(ty, e);
+        let one = self.fk(ty, 1.0);
+        let two = self.fk(ty, 2.0);
+        let f = self.b.ins().fsub(m, one);
+        let d = self.b.ins().fadd(f, two);
+        let s = self.b.ins().fdiv(f, d);
+        let s2 = self.b.ins().fmul(s, s);
+        let series = self.horner(ty, s2, &[2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0, 2.0 / 3.0]);
+        let series = self.b.ins().fmul(series, s2);
+        let tail = self.b.ins().fmul(s, series);
+        let ln2lo = self.fk(ty, LN2_LO);
+        let tail = self.madd(ef, ln2lo, tail);
+        let twos = self.b.ins().fadd(s, s);
+        let t = self.b.ins().fadd(twos, tail);
+        let ln2hi = self.fk(ty, LN2_HI);
+        let res = self.madd(ef, ln2hi, t);
+        let inf = self.fk(ty, f32::INFINITY);
+        let is_inf = self.b.ins().fcmp(FloatCC::Equal, x, inf);
+        let res = self.fsel(ty, is_inf, inf, res);
+        let zero = self.fk(ty, 0.0);
+        let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+        let ninf = self.fk(ty, f32::NEG_INFINITY);
+        let res = self.fsel(ty, is_zero, ninf, res);
+        let bad = self.b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+        let nan = self.fk(ty, f32::NAN);
+        self.fsel(ty, bad, nan, res)
+    }
+
+    /// `tanh x`: an even polynomial times `x` below 0.55, `1 - 2/(e^(2|x|) + 1)` above.
+    fn tanh_f32(&mut self, ty: Type, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let u = self.b.ins().fmul(x, x);
+        let p = self.horner(ty, u, &TANH_P);
+        let small = self.b.ins().fmul(x, p);
+        let a2 = self.b.ins().fadd(a, a);
+        let e = self.exp_f32(ty, a2);
+        let one = self.fk(ty, 1.0);
+        let two = self.fk(ty, 2.0);
+        let d = self.b.ins().fadd(e, one);
+        let q = self.b.ins().fdiv(two, d);
+        let big = self.b.ins().fsub(one, q);
+        let big = self.copysign(ty, big, x);
+        let thr = self.fk(ty, 0.55);
+        let is_small = self.b.ins().fcmp(FloatCC::LessThan, a, thr);
+        self.fsel(ty, is_small, small, big)
+    }
+
+    /// `1/(1+e^-x)` as `(x >= 0 ? 1 : e) / (1 + e)` with `e = e^-|x|` (no overflow).
+    fn sigmoid_f32(&mut self, ty: Type, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let na = self.b.ins().fneg(a);
+        let e = self.exp_f32(ty, na);
+        let one = self.fk(ty, 1.0);
+        let d = self.b.ins().fadd(one, e);
+        let zero = self.fk(ty, 0.0);
+        let pos = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+        let num = self.fsel(ty, pos, one, e);
+        self.b.ins().fdiv(num, d)
+    }
+
+    /// `erf x`: an odd polynomial below 1, `1 - e^(-a^2) * P(a)` on `[1, 4]` (clamped
+    /// above 4, where `erf` rounds to 1).
+    fn erf_f32(&mut self, ty: Type, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let u = self.b.ins().fmul(x, x);
+        let p = self.horner(ty, u, &ERF_SMALL_P);
+        let small = self.b.ins().fmul(x, p);
+        let four = self.fk(ty, 4.0);
+        let ac = self.b.ins().fmin(a, four);
+        let mid = self.fk(ty, -2.5);
+        let inv = self.fk(ty, 1.0 / 1.5);
+        let t = self.b.ins().fadd(ac, mid);
+        let t = self.b.ins().fmul(t, inv);
+        let g = self.horner(ty, t, &ERFC_SCALED_P);
+        let sq = self.b.ins().fmul(ac, ac);
+        let nsq = self.b.ins().fneg(sq);
+        let e = self.exp_f32(ty, nsq);
+        let one = self.fk(ty, 1.0);
+        let ng = self.b.ins().fneg(g);
+        let big = self.madd(ng, e, one);
+        let big = self.copysign(ty, big, x);
+        let is_small = self.b.ins().fcmp(FloatCC::LessThan, a, one);
+        self.fsel(ty, is_small, small, big)
+    }
+
+    /// `sin x` (`cos_shift = 0`) or `cos x` (`cos_shift = 1`): `x = n pi/2 + r` with a
+    /// three-part Cody-Waite reduction, Taylor polynomials on `|r| <= pi/4`, quadrant
+    /// selection by the low bits of `n`.
+    fn sincos_f32(&mut self, ty: Type, x: Value, cos_shift: i32) -> Value {
+        let ity = Self::ity(ty);
+        let k = self.fk(ty, FRAC_2_PI);
+        let t = self.b.ins().fmul(x, k);
+        let n = self.b.ins().nearest(t);
+        let parts = if self.jit.has_fma { PIO2_FMA } else { PIO2_SHORT };
+        let mut r = x;
+        for p in parts {
+            let c = self.fk(ty, -p);
+            r = self.madd(n, c, r);
+        }
+        let q = self.b.ins().fcvt_to_sint_sat(ity, n);
+        let shift = self.ik(ty, cos_shift);
+        let q = self.b.ins().iadd(q, shift);
+        let r2 = self.b.ins().fmul(r, r);
+        let sp = self.horner(
+            ty,
+            r2,
+            &[
+                1.0 / 362_880.0,
+                -1.0 / 5_040.0,
+                1.0 / 120.0,
+                -1.0 / 6.0,
+            ],
+        );
+        let r3 = self.b.ins().fmul(r2, r);
+        let sin_r = self.madd(r3, sp, r);
+        let cp = self.horner(
+            ty,
+            r2,
+            &[
+                -1.0 / 3_628_800.0,
+                1.0 / 40_320.0,
+                -1.0 / 720.0,
+                1.0 / 24.0,
+                -0.5,
+                1.0,
+            ],
+        );
+        let cos_r = cp;
+        let one = self.ik(ty, 1);
+        let odd = self.b.ins().band(q, one);
+        let zero = self.ik(ty, 0);
+        let use_cos = self.b.ins().icmp(IntCC::NotEqual, odd, zero);
+        let v = if ty.is_vector() {
+            let cb = self.bits_as(ity, cos_r);
+            let sb = self.bits_as(ity, sin_r);
+            let sel = self.b.ins().bitselect(use_cos, cb, sb);
+            self.bits_as(ty, sel)
+        } else {
+            self.b.ins().select(use_cos, cos_r, sin_r)
+        };
+        let two = self.ik(ty, 2);
+        let neg = self.b.ins().band(q, two);
+        let sign = self.b.ins().ishl_imm(neg, 30);
+        let vb = self.bits_as(ity, v);
+        let vb = self.b.ins().bxor(vb, sign);
+        self.bits_as(ty, vb)
+    }
+
+    /// An `f32` transcendental on a scalar or `f32x4` (`None` for other ops).
+    pub(crate) fn math_f32(&mut self, op: UnaryOp, ty: Type, x: Value) -> Option<Value> {
+        Some(match op {
+            UnaryOp::Exp => self.exp_f32(ty, x),
+            UnaryOp::Log => self.log_f32(ty, x),
+            UnaryOp::Tanh => self.tanh_f32(ty, x),
+            UnaryOp::Sigmoid => self.sigmoid_f32(ty, x),
+            UnaryOp::Erf => self.erf_f32(ty, x),
+            UnaryOp::Sin => self.sincos_f32(ty, x, 0),
+            UnaryOp::Cos => self.sincos_f32(ty, x, 1),
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Sqrt
+            | UnaryOp::Rsqrt
+            | UnaryOp::Recip
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sign
+            | UnaryOp::Not
+            | UnaryOp::IsNan => return None,
+        })
+    }
+}

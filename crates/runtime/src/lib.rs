@@ -1,0 +1,440 @@
+//! kiln's executor: turns an optimised graph into an [`Executable`] on a [`Backend`] and
+//! runs it with validated inputs, keeping persistent state (parameters, optimiser moments,
+//! counters) across runs.
+//!
+//! Compilation is `optimize` (crates/passes) → for kernel backends, `fuse::lower` to a kernel
+//! plan and `kiln_kernel::verify` → backend code. State updates (a train step's new
+//! parameter values) are extra outputs of the plan that the executor writes back into the
+//! state after each run, so a run either applies every update or none.
+
+mod signature;
+
+pub use signature::{InputError, Signature, SymbolSpec, TensorSpec};
+
+use kiln_ir::{Array, Graph, NodeId, Op};
+use kiln_kernel::Program;
+use kiln_passes::pipeline::{Dump, Func, PipelineOptions, PipelineReport, optimize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Where an executable runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The reference graph interpreter.
+    Interp,
+    /// The kernel plan run by the kernel-IR executor (the CPU JIT's oracle).
+    Kernel,
+}
+
+impl Backend {
+    /// The backend named by `KILN_BACKEND`, or the reference interpreter.
+    pub fn from_env() -> Result<Backend, RuntimeError> {
+        match std::env::var("KILN_BACKEND") {
+            Ok(s) if !s.is_empty() => s.parse(),
+            _ => Ok(Backend::Interp),
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+            Backend::Kernel => "kernel",
+        }
+    }
+
+    /// Every backend built into this binary.
+    pub const ALL: [Backend; 2] = [Backend::Interp, Backend::Kernel];
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = RuntimeError;
+    fn from_str(s: &str) -> Result<Backend, RuntimeError> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| RuntimeError::UnknownBackend(s.to_string()))
+    }
+}
+
+/// Errors of compiling or running an executable.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A backend name that is not built in.
+    #[error("unknown backend `{0}` (available: interp, kernel)")]
+    UnknownBackend(String),
+    /// The caller's inputs do not match the signature.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A requested output or update names no live node.
+    #[error("output `{0}` is not a node of the graph")]
+    UnknownOutput(String),
+    /// A state update's value does not match the state tensor's dtype or shape.
+    #[error("update of state `{name}`: {message}")]
+    Update {
+        /// State name.
+        name: String,
+        /// What differs.
+        message: String,
+    },
+    /// A parameter has no value.
+    #[error("parameter `{0}` has no value; set it before compiling")]
+    MissingState(String),
+    /// The optimiser pipeline failed.
+    #[error("optimiser: {0}")]
+    Pass(#[from] kiln_passes::error::PassError),
+    /// Lowering to kernels failed.
+    #[error("lowering: {0}")]
+    Fuse(#[from] kiln_passes::fuse::FuseError),
+    /// The kernel plan failed verification.
+    #[error("kernel plan rejected: {0}")]
+    Verify(String),
+    /// Graph evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] kiln_interp::EvalError),
+    /// Kernel execution failed.
+    #[error("kernel execution: {0}")]
+    Exec(#[from] kiln_kernel::ExecError),
+    /// Anything else, one line.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Persistent named tensors shared by executables compiled from the same graph (a train
+/// step and its eval executable see the same parameters).
+#[derive(Clone, Debug, Default)]
+pub struct State(Arc<Mutex<BTreeMap<String, Array>>>);
+
+impl State {
+    /// A state store holding `values`.
+    pub fn new(values: impl IntoIterator<Item = (String, Array)>) -> State {
+        State(Arc::new(Mutex::new(values.into_iter().collect())))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Array>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of one tensor.
+    pub fn get(&self, name: &str) -> Option<Array> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Replaces one tensor; it must keep its dtype and shape.
+    pub fn set(&self, name: &str, value: Array) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        match s.get(name) {
+            Some(old) if old.dtype() == value.dtype() && old.shape() == value.shape() => {
+                s.insert(name.to_string(), value);
+                Ok(())
+            }
+            Some(old) => Err(RuntimeError::Update {
+                name: name.into(),
+                message: format!("expected {}{:?}, got {}{:?}", old.dtype(), old.shape(), value.dtype(), value.shape()),
+            }),
+            None => Err(RuntimeError::Update { name: name.into(), message: "no such state tensor".into() }),
+        }
+    }
+
+    /// A snapshot of every tensor, sorted by name.
+    pub fn snapshot(&self) -> Vec<(String, Array)> {
+        self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// True if both handles share one store.
+    pub fn same(&self, other: &State) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    fn ensure(&self, name: &str, value: &Array) {
+        self.lock().entry(name.to_string()).or_insert_with(|| value.clone());
+    }
+}
+
+/// What compilation did and how long it took.
+#[derive(Clone, Debug, Default)]
+pub struct CompileReport {
+    /// Per-pass timings and statistics of the optimiser.
+    pub pipeline: Option<PipelineReport>,
+    /// Number of kernels in the plan, by kind (`loop`, `matmul`, `conv2d`).
+    pub kernels: BTreeMap<&'static str, usize>,
+    /// Wall time from graph to ready executable.
+    pub total: Duration,
+}
+
+/// What to compile: a graph, its named outputs and state updates.
+#[derive(Clone, Debug)]
+pub struct CompileSpec {
+    /// The graph (a snapshot; the executable owns its copy).
+    pub graph: Graph,
+    /// Named outputs.
+    pub outputs: Vec<(String, NodeId)>,
+    /// State updates: state name → node computing its new value.
+    pub updates: Vec<(String, NodeId)>,
+    /// Initial values of parameters (by name); missing ones are an error unless `state`
+    /// already holds them.
+    pub params: HashMap<String, Array>,
+    /// Share this state store instead of creating one.
+    pub state: Option<State>,
+}
+
+enum Engine {
+    Interp,
+    Kernel(Box<Program>),
+}
+
+/// A compiled, runnable module.
+pub struct Executable {
+    backend: Backend,
+    signature: Signature,
+    graph: Graph,
+    outputs: Vec<(String, NodeId)>,
+    updates: Vec<(String, NodeId)>,
+    program: Option<Program>,
+    state: State,
+    engine: Engine,
+    report: CompileReport,
+}
+
+impl fmt::Debug for Executable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executable")
+            .field("backend", &self.backend)
+            .field("signature", &self.signature)
+            .field("nodes", &self.graph.len())
+            .finish()
+    }
+}
+
+const UPDATE_PREFIX: &str = "update:";
+
+/// Optimises and compiles `spec` for `backend`.
+pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, RuntimeError> {
+    let start = Instant::now();
+    let n_out = spec.outputs.len();
+    let all: Vec<NodeId> = spec.outputs.iter().chain(&spec.updates).map(|(_, id)| *id).collect();
+    for (name, id) in spec.outputs.iter().chain(&spec.updates) {
+        if !spec.graph.contains(*id) {
+            return Err(RuntimeError::UnknownOutput(name.clone()));
+        }
+    }
+    let mut func = Func::new(spec.graph, all)?;
+    let opts = PipelineOptions { dump: Dump::Env, ..PipelineOptions::default() };
+    let pipeline = optimize(&mut func, &opts)?;
+    let outputs: Vec<(String, NodeId)> =
+        spec.outputs.iter().zip(&func.outputs[..n_out]).map(|((n, _), id)| (n.clone(), *id)).collect();
+    let updates: Vec<(String, NodeId)> =
+        spec.updates.iter().zip(&func.outputs[n_out..]).map(|((n, _), id)| (n.clone(), *id)).collect();
+    let graph = func.graph;
+
+    let state = spec.state.unwrap_or_default();
+    for (id, name) in graph.parameters() {
+        let node = graph.node(id);
+        let value = match state.get(name) {
+            Some(v) => v,
+            None => spec.params.get(name).cloned().ok_or_else(|| RuntimeError::MissingState(name.to_string()))?,
+        };
+        if Some(value.shape().to_vec()) != node.shape.as_known() || value.dtype() != node.dtype {
+            return Err(RuntimeError::Update {
+                name: name.to_string(),
+                message: format!("declared {}{} but the value is {}{:?}", node.dtype, node.shape, value.dtype(), value.shape()),
+            });
+        }
+        state.ensure(name, &value);
+    }
+    for (name, id) in &updates {
+        let node = graph.node(*id);
+        let target = graph.parameters().into_iter().find(|(_, n)| n == name).map(|(pid, _)| pid);
+        let declared = match target {
+            Some(pid) => {
+                let p = graph.node(pid);
+                (p.dtype, p.shape.clone())
+            }
+            None => match state.get(name).or_else(|| spec.params.get(name).cloned()) {
+                Some(v) => {
+                    state.ensure(name, &v);
+                    (v.dtype(), kiln_ir::Shape::known(v.shape()))
+                }
+                None => return Err(RuntimeError::MissingState(name.clone())),
+            },
+        };
+        if declared != (node.dtype, node.shape.clone()) {
+            return Err(RuntimeError::Update {
+                name: name.clone(),
+                message: format!("state is {}{} but the new value is {}{}", declared.0, declared.1, node.dtype, node.shape),
+            });
+        }
+    }
+
+    let signature = signature_of(&graph, &outputs);
+    let mut report = CompileReport { pipeline: Some(pipeline), ..CompileReport::default() };
+    let (program, engine) = match backend {
+        Backend::Interp => (None, Engine::Interp),
+        Backend::Kernel => {
+            let p = lower(&graph, &outputs, &updates)?;
+            count_kernels(&p, &mut report.kernels);
+            (Some(p.clone()), Engine::Kernel(Box::new(p)))
+        }
+    };
+    report.total = start.elapsed();
+    Ok(Executable { backend, signature, graph, outputs, updates, program, state, engine, report })
+}
+
+fn lower(graph: &Graph, outputs: &[(String, NodeId)], updates: &[(String, NodeId)]) -> Result<Program, RuntimeError> {
+    let mut named: Vec<(String, NodeId)> = outputs.to_vec();
+    named.extend(updates.iter().map(|(n, id)| (format!("{UPDATE_PREFIX}{n}"), *id)));
+    let program = kiln_passes::fuse::lower(graph, &named)?;
+    kiln_kernel::verify(&program).map_err(|e| RuntimeError::Verify(e.to_string()))?;
+    Ok(program)
+}
+
+fn count_kernels(p: &Program, out: &mut BTreeMap<&'static str, usize>) {
+    for k in &p.kernels {
+        let kind = match k {
+            kiln_kernel::Kernel::Loop(_) => "loop",
+            kiln_kernel::Kernel::Matmul(_) => "matmul",
+            kiln_kernel::Kernel::Conv2d(_) => "conv2d",
+        };
+        *out.entry(kind).or_default() += 1;
+    }
+}
+
+/// The signature of an optimised graph: its inputs (id order), the named outputs, and the
+/// symbols of the input shapes (each at least 1).
+pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
+    let mut inputs = Vec::new();
+    let mut symbols: Vec<String> = Vec::new();
+    for (id, _) in graph.inputs() {
+        if let Op::Input { name, dtype, shape } = &graph.node(id).op {
+            for s in shape.symbols() {
+                if !symbols.iter().any(|x| **x == *s) {
+                    symbols.push(s.to_string());
+                }
+            }
+            inputs.push(TensorSpec { name: name.clone(), dtype: *dtype, shape: shape.clone() });
+        }
+    }
+    let outputs = outputs
+        .iter()
+        .map(|(name, id)| {
+            let n = graph.node(*id);
+            TensorSpec { name: name.clone(), dtype: n.dtype, shape: n.shape.clone() }
+        })
+        .collect();
+    let symbols = symbols.into_iter().map(|name| SymbolSpec { name, min: 1, max: None }).collect();
+    Signature { inputs, outputs, symbols }
+}
+
+impl Executable {
+    /// The backend it runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Inputs, outputs and symbols.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// The optimised graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Named outputs (nodes of the optimised graph).
+    pub fn outputs(&self) -> &[(String, NodeId)] {
+        &self.outputs
+    }
+
+    /// State updates (nodes of the optimised graph).
+    pub fn updates(&self) -> &[(String, NodeId)] {
+        &self.updates
+    }
+
+    /// The kernel plan, for kernel backends.
+    pub fn program(&self) -> Option<&Program> {
+        self.program.as_ref()
+    }
+
+    /// The persistent state store (share it with [`CompileSpec::state`]).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Compilation statistics.
+    pub fn report(&self) -> &CompileReport {
+        &self.report
+    }
+
+    /// Runs once: validates inputs, computes every output, then applies every state update.
+    pub fn run(&mut self, inputs: &[(&str, &Array)]) -> Result<Vec<(String, Array)>, RuntimeError> {
+        self.run_with(inputs, &HashMap::new())
+    }
+
+    /// Like [`Executable::run`] with explicit symbol bindings for symbols no input determines.
+    pub fn run_with(
+        &mut self,
+        inputs: &[(&str, &Array)],
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Vec<(String, Array)>, RuntimeError> {
+        let bindings = self.signature.bind(inputs, bindings)?;
+        let feeds: HashMap<String, Array> = inputs.iter().map(|(n, a)| (n.to_string(), (*a).clone())).collect();
+        let state: HashMap<String, Array> = self.state.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (outs, new_state) = match &self.engine {
+            Engine::Interp => {
+                let ids: Vec<NodeId> = self.outputs.iter().chain(&self.updates).map(|(_, id)| *id).collect();
+                let mut vals = kiln_interp::eval(&self.graph, &ids, &feeds, &state)?;
+                let upd = vals.split_off(self.outputs.len());
+                (vals, upd)
+            }
+            Engine::Kernel(p) => {
+                let mut bufs = kiln_kernel::allocate(p, &bindings)?;
+                for (i, b) in p.buffers.iter().enumerate() {
+                    let src = match &b.kind {
+                        kiln_kernel::BufferKind::Input(n) => feeds.get(n),
+                        kiln_kernel::BufferKind::State(n) => state.get(n),
+                        _ => None,
+                    };
+                    if let Some(a) = src {
+                        bufs[i] = a.data().clone();
+                    }
+                }
+                kiln_kernel::execute(p, &bindings, &mut bufs)?;
+                let take = |name: &str, spec_shape: &kiln_ir::Shape| -> Result<Array, RuntimeError> {
+                    let idx = p
+                        .buffers
+                        .iter()
+                        .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if n == name))
+                        .ok_or_else(|| RuntimeError::UnknownOutput(name.to_string()))?;
+                    let shape = spec_shape.eval(&bindings).map_err(|e| RuntimeError::Other(e.to_string()))?;
+                    Array::new(&shape, bufs[idx].clone()).map_err(|e| RuntimeError::Other(e.to_string()))
+                };
+                let mut outs = Vec::new();
+                for (name, id) in &self.outputs {
+                    outs.push(take(name, &self.graph.node(*id).shape)?);
+                }
+                let mut upd = Vec::new();
+                for (name, id) in &self.updates {
+                    upd.push(take(&format!("{UPDATE_PREFIX}{name}"), &self.graph.node(*id).shape)?);
+                }
+                (outs, upd)
+            }
+        };
+        {
+            let mut s = self.state.lock();
+            for ((name, _), v) in self.updates.iter().zip(new_state) {
+                s.insert(name.clone(), v);
+            }
+        }
+        Ok(self.outputs.iter().map(|(n, _)| n.clone()).zip(outs).collect())
+    }
+}
