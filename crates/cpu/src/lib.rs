@@ -1,1 +1,68 @@
-//! x
+//! kiln's CPU backend: a kernel plan ([`kiln_kernel::Program`]) lowered to native code.
+//!
+//! * Every loop kernel becomes one Cranelift function (host ISA, `opt_level=speed`) with the
+//!   signature `(buffer base pointers, symbolic dim values, start, end, error flags)`, where
+//!   `[start, end)` is a range of the kernel's split axis (its first axis whose extent is not
+//!   1), so a kernel's points can be divided among threads. Loops are blocks, never
+//!   unrolled over a tensor. The innermost domain axis (or, for row reductions, the
+//!   innermost reduction axis) runs as `f32x4`/`f64x2` vectors with a scalar tail when every
+//!   access there is contiguous or uniform across lanes. Transcendentals on `f32` are inline
+//!   polynomials (see docs/numerics.md); on `f64` they call libm through imported symbols.
+//! * Matmul and conv2d kernels call the `gemm` crate (AVX2/FMA micro-kernels dispatched at
+//!   run time) on strided views taken straight from plain affine operand loads; other
+//!   operand bodies are materialised by generated loops, epilogues run as one generated
+//!   loop over the accumulator. Conv2d is im2col + GEMM.
+//! * Kernels above a work threshold are split over a persistent thread pool
+//!   (`KILN_THREADS`, default: all cores).
+//! * Compiled loops are cached per process by the structure of the kernel.
+//!
+//! # Safety model
+//!
+//! Generated code does no bounds checks of its own on plain and masked accesses. It relies
+//! on: (1) [`compile`] verifying the program, which proves every plain and masked access in
+//! bounds for every binding allowed by the symbols' preconditions; (2) [`CpuProgram::run`]
+//! checking the bindings against those preconditions and every buffer's dtype and length
+//! against the bindings before any generated code runs; (3) a pre-run check that every
+//! divisor is positive and no proven index can overflow 64-bit arithmetic, so the machine
+//! computes exactly the values the proof is about. Checked loads (gathers) clamp their
+//! index and raise an error flag, reported as [`CpuError::IndexOutOfBounds`] after the
+//! kernel; integer division by zero raises [`CpuError::DivisionByZero`] the same way.
+//!
+//! ```
+//! use kiln_cpu::compile;
+//! use kiln_ir::Data;
+//! use std::collections::HashMap;
+//!
+//! let program = kiln_kernel::parse(
+//!     "symbol N >= 1
+//!      b0 = input \"x\" f32[N]
+//!      b1 = output \"y\" f32[N]
+//!      k0 = loop [N] {
+//!        v0 = load b0[i0]
+//!        v1 = exp(v0)
+//!        store b1[i0] = v1
+//!      }",
+//! )
+//! .unwrap();
+//! let compiled = compile(&program).unwrap();
+//! let bindings = HashMap::from([("N".to_string(), 3u64)]);
+//! let mut buffers = vec![Data::F32(vec![0.0, 1.0, -1.0]), Data::F32(vec![0.0; 3])];
+//! compiled.run(&bindings, &mut buffers).unwrap();
+//! let Data::F32(y) = &buffers[1] else { unreachable!() };
+//! assert_eq!(y[0], 1.0);
+//! assert!((y[1] - std::f32::consts::E).abs() < 1e-6);
+//! ```
+
+mod cache;
+pub(crate) mod codegen;
+mod contract;
+mod error;
+mod jit;
+mod job;
+pub mod pool;
+mod preflight;
+mod program;
+
+pub use cache::{CacheStats, cache_stats};
+pub use error::CpuError;
+pub use program::{CpuProgram, LoopSummary, RunOptions, VectorAxis, compile};

@@ -1,1 +1,53 @@
-//! tmp
+//! kiln's GPU backend: runs kernel programs as WGSL compute shaders (from `kiln-wgsl`)
+//! through wgpu, on Vulkan, Metal or DX12 adapters, including software ones such as Mesa's
+//! lavapipe.
+//!
+//! * [`GpuDevice`] picks an adapter (a discrete GPU first; `KILN_GPU_ADAPTER` selects one
+//!   by name substring), opens a device with the adapter's limits and caches pipelines by
+//!   shader hash, so equal kernels share one pipeline across programs.
+//! * [`GpuProgram::compile`] lowers a program, checks every shader against the limits
+//!   (storage buffers per stage, workgroup size and memory) and uploads the constants.
+//! * [`GpuProgram::run`] evaluates buffer sizes under the bindings, takes input, output
+//!   and scratch buffers from a pool reused across runs, records every dispatch into one
+//!   command encoder (launches beyond 65535 workgroups are spread over a 2-D or 3-D grid),
+//!   reads back only the requested outputs and the error flag, and reports a checked load
+//!   out of bounds or an integer division by zero as an error.
+//! * State buffers (parameters, optimiser moments) stay on the device between runs;
+//!   [`GpuProgram::set_state`] and [`GpuProgram::state`] move them to and from the host.
+//!
+//! Without an adapter, compiling fails with [`GpuError::NoAdapter`]. Tests obtain the
+//! device through [`test_device`], which skips (or, under `KILN_REQUIRE_GPU=1`, fails).
+
+mod device;
+mod error;
+mod pool;
+mod program;
+
+pub use device::{ADAPTER_ENV, GpuDevice};
+pub use error::{GpuError, NO_ADAPTER};
+pub use program::{GpuOptions, GpuProgram, split_grid};
+
+use std::sync::Arc;
+
+/// The environment variable that turns a missing adapter from a skipped test into a failure.
+pub const REQUIRE_GPU_ENV: &str = "KILN_REQUIRE_GPU";
+
+/// The shared device for a GPU test, or `None` (after printing why) when there is no
+/// adapter, so the test can return early.
+///
+/// # Panics
+///
+/// When no device can be opened and `KILN_REQUIRE_GPU=1` is set (CI sets it where a GPU
+/// or lavapipe is expected), so a missing driver fails the suite instead of skipping it.
+pub fn test_device() -> Option<Arc<GpuDevice>> {
+    match GpuDevice::shared() {
+        Ok(device) => Some(device),
+        Err(e) => {
+            if std::env::var(REQUIRE_GPU_ENV).is_ok_and(|v| v == "1") {
+                panic!("{REQUIRE_GPU_ENV}=1 but no GPU device could be opened: {e}");
+            }
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}

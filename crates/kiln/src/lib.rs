@@ -19,9 +19,14 @@ mod compile;
 mod composite;
 mod error;
 mod eval;
+pub mod data;
 pub mod functional;
+pub mod loss;
+pub mod nn;
 pub mod npy;
+pub mod optim;
 mod overload;
+pub mod random;
 mod tensor;
 
 pub use autodiff::{

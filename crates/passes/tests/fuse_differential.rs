@@ -280,7 +280,7 @@ fn cases() -> u32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, max_global_rejects: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn fused_program_matches_interpreter(
@@ -300,6 +300,11 @@ proptest! {
         prop_assert!(kiln_kernel::verify(&program).is_ok());
         if std::env::var("FUSE_STATS").is_ok() {
             eprintln!("nodes={} kernels={} ops={:?}", g.len(), program.kernels.len(), g.node_ids().iter().map(|&i| g.node(i).op.name()).collect::<Vec<_>>());
+        }
+        let mp = kiln_passes::memplan::plan(&program, &bindings);
+        prop_assert!(mp.is_ok());
+        if let Ok(mp) = &mp {
+            check_plan(&program, mp);
         }
         let (inputs, params) = random_feeds(&g, &bindings, seed);
         let want = kiln_interp::eval(&g, &outs, &inputs, &params);

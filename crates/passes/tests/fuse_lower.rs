@@ -405,3 +405,103 @@ fn lowering_errors_are_typed() {
     );
     let _ = w;
 }
+
+/// Runs `lower_with(outputs, updates)` and the interpreter; the state afterwards must hold
+/// the updates' values, computed from the old parameters.
+fn check_updates(g: &Graph, outputs: &[(String, kiln_ir::NodeId)], updates: &[(String, kiln_ir::NodeId)]) -> kiln_kernel::Program {
+    let lowered = lower_with(g, outputs, updates).expect("lowers");
+    kiln_kernel::verify(&lowered.program).expect("verifies");
+    let bindings = bind_n(3);
+    let (inputs, params) = random_feeds(g, &bindings, 9);
+    let nodes: Vec<kiln_ir::NodeId> = outputs.iter().chain(updates).map(|o| o.1).collect();
+    let want = kiln_interp::eval(g, &nodes, &inputs, &params).expect("interp");
+    let (outs, state) = execute(&lowered.program, &bindings, &inputs, &params).expect("runs");
+    for ((name, _), w) in outputs.iter().zip(&want) {
+        same_data(w.data(), &outs[name]).unwrap_or_else(|m| panic!("{name}: {m}"));
+    }
+    for ((name, _), w) in updates.iter().zip(&want[outputs.len()..]) {
+        same_data(w.data(), &state[name]).unwrap_or_else(|m| panic!("{name}: {m}\n{}", lowered.program));
+    }
+    lowered.program
+}
+
+fn writers(p: &kiln_kernel::Program, b: kiln_kernel::BufferId) -> Vec<usize> {
+    p.kernels
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| match k {
+            kiln_kernel::Kernel::Loop(l) => l.body.stores.iter().any(|s| s.buffer == b),
+            kiln_kernel::Kernel::Matmul(m) => m.epilogue.stores.iter().any(|s| s.buffer == b),
+            kiln_kernel::Kernel::Conv2d(c) => c.epilogue.stores.iter().any(|s| s.buffer == b),
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn state_updates_are_written_in_place_after_every_reader() {
+    // w' = w - 0.5 * sum_n(x) * w, while y = x @ w^T still reads the old w.
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", DType::F32, n_shape(&[4]));
+    let w = param(&mut g, "w", DType::F32, &[4, 4]);
+    let wt = add(&mut g, Op::Permute(vec![1, 0]), &[w]);
+    let y = add(&mut g, Op::MatMul, &[x, wt]);
+    let s = reduce(&mut g, ReduceOp::Sum, x, &[0], false);
+    let half = scalar(&mut g, 0.5, DType::F32);
+    let sw = bin(&mut g, BinaryOp::Mul, s, w);
+    let step = bin(&mut g, BinaryOp::Mul, sw, half);
+    let w1 = bin(&mut g, BinaryOp::Sub, w, step);
+    let p = check_updates(&g, &[("y".into(), y)], &[("w".into(), w1)]);
+    let b = p.state("w").expect("state");
+    let ks = writers(&p, b);
+    assert_eq!(ks.len(), 1);
+    // The matmul reading w runs before the update kernel.
+    assert!(ks[0] == p.kernels.len() - 1, "{p}");
+}
+
+#[test]
+fn updates_that_read_the_old_value_elsewhere_are_copied_last() {
+    // w' = transpose(w): the kernel computing it reads w at other elements, so it goes to
+    // scratch and a final copy writes the state.
+    let mut g = Graph::new();
+    let w = param(&mut g, "w", DType::F32, &[3, 3]);
+    let x = input(&mut g, "x", DType::F32, n_shape(&[3]));
+    let wt = add(&mut g, Op::Permute(vec![1, 0]), &[w]);
+    let e = un(&mut g, UnaryOp::Exp, wt);
+    let y = add(&mut g, Op::MatMul, &[x, w]);
+    let p = check_updates(&g, &[("y".into(), y)], &[("w".into(), e)]);
+    let b = p.state("w").expect("state");
+    assert_eq!(writers(&p, b), vec![p.kernels.len() - 1], "{p}");
+    // A swap of two parameters: each update reads the other's old value.
+    let mut g = Graph::new();
+    let a = param(&mut g, "a", DType::F32, &[2]);
+    let b = param(&mut g, "b", DType::F32, &[2]);
+    let na = un(&mut g, UnaryOp::Neg, b);
+    let nb = un(&mut g, UnaryOp::Neg, a);
+    let x = input(&mut g, "x", DType::F32, n_shape(&[2]));
+    let y = bin(&mut g, BinaryOp::Add, x, a);
+    check_updates(&g, &[("y".into(), y)], &[("a".into(), na), ("b".into(), nb)]);
+}
+
+#[test]
+fn a_transposed_matmul_stores_through_its_epilogue() {
+    // (a @ b)^T + c: one matmul kernel computing b^T @ a^T with the add in its epilogue.
+    let mut g = Graph::new();
+    let a = input(&mut g, "a", DType::F32, Shape::known(&[3, 4]));
+    let b = param(&mut g, "b", DType::F32, &[4, 5]);
+    let c = param(&mut g, "c", DType::F32, &[5, 3]);
+    let m = add(&mut g, Op::MatMul, &[a, b]);
+    let t = add(&mut g, Op::Permute(vec![1, 0]), &[m]);
+    let y = bin(&mut g, BinaryOp::Add, t, c);
+    let r = check_against_interp(&g, &[y], &Default::default(), 3);
+    assert_eq!((r.matmul, r.kernels()), (1, 1), "{r}");
+    // Batched, with a broadcast batch operand.
+    let mut g = Graph::new();
+    let a = input(&mut g, "a", DType::F64, n_shape(&[3, 4]));
+    let b = param(&mut g, "b", DType::F64, &[4, 2]);
+    let m = add(&mut g, Op::MatMul, &[a, b]);
+    let t = add(&mut g, Op::Permute(vec![0, 2, 1]), &[m]);
+    let e = un(&mut g, UnaryOp::Exp, t);
+    let r = check_against_interp(&g, &[e], &bind_n(2), 4);
+    assert_eq!(r.kernels(), 1, "{r}");
+}

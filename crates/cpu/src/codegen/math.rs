@@ -160,7 +160,7 @@ impl Cg<'_, '_> {
     fn pow2(&mut self, ty: Type, n: Value) -> Value {
         let k = self.ik(ty, 127);
         let bias = self.b.ins().iadd(n, k);
-        let bits = self.b.ins().ishl_imm(bias, 23);
+        let bits = self.b.ins().ishl_imm_s(bias, 23);
         self.bits_as(ty, bits)
     }
 
@@ -180,7 +180,7 @@ impl Cg<'_, '_> {
         let r = self.madd(n, nlo, r);
         let p = self.horner(ty, r, &EXP_P);
         let ni = self.b.ins().fcvt_to_sint_sat(Self::ity(ty), n);
-        let n1 = self.b.ins().sshr_imm(ni, 1);
+        let n1 = self.b.ins().sshr_imm_s(ni, 1);
         let n2 = self.b.ins().isub(ni, n1);
         let s1 = self.pow2(ty, n1);
         let s2 = self.pow2(ty, n2);
@@ -201,7 +201,7 @@ impl Cg<'_, '_> {
         let z = self.ik(ty, 0);
         let eadj = self.isel(ty, tiny, m23, z);
         let bits = self.bits_as(ity, xs);
-        let e = self.b.ins().ushr_imm(bits, 23);
+        let e = self.b.ins().ushr_imm_s(bits, 23);
         let mask = self.ik(ty, 0xff);
         let e = self.b.ins().band(e, mask);
         let bias = self.ik(ty, 127);
@@ -363,7 +363,7 @@ impl Cg<'_, '_> {
         };
         let two = self.ik(ty, 2);
         let neg = self.b.ins().band(q, two);
-        let sign = self.b.ins().ishl_imm(neg, 30);
+        let sign = self.b.ins().ishl_imm_s(neg, 30);
         let vb = self.bits_as(ity, v);
         let vb = self.b.ins().bxor(vb, sign);
         self.bits_as(ty, vb)

@@ -136,6 +136,7 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
     ctx.func.name = UserFuncName::user(0, id.as_u32());
     let mut fctx = FunctionBuilderContext::new();
     let split = split_axis(&job.kernel);
+    let target = jit.module.target_config();
     {
         let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let mut cg = Cg {
@@ -152,7 +153,7 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
         };
         cg.emit(&dims, split)?;
         cg.b.seal_all_blocks();
-        cg.b.finalize();
+        cg.b.finalize(target);
     }
     let module = &mut jit.module;
     let defined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -342,7 +343,7 @@ impl Cg<'_, '_> {
         self.b.ins().brif(go, body, &[], exit, &[]);
         self.b.switch_to_block(body);
         f(self, i)?;
-        let next = self.b.ins().iadd_imm(i, step);
+        let next = self.b.ins().iadd_imm_s(i, step);
         self.b.def_var(var, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
@@ -383,7 +384,7 @@ impl Cg<'_, '_> {
         self.b.def_var(var, lo);
         if let Some(lanes) = domain_plan {
             let span = self.b.ins().isub(hi, lo);
-            let whole = self.b.ins().band_imm(span, !(i64::from(lanes) - 1));
+            let whole = self.b.ins().band_imm_s(span, !(i64::from(lanes) - 1));
             let vend = self.b.ins().iadd(lo, whole);
             let mut vv = vars.clone();
             self.for_var(var, vend, i64::from(lanes), &mut |cg, i| {
@@ -526,7 +527,7 @@ impl Cg<'_, '_> {
             let var = cg.b.declare_var(types::I64);
             cg.b.def_var(var, lo);
             if let Some(lanes) = red_plan {
-                let whole = cg.b.ins().band_imm(hi, !(i64::from(lanes) - 1));
+                let whole = cg.b.ins().band_imm_s(hi, !(i64::from(lanes) - 1));
                 let mut vr = reds.clone();
                 cg.for_var(var, whole, i64::from(lanes), &mut |cg, i| {
                     vr[k] = i;
@@ -701,7 +702,7 @@ impl Cg<'_, '_> {
         let err = self.err.ok_or("internal: no error variable")?;
         let c = self.b.ins().uextend(types::I32, cond);
         let shift = bit.trailing_zeros();
-        let c = self.b.ins().ishl_imm(c, i64::from(shift));
+        let c = self.b.ins().ishl_imm_s(c, i64::from(shift));
         let cur = self.b.use_var(err);
         let next = self.b.ins().bor(cur, c);
         self.b.def_var(err, next);
@@ -765,9 +766,9 @@ impl Cg<'_, '_> {
             if k > 1 && (k & (k - 1)) == 0 {
                 let s = i64::from(k.trailing_zeros());
                 return Ok(if div {
-                    self.b.ins().sshr_imm(a, s)
+                    self.b.ins().sshr_imm_s(a, s)
                 } else {
-                    self.b.ins().band_imm(a, k - 1)
+                    self.b.ins().band_imm_s(a, k - 1)
                 });
             }
         }
@@ -775,7 +776,7 @@ impl Cg<'_, '_> {
         let q = self.b.ins().sdiv(a, dv);
         let qd = self.b.ins().imul(q, dv);
         let r = self.b.ins().isub(a, qd);
-        let neg = self.b.ins().icmp_imm(IntCC::SignedLessThan, r, 0);
+        let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, 0);
         Ok(if div {
             let one = self.b.ins().uextend(types::I64, neg);
             self.b.ins().isub(q, one)
@@ -794,7 +795,7 @@ impl Cg<'_, '_> {
         let off = if shift == 0 {
             idx
         } else {
-            self.b.ins().ishl_imm(idx, i64::from(shift))
+            self.b.ins().ishl_imm_s(idx, i64::from(shift))
         };
         Ok(self.b.ins().iadd(base, off))
     }
@@ -875,15 +876,15 @@ impl Cg<'_, '_> {
                 let one = self.b.ins().iconst(types::I8, 1);
                 self.flag_if(one, crate::codegen::FLAG_OOB)?;
                 let zero = self.constant(Scalar::zero(dt));
-                let empty = self.b.ins().icmp_imm(IntCC::SignedLessThanOrEqual, size, 0);
+                let empty = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, size, 0);
                 self.b
                     .ins()
                     .brif(empty, merge, &[BlockArg::Value(zero)], clamp, &[]);
                 self.b.switch_to_block(clamp);
                 self.b.set_cold_block(clamp);
-                let last = self.b.ins().iadd_imm(size, -1);
+                let last = self.b.ins().iadd_imm_s(size, -1);
                 let z64 = self.b.ins().iconst(types::I64, 0);
-                let negative = self.b.ins().icmp_imm(IntCC::SignedLessThan, idx, 0);
+                let negative = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, idx, 0);
                 let c = self.b.ins().select(negative, z64, last);
                 let v = self.load_scalar_at(buf, c)?;
                 self.b.ins().jump(merge, &[BlockArg::Value(v)]);
@@ -957,7 +958,7 @@ impl Cg<'_, '_> {
             DType::I32 | DType::U32 => ins.ireduce(types::I32, x),
             DType::F32 => ins.fcvt_from_sint(types::F32, x),
             DType::F64 => ins.fcvt_from_sint(types::F64, x),
-            DType::Bool => ins.icmp_imm(IntCC::NotEqual, x, 0),
+            DType::Bool => ins.icmp_imm_s(IntCC::NotEqual, x, 0),
         }
     }
 
@@ -971,14 +972,14 @@ impl Cg<'_, '_> {
                 VarRef::Red(k) => e.reds.get_mut(k),
             }
             .ok_or("vector variable out of range")?;
-            *slot = self.b.ins().iadd_imm(*slot, i64::from(l));
+            *slot = self.b.ins().iadd_imm_s(*slot, i64::from(l));
         }
         for &d in needed {
             if let Some(V::V(x)) = env.vals.get(d).copied().flatten() {
                 let dt = self.dtypes[d];
                 let s = self.b.ins().extractlane(x, l);
                 let s = if dt == DType::Bool {
-                    self.b.ins().icmp_imm(IntCC::NotEqual, s, 0)
+                    self.b.ins().icmp_imm_s(IntCC::NotEqual, s, 0)
                 } else {
                     s
                 };
@@ -1168,7 +1169,7 @@ impl Cg<'_, '_> {
                         V::V(x) => {
                             let s = self.b.ins().extractlane(x, l);
                             if dt == DType::Bool {
-                                self.b.ins().icmp_imm(IntCC::NotEqual, s, 0)
+                                self.b.ins().icmp_imm_s(IntCC::NotEqual, s, 0)
                             } else {
                                 s
                             }

@@ -181,7 +181,7 @@ impl Cg<'_, '_> {
         }
         if dt == DType::Bool {
             return match op {
-                UnaryOp::Not => Ok(self.b.ins().bxor_imm(x, 1)),
+                UnaryOp::Not => Ok(self.b.ins().bxor_imm_s(x, 1)),
                 _ => Err(bad()),
             };
         }
@@ -198,11 +198,11 @@ impl Cg<'_, '_> {
             UnaryOp::Not => self.b.ins().bnot(x),
             UnaryOp::Sign => {
                 if dt == DType::U32 {
-                    let nz = self.b.ins().icmp_imm(IntCC::NotEqual, x, 0);
+                    let nz = self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0);
                     self.b.ins().uextend(ty, nz)
                 } else {
-                    let pos = self.b.ins().icmp_imm(IntCC::SignedGreaterThan, x, 0);
-                    let neg = self.b.ins().icmp_imm(IntCC::SignedLessThan, x, 0);
+                    let pos = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, x, 0);
+                    let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
                     let p = self.b.ins().uextend(ty, pos);
                     let n = self.b.ins().uextend(ty, neg);
                     self.b.ins().isub(p, n)
@@ -228,7 +228,7 @@ impl Cg<'_, '_> {
     /// Floor division and Python remainder of integers, without traps.
     fn int_divrem(&mut self, dt: DType, a: Value, b: Value, div: bool) -> R<Value> {
         let ty = super::sty(dt);
-        let is0 = self.b.ins().icmp_imm(IntCC::Equal, b, 0);
+        let is0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
         self.flag_if(is0, FLAG_DIV_ZERO)?;
         let one = self.b.ins().iconst(ty, 1);
         let b1 = self.b.ins().select(is0, one, b);
@@ -239,7 +239,7 @@ impl Cg<'_, '_> {
                 self.b.ins().urem(a, b1)
             });
         }
-        let m1 = self.b.ins().icmp_imm(IntCC::Equal, b1, -1);
+        let m1 = self.b.ins().icmp_imm_s(IntCC::Equal, b1, -1);
         let b2 = self.b.ins().select(m1, one, b1);
         let q = self.b.ins().sdiv(a, b2);
         let na = self.b.ins().ineg(a);
@@ -247,8 +247,8 @@ impl Cg<'_, '_> {
         let qb = self.b.ins().imul(q, b1);
         let r = self.b.ins().isub(a, qb);
         let x = self.b.ins().bxor(r, b1);
-        let sgn = self.b.ins().icmp_imm(IntCC::SignedLessThan, x, 0);
-        let nz = self.b.ins().icmp_imm(IntCC::NotEqual, r, 0);
+        let sgn = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
+        let nz = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
         let adj = self.b.ins().band(sgn, nz);
         Ok(if div {
             let d = self.b.ins().uextend(ty, adj);
@@ -343,7 +343,7 @@ impl Cg<'_, '_> {
                 let w = ins.fcvt_to_sint_sat(types::I64, x);
                 self.b.ins().ireduce(types::I32, w)
             }
-            (_, DType::Bool) => ins.icmp_imm(IntCC::NotEqual, x, 0),
+            (_, DType::Bool) => ins.icmp_imm_s(IntCC::NotEqual, x, 0),
             (DType::I32 | DType::I64, DType::F32 | DType::F64) => {
                 ins.fcvt_from_sint(super::sty(to), x)
             }

@@ -71,8 +71,10 @@ pub(crate) enum Core {
     None,
     /// A loop with reduction axes of these extents (reduce and window cores).
     Reduce(Vec<Dim>),
-    /// A matmul kernel around this node.
-    Matmul(NodeId),
+    /// A matmul kernel around this node; `true` when its only consumer transposes the last
+    /// two axes, so the kernel computes the transposed product (`(a @ b)^T = b^T @ a^T`)
+    /// and the epilogue runs over the transposed shape.
+    Matmul(NodeId, bool),
     /// A conv2d kernel around this node.
     Conv(NodeId),
     /// Argmax/argmin: a max (min) pass and an index pass.
@@ -363,7 +365,7 @@ impl Planner<'_> {
             Class::Arg => Core::Arg(n),
             Class::Scatter => Core::Scatter(n),
             Class::Contraction => match self.graph.node(n).op {
-                Op::MatMul => Core::Matmul(n),
+                Op::MatMul => Core::Matmul(n, false),
                 _ => Core::Conv(n),
             },
         };
@@ -452,13 +454,18 @@ impl Planner<'_> {
                 self.root(n);
             }
             Class::Contraction => {
-                if single && all_identity && self.plan.kernels[k].core == Core::None {
+                let free = single && self.plan.kernels[k].core == Core::None;
+                let transposed = self.transposing_use(n, &uses);
+                if free && all_identity {
                     let core = match self.graph.node(n).op {
-                        Op::MatMul => Core::Matmul(n),
+                        Op::MatMul => Core::Matmul(n, false),
                         _ => Core::Conv(n),
                     };
                     self.plan.kernels[k].core = core;
                     self.join(n, k, &uses, must_store);
+                } else if free && transposed && !must_store {
+                    self.plan.kernels[k].core = Core::Matmul(n, true);
+                    self.join(n, k, &uses, false);
                 } else {
                     self.root(n);
                 }
@@ -468,7 +475,7 @@ impl Planner<'_> {
                 let compatible = match &self.plan.kernels[k].core {
                     Core::None => true,
                     Core::Reduce(e) => *e == ext,
-                    Core::Matmul(_) | Core::Conv(_) | Core::Arg(_) | Core::Scatter(_) => false,
+                    Core::Matmul(..) | Core::Conv(_) | Core::Arg(_) | Core::Scatter(_) => false,
                 };
                 let body = uses.iter().all(|u| u.place.region == Region::Body);
                 let ok = single
@@ -502,7 +509,11 @@ impl Planner<'_> {
                     .iter()
                     .map(|u| (u.place.kernel, u.place.region, &u.place.view))
                     .collect();
-                if distinct.len() > MAX_VIEWS {
+                let mut per_kernel: BTreeMap<KIdx, usize> = BTreeMap::new();
+                for (k, _, _) in &distinct {
+                    *per_kernel.entry(*k).or_insert(0) += 1;
+                }
+                if per_kernel.values().any(|&c| c > MAX_VIEWS) {
                     self.root(n);
                     return;
                 }
@@ -525,6 +536,31 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// True if `m` is a matmul whose every use is one permute, evaluated at its kernel's own
+    /// coordinates, that swaps the last two axes.
+    fn transposing_use(&self, m: NodeId, uses: &[Use]) -> bool {
+        if !matches!(self.graph.node(m).op, Op::MatMul) {
+            return false;
+        }
+        let Some(first) = uses.first() else {
+            return false;
+        };
+        let [(p, 0)] = first.place.view[..] else {
+            return false;
+        };
+        let Op::Permute(perm) = &self.graph.node(p).op else {
+            return false;
+        };
+        let r = perm.len();
+        let swaps = r >= 2
+            && perm[..r - 2].iter().enumerate().all(|(i, &a)| a == i)
+            && perm[r - 2] == r - 1
+            && perm[r - 1] == r - 2;
+        swaps
+            && uses.iter().all(|u| u.place.region == Region::Body && u.place.view == first.place.view)
+            && self.plan.places.get(&p).is_some_and(|ps| ps.iter().all(Place::identity_body))
     }
 
     fn join(&mut self, n: NodeId, k: KIdx, uses: &[Use], store: bool) {
@@ -587,9 +623,9 @@ impl Planner<'_> {
             return false;
         }
         let core_ok = match (&kp.core, &kh.core) {
-            (Core::None, Core::None | Core::Reduce(_) | Core::Matmul(_) | Core::Conv(_)) => true,
+            (Core::None, Core::None | Core::Reduce(_) | Core::Matmul(..) | Core::Conv(_)) => true,
             (Core::Reduce(a), Core::Reduce(b)) => a == b,
-            (Core::Reduce(_) | Core::Matmul(_) | Core::Conv(_), Core::None) => true,
+            (Core::Reduce(_) | Core::Matmul(..) | Core::Conv(_), Core::None) => true,
             _ => false,
         };
         if !core_ok {
@@ -702,6 +738,31 @@ impl Planner<'_> {
     }
 }
 
+/// Position of every node in a depth-first post-order from `roots` (operands in order before
+/// their user): kernels run in this order where dependencies allow, so a producer runs just
+/// before its first consumer and intermediates die early.
+fn post_order(graph: &Graph, roots: &[NodeId]) -> HashMap<NodeId, usize> {
+    let mut rank = HashMap::new();
+    let mut stack: Vec<(NodeId, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
+    while let Some((n, expanded)) = stack.pop() {
+        if rank.contains_key(&n) {
+            continue;
+        }
+        if expanded {
+            let next = rank.len();
+            rank.insert(n, next);
+        } else {
+            stack.push((n, true));
+            for o in graph.operands(n).into_iter().rev() {
+                if !rank.contains_key(&o) {
+                    stack.push((o, false));
+                }
+            }
+        }
+    }
+    rank
+}
+
 /// Plans the fusion of the nodes that `outputs` and `updates` (`(parameter name, node)`)
 /// depend on.
 pub(crate) fn plan(
@@ -712,7 +773,7 @@ pub(crate) fn plan(
     let mut roots: Vec<NodeId> = outputs.to_vec();
     roots.extend(updates.iter().map(|u| u.2));
     let order = graph.ancestors(&roots)?;
-    let rank: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let rank = post_order(graph, &roots);
     let must: HashSet<NodeId> = roots.iter().copied().collect();
     let mut p = Planner {
         graph,

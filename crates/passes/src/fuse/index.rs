@@ -105,6 +105,23 @@ impl Lin {
         Lin::constant(zero())
     }
 
+    /// `inner`, read only where `lo <= inner < hi`. A constant that provably lies in the
+    /// range needs no guard; one that may not prints as `lo` in indices (the guard keeps the
+    /// real condition), so a constant never collides with the integers of an index.
+    pub(crate) fn guarded(inner: Lin, lo: Dim, hi: Dim) -> Lin {
+        if let Some(c) = inner.as_const()
+            && le(&lo, c)
+            && le(c, &(hi.clone() - Dim::known(1)))
+        {
+            return inner;
+        }
+        Lin::atom(Atom::Guarded {
+            inner: Box::new(inner),
+            lo,
+            hi,
+        })
+    }
+
     /// A single atom with coefficient 1.
     pub(crate) fn atom(a: Atom) -> Lin {
         Lin {
@@ -356,6 +373,21 @@ impl Lin {
         e
     }
 
+    /// True if some guard of `coords` is a known constant outside its known range (a load
+    /// that never reads).
+    pub(crate) fn never(coords: &[Lin]) -> bool {
+        let mut gs = Vec::new();
+        for c in coords {
+            c.guards(&mut gs);
+        }
+        gs.iter().any(|(inner, lo, hi)| {
+            match (inner.as_const().and_then(Dim::as_known), lo.as_known(), hi.as_known()) {
+                (Some(c), Some(l), Some(h)) => c < l || c >= h,
+                _ => false,
+            }
+        })
+    }
+
     /// The masking guards of every guarded atom, outermost first.
     pub(crate) fn index_guards(coords: &[Lin]) -> Vec<Guard> {
         let mut gs = Vec::new();
@@ -365,7 +397,11 @@ impl Lin {
         gs.into_iter()
             .map(|(inner, lo, hi)| Guard {
                 lo: IndexExpr::Dim(lo),
-                expr: inner.to_index(),
+                // A constant is written `c + 0` so that it names no integer of the index.
+                expr: match inner.as_const() {
+                    Some(c) => IndexExpr::Dim(c.clone()) + IndexExpr::dim(0u64),
+                    None => inner.to_index(),
+                },
                 hi: IndexExpr::Dim(hi),
             })
             .collect()
@@ -387,7 +423,10 @@ fn atom_expr(a: &Atom) -> IndexExpr {
         Atom::Value(k) => IndexExpr::Value(ValueId(*k)),
         Atom::Div(l, d) => l.to_index().floor_div(d.clone()),
         Atom::Mod(l, d) => l.to_index().modulo(d.clone()),
-        Atom::Guarded { inner, .. } => inner.to_index(),
+        Atom::Guarded { inner, lo, .. } => match inner.as_const() {
+            Some(_) => IndexExpr::Dim(lo.clone()),
+            None => inner.to_index(),
+        },
     }
 }
 
@@ -397,6 +436,12 @@ fn floor_dim(x: &Dim, d: &Dim, up: bool) -> Dim {
         && b > 0
     {
         return Dim::known(a / b);
+    }
+    // Only single-term divisors (`784`, `N*28`): the kernel verifier bounds floors of
+    // polynomials by those alone, and a simplification it cannot follow would fail it.
+    let text = d.to_string();
+    if text.get(1..).is_some_and(|t| t.contains(['+', '-'])) {
+        return if up { x.clone() } else { zero() };
     }
     if let Some(q) = x.exact_div(d) {
         return q;

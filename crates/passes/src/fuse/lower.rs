@@ -68,7 +68,8 @@ struct BodyCx<'l, 'a> {
     body: Body,
     memo: HashMap<(NodeId, Vec<Lin>, Ctx), ValueId>,
     interned: HashMap<Expr, ValueId>,
-    acc: Option<NodeId>,
+    /// The contraction whose accumulator this epilogue reads, at these coordinates.
+    acc: Option<(NodeId, Vec<Lin>)>,
 }
 
 fn internal(msg: impl Into<String>) -> FuseError {
@@ -164,11 +165,7 @@ fn identity(dims: &[Dim]) -> Vec<Lin> {
 }
 
 fn guarded(inner: Lin, hi: Dim) -> Lin {
-    Lin::atom(Atom::Guarded {
-        inner: Box::new(inner),
-        lo: Dim::known(0),
-        hi,
-    })
+    Lin::guarded(inner, Dim::known(0), hi)
 }
 
 fn minus(d: &Dim) -> Dim {
@@ -299,7 +296,7 @@ impl<'a> Lowering<'a> {
                     body,
                 }));
             }
-            Core::Matmul(m) => self.emit_matmul(k, m, &kp.stores, &kp.domain)?,
+            Core::Matmul(m, t) => self.emit_matmul(k, m, t, &kp.stores, &kp.domain)?,
             Core::Conv(c) => self.emit_conv(k, c, &kp.stores, &kp.domain)?,
             Core::Arg(a) => self.emit_arg(k, a)?,
             Core::Scatter(s) => self.emit_scatter(k, s)?,
@@ -307,14 +304,20 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
+    /// A matmul kernel; `transposed` computes `(a @ b)^T = b^T @ a^T`, with `out` the
+    /// transposed shape.
     fn emit_matmul(
         &mut self,
         k: KIdx,
         m: NodeId,
+        transposed: bool,
         stores: &[NodeId],
         out: &[Dim],
     ) -> Result<(), FuseError> {
-        let (a, b) = (self.operand(m, 0)?, self.operand(m, 1)?);
+        let (mut a, mut b) = (self.operand(m, 0)?, self.operand(m, 1)?);
+        if transposed {
+            std::mem::swap(&mut a, &mut b);
+        }
         let (ad, bd) = (self.dims(a), self.dims(b));
         let r = out.len();
         if r < 2 || ad.len() < 2 || bd.len() < 2 {
@@ -323,24 +326,17 @@ impl<'a> Lowering<'a> {
         let nb = r - 2;
         let batch = out[..nb].to_vec();
         let (mm, nn) = (out[nb].clone(), out[nb + 1].clone());
-        let kk = ad[ad.len() - 1].clone();
+        let kk = if transposed { ad[ad.len() - 2].clone() } else { ad[ad.len() - 1].clone() };
+        // Coordinates of an operand over the body's `[batch.., row, col]` domain; a swapped
+        // operand is read transposed.
         let operand_coords = |dims: &[Dim]| -> Vec<Lin> {
             let ob = dims.len() - 2;
             let mut c: Vec<Lin> = (0..ob)
-                .map(|j| {
-                    if dims[j].is_one() {
-                        Lin::zero()
-                    } else {
-                        Lin::var(nb - ob + j)
-                    }
-                })
+                .map(|j| if dims[j].is_one() { Lin::zero() } else { Lin::var(nb - ob + j) })
                 .collect();
-            for t in 0..2 {
-                c.push(if dims[ob + t].is_one() {
-                    Lin::zero()
-                } else {
-                    Lin::var(nb + t)
-                });
+            let (row, col) = if transposed { (nb + 1, nb) } else { (nb, nb + 1) };
+            for (t, v) in [(0, row), (1, col)] {
+                c.push(if dims[ob + t].is_one() { Lin::zero() } else { Lin::var(v) });
             }
             c
         };
@@ -349,34 +345,20 @@ impl<'a> Lowering<'a> {
             d.extend(tail.into_iter().cloned());
             d
         };
-        let mut cx = self.cx(
-            k,
-            Scope {
-                vars: with([&mm, &kk]),
-                reds: Vec::new(),
-            },
-        );
+        let mut cx = self.cx(k, Scope { vars: with([&mm, &kk]), reds: Vec::new() });
         let va = cx.value(a, &operand_coords(&ad), &Ctx::default())?;
         cx.body.result = Some(va);
         let abody = cx.body;
-        let mut cx = self.cx(
-            k,
-            Scope {
-                vars: with([&kk, &nn]),
-                reds: Vec::new(),
-            },
-        );
+        let mut cx = self.cx(k, Scope { vars: with([&kk, &nn]), reds: Vec::new() });
         let vb = cx.value(b, &operand_coords(&bd), &Ctx::default())?;
         cx.body.result = Some(vb);
         let bbody = cx.body;
-        let mut cx = self.cx(
-            k,
-            Scope {
-                vars: out.to_vec(),
-                reds: Vec::new(),
-            },
-        );
-        cx.acc = Some(m);
+        let mut cx = self.cx(k, Scope { vars: out.to_vec(), reds: Vec::new() });
+        let mut at = identity(out);
+        if transposed {
+            at.swap(nb, nb + 1);
+        }
+        cx.acc = Some((m, at));
         cx.store_all(stores, &identity(out), out)?;
         let epilogue = cx.body;
         self.program.add_kernel(Kernel::Matmul(MatmulKernel {
@@ -457,7 +439,7 @@ impl<'a> Lowering<'a> {
                 reds: Vec::new(),
             },
         );
-        cx.acc = Some(c);
+        cx.acc = Some((c, identity(out)));
         cx.store_all(stores, &identity(out), out)?;
         let epilogue = cx.body;
         self.program.add_kernel(Kernel::Conv2d(Conv2dKernel {
@@ -793,6 +775,9 @@ impl BodyCx<'_, '_> {
                 mode: LoadMode::Checked,
             }));
         }
+        if Lin::never(coords) {
+            return self.konst(ctx.fill.unwrap_or(zero(dt)));
+        }
         let index = flat(coords, dims).to_index();
         let mode = {
             let guards = Lin::index_guards(coords);
@@ -1022,7 +1007,7 @@ impl BodyCx<'_, '_> {
                 node.op.name()
             ))),
             Op::MatMul | Op::Conv2d { .. } => {
-                if self.acc == Some(n) {
+                if self.acc.as_ref().is_some_and(|(m, at)| *m == n && at == coords) {
                     Ok(self.push(Expr::Acc))
                 } else {
                     Err(internal(format!(

@@ -297,3 +297,32 @@ pub fn n_shape(rest: &[usize]) -> Shape {
     dims.extend(rest.iter().map(|&d| Dim::known(d as u64)));
     Shape(dims)
 }
+
+/// Every pair of scratch buffers live at a common kernel (and not sharing a slot in place)
+/// occupies disjoint bytes; offsets are aligned; the arena holds every buffer.
+pub fn check_plan(p: &kiln_kernel::Program, mp: &kiln_passes::memplan::MemoryPlan) {
+    let nb = p.buffers.len();
+    for a in 0..nb {
+        if let Some(off) = mp.offsets[a] {
+            assert_eq!(off % kiln_passes::memplan::ALIGNMENT, 0, "b{a} misaligned");
+            if mp.lifetimes[a].is_some() {
+                assert!(off + mp.bytes[a] <= mp.peak_scratch_bytes, "b{a} outside the arena");
+            }
+        }
+        for b in a + 1..nb {
+            let (Some(la), Some(lb)) = (mp.lifetimes[a], mp.lifetimes[b]) else { continue };
+            let shared = mp.in_place.iter().any(|&(y, x)| {
+                let pair = (y.index(), x.index());
+                pair == (a, b) || pair == (b, a)
+            });
+            if la.0 <= lb.1 && lb.0 <= la.1 && !shared {
+                let (oa, ob) = (mp.offsets[a].unwrap_or(0), mp.offsets[b].unwrap_or(0));
+                assert!(
+                    oa + mp.bytes[a] <= ob || ob + mp.bytes[b] <= oa,
+                    "b{a} and b{b} are live together and overlap"
+                );
+            }
+        }
+    }
+}
+

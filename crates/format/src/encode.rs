@@ -1,0 +1,581 @@
+//! Module → header DTOs and data section: the explicit conversions from IR types to the
+//! version-1 schema. The writer checks the size limits, so a saved module never fails to
+//! load for exceeding them.
+
+use crate::error::{FormatError, shown};
+use crate::layout::align_up;
+use crate::limits::{
+    MAX_DATA_BYTES, MAX_DIM_VALUE, MAX_NAME_BYTES, MAX_NODE_ID, MAX_NODES, MAX_TENSOR_ELEMENTS,
+};
+use crate::v1::*;
+use crate::{Module, Signature, SymbolSpec, TensorSpec};
+use kiln_ir::{
+    Array, ArgOp, BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp, WindowOp,
+};
+use kiln_kernel::{
+    Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar, Symbol,
+};
+use std::collections::HashMap;
+
+/// The data section being built: tensors at 64-byte aligned offsets.
+#[derive(Default)]
+struct Data {
+    bytes: Vec<u8>,
+}
+
+impl Data {
+    fn push(&mut self, a: &Array, location: &str) -> Result<TensorRefV1, FormatError> {
+        let elements = a.len() as u64;
+        if elements > MAX_TENSOR_ELEMENTS {
+            return Err(too_big(
+                location,
+                "element count",
+                elements,
+                MAX_TENSOR_ELEMENTS,
+            ));
+        }
+        if let Some(&d) = a.shape().iter().find(|&&d| d as u64 > MAX_DIM_VALUE) {
+            return Err(too_big(
+                location,
+                "dimension",
+                d as u64,
+                MAX_DIM_VALUE,
+            ));
+        }
+        let offset = align_up(self.bytes.len() as u64).unwrap_or(u64::MAX);
+        let raw = a.to_le_bytes();
+        let end = offset.saturating_add(raw.len() as u64);
+        if end > MAX_DATA_BYTES {
+            return Err(too_big(
+                "data section",
+                "length in bytes",
+                end,
+                MAX_DATA_BYTES,
+            ));
+        }
+        self.bytes.resize(offset as usize, 0);
+        self.bytes.extend_from_slice(&raw);
+        Ok(TensorRefV1 {
+            dtype: dtype(a.dtype()),
+            shape: a.shape().iter().map(|&d| d as u64).collect(),
+            offset,
+            len: raw.len() as u64,
+        })
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let end = align_up(self.bytes.len() as u64).unwrap_or(u64::MAX);
+        self.bytes.resize(end as usize, 0);
+        self.bytes
+    }
+}
+
+/// A writer-side limit violation.
+fn too_big(location: impl Into<String>, what: &str, value: u64, limit: u64) -> FormatError {
+    FormatError::encode(location, format!("{what} {value} exceeds the limit {limit}"))
+}
+
+fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatError> {
+    if s.len() as u64 > MAX_NAME_BYTES {
+        return Err(too_big(
+            location(),
+            "name length in bytes",
+            s.len() as u64,
+            MAX_NAME_BYTES,
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Converts a module into its header and data section.
+pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
+    let mut data = Data::default();
+    let mut files: Vec<String> = Vec::new();
+    let metadata = MetadataV1 {
+        producer: name(&m.metadata.producer, || "metadata producer".into())?,
+        created: m.metadata.created,
+        options: m
+            .metadata
+            .options
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    name(k, || "metadata option key".into())?,
+                    name(v, || format!("metadata option {}", shown(k)))?,
+                ))
+            })
+            .collect::<Result<_, FormatError>>()?,
+    };
+    let signature = signature(&m.signature)?;
+    let graph = graph(&m.graph, &mut data, &mut files)?;
+    let named = |list: &[(String, NodeId)], what: &str| -> Result<Vec<NamedNodeV1>, FormatError> {
+        list.iter()
+            .map(|(n, id)| {
+                Ok(NamedNodeV1 {
+                    name: name(n, || format!("{what} {}", shown(n)))?,
+                    node: id.0,
+                })
+            })
+            .collect()
+    };
+    let outputs = named(&m.outputs, "output")?;
+    let updates = named(&m.updates, "update")?;
+    let program = m
+        .program
+        .as_ref()
+        .map(|p| program(p, &mut data))
+        .transpose()?;
+    let state = m
+        .state
+        .iter()
+        .map(|(n, a)| {
+            let location = format!("state tensor {}", shown(n));
+            Ok(StateEntryV1 {
+                name: name(n, || location.clone())?,
+                tensor: data.push(a, &location)?,
+            })
+        })
+        .collect::<Result<_, FormatError>>()?;
+    let header = HeaderV1 {
+        metadata,
+        signature,
+        files,
+        graph,
+        outputs,
+        updates,
+        program,
+        state,
+    };
+    Ok((header, data.finish()))
+}
+
+fn signature(s: &Signature) -> Result<SignatureV1, FormatError> {
+    let spec = |t: &TensorSpec, what: &str| -> Result<TensorSpecV1, FormatError> {
+        Ok(TensorSpecV1 {
+            name: name(&t.name, || format!("signature {what} {}", shown(&t.name)))?,
+            dtype: dtype(t.dtype),
+            shape: shape(&t.shape),
+        })
+    };
+    Ok(SignatureV1 {
+        inputs: s
+            .inputs
+            .iter()
+            .map(|t| spec(t, "input"))
+            .collect::<Result<_, _>>()?,
+        outputs: s
+            .outputs
+            .iter()
+            .map(|t| spec(t, "output"))
+            .collect::<Result<_, _>>()?,
+        symbols: s.symbols.iter().map(symbol_spec).collect(),
+    })
+}
+
+fn symbol_spec(s: &SymbolSpec) -> SymbolV1 {
+    SymbolV1 {
+        name: s.name.clone(),
+        min: s.min,
+        max: s.max,
+    }
+}
+
+fn symbol(s: &Symbol) -> SymbolV1 {
+    SymbolV1 {
+        name: s.name.clone(),
+        min: s.min,
+        max: s.max,
+    }
+}
+
+pub(crate) fn dtype(d: DType) -> DTypeV1 {
+    match d {
+        DType::F32 => DTypeV1::F32,
+        DType::F64 => DTypeV1::F64,
+        DType::I32 => DTypeV1::I32,
+        DType::I64 => DTypeV1::I64,
+        DType::U32 => DTypeV1::U32,
+        DType::Bool => DTypeV1::Bool,
+    }
+}
+
+fn dim(d: &Dim) -> DimV1 {
+    d.to_string()
+}
+
+fn shape(s: &Shape) -> Vec<DimV1> {
+    s.0.iter().map(dim).collect()
+}
+
+fn graph(g: &Graph, data: &mut Data, files: &mut Vec<String>) -> Result<GraphV1, FormatError> {
+    let ids = g.node_ids();
+    if ids.len() as u64 > MAX_NODES {
+        return Err(too_big(
+            "graph",
+            "node count",
+            ids.len() as u64,
+            MAX_NODES,
+        ));
+    }
+    let mut file_index: HashMap<String, u32> = HashMap::new();
+    let mut nodes = Vec::with_capacity(ids.len());
+    for id in ids {
+        if id.0 > MAX_NODE_ID {
+            return Err(too_big(
+                format!("graph node {id}"),
+                "id",
+                u64::from(id.0),
+                u64::from(MAX_NODE_ID),
+            ));
+        }
+        let n = g.node(id);
+        let loc = match &n.loc {
+            None => None,
+            Some(l) => {
+                let next = u32::try_from(files.len()).unwrap_or(u32::MAX);
+                let file = *file_index.entry(l.file.clone()).or_insert_with(|| {
+                    files.push(l.file.clone());
+                    next
+                });
+                if l.file.len() as u64 > MAX_NAME_BYTES {
+                    return Err(too_big(
+                        format!("graph node {id}"),
+                        "source file name length in bytes",
+                        l.file.len() as u64,
+                        MAX_NAME_BYTES,
+                    ));
+                }
+                Some(LocV1 {
+                    file,
+                    line: l.line,
+                    column: l.column,
+                })
+            }
+        };
+        nodes.push(NodeV1 {
+            id: id.0,
+            op: op(&n.op, id, data)?,
+            dtype: dtype(n.dtype),
+            shape: shape(&n.shape),
+            operands: g.operands(id).iter().map(|o| o.0).collect(),
+            loc,
+        });
+    }
+    Ok(GraphV1 { nodes })
+}
+
+fn axes(a: &[usize]) -> Vec<u64> {
+    a.iter().map(|&x| x as u64).collect()
+}
+
+fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
+    let named = |n: &str| name(n, || format!("graph node {id}"));
+    Ok(match op {
+        Op::Input { name, dtype: d, shape: s } => OpV1::Input {
+            name: named(name)?,
+            dtype: dtype(*d),
+            shape: shape(s),
+        },
+        Op::Parameter { name, dtype: d, shape: s } => OpV1::Parameter {
+            name: named(name)?,
+            dtype: dtype(*d),
+            shape: shape(s),
+        },
+        Op::Constant(a) => OpV1::Constant(data.push(a, &format!("graph node {id} constant"))?),
+        Op::Iota { dtype: d, shape: s, axis } => OpV1::Iota {
+            dtype: dtype(*d),
+            shape: shape(s),
+            axis: *axis as u64,
+        },
+        Op::RandomBits { shape: s } => OpV1::RandomBits { shape: shape(s) },
+        Op::Unary(u) => OpV1::Unary(unary(*u)),
+        Op::Binary(b) => OpV1::Binary(binary(*b)),
+        Op::Select => OpV1::Select,
+        Op::Cast(d) => OpV1::Cast(dtype(*d)),
+        Op::StopGradient => OpV1::StopGradient,
+        Op::Reduce { op, axes: a, keepdim } => OpV1::Reduce {
+            op: reduce(*op),
+            axes: axes(a),
+            keepdim: *keepdim,
+        },
+        Op::ArgReduce { op, axis, keepdim } => OpV1::ArgReduce {
+            op: match op {
+                ArgOp::ArgMax => ArgV1::ArgMax,
+                ArgOp::ArgMin => ArgV1::ArgMin,
+            },
+            axis: *axis as u64,
+            keepdim: *keepdim,
+        },
+        Op::Reshape(s) => OpV1::Reshape(shape(s)),
+        Op::Permute(p) => OpV1::Permute(axes(p)),
+        Op::Expand(s) => OpV1::Expand(shape(s)),
+        Op::Slice(s) => OpV1::Slice(
+            s.iter()
+                .map(|a| SliceAxisV1 {
+                    start: a.start,
+                    stop: a.stop,
+                    step: a.step,
+                })
+                .collect(),
+        ),
+        Op::Pad { pads, value } => OpV1::Pad {
+            pads: pads.clone(),
+            value: value.get().to_bits(),
+        },
+        Op::Concat { axis } => OpV1::Concat { axis: *axis as u64 },
+        Op::Flip { axes: a } => OpV1::Flip { axes: axes(a) },
+        Op::Gather { axis } => OpV1::Gather { axis: *axis as u64 },
+        Op::ScatterAdd { axis } => OpV1::ScatterAdd { axis: *axis as u64 },
+        Op::MatMul => OpV1::MatMul,
+        Op::Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => OpV1::Conv2d {
+            stride: *stride,
+            padding: *padding,
+            dilation: *dilation,
+            groups: *groups,
+        },
+        Op::Window {
+            op,
+            window,
+            stride,
+            padding,
+        } => OpV1::Window {
+            op: match op {
+                WindowOp::Sum => WindowV1::Sum,
+                WindowOp::Max => WindowV1::Max,
+            },
+            window: window.clone(),
+            stride: stride.clone(),
+            padding: padding.clone(),
+        },
+    })
+}
+
+pub(crate) fn unary(u: UnaryOp) -> UnaryV1 {
+    match u {
+        UnaryOp::Neg => UnaryV1::Neg,
+        UnaryOp::Abs => UnaryV1::Abs,
+        UnaryOp::Exp => UnaryV1::Exp,
+        UnaryOp::Log => UnaryV1::Log,
+        UnaryOp::Sqrt => UnaryV1::Sqrt,
+        UnaryOp::Rsqrt => UnaryV1::Rsqrt,
+        UnaryOp::Recip => UnaryV1::Recip,
+        UnaryOp::Sin => UnaryV1::Sin,
+        UnaryOp::Cos => UnaryV1::Cos,
+        UnaryOp::Tanh => UnaryV1::Tanh,
+        UnaryOp::Sigmoid => UnaryV1::Sigmoid,
+        UnaryOp::Erf => UnaryV1::Erf,
+        UnaryOp::Floor => UnaryV1::Floor,
+        UnaryOp::Ceil => UnaryV1::Ceil,
+        UnaryOp::Round => UnaryV1::Round,
+        UnaryOp::Sign => UnaryV1::Sign,
+        UnaryOp::Not => UnaryV1::Not,
+        UnaryOp::IsNan => UnaryV1::IsNan,
+    }
+}
+
+pub(crate) fn binary(b: BinaryOp) -> BinaryV1 {
+    match b {
+        BinaryOp::Add => BinaryV1::Add,
+        BinaryOp::Sub => BinaryV1::Sub,
+        BinaryOp::Mul => BinaryV1::Mul,
+        BinaryOp::Div => BinaryV1::Div,
+        BinaryOp::Rem => BinaryV1::Rem,
+        BinaryOp::Pow => BinaryV1::Pow,
+        BinaryOp::Max => BinaryV1::Max,
+        BinaryOp::Min => BinaryV1::Min,
+        BinaryOp::Eq => BinaryV1::Eq,
+        BinaryOp::Ne => BinaryV1::Ne,
+        BinaryOp::Lt => BinaryV1::Lt,
+        BinaryOp::Le => BinaryV1::Le,
+        BinaryOp::Gt => BinaryV1::Gt,
+        BinaryOp::Ge => BinaryV1::Ge,
+        BinaryOp::And => BinaryV1::And,
+        BinaryOp::Or => BinaryV1::Or,
+        BinaryOp::Xor => BinaryV1::Xor,
+    }
+}
+
+fn reduce(r: ReduceOp) -> ReduceV1 {
+    match r {
+        ReduceOp::Sum => ReduceV1::Sum,
+        ReduceOp::Max => ReduceV1::Max,
+        ReduceOp::Min => ReduceV1::Min,
+        ReduceOp::Prod => ReduceV1::Prod,
+    }
+}
+
+fn program(p: &Program, data: &mut Data) -> Result<ProgramV1, FormatError> {
+    let buffers = p
+        .buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| buffer(b, i, data))
+        .collect::<Result<_, _>>()?;
+    Ok(ProgramV1 {
+        symbols: p.symbols.iter().map(symbol).collect(),
+        buffers,
+        kernels: p.kernels.iter().map(kernel).collect(),
+    })
+}
+
+fn buffer(b: &Buffer, i: usize, data: &mut Data) -> Result<BufferV1, FormatError> {
+    let location = format!("kernel plan buffer b{i}");
+    let named = |n: &str| name(n, || location.clone());
+    let kind = match &b.kind {
+        BufferKind::Input(n) => BufferKindV1::Input(named(n)?),
+        BufferKind::Output(n) => BufferKindV1::Output(named(n)?),
+        BufferKind::State(n) => BufferKindV1::State(named(n)?),
+        BufferKind::Constant(a) => BufferKindV1::Constant(data.push(a, &location)?),
+        BufferKind::Scratch => BufferKindV1::Scratch,
+    };
+    Ok(BufferV1 {
+        dtype: dtype(b.dtype),
+        size: dim(&b.size),
+        kind,
+    })
+}
+
+fn dims(d: &[Dim]) -> Vec<DimV1> {
+    d.iter().map(dim).collect()
+}
+
+fn kernel(k: &Kernel) -> KernelV1 {
+    match k {
+        Kernel::Loop(l) => KernelV1::Loop {
+            domain: dims(&l.domain),
+            reduce: dims(&l.reduce),
+            body: body(&l.body),
+        },
+        Kernel::Matmul(m) => KernelV1::Matmul {
+            batch: dims(&m.batch),
+            m: dim(&m.m),
+            k: dim(&m.k),
+            n: dim(&m.n),
+            a: body(&m.a),
+            b: body(&m.b),
+            epilogue: body(&m.epilogue),
+        },
+        Kernel::Conv2d(c) => {
+            let g = &c.geometry;
+            KernelV1::Conv2d {
+                geometry: Conv2dGeometryV1 {
+                    n: dim(&g.n),
+                    c: dim(&g.c),
+                    h: dim(&g.h),
+                    w: dim(&g.w),
+                    o: dim(&g.o),
+                    kernel: g.kernel,
+                    stride: g.stride,
+                    padding: g.padding,
+                    dilation: g.dilation,
+                    groups: g.groups,
+                },
+                input: body(&c.input),
+                weight: body(&c.weight),
+                epilogue: body(&c.epilogue),
+            }
+        }
+    }
+}
+
+fn body(b: &Body) -> BodyV1 {
+    BodyV1 {
+        values: b.values.iter().map(expr).collect(),
+        stores: b
+            .stores
+            .iter()
+            .map(|s| StoreV1 {
+                buffer: s.buffer.0,
+                index: index(&s.index),
+                value: s.value.0,
+            })
+            .collect(),
+        result: b.result.map(|v| v.0),
+    }
+}
+
+pub(crate) fn scalar(s: Scalar) -> ScalarV1 {
+    match s {
+        Scalar::F32(v) => ScalarV1::F32(v.to_bits()),
+        Scalar::F64(v) => ScalarV1::F64(v.to_bits()),
+        Scalar::I32(v) => ScalarV1::I32(v),
+        Scalar::I64(v) => ScalarV1::I64(v),
+        Scalar::U32(v) => ScalarV1::U32(v),
+        Scalar::Bool(v) => ScalarV1::Bool(v),
+    }
+}
+
+fn expr(e: &Expr) -> ExprV1 {
+    match e {
+        Expr::Const(s) => ExprV1::Const(scalar(*s)),
+        Expr::Index { dtype: d, index: i } => ExprV1::Index {
+            dtype: dtype(*d),
+            index: index(i),
+        },
+        Expr::Load(l) => ExprV1::Load(LoadV1 {
+            buffer: l.buffer.0,
+            index: index(&l.index),
+            mode: match &l.mode {
+                LoadMode::Plain => LoadModeV1::Plain,
+                LoadMode::Masked { guards, fill } => LoadModeV1::Masked {
+                    guards: guards
+                        .iter()
+                        .map(|g| GuardV1 {
+                            lo: index(&g.lo),
+                            expr: index(&g.expr),
+                            hi: index(&g.hi),
+                        })
+                        .collect(),
+                    fill: scalar(*fill),
+                },
+                LoadMode::Checked => LoadModeV1::Checked,
+            },
+        }),
+        Expr::Unary(u, v) => ExprV1::Unary(unary(*u), v.0),
+        Expr::Binary(b, x, y) => ExprV1::Binary(binary(*b), x.0, y.0),
+        Expr::Select(c, a, b) => ExprV1::Select(c.0, a.0, b.0),
+        Expr::Cast(d, v) => ExprV1::Cast(dtype(*d), v.0),
+        Expr::Reduce { op, value, init } => ExprV1::Reduce {
+            op: reduce(*op),
+            value: value.0,
+            init: scalar(*init),
+        },
+        Expr::Acc => ExprV1::Acc,
+    }
+}
+
+/// Flattens an index tree into postfix order (children before parents, root last).
+fn index(e: &IndexExpr) -> IndexV1 {
+    fn go(e: &IndexExpr, out: &mut IndexV1) -> u32 {
+        let node = match e {
+            IndexExpr::Dim(d) => IndexNodeV1::Dim(dim(d)),
+            IndexExpr::Var(v) => IndexNodeV1::Var(v.0),
+            IndexExpr::Red(r) => IndexNodeV1::Red(r.0),
+            IndexExpr::Value(v) => IndexNodeV1::Value(v.0),
+            IndexExpr::Add(a, b) => {
+                let (a, b) = (go(a, out), go(b, out));
+                IndexNodeV1::Add(a, b)
+            }
+            IndexExpr::Sub(a, b) => {
+                let (a, b) = (go(a, out), go(b, out));
+                IndexNodeV1::Sub(a, b)
+            }
+            IndexExpr::Mul(a, b) => {
+                let (a, b) = (go(a, out), go(b, out));
+                IndexNodeV1::Mul(a, b)
+            }
+            IndexExpr::Div(a, d) => IndexNodeV1::Div(go(a, out), dim(d)),
+            IndexExpr::Mod(a, d) => IndexNodeV1::Mod(go(a, out), dim(d)),
+        };
+        out.push(node);
+        u32::try_from(out.len() - 1).unwrap_or(u32::MAX)
+    }
+    let mut out = Vec::new();
+    go(e, &mut out);
+    out
+}

@@ -1,0 +1,655 @@
+//! The header schema of format version 1: plain data-transfer types that derive serde.
+//!
+//! IR types never derive `Serialize`; these DTOs mirror them and [`crate::encode`] /
+//! [`crate::decode`] convert explicitly, so the IR can change without silently changing
+//! the file format. A new format version gets a new module (`v2`) and a conversion from
+//! this one. Field order is the encoding order, and enum variants are numbered in
+//! declaration order (see docs/file-format.md): never reorder, only append in a new version.
+//!
+//! The types are recursion-free (an index expression is a flat postfix node list), so
+//! decoding a hostile header never recurses deeper than the schema itself.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderV1 {
+    /// Producer, creation time, creation options.
+    pub metadata: MetadataV1,
+    /// Named inputs and outputs, symbols.
+    pub signature: SignatureV1,
+    /// Source files named by node locations ([`LocV1::file`] indexes this table).
+    pub files: Vec<String>,
+    /// The optimised graph.
+    pub graph: GraphV1,
+    /// Named graph outputs.
+    pub outputs: Vec<NamedNodeV1>,
+    /// State updates: state name and the node computing its new value.
+    pub updates: Vec<NamedNodeV1>,
+    /// The kernel plan, if the module has one.
+    pub program: Option<ProgramV1>,
+    /// The state table.
+    pub state: Vec<StateEntryV1>,
+}
+
+/// Who wrote the module and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataV1 {
+    /// Producer, e.g. `kiln 0.1.0`.
+    pub producer: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Creation options as key/value pairs, sorted by key, keys unique.
+    pub options: Vec<(String, String)>,
+}
+
+/// Inputs, outputs and symbol constraints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureV1 {
+    /// Named inputs.
+    pub inputs: Vec<TensorSpecV1>,
+    /// Named outputs.
+    pub outputs: Vec<TensorSpecV1>,
+    /// Symbols with their ranges.
+    pub symbols: Vec<SymbolV1>,
+}
+
+/// A named tensor with a possibly symbolic shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpecV1 {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DTypeV1,
+    /// Shape: one dimension expression per axis.
+    pub shape: Vec<DimV1>,
+}
+
+/// A symbol and its allowed range `min..=max`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolV1 {
+    /// Name.
+    pub name: String,
+    /// Smallest value.
+    pub min: u64,
+    /// Largest value, if bounded.
+    pub max: Option<u64>,
+}
+
+/// A dimension: the canonical printed form of a `kiln_ir::Dim` (`784`, `N`, `N*T*28`, `T^2`).
+pub type DimV1 = String;
+
+/// Element types, numbered 0..=5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DTypeV1 {
+    /// 0: `f32`
+    F32,
+    /// 1: `f64`
+    F64,
+    /// 2: `i32`
+    I32,
+    /// 3: `i64`
+    I64,
+    /// 4: `u32`
+    U32,
+    /// 5: `bool`
+    Bool,
+}
+
+/// A tensor stored in the data section: dtype, concrete shape, and its byte range relative
+/// to the start of the data section (`offset` a multiple of 64, `len` = elements × size).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorRefV1 {
+    /// Element type.
+    pub dtype: DTypeV1,
+    /// Concrete shape.
+    pub shape: Vec<u64>,
+    /// Start, relative to the data section.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// One state tensor (parameter, optimiser moment, counter).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntryV1 {
+    /// State-dict name such as `fc1.weight`.
+    pub name: String,
+    /// Its data.
+    pub tensor: TensorRefV1,
+}
+
+/// A name bound to a graph node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedNodeV1 {
+    /// Name.
+    pub name: String,
+    /// Node id (`n<id>`).
+    pub node: u32,
+}
+
+/// The graph: live nodes in increasing id order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphV1 {
+    /// Nodes, ids strictly increasing.
+    pub nodes: Vec<NodeV1>,
+}
+
+/// One graph node with its stated type (the loader re-verifies it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeV1 {
+    /// Node id.
+    pub id: u32,
+    /// The op and its attributes.
+    pub op: OpV1,
+    /// Stated result dtype.
+    pub dtype: DTypeV1,
+    /// Stated result shape.
+    pub shape: Vec<DimV1>,
+    /// Operand node ids, in operand order.
+    pub operands: Vec<u32>,
+    /// Where the node was built.
+    pub loc: Option<LocV1>,
+}
+
+/// A source location; `file` indexes [`HeaderV1::files`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocV1 {
+    /// Index into the file table.
+    pub file: u32,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+/// One axis of a slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceAxisV1 {
+    /// First index.
+    pub start: u64,
+    /// One past the last index considered (`u64::MAX` with start 0, step 1: whole axis).
+    pub stop: u64,
+    /// Step.
+    pub step: u64,
+}
+
+/// Graph ops, numbered 0..=23 in declaration order (mirrors `kiln_ir::Op`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpV1 {
+    /// 0
+    Input {
+        /// Name.
+        name: String,
+        /// Element type.
+        dtype: DTypeV1,
+        /// Shape.
+        shape: Vec<DimV1>,
+    },
+    /// 1
+    Parameter {
+        /// Name.
+        name: String,
+        /// Element type.
+        dtype: DTypeV1,
+        /// Shape.
+        shape: Vec<DimV1>,
+    },
+    /// 2: data in the data section.
+    Constant(TensorRefV1),
+    /// 3
+    Iota {
+        /// Element type.
+        dtype: DTypeV1,
+        /// Shape.
+        shape: Vec<DimV1>,
+        /// Axis.
+        axis: u64,
+    },
+    /// 4
+    RandomBits {
+        /// Shape.
+        shape: Vec<DimV1>,
+    },
+    /// 5
+    Unary(UnaryV1),
+    /// 6
+    Binary(BinaryV1),
+    /// 7
+    Select,
+    /// 8
+    Cast(DTypeV1),
+    /// 9
+    StopGradient,
+    /// 10
+    Reduce {
+        /// Reduction.
+        op: ReduceV1,
+        /// Axes.
+        axes: Vec<u64>,
+        /// Keep reduced axes.
+        keepdim: bool,
+    },
+    /// 11
+    ArgReduce {
+        /// Extremum.
+        op: ArgV1,
+        /// Axis.
+        axis: u64,
+        /// Keep the axis.
+        keepdim: bool,
+    },
+    /// 12
+    Reshape(Vec<DimV1>),
+    /// 13
+    Permute(Vec<u64>),
+    /// 14
+    Expand(Vec<DimV1>),
+    /// 15
+    Slice(Vec<SliceAxisV1>),
+    /// 16
+    Pad {
+        /// `(before, after)` per axis.
+        pads: Vec<(u64, u64)>,
+        /// Fill value, `f64` bits.
+        value: u64,
+    },
+    /// 17
+    Concat {
+        /// Axis.
+        axis: u64,
+    },
+    /// 18
+    Flip {
+        /// Axes.
+        axes: Vec<u64>,
+    },
+    /// 19
+    Gather {
+        /// Axis.
+        axis: u64,
+    },
+    /// 20
+    ScatterAdd {
+        /// Axis.
+        axis: u64,
+    },
+    /// 21
+    MatMul,
+    /// 22
+    Conv2d {
+        /// Stride (h, w).
+        stride: [u64; 2],
+        /// Padding (h, w).
+        padding: [u64; 2],
+        /// Dilation (h, w).
+        dilation: [u64; 2],
+        /// Groups.
+        groups: u64,
+    },
+    /// 23
+    Window {
+        /// Reduction.
+        op: WindowV1,
+        /// Window per trailing axis.
+        window: Vec<u64>,
+        /// Stride per trailing axis.
+        stride: Vec<u64>,
+        /// Padding per trailing axis.
+        padding: Vec<(u64, u64)>,
+    },
+}
+
+/// Unary ops, numbered 0..=17 in the order of `kiln_ir::UnaryOp::ALL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnaryV1 {
+    /// 0: `neg`
+    Neg,
+    /// 1: `abs`
+    Abs,
+    /// 2: `exp`
+    Exp,
+    /// 3: `log`
+    Log,
+    /// 4: `sqrt`
+    Sqrt,
+    /// 5: `rsqrt`
+    Rsqrt,
+    /// 6: `recip`
+    Recip,
+    /// 7: `sin`
+    Sin,
+    /// 8: `cos`
+    Cos,
+    /// 9: `tanh`
+    Tanh,
+    /// 10: `sigmoid`
+    Sigmoid,
+    /// 11: `erf`
+    Erf,
+    /// 12: `floor`
+    Floor,
+    /// 13: `ceil`
+    Ceil,
+    /// 14: `round`
+    Round,
+    /// 15: `sign`
+    Sign,
+    /// 16: `not`
+    Not,
+    /// 17: `is_nan`
+    IsNan,
+}
+
+/// Binary ops, numbered 0..=16 in the order of `kiln_ir::BinaryOp::ALL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinaryV1 {
+    /// 0: `add`
+    Add,
+    /// 1: `sub`
+    Sub,
+    /// 2: `mul`
+    Mul,
+    /// 3: `div`
+    Div,
+    /// 4: `rem`
+    Rem,
+    /// 5: `pow`
+    Pow,
+    /// 6: `max`
+    Max,
+    /// 7: `min`
+    Min,
+    /// 8: `eq`
+    Eq,
+    /// 9: `ne`
+    Ne,
+    /// 10: `lt`
+    Lt,
+    /// 11: `le`
+    Le,
+    /// 12: `gt`
+    Gt,
+    /// 13: `ge`
+    Ge,
+    /// 14: `and`
+    And,
+    /// 15: `or`
+    Or,
+    /// 16: `xor`
+    Xor,
+}
+
+/// Reductions, numbered 0..=3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReduceV1 {
+    /// 0: `reduce_sum`
+    Sum,
+    /// 1: `reduce_max`
+    Max,
+    /// 2: `reduce_min`
+    Min,
+    /// 3: `reduce_prod`
+    Prod,
+}
+
+/// Index-of-extremum reductions, numbered 0..=1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArgV1 {
+    /// 0: `argmax`
+    ArgMax,
+    /// 1: `argmin`
+    ArgMin,
+}
+
+/// Window reductions, numbered 0..=1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WindowV1 {
+    /// 0: `window_sum`
+    Sum,
+    /// 1: `window_max`
+    Max,
+}
+
+/// The kernel plan (mirrors `kiln_kernel::Program`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramV1 {
+    /// Symbols with their preconditions.
+    pub symbols: Vec<SymbolV1>,
+    /// Buffers `b0, b1, ...`.
+    pub buffers: Vec<BufferV1>,
+    /// Kernels `k0, k1, ...` in execution order.
+    pub kernels: Vec<KernelV1>,
+}
+
+/// A flat typed buffer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferV1 {
+    /// Element type.
+    pub dtype: DTypeV1,
+    /// Element count.
+    pub size: DimV1,
+    /// Role.
+    pub kind: BufferKindV1,
+}
+
+/// Buffer roles, numbered 0..=4.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BufferKindV1 {
+    /// 0: named input.
+    Input(String),
+    /// 1: named output.
+    Output(String),
+    /// 2: named state.
+    State(String),
+    /// 3: constant, data in the data section.
+    Constant(TensorRefV1),
+    /// 4: scratch.
+    Scratch,
+}
+
+/// Kernels, numbered 0..=2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KernelV1 {
+    /// 0: loop nest.
+    Loop {
+        /// Loop extents.
+        domain: Vec<DimV1>,
+        /// Reduction extents.
+        reduce: Vec<DimV1>,
+        /// Body.
+        body: BodyV1,
+    },
+    /// 1: batched matrix product.
+    Matmul {
+        /// Batch extents.
+        batch: Vec<DimV1>,
+        /// Rows.
+        m: DimV1,
+        /// Contraction length.
+        k: DimV1,
+        /// Columns.
+        n: DimV1,
+        /// Operand A.
+        a: BodyV1,
+        /// Operand B.
+        b: BodyV1,
+        /// Epilogue.
+        epilogue: BodyV1,
+    },
+    /// 2: 2-D convolution.
+    Conv2d {
+        /// Geometry.
+        geometry: Conv2dGeometryV1,
+        /// Input operand.
+        input: BodyV1,
+        /// Weight operand.
+        weight: BodyV1,
+        /// Epilogue.
+        epilogue: BodyV1,
+    },
+}
+
+/// Convolution geometry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conv2dGeometryV1 {
+    /// Batch.
+    pub n: DimV1,
+    /// Input channels.
+    pub c: DimV1,
+    /// Height.
+    pub h: DimV1,
+    /// Width.
+    pub w: DimV1,
+    /// Output channels.
+    pub o: DimV1,
+    /// Kernel size.
+    pub kernel: [u64; 2],
+    /// Stride.
+    pub stride: [u64; 2],
+    /// Padding.
+    pub padding: [u64; 2],
+    /// Dilation.
+    pub dilation: [u64; 2],
+    /// Groups.
+    pub groups: u64,
+}
+
+/// A kernel body: SSA values, stores, and the yielded value of an operand body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyV1 {
+    /// Values `v0, v1, ...`.
+    pub values: Vec<ExprV1>,
+    /// Stores.
+    pub stores: Vec<StoreV1>,
+    /// Yielded value.
+    pub result: Option<u32>,
+}
+
+/// Scalar expression nodes, numbered 0..=8 (value operands are `v` indices).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExprV1 {
+    /// 0: constant.
+    Const(ScalarV1),
+    /// 1: index value converted to a dtype.
+    Index {
+        /// Result type.
+        dtype: DTypeV1,
+        /// The expression.
+        index: IndexV1,
+    },
+    /// 2: buffer load.
+    Load(LoadV1),
+    /// 3: unary op.
+    Unary(UnaryV1, u32),
+    /// 4: binary op.
+    Binary(BinaryV1, u32, u32),
+    /// 5: select(cond, a, b).
+    Select(u32, u32, u32),
+    /// 6: cast.
+    Cast(DTypeV1, u32),
+    /// 7: reduction over the reduction domain.
+    Reduce {
+        /// Combining op.
+        op: ReduceV1,
+        /// Operand.
+        value: u32,
+        /// Initial value.
+        init: ScalarV1,
+    },
+    /// 8: contraction accumulator.
+    Acc,
+}
+
+/// A load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadV1 {
+    /// Buffer index.
+    pub buffer: u32,
+    /// Flat index.
+    pub index: IndexV1,
+    /// Bounds discipline.
+    pub mode: LoadModeV1,
+}
+
+/// Load modes, numbered 0..=2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadModeV1 {
+    /// 0: proven in bounds.
+    Plain,
+    /// 1: guarded, with a fill value.
+    Masked {
+        /// Guards `lo <= expr < hi`.
+        guards: Vec<GuardV1>,
+        /// Fill value.
+        fill: ScalarV1,
+    },
+    /// 2: checked at run time.
+    Checked,
+}
+
+/// A guard `lo <= expr < hi`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardV1 {
+    /// Inclusive lower bound.
+    pub lo: IndexV1,
+    /// Guarded expression.
+    pub expr: IndexV1,
+    /// Exclusive upper bound.
+    pub hi: IndexV1,
+}
+
+/// A store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreV1 {
+    /// Buffer index.
+    pub buffer: u32,
+    /// Flat index.
+    pub index: IndexV1,
+    /// Stored value.
+    pub value: u32,
+}
+
+/// An index expression as a postfix list: each node's children are earlier nodes, each node
+/// but the last is the child of exactly one later node, and the last node is the root.
+pub type IndexV1 = Vec<IndexNodeV1>;
+
+/// Index expression nodes, numbered 0..=8. Child references are positions in the list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexNodeV1 {
+    /// 0: a dim.
+    Dim(DimV1),
+    /// 1: loop variable `i<k>`.
+    Var(u32),
+    /// 2: reduction variable `r<k>`.
+    Red(u32),
+    /// 3: value `v<k>`.
+    Value(u32),
+    /// 4: `a + b`.
+    Add(u32, u32),
+    /// 5: `a - b`.
+    Sub(u32, u32),
+    /// 6: `a * b`.
+    Mul(u32, u32),
+    /// 7: `floor(a / d)`.
+    Div(u32, DimV1),
+    /// 8: `a mod d`.
+    Mod(u32, DimV1),
+}
+
+/// Typed scalars, numbered 0..=5; floats as their bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScalarV1 {
+    /// 0: `f32` bits.
+    F32(u32),
+    /// 1: `f64` bits.
+    F64(u64),
+    /// 2
+    I32(i32),
+    /// 3
+    I64(i64),
+    /// 4
+    U32(u32),
+    /// 5
+    Bool(bool),
+}

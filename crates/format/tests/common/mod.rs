@@ -1,0 +1,578 @@
+//! Test modules shared by the format tests: a graph using every op, a kernel plan using
+//! every kernel construct, modules wrapped around the kernel filetest fixtures, and helpers
+//! to rewrite a saved file's header.
+
+#![allow(dead_code)]
+
+use kiln_format::v1::HeaderV1;
+use kiln_format::{Metadata, Module, Signature, SymbolSpec, TensorSpec, codec, layout};
+use kiln_ir::{
+    Array, ArgOp, BinaryOp, DType, Dim, F64Bits, Graph, Loc, NodeId, Op, ReduceOp, Shape,
+    SliceAxis, UnaryOp, WindowOp,
+};
+use kiln_kernel::{BufferKind, Program};
+use std::collections::BTreeMap;
+
+fn add(g: &mut Graph, op: Op, operands: &[NodeId]) -> NodeId {
+    let name = op.name();
+    match g.add(op, operands) {
+        Ok(id) => id,
+        Err(e) => panic!("building {name}: {e}"),
+    }
+}
+
+fn f32s(shape: &[usize], v: &[f32]) -> Array {
+    Array::from_f32(shape, v.to_vec()).unwrap()
+}
+
+/// The kernel plan of [`every_construct_module`]: every buffer kind, every kernel kind,
+/// every expression kind, all three load modes, and index expressions with `/`, `%`,
+/// values, symbols and braced dims.
+pub const EVERY_CONSTRUCT_PLAN: &str = r#"
+symbol N >= 1
+b0 = input "x" f32[N*4]
+b1 = state "w" f32[16]
+b2 = state "b" f32[4]
+b3 = output "y" f32[N*4]
+b4 = state "step" i64[1]
+b5 = output "update:w" f32[16]
+b6 = output "update:step" i64[1]
+b7 = const f32[4] [1.0, -0.0, nan, inf]
+b8 = const i64[2] shape [2] [3, -7]
+b9 = scratch f32[N]
+b10 = scratch f32[N*4]
+b11 = state "conv.w" f32[2]
+b12 = scratch f32[N*8]
+b13 = const u32[2] [1, 4294967295]
+b14 = const bool[2] [true, false]
+b15 = const f64[1] shape [] [0.1]
+b16 = const i32[3] [-1, 0, 2147483647]
+k0 = matmul m N k 4 n 4 {
+  a {
+    v0 = load b0[i0*4 + i1]
+    yield v0
+  }
+  b {
+    v0 = load b1[i0*4 + i1]
+    v1 = f32(1.0)
+    v2 = mul(v0, v1)
+    yield v2
+  }
+  epilogue {
+    v0 = acc
+    v1 = load b2[i1]
+    v2 = add(v0, v1)
+    store b3[i0*4 + i1] = v2
+  }
+}
+k1 = loop [N] reduce [4] {
+  v0 = load b0[i0*4 + r0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  v2 = reduce_max(v0) init f32(-inf)
+  v3 = reduce_min(v0) init f32(inf)
+  v4 = reduce_prod(v0) init f32(1.0)
+  v5 = add(v1, v2)
+  v6 = sub(v3, v4)
+  v7 = max(v5, v6)
+  store b9[i0] = v7
+}
+k2 = loop [N*4] {
+  v0 = load b0[i0 / 4*4 + i0 % 4]
+  v1 = load b9[i0 / 4]
+  v2 = load b7[i0 % 4] if 0 <= i0 % 4 < 4 else f32(0.0)
+  v3 = load b8[1]
+  v4 = i64(1)
+  v5 = add(v3, v4)
+  v6 = load checked b8[v5]
+  v7 = cast<f32>(v6)
+  v8 = index<i64>(i0 % 4)
+  v9 = i64(2)
+  v10 = lt(v8, v9)
+  v11 = select(v10, v0, v1)
+  v12 = exp(v11)
+  v13 = neg(v12)
+  v14 = add(v13, v7)
+  v15 = load b0[(i0 / 4)*4 + (i0 % 4 - 1)] if 0 <= i0 % 4 - 1 < 4 else f32(-1.5)
+  v16 = add(v14, v15)
+  v17 = load b2[v8] if 0 <= v8 < 4 else f32(0.0)
+  v18 = add(v16, v17)
+  v19 = load b13[1]
+  v20 = load b14[0]
+  v21 = load b15[0]
+  v22 = load b16[2]
+  v23 = cast<f32>(v19)
+  v24 = cast<f32>(v22)
+  v25 = cast<f32>(v21)
+  v26 = f32(0.0)
+  v27 = select(v20, v23, v24)
+  v28 = add(v27, v25)
+  v29 = mul(v28, v26)
+  v30 = add(v18, v29)
+  v31 = load b0[{N*4} - 1 - i0]
+  v32 = add(v30, v31)
+  store b10[i0] = v32
+}
+k3 = conv2d n N c 1 h 2 w 2 o 2 kernel [1, 1] stride [1, 1] padding [0, 0] dilation [1, 1] groups 1 {
+  input {
+    v0 = load b0[i0*4 + i1*4 + i2*2 + i3]
+    yield v0
+  }
+  weight {
+    v0 = load b11[i0 + i1 + i2 + i3]
+    yield v0
+  }
+  epilogue {
+    v0 = acc
+    store b12[i0*8 + i1*4 + i2*2 + i3] = v0
+  }
+}
+k4 = loop [16] {
+  v0 = load b1[i0]
+  v1 = f32(0.1)
+  v2 = mul(v0, v1)
+  v3 = sub(v0, v2)
+  store b5[i0] = v3
+}
+k5 = loop [1] {
+  v0 = load b4[i0]
+  v1 = i64(1)
+  v2 = add(v0, v1)
+  store b6[i0] = v2
+}
+k6 = loop [N*2, 2] {
+  v0 = load b12[i0*4 + i1*2]
+  store b12[i0*4 + i1*2] = v0
+}
+"#;
+
+/// A graph using every op (every unary and binary op included), with the named outputs
+/// and updates of [`every_construct_module`].
+pub fn every_op_graph() -> (Graph, Vec<(String, NodeId)>, Vec<(String, NodeId)>) {
+    let mut g = Graph::new();
+    let n = Dim::sym("N");
+    let x = g
+        .add_at(
+            Op::Input {
+                name: "x".into(),
+                dtype: DType::F32,
+                shape: Shape::new([n.clone(), Dim::known(4)]),
+            },
+            &[],
+            Some(Loc {
+                file: "src/model.rs".into(),
+                line: 12,
+                column: 5,
+            }),
+        )
+        .unwrap();
+    let w = add(
+        &mut g,
+        Op::Parameter {
+            name: "w".into(),
+            dtype: DType::F32,
+            shape: Shape::known(&[4, 4]),
+        },
+        &[],
+    );
+    let b = add(
+        &mut g,
+        Op::Parameter {
+            name: "b".into(),
+            dtype: DType::F32,
+            shape: Shape::known(&[4]),
+        },
+        &[],
+    );
+    let step = add(
+        &mut g,
+        Op::Parameter {
+            name: "step".into(),
+            dtype: DType::I64,
+            shape: Shape::scalar(),
+        },
+        &[],
+    );
+    let conv_w = add(
+        &mut g,
+        Op::Parameter {
+            name: "conv.w".into(),
+            dtype: DType::F32,
+            shape: Shape::known(&[2, 1, 1, 1]),
+        },
+        &[],
+    );
+    let c = add(
+        &mut g,
+        Op::Constant(f32s(&[4], &[1.0, -0.0, f32::NAN, 2.5])),
+        &[],
+    );
+    add(
+        &mut g,
+        Op::Constant(Array::from_bool(&[3], vec![true, false, true]).unwrap()),
+        &[],
+    );
+    add(
+        &mut g,
+        Op::Constant(Array::from_f64(&[2], vec![0.1, -1e300]).unwrap()),
+        &[],
+    );
+    add(
+        &mut g,
+        Op::Constant(Array::from_u32(&[2, 1], vec![7, u32::MAX]).unwrap()),
+        &[],
+    );
+    add(
+        &mut g,
+        Op::Constant(Array::from_i32(&[0], vec![]).unwrap()),
+        &[],
+    );
+    let key = add(
+        &mut g,
+        Op::Constant(Array::from_u32(&[2], vec![1, 2]).unwrap()),
+        &[],
+    );
+    add(&mut g, Op::RandomBits { shape: Shape::known(&[3]) }, &[key]);
+    let iota = add(
+        &mut g,
+        Op::Iota {
+            dtype: DType::I64,
+            shape: Shape::new([n.clone(), Dim::known(2)]),
+            axis: 1,
+        },
+        &[],
+    );
+    add(&mut g, Op::Binary(BinaryOp::Add), &[x, c]);
+    let zero = add(&mut g, Op::Constant(f32s(&[], &[0.0])), &[]);
+    let pos = add(&mut g, Op::Binary(BinaryOp::Gt), &[x, zero]);
+    for u in UnaryOp::ALL {
+        let operand = if u == UnaryOp::Not { pos } else { x };
+        add(&mut g, Op::Unary(u), &[operand]);
+    }
+    for op in BinaryOp::ALL {
+        let operand = if matches!(op, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor) {
+            pos
+        } else {
+            x
+        };
+        add(&mut g, Op::Binary(op), &[operand, operand]);
+    }
+    add(&mut g, Op::Select, &[pos, x, x]);
+    add(&mut g, Op::Cast(DType::I32), &[x]);
+    add(&mut g, Op::StopGradient, &[x]);
+    for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod] {
+        add(
+            &mut g,
+            Op::Reduce {
+                op,
+                axes: vec![1],
+                keepdim: op == ReduceOp::Sum,
+            },
+            &[x],
+        );
+    }
+    for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
+        add(
+            &mut g,
+            Op::ArgReduce {
+                op,
+                axis: 1,
+                keepdim: false,
+            },
+            &[x],
+        );
+    }
+    let img = add(
+        &mut g,
+        Op::Reshape(Shape::new([
+            n.clone(),
+            Dim::known(1),
+            Dim::known(2),
+            Dim::known(2),
+        ])),
+        &[x],
+    );
+    add(&mut g, Op::Permute(vec![1, 0]), &[x]);
+    add(
+        &mut g,
+        Op::Expand(Shape::new([n.clone(), Dim::known(4)])),
+        &[b],
+    );
+    add(
+        &mut g,
+        Op::Slice(vec![
+            SliceAxis {
+                start: 0,
+                stop: u64::MAX,
+                step: 1,
+            },
+            SliceAxis {
+                start: 1,
+                stop: 4,
+                step: 2,
+            },
+        ]),
+        &[x],
+    );
+    add(
+        &mut g,
+        Op::Pad {
+            pads: vec![(0, 0), (1, 2)],
+            value: F64Bits::new(-1.5),
+        },
+        &[x],
+    );
+    add(&mut g, Op::Concat { axis: 1 }, &[x, x, x]);
+    add(&mut g, Op::Flip { axes: vec![0, 1] }, &[x]);
+    let gathered = add(&mut g, Op::Gather { axis: 1 }, &[x, iota]);
+    add(&mut g, Op::ScatterAdd { axis: 1 }, &[x, iota, gathered]);
+    let mm = add(&mut g, Op::MatMul, &[x, w]);
+    let conv = add(
+        &mut g,
+        Op::Conv2d {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        &[img, conv_w],
+    );
+    for op in [WindowOp::Max, WindowOp::Sum] {
+        add(
+            &mut g,
+            Op::Window {
+                op,
+                window: vec![2, 2],
+                stride: vec![1, 1],
+                padding: vec![(0, 1), (1, 0)],
+            },
+            &[conv],
+        );
+    }
+    let y = add(&mut g, Op::Binary(BinaryOp::Add), &[mm, b]);
+    let lr = add(&mut g, Op::Constant(f32s(&[], &[0.1])), &[]);
+    let scaled = add(&mut g, Op::Binary(BinaryOp::Mul), &[w, lr]);
+    let w_new = add(&mut g, Op::Binary(BinaryOp::Sub), &[w, scaled]);
+    let one = add(
+        &mut g,
+        Op::Constant(Array::from_i64(&[], vec![1]).unwrap()),
+        &[],
+    );
+    let step_new = add(&mut g, Op::Binary(BinaryOp::Add), &[step, one]);
+    // A removed node leaves a gap in the ids, which the file must preserve.
+    let dead = add(&mut g, Op::Unary(UnaryOp::Exp), &[y]);
+    g.remove(dead);
+    let tail = add(&mut g, Op::Unary(UnaryOp::Neg), &[y]);
+    (
+        g,
+        vec![("y".to_string(), y), ("neg_y".to_string(), tail)],
+        vec![("w".to_string(), w_new), ("step".to_string(), step_new)],
+    )
+}
+
+/// The state of [`every_construct_module`]: every parameter of [`every_op_graph`].
+pub fn every_op_state() -> Vec<(String, Array)> {
+    vec![
+        (
+            "w".to_string(),
+            f32s(&[4, 4], &(0..16).map(|i| i as f32 * 0.25 - 1.0).collect::<Vec<_>>()),
+        ),
+        ("b".to_string(), f32s(&[4], &[0.5, -0.5, f32::NAN, -0.0])),
+        (
+            "step".to_string(),
+            Array::from_i64(&[], vec![i64::MIN + 3]).unwrap(),
+        ),
+        ("conv.w".to_string(), f32s(&[2, 1, 1, 1], &[1.0, -2.0])),
+    ]
+}
+
+fn spec(name: &str, dtype: DType, shape: Shape) -> TensorSpec {
+    TensorSpec {
+        name: name.to_string(),
+        dtype,
+        shape,
+    }
+}
+
+fn n_by(k: u64) -> Shape {
+    Shape::new([Dim::sym("N"), Dim::known(k)])
+}
+
+/// A module whose graph uses every op and whose kernel plan uses every kernel construct.
+pub fn every_construct_module() -> Module {
+    let (graph, outputs, updates) = every_op_graph();
+    let program = kiln_kernel::parse(EVERY_CONSTRUCT_PLAN).unwrap();
+    if let Err(e) = kiln_kernel::verify(&program) {
+        panic!("test plan does not verify: {e}");
+    }
+    let mut options = BTreeMap::new();
+    options.insert("backend".to_string(), "kernel".to_string());
+    options.insert("opt_level".to_string(), "2".to_string());
+    Module {
+        metadata: Metadata {
+            producer: "kiln 0.1.0".to_string(),
+            created: 1_700_000_000,
+            options,
+        },
+        signature: Signature {
+            inputs: vec![spec("x", DType::F32, n_by(4))],
+            outputs: vec![
+                spec("y", DType::F32, n_by(4)),
+                spec("neg_y", DType::F32, n_by(4)),
+            ],
+            symbols: vec![SymbolSpec {
+                name: "N".to_string(),
+                min: 1,
+                max: None,
+            }],
+        },
+        graph,
+        outputs,
+        updates,
+        program: Some(with_neg_y(program)),
+        state: every_op_state(),
+    }
+}
+
+/// Adds the `neg_y` output buffer and a kernel writing it to the test plan.
+fn with_neg_y(mut p: Program) -> Program {
+    let text = format!(
+        "{p}b{} = output \"neg_y\" f32[N*4]\nk{} = loop [N*4] {{\n  v0 = load b3[i0]\n  v1 = neg(v0)\n  store b{}[i0] = v1\n}}\n",
+        p.buffers.len(),
+        p.kernels.len(),
+        p.buffers.len()
+    );
+    p = kiln_kernel::parse(&text).unwrap();
+    if let Err(e) = kiln_kernel::verify(&p) {
+        panic!("test plan does not verify: {e}");
+    }
+    p
+}
+
+/// The same module without a kernel plan (interpreter-only).
+pub fn interpreter_module() -> Module {
+    Module {
+        program: None,
+        ..every_construct_module()
+    }
+}
+
+/// A module around a kernel plan: graph inputs, parameters and outputs matching the plan's
+/// buffers (each shaped `[size]`), zero state. `None` if a state buffer has a symbolic size.
+pub fn module_around(program: Program) -> Option<Module> {
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    let mut outputs_spec = Vec::new();
+    let mut outputs = Vec::new();
+    let mut state = Vec::new();
+    for b in &program.buffers {
+        let shape = Shape(vec![b.size.clone()]);
+        match &b.kind {
+            BufferKind::Input(name) => {
+                add(
+                    &mut g,
+                    Op::Input {
+                        name: name.clone(),
+                        dtype: b.dtype,
+                        shape: shape.clone(),
+                    },
+                    &[],
+                );
+                inputs.push(spec(name, b.dtype, shape));
+            }
+            BufferKind::State(name) => {
+                let size = b.size.as_known()? as usize;
+                add(
+                    &mut g,
+                    Op::Parameter {
+                        name: name.clone(),
+                        dtype: b.dtype,
+                        shape: Shape::known(&[size]),
+                    },
+                    &[],
+                );
+                state.push((name.clone(), Array::zeros(b.dtype, &[size]).unwrap()));
+            }
+            BufferKind::Output(name) => {
+                let iota_dtype = if b.dtype == DType::Bool {
+                    DType::I32
+                } else {
+                    b.dtype
+                };
+                let mut id = add(
+                    &mut g,
+                    Op::Iota {
+                        dtype: iota_dtype,
+                        shape: shape.clone(),
+                        axis: 0,
+                    },
+                    &[],
+                );
+                if b.dtype == DType::Bool {
+                    id = add(&mut g, Op::Cast(DType::Bool), &[id]);
+                }
+                outputs.push((name.clone(), id));
+                outputs_spec.push(spec(name, b.dtype, shape));
+            }
+            BufferKind::Constant(_) | BufferKind::Scratch => {}
+        }
+    }
+    let symbols = program
+        .symbols
+        .iter()
+        .map(|s| SymbolSpec {
+            name: s.name.clone(),
+            min: s.min,
+            max: s.max,
+        })
+        .collect();
+    Some(Module {
+        metadata: Metadata {
+            producer: "kiln-format tests".to_string(),
+            created: 0,
+            options: BTreeMap::new(),
+        },
+        signature: Signature {
+            inputs,
+            outputs: outputs_spec,
+            symbols,
+        },
+        graph: g,
+        outputs,
+        updates: Vec::new(),
+        program: Some(program),
+        state,
+    })
+}
+
+/// Asserts two modules are equal: metadata, signature, graph text, outputs, updates,
+/// kernel plan, and state bit for bit.
+pub fn assert_same(a: &Module, b: &Module) {
+    assert_eq!(a.metadata, b.metadata);
+    assert_eq!(a.signature, b.signature);
+    assert_eq!(a.graph.to_string(), b.graph.to_string());
+    assert_eq!(a.graph.node_ids(), b.graph.node_ids());
+    assert_eq!(a.outputs, b.outputs);
+    assert_eq!(a.updates, b.updates);
+    assert_eq!(a.program, b.program);
+    assert_eq!(a.state.len(), b.state.len());
+    for ((na, xa), (nb, xb)) in a.state.iter().zip(&b.state) {
+        assert_eq!(na, nb);
+        assert!(xa.bit_eq(xb), "state {na}: {xa:?} vs {xb:?}");
+    }
+}
+
+/// Decodes a saved file's header, lets `f` change it and the data section, and frames the
+/// result again with a valid checksum.
+pub fn rewrite(bytes: &[u8], f: impl FnOnce(&mut HeaderV1, &mut Vec<u8>)) -> Vec<u8> {
+    let parts = layout::split(bytes).unwrap();
+    let mut header = codec::decode_header(parts.header).unwrap();
+    let mut data = parts.data.to_vec();
+    f(&mut header, &mut data);
+    let encoded = codec::encode_header(&header).unwrap();
+    layout::assemble(&encoded, &data).unwrap()
+}
+
+/// The header of a saved file.
+pub fn header_of(bytes: &[u8]) -> HeaderV1 {
+    codec::decode_header(layout::split(bytes).unwrap().header).unwrap()
+}

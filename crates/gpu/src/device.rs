@@ -1,0 +1,272 @@
+//! The wgpu device: adapter selection (discrete first, `KILN_GPU_ADAPTER` override), the
+//! device opened with the adapter's own limits, and a pipeline cache keyed by shader hash.
+
+use crate::error::GpuError;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+
+/// The environment variable that picks an adapter by (case-insensitive) name substring.
+pub const ADAPTER_ENV: &str = "KILN_GPU_ADAPTER";
+
+/// Runs a future to completion on the current thread (wgpu's native futures resolve
+/// promptly; this parks between polls).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+/// A compiled compute pipeline with the bind group layout it was created with.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// Description of a shader's group-0 bindings: for each binding after the params uniform,
+/// whether it is read-only.
+pub(crate) type LayoutKey = Vec<bool>;
+
+/// An open GPU device and its caches. Share it with `Arc`; programs compiled on it reuse
+/// its pipelines.
+#[derive(Debug)]
+pub struct GpuDevice {
+    info: wgpu::AdapterInfo,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<u64, Vec<(String, LayoutKey, Arc<Pipeline>)>>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+impl GpuDevice {
+    /// Opens a device on the best adapter: the one whose name contains `KILN_GPU_ADAPTER`
+    /// (case-insensitive) if that is set, else a discrete GPU, then integrated, virtual,
+    /// CPU (software, e.g. lavapipe). The device gets the adapter's full limits.
+    pub fn open() -> Result<GpuDevice, GpuError> {
+        let wanted = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
+        GpuDevice::open_matching(wanted.as_deref())
+    }
+
+    /// Like [`GpuDevice::open`] with an explicit adapter name substring instead of the
+    /// environment variable.
+    pub fn open_matching(wanted: Option<&str>) -> Result<GpuDevice, GpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::all();
+        desc.flags = wgpu::InstanceFlags::empty();
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter);
+        }
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (rank(info.device_type), info.name)
+        });
+        let adapter = match wanted {
+            Some(w) => {
+                let lw = w.to_lowercase();
+                let found = adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&lw));
+                match found {
+                    Some(i) => adapters.swap_remove(i),
+                    None => {
+                        return Err(GpuError::AdapterNotMatched {
+                            wanted: w.to_string(),
+                            available: adapters.iter().map(|a| a.get_info().name).collect(),
+                        });
+                    }
+                }
+            }
+            None => adapters.swap_remove(0),
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        Ok(GpuDevice {
+            info,
+            device,
+            queue,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+            uncaptured,
+        })
+    }
+
+    /// The process-wide device, opened on first use with [`GpuDevice::open`]. The result
+    /// (including "no adapter") is remembered.
+    pub fn shared() -> Result<Arc<GpuDevice>, GpuError> {
+        static SHARED: OnceLock<Result<Arc<GpuDevice>, GpuError>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| GpuDevice::open().map(Arc::new))
+            .clone()
+    }
+
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// A one-line description: name, device type, backend, driver.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.device_type,
+            self.info.backend,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Number of distinct pipelines compiled so far.
+    pub fn cached_pipelines(&self) -> usize {
+        self.pipelines
+            .lock()
+            .map_or(0, |m| m.values().map(Vec::len).sum())
+    }
+
+    /// Takes the wgpu errors that no error scope captured (reported by the next run).
+    pub(crate) fn take_uncaptured(&self) -> Vec<String> {
+        self.uncaptured
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// The pipeline for `source` with group-0 layout `layout`, compiled on first use and
+    /// cached by the hash of the source. Driver errors come back as `Err(message)`.
+    pub(crate) fn pipeline(
+        &self,
+        source: &str,
+        layout: &LayoutKey,
+    ) -> Result<Arc<Pipeline>, String> {
+        let mut h = DefaultHasher::new();
+        source.hash(&mut h);
+        layout.hash(&mut h);
+        let key = h.finish();
+        if let Ok(map) = self.pipelines.lock()
+            && let Some(hit) = map
+                .get(&key)
+                .and_then(|v| v.iter().find(|(s, l, _)| s == source && l == layout))
+        {
+            return Ok(hit.2.clone());
+        }
+        let pipeline = Arc::new(self.create_pipeline(source, layout)?);
+        if let Ok(mut map) = self.pipelines.lock() {
+            map.entry(key).or_default().push((
+                source.to_string(),
+                layout.clone(),
+                pipeline.clone(),
+            ));
+        }
+        Ok(pipeline)
+    }
+
+    fn create_pipeline(&self, source: &str, layout: &LayoutKey) -> Result<Pipeline, String> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("kiln kernel"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let buffer = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![buffer(0, wgpu::BufferBindingType::Uniform)];
+        for (i, &read_only) in layout.iter().enumerate() {
+            let binding = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            entries.push(buffer(
+                binding,
+                wgpu::BufferBindingType::Storage { read_only },
+            ));
+        }
+        let bgl = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("kiln kernel bindings"),
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("kiln kernel layout"),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("kiln kernel"),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            });
+        if let Some(e) = block_on(scope.pop()) {
+            return Err(e.to_string());
+        }
+        Ok(Pipeline {
+            pipeline,
+            layout: bgl,
+        })
+    }
+}

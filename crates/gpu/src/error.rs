@@ -1,0 +1,128 @@
+//! Errors of the GPU backend.
+
+use kiln_ir::DType;
+use kiln_kernel::{BufferId, KernelId};
+use kiln_wgsl::{LaunchError, WgslError};
+
+/// The message of [`GpuError::NoAdapter`].
+pub const NO_ADAPTER: &str =
+    "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use --backend cpu";
+
+/// Why a program could not be compiled or run on the GPU.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GpuError {
+    /// wgpu found no adapter at all.
+    #[error("{}", NO_ADAPTER)]
+    NoAdapter,
+    /// `KILN_GPU_ADAPTER` names no available adapter.
+    #[error("KILN_GPU_ADAPTER={wanted:?} matches no adapter; available: {}", available.join(", "))]
+    AdapterNotMatched {
+        /// The requested substring.
+        wanted: String,
+        /// Names of the adapters found.
+        available: Vec<String>,
+    },
+    /// The adapter refused to open a device.
+    #[error("cannot open a device on {adapter}: {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// WGSL generation failed (unverifiable program, f64/i64 dtype, ...).
+    #[error(transparent)]
+    Wgsl(#[from] WgslError),
+    /// A kernel needs more than the adapter allows.
+    #[error("{kernel} needs {needed} {what}, but the adapter allows {limit}")]
+    Limit {
+        /// Kernel.
+        kernel: KernelId,
+        /// The resource (`storage buffers per shader stage`, ...).
+        what: &'static str,
+        /// Needed amount.
+        needed: u64,
+        /// The adapter's limit.
+        limit: u64,
+    },
+    /// The driver rejected a generated shader or pipeline.
+    #[error("{kernel}: the GPU driver rejected the shader: {message}")]
+    Shader {
+        /// Kernel.
+        kernel: KernelId,
+        /// wgpu's message.
+        message: String,
+    },
+    /// A binding of the symbols is missing or violates a precondition.
+    #[error("{0}")]
+    Binding(String),
+    /// A kernel's launch size cannot be computed or does not fit the shader arithmetic.
+    #[error("{kernel}: {source}")]
+    Launch {
+        /// Kernel.
+        kernel: KernelId,
+        /// The cause.
+        source: LaunchError,
+    },
+    /// A buffer is larger than the adapter can bind, or than 32-bit indexing allows.
+    #[error("{buffer} needs {bytes} bytes, but the limit is {limit}")]
+    BufferTooLarge {
+        /// Buffer.
+        buffer: BufferId,
+        /// Bytes needed.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An input the program declares was not supplied.
+    #[error("input {0:?} was not supplied")]
+    MissingInput(String),
+    /// A supplied input (or requested output, or state) is not in the program.
+    #[error("the program has no {kind} named {name:?}")]
+    UnknownName {
+        /// `input`, `output` or `state`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A supplied array has the wrong dtype or element count.
+    #[error("{kind} {name:?} must be {dtype}[{len}], got {got_dtype}[{got_len}]")]
+    Mismatch {
+        /// `input` or `state`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Expected dtype.
+        dtype: DType,
+        /// Expected element count.
+        len: usize,
+        /// Supplied dtype.
+        got_dtype: DType,
+        /// Supplied element count.
+        got_len: usize,
+    },
+    /// A state with a symbolic size was read before it was set or run.
+    #[error("state {0:?} has no value yet (set it or run the program first)")]
+    StateUnset(String),
+    /// A checked load read outside its buffer (the checked-load contract's error flag).
+    #[error("{kernel}: load of {buffer} at index {index} is outside 0..{size}")]
+    IndexOutOfBounds {
+        /// Kernel.
+        kernel: KernelId,
+        /// Buffer read.
+        buffer: BufferId,
+        /// The offending index.
+        index: i64,
+        /// The buffer's length.
+        size: usize,
+    },
+    /// An integer division or remainder by zero.
+    #[error("{kernel}: integer division by zero")]
+    DivisionByZero {
+        /// Kernel.
+        kernel: KernelId,
+    },
+    /// wgpu reported an error (validation, mapping, device loss).
+    #[error("GPU error: {0}")]
+    Device(String),
+}

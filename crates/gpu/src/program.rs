@@ -1,0 +1,711 @@
+//! A kernel program compiled for the GPU: one pipeline per kernel, constants and persistent
+//! state resident on the device, pooled buffers for inputs, outputs and scratch, and a run
+//! that records every dispatch into one command encoder and reads back only what was asked.
+
+use crate::device::{GpuDevice, LayoutKey, Pipeline, block_on};
+use crate::error::GpuError;
+use crate::pool::BufferPool;
+use kiln_ir::{Array, DType, Data};
+use kiln_kernel::{BufferId, BufferKind, KernelId, Program};
+use kiln_wgsl::{
+    ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL,
+    ERROR_WORDS, KernelShader, WgslProgram,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+
+/// Bytes of one element on the device: every dtype is 32 bits wide there (bool as `u32`).
+const ELEMENT_BYTES: u64 = 4;
+
+/// Knobs for compiling a program.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Caps the workgroups per grid dimension below the adapter's limit (tests use a small
+    /// value to exercise 2-D and 3-D launches on small data).
+    pub max_workgroups_per_dimension: Option<u32>,
+}
+
+#[derive(Debug)]
+struct CompiledKernel {
+    pipeline: Arc<Pipeline>,
+    params: wgpu::Buffer,
+}
+
+/// A program compiled for a GPU device. Inputs, outputs and scratch live in a buffer pool
+/// reused across runs; constants and state stay on the device between runs.
+#[derive(Debug)]
+pub struct GpuProgram {
+    device: Arc<GpuDevice>,
+    program: Program,
+    wgsl: WgslProgram,
+    kernels: Vec<CompiledKernel>,
+    constants: HashMap<BufferId, wgpu::Buffer>,
+    states: HashMap<BufferId, (wgpu::Buffer, usize)>,
+    error: wgpu::Buffer,
+    pool: BufferPool,
+    max_groups: u32,
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+const READBACK: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+/// Device bytes of a buffer of `len` elements (at least one word: empty bindings are
+/// invalid).
+fn device_bytes(len: usize) -> u64 {
+    (len as u64).saturating_mul(ELEMENT_BYTES).max(ELEMENT_BYTES)
+}
+
+/// The little-endian device words of an array.
+fn to_words(a: &Array) -> Vec<u8> {
+    match a.data() {
+        Data::Bool(v) => v.iter().flat_map(|&b| u32::from(b).to_le_bytes()).collect(),
+        Data::F32(_) | Data::I32(_) | Data::U32(_) | Data::F64(_) | Data::I64(_) => {
+            a.to_le_bytes()
+        }
+    }
+}
+
+/// An array of `dtype` from device words.
+fn from_words(dtype: DType, len: usize, bytes: &[u8]) -> Result<Array, GpuError> {
+    let bytes = bytes.get(..len * 4).unwrap_or(bytes);
+    let bad = |e: kiln_ir::ArrayError| GpuError::Device(e.to_string());
+    match dtype {
+        DType::Bool => {
+            let v = bytes
+                .chunks_exact(4)
+                .map(|c| c.iter().any(|&b| b != 0))
+                .collect();
+            Array::from_bool(&[len], v).map_err(bad)
+        }
+        _ => Array::from_le_bytes(dtype, &[len], bytes).map_err(bad),
+    }
+}
+
+/// Splits `total` workgroups over a grid whose dimensions stay within `max`; the shaders
+/// number workgroups `x + nx * (y + ny * z)` and skip those past `total`.
+pub fn split_grid(total: u64, max: u32) -> Option<[u32; 3]> {
+    let m = u64::from(max.max(1));
+    let x = total.min(m).max(1);
+    let rest = total.div_ceil(x);
+    let y = rest.min(m).max(1);
+    let z = rest.div_ceil(y).max(1);
+    if z > m {
+        return None;
+    }
+    Some([
+        u32::try_from(x).ok()?,
+        u32::try_from(y).ok()?,
+        u32::try_from(z).ok()?,
+    ])
+}
+
+/// Reads back `(buffer, bytes)` pairs after submitting `encoder`; returns the bytes of each.
+fn submit_and_read(
+    device: &GpuDevice,
+    encoder: wgpu::CommandEncoder,
+    reads: &[(&wgpu::Buffer, u64)],
+) -> Result<Vec<Vec<u8>>, GpuError> {
+    device.queue.submit([encoder.finish()]);
+    let mut waits = Vec::with_capacity(reads.len());
+    for (buffer, bytes) in reads {
+        let (tx, rx) = mpsc::channel();
+        buffer.slice(0..*bytes).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        waits.push(rx);
+    }
+    device
+        .device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+    let mut out = Vec::with_capacity(reads.len());
+    for ((buffer, bytes), rx) in reads.iter().zip(waits) {
+        rx.recv()
+            .map_err(|e| GpuError::Device(e.to_string()))?
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let data = {
+            let view = buffer
+                .slice(0..*bytes)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Device(e.to_string()))?;
+            view.to_vec()
+        };
+        buffer.unmap();
+        out.push(data);
+    }
+    Ok(out)
+}
+
+impl GpuProgram {
+    /// Compiles `program` on the shared device ([`GpuDevice::shared`]).
+    pub fn compile(program: &Program) -> Result<GpuProgram, GpuError> {
+        GpuProgram::compile_on(&GpuDevice::shared()?, program, &GpuOptions::default())
+    }
+
+    /// Compiles `program` on `device`: generates WGSL, checks the adapter's limits, builds
+    /// (or reuses) one pipeline per kernel and uploads the constants.
+    pub fn compile_on(
+        device: &Arc<GpuDevice>,
+        program: &Program,
+        options: &GpuOptions,
+    ) -> Result<GpuProgram, GpuError> {
+        let wgsl = kiln_wgsl::compile(program)?;
+        let limits = device.limits();
+        let mut kernels = Vec::with_capacity(wgsl.kernels.len());
+        for shader in &wgsl.kernels {
+            check_limits(shader, limits)?;
+            let mut layout: LayoutKey = shader.bindings.iter().map(|b| !b.writable).collect();
+            if shader.error_binding.is_some() {
+                layout.push(false);
+            }
+            let pipeline =
+                device
+                    .pipeline(&shader.source, &layout)
+                    .map_err(|message| GpuError::Shader {
+                        kernel: shader.kernel,
+                        message,
+                    })?;
+            let params = device.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kiln params"),
+                size: shader.params_size(),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            kernels.push(CompiledKernel { pipeline, params });
+        }
+        let mut constants = HashMap::new();
+        for (i, b) in program.buffers.iter().enumerate() {
+            if let BufferKind::Constant(a) = &b.kind {
+                let buffer = device.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln constant"),
+                    size: device_bytes(a.len()),
+                    usage: STORAGE,
+                    mapped_at_creation: false,
+                });
+                let words = to_words(a);
+                if !words.is_empty() {
+                    device.queue.write_buffer(&buffer, 0, &words);
+                }
+                constants.insert(BufferId(u32::try_from(i).unwrap_or(u32::MAX)), buffer);
+            }
+        }
+        let error = device.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln error flag"),
+            size: (ERROR_WORDS as u64 * 4).div_ceil(16) * 16,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        });
+        let max_groups = options
+            .max_workgroups_per_dimension
+            .unwrap_or(u32::MAX)
+            .min(limits.max_compute_workgroups_per_dimension)
+            .max(1);
+        Ok(GpuProgram {
+            device: device.clone(),
+            program: program.clone(),
+            wgsl,
+            kernels,
+            constants,
+            states: HashMap::new(),
+            error,
+            pool: BufferPool::default(),
+            max_groups,
+        })
+    }
+
+    /// The generated shaders.
+    pub fn wgsl(&self) -> &WgslProgram {
+        &self.wgsl
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The device the program runs on.
+    pub fn device(&self) -> &Arc<GpuDevice> {
+        &self.device
+    }
+
+    /// Device buffers the pool has created so far (stays constant across repeated runs
+    /// under one binding).
+    pub fn pooled_buffers_created(&self) -> usize {
+        self.pool.created()
+    }
+
+    /// Runs the program and returns every output (as 1-D arrays of the output buffer's
+    /// length).
+    pub fn run(
+        &mut self,
+        bindings: &HashMap<String, u64>,
+        inputs: &HashMap<String, Array>,
+    ) -> Result<HashMap<String, Array>, GpuError> {
+        self.run_outputs(bindings, inputs, None)
+    }
+
+    /// Runs the program and reads back only the outputs named in `outputs` (all outputs for
+    /// `None`). State is updated on the device and not read back.
+    pub fn run_outputs(
+        &mut self,
+        bindings: &HashMap<String, u64>,
+        inputs: &HashMap<String, Array>,
+        outputs: Option<&[&str]>,
+    ) -> Result<HashMap<String, Array>, GpuError> {
+        let lens = self.buffer_lens(bindings)?;
+        for name in inputs.keys() {
+            if self.program.input(name).is_none() {
+                return Err(GpuError::UnknownName {
+                    kind: "input",
+                    name: name.clone(),
+                });
+            }
+        }
+        let wanted: Vec<(String, BufferId)> = match outputs {
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    self.program
+                        .output(n)
+                        .map(|id| (n.to_string(), id))
+                        .ok_or_else(|| GpuError::UnknownName {
+                            kind: "output",
+                            name: n.to_string(),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            None => self
+                .program
+                .buffers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| match &b.kind {
+                    BufferKind::Output(n) => {
+                        Some((n.clone(), BufferId(u32::try_from(i).unwrap_or(u32::MAX))))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        };
+        let mut launches = Vec::with_capacity(self.wgsl.kernels.len());
+        for shader in &self.wgsl.kernels {
+            let groups = shader
+                .workgroups(bindings)
+                .map_err(|source| GpuError::Launch {
+                    kernel: shader.kernel,
+                    source,
+                })?;
+            let params = shader
+                .params_bytes(bindings)
+                .map_err(|source| GpuError::Launch {
+                    kernel: shader.kernel,
+                    source,
+                })?;
+            let grid = split_grid(groups, self.max_groups).ok_or(GpuError::Limit {
+                kernel: shader.kernel,
+                what: "workgroups (in a 3-D grid)",
+                needed: groups,
+                limit: u64::from(self.max_groups).pow(3),
+            })?;
+            launches.push((groups, grid, params));
+        }
+        // Inputs first (they can fail), then device buffers.
+        let mut uploads: Vec<(BufferId, Vec<u8>)> = Vec::new();
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            if let BufferKind::Input(name) = &b.kind {
+                let a = inputs
+                    .get(name)
+                    .ok_or_else(|| GpuError::MissingInput(name.clone()))?;
+                if a.dtype() != b.dtype || a.len() != lens[i] {
+                    return Err(GpuError::Mismatch {
+                        kind: "input",
+                        name: name.clone(),
+                        dtype: b.dtype,
+                        len: lens[i],
+                        got_dtype: a.dtype(),
+                        got_len: a.len(),
+                    });
+                }
+                uploads.push((BufferId(u32::try_from(i).unwrap_or(u32::MAX)), to_words(a)));
+            }
+        }
+        self.ensure_states(&lens)?;
+        let max = self.device.limits().max_buffer_size;
+        let mut pooled: HashMap<BufferId, wgpu::Buffer> = HashMap::new();
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            if matches!(
+                b.kind,
+                BufferKind::Input(_) | BufferKind::Output(_) | BufferKind::Scratch
+            ) {
+                let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+                let buffer = self.pool.take(
+                    &self.device.device,
+                    device_bytes(lens[i]),
+                    STORAGE,
+                    max,
+                );
+                pooled.insert(id, buffer);
+            }
+        }
+        let result = self.dispatch(&lens, &wanted, &pooled, &uploads, &launches);
+        for (_, b) in pooled {
+            self.pool.give(b);
+        }
+        result
+    }
+
+    /// Records and submits one run; `pooled` holds the input/output/scratch buffers.
+    fn dispatch(
+        &mut self,
+        lens: &[usize],
+        wanted: &[(String, BufferId)],
+        pooled: &HashMap<BufferId, wgpu::Buffer>,
+        uploads: &[(BufferId, Vec<u8>)],
+        launches: &[(u64, [u32; 3], Vec<u8>)],
+    ) -> Result<HashMap<String, Array>, GpuError> {
+        let device = self.device.clone();
+        let scope = device.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let lookup = |id: BufferId| -> Option<&wgpu::Buffer> {
+            pooled
+                .get(&id)
+                .or_else(|| self.constants.get(&id))
+                .or_else(|| self.states.get(&id).map(|s| &s.0))
+        };
+        for (id, words) in uploads {
+            if let Some(b) = pooled.get(id)
+                && !words.is_empty()
+            {
+                device.queue.write_buffer(b, 0, words);
+            }
+        }
+        for (k, (_, _, params)) in self.kernels.iter().zip(launches) {
+            device.queue.write_buffer(&k.params, 0, params);
+        }
+        let mut encoder = device
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln run"),
+            });
+        encoder.clear_buffer(&self.error, 0, None);
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+            let clear = match b.kind {
+                BufferKind::Output(_) | BufferKind::Scratch => true,
+                BufferKind::Input(_) => lens[i] == 0,
+                BufferKind::State(_) | BufferKind::Constant(_) => false,
+            };
+            if clear && let Some(buf) = pooled.get(&id) {
+                encoder.clear_buffer(buf, 0, Some(device_bytes(lens[i])));
+            }
+        }
+        let mut groups = Vec::new();
+        for ((shader, kernel), (count, grid, _)) in
+            self.wgsl.kernels.iter().zip(&self.kernels).zip(launches)
+        {
+            if *count == 0 {
+                continue;
+            }
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: kernel.params.as_entire_binding(),
+            }];
+            for b in &shader.bindings {
+                let buffer = lookup(b.buffer).ok_or_else(|| {
+                    GpuError::Device(format!("{}: {} has no device buffer", shader.kernel, b.buffer))
+                })?;
+                entries.push(wgpu::BindGroupEntry {
+                    binding: b.binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(device_bytes(lens[b.buffer.index()])),
+                    }),
+                });
+            }
+            if let Some(e) = shader.error_binding {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: e,
+                    resource: self.error.as_entire_binding(),
+                });
+            }
+            let bg = device.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("kiln kernel bindings"),
+                layout: &kernel.pipeline.layout,
+                entries: &entries,
+            });
+            groups.push((kernel.pipeline.clone(), bg, *grid));
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kiln kernels"),
+                timestamp_writes: None,
+            });
+            for (pipeline, bg, [x, y, z]) in &groups {
+                pass.set_pipeline(&pipeline.pipeline);
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(*x, *y, *z);
+            }
+        }
+        let max = device.limits().max_buffer_size;
+        let error_bytes = ERROR_WORDS as u64 * 4;
+        let error_read = self.pool.take(&device.device, error_bytes, READBACK, max);
+        encoder.copy_buffer_to_buffer(&self.error, 0, &error_read, 0, error_bytes);
+        let mut staging = Vec::with_capacity(wanted.len());
+        for (_, id) in wanted {
+            let bytes = device_bytes(lens[id.index()]);
+            let read = self.pool.take(&device.device, bytes, READBACK, max);
+            if let Some(src) = pooled.get(id) {
+                encoder.copy_buffer_to_buffer(src, 0, &read, 0, bytes);
+            }
+            staging.push((read, bytes));
+        }
+        let mut reads: Vec<(&wgpu::Buffer, u64)> = vec![(&error_read, error_bytes)];
+        reads.extend(staging.iter().map(|(b, n)| (b, *n)));
+        let data = submit_and_read(&device, encoder, &reads);
+        let scoped = block_on(scope.pop());
+        drop(reads);
+        self.pool.give(error_read);
+        for (b, _) in staging {
+            self.pool.give(b);
+        }
+        if let Some(e) = scoped {
+            return Err(GpuError::Device(e.to_string()));
+        }
+        if let Some(e) = device.take_uncaptured().into_iter().next() {
+            return Err(GpuError::Device(e));
+        }
+        let data = data?;
+        let words: Vec<u32> = data
+            .first()
+            .map(|d| {
+                d.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if words.get(ERROR_FLAG).copied().unwrap_or(0) != 0 {
+            return Err(self.decode_error(&words, lens));
+        }
+        let mut out = HashMap::new();
+        for ((name, id), bytes) in wanted.iter().zip(data.iter().skip(1)) {
+            let b = &self.program.buffers[id.index()];
+            out.insert(name.clone(), from_words(b.dtype, lens[id.index()], bytes)?);
+        }
+        Ok(out)
+    }
+
+    fn decode_error(&self, words: &[u32], lens: &[usize]) -> GpuError {
+        let word = |i: usize| words.get(i).copied().unwrap_or(0);
+        let kernel = KernelId(word(ERROR_KERNEL));
+        if word(ERROR_CODE) == ERROR_CODE_DIVISION {
+            return GpuError::DivisionByZero { kernel };
+        }
+        let buffer = self
+            .wgsl
+            .kernels
+            .get(kernel.index())
+            .and_then(|s| s.bindings.iter().find(|b| b.binding == word(ERROR_BINDING)))
+            .map_or(BufferId(u32::MAX), |b| b.buffer);
+        GpuError::IndexOutOfBounds {
+            kernel,
+            buffer,
+            index: i64::from(word(ERROR_INDEX) as i32),
+            size: lens.get(buffer.index()).copied().unwrap_or(0),
+        }
+    }
+
+    /// Checks the bindings against the symbols and evaluates every buffer's length.
+    fn buffer_lens(&self, bindings: &HashMap<String, u64>) -> Result<Vec<usize>, GpuError> {
+        for s in &self.program.symbols {
+            let v = *bindings
+                .get(&s.name)
+                .ok_or_else(|| GpuError::Binding(format!("symbol `{}` is not bound", s.name)))?;
+            if v < s.min || s.max.is_some_and(|m| v > m) {
+                let rule = if v < s.min {
+                    format!("{} >= {}", s.name, s.min)
+                } else {
+                    format!("{} <= {}", s.name, s.max.unwrap_or(0))
+                };
+                return Err(GpuError::Binding(format!(
+                    "binding {} = {v} violates the precondition {rule}",
+                    s.name
+                )));
+            }
+        }
+        let limits = self.device.limits();
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(i32::MAX as u64 * ELEMENT_BYTES);
+        self.program
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+                let len = b
+                    .size
+                    .eval(bindings)
+                    .map_err(|e| GpuError::Binding(format!("size of {id}: {e}")))?;
+                let bytes = len.saturating_mul(ELEMENT_BYTES);
+                if bytes > limit {
+                    return Err(GpuError::BufferTooLarge {
+                        buffer: id,
+                        bytes,
+                        limit,
+                    });
+                }
+                usize::try_from(len).map_err(|_| GpuError::BufferTooLarge {
+                    buffer: id,
+                    bytes,
+                    limit,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates zeroed device buffers for state not yet set, and checks the sizes of the rest.
+    fn ensure_states(&mut self, lens: &[usize]) -> Result<(), GpuError> {
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            if let BufferKind::State(name) = &b.kind {
+                let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+                match self.states.get(&id) {
+                    Some((_, len)) if *len != lens[i] => {
+                        return Err(GpuError::Mismatch {
+                            kind: "state",
+                            name: name.clone(),
+                            dtype: b.dtype,
+                            len: lens[i],
+                            got_dtype: b.dtype,
+                            got_len: *len,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        let buffer = self.device.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("kiln state"),
+                            size: device_bytes(lens[i]),
+                            usage: STORAGE,
+                            mapped_at_creation: false,
+                        });
+                        self.states.insert(id, (buffer, lens[i]));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state_id(&self, name: &str) -> Result<BufferId, GpuError> {
+        self.program.state(name).ok_or_else(|| GpuError::UnknownName {
+            kind: "state",
+            name: name.to_string(),
+        })
+    }
+
+    /// Uploads the value of state `name` (parameters, optimiser moments). The array's dtype
+    /// must match and, for a state of known size, its element count; its shape is ignored.
+    pub fn set_state(&mut self, name: &str, value: &Array) -> Result<(), GpuError> {
+        let id = self.state_id(name)?;
+        let b = &self.program.buffers[id.index()];
+        let known = b.size.as_known().and_then(|n| usize::try_from(n).ok());
+        if value.dtype() != b.dtype || known.is_some_and(|n| n != value.len()) {
+            return Err(GpuError::Mismatch {
+                kind: "state",
+                name: name.to_string(),
+                dtype: b.dtype,
+                len: known.unwrap_or(value.len()),
+                got_dtype: value.dtype(),
+                got_len: value.len(),
+            });
+        }
+        let buffer = self.device.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln state"),
+            size: device_bytes(value.len()),
+            usage: STORAGE,
+            mapped_at_creation: false,
+        });
+        let words = to_words(value);
+        if !words.is_empty() {
+            self.device.queue.write_buffer(&buffer, 0, &words);
+        }
+        self.states.insert(id, (buffer, value.len()));
+        Ok(())
+    }
+
+    /// Downloads the current value of state `name` as a 1-D array (zeros for a state of
+    /// known size that was never set or run).
+    pub fn state(&mut self, name: &str) -> Result<Array, GpuError> {
+        let id = self.state_id(name)?;
+        let dtype = self.program.buffers[id.index()].dtype;
+        let Some((buffer, len)) = self.states.get(&id) else {
+            let known = self.program.buffers[id.index()]
+                .size
+                .as_known()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| GpuError::StateUnset(name.to_string()))?;
+            return Array::zeros(dtype, &[known]).map_err(|e| GpuError::Device(e.to_string()));
+        };
+        let len = *len;
+        let bytes = device_bytes(len);
+        let max = self.device.limits().max_buffer_size;
+        let read = self.pool.take(&self.device.device, bytes, READBACK, max);
+        let mut encoder = self
+            .device
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln state readback"),
+            });
+        encoder.copy_buffer_to_buffer(buffer, 0, &read, 0, bytes);
+        let data = submit_and_read(&self.device, encoder, &[(&read, bytes)]);
+        self.pool.give(read);
+        let data = data?;
+        from_words(dtype, len, data.first().map_or(&[][..], Vec::as_slice))
+    }
+}
+
+/// Checks a shader against the device limits.
+fn check_limits(shader: &KernelShader, limits: &wgpu::Limits) -> Result<(), GpuError> {
+    let storage = shader.bindings.len() as u64 + u64::from(shader.error_binding.is_some());
+    let checks = [
+        (
+            "storage buffers per shader stage",
+            storage,
+            u64::from(limits.max_storage_buffers_per_shader_stage),
+        ),
+        (
+            "bindings per bind group",
+            storage + 1,
+            u64::from(limits.max_bindings_per_bind_group),
+        ),
+        (
+            "invocations per workgroup",
+            u64::from(shader.workgroup_size),
+            u64::from(limits.max_compute_invocations_per_workgroup),
+        ),
+        (
+            "invocations along x",
+            u64::from(shader.workgroup_size.min(64)),
+            u64::from(limits.max_compute_workgroup_size_x),
+        ),
+        (
+            "bytes of workgroup memory",
+            u64::from(shader.workgroup_memory),
+            u64::from(limits.max_compute_workgroup_storage_size),
+        ),
+    ];
+    for (what, needed, limit) in checks {
+        if needed > limit {
+            return Err(GpuError::Limit {
+                kernel: shader.kernel,
+                what,
+                needed,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}

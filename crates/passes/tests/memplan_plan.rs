@@ -1,0 +1,151 @@
+//! Memory planning tests: liveness, in-place reuse, alignment and separation of persistent
+//! buffers on hand-written kernel plans, and the planner's invariants on fused random
+//! graphs.
+
+mod fuse_util;
+
+use kiln_kernel::{BufferId, parse};
+use fuse_util::check_plan as check_invariants;
+use kiln_passes::memplan::{PlanError, plan};
+use std::collections::HashMap;
+
+fn n(v: u64) -> HashMap<String, u64> {
+    HashMap::from([("N".to_string(), v)])
+}
+
+#[test]
+fn elementwise_kernel_overwrites_its_dead_input_in_place() {
+    let p = parse(
+        "symbol N >= 1
+b0 = input \"x\" f32[N*4]
+b1 = scratch f32[N*4]
+b2 = scratch f32[N*4]
+b3 = output \"y\" f32[N]
+k0 = loop [N*4] {
+  v0 = load b0[i0]
+  v1 = exp(v0)
+  store b1[i0] = v1
+}
+k1 = loop [N*4] {
+  v0 = load b1[i0]
+  v1 = neg(v0)
+  store b2[i0] = v1
+}
+k2 = loop [N] reduce [4] {
+  v0 = load b2[i0*4 + r0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  store b3[i0] = v1
+}
+",
+    )
+    .expect("parses");
+    let mp = plan(&p, &n(10)).expect("plans");
+    assert_eq!(mp.in_place, vec![(BufferId(2), BufferId(1))]);
+    assert_eq!(mp.offsets[1], mp.offsets[2]);
+    assert_eq!(mp.offsets[0], None);
+    assert_eq!(mp.offsets[3], None);
+    assert_eq!(mp.bytes[1], 160);
+    assert_eq!(mp.lifetimes[1], Some((0, 1)));
+    assert_eq!(mp.lifetimes[2], Some((1, 2)));
+    assert_eq!(mp.peak_scratch_bytes, 192);
+    assert_eq!(mp.live_bound_bytes, 384);
+    assert_eq!(mp.persistent_bytes, 160 + 40);
+    check_invariants(&p, &mp);
+}
+
+#[test]
+fn a_transposed_read_is_not_in_place_but_dead_buffers_share_memory() {
+    let p = parse(
+        "symbol N >= 1
+b0 = input \"x\" f32[N*4]
+b1 = scratch f32[N*4]
+b2 = scratch f32[N*4]
+b3 = scratch f32[N]
+b4 = scratch f32[N]
+b5 = output \"y\" f32[N]
+k0 = loop [N, 4] {
+  v0 = load b0[i0*4 + i1]
+  store b1[i0*4 + i1] = v0
+}
+k1 = loop [4, N] {
+  v0 = load b1[i1*4 + i0]
+  store b2[i0*N + i1] = v0
+}
+k2 = loop [N] reduce [4] {
+  v0 = load b2[r0*N + i0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  store b3[i0] = v1
+}
+k3 = loop [N] {
+  v0 = load b3[i0]
+  v1 = exp(v0)
+  store b4[i0] = v1
+}
+k4 = loop [N] {
+  v0 = load b4[i0]
+  store b5[i0] = v0
+}
+",
+    )
+    .expect("parses");
+    let mp = plan(&p, &n(100)).expect("plans");
+    // k1 reads b1 transposed: writing b2 over it would clobber unread elements.
+    assert!(!mp.in_place.iter().any(|&(y, _)| y == BufferId(2)));
+    assert_ne!(mp.offsets[1], mp.offsets[2]);
+    // b3 -> b4 is an elementwise kernel reading b3 at its store index: in place.
+    assert_eq!(mp.in_place, vec![(BufferId(4), BufferId(3))]);
+    // b1 dies at k1, so b3 (born at k2) reuses its bytes: the arena is two 1600-byte slots.
+    assert_eq!(mp.peak_scratch_bytes, 2 * 1600);
+    assert_eq!(mp.live_bound_bytes, 2 * 1600);
+    check_invariants(&p, &mp);
+}
+
+#[test]
+fn sizes_follow_the_binding_and_unbound_symbols_are_errors() {
+    let p = parse(
+        "symbol N >= 1
+b0 = input \"x\" f64[N]
+b1 = scratch f64[N*3]
+b2 = output \"y\" f64[N*3]
+k0 = loop [N, 3] {
+  v0 = load b0[i0]
+  store b1[i0*3 + i1] = v0
+}
+k1 = loop [N*3] {
+  v0 = load b1[i0]
+  store b2[i0] = v0
+}
+",
+    )
+    .expect("parses");
+    let small = plan(&p, &n(1)).expect("plans");
+    let big = plan(&p, &n(1000)).expect("plans");
+    assert_eq!((small.bytes[1], small.peak_scratch_bytes), (24, 64));
+    assert_eq!((big.bytes[1], big.peak_scratch_bytes), (24000, 24000));
+    let err = plan(&p, &HashMap::new());
+    assert!(matches!(err, Err(PlanError::Size { buffer: BufferId(0), .. })), "{err:?}");
+}
+
+#[test]
+fn fused_models_plan_within_their_live_sets() {
+    // SimpleNN forward at IR level: one scratch buffer between the two matmuls.
+    let mut g = kiln_ir::Graph::new();
+    let x = fuse_util::input(&mut g, "x", kiln_ir::DType::F32, fuse_util::n_shape(&[784]));
+    let w1 = fuse_util::param(&mut g, "fc1.weight", kiln_ir::DType::F32, &[128, 784]);
+    let b1 = fuse_util::param(&mut g, "fc1.bias", kiln_ir::DType::F32, &[128]);
+    let w2 = fuse_util::param(&mut g, "fc2.weight", kiln_ir::DType::F32, &[10, 128]);
+    let b2 = fuse_util::param(&mut g, "fc2.bias", kiln_ir::DType::F32, &[10]);
+    let h = fuse_util::linear(&mut g, x, w1, b1);
+    let h = fuse_util::relu(&mut g, h);
+    let y = fuse_util::linear(&mut g, h, w2, b2);
+    let y = fuse_util::softmax(&mut g, y);
+    let p = kiln_passes::fuse::lower(&g, &[("y".into(), y)]).expect("lowers");
+    let mp = plan(&p, &n(64)).expect("plans");
+    check_invariants(&p, &mp);
+    assert!(mp.peak_scratch_bytes <= mp.live_bound_bytes);
+    // h (64 x 128 f32) and the logits (64 x 10) are live together at the second matmul;
+    // the row max (64 f32, one 256-byte slot) later takes h's dead bytes.
+    assert_eq!(p.kernels.len(), 4);
+    assert_eq!(mp.peak_scratch_bytes, 64 * 128 * 4 + 64 * 10 * 4);
+    assert_eq!(mp.live_bound_bytes, 64 * 128 * 4 + 64 * 10 * 4);
+}

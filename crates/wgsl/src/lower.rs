@@ -1,0 +1,586 @@
+//! Lowering of each kernel kind to a shader by instantiating a template from `shaders/`:
+//! loop kernels become elementwise, serial-reduction or row-reduction shaders; matmul and
+//! conv2d kernels become tiled GEMMs with generated operand loaders and epilogue.
+
+use crate::emit::{Emitter, combine, literal, value_dtypes, value_type, zero};
+use crate::error::WgslError;
+use crate::shader::{GridAxis, KernelShader, ShaderKind};
+use kiln_ir::{DType, Dim, ReduceOp};
+use kiln_kernel::{
+    Body, Conv2dKernel, Expr, IndexExpr, Kernel, KernelId, LoadMode, LoopKernel, MatmulKernel,
+    Program, Scalar,
+};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
+const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
+
+/// Invocations per workgroup of the elementwise and reduction templates.
+const WORKGROUP: u32 = 64;
+/// Output tile of the GEMM template (rows and columns).
+const GEMM_TILE: u32 = 32;
+/// A statically known reduction of at most this many points runs serially in each
+/// invocation; longer or symbolic ones use the workgroup tree.
+pub const SERIAL_REDUCTION_MAX: u64 = 64;
+
+/// Fills a template: drops its leading comment block and replaces each `{{NAME}}`.
+fn instantiate(template: &str, fills: &[(&str, &str)]) -> String {
+    let body: Vec<&str> = template
+        .lines()
+        .skip_while(|l| l.starts_with("//"))
+        .collect();
+    let mut out = body.join("\n");
+    out.push('\n');
+    for (name, text) in fills {
+        out = out.replace(&format!("{{{{{name}}}}}"), text.trim_end_matches('\n'));
+    }
+    out
+}
+
+/// Lowers kernel `id` of `program`.
+pub(crate) fn lower_kernel(
+    program: &Program,
+    id: KernelId,
+    kernel: &Kernel,
+) -> Result<KernelShader, WgslError> {
+    let mut em = Emitter::new(program, id, kernel);
+    let Lowered {
+        kind,
+        source,
+        grid,
+        counts,
+        workgroup_size,
+        workgroup_memory,
+    } = match kernel {
+        Kernel::Loop(k) => lower_loop(&mut em, k)?,
+        Kernel::Matmul(k) => lower_matmul(&mut em, k)?,
+        Kernel::Conv2d(k) => lower_conv(&mut em, k)?,
+    };
+    let error_binding = em
+        .uses_error()
+        .then(|| u32::try_from(em.bindings.len() + 1).unwrap_or(u32::MAX));
+    Ok(KernelShader {
+        kernel: id,
+        kind,
+        source,
+        bindings: em.bindings,
+        error_binding,
+        params: em.params,
+        grid,
+        counts,
+        workgroup_size,
+        workgroup_memory,
+    })
+}
+
+/// A lowered kernel before its bindings are attached.
+struct Lowered {
+    kind: ShaderKind,
+    source: String,
+    grid: Vec<GridAxis>,
+    counts: Vec<Vec<Dim>>,
+    workgroup_size: u32,
+    workgroup_memory: u32,
+}
+
+/// `let` bindings of clamped extents named `{prefix}{k}` and the product of them.
+fn extents(
+    em: &mut Emitter<'_>,
+    dims: &[Dim],
+    prefix: &str,
+    indent: &str,
+    out: &mut String,
+) -> Result<String, WgslError> {
+    let mut names = Vec::new();
+    for (k, d) in dims.iter().enumerate() {
+        let e = em.extent(d)?;
+        let name = format!("{prefix}{k}");
+        let _ = writeln!(out, "{indent}let {name} = {e};");
+        names.push(name);
+    }
+    Ok(if names.is_empty() {
+        "1".to_string()
+    } else {
+        names.join(" * ")
+    })
+}
+
+/// Decodes the row-major linear index `linear` (an `i32` expression) over extents named
+/// `{extent_prefix}{k}` into variables `{var_prefix}{k}`.
+fn decode(
+    linear: &str,
+    count: usize,
+    extent_prefix: &str,
+    var_prefix: &str,
+    indent: &str,
+    out: &mut String,
+) {
+    match count {
+        0 => {}
+        1 => {
+            let _ = writeln!(out, "{indent}let {var_prefix}0 = {linear};");
+        }
+        _ => {
+            let rest = format!("kiln_{var_prefix}rest");
+            let _ = writeln!(out, "{indent}var {rest} = {linear};");
+            for k in (1..count).rev() {
+                let _ = writeln!(
+                    out,
+                    "{indent}let {var_prefix}{k} = {rest} % {extent_prefix}{k};"
+                );
+                let _ = writeln!(out, "{indent}{rest} = {rest} / {extent_prefix}{k};");
+            }
+            let _ = writeln!(out, "{indent}let {var_prefix}0 = {rest};");
+        }
+    }
+}
+
+/// The values each node reads (operands and values inside index expressions).
+fn dependencies(body: &Body) -> Vec<Vec<usize>> {
+    body.values
+        .iter()
+        .map(|e| {
+            let mut d: Vec<usize> = Vec::new();
+            let mut index = |ix: &IndexExpr| d.extend(ix.values().iter().map(|v| v.index()));
+            match e {
+                Expr::Const(_) | Expr::Acc => {}
+                Expr::Index { index: ix, .. } => index(ix),
+                Expr::Load(l) => {
+                    index(&l.index);
+                    if let LoadMode::Masked { guards, .. } = &l.mode {
+                        for g in guards {
+                            index(&g.lo);
+                            index(&g.expr);
+                            index(&g.hi);
+                        }
+                    }
+                }
+                Expr::Unary(_, a) | Expr::Cast(_, a) => d.push(a.index()),
+                Expr::Binary(_, a, b) => d.extend([a.index(), b.index()]),
+                Expr::Select(c, a, b) => d.extend([c.index(), a.index(), b.index()]),
+                Expr::Reduce { value, .. } => d.push(value.index()),
+            }
+            d
+        })
+        .collect()
+}
+
+fn expr_uses_red(e: &Expr) -> bool {
+    match e {
+        Expr::Index { index, .. } => index.uses_red(),
+        Expr::Load(l) => {
+            l.index.uses_red()
+                || matches!(&l.mode, LoadMode::Masked { guards, .. }
+                    if guards.iter().any(|g| g.lo.uses_red() || g.expr.uses_red() || g.hi.uses_red()))
+        }
+        _ => false,
+    }
+}
+
+/// How the values of a reduction body split: `inner` values are evaluated at every
+/// reduction point (the reduced operands and what they need), `outer` ones once after the
+/// reduction (they neither vary over it nor are reduce nodes).
+struct Phases {
+    inner: Vec<bool>,
+    outer: Vec<bool>,
+    /// `(node, op, operand, init)` of every reduce node, in order.
+    reduces: Vec<(usize, ReduceOp, usize, Scalar)>,
+}
+
+fn phases(body: &Body) -> Phases {
+    let n = body.values.len();
+    let deps = dependencies(body);
+    let mut uses_red = vec![false; n];
+    for (i, e) in body.values.iter().enumerate() {
+        uses_red[i] = !matches!(e, Expr::Reduce { .. })
+            && (expr_uses_red(e) || deps[i].iter().any(|&d| uses_red.get(d).copied().unwrap_or(false)));
+    }
+    let reduces: Vec<(usize, ReduceOp, usize, Scalar)> = body
+        .values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Expr::Reduce { op, value, init } => Some((i, *op, value.index(), *init)),
+            _ => None,
+        })
+        .collect();
+    let mut inner = vec![false; n];
+    let mut stack: Vec<usize> = reduces.iter().map(|r| r.2).collect();
+    while let Some(v) = stack.pop() {
+        if v < n && !inner[v] && !matches!(body.values[v], Expr::Reduce { .. }) {
+            inner[v] = true;
+            stack.extend(deps[v].iter().copied());
+        }
+    }
+    let outer = (0..n)
+        .map(|i| !uses_red[i] && !matches!(body.values[i], Expr::Reduce { .. }))
+        .collect();
+    Phases {
+        inner,
+        outer,
+        reduces,
+    }
+}
+
+fn lower_loop(em: &mut Emitter<'_>, k: &LoopKernel) -> Result<Lowered, WgslError> {
+    let types = value_dtypes(em.program, em.kernel, &k.body, None)?;
+    let serial_size = if k.reduce.is_empty() {
+        Some(0)
+    } else {
+        k.reduce
+            .iter()
+            .try_fold(1u64, |acc, d| d.as_known().and_then(|v| acc.checked_mul(v)))
+            .filter(|&s| s <= SERIAL_REDUCTION_MAX)
+    };
+    match serial_size {
+        Some(_) => lower_pointwise(em, k, &types),
+        None => lower_row_reduce(em, k, &types),
+    }
+}
+
+/// One invocation per point; a short reduction loops serially.
+fn lower_pointwise(
+    em: &mut Emitter<'_>,
+    k: &LoopKernel,
+    types: &[DType],
+) -> Result<Lowered, WgslError> {
+    let mut ext = String::new();
+    let points = extents(em, &k.domain, "kiln_n", "    ", &mut ext)?;
+    let _ = writeln!(ext, "    let kiln_points = {points};");
+    let mut body = String::new();
+    decode(
+        "i32(kiln_point)",
+        k.domain.len(),
+        "kiln_n",
+        "i",
+        "    ",
+        &mut body,
+    );
+    let kind = if k.reduce.is_empty() {
+        em.values(&k.body, types, &|_| true, &HashMap::new(), "    ", &mut body)?;
+        ShaderKind::Elementwise
+    } else {
+        let ph = phases(&k.body);
+        let rsize = extents(em, &k.reduce, "kiln_m", "    ", &mut body)?;
+        let mut reduced = HashMap::new();
+        for (j, (node, _, operand, init)) in ph.reduces.iter().enumerate() {
+            let ty = value_type(types.get(*operand).copied().unwrap_or(init.dtype()));
+            let _ = writeln!(body, "    var kiln_acc{j}: {ty} = {};", literal(*init));
+            reduced.insert(*node, format!("kiln_acc{j}"));
+        }
+        let _ = writeln!(
+            body,
+            "    for (var kiln_r = 0; kiln_r < {rsize}; kiln_r += 1) {{"
+        );
+        decode("kiln_r", k.reduce.len(), "kiln_m", "r", "        ", &mut body);
+        em.values(&k.body, types, &|i| ph.inner[i], &HashMap::new(), "        ", &mut body)?;
+        for (j, (_, op, operand, init)) in ph.reduces.iter().enumerate() {
+            let dtype = types.get(*operand).copied().unwrap_or(init.dtype());
+            let c = combine(*op, dtype, &format!("kiln_acc{j}"), &format!("v{operand}"), &mut em.helpers);
+            let _ = writeln!(body, "        kiln_acc{j} = {c};");
+        }
+        body.push_str("    }\n");
+        let outer = ph.outer.clone();
+        let which = |i: usize| outer[i] || ph.reduces.iter().any(|r| r.0 == i);
+        em.values(&k.body, types, &which, &reduced, "    ", &mut body)?;
+        ShaderKind::SerialReduce
+    };
+    em.stores(&k.body, types, "    ", &mut body)?;
+    let decls = em.declarations();
+    let source = instantiate(
+        ELEMENTWISE,
+        &[("DECLS", &decls), ("EXTENTS", &ext), ("BODY", &body)],
+    );
+    let grid = vec![GridAxis {
+        extents: k.domain.clone(),
+        per_group: WORKGROUP,
+    }];
+    Ok(Lowered {
+        kind,
+        source,
+        grid,
+        counts: vec![k.domain.clone(), k.reduce.clone()],
+        workgroup_size: WORKGROUP,
+        workgroup_memory: 0,
+    })
+}
+
+/// One workgroup per point, tree reduction in workgroup memory.
+fn lower_row_reduce(
+    em: &mut Emitter<'_>,
+    k: &LoopKernel,
+    types: &[DType],
+) -> Result<Lowered, WgslError> {
+    let ph = phases(&k.body);
+    let mut ext = String::new();
+    let rows = extents(em, &k.domain, "kiln_n", "    ", &mut ext)?;
+    let rsize = extents(em, &k.reduce, "kiln_m", "    ", &mut ext)?;
+    let _ = writeln!(ext, "    let kiln_rows = {rows};");
+    let _ = writeln!(ext, "    let kiln_rsize = {rsize};");
+    let mut row = String::new();
+    decode("i32(kiln_row)", k.domain.len(), "kiln_n", "i", "    ", &mut row);
+    let (mut init, mut step, mut share, mut comb, mut finish) =
+        (String::new(), String::new(), String::new(), String::new(), String::new());
+    decode("kiln_r", k.reduce.len(), "kiln_m", "r", "        ", &mut step);
+    em.values(&k.body, types, &|i| ph.inner[i], &HashMap::new(), "        ", &mut step)?;
+    let mut parts = String::new();
+    let mut memory = 0u32;
+    let mut reduced = HashMap::new();
+    for (j, (node, op, operand, init_value)) in ph.reduces.iter().enumerate() {
+        let dtype = types.get(*operand).copied().unwrap_or(init_value.dtype());
+        let ty = value_type(dtype);
+        let _ = writeln!(parts, "var<workgroup> kiln_part{j}: array<{ty}, {WORKGROUP}>;");
+        memory += 4 * WORKGROUP;
+        let _ = writeln!(init, "    var kiln_acc{j}: {ty} = {};", literal(*init_value));
+        let c = combine(*op, dtype, &format!("kiln_acc{j}"), &format!("v{operand}"), &mut em.helpers);
+        let _ = writeln!(step, "        kiln_acc{j} = {c};");
+        let _ = writeln!(share, "    kiln_part{j}[lid] = kiln_acc{j};");
+        let c = combine(
+            *op,
+            dtype,
+            &format!("kiln_part{j}[lid]"),
+            &format!("kiln_part{j}[lid + kiln_s]"),
+            &mut em.helpers,
+        );
+        let _ = writeln!(comb, "            kiln_part{j}[lid] = {c};");
+        reduced.insert(*node, format!("kiln_part{j}[0]"));
+    }
+    let outer = ph.outer.clone();
+    let which = |i: usize| outer[i] || ph.reduces.iter().any(|r| r.0 == i);
+    em.values(&k.body, types, &which, &reduced, "        ", &mut finish)?;
+    em.stores(&k.body, types, "        ", &mut finish)?;
+    let mut decls = em.declarations();
+    decls.push('\n');
+    decls.push_str(&parts);
+    let source = instantiate(
+        REDUCE,
+        &[
+            ("DECLS", &decls),
+            ("EXTENTS", &ext),
+            ("ROW", &row),
+            ("INIT", &init),
+            ("STEP", &step),
+            ("SHARE", &share),
+            ("COMBINE", &comb),
+            ("FINISH", &finish),
+        ],
+    );
+    let grid = vec![GridAxis {
+        extents: k.domain.clone(),
+        per_group: 1,
+    }];
+    Ok(Lowered {
+        kind: ShaderKind::RowReduce,
+        source,
+        grid,
+        counts: vec![k.domain.clone(), k.reduce.clone()],
+        workgroup_size: WORKGROUP,
+        workgroup_memory: memory,
+    })
+}
+
+/// The accumulator dtype of a contraction: the dtype its operand bodies yield.
+fn operand_dtype(em: &Emitter<'_>, body: &Body, types: &[DType]) -> Result<DType, WgslError> {
+    body.result
+        .and_then(|r| types.get(r.index()).copied())
+        .ok_or_else(|| WgslError::Unsupported {
+            kernel: em.kernel,
+            message: "an operand body yields no value".to_string(),
+        })
+}
+
+/// A generated operand loader `fn name(kiln_batch, kiln_row, kiln_col) -> T` whose
+/// prologue (`coords`) binds the body's loop variables.
+fn operand_fn(
+    em: &mut Emitter<'_>,
+    name: &str,
+    body: &Body,
+    types: &[DType],
+    coords: &str,
+) -> Result<String, WgslError> {
+    let ty = value_type(operand_dtype(em, body, types)?);
+    let mut out = format!(
+        "fn {name}(kiln_batch: i32, kiln_row: i32, kiln_col: i32) -> {ty} {{\n{coords}"
+    );
+    em.values(body, types, &|_| true, &HashMap::new(), "    ", &mut out)?;
+    let r = body.result.map_or(0, |r| r.0);
+    let _ = writeln!(out, "    return v{r};\n}}");
+    Ok(out)
+}
+
+fn epilogue_fn(
+    em: &mut Emitter<'_>,
+    body: &Body,
+    types: &[DType],
+    acc: DType,
+    coords: &str,
+) -> Result<String, WgslError> {
+    let mut out = format!(
+        "fn kiln_epilogue(kiln_batch: i32, kiln_row: i32, kiln_col: i32, acc: {}) {{\n{coords}",
+        value_type(acc)
+    );
+    em.values(body, types, &|_| true, &HashMap::new(), "    ", &mut out)?;
+    em.stores(body, types, "    ", &mut out)?;
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// Instantiates the GEMM template.
+fn gemm_source(
+    em: &Emitter<'_>,
+    functions: &[String],
+    acc: DType,
+    sizes: &str,
+) -> String {
+    let mut decls = em.declarations();
+    for f in functions {
+        decls.push('\n');
+        decls.push_str(f);
+    }
+    instantiate(
+        GEMM,
+        &[
+            ("DECLS", &decls),
+            ("T", value_type(acc)),
+            ("ZERO", &zero(acc)),
+            ("SIZES", sizes),
+        ],
+    )
+}
+
+/// Workgroup memory of the GEMM template: a 32x16 and a 16x32 tile of 4-byte elements.
+const GEMM_MEMORY: u32 = 2 * 32 * 16 * 4;
+
+fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslError> {
+    let ta = value_dtypes(em.program, em.kernel, &k.a, None)?;
+    let tb = value_dtypes(em.program, em.kernel, &k.b, None)?;
+    let acc = operand_dtype(em, &k.a, &ta)?;
+    let te = value_dtypes(em.program, em.kernel, &k.epilogue, Some(acc))?;
+    let nb = k.batch.len();
+    let mut batch_ext = String::new();
+    let batches = extents(em, &k.batch, "kiln_nb", "    ", &mut batch_ext)?;
+    let mut batch = batch_ext.clone();
+    decode("kiln_batch", nb, "kiln_nb", "i", "    ", &mut batch);
+    let coords = |x: &str, y: &str| format!("{batch}    let i{nb} = {x};\n    let i{} = {y};\n", nb + 1);
+    let fa = operand_fn(em, "kiln_a", &k.a, &ta, &coords("kiln_row", "kiln_col"))?;
+    let fb = operand_fn(em, "kiln_b", &k.b, &tb, &coords("kiln_row", "kiln_col"))?;
+    let fe = epilogue_fn(em, &k.epilogue, &te, acc, &coords("kiln_row", "kiln_col"))?;
+    let mut sizes = batch_ext;
+    let _ = writeln!(sizes, "    let kiln_batches = {batches};");
+    let _ = writeln!(sizes, "    let kiln_m = {};", em.extent(&k.m)?);
+    let _ = writeln!(sizes, "    let kiln_n = {};", em.extent(&k.n)?);
+    let _ = writeln!(sizes, "    let kiln_k = {};", em.extent(&k.k)?);
+    let source = gemm_source(em, &[fa, fb, fe], acc, &sizes);
+    let grid = vec![
+        GridAxis {
+            extents: k.batch.clone(),
+            per_group: 1,
+        },
+        GridAxis {
+            extents: vec![k.m.clone()],
+            per_group: GEMM_TILE,
+        },
+        GridAxis {
+            extents: vec![k.n.clone()],
+            per_group: GEMM_TILE,
+        },
+    ];
+    Ok(Lowered {
+        kind: ShaderKind::Matmul,
+        source,
+        grid,
+        counts: vec![k.batch.clone(), vec![k.m.clone()], vec![k.n.clone()], vec![k.k.clone()]],
+        workgroup_size: 64,
+        workgroup_memory: GEMM_MEMORY,
+    })
+}
+
+fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslError> {
+    let g = &k.geometry;
+    let bad = |message: &str| WgslError::Unsupported {
+        kernel: em.kernel,
+        message: message.to_string(),
+    };
+    let (oh, ow) = g
+        .output_hw(&em.program.symbols)
+        .ok_or_else(|| bad("conv2d output size is not a polynomial"))?;
+    let cg = g
+        .group_channels()
+        .ok_or_else(|| bad("conv2d channels are not divisible by groups"))?;
+    let og = g
+        .group_outputs()
+        .ok_or_else(|| bad("conv2d outputs are not divisible by groups"))?;
+    let tx = value_dtypes(em.program, em.kernel, &k.input, None)?;
+    let tw = value_dtypes(em.program, em.kernel, &k.weight, None)?;
+    let acc = operand_dtype(em, &k.input, &tx)?;
+    let te = value_dtypes(em.program, em.kernel, &k.epilogue, Some(acc))?;
+    let small = |v: u64| -> Result<i32, WgslError> {
+        i32::try_from(v).map_err(|_| WgslError::TooLarge {
+            what: format!("{}: the conv2d geometry value {v}", em.kernel),
+        })
+    };
+    let (kh, kw) = (small(g.kernel[0])?, small(g.kernel[1])?);
+    let (sh, sw) = (small(g.stride[0])?, small(g.stride[1])?);
+    let (ph, pw) = (small(g.padding[0])?, small(g.padding[1])?);
+    let (dh, dw) = (small(g.dilation[0])?, small(g.dilation[1])?);
+    let groups = small(g.groups)?;
+    let (e_oh, e_ow) = (em.extent(&oh)?, em.extent(&ow)?);
+    let (e_h, e_w) = (em.extent(&g.h)?, em.extent(&g.w)?);
+    let (e_cg, e_og) = (em.extent(&cg)?, em.extent(&og)?);
+    // Row of the implicit GEMM: (n, oy, ox); column of A / row of B: (c, ky, kx).
+    let pixel = format!(
+        "    let kiln_ox = kiln_row % {e_ow};\n    let kiln_oy = (kiln_row / {e_ow}) % {e_oh};\n    let i0 = kiln_row / {e_ow} / {e_oh};\n"
+    );
+    let tap = |var: &str| {
+        format!(
+            "    let kiln_kx = {var} % {kw};\n    let kiln_ky = ({var} / {kw}) % {kh};\n    let kiln_c = {var} / {kw} / {kh};\n"
+        )
+    };
+    let a_coords = format!(
+        "{pixel}{}    let i1 = kiln_batch * {e_cg} + kiln_c;\n    let i2 = kiln_oy * {sh} + kiln_ky * {dh} - {ph};\n    let i3 = kiln_ox * {sw} + kiln_kx * {dw} - {pw};\n    if (i2 < 0 || i2 >= {e_h} || i3 < 0 || i3 >= {e_w}) {{\n        return {};\n    }}\n",
+        tap("kiln_col"),
+        zero(acc)
+    );
+    let b_coords = format!(
+        "{}    let i0 = kiln_batch * {e_og} + kiln_col;\n    let i1 = kiln_c;\n    let i2 = kiln_ky;\n    let i3 = kiln_kx;\n",
+        tap("kiln_row")
+    );
+    let e_coords = format!(
+        "{pixel}    let i1 = kiln_batch * {e_og} + kiln_col;\n    let i2 = kiln_oy;\n    let i3 = kiln_ox;\n"
+    );
+    let fa = operand_fn(em, "kiln_a", &k.input, &tx, &a_coords)?;
+    let fb = operand_fn(em, "kiln_b", &k.weight, &tw, &b_coords)?;
+    let fe = epilogue_fn(em, &k.epilogue, &te, acc, &e_coords)?;
+    let e_n = em.extent(&g.n)?;
+    let sizes = format!(
+        "    let kiln_batches = {groups};\n    let kiln_m = {e_n} * {e_oh} * {e_ow};\n    let kiln_n = {e_og};\n    let kiln_k = {e_cg} * {};\n",
+        kh * kw
+    );
+    let source = gemm_source(em, &[fa, fb, fe], acc, &sizes);
+    let pixels = vec![g.n.clone(), oh, ow];
+    let grid = vec![
+        GridAxis {
+            extents: vec![Dim::known(g.groups)],
+            per_group: 1,
+        },
+        GridAxis {
+            extents: pixels.clone(),
+            per_group: GEMM_TILE,
+        },
+        GridAxis {
+            extents: vec![og.clone()],
+            per_group: GEMM_TILE,
+        },
+    ];
+    let taps = vec![cg, Dim::known(g.kernel[0]), Dim::known(g.kernel[1])];
+    Ok(Lowered {
+        kind: ShaderKind::Conv2d,
+        source,
+        grid,
+        counts: vec![pixels, taps, vec![og], vec![g.c.clone(), g.h.clone(), g.w.clone()]],
+        workgroup_size: 64,
+        workgroup_memory: GEMM_MEMORY,
+    })
+}

@@ -1,0 +1,48 @@
+// kiln template: row reduction, one workgroup of 64 invocations per point of the iteration
+// domain.
+//
+// Each invocation folds a strided share of the reduction domain into private accumulators
+// (one per reduce node), then the workgroup combines the 64 partial results with a tree in
+// workgroup memory (no subgroup operations). Invocation 0 evaluates the rest of the body
+// and stores. crates/wgsl fills in the placeholders:
+//   DECLS    params, bindings, helpers and one `kiln_part<k>` workgroup array per reduce node
+//   EXTENTS  `kiln_rows` (points of the iteration domain) and `kiln_rsize` (reduction points)
+//   ROW      the row's coordinates `i0, i1, ...` decoded from `kiln_row`
+//   INIT     `var kiln_acc<k>` accumulators set to the reductions' init values
+//   STEP     reduction coordinates `r0, r1, ...` decoded from `kiln_r`, the values the
+//            reduced operands need, and one fold per accumulator
+//   SHARE    each accumulator written to its `kiln_part<k>[lid]`
+//   COMBINE  `kiln_part<k>[lid]` folded with `kiln_part<k>[lid + kiln_s]`
+//   FINISH   the reduced values read from `kiln_part<k>[0]`, the remaining values, stores
+// The early return depends only on the workgroup id and the params uniform, so it is
+// uniform across the workgroup and the barriers after it are reached by every invocation.
+{{DECLS}}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+{{EXTENTS}}
+    let kiln_row = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    if (kiln_row >= u32(kiln_rows)) {
+        return;
+    }
+{{ROW}}
+{{INIT}}
+    for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += 64) {
+{{STEP}}
+    }
+{{SHARE}}
+    workgroupBarrier();
+    for (var kiln_s = 32u; kiln_s > 0u; kiln_s = kiln_s >> 1u) {
+        if (lid < kiln_s) {
+{{COMBINE}}
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+{{FINISH}}
+    }
+}
