@@ -134,3 +134,37 @@ fn compile_reports_every_diagnostic_and_run_rejects_bad_inputs() {
     let ok = exe.run(&[("x", &a), ("z", &Array::from_f32(&[3, 2], vec![0.5; 6]).unwrap())]).unwrap();
     assert_eq!(ok[0].1.as_f32().unwrap(), &[5.0, 5.0, 5.0]);
 }
+
+#[test]
+fn save_load_run_is_bit_identical_on_every_backend_and_across_backends() {
+    let dir = std::env::temp_dir().join(format!("kiln-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, batch) in [("simple_nn", 64usize), ("lenet", 8)] {
+        let g = Graph::new();
+        let n = g.sym("N");
+        let (_x, logits) = if name == "lenet" { lenet(&g, &n) } else { simple_nn(&g, &n) };
+        golden::load_params(&g, name).unwrap();
+        let shape: Vec<usize> = if name == "lenet" { vec![batch, 1, 28, 28] } else { vec![batch, 784] };
+        let x = golden::model_input(&shape).unwrap();
+        let mut first: Option<Array> = None;
+        for backend in Backend::ALL {
+            let mut exe = kiln::compile(&[("logits", &logits)], backend).unwrap();
+            let direct = exe.run(&[("x", &x)]).unwrap().remove(0).1;
+            let path = dir.join(format!("{name}-{backend}.kiln"));
+            exe.save(&path).unwrap();
+            for other in Backend::ALL {
+                let mut loaded = kiln_runtime::load(&path, other).unwrap();
+                let again = loaded.run(&[("x", &x)]).unwrap().remove(0).1;
+                if other == backend {
+                    assert!(again.bit_eq(&direct), "{name}: {backend} save/load changed the output");
+                }
+                assert_close(&format!("{name} saved on {backend}, run on {other}"), &again, &direct);
+            }
+            if let Some(f) = &first {
+                assert_close(&format!("{name}: {backend} vs first backend"), &direct, f);
+            }
+            first = Some(direct);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

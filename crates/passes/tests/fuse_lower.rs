@@ -408,7 +408,11 @@ fn lowering_errors_are_typed() {
 
 /// Runs `lower_with(outputs, updates)` and the interpreter; the state afterwards must hold
 /// the updates' values, computed from the old parameters.
-fn check_updates(g: &Graph, outputs: &[(String, kiln_ir::NodeId)], updates: &[(String, kiln_ir::NodeId)]) -> kiln_kernel::Program {
+fn check_updates(
+    g: &Graph,
+    outputs: &[(String, kiln_ir::NodeId)],
+    updates: &[(String, kiln_ir::NodeId)],
+) -> kiln_kernel::Program {
     let lowered = lower_with(g, outputs, updates).expect("lowers");
     kiln_kernel::verify(&lowered.program).expect("verifies");
     let bindings = bind_n(3);
@@ -420,7 +424,8 @@ fn check_updates(g: &Graph, outputs: &[(String, kiln_ir::NodeId)], updates: &[(S
         same_data(w.data(), &outs[name]).unwrap_or_else(|m| panic!("{name}: {m}"));
     }
     for ((name, _), w) in updates.iter().zip(&want[outputs.len()..]) {
-        same_data(w.data(), &state[name]).unwrap_or_else(|m| panic!("{name}: {m}\n{}", lowered.program));
+        same_data(w.data(), &state[name])
+            .unwrap_or_else(|m| panic!("{name}: {m}\n{}", lowered.program));
     }
     lowered.program
 }
@@ -480,7 +485,11 @@ fn updates_that_read_the_old_value_elsewhere_are_copied_last() {
     let nb = un(&mut g, UnaryOp::Neg, a);
     let x = input(&mut g, "x", DType::F32, n_shape(&[2]));
     let y = bin(&mut g, BinaryOp::Add, x, a);
-    check_updates(&g, &[("y".into(), y)], &[("a".into(), na), ("b".into(), nb)]);
+    check_updates(
+        &g,
+        &[("y".into(), y)],
+        &[("a".into(), na), ("b".into(), nb)],
+    );
 }
 
 #[test]

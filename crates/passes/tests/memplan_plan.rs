@@ -4,8 +4,8 @@
 
 mod fuse_util;
 
-use kiln_kernel::{BufferId, parse};
 use fuse_util::check_plan as check_invariants;
+use kiln_kernel::{BufferId, parse};
 use kiln_passes::memplan::{PlanError, plan};
 use std::collections::HashMap;
 
@@ -123,7 +123,16 @@ k1 = loop [N*3] {
     assert_eq!((small.bytes[1], small.peak_scratch_bytes), (24, 64));
     assert_eq!((big.bytes[1], big.peak_scratch_bytes), (24000, 24000));
     let err = plan(&p, &HashMap::new());
-    assert!(matches!(err, Err(PlanError::Size { buffer: BufferId(0), .. })), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Err(PlanError::Size {
+                buffer: BufferId(0),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 mod signature;
 
-pub use signature::{InputError, Signature, SymbolSpec, TensorSpec};
+pub use signature::{InputError, Signature, SymbolSpec, TensorSpec, bind_inputs};
 
 use kiln_ir::{Array, Graph, NodeId, Op};
 use kiln_kernel::Program;
@@ -104,6 +104,9 @@ pub enum RuntimeError {
     /// Kernel execution failed.
     #[error("kernel execution: {0}")]
     Exec(#[from] kiln_kernel::ExecError),
+    /// Saving or loading a `.kiln` file failed.
+    #[error(transparent)]
+    Format(#[from] kiln_format::FormatError),
     /// Anything else, one line.
     #[error("{0}")]
     Other(String),
@@ -199,7 +202,7 @@ pub struct Executable {
     graph: Graph,
     outputs: Vec<(String, NodeId)>,
     updates: Vec<(String, NodeId)>,
-    program: Option<Program>,
+    program: Program,
     state: State,
     engine: Engine,
     report: CompileReport,
@@ -215,7 +218,7 @@ impl fmt::Debug for Executable {
     }
 }
 
-const UPDATE_PREFIX: &str = "update:";
+const UPDATE_PREFIX: &str = kiln_format::UPDATE_OUTPUT_PREFIX;
 
 /// Optimises and compiles `spec` for `backend`.
 pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, RuntimeError> {
@@ -276,17 +279,54 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
     }
 
     let signature = signature_of(&graph, &outputs);
+    let program = lower(&graph, &outputs, &updates)?;
     let mut report = CompileReport { pipeline: Some(pipeline), ..CompileReport::default() };
-    let (program, engine) = match backend {
-        Backend::Interp => (None, Engine::Interp),
-        Backend::Kernel => {
-            let p = lower(&graph, &outputs, &updates)?;
-            count_kernels(&p, &mut report.kernels);
-            (Some(p.clone()), Engine::Kernel(Box::new(p)))
-        }
-    };
+    count_kernels(&program, &mut report.kernels);
+    let engine = engine_for(backend, &program)?;
     report.total = start.elapsed();
     Ok(Executable { backend, signature, graph, outputs, updates, program, state, engine, report })
+}
+
+fn engine_for(backend: Backend, program: &Program) -> Result<Engine, RuntimeError> {
+    Ok(match backend {
+        Backend::Interp => Engine::Interp,
+        Backend::Kernel => Engine::Kernel(Box::new(program.clone())),
+    })
+}
+
+/// Builds an executable from a loaded module: no optimiser runs; the stored graph and plan
+/// were verified by the loader and are lowered for `backend` as they are.
+pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executable, RuntimeError> {
+    let start = Instant::now();
+    let program = match m.program {
+        Some(p) => p,
+        None => lower(&m.graph, &m.outputs, &m.updates)?,
+    };
+    let mut report = CompileReport::default();
+    count_kernels(&program, &mut report.kernels);
+    let engine = engine_for(backend, &program)?;
+    report.total = start.elapsed();
+    Ok(Executable {
+        backend,
+        signature: m.signature,
+        graph: m.graph,
+        outputs: m.outputs,
+        updates: m.updates,
+        program,
+        state: State::new(m.state),
+        engine,
+        report,
+    })
+}
+
+/// Loads a `.kiln` file for `backend`.
+pub fn load(path: &std::path::Path, backend: Backend) -> Result<Executable, RuntimeError> {
+    from_module(kiln_format::load(path)?, backend)
+}
+
+/// Loads a module from the bytes of a `.kiln` file.
+pub fn load_bytes(bytes: &[u8], backend: Backend) -> Result<Executable, RuntimeError> {
+    from_module(kiln_format::from_bytes(bytes)?, backend)
 }
 
 fn lower(graph: &Graph, outputs: &[(String, NodeId)], updates: &[(String, NodeId)]) -> Result<Program, RuntimeError> {
@@ -308,8 +348,8 @@ fn count_kernels(p: &Program, out: &mut BTreeMap<&'static str, usize>) {
     }
 }
 
-/// The signature of an optimised graph: its inputs (id order), the named outputs, and the
-/// symbols of the input shapes (each at least 1).
+/// The signature of an optimised graph: its inputs (id order), the named outputs, and every
+/// symbol of its shapes (each at least 1).
 pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
     let mut inputs = Vec::new();
     let mut symbols: Vec<String> = Vec::new();
@@ -321,6 +361,13 @@ pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
                 }
             }
             inputs.push(TensorSpec { name: name.clone(), dtype: *dtype, shape: shape.clone() });
+        }
+    }
+    for id in graph.node_ids() {
+        for s in graph.node(id).shape.symbols() {
+            if !symbols.iter().any(|x| **x == *s) {
+                symbols.push(s.to_string());
+            }
         }
     }
     let outputs = outputs
@@ -360,9 +407,37 @@ impl Executable {
         &self.updates
     }
 
-    /// The kernel plan, for kernel backends.
-    pub fn program(&self) -> Option<&Program> {
-        self.program.as_ref()
+    /// The kernel plan (every executable has one, whichever backend runs it).
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The module this executable saves as: optimised graph, kernel plan, current state.
+    pub fn to_module(&self) -> kiln_format::Module {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut options = BTreeMap::new();
+        options.insert("compiled_for".to_string(), self.backend.name().to_string());
+        kiln_format::Module {
+            metadata: kiln_format::Metadata {
+                producer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+                created,
+                options,
+            },
+            signature: self.signature.clone(),
+            graph: self.graph.clone(),
+            outputs: self.outputs.clone(),
+            updates: self.updates.clone(),
+            program: Some(self.program.clone()),
+            state: self.state.snapshot(),
+        }
+    }
+
+    /// Saves the executable (graph, kernel plan and current state) to a `.kiln` file,
+    /// atomically.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<(), RuntimeError> {
+        Ok(kiln_format::save(&self.to_module(), path.as_ref())?)
     }
 
     /// The persistent state store (share it with [`CompileSpec::state`]).
@@ -386,7 +461,7 @@ impl Executable {
         inputs: &[(&str, &Array)],
         bindings: &HashMap<String, u64>,
     ) -> Result<Vec<(String, Array)>, RuntimeError> {
-        let bindings = self.signature.bind(inputs, bindings)?;
+        let bindings = bind_inputs(&self.signature, inputs, bindings)?;
         let feeds: HashMap<String, Array> = inputs.iter().map(|(n, a)| (n.to_string(), (*a).clone())).collect();
         let state: HashMap<String, Array> = self.state.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let (outs, new_state) = match &self.engine {

@@ -3,46 +3,8 @@
 
 use kiln_ir::{Array, DType, Dim, Shape};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
-/// One named tensor of a signature.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TensorSpec {
-    /// Name.
-    pub name: String,
-    /// Element type.
-    pub dtype: DType,
-    /// Shape, possibly symbolic.
-    pub shape: Shape,
-}
-
-impl fmt::Display for TensorSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}{}", self.name, self.dtype, self.shape)
-    }
-}
-
-/// A symbol and the values it may take.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SymbolSpec {
-    /// Name (`N`).
-    pub name: String,
-    /// Smallest allowed value.
-    pub min: u64,
-    /// Largest allowed value, if bounded.
-    pub max: Option<u64>,
-}
-
-/// Inputs, outputs and symbols of an executable.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Signature {
-    /// Inputs in declaration order.
-    pub inputs: Vec<TensorSpec>,
-    /// Outputs in request order.
-    pub outputs: Vec<TensorSpec>,
-    /// Symbols appearing in input shapes.
-    pub symbols: Vec<SymbolSpec>,
-}
+pub use kiln_format::{Signature, SymbolSpec, TensorSpec};
 
 /// A caller-side input problem. Each message is one line naming the input, what was
 /// expected and what was given.
@@ -146,33 +108,34 @@ pub enum InputError {
     },
 }
 
-impl Signature {
-    /// Checks `inputs` against the signature and returns the symbol bindings.
-    /// `explicit` bindings (`--bind N=8`) are checked against the inputs.
-    pub fn bind(
-        &self,
-        inputs: &[(&str, &Array)],
-        explicit: &HashMap<String, u64>,
-    ) -> Result<HashMap<String, u64>, InputError> {
-        let known_syms = || self.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+/// Checks `inputs` against `sig` and returns the symbol bindings. `explicit` bindings
+/// (`--bind N=8`) are checked against the inputs.
+pub fn bind_inputs(
+    sig: &Signature,
+    inputs: &[(&str, &Array)],
+    explicit: &HashMap<String, u64>,
+) -> Result<HashMap<String, u64>, InputError> {
+    let this = sig;
+    {
+        let known_syms = || this.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
         let mut sources: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for (sym, v) in explicit {
-            if !self.symbols.iter().any(|s| &s.name == sym) {
+            if !this.symbols.iter().any(|s| &s.name == sym) {
                 return Err(InputError::UnknownSymbol { symbol: sym.clone(), known: known_syms() });
             }
             sources.insert(sym.clone(), (*v, "--bind".to_string()));
         }
         let mut given: HashMap<&str, &Array> = HashMap::new();
         for (name, a) in inputs {
-            if !self.inputs.iter().any(|s| s.name == *name) {
-                let known = self.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+            if !this.inputs.iter().any(|s| s.name == *name) {
+                let known = this.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
                 return Err(InputError::Unknown { name: name.to_string(), known });
             }
             if given.insert(name, a).is_some() {
                 return Err(InputError::Duplicate(name.to_string()));
             }
         }
-        for spec in &self.inputs {
+        for spec in &this.inputs {
             let Some(a) = given.get(spec.name.as_str()) else {
                 return Err(InputError::Missing { name: spec.name.clone(), expected: format!("{}{}", spec.dtype, spec.shape) });
             };
@@ -210,7 +173,7 @@ impl Signature {
             }
         }
         let bindings: HashMap<String, u64> = sources.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
-        for s in &self.symbols {
+        for s in &this.symbols {
             let Some(&v) = bindings.get(&s.name) else {
                 return Err(InputError::Unbound(s.name.clone()));
             };
@@ -224,7 +187,7 @@ impl Signature {
             }
         }
         // Compound dims (`N*28`) must evaluate to the given sizes.
-        for spec in &self.inputs {
+        for spec in &this.inputs {
             let a = given[spec.name.as_str()];
             for (axis, (d, &got)) in spec.shape.0.iter().zip(a.shape()).enumerate() {
                 let ok = d.eval(&bindings).is_ok_and(|v| v == got as u64);

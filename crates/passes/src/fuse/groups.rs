@@ -44,6 +44,9 @@ pub(crate) enum Region {
     ConvW,
 }
 
+/// Non-identity edges `(user, operand position)` between a region's root and a node.
+pub(crate) type View = Vec<(NodeId, u32)>;
+
 /// One placement of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Place {
@@ -52,7 +55,7 @@ pub(crate) struct Place {
     /// The region.
     pub(crate) region: Region,
     /// Non-identity edges `(user, operand position)` from the region's root to the node.
-    pub(crate) view: Vec<(NodeId, u32)>,
+    pub(crate) view: View,
     /// Only pure views (no computation) may be placed here: contraction operands and the
     /// source of a gather.
     pub(crate) restricted: bool,
@@ -374,7 +377,7 @@ impl Planner<'_> {
 
     /// Places `n` at every distinct use (merging `restricted` flags).
     fn place_at(&mut self, n: NodeId, uses: &[Use]) {
-        let mut map: BTreeMap<(KIdx, Region, Vec<(NodeId, u32)>), bool> = BTreeMap::new();
+        let mut map: BTreeMap<(KIdx, Region, View), bool> = BTreeMap::new();
         for u in uses {
             let e = map
                 .entry((u.place.kernel, u.place.region, u.place.view.clone()))
@@ -448,7 +451,7 @@ impl Planner<'_> {
         let single = kernels.len() == 1 && !uses.iter().any(|u| u.twice);
         let k = *kernels.iter().next().unwrap_or(&0);
         let all_identity = uses.iter().all(|u| u.place.identity_body());
-        let views: BTreeSet<&Vec<(NodeId, u32)>> = uses.iter().map(|u| &u.place.view).collect();
+        let views: BTreeSet<&View> = uses.iter().map(|u| &u.place.view).collect();
         match cls {
             Class::Source | Class::Arg | Class::Scatter => {
                 self.root(n);
@@ -505,7 +508,7 @@ impl Planner<'_> {
                     }
                     return;
                 }
-                let distinct: BTreeSet<(KIdx, Region, &Vec<(NodeId, u32)>)> = uses
+                let distinct: BTreeSet<(KIdx, Region, &View)> = uses
                     .iter()
                     .map(|u| (u.place.kernel, u.place.region, &u.place.view))
                     .collect();
@@ -559,8 +562,14 @@ impl Planner<'_> {
             && perm[r - 2] == r - 1
             && perm[r - 1] == r - 2;
         swaps
-            && uses.iter().all(|u| u.place.region == Region::Body && u.place.view == first.place.view)
-            && self.plan.places.get(&p).is_some_and(|ps| ps.iter().all(Place::identity_body))
+            && uses
+                .iter()
+                .all(|u| u.place.region == Region::Body && u.place.view == first.place.view)
+            && self
+                .plan
+                .places
+                .get(&p)
+                .is_some_and(|ps| ps.iter().all(Place::identity_body))
     }
 
     fn join(&mut self, n: NodeId, k: KIdx, uses: &[Use], store: bool) {
@@ -717,24 +726,35 @@ impl Planner<'_> {
         for &(a, b) in extra {
             preds[b].insert(a);
         }
-        let alive: Vec<KIdx> = (0..n).filter(|&k| self.plan.kernels[k].alive).collect();
+        let alive: Vec<bool> = self.plan.kernels.iter().map(|k| k.alive).collect();
         let key = |k: KIdx| {
             rank.get(&self.plan.kernels[k].stores[0])
                 .copied()
                 .unwrap_or(usize::MAX)
         };
-        let mut done = vec![false; n];
-        let mut order = Vec::with_capacity(alive.len());
-        while order.len() < alive.len() {
-            let next = alive
-                .iter()
-                .copied()
-                .filter(|&k| !done[k] && preds[k].iter().all(|&p| done[p] || p == k))
-                .min_by_key(|&k| (key(k), k))?;
-            done[next] = true;
-            order.push(next);
+        let mut indeg = vec![0usize; n];
+        let mut succ = vec![Vec::new(); n];
+        for k in (0..n).filter(|&k| alive[k]) {
+            for &p in preds[k].iter().filter(|&&p| p != k && alive[p]) {
+                indeg[k] += 1;
+                succ[p].push(k);
+            }
         }
-        Some(order)
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<(usize, KIdx)>> = (0..n)
+            .filter(|&k| alive[k] && indeg[k] == 0)
+            .map(|k| std::cmp::Reverse((key(k), k)))
+            .collect();
+        let mut order = Vec::new();
+        while let Some(std::cmp::Reverse((_, k))) = ready.pop() {
+            order.push(k);
+            for &s in &succ[k] {
+                indeg[s] -= 1;
+                if indeg[s] == 0 {
+                    ready.push(std::cmp::Reverse((key(s), s)));
+                }
+            }
+        }
+        (order.len() == alive.iter().filter(|&&a| a).count()).then_some(order)
     }
 }
 

@@ -381,7 +381,11 @@ impl Lin {
             c.guards(&mut gs);
         }
         gs.iter().any(|(inner, lo, hi)| {
-            match (inner.as_const().and_then(Dim::as_known), lo.as_known(), hi.as_known()) {
+            match (
+                inner.as_const().and_then(Dim::as_known),
+                lo.as_known(),
+                hi.as_known(),
+            ) {
                 (Some(c), Some(l), Some(h)) => c < l || c >= h,
                 _ => false,
             }
@@ -541,7 +545,12 @@ mod tests {
         assert_eq!(f.to_index().to_string(), "i0*784 + i1*28 + i2");
         let back = unflat(&f, &[n.clone(), Dim::known(784)], &sc);
         assert_eq!(back[0].to_index().to_string(), "i0");
-        assert_eq!(flat(&back, &[n.clone(), Dim::known(784)]).to_index().to_string(), f.to_index().to_string());
+        assert_eq!(
+            flat(&back, &[n.clone(), Dim::known(784)])
+                .to_index()
+                .to_string(),
+            f.to_index().to_string()
+        );
         assert_eq!(back[1].to_index().to_string(), "i1*28 + i2");
         let sc2 = scope(&[n.clone(), Dim::known(784)]);
         let f2 = flat(&[Lin::var(0), Lin::var(1)], &[n.clone(), Dim::known(784)]);

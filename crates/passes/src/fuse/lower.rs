@@ -326,17 +326,35 @@ impl<'a> Lowering<'a> {
         let nb = r - 2;
         let batch = out[..nb].to_vec();
         let (mm, nn) = (out[nb].clone(), out[nb + 1].clone());
-        let kk = if transposed { ad[ad.len() - 2].clone() } else { ad[ad.len() - 1].clone() };
+        let kk = if transposed {
+            ad[ad.len() - 2].clone()
+        } else {
+            ad[ad.len() - 1].clone()
+        };
         // Coordinates of an operand over the body's `[batch.., row, col]` domain; a swapped
         // operand is read transposed.
         let operand_coords = |dims: &[Dim]| -> Vec<Lin> {
             let ob = dims.len() - 2;
             let mut c: Vec<Lin> = (0..ob)
-                .map(|j| if dims[j].is_one() { Lin::zero() } else { Lin::var(nb - ob + j) })
+                .map(|j| {
+                    if dims[j].is_one() {
+                        Lin::zero()
+                    } else {
+                        Lin::var(nb - ob + j)
+                    }
+                })
                 .collect();
-            let (row, col) = if transposed { (nb + 1, nb) } else { (nb, nb + 1) };
+            let (row, col) = if transposed {
+                (nb + 1, nb)
+            } else {
+                (nb, nb + 1)
+            };
             for (t, v) in [(0, row), (1, col)] {
-                c.push(if dims[ob + t].is_one() { Lin::zero() } else { Lin::var(v) });
+                c.push(if dims[ob + t].is_one() {
+                    Lin::zero()
+                } else {
+                    Lin::var(v)
+                });
             }
             c
         };
@@ -345,15 +363,33 @@ impl<'a> Lowering<'a> {
             d.extend(tail.into_iter().cloned());
             d
         };
-        let mut cx = self.cx(k, Scope { vars: with([&mm, &kk]), reds: Vec::new() });
+        let mut cx = self.cx(
+            k,
+            Scope {
+                vars: with([&mm, &kk]),
+                reds: Vec::new(),
+            },
+        );
         let va = cx.value(a, &operand_coords(&ad), &Ctx::default())?;
         cx.body.result = Some(va);
         let abody = cx.body;
-        let mut cx = self.cx(k, Scope { vars: with([&kk, &nn]), reds: Vec::new() });
+        let mut cx = self.cx(
+            k,
+            Scope {
+                vars: with([&kk, &nn]),
+                reds: Vec::new(),
+            },
+        );
         let vb = cx.value(b, &operand_coords(&bd), &Ctx::default())?;
         cx.body.result = Some(vb);
         let bbody = cx.body;
-        let mut cx = self.cx(k, Scope { vars: out.to_vec(), reds: Vec::new() });
+        let mut cx = self.cx(
+            k,
+            Scope {
+                vars: out.to_vec(),
+                reds: Vec::new(),
+            },
+        );
         let mut at = identity(out);
         if transposed {
             at.swap(nb, nb + 1);
@@ -716,7 +752,7 @@ impl BodyCx<'_, '_> {
             None => match &self.graph().node(n).op {
                 Op::Constant(a) => {
                     let a = a.clone();
-                    let b = match self.low.const_bufs.get(&n) {
+                    match self.low.const_bufs.get(&n) {
                         Some(&b) => b,
                         None => {
                             let size = Dim::known(a.len() as u64);
@@ -728,8 +764,7 @@ impl BodyCx<'_, '_> {
                             self.low.const_bufs.insert(n, b);
                             b
                         }
-                    };
-                    b
+                    }
                 }
                 _ => {
                     return Err(internal(format!(
@@ -767,7 +802,10 @@ impl BodyCx<'_, '_> {
                 });
                 Lin::value(self.push(Expr::Select(ok, v, l)))
             };
-            let coords: Vec<Lin> = coords.iter().map(|c| c.replace_guarded(&mut safe)).collect();
+            let coords: Vec<Lin> = coords
+                .iter()
+                .map(|c| c.replace_guarded(&mut safe))
+                .collect();
             let index = flat(&coords, dims).to_index();
             return self.push(Expr::Load(Load {
                 buffer,
@@ -1007,7 +1045,11 @@ impl BodyCx<'_, '_> {
                 node.op.name()
             ))),
             Op::MatMul | Op::Conv2d { .. } => {
-                if self.acc.as_ref().is_some_and(|(m, at)| *m == n && at == coords) {
+                if self
+                    .acc
+                    .as_ref()
+                    .is_some_and(|(m, at)| *m == n && at == coords)
+                {
                     Ok(self.push(Expr::Acc))
                 } else {
                     Err(internal(format!(

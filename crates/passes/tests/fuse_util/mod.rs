@@ -172,13 +172,16 @@ pub fn random_feeds(
     (inputs, params)
 }
 
+/// Buffers by name.
+pub type Named = HashMap<String, Data>;
+
 /// Runs a lowered program on the feeds; returns the outputs by name and the final state.
 pub fn execute(
     program: &Program,
     bindings: &HashMap<String, u64>,
     inputs: &HashMap<String, Array>,
     params: &HashMap<String, Array>,
-) -> Result<(HashMap<String, Data>, HashMap<String, Data>), kiln_kernel::ExecError> {
+) -> Result<(Named, Named), kiln_kernel::ExecError> {
     let mut bufs = kiln_kernel::allocate(program, bindings)?;
     for (b, buf) in program.buffers.iter().zip(bufs.iter_mut()) {
         match &b.kind {
@@ -306,11 +309,16 @@ pub fn check_plan(p: &kiln_kernel::Program, mp: &kiln_passes::memplan::MemoryPla
         if let Some(off) = mp.offsets[a] {
             assert_eq!(off % kiln_passes::memplan::ALIGNMENT, 0, "b{a} misaligned");
             if mp.lifetimes[a].is_some() {
-                assert!(off + mp.bytes[a] <= mp.peak_scratch_bytes, "b{a} outside the arena");
+                assert!(
+                    off + mp.bytes[a] <= mp.peak_scratch_bytes,
+                    "b{a} outside the arena"
+                );
             }
         }
         for b in a + 1..nb {
-            let (Some(la), Some(lb)) = (mp.lifetimes[a], mp.lifetimes[b]) else { continue };
+            let (Some(la), Some(lb)) = (mp.lifetimes[a], mp.lifetimes[b]) else {
+                continue;
+            };
             let shared = mp.in_place.iter().any(|&(y, x)| {
                 let pair = (y.index(), x.index());
                 pair == (a, b) || pair == (b, a)
@@ -326,3 +334,40 @@ pub fn check_plan(p: &kiln_kernel::Program, mp: &kiln_passes::memplan::MemoryPla
     }
 }
 
+/// The program with every in-place pair `(y, x)` of the plan (same dtype, `y` no longer
+/// than `x`) sharing one buffer, as the arena makes them share bytes: running it checks that
+/// the reuse is safe.
+pub fn alias_in_place(p: &Program, mp: &kiln_passes::memplan::MemoryPlan) -> Program {
+    let mut out = p.clone();
+    let mut map: HashMap<kiln_kernel::BufferId, kiln_kernel::BufferId> = HashMap::new();
+    for &(y, x) in &mp.in_place {
+        let (by, bx) = (&p.buffers[y.index()], &p.buffers[x.index()]);
+        let target = *map.get(&x).unwrap_or(&x);
+        if by.dtype == bx.dtype && mp.bytes[y.index()] <= mp.bytes[x.index()] {
+            map.insert(y, target);
+        }
+    }
+    let fix = |b: &mut kiln_kernel::BufferId| {
+        if let Some(t) = map.get(b) {
+            *b = *t;
+        }
+    };
+    for k in &mut out.kernels {
+        let bodies: Vec<&mut kiln_kernel::Body> = match k {
+            kiln_kernel::Kernel::Loop(l) => vec![&mut l.body],
+            kiln_kernel::Kernel::Matmul(m) => vec![&mut m.a, &mut m.b, &mut m.epilogue],
+            kiln_kernel::Kernel::Conv2d(c) => vec![&mut c.input, &mut c.weight, &mut c.epilogue],
+        };
+        for body in bodies {
+            for e in &mut body.values {
+                if let kiln_kernel::Expr::Load(l) = e {
+                    fix(&mut l.buffer);
+                }
+            }
+            for s in &mut body.stores {
+                fix(&mut s.buffer);
+            }
+        }
+    }
+    out
+}
