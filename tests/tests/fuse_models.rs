@@ -161,13 +161,25 @@ fn n_binding(n: u64) -> HashMap<String, u64> {
     HashMap::from([("N".to_string(), n)])
 }
 
+/// Plans the step's scratch memory at batch 64, checks the arena is no larger than the
+/// largest live set, and prints the figures quoted in docs/pipeline.md.
+fn memory_at_64(name: &str, step: &Step) -> memplan::MemoryPlan {
+    let plan = memplan::plan(&step.program, &n_binding(64)).expect("plan");
+    println!(
+        "{name}: {} | N=64: peak scratch {} B, live bound {} B, {} in place, persistent {} B",
+        step.report, plan.peak_scratch_bytes, plan.live_bound_bytes, plan.in_place.len(), plan.persistent_bytes
+    );
+    assert!(plan.peak_scratch_bytes <= plan.live_bound_bytes, "{name}");
+    plan
+}
+
 #[test]
 fn simple_nn_forward_is_its_two_matmuls() {
     let g = Graph::new();
     let n = g.sym("N");
     let (_x, logits) = simple_nn(&g, &n);
     let step = lower_step(&[("logits", &logits)], &[]);
-    println!("simple_nn forward: {}\n{}", step.report, step.program);
+    memory_at_64("simple_nn forward", &step);
     assert_eq!(step.report.matmul, 2);
     assert!(step.report.loops() <= 2, "{}", step.report);
     assert_eq!(step.report.kernels(), 2, "{}", step.report);
@@ -190,7 +202,7 @@ fn lstm_cell_step_is_two_matmuls_and_one_loop() {
     let b_hh = g.param("lstm.bias_hh_l0", DType::F32, [512]);
     let (h1, c1) = kiln::functional::lstm_cell(&x, &h, &c, &w_ih, &w_hh, Some(&b_ih), Some(&b_hh));
     let step = lower_step(&[("h", &h1), ("c", &c1)], &[]);
-    println!("lstm cell: {}\n{}", step.report, step.program);
+    memory_at_64("lstm cell step", &step);
     assert_eq!(
         (step.report.matmul, step.report.loops()),
         (2, 1),
@@ -213,7 +225,7 @@ fn lstm_nn_unrolled_28_steps() {
     let n = g.sym("N");
     let (_x, logits) = lstm_nn(&g, &n);
     let step = lower_step(&[("logits", &logits)], &[]);
-    println!("lstm_nn: {}", step.report);
+    memory_at_64("lstm_nn (28 steps)", &step);
     // 28 steps x 2 layers x (2 matmuls + 1 cell loop), the first step's h @ W_hh folded
     // away by simplify (h = 0), plus the classifier's matmul.
     assert_eq!(step.report.matmul, LSTM_MATMULS, "{}", step.report);
@@ -233,7 +245,7 @@ fn lenet_is_two_convs_three_matmuls_and_two_pools() {
     let n = g.sym("N");
     let (_x, logits) = lenet(&g, &n);
     let step = lower_step(&[("logits", &logits)], &[]);
-    println!("lenet: {}\n{}", step.report, step.program);
+    memory_at_64("lenet", &step);
     assert_eq!(
         (step.report.conv2d, step.report.matmul),
         (2, 3),
@@ -297,7 +309,7 @@ fn simple_nn_train_step_updates_state_in_place_and_fits_its_live_set() {
     let (loss, updates) = simple_nn_train_step(&g);
     let ups: Vec<(&str, &Tensor)> = updates.iter().map(|(n, t)| (*n, t)).collect();
     let step = lower_step(&[("loss", &loss)], &ups);
-    println!("simple_nn train step: {}\n{}", step.report, step.program);
+    memory_at_64("simple_nn train step", &step);
     // Every update is stored straight into its state buffer: no copy kernels, and no
     // scratch buffer holds a new parameter.
     for (name, _) in &step.updates {

@@ -1,5 +1,5 @@
 //! Whole-process cold start of the `kiln` runner: save SimpleNN as a `.kiln` module, then
-//! time `kiln run simple_nn.kiln --input x=x.npy` from spawn to exit.
+//! time `kiln run simple_nn.kiln --input x=x.npy --backend B --out DIR` from spawn to exit.
 
 use crate::measure::summary;
 use crate::record::{Record, Status};
@@ -23,27 +23,21 @@ pub fn default_binary() -> PathBuf {
 pub fn save_simple_nn(dir: &Path, backend: Backend) -> anyhow::Result<(PathBuf, PathBuf)> {
     let w = workloads::select(&["simple_nn_infer_b1".to_string()])?[0];
     let ready = workloads::prepare(&w, backend)?;
-    let exe = &ready.exe;
-    let module = kiln_format::Module {
-        metadata: kiln_format::Metadata {
-            producer: format!("kiln-bench {}", env!("CARGO_PKG_VERSION")),
-            created: 0,
-            options: [("backend".to_string(), backend.name().to_string())].into_iter().collect(),
-        },
-        signature: exe.signature().clone(),
-        graph: exe.graph().clone(),
-        outputs: exe.outputs().to_vec(),
-        updates: exe.updates().to_vec(),
-        program: exe.program().cloned(),
-        state: exe.state().snapshot(),
-    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let model = dir.join("simple_nn.kiln");
-    kiln_format::save(&module, &model)?;
+    ready.exe.save(&model)?;
     let x = dir.join("x.npy");
     let feed = ready.feeds.first().map(|(_, a)| a.clone()).context("SimpleNN has an input")?;
     kiln::npy::write(&x, &feed)?;
     Ok((model, x))
+}
+
+/// The fastest backend this build has for the runner: `cpu`, else `kernel`, else the first.
+pub fn runner_backend() -> Backend {
+    ["cpu", "kernel"]
+        .iter()
+        .find_map(|n| Backend::ALL.iter().copied().find(|b| b.name() == *n))
+        .unwrap_or(Backend::ALL[0])
 }
 
 /// Times `repeats` runs of `binary run MODEL --input x=X`. Skipped when the binary is
@@ -53,7 +47,8 @@ pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
     if !binary.is_file() {
         return rec(Status::Skipped).with_note(format!("kiln binary not built ({})", binary.display()));
     }
-    let (model, x) = match save_simple_nn(dir, Backend::Kernel) {
+    let backend = runner_backend();
+    let (model, x) = match save_simple_nn(dir, backend) {
         Ok(p) => p,
         Err(e) => return rec(Status::Failed).with_note(format!("saving SimpleNN: {e:#}")),
     };
@@ -65,6 +60,10 @@ pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
             .arg(&model)
             .arg("--input")
             .arg(format!("x={}", x.display()))
+            .arg("--backend")
+            .arg(backend.name())
+            .arg("--out")
+            .arg(dir)
             .output();
         let dt = t.elapsed().as_secs_f64();
         match out {
@@ -73,7 +72,7 @@ pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
                 let err = String::from_utf8_lossy(&o.stderr);
                 let first = err.lines().next().unwrap_or("").to_string();
                 return rec(Status::Failed).with_note(format!(
-                    "`kiln run {} --input x=...` exited with {}: {first}",
+                    "`kiln run {} --input x=... --backend {backend}` exited with {}: {first}",
                     model.display(),
                     o.status
                 ));
@@ -90,7 +89,7 @@ pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
     r.p90_s = Some(p90);
     r.repeats = Some(samples.len() as u32);
     r.warmup = Some(1);
-    r.note = Some("SimpleNN batch 1, kernel plan, process spawn to exit".into());
+    r.note = Some(format!("SimpleNN batch 1 on {backend}, process spawn to exit"));
     r
 }
 
@@ -109,9 +108,12 @@ mod tests {
     fn saved_simple_nn_loads_back() {
         let dir = std::env::temp_dir().join(format!("kiln-bench-test-{}", std::process::id()));
         let (model, x) = save_simple_nn(&dir, Backend::Kernel).unwrap();
-        let m = kiln_format::load(&model).unwrap();
-        assert_eq!(m.signature.inputs[0].name, "x");
-        assert_eq!(m.state.len(), 4);
+        let mut exe = kiln_runtime::load(&model, Backend::Kernel).unwrap();
+        assert_eq!(exe.signature().inputs[0].name, "x");
+        assert_eq!(exe.state().snapshot().len(), 4);
+        let xv = kiln::npy::read(&x).unwrap();
+        let out = exe.run(&[("x", &xv)]).unwrap();
+        assert_eq!(out[0].1.shape(), &[1, 10]);
         assert_eq!(kiln::npy::read(&x).unwrap().shape(), &[1, 784]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,1 +1,311 @@
-fn main() {}
+//! kiln-bench: kiln's benchmark suite. Runs named workloads on every backend in
+//! `kiln::Backend::ALL`, measures this machine's copy bandwidth and FMA peak, times the
+//! `kiln` runner's cold start, and compares with the Python peers (`kiln-bench compare`).
+//! Prints one JSON line per (workload, backend) and a human table.
+
+mod coldstart;
+mod compare;
+mod limits;
+mod measure;
+mod record;
+mod workloads;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use kiln::Backend;
+use measure::{Budget, summary, time_it};
+use record::{Record, Status, human_table};
+use std::io::Write;
+use std::path::PathBuf;
+use workloads::Workload;
+
+/// kiln's benchmark suite.
+#[derive(Parser, Debug)]
+#[command(name = "kiln-bench", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Compare kiln's JSON lines with the peers': kiln time / best peer time, fraction of
+    /// the machine limit; writes an SVG bar chart.
+    Compare {
+        /// kiln-bench output (JSON lines).
+        kiln: PathBuf,
+        /// peers/bench_peers.py output (JSON lines).
+        peers: PathBuf,
+        /// Where to write the chart.
+        #[arg(long, default_value = "target/bench/ratios.svg")]
+        svg: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Run only this workload (repeatable); all by default.
+    #[arg(long = "workload", value_name = "NAME")]
+    workloads: Vec<String>,
+    /// Run only on this backend (repeatable); every backend in kiln::Backend::ALL by default.
+    #[arg(long = "backend", value_name = "NAME")]
+    backends: Vec<String>,
+    /// Exact number of timed repeats (default: as many as fit in --max-seconds, 5..=200).
+    #[arg(long)]
+    repeats: Option<u32>,
+    /// Print only the JSON lines, no table.
+    #[arg(long)]
+    json_only: bool,
+    /// Time budget per (workload, backend) in seconds; also the cap on the estimated
+    /// time of one iteration on the interpreter.
+    #[arg(long, default_value_t = 5.0)]
+    max_seconds: f64,
+    /// Also write the JSON lines to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Skip measuring the machine limits.
+    #[arg(long)]
+    no_limits: bool,
+    /// The `kiln` binary whose cold start is timed (default: target/release/kiln).
+    #[arg(long)]
+    kiln_bin: Option<PathBuf>,
+    /// List the workloads and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// Assumed interpreter throughput (FLOP/s) used to skip hopeless interp runs before
+/// starting them: the reference interpreter evaluates node by node with f64 accumulation.
+const INTERP_FLOPS_PER_S: f64 = 1.0e8;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Compare { kiln, peers, svg }) => run_compare(&kiln, &peers, &svg),
+        None => run_suite(&cli.run),
+    }
+}
+
+fn run_compare(kiln: &std::path::Path, peers: &std::path::Path, svg: &std::path::Path) -> anyhow::Result<()> {
+    let read = |p: &std::path::Path| -> anyhow::Result<Vec<Record>> {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        record::parse_jsonl(&text).with_context(|| format!("parsing {}", p.display()))
+    };
+    let (k, p) = (read(kiln)?, read(peers)?);
+    let rows = compare::rows(&k, &p);
+    if rows.is_empty() {
+        bail!("no measured kiln workloads in {}", kiln.display());
+    }
+    print!("{}", compare::render(&rows));
+    if let Some(dir) = svg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(svg, compare::svg(&rows)).with_context(|| format!("writing {}", svg.display()))?;
+    println!("chart: {}", svg.display());
+    Ok(())
+}
+
+/// Prints (and appends to `out`) one record as a JSON line, then keeps it for the table.
+struct Sink {
+    out: Option<std::fs::File>,
+    records: Vec<Record>,
+}
+
+impl Sink {
+    fn emit(&mut self, r: Record) -> anyhow::Result<()> {
+        let line = r.to_json();
+        println!("{line}");
+        if let Some(f) = &mut self.out {
+            writeln!(f, "{line}")?;
+        }
+        self.records.push(r);
+        Ok(())
+    }
+}
+
+fn backends(names: &[String]) -> anyhow::Result<Vec<Backend>> {
+    if names.is_empty() {
+        return Ok(Backend::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<Backend>().map_err(|_| {
+                let known: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
+                anyhow::anyhow!("unknown backend `{n}`; this build has: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
+    let work = workloads::select(&args.workloads)?;
+    if args.list {
+        for w in &work {
+            println!("{:<22} {}", w.name, w.about);
+        }
+        return Ok(());
+    }
+    let backs = backends(&args.backends)?;
+    let out = match &args.out {
+        Some(p) => {
+            if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d)?;
+            }
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut sink = Sink { out, records: Vec::new() };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if !args.json_only {
+        let names: Vec<&str> = backs.iter().map(|b| b.name()).collect();
+        eprintln!(
+            "kiln-bench: {} ({threads} threads); backends: {}; train steps use {}",
+            cpu_model(),
+            names.join(", "),
+            workloads::UPDATE_RULE
+        );
+    }
+    if !args.no_limits {
+        for r in machine_limits(threads) {
+            sink.emit(r)?;
+        }
+    }
+    let budget = Budget {
+        repeats: args.repeats,
+        max_seconds: args.max_seconds,
+        ..Budget::default()
+    };
+    for w in &work {
+        for &b in &backs {
+            let r = bench_one(w, b, &budget);
+            if !args.json_only && r.status != Status::Ok {
+                eprintln!(
+                    "{} on {}: {}: {}",
+                    w.name,
+                    b,
+                    if r.status == Status::Failed { "failed" } else { "skipped" },
+                    r.note.as_deref().unwrap_or("")
+                );
+            }
+            sink.emit(r)?;
+        }
+    }
+    if args.workloads.is_empty() {
+        let bin = args.kiln_bin.clone().unwrap_or_else(coldstart::default_binary);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+        sink.emit(coldstart::measure(&bin, &dir, 10))?;
+    }
+    if !args.json_only {
+        println!();
+        print!("{}", human_table(&sink.records));
+    }
+    Ok(())
+}
+
+/// Copy bandwidth and FMA peak, on 1 and on all threads. The FMA peak is measured with
+/// AVX2+FMA and, where the CPU has it, AVX-512F.
+fn machine_limits(threads: usize) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut counts = vec![1];
+    if threads > 1 {
+        counts.push(threads);
+    }
+    for &t in &counts {
+        let l = limits::copy_bandwidth(t, limits::COPY_ELEMS, 5);
+        let mut r = Record::new("machine", "limit_copy_bw", "stream_copy", Status::Ok);
+        r.threads = Some(t as u32);
+        r.gbps = Some(l.value);
+        r.note = Some(l.how);
+        out.push(r);
+    }
+    let best = limits::fma_isa();
+    let mut isas = vec![best];
+    if best == "avx512f" {
+        isas.push("avx2+fma");
+    }
+    for isa in isas {
+        for &t in &counts {
+            let l = limits::fma_peak(isa, t, 20_000_000, 3);
+            let mut r = Record::new("machine", "limit_fma_peak", isa, Status::Ok);
+            r.threads = Some(t as u32);
+            r.gflops = Some(l.value);
+            r.note = Some(l.how);
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Compiles and times one workload on one backend, or says why not.
+fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
+    let base = |status| {
+        let mut r = Record::new("kiln", w.name, b.name(), status);
+        r.flops = Some(w.flops);
+        r.bytes = Some(w.bytes);
+        r.limit = w.limit.map(str::to_string);
+        r
+    };
+    if b == Backend::Interp {
+        let est = w.flops / INTERP_FLOPS_PER_S;
+        if est > budget.max_seconds {
+            return base(Status::Skipped).with_note(format!(
+                "interp: estimated {:.0} s per iteration ({:.2} GFLOP at ~{:.1} GFLOP/s) > --max-seconds {}",
+                est,
+                w.flops / 1e9,
+                INTERP_FLOPS_PER_S / 1e9,
+                budget.max_seconds
+            ));
+        }
+    }
+    let mut ready = match workloads::prepare(w, b) {
+        Ok(r) => r,
+        Err(e) => return base(Status::Failed).with_note(format!("compile: {e:#}")),
+    };
+    let timing = match time_it(budget, || ready.run()) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut r = base(Status::Failed).with_note(format!("run: {e:#}"));
+            r.compile_s = Some(ready.compile_s);
+            return r;
+        }
+    };
+    let (median, p10, p90) = summary(&timing.samples);
+    let mut r = base(Status::Ok);
+    r.median_s = Some(median);
+    r.p10_s = Some(p10);
+    r.p90_s = Some(p90);
+    r.repeats = Some(timing.samples.len() as u32);
+    r.warmup = Some(timing.warmup);
+    r.build_s = Some(ready.build_s);
+    r.compile_s = Some(ready.compile_s);
+    r.gflops = Some(w.flops / median / 1e9);
+    r.gbps = Some(w.bytes / median / 1e9);
+    r.check = timing.check;
+    let mut notes = Vec::new();
+    if w.train {
+        notes.push(workloads::UPDATE_RULE.to_string());
+    }
+    if let Some(c) = timing.capped {
+        notes.push(c);
+    }
+    if !notes.is_empty() {
+        r.note = Some(notes.join("; "));
+    }
+    r
+}

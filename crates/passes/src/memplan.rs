@@ -314,7 +314,13 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
     let mut by_start = list.clone();
     by_start.sort_by_key(|x| (x.start, std::cmp::Reverse(x.size), x.root));
     let mut by_length = list.clone();
-    by_length.sort_by_key(|x| (std::cmp::Reverse(x.end - x.start), std::cmp::Reverse(x.size), x.root));
+    by_length.sort_by_key(|x| {
+        (
+            std::cmp::Reverse(x.end - x.start),
+            std::cmp::Reverse(x.size),
+            x.root,
+        )
+    });
     let mut best: Option<(u64, HashMap<usize, u64>)> = None;
     for order in [by_size, by_start, by_length] {
         let (peak, at) = place_slots(&order);

@@ -98,8 +98,8 @@ impl Hyper {
             let (vname, v) = state(&prep.g, name, "adam_v", p);
             let m_new = &m + (&gr - &m) * (1.0 - b1);
             let v_new = &v * b2 + &gr * &gr * (1.0 - b2);
-            let bc1 = prep.g.scalar(b1, dt).pow(&t).neg() + 1.0;
-            let bc2_sqrt = (prep.g.scalar(b2, dt).pow(&t).neg() + 1.0).sqrt();
+            let bc1 = one_minus_pow(b1, &t);
+            let bc2_sqrt = one_minus_pow(b2, &t).sqrt();
             let step_size = &lr / bc1;
             let mut extra = Vec::new();
             let second = if self.amsgrad {
@@ -120,6 +120,26 @@ impl Hyper {
         updates.extend(prep.tail.iter().cloned());
         updates
     }
+}
+
+/// `1 - β^t` for `β` in `[0, 1)`, accurate to a few ulps even when `β` is close to 1 (where
+/// rounding `β` itself to `f32` would cost `1 - 0.999^t` about five digits): computed as
+/// `-expm1(t · ln β)` with `ln β` taken in `f64` on the host and `expm1` as a Taylor polynomial
+/// for `|y| <= 0.5`, `exp(y) - 1` beyond.
+#[track_caller]
+fn one_minus_pow(beta: f64, t: &Tensor) -> Tensor {
+    if beta == 0.0 {
+        return t.ones_like();
+    }
+    let y = t * beta.ln();
+    let mut series = y.full_like(1.0 / 40_320.0);
+    for k in (1..8).rev() {
+        let inv_fact = 1.0 / (1..=k).map(f64::from).product::<f64>();
+        series = series * &y + inv_fact;
+    }
+    let small = series * &y;
+    let large = y.exp() - 1.0;
+    y.abs().le(0.5).where_(small, large).neg()
 }
 
 macro_rules! adam_like {

@@ -1020,7 +1020,9 @@ impl BodyCx<'_, '_> {
                         .add(&Lin::red(j))
                         .add_const(&minus(&Dim::known(lo)));
                     if lo > 0 || hi > 0 {
-                        let size = xd[lead + j].clone();
+                        let size = xd.get(lead + j).cloned().ok_or_else(|| {
+                            internal(format!("{n}: window wider than its operand"))
+                        })?;
                         gs.push((e.clone(), Dim::known(0), size.clone()));
                         in_coords.push(guarded(e, size));
                     } else {
@@ -1095,7 +1097,8 @@ impl BodyCx<'_, '_> {
                     .enumerate()
                     .map(|(i, c)| {
                         if axes.contains(&i) {
-                            Lin::constant(out[i].clone() - Dim::known(1)).sub(c)
+                            let d = out.get(i).cloned().unwrap_or_else(|| Dim::known(1));
+                            Lin::constant(d - Dim::known(1)).sub(c)
                         } else {
                             c.clone()
                         }

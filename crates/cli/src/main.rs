@@ -1,0 +1,119 @@
+//! The `kiln` runner binary: run, inspect, benchmark and convert compiled `.kiln` modules.
+//!
+//! Exit codes: 0 success, 1 a runtime or input error (one line on stderr), 2 a usage error.
+
+mod commands;
+mod weights;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run and inspect compiled kiln modules.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a module on inputs from .npy files and write every output as DIR/<name>.npy.
+    Run {
+        /// The .kiln module.
+        model: PathBuf,
+        /// An input as NAME=FILE.npy (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Backend: interp or kernel (default: $KILN_BACKEND, else interp).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory for the outputs.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Bind a symbol no input determines, SYM=N (repeatable).
+        #[arg(long = "bind", value_name = "SYM=N")]
+        binds: Vec<String>,
+        /// Write the module with its updated state to this file.
+        #[arg(long, value_name = "OUT.kiln")]
+        save_state: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a module: version, producer, signature, parameters, kernels, scratch memory.
+    Info {
+        /// The .kiln module.
+        model: PathBuf,
+        /// Bind symbols for the memory report, SYM=N (unbound symbols count as 1).
+        #[arg(long = "bind", value_name = "SYM=N")]
+        binds: Vec<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time a module on random inputs matching its signature.
+    Bench {
+        /// The .kiln module.
+        model: PathBuf,
+        /// Backend (default: $KILN_BACKEND, else interp).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Timed iterations after warm-up.
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        /// Bind symbols, SYM=N (unbound symbols are 1).
+        #[arg(long = "bind", value_name = "SYM=N")]
+        binds: Vec<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the graph and its kernel plan as Graphviz (kernels as clusters).
+    Dot {
+        /// The .kiln module.
+        model: PathBuf,
+    },
+    /// Write the module's state tensors (PyTorch state_dict names) to a .safetensors file.
+    ExportWeights {
+        /// The .kiln module.
+        model: PathBuf,
+        /// The .safetensors file to write.
+        out: PathBuf,
+    },
+    /// Replace the module's weights with those of a .safetensors file.
+    ImportWeights {
+        /// The .kiln module.
+        model: PathBuf,
+        /// The .safetensors file to read.
+        weights: PathBuf,
+        /// The .kiln file to write.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Run { model, inputs, backend, out, binds, save_state, json } => {
+            commands::run(&model, &inputs, backend.as_deref(), &out, &binds, save_state.as_deref(), json)
+        }
+        Command::Info { model, binds, json } => commands::info(&model, &binds, json),
+        Command::Bench { model, backend, iters, binds, json } => {
+            commands::bench(&model, backend.as_deref(), iters, &binds, json)
+        }
+        Command::Dot { model } => commands::dot(&model),
+        Command::ExportWeights { model, out } => weights::export(&model, &out),
+        Command::ImportWeights { model, weights, out } => weights::import(&model, &weights, &out),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
