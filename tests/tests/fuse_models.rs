@@ -167,7 +167,11 @@ fn memory_at_64(name: &str, step: &Step) -> memplan::MemoryPlan {
     let plan = memplan::plan(&step.program, &n_binding(64)).expect("plan");
     println!(
         "{name}: {} | N=64: peak scratch {} B, live bound {} B, {} in place, persistent {} B",
-        step.report, plan.peak_scratch_bytes, plan.live_bound_bytes, plan.in_place.len(), plan.persistent_bytes
+        step.report,
+        plan.peak_scratch_bytes,
+        plan.live_bound_bytes,
+        plan.in_place.len(),
+        plan.persistent_bytes
     );
     assert!(plan.peak_scratch_bytes <= plan.live_bound_bytes, "{name}");
     plan

@@ -58,8 +58,8 @@ struct RunArgs {
     /// Print only the JSON lines, no table.
     #[arg(long)]
     json_only: bool,
-    /// Time budget per (workload, backend) in seconds; also the cap on the estimated
-    /// time of one iteration on the interpreter.
+    /// Time budget per (workload, backend) in seconds; when the first iteration alone takes
+    /// more than half of it, that iteration is the only sample (and the output says so).
     #[arg(long, default_value_t = 5.0)]
     max_seconds: f64,
     /// Also write the JSON lines to this file.
@@ -74,11 +74,14 @@ struct RunArgs {
     /// List the workloads and exit.
     #[arg(long)]
     list: bool,
+    /// Seconds after which one (workload, backend) run is abandoned (each runs in its own
+    /// child process, so a pathological backend cannot stall the suite).
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Internal: measure exactly one --workload on one --backend in this process.
+    #[arg(long, hide = true)]
+    child: bool,
 }
-
-/// Assumed interpreter throughput (FLOP/s) used to skip hopeless interp runs before
-/// starting them: the reference interpreter evaluates node by node with f64 accumulation.
-const INTERP_FLOPS_PER_S: f64 = 1.0e8;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -161,6 +164,18 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let backs = backends(&args.backends)?;
+    let budget = Budget {
+        repeats: args.repeats,
+        max_seconds: args.max_seconds,
+        ..Budget::default()
+    };
+    if args.child {
+        let (Some(w), Some(b), 1, 1) = (work.first(), backs.first(), work.len(), backs.len()) else {
+            bail!("--child takes exactly one --workload and one --backend");
+        };
+        println!("{}", bench_one(w, *b, &budget).to_json());
+        return Ok(());
+    }
     let out = match &args.out {
         Some(p) => {
             if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -186,14 +201,9 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
             sink.emit(r)?;
         }
     }
-    let budget = Budget {
-        repeats: args.repeats,
-        max_seconds: args.max_seconds,
-        ..Budget::default()
-    };
     for w in &work {
         for &b in &backs {
-            let r = bench_one(w, b, &budget);
+            let r = in_child(w, b, args);
             if !args.json_only && r.status != Status::Ok {
                 eprintln!(
                     "{} on {}: {}: {}",
@@ -252,6 +262,62 @@ fn machine_limits(threads: usize) -> Vec<Record> {
     out
 }
 
+/// Runs [`bench_one`] in a child process (this binary with `--child`), killing it after
+/// `--timeout` seconds.
+fn in_child(w: &Workload, b: Backend, args: &RunArgs) -> Record {
+    let fail = |status, note: String| {
+        let mut r = Record::new("kiln", w.name, b.name(), status).with_note(note);
+        r.flops = Some(w.flops);
+        r.bytes = Some(w.bytes);
+        r.limit = w.limit.map(str::to_string);
+        r
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return fail(Status::Failed, format!("locating kiln-bench: {e}")),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--child", "--no-limits", "--json-only", "--workload", w.name, "--backend", b.name()])
+        .arg("--max-seconds")
+        .arg(args.max_seconds.to_string())
+        .stdout(std::process::Stdio::piped());
+    if let Some(n) = args.repeats {
+        cmd.arg("--repeats").arg(n.to_string());
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(Status::Failed, format!("spawning child: {e}")),
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed().as_secs_f64() > args.timeout => {
+                // Best effort: the child is abandoned either way.
+                let _ = child.kill();
+                let _ = child.wait();
+                return fail(
+                    Status::Skipped,
+                    format!("no result within --timeout {} s (compile plus the first iterations took longer)", args.timeout),
+                );
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return fail(Status::Failed, format!("waiting for child: {e}")),
+        }
+    }
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read;
+        if let Err(e) = out.read_to_string(&mut text) {
+            return fail(Status::Failed, format!("reading child output: {e}"));
+        }
+    }
+    match record::parse_jsonl(&text).ok().and_then(|mut v| v.pop()) {
+        Some(r) => r,
+        None => fail(Status::Failed, "child exited without a result (crashed?)".into()),
+    }
+}
+
 /// Compiles and times one workload on one backend, or says why not.
 fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
     let base = |status| {
@@ -261,18 +327,6 @@ fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
         r.limit = w.limit.map(str::to_string);
         r
     };
-    if b == Backend::Interp {
-        let est = w.flops / INTERP_FLOPS_PER_S;
-        if est > budget.max_seconds {
-            return base(Status::Skipped).with_note(format!(
-                "interp: estimated {:.0} s per iteration ({:.2} GFLOP at ~{:.1} GFLOP/s) > --max-seconds {}",
-                est,
-                w.flops / 1e9,
-                INTERP_FLOPS_PER_S / 1e9,
-                budget.max_seconds
-            ));
-        }
-    }
     let mut ready = match workloads::prepare(w, b) {
         Ok(r) => r,
         Err(e) => return base(Status::Failed).with_note(format!("compile: {e:#}")),

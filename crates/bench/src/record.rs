@@ -149,6 +149,15 @@ pub fn fmt_time(s: f64) -> String {
     format!("{v:.digits$} {unit}")
 }
 
+/// A positive number with three significant digits (`1234`, `12.3`, `0.0123`).
+pub fn sig3(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return format!("{v}");
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    format!("{v:.digits$}")
+}
+
 /// Renders rows as a plain-text table with a header rule; columns are padded to fit.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();
@@ -190,9 +199,9 @@ pub fn human_table(records: &[Record]) -> String {
         .map(|r| {
             let t = |v: Option<f64>| v.map_or("-".to_string(), fmt_time);
             let rate = match (r.gflops, r.gbps) {
-                (Some(g), _) if r.limit.as_deref() != Some("copy") => format!("{g:.1} GFLOP/s"),
-                (_, Some(b)) => format!("{b:.1} GB/s"),
-                (Some(g), None) => format!("{g:.1} GFLOP/s"),
+                (Some(g), _) if r.limit.as_deref() != Some("copy") => format!("{} GFLOP/s", sig3(g)),
+                (_, Some(b)) => format!("{} GB/s", sig3(b)),
+                (Some(g), None) => format!("{} GFLOP/s", sig3(g)),
                 (None, None) => "-".into(),
             };
             let status = match r.status {
@@ -256,6 +265,9 @@ mod tests {
         assert_eq!(fmt_time(0.0123), "12.3 ms");
         assert_eq!(fmt_time(0.000_456_7), "457 us");
         assert_eq!(fmt_time(f64::NAN), "-");
+        assert_eq!(sig3(1234.4), "1234");
+        assert_eq!(sig3(12.345), "12.3");
+        assert_eq!(sig3(0.012345), "0.0123");
     }
 
     #[test]

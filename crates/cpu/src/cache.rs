@@ -30,7 +30,9 @@ pub(crate) struct CompiledLoop {
 
 impl std::fmt::Debug for CompiledLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledLoop").field("info", &self.info).finish()
+        f.debug_struct("CompiledLoop")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -62,7 +64,9 @@ pub fn cache_stats() -> CacheStats {
 
 /// Returns the compiled form of every job, compiling the ones not in the cache in one JIT
 /// module. `jobs[i].0` names the kernel for error messages.
-pub(crate) fn get_or_compile(jobs: &[(KernelId, LoopJob)]) -> Result<Vec<Arc<CompiledLoop>>, CpuError> {
+pub(crate) fn get_or_compile(
+    jobs: &[(KernelId, LoopJob)],
+) -> Result<Vec<Arc<CompiledLoop>>, CpuError> {
     let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
     let mut missing: Vec<usize> = Vec::new();
     for (i, (_, job)) in jobs.iter().enumerate() {
@@ -81,10 +85,11 @@ pub(crate) fn get_or_compile(jobs: &[(KernelId, LoopJob)]) -> Result<Vec<Arc<Com
         let mut infos = Vec::new();
         for &m in &missing {
             let (kernel, job) = &jobs[m];
-            let (id, info) = codegen::define_loop(&mut jit, job).map_err(|message| CpuError::Codegen {
-                kernel: *kernel,
-                message,
-            })?;
+            let (id, info) =
+                codegen::define_loop(&mut jit, job).map_err(|message| CpuError::Codegen {
+                    kernel: *kernel,
+                    message,
+                })?;
             let dtypes = codegen::node_dtypes(job).map_err(|message| CpuError::Codegen {
                 kernel: *kernel,
                 message,

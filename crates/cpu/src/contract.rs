@@ -42,8 +42,17 @@ struct Access {
 
 #[derive(Clone, Debug)]
 enum Kind {
-    Matmul { batch: Vec<Dim>, m: Dim, k: Dim, n: Dim },
-    Conv { kernel: Conv2dKernel, oh: Dim, ow: Dim },
+    Matmul {
+        batch: Vec<Dim>,
+        m: Dim,
+        k: Dim,
+        n: Dim,
+    },
+    Conv {
+        kernel: Box<Conv2dKernel>,
+        oh: Dim,
+        ow: Dim,
+    },
 }
 
 /// A contraction before its loops are compiled.
@@ -180,7 +189,13 @@ impl Builder<'_> {
     }
 
     /// A strided view if the body allows, else a generated loop into scratch.
-    fn operand(&mut self, body: &Body, domain: Vec<Dim>, dtype: DType, force: bool) -> Result<Access, CpuError> {
+    fn operand(
+        &mut self,
+        body: &Body,
+        domain: Vec<Dim>,
+        dtype: DType,
+        force: bool,
+    ) -> Result<Access, CpuError> {
         if !force && let Some(place) = strided_operand(body, domain.len()) {
             return Ok(Access { place, domain });
         }
@@ -259,7 +274,8 @@ fn operand_dtype(program: &Program, kernel: KernelId, body: &Body) -> Result<DTy
         },
         &[],
     )?;
-    let dts = crate::codegen::node_dtypes(&pk.job).map_err(|message| CpuError::Unsupported { kernel, message })?;
+    let dts = crate::codegen::node_dtypes(&pk.job)
+        .map_err(|message| CpuError::Unsupported { kernel, message })?;
     body.result
         .and_then(|r| dts.get(r.index()).copied())
         .ok_or_else(|| CpuError::Unsupported {
@@ -269,7 +285,11 @@ fn operand_dtype(program: &Program, kernel: KernelId, body: &Body) -> Result<DTy
 }
 
 /// Plans a matmul kernel.
-pub(crate) fn plan_matmul(program: &Program, kernel: KernelId, mk: &MatmulKernel) -> Result<PendingContract, CpuError> {
+pub(crate) fn plan_matmul(
+    program: &Program,
+    kernel: KernelId,
+    mk: &MatmulKernel,
+) -> Result<PendingContract, CpuError> {
     let dtype = operand_dtype(program, kernel, &mk.a)?;
     let mut bld = Builder {
         program,
@@ -304,15 +324,23 @@ pub(crate) fn plan_matmul(program: &Program, kernel: KernelId, mk: &MatmulKernel
 }
 
 /// Plans a conv2d kernel.
-pub(crate) fn plan_conv(program: &Program, kernel: KernelId, ck: &Conv2dKernel) -> Result<PendingContract, CpuError> {
+pub(crate) fn plan_conv(
+    program: &Program,
+    kernel: KernelId,
+    ck: &Conv2dKernel,
+) -> Result<PendingContract, CpuError> {
     let g = &ck.geometry;
     let bad = |m: &str| CpuError::Unsupported {
         kernel,
         message: m.to_string(),
     };
     let dtype = operand_dtype(program, kernel, &ck.input)?;
-    let (oh, ow) = g.output_hw(&program.symbols).ok_or_else(|| bad("conv2d output size is not a polynomial"))?;
-    let cg = g.group_channels().ok_or_else(|| bad("conv2d channels are not divisible by groups"))?;
+    let (oh, ow) = g
+        .output_hw(&program.symbols)
+        .ok_or_else(|| bad("conv2d output size is not a polynomial"))?;
+    let cg = g
+        .group_channels()
+        .ok_or_else(|| bad("conv2d channels are not divisible by groups"))?;
     let kh = Dim::known(g.kernel[0]);
     let kw = Dim::known(g.kernel[1]);
     let mut bld = Builder {
@@ -321,13 +349,20 @@ pub(crate) fn plan_conv(program: &Program, kernel: KernelId, ck: &Conv2dKernel) 
         scratch: Vec::new(),
         prologue: Vec::new(),
     };
-    let input = bld.operand(&ck.input, vec![g.n.clone(), g.c.clone(), g.h.clone(), g.w.clone()], dtype, false)?;
+    let input = bld.operand(
+        &ck.input,
+        vec![g.n.clone(), g.c.clone(), g.h.clone(), g.w.clone()],
+        dtype,
+        false,
+    )?;
     let wdom = vec![g.o.clone(), cg, kh.clone(), kw.clone()];
     // The GEMM reads the weight as a matrix [o, c/groups*kh*kw]: its last three axes must
     // collapse into one stride.
     let collapsible = |s: &[Dim]| s.len() == 4 && s[2] == &s[3] * &kw && s[1] == &s[2] * &kh;
     let weight = match strided_operand(&ck.weight, 4) {
-        Some(Operand::Strided { strides, .. }) if !collapsible(&strides) => bld.operand(&ck.weight, wdom, dtype, true)?,
+        Some(Operand::Strided { strides, .. }) if !collapsible(&strides) => {
+            bld.operand(&ck.weight, wdom, dtype, true)?
+        }
         _ => bld.operand(&ck.weight, wdom, dtype, false)?,
     };
     let odom = vec![g.n.clone(), g.o.clone(), oh.clone(), ow.clone()];
@@ -362,7 +397,7 @@ pub(crate) fn plan_conv(program: &Program, kernel: KernelId, ck: &Conv2dKernel) 
     Ok(PendingContract {
         kernel,
         kind: Kind::Conv {
-            kernel: ck.clone(),
+            kernel: Box::new(ck.clone()),
             oh,
             ow,
         },
@@ -427,7 +462,10 @@ macro_rules! float_elem {
                     for i in 0..m {
                         for j in 0..n {
                             // SAFETY: (i, j) is in the destination (caller's contract).
-                            unsafe { *dst.wrapping_offset(i as isize * dst_rs + j as isize * dst_cs) = 0.0 };
+                            unsafe {
+                                *dst.wrapping_offset(i as isize * dst_rs + j as isize * dst_cs) =
+                                    0.0
+                            };
                         }
                     }
                     return;
@@ -527,7 +565,9 @@ impl<const R: usize> View<R> {
 }
 
 fn overflow(kernel: KernelId) -> CpuError {
-    CpuError::Overflow(format!("{kernel}: a contraction operand exceeds 64-bit addressing"))
+    CpuError::Overflow(format!(
+        "{kernel}: a contraction operand exceeds 64-bit addressing"
+    ))
 }
 
 fn zeros(dtype: DType, len: usize) -> Option<kiln_ir::Data> {
@@ -583,16 +623,29 @@ impl ContractPlan {
         b: &HashMap<String, u64>,
     ) -> Result<View<R>, CpuError> {
         let nb = lens.len() - self.scratch.len();
-        let ext: Vec<i64> = acc.domain.iter().map(|d| self.eval(d, b)).collect::<Result<_, _>>()?;
+        let ext: Vec<i64> = acc
+            .domain
+            .iter()
+            .map(|d| self.eval(d, b))
+            .collect::<Result<_, _>>()?;
         let (id, offset, strides) = match &acc.place {
-            Operand::Strided { buf, offset, strides } => {
-                let s: Vec<i64> = strides.iter().map(|d| self.eval(d, b)).collect::<Result<_, _>>()?;
+            Operand::Strided {
+                buf,
+                offset,
+                strides,
+            } => {
+                let s: Vec<i64> = strides
+                    .iter()
+                    .map(|d| self.eval(d, b))
+                    .collect::<Result<_, _>>()?;
                 (buf.index(), self.eval(offset, b)?, s)
             }
             Operand::Scratch { slot } => {
                 let mut s = vec![1i64; ext.len()];
                 for k in (0..ext.len().saturating_sub(1)).rev() {
-                    s[k] = s[k + 1].checked_mul(ext[k + 1].max(0)).ok_or_else(|| overflow(self.kernel))?;
+                    s[k] = s[k + 1]
+                        .checked_mul(ext[k + 1].max(0))
+                        .ok_or_else(|| overflow(self.kernel))?;
                 }
                 (nb + slot, 0, s)
             }
@@ -715,24 +768,36 @@ impl ContractPlan {
         let a = self.view::<R>(&self.a, ptrs, lens, b)?;
         let bv = self.view::<R>(&self.b, ptrs, lens, b)?;
         let out = self.view::<R>(&self.out, ptrs, lens, b)?;
-        let count: i64 = batch.iter().product();
+        let count = batch
+            .iter()
+            .try_fold(1i64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| overflow(self.kernel))?;
         if count == 0 || m == 0 || n == 0 {
             return Ok(());
         }
-        let flops = (count as u64).saturating_mul((m * n) as u64).saturating_mul(k.max(1) as u64);
+        let flops = (count as u64)
+            .saturating_mul(m as u64)
+            .saturating_mul(n as u64)
+            .saturating_mul(k.max(1) as u64);
         let threads = threads as i64;
-        let parts = if flops < PARALLEL_FLOPS || threads < 2 {
+        let parts = if flops < PARALLEL_FLOPS || threads < 2 || count >= threads * 2 {
             1
         } else {
             ((threads * 2 + count - 1) / count).clamp(1, m.max(n) / 16 + 1)
         };
         let split_rows = m >= n;
         let len = if split_rows { m } else { n };
-        let tasks = count * parts;
+        let tasks = usize::try_from(
+            count
+                .checked_mul(parts)
+                .ok_or_else(|| overflow(self.kernel))?,
+        )
+        .map_err(|_| overflow(self.kernel))?;
         let task = |t: usize| {
             let t = t as i64;
             let (bi, part) = (t / parts, t % parts);
-            let (p0, p1) = (len * part / parts, len * (part + 1) / parts);
+            let at = |p: i64| (i128::from(len) * i128::from(p) / i128::from(parts)) as i64;
+            let (p0, p1) = (at(part), at(part + 1));
             if p0 >= p1 {
                 return;
             }
@@ -743,7 +808,11 @@ impl ContractPlan {
                 rest /= batch[ax];
             }
             let (r0, c0) = if split_rows { (p0, 0) } else { (0, p0) };
-            let (rows, cols) = if split_rows { (p1 - p0, n) } else { (m, p1 - p0) };
+            let (rows, cols) = if split_rows {
+                (p1 - p0, n)
+            } else {
+                (m, p1 - p0)
+            };
             let mut ca = coords;
             ca[R - 2] = r0;
             let mut cb = coords;
@@ -772,15 +841,24 @@ impl ContractPlan {
                 )
             };
         };
-        self.spread(tasks as usize, threads as usize, &task)
+        self.spread(tasks, threads as usize, &task)
     }
 
-    fn spread(&self, tasks: usize, threads: usize, task: &(dyn Fn(usize) + Sync)) -> Result<(), CpuError> {
+    fn spread(
+        &self,
+        tasks: usize,
+        threads: usize,
+        task: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), CpuError> {
         if tasks <= 1 || threads <= 1 {
             (0..tasks).for_each(task);
             return Ok(());
         }
-        pool::global().run(tasks, task).map_err(|()| CpuError::WorkerPanic { kernel: self.kernel })
+        pool::global()
+            .run(tasks, task)
+            .map_err(|_| CpuError::WorkerPanic {
+                kernel: self.kernel,
+            })
     }
 
     fn conv<T: Elem>(
@@ -805,28 +883,44 @@ impl ContractPlan {
         let x = self.view::<4>(&self.a, ptrs, lens, b)?;
         let wt = self.view::<4>(&self.b, ptrs, lens, b)?;
         let out = self.view::<4>(&self.out, ptrs, lens, b)?;
-        let plane = oh * ow;
+        let plane = oh.checked_mul(ow).ok_or_else(|| overflow(self.kernel))?;
         if n == 0 || o == 0 || plane <= 0 {
             return Ok(());
         }
-        let kk = cg * kh * kw;
-        let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && (h == 1 || x.strides[2] == w * x.strides[3]);
+        let kk = cg
+            .checked_mul(kh)
+            .and_then(|v| v.checked_mul(kw))
+            .ok_or_else(|| overflow(self.kernel))?;
+        let pointwise = kh == 1
+            && kw == 1
+            && sh == 1
+            && sw == 1
+            && ph == 0
+            && pw == 0
+            && (h == 1 || x.strides[3].checked_mul(w) == Some(x.strides[2]));
         let elem = std::mem::size_of::<T>() as i64;
         let block = if pointwise {
             plane
         } else {
-            ((256 * 1024) / (kk.max(1) * elem)).clamp(64, plane.max(64))
+            ((256 * 1024) / kk.max(1).saturating_mul(elem)).clamp(64, plane.max(64))
         };
-        let blocks = (plane + block - 1) / block;
-        let flops = (n * o * plane) as u64 * kk.max(1) as u64;
+        let blocks = (plane - 1) / block + 1;
+        let flops = (n as u64)
+            .saturating_mul(o as u64)
+            .saturating_mul(plane as u64)
+            .saturating_mul(kk.max(1) as u64);
         let threads = threads as i64;
-        let per = n * groups * blocks;
+        let per = n
+            .checked_mul(groups)
+            .and_then(|v| v.checked_mul(blocks))
+            .ok_or_else(|| overflow(self.kernel))?;
         let split = if flops < PARALLEL_FLOPS || threads < 2 || per >= threads * 2 {
             1
         } else {
             ((threads * 2 + per - 1) / per).min(og.max(1))
         };
-        let tasks = per * split;
+        let tasks =
+            usize::try_from(per.saturating_mul(split)).map_err(|_| overflow(self.kernel))?;
         let task = |t: usize| {
             let t = t as i64;
             let (rest, part) = (t / split, t % split);
@@ -839,11 +933,15 @@ impl ContractPlan {
                 return;
             }
             let cols = p1 - p0;
-            let dst = out.at::<T>([ni, gi * og + o0, 0, 0]).wrapping_offset((p0 * out.strides[3]) as isize);
+            let dst = out
+                .at::<T>([ni, gi * og + o0, 0, 0])
+                .wrapping_offset((p0 * out.strides[3]) as isize);
             let lhs = wt.at::<T>([gi * og + o0, 0, 0, 0]).cast_const();
             let mut col: Vec<T> = Vec::new();
             let (rhs, rhs_rs, rhs_cs) = if pointwise {
-                let p = x.at::<T>([ni, gi * cg, 0, 0]).wrapping_offset((p0 * x.strides[3]) as isize);
+                let p = x
+                    .at::<T>([ni, gi * cg, 0, 0])
+                    .wrapping_offset((p0 * x.strides[3]) as isize);
                 (p.cast_const(), x.strides[1], x.strides[3])
             } else {
                 col.resize((kk * cols) as usize, T::ZERO);
@@ -855,8 +953,14 @@ impl ContractPlan {
                             row += 1;
                             for (slot, p) in dst_row.iter_mut().zip(p0..p1) {
                                 let (oy, ox) = (p / ow, p % ow);
-                                let iy = oy * sh + ky * dh - ph;
-                                let ix = ox * sw + kx * dw - pw;
+                                let iy = oy
+                                    .wrapping_mul(sh)
+                                    .wrapping_add(ky.wrapping_mul(dh))
+                                    .wrapping_sub(ph);
+                                let ix = ox
+                                    .wrapping_mul(sw)
+                                    .wrapping_add(kx.wrapping_mul(dw))
+                                    .wrapping_sub(pw);
                                 if iy >= 0 && iy < h && ix >= 0 && ix < w {
                                     // SAFETY: (ni, gi*cg+ci, iy, ix) is inside the input's
                                     // domain, whose elements `view` checked in bounds.
@@ -889,6 +993,6 @@ impl ContractPlan {
                 )
             };
         };
-        self.spread(tasks as usize, threads as usize, &task)
+        self.spread(tasks, threads as usize, &task)
     }
 }

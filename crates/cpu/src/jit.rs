@@ -133,7 +133,11 @@ pub(crate) mod helpers {
     }
     pub(crate) extern "C" fn rem(a: f64, b: f64) -> f64 {
         let r = a % b;
-        if r != 0.0 && (r < 0.0) != (b < 0.0) { r + b } else { r }
+        if r != 0.0 && (r < 0.0) != (b < 0.0) {
+            r + b
+        } else {
+            r
+        }
     }
 
     pub(crate) extern "C" fn floorf(x: f32) -> f32 {
@@ -205,7 +209,9 @@ pub(crate) struct Jit {
 
 impl std::fmt::Debug for Jit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jit").field("has_fma", &self.has_fma).finish()
+        f.debug_struct("Jit")
+            .field("has_fma", &self.has_fma)
+            .finish()
     }
 }
 
@@ -282,7 +288,10 @@ impl Jit {
 
     /// The function id of a helper.
     pub(crate) fn helper(&self, h: Helper) -> Option<FuncId> {
-        self.helpers.iter().find(|(k, _)| *k == h).map(|(_, id)| *id)
+        self.helpers
+            .iter()
+            .find(|(k, _)| *k == h)
+            .map(|(_, id)| *id)
     }
 
     /// Finalizes every defined function and returns their entry points with the owner of
@@ -315,7 +324,11 @@ impl Jit {
     }
 
     /// Imports a helper into a function being built.
-    pub(crate) fn import_helper(&mut self, h: Helper, func: &mut ir::Function) -> Option<ir::FuncRef> {
+    pub(crate) fn import_helper(
+        &mut self,
+        h: Helper,
+        func: &mut ir::Function,
+    ) -> Option<ir::FuncRef> {
         let id = self.helper(h)?;
         Some(self.module.declare_func_in_func(id, func))
     }

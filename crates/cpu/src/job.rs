@@ -107,7 +107,10 @@ pub(crate) fn localize(
             BufferId(u32::try_from(slots.len() - 1).unwrap_or(u32::MAX))
         })
     });
-    let buffers = slots.iter().map(|&id| describe(id)).collect::<Option<Vec<_>>>()?;
+    let buffers = slots
+        .iter()
+        .map(|&id| describe(id))
+        .collect::<Option<Vec<_>>>()?;
     let symbols = symbols_of(&local, &buffers);
     Some(Localized {
         job: LoopJob {

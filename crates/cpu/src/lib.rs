@@ -15,6 +15,7 @@
 //! * Kernels above a work threshold are split over a persistent thread pool
 //!   (`KILN_THREADS`, default: all cores).
 //! * Compiled loops are cached per process by the structure of the kernel.
+//! * Setting `KILN_CPU_DUMP` prints each compiled loop's CLIF and machine code to stderr.
 //!
 //! # Safety model
 //!
@@ -64,5 +65,15 @@ mod preflight;
 mod program;
 
 pub use cache::{CacheStats, cache_stats};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compiled_programs_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<crate::CpuProgram>();
+        shareable::<crate::CpuError>();
+    }
+}
 pub use error::CpuError;
 pub use program::{CpuProgram, LoopSummary, RunOptions, VectorAxis, compile};

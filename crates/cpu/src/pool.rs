@@ -34,6 +34,11 @@ struct Shared {
     panicked: AtomicBool,
 }
 
+/// A task of a [`Pool::run`] job panicked (the other tasks still ran).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a pool task panicked")]
+pub struct TaskPanicked;
+
 /// A persistent pool of worker threads.
 pub struct Pool {
     shared: Arc<Shared>,
@@ -141,7 +146,7 @@ impl Pool {
 
     /// Runs `f(0) .. f(tasks - 1)` on the pool and returns when all have finished; `Err`
     /// if a task panicked.
-    pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(), ()> {
+    pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(), TaskPanicked> {
         if tasks == 0 {
             return Ok(());
         }
@@ -152,7 +157,7 @@ impl Pool {
                 for i in 0..tasks {
                     failed |= catch_unwind(AssertUnwindSafe(|| f(i))).is_err();
                 }
-                return if failed { Err(()) } else { Ok(()) };
+                return if failed { Err(TaskPanicked) } else { Ok(()) };
             }
         };
         // SAFETY: only the lifetime is erased. The reference is published to workers below
@@ -160,7 +165,10 @@ impl Pool {
         // only dereferences it between incrementing and decrementing `busy`, so no use
         // outlives this call, during which `f` is borrowed.
         let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe {
-            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f)
+            std::mem::transmute::<
+                *const (dyn Fn(usize) + Sync + '_),
+                *const (dyn Fn(usize) + Sync + 'static),
+            >(f)
         };
         let job = JobRef { f: erased, tasks };
         self.shared.panicked.store(false, Ordering::Relaxed);
@@ -181,7 +189,7 @@ impl Pool {
         }
         drop(guard);
         if self.shared.panicked.load(Ordering::Relaxed) {
-            Err(())
+            Err(TaskPanicked)
         } else {
             Ok(())
         }
@@ -239,7 +247,7 @@ mod tests {
                 panic!("task 5");
             }
         });
-        assert_eq!(r, Err(()));
+        assert_eq!(r, Err(TaskPanicked));
         let sum = AtomicU64::new(0);
         pool.run(10, &|i| {
             sum.fetch_add(i as u64, Ordering::Relaxed);

@@ -103,7 +103,11 @@ impl Ctx<'_> {
                 if a.0 >= 0 && a.1 < d { a } else { (0, d - 1) }
             }
         };
-        if fits(iv) { Ok(iv) } else { Err(self.overflow(e)) }
+        if fits(iv) {
+            Ok(iv)
+        } else {
+            Err(self.overflow(e))
+        }
     }
 
     /// Checks only that every divisor in `e` is positive.
@@ -168,7 +172,10 @@ pub(crate) fn check_job(
     for e in &k.body.values {
         match e {
             Expr::Load(l) => {
-                let runs = !(reds_empty && crate::codegen::analysis::node_indices(e).iter().any(|ix| ix.uses_red()));
+                let runs = !(reds_empty
+                    && crate::codegen::analysis::node_indices(e)
+                        .iter()
+                        .any(|ix| ix.uses_red()));
                 match &l.mode {
                     LoadMode::Plain if runs => {
                         ctx.interval(&l.index)?;
@@ -241,7 +248,9 @@ mod tests {
         let fine = job(i0.clone());
         assert_eq!(check_job(&fine, &[DType::F32], &dims, KernelId(0)), Ok(()));
         let big = i0.clone() * IndexExpr::dim(Dim::sym("N")) * IndexExpr::dim(Dim::sym("N"));
-        let bad = job((big - i0.clone() * IndexExpr::dim(Dim::sym("N")) * IndexExpr::dim(Dim::sym("N"))) + i0);
+        let bad = job((big
+            - i0.clone() * IndexExpr::dim(Dim::sym("N")) * IndexExpr::dim(Dim::sym("N")))
+            + i0);
         assert!(matches!(
             check_job(&bad, &[DType::F32], &dims, KernelId(3)),
             Err(CpuError::Overflow(m)) if m.starts_with("k3: index")

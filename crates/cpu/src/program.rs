@@ -30,7 +30,7 @@ pub(crate) struct LoopStep {
 #[derive(Debug)]
 enum Step {
     Loop(LoopStep),
-    Contract(ContractPlan),
+    Contract(Box<ContractPlan>),
 }
 
 /// A kernel program compiled for this CPU.
@@ -62,10 +62,12 @@ pub(crate) fn pending_loop(
                 dtype: b.dtype,
                 size: b.size.clone(),
             }),
-            None => scratch.get(id.index().checked_sub(nb)?).map(|(d, s)| LocalBuffer {
-                dtype: *d,
-                size: s.clone(),
-            }),
+            None => scratch
+                .get(id.index().checked_sub(nb)?)
+                .map(|(d, s)| LocalBuffer {
+                    dtype: *d,
+                    size: s.clone(),
+                }),
         }
     };
     let l = job::localize(lk, &describe).ok_or_else(|| CpuError::Unsupported {
@@ -89,15 +91,19 @@ pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
     kiln_kernel::verify(program).map_err(CpuError::Verify)?;
     enum Pending {
         Loop(PendingLoop),
-        Contract(contract::PendingContract),
+        Contract(Box<contract::PendingContract>),
     }
     let mut pending = Vec::new();
     for (i, k) in program.kernels.iter().enumerate() {
         let id = KernelId(u32::try_from(i).unwrap_or(u32::MAX));
         pending.push(match k {
             Kernel::Loop(lk) => Pending::Loop(pending_loop(program, id, lk, &[])?),
-            Kernel::Matmul(mk) => Pending::Contract(contract::plan_matmul(program, id, mk)?),
-            Kernel::Conv2d(ck) => Pending::Contract(contract::plan_conv(program, id, ck)?),
+            Kernel::Matmul(mk) => {
+                Pending::Contract(Box::new(contract::plan_matmul(program, id, mk)?))
+            }
+            Kernel::Conv2d(ck) => {
+                Pending::Contract(Box::new(contract::plan_conv(program, id, ck)?))
+            }
         });
     }
     let mut jobs: Vec<(KernelId, LoopJob)> = Vec::new();
@@ -126,7 +132,7 @@ pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
     for p in pending {
         steps.push(match p {
             Pending::Loop(l) => Step::Loop(take(l)?),
-            Pending::Contract(c) => Step::Contract(c.finish(&mut take)?),
+            Pending::Contract(c) => Step::Contract(Box::new(c.finish(&mut take)?)),
         });
     }
     Ok(CpuProgram {
@@ -174,10 +180,13 @@ fn const_ptr(d: &Data) -> *mut u8 {
     p.cast_mut()
 }
 
-/// Work (in simple operations) below which a loop runs on the calling thread.
-const PARALLEL_WORK: u64 = 1 << 17;
+/// Work (in simple operations, see `LoopInfo::point_cost`) below which a loop runs on the
+/// calling thread. A copy (two operations a point) splits from 2^19 points up, where a
+/// second thread starts to pay for its wake-up on a 2-core machine; compute-heavy bodies
+/// split much earlier.
+const PARALLEL_WORK: u64 = 1 << 20;
 /// Work a parallel chunk should have at least.
-const CHUNK_WORK: u64 = 1 << 15;
+const CHUNK_WORK: u64 = 1 << 17;
 
 /// Runs a compiled loop on `ptrs` (addresses of the program's buffers followed by the
 /// owning step's scratch buffers).
@@ -212,7 +221,12 @@ pub(crate) fn run_loop(
     if points == 0 {
         return Ok(());
     }
-    let red = code.job.kernel.reduce.iter().fold(1u64, |a, d| a.saturating_mul(extent(d)));
+    let red = code
+        .job
+        .kernel
+        .reduce
+        .iter()
+        .fold(1u64, |a, d| a.saturating_mul(extent(d)));
     let work = points
         .saturating_mul(red.max(1))
         .saturating_mul(u64::from(code.info.point_cost));
@@ -230,11 +244,11 @@ pub(crate) fn run_loop(
     let dims_ptr = SyncPtr(dims.as_ptr().cast_mut());
     let innermost = code.info.split == Some(domain.len().saturating_sub(1));
     let bound = |c: u64| -> i64 {
-        let mut b = split_extent * c / chunks;
+        let mut b = (u128::from(split_extent) * u128::from(c) / u128::from(chunks)) as u64;
         if innermost && c < chunks {
             b &= !15;
         }
-        b as i64
+        i64::try_from(b).unwrap_or(i64::MAX)
     };
     let task = |c: usize| {
         let (s, e) = (bound(c as u64), bound(c as u64 + 1));
@@ -388,7 +402,11 @@ impl CpuProgram {
     ///
     /// Every binding and every buffer length is validated before any generated code runs.
     /// On error the contents of written buffers are unspecified.
-    pub fn run(&self, bindings: &HashMap<String, u64>, buffers: &mut [Data]) -> Result<(), CpuError> {
+    pub fn run(
+        &self,
+        bindings: &HashMap<String, u64>,
+        buffers: &mut [Data],
+    ) -> Result<(), CpuError> {
         self.run_with(bindings, buffers, &RunOptions::default())
     }
 
@@ -408,9 +426,16 @@ impl CpuProgram {
             });
         }
         let mut ptrs = Vec::with_capacity(buffers.len());
-        for (i, (b, data)) in self.program.buffers.iter().zip(buffers.iter_mut()).enumerate() {
+        for (i, (b, data)) in self
+            .program
+            .buffers
+            .iter()
+            .zip(buffers.iter_mut())
+            .enumerate()
+        {
             let len = eval_dim(&b.size, bindings)?.max(0);
-            let len = usize::try_from(len).map_err(|_| CpuError::Overflow(format!("b{i} is too large")))?;
+            let len = usize::try_from(len)
+                .map_err(|_| CpuError::Overflow(format!("b{i} is too large")))?;
             if data.dtype() != b.dtype || data.len() != len {
                 return Err(CpuError::BufferShape {
                     buffer: BufferId(u32::try_from(i).unwrap_or(u32::MAX)),
@@ -433,9 +458,10 @@ impl CpuProgram {
                     }
                     const_ptr(a.data())
                 }
-                BufferKind::Input(_) | BufferKind::Output(_) | BufferKind::State(_) | BufferKind::Scratch => {
-                    data_ptr(data)
-                }
+                BufferKind::Input(_)
+                | BufferKind::Output(_)
+                | BufferKind::State(_)
+                | BufferKind::Scratch => data_ptr(data),
             });
         }
         for step in &self.steps {

@@ -90,7 +90,12 @@ fn column_reductions_vectorise_along_the_domain() {
 #[test]
 fn reductions_of_every_op_and_dtype() {
     for dt in [DType::F32, DType::F64, DType::I32, DType::I64, DType::U32] {
-        for (op, init) in [("reduce_sum", "0"), ("reduce_prod", "1"), ("reduce_max", "min"), ("reduce_min", "max")] {
+        for (op, init) in [
+            ("reduce_sum", "0"),
+            ("reduce_prod", "1"),
+            ("reduce_max", "min"),
+            ("reduce_min", "max"),
+        ] {
             let init = match (init, dt) {
                 ("min", DType::F32 | DType::F64) => "-inf".to_string(),
                 ("max", DType::F32 | DType::F64) => "inf".to_string(),
@@ -138,7 +143,11 @@ fn reductions_of_every_op_and_dtype() {
                     ..Fill::default()
                 };
                 let bufs = inputs(&program, &b, n * 31 + c, fill);
-                let (rel, abs) = if dt == DType::F32 { (2e-5, 1e-5) } else { (1e-12, 1e-12) };
+                let (rel, abs) = if dt == DType::F32 {
+                    (2e-5, 1e-5)
+                } else {
+                    (1e-12, 1e-12)
+                };
                 differential(&program, &b, &bufs, rel, abs);
             }
         }
@@ -162,7 +171,13 @@ fn max_reductions_propagate_nan() {
     x[4] = f32::NAN;
     x[17] = f32::NAN;
     x[20] = 7.0;
-    let out = differential(&program, &b, &[Data::F32(x), Data::F32(vec![0.0; 3])], 0.0, 0.0);
+    let out = differential(
+        &program,
+        &b,
+        &[Data::F32(x), Data::F32(vec![0.0; 3])],
+        0.0,
+        0.0,
+    );
     let Data::F32(y) = &out[1] else { panic!() };
     assert!(y[0].is_nan() && y[1].is_nan() && y[2] == 7.0);
 }
@@ -213,6 +228,8 @@ k0 = loop [N, D] {
 #[test]
 fn checked_and_guarded_gathers() {
     let program = parse(GATHER);
+    let compiled = kiln_cpu::compile(&program).unwrap();
+    assert_eq!(compiled.loops()[0].vector, Some((VectorAxis::Domain, 4)));
     for (n, d, v) in [(1, 1, 1), (5, 7, 3), (9, 50, 11), (3, 783, 2)] {
         let b = bindings(&[("N", n), ("D", d), ("V", v)]);
         let fill = Fill {
@@ -229,12 +246,25 @@ fn out_of_range_gathers_raise_the_error_flag() {
     let program = parse(GATHER);
     let b = bindings(&[("N", 4), ("D", 6), ("V", 3)]);
     for bad in [-1i64, 3, 1 << 40] {
-        let mut bufs = inputs(&program, &b, 1, Fill { ints: (0, 3), ..Fill::default() });
+        let mut bufs = inputs(
+            &program,
+            &b,
+            1,
+            Fill {
+                ints: (0, 3),
+                ..Fill::default()
+            },
+        );
         bufs[1] = Data::I64(vec![0, 2, bad, 1]);
         assert!(run_exec(&program, &b, &bufs).is_err());
         for threads in [None, Some(1)] {
             let err = run_cpu(&program, &b, &bufs, threads).unwrap_err();
-            assert_eq!(err, CpuError::IndexOutOfBounds { kernel: KernelId(0) });
+            assert_eq!(
+                err,
+                CpuError::IndexOutOfBounds {
+                    kernel: KernelId(0)
+                }
+            );
         }
     }
 }
@@ -286,12 +316,34 @@ fn matmul_with_bias_relu_epilogue() {
         for relu in [false, true] {
             let program = parse(&linear(dt, relu));
             let compiled = kiln_cpu::compile(&program).unwrap();
-            assert_eq!(compiled.loops().len(), usize::from(relu), "direct output without epilogue");
-            for (n, k, m) in [(1, 1, 1), (3, 7, 5), (50, 33, 17), (7, 783, 3), (130, 64, 96)] {
+            assert_eq!(
+                compiled.loops().len(),
+                usize::from(relu),
+                "direct output without epilogue"
+            );
+            for (n, k, m) in [
+                (1, 1, 1),
+                (3, 7, 5),
+                (50, 33, 17),
+                (7, 783, 3),
+                (130, 64, 96),
+            ] {
                 let b = bindings(&[("N", n), ("K", k), ("M", m)]);
-                let bufs = inputs(&program, &b, n * k + m, Fill { ints: (-9, 9), ..Fill::default() });
+                let bufs = inputs(
+                    &program,
+                    &b,
+                    n * k + m,
+                    Fill {
+                        ints: (-9, 9),
+                        ..Fill::default()
+                    },
+                );
                 // f32 accumulates in f32: allow K * eps * max|x*w| absolute error.
-                let (rel, abs) = if dt == DType::F32 { (1e-5, k as f64 * 16.0 * 6e-8) } else { (1e-12, 1e-12) };
+                let (rel, abs) = if dt == DType::F32 {
+                    (1e-5, k as f64 * 16.0 * 6e-8)
+                } else {
+                    (1e-12, 1e-12)
+                };
                 differential(&program, &b, &bufs, rel, abs);
             }
         }
@@ -425,7 +477,11 @@ fn threaded_runs_match_single_threaded_bit_for_bit() {
         let bufs = inputs(&program, &b, n, Fill::default());
         let many = run_cpu(&program, &b, &bufs, None).unwrap();
         let one = run_cpu(&program, &b, &bufs, Some(1)).unwrap();
-        let bits = |d: &Data| kiln_ir::Array::new(&[d.len()], d.clone()).unwrap().to_le_bytes();
+        let bits = |d: &Data| {
+            kiln_ir::Array::new(&[d.len()], d.clone())
+                .unwrap()
+                .to_le_bytes()
+        };
         assert_eq!(bits(&many[1]), bits(&one[1]));
     }
 }
@@ -457,7 +513,10 @@ fn bindings_and_buffers_are_validated_before_running() {
     );
     let compiled = kiln_cpu::compile(&program).unwrap();
     let two = || vec![Data::F32(vec![0.0; 4]), Data::F32(vec![0.0; 4])];
-    assert_eq!(compiled.run(&bindings(&[]), &mut two()), Err(CpuError::Unbound("N".into())));
+    assert_eq!(
+        compiled.run(&bindings(&[]), &mut two()),
+        Err(CpuError::Unbound("N".into()))
+    );
     assert!(matches!(
         compiled.run(&bindings(&[("N", 1)]), &mut two()),
         Err(CpuError::Precondition { value: 1, .. })
@@ -468,17 +527,27 @@ fn bindings_and_buffers_are_validated_before_running() {
     ));
     assert_eq!(
         compiled.run(&bindings(&[("N", 4)]), &mut two()[..1].to_vec()),
-        Err(CpuError::BufferCount { expected: 2, got: 1 })
+        Err(CpuError::BufferCount {
+            expected: 2,
+            got: 1
+        })
     );
     let mut short = vec![Data::F32(vec![0.0; 4]), Data::F32(vec![0.0; 3])];
     assert!(matches!(
         compiled.run(&bindings(&[("N", 4)]), &mut short),
-        Err(CpuError::BufferShape { got_len: 3, len: 4, .. })
+        Err(CpuError::BufferShape {
+            got_len: 3,
+            len: 4,
+            ..
+        })
     ));
     let mut wrong = vec![Data::F32(vec![0.0; 4]), Data::F64(vec![0.0; 4])];
     assert!(matches!(
         compiled.run(&bindings(&[("N", 4)]), &mut wrong),
-        Err(CpuError::BufferShape { got_dtype: DType::F64, .. })
+        Err(CpuError::BufferShape {
+            got_dtype: DType::F64,
+            ..
+        })
     ));
 }
 
@@ -493,7 +562,10 @@ fn unverified_programs_are_rejected() {
            store b1[i0] = v0
          }",
     );
-    assert!(matches!(kiln_cpu::compile(&program), Err(CpuError::Verify(_))));
+    assert!(matches!(
+        kiln_cpu::compile(&program),
+        Err(CpuError::Verify(_))
+    ));
 }
 
 #[test]
@@ -525,5 +597,5 @@ fn equal_kernels_compile_once() {
     // Four identical jobs (up to buffer numbering): one compiled, three found. Other tests
     // may compile concurrently, so only lower bounds hold.
     assert!(after.hits >= before.hits + 3, "{before:?} -> {after:?}");
-    assert!(after.misses >= before.misses + 1);
+    assert!(after.misses > before.misses);
 }

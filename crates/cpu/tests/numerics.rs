@@ -45,17 +45,38 @@ fn erf_accuracy() {
 fn sin_cos_accuracy() {
     check("sin", -10_000.0, 10_000.0, 2.0);
     check("cos", -10_000.0, 10_000.0, 2.0);
+    check("sin", -f32::MAX, f32::MAX, 2.0);
+    check("cos", -f32::MAX, f32::MAX, 2.0);
 }
 
 #[test]
 fn special_values() {
     use kiln_ir::Data;
     use std::collections::HashMap;
-    let xs = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-45, -1e-45];
+    let xs = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1e-45,
+        -1e-45,
+    ];
     let b = HashMap::from([("N".to_string(), xs.len() as u64)]);
     let expect: [(&str, [f32; 7]); 5] = [
         ("exp", [f32::NAN, f32::INFINITY, 0.0, 1.0, 1.0, 1.0, 1.0]),
-        ("log", [f32::NAN, f32::INFINITY, f32::NAN, f32::NEG_INFINITY, f32::NEG_INFINITY, -103.27893, f32::NAN]),
+        (
+            "log",
+            [
+                f32::NAN,
+                f32::INFINITY,
+                f32::NAN,
+                f32::NEG_INFINITY,
+                f32::NEG_INFINITY,
+                -103.27893,
+                f32::NAN,
+            ],
+        ),
         ("tanh", [f32::NAN, 1.0, -1.0, 0.0, -0.0, 1e-45, -1e-45]),
         ("sigmoid", [f32::NAN, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5]),
         ("erf", [f32::NAN, 1.0, -1.0, 0.0, -0.0, 1e-45, -1e-45]),
@@ -74,9 +95,12 @@ fn special_values() {
         .unwrap();
         let mut bufs = vec![Data::F32(xs.to_vec()), Data::F32(vec![7.0; xs.len()])];
         kiln_cpu::compile(&p).unwrap().run(&b, &mut bufs).unwrap();
-        let Data::F32(y) = &bufs[1] else { unreachable!() };
+        let Data::F32(y) = &bufs[1] else {
+            unreachable!()
+        };
         for ((x, g), w) in xs.iter().zip(y).zip(want) {
-            let ok = (g.is_nan() && w.is_nan()) || (g == &w && g.is_sign_negative() == w.is_sign_negative());
+            let ok = (g.is_nan() && w.is_nan())
+                || (g == &w && g.is_sign_negative() == w.is_sign_negative());
             assert!(ok, "{op}({x:e}) = {g:e}, want {w:e}");
         }
     }

@@ -10,7 +10,13 @@ use kiln_kernel::verify::{binary_dtype, unary_dtype};
 fn tolerance(op: UnaryOp, dt: DType) -> (f64, f64) {
     let transcendental = matches!(
         op,
-        UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf
+        UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Erf
     );
     match dt {
         DType::F32 if transcendental => (5e-7, 1e-7),
@@ -25,7 +31,9 @@ fn every_unary_op_and_dtype() {
     let mut checked = 0;
     for op in UnaryOp::ALL {
         for dt in DTYPES {
-            let Ok(out) = unary_dtype(op, dt) else { continue };
+            let Ok(out) = unary_dtype(op, dt) else {
+                continue;
+            };
             let text = format!(
                 "symbol N >= 1
                  b0 = input \"x\" {dt}[N]
@@ -39,11 +47,10 @@ fn every_unary_op_and_dtype() {
             );
             let program = parse(&text);
             let (rel, abs) = tolerance(op, dt);
-            let trig = matches!(op, UnaryOp::Sin | UnaryOp::Cos);
             for (s, n) in SIZES.iter().enumerate() {
                 let b = bindings(&[("N", *n)]);
                 let fill = Fill {
-                    specials: !trig,
+                    specials: true,
                     ..Fill::default()
                 };
                 let bufs = inputs(&program, &b, s as u64 + 1, fill);
@@ -77,14 +84,20 @@ fn every_binary_op_and_dtype() {
     let mut checked = 0;
     for op in BinaryOp::ALL {
         for dt in DTYPES {
-            let Ok(out) = binary_dtype(op, dt, dt) else { continue };
+            let Ok(out) = binary_dtype(op, dt, dt) else {
+                continue;
+            };
             let program = binary_program(op, dt, out);
             for (s, n) in SIZES.iter().enumerate() {
                 let b = bindings(&[("N", *n)]);
                 let fill = Fill {
                     specials: true,
                     nonzero: matches!(op, BinaryOp::Div | BinaryOp::Rem),
-                    ints: if op == BinaryOp::Mul { (-70000, 70000) } else { (-50, 50) },
+                    ints: if op == BinaryOp::Mul {
+                        (-70000, 70000)
+                    } else {
+                        (-50, 50)
+                    },
                     ..Fill::default()
                 };
                 let bufs = inputs(&program, &b, 100 + s as u64, fill);
@@ -101,7 +114,11 @@ fn integer_division_floors_and_wraps() {
     for dt in [DType::I32, DType::I64] {
         let program = binary_program(BinaryOp::Div, dt, dt);
         let rem = binary_program(BinaryOp::Rem, dt, dt);
-        let min = if dt == DType::I32 { i64::from(i32::MIN) } else { i64::MIN };
+        let min = if dt == DType::I32 {
+            i64::from(i32::MIN)
+        } else {
+            i64::MIN
+        };
         let a = [7, -7, 7, -7, min, min, 0, 5];
         let bv = [2, 2, -2, -2, -1, 3, 4, -9];
         let b = bindings(&[("N", 8)]);
@@ -111,11 +128,15 @@ fn integer_division_floors_and_wraps() {
         };
         let bufs = vec![mk(&a), mk(&bv), mk(&[0; 8])];
         let out = differential(&program, &b, &bufs, 0.0, 0.0);
-        let q = kiln_ir::Array::new(&[8], out[2].clone()).unwrap().to_i64_vec();
+        let q = kiln_ir::Array::new(&[8], out[2].clone())
+            .unwrap()
+            .to_i64_vec();
         assert_eq!(&q[..4], &[3, -4, -4, 3]);
         assert_eq!(q[4], min, "MIN / -1 wraps");
         let out = differential(&rem, &b, &bufs, 0.0, 0.0);
-        let r = kiln_ir::Array::new(&[8], out[2].clone()).unwrap().to_i64_vec();
+        let r = kiln_ir::Array::new(&[8], out[2].clone())
+            .unwrap()
+            .to_i64_vec();
         assert_eq!(&r[..4], &[1, 1, -1, -1]);
         assert_eq!(r[4], 0);
     }
@@ -132,7 +153,12 @@ fn division_by_zero_is_an_error() {
     ];
     assert!(run_exec(&program, &b, &bufs).is_err());
     let err = run_cpu(&program, &b, &bufs, None).unwrap_err();
-    assert_eq!(err, kiln_cpu::CpuError::DivisionByZero { kernel: kiln_kernel::KernelId(0) });
+    assert_eq!(
+        err,
+        kiln_cpu::CpuError::DivisionByZero {
+            kernel: kiln_kernel::KernelId(0)
+        }
+    );
 }
 
 #[test]

@@ -24,7 +24,10 @@ fn exp_kernel_runs() {
         let Data::F32(y) = &buffers[1] else { panic!() };
         for (a, b) in x.iter().zip(y) {
             let want = (*a as f64).exp();
-            assert!(((*b as f64) - want).abs() <= want * 3e-7, "exp({a}) = {b}, want {want}");
+            assert!(
+                ((*b as f64) - want).abs() <= want * 3e-7,
+                "exp({a}) = {b}, want {want}"
+            );
         }
     }
 }

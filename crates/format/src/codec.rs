@@ -10,8 +10,11 @@ use bincode::de::read::Reader;
 use bincode::error::DecodeError;
 
 /// bincode's standard configuration: little-endian, varint integers, and a limit on the
-/// bytes a decode may claim (so a length field cannot make it allocate past the header).
-const LIMIT: usize = MAX_HEADER_BYTES as usize;
+/// bytes a decode may claim. bincode counts decoded sizes (a one-byte varint claims the 8
+/// bytes of a `u64`), so the limit is 8 × the header limit: every valid header fits, and a
+/// hostile length field cannot make the decoder allocate more than this before it fails.
+pub const DECODE_LIMIT: usize = 8 * MAX_HEADER_BYTES as usize;
+const LIMIT: usize = DECODE_LIMIT;
 type Config = Configuration<LittleEndian, Varint, bincode::config::Limit<LIMIT>>;
 
 fn config() -> Config {
@@ -77,7 +80,7 @@ fn describe(e: &DecodeError) -> String {
             format!("the header ends {additional} byte(s) early")
         }
         DecodeError::LimitExceeded => {
-            format!("a length field claims more than the {MAX_HEADER_BYTES}-byte header limit")
+            format!("a length field claims more than the {DECODE_LIMIT}-byte decode limit")
         }
         DecodeError::UnexpectedVariant {
             type_name, found, ..

@@ -23,6 +23,15 @@ type Result<T> = std::result::Result<T, FormatError>;
 
 /// Decodes and validates a whole module.
 pub(crate) fn module(h: &HeaderV1, data: &[u8]) -> Result<Module> {
+    let dims = dim_count(h);
+    if dims > MAX_TOTAL_DIMS {
+        return Err(FormatError::limit(
+            "header",
+            "dimension count",
+            dims,
+            MAX_TOTAL_DIMS,
+        ));
+    }
     let metadata = metadata(&h.metadata)?;
     let sig_symbols = symbols(&h.signature.symbols, "signature")?;
     let declared: HashSet<String> = sig_symbols.iter().map(|s| s.name.clone()).collect();
@@ -71,6 +80,82 @@ pub(crate) fn module(h: &HeaderV1, data: &[u8]) -> Result<Module> {
     };
     cross_check(&m)?;
     Ok(m)
+}
+
+/// The number of dimension expressions in a header (saturating).
+fn dim_count(h: &HeaderV1) -> u64 {
+    fn index(i: &IndexV1) -> u64 {
+        i.iter()
+            .filter(|n| {
+                matches!(
+                    n,
+                    IndexNodeV1::Dim(_) | IndexNodeV1::Div(..) | IndexNodeV1::Mod(..)
+                )
+            })
+            .count() as u64
+    }
+    fn body(b: &BodyV1) -> u64 {
+        let values = b.values.iter().map(|e| match e {
+            ExprV1::Index { index: i, .. } => index(i),
+            ExprV1::Load(l) => {
+                let guards = match &l.mode {
+                    LoadModeV1::Masked { guards, .. } => guards
+                        .iter()
+                        .map(|g| index(&g.lo) + index(&g.expr) + index(&g.hi))
+                        .sum(),
+                    LoadModeV1::Plain | LoadModeV1::Checked => 0,
+                };
+                index(&l.index) + guards
+            }
+            _ => 0,
+        });
+        let stores = b.stores.iter().map(|s| index(&s.index));
+        values.chain(stores).fold(0u64, u64::saturating_add)
+    }
+    let len = |v: &[DimV1]| v.len() as u64;
+    let mut total: u64 = 0;
+    let mut add = |n: u64| total = total.saturating_add(n);
+    for t in h.signature.inputs.iter().chain(&h.signature.outputs) {
+        add(len(&t.shape));
+    }
+    for n in &h.graph.nodes {
+        add(len(&n.shape));
+        match &n.op {
+            OpV1::Input { shape, .. }
+            | OpV1::Parameter { shape, .. }
+            | OpV1::Iota { shape, .. }
+            | OpV1::RandomBits { shape }
+            | OpV1::Reshape(shape)
+            | OpV1::Expand(shape) => add(len(shape)),
+            _ => {}
+        }
+    }
+    if let Some(p) = &h.program {
+        add(p.buffers.len() as u64);
+        for k in &p.kernels {
+            match k {
+                KernelV1::Loop {
+                    domain,
+                    reduce,
+                    body: b,
+                } => add(len(domain) + len(reduce) + body(b)),
+                KernelV1::Matmul {
+                    batch,
+                    a,
+                    b,
+                    epilogue,
+                    ..
+                } => add(len(batch) + 3 + body(a) + body(b) + body(epilogue)),
+                KernelV1::Conv2d {
+                    input,
+                    weight,
+                    epilogue,
+                    ..
+                } => add(5 + body(input) + body(weight) + body(epilogue)),
+            }
+        }
+    }
+    total
 }
 
 /// What every conversion needs: the data section and the declared signature symbols.
@@ -614,13 +699,14 @@ fn graph(cx: &Cx<'_>, g: &GraphV1, files: &[String]) -> Result<Graph> {
         "node count",
     )?;
     let mut ids: Vec<u32> = Vec::with_capacity(g.nodes.len());
+    let id_limit = max_node_id(g.nodes.len());
     for n in &g.nodes {
-        if n.id > MAX_NODE_ID {
+        if u64::from(n.id) > id_limit {
             return Err(FormatError::limit(
                 format!("graph node n{}", n.id),
                 "id",
                 u64::from(n.id),
-                u64::from(MAX_NODE_ID),
+                id_limit,
             ));
         }
         if let Some(&prev) = ids.last()

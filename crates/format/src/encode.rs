@@ -5,7 +5,7 @@
 use crate::error::{FormatError, shown};
 use crate::layout::align_up;
 use crate::limits::{
-    MAX_DATA_BYTES, MAX_DIM_VALUE, MAX_NAME_BYTES, MAX_NODE_ID, MAX_NODES, MAX_TENSOR_ELEMENTS,
+    MAX_DATA_BYTES, MAX_DIM_VALUE, MAX_NAME_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, max_node_id,
 };
 use crate::v1::*;
 use crate::{Module, Signature, SymbolSpec, TensorSpec};
@@ -219,13 +219,14 @@ fn graph(g: &Graph, data: &mut Data, files: &mut Vec<String>) -> Result<GraphV1,
     }
     let mut file_index: HashMap<String, u32> = HashMap::new();
     let mut nodes = Vec::with_capacity(ids.len());
+    let id_limit = max_node_id(ids.len());
     for id in ids {
-        if id.0 > MAX_NODE_ID {
+        if u64::from(id.0) > id_limit {
             return Err(too_big(
                 format!("graph node {id}"),
-                "id",
+                "id (ids are too sparse for the node count)",
                 u64::from(id.0),
-                u64::from(MAX_NODE_ID),
+                id_limit,
             ));
         }
         let n = g.node(id);

@@ -5,12 +5,17 @@
 //! module can break (sizes, counts, names) so that `save` never writes a file `load`
 //! rejects for a limit.
 
-/// Largest file [`crate::load`] reads (header, data and framing together): 32 GiB.
+/// Largest file [`crate::load`] reads (header, data and framing together): 32 GiB + 16 MiB.
 pub const MAX_FILE_BYTES: u64 = MAX_HEADER_BYTES + MAX_DATA_BYTES + 4096;
 
-/// Largest encoded header: 32 MiB. Tensor data lives in the data section, so a header
-/// holds only structure (names, shapes, ops, kernel bodies).
-pub const MAX_HEADER_BYTES: u64 = 32 << 20;
+/// Largest encoded header: 16 MiB. Tensor data lives in the data section, so a header
+/// holds only structure (names, shapes, ops, kernel bodies): about 35 bytes per graph node.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// Most dimension expressions in one header (shapes, shape attributes, buffer sizes, kernel
+/// extents, index constants). A decoded dim costs a few hundred bytes of memory for two
+/// bytes of file, so this bounds the loader's memory, not just the header's size.
+pub const MAX_TOTAL_DIMS: u64 = 1 << 21;
 
 /// Largest data section (parameters, constants and state together): 32 GiB.
 pub const MAX_DATA_BYTES: u64 = 32 << 30;
@@ -27,6 +32,22 @@ pub const MAX_NODES: u64 = 1 << 20;
 /// Largest node id (ids may have gaps where passes removed nodes; the loader recreates
 /// them, so this also bounds the slots it allocates). Equal to the text parser's limit.
 pub const MAX_NODE_ID: u32 = (1 << 20) - 1;
+
+/// Node ids may be sparse (passes remove nodes and ids are never reused), and the loader
+/// allocates one slot per id up to the largest, so the largest id must stay below
+/// `ID_SPAN_PER_NODE × node count + ID_SPAN_SLACK`: a tiny file cannot claim a million slots.
+pub const ID_SPAN_PER_NODE: u64 = 16;
+
+/// See [`ID_SPAN_PER_NODE`].
+pub const ID_SPAN_SLACK: u64 = 1 << 16;
+
+/// The largest node id a graph of `nodes` live nodes may use.
+pub fn max_node_id(nodes: usize) -> u64 {
+    (nodes as u64)
+        .saturating_mul(ID_SPAN_PER_NODE)
+        .saturating_add(ID_SPAN_SLACK)
+        .min(u64::from(MAX_NODE_ID))
+}
 
 /// Most operands of one node (a `concat` of many tensors is the only op with more than 3).
 pub const MAX_OPERANDS: u64 = 1 << 16;

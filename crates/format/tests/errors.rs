@@ -116,7 +116,7 @@ fn framing_fields_are_checked() {
     layout::reseal(&mut bytes);
     assert_eq!(
         msg(&bytes),
-        "header: length in bytes 4294967296 exceeds the limit 33554432"
+        "header: length in bytes 4294967296 exceeds the limit 16777216"
     );
     let mut bytes = good.clone();
     set_u64(&mut bytes, 32, u64::MAX - 63);
@@ -316,9 +316,29 @@ fn limits_are_named() {
     let bytes = rewrite(&saved(), |h, _| {
         h.graph.nodes.last_mut().unwrap().id = 1 << 21;
     });
+    let nodes = header_of(&saved()).graph.nodes.len();
+    let limit = kiln_format::limits::max_node_id(nodes);
+    assert_eq!(limit, nodes as u64 * 16 + 65536);
     assert_eq!(
         msg(&bytes),
-        "graph node n2097152: id 2097152 exceeds the limit 1048575"
+        format!("graph node n2097152: id 2097152 exceeds the limit {limit}")
+    );
+    let bytes = rewrite(&saved(), |h, _| {
+        h.signature.inputs[0].shape = vec!["1".to_string(); (1 << 21) + 1];
+    });
+    let total = kiln_format::limits::MAX_TOTAL_DIMS + 1 + 70;
+    let m = msg(&bytes);
+    assert!(m.starts_with("header: dimension count "), "{m}");
+    assert!(m.ends_with(" exceeds the limit 2097152"), "{m}");
+    let counted: u64 = m["header: dimension count ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!(counted > total - 70 && counted < total + 400, "{m}");
+    // Sparse ids: a small graph cannot make the loader allocate a slot per id up to 2^20.
+    let bytes = rewrite(&saved(), |h, _| {
+        h.graph.nodes.last_mut().unwrap().id = (1 << 20) - 1;
+    });
+    assert_eq!(
+        msg(&bytes),
+        format!("graph node n1048575: id 1048575 exceeds the limit {limit}")
     );
     let bytes = rewrite(&saved(), |h, _| {
         for n in &mut h.graph.nodes {

@@ -44,6 +44,10 @@ pub(crate) struct Pipeline {
 /// whether it is read-only.
 pub(crate) type LayoutKey = Vec<bool>;
 
+/// Pipelines by the hash of their source and layout; each bucket keeps the source to rule
+/// out collisions.
+type PipelineCache = HashMap<u64, Vec<(String, LayoutKey, Arc<Pipeline>)>>;
+
 /// An open GPU device and its caches. Share it with `Arc`; programs compiled on it reuse
 /// its pipelines.
 #[derive(Debug)]
@@ -52,7 +56,7 @@ pub struct GpuDevice {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<u64, Vec<(String, LayoutKey, Arc<Pipeline>)>>>,
+    pipelines: Mutex<PipelineCache>,
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
@@ -216,10 +220,12 @@ impl GpuDevice {
 
     fn create_pipeline(&self, source: &str, layout: &LayoutKey) -> Result<Pipeline, String> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("kiln kernel"),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("kiln kernel"),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
         let buffer = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,

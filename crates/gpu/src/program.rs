@@ -55,16 +55,16 @@ const READBACK: wgpu::BufferUsages =
 /// Device bytes of a buffer of `len` elements (at least one word: empty bindings are
 /// invalid).
 fn device_bytes(len: usize) -> u64 {
-    (len as u64).saturating_mul(ELEMENT_BYTES).max(ELEMENT_BYTES)
+    (len as u64)
+        .saturating_mul(ELEMENT_BYTES)
+        .max(ELEMENT_BYTES)
 }
 
 /// The little-endian device words of an array.
 fn to_words(a: &Array) -> Vec<u8> {
     match a.data() {
         Data::Bool(v) => v.iter().flat_map(|&b| u32::from(b).to_le_bytes()).collect(),
-        Data::F32(_) | Data::I32(_) | Data::U32(_) | Data::F64(_) | Data::I64(_) => {
-            a.to_le_bytes()
-        }
+        Data::F32(_) | Data::I32(_) | Data::U32(_) | Data::F64(_) | Data::I64(_) => a.to_le_bytes(),
     }
 }
 
@@ -112,9 +112,11 @@ fn submit_and_read(
     let mut waits = Vec::with_capacity(reads.len());
     for (buffer, bytes) in reads {
         let (tx, rx) = mpsc::channel();
-        buffer.slice(0..*bytes).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        buffer
+            .slice(0..*bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
         waits.push(rx);
     }
     device
@@ -161,13 +163,12 @@ impl GpuProgram {
             if shader.error_binding.is_some() {
                 layout.push(false);
             }
-            let pipeline =
-                device
-                    .pipeline(&shader.source, &layout)
-                    .map_err(|message| GpuError::Shader {
-                        kernel: shader.kernel,
-                        message,
-                    })?;
+            let pipeline = device
+                .pipeline(&shader.source, &layout)
+                .map_err(|message| GpuError::Shader {
+                    kernel: shader.kernel,
+                    message,
+                })?;
             let params = device.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kiln params"),
                 size: shader.params_size(),
@@ -341,12 +342,9 @@ impl GpuProgram {
                 BufferKind::Input(_) | BufferKind::Output(_) | BufferKind::Scratch
             ) {
                 let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
-                let buffer = self.pool.take(
-                    &self.device.device,
-                    device_bytes(lens[i]),
-                    STORAGE,
-                    max,
-                );
+                let buffer =
+                    self.pool
+                        .take(&self.device.device, device_bytes(lens[i]), STORAGE, max);
                 pooled.insert(id, buffer);
             }
         }
@@ -367,7 +365,9 @@ impl GpuProgram {
         launches: &[(u64, [u32; 3], Vec<u8>)],
     ) -> Result<HashMap<String, Array>, GpuError> {
         let device = self.device.clone();
-        let scope = device.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = device
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let lookup = |id: BufferId| -> Option<&wgpu::Buffer> {
             pooled
                 .get(&id)
@@ -414,7 +414,10 @@ impl GpuProgram {
             }];
             for b in &shader.bindings {
                 let buffer = lookup(b.buffer).ok_or_else(|| {
-                    GpuError::Device(format!("{}: {} has no device buffer", shader.kernel, b.buffer))
+                    GpuError::Device(format!(
+                        "{}: {} has no device buffer",
+                        shader.kernel, b.buffer
+                    ))
                 })?;
                 entries.push(wgpu::BindGroupEntry {
                     binding: b.binding,
@@ -600,10 +603,12 @@ impl GpuProgram {
     }
 
     fn state_id(&self, name: &str) -> Result<BufferId, GpuError> {
-        self.program.state(name).ok_or_else(|| GpuError::UnknownName {
-            kind: "state",
-            name: name.to_string(),
-        })
+        self.program
+            .state(name)
+            .ok_or_else(|| GpuError::UnknownName {
+                kind: "state",
+                name: name.to_string(),
+            })
     }
 
     /// Uploads the value of state `name` (parameters, optimiser moments). The array's dtype
@@ -653,12 +658,12 @@ impl GpuProgram {
         let bytes = device_bytes(len);
         let max = self.device.limits().max_buffer_size;
         let read = self.pool.take(&self.device.device, bytes, READBACK, max);
-        let mut encoder = self
-            .device
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("kiln state readback"),
-            });
+        let mut encoder =
+            self.device
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("kiln state readback"),
+                });
         encoder.copy_buffer_to_buffer(buffer, 0, &read, 0, bytes);
         let data = submit_and_read(&self.device, encoder, &[(&read, bytes)]);
         self.pool.give(read);
@@ -688,8 +693,13 @@ fn check_limits(shader: &KernelShader, limits: &wgpu::Limits) -> Result<(), GpuE
         ),
         (
             "invocations along x",
-            u64::from(shader.workgroup_size.min(64)),
+            u64::from(shader.workgroup_shape[0]),
             u64::from(limits.max_compute_workgroup_size_x),
+        ),
+        (
+            "invocations along y",
+            u64::from(shader.workgroup_shape[1]),
+            u64::from(limits.max_compute_workgroup_size_y),
         ),
         (
             "bytes of workgroup memory",

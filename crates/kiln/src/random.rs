@@ -9,12 +9,15 @@
 //!
 //! | kiln | JAX | match |
 //! |------|-----|-------|
-//! | [`key`]`(g, s)` | `jax.random.PRNGKey(s)` | bit-exact |
+//! | [`key`]`(g, s)` | `jax.random.PRNGKey(s)` (seeds >= 2^32: with `jax_enable_x64`) | bit-exact |
 //! | [`fold_in`]`(k, d)` | `jax.random.fold_in(k, d)` | bit-exact |
 //! | [`split`]`(k, n)` | `jax.random.split(k, n)` | bit-exact |
-//! | [`uniform`]`(k, shape, lo, hi)` | `jax.random.uniform(k, shape, float32, lo, hi)` | bit-exact |
+//! | [`uniform`]`(k, shape, 0, 1)` | `jax.random.uniform(k, shape, float32)` | bit-exact |
+//! | [`uniform`]`(k, shape, lo, hi)` | `jax.random.uniform(k, shape, float32, lo, hi)` | 1 ulp |
 //! | [`bernoulli`]`(k, p, shape)` | `jax.random.bernoulli(k, p, shape)` | bit-exact |
 //! | [`normal`]`(k, shape)` | `jax.random.normal(k, shape, float32)` | ~1e-6 relative |
+//! | [`host_uniform`]`(k, shape, lo, hi)` | `jax.random.uniform(k, shape, float32, lo, hi)` | bit-exact |
+//! | [`host_normal`]`(k, shape)` | `jax.random.normal(k, shape, float32)` | ~1e-6 relative |
 //!
 //! `uniform` maps a 32-bit word `b` to `(b >> 9) * 2^-23` in `[0, 1)` (JAX's
 //! `bits >> 9 | 0x3f800000` reinterpreted as `f32`, minus 1, which is the same number), then
@@ -39,7 +42,8 @@ const ROTATIONS: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
 /// Key-schedule parity constant of Threefry 32-bit.
 const KS_PARITY: u32 = 0x1BD1_1BDA;
 
-/// The raw key data of `jax.random.PRNGKey(seed)`: `[seed >> 32, seed & 0xffff_ffff]`.
+/// The raw key data of `jax.random.PRNGKey(seed)`: `[seed >> 32, seed & 0xffff_ffff]` (JAX
+/// drops the high word unless `jax_enable_x64` is on, so seeds below 2^32 agree in both modes).
 pub fn key_data(seed: u64) -> [u32; 2] {
     [(seed >> 32) as u32, seed as u32]
 }
@@ -179,8 +183,11 @@ pub fn split(key: &Tensor, num: u64) -> Tensor {
     Tensor::cat(&[&a.unsqueeze(-1), &b.unsqueeze(-1)], -1)
 }
 
-/// `f32` samples uniform in `[minval, maxval)`, bit-identical to
-/// `jax.random.uniform(key, shape, jnp.float32, minval, maxval)`. `shape` may be symbolic.
+/// `f32` samples uniform in `[minval, maxval)` as
+/// `jax.random.uniform(key, shape, jnp.float32, minval, maxval)`: bit-identical for the
+/// default `[0, 1)` (and whenever `maxval - minval` is a power of two); otherwise within one
+/// ulp, because XLA fuses `u · (maxval - minval) + minval` into one multiply-add while the
+/// graph rounds the product and the sum separately. `shape` may be symbolic.
 #[track_caller]
 pub fn uniform(key: &Tensor, shape: impl IntoShape, minval: f64, maxval: f64) -> Tensor {
     let loc = Location::caller();
@@ -319,7 +326,8 @@ fn numel(shape: &[usize]) -> Result<usize, ArrayError> {
 }
 
 /// `jax.random.uniform(key, shape, jnp.float32, minval, maxval)` computed on the host,
-/// bit-identical to [`uniform`]. Errors only if the shape's element count overflows.
+/// bit-identical to JAX for every range (the scale and shift are one fused multiply-add, as
+/// XLA computes them). Errors only if the shape's element count overflows.
 pub fn host_uniform(
     key: [u32; 2],
     shape: &[usize],
@@ -333,7 +341,7 @@ pub fn host_uniform(
         .into_iter()
         .map(|b| {
             let unit = (b >> 9) as f32 * 2f32.powi(-23);
-            (unit * range + lo).max(lo)
+            unit.mul_add(range, lo).max(lo)
         })
         .collect();
     Array::from_f32(shape, v)

@@ -7,7 +7,7 @@ use autodiff_util::{Domain, Rng, bin, check, constant, op, slice1, un};
 use kiln_ir::{ArgOp, Array, BinaryOp, DType, Op, ReduceOp, Shape, SliceAxis, UnaryOp, WindowOp};
 use proptest::prelude::*;
 
-use Domain::{Any, AwayFromZero, Distinct, Positive};
+use Domain::{Any, AwayFromZero, Distinct, Fraction, Positive};
 
 fn shape(min_rank: usize, max_rank: usize) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..=3, min_rank..=max_rank)
@@ -35,9 +35,9 @@ const UNARY: [(UnaryOp, Domain); 16] = [
     (UnaryOp::Tanh, Any),
     (UnaryOp::Sigmoid, Any),
     (UnaryOp::Erf, Any),
-    (UnaryOp::Floor, Any),
-    (UnaryOp::Ceil, Any),
-    (UnaryOp::Round, Any),
+    (UnaryOp::Floor, Fraction),
+    (UnaryOp::Ceil, Fraction),
+    (UnaryOp::Round, Fraction),
     (UnaryOp::Sign, AwayFromZero),
 ];
 
@@ -46,7 +46,7 @@ const BINARY: [(BinaryOp, Domain, Domain); 8] = [
     (BinaryOp::Sub, Any, Any),
     (BinaryOp::Mul, Any, Any),
     (BinaryOp::Div, Any, AwayFromZero),
-    (BinaryOp::Rem, Any, AwayFromZero),
+    (BinaryOp::Rem, Fraction, AwayFromZero),
     (BinaryOp::Pow, Positive, Any),
     (BinaryOp::Max, Distinct, Distinct),
     (BinaryOp::Min, Distinct, Distinct),

@@ -409,9 +409,6 @@ proptest! {
             Err(e) => return Err(TestCaseError::fail(format!("lowering failed: {e}\n{g}"))),
         };
         prop_assert!(kiln_kernel::verify(&program).is_ok());
-        if std::env::var("FUSE_STATS").is_ok() {
-            eprintln!("nodes={} kernels={} ops={:?}", g.len(), program.kernels.len(), g.node_ids().iter().map(|&i| g.node(i).op.name()).collect::<Vec<_>>());
-        }
         let mp = kiln_passes::memplan::plan(&program, &bindings);
         prop_assert!(mp.is_ok());
         if let Ok(mp) = &mp {
@@ -434,9 +431,6 @@ proptest! {
         // The memory plan's in-place reuse is safe: the same program with each reused pair
         // sharing one buffer still verifies and computes the same outputs.
         if let Ok(mp) = &mp && !mp.in_place.is_empty() {
-            if std::env::var("FUSE_STATS").is_ok() {
-                eprintln!("in_place={}", mp.in_place.len());
-            }
             let aliased = alias_in_place(&program, mp);
             prop_assert!(kiln_kernel::verify(&aliased).is_ok(), "aliased program does not verify:\n{aliased}");
             let (again, _) = execute(&aliased, &bindings, &inputs, &params)

@@ -514,3 +514,22 @@ fn a_transposed_matmul_stores_through_its_epilogue() {
     let r = check_against_interp(&g, &[e], &bind_n(2), 4);
     assert_eq!(r.kernels(), 1, "{r}");
 }
+
+#[test]
+fn long_chains_are_cut_into_kernels_of_bounded_depth() {
+    // 1,000 elementwise ops: bodies are emitted recursively, so fusion stops every
+    // MAX_FUSE_DEPTH (256) inlined nodes.
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", DType::F32, n_shape(&[5]));
+    let mut v = x;
+    for i in 0..1000 {
+        v = if i % 2 == 0 {
+            un(&mut g, UnaryOp::Neg, v)
+        } else {
+            bin(&mut g, BinaryOp::Add, v, x)
+        };
+    }
+    let r = check_against_interp(&g, &[v], &bind_n(2), 7);
+    assert_eq!((r.kernels(), r.elementwise), (4, 4), "{r}");
+    assert_eq!(kiln_passes::fuse::MAX_FUSE_DEPTH, 256);
+}

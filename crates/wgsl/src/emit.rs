@@ -8,8 +8,7 @@ use crate::shader::StorageBinding;
 use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
 use kiln_kernel::verify::{binary_dtype, unary_dtype};
 use kiln_kernel::{
-    Body, BufferId, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program, Scalar,
-    ValueId,
+    Body, BufferId, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program, Scalar, ValueId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -251,7 +250,11 @@ impl<'p> Emitter<'p> {
     pub(crate) fn extent(&mut self, d: &Dim) -> Result<String, WgslError> {
         let e = self.dim(d)?;
         Ok(if d.symbols().is_empty() {
-            if e.starts_with('(') { "0".to_string() } else { e }
+            if e.starts_with('(') {
+                "0".to_string()
+            } else {
+                e
+            }
         } else {
             format!("max({e}, 0)")
         })
@@ -268,11 +271,7 @@ impl<'p> Emitter<'p> {
 
     /// An `i32` WGSL expression for an index expression, with its precedence
     /// (1: additive, 2: multiplicative, 3: atom or call).
-    fn index_prec(
-        &mut self,
-        e: &IndexExpr,
-        types: &[DType],
-    ) -> Result<(String, u8), WgslError> {
+    fn index_prec(&mut self, e: &IndexExpr, types: &[DType]) -> Result<(String, u8), WgslError> {
         Ok(match e {
             IndexExpr::Dim(d) => (self.dim(d)?, 3),
             IndexExpr::Var(v) => (format!("i{}", v.0), 3),
@@ -291,7 +290,11 @@ impl<'p> Emitter<'p> {
                 let (sa, _) = self.index_prec(a, types)?;
                 let (sb, pb) = self.index_prec(b, types)?;
                 let sb = if pb <= 1 { format!("({sb})") } else { sb };
-                let op = if matches!(e, IndexExpr::Add(..)) { "+" } else { "-" };
+                let op = if matches!(e, IndexExpr::Add(..)) {
+                    "+"
+                } else {
+                    "-"
+                };
                 (format!("{sa} {op} {sb}"), 1)
             }
             IndexExpr::Mul(a, b) => {
@@ -409,7 +412,8 @@ impl<'p> Emitter<'p> {
                             conds.join(" && ")
                         };
                         let _ = writeln!(out, "{indent}if ({cond}) {{");
-                        let _ = writeln!(out, "{indent}    v{k} = {};", Self::read(slot, &ix, dtype));
+                        let _ =
+                            writeln!(out, "{indent}    v{k} = {};", Self::read(slot, &ix, dtype));
                         let _ = writeln!(out, "{indent}}}");
                         return Ok(());
                     }
@@ -454,7 +458,9 @@ impl<'p> Emitter<'p> {
             (DType::F32, UnaryOp::Round) => format!("round({a})"),
             (DType::F32, UnaryOp::Sign) => helper(Helper::SignF32, "kiln_sign_f32"),
             (DType::F32, UnaryOp::IsNan) => helper(Helper::IsNan, "kiln_isnan"),
-            (DType::I32, UnaryOp::Sign) => format!("select(select(0i, -1i, {a} < 0i), 1i, {a} > 0i)"),
+            (DType::I32, UnaryOp::Sign) => {
+                format!("select(select(0i, -1i, {a} < 0i), 1i, {a} > 0i)")
+            }
             (DType::U32, UnaryOp::Sign) => format!("u32({a} != 0u)"),
             (DType::I32 | DType::U32, UnaryOp::Not) => format!("~{a}"),
             (DType::Bool, UnaryOp::Not) => format!("!{a}"),
@@ -463,7 +469,13 @@ impl<'p> Emitter<'p> {
         Ok(s)
     }
 
-    fn binary(&mut self, op: BinaryOp, a: &str, b: &str, dtype: DType) -> Result<String, WgslError> {
+    fn binary(
+        &mut self,
+        op: BinaryOp,
+        a: &str,
+        b: &str,
+        dtype: DType,
+    ) -> Result<String, WgslError> {
         use BinaryOp as B;
         let mut helper = |h: Helper, name: &str| {
             self.helpers.insert(h);

@@ -65,7 +65,9 @@ pub fn compile(program: &Program) -> Result<WgslProgram, WgslError> {
         .kernels
         .iter()
         .enumerate()
-        .map(|(i, k)| lower::lower_kernel(program, KernelId(u32::try_from(i).unwrap_or(u32::MAX)), k))
+        .map(|(i, k)| {
+            lower::lower_kernel(program, KernelId(u32::try_from(i).unwrap_or(u32::MAX)), k)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(WgslProgram { kernels })
 }

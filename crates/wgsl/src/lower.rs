@@ -51,7 +51,7 @@ pub(crate) fn lower_kernel(
         source,
         grid,
         counts,
-        workgroup_size,
+        workgroup_shape,
         workgroup_memory,
     } = match kernel {
         Kernel::Loop(k) => lower_loop(&mut em, k)?,
@@ -70,7 +70,8 @@ pub(crate) fn lower_kernel(
         params: em.params,
         grid,
         counts,
-        workgroup_size,
+        workgroup_size: workgroup_shape.iter().product(),
+        workgroup_shape,
         workgroup_memory,
     })
 }
@@ -81,7 +82,7 @@ struct Lowered {
     source: String,
     grid: Vec<GridAxis>,
     counts: Vec<Vec<Dim>>,
-    workgroup_size: u32,
+    workgroup_shape: [u32; 3],
     workgroup_memory: u32,
 }
 
@@ -195,7 +196,10 @@ fn phases(body: &Body) -> Phases {
     let mut uses_red = vec![false; n];
     for (i, e) in body.values.iter().enumerate() {
         uses_red[i] = !matches!(e, Expr::Reduce { .. })
-            && (expr_uses_red(e) || deps[i].iter().any(|&d| uses_red.get(d).copied().unwrap_or(false)));
+            && (expr_uses_red(e)
+                || deps[i]
+                    .iter()
+                    .any(|&d| uses_red.get(d).copied().unwrap_or(false)));
     }
     let reduces: Vec<(usize, ReduceOp, usize, Scalar)> = body
         .values
@@ -259,7 +263,14 @@ fn lower_pointwise(
         &mut body,
     );
     let kind = if k.reduce.is_empty() {
-        em.values(&k.body, types, &|_| true, &HashMap::new(), "    ", &mut body)?;
+        em.values(
+            &k.body,
+            types,
+            &|_| true,
+            &HashMap::new(),
+            "    ",
+            &mut body,
+        )?;
         ShaderKind::Elementwise
     } else {
         let ph = phases(&k.body);
@@ -274,11 +285,31 @@ fn lower_pointwise(
             body,
             "    for (var kiln_r = 0; kiln_r < {rsize}; kiln_r += 1) {{"
         );
-        decode("kiln_r", k.reduce.len(), "kiln_m", "r", "        ", &mut body);
-        em.values(&k.body, types, &|i| ph.inner[i], &HashMap::new(), "        ", &mut body)?;
+        decode(
+            "kiln_r",
+            k.reduce.len(),
+            "kiln_m",
+            "r",
+            "        ",
+            &mut body,
+        );
+        em.values(
+            &k.body,
+            types,
+            &|i| ph.inner[i],
+            &HashMap::new(),
+            "        ",
+            &mut body,
+        )?;
         for (j, (_, op, operand, init)) in ph.reduces.iter().enumerate() {
             let dtype = types.get(*operand).copied().unwrap_or(init.dtype());
-            let c = combine(*op, dtype, &format!("kiln_acc{j}"), &format!("v{operand}"), &mut em.helpers);
+            let c = combine(
+                *op,
+                dtype,
+                &format!("kiln_acc{j}"),
+                &format!("v{operand}"),
+                &mut em.helpers,
+            );
             let _ = writeln!(body, "        kiln_acc{j} = {c};");
         }
         body.push_str("    }\n");
@@ -302,7 +333,7 @@ fn lower_pointwise(
         source,
         grid,
         counts: vec![k.domain.clone(), k.reduce.clone()],
-        workgroup_size: WORKGROUP,
+        workgroup_shape: [WORKGROUP, 1, 1],
         workgroup_memory: 0,
     })
 }
@@ -320,21 +351,60 @@ fn lower_row_reduce(
     let _ = writeln!(ext, "    let kiln_rows = {rows};");
     let _ = writeln!(ext, "    let kiln_rsize = {rsize};");
     let mut row = String::new();
-    decode("i32(kiln_row)", k.domain.len(), "kiln_n", "i", "    ", &mut row);
-    let (mut init, mut step, mut share, mut comb, mut finish) =
-        (String::new(), String::new(), String::new(), String::new(), String::new());
-    decode("kiln_r", k.reduce.len(), "kiln_m", "r", "        ", &mut step);
-    em.values(&k.body, types, &|i| ph.inner[i], &HashMap::new(), "        ", &mut step)?;
+    decode(
+        "i32(kiln_row)",
+        k.domain.len(),
+        "kiln_n",
+        "i",
+        "    ",
+        &mut row,
+    );
+    let (mut init, mut step, mut share, mut comb, mut finish) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    decode(
+        "kiln_r",
+        k.reduce.len(),
+        "kiln_m",
+        "r",
+        "        ",
+        &mut step,
+    );
+    em.values(
+        &k.body,
+        types,
+        &|i| ph.inner[i],
+        &HashMap::new(),
+        "        ",
+        &mut step,
+    )?;
     let mut parts = String::new();
     let mut memory = 0u32;
     let mut reduced = HashMap::new();
     for (j, (node, op, operand, init_value)) in ph.reduces.iter().enumerate() {
         let dtype = types.get(*operand).copied().unwrap_or(init_value.dtype());
         let ty = value_type(dtype);
-        let _ = writeln!(parts, "var<workgroup> kiln_part{j}: array<{ty}, {WORKGROUP}>;");
+        let _ = writeln!(
+            parts,
+            "var<workgroup> kiln_part{j}: array<{ty}, {WORKGROUP}>;"
+        );
         memory += 4 * WORKGROUP;
-        let _ = writeln!(init, "    var kiln_acc{j}: {ty} = {};", literal(*init_value));
-        let c = combine(*op, dtype, &format!("kiln_acc{j}"), &format!("v{operand}"), &mut em.helpers);
+        let _ = writeln!(
+            init,
+            "    var kiln_acc{j}: {ty} = {};",
+            literal(*init_value)
+        );
+        let c = combine(
+            *op,
+            dtype,
+            &format!("kiln_acc{j}"),
+            &format!("v{operand}"),
+            &mut em.helpers,
+        );
         let _ = writeln!(step, "        kiln_acc{j} = {c};");
         let _ = writeln!(share, "    kiln_part{j}[lid] = kiln_acc{j};");
         let c = combine(
@@ -376,7 +446,7 @@ fn lower_row_reduce(
         source,
         grid,
         counts: vec![k.domain.clone(), k.reduce.clone()],
-        workgroup_size: WORKGROUP,
+        workgroup_shape: [WORKGROUP, 1, 1],
         workgroup_memory: memory,
     })
 }
@@ -401,9 +471,8 @@ fn operand_fn(
     coords: &str,
 ) -> Result<String, WgslError> {
     let ty = value_type(operand_dtype(em, body, types)?);
-    let mut out = format!(
-        "fn {name}(kiln_batch: i32, kiln_row: i32, kiln_col: i32) -> {ty} {{\n{coords}"
-    );
+    let mut out =
+        format!("fn {name}(kiln_batch: i32, kiln_row: i32, kiln_col: i32) -> {ty} {{\n{coords}");
     em.values(body, types, &|_| true, &HashMap::new(), "    ", &mut out)?;
     let r = body.result.map_or(0, |r| r.0);
     let _ = writeln!(out, "    return v{r};\n}}");
@@ -428,12 +497,7 @@ fn epilogue_fn(
 }
 
 /// Instantiates the GEMM template.
-fn gemm_source(
-    em: &Emitter<'_>,
-    functions: &[String],
-    acc: DType,
-    sizes: &str,
-) -> String {
+fn gemm_source(em: &Emitter<'_>, functions: &[String], acc: DType, sizes: &str) -> String {
     let mut decls = em.declarations();
     for f in functions {
         decls.push('\n');
@@ -463,7 +527,8 @@ fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslE
     let batches = extents(em, &k.batch, "kiln_nb", "    ", &mut batch_ext)?;
     let mut batch = batch_ext.clone();
     decode("kiln_batch", nb, "kiln_nb", "i", "    ", &mut batch);
-    let coords = |x: &str, y: &str| format!("{batch}    let i{nb} = {x};\n    let i{} = {y};\n", nb + 1);
+    let coords =
+        |x: &str, y: &str| format!("{batch}    let i{nb} = {x};\n    let i{} = {y};\n", nb + 1);
     let fa = operand_fn(em, "kiln_a", &k.a, &ta, &coords("kiln_row", "kiln_col"))?;
     let fb = operand_fn(em, "kiln_b", &k.b, &tb, &coords("kiln_row", "kiln_col"))?;
     let fe = epilogue_fn(em, &k.epilogue, &te, acc, &coords("kiln_row", "kiln_col"))?;
@@ -491,8 +556,13 @@ fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslE
         kind: ShaderKind::Matmul,
         source,
         grid,
-        counts: vec![k.batch.clone(), vec![k.m.clone()], vec![k.n.clone()], vec![k.k.clone()]],
-        workgroup_size: 64,
+        counts: vec![
+            k.batch.clone(),
+            vec![k.m.clone()],
+            vec![k.n.clone()],
+            vec![k.k.clone()],
+        ],
+        workgroup_shape: [8, 8, 1],
         workgroup_memory: GEMM_MEMORY,
     })
 }
@@ -579,8 +649,13 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
         kind: ShaderKind::Conv2d,
         source,
         grid,
-        counts: vec![pixels, taps, vec![og], vec![g.c.clone(), g.h.clone(), g.w.clone()]],
-        workgroup_size: 64,
+        counts: vec![
+            pixels,
+            taps,
+            vec![og],
+            vec![g.c.clone(), g.h.clone(), g.w.clone()],
+        ],
+        workgroup_shape: [8, 8, 1],
         workgroup_memory: GEMM_MEMORY,
     })
 }

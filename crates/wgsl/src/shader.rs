@@ -111,6 +111,8 @@ pub struct KernelShader {
     pub counts: Vec<Vec<Dim>>,
     /// Invocations per workgroup.
     pub workgroup_size: u32,
+    /// The `@workgroup_size` attribute (x, y, z).
+    pub workgroup_shape: [u32; 3],
     /// Bytes of workgroup memory the shader declares.
     pub workgroup_memory: u32,
 }
@@ -190,7 +192,9 @@ impl KernelShader {
         let mut total: u64 = 1;
         for axis in &self.grid {
             let items = count_items(&axis.extents, bindings)?;
-            let groups = u64::try_from(items).unwrap_or(0).div_ceil(u64::from(axis.per_group.max(1)));
+            let groups = u64::try_from(items)
+                .unwrap_or(0)
+                .div_ceil(u64::from(axis.per_group.max(1)));
             total = total.saturating_mul(groups);
         }
         if total.saturating_mul(u64::from(self.workgroup_size)) > u64::from(u32::MAX) {
@@ -212,12 +216,16 @@ impl KernelShader {
 /// by the source; used by dumps and the golden filetests.
 impl fmt::Display for KernelShader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shape: Vec<String> = self.workgroup_shape.iter().map(u32::to_string).collect();
+        while shape.len() > 1 && shape.last().is_some_and(|s| s == "1") {
+            shape.pop();
+        }
         writeln!(
             f,
             "// {}: {} shader, workgroup size {}, {} bytes of workgroup memory",
             self.kernel,
             self.kind.name(),
-            self.workgroup_size,
+            shape.join("x"),
             self.workgroup_memory
         )?;
         writeln!(f, "// binding 0: params")?;

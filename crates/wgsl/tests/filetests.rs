@@ -48,7 +48,11 @@ fn run(input: &str) -> Result<Vec<String>, String> {
             }
             Ok(wgsl.to_string().lines().map(str::to_string).collect())
         }
-        Err(e) => Ok(e.to_string().lines().map(|l| format!("error: {l}")).collect()),
+        Err(e) => Ok(e
+            .to_string()
+            .lines()
+            .map(|l| format!("error: {l}"))
+            .collect()),
     }
 }
 
@@ -61,10 +65,16 @@ fn wgsl_filetests() {
         .filter(|p| p.extension().is_some_and(|x| x == "kir"))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "expected the wgsl filetests, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected the wgsl filetests, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for path in &files {
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let text = fs::read_to_string(path).expect("fixture is readable");
         let (input, expected) = split(&text);
         let actual = match run(&input) {

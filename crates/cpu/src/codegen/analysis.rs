@@ -90,7 +90,11 @@ impl Phases {
         let mut post = vec![false; n];
         let mut reduces = Vec::new();
         for (i, e) in body.values.iter().enumerate() {
-            let any = |flags: &[bool]| deps[i].iter().any(|&d| flags.get(d).copied().unwrap_or(false));
+            let any = |flags: &[bool]| {
+                deps[i]
+                    .iter()
+                    .any(|&d| flags.get(d).copied().unwrap_or(false))
+            };
             if matches!(e, Expr::Reduce { .. }) {
                 post[i] = true;
                 reduces.push(i);
@@ -135,7 +139,9 @@ pub(crate) fn varying(body: &Body, deps: &[Vec<usize>], var: VarRef) -> Vec<bool
     let mut out = vec![false; body.values.len()];
     for (i, e) in body.values.iter().enumerate() {
         out[i] = node_indices(e).iter().any(|ix| mentions(ix, var))
-            || deps[i].iter().any(|&d| out.get(d).copied().unwrap_or(false));
+            || deps[i]
+                .iter()
+                .any(|&d| out.get(d).copied().unwrap_or(false));
     }
     out
 }
@@ -244,7 +250,9 @@ fn candidate(
 ) -> Option<(Vec<bool>, u8, Score)> {
     let body = &kernel.body;
     let vary = varying(body, &phases.deps, var);
-    let vector: Vec<bool> = (0..body.values.len()).map(|i| vary[i] && scope(i)).collect();
+    let vector: Vec<bool> = (0..body.values.len())
+        .map(|i| vary[i] && scope(i))
+        .collect();
     let mut bits: Option<u32> = None;
     let mut score = Score { good: 0, bad: 0 };
     for (i, e) in body.values.iter().enumerate() {
@@ -259,10 +267,10 @@ fn candidate(
             }
         }
         if let Expr::Load(l) = e {
-            let c = coefficient(&l.index, var, &vary);
-            match (&l.mode, c) {
-                (LoadMode::Plain | LoadMode::Masked { .. }, Some(1)) => score.good += 1,
-                _ => score.bad += 1,
+            if coefficient(&l.index, var, &vary) == Some(1) {
+                score.good += 1;
+            } else {
+                score.bad += 1;
             }
         }
     }

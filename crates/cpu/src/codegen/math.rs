@@ -5,19 +5,20 @@
 //! Chebyshev fits (mpmath `chebyfit`) rounded to `f32`, the generator is in that document.
 
 use super::Cg;
+use crate::jit::Helper;
 use cranelift_codegen::ir::{
-    Endianness, InstBuilder, MemFlagsData, Type, Value,
+    BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value,
     condcodes::{FloatCC, IntCC},
     types,
 };
-use kiln_ir::UnaryOp;
+use kiln_ir::{DType, UnaryOp};
 
 /// `e^r` on `|r| <= ln2/2 * 1.01`, degree 7, highest coefficient first.
 const EXP_P: [f32; 8] = [
     0.000_199_089_05,
     0.001_394_978,
     0.008_333_282,
-    0.041_666_199,
+    0.041_666_2,
     0.166_666_67,
     0.5,
     1.0,
@@ -40,7 +41,8 @@ const ERF_SMALL_P: [f32; 7] = [
     -0.026_854_211,
     0.112_835_94,
     -0.376_126_26,
-    1.128_379_1,
+    // 2/sqrt(pi) rounded down one ulp by the fit.
+    f32::from_bits(0x3f90_6eba),
 ];
 /// `erfc(a) * e^(a^2)` as a polynomial in `t = (a - 2.5) / 1.5` on `a` in `[1, 4]`.
 const ERFC_SCALED_P: [f32; 11] = [
@@ -59,13 +61,15 @@ const ERFC_SCALED_P: [f32; 11] = [
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split so that `n * LN2_HI` is exact for `|n| < 2^12`.
-const LN2_HI: f32 = 0.693_115_234_375;
+const LN2_HI: f32 = 0.693_115_23;
 const LN2_LO: f32 = 3.194_618_3e-5;
 const FRAC_2_PI: f32 = std::f32::consts::FRAC_2_PI;
 /// `pi/2` in three `f32` parts (full precision; with fused multiply-add).
 const PIO2_FMA: [f32; 3] = [1.570_796_4, -4.371_139e-8, -1.715_124_5e-15];
+/// Above this magnitude sine and cosine call libm (f64) lane by lane.
+const SINCOS_LIMIT: f32 = 524_288.0;
 /// `pi/2` in three parts whose products with `|n| < 2^12` are exact (no fused multiply-add).
-const PIO2_SHORT: [f32; 3] = [1.570_800_781_25, -4.410_743_7e-6, -4.371_139e-8];
+const PIO2_SHORT: [f32; 3] = [1.570_800_8, -4.410_743_7e-6, -4.371_139e-8];
 
 impl Cg<'_, '_> {
     /// A float constant of type `ty` (`f32` or `f32x4`).
@@ -80,7 +84,11 @@ impl Cg<'_, '_> {
 
     /// The integer type with the shape of `ty`.
     fn ity(ty: Type) -> Type {
-        if ty.is_vector() { types::I32X4 } else { types::I32 }
+        if ty.is_vector() {
+            types::I32X4
+        } else {
+            types::I32
+        }
     }
 
     /// An `i32` constant with the shape of `ty`.
@@ -167,25 +175,49 @@ impl Cg<'_, '_> {
     /// `e^x`: `x = n ln2 + r`, a degree-7 polynomial for `e^r`, then `2^n` applied in two
     /// halves so subnormal results round once.
     fn exp_f32(&mut self, ty: Type, x: Value) -> Value {
-        let lo = self.fk(ty, -104.0);
-        let hi = self.fk(ty, 89.0);
-        let x = self.b.ins().fmax(x, lo);
-        let x = self.b.ins().fmin(x, hi);
+        let x = self.clamp_below(ty, x, -104.0);
+        let x = self.clamp_above(ty, x, 89.0);
         let log2e = self.fk(ty, LOG2E);
-        let t = self.b.ins().fmul(x, log2e);
-        let n = self.b.ins().nearest(t);
+        let (n, ni) = self.round_to_int(ty, x, log2e);
         let nhi = self.fk(ty, -LN2_HI);
         let nlo = self.fk(ty, -LN2_LO);
         let r = self.madd(n, nhi, x);
         let r = self.madd(n, nlo, r);
         let p = self.horner(ty, r, &EXP_P);
-        let ni = self.b.ins().fcvt_to_sint_sat(Self::ity(ty), n);
         let n1 = self.b.ins().sshr_imm_s(ni, 1);
         let n2 = self.b.ins().isub(ni, n1);
         let s1 = self.pow2(ty, n1);
         let s2 = self.pow2(ty, n2);
         let p = self.b.ins().fmul(p, s1);
         self.b.ins().fmul(p, s2)
+    }
+
+    /// `max(x, k)` that keeps NaN (two instructions instead of a NaN-aware max).
+    fn clamp_below(&mut self, ty: Type, x: Value, k: f32) -> Value {
+        let kv = self.fk(ty, k);
+        let lt = self.b.ins().fcmp(FloatCC::LessThan, x, kv);
+        self.fsel(ty, lt, kv, x)
+    }
+
+    /// `min(x, k)` that keeps NaN.
+    fn clamp_above(&mut self, ty: Type, x: Value, k: f32) -> Value {
+        let kv = self.fk(ty, k);
+        let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, kv);
+        self.fsel(ty, gt, kv, x)
+    }
+
+    /// `n = round-to-nearest-even(x * k)` as a float and as an integer, for
+    /// `|x * k| < 2^22`, by adding and subtracting `1.5 * 2^23` (whose low mantissa bits
+    /// then hold `n`).
+    fn round_to_int(&mut self, ty: Type, x: Value, k: Value) -> (Value, Value) {
+        const MAGIC: f32 = 12_582_912.0;
+        let m = self.fk(ty, MAGIC);
+        let t = self.madd(x, k, m);
+        let n = self.b.ins().fsub(t, m);
+        let bits = self.bits_as(Self::ity(ty), t);
+        let mb = self.ik(ty, MAGIC.to_bits() as i32);
+        let ni = self.b.ins().isub(bits, mb);
+        (n, ni)
     }
 
     /// `ln x`: `x = m 2^e` with `m` in `[sqrt(1/2), sqrt 2)`, `s = (m-1)/(m+1)`,
@@ -288,8 +320,7 @@ impl Cg<'_, '_> {
         let u = self.b.ins().fmul(x, x);
         let p = self.horner(ty, u, &ERF_SMALL_P);
         let small = self.b.ins().fmul(x, p);
-        let four = self.fk(ty, 4.0);
-        let ac = self.b.ins().fmin(a, four);
+        let ac = self.clamp_above(ty, a, 4.0);
         let mid = self.fk(ty, -2.5);
         let inv = self.fk(ty, 1.0 / 1.5);
         let t = self.b.ins().fadd(ac, mid);
@@ -309,30 +340,27 @@ impl Cg<'_, '_> {
     /// `sin x` (`cos_shift = 0`) or `cos x` (`cos_shift = 1`): `x = n pi/2 + r` with a
     /// three-part Cody-Waite reduction, Taylor polynomials on `|r| <= pi/4`, quadrant
     /// selection by the low bits of `n`.
-    fn sincos_f32(&mut self, ty: Type, x: Value, cos_shift: i32) -> Value {
+    fn sincos_f32(&mut self, ty: Type, x: Value, cos_shift: i32) -> Result<Value, String> {
         let ity = Self::ity(ty);
         let k = self.fk(ty, FRAC_2_PI);
-        let t = self.b.ins().fmul(x, k);
-        let n = self.b.ins().nearest(t);
-        let parts = if self.jit.has_fma { PIO2_FMA } else { PIO2_SHORT };
+        let (n, q) = self.round_to_int(ty, x, k);
+        let parts = if self.jit.has_fma {
+            PIO2_FMA
+        } else {
+            PIO2_SHORT
+        };
         let mut r = x;
         for p in parts {
             let c = self.fk(ty, -p);
             r = self.madd(n, c, r);
         }
-        let q = self.b.ins().fcvt_to_sint_sat(ity, n);
         let shift = self.ik(ty, cos_shift);
         let q = self.b.ins().iadd(q, shift);
         let r2 = self.b.ins().fmul(r, r);
         let sp = self.horner(
             ty,
             r2,
-            &[
-                1.0 / 362_880.0,
-                -1.0 / 5_040.0,
-                1.0 / 120.0,
-                -1.0 / 6.0,
-            ],
+            &[1.0 / 362_880.0, -1.0 / 5_040.0, 1.0 / 120.0, -1.0 / 6.0],
         );
         let r3 = self.b.ins().fmul(r2, r);
         let sin_r = self.madd(r3, sp, r);
@@ -366,19 +394,76 @@ impl Cg<'_, '_> {
         let sign = self.b.ins().ishl_imm_s(neg, 30);
         let vb = self.bits_as(ity, v);
         let vb = self.b.ins().bxor(vb, sign);
-        self.bits_as(ty, vb)
+        let fast = self.bits_as(ty, vb);
+        self.sincos_large(ty, x, fast, cos_shift)
+    }
+
+    /// Beyond `|x| > 2^19` the three-part reduction loses accuracy: those lanes (rare, and
+    /// tested for with one branch) call libm in f64 instead.
+    fn sincos_large(
+        &mut self,
+        ty: Type,
+        x: Value,
+        fast: Value,
+        cos_shift: i32,
+    ) -> Result<Value, String> {
+        let limit = self.fk(ty, SINCOS_LIMIT);
+        let a = self.b.ins().fabs(x);
+        let big = self.b.ins().fcmp(FloatCC::GreaterThan, a, limit);
+        let any = if ty.is_vector() {
+            self.b.ins().vany_true(big)
+        } else {
+            big
+        };
+        let slow = self.b.create_block();
+        let merge = self.b.create_block();
+        let out = self.b.append_block_param(merge, ty);
+        self.b
+            .ins()
+            .brif(any, slow, &[], merge, &[BlockArg::Value(fast)]);
+        self.b.switch_to_block(slow);
+        self.b.set_cold_block(slow);
+        let helper = if cos_shift == 0 {
+            Helper::Sin
+        } else {
+            Helper::Cos
+        };
+        let v = if ty.is_vector() {
+            let mut v = fast;
+            for l in 0..4u8 {
+                let xl = self.b.ins().extractlane(x, l);
+                let fl = self.b.ins().extractlane(fast, l);
+                let al = self.b.ins().fabs(xl);
+                let lim = self.b.ins().f32const(SINCOS_LIMIT);
+                let bl = self.b.ins().fcmp(FloatCC::GreaterThan, al, lim);
+                let slow_l = self.call_helper(helper, DType::F32, &[xl])?;
+                let r = self.b.ins().select(bl, slow_l, fl);
+                v = self.b.ins().insertlane(v, r, l);
+            }
+            v
+        } else {
+            self.call_helper(helper, DType::F32, &[x])?
+        };
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(merge);
+        Ok(out)
     }
 
     /// An `f32` transcendental on a scalar or `f32x4` (`None` for other ops).
-    pub(crate) fn math_f32(&mut self, op: UnaryOp, ty: Type, x: Value) -> Option<Value> {
-        Some(match op {
+    pub(crate) fn math_f32(
+        &mut self,
+        op: UnaryOp,
+        ty: Type,
+        x: Value,
+    ) -> Result<Option<Value>, String> {
+        Ok(Some(match op {
             UnaryOp::Exp => self.exp_f32(ty, x),
             UnaryOp::Log => self.log_f32(ty, x),
             UnaryOp::Tanh => self.tanh_f32(ty, x),
             UnaryOp::Sigmoid => self.sigmoid_f32(ty, x),
             UnaryOp::Erf => self.erf_f32(ty, x),
-            UnaryOp::Sin => self.sincos_f32(ty, x, 0),
-            UnaryOp::Cos => self.sincos_f32(ty, x, 1),
+            UnaryOp::Sin => self.sincos_f32(ty, x, 0)?,
+            UnaryOp::Cos => self.sincos_f32(ty, x, 1)?,
             UnaryOp::Neg
             | UnaryOp::Abs
             | UnaryOp::Sqrt
@@ -389,7 +474,7 @@ impl Cg<'_, '_> {
             | UnaryOp::Round
             | UnaryOp::Sign
             | UnaryOp::Not
-            | UnaryOp::IsNan => return None,
-        })
+            | UnaryOp::IsNan => return Ok(None),
+        }))
     }
 }

@@ -115,11 +115,10 @@ fn cost_of(e: &Expr) -> u32 {
             U::Sqrt | U::Rsqrt | U::Recip => 4,
             _ => 1,
         },
-        Expr::Binary(op, ..) => match op {
-            kiln_ir::BinaryOp::Pow | kiln_ir::BinaryOp::Rem | kiln_ir::BinaryOp::Div => 8,
-            _ => 1,
-        },
-        Expr::Load(_) => 2,
+        Expr::Binary(
+            kiln_ir::BinaryOp::Pow | kiln_ir::BinaryOp::Rem | kiln_ir::BinaryOp::Div,
+            ..,
+        ) => 8,
         _ => 1,
     }
 }
@@ -155,14 +154,23 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
         cg.b.seal_all_blocks();
         cg.b.finalize(target);
     }
+    let dump = std::env::var_os("KILN_CPU_DUMP").is_some();
+    if dump {
+        ctx.set_disasm(true);
+        eprintln!("{}", ctx.func.display());
+    }
     let module = &mut jit.module;
     let defined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        module.define_function(id, &mut ctx)
+        module
+            .define_function(id, &mut ctx)
+            .map_err(|e| format!("{e:?}"))
     }));
     match defined {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("{e:?}")),
+        Ok(r) => r?,
         Err(_) => return Err("the code generator panicked".to_string()),
+    }
+    if dump && let Some(c) = ctx.compiled_code() {
+        eprintln!("{}", c.vcode.as_deref().unwrap_or(""));
     }
     jit.module.clear_context(&mut ctx);
     let body = &job.kernel.body;
@@ -252,18 +260,22 @@ impl Cg<'_, '_> {
         };
         for k in 0..self.job.buffers.len() {
             let off = i32::try_from(k * 8).map_err(|_| "too many buffers")?;
-            let p = self
-                .b
-                .ins()
-                .load(types::I64, MemFlagsData::trusted().with_readonly(), bufs_ptr, off);
+            let p = self.b.ins().load(
+                types::I64,
+                MemFlagsData::trusted().with_readonly(),
+                bufs_ptr,
+                off,
+            );
             self.bufs.push(p);
         }
         for (k, d) in dims.iter().enumerate() {
             let off = i32::try_from(k * 8).map_err(|_| "too many dims")?;
-            let v = self
-                .b
-                .ins()
-                .load(types::I64, MemFlagsData::trusted().with_readonly(), dims_ptr, off);
+            let v = self.b.ins().load(
+                types::I64,
+                MemFlagsData::trusted().with_readonly(),
+                dims_ptr,
+                off,
+            );
             self.dims.insert(d.clone(), v);
         }
         let err = self.b.declare_var(types::I32);
@@ -351,7 +363,14 @@ impl Cg<'_, '_> {
     }
 
     /// Emits the loop over domain axis `k` and everything inside it.
-    fn axis(&mut self, k: usize, split: usize, start: Value, end: Value, vars: &mut Vec<Value>) -> R<()> {
+    fn axis(
+        &mut self,
+        k: usize,
+        split: usize,
+        start: Value,
+        end: Value,
+        vars: &mut Vec<Value>,
+    ) -> R<()> {
         let rank = self.job.kernel.domain.len();
         let extent = self.job.kernel.domain[k].clone();
         if k != split && extent.is_one() {
@@ -439,7 +458,11 @@ impl Cg<'_, '_> {
     }
 
     fn is_vector_node(&self, i: usize, env: &Env) -> bool {
-        env.vec.is_some() && self.plan.as_ref().is_some_and(|p| p.vector.get(i).copied().unwrap_or(false))
+        env.vec.is_some()
+            && self
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.vector.get(i).copied().unwrap_or(false))
     }
 
     /// The reduction loops; sets the values of the reduction nodes in `env`.
@@ -503,13 +526,13 @@ impl Cg<'_, '_> {
         let extents = self.job.kernel.reduce.clone();
         let depth = extents.len();
         let zero = self.b.ins().iconst(types::I64, 0);
-        let mut reds = vec![zero; depth];
+        let reds = vec![zero; depth];
         // Emits the nest recursively.
         fn nest(
             cg: &mut Cg<'_, '_>,
             k: usize,
             extents: &[Dim],
-            reds: &mut Vec<Value>,
+            reds: &[Value],
             env: &Env,
             accs: &[Acc],
             red_plan: Option<u8>,
@@ -517,10 +540,10 @@ impl Cg<'_, '_> {
             let hi = cg.dim(&extents[k])?;
             let lo = cg.b.ins().iconst(types::I64, 0);
             if k + 1 < extents.len() {
-                let mut inner = reds.clone();
+                let mut inner = reds.to_vec();
                 cg.for_range(lo, hi, 1, &mut |cg, i| {
                     inner[k] = i;
-                    nest(cg, k + 1, extents, &mut inner, env, accs, red_plan)
+                    nest(cg, k + 1, extents, &inner, env, accs, red_plan)
                 })?;
                 return Ok(());
             }
@@ -528,7 +551,7 @@ impl Cg<'_, '_> {
             cg.b.def_var(var, lo);
             if let Some(lanes) = red_plan {
                 let whole = cg.b.ins().band_imm_s(hi, !(i64::from(lanes) - 1));
-                let mut vr = reds.clone();
+                let mut vr = reds.to_vec();
                 cg.for_var(var, whole, i64::from(lanes), &mut |cg, i| {
                     vr[k] = i;
                     let mut e = env.clone();
@@ -541,7 +564,7 @@ impl Cg<'_, '_> {
                     for a in accs {
                         let Some(lv) = a.lanes_var else { continue };
                         let x = cg.operand_of(a.node, &e)?;
-                        let x = cg.to_vector(x, a.dt, lanes);
+                        let x = cg.broadcast(x, a.dt, lanes);
                         let cur = cg.b.use_var(lv);
                         let next = cg.combine(a.op, a.dt, cur, x, true);
                         cg.b.def_var(lv, next);
@@ -549,7 +572,7 @@ impl Cg<'_, '_> {
                     Ok(())
                 })?;
             }
-            let mut sr = reds.clone();
+            let mut sr = reds.to_vec();
             cg.for_var(var, hi, 1, &mut |cg, i| {
                 sr[k] = i;
                 let mut e = env.clone();
@@ -558,9 +581,11 @@ impl Cg<'_, '_> {
                 for a in accs {
                     let x = cg.operand_of(a.node, &e)?;
                     let x = match (a.vector, x) {
-                        (true, x) => cg.to_vector(x, a.dt, env.vec.map_or(4, |v| v.lanes)),
+                        (true, x) => cg.broadcast(x, a.dt, env.vec.map_or(4, |v| v.lanes)),
                         (false, V::S(x)) => x,
-                        (false, V::V(_)) => return Err("vector operand of a scalar reduction".into()),
+                        (false, V::V(_)) => {
+                            return Err("vector operand of a scalar reduction".into());
+                        }
                     };
                     let cur = cg.b.use_var(a.var);
                     let next = cg.combine(a.op, a.dt, cur, x, a.vector);
@@ -573,7 +598,7 @@ impl Cg<'_, '_> {
         if depth == 0 {
             return Err("reduction without reduction axes".into());
         }
-        nest(self, 0, &extents, &mut reds, env, &accs, red_plan)?;
+        nest(self, 0, &extents, &reds, env, &accs, red_plan)?;
         for a in &accs {
             let mut v = self.b.use_var(a.var);
             if let Some(lv) = a.lanes_var {
@@ -602,7 +627,10 @@ impl Cg<'_, '_> {
 
     /// The value a reduction node folds at the current reduction point.
     fn operand_of(&self, r: usize, env: &Env) -> R<V> {
-        let dep = self.phases.deps[r].first().copied().ok_or("reduction without operand")?;
+        let dep = self.phases.deps[r]
+            .first()
+            .copied()
+            .ok_or("reduction without operand")?;
         env.vals[dep].ok_or_else(|| format!("reduced operand v{dep} was not evaluated"))
     }
 
@@ -669,7 +697,7 @@ impl Cg<'_, '_> {
     }
 
     /// Broadcasts a value to a vector of `lanes` (bools become lane masks).
-    pub(crate) fn to_vector(&mut self, v: V, dt: DType, lanes: u8) -> Value {
+    pub(crate) fn broadcast(&mut self, v: V, dt: DType, lanes: u8) -> Value {
         match v {
             V::V(x) => x,
             V::S(x) => {
@@ -710,7 +738,7 @@ impl Cg<'_, '_> {
     }
 
     /// Converts an integer or bool scalar to an `i64` index.
-    fn to_index(&mut self, v: Value, dt: DType) -> R<Value> {
+    fn index_of(&mut self, v: Value, dt: DType) -> R<Value> {
         Ok(match dt {
             DType::I64 => v,
             DType::I32 => self.b.ins().sextend(types::I64, v),
@@ -723,8 +751,14 @@ impl Cg<'_, '_> {
     pub(crate) fn index(&mut self, e: &IndexExpr, env: &Env) -> R<Value> {
         Ok(match e {
             IndexExpr::Dim(d) => self.dim(d)?,
-            IndexExpr::Var(v) => *env.vars.get(v.index()).ok_or("loop variable out of range")?,
-            IndexExpr::Red(r) => *env.reds.get(r.index()).ok_or("reduction variable out of range")?,
+            IndexExpr::Var(v) => *env
+                .vars
+                .get(v.index())
+                .ok_or("loop variable out of range")?,
+            IndexExpr::Red(r) => *env
+                .reds
+                .get(r.index())
+                .ok_or("reduction variable out of range")?,
             IndexExpr::Value(v) => {
                 let x = match env.vals.get(v.index()).copied().flatten() {
                     Some(V::S(x)) => x,
@@ -732,7 +766,7 @@ impl Cg<'_, '_> {
                     None => return Err(format!("{v} used in an index before it is defined")),
                 };
                 let dt = self.dtypes[v.index()];
-                self.to_index(x, dt)?
+                self.index_of(x, dt)?
             }
             IndexExpr::Add(a, b) => {
                 let (a, b) = (self.index(a, env)?, self.index(b, env)?);
@@ -761,7 +795,11 @@ impl Cg<'_, '_> {
     fn floor_divmod(&mut self, a: Value, d: &Dim, div: bool) -> R<Value> {
         if let Some(k) = known_i64(d) {
             if k == 1 {
-                return Ok(if div { a } else { self.b.ins().iconst(types::I64, 0) });
+                return Ok(if div {
+                    a
+                } else {
+                    self.b.ins().iconst(types::I64, 0)
+                });
             }
             if k > 1 && (k & (k - 1)) == 0 {
                 let s = i64::from(k.trailing_zeros());
@@ -876,7 +914,10 @@ impl Cg<'_, '_> {
                 let one = self.b.ins().iconst(types::I8, 1);
                 self.flag_if(one, crate::codegen::FLAG_OOB)?;
                 let zero = self.constant(Scalar::zero(dt));
-                let empty = self.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, size, 0);
+                let empty = self
+                    .b
+                    .ins()
+                    .icmp_imm_s(IntCC::SignedLessThanOrEqual, size, 0);
                 self.b
                     .ins()
                     .brif(empty, merge, &[BlockArg::Value(zero)], clamp, &[]);
@@ -920,7 +961,7 @@ impl Cg<'_, '_> {
             Expr::Const(s) => Ok(self.constant(*s)),
             Expr::Index { dtype, index } => {
                 let ix = self.index(index, env)?;
-                Ok(self.from_i64(ix, *dtype))
+                Ok(self.int_to(ix, *dtype))
             }
             Expr::Load(l) => self.load_scalar(l, env),
             Expr::Unary(op, a) => {
@@ -945,13 +986,15 @@ impl Cg<'_, '_> {
                 let from = self.dtypes[a.index()];
                 Ok(self.s_cast(from, *to, x))
             }
-            Expr::Reduce { .. } => Err(format!("internal: v{i} reduction evaluated as a node ({dt})")),
+            Expr::Reduce { .. } => Err(format!(
+                "internal: v{i} reduction evaluated as a node ({dt})"
+            )),
             Expr::Acc => Err("`acc` outside a contraction epilogue".into()),
         }
     }
 
     /// An `i64` converted to `dt` as `Scalar::from_i64` does.
-    fn from_i64(&mut self, x: Value, dt: DType) -> Value {
+    fn int_to(&mut self, x: Value, dt: DType) -> Value {
         let ins = self.b.ins();
         match dt {
             DType::I64 => x,
@@ -990,7 +1033,7 @@ impl Cg<'_, '_> {
     }
 
     /// Builds a vector from per-lane scalars.
-    fn from_lanes(&mut self, lanes: &[Value], dt: DType, n: u8) -> Value {
+    fn gather_lanes(&mut self, lanes: &[Value], dt: DType, n: u8) -> Value {
         let ty = vty(dt, n);
         let conv = |cg: &mut Self, x: Value| {
             if dt == DType::Bool {
@@ -1016,7 +1059,7 @@ impl Cg<'_, '_> {
             let le = self.lane_env(env, ctx, l, &deps)?;
             out.push(self.scalar_node(i, e, &le)?);
         }
-        Ok(self.from_lanes(&out, self.dtypes[i], ctx.lanes))
+        Ok(self.gather_lanes(&out, self.dtypes[i], ctx.lanes))
     }
 
     fn vector_operand(&mut self, v: kiln_kernel::ValueId, env: &Env, lanes: u8) -> R<Value> {
@@ -1027,7 +1070,7 @@ impl Cg<'_, '_> {
             .flatten()
             .ok_or_else(|| format!("{v} used before it is defined"))?;
         let dt = self.dtypes[v.index()];
-        Ok(self.to_vector(x, dt, lanes))
+        Ok(self.broadcast(x, dt, lanes))
     }
 
     /// Vector semantics of node `i`: native vector code where the op and access allow,
@@ -1104,7 +1147,10 @@ impl Cg<'_, '_> {
             LoadMode::Plain => {
                 let idx = self.index(&l.index, &scalar_env)?;
                 let addr = self.address(buf, idx)?;
-                Ok(self.b.ins().load(ty, MemFlagsData::new().with_notrap(), addr, 0))
+                Ok(self
+                    .b
+                    .ins()
+                    .load(ty, MemFlagsData::new().with_notrap(), addr, 0))
             }
             LoadMode::Masked { guards, .. } => {
                 let monotone = guards.iter().all(|g| {
@@ -1127,7 +1173,10 @@ impl Cg<'_, '_> {
                 self.b.switch_to_block(yes);
                 let idx = self.index(&l.index, &scalar_env)?;
                 let addr = self.address(buf, idx)?;
-                let v = self.b.ins().load(ty, MemFlagsData::new().with_notrap(), addr, 0);
+                let v = self
+                    .b
+                    .ins()
+                    .load(ty, MemFlagsData::new().with_notrap(), addr, 0);
                 self.b.ins().jump(merge, &[BlockArg::Value(v)]);
                 self.b.switch_to_block(no);
                 let v = self.lanewise(i, e, env, ctx)?;
@@ -1135,7 +1184,35 @@ impl Cg<'_, '_> {
                 self.b.switch_to_block(merge);
                 Ok(out)
             }
-            LoadMode::Checked => self.lanewise(i, e, env, ctx),
+            LoadMode::Checked => {
+                // One vector load when the first and the last lane are inside the buffer
+                // (unsigned compares also reject negative and wrapped indices).
+                let idx = self.index(&l.index, &scalar_env)?;
+                let size = self.job.buffers[buf].size.clone();
+                let size = self.dim(&size)?;
+                let last = self.b.ins().iadd_imm_s(idx, i64::from(ctx.lanes) - 1);
+                let a = self.b.ins().icmp(IntCC::UnsignedLessThan, idx, size);
+                let z = self.b.ins().icmp(IntCC::UnsignedLessThan, last, size);
+                let all = self.b.ins().band(a, z);
+                let yes = self.b.create_block();
+                let no = self.b.create_block();
+                let merge = self.b.create_block();
+                let out = self.b.append_block_param(merge, ty);
+                self.b.ins().brif(all, yes, &[], no, &[]);
+                self.b.switch_to_block(yes);
+                let addr = self.address(buf, idx)?;
+                let v = self
+                    .b
+                    .ins()
+                    .load(ty, MemFlagsData::new().with_notrap(), addr, 0);
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                self.b.switch_to_block(no);
+                self.b.set_cold_block(no);
+                let v = self.lanewise(i, e, env, ctx)?;
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                self.b.switch_to_block(merge);
+                Ok(out)
+            }
         }
     }
 
@@ -1152,14 +1229,16 @@ impl Cg<'_, '_> {
             (_, Some(ctx)) => {
                 let contiguous = coefficient(index, ctx.var, &[]) == Some(1);
                 if contiguous && dt != DType::Bool {
-                    let x = self.to_vector(v, dt, ctx.lanes);
+                    let x = self.broadcast(v, dt, ctx.lanes);
                     let senv = Env {
                         vec: None,
                         ..env.clone()
                     };
                     let idx = self.index(index, &senv)?;
                     let addr = self.address(buf, idx)?;
-                    self.b.ins().store(MemFlagsData::new().with_notrap(), x, addr, 0);
+                    self.b
+                        .ins()
+                        .store(MemFlagsData::new().with_notrap(), x, addr, 0);
                     return Ok(());
                 }
                 for l in 0..ctx.lanes {

@@ -106,7 +106,7 @@ impl Cg<'_, '_> {
     }
 
     /// Calls an f64 helper on `f32` or `f64` arguments.
-    fn call_helper(&mut self, h: Helper, dt: DType, args: &[Value]) -> R<Value> {
+    pub(crate) fn call_helper(&mut self, h: Helper, dt: DType, args: &[Value]) -> R<Value> {
         let f = self.helper(h)?;
         let wide: Vec<Value> = args
             .iter()
@@ -171,7 +171,7 @@ impl Cg<'_, '_> {
                 | UnaryOp::Sigmoid
                 | UnaryOp::Erf => {
                     if dt == DType::F32 {
-                        self.math_f32(op, types::F32, x).ok_or_else(bad)?
+                        self.math_f32(op, types::F32, x)?.ok_or_else(bad)?
                     } else {
                         let h = helper_of(op).ok_or_else(bad)?;
                         self.call_helper(h, dt, &[x])?
@@ -365,13 +365,21 @@ impl Cg<'_, '_> {
     }
 
     fn mask_as(&mut self, to: Type, m: Value) -> Value {
-        self.b
-            .ins()
-            .bitcast(to, MemFlagsData::new().with_endianness(Endianness::Little), m)
+        self.b.ins().bitcast(
+            to,
+            MemFlagsData::new().with_endianness(Endianness::Little),
+            m,
+        )
     }
 
     /// Vector unary op (`None`: evaluate lane by lane).
-    pub(crate) fn v_unary(&mut self, op: UnaryOp, dt: DType, x: Value, lanes: u8) -> R<Option<Value>> {
+    pub(crate) fn v_unary(
+        &mut self,
+        op: UnaryOp,
+        dt: DType,
+        x: Value,
+        lanes: u8,
+    ) -> R<Option<Value>> {
         let sse41 = self.jit.has_sse41;
         if dt.is_float() {
             let ty = vty(dt, lanes);
@@ -413,7 +421,7 @@ impl Cg<'_, '_> {
                 | UnaryOp::Sigmoid
                 | UnaryOp::Erf => {
                     if dt == DType::F32 {
-                        match self.math_f32(op, ty, x) {
+                        match self.math_f32(op, ty, x)? {
                             Some(v) => v,
                             None => return Ok(None),
                         }
@@ -469,7 +477,10 @@ impl Cg<'_, '_> {
             (BinaryOp::Min, DType::I32) => Some(ins.smin(a, b)),
             (BinaryOp::Max, DType::U32) => Some(ins.umax(a, b)),
             (BinaryOp::Min, DType::U32) => Some(ins.umin(a, b)),
-            (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge, DType::I32 | DType::U32) => {
+            (
+                BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge,
+                DType::I32 | DType::U32,
+            ) => {
                 let cc = int_cc(op, dt == DType::U32).ok_or("comparison")?;
                 Some(ins.icmp(cc, a, b))
             }

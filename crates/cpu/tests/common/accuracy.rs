@@ -85,7 +85,11 @@ pub fn measure(op: &str, lo: f32, hi: f32, stride: i64) -> Report {
             report.points += 1;
             let rounded = r as f32;
             let err = if r.is_nan() || y.is_nan() {
-                if r.is_nan() && y.is_nan() { 0.0 } else { f64::INFINITY }
+                if r.is_nan() && y.is_nan() {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }
             } else if rounded.is_infinite() || y.is_infinite() {
                 if rounded == y { 0.0 } else { f64::INFINITY }
             } else {

@@ -67,14 +67,14 @@ const SPECIALS: [f64; 10] = [
 ];
 
 fn fill_data(d: &mut Data, rng: &mut Rng, f: Fill) {
-    let mut float = |rng: &mut Rng| {
-        if f.specials && rng.next() % 5 == 0 {
+    let float = |rng: &mut Rng| {
+        if f.specials && rng.next().is_multiple_of(5) {
             SPECIALS[(rng.next() % SPECIALS.len() as u64) as usize]
         } else {
             rng.uniform(-f.scale, f.scale)
         }
     };
-    let mut int = |rng: &mut Rng| loop {
+    let int = |rng: &mut Rng| loop {
         let v = rng.int(f.ints.0, f.ints.1);
         if !(f.nonzero && v == 0) {
             return v;
@@ -85,8 +85,10 @@ fn fill_data(d: &mut Data, rng: &mut Rng, f: Fill) {
         Data::F64(v) => v.iter_mut().for_each(|x| *x = float(rng)),
         Data::I32(v) => v.iter_mut().for_each(|x| *x = int(rng) as i32),
         Data::I64(v) => v.iter_mut().for_each(|x| *x = int(rng)),
-        Data::U32(v) => v.iter_mut().for_each(|x| *x = int(rng).unsigned_abs() as u32),
-        Data::Bool(v) => v.iter_mut().for_each(|x| *x = rng.next() % 2 == 0),
+        Data::U32(v) => v
+            .iter_mut()
+            .for_each(|x| *x = int(rng).unsigned_abs() as u32),
+        Data::Bool(v) => v.iter_mut().for_each(|x| *x = rng.next().is_multiple_of(2)),
     }
 }
 
@@ -111,8 +113,12 @@ pub fn inputs(program: &Program, b: &HashMap<String, u64>, seed: u64, fill: Fill
 pub fn assert_close(got: &Data, want: &Data, rel: f64, abs: f64, what: &str) {
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let g = kiln_ir::Array::new(&[got.len()], got.clone()).unwrap().to_f64_vec();
-    let w = kiln_ir::Array::new(&[want.len()], want.clone()).unwrap().to_f64_vec();
+    let g = kiln_ir::Array::new(&[got.len()], got.clone())
+        .unwrap()
+        .to_f64_vec();
+    let w = kiln_ir::Array::new(&[want.len()], want.clone())
+        .unwrap()
+        .to_f64_vec();
     let float = got.dtype().is_float();
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         let ok = if a.is_nan() || b.is_nan() {
@@ -126,8 +132,12 @@ pub fn assert_close(got: &Data, want: &Data, rel: f64, abs: f64, what: &str) {
     }
     if !float {
         assert_eq!(
-            kiln_ir::Array::new(&[got.len()], got.clone()).unwrap().to_le_bytes(),
-            kiln_ir::Array::new(&[want.len()], want.clone()).unwrap().to_le_bytes(),
+            kiln_ir::Array::new(&[got.len()], got.clone())
+                .unwrap()
+                .to_le_bytes(),
+            kiln_ir::Array::new(&[want.len()], want.clone())
+                .unwrap()
+                .to_le_bytes(),
             "{what}: bits"
         );
     }
@@ -142,7 +152,12 @@ pub fn run_exec(program: &Program, b: &HashMap<String, u64>, bufs: &[Data]) -> O
     Ok(bufs)
 }
 
-pub fn run_cpu(program: &Program, b: &HashMap<String, u64>, bufs: &[Data], threads: Option<usize>) -> Result<Vec<Data>, CpuError> {
+pub fn run_cpu(
+    program: &Program,
+    b: &HashMap<String, u64>,
+    bufs: &[Data],
+    threads: Option<usize>,
+) -> Result<Vec<Data>, CpuError> {
     let compiled = kiln_cpu::compile(program)?;
     let mut bufs = bufs.to_vec();
     compiled.run_with(b, &mut bufs, &RunOptions { threads })?;
@@ -151,7 +166,13 @@ pub fn run_cpu(program: &Program, b: &HashMap<String, u64>, bufs: &[Data], threa
 
 /// Runs `program` on the executor and the CPU backend (all threads and one thread) and
 /// compares every buffer that is not an input. Returns the CPU buffers.
-pub fn differential(program: &Program, b: &HashMap<String, u64>, bufs: &[Data], rel: f64, abs: f64) -> Vec<Data> {
+pub fn differential(
+    program: &Program,
+    b: &HashMap<String, u64>,
+    bufs: &[Data],
+    rel: f64,
+    abs: f64,
+) -> Vec<Data> {
     let want = run_exec(program, b, bufs).expect("executor");
     let got = run_cpu(program, b, bufs, None).unwrap_or_else(|e| panic!("cpu: {e}\n{program}"));
     let single = run_cpu(program, b, bufs, Some(1)).unwrap_or_else(|e| panic!("cpu: {e}"));
@@ -159,8 +180,20 @@ pub fn differential(program: &Program, b: &HashMap<String, u64>, bufs: &[Data], 
         if matches!(buf.kind, BufferKind::Input(_) | BufferKind::Constant(_)) {
             continue;
         }
-        assert_close(&got[k], &want[k], rel, abs, &format!("b{k} of\n{program}\n"));
-        assert_close(&single[k], &want[k], rel, abs, &format!("b{k} (one thread) of\n{program}\n"));
+        assert_close(
+            &got[k],
+            &want[k],
+            rel,
+            abs,
+            &format!("b{k} of\n{program}\n"),
+        );
+        assert_close(
+            &single[k],
+            &want[k],
+            rel,
+            abs,
+            &format!("b{k} (one thread) of\n{program}\n"),
+        );
     }
     got
 }

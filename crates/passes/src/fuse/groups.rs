@@ -25,6 +25,9 @@ pub const MAX_RECOMPUTE_CONE: usize = 16;
 /// Largest broadcast factor (points of the kernel per point of the reduction result) for
 /// which a reduction is recomputed inside a broadcasting consumer (softmax, layer norm).
 pub const BROADCAST_EPILOGUE_LIMIT: u64 = 1024;
+/// Longest chain of inlined nodes below a kernel's stored values; a deeper node is
+/// materialised (bodies are emitted recursively, and this bounds the recursion).
+pub const MAX_FUSE_DEPTH: usize = 256;
 
 /// Where inside a kernel a node is evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -256,12 +259,16 @@ struct Use {
     place: Place,
     /// The user is an argmax/argmin, which evaluates its operand in two kernels.
     twice: bool,
+    /// Depth of the use inside its kernel: the user's depth plus one.
+    depth: usize,
 }
 
 struct Planner<'a> {
     graph: &'a Graph,
     needed: HashSet<NodeId>,
     plan: Plan,
+    /// Depth of each placed node in each kernel holding it (stored nodes are at 0).
+    depth: HashMap<(NodeId, KIdx), usize>,
 }
 
 impl Planner<'_> {
@@ -304,6 +311,7 @@ impl Planner<'_> {
                                         || (matches!(op, Op::Gather { .. }) && i == 0),
                                 },
                                 twice: false,
+                                depth: 0,
                             }
                         }
                         Class::Reduction | Class::Arg | Class::Scatter => Use {
@@ -314,6 +322,7 @@ impl Planner<'_> {
                                 restricted: false,
                             },
                             twice: matches!(op, Op::ArgReduce { .. }),
+                            depth: 0,
                         },
                         Class::Contraction => {
                             let region = match (op, i) {
@@ -330,10 +339,12 @@ impl Planner<'_> {
                                     restricted: true,
                                 },
                                 twice: false,
+                                depth: 0,
                             }
                         }
                     };
-                    out.insert(derived);
+                    let depth = self.depth.get(&(u, p.kernel)).copied().unwrap_or(0) + 1;
+                    out.insert(Use { depth, ..derived });
                 }
             }
         }
@@ -358,6 +369,7 @@ impl Planner<'_> {
             }],
         );
         self.plan.stored_by.insert(n, k);
+        self.depth.insert((n, k), 0);
         k
     }
 
@@ -377,6 +389,10 @@ impl Planner<'_> {
 
     /// Places `n` at every distinct use (merging `restricted` flags).
     fn place_at(&mut self, n: NodeId, uses: &[Use]) {
+        for u in uses {
+            let d = self.depth.entry((n, u.place.kernel)).or_insert(0);
+            *d = (*d).max(u.depth);
+        }
         let mut map: BTreeMap<(KIdx, Region, View), bool> = BTreeMap::new();
         for u in uses {
             let e = map
@@ -445,6 +461,10 @@ impl Planner<'_> {
             if must_store {
                 self.root(n);
             }
+            return;
+        }
+        if uses.iter().any(|u| u.depth > MAX_FUSE_DEPTH) {
+            self.root(n);
             return;
         }
         let kernels: BTreeSet<KIdx> = uses.iter().map(|u| u.place.kernel).collect();
@@ -640,6 +660,7 @@ impl Planner<'_> {
         if !core_ok {
             return false;
         }
+        let mut offset = 0;
         for &s in &kp.stores {
             let uses = self.uses_of(s);
             if uses
@@ -648,11 +669,53 @@ impl Planner<'_> {
             {
                 return false;
             }
+            offset = uses
+                .iter()
+                .filter(|u| u.place.kernel == h)
+                .map(|u| u.depth)
+                .fold(offset, usize::max);
+        }
+        if self.kernel_depth(p) + offset > MAX_FUSE_DEPTH {
+            return false;
         }
         !Planner::indirect_path(deps, p, h)
     }
 
+    /// The deepest node placed in kernel `k`.
+    fn kernel_depth(&self, k: KIdx) -> usize {
+        self.depth
+            .iter()
+            .filter(|((_, kk), _)| *kk == k)
+            .map(|(_, &d)| d)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The deepest use of `p`'s stored values in `h`.
+    fn use_depth(&self, p: KIdx, h: KIdx) -> usize {
+        self.plan.kernels[p]
+            .stores
+            .iter()
+            .flat_map(|&s| self.uses_of(s))
+            .filter(|u| u.place.kernel == h)
+            .map(|u| u.depth)
+            .max()
+            .unwrap_or(0)
+    }
+
     fn merge(&mut self, p: KIdx, h: KIdx) {
+        let offset = self.use_depth(p, h);
+        let moved: Vec<((NodeId, KIdx), usize)> = self
+            .depth
+            .iter()
+            .filter(|((_, k), _)| *k == p)
+            .map(|(&key, &d)| (key, d))
+            .collect();
+        for ((n, _), d) in moved {
+            self.depth.remove(&(n, p));
+            let e = self.depth.entry((n, h)).or_insert(0);
+            *e = (*e).max(d + offset);
+        }
         for places in self.plan.places.values_mut() {
             let mut changed = false;
             for pl in places.iter_mut() {
@@ -758,10 +821,21 @@ impl Planner<'_> {
     }
 }
 
-/// Position of every node in a depth-first post-order from `roots` (operands in order before
-/// their user): kernels run in this order where dependencies allow, so a producer runs just
-/// before its first consumer and intermediates die early.
-fn post_order(graph: &Graph, roots: &[NodeId]) -> HashMap<NodeId, usize> {
+/// Position of every node in a depth-first post-order from `roots` that visits the
+/// operand with the tallest dependency chain first: kernels run in this order where
+/// dependencies allow, so a short side branch (an LSTM step's `x_t @ W_ih`) runs just
+/// before its consumer instead of at the start, and intermediates die early.
+fn post_order(graph: &Graph, order: &[NodeId], roots: &[NodeId]) -> HashMap<NodeId, usize> {
+    let mut height: HashMap<NodeId, usize> = HashMap::new();
+    for &n in order {
+        let h = graph
+            .operands(n)
+            .iter()
+            .map(|o| height.get(o).copied().unwrap_or(0) + 1)
+            .max()
+            .unwrap_or(0);
+        height.insert(n, h);
+    }
     let mut rank = HashMap::new();
     let mut stack: Vec<(NodeId, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
     while let Some((n, expanded)) = stack.pop() {
@@ -773,7 +847,10 @@ fn post_order(graph: &Graph, roots: &[NodeId]) -> HashMap<NodeId, usize> {
             rank.insert(n, next);
         } else {
             stack.push((n, true));
-            for o in graph.operands(n).into_iter().rev() {
+            let mut ops = graph.operands(n);
+            // Pushed last = visited first: the tallest operand.
+            ops.sort_by_key(|o| height.get(o).copied().unwrap_or(0));
+            for o in ops {
                 if !rank.contains_key(&o) {
                     stack.push((o, false));
                 }
@@ -793,12 +870,13 @@ pub(crate) fn plan(
     let mut roots: Vec<NodeId> = outputs.to_vec();
     roots.extend(updates.iter().map(|u| u.2));
     let order = graph.ancestors(&roots)?;
-    let rank = post_order(graph, &roots);
+    let rank = post_order(graph, &order, &roots);
     let must: HashSet<NodeId> = roots.iter().copied().collect();
     let mut p = Planner {
         graph,
         needed: order.iter().copied().collect(),
         plan: Plan::default(),
+        depth: HashMap::new(),
     };
     for &n in order.iter().rev() {
         p.decide(n, must.contains(&n));

@@ -32,7 +32,9 @@
 //!    is evaluated at most once per phase: once in a reduction's operand and once in the
 //!    epilogue is allowed (the two passes of a hand-written softmax both compute `exp`), two
 //!    different coordinates in one phase (a stencil over `exp(x)`) are not, and the node is
-//!    materialised instead. No node is evaluated at more than 8 distinct coordinate views.
+//!    materialised instead. No node is evaluated at more than 8 distinct coordinate views in
+//!    one kernel, and no inlined chain below a kernel's stored values is longer than 256
+//!    nodes (a longer chain is cut into several kernels).
 //! 3. **Elementwise and movement ops** fuse into their consumers' kernels; a maximal chain
 //!    of them is one loop kernel. Movement ops are index arithmetic: reshapes divide and
 //!    take remainders of flat indices (simplified to affine forms where ranges allow),
@@ -50,15 +52,21 @@
 //! 5. **Contractions.** A matmul or conv2d hosts an epilogue of elementwise consumers at its
 //!    own output shape (bias, activation, residual); its operands must be pure views of
 //!    buffers, so transposes and broadcast batches fold into the operand index (a computed
-//!    operand is materialised first).
+//!    operand is materialised first). A matmul whose only consumer swaps its last two axes
+//!    is computed as the transposed product (`(a @ b)^T = b^T @ a^T`), so that consumer
+//!    chain is its epilogue too (a weight gradient `permute(x^T @ dy)` and its SGD update
+//!    are one kernel).
 //! 6. **Multi-output fusion.** A kernel whose stored values are all read by one consumer
 //!    kernel at the consumer's own coordinates (same domain) merges into that consumer,
 //!    which stores them too (an LSTM cell's `c'` and `h'`), unless another kernel lies on a
 //!    path between them.
-//! 7. **Order and state.** Kernels run in dependency order. A state update is written in
-//!    place by the kernel that computes it when that kernel reads the old parameter only at
-//!    the element it writes and every other reader of the parameter can run before it;
-//!    otherwise it goes to scratch and is copied into the state after every other kernel.
+//! 7. **Order and state.** Kernels run in dependency order, ties broken by a depth-first
+//!    post-order of the graph that visits the operand with the tallest dependency chain
+//!    first, so short side branches run just before their consumers. A state update is
+//!    written in place by the kernel that computes it when that kernel reads the old
+//!    parameter only at the element it writes and every other reader of the parameter can
+//!    run before it; otherwise it goes to scratch and is copied into the state after every
+//!    other kernel.
 //!
 //! Consequences, asserted by the golden tests: softmax and layer norm over the last axis
 //! are 2 kernels each, SimpleNN's forward pass is its 2 matmuls with bias and ReLU in their
@@ -88,7 +96,7 @@ use kiln_kernel::{BufferKind, Kernel, Program, VerifyErrors};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
-pub use groups::{BROADCAST_EPILOGUE_LIMIT, MAX_RECOMPUTE_CONE, MAX_VIEWS};
+pub use groups::{BROADCAST_EPILOGUE_LIMIT, MAX_FUSE_DEPTH, MAX_RECOMPUTE_CONE, MAX_VIEWS};
 
 /// Why a graph could not be lowered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -46,6 +46,9 @@ pub enum Domain {
     AwayFromZero,
     /// Pairwise distinct across every `Distinct` input, at least 0.05 apart.
     Distinct,
+    /// Magnitude in [0.1, 0.4], random sign: over an `AwayFromZero` divisor the ratio stays
+    /// at least 0.05 from every integer, away from `rem`'s jumps.
+    Fraction,
 }
 
 /// Adds an `f64` input.
@@ -141,6 +144,10 @@ fn values(rng: &mut Rng, d: Domain, n: usize, distinct: &mut Vec<f64>) -> Vec<f6
             Domain::Positive => rng.uniform(0.5, 2.5),
             Domain::AwayFromZero => {
                 let m = rng.uniform(0.5, 2.0);
+                if rng.below(2) == 0 { m } else { -m }
+            }
+            Domain::Fraction => {
+                let m = rng.uniform(0.1, 0.4);
                 if rng.below(2) == 0 { m } else { -m }
             }
             Domain::Distinct => {
