@@ -26,3 +26,15 @@ example:
 # CI locally.
 ci:
     bash .ci/run
+
+# Benchmark suite: every workload on every backend, plus this machine's limits
+# (JSON lines in target/bench/kiln.jsonl, a table on stdout). See docs/benchmarks.md.
+bench *ARGS:
+    cargo run --release -p kiln-bench -- --out target/bench/kiln.jsonl {{ARGS}}
+
+# kiln vs PyTorch / torch.compile / JAX / ONNX Runtime (needs crates/bench/peers/requirements.txt):
+# ratio table on stdout, bar chart in target/bench/ratios.svg.
+bench-compare python="python3":
+    cargo run --release -p kiln-bench -- --out target/bench/kiln.jsonl --json-only
+    {{python}} crates/bench/peers/bench_peers.py --out target/bench/peers.jsonl
+    cargo run --release -p kiln-bench -- compare target/bench/kiln.jsonl target/bench/peers.jsonl --svg target/bench/ratios.svg

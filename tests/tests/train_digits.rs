@@ -63,7 +63,10 @@ fn mlp_trained_with_adam_on_digits_reaches_90_percent_test_accuracy() {
         if epoch == 0 {
             first_epoch_loss = mean;
         } else {
-            assert!(mean < first_epoch_loss, "loss falls: {first_epoch_loss} -> {mean}");
+            assert!(
+                mean < first_epoch_loss,
+                "loss falls: {first_epoch_loss} -> {mean}"
+            );
         }
     }
     let trained = start.elapsed();

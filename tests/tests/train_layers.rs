@@ -85,7 +85,9 @@ fn parameter_names_and_shapes_equal_pytorch_state_dicts() {
             .collect();
         assert_eq!(got, want, "{case}: {}", e["module"]);
         for (name, t) in layer.parameters() {
-            let v = g.param_value(&name).unwrap_or_else(|| panic!("{name} has no value"));
+            let v = g
+                .param_value(&name)
+                .unwrap_or_else(|| panic!("{name} has no value"));
             assert_eq!(Some(v.shape().to_vec()), t.shape().as_known(), "{name}");
         }
         g.check().unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -111,7 +113,8 @@ fn forward_case(
     };
     let outs = run(&g, &input);
     for (name, v) in tensors(&e["params"]) {
-        g.set_param(&name, v).unwrap_or_else(|err| panic!("{case}: {err}"));
+        g.set_param(&name, v)
+            .unwrap_or_else(|err| panic!("{case}: {err}"));
     }
     g.check().unwrap_or_else(|err| panic!("{case}: {err}"));
     let feeds: Vec<(&str, &Array)> = inputs.iter().map(|(k, a)| (k.as_str(), a)).collect();
@@ -131,8 +134,14 @@ fn forward_case(
 #[test]
 fn lstm_two_layers_batch_first_with_initial_state_matches_pytorch() {
     forward_case("lstm_2l_batch_first_state", |g, input| {
-        let lstm = Lstm::new(g, "", RnnConfig::new(5, 6).num_layers(2).batch_first(true), 1);
-        let (out, (h, c)) = lstm.forward_with_state(&input("x"), Some((&input("h0"), &input("c0"))));
+        let lstm = Lstm::new(
+            g,
+            "",
+            RnnConfig::new(5, 6).num_layers(2).batch_first(true),
+            1,
+        );
+        let (out, (h, c)) =
+            lstm.forward_with_state(&input("x"), Some((&input("h0"), &input("c0"))));
         vec![("out", out), ("h_n", h), ("c_n", c)]
     });
 }
@@ -140,7 +149,12 @@ fn lstm_two_layers_batch_first_with_initial_state_matches_pytorch() {
 #[test]
 fn lstm_two_layers_batch_first_from_zero_state_matches_pytorch() {
     forward_case("lstm_2l_batch_first_zero", |g, input| {
-        let lstm = Lstm::new(g, "", RnnConfig::new(5, 6).num_layers(2).batch_first(true), 1);
+        let lstm = Lstm::new(
+            g,
+            "",
+            RnnConfig::new(5, 6).num_layers(2).batch_first(true),
+            1,
+        );
         let x = input("x");
         let (out, (h, c)) = lstm.forward_with_state(&x, None);
         assert_eq!(lstm.forward(&x).shape().to_string(), "[3, 4, 6]");
@@ -169,7 +183,12 @@ fn gru_two_layers_time_major_with_initial_state_matches_pytorch() {
 #[test]
 fn gru_two_layers_batch_first_from_zero_state_matches_pytorch() {
     forward_case("gru_2l_batch_first_zero", |g, input| {
-        let gru = Gru::new(g, "", RnnConfig::new(5, 6).num_layers(2).batch_first(true), 1);
+        let gru = Gru::new(
+            g,
+            "",
+            RnnConfig::new(5, 6).num_layers(2).batch_first(true),
+            1,
+        );
         let (out, h) = gru.forward_with_state(&input("x"), None);
         vec![("out", out), ("h_n", h)]
     });
@@ -218,7 +237,15 @@ fn reference_models_built_from_layers_load_pytorch_weights_and_match_logits() {
             .push(Conv2d::new(g, "conv1", 1, 6, [5, 5], pad2, 1))
             .push(Relu)
             .push(MaxPool2d::new([2, 2]))
-            .push(Conv2d::new(g, "conv2", 6, 16, [5, 5], ConvOpts::default(), 2))
+            .push(Conv2d::new(
+                g,
+                "conv2",
+                6,
+                16,
+                [5, 5],
+                ConvOpts::default(),
+                2,
+            ))
             .push(Relu)
             .push(MaxPool2d::new([2, 2]))
             .push(Flatten::default())
@@ -238,7 +265,12 @@ fn reference_models_built_from_layers_load_pytorch_weights_and_match_logits() {
             let x = g.input("x", DType::F32, shape);
             let logits = build(&g, &x);
             g.check().unwrap_or_else(|e| panic!("{name}: {e}"));
-            let declared: Vec<String> = g.ir().parameters().iter().map(|(_, n)| n.to_string()).collect();
+            let declared: Vec<String> = g
+                .ir()
+                .parameters()
+                .iter()
+                .map(|(_, n)| n.to_string())
+                .collect();
             let golden_names: Vec<String> = m.params.keys().cloned().collect();
             let mut sorted = declared.clone();
             sorted.sort();
@@ -260,10 +292,10 @@ fn initial_values_follow_the_documented_generator() {
     let g = Graph::new();
     let fc = Linear::new(&g, "fc", 5, 3, 3);
     let params = fc.parameters();
-    for ((name, _), case) in params.iter().zip([
-        "init_linear_5_3_seed3_weight",
-        "init_linear_5_3_seed3_bias",
-    ]) {
+    for ((name, _), case) in params
+        .iter()
+        .zip(["init_linear_5_3_seed3_weight", "init_linear_5_3_seed3_bias"])
+    {
         let got = g.param_value(name).unwrap_or_else(|| panic!("{name}"));
         let want = tensor(&entry(&["random", case])["out"]);
         assert!(got.bit_eq(&want), "{name}: {got:?} vs JAX {want:?}");

@@ -7,8 +7,7 @@
 mod train_support;
 
 use kiln::loss::{
-    self, Reduction, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss,
-    nll_loss,
+    self, Reduction, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss,
 };
 use kiln::{Array, Graph, Tensor};
 use kiln_tests::golden::assert_close;

@@ -58,7 +58,12 @@ fn to_f32(a: &Array) -> Array {
 fn assert_norm_close(what: &str, got: &Array, want: &Array) {
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     assert_eq!(g.len(), w.len(), "{what}: sizes");
-    let diff = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let diff = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let norm = w.iter().map(|b| b * b).sum::<f64>().sqrt();
     assert!(
         diff <= 1e-5 * norm,
@@ -83,9 +88,19 @@ fn run_and_check(case: &str, g: &Graph, step: &TrainStep, x: &Array, y: &Array, 
     }
     let tag = format!("{case} ({dtype})");
     let got_losses = Array::from_f32(&[steps], losses).unwrap_or_else(|e| panic!("{e}"));
-    assert_within(&format!("{tag} losses"), &got_losses, &tensor(&e["losses"]), Tol::F32);
+    assert_within(
+        &format!("{tag} losses"),
+        &got_losses,
+        &tensor(&e["losses"]),
+        Tol::F32,
+    );
     let got_lrs = Array::from_f32(&[steps], lrs).unwrap_or_else(|e| panic!("{e}"));
-    assert_within(&format!("{tag} learning rates"), &got_lrs, &tensor(&e["lrs"]), Tol::F32);
+    assert_within(
+        &format!("{tag} learning rates"),
+        &got_lrs,
+        &tensor(&e["lrs"]),
+        Tol::F32,
+    );
     let finals = tensors(&e["final"]);
     assert!(!finals.is_empty());
     for (name, want) in finals {
@@ -138,7 +153,15 @@ fn lstm_nn64(g: &Graph, n: Dim) -> (Tensor, Tensor) {
     for t in 0..28 {
         let mut inp = x.slice(1, t, t + 1, 1).squeeze(1);
         for (l, [w_ih, w_hh, b_ih, b_hh]) in layers.iter().enumerate() {
-            let next = lstm_cell(&inp, &state[l].0, &state[l].1, w_ih, w_hh, Some(b_ih), Some(b_hh));
+            let next = lstm_cell(
+                &inp,
+                &state[l].0,
+                &state[l].1,
+                w_ih,
+                w_hh,
+                Some(b_ih),
+                Some(b_hh),
+            );
             inp = next.0.clone();
             state[l] = next;
         }
@@ -177,7 +200,12 @@ fn model_case(case: &str, builders: [Builder; 2], opt: &dyn Optimizer) {
     let batch = e["batch"].as_u64().unwrap_or(0) as usize;
     let x_shape: Vec<usize> = e["x_shape"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).map(|d| d as usize).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|d| d as usize)
+                .collect()
+        })
         .unwrap_or_default();
     let m = golden::model(model).unwrap_or_else(|e| panic!("{e}"));
     for (dtype, build) in [DType::F64, DType::F32].into_iter().zip(builders) {
@@ -245,7 +273,12 @@ fn tiny_case(case: &str, opt: &dyn Optimizer) {
                 .unwrap_or_else(|| panic!("no init {n}"));
             (n.to_string(), g.param_init(n, v))
         };
-        let params = vec![p("fc1.weight"), p("fc1.bias"), p("fc2.weight"), p("fc2.bias")];
+        let params = vec![
+            p("fc1.weight"),
+            p("fc1.bias"),
+            p("fc2.weight"),
+            p("fc2.bias"),
+        ];
         let h = x.linear(&params[0].1, Some(&params[1].1)).tanh();
         let logits = h.linear(&params[2].1, Some(&params[3].1));
         let loss = cross_entropy(&logits, &labels, Reduction::Mean, ls);
@@ -295,7 +328,10 @@ fn plain_sgd_matches_pytorch() {
 fn sgd_nesterov_with_weight_decay_matches_pytorch() {
     tiny_case(
         "tiny_sgd_nesterov_wd",
-        &Sgd::new(0.2).momentum(0.9).nesterov(true).weight_decay(0.001),
+        &Sgd::new(0.2)
+            .momentum(0.9)
+            .nesterov(true)
+            .weight_decay(0.001),
     );
 }
 

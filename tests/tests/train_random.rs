@@ -26,7 +26,9 @@ fn eval1(t: &Tensor) -> Array {
 }
 
 fn u64_arg(args: &Value, k: &str) -> u64 {
-    args[k].as_u64().unwrap_or_else(|| panic!("no `{k}` in {args}"))
+    args[k]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{k}` in {args}"))
 }
 
 fn shape_arg(args: &Value) -> Vec<usize> {
@@ -78,7 +80,10 @@ fn uniform_samples_match_jax() {
     let k = random::key(&g, 42);
     let got = eval1(&random::uniform(&k, shape.clone(), -2.0, 3.0));
     let host = host_uniform(key_data(42), &shape, -2.0, 3.0).unwrap_or_else(|e| panic!("{e}"));
-    assert!(host.bit_eq(&want), "host uniform is bit-exact for any range");
+    assert!(
+        host.bit_eq(&want),
+        "host uniform is bit-exact for any range"
+    );
     let (g32, w32) = (
         got.as_f32().unwrap_or_default(),
         want.as_f32().unwrap_or_default(),
@@ -91,7 +96,10 @@ fn uniform_samples_match_jax() {
         assert!((-2.0..3.0).contains(a));
         differ += usize::from(ulps == 1);
     }
-    assert!(differ < 63, "most samples are bit-exact ({differ} differ by one ulp)");
+    assert!(
+        differ < 63,
+        "most samples are bit-exact ({differ} differ by one ulp)"
+    );
 }
 
 #[test]
@@ -121,7 +129,10 @@ fn bernoulli_masks_equal_jax() {
     let got = eval1(&random::bernoulli(&random::key(&g, 2), p, shape_arg(args)));
     assert!(got.bit_eq(&want), "bernoulli mask");
     let ones = want.to_f64_vec().iter().sum::<f64>();
-    assert!((100.0..200.0).contains(&ones), "{ones} of 500 set at p = 0.3");
+    assert!(
+        (100.0..200.0).contains(&ones),
+        "{ones} of 500 set at p = 0.3"
+    );
 }
 
 /// A dropout layer inside a train step: each step's mask is JAX's
@@ -143,14 +154,19 @@ fn dropout_counter_advances_with_each_train_step() {
     assert_eq!(names, ["w", "optim.step", "drop.rng_counter"]);
     assert_eq!(drop.buffers()[0].0, "drop.rng_counter");
     for c in 0..3u32 {
-        let counter = g.param_value("drop.rng_counter").unwrap_or_else(|| panic!("counter"));
+        let counter = g
+            .param_value("drop.rng_counter")
+            .unwrap_or_else(|| panic!("counter"));
         assert_eq!(counter.as_u32().ok(), Some(&[c][..]));
         let (_, want) = case(&format!("dropout_5_p0.25_c{c}"));
         let got = kiln::eval(&[&y], &[("x", &x)]).unwrap_or_else(|e| panic!("{e}"));
         assert!(got[0].bit_eq(&want), "step {c}: {:?} vs {want:?}", got[0]);
-        step.run_eval(&[("x", &x)]).unwrap_or_else(|e| panic!("{e}"));
+        step.run_eval(&[("x", &x)])
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-    let counter = g.param_value("drop.rng_counter").unwrap_or_else(|| panic!("counter"));
+    let counter = g
+        .param_value("drop.rng_counter")
+        .unwrap_or_else(|| panic!("counter"));
     assert_eq!(counter.as_u32().ok(), Some(&[3u32][..]));
 }
 

@@ -27,7 +27,11 @@ pub fn save_simple_nn(dir: &Path, backend: Backend) -> anyhow::Result<(PathBuf, 
     let model = dir.join("simple_nn.kiln");
     ready.exe.save(&model)?;
     let x = dir.join("x.npy");
-    let feed = ready.feeds.first().map(|(_, a)| a.clone()).context("SimpleNN has an input")?;
+    let feed = ready
+        .feeds
+        .first()
+        .map(|(_, a)| a.clone())
+        .context("SimpleNN has an input")?;
     kiln::npy::write(&x, &feed)?;
     Ok((model, x))
 }
@@ -45,7 +49,8 @@ pub fn runner_backend() -> Backend {
 pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
     let rec = |status| Record::new("kiln", NAME, "cli", status);
     if !binary.is_file() {
-        return rec(Status::Skipped).with_note(format!("kiln binary not built ({})", binary.display()));
+        return rec(Status::Skipped)
+            .with_note(format!("kiln binary not built ({})", binary.display()));
     }
     let backend = runner_backend();
     let (model, x) = match save_simple_nn(dir, backend) {
@@ -77,7 +82,10 @@ pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
                     o.status
                 ));
             }
-            Err(e) => return rec(Status::Failed).with_note(format!("spawning {}: {e}", binary.display())),
+            Err(e) => {
+                return rec(Status::Failed)
+                    .with_note(format!("spawning {}: {e}", binary.display()));
+            }
         }
     }
     // The first spawn warms the page cache; it is not counted.
@@ -89,7 +97,9 @@ pub fn measure(binary: &Path, dir: &Path, repeats: u32) -> Record {
     r.p90_s = Some(p90);
     r.repeats = Some(samples.len() as u32);
     r.warmup = Some(1);
-    r.note = Some(format!("SimpleNN batch 1 on {backend}, process spawn to exit"));
+    r.note = Some(format!(
+        "SimpleNN batch 1 on {backend}, process spawn to exit"
+    ));
     r
 }
 
@@ -101,7 +111,10 @@ mod tests {
     fn missing_binary_is_skipped_with_the_reason() {
         let r = measure(Path::new("/nonexistent/kiln"), Path::new("/nonexistent"), 3);
         assert_eq!(r.status, Status::Skipped);
-        assert_eq!(r.note.as_deref(), Some("kiln binary not built (/nonexistent/kiln)"));
+        assert_eq!(
+            r.note.as_deref(),
+            Some("kiln binary not built (/nonexistent/kiln)")
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// Achieved rate / machine limit (all threads), when the workload has a limit.
     pub of_limit: Option<f64>,
+    /// The best peer's rate / the same limit.
+    pub peer_of_limit: Option<f64>,
     /// Whether kiln's checksum differs from the best peer's by more than 1e-3 relative.
     pub check_mismatch: bool,
 }
@@ -38,15 +40,26 @@ fn limit_value(machine: &[Record], kind: &str) -> Option<f64> {
 
 /// Pairs every measured kiln record with the fastest measured peer of the same workload.
 pub fn rows(kiln: &[Record], peers: &[Record]) -> Vec<Row> {
-    let machine: Vec<Record> = kiln.iter().chain(peers).filter(|r| r.suite == "machine").cloned().collect();
+    let machine: Vec<Record> = kiln
+        .iter()
+        .chain(peers)
+        .filter(|r| r.suite == "machine")
+        .cloned()
+        .collect();
     kiln.iter()
-        .filter(|r| r.suite == "kiln" && r.status == Status::Ok && r.workload.starts_with(|c: char| c.is_ascii_lowercase()))
+        .filter(|r| {
+            r.suite == "kiln"
+                && r.status == Status::Ok
+                && r.workload.starts_with(|c: char| c.is_ascii_lowercase())
+        })
         .filter(|r| !r.workload.starts_with("limit_") && r.workload != crate::coldstart::NAME)
         .filter_map(|r| {
             let kiln_s = r.median_s?;
             let best = peers
                 .iter()
-                .filter(|p| p.suite == "peers" && p.workload == r.workload && p.status == Status::Ok)
+                .filter(|p| {
+                    p.suite == "peers" && p.workload == r.workload && p.status == Status::Ok
+                })
                 .filter_map(|p| p.median_s.map(|m| (p, m)))
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             let peer = best.map(|(p, m)| {
@@ -56,11 +69,14 @@ pub fn rows(kiln: &[Record], peers: &[Record]) -> Vec<Row> {
                 };
                 (label, m)
             });
-            let of_limit = r.limit.as_deref().and_then(|kind| {
+            let frac = |rec: &Record| {
+                let kind = r.limit.as_deref()?;
                 let lim = limit_value(&machine, kind)?;
-                let rate = if kind == "fma" { r.gflops? } else { r.gbps? };
+                let rate = if kind == "fma" { rec.gflops? } else { rec.gbps? };
                 Some(rate / lim)
-            });
+            };
+            let of_limit = frac(r);
+            let peer_of_limit = best.and_then(|(p, _)| frac(p));
             let check_mismatch = match (r.check, best.and_then(|(p, _)| p.check)) {
                 (Some(a), Some(b)) => (a - b).abs() > 1e-3 * a.abs().max(b.abs()).max(1.0),
                 _ => false,
@@ -72,6 +88,7 @@ pub fn rows(kiln: &[Record], peers: &[Record]) -> Vec<Row> {
                 ratio: peer.as_ref().map(|(_, p)| kiln_s / p),
                 peer,
                 of_limit,
+                peer_of_limit,
                 check_mismatch,
             })
         })
@@ -90,30 +107,56 @@ pub fn render(rows: &[Row]) -> String {
                 r.peer.as_ref().map_or("-".into(), |(n, _)| n.clone()),
                 r.peer.as_ref().map_or("-".into(), |(_, s)| fmt_time(*s)),
                 r.ratio.map_or("-".into(), |x| format!("{x:.2}x")),
-                r.of_limit.map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
-                if r.check_mismatch { "CHECKSUM DIFFERS".into() } else { String::new() },
+                r.of_limit
+                    .map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
+                if r.check_mismatch {
+                    "CHECKSUM DIFFERS".into()
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
     table(
-        &["workload", "kiln backend", "kiln", "best peer", "peer", "kiln/peer", "of limit", ""],
+        &[
+            "workload",
+            "kiln backend",
+            "kiln",
+            "best peer",
+            "peer",
+            "kiln/peer",
+            "of limit",
+            "",
+        ],
         &body,
     )
 }
 
 /// Escapes text for SVG.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A horizontal bar chart of kiln/peer ratios on a log10 axis, 1x marked.
 pub fn svg(rows: &[Row]) -> String {
-    let bars: Vec<(&Row, f64)> = rows.iter().filter_map(|r| r.ratio.map(|x| (r, x))).filter(|(_, x)| *x > 0.0).collect();
+    let bars: Vec<(&Row, f64)> = rows
+        .iter()
+        .filter_map(|r| r.ratio.map(|x| (r, x)))
+        .filter(|(_, x)| *x > 0.0)
+        .collect();
     let (label_w, plot_w, bar_h, top) = (300.0, 560.0, 22.0, 50.0);
     let height = top + bar_h * bars.len().max(1) as f64 + 50.0;
     let width = label_w + plot_w + 90.0;
-    let lo = bars.iter().map(|b| b.1.log10().floor()).fold(0.0f64, f64::min);
-    let hi = bars.iter().map(|b| b.1.log10().ceil()).fold(1.0f64, f64::max);
+    let lo = bars
+        .iter()
+        .map(|b| b.1.log10().floor())
+        .fold(0.0f64, f64::min);
+    let hi = bars
+        .iter()
+        .map(|b| b.1.log10().ceil())
+        .fold(1.0f64, f64::max);
     let x_of = |v: f64| label_w + (v.log10() - lo) / (hi - lo) * plot_w;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -162,7 +205,13 @@ pub fn svg(rows: &[Row]) -> String {
 mod tests {
     use super::*;
 
-    fn rec(suite: &str, workload: &str, backend: &str, median: f64, threads: Option<u32>) -> Record {
+    fn rec(
+        suite: &str,
+        workload: &str,
+        backend: &str,
+        median: f64,
+        threads: Option<u32>,
+    ) -> Record {
         let mut r = Record::new(suite, workload, backend, Status::Ok);
         r.median_s = Some(median);
         r.threads = threads;
@@ -179,21 +228,29 @@ mod tests {
         lim1.gflops = Some(50.0);
         let mut lim2 = lim1.clone();
         lim2.gflops = Some(100.0);
-        let kiln = vec![k, lim1, lim2, rec("kiln", "ew_chain_16m", "interp", 1.0, None)];
+        let kiln = vec![
+            k,
+            lim1,
+            lim2,
+            rec("kiln", "ew_chain_16m", "interp", 1.0, None),
+        ];
         let mut fast = rec("peers", "matmul_1024", "torch_eager", 0.05, Some(2));
         fast.check = Some(100.5);
+        fast.gflops = Some(40.0);
         let peers = vec![rec("peers", "matmul_1024", "jax_jit", 0.1, Some(1)), fast];
         let rows = rows(&kiln, &peers);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].peer, Some(("torch_eager/2t".into(), 0.05)));
         assert_eq!(rows[0].ratio, Some(4.0));
         assert_eq!(rows[0].of_limit, Some(0.1));
+        assert_eq!(rows[0].peer_of_limit, Some(0.4));
         assert!(rows[0].check_mismatch);
         assert_eq!(rows[1].ratio, None);
         let text = render(&rows);
         assert!(text.contains("torch_eager/2t"), "{text}");
         assert!(text.contains("4.00x"), "{text}");
-        assert!(text.contains("10.0%"), "{text}");
+        assert!(text.contains("10.00%"), "{text}");
+        assert!(text.contains("40.00%"), "{text}");
     }
 
     #[test]
@@ -205,6 +262,7 @@ mod tests {
             peer: Some(("p".into(), 1.0 / ratio)),
             ratio: Some(ratio),
             of_limit: None,
+            peer_of_limit: None,
             check_mismatch: false,
         };
         let s = svg(&[row("a<b", 0.5), row("c", 250.0)]);

@@ -35,7 +35,12 @@ pub fn copy_bandwidth(threads: usize, elems: usize, passes: usize) -> Limit {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let n = chunk.min(elems.saturating_sub(t * chunk));
-                s.spawn(move || ((0..n).map(|i| i as f32).collect::<Vec<f32>>(), vec![0f32; n]))
+                s.spawn(move || {
+                    (
+                        (0..n).map(|i| i as f32).collect::<Vec<f32>>(),
+                        vec![0f32; n],
+                    )
+                })
             })
             .collect();
         for h in handles {
@@ -64,7 +69,10 @@ pub fn copy_bandwidth(threads: usize, elems: usize, passes: usize) -> Limit {
     Limit {
         threads,
         value: bytes / best / 1e9,
-        how: format!("copy of 2 x {} MiB f32 arrays, best of {passes}", elems * 4 >> 20),
+        how: format!(
+            "copy of 2 x {} MiB f32 arrays, best of {passes}",
+            (elems * 4) >> 20
+        ),
     }
 }
 
@@ -78,7 +86,8 @@ pub fn fma_isa() -> &'static str {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return "avx512f";
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return "avx2+fma";
         }
     }
@@ -208,7 +217,9 @@ mod tests {
         assert_eq!(portable(3, 1.0, 1.0), expect(8.0));
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 // SAFETY: features checked.
                 assert_eq!(unsafe { x86::avx2(3, 1.0, 1.0) }, expect(8.0));
             }

@@ -46,7 +46,7 @@ enum Cmd {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Run only this workload (repeatable); all by default.
+    /// Run only this workload (repeatable; `--list` names them); all by default.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
     /// Run only on this backend (repeatable); every backend in kiln::Backend::ALL by default.
@@ -91,9 +91,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn run_compare(kiln: &std::path::Path, peers: &std::path::Path, svg: &std::path::Path) -> anyhow::Result<()> {
+fn run_compare(
+    kiln: &std::path::Path,
+    peers: &std::path::Path,
+    svg: &std::path::Path,
+) -> anyhow::Result<()> {
     let read = |p: &std::path::Path| -> anyhow::Result<Vec<Record>> {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         record::parse_jsonl(&text).with_context(|| format!("parsing {}", p.display()))
     };
     let (k, p) = (read(kiln)?, read(peers)?);
@@ -105,7 +110,8 @@ fn run_compare(kiln: &std::path::Path, peers: &std::path::Path, svg: &std::path:
     if let Some(dir) = svg.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(svg, compare::svg(&rows)).with_context(|| format!("writing {}", svg.display()))?;
+    std::fs::write(svg, compare::svg(&rows))
+        .with_context(|| format!("writing {}", svg.display()))?;
     println!("chart: {}", svg.display());
     Ok(())
 }
@@ -137,7 +143,10 @@ fn backends(names: &[String]) -> anyhow::Result<Vec<Backend>> {
         .map(|n| {
             n.parse::<Backend>().map_err(|_| {
                 let known: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
-                anyhow::anyhow!("unknown backend `{n}`; this build has: {}", known.join(", "))
+                anyhow::anyhow!(
+                    "unknown backend `{n}`; this build has: {}",
+                    known.join(", ")
+                )
             })
         })
         .collect()
@@ -156,11 +165,18 @@ fn cpu_model() -> String {
 }
 
 fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
-    let work = workloads::select(&args.workloads)?;
+    let cold = args.workloads.is_empty() || args.workloads.iter().any(|w| w == coldstart::NAME);
+    let named: Vec<String> = args.workloads.iter().filter(|w| *w != coldstart::NAME).cloned().collect();
+    let work = if named.is_empty() && !args.workloads.is_empty() {
+        Vec::new()
+    } else {
+        workloads::select(&named)?
+    };
     if args.list {
         for w in &work {
             println!("{:<22} {}", w.name, w.about);
         }
+        println!("{:<22} whole-process `kiln run` of a saved SimpleNN", coldstart::NAME);
         return Ok(());
     }
     let backs = backends(&args.backends)?;
@@ -170,7 +186,8 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
         ..Budget::default()
     };
     if args.child {
-        let (Some(w), Some(b), 1, 1) = (work.first(), backs.first(), work.len(), backs.len()) else {
+        let (Some(w), Some(b), 1, 1) = (work.first(), backs.first(), work.len(), backs.len())
+        else {
             bail!("--child takes exactly one --workload and one --backend");
         };
         println!("{}", bench_one(w, *b, &budget).to_json());
@@ -185,7 +202,10 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut sink = Sink { out, records: Vec::new() };
+    let mut sink = Sink {
+        out,
+        records: Vec::new(),
+    };
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     if !args.json_only {
         let names: Vec<&str> = backs.iter().map(|b| b.name()).collect();
@@ -209,15 +229,22 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
                     "{} on {}: {}: {}",
                     w.name,
                     b,
-                    if r.status == Status::Failed { "failed" } else { "skipped" },
+                    if r.status == Status::Failed {
+                        "failed"
+                    } else {
+                        "skipped"
+                    },
                     r.note.as_deref().unwrap_or("")
                 );
             }
             sink.emit(r)?;
         }
     }
-    if args.workloads.is_empty() {
-        let bin = args.kiln_bin.clone().unwrap_or_else(coldstart::default_binary);
+    if cold && !args.child {
+        let bin = args
+            .kiln_bin
+            .clone()
+            .unwrap_or_else(coldstart::default_binary);
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
         sink.emit(coldstart::measure(&bin, &dir, 10))?;
     }
@@ -277,10 +304,18 @@ fn in_child(w: &Workload, b: Backend, args: &RunArgs) -> Record {
         Err(e) => return fail(Status::Failed, format!("locating kiln-bench: {e}")),
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["--child", "--no-limits", "--json-only", "--workload", w.name, "--backend", b.name()])
-        .arg("--max-seconds")
-        .arg(args.max_seconds.to_string())
-        .stdout(std::process::Stdio::piped());
+    cmd.args([
+        "--child",
+        "--no-limits",
+        "--json-only",
+        "--workload",
+        w.name,
+        "--backend",
+        b.name(),
+    ])
+    .arg("--max-seconds")
+    .arg(args.max_seconds.to_string())
+    .stdout(std::process::Stdio::piped());
     if let Some(n) = args.repeats {
         cmd.arg("--repeats").arg(n.to_string());
     }
@@ -298,7 +333,10 @@ fn in_child(w: &Workload, b: Backend, args: &RunArgs) -> Record {
                 let _ = child.wait();
                 return fail(
                     Status::Skipped,
-                    format!("no result within --timeout {} s (compile plus the first iterations took longer)", args.timeout),
+                    format!(
+                        "no result within --timeout {} s (compile plus the first iterations took longer)",
+                        args.timeout
+                    ),
                 );
             }
             Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
@@ -314,7 +352,10 @@ fn in_child(w: &Workload, b: Backend, args: &RunArgs) -> Record {
     }
     match record::parse_jsonl(&text).ok().and_then(|mut v| v.pop()) {
         Some(r) => r,
-        None => fail(Status::Failed, "child exited without a result (crashed?)".into()),
+        None => fail(
+            Status::Failed,
+            "child exited without a result (crashed?)".into(),
+        ),
     }
 }
 

@@ -67,7 +67,10 @@ pub fn summary(samples: &[f64]) -> (f64, f64, f64) {
 /// sample and the result says so. Otherwise warm-up continues until 3 calls or 0.2 s, then
 /// `budget.repeats` timed calls, or as many as fit in `budget.max_seconds` (at least
 /// `min_repeats`, at most `max_repeats`).
-pub fn time_it(budget: &Budget, mut run: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<Timing> {
+pub fn time_it(
+    budget: &Budget,
+    mut run: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<Timing> {
     let t0 = Instant::now();
     let check = run()?;
     let probe = t0.elapsed().as_secs_f64();
@@ -97,7 +100,10 @@ pub fn time_it(budget: &Budget, mut run: impl FnMut() -> anyhow::Result<f64>) ->
         Some(n) => (n.max(1), None),
         None => {
             let fit = (budget.max_seconds / per).floor() as u32;
-            (fit.clamp(budget.min_repeats.max(1), budget.max_repeats.max(1)), Some(budget.max_seconds))
+            (
+                fit.clamp(budget.min_repeats.max(1), budget.max_repeats.max(1)),
+                Some(budget.max_seconds),
+            )
         }
     };
     let mut samples = Vec::with_capacity(target as usize);
@@ -175,7 +181,11 @@ mod tests {
         assert_eq!(calls, 1);
         assert_eq!(t.samples.len(), 1);
         assert!(t.samples[0] >= 0.02);
-        assert!(t.capped.as_deref().is_some_and(|c| c.starts_with("1 iteration only")));
+        assert!(
+            t.capped
+                .as_deref()
+                .is_some_and(|c| c.starts_with("1 iteration only"))
+        );
     }
 
     #[test]

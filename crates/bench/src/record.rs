@@ -183,7 +183,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.to_vec());
     out.push('\n');
-    out.push_str(&line(width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push_str(&line(
+        width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     out.push('\n');
     for r in rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
@@ -199,7 +207,9 @@ pub fn human_table(records: &[Record]) -> String {
         .map(|r| {
             let t = |v: Option<f64>| v.map_or("-".to_string(), fmt_time);
             let rate = match (r.gflops, r.gbps) {
-                (Some(g), _) if r.limit.as_deref() != Some("copy") => format!("{} GFLOP/s", sig3(g)),
+                (Some(g), _) if r.limit.as_deref() != Some("copy") => {
+                    format!("{} GFLOP/s", sig3(g))
+                }
                 (_, Some(b)) => format!("{} GB/s", sig3(b)),
                 (Some(g), None) => format!("{} GFLOP/s", sig3(g)),
                 (None, None) => "-".into(),
@@ -226,7 +236,9 @@ pub fn human_table(records: &[Record]) -> String {
         })
         .collect();
     table(
-        &["workload", "backend", "median", "p10", "p90", "n", "compile", "rate", "notes"],
+        &[
+            "workload", "backend", "median", "p10", "p90", "n", "compile", "rate", "notes",
+        ],
         &rows,
     )
 }
@@ -245,7 +257,12 @@ mod tests {
             line,
             r#"{"suite":"kiln","workload":"matmul_1024","backend":"kernel","threads":2,"status":"ok","median_s":0.25}"#
         );
-        let text = format!("not json\n\n{line}\n{}\n", Record::new("peers", "x", "jax_jit", Status::Skipped).with_note("why").to_json());
+        let text = format!(
+            "not json\n\n{line}\n{}\n",
+            Record::new("peers", "x", "jax_jit", Status::Skipped)
+                .with_note("why")
+                .to_json()
+        );
         let back = parse_jsonl(&text).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0], r);

@@ -97,8 +97,11 @@ pub fn prepare(w: &Workload, backend: Backend) -> anyhow::Result<Ready> {
 /// Every workload, in reporting order.
 pub fn all() -> Vec<Workload> {
     let simple = |b: f64| 2.0 * b * (784.0 * 128.0 + 128.0 * 10.0);
-    let lstm_fwd = 2.0 * 64.0 * 28.0 * 512.0 * ((28.0 + 128.0) + (128.0 + 128.0)) + 2.0 * 64.0 * 1280.0;
-    let lenet_fwd = 64.0 * 2.0 * (6.0 * 784.0 * 25.0 + 16.0 * 100.0 * 150.0 + 400.0 * 120.0 + 120.0 * 84.0 + 84.0 * 10.0);
+    let lstm_fwd =
+        2.0 * 64.0 * 28.0 * 512.0 * ((28.0 + 128.0) + (128.0 + 128.0)) + 2.0 * 64.0 * 1280.0;
+    let lenet_fwd = 64.0
+        * 2.0
+        * (6.0 * 784.0 * 25.0 + 16.0 * 100.0 * 150.0 + 400.0 * 120.0 + 120.0 * 84.0 + 84.0 * 10.0);
     let m4 = 4096.0 * 1024.0 * 4.0;
     vec![
         Workload {
@@ -206,7 +209,10 @@ enum Model {
 fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
     let lin = |p: &str, i: usize, o: usize| {
         let b = 1.0 / (i as f64).sqrt();
-        vec![(format!("{p}.weight"), vec![o, i], b), (format!("{p}.bias"), vec![o], b)]
+        vec![
+            (format!("{p}.weight"), vec![o, i], b),
+            (format!("{p}.bias"), vec![o], b),
+        ]
     };
     match m {
         Model::SimpleNn => [lin("fc1", 784, 128), lin("fc2", 128, 10)].concat(),
@@ -231,15 +237,24 @@ fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
                     (format!("{p}.bias"), vec![cout], b),
                 ]
             };
-            [conv("conv1", 1, 6), conv("conv2", 6, 16), lin("fc1", 400, 120), lin("fc2", 120, 84), lin("fc3", 84, 10)]
-                .concat()
+            [
+                conv("conv1", 1, 6),
+                conv("conv2", 6, 16),
+                lin("fc1", 400, 120),
+                lin("fc2", 120, 84),
+                lin("fc3", 84, 10),
+            ]
+            .concat()
         }
     }
 }
 
+/// A built model: its logits, its parameters by name, and its input value.
+type ModelParts = (Tensor, Vec<(String, Tensor)>, Array);
+
 /// Builds model `m` for `batch` with seeded parameters; returns `(x, logits, params)` and
 /// the input value.
-fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<(Tensor, Vec<(String, Tensor)>, Array)> {
+fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<ModelParts> {
     let (_x, logits) = match m {
         Model::SimpleNn => simple_nn(g, batch),
         Model::Lstm => lstm_nn(g, batch),
@@ -248,7 +263,8 @@ fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<(Tensor, Vec<(Stri
     let mut params = Vec::new();
     for (k, (name, shape, bound)) in param_specs(m).into_iter().enumerate() {
         let value = kiln::nn::init::uniform(0, k as u32, &shape, bound)?;
-        g.set_param(&name, value).with_context(|| format!("parameter {name}"))?;
+        g.set_param(&name, value)
+            .with_context(|| format!("parameter {name}"))?;
         let t = g.param(&name, DType::F32, shape);
         params.push((name, t));
     }
@@ -262,12 +278,20 @@ fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<(Tensor, Vec<(Stri
 
 /// `uniform(PRNGKey(seed), shape, -1, 1)` as f32.
 pub fn input(seed: u64, shape: &[usize]) -> anyhow::Result<Array> {
-    Ok(kiln::random::host_uniform(kiln::random::key_data(seed), shape, -1.0, 1.0)?)
+    Ok(kiln::random::host_uniform(
+        kiln::random::key_data(seed),
+        shape,
+        -1.0,
+        1.0,
+    )?)
 }
 
 /// Class labels `i % 10` for a batch.
 pub fn labels(batch: usize) -> anyhow::Result<Array> {
-    Ok(Array::from_i64(&[batch], (0..batch as i64).map(|i| i % 10).collect())?)
+    Ok(Array::from_i64(
+        &[batch],
+        (0..batch as i64).map(|i| i % 10).collect(),
+    )?)
 }
 
 fn simple_nn_infer(batch: usize) -> anyhow::Result<Built> {
@@ -311,7 +335,10 @@ fn matmul() -> anyhow::Result<Built> {
     Ok(Built {
         outputs: vec![("c".into(), a.matmul(&b))],
         updates: Vec::new(),
-        feeds: vec![("a".into(), input(1, &[1024, 1024])?), ("b".into(), input(2, &[1024, 1024])?)],
+        feeds: vec![
+            ("a".into(), input(1, &[1024, 1024])?),
+            ("b".into(), input(2, &[1024, 1024])?),
+        ],
     })
 }
 
@@ -377,11 +404,19 @@ mod tests {
         // jax.random.uniform(jax.random.PRNGKey(1), (4,), jnp.float32, -1, 1)
         let a = input(1, &[4]).unwrap();
         let v = a.as_f32().unwrap();
-        let expect = [-0.122_735_023_f32, 0.067_505_836, -0.108_163_357, -0.123_207_331];
+        let expect = [
+            -0.122_735_023_498_535_16,
+            0.067_505_836_486_816_4,
+            -0.108_163_356_781_005_86,
+            -0.123_207_330_703_735_35,
+        ];
         for (got, want) in v.iter().zip(expect) {
-            assert!((got - want).abs() < 1e-6, "{v:?}");
+            assert!((f64::from(*got) - want).abs() < 1e-7, "{v:?}");
         }
-        assert_eq!(labels(12).unwrap().to_i64_vec(), vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+        assert_eq!(
+            labels(12).unwrap().to_i64_vec(),
+            vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+        );
     }
 
     #[test]
@@ -422,7 +457,10 @@ mod tests {
                 // Mean cross-entropy of near-uniform logits over 10 classes is about ln 10.
                 assert!((first - 10f64.ln()).abs() < 0.2, "{name}: loss {first}");
                 let second = r.run().unwrap();
-                assert!(second < first, "{name}: Adam step did not lower the loss: {first} -> {second}");
+                assert!(
+                    second < first,
+                    "{name}: Adam step did not lower the loss: {first} -> {second}"
+                );
             }
         }
     }
@@ -430,6 +468,9 @@ mod tests {
     #[test]
     fn unknown_workload_names_the_known_ones() {
         let e = select(&["nope".into()]).unwrap_err().to_string();
-        assert!(e.starts_with("unknown workload `nope`; known: simple_nn_infer_b1,"), "{e}");
+        assert!(
+            e.starts_with("unknown workload `nope`; known: simple_nn_infer_b1,"),
+            "{e}"
+        );
     }
 }

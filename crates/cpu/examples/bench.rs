@@ -14,14 +14,38 @@ use kiln_ir::Data;
 use std::collections::HashMap;
 use std::time::Instant;
 
-fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    let mut best = f64::INFINITY;
+/// Nanoseconds this thread has spent on a CPU (Linux `schedstat`), if available.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Best wall time of `reps` runs, and the calling thread's CPU time in that run (which
+/// excludes time the machine gave to other processes; meaningful for one-thread runs).
+fn best_with_cpu<F: FnMut()>(reps: usize, mut f: F) -> (f64, Option<f64>) {
+    let mut best = (f64::INFINITY, None);
     for _ in 0..reps {
+        let c = thread_cpu_ns();
         let t = Instant::now();
         f();
-        best = best.min(t.elapsed().as_secs_f64());
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = c.zip(thread_cpu_ns()).map(|(a, b)| (b - a) as f64 * 1e-9);
+        if wall < best.0 {
+            best = (wall, cpu);
+        }
     }
     best
+}
+
+fn best<F: FnMut()>(reps: usize, f: F) -> f64 {
+    best_with_cpu(reps, f).0
+}
+
+fn cpu_note(cpu: Option<f64>, threads: Option<usize>) -> String {
+    match (cpu, threads) {
+        (Some(c), Some(1)) => format!("  (thread CPU time {:.2} ms)", c * 1e3),
+        _ => String::new(),
+    }
 }
 
 fn ew_chain() {
@@ -60,26 +84,28 @@ fn ew_chain() {
     );
     for threads in [Some(1), None] {
         let opts = RunOptions { threads };
-        let s = best(7, || compiled.run_with(&b, &mut bufs, &opts).expect("run"));
+        let (s, cpu) = best_with_cpu(7, || compiled.run_with(&b, &mut bufs, &opts).expect("run"));
         let gbs = (n * 8) as f64 / s / 1e9;
         println!(
-            "  kiln-cpu threads={:<4} {:7.2} ms  {:5.2} ns/elem  {:5.2} GB/s",
+            "  kiln-cpu threads={:<4} {:7.2} ms  {:5.2} ns/elem  {:5.2} GB/s{}",
             threads.map_or("all".to_string(), |t| t.to_string()),
             s * 1e3,
             s * 1e9 / n as f64,
-            gbs
+            gbs,
+            cpu_note(cpu, threads)
         );
     }
     let mut y = vec![0.0f32; n];
-    let s = best(3, || {
+    let (s, cpu) = best_with_cpu(3, || {
         for (o, &v) in y.iter_mut().zip(&x) {
             *o = (v * 1.7 + 0.3).tanh() * (1.0 / (1.0 + (-v).exp())) - 0.5 * v;
         }
     });
     println!(
-        "  rust scalar std (1 thread) {:7.2} ms  {:5.2} ns/elem",
+        "  rust scalar std (1 thread) {:7.2} ms  {:5.2} ns/elem{}",
         s * 1e3,
-        s * 1e9 / n as f64
+        s * 1e9 / n as f64,
+        cpu_note(cpu, Some(1))
     );
     let Data::F32(got) = &bufs[1] else {
         unreachable!()
@@ -138,12 +164,14 @@ fn matmul_1024() {
         println!("matmul_1024 ({name} epilogue):");
         for threads in [Some(1), None] {
             let opts = RunOptions { threads };
-            let s = best(5, || compiled.run_with(&b, &mut bufs, &opts).expect("run"));
+            let (s, cpu) =
+                best_with_cpu(5, || compiled.run_with(&b, &mut bufs, &opts).expect("run"));
             println!(
-                "  threads={:<4} {:7.2} ms  {:6.1} GFLOP/s",
+                "  threads={:<4} {:7.2} ms  {:6.1} GFLOP/s{}",
                 threads.map_or("all".to_string(), |t| t.to_string()),
                 s * 1e3,
-                2.0 * (n * n * n) as f64 / s / 1e9
+                2.0 * (n * n * n) as f64 / s / 1e9,
+                cpu_note(cpu, threads)
             );
         }
     }

@@ -66,6 +66,9 @@ mod program;
 
 pub use cache::{CacheStats, cache_stats};
 
+pub use error::CpuError;
+pub use program::{CpuProgram, LoopSummary, RunOptions, VectorAxis, compile};
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -75,5 +78,3 @@ mod tests {
         shareable::<crate::CpuError>();
     }
 }
-pub use error::CpuError;
-pub use program::{CpuProgram, LoopSummary, RunOptions, VectorAxis, compile};

@@ -599,3 +599,57 @@ fn equal_kernels_compile_once() {
     assert!(after.hits >= before.hits + 3, "{before:?} -> {after:?}");
     assert!(after.misses > before.misses);
 }
+
+#[test]
+fn contraction_operand_and_output_layouts() {
+    // Matmul writing C transposed straight from the GEMM (strided output), and a conv2d
+    // whose input has a fused prologue (materialised by a loop) and whose output is stored
+    // NHWC (oh, ow still collapse into one stride, so the GEMM writes it directly).
+    let program = parse(
+        "symbol N >= 1
+         b0 = input \"a\" f32[N*6]
+         b1 = input \"b\" f32[42]
+         b2 = output \"ct\" f32[N*7]
+         b3 = input \"x\" f32[N*50]
+         b4 = state \"w\" f32[36]
+         b5 = output \"y\" f32[N*100]
+         k0 = matmul m N k 6 n 7 {
+           a {
+             v0 = load b0[i0*6 + i1]
+             yield v0
+           }
+           b {
+             v0 = load b1[i0*7 + i1]
+             yield v0
+           }
+           epilogue {
+             v0 = acc
+             store b2[i1*N + i0] = v0
+           }
+         }
+         k1 = conv2d n N c 2 h 5 w 5 o 4 kernel [3, 3] stride [1, 1] padding [1, 1] dilation [1, 1] groups 2 {
+           input {
+             v0 = load b3[((i0*2 + i1)*5 + i2)*5 + i3]
+             v1 = f32(0.0)
+             v2 = max(v0, v1)
+             yield v2
+           }
+           weight {
+             v0 = load b4[((i0*1 + i1)*3 + i2)*3 + i3]
+             yield v0
+           }
+           epilogue {
+             v0 = acc
+             store b5[((i0*5 + i2)*5 + i3)*4 + i1] = v0
+           }
+         }",
+    );
+    let compiled = kiln_cpu::compile(&program).unwrap();
+    // The conv input prologue is the only generated loop.
+    assert_eq!(compiled.loops().len(), 1);
+    for n in [1, 4, 9] {
+        let b = bindings(&[("N", n)]);
+        let bufs = inputs(&program, &b, n, Fill::default());
+        differential(&program, &b, &bufs, 1e-5, 1e-5);
+    }
+}

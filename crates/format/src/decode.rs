@@ -8,7 +8,7 @@ use crate::limits::*;
 use crate::v1::*;
 use crate::{Metadata, Module, Signature, SymbolSpec, TensorSpec, UPDATE_OUTPUT_PREFIX};
 use kiln_ir::{
-    Array, ArgOp, BinaryOp, DType, Dim, F64Bits, Graph, Loc, Node, NodeId, Op, ReduceOp, Shape,
+    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Graph, Loc, Node, NodeId, Op, ReduceOp, Shape,
     SliceAxis, UnaryOp, WindowOp,
 };
 use kiln_kernel::{
@@ -16,6 +16,7 @@ use kiln_kernel::{
     Kernel, Load, LoadMode, LoopKernel, LoopVar, MatmulKernel, Program, RedVar, Scalar, Store,
     Symbol, ValueId,
 };
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
@@ -38,6 +39,7 @@ pub(crate) fn module(h: &HeaderV1, data: &[u8]) -> Result<Module> {
     let cx = Cx {
         data,
         declared: &declared,
+        dims: RefCell::new(HashMap::new()),
     };
     let signature = Signature {
         inputs: tensor_specs(&cx, &h.signature.inputs, "signature input")?,
@@ -82,93 +84,139 @@ pub(crate) fn module(h: &HeaderV1, data: &[u8]) -> Result<Module> {
     Ok(m)
 }
 
-/// The number of dimension expressions in a header (saturating).
-fn dim_count(h: &HeaderV1) -> u64 {
-    fn index(i: &IndexV1) -> u64 {
-        i.iter()
-            .filter(|n| {
-                matches!(
-                    n,
-                    IndexNodeV1::Dim(_) | IndexNodeV1::Div(..) | IndexNodeV1::Mod(..)
-                )
-            })
-            .count() as u64
-    }
-    fn body(b: &BodyV1) -> u64 {
-        let values = b.values.iter().map(|e| match e {
-            ExprV1::Index { index: i, .. } => index(i),
-            ExprV1::Load(l) => {
-                let guards = match &l.mode {
-                    LoadModeV1::Masked { guards, .. } => guards
-                        .iter()
-                        .map(|g| index(&g.lo) + index(&g.expr) + index(&g.hi))
-                        .sum(),
-                    LoadModeV1::Plain | LoadModeV1::Checked => 0,
-                };
-                index(&l.index) + guards
+/// Calls `f` on every dimension expression of a header with a description of where it is.
+pub(crate) fn for_each_dim(h: &HeaderV1, f: &mut dyn FnMut(&str, &dyn Fn() -> String)) {
+    fn index(i: &IndexV1, at: &dyn Fn() -> String, f: &mut dyn FnMut(&str, &dyn Fn() -> String)) {
+        for n in i {
+            match n {
+                IndexNodeV1::Dim(d) | IndexNodeV1::Div(_, d) | IndexNodeV1::Mod(_, d) => f(d, at),
+                _ => {}
             }
-            _ => 0,
-        });
-        let stores = b.stores.iter().map(|s| index(&s.index));
-        values.chain(stores).fold(0u64, u64::saturating_add)
+        }
     }
-    let len = |v: &[DimV1]| v.len() as u64;
-    let mut total: u64 = 0;
-    let mut add = |n: u64| total = total.saturating_add(n);
-    for t in h.signature.inputs.iter().chain(&h.signature.outputs) {
-        add(len(&t.shape));
+    fn body(b: &BodyV1, at: &dyn Fn() -> String, f: &mut dyn FnMut(&str, &dyn Fn() -> String)) {
+        for e in &b.values {
+            match e {
+                ExprV1::Index { index: i, .. } => index(i, at, f),
+                ExprV1::Load(l) => {
+                    index(&l.index, at, f);
+                    if let LoadModeV1::Masked { guards, .. } = &l.mode {
+                        for g in guards {
+                            index(&g.lo, at, f);
+                            index(&g.expr, at, f);
+                            index(&g.hi, at, f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for s in &b.stores {
+            index(&s.index, at, f);
+        }
+    }
+    for (list, what) in [
+        (&h.signature.inputs, "signature input"),
+        (&h.signature.outputs, "signature output"),
+    ] {
+        for t in list {
+            let at = || format!("{what} {}", shown(&t.name));
+            for d in &t.shape {
+                f(d, &at);
+            }
+        }
     }
     for n in &h.graph.nodes {
-        add(len(&n.shape));
-        match &n.op {
+        let at = || format!("graph node n{}", n.id);
+        let attr: &[DimV1] = match &n.op {
             OpV1::Input { shape, .. }
             | OpV1::Parameter { shape, .. }
             | OpV1::Iota { shape, .. }
             | OpV1::RandomBits { shape }
             | OpV1::Reshape(shape)
-            | OpV1::Expand(shape) => add(len(shape)),
-            _ => {}
+            | OpV1::Expand(shape) => shape,
+            _ => &[],
+        };
+        for d in n.shape.iter().chain(attr) {
+            f(d, &at);
         }
     }
     if let Some(p) = &h.program {
-        add(p.buffers.len() as u64);
-        for k in &p.kernels {
+        for (i, b) in p.buffers.iter().enumerate() {
+            f(&b.size, &|| format!("kernel plan buffer b{i}"));
+        }
+        for (i, k) in p.kernels.iter().enumerate() {
+            let at = || format!("kernel plan kernel k{i}");
             match k {
                 KernelV1::Loop {
                     domain,
                     reduce,
                     body: b,
-                } => add(len(domain) + len(reduce) + body(b)),
+                } => {
+                    for d in domain.iter().chain(reduce) {
+                        f(d, &at);
+                    }
+                    body(b, &at, f);
+                }
                 KernelV1::Matmul {
                     batch,
+                    m,
+                    k,
+                    n,
                     a,
                     b,
                     epilogue,
-                    ..
-                } => add(len(batch) + 3 + body(a) + body(b) + body(epilogue)),
+                } => {
+                    for d in batch.iter().chain([m, k, n]) {
+                        f(d, &at);
+                    }
+                    for x in [a, b, epilogue] {
+                        body(x, &at, f);
+                    }
+                }
                 KernelV1::Conv2d {
+                    geometry: g,
                     input,
                     weight,
                     epilogue,
-                    ..
-                } => add(5 + body(input) + body(weight) + body(epilogue)),
+                } => {
+                    for d in [&g.n, &g.c, &g.h, &g.w, &g.o] {
+                        f(d, &at);
+                    }
+                    for x in [input, weight, epilogue] {
+                        body(x, &at, f);
+                    }
+                }
             }
         }
     }
-    total
+}
+
+/// The number of dimension expressions in a header.
+pub(crate) fn dim_count(h: &HeaderV1) -> u64 {
+    let mut n: u64 = 0;
+    for_each_dim(h, &mut |_, _| n += 1);
+    n
 }
 
 /// What every conversion needs: the data section and the declared signature symbols.
 struct Cx<'a> {
     data: &'a [u8],
     declared: &'a HashSet<String>,
+    /// Graph and signature dims parsed so far (shapes repeat the same few dims).
+    dims: RefCell<HashMap<String, Dim>>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Names, counts, scalars
 // ---------------------------------------------------------------------------------------------
 
-fn count(n: usize, limit: u64, location: impl FnOnce() -> String, what: &'static str) -> Result<()> {
+fn count(
+    n: usize,
+    limit: u64,
+    location: impl FnOnce() -> String,
+    what: &'static str,
+) -> Result<()> {
     if n as u64 > limit {
         return Err(FormatError::limit(location(), what, n as u64, limit));
     }
@@ -176,7 +224,7 @@ fn count(n: usize, limit: u64, location: impl FnOnce() -> String, what: &'static
 }
 
 /// A name: at most [`MAX_NAME_BYTES`], no control characters.
-fn name(s: &str, location: impl FnOnce() -> String) -> Result<String> {
+pub(crate) fn name(s: &str, location: impl FnOnce() -> String) -> Result<String> {
     if s.len() as u64 > MAX_NAME_BYTES {
         return Err(FormatError::limit(
             location(),
@@ -195,12 +243,10 @@ fn name(s: &str, location: impl FnOnce() -> String) -> Result<String> {
 }
 
 /// A symbol name: an identifier (`N`, `seq_len`), as dimension expressions spell them.
-fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<String> {
+pub(crate) fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<String> {
     let s = name(s, &location)?;
     let mut chars = s.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_')
+    let ok = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_');
     if !ok {
         return Err(FormatError::invalid(
@@ -389,7 +435,7 @@ fn tensor_specs(cx: &Cx<'_>, list: &[TensorSpecV1], what: &str) -> Result<Vec<Te
 
 /// Parses a dimension expression after bounding its length, constants and exponents, and
 /// requires the canonical printed form (so equal dims have equal bytes).
-fn parse_dim(text: &str, location: &dyn Fn() -> String) -> Result<Dim> {
+pub(crate) fn parse_dim(text: &str, location: &dyn Fn() -> String) -> Result<Dim> {
     if text.len() as u64 > MAX_DIM_TEXT_BYTES {
         return Err(FormatError::limit(
             location(),
@@ -455,6 +501,9 @@ fn parse_dim(text: &str, location: &dyn Fn() -> String) -> Result<Dim> {
 impl Cx<'_> {
     /// A graph or signature dimension: parsed, and every symbol declared in the signature.
     fn dim(&self, text: &str, location: &dyn Fn() -> String) -> Result<Dim> {
+        if let Some(d) = self.dims.borrow().get(text) {
+            return Ok(d.clone());
+        }
         let d = parse_dim(text, location)?;
         for s in d.symbols() {
             if !self.declared.contains(&*s) {
@@ -464,6 +513,7 @@ impl Cx<'_> {
                 ));
             }
         }
+        self.dims.borrow_mut().insert(text.to_string(), d.clone());
         Ok(d)
     }
 
@@ -522,7 +572,11 @@ fn tensor_refs(h: &HeaderV1) -> Vec<(&TensorRefV1, String)> {
 
 /// Validates a tensor reference: dtype, shape, element count, alignment and byte range.
 /// Returns the concrete shape and the byte range in the data section.
-fn tensor_ref(r: &TensorRefV1, data_len: usize, location: &str) -> Result<(Vec<usize>, Range<usize>)> {
+fn tensor_ref(
+    r: &TensorRefV1,
+    data_len: usize,
+    location: &str,
+) -> Result<(Vec<usize>, Range<usize>)> {
     let loc = || location.to_string();
     count(r.shape.len(), MAX_RANK, loc, "rank")?;
     let mut elements: u64 = 1;
@@ -554,9 +608,10 @@ fn tensor_ref(r: &TensorRefV1, data_len: usize, location: &str) -> Result<(Vec<u
         ));
     }
     match r.offset.checked_add(r.len) {
-        Some(end) if end <= data_len as u64 => {
-            Ok((r.shape.iter().map(|&d| d as usize).collect(), r.offset as usize..end as usize))
-        }
+        Some(end) if end <= data_len as u64 => Ok((
+            r.shape.iter().map(|&d| d as usize).collect(),
+            r.offset as usize..end as usize,
+        )),
         end => Err(FormatError::invalid(
             location,
             format!(
@@ -714,7 +769,10 @@ fn graph(cx: &Cx<'_>, g: &GraphV1, files: &[String]) -> Result<Graph> {
         {
             return Err(FormatError::invalid(
                 format!("graph node n{}", n.id),
-                format!("ids are not strictly increasing (n{} follows n{prev})", n.id),
+                format!(
+                    "ids are not strictly increasing (n{} follows n{prev})",
+                    n.id
+                ),
             ));
         }
         ids.push(n.id);
@@ -803,18 +861,30 @@ impl Cx<'_> {
         let shape = |dims: &[DimV1]| self.shape(dims, location);
         let named = |n: &str| name(n, location);
         Ok(match op {
-            OpV1::Input { name, dtype: d, shape: s } => Op::Input {
+            OpV1::Input {
+                name,
+                dtype: d,
+                shape: s,
+            } => Op::Input {
                 name: named(name)?,
                 dtype: dtype(*d),
                 shape: shape(s)?,
             },
-            OpV1::Parameter { name, dtype: d, shape: s } => Op::Parameter {
+            OpV1::Parameter {
+                name,
+                dtype: d,
+                shape: s,
+            } => Op::Parameter {
                 name: named(name)?,
                 dtype: dtype(*d),
                 shape: shape(s)?,
             },
             OpV1::Constant(r) => Op::Constant(self.array(r, &format!("{} constant", location()))?),
-            OpV1::Iota { dtype: d, shape: s, axis: a } => Op::Iota {
+            OpV1::Iota {
+                dtype: d,
+                shape: s,
+                axis: a,
+            } => Op::Iota {
                 dtype: dtype(*d),
                 shape: shape(s)?,
                 axis: axis(*a, location)?,
@@ -830,7 +900,11 @@ impl Cx<'_> {
                 axes: axis_list(axes, location)?,
                 keepdim: *keepdim,
             },
-            OpV1::ArgReduce { op, axis: a, keepdim } => Op::ArgReduce {
+            OpV1::ArgReduce {
+                op,
+                axis: a,
+                keepdim,
+            } => Op::ArgReduce {
                 op: match op {
                     ArgV1::ArgMax => ArgOp::ArgMax,
                     ArgV1::ArgMin => ArgOp::ArgMin,
@@ -925,7 +999,12 @@ impl Cx<'_> {
 }
 
 fn named_nodes(g: &Graph, list: &[NamedNodeV1], what: &str) -> Result<Vec<(String, NodeId)>> {
-    count(list.len(), MAX_ENTRIES, || format!("{what}s"), "entry count")?;
+    count(
+        list.len(),
+        MAX_ENTRIES,
+        || format!("{what}s"),
+        "entry count",
+    )?;
     let mut seen = HashSet::new();
     list.iter()
         .map(|n| {
@@ -1155,7 +1234,12 @@ fn expr(e: &ExprV1, location: &dyn Fn() -> String) -> Result<Expr> {
 /// children out of the slots of earlier nodes, so every node is used exactly once (no
 /// sharing that would blow up into an exponentially large tree), and depth is bounded.
 fn index(nodes: &[IndexNodeV1], location: &dyn Fn() -> String) -> Result<IndexExpr> {
-    count(nodes.len(), MAX_INDEX_NODES, location, "index expression node count")?;
+    count(
+        nodes.len(),
+        MAX_INDEX_NODES,
+        location,
+        "index expression node count",
+    )?;
     let mut slots: Vec<Option<(IndexExpr, u64)>> = Vec::with_capacity(nodes.len());
     for (i, n) in nodes.iter().enumerate() {
         let mut take = |c: u32| -> Result<(IndexExpr, u64)> {
@@ -1213,7 +1297,10 @@ fn index(nodes: &[IndexNodeV1], location: &dyn Fn() -> String) -> Result<IndexEx
         slots.push(Some(built));
     }
     let Some(Some((root, _))) = slots.pop() else {
-        return Err(FormatError::invalid(location(), "index expression is empty"));
+        return Err(FormatError::invalid(
+            location(),
+            "index expression is empty",
+        ));
     };
     if let Some(p) = slots.iter().position(Option::is_some) {
         return Err(FormatError::invalid(
@@ -1229,7 +1316,13 @@ fn index(nodes: &[IndexNodeV1], location: &dyn Fn() -> String) -> Result<IndexEx
 // ---------------------------------------------------------------------------------------------
 
 fn numel(shape: &[usize]) -> Dim {
-    Dim::product(shape.iter().map(|&d| Dim::from(d)).collect::<Vec<_>>().iter())
+    Dim::product(
+        shape
+            .iter()
+            .map(|&d| Dim::from(d))
+            .collect::<Vec<_>>()
+            .iter(),
+    )
 }
 
 fn cross_check(m: &Module) -> Result<()> {
@@ -1248,7 +1341,12 @@ fn cross_check(m: &Module) -> Result<()> {
     for t in &m.signature.inputs {
         let location = format!("signature input {}", shown(&t.name));
         match graph_inputs.remove(t.name.as_str()) {
-            None => return Err(FormatError::invalid(location, "the graph has no such input")),
+            None => {
+                return Err(FormatError::invalid(
+                    location,
+                    "the graph has no such input",
+                ));
+            }
             Some((id, d, s)) if (d, s) != (t.dtype, &t.shape) => {
                 return Err(FormatError::invalid(
                     location,
@@ -1404,10 +1502,7 @@ fn cross_check_program(m: &Module, p: &Program, state: &HashMap<&str, &Array>) -
             if (b.dtype, &b.size) != (d, size) {
                 return Err(FormatError::invalid(
                     location.clone(),
-                    format!(
-                        "is {}[{}] but {what} is {d}[{size}]",
-                        b.dtype, b.size
-                    ),
+                    format!("is {}[{}] but {what} is {d}[{size}]", b.dtype, b.size),
                 ));
             }
             Ok(())

@@ -5,17 +5,16 @@
 use crate::error::{FormatError, shown};
 use crate::layout::align_up;
 use crate::limits::{
-    MAX_DATA_BYTES, MAX_DIM_VALUE, MAX_NAME_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, max_node_id,
+    MAX_DATA_BYTES, MAX_DIM_VALUE, MAX_NAME_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, MAX_TOTAL_DIMS,
+    max_node_id,
 };
 use crate::v1::*;
-use crate::{Module, Signature, SymbolSpec, TensorSpec};
+use crate::{Module, Signature, TensorSpec};
 use kiln_ir::{
-    Array, ArgOp, BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp, WindowOp,
+    ArgOp, Array, BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp, WindowOp,
 };
-use kiln_kernel::{
-    Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar, Symbol,
-};
-use std::collections::HashMap;
+use kiln_kernel::{Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar};
+use std::collections::{HashMap, HashSet};
 
 /// The data section being built: tensors at 64-byte aligned offsets.
 #[derive(Default)]
@@ -35,12 +34,7 @@ impl Data {
             ));
         }
         if let Some(&d) = a.shape().iter().find(|&&d| d as u64 > MAX_DIM_VALUE) {
-            return Err(too_big(
-                location,
-                "dimension",
-                d as u64,
-                MAX_DIM_VALUE,
-            ));
+            return Err(too_big(location, "dimension", d as u64, MAX_DIM_VALUE));
         }
         let offset = align_up(self.bytes.len() as u64).unwrap_or(u64::MAX);
         let raw = a.to_le_bytes();
@@ -72,19 +66,57 @@ impl Data {
 
 /// A writer-side limit violation.
 fn too_big(location: impl Into<String>, what: &str, value: u64, limit: u64) -> FormatError {
-    FormatError::encode(location, format!("{what} {value} exceeds the limit {limit}"))
+    FormatError::encode(
+        location,
+        format!("{what} {value} exceeds the limit {limit}"),
+    )
 }
 
-fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatError> {
-    if s.len() as u64 > MAX_NAME_BYTES {
-        return Err(too_big(
-            location(),
-            "name length in bytes",
-            s.len() as u64,
-            MAX_NAME_BYTES,
-        ));
+/// A decoder error turned into the writer's: the module breaks a rule the loader enforces.
+fn as_encode(e: FormatError) -> FormatError {
+    match e {
+        FormatError::Limit {
+            location,
+            what,
+            value,
+            limit,
+        } => FormatError::Encode {
+            location,
+            message: format!("{what} {value} exceeds the limit {limit}"),
+        },
+        FormatError::Invalid { location, message } => FormatError::Encode { location, message },
+        other => other,
     }
-    Ok(s.to_string())
+}
+
+/// A name, checked with the loader's rules (length, no control characters).
+fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatError> {
+    crate::decode::name(s, location).map_err(as_encode)
+}
+
+/// A symbol name, checked with the loader's rules (an identifier).
+fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<String, FormatError> {
+    crate::decode::symbol_name(s, location).map_err(as_encode)
+}
+
+/// Checks every dimension of an encoded header with the loader's rules (count, text
+/// length, constants, exponents), so a saved module never fails to load for a dimension.
+fn check_dims(h: &HeaderV1) -> Result<(), FormatError> {
+    let count = crate::decode::dim_count(h);
+    if count > MAX_TOTAL_DIMS {
+        return Err(too_big("header", "dimension count", count, MAX_TOTAL_DIMS));
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut distinct: Vec<(String, String)> = Vec::new();
+    crate::decode::for_each_dim(h, &mut |text, at| {
+        if seen.insert(text.to_string()) {
+            distinct.push((text.to_string(), at()));
+        }
+    });
+    for (text, at) in &distinct {
+        crate::decode::parse_dim(text, &|| at.clone()).map_err(as_encode)?;
+    }
+    Ok(())
 }
 
 /// Converts a module into its header and data section.
@@ -99,10 +131,15 @@ pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
             .options
             .iter()
             .map(|(k, v)| {
-                Ok((
-                    name(k, || "metadata option key".into())?,
-                    name(v, || format!("metadata option {}", shown(k)))?,
-                ))
+                if v.len() as u64 > MAX_NAME_BYTES {
+                    return Err(too_big(
+                        format!("metadata option {}", shown(k)),
+                        "value length in bytes",
+                        v.len() as u64,
+                        MAX_NAME_BYTES,
+                    ));
+                }
+                Ok((name(k, || "metadata option key".into())?, v.clone()))
             })
             .collect::<Result<_, FormatError>>()?,
     };
@@ -146,6 +183,7 @@ pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
         program,
         state,
     };
+    check_dims(&header)?;
     Ok((header, data.finish()))
 }
 
@@ -168,24 +206,20 @@ fn signature(s: &Signature) -> Result<SignatureV1, FormatError> {
             .iter()
             .map(|t| spec(t, "output"))
             .collect::<Result<_, _>>()?,
-        symbols: s.symbols.iter().map(symbol_spec).collect(),
+        symbols: s
+            .symbols
+            .iter()
+            .map(|x| symbol(&x.name, x.min, x.max, "signature"))
+            .collect::<Result<_, _>>()?,
     })
 }
 
-fn symbol_spec(s: &SymbolSpec) -> SymbolV1 {
-    SymbolV1 {
-        name: s.name.clone(),
-        min: s.min,
-        max: s.max,
-    }
-}
-
-fn symbol(s: &Symbol) -> SymbolV1 {
-    SymbolV1 {
-        name: s.name.clone(),
-        min: s.min,
-        max: s.max,
-    }
+fn symbol(name: &str, min: u64, max: Option<u64>, owner: &str) -> Result<SymbolV1, FormatError> {
+    Ok(SymbolV1 {
+        name: symbol_name(name, || format!("{owner} symbol {}", shown(name)))?,
+        min,
+        max,
+    })
 }
 
 pub(crate) fn dtype(d: DType) -> DTypeV1 {
@@ -210,12 +244,7 @@ fn shape(s: &Shape) -> Vec<DimV1> {
 fn graph(g: &Graph, data: &mut Data, files: &mut Vec<String>) -> Result<GraphV1, FormatError> {
     let ids = g.node_ids();
     if ids.len() as u64 > MAX_NODES {
-        return Err(too_big(
-            "graph",
-            "node count",
-            ids.len() as u64,
-            MAX_NODES,
-        ));
+        return Err(too_big("graph", "node count", ids.len() as u64, MAX_NODES));
     }
     let mut file_index: HashMap<String, u32> = HashMap::new();
     let mut nodes = Vec::with_capacity(ids.len());
@@ -272,18 +301,30 @@ fn axes(a: &[usize]) -> Vec<u64> {
 fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
     let named = |n: &str| name(n, || format!("graph node {id}"));
     Ok(match op {
-        Op::Input { name, dtype: d, shape: s } => OpV1::Input {
+        Op::Input {
+            name,
+            dtype: d,
+            shape: s,
+        } => OpV1::Input {
             name: named(name)?,
             dtype: dtype(*d),
             shape: shape(s),
         },
-        Op::Parameter { name, dtype: d, shape: s } => OpV1::Parameter {
+        Op::Parameter {
+            name,
+            dtype: d,
+            shape: s,
+        } => OpV1::Parameter {
             name: named(name)?,
             dtype: dtype(*d),
             shape: shape(s),
         },
         Op::Constant(a) => OpV1::Constant(data.push(a, &format!("graph node {id} constant"))?),
-        Op::Iota { dtype: d, shape: s, axis } => OpV1::Iota {
+        Op::Iota {
+            dtype: d,
+            shape: s,
+            axis,
+        } => OpV1::Iota {
             dtype: dtype(*d),
             shape: shape(s),
             axis: *axis as u64,
@@ -294,7 +335,11 @@ fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
         Op::Select => OpV1::Select,
         Op::Cast(d) => OpV1::Cast(dtype(*d)),
         Op::StopGradient => OpV1::StopGradient,
-        Op::Reduce { op, axes: a, keepdim } => OpV1::Reduce {
+        Op::Reduce {
+            op,
+            axes: a,
+            keepdim,
+        } => OpV1::Reduce {
             op: reduce(*op),
             axes: axes(a),
             keepdim: *keepdim,
@@ -418,7 +463,11 @@ fn program(p: &Program, data: &mut Data) -> Result<ProgramV1, FormatError> {
         .map(|(i, b)| buffer(b, i, data))
         .collect::<Result<_, _>>()?;
     Ok(ProgramV1 {
-        symbols: p.symbols.iter().map(symbol).collect(),
+        symbols: p
+            .symbols
+            .iter()
+            .map(|x| symbol(&x.name, x.min, x.max, "kernel plan"))
+            .collect::<Result<_, _>>()?,
         buffers,
         kernels: p.kernels.iter().map(kernel).collect(),
     })

@@ -206,7 +206,9 @@ pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
     if flags != 0 {
         return Err(FormatError::invalid(
             "preamble",
-            format!("flags are {flags:#010x}, but version {FORMAT_VERSION} defines none (must be 0)"),
+            format!(
+                "flags are {flags:#010x}, but version {FORMAT_VERSION} defines none (must be 0)"
+            ),
         ));
     }
     if header_len > MAX_HEADER_BYTES {

@@ -18,6 +18,8 @@
 //! synced and renamed over the target, so an interrupted save never leaves a truncated
 //! `.kiln` behind.
 
+#![forbid(unsafe_code)]
+
 pub mod codec;
 mod decode;
 mod encode;

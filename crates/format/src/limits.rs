@@ -15,7 +15,7 @@ pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 /// Most dimension expressions in one header (shapes, shape attributes, buffer sizes, kernel
 /// extents, index constants). A decoded dim costs a few hundred bytes of memory for two
 /// bytes of file, so this bounds the loader's memory, not just the header's size.
-pub const MAX_TOTAL_DIMS: u64 = 1 << 21;
+pub const MAX_TOTAL_DIMS: u64 = 1 << 19;
 
 /// Largest data section (parameters, constants and state together): 32 GiB.
 pub const MAX_DATA_BYTES: u64 = 32 << 30;

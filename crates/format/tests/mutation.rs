@@ -176,7 +176,7 @@ fn overflowing_dim(k: u8) -> String {
         "N+",
         "N N",
     ][k as usize % 9]
-    .to_string()
+        .to_string()
 }
 
 fn bodies(k: &mut KernelV1) -> Vec<&mut BodyV1> {

@@ -26,7 +26,8 @@ fn interpreter_only_module_round_trips() {
 
 /// The kernel filetest fixtures that verify and have concrete state sizes.
 fn fixture_modules() -> Vec<(String, kiln_format::Module)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/filetests/kernel");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/filetests/kernel");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -51,7 +52,11 @@ fn fixture_modules() -> Vec<(String, kiln_format::Module)> {
 #[test]
 fn kernel_fixtures_round_trip() {
     let modules = fixture_modules();
-    assert!(modules.len() >= 8, "only {} fixtures wrapped", modules.len());
+    assert!(
+        modules.len() >= 8,
+        "only {} fixtures wrapped",
+        modules.len()
+    );
     for (name, m) in modules {
         let back = from_bytes(&to_bytes(&m).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_same(&m, &back);
@@ -77,10 +82,7 @@ fn tensors_are_64_byte_aligned_little_endian() {
     // `step` holds i64::MIN + 3.
     let step = h.state.iter().find(|s| s.name == "step").unwrap();
     let at = step.tensor.offset as usize;
-    assert_eq!(
-        &parts.data[at..at + 8],
-        &(i64::MIN + 3).to_le_bytes()
-    );
+    assert_eq!(&parts.data[at..at + 8], &(i64::MIN + 3).to_le_bytes());
     // The trailer is the CRC-32 of everything before it.
     let n = bytes.len();
     assert_eq!(
@@ -149,18 +151,21 @@ fn a_failed_save_leaves_no_temp_file_and_keeps_what_was_there() {
     let e = kiln_format::save(&every_construct_module(), &target).unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.starts_with(&format!("renaming temporary file onto {}: ", target.display())),
+        msg.starts_with(&format!(
+            "renaming temporary file onto {}: ",
+            target.display()
+        )),
         "{msg}"
     );
     assert_eq!(listing(&d), vec!["occupied.kiln".to_string()]);
-    assert_eq!(std::fs::read(target.join("keep.txt")).unwrap(), b"still here");
+    assert_eq!(
+        std::fs::read(target.join("keep.txt")).unwrap(),
+        b"still here"
+    );
     // A missing directory fails before anything is written.
     let missing = d.join("no/such/dir/m.kiln");
     let e = kiln_format::save(&every_construct_module(), &missing).unwrap_err();
-    assert!(
-        e.to_string().starts_with("creating temporary file "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("creating temporary file "), "{e}");
     // A module the writer refuses leaves an existing file untouched.
     let good = d.join("good.kiln");
     kiln_format::save(&interpreter_module(), &good).unwrap();

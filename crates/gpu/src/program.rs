@@ -123,22 +123,36 @@ fn submit_and_read(
         .device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| GpuError::Device(e.to_string()))?;
+    // Every buffer that mapped is unmapped again, even after an error, so the pool can
+    // reuse it.
     let mut out = Vec::with_capacity(reads.len());
+    let mut first_error = None;
     for ((buffer, bytes), rx) in reads.iter().zip(waits) {
-        rx.recv()
-            .map_err(|e| GpuError::Device(e.to_string()))?
-            .map_err(|e| GpuError::Device(e.to_string()))?;
-        let data = {
-            let view = buffer
-                .slice(0..*bytes)
-                .get_mapped_range()
-                .map_err(|e| GpuError::Device(e.to_string()))?;
-            view.to_vec()
-        };
+        let mapped = rx
+            .recv()
+            .map_err(|e| GpuError::Device(e.to_string()))
+            .and_then(|r| r.map_err(|e| GpuError::Device(e.to_string())));
+        if let Err(e) = mapped {
+            first_error.get_or_insert(e);
+            continue;
+        }
+        let data = buffer
+            .slice(0..*bytes)
+            .get_mapped_range()
+            .map(|view| view.to_vec())
+            .map_err(|e| GpuError::Device(e.to_string()));
         buffer.unmap();
-        out.push(data);
+        match data {
+            Ok(d) => out.push(d),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(out)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 impl GpuProgram {

@@ -18,7 +18,11 @@ fn eval(ts: &[&Tensor], feeds: &[(&str, &Array)]) -> Vec<Array> {
 #[test]
 fn graph_threefry_reproduces_random123_known_answers() {
     let cases = [
-        ([0x13198a2e, 0x03707344], [0x243f6a88, 0x85a308d3], [0xc4923a9c, 0x483df7a0]),
+        (
+            [0x13198a2e, 0x03707344],
+            [0x243f6a88, 0x85a308d3],
+            [0xc4923a9c, 0x483df7a0],
+        ),
         ([0, 0], [0, 0], [0x6b200159, 0x99ba4efe]),
         (
             [u32::MAX, u32::MAX],
@@ -107,7 +111,8 @@ fn samplers_work_on_symbolic_shapes_and_stay_in_range() {
     let ones = out[2].to_f64_vec().iter().sum::<f64>();
     assert!((300.0..500.0).contains(&ones), "{ones} of 2000 at p = 0.2");
     // The same key and shape give the same samples as the host sampler.
-    let host = random::host_uniform(key_data(3), &[40, 50], 0.0, 1.0).unwrap_or_else(|e| panic!("{e}"));
+    let host =
+        random::host_uniform(key_data(3), &[40, 50], 0.0, 1.0).unwrap_or_else(|e| panic!("{e}"));
     let u01 = random::uniform(&k, x.shape(), 0.0, 1.0);
     let got = eval(&[&u01], &[("x", &xv)]);
     assert!(got[0].bit_eq(&host));
@@ -126,7 +131,10 @@ fn erfinv_inverts_erf_and_maps_the_edges_to_infinity() {
     assert_eq!(v[3], 0.0);
     for (i, &xi) in xs.iter().enumerate().take(6).skip(1) {
         let back = kiln_interp::erf(f64::from(v[i]));
-        assert!((back - f64::from(xi)).abs() < 2e-6, "erf(erfinv({xi})) = {back}");
+        assert!(
+            (back - f64::from(xi)).abs() < 2e-6,
+            "erf(erfinv({xi})) = {back}"
+        );
     }
 }
 
@@ -138,14 +146,20 @@ fn dropout_edges_and_bad_probability() {
     assert_eq!(random::dropout(&x, 0.0, &k).node(), x.node());
     let zeros = random::dropout(&x, 1.0, &k);
     let xv = Array::from_f32(&[3], vec![1.0, 2.0, 3.0]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(eval(&[&zeros], &[("x", &xv)])[0].as_f32().ok(), Some(&[0.0f32; 3][..]));
+    assert_eq!(
+        eval(&[&zeros], &[("x", &xv)])[0].as_f32().ok(),
+        Some(&[0.0f32; 3][..])
+    );
     let line = line!() + 1;
     let bad = random::dropout(&x, 1.5, &k);
     assert!(bad.is_poisoned());
     let d = g.diagnostics();
     assert_eq!(d.len(), 1);
     assert_eq!((d[0].op, d[0].loc.line), ("dropout", line));
-    assert_eq!(d[0].message, "dropout: probability must be in [0, 1], got 1.5");
+    assert_eq!(
+        d[0].message,
+        "dropout: probability must be in [0, 1], got 1.5"
+    );
 }
 
 #[test]
@@ -158,7 +172,10 @@ fn a_key_must_be_u32_pairs() {
     let d = g.diagnostics();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].loc.line, line);
-    assert_eq!(d[0].message, "uniform: a key must be a u32[2] tensor, got i32[2]");
+    assert_eq!(
+        d[0].message,
+        "uniform: a key must be a u32[2] tensor, got i32[2]"
+    );
     let g = Graph::new();
     let k = random::key(&g, 0);
     let f = random::fold_in(&k, &g.scalar(1.0, DType::I64));
@@ -193,7 +210,11 @@ fn host_stream_is_deterministic_and_permutations_are_permutations() {
     let mut r = HostRng::new(9);
     let b: Vec<u32> = (0..5).map(|_| r.next_u32()).collect();
     assert_eq!(a, b);
-    assert_eq!(a, kiln_interp::random_bits(key_data(9), &[5]), "the jax.random.bits stream");
+    assert_eq!(
+        a,
+        kiln_interp::random_bits(key_data(9), &[5]),
+        "the jax.random.bits stream"
+    );
     let mut r = HostRng::new(1);
     let mut counts = HashMap::new();
     for _ in 0..600 {
@@ -201,7 +222,10 @@ fn host_stream_is_deterministic_and_permutations_are_permutations() {
         assert!(v < 3);
         *counts.entry(v).or_insert(0) += 1;
     }
-    assert!(counts.values().all(|&c| (150..250).contains(&c)), "{counts:?}");
+    assert!(
+        counts.values().all(|&c| (150..250).contains(&c)),
+        "{counts:?}"
+    );
     assert_eq!(r.below(0), 0);
     let p = HostRng::new(4).permutation(100);
     let mut s = p.clone();

@@ -13,8 +13,8 @@ pub fn manifest() -> &'static Value {
     static M: OnceLock<Value> = OnceLock::new();
     M.get_or_init(|| {
         let path = golden::golden_dir().join("train").join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     })
 }
@@ -32,7 +32,9 @@ pub fn entry(path: &[&str]) -> &'static Value {
 
 /// Loads the tensor described by a manifest tensor entry.
 pub fn tensor(v: &Value) -> Array {
-    let file = v["file"].as_str().unwrap_or_else(|| panic!("not a tensor: {v}"));
+    let file = v["file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a tensor: {v}"));
     let dtype: DType = v["dtype"]
         .as_str()
         .and_then(|d| d.parse().ok())

@@ -112,7 +112,13 @@ pub fn main(check: fn(&[u8])) {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
-            "--seed" => seed = args.next().and_then(|s| s.parse().ok()).unwrap_or(seed).max(1),
+            "--seed" => {
+                seed = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(seed)
+                    .max(1)
+            }
             "--seeds" => seed_dir = args.next().map(PathBuf::from).unwrap_or(seed_dir),
             _ => files.push(PathBuf::from(a)),
         }

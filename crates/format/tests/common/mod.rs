@@ -7,7 +7,7 @@
 use kiln_format::v1::HeaderV1;
 use kiln_format::{Metadata, Module, Signature, SymbolSpec, TensorSpec, codec, layout};
 use kiln_ir::{
-    Array, ArgOp, BinaryOp, DType, Dim, F64Bits, Graph, Loc, NodeId, Op, ReduceOp, Shape,
+    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Graph, Loc, NodeId, Op, ReduceOp, Shape,
     SliceAxis, UnaryOp, WindowOp,
 };
 use kiln_kernel::{BufferKind, Program};
@@ -145,9 +145,12 @@ k6 = loop [N*2, 2] {
 }
 "#;
 
+/// Named nodes: outputs or updates.
+pub type Named = Vec<(String, NodeId)>;
+
 /// A graph using every op (every unary and binary op included), with the named outputs
 /// and updates of [`every_construct_module`].
-pub fn every_op_graph() -> (Graph, Vec<(String, NodeId)>, Vec<(String, NodeId)>) {
+pub fn every_op_graph() -> (Graph, Named, Named) {
     let mut g = Graph::new();
     let n = Dim::sym("N");
     let x = g
@@ -231,7 +234,13 @@ pub fn every_op_graph() -> (Graph, Vec<(String, NodeId)>, Vec<(String, NodeId)>)
         Op::Constant(Array::from_u32(&[2], vec![1, 2]).unwrap()),
         &[],
     );
-    add(&mut g, Op::RandomBits { shape: Shape::known(&[3]) }, &[key]);
+    add(
+        &mut g,
+        Op::RandomBits {
+            shape: Shape::known(&[3]),
+        },
+        &[key],
+    );
     let iota = add(
         &mut g,
         Op::Iota {
@@ -374,7 +383,10 @@ pub fn every_op_state() -> Vec<(String, Array)> {
     vec![
         (
             "w".to_string(),
-            f32s(&[4, 4], &(0..16).map(|i| i as f32 * 0.25 - 1.0).collect::<Vec<_>>()),
+            f32s(
+                &[4, 4],
+                &(0..16).map(|i| i as f32 * 0.25 - 1.0).collect::<Vec<_>>(),
+            ),
         ),
         ("b".to_string(), f32s(&[4], &[0.5, -0.5, f32::NAN, -0.0])),
         (

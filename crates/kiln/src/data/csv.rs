@@ -67,7 +67,11 @@ pub(crate) fn parse_csv(text: &str, name: &str, opts: &CsvOptions) -> Result<Arr
             if opts.dtype.is_int() && v.fract() != 0.0 {
                 return Err(bad(
                     lineno,
-                    format!("field {} `{f}` is not an integer ({} requested)", n + 1, opts.dtype),
+                    format!(
+                        "field {} `{f}` is not an integer ({} requested)",
+                        n + 1,
+                        opts.dtype
+                    ),
                 ));
             }
             values.push(v);

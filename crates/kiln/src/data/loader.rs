@@ -181,7 +181,11 @@ impl DataLoader {
 }
 
 /// Builds one batch.
-fn load(dataset: &dyn Dataset, indices: Vec<usize>, pad: &[(usize, f64)]) -> Result<Batch, DataError> {
+fn load(
+    dataset: &dyn Dataset,
+    indices: Vec<usize>,
+    pad: &[(usize, f64)],
+) -> Result<Batch, DataError> {
     if pad.is_empty() {
         let fields = dataset.get_batch(&indices)?;
         return Ok(Batch {
@@ -223,9 +227,8 @@ fn load(dataset: &dyn Dataset, indices: Vec<usize>, pad: &[(usize, f64)]) -> Res
                     mask: pb.mask,
                 });
             }
-            None => fields.push(
-                stack(&column).map_err(|e| DataError::Shape(format!("field {f}: {e}")))?,
-            ),
+            None => fields
+                .push(stack(&column).map_err(|e| DataError::Shape(format!("field {f}: {e}")))?),
         }
     }
     Ok(Batch {

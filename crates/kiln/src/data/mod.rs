@@ -230,11 +230,14 @@ impl TensorDataset {
     /// A dataset over `fields`, which must all have rank >= 1 and the same first dimension.
     pub fn new(fields: Vec<Array>) -> Result<TensorDataset, DataError> {
         let Some(first) = fields.first() else {
-            return Err(DataError::Shape("a TensorDataset needs at least one field".into()));
+            return Err(DataError::Shape(
+                "a TensorDataset needs at least one field".into(),
+            ));
         };
-        let len = first.shape().first().copied().ok_or_else(|| {
-            DataError::Shape("TensorDataset fields must have rank >= 1".into())
-        })?;
+        let len =
+            first.shape().first().copied().ok_or_else(|| {
+                DataError::Shape("TensorDataset fields must have rank >= 1".into())
+            })?;
         for (i, f) in fields.iter().enumerate() {
             if f.shape().first() != Some(&len) {
                 return Err(DataError::Shape(format!(

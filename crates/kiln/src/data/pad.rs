@@ -24,7 +24,9 @@ pub fn padded_batch(
     pad_to: Option<usize>,
 ) -> Result<PaddedBatch, DataError> {
     let Some(first) = seqs.first() else {
-        return Err(DataError::Shape("padded_batch needs at least one sequence".into()));
+        return Err(DataError::Shape(
+            "padded_batch needs at least one sequence".into(),
+        ));
     };
     let Some((_, tail)) = first.shape().split_first() else {
         return Err(DataError::Shape(

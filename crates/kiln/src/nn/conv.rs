@@ -30,7 +30,15 @@ impl Conv2d {
         opts: ConvOpts,
         seed: u64,
     ) -> Conv2d {
-        Conv2d::build(g, prefix, [in_channels, out_channels], kernel, opts, true, seed)
+        Conv2d::build(
+            g,
+            prefix,
+            [in_channels, out_channels],
+            kernel,
+            opts,
+            true,
+            seed,
+        )
     }
 
     /// A convolution without a bias (`bias=False`).
@@ -44,7 +52,15 @@ impl Conv2d {
         opts: ConvOpts,
         seed: u64,
     ) -> Conv2d {
-        Conv2d::build(g, prefix, [in_channels, out_channels], kernel, opts, false, seed)
+        Conv2d::build(
+            g,
+            prefix,
+            [in_channels, out_channels],
+            kernel,
+            opts,
+            false,
+            seed,
+        )
     }
 
     #[track_caller]

@@ -19,7 +19,13 @@ pub struct Linear {
 impl Linear {
     /// A linear layer with a bias.
     #[track_caller]
-    pub fn new(g: &Graph, prefix: &str, in_features: usize, out_features: usize, seed: u64) -> Linear {
+    pub fn new(
+        g: &Graph,
+        prefix: &str,
+        in_features: usize,
+        out_features: usize,
+        seed: u64,
+    ) -> Linear {
         Linear::build(g, prefix, in_features, out_features, true, seed)
     }
 
@@ -36,14 +42,7 @@ impl Linear {
     }
 
     #[track_caller]
-    fn build(
-        g: &Graph,
-        prefix: &str,
-        inp: usize,
-        out: usize,
-        bias: bool,
-        seed: u64,
-    ) -> Linear {
+    fn build(g: &Graph, prefix: &str, inp: usize, out: usize, bias: bool, seed: u64) -> Linear {
         let bound = init::fan_in_bound(inp);
         let wname = join(prefix, "weight");
         let weight = declare(g, &wname, init::uniform(seed, 0, &[out, inp], bound));

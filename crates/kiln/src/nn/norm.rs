@@ -76,9 +76,7 @@ impl Module for LayerNorm {
             return x.graph().fail(
                 loc,
                 "layer_norm",
-                format!(
-                    "layer_norm: input {s} does not end with the normalized shape {want}"
-                ),
+                format!("layer_norm: input {s} does not end with the normalized shape {want}"),
             );
         }
         x.layer_norm(k, self.weight.as_ref(), self.bias.as_ref(), self.eps)

@@ -117,19 +117,24 @@ struct Steps {
 }
 
 #[track_caller]
-fn split_steps(loc: &Location<'_>, op: &'static str, x: &Tensor, cfg: &RnnConfig) -> Result<Steps, Tensor> {
+fn split_steps(
+    loc: &Location<'_>,
+    op: &'static str,
+    x: &Tensor,
+    cfg: &RnnConfig,
+) -> Result<Steps, Tensor> {
     let g = x.graph();
     if x.is_poisoned() {
         return Err(x.clone());
     }
     let s = x.shape();
-    let layout = if cfg.batch_first { "[N, T, F]" } else { "[T, N, F]" };
+    let layout = if cfg.batch_first {
+        "[N, T, F]"
+    } else {
+        "[T, N, F]"
+    };
     if s.rank() != 3 {
-        return Err(g.fail(
-            loc,
-            op,
-            format!("{op}: input must be {layout}, got {s}"),
-        ));
+        return Err(g.fail(loc, op, format!("{op}: input must be {layout}, got {s}")));
     }
     let (t_axis, n_axis) = if cfg.batch_first { (1, 0) } else { (0, 1) };
     let Some(t) = s.0[t_axis].as_known().filter(|&t| t > 0) else {
@@ -188,7 +193,10 @@ fn initial(
         Some(s) if s.shape() != want => Err(g.fail(
             loc,
             op,
-            format!("{op}: initial {what} must be {want} ([layers, N, H]), got {}", s.shape()),
+            format!(
+                "{op}: initial {what} must be {want} ([layers, N, H]), got {}",
+                s.shape()
+            ),
         )),
         Some(s) => Ok((0..cfg.num_layers as i64)
             .map(|l| s.slice(0, l, l + 1, 1).squeeze(0))
@@ -249,8 +257,24 @@ impl Lstm {
             Ok(s) => s,
             Err(p) => return poisoned(p),
         };
-        let h0 = initial(loc, "lstm", "h", state.map(|s| s.0), &self.cfg, &steps.batch, x);
-        let c0 = initial(loc, "lstm", "c", state.map(|s| s.1), &self.cfg, &steps.batch, x);
+        let h0 = initial(
+            loc,
+            "lstm",
+            "h",
+            state.map(|s| s.0),
+            &self.cfg,
+            &steps.batch,
+            x,
+        );
+        let c0 = initial(
+            loc,
+            "lstm",
+            "c",
+            state.map(|s| s.1),
+            &self.cfg,
+            &steps.batch,
+            x,
+        );
         let (h0, c0) = match (h0, c0) {
             (Ok(h), Ok(c)) => (h, c),
             (Err(p), _) | (_, Err(p)) => return poisoned(p),
@@ -276,10 +300,7 @@ impl Lstm {
             hn.push(h);
             cn.push(c);
         }
-        (
-            stack(&seq, steps.time_axis),
-            (stack(&hn, 0), stack(&cn, 0)),
-        )
+        (stack(&seq, steps.time_axis), (stack(&hn, 0), stack(&cn, 0)))
     }
 }
 

@@ -203,6 +203,18 @@ pub(crate) fn prepare(
     if loss.is_poisoned() || params.iter().any(|(_, t)| t.is_poisoned()) {
         return None;
     }
+    if loss.rank() != 0 || !loss.dtype().is_float() {
+        g.fail(
+            loc,
+            op,
+            format!(
+                "{op}: the loss must be a float scalar, got {}{}",
+                loss.dtype(),
+                loss.shape()
+            ),
+        );
+        return None;
+    }
     let mut seen = HashSet::new();
     for (name, t) in params {
         let problem = if !t.graph().same(&g) {
@@ -216,9 +228,9 @@ pub(crate) fn prepare(
                 Some(Op::Parameter { name: n, dtype, .. }) if n == *name && dtype.is_float() => {
                     None
                 }
-                Some(Op::Parameter { name: n, dtype, .. }) if n == *name => {
-                    Some(format!("has dtype {dtype}; only float parameters can be trained"))
-                }
+                Some(Op::Parameter { name: n, dtype, .. }) if n == *name => Some(format!(
+                    "has dtype {dtype}; only float parameters can be trained"
+                )),
                 Some(Op::Parameter { name: n, .. }) => {
                     Some(format!("is the tensor of parameter `{n}`"))
                 }
@@ -275,7 +287,13 @@ pub(crate) fn prepare(
 }
 
 /// Checks an optimiser hyper-parameter; records a diagnostic when `ok` is false.
-pub(crate) fn check(g: &Graph, loc: &Location<'_>, op: &'static str, ok: bool, what: String) -> bool {
+pub(crate) fn check(
+    g: &Graph,
+    loc: &Location<'_>,
+    op: &'static str,
+    ok: bool,
+    what: String,
+) -> bool {
     if !ok {
         g.fail(loc, op, format!("{op}: {what}"));
     }

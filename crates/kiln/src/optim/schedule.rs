@@ -106,7 +106,11 @@ impl LearningRate {
             LearningRate::Constant(lr) => Some(g.scalar(*lr, DType::F32)),
             LearningRate::Input(name) => {
                 let ir = g.ir();
-                let existing = ir.inputs().into_iter().find(|(_, n)| n == name).map(|(id, _)| id);
+                let existing = ir
+                    .inputs()
+                    .into_iter()
+                    .find(|(_, n)| n == name)
+                    .map(|(id, _)| id);
                 match existing {
                     Some(id) => {
                         let node = ir.node(id);

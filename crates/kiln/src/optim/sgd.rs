@@ -1,8 +1,7 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
 use super::{
-    Common, LearningRate, Optimizer, Schedule, TrainStep, as_dtype, check, failed, prepare,
-    state,
+    Common, LearningRate, Optimizer, Schedule, TrainStep, as_dtype, check, failed, prepare, state,
 };
 use crate::tensor::Tensor;
 use std::panic::Location;
