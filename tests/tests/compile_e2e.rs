@@ -19,22 +19,27 @@ fn compiled(backend: Backend) -> impl Fn(&[&Tensor], &[(&str, &Array)]) -> Resul
 fn golden_op_suite_on_every_backend() {
     let mut report = Vec::new();
     let mut ran = 0;
-    for backend in Backend::ALL {
+    let mut rejected = 0;
+    for backend in Backend::available() {
         for spec in &golden::manifest().expect("manifest").cases {
             ran += 1;
             let res = golden::load(spec).and_then(|c| golden::run_case_with(&c, compiled(backend)));
-            if let Err(e) = res {
-                report.push(format!("[{backend}] {}: {e}", spec.name));
+            match res {
+                // The GPU backend rejects f64/i64 programs at compile time, by design.
+                Err(e) if backend == Backend::Gpu && e.contains("which WGSL cannot express") => rejected += 1,
+                Err(e) => report.push(format!("[{backend}] {}: {e}", spec.name)),
+                Ok(()) => {}
             }
         }
     }
     assert!(ran > 100, "only {ran} cases ran");
+    eprintln!("{ran} compiled cases, {rejected} rejected by the gpu backend for f64/i64");
     assert!(report.is_empty(), "{} of {ran} compiled cases failed:\n{}", report.len(), report.join("\n"));
 }
 
 #[test]
 fn reference_models_compile_and_match_pytorch() {
-    for backend in Backend::ALL {
+    for backend in Backend::available() {
         for (name, batch) in [("simple_nn", 64usize), ("lenet", 64)] {
             let g = Graph::new();
             let n = g.sym("N");
@@ -58,12 +63,12 @@ fn reference_models_compile_and_match_pytorch() {
 #[test]
 fn train_step_updates_state_in_place_identically_on_every_backend() {
     let mut finals = Vec::new();
-    for backend in Backend::ALL {
+    for backend in Backend::available() {
         let g = Graph::new();
         let n = g.sym("N");
         let (_x, logits) = simple_nn(&g, &n);
         golden::load_params(&g, "simple_nn").unwrap();
-        let labels = g.input("labels", DType::I64, [&n]);
+        let labels = g.input("labels", DType::I32, [&n]);
         let logp = logits.log_softmax(-1);
         let loss = -logp.gather(1, &labels.unsqueeze(-1)).mean_all();
         let params: Vec<Tensor> = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
@@ -80,7 +85,8 @@ fn train_step_updates_state_in_place_identically_on_every_backend() {
         let updates: Vec<(&str, &Tensor)> = names.iter().copied().zip(new.iter()).collect();
         let mut exe = kiln::compile_step(&[("loss", &loss)], &updates, backend).unwrap();
         let x = golden::model_input(&[64, 784]).unwrap();
-        let y = golden::model_labels().unwrap();
+        let y64 = golden::model_labels().unwrap();
+        let y = Array::from_i32(&[64], y64.to_i64_vec().iter().map(|&v| v as i32).collect()).unwrap();
         let l0 = exe.run(&[("x", &x), ("labels", &y)]).unwrap()[0].1.as_f32().unwrap()[0];
         let want = golden::model("simple_nn").unwrap().train.loss.load().unwrap();
         assert_close("initial loss", &Array::from_f32(&[], vec![l0]).unwrap(), &want);
@@ -147,12 +153,12 @@ fn save_load_run_is_bit_identical_on_every_backend_and_across_backends() {
         let shape: Vec<usize> = if name == "lenet" { vec![batch, 1, 28, 28] } else { vec![batch, 784] };
         let x = golden::model_input(&shape).unwrap();
         let mut first: Option<Array> = None;
-        for backend in Backend::ALL {
+        for backend in Backend::available() {
             let mut exe = kiln::compile(&[("logits", &logits)], backend).unwrap();
             let direct = exe.run(&[("x", &x)]).unwrap().remove(0).1;
             let path = dir.join(format!("{name}-{backend}.kiln"));
             exe.save(&path).unwrap();
-            for other in Backend::ALL {
+            for other in Backend::available() {
                 let mut loaded = kiln_runtime::load(&path, other).unwrap();
                 let again = loaded.run(&[("x", &x)]).unwrap().remove(0).1;
                 if other == backend {

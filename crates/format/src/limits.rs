@@ -84,10 +84,10 @@ pub const MAX_SYMBOLS: u64 = 256;
 pub const MAX_ENTRIES: u64 = 1 << 20;
 
 /// Most buffers in the kernel plan.
-pub const MAX_BUFFERS: u64 = 1 << 20;
+pub const MAX_BUFFERS: u64 = 1 << 16;
 
 /// Most kernels in the kernel plan.
-pub const MAX_KERNELS: u64 = 1 << 20;
+pub const MAX_KERNELS: u64 = 1 << 16;
 
 /// Most scalar values (or stores) in one kernel body.
 pub const MAX_BODY_VALUES: u64 = 1 << 16;

@@ -13,17 +13,20 @@
 //! | [`fold_in`]`(k, d)` | `jax.random.fold_in(k, d)` | bit-exact |
 //! | [`split`]`(k, n)` | `jax.random.split(k, n)` | bit-exact |
 //! | [`uniform`]`(k, shape, 0, 1)` | `jax.random.uniform(k, shape, float32)` | bit-exact |
-//! | [`uniform`]`(k, shape, lo, hi)` | `jax.random.uniform(k, shape, float32, lo, hi)` | 1 ulp |
+//! | [`uniform`]`(k, shape, lo, hi)` | `jax.random.uniform(k, shape, float32, lo, hi)` | product rounding |
 //! | [`bernoulli`]`(k, p, shape)` | `jax.random.bernoulli(k, p, shape)` | bit-exact |
-//! | [`normal`]`(k, shape)` | `jax.random.normal(k, shape, float32)` | ~1e-6 relative |
+//! | [`normal`]`(k, shape)` | `jax.random.normal(k, shape, float32)` | ~1e-6 relative (tails ~5e-6) |
 //! | [`host_uniform`]`(k, shape, lo, hi)` | `jax.random.uniform(k, shape, float32, lo, hi)` | bit-exact |
-//! | [`host_normal`]`(k, shape)` | `jax.random.normal(k, shape, float32)` | ~1e-6 relative |
+//! | [`host_normal`]`(k, shape)` | `jax.random.normal(k, shape, float32)` | ~1e-6 relative (tails ~5e-6) |
 //!
 //! `uniform` maps a 32-bit word `b` to `(b >> 9) * 2^-23` in `[0, 1)` (JAX's
 //! `bits >> 9 | 0x3f800000` reinterpreted as `f32`, minus 1, which is the same number), then
 //! scales it to `[lo, hi)`. `normal` is JAX's inverse-error-function method:
 //! `√2 · erfinv(u)` with `u` uniform in `(-1, 1)`, where `erfinv` is Giles' single-precision
-//! polynomial (the one XLA uses), so values agree with JAX to rounding, not bit for bit.
+//! polynomial (the one XLA uses), so values agree with JAX to rounding, not bit for bit. In
+//! the far tails (`|u|` near 1) XLA computes `log1p(-u²)` from a rounded `u²` and is off by
+//! up to ~5e-6 relative (e.g. 3.828943 where the exact value is 3.828959); kiln's
+//! `log((1 - u)(1 + u))` keeps `1 - u` exact and stays accurate there.
 //!
 //! Every function that builds nodes is `#[track_caller]`; a bad key or argument records a
 //! diagnostic at the caller and returns a poisoned tensor.
@@ -185,9 +188,10 @@ pub fn split(key: &Tensor, num: u64) -> Tensor {
 
 /// `f32` samples uniform in `[minval, maxval)` as
 /// `jax.random.uniform(key, shape, jnp.float32, minval, maxval)`: bit-identical for the
-/// default `[0, 1)` (and whenever `maxval - minval` is a power of two); otherwise within one
-/// ulp, because XLA fuses `u · (maxval - minval) + minval` into one multiply-add while the
-/// graph rounds the product and the sum separately. `shape` may be symbolic.
+/// default `[0, 1)` and whenever `maxval - minval` is a power of two. Otherwise XLA fuses
+/// `u · (maxval - minval) + minval` into one multiply-add while the graph rounds the product
+/// first, so a sample can differ by that rounding: at most `2^-24 · (maxval - minval)` plus
+/// one ulp of the result ([`host_uniform`] is exact). `shape` may be symbolic.
 #[track_caller]
 pub fn uniform(key: &Tensor, shape: impl IntoShape, minval: f64, maxval: f64) -> Tensor {
     let loc = Location::caller();

@@ -23,31 +23,48 @@ use std::time::{Duration, Instant};
 /// Where an executable runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// The reference graph interpreter.
+    /// Native code from the Cranelift JIT, contractions through a tuned GEMM.
+    Cpu,
+    /// WGSL compute shaders through wgpu, on any GPU (or Mesa's lavapipe).
+    Gpu,
+    /// The reference graph interpreter (the oracle).
     Interp,
-    /// The kernel plan run by the kernel-IR executor (the CPU JIT's oracle).
+    /// The kernel plan run by the kernel-IR executor (the backends' oracle for plans).
     Kernel,
 }
 
 impl Backend {
-    /// The backend named by `KILN_BACKEND`, or the reference interpreter.
+    /// The backend named by `KILN_BACKEND`, or `cpu`.
     pub fn from_env() -> Result<Backend, RuntimeError> {
         match std::env::var("KILN_BACKEND") {
             Ok(s) if !s.is_empty() => s.parse(),
-            _ => Ok(Backend::Interp),
+            _ => Ok(Backend::Cpu),
         }
     }
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
             Backend::Interp => "interp",
             Backend::Kernel => "kernel",
         }
     }
 
     /// Every backend built into this binary.
-    pub const ALL: [Backend; 2] = [Backend::Interp, Backend::Kernel];
+    pub const ALL: [Backend; 4] = [Backend::Cpu, Backend::Gpu, Backend::Interp, Backend::Kernel];
+
+    /// The backends usable on this machine: all but `gpu` when no GPU adapter can be
+    /// opened (the reason is printed to stderr). With `KILN_REQUIRE_GPU=1` a missing
+    /// adapter panics instead, so test suites fail rather than skip.
+    pub fn available() -> Vec<Backend> {
+        let gpu = kiln_gpu::test_device().is_some();
+        Backend::ALL
+            .into_iter()
+            .filter(|b| *b != Backend::Gpu || gpu)
+            .collect()
+    }
 }
 
 impl fmt::Display for Backend {
@@ -70,7 +87,7 @@ impl FromStr for Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A backend name that is not built in.
-    #[error("unknown backend `{0}` (available: interp, kernel)")]
+    #[error("unknown backend `{0}` (available: cpu, gpu, interp, kernel)")]
     UnknownBackend(String),
     /// The caller's inputs do not match the signature.
     #[error(transparent)]
@@ -107,6 +124,12 @@ pub enum RuntimeError {
     /// Saving or loading a `.kiln` file failed.
     #[error(transparent)]
     Format(#[from] kiln_format::FormatError),
+    /// The CPU backend failed.
+    #[error("cpu backend: {0}")]
+    Cpu(#[from] kiln_cpu::CpuError),
+    /// The GPU backend failed.
+    #[error("gpu backend: {0}")]
+    Gpu(#[from] kiln_gpu::GpuError),
     /// Anything else, one line.
     #[error("{0}")]
     Other(String),
@@ -142,15 +165,27 @@ impl State {
             }
             Some(old) => Err(RuntimeError::Update {
                 name: name.into(),
-                message: format!("expected {}{:?}, got {}{:?}", old.dtype(), old.shape(), value.dtype(), value.shape()),
+                message: format!(
+                    "expected {}{:?}, got {}{:?}",
+                    old.dtype(),
+                    old.shape(),
+                    value.dtype(),
+                    value.shape()
+                ),
             }),
-            None => Err(RuntimeError::Update { name: name.into(), message: "no such state tensor".into() }),
+            None => Err(RuntimeError::Update {
+                name: name.into(),
+                message: "no such state tensor".into(),
+            }),
         }
     }
 
     /// A snapshot of every tensor, sorted by name.
     pub fn snapshot(&self) -> Vec<(String, Array)> {
-        self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// True if both handles share one store.
@@ -159,7 +194,9 @@ impl State {
     }
 
     fn ensure(&self, name: &str, value: &Array) {
-        self.lock().entry(name.to_string()).or_insert_with(|| value.clone());
+        self.lock()
+            .entry(name.to_string())
+            .or_insert_with(|| value.clone());
     }
 }
 
@@ -191,6 +228,8 @@ pub struct CompileSpec {
 }
 
 enum Engine {
+    Cpu(Box<kiln_cpu::CpuProgram>),
+    Gpu(Box<kiln_gpu::GpuProgram>),
     Interp,
     Kernel(Box<Program>),
 }
@@ -224,19 +263,35 @@ const UPDATE_PREFIX: &str = kiln_format::UPDATE_OUTPUT_PREFIX;
 pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, RuntimeError> {
     let start = Instant::now();
     let n_out = spec.outputs.len();
-    let all: Vec<NodeId> = spec.outputs.iter().chain(&spec.updates).map(|(_, id)| *id).collect();
+    let all: Vec<NodeId> = spec
+        .outputs
+        .iter()
+        .chain(&spec.updates)
+        .map(|(_, id)| *id)
+        .collect();
     for (name, id) in spec.outputs.iter().chain(&spec.updates) {
         if !spec.graph.contains(*id) {
             return Err(RuntimeError::UnknownOutput(name.clone()));
         }
     }
     let mut func = Func::new(spec.graph, all)?;
-    let opts = PipelineOptions { dump: Dump::Env, ..PipelineOptions::default() };
+    let opts = PipelineOptions {
+        dump: Dump::Env,
+        ..PipelineOptions::default()
+    };
     let pipeline = optimize(&mut func, &opts)?;
-    let outputs: Vec<(String, NodeId)> =
-        spec.outputs.iter().zip(&func.outputs[..n_out]).map(|((n, _), id)| (n.clone(), *id)).collect();
-    let updates: Vec<(String, NodeId)> =
-        spec.updates.iter().zip(&func.outputs[n_out..]).map(|((n, _), id)| (n.clone(), *id)).collect();
+    let outputs: Vec<(String, NodeId)> = spec
+        .outputs
+        .iter()
+        .zip(&func.outputs[..n_out])
+        .map(|((n, _), id)| (n.clone(), *id))
+        .collect();
+    let updates: Vec<(String, NodeId)> = spec
+        .updates
+        .iter()
+        .zip(&func.outputs[n_out..])
+        .map(|((n, _), id)| (n.clone(), *id))
+        .collect();
     let graph = func.graph;
 
     let state = spec.state.unwrap_or_default();
@@ -244,19 +299,33 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
         let node = graph.node(id);
         let value = match state.get(name) {
             Some(v) => v,
-            None => spec.params.get(name).cloned().ok_or_else(|| RuntimeError::MissingState(name.to_string()))?,
+            None => spec
+                .params
+                .get(name)
+                .cloned()
+                .ok_or_else(|| RuntimeError::MissingState(name.to_string()))?,
         };
         if Some(value.shape().to_vec()) != node.shape.as_known() || value.dtype() != node.dtype {
             return Err(RuntimeError::Update {
                 name: name.to_string(),
-                message: format!("declared {}{} but the value is {}{:?}", node.dtype, node.shape, value.dtype(), value.shape()),
+                message: format!(
+                    "declared {}{} but the value is {}{:?}",
+                    node.dtype,
+                    node.shape,
+                    value.dtype(),
+                    value.shape()
+                ),
             });
         }
         state.ensure(name, &value);
     }
     for (name, id) in &updates {
         let node = graph.node(*id);
-        let target = graph.parameters().into_iter().find(|(_, n)| n == name).map(|(pid, _)| pid);
+        let target = graph
+            .parameters()
+            .into_iter()
+            .find(|(_, n)| n == name)
+            .map(|(pid, _)| pid);
         let declared = match target {
             Some(pid) => {
                 let p = graph.node(pid);
@@ -273,25 +342,68 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
         if declared != (node.dtype, node.shape.clone()) {
             return Err(RuntimeError::Update {
                 name: name.clone(),
-                message: format!("state is {}{} but the new value is {}{}", declared.0, declared.1, node.dtype, node.shape),
+                message: format!(
+                    "state is {}{} but the new value is {}{}",
+                    declared.0, declared.1, node.dtype, node.shape
+                ),
             });
         }
     }
 
     let signature = signature_of(&graph, &outputs);
     let program = lower(&graph, &outputs, &updates)?;
-    let mut report = CompileReport { pipeline: Some(pipeline), ..CompileReport::default() };
+    let mut report = CompileReport {
+        pipeline: Some(pipeline),
+        ..CompileReport::default()
+    };
     count_kernels(&program, &mut report.kernels);
     let engine = engine_for(backend, &program)?;
     report.total = start.elapsed();
-    Ok(Executable { backend, signature, graph, outputs, updates, program, state, engine, report })
+    Ok(Executable {
+        backend,
+        signature,
+        graph,
+        outputs,
+        updates,
+        program,
+        state,
+        engine,
+        report,
+    })
 }
 
 fn engine_for(backend: Backend, program: &Program) -> Result<Engine, RuntimeError> {
     Ok(match backend {
+        Backend::Cpu => Engine::Cpu(Box::new(kiln_cpu::compile(program)?)),
+        Backend::Gpu => Engine::Gpu(Box::new(kiln_gpu::GpuProgram::compile(program)?)),
         Backend::Interp => Engine::Interp,
         Backend::Kernel => Engine::Kernel(Box::new(program.clone())),
     })
+}
+
+/// Host buffers for a plan: allocated for the binding, inputs and state copied in.
+fn host_buffers(
+    p: &Program,
+    bindings: &HashMap<String, u64>,
+    feeds: &HashMap<String, Array>,
+    state: &HashMap<String, Array>,
+) -> Result<Vec<kiln_ir::Data>, RuntimeError> {
+    let mut bufs = kiln_kernel::allocate(p, bindings)?;
+    for (i, b) in p.buffers.iter().enumerate() {
+        let src = match &b.kind {
+            kiln_kernel::BufferKind::Input(n) => feeds.get(n),
+            kiln_kernel::BufferKind::State(n) => Some(
+                state
+                    .get(n)
+                    .ok_or_else(|| RuntimeError::MissingState(n.clone()))?,
+            ),
+            _ => None,
+        };
+        if let Some(a) = src {
+            bufs[i] = a.data().clone();
+        }
+    }
+    Ok(bufs)
 }
 
 /// Builds an executable from a loaded module: no optimiser runs; the stored graph and plan
@@ -329,9 +441,17 @@ pub fn load_bytes(bytes: &[u8], backend: Backend) -> Result<Executable, RuntimeE
     from_module(kiln_format::from_bytes(bytes)?, backend)
 }
 
-fn lower(graph: &Graph, outputs: &[(String, NodeId)], updates: &[(String, NodeId)]) -> Result<Program, RuntimeError> {
+fn lower(
+    graph: &Graph,
+    outputs: &[(String, NodeId)],
+    updates: &[(String, NodeId)],
+) -> Result<Program, RuntimeError> {
     let mut named: Vec<(String, NodeId)> = outputs.to_vec();
-    named.extend(updates.iter().map(|(n, id)| (format!("{UPDATE_PREFIX}{n}"), *id)));
+    named.extend(
+        updates
+            .iter()
+            .map(|(n, id)| (format!("{UPDATE_PREFIX}{n}"), *id)),
+    );
     let program = kiln_passes::fuse::lower(graph, &named)?;
     kiln_kernel::verify(&program).map_err(|e| RuntimeError::Verify(e.to_string()))?;
     Ok(program)
@@ -360,7 +480,11 @@ pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
                     symbols.push(s.to_string());
                 }
             }
-            inputs.push(TensorSpec { name: name.clone(), dtype: *dtype, shape: shape.clone() });
+            inputs.push(TensorSpec {
+                name: name.clone(),
+                dtype: *dtype,
+                shape: shape.clone(),
+            });
         }
     }
     for id in graph.node_ids() {
@@ -374,11 +498,60 @@ pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
         .iter()
         .map(|(name, id)| {
             let n = graph.node(*id);
-            TensorSpec { name: name.clone(), dtype: n.dtype, shape: n.shape.clone() }
+            TensorSpec {
+                name: name.clone(),
+                dtype: n.dtype,
+                shape: n.shape.clone(),
+            }
         })
         .collect();
-    let symbols = symbols.into_iter().map(|name| SymbolSpec { name, min: 1, max: None }).collect();
-    Signature { inputs, outputs, symbols }
+    let symbols = symbols
+        .into_iter()
+        .map(|name| SymbolSpec {
+            name,
+            min: 1,
+            max: None,
+        })
+        .collect();
+    Signature {
+        inputs,
+        outputs,
+        symbols,
+    }
+}
+
+/// Reads the outputs and state updates from the plan's output buffers.
+fn collect(
+    graph: &Graph,
+    outputs: &[(String, NodeId)],
+    updates: &[(String, NodeId)],
+    p: &Program,
+    bindings: &HashMap<String, u64>,
+    read: &mut dyn FnMut(usize) -> Result<kiln_ir::Data, RuntimeError>,
+) -> Result<(Vec<Array>, Vec<Array>), RuntimeError> {
+    let mut take = |name: &str, id: NodeId| -> Result<Array, RuntimeError> {
+        let idx = p
+            .buffers
+            .iter()
+            .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if n == name))
+            .ok_or_else(|| RuntimeError::UnknownOutput(name.to_string()))?;
+        let shape = graph
+            .node(id)
+            .shape
+            .eval(bindings)
+            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        Array::new(&shape, read(idx)?)
+            .map_err(|e| RuntimeError::Other(format!("output `{name}`: {e}")))
+    };
+    let mut outs = Vec::with_capacity(outputs.len());
+    for (name, id) in outputs {
+        outs.push(take(name, *id)?);
+    }
+    let mut upd = Vec::with_capacity(updates.len());
+    for (name, id) in updates {
+        upd.push(take(&format!("{UPDATE_PREFIX}{name}"), *id)?);
+    }
+    Ok((outs, upd))
 }
 
 impl Executable {
@@ -462,46 +635,80 @@ impl Executable {
         bindings: &HashMap<String, u64>,
     ) -> Result<Vec<(String, Array)>, RuntimeError> {
         let bindings = bind_inputs(&self.signature, inputs, bindings)?;
-        let feeds: HashMap<String, Array> = inputs.iter().map(|(n, a)| (n.to_string(), (*a).clone())).collect();
-        let state: HashMap<String, Array> = self.state.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let (outs, new_state) = match &self.engine {
+        let feeds: HashMap<String, Array> = inputs
+            .iter()
+            .map(|(n, a)| (n.to_string(), (*a).clone()))
+            .collect();
+        let state: HashMap<String, Array> = self
+            .state
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let (outs, new_state) = match &mut self.engine {
             Engine::Interp => {
-                let ids: Vec<NodeId> = self.outputs.iter().chain(&self.updates).map(|(_, id)| *id).collect();
+                let ids: Vec<NodeId> = self
+                    .outputs
+                    .iter()
+                    .chain(&self.updates)
+                    .map(|(_, id)| *id)
+                    .collect();
                 let mut vals = kiln_interp::eval(&self.graph, &ids, &feeds, &state)?;
                 let upd = vals.split_off(self.outputs.len());
                 (vals, upd)
             }
             Engine::Kernel(p) => {
-                let mut bufs = kiln_kernel::allocate(p, &bindings)?;
-                for (i, b) in p.buffers.iter().enumerate() {
-                    let src = match &b.kind {
-                        kiln_kernel::BufferKind::Input(n) => feeds.get(n),
-                        kiln_kernel::BufferKind::State(n) => state.get(n),
-                        _ => None,
-                    };
-                    if let Some(a) = src {
-                        bufs[i] = a.data().clone();
+                let mut bufs = host_buffers(p, &bindings, &feeds, &state)?;
+                kiln_kernel::execute(p, &bindings, &mut bufs)?;
+                collect(
+                    &self.graph,
+                    &self.outputs,
+                    &self.updates,
+                    p,
+                    &bindings,
+                    &mut |idx| Ok(bufs[idx].clone()),
+                )?
+            }
+            Engine::Cpu(c) => {
+                let p = c.program();
+                let mut bufs = host_buffers(p, &bindings, &feeds, &state)?;
+                c.run(&bindings, &mut bufs)?;
+                collect(
+                    &self.graph,
+                    &self.outputs,
+                    &self.updates,
+                    p,
+                    &bindings,
+                    &mut |idx| Ok(bufs[idx].clone()),
+                )?
+            }
+            Engine::Gpu(gp) => {
+                let p = self.program.clone();
+                for b in &p.buffers {
+                    if let kiln_kernel::BufferKind::State(n) = &b.kind {
+                        let v = state
+                            .get(n)
+                            .ok_or_else(|| RuntimeError::MissingState(n.clone()))?;
+                        gp.set_state(n, v)?;
                     }
                 }
-                kiln_kernel::execute(p, &bindings, &mut bufs)?;
-                let take = |name: &str, spec_shape: &kiln_ir::Shape| -> Result<Array, RuntimeError> {
-                    let idx = p
-                        .buffers
-                        .iter()
-                        .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if n == name))
-                        .ok_or_else(|| RuntimeError::UnknownOutput(name.to_string()))?;
-                    let shape = spec_shape.eval(&bindings).map_err(|e| RuntimeError::Other(e.to_string()))?;
-                    Array::new(&shape, bufs[idx].clone()).map_err(|e| RuntimeError::Other(e.to_string()))
-                };
-                let mut outs = Vec::new();
-                for (name, id) in &self.outputs {
-                    outs.push(take(name, &self.graph.node(*id).shape)?);
-                }
-                let mut upd = Vec::new();
-                for (name, id) in &self.updates {
-                    upd.push(take(&format!("{UPDATE_PREFIX}{name}"), &self.graph.node(*id).shape)?);
-                }
-                (outs, upd)
+                let mut got = gp.run(&bindings, &feeds)?;
+                collect(
+                    &self.graph,
+                    &self.outputs,
+                    &self.updates,
+                    &p,
+                    &bindings,
+                    &mut |idx| match &p.buffers[idx].kind {
+                        kiln_kernel::BufferKind::Output(n) => got
+                            .remove(n)
+                            .map(Array::into_data)
+                            .ok_or_else(|| RuntimeError::UnknownOutput(n.clone())),
+                        _ => Err(RuntimeError::Other(format!(
+                            "b{idx} is not an output buffer"
+                        ))),
+                    },
+                )?
             }
         };
         {
@@ -510,6 +717,11 @@ impl Executable {
                 s.insert(name.clone(), v);
             }
         }
-        Ok(self.outputs.iter().map(|(n, _)| n.clone()).zip(outs).collect())
+        Ok(self
+            .outputs
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(outs)
+            .collect())
     }
 }

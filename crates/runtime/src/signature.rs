@@ -54,7 +54,9 @@ pub enum InputError {
         got_shape: Vec<usize>,
     },
     /// A dimension differs from the signature.
-    #[error("input `{name}`: dimension {axis} is {got}, expected {expected} (shape {shape}, got {got_shape:?})")]
+    #[error(
+        "input `{name}`: dimension {axis} is {got}, expected {expected} (shape {shape}, got {got_shape:?})"
+    )]
     Size {
         /// Input name.
         name: String,
@@ -117,19 +119,36 @@ pub fn bind_inputs(
 ) -> Result<HashMap<String, u64>, InputError> {
     let this = sig;
     {
-        let known_syms = || this.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        let known_syms = || {
+            this.symbols
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut sources: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for (sym, v) in explicit {
             if !this.symbols.iter().any(|s| &s.name == sym) {
-                return Err(InputError::UnknownSymbol { symbol: sym.clone(), known: known_syms() });
+                return Err(InputError::UnknownSymbol {
+                    symbol: sym.clone(),
+                    known: known_syms(),
+                });
             }
             sources.insert(sym.clone(), (*v, "--bind".to_string()));
         }
         let mut given: HashMap<&str, &Array> = HashMap::new();
         for (name, a) in inputs {
             if !this.inputs.iter().any(|s| s.name == *name) {
-                let known = this.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(InputError::Unknown { name: name.to_string(), known });
+                let known = this
+                    .inputs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(InputError::Unknown {
+                    name: name.to_string(),
+                    known,
+                });
             }
             if given.insert(name, a).is_some() {
                 return Err(InputError::Duplicate(name.to_string()));
@@ -137,10 +156,17 @@ pub fn bind_inputs(
         }
         for spec in &this.inputs {
             let Some(a) = given.get(spec.name.as_str()) else {
-                return Err(InputError::Missing { name: spec.name.clone(), expected: format!("{}{}", spec.dtype, spec.shape) });
+                return Err(InputError::Missing {
+                    name: spec.name.clone(),
+                    expected: format!("{}{}", spec.dtype, spec.shape),
+                });
             };
             if a.dtype() != spec.dtype {
-                return Err(InputError::DType { name: spec.name.clone(), expected: spec.dtype, got: a.dtype() });
+                return Err(InputError::DType {
+                    name: spec.name.clone(),
+                    expected: spec.dtype,
+                    got: a.dtype(),
+                });
             }
             if a.shape().len() != spec.shape.rank() {
                 return Err(InputError::Rank {
@@ -172,7 +198,8 @@ pub fn bind_inputs(
                 }
             }
         }
-        let bindings: HashMap<String, u64> = sources.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
+        let bindings: HashMap<String, u64> =
+            sources.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
         for s in &this.symbols {
             let Some(&v) = bindings.get(&s.name) else {
                 return Err(InputError::Unbound(s.name.clone()));

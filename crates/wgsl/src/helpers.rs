@@ -160,6 +160,8 @@ fn kiln_pow(a: f32, b: f32) -> f32 {
     var m: f32;
     if (x == 0.0) {
         m = select(bitcast<f32>(0x7f800000u), 0.0, b > 0.0);
+    } else if (x == 1.0) {
+        m = 1.0;
     } else {
         m = pow(x, b);
     }

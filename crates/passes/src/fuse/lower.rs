@@ -77,6 +77,20 @@ fn internal(msg: impl Into<String>) -> FuseError {
 }
 
 /// The zero of a dtype.
+/// The dtype of an internal index value bounded by `bound`: `i32` when the bound is known
+/// and small (so 32-bit backends such as WGSL can run the kernel), `i64` otherwise.
+fn index_dtype(bound: &Dim) -> DType {
+    match bound.as_known() {
+        Some(k) if k < (1 << 30) => DType::I32,
+        _ => DType::I64,
+    }
+}
+
+/// An integer constant of an index dtype.
+fn index_const(dtype: DType, k: i64) -> Scalar {
+    Scalar::from_i64(dtype, k)
+}
+
 fn zero(d: DType) -> Scalar {
     Scalar::zero(d)
 }
@@ -625,11 +639,12 @@ impl<'a> Lowering<'a> {
             guards: vec![g],
             fill: None,
         };
+        let rdt = index_dtype(&reds[0]);
         let r0 = cx.push(Expr::Index {
-            dtype: DType::I64,
+            dtype: rdt,
             index: IndexExpr::red(0),
         });
-        let z = cx.konst(Scalar::I64(0));
+        let z = cx.konst(index_const(rdt, 0));
         let is0 = cx.push(Expr::Binary(BinaryOp::Eq, r0, z));
         let iv = cx.value(ix, &src_coords, &ctxg)?;
         let here = coords.get(axis).cloned().unwrap_or_else(Lin::zero);
@@ -792,12 +807,13 @@ impl BodyCx<'_, '_> {
             let mut safe = |inner: &Lin, lo: &Dim, hi: &Dim| -> Lin {
                 let g = [(inner.clone(), lo.clone(), hi.clone())];
                 let ok = self.guard_cond(&g);
+                let dt = if lo.is_known() { index_dtype(hi) } else { DType::I64 };
                 let v = self.push(Expr::Index {
-                    dtype: DType::I64,
+                    dtype: dt,
                     index: inner.to_index(),
                 });
                 let l = self.push(Expr::Index {
-                    dtype: DType::I64,
+                    dtype: dt,
                     index: IndexExpr::Dim(lo.clone()),
                 });
                 Lin::value(self.push(Expr::Select(ok, v, l)))
@@ -864,15 +880,16 @@ impl BodyCx<'_, '_> {
     fn guard_cond(&mut self, gs: &[(Lin, Dim, Dim)]) -> ValueId {
         let mut out: Option<ValueId> = None;
         for (inner, lo, hi) in gs {
+            let dt = if lo.is_known() { index_dtype(hi) } else { DType::I64 };
             let e = self.push(Expr::Index {
-                dtype: DType::I64,
+                dtype: dt,
                 index: inner.to_index(),
             });
             let bound =
                 |cx: &mut Self, d: &Dim| match d.as_known().and_then(|k| i64::try_from(k).ok()) {
-                    Some(k) => cx.konst(Scalar::I64(k)),
+                    Some(k) => cx.konst(index_const(dt, k)),
                     None => cx.push(Expr::Index {
-                        dtype: DType::I64,
+                        dtype: dt,
                         index: IndexExpr::Dim(d.clone()),
                     }),
                 };
@@ -1145,18 +1162,20 @@ impl BodyCx<'_, '_> {
                     vals.push((self.value(p, &c, &inner)?, start.clone()));
                     start = &start + &len;
                 }
+                let total = start.clone();
                 let Some((mut acc, mut next)) = vals.pop() else {
                     return Err(internal(format!("concat {n} has no operands")));
                 };
+                let dt = index_dtype(&total);
                 while let Some((v, s)) = vals.pop() {
                     let idx = self.push(Expr::Index {
-                        dtype: DType::I64,
+                        dtype: dt,
                         index: here.to_index(),
                     });
                     let bound = match next.as_known().and_then(|k| i64::try_from(k).ok()) {
-                        Some(k) => self.konst(Scalar::I64(k)),
+                        Some(k) => self.konst(index_const(dt, k)),
                         None => self.push(Expr::Index {
-                            dtype: DType::I64,
+                            dtype: dt,
                             index: IndexExpr::Dim(next.clone()),
                         }),
                     };
