@@ -310,7 +310,7 @@ fn initial_values_follow_the_documented_generator() {
         &got,
         &want,
         Tol {
-            rtol: 2e-6,
+            rtol: 1e-5,
             atol_ratio: 1e-6,
         },
     );

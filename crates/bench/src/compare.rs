@@ -72,7 +72,11 @@ pub fn rows(kiln: &[Record], peers: &[Record]) -> Vec<Row> {
             let frac = |rec: &Record| {
                 let kind = r.limit.as_deref()?;
                 let lim = limit_value(&machine, kind)?;
-                let rate = if kind == "fma" { rec.gflops? } else { rec.gbps? };
+                let rate = if kind == "fma" {
+                    rec.gflops?
+                } else {
+                    rec.gbps?
+                };
                 Some(rate / lim)
             };
             let of_limit = frac(r);

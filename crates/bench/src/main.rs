@@ -166,7 +166,12 @@ fn cpu_model() -> String {
 
 fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
     let cold = args.workloads.is_empty() || args.workloads.iter().any(|w| w == coldstart::NAME);
-    let named: Vec<String> = args.workloads.iter().filter(|w| *w != coldstart::NAME).cloned().collect();
+    let named: Vec<String> = args
+        .workloads
+        .iter()
+        .filter(|w| *w != coldstart::NAME)
+        .cloned()
+        .collect();
     let work = if named.is_empty() && !args.workloads.is_empty() {
         Vec::new()
     } else {
@@ -176,7 +181,10 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
         for w in &work {
             println!("{:<22} {}", w.name, w.about);
         }
-        println!("{:<22} whole-process `kiln run` of a saved SimpleNN", coldstart::NAME);
+        println!(
+            "{:<22} whole-process `kiln run` of a saved SimpleNN",
+            coldstart::NAME
+        );
         return Ok(());
     }
     let backs = backends(&args.backends)?;

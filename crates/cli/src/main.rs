@@ -27,7 +27,7 @@ enum Command {
         /// An input as NAME=FILE.npy (repeatable).
         #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
         inputs: Vec<String>,
-        /// Backend: interp or kernel (default: $KILN_BACKEND, else interp).
+        /// Backend: cpu, gpu, interp or kernel (default: $KILN_BACKEND, else cpu).
         #[arg(long)]
         backend: Option<String>,
         /// Directory for the outputs.
@@ -58,7 +58,7 @@ enum Command {
     Bench {
         /// The .kiln module.
         model: PathBuf,
-        /// Backend (default: $KILN_BACKEND, else interp).
+        /// Backend: cpu, gpu, interp or kernel (default: $KILN_BACKEND, else cpu).
         #[arg(long)]
         backend: Option<String>,
         /// Timed iterations after warm-up.

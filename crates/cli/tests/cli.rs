@@ -74,7 +74,7 @@ fn run_writes_outputs_matching_the_library() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["outputs"][0]["name"], "logits");
-    assert_eq!(v["backend"], "interp");
+    assert_eq!(v["backend"], "cpu");
 }
 
 #[test]

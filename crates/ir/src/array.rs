@@ -90,6 +90,32 @@ pub enum ArrayError {
     },
 }
 
+/// Copies `src` into `dst` element for element; both must have one dtype and length.
+pub fn copy_data(dst: &mut Data, src: &Data) -> Result<(), ArrayError> {
+    if dst.dtype() != src.dtype() || dst.len() != src.len() {
+        return Err(ArrayError::Length {
+            shape: vec![dst.len()],
+            expected: dst.len(),
+            got: src.len(),
+        });
+    }
+    match (dst, src) {
+        (Data::F32(d), Data::F32(s)) => d.copy_from_slice(s),
+        (Data::F64(d), Data::F64(s)) => d.copy_from_slice(s),
+        (Data::I32(d), Data::I32(s)) => d.copy_from_slice(s),
+        (Data::I64(d), Data::I64(s)) => d.copy_from_slice(s),
+        (Data::U32(d), Data::U32(s)) => d.copy_from_slice(s),
+        (Data::Bool(d), Data::Bool(s)) => d.copy_from_slice(s),
+        (d, s) => {
+            return Err(ArrayError::DType {
+                expected: d.dtype(),
+                got: s.dtype(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A concrete host tensor: dtype, shape and row-major data.
 #[derive(Clone)]
 pub struct Array {
@@ -199,6 +225,12 @@ impl Array {
     /// The typed storage.
     pub fn data(&self) -> &Data {
         &self.data
+    }
+
+    /// Overwrites the elements with `src`, which must have the same dtype and length
+    /// (no allocation).
+    pub fn copy_from(&mut self, src: &Data) -> Result<(), ArrayError> {
+        copy_data(&mut self.data, src)
     }
 
     /// Consumes the array, returning its storage.

@@ -228,10 +228,91 @@ pub struct CompileSpec {
 }
 
 enum Engine {
-    Cpu(Box<kiln_cpu::CpuProgram>),
+    Cpu {
+        program: Box<kiln_cpu::CpuProgram>,
+        host: HostBuffers,
+    },
     Gpu(Box<kiln_gpu::GpuProgram>),
     Interp,
-    Kernel(Box<Program>),
+    Kernel {
+        program: Box<Program>,
+        host: HostBuffers,
+    },
+}
+
+/// Host buffers of a plan, allocated once per symbol binding and reused by later runs, so
+/// the steady-state run allocates only the outputs it returns.
+#[derive(Default)]
+struct HostBuffers {
+    bindings: Option<HashMap<String, u64>>,
+    bufs: Vec<kiln_ir::Data>,
+}
+
+impl HostBuffers {
+    /// The buffers for `bindings` with inputs and state copied in.
+    fn fill(
+        &mut self,
+        p: &Program,
+        bindings: &HashMap<String, u64>,
+        inputs: &[(&str, &Array)],
+        store: &BTreeMap<String, Array>,
+    ) -> Result<&mut Vec<kiln_ir::Data>, RuntimeError> {
+        if self.bindings.as_ref() != Some(bindings) {
+            self.bufs = kiln_kernel::allocate(p, bindings)?;
+            self.bindings = Some(bindings.clone());
+        }
+        for (i, b) in p.buffers.iter().enumerate() {
+            let src = match &b.kind {
+                kiln_kernel::BufferKind::Input(n) => {
+                    inputs.iter().find(|(m, _)| m == n).map(|(_, a)| *a)
+                }
+                kiln_kernel::BufferKind::State(n) => Some(
+                    store
+                        .get(n)
+                        .ok_or_else(|| RuntimeError::MissingState(n.clone()))?,
+                ),
+                _ => None,
+            };
+            if let Some(a) = src {
+                kiln_ir::array::copy_data(&mut self.bufs[i], a.data())
+                    .map_err(|e| RuntimeError::Other(format!("buffer b{i}: {e}")))?;
+            }
+        }
+        Ok(&mut self.bufs)
+    }
+}
+
+/// Reads the outputs of a host run and writes its state updates into `store` in place.
+fn finish_host(
+    p: &Program,
+    graph: &Graph,
+    outputs: &[(String, NodeId)],
+    updates: &[(String, NodeId)],
+    bindings: &HashMap<String, u64>,
+    bufs: &[kiln_ir::Data],
+    store: &mut BTreeMap<String, Array>,
+) -> Result<Vec<Array>, RuntimeError> {
+    let (outs, _) = collect(graph, outputs, &[], p, bindings, &mut |idx| {
+        Ok(bufs[idx].clone())
+    })?;
+    for (name, _) in updates {
+        let out = format!("{UPDATE_PREFIX}{name}");
+        let idx = p
+            .buffers
+            .iter()
+            .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if *n == out))
+            .ok_or_else(|| RuntimeError::UnknownOutput(out.clone()))?;
+        let target = store
+            .get_mut(name)
+            .ok_or_else(|| RuntimeError::MissingState(name.clone()))?;
+        target
+            .copy_from(&bufs[idx])
+            .map_err(|e| RuntimeError::Update {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(outs)
 }
 
 /// A compiled, runnable module.
@@ -374,36 +455,17 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
 
 fn engine_for(backend: Backend, program: &Program) -> Result<Engine, RuntimeError> {
     Ok(match backend {
-        Backend::Cpu => Engine::Cpu(Box::new(kiln_cpu::compile(program)?)),
+        Backend::Cpu => Engine::Cpu {
+            program: Box::new(kiln_cpu::compile(program)?),
+            host: HostBuffers::default(),
+        },
         Backend::Gpu => Engine::Gpu(Box::new(kiln_gpu::GpuProgram::compile(program)?)),
         Backend::Interp => Engine::Interp,
-        Backend::Kernel => Engine::Kernel(Box::new(program.clone())),
+        Backend::Kernel => Engine::Kernel {
+            program: Box::new(program.clone()),
+            host: HostBuffers::default(),
+        },
     })
-}
-
-/// Host buffers for a plan: allocated for the binding, inputs and state copied in.
-fn host_buffers(
-    p: &Program,
-    bindings: &HashMap<String, u64>,
-    feeds: &HashMap<String, Array>,
-    state: &HashMap<String, Array>,
-) -> Result<Vec<kiln_ir::Data>, RuntimeError> {
-    let mut bufs = kiln_kernel::allocate(p, bindings)?;
-    for (i, b) in p.buffers.iter().enumerate() {
-        let src = match &b.kind {
-            kiln_kernel::BufferKind::Input(n) => feeds.get(n),
-            kiln_kernel::BufferKind::State(n) => Some(
-                state
-                    .get(n)
-                    .ok_or_else(|| RuntimeError::MissingState(n.clone()))?,
-            ),
-            _ => None,
-        };
-        if let Some(a) = src {
-            bufs[i] = a.data().clone();
-        }
-    }
-    Ok(bufs)
 }
 
 /// Builds an executable from a loaded module: no optimiser runs; the stored graph and plan
@@ -635,18 +697,47 @@ impl Executable {
         bindings: &HashMap<String, u64>,
     ) -> Result<Vec<(String, Array)>, RuntimeError> {
         let bindings = bind_inputs(&self.signature, inputs, bindings)?;
-        let feeds: HashMap<String, Array> = inputs
-            .iter()
-            .map(|(n, a)| (n.to_string(), (*a).clone()))
-            .collect();
-        let state: HashMap<String, Array> = self
-            .state
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let (outs, new_state) = match &mut self.engine {
+        let outs = match &mut self.engine {
+            Engine::Kernel { program, host } => {
+                let mut store = self.state.lock();
+                let bufs = host.fill(program, &bindings, inputs, &store)?;
+                kiln_kernel::execute(program, &bindings, bufs)?;
+                finish_host(
+                    program,
+                    &self.graph,
+                    &self.outputs,
+                    &self.updates,
+                    &bindings,
+                    bufs,
+                    &mut store,
+                )?
+            }
+            Engine::Cpu { program, host } => {
+                let mut store = self.state.lock();
+                let p = program.program();
+                let bufs = host.fill(p, &bindings, inputs, &store)?;
+                program.run(&bindings, bufs)?;
+                finish_host(
+                    p,
+                    &self.graph,
+                    &self.outputs,
+                    &self.updates,
+                    &bindings,
+                    bufs,
+                    &mut store,
+                )?
+            }
             Engine::Interp => {
+                let feeds: HashMap<String, Array> = inputs
+                    .iter()
+                    .map(|(n, a)| (n.to_string(), (*a).clone()))
+                    .collect();
+                let state: HashMap<String, Array> = self
+                    .state
+                    .lock()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 let ids: Vec<NodeId> = self
                     .outputs
                     .iter()
@@ -655,49 +746,33 @@ impl Executable {
                     .collect();
                 let mut vals = kiln_interp::eval(&self.graph, &ids, &feeds, &state)?;
                 let upd = vals.split_off(self.outputs.len());
-                (vals, upd)
-            }
-            Engine::Kernel(p) => {
-                let mut bufs = host_buffers(p, &bindings, &feeds, &state)?;
-                kiln_kernel::execute(p, &bindings, &mut bufs)?;
-                collect(
-                    &self.graph,
-                    &self.outputs,
-                    &self.updates,
-                    p,
-                    &bindings,
-                    &mut |idx| Ok(bufs[idx].clone()),
-                )?
-            }
-            Engine::Cpu(c) => {
-                let p = c.program();
-                let mut bufs = host_buffers(p, &bindings, &feeds, &state)?;
-                c.run(&bindings, &mut bufs)?;
-                collect(
-                    &self.graph,
-                    &self.outputs,
-                    &self.updates,
-                    p,
-                    &bindings,
-                    &mut |idx| Ok(bufs[idx].clone()),
-                )?
+                let mut store = self.state.lock();
+                for ((name, _), v) in self.updates.iter().zip(upd) {
+                    store.insert(name.clone(), v);
+                }
+                vals
             }
             Engine::Gpu(gp) => {
-                let p = self.program.clone();
+                let feeds: HashMap<String, Array> = inputs
+                    .iter()
+                    .map(|(n, a)| (n.to_string(), (*a).clone()))
+                    .collect();
+                let p = &self.program;
+                let mut store = self.state.lock();
                 for b in &p.buffers {
                     if let kiln_kernel::BufferKind::State(n) = &b.kind {
-                        let v = state
+                        let v = store
                             .get(n)
                             .ok_or_else(|| RuntimeError::MissingState(n.clone()))?;
                         gp.set_state(n, v)?;
                     }
                 }
                 let mut got = gp.run(&bindings, &feeds)?;
-                collect(
+                let (outs, upd) = collect(
                     &self.graph,
                     &self.outputs,
                     &self.updates,
-                    &p,
+                    p,
                     &bindings,
                     &mut |idx| match &p.buffers[idx].kind {
                         kiln_kernel::BufferKind::Output(n) => got
@@ -708,15 +783,13 @@ impl Executable {
                             "b{idx} is not an output buffer"
                         ))),
                     },
-                )?
+                )?;
+                for ((name, _), v) in self.updates.iter().zip(upd) {
+                    store.insert(name.clone(), v);
+                }
+                outs
             }
         };
-        {
-            let mut s = self.state.lock();
-            for ((name, _), v) in self.updates.iter().zip(new_state) {
-                s.insert(name.clone(), v);
-            }
-        }
         Ok(self
             .outputs
             .iter()

@@ -95,6 +95,16 @@ impl TrainStep {
     }
 }
 
+impl TrainStep {
+    /// Compiles the step for `backend` with [`crate::compile_step`]: one output, `loss`, and
+    /// every update applied in place to the executable's state after each run.
+    pub fn compile(&self, backend: crate::Backend) -> Result<crate::Executable, Error> {
+        let updates: Vec<(&str, &Tensor)> =
+            self.updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        crate::compile_step(&[("loss", &self.loss)], &updates, backend)
+    }
+}
+
 /// An optimiser: turns a loss and the parameters to train into a [`TrainStep`].
 pub trait Optimizer {
     /// Appends the gradient of `loss` with respect to `params` (by `state_dict` name, as
