@@ -5,14 +5,17 @@ use kiln::{Array, Backend, DType, Graph, Tensor};
 use kiln_tests::golden::{self, assert_close};
 use kiln_tests::models::{lenet, simple_nn};
 
+/// `kiln::eval`'s signature.
+type Evaluator = dyn Fn(&[&Tensor], &[(&str, &Array)]) -> Result<Vec<Array>, kiln::Error>;
+
 /// An evaluator with `kiln::eval`'s signature that compiles for `backend` and runs once.
-fn compiled(backend: Backend) -> impl Fn(&[&Tensor], &[(&str, &Array)]) -> Result<Vec<Array>, kiln::Error> {
-    move |outs, feeds| {
+fn compiled(backend: Backend) -> Box<Evaluator> {
+    Box::new(move |outs, feeds| {
         let names: Vec<String> = (0..outs.len()).map(|i| format!("out{i}")).collect();
         let named: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(outs.iter().copied()).collect();
         let mut exe = kiln::compile(&named, backend)?;
         Ok(exe.run(feeds)?.into_iter().map(|(_, a)| a).collect())
-    }
+    })
 }
 
 #[test]

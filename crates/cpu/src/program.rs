@@ -227,9 +227,20 @@ pub(crate) fn run_loop(
         .reduce
         .iter()
         .fold(1u64, |a, d| a.saturating_mul(extent(d)));
-    let work = points
-        .saturating_mul(red.max(1))
-        .saturating_mul(u64::from(code.info.point_cost));
+    let work = match code.info.hoisted {
+        None => points
+            .saturating_mul(red.max(1))
+            .saturating_mul(u64::from(code.info.point_cost)),
+        Some(first) => {
+            let outer = domain[..first]
+                .iter()
+                .fold(1u64, |a, d| a.saturating_mul(extent(d)));
+            outer
+                .saturating_mul(red.max(1))
+                .saturating_mul(u64::from(code.info.hoisted_cost))
+                .saturating_add(points.saturating_mul(u64::from(code.info.point_cost)))
+        }
+    };
     let split_extent = code.info.split.map_or(1, |k| extent(&domain[k]));
     let f = code.f;
     let flags = AtomicU32::new(0);
@@ -315,6 +326,14 @@ pub struct LoopSummary {
     pub vector: Option<(VectorAxis, u8)>,
     /// The axis whose range is split among threads (`None`: a single point).
     pub split_axis: Option<usize>,
+    /// `Some(k)` when the loop's reductions do not depend on the domain axes `k..` and are
+    /// hoisted out of them: they run once per point of the axes `..k`, before the loops
+    /// over `k..` that compute the rest of the body (`vector` then describes those loops).
+    /// `None` when reductions (if any) run at every point of the domain.
+    pub hoisted: Option<usize>,
+    /// The lanes of the hoisted reduction loop, when it runs as vectors along the innermost
+    /// reduction axis.
+    pub hoisted_vector: Option<u8>,
 }
 
 impl LoopStep {
@@ -331,6 +350,8 @@ impl LoopStep {
                 )
             }),
             split_axis: self.code.info.split,
+            hoisted: self.code.info.hoisted,
+            hoisted_vector: self.code.info.hoisted_lanes,
         }
     }
 }

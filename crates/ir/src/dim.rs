@@ -341,6 +341,10 @@ impl fmt::Debug for Dim {
     }
 }
 
+/// The largest exponent the parser accepts (`N^64`); larger ones are rejected, so hostile
+/// text cannot make parsing slow.
+pub const MAX_PARSED_EXPONENT: u32 = 64;
+
 /// Error parsing a dim expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid dimension expression `{0}`")]
@@ -365,7 +369,10 @@ impl std::str::FromStr for Dim {
             let mut term = Dim::constant(sign);
             for factor in cur.split('*') {
                 let (base, exp) = match factor.split_once('^') {
-                    Some((b, e)) => (b, e.parse::<u32>().map_err(|_| err())?),
+                    Some((b, e)) => match e.parse::<u32>() {
+                        Ok(e) if e <= MAX_PARSED_EXPONENT => (b, e),
+                        _ => return Err(err()),
+                    },
                     None => (factor, 1),
                 };
                 let f = if let Ok(n) = base.parse::<u64>() {

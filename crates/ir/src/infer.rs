@@ -95,7 +95,9 @@ fn window_out(
         return Err(ShapeError::invalid(op, "stride must be at least 1"));
     }
     let n = known(op, n, "a windowed axis")?;
-    let padded = n + pad;
+    let padded = n
+        .checked_add(pad)
+        .ok_or_else(|| ShapeError::invalid(op, "padded size overflows"))?;
     if span == 0 || padded < span {
         return Err(ShapeError::invalid(
             op,
@@ -389,7 +391,7 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let out =
                 s.0.iter()
                     .zip(pads)
-                    .map(|(dim, (lo, hi))| dim + &Dim::known(lo + hi))
+                    .map(|(dim, (lo, hi))| dim + &Dim::known(lo.saturating_add(*hi)))
                     .collect();
             Ok((d, Shape(out)))
         }
@@ -562,7 +564,7 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let c = known(name, &x.0[1], "the channel axis")?;
             let o = known(name, &w.0[0], "the output-channel axis")?;
             let ci = known(name, &w.0[1], "the weight's input-channel axis")?;
-            if g == 0 || c % g != 0 || o % g != 0 || ci * g != c {
+            if g == 0 || c % g != 0 || o % g != 0 || ci.checked_mul(g) != Some(c) {
                 return Err(ShapeError::invalid(
                     name,
                     format!(
@@ -576,14 +578,13 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
                 if dilation[i] == 0 {
                     return Err(ShapeError::invalid(name, "dilation must be at least 1"));
                 }
-                let span = dilation[i] * (k.max(1) - 1) + 1;
-                out.push(window_out(
-                    name,
-                    &x.0[2 + i],
-                    2 * padding[i],
-                    span,
-                    stride[i],
-                )?);
+                let overflow = || ShapeError::invalid(name, "kernel extent or padding overflows");
+                let span = dilation[i]
+                    .checked_mul(k.max(1) - 1)
+                    .and_then(|v| v.checked_add(1))
+                    .ok_or_else(overflow)?;
+                let pad = padding[i].checked_mul(2).ok_or_else(overflow)?;
+                out.push(window_out(name, &x.0[2 + i], pad, span, stride[i])?);
             }
             Ok((xd, Shape(out)))
         }
@@ -614,13 +615,10 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
                         format!("padding {padding:?} must be smaller than the window {window:?}"),
                     ));
                 }
-                out.push(window_out(
-                    name,
-                    &s.0[s.rank() - k + i],
-                    lo + hi,
-                    window[i],
-                    stride[i],
-                )?);
+                let pad = lo
+                    .checked_add(hi)
+                    .ok_or_else(|| ShapeError::invalid(name, "padding overflows"))?;
+                out.push(window_out(name, &s.0[s.rank() - k + i], pad, window[i], stride[i])?);
             }
             Ok((d, Shape(out)))
         }

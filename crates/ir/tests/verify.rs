@@ -320,3 +320,11 @@ fn format_with_errors_attaches_errors_under_their_nodes() {
         "{text}"
     );
 }
+
+#[test]
+fn huge_attributes_are_errors_not_overflows() {
+    let text = "n0 = input \"x\" : f32[1, 1, 8, 8]\nn1 = input \"w\" : f32[1, 1, 3, 3]\nn2 = conv2d n0, n1 stride=[1, 1] padding=[0, 0] dilation=[18446744073709551615, 1] groups=1 : f32[1, 1, 1, 6]\n";
+    let err = kiln_ir::parse(text).unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
+    assert!("N^100000000".parse::<kiln_ir::Dim>().is_err());
+}

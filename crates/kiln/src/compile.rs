@@ -7,7 +7,7 @@ use kiln_runtime::{Backend, CompileSpec, Executable, State};
 
 fn spec(outputs: &[(&str, &Tensor)], updates: &[(&str, &Tensor)], state: Option<&State>) -> Result<CompileSpec, Error> {
     let Some(first) = outputs.first().or(updates.first()) else {
-        return Err(Error::Runtime(kiln_runtime::RuntimeError::Other("nothing to compile: no outputs".into())));
+        return Err(Error::from(kiln_runtime::RuntimeError::Other("nothing to compile: no outputs".into())));
     };
     let g = first.1.graph().clone();
     if outputs.iter().chain(updates).any(|(_, t)| !t.graph().same(&g)) {

@@ -10,7 +10,7 @@ pub enum Error {
     Check(Vec<Diagnostic>),
     /// Evaluation by the reference interpreter failed.
     #[error(transparent)]
-    Eval(#[from] kiln_interp::EvalError),
+    Eval(Box<kiln_interp::EvalError>),
     /// Tensors from different graphs were combined in one request.
     #[error("tensors from different graphs were passed to {0}")]
     MixedGraphs(&'static str),
@@ -27,13 +27,31 @@ pub enum Error {
     },
     /// Compiling or running an executable failed.
     #[error(transparent)]
-    Runtime(#[from] kiln_runtime::RuntimeError),
+    Runtime(Box<kiln_runtime::RuntimeError>),
     /// A graph edit failed (an internal invariant was violated by a transform).
     #[error(transparent)]
-    Graph(#[from] kiln_ir::GraphError),
+    Graph(Box<kiln_ir::GraphError>),
 }
 
 fn format_diagnostics(d: &[Diagnostic]) -> String {
     let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
     format!("{} error(s) in graph:\n{}", d.len(), lines.join("\n"))
+}
+
+impl From<kiln_interp::EvalError> for Error {
+    fn from(e: kiln_interp::EvalError) -> Error {
+        Error::Eval(Box::new(e))
+    }
+}
+
+impl From<kiln_runtime::RuntimeError> for Error {
+    fn from(e: kiln_runtime::RuntimeError) -> Error {
+        Error::Runtime(Box::new(e))
+    }
+}
+
+impl From<kiln_ir::GraphError> for Error {
+    fn from(e: kiln_ir::GraphError) -> Error {
+        Error::Graph(Box::new(e))
+    }
 }

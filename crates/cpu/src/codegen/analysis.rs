@@ -220,6 +220,9 @@ pub(crate) struct VecPlan {
     pub lanes: u8,
     /// The node is computed as a vector (otherwise it is uniform across lanes).
     pub vector: Vec<bool>,
+    /// Reduce mode only: lanes are folded into scalar accumulators in order, so the sum is
+    /// the one the scalar loop computes (bit for bit), instead of lane-wise partials.
+    pub ordered: bool,
 }
 
 /// Bits of a value in a vector lane; `None` for bool (masks take the body's lane width).
@@ -291,57 +294,113 @@ fn candidate(
     Some((vector, lanes, score))
 }
 
-/// Chooses how to vectorise a loop kernel (`dtypes[i]` is the dtype of node `i`), or
-/// `None` to run it with scalar code only. The vector loop is used when every access it
-/// performs is contiguous along the vectorised variable or uniform across lanes.
+/// The vector plan of the innermost domain axis, if every access there is contiguous or
+/// uniform across lanes (reductions inside it stay scalar, or run as lane vectors when they
+/// vary along that axis).
+pub(crate) fn domain_plan(
+    kernel: &LoopKernel,
+    dtypes: &[DType],
+    phases: &Phases,
+) -> Option<VecPlan> {
+    let last = kernel.domain.len().checked_sub(1)?;
+    let var = VarRef::Loop(last);
+    let (vector, lanes, score) = candidate(kernel, dtypes, phases, var, &|_| true, true)?;
+    (score.bad == 0 && score.good > 0 && !small(&kernel.domain[last], lanes)).then_some(VecPlan {
+        mode: VecMode::Domain,
+        var,
+        lanes,
+        vector,
+        ordered: false,
+    })
+}
+
+/// The vector plan of the innermost reduction axis (the nodes feeding reductions computed
+/// as vectors), if every access there is contiguous or uniform across lanes and every
+/// reduction fits the lane width. `ordered`: fold the lanes into each accumulator one after
+/// the other (the scalar order) instead of keeping lane-wise partial accumulators.
+pub(crate) fn reduce_plan(
+    kernel: &LoopKernel,
+    dtypes: &[DType],
+    phases: &Phases,
+    ordered: bool,
+) -> Option<VecPlan> {
+    let last = kernel.reduce.len().checked_sub(1)?;
+    if phases.reduces.is_empty() {
+        return None;
+    }
+    let var = VarRef::Red(last);
+    let (vector, lanes, score) =
+        candidate(kernel, dtypes, phases, var, &|i| phases.inner[i], false)?;
+    if score.bad > 0 || score.good == 0 || small(&kernel.reduce[last], lanes) {
+        return None;
+    }
+    // Every reduction accumulates in vector lanes, so their operands must fit the lane
+    // width too.
+    let fits = phases.reduces.iter().all(|&r| {
+        dtypes
+            .get(r)
+            .copied()
+            .and_then(lane_bits)
+            .is_some_and(|b| (b == 32) == (lanes == 4))
+    });
+    fits.then_some(VecPlan {
+        mode: VecMode::Reduce,
+        var,
+        lanes,
+        vector,
+        ordered,
+    })
+}
+
+/// An extent known to be too short for a vector loop to pay.
+fn small(d: &Dim, lanes: u8) -> bool {
+    d.as_known().is_some_and(|v| v < u64::from(lanes) * 2)
+}
+
+/// Chooses how to vectorise a loop kernel whose reductions run at every point
+/// (`dtypes[i]` is the dtype of node `i`), or `None` to run it with scalar code only: the
+/// innermost domain axis if possible, else the innermost reduction axis.
 pub(crate) fn plan(kernel: &LoopKernel, dtypes: &[DType], phases: &Phases) -> Option<VecPlan> {
-    let small = |d: &Dim, lanes: u8| d.as_known().is_some_and(|v| v < u64::from(lanes) * 2);
-    if let Some(last) = kernel.domain.len().checked_sub(1) {
-        let var = VarRef::Loop(last);
-        if let Some((vector, lanes, score)) =
-            candidate(kernel, dtypes, phases, var, &|_| true, true)
-            && score.bad == 0
-            && score.good > 0
-            && !small(&kernel.domain[last], lanes)
-        {
-            return Some(VecPlan {
-                mode: VecMode::Domain,
-                var,
-                lanes,
-                vector,
-            });
-        }
+    domain_plan(kernel, dtypes, phases).or_else(|| reduce_plan(kernel, dtypes, phases, false))
+}
+
+/// Reductions hoisted out of the innermost domain axes they do not depend on: the kernel
+/// runs, for each point of the outer axes `..first`, the reduction loops once, then loops
+/// over the axes `first..` for the rest of the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hoist {
+    /// The first hoisted axis.
+    pub first: usize,
+    /// The node is evaluated once per outer point: it does not vary along any hoisted axis
+    /// (every reduction, what feeds it, and every other such node).
+    pub outer: Vec<bool>,
+}
+
+/// Finds the longest suffix of domain axes along which no reduction varies (transitively,
+/// through its operand's value DAG and every index expression and guard on the way).
+/// `None` when the kernel has no reduction, or when no hoisted axis could have more than one
+/// point.
+pub(crate) fn hoist(kernel: &LoopKernel, phases: &Phases) -> Option<Hoist> {
+    if phases.reduces.is_empty() {
+        return None;
     }
-    if let Some(last) = kernel.reduce.len().checked_sub(1)
-        && !phases.reduces.is_empty()
-    {
-        let var = VarRef::Red(last);
-        if let Some((vector, lanes, score)) =
-            candidate(kernel, dtypes, phases, var, &|i| phases.inner[i], false)
-            && score.bad == 0
-            && score.good > 0
-            && !small(&kernel.reduce[last], lanes)
-        {
-            // Every reduction accumulates in vector lanes, so their operands must fit the
-            // lane width too.
-            let fits = phases.reduces.iter().all(|&r| {
-                dtypes
-                    .get(r)
-                    .copied()
-                    .and_then(lane_bits)
-                    .is_some_and(|b| (b == 32) == (lanes == 4))
-            });
-            if fits {
-                return Some(VecPlan {
-                    mode: VecMode::Reduce,
-                    var,
-                    lanes,
-                    vector,
-                });
-            }
+    let body = &kernel.body;
+    let mut outer = vec![true; body.values.len()];
+    let mut first = kernel.domain.len();
+    for k in (0..kernel.domain.len()).rev() {
+        let vary = varying(body, &phases.deps, VarRef::Loop(k));
+        if phases.reduces.iter().any(|&r| vary[r]) {
+            break;
         }
+        for (o, v) in outer.iter_mut().zip(&vary) {
+            *o &= !v;
+        }
+        first = k;
     }
-    None
+    kernel.domain[first..]
+        .iter()
+        .any(|d| !d.is_one())
+        .then_some(Hoist { first, outer })
 }
 
 #[cfg(test)]

@@ -12,6 +12,17 @@
 //! values depending on reduced results and the stores. A [`analysis::VecPlan`] vectorises
 //! either the innermost domain axis (each lane one point, scalar tail) or the innermost
 //! reduction axis (lane-wise partial accumulators, combined after the loop).
+//!
+//! When no reduction depends on a suffix of the domain axes (a softmax or layer norm row:
+//! `reduce_sum(exp(x[i0, r0] - m[i0]))` at every point `[i0, i1]`), the reductions are
+//! hoisted ([`analysis::Hoist`]): for each point of the outer axes, the reduction loops run
+//! once, together with every other value that does not vary along the hoisted axes, and
+//! only then come the loops over the hoisted axes with the rest of the body and the stores.
+//! Such a kernel can have two vector plans: the reduction loop vectorised along the
+//! innermost reduction axis and the hoisted loop along the innermost domain axis. Each
+//! reduction keeps the order of combination the unhoisted kernel would use (when the
+//! unhoisted kernel vectorises the domain, its reductions are scalar, so the hoisted loop
+//! folds its lanes into the accumulator in order), so hoisting changes no bit of any result.
 
 pub(crate) mod analysis;
 mod math;
@@ -19,7 +30,7 @@ mod ops;
 
 use crate::jit::{Helper, Jit};
 use crate::job::LoopJob;
-use analysis::{Phases, VarRef, VecMode, VecPlan, coefficient, known_i64, varying};
+use analysis::{Hoist, Phases, VarRef, VecMode, VecPlan, coefficient, known_i64, varying};
 use cranelift_codegen::ir::{
     BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, UserFuncName, Value, condcodes::IntCC,
     types,
@@ -40,11 +51,20 @@ pub(crate) const FLAG_DIV_ZERO: u32 = 2;
 pub(crate) struct LoopInfo {
     /// The axis whose `[start, end)` range the function takes (`None`: one point).
     pub split: Option<usize>,
-    /// The vectorisation chosen, if any: mode and lanes.
+    /// The vectorisation of the loops over the domain, if any: mode and lanes.
     pub vector: Option<(VecMode, u8)>,
-    /// A rough cost of one point of the domain in simple operations (reductions included
-    /// per reduction point), used to decide on threading.
+    /// The first domain axis the reductions are hoisted out of, if they are (see
+    /// [`analysis::Hoist`]).
+    pub hoisted: Option<usize>,
+    /// The lanes of the hoisted reduction loop, when it is vectorised.
+    pub hoisted_lanes: Option<u8>,
+    /// A rough cost of one point of the domain in simple operations, used to decide on
+    /// threading: with reductions at every point, the whole body per reduction point;
+    /// with hoisted reductions, the nodes left in the hoisted loops.
     pub point_cost: u32,
+    /// With hoisted reductions: the cost of the hoisted section per reduction point (per
+    /// outer point, times the reduction extent). 0 otherwise.
+    pub hoisted_cost: u32,
 }
 
 /// The symbolic dims a job's function reads from its `dims` argument, in order: extents,
@@ -127,7 +147,18 @@ fn cost_of(e: &Expr) -> u32 {
 pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopInfo), String> {
     let dtypes = node_dtypes(job)?;
     let phases = Phases::new(&job.kernel.body);
-    let plan = analysis::plan(&job.kernel, &dtypes, &phases);
+    let hoist = analysis::hoist(&job.kernel, &phases);
+    let plans: Vec<VecPlan> = match &hoist {
+        None => analysis::plan(&job.kernel, &dtypes, &phases)
+            .into_iter()
+            .collect(),
+        Some(_) => {
+            let domain = analysis::domain_plan(&job.kernel, &dtypes, &phases);
+            let ordered = domain.is_some();
+            let reduce = analysis::reduce_plan(&job.kernel, &dtypes, &phases, ordered);
+            domain.into_iter().chain(reduce).collect()
+        }
+    };
     let dims = job_dims(job);
     let id = jit.declare_kernel()?;
     let mut ctx = jit.module.make_context();
@@ -144,7 +175,8 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
             job,
             dtypes,
             phases,
-            plan: plan.clone(),
+            plans: plans.clone(),
+            hoist: hoist.clone(),
             bufs: Vec::new(),
             dims: HashMap::new(),
             err: None,
@@ -174,13 +206,36 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
     }
     jit.module.clear_context(&mut ctx);
     let body = &job.kernel.body;
-    let point_cost = body.values.iter().map(cost_of).sum::<u32>() + body.stores.len() as u32;
+    let in_section = |i: usize| hoist.as_ref().is_some_and(|h| h.outer[i]);
+    let cost = |section: bool| -> u32 {
+        body.values
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| in_section(i) == section)
+            .map(|(_, e)| cost_of(e))
+            .sum()
+    };
+    let point_cost = cost(false) + body.stores.len() as u32;
+    let hoisted_cost = if hoist.is_some() { cost(true).max(1) } else { 0 };
+    let reduce_lanes = plans
+        .iter()
+        .find(|p| p.mode == VecMode::Reduce)
+        .map(|p| p.lanes);
     Ok((
         id,
         LoopInfo {
             split,
-            vector: plan.map(|p| (p.mode, p.lanes)),
+            vector: match &hoist {
+                None => plans.first().map(|p| (p.mode, p.lanes)),
+                Some(_) => plans
+                    .iter()
+                    .find(|p| p.mode == VecMode::Domain)
+                    .map(|p| (p.mode, p.lanes)),
+            },
+            hoisted: hoist.as_ref().map(|h| h.first),
+            hoisted_lanes: hoist.as_ref().and(reduce_lanes),
             point_cost: point_cost.max(1),
+            hoisted_cost,
         },
     ))
 }
@@ -240,7 +295,9 @@ pub(crate) struct Cg<'a, 'f> {
     pub job: &'a LoopJob,
     pub dtypes: Vec<DType>,
     phases: Phases,
-    plan: Option<VecPlan>,
+    /// The vector plans: at most one per vectorised variable.
+    plans: Vec<VecPlan>,
+    hoist: Option<Hoist>,
     bufs: Vec<Value>,
     dims: HashMap<Dim, Value>,
     err: Option<Variable>,
@@ -287,14 +344,14 @@ impl Cg<'_, '_> {
         let zero64 = self.b.ins().iconst(types::I64, 0);
         let mut vars = vec![zero64; rank];
         match split {
-            Some(axis) => self.axis(axis, axis, start, end, &mut vars)?,
+            Some(axis) => self.axis(axis, axis, start, end, &mut vars, None)?,
             None => {
                 let point = self.b.create_block();
                 let done = self.b.create_block();
                 let run = self.b.ins().icmp(IntCC::SignedLessThan, start, end);
                 self.b.ins().brif(run, point, &[], done, &[]);
                 self.b.switch_to_block(point);
-                self.point(&vars, None)?;
+                self.point(&vars, None, None)?;
                 self.b.ins().jump(done, &[]);
                 self.b.switch_to_block(done);
             }
@@ -362,7 +419,10 @@ impl Cg<'_, '_> {
         Ok(())
     }
 
-    /// Emits the loop over domain axis `k` and everything inside it.
+    /// Emits the loop over domain axis `k` and everything inside it. `known`: the values
+    /// of the hoisted section at the current outer point, once it has run; the section
+    /// runs on entering the first hoisted axis (or the split axis, when that comes later:
+    /// the axes before it have one point).
     fn axis(
         &mut self,
         k: usize,
@@ -370,15 +430,23 @@ impl Cg<'_, '_> {
         start: Value,
         end: Value,
         vars: &mut Vec<Value>,
+        known: Option<&[Option<V>]>,
     ) -> R<()> {
+        if known.is_none()
+            && let Some(first) = self.hoist.as_ref().map(|h| h.first)
+            && (k == first || (k == split && first < split))
+        {
+            let section = self.hoisted_section(vars)?;
+            return self.axis(k, split, start, end, vars, Some(&section));
+        }
         let rank = self.job.kernel.domain.len();
         let extent = self.job.kernel.domain[k].clone();
         if k != split && extent.is_one() {
             vars[k] = self.b.ins().iconst(types::I64, 0);
             return if k + 1 == rank {
-                self.point(vars, None)
+                self.point(vars, None, known)
             } else {
-                self.axis(k + 1, split, start, end, vars)
+                self.axis(k + 1, split, start, end, vars, known)
             };
         }
         let (lo, hi) = if k == split {
@@ -390,14 +458,14 @@ impl Cg<'_, '_> {
             let mut inner_vars = vars.clone();
             self.for_range(lo, hi, 1, &mut |cg, i| {
                 inner_vars[k] = i;
-                cg.axis(k + 1, split, start, end, &mut inner_vars)
+                cg.axis(k + 1, split, start, end, &mut inner_vars, known)
             })?;
             return Ok(());
         }
         let domain_plan = self
-            .plan
-            .as_ref()
-            .filter(|p| p.mode == VecMode::Domain)
+            .plans
+            .iter()
+            .find(|p| p.mode == VecMode::Domain)
             .map(|p| p.lanes);
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, lo);
@@ -414,37 +482,71 @@ impl Cg<'_, '_> {
                         var: VarRef::Loop(k),
                         lanes,
                     }),
+                    known,
                 )
             })?;
         }
         let mut sv = vars.clone();
         self.for_var(var, hi, 1, &mut |cg, i| {
             sv[k] = i;
-            cg.point(&sv, None)
+            cg.point(&sv, None, known)
         })?;
         Ok(())
     }
 
-    /// Emits the body at one point (or one vector of points).
-    fn point(&mut self, vars: &[Value], vec: Option<VecCtx>) -> R<()> {
+    /// Emits the hoisted section at the current outer point (`vars` of the axes before the
+    /// first hoisted one; the others are not read): every node that does not vary along
+    /// the hoisted axes, the reduction loops included. Returns the values for the points.
+    fn hoisted_section(&mut self, vars: &[Value]) -> R<Vec<Option<V>>> {
+        let outer = self
+            .hoist
+            .as_ref()
+            .map(|h| h.outer.clone())
+            .ok_or("internal: no hoisted section")?;
         let n = self.job.kernel.body.values.len();
         let mut env = Env {
             vars: vars.to_vec(),
             reds: Vec::new(),
             vals: vec![None; n],
-            vec,
+            vec: None,
         };
         for i in 0..n {
-            if self.phases.is_pre(i) {
+            if outer[i] && self.phases.is_pre(i) {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
         }
-        if !self.phases.reduces.is_empty() {
+        self.reduction(&mut env)?;
+        for i in 0..n {
+            if outer[i] && self.phases.is_post(i) {
+                let v = self.node(i, &env)?;
+                env.vals[i] = Some(v);
+            }
+        }
+        Ok(env.vals)
+    }
+
+    /// Emits the body at one point (or one vector of points). `known`: the values of the
+    /// hoisted section (reductions included), which are not evaluated again.
+    fn point(&mut self, vars: &[Value], vec: Option<VecCtx>, known: Option<&[Option<V>]>) -> R<()> {
+        let n = self.job.kernel.body.values.len();
+        let mut env = Env {
+            vars: vars.to_vec(),
+            reds: Vec::new(),
+            vals: known.map_or_else(|| vec![None; n], <[Option<V>]>::to_vec),
+            vec,
+        };
+        for i in 0..n {
+            if self.phases.is_pre(i) && env.vals[i].is_none() {
+                let v = self.node(i, &env)?;
+                env.vals[i] = Some(v);
+            }
+        }
+        if !self.phases.reduces.is_empty() && known.is_none() {
             self.reduction(&mut env)?;
         }
         for i in 0..n {
-            if self.phases.is_post(i) {
+            if self.phases.is_post(i) && env.vals[i].is_none() {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
@@ -457,31 +559,40 @@ impl Cg<'_, '_> {
         Ok(())
     }
 
+    /// The plan that vectorises `var`.
+    fn plan_of(&self, var: VarRef) -> Option<&VecPlan> {
+        self.plans.iter().find(|p| p.var == var)
+    }
+
     fn is_vector_node(&self, i: usize, env: &Env) -> bool {
-        env.vec.is_some()
-            && self
-                .plan
-                .as_ref()
+        env.vec.is_some_and(|c| {
+            self.plan_of(c.var)
                 .is_some_and(|p| p.vector.get(i).copied().unwrap_or(false))
+        })
     }
 
     /// The reduction loops; sets the values of the reduction nodes in `env`.
     fn reduction(&mut self, env: &mut Env) -> R<()> {
         let reduces = self.phases.reduces.clone();
         let red_plan = self
-            .plan
-            .as_ref()
-            .filter(|p| p.mode == VecMode::Reduce)
-            .map(|p| p.lanes);
+            .plans
+            .iter()
+            .find(|p| p.mode == VecMode::Reduce)
+            .map(|p| (p.lanes, p.ordered));
         // Reduce-mode vectors only appear inside the innermost reduction loop.
         let red_plan = if env.vec.is_some() { None } else { red_plan };
+        let ordered = red_plan.is_some_and(|(_, o)| o);
+        let red_plan = red_plan.map(|(l, _)| l);
         struct Acc {
             node: usize,
             op: ReduceOp,
             dt: DType,
             vector: bool,
             var: Variable,
+            /// Lane-wise partial accumulators (unordered vector reduction loop).
             lanes_var: Option<Variable>,
+            /// The vector reduction loop folds lanes into `var` in order.
+            ordered: bool,
         }
         let mut accs = Vec::new();
         for &r in &reduces {
@@ -501,7 +612,7 @@ impl Cg<'_, '_> {
             } else {
                 let var = self.b.declare_var(sty(dt));
                 self.b.def_var(var, init_v);
-                let lanes_var = match red_plan {
+                let lanes_var = match red_plan.filter(|_| !ordered) {
                     Some(lanes) => {
                         let ty = vty(dt, lanes);
                         let v = self.b.declare_var(ty);
@@ -521,6 +632,7 @@ impl Cg<'_, '_> {
                 vector,
                 var,
                 lanes_var,
+                ordered: red_plan.is_some() && ordered,
             });
         }
         let extents = self.job.kernel.reduce.clone();
@@ -562,6 +674,19 @@ impl Cg<'_, '_> {
                     });
                     cg.inner_nodes(&mut e)?;
                     for a in accs {
+                        if a.ordered {
+                            let x = cg.operand_of(a.node, &e)?;
+                            let mut cur = cg.b.use_var(a.var);
+                            for l in 0..lanes {
+                                let xl = match x {
+                                    V::S(s) => s,
+                                    V::V(v) => cg.b.ins().extractlane(v, l),
+                                };
+                                cur = cg.combine(a.op, a.dt, cur, xl, false);
+                            }
+                            cg.b.def_var(a.var, cur);
+                            continue;
+                        }
                         let Some(lv) = a.lanes_var else { continue };
                         let x = cg.operand_of(a.node, &e)?;
                         let x = cg.broadcast(x, a.dt, lanes);
@@ -1127,11 +1252,7 @@ impl Cg<'_, '_> {
     /// vectorised variable (for masked loads: when the guards hold at the first and the last
     /// lane), lane by lane otherwise.
     fn vector_load(&mut self, i: usize, l: &Load, e: &Expr, env: &Env, ctx: VecCtx) -> R<Value> {
-        let vary = self
-            .plan
-            .as_ref()
-            .map(|p| varying(&self.job.kernel.body, &self.phases.deps, p.var))
-            .unwrap_or_default();
+        let vary = varying(&self.job.kernel.body, &self.phases.deps, ctx.var);
         let contiguous = coefficient(&l.index, ctx.var, &vary) == Some(1);
         let buf = l.buffer.index();
         let dt = self.buffer_dtype(buf)?;

@@ -63,8 +63,8 @@ pub struct TrainStep {
     pub loss: Tensor,
     /// The learning rate this step uses (an `f32` scalar).
     pub lr: Tensor,
-    /// State name -> tensor computing its new value: parameters, optimiser moments, the
-    /// step counter and random-stream counters, in that order per parameter.
+    /// State name -> tensor computing its new value: each parameter followed by its
+    /// optimiser moments, then the step counter, then the random-stream counters.
     pub updates: Vec<(String, Tensor)>,
 }
 
@@ -93,9 +93,7 @@ impl TrainStep {
         }
         Ok(loss as f32)
     }
-}
 
-impl TrainStep {
     /// Compiles the step for `backend` with [`crate::compile_step`]: one output, `loss`, and
     /// every update applied in place to the executable's state after each run.
     pub fn compile(&self, backend: crate::Backend) -> Result<crate::Executable, Error> {
@@ -232,9 +230,10 @@ pub(crate) fn prepare(
         } else if !seen.insert(name.clone()) {
             Some("is listed twice".to_string())
         } else {
-            let ir = g.ir();
-            let node = t.node().map(|id| ir.node(id).clone());
-            match node.map(|n| n.op) {
+            let op = t
+                .node()
+                .and_then(|id| g.with_ir(|ir| ir.get(id).map(|n| n.op.clone())));
+            match op {
                 Some(Op::Parameter { name: n, dtype, .. }) if n == *name && dtype.is_float() => {
                     None
                 }
