@@ -20,6 +20,10 @@ bless:
     BLESS=1 cargo test --workspace --release filetest
 
 # Build SimpleNN and evaluate it.
+demo:
+    cargo run --release -p kiln-cli -- demo
+
+# Build SimpleNN symbolically and evaluate it with the interpreter.
 example:
     cargo run --release -p kiln --example simple_nn
 

@@ -112,7 +112,9 @@ pub fn render(rows: &[Row]) -> String {
                 r.peer.as_ref().map_or("-".into(), |(_, s)| fmt_time(*s)),
                 r.ratio.map_or("-".into(), |x| format!("{x:.2}x")),
                 r.of_limit
-                    .map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
+                    .map_or("-".into(), |f| format!("{:.2}%", f * 100.0)),
+                r.peer_of_limit
+                    .map_or("-".into(), |f| format!("{:.2}%", f * 100.0)),
                 if r.check_mismatch {
                     "CHECKSUM DIFFERS".into()
                 } else {
@@ -129,7 +131,8 @@ pub fn render(rows: &[Row]) -> String {
             "best peer",
             "peer",
             "kiln/peer",
-            "of limit",
+            "kiln of limit",
+            "peer of limit",
             "",
         ],
         &body,

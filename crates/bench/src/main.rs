@@ -229,9 +229,24 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
             sink.emit(r)?;
         }
     }
+    let usable = if backs.is_empty() || work.is_empty() {
+        Vec::new()
+    } else {
+        Backend::available()
+    };
     for w in &work {
         for &b in &backs {
-            let r = in_child(w, b, args);
+            let r = if usable.contains(&b) {
+                in_child(w, b, args)
+            } else {
+                let mut r = Record::new("kiln", w.name, b.name(), Status::Skipped).with_note(
+                    "not usable on this machine (kiln::Backend::available: no GPU adapter)",
+                );
+                r.flops = Some(w.flops);
+                r.bytes = Some(w.bytes);
+                r.limit = w.limit.map(str::to_string);
+                r
+            };
             if !args.json_only && r.status != Status::Ok {
                 eprintln!(
                     "{} on {}: {}: {}",

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a runtime or input error (one line on stderr), 2 a usage error.
 
 mod commands;
+mod demo;
 mod weights;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train an MLP on the bundled UCI digits, save digits.kiln and check it on every backend.
+    Demo {
+        /// Where training runs: cpu, gpu, interp or kernel (default: $KILN_BACKEND, else cpu).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Passes over the training split.
+        #[arg(long, default_value_t = 30)]
+        epochs: u32,
+        /// Batch size.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Adam learning rate.
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        /// Seed of initialisation, dropout and shuffling.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The digits CSV (default: the bundled fixtures/data/digits.csv).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where the inference module is written.
+        #[arg(long, default_value = "digits.kiln")]
+        out: PathBuf,
+    },
     /// Print the graph and its kernel plan as Graphviz (kernels as clusters).
     Dot {
         /// The .kiln module.
@@ -106,6 +131,9 @@ fn main() -> ExitCode {
             commands::bench(&model, backend.as_deref(), iters, &binds, json)
         }
         Command::Dot { model } => commands::dot(&model),
+        Command::Demo { backend, epochs, batch, lr, seed, data, out } => {
+            demo::run(&demo::DemoOptions { backend, epochs, batch, lr, seed, data, out })
+        }
         Command::ExportWeights { model, out } => weights::export(&model, &out),
         Command::ImportWeights { model, weights, out } => weights::import(&model, &weights, &out),
     };

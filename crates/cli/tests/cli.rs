@@ -211,3 +211,26 @@ fn weights_export_import_round_trip_and_mismatches() {
     }
     assert!(!dir.path("x.kiln").exists());
 }
+
+#[test]
+fn demo_learns_digits_and_reloads_on_every_backend() {
+    let dir = Tmp::new("demo");
+    let out = dir.path("digits.kiln");
+    let o = kiln(&["demo", "--epochs", "3", "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let acc: f64 = text
+        .split("test accuracy ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in\n{text}"));
+    assert!(acc >= 90.0, "accuracy {acc}% after 3 epochs:\n{text}");
+    assert!(text.contains("reloaded on cpu") && text.contains("predictions agree"), "{text}");
+    assert!(!text.contains("DIFFER"), "{text}");
+    // The saved inference module takes only `x` and carries no optimiser state.
+    let m = kiln_format::load(&out).unwrap();
+    assert_eq!(m.signature.inputs.len(), 1);
+    assert_eq!(m.signature.inputs[0].name, "x");
+    assert!(m.state.iter().all(|(n, _)| !n.contains("adam")), "{:?}", m.state.iter().map(|(n, _)| n).collect::<Vec<_>>());
+}

@@ -35,7 +35,9 @@ fn buffers(program: &Program, b: &HashMap<String, u64>) -> Vec<Data> {
     for (buf, data) in program.buffers.iter().zip(bufs.iter_mut()) {
         if let (BufferKind::Input(_) | BufferKind::State(_), Data::F32(v)) = (&buf.kind, data) {
             for x in v.iter_mut() {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
                 *x = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0;
             }
         }
@@ -110,6 +112,10 @@ fn main() {
         case("softmax", &program("softmax", 10, None), rows);
     }
     if which == "layer_norm" || which == "all" {
-        case("layer_norm", &program("layer_norm", 16, Some("0.0625")), rows);
+        case(
+            "layer_norm",
+            &program("layer_norm", 16, Some("0.0625")),
+            rows,
+        );
     }
 }

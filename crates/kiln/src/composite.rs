@@ -62,7 +62,7 @@ impl Tensor {
     /// `threshold=20` linear region is kept.
     #[track_caller]
     pub fn softplus(&self) -> Tensor {
-        let stable = self.relu() + ((-self.abs()).exp() + 1.0).log();
+        let stable = self.maximum(0.0) + ((-self.abs()).exp() + 1.0).log();
         self.gt(20.0).where_(self, stable)
     }
 

@@ -241,11 +241,17 @@ fn misuse_is_reported() {
         "sgd: parameter `v` is the tensor of parameter `w`"
     );
 
-    let (g, _, params) = linear_problem(vec![1.0]);
+    let (g, _, params) = linear_problem(vec![1.0, 2.0]);
     let vector_loss = &params[0].1 * 2.0;
     Sgd::new(0.1).minimize(&vector_loss, &params);
     assert_eq!(
         g.diagnostics()[0].message,
-        "sgd: the loss must be a float scalar, got f32[1]"
+        "sgd: the loss must be a float scalar (one element), got f32[2]"
     );
+    // A one-element loss is accepted, as PyTorch's backward() accepts it.
+    let (g, _, params) = linear_problem(vec![3.0]);
+    let one = &params[0].1 * 2.0;
+    let step = Sgd::new(0.5).minimize(&one, &params);
+    assert_eq!(run(&step, &f32s(&[1], vec![0.0])), 6.0);
+    assert_eq!(value(&g, "w"), [2.0]);
 }

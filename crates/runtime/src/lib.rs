@@ -373,7 +373,15 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
         .zip(&func.outputs[n_out..])
         .map(|((n, _), id)| (n.clone(), *id))
         .collect();
-    let graph = func.graph;
+    let mut graph = func.graph;
+    // Inputs nothing computed here depends on are not part of this executable's signature
+    // (an eval executable built on a training graph does not take the labels).
+    let live: std::collections::HashSet<NodeId> = outputs.iter().chain(&updates).map(|(_, id)| *id).collect();
+    for (id, _) in graph.inputs().into_iter().map(|(id, n)| (id, n.to_string())).collect::<Vec<_>>() {
+        if graph.users(id).is_empty() && !live.contains(&id) {
+            graph.remove(id);
+        }
+    }
 
     let state = spec.state.unwrap_or_default();
     for (id, name) in graph.parameters() {
@@ -665,8 +673,17 @@ impl Executable {
             outputs: self.outputs.clone(),
             updates: self.updates.clone(),
             program: Some(self.program.clone()),
-            state: self.state.snapshot(),
+            state: self.saved_state(),
         }
+    }
+
+    /// The state this executable uses (its parameters and updated tensors), not the whole
+    /// shared store: an eval module saved from a training run carries no optimiser moments.
+    fn saved_state(&self) -> Vec<(String, Array)> {
+        let mut used: std::collections::HashSet<String> =
+            self.graph.parameters().into_iter().map(|(_, n)| n.to_string()).collect();
+        used.extend(self.updates.iter().map(|(n, _)| n.clone()));
+        self.state.snapshot().into_iter().filter(|(n, _)| used.contains(n)).collect()
     }
 
     /// Saves the executable (graph, kernel plan and current state) to a `.kiln` file,

@@ -216,7 +216,11 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
             .sum()
     };
     let point_cost = cost(false) + body.stores.len() as u32;
-    let hoisted_cost = if hoist.is_some() { cost(true).max(1) } else { 0 };
+    let hoisted_cost = if hoist.is_some() {
+        cost(true).max(1)
+    } else {
+        0
+    };
     let reduce_lanes = plans
         .iter()
         .find(|p| p.mode == VecMode::Reduce)
@@ -510,15 +514,16 @@ impl Cg<'_, '_> {
             vals: vec![None; n],
             vec: None,
         };
-        for i in 0..n {
-            if outer[i] && self.phases.is_pre(i) {
+        let section: Vec<usize> = (0..n).filter(|&i| outer.get(i) == Some(&true)).collect();
+        for &i in &section {
+            if self.phases.is_pre(i) {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
         }
         self.reduction(&mut env)?;
-        for i in 0..n {
-            if outer[i] && self.phases.is_post(i) {
+        for &i in &section {
+            if self.phases.is_post(i) {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }

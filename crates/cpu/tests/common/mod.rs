@@ -2,6 +2,8 @@
 //! kernel executor and on the CPU backend, and comparing every written buffer.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use kiln_cpu::{CpuError, RunOptions};
 use kiln_ir::{DType, Data};
 use kiln_kernel::{BufferKind, Program};

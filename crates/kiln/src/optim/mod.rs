@@ -211,12 +211,12 @@ pub(crate) fn prepare(
     if loss.is_poisoned() || params.iter().any(|(_, t)| t.is_poisoned()) {
         return None;
     }
-    if loss.rank() != 0 || !loss.dtype().is_float() {
+    if loss.shape().numel().as_known() != Some(1) || !loss.dtype().is_float() {
         g.fail(
             loc,
             op,
             format!(
-                "{op}: the loss must be a float scalar, got {}{}",
+                "{op}: the loss must be a float scalar (one element), got {}{}",
                 loss.dtype(),
                 loss.shape()
             ),

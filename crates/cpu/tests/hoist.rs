@@ -1,0 +1,429 @@
+//! Reductions hoisted out of the domain axes they do not depend on (softmax and layer norm
+//! rows as the fusion pass emits them): differential tests against the kernel executor on
+//! the fusion fixtures' programs, the shape of the generated loops, and the order in which
+//! each hoisted reduction combines its terms.
+
+mod common;
+use common::fixture::{fuse_fixture_program, replace_literal};
+use common::*;
+use kiln_cpu::{CpuError, LoopSummary, VectorAxis};
+use kiln_ir::Data;
+use kiln_kernel::KernelId;
+
+/// The fusion fixture `name` with its row length `from` replaced by `cols`.
+fn fixture(name: &str, from: u64, cols: u64) -> kiln_kernel::Program {
+    let text = fuse_fixture_program(name).unwrap_or_else(|e| panic!("{e}"));
+    parse(&replace_literal(
+        &text,
+        &from.to_string(),
+        &cols.to_string(),
+    ))
+}
+
+/// The little-endian bytes of a buffer.
+fn bits(d: &Data) -> Vec<u8> {
+    kiln_ir::Array::new(&[d.len()], d.clone())
+        .unwrap()
+        .to_le_bytes()
+}
+
+fn summaries(program: &kiln_kernel::Program) -> Vec<LoopSummary> {
+    kiln_cpu::compile(program).unwrap().loops()
+}
+
+/// Every loop kernel of `program` over `[rows, cols]` with reductions is compiled with its
+/// reductions hoisted out of the column axis, when that axis has more than one point.
+fn assert_rows_hoisted(program: &kiln_kernel::Program, cols: u64) {
+    let loops = summaries(program);
+    let hoistable: Vec<bool> = program
+        .kernels
+        .iter()
+        .map(|k| {
+            matches!(k, kiln_kernel::Kernel::Loop(l)
+                if l.domain.len() == 2 && !l.reduce.is_empty() && cols > 1)
+        })
+        .collect();
+    assert!(cols == 1 || hoistable.iter().any(|&h| h), "{program}");
+    for (l, h) in loops.iter().zip(hoistable) {
+        assert_eq!(l.hoisted, h.then_some(1), "{l:?} in\n{program}");
+    }
+}
+
+#[test]
+fn softmax_fixture_matches_the_executor() {
+    for cols in [10, 1, 3, 7, 8, 33, 783] {
+        let program = fixture("softmax", 10, cols);
+        assert_rows_hoisted(&program, cols);
+        for rows in [1, 5, 37] {
+            let b = bindings(&[("N", rows)]);
+            let bufs = inputs(&program, &b, rows * 1000 + cols, Fill::default());
+            differential(&program, &b, &bufs, 2e-6, 1e-7);
+        }
+    }
+}
+
+#[test]
+fn layer_norm_fixture_matches_the_executor() {
+    for cols in [16, 1, 3, 7, 8, 33, 783] {
+        let program = fixture("layer_norm", 16, cols);
+        assert_rows_hoisted(&program, cols);
+        for rows in [1, 5, 37] {
+            let b = bindings(&[("N", rows)]);
+            let bufs = inputs(&program, &b, rows * 1000 + cols, Fill::default());
+            differential(&program, &b, &bufs, 2e-5, 2e-5);
+        }
+    }
+}
+
+#[test]
+fn fixtures_propagate_special_values_like_the_executor() {
+    // NaN, infinities and signed zeros in some rows (no huge finite values: the executor
+    // accumulates in f64, where the square of 1e30 does not overflow).
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0];
+    for (name, from) in [("softmax", 10), ("layer_norm", 16)] {
+        for cols in [from, 13] {
+            let program = fixture(name, from, cols);
+            let b = bindings(&[("N", 23)]);
+            let mut bufs = inputs(&program, &b, cols, Fill::default());
+            let Data::F32(x) = &mut bufs[0] else {
+                panic!("x is f32")
+            };
+            for (k, v) in x.iter_mut().enumerate().step_by(17) {
+                *v = specials[k % specials.len()];
+            }
+            differential(&program, &b, &bufs, 2e-5, 2e-5);
+        }
+    }
+}
+
+/// The second kernel of the softmax fixture, written out (the fixture may change).
+const SOFTMAX_ROWS: &str = "symbol N >= 1
+b0 = input \"x\" f32[N*1024]
+b1 = output \"y\" f32[N*1024]
+b2 = input \"m\" f32[N]
+k0 = loop [N, 1024] reduce [1024] {
+  v0 = load b0[i0*1024 + i1]
+  v1 = load b2[i0]
+  v2 = sub(v0, v1)
+  v3 = exp(v2)
+  v4 = load b0[i0*1024 + r0]
+  v5 = sub(v4, v1)
+  v6 = exp(v5)
+  v7 = reduce_sum(v6) init f32(0.0)
+  v8 = div(v3, v7)
+  store b1[i0*1024 + i1] = v8
+}";
+
+#[test]
+fn softmax_rows_run_the_reduction_once_per_row() {
+    let program = parse(SOFTMAX_ROWS);
+    assert_eq!(
+        summaries(&program),
+        vec![LoopSummary {
+            kernel: KernelId(0),
+            vector: Some((VectorAxis::Domain, 4)),
+            split_axis: Some(0),
+            hoisted: Some(1),
+            hoisted_vector: Some(4),
+        }]
+    );
+    for rows in [1, 2, 9] {
+        let b = bindings(&[("N", rows)]);
+        let bufs = inputs(&program, &b, rows, Fill::default());
+        differential(&program, &b, &bufs, 2e-6, 1e-7);
+    }
+}
+
+#[test]
+fn reductions_that_read_the_inner_axis_are_not_hoisted() {
+    let program = parse(
+        "symbol N >= 1
+         symbol C >= 1
+         b0 = input \"x\" f32[N*C]
+         b1 = output \"y\" f32[N*C]
+         k0 = loop [N, C] reduce [C] {
+           v0 = load b0[i0*C + r0]
+           v1 = load b0[i0*C + i1]
+           v2 = mul(v0, v1)
+           v3 = reduce_sum(v2) init f32(0.0)
+           store b1[i0*C + i1] = v3
+         }",
+    );
+    let loops = summaries(&program);
+    assert_eq!(loops[0].hoisted, None);
+    assert_eq!(loops[0].hoisted_vector, None);
+    for (n, c) in [(1, 1), (3, 7), (4, 33)] {
+        let b = bindings(&[("N", n), ("C", c)]);
+        let bufs = inputs(&program, &b, n + c, Fill::default());
+        differential(&program, &b, &bufs, 1e-5, 1e-5);
+    }
+}
+
+/// A kernel, the hoisting expected, and the sizes to run.
+struct Case {
+    text: &'static str,
+    hoisted: Option<usize>,
+    split: Option<usize>,
+}
+
+const CASES: [Case; 6] = [
+    // Group-norm-like: the statistics of a whole `[C, 8]` block, hoisted out of two axes.
+    Case {
+        text: "symbol N >= 1
+               symbol C >= 1
+               b0 = input \"x\" f32[N*C*8]
+               b1 = output \"y\" f32[N*C*8]
+               k0 = loop [N, C, 8] reduce [C, 8] {
+                 v0 = load b0[i0*C*8 + r0*8 + r1]
+                 v1 = reduce_sum(v0) init f32(0.0)
+                 v2 = mul(v0, v0)
+                 v3 = reduce_sum(v2) init f32(0.0)
+                 v4 = load b0[i0*C*8 + i1*8 + i2]
+                 v5 = sub(v4, v1)
+                 v6 = mul(v5, v3)
+                 store b1[i0*C*8 + i1*8 + i2] = v6
+               }",
+        hoisted: Some(1),
+        split: Some(0),
+    },
+    // Two reductions sharing the row, symbolic row length, a store of a reduced value.
+    Case {
+        text: "symbol N >= 1
+               symbol C >= 1
+               b0 = input \"x\" f32[N*C]
+               b1 = output \"y\" f32[N*C]
+               b2 = output \"m\" f32[N]
+               k0 = loop [N, C] reduce [C] {
+                 v0 = load b0[i0*C + r0]
+                 v1 = reduce_max(v0) init f32(-inf)
+                 v2 = exp(v0)
+                 v3 = reduce_sum(v2) init f32(0.0)
+                 v4 = load b0[i0*C + i1]
+                 v5 = sub(v4, v1)
+                 v6 = exp(v5)
+                 v7 = div(v6, v3)
+                 store b1[i0*C + i1] = v7
+                 store b2[i0] = v1
+               }",
+        hoisted: Some(1),
+        split: Some(0),
+    },
+    // f64 (two lanes) and a post-reduction value computed once per row.
+    Case {
+        text: "symbol N >= 1
+               symbol C >= 1
+               b0 = input \"x\" f64[N*C]
+               b1 = output \"y\" f64[N*C]
+               k0 = loop [N, C] reduce [C] {
+                 v0 = load b0[i0*C + r0]
+                 v1 = mul(v0, v0)
+                 v2 = reduce_sum(v1) init f64(0.0)
+                 v3 = sqrt(v2)
+                 v4 = load b0[i0*C + i1]
+                 v5 = div(v4, v3)
+                 store b1[i0*C + i1] = v5
+               }",
+        hoisted: Some(1),
+        split: Some(0),
+    },
+    // Integers, with a transposed store (the hoisted loop stays scalar).
+    Case {
+        text: "symbol N >= 1
+               symbol C >= 1
+               b0 = input \"x\" i32[N*C]
+               b1 = output \"y\" i32[C*N]
+               k0 = loop [N, C] reduce [C] {
+                 v0 = load b0[i0*C + r0]
+                 v1 = reduce_sum(v0) init i32(0)
+                 v2 = reduce_max(v0) init i32(-2147483648)
+                 v3 = load b0[i0*C + i1]
+                 v4 = sub(v3, v1)
+                 v5 = mul(v4, v2)
+                 store b1[i1*N + i0] = v5
+               }",
+        hoisted: Some(1),
+        split: Some(0),
+    },
+    // Column statistics broadcast back over the rows.
+    Case {
+        text: "symbol N >= 1
+               symbol C >= 1
+               b0 = input \"x\" f32[N*C]
+               b1 = output \"y\" f32[N*C]
+               k0 = loop [C, N] reduce [N] {
+                 v0 = load b0[r0*C + i0]
+                 v1 = mul(v0, v0)
+                 v2 = reduce_sum(v1) init f32(0.0)
+                 v3 = load b0[i1*C + i0]
+                 v4 = div(v3, v2)
+                 store b1[i1*C + i0] = v4
+               }",
+        hoisted: Some(1),
+        split: Some(0),
+    },
+    // A reduction over everything, hoisted out of the whole domain (split axis included:
+    // each thread's chunk computes it once).
+    Case {
+        text: "symbol N >= 1
+               symbol C >= 1
+               b0 = input \"x\" f32[N*C]
+               b1 = output \"y\" f32[N*C]
+               k0 = loop [1, N, C] reduce [N, C] {
+                 v0 = load b0[r0*C + r1]
+                 v1 = reduce_sum(v0) init f32(0.0)
+                 v2 = load b0[i1*C + i2]
+                 v3 = sub(v2, v1)
+                 store b1[i1*C + i2] = v3
+               }",
+        hoisted: Some(0),
+        split: Some(1),
+    },
+];
+
+#[test]
+fn hoisting_generalises_over_axes_dtypes_and_layouts() {
+    for case in &CASES {
+        let program = parse(case.text);
+        let loops = summaries(&program);
+        assert_eq!(loops[0].hoisted, case.hoisted, "{program}");
+        assert_eq!(loops[0].split_axis, case.split, "{program}");
+        for (n, c) in [(1, 1), (3, 7), (5, 33), (2, 300), (9, 4)] {
+            let b = bindings(&[("N", n), ("C", c)]);
+            let bufs = inputs(&program, &b, n * 100 + c, Fill::default());
+            differential(&program, &b, &bufs, 2e-5, 2e-5);
+        }
+    }
+}
+
+#[test]
+fn a_large_hoisted_kernel_splits_over_threads_with_the_same_bits() {
+    let program = parse(CASES[1].text);
+    let b = bindings(&[("N", 301), ("C", 1031)]);
+    let bufs = inputs(&program, &b, 7, Fill::default());
+    let all = differential(&program, &b, &bufs, 2e-5, 2e-5);
+    let one = run_cpu(&program, &b, &bufs, Some(1)).unwrap();
+    for (a, o) in all.iter().zip(&one) {
+        assert_eq!(bits(a), bits(o));
+    }
+}
+
+/// `x[i, c] + sum_r x[i, r]` with terms whose sum depends on the order of addition.
+const ROW_PLUS_SUM: &str = "symbol N >= 1
+symbol C >= 1
+b0 = input \"x\" f32[N*C]
+b1 = output \"y\" f32[N*C]
+k0 = loop [N, C] reduce [C] {
+  v0 = load b0[i0*C + r0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  v2 = load b0[i0*C + i1]
+  v3 = add(v2, v1)
+  store b1[i0*C + i1] = v3
+}";
+
+fn cancelling_rows(n: usize, c: usize) -> Vec<f32> {
+    (0..n * c)
+        .map(|k| match k % 5 {
+            0 => 1.0e8,
+            1 => 1.0,
+            2 => -1.0e8,
+            3 => 0.5 + (k % 7) as f32,
+            _ => -3.0e-3 * (k % 11) as f32,
+        })
+        .collect()
+}
+
+#[test]
+fn hoisted_reductions_keep_the_order_of_the_point_wise_loop() {
+    // The unhoisted kernel vectorises the domain and sums each row in scalar order; the
+    // hoisted reduction loop runs as vectors but must fold its lanes in that same order.
+    let program = parse(ROW_PLUS_SUM);
+    let loops = summaries(&program);
+    assert_eq!(loops[0].vector, Some((VectorAxis::Domain, 4)));
+    assert_eq!(loops[0].hoisted_vector, Some(4));
+    for (n, c) in [(2, 5), (3, 64), (4, 1027)] {
+        let x = cancelling_rows(n, c);
+        let b = bindings(&[("N", n as u64), ("C", c as u64)]);
+        let bufs = vec![Data::F32(x.clone()), Data::F32(vec![0.0; n * c])];
+        let out = run_cpu(&program, &b, &bufs, None).unwrap();
+        let mut want = Vec::with_capacity(n * c);
+        for row in x.chunks(c) {
+            let sum = row.iter().fold(0.0f32, |a, &v| a + v);
+            want.extend(row.iter().map(|&v| v + sum));
+        }
+        assert_eq!(bits(&out[1]), bits(&Data::F32(want)), "n={n} c={c}");
+    }
+}
+
+#[test]
+fn hoisted_reductions_without_a_domain_vector_keep_lane_partials() {
+    // A transposed store keeps the domain scalar; the reduction then runs with lane-wise
+    // partial sums (terms `4q + l` in lane `l`, the tail in the scalar accumulator, the
+    // lanes added to it in order), exactly as the unhoisted kernel does.
+    let program = parse(&ROW_PLUS_SUM.replace("store b1[i0*C + i1]", "store b1[i1*N + i0]"));
+    let loops = summaries(&program);
+    assert_eq!(loops[0].vector, None);
+    assert_eq!(loops[0].hoisted, Some(1));
+    assert_eq!(loops[0].hoisted_vector, Some(4));
+    for (n, c) in [(2, 9), (3, 64), (4, 1027)] {
+        let x = cancelling_rows(n, c);
+        let b = bindings(&[("N", n as u64), ("C", c as u64)]);
+        let bufs = vec![Data::F32(x.clone()), Data::F32(vec![0.0; n * c])];
+        let out = run_cpu(&program, &b, &bufs, None).unwrap();
+        let mut want = vec![0.0f32; n * c];
+        for (i, row) in x.chunks(c).enumerate() {
+            let whole = c & !3;
+            let mut lanes = [-0.0f32; 4];
+            for (k, &v) in row[..whole].iter().enumerate() {
+                lanes[k % 4] += v;
+            }
+            let mut sum = row[whole..].iter().fold(0.0f32, |a, &v| a + v);
+            for l in lanes {
+                sum += l;
+            }
+            for (j, &v) in row.iter().enumerate() {
+                want[j * n + i] = v + sum;
+            }
+        }
+        assert_eq!(bits(&out[1]), bits(&Data::F32(want)), "n={n} c={c}");
+    }
+}
+
+#[test]
+fn gathers_inside_a_hoisted_reduction_report_out_of_range_indices() {
+    let program = parse(
+        "symbol N >= 1
+         symbol C >= 1
+         b0 = input \"x\" f32[N*C]
+         b1 = input \"idx\" i64[N*C]
+         b2 = output \"y\" f32[N*C]
+         k0 = loop [N, C] reduce [C] {
+           v0 = load b1[i0*C + r0]
+           v1 = load checked b0[v0]
+           v2 = reduce_sum(v1) init f32(0.0)
+           v3 = load b0[i0*C + i1]
+           v4 = mul(v3, v2)
+           store b2[i0*C + i1] = v4
+         }",
+    );
+    assert_eq!(summaries(&program)[0].hoisted, Some(1));
+    let b = bindings(&[("N", 3), ("C", 6)]);
+    let fill = Fill {
+        ints: (0, 18),
+        ..Fill::default()
+    };
+    let mut bufs = inputs(&program, &b, 3, fill);
+    differential(&program, &b, &bufs, 2e-5, 2e-5);
+    let Data::I64(idx) = &mut bufs[1] else {
+        panic!("idx is i64")
+    };
+    idx[13] = 18;
+    assert!(run_exec(&program, &b, &bufs).is_err());
+    for threads in [None, Some(1)] {
+        assert_eq!(
+            run_cpu(&program, &b, &bufs, threads).unwrap_err(),
+            CpuError::IndexOutOfBounds {
+                kernel: KernelId(0)
+            }
+        );
+    }
+}
