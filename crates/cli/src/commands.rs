@@ -15,8 +15,13 @@ use std::time::{Duration, Instant};
 pub fn parse_binds(binds: &[String]) -> Result<HashMap<String, u64>> {
     let mut out = HashMap::new();
     for b in binds {
-        let (k, v) = b.split_once('=').ok_or_else(|| anyhow!("--bind `{b}`: expected SYM=N"))?;
-        let n: u64 = v.trim().parse().map_err(|_| anyhow!("--bind `{b}`: `{v}` is not a non-negative integer"))?;
+        let (k, v) = b
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--bind `{b}`: expected SYM=N"))?;
+        let n: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("--bind `{b}`: `{v}` is not a non-negative integer"))?;
         if out.insert(k.trim().to_string(), n).is_some() {
             bail!("--bind: symbol {k} bound twice");
         }
@@ -42,7 +47,13 @@ fn describe(a: &Array) -> String {
 fn file_name_for(output: &str) -> String {
     let clean: String = output
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{clean}.npy")
 }
@@ -61,7 +72,9 @@ pub fn run(
     let binds = parse_binds(binds)?;
     let mut arrays: Vec<(String, Array)> = Vec::new();
     for spec in inputs {
-        let (name, file) = spec.split_once('=').ok_or_else(|| anyhow!("--input `{spec}`: expected NAME=FILE.npy"))?;
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--input `{spec}`: expected NAME=FILE.npy"))?;
         if arrays.iter().any(|(n, _)| n == name) {
             bail!("input `{name}` given more than once");
         }
@@ -74,7 +87,8 @@ pub fn run(
     let outs = exe.run_with(&feeds, &binds)?;
     let elapsed = start.elapsed();
     if !out_dir.as_os_str().is_empty() {
-        std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
     }
     let mut written = Vec::new();
     for (name, a) in &outs {
@@ -83,7 +97,8 @@ pub fn run(
         written.push((name.clone(), path, describe(a)));
     }
     if let Some(p) = save_state {
-        exe.save(p).with_context(|| format!("saving state to {}", p.display()))?;
+        exe.save(p)
+            .with_context(|| format!("saving state to {}", p.display()))?;
     }
     if json_out {
         let outs: Vec<_> = written
@@ -95,7 +110,12 @@ pub fn run(
             json!({"model": model.display().to_string(), "backend": backend.name(), "seconds": elapsed.as_secs_f64(), "outputs": outs, "saved_state": save_state.map(|p| p.display().to_string())})
         );
     } else {
-        println!("ran {} on {} in {:.3} ms", model.display(), backend, elapsed.as_secs_f64() * 1e3);
+        println!(
+            "ran {} on {} in {:.3} ms",
+            model.display(),
+            backend,
+            elapsed.as_secs_f64() * 1e3
+        );
         for (n, p, d) in &written {
             println!("  {n}: {d} -> {}", p.display());
         }
@@ -123,14 +143,19 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
     }
     let params: Vec<&(String, Array)> = m.state.iter().collect();
     let n_params: usize = params.iter().map(|(_, a)| a.len()).sum();
-    let param_bytes: usize = params.iter().map(|(_, a)| a.len() * a.dtype().size_bytes()).sum();
+    let param_bytes: usize = params
+        .iter()
+        .map(|(_, a)| a.len() * a.dtype().size_bytes())
+        .sum();
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut scratch = None;
     if let Some(p) = &m.program {
         for k in &p.kernels {
             *kinds.entry(kernel_kind(k)).or_default() += 1;
         }
-        scratch = kiln_passes::memplan::plan(p, &bindings).ok().map(|plan| plan.peak_scratch_bytes);
+        scratch = kiln_passes::memplan::plan(p, &bindings)
+            .ok()
+            .map(|plan| plan.peak_scratch_bytes);
     }
     let spec = |t: &kiln_format::TensorSpec| format!("{}: {}{}", t.name, t.dtype, t.shape);
     let binding_text = {
@@ -161,7 +186,11 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
         return Ok(());
     }
     println!("{}", model.display());
-    println!("  format version {}, produced by {}", kiln_format::FORMAT_VERSION, m.metadata.producer);
+    println!(
+        "  format version {}, produced by {}",
+        kiln_format::FORMAT_VERSION,
+        m.metadata.producer
+    );
     println!("  inputs:");
     for t in &m.signature.inputs {
         println!("    {}", spec(t));
@@ -175,17 +204,36 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
             .signature
             .symbols
             .iter()
-            .map(|s| format!("{} >= {}{}", s.name, s.min, s.max.map_or(String::new(), |x| format!(", <= {x}"))))
+            .map(|s| {
+                format!(
+                    "{} >= {}{}",
+                    s.name,
+                    s.min,
+                    s.max.map_or(String::new(), |x| format!(", <= {x}"))
+                )
+            })
             .collect();
         println!("  symbols: {}", syms.join("; "));
     }
     if !m.updates.is_empty() {
         println!("  state updates per run: {}", m.updates.len());
     }
-    println!("  state: {} tensors, {} elements, {} bytes", params.len(), n_params, param_bytes);
+    println!(
+        "  state: {} tensors, {} elements, {} bytes",
+        params.len(),
+        n_params,
+        param_bytes
+    );
     println!("  graph: {} nodes", m.graph.len());
     let k: Vec<String> = kinds.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!("  kernels: {}", if k.is_empty() { "none".into() } else { k.join(", ") });
+    println!(
+        "  kernels: {}",
+        if k.is_empty() {
+            "none".into()
+        } else {
+            k.join(", ")
+        }
+    );
     match scratch {
         Some(b) => println!("  scratch memory at {binding_text}: {b} bytes"),
         None => println!("  scratch memory: not available"),
@@ -196,7 +244,9 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
 fn random_input(dtype: DType, shape: &[usize], seed: &mut u64) -> Array {
     let n: usize = shape.iter().product();
     let mut next = || {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     };
     let vals: Vec<f64> = match dtype {
@@ -207,7 +257,13 @@ fn random_input(dtype: DType, shape: &[usize], seed: &mut u64) -> Array {
 }
 
 /// `kiln bench`.
-pub fn bench(model: &Path, backend: Option<&str>, iters: usize, binds: &[String], json_out: bool) -> Result<()> {
+pub fn bench(
+    model: &Path,
+    backend: Option<&str>,
+    iters: usize,
+    binds: &[String],
+    json_out: bool,
+) -> Result<()> {
     let backend = backend_of(backend)?;
     let mut bindings = parse_binds(binds)?;
     let mut exe = load(model, backend)?;
@@ -220,7 +276,10 @@ pub fn bench(model: &Path, backend: Option<&str>, iters: usize, binds: &[String]
         .inputs
         .iter()
         .map(|t| {
-            let shape = t.shape.eval(&bindings).map_err(|e| anyhow!("input `{}`: {e}", t.name))?;
+            let shape = t
+                .shape
+                .eval(&bindings)
+                .map_err(|e| anyhow!("input `{}`: {e}", t.name))?;
             Ok((t.name.clone(), random_input(t.dtype, &shape, &mut seed)))
         })
         .collect::<Result<_>>()?;
@@ -233,7 +292,10 @@ pub fn bench(model: &Path, backend: Option<&str>, iters: usize, binds: &[String]
     let iters = iters.max(1);
     let bar = if per * iters as u32 > Duration::from_secs(1) && !json_out {
         let b = ProgressBar::new(iters as u64);
-        b.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         Some(b)
     } else {
         None
@@ -277,11 +339,18 @@ fn esc(s: &str) -> String {
 /// `kiln dot`.
 pub fn dot(model: &Path) -> Result<()> {
     let m = kiln_format::load(model).with_context(|| model.display().to_string())?;
-    let mut out = String::from("digraph kiln {\n  rankdir=TB;\n  node [shape=box, fontname=monospace];\n");
+    let mut out =
+        String::from("digraph kiln {\n  rankdir=TB;\n  node [shape=box, fontname=monospace];\n");
     out.push_str("  subgraph cluster_graph {\n    label=\"graph\";\n");
     for id in m.graph.node_ids() {
         let n = m.graph.node(id);
-        let _ = writeln!(out, "    {id} [label=\"{id} = {}\\n{}{}\"];", n.op.name(), n.dtype, esc(&n.shape.to_string()));
+        let _ = writeln!(
+            out,
+            "    {id} [label=\"{id} = {}\\n{}{}\"];",
+            n.op.name(),
+            n.dtype,
+            esc(&n.shape.to_string())
+        );
         for o in m.graph.operands(id) {
             let _ = writeln!(out, "    {o} -> {id};");
         }
@@ -304,14 +373,26 @@ fn write_plan(out: &mut String, p: &Program) {
             BufferKind::Constant(_) => "const".into(),
             BufferKind::Scratch => "scratch".into(),
         };
-        let _ = writeln!(out, "  b{i} [shape=cylinder, label=\"b{i}: {}\\n{}[{}]\"];", esc(&kind), b.dtype, esc(&b.size.to_string()));
+        let _ = writeln!(
+            out,
+            "  b{i} [shape=cylinder, label=\"b{i}: {}\\n{}[{}]\"];",
+            esc(&kind),
+            b.dtype,
+            esc(&b.size.to_string())
+        );
     }
     for (k, kernel) in p.kernels.iter().enumerate() {
-        let _ = writeln!(out, "  subgraph cluster_k{k} {{\n    label=\"k{k} ({})\";\n    k{k} [shape=ellipse, label=\"k{k}\"];\n  }}", kernel_kind(kernel));
+        let _ = writeln!(
+            out,
+            "  subgraph cluster_k{k} {{\n    label=\"k{k} ({})\";\n    k{k} [shape=ellipse, label=\"k{k}\"];\n  }}",
+            kernel_kind(kernel)
+        );
         let text = kernel_text(p, k);
         for (i, _) in p.buffers.iter().enumerate() {
             let tag = format!("b{i}[");
-            if text.contains(&format!("load {tag}")) || text.contains(&format!("load checked {tag}")) {
+            if text.contains(&format!("load {tag}"))
+                || text.contains(&format!("load checked {tag}"))
+            {
                 let _ = writeln!(out, "  b{i} -> k{k};");
             }
             if text.contains(&format!("store {tag}")) || text.contains(&format!("-> {tag}")) {
@@ -326,7 +407,9 @@ fn kernel_text(p: &Program, k: usize) -> String {
     let full = p.to_string();
     let head = format!("k{k} = ");
     let next = format!("k{} = ", k + 1);
-    let Some(start) = full.find(&head) else { return String::new() };
+    let Some(start) = full.find(&head) else {
+        return String::new();
+    };
     let end = full[start..].find(&next).map_or(full.len(), |e| start + e);
     full[start..end].to_string()
 }

@@ -54,9 +54,17 @@ fn labels_i32(a: &Array) -> Result<Array> {
 
 fn argmax_rows(logits: &Array) -> Result<Vec<usize>> {
     let v = logits.as_f32()?;
-    let cols = *logits.shape().last().ok_or_else(|| anyhow!("logits have rank 0"))?;
+    let cols = *logits
+        .shape()
+        .last()
+        .ok_or_else(|| anyhow!("logits have rank 0"))?;
     Ok(v.chunks_exact(cols)
-        .map(|r| r.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                .0
+        })
         .collect())
 }
 
@@ -100,10 +108,13 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
 
     let compile_start = Instant::now();
     let mut train_exe = step.compile(backend)?;
-    let mut eval_exe = kiln::compile_shared(&[("logits", &logits)], &[], train_exe.state(), backend)?;
+    let mut eval_exe =
+        kiln::compile_shared(&[("logits", &logits)], &[], train_exe.state(), backend)?;
     let compile_time = compile_start.elapsed();
 
-    let loader = DataLoader::new(Arc::new(train_set), opts.batch)?.shuffle(opts.seed).prefetch(2);
+    let loader = DataLoader::new(Arc::new(train_set), opts.batch)?
+        .shuffle(opts.seed)
+        .prefetch(2);
     let steps = loader.num_batches() as u64 * u64::from(opts.epochs);
     let bar = ProgressBar::new(steps);
     bar.set_style(
@@ -128,7 +139,12 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     let train_time = train_start.elapsed();
 
     let test_x = test.images.clone();
-    let truth: Vec<usize> = test.labels.to_i64_vec().iter().map(|&l| l as usize).collect();
+    let truth: Vec<usize> = test
+        .labels
+        .to_i64_vec()
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
     let logits_in_process = eval_exe.run(&[("x", &test_x)])?.remove(0).1;
     let predicted = argmax_rows(&logits_in_process)?;
     let correct = predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
@@ -141,7 +157,9 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         train_time.as_secs_f64()
     );
 
-    eval_exe.save(&opts.out).with_context(|| opts.out.display().to_string())?;
+    eval_exe
+        .save(&opts.out)
+        .with_context(|| opts.out.display().to_string())?;
     println!("saved {}", opts.out.display());
     for other in Backend::available() {
         let mut loaded = kiln_runtime::load(&opts.out, other)?;
@@ -153,9 +171,15 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
             .zip(logits_in_process.as_f32()?)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        println!("  reloaded on {other:<6}: predictions {}, max |logit diff| {diff:.2e}", if agree { "agree" } else { "DIFFER" });
+        println!(
+            "  reloaded on {other:<6}: predictions {}, max |logit diff| {diff:.2e}",
+            if agree { "agree" } else { "DIFFER" }
+        );
         if !agree {
-            bail!("{other} disagrees with the in-process predictions after reloading {}", opts.out.display());
+            bail!(
+                "{other} disagrees with the in-process predictions after reloading {}",
+                opts.out.display()
+            );
         }
     }
     println!("done in {:.2} s", start.elapsed().as_secs_f64());

@@ -123,19 +123,55 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
-        Command::Run { model, inputs, backend, out, binds, save_state, json } => {
-            commands::run(&model, &inputs, backend.as_deref(), &out, &binds, save_state.as_deref(), json)
-        }
+        Command::Run {
+            model,
+            inputs,
+            backend,
+            out,
+            binds,
+            save_state,
+            json,
+        } => commands::run(
+            &model,
+            &inputs,
+            backend.as_deref(),
+            &out,
+            &binds,
+            save_state.as_deref(),
+            json,
+        ),
         Command::Info { model, binds, json } => commands::info(&model, &binds, json),
-        Command::Bench { model, backend, iters, binds, json } => {
-            commands::bench(&model, backend.as_deref(), iters, &binds, json)
-        }
+        Command::Bench {
+            model,
+            backend,
+            iters,
+            binds,
+            json,
+        } => commands::bench(&model, backend.as_deref(), iters, &binds, json),
         Command::Dot { model } => commands::dot(&model),
-        Command::Demo { backend, epochs, batch, lr, seed, data, out } => {
-            demo::run(&demo::DemoOptions { backend, epochs, batch, lr, seed, data, out })
-        }
+        Command::Demo {
+            backend,
+            epochs,
+            batch,
+            lr,
+            seed,
+            data,
+            out,
+        } => demo::run(&demo::DemoOptions {
+            backend,
+            epochs,
+            batch,
+            lr,
+            seed,
+            data,
+            out,
+        }),
         Command::ExportWeights { model, out } => weights::export(&model, &out),
-        Command::ImportWeights { model, weights, out } => weights::import(&model, &weights, &out),
+        Command::ImportWeights {
+            model,
+            weights,
+            out,
+        } => weights::import(&model, &weights, &out),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,9 +32,18 @@ fn kiln_dtype(d: Dtype) -> Option<DType> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -51,8 +60,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `kiln export-weights MODEL OUT.safetensors`.
 pub fn export(model: &Path, out: &Path) -> Result<()> {
     let m = kiln_format::load(model).with_context(|| model.display().to_string())?;
-    let bytes: Vec<(String, Vec<u8>, Array)> =
-        m.state.iter().map(|(n, a)| (n.clone(), a.to_le_bytes(), a.clone())).collect();
+    let bytes: Vec<(String, Vec<u8>, Array)> = m
+        .state
+        .iter()
+        .map(|(n, a)| (n.clone(), a.to_le_bytes(), a.clone()))
+        .collect();
     let mut views = Vec::new();
     for (name, data, a) in &bytes {
         let v = TensorView::new(st_dtype(a.dtype()), a.shape().to_vec(), data)
@@ -61,7 +73,8 @@ pub fn export(model: &Path, out: &Path) -> Result<()> {
     }
     let mut meta = std::collections::HashMap::new();
     meta.insert("producer".to_string(), m.metadata.producer.clone());
-    let buf = safetensors::serialize(views, Some(meta)).map_err(|e| anyhow!("serialising: {e:?}"))?;
+    let buf =
+        safetensors::serialize(views, Some(meta)).map_err(|e| anyhow!("serialising: {e:?}"))?;
     write_atomic(out, &buf)?;
     println!("wrote {} tensors to {}", bytes.len(), out.display());
     Ok(())
@@ -71,7 +84,8 @@ pub fn export(model: &Path, out: &Path) -> Result<()> {
 pub fn import(model: &Path, weights: &Path, out: &Path) -> Result<()> {
     let mut m = kiln_format::load(model).with_context(|| model.display().to_string())?;
     let raw = std::fs::read(weights).with_context(|| weights.display().to_string())?;
-    let st = SafeTensors::deserialize(&raw).map_err(|e| anyhow!("{}: not a valid safetensors file: {e:?}", weights.display()))?;
+    let st = SafeTensors::deserialize(&raw)
+        .map_err(|e| anyhow!("{}: not a valid safetensors file: {e:?}", weights.display()))?;
     let current: BTreeMap<String, Array> = m.state.iter().cloned().collect();
     let params: Vec<String> = m
         .graph
@@ -117,7 +131,11 @@ pub fn import(model: &Path, weights: &Path, out: &Path) -> Result<()> {
     }
     if !problems.is_empty() {
         problems.sort();
-        bail!("{} does not match the module: {}", weights.display(), problems.join("; "));
+        bail!(
+            "{} does not match the module: {}",
+            weights.display(),
+            problems.join("; ")
+        );
     }
     let n = new.len();
     for (name, a) in m.state.iter_mut() {

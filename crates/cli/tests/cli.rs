@@ -24,7 +24,11 @@ impl Drop for Tmp {
 }
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).env_remove("KILN_BACKEND").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("KILN_BACKEND")
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -63,14 +67,31 @@ fn run_writes_outputs_matching_the_library() {
     write_npy(&xin, &x);
     let out = dir.path("out");
     for backend in Backend::available() {
-        let o = kiln(&["run", s(&model), "--input", &format!("x={}", s(&xin)), "--backend", backend.name(), "--out", s(&out)]);
+        let o = kiln(&[
+            "run",
+            s(&model),
+            "--input",
+            &format!("x={}", s(&xin)),
+            "--backend",
+            backend.name(),
+            "--out",
+            s(&out),
+        ]);
         assert!(o.status.success(), "{backend}: {}", stderr(&o));
         assert!(stdout(&o).contains("logits: f32[4, 10]"), "{}", stdout(&o));
         let got = kiln::npy::read(out.join("logits.npy")).unwrap();
         let want = kiln::eval(&[&logits], &[("x", &x)]).unwrap().remove(0);
         kiln_tests::golden::assert_close("cli logits", &got, &want);
     }
-    let o = kiln(&["run", s(&model), "-i", &format!("x={}", s(&xin)), "--out", s(&out), "--json"]);
+    let o = kiln(&[
+        "run",
+        s(&model),
+        "-i",
+        &format!("x={}", s(&xin)),
+        "--out",
+        s(&out),
+        "--json",
+    ]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["outputs"][0]["name"], "logits");
@@ -93,15 +114,32 @@ fn bad_inputs_give_one_line_errors_and_exit_1() {
     std::fs::write(&garbage, b"KILNMOD\0 this is not a module").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec![], "missing input `x` (expected f32[N, 784])"),
-        (vec![format!("y={}", s(&good))], "unknown input `y` (inputs are: x)"),
-        (vec![format!("x={}", s(&f64s))], "input `x`: expected dtype f32, got f64"),
-        (vec![format!("x={}", s(&rank))], "input `x`: expected rank 2 ([N, 784]), got rank 1 [1568]"),
-        (vec![format!("x={}", s(&size))], "input `x`: dimension 1 is 783, expected 784"),
+        (
+            vec![format!("y={}", s(&good))],
+            "unknown input `y` (inputs are: x)",
+        ),
+        (
+            vec![format!("x={}", s(&f64s))],
+            "input `x`: expected dtype f32, got f64",
+        ),
+        (
+            vec![format!("x={}", s(&rank))],
+            "input `x`: expected rank 2 ([N, 784]), got rank 1 [1568]",
+        ),
+        (
+            vec![format!("x={}", s(&size))],
+            "input `x`: dimension 1 is 783, expected 784",
+        ),
         (vec![format!("x={}", s(&dir.path("nope.npy")))], "nope.npy"),
         (vec!["x".to_string()], "--input `x`: expected NAME=FILE.npy"),
     ];
     for (inputs, want) in cases {
-        let mut args = vec!["run".to_string(), s(&model).to_string(), "--out".into(), s(&dir.path("o")).to_string()];
+        let mut args = vec![
+            "run".to_string(),
+            s(&model).to_string(),
+            "--out".into(),
+            s(&dir.path("o")).to_string(),
+        ];
         for i in &inputs {
             args.push("--input".into());
             args.push(i.clone());
@@ -111,25 +149,68 @@ fn bad_inputs_give_one_line_errors_and_exit_1() {
         assert_eq!(o.status.code(), Some(1), "{inputs:?}: {}", stderr(&o));
         let e = stderr(&o);
         assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-        assert!(e.starts_with("error: ") && e.contains(want), "{inputs:?}: want `{want}` in `{e}`");
+        assert!(
+            e.starts_with("error: ") && e.contains(want),
+            "{inputs:?}: want `{want}` in `{e}`"
+        );
     }
     let o = kiln(&["run", s(&garbage), "--input", &format!("x={}", s(&good))]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
-    let o = kiln(&["run", s(&model), "--backend", "tpu", "--input", &format!("x={}", s(&good))]);
+    let o = kiln(&[
+        "run",
+        s(&model),
+        "--backend",
+        "tpu",
+        "--input",
+        &format!("x={}", s(&good)),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unknown backend `tpu`"), "{}", stderr(&o));
-    let o = kiln(&["run", s(&model), "--bind", "N=2", "--bind", "M=3", "--input", &format!("x={}", s(&good))]);
+    assert!(
+        stderr(&o).contains("unknown backend `tpu`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kiln(&[
+        "run",
+        s(&model),
+        "--bind",
+        "N=2",
+        "--bind",
+        "M=3",
+        "--input",
+        &format!("x={}", s(&good)),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot bind unknown symbol M"), "{}", stderr(&o));
-    let o = kiln(&["run", s(&model), "--bind", "N=3", "--input", &format!("x={}", s(&good))]);
+    assert!(
+        stderr(&o).contains("cannot bind unknown symbol M"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kiln(&[
+        "run",
+        s(&model),
+        "--bind",
+        "N=3",
+        "--input",
+        &format!("x={}", s(&good)),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("symbol N is 3 from --bind but 2 from input `x` dimension 0"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("symbol N is 3 from --bind but 2 from input `x` dimension 0"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [vec!["frobnicate"], vec!["run"], vec!["info"], vec!["bench", "m.kiln", "--iters", "many"]] {
+    for args in [
+        vec!["frobnicate"],
+        vec!["run"],
+        vec!["info"],
+        vec!["bench", "m.kiln", "--iters", "many"],
+    ] {
         let o = kiln(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
@@ -142,7 +223,14 @@ fn info_dot_and_bench() {
     let o = kiln(&["info", s(&model), "--bind", "N=64"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for want in ["format version 1", "x: f32[N, 784]", "logits: f32[N, 10]", "4 tensors, 101770 elements, 407080 bytes", "matmul", "scratch memory at N=64"] {
+    for want in [
+        "format version 1",
+        "x: f32[N, 784]",
+        "logits: f32[N, 10]",
+        "4 tensors, 101770 elements, 407080 bytes",
+        "matmul",
+        "scratch memory at N=64",
+    ] {
         assert!(text.contains(want), "missing `{want}` in\n{text}");
     }
     let o = kiln(&["info", s(&model), "--json"]);
@@ -154,9 +242,20 @@ fn info_dot_and_bench() {
     let o = kiln(&["dot", s(&model)]);
     assert!(o.status.success());
     let d = stdout(&o);
-    assert!(d.starts_with("digraph kiln {") && d.contains("cluster_k0") && d.contains("matmul"), "{d}");
+    assert!(
+        d.starts_with("digraph kiln {") && d.contains("cluster_k0") && d.contains("matmul"),
+        "{d}"
+    );
 
-    let o = kiln(&["bench", s(&model), "--iters", "5", "--bind", "N=8", "--json"]);
+    let o = kiln(&[
+        "bench",
+        s(&model),
+        "--iters",
+        "5",
+        "--bind",
+        "N=8",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(v["median_s"].as_f64().unwrap() > 0.0);
@@ -181,24 +280,42 @@ fn weights_export_import_round_trip_and_mismatches() {
         assert!(x.bit_eq(y));
     }
     // A file with a wrong shape, a wrong dtype, an unknown name and a missing tensor.
-    let w = |shape: Vec<usize>, v: f32| Array::from_f32(&shape, vec![v; shape.iter().product()]).unwrap();
+    let w = |shape: Vec<usize>, v: f32| {
+        Array::from_f32(&shape, vec![v; shape.iter().product()]).unwrap()
+    };
     let bad: Vec<(&str, Array)> = vec![
         ("fc1.weight", w(vec![784, 128], 0.0)),
         ("fc1.bias", Array::from_f64(&[128], vec![0.0; 128]).unwrap()),
         ("fc3.weight", w(vec![2], 0.0)),
         ("fc2.weight", w(vec![10, 128], 0.0)),
     ];
-    let bytes: Vec<(String, Vec<u8>, Array)> = bad.iter().map(|(n, a)| (n.to_string(), a.to_le_bytes(), a.clone())).collect();
+    let bytes: Vec<(String, Vec<u8>, Array)> = bad
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.to_le_bytes(), a.clone()))
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
         .map(|(n, d, a)| {
-            let dt = if a.dtype() == DType::F64 { safetensors::Dtype::F64 } else { safetensors::Dtype::F32 };
-            (n.clone(), safetensors::tensor::TensorView::new(dt, a.shape().to_vec(), d).unwrap())
+            let dt = if a.dtype() == DType::F64 {
+                safetensors::Dtype::F64
+            } else {
+                safetensors::Dtype::F32
+            };
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(dt, a.shape().to_vec(), d).unwrap(),
+            )
         })
         .collect();
     let badf = dir.path("bad.safetensors");
     std::fs::write(&badf, safetensors::serialize(views, None).unwrap()).unwrap();
-    let o = kiln(&["import-weights", s(&model), s(&badf), "-o", s(&dir.path("x.kiln"))]);
+    let o = kiln(&[
+        "import-weights",
+        s(&model),
+        s(&badf),
+        "-o",
+        s(&dir.path("x.kiln")),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     for want in [
@@ -226,11 +343,18 @@ fn demo_learns_digits_and_reloads_on_every_backend() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no accuracy in\n{text}"));
     assert!(acc >= 90.0, "accuracy {acc}% after 3 epochs:\n{text}");
-    assert!(text.contains("reloaded on cpu") && text.contains("predictions agree"), "{text}");
+    assert!(
+        text.contains("reloaded on cpu") && text.contains("predictions agree"),
+        "{text}"
+    );
     assert!(!text.contains("DIFFER"), "{text}");
     // The saved inference module takes only `x` and carries no optimiser state.
     let m = kiln_format::load(&out).unwrap();
     assert_eq!(m.signature.inputs.len(), 1);
     assert_eq!(m.signature.inputs[0].name, "x");
-    assert!(m.state.iter().all(|(n, _)| !n.contains("adam")), "{:?}", m.state.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    assert!(
+        m.state.iter().all(|(n, _)| !n.contains("adam")),
+        "{:?}",
+        m.state.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
 }

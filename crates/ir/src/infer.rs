@@ -618,7 +618,13 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
                 let pad = lo
                     .checked_add(hi)
                     .ok_or_else(|| ShapeError::invalid(name, "padding overflows"))?;
-                out.push(window_out(name, &s.0[s.rank() - k + i], pad, window[i], stride[i])?);
+                out.push(window_out(
+                    name,
+                    &s.0[s.rank() - k + i],
+                    pad,
+                    window[i],
+                    stride[i],
+                )?);
             }
             Ok((d, Shape(out)))
         }

@@ -17,9 +17,9 @@ mod autodiff;
 mod builder;
 mod compile;
 mod composite;
+pub mod data;
 mod error;
 mod eval;
-pub mod data;
 pub mod functional;
 pub mod loss;
 pub mod nn;
@@ -36,9 +36,9 @@ pub use autodiff::{
 pub use builder::{Diagnostic, Graph, IntoShape};
 pub use compile::{compile, compile_shared, compile_step};
 pub use error::Error;
-pub use kiln_runtime::{Backend, Executable, Signature, State};
 pub use eval::{eval, eval_with_bindings};
 pub use kiln_ir::{Array, ArrayError, DType, Data, Dim, Loc, Shape};
+pub use kiln_runtime::{Backend, Executable, Signature, State};
 pub use tensor::{Axes, ConvOpts, Operand, Tensor};
 
 /// The underlying IR crate, for passes and tools that work on the graph directly.

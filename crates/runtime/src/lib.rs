@@ -376,8 +376,14 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
     let mut graph = func.graph;
     // Inputs nothing computed here depends on are not part of this executable's signature
     // (an eval executable built on a training graph does not take the labels).
-    let live: std::collections::HashSet<NodeId> = outputs.iter().chain(&updates).map(|(_, id)| *id).collect();
-    for (id, _) in graph.inputs().into_iter().map(|(id, n)| (id, n.to_string())).collect::<Vec<_>>() {
+    let live: std::collections::HashSet<NodeId> =
+        outputs.iter().chain(&updates).map(|(_, id)| *id).collect();
+    for (id, _) in graph
+        .inputs()
+        .into_iter()
+        .map(|(id, n)| (id, n.to_string()))
+        .collect::<Vec<_>>()
+    {
         if graph.users(id).is_empty() && !live.contains(&id) {
             graph.remove(id);
         }
@@ -680,10 +686,18 @@ impl Executable {
     /// The state this executable uses (its parameters and updated tensors), not the whole
     /// shared store: an eval module saved from a training run carries no optimiser moments.
     fn saved_state(&self) -> Vec<(String, Array)> {
-        let mut used: std::collections::HashSet<String> =
-            self.graph.parameters().into_iter().map(|(_, n)| n.to_string()).collect();
+        let mut used: std::collections::HashSet<String> = self
+            .graph
+            .parameters()
+            .into_iter()
+            .map(|(_, n)| n.to_string())
+            .collect();
         used.extend(self.updates.iter().map(|(n, _)| n.clone()));
-        self.state.snapshot().into_iter().filter(|(n, _)| used.contains(n)).collect()
+        self.state
+            .snapshot()
+            .into_iter()
+            .filter(|(n, _)| used.contains(n))
+            .collect()
     }
 
     /// Saves the executable (graph, kernel plan and current state) to a `.kiln` file,

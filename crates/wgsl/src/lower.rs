@@ -15,6 +15,7 @@ use std::fmt::Write;
 
 const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+const REDUCE_ROWS: &str = include_str!("reduce_rows.wgsl");
 const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
 
 /// Invocations per workgroup of the elementwise and reduction templates.
@@ -118,22 +119,39 @@ fn decode(
     indent: &str,
     out: &mut String,
 ) {
-    match count {
+    decode_from(linear, 0..count, extent_prefix, var_prefix, indent, out);
+}
+
+/// [`decode`] over the axes `axes` only: `linear` indexes the points of those axes.
+fn decode_from(
+    linear: &str,
+    axes: std::ops::Range<usize>,
+    extent_prefix: &str,
+    var_prefix: &str,
+    indent: &str,
+    out: &mut String,
+) {
+    let first = axes.start;
+    match axes.len() {
         0 => {}
         1 => {
-            let _ = writeln!(out, "{indent}let {var_prefix}0 = {linear};");
+            let _ = writeln!(out, "{indent}let {var_prefix}{first} = {linear};");
         }
         _ => {
-            let rest = format!("kiln_{var_prefix}rest");
+            let rest = if first == 0 {
+                format!("kiln_{var_prefix}rest")
+            } else {
+                format!("kiln_{var_prefix}rest{first}")
+            };
             let _ = writeln!(out, "{indent}var {rest} = {linear};");
-            for k in (1..count).rev() {
+            for k in (first + 1..axes.end).rev() {
                 let _ = writeln!(
                     out,
                     "{indent}let {var_prefix}{k} = {rest} % {extent_prefix}{k};"
                 );
                 let _ = writeln!(out, "{indent}{rest} = {rest} / {extent_prefix}{k};");
             }
-            let _ = writeln!(out, "{indent}let {var_prefix}0 = {rest};");
+            let _ = writeln!(out, "{indent}let {var_prefix}{first} = {rest};");
         }
     }
 }
@@ -226,6 +244,81 @@ fn phases(body: &Body) -> Phases {
         outer,
         reduces,
     }
+}
+
+/// Every index expression a node reads (its own, a load's index and guards).
+fn node_indices(e: &Expr) -> Vec<&IndexExpr> {
+    match e {
+        Expr::Index { index, .. } => vec![index],
+        Expr::Load(l) => {
+            let mut v = vec![&l.index];
+            if let LoadMode::Masked { guards, .. } = &l.mode {
+                for g in guards {
+                    v.extend([&g.lo, &g.expr, &g.hi]);
+                }
+            }
+            v
+        }
+        Expr::Const(_)
+        | Expr::Unary(..)
+        | Expr::Binary(..)
+        | Expr::Select(..)
+        | Expr::Cast(..)
+        | Expr::Reduce { .. }
+        | Expr::Acc => Vec::new(),
+    }
+}
+
+/// For each node, whether it varies along loop variable `i<axis>` (directly through an
+/// index expression or through a value it reads).
+fn varies_along(body: &Body, deps: &[Vec<usize>], axis: usize) -> Vec<bool> {
+    let mut out = vec![false; body.values.len()];
+    for (i, e) in body.values.iter().enumerate() {
+        let mut direct = false;
+        for ix in node_indices(e) {
+            ix.visit(&mut |x| direct |= matches!(x, IndexExpr::Var(v) if v.index() == axis));
+        }
+        out[i] = direct
+            || deps[i]
+                .iter()
+                .any(|&d| out.get(d).copied().unwrap_or(false));
+    }
+    out
+}
+
+/// Reductions hoisted out of the inner domain axes `first..`, along which no reduction
+/// varies: one workgroup per point of the outer axes reduces once, then strides over the
+/// inner points (`reduce_rows.wgsl`).
+struct Hoist {
+    /// The first hoisted axis.
+    first: usize,
+    /// The node varies along no hoisted axis (evaluated once per workgroup).
+    invariant: Vec<bool>,
+}
+
+/// The longest suffix of domain axes no reduction varies along, if the kernel has
+/// reductions and one of those axes can have more than one point.
+fn hoist(k: &LoopKernel, ph: &Phases) -> Option<Hoist> {
+    if ph.reduces.is_empty() {
+        return None;
+    }
+    let deps = dependencies(&k.body);
+    let mut invariant = vec![true; k.body.values.len()];
+    let mut first = k.domain.len();
+    for axis in (0..k.domain.len()).rev() {
+        let vary = varies_along(&k.body, &deps, axis);
+        if ph.reduces.iter().any(|r| vary[r.0]) {
+            break;
+        }
+        for (inv, v) in invariant.iter_mut().zip(&vary) {
+            *inv &= !v;
+        }
+        first = axis;
+    }
+    k.domain[first..]
+        .iter()
+        .any(|d| !d.is_one())
+        .then_some(Hoist { first, invariant })
 }
 
 fn lower_loop(em: &mut Emitter<'_>, k: &LoopKernel) -> Result<Lowered, WgslError> {
@@ -338,27 +431,39 @@ fn lower_pointwise(
     })
 }
 
-/// One workgroup per point, tree reduction in workgroup memory.
+/// One workgroup per point, tree reduction in workgroup memory; or, when the reductions
+/// do not depend on some inner domain axes ([`hoist`]), one workgroup per point of the
+/// outer axes that reduces once and then covers the inner points.
 fn lower_row_reduce(
     em: &mut Emitter<'_>,
     k: &LoopKernel,
     types: &[DType],
 ) -> Result<Lowered, WgslError> {
     let ph = phases(&k.body);
+    let hoisted = hoist(k, &ph);
+    let first = hoisted.as_ref().map_or(k.domain.len(), |h| h.first);
     let mut ext = String::new();
-    let rows = extents(em, &k.domain, "kiln_n", "    ", &mut ext)?;
+    let mut names = Vec::new();
+    for (a, d) in k.domain.iter().enumerate() {
+        let e = em.extent(d)?;
+        let _ = writeln!(ext, "    let kiln_n{a} = {e};");
+        names.push(format!("kiln_n{a}"));
+    }
+    let product = |names: &[String]| {
+        if names.is_empty() {
+            "1".to_string()
+        } else {
+            names.join(" * ")
+        }
+    };
     let rsize = extents(em, &k.reduce, "kiln_m", "    ", &mut ext)?;
-    let _ = writeln!(ext, "    let kiln_rows = {rows};");
+    let _ = writeln!(ext, "    let kiln_rows = {};", product(&names[..first]));
+    if hoisted.is_some() {
+        let _ = writeln!(ext, "    let kiln_cols = {};", product(&names[first..]));
+    }
     let _ = writeln!(ext, "    let kiln_rsize = {rsize};");
     let mut row = String::new();
-    decode(
-        "i32(kiln_row)",
-        k.domain.len(),
-        "kiln_n",
-        "i",
-        "    ",
-        &mut row,
-    );
+    decode("i32(kiln_row)", first, "kiln_n", "i", "    ", &mut row);
     let (mut init, mut step, mut share, mut comb, mut finish) = (
         String::new(),
         String::new(),
@@ -419,30 +524,72 @@ fn lower_row_reduce(
     }
     let outer = ph.outer.clone();
     let which = |i: usize| outer[i] || ph.reduces.iter().any(|r| r.0 == i);
-    em.values(&k.body, types, &which, &reduced, "        ", &mut finish)?;
-    em.stores(&k.body, types, "        ", &mut finish)?;
+    let fills = |decls: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("DECLS", decls.to_string()),
+            ("EXTENTS", ext.clone()),
+            ("ROW", row.clone()),
+            ("INIT", init.clone()),
+            ("STEP", step.clone()),
+            ("SHARE", share.clone()),
+            ("COMBINE", comb.clone()),
+        ]
+    };
+    let (kind, template, mut fills) = match &hoisted {
+        None => {
+            em.values(&k.body, types, &which, &reduced, "        ", &mut finish)?;
+            em.stores(&k.body, types, "        ", &mut finish)?;
+            let mut f = fills("");
+            f.push(("FINISH", finish));
+            (ShaderKind::RowReduce, REDUCE, f)
+        }
+        Some(h) => {
+            let mut once = String::new();
+            let inv = &h.invariant;
+            em.values(
+                &k.body,
+                types,
+                &|i| which(i) && inv[i],
+                &reduced,
+                "    ",
+                &mut once,
+            )?;
+            let mut point = String::new();
+            decode_from(
+                "kiln_c",
+                h.first..k.domain.len(),
+                "kiln_n",
+                "i",
+                "        ",
+                &mut point,
+            );
+            em.values(
+                &k.body,
+                types,
+                &|i| which(i) && !inv[i],
+                &reduced,
+                "        ",
+                &mut point,
+            )?;
+            em.stores(&k.body, types, "        ", &mut point)?;
+            let mut f = fills("");
+            f.push(("REDUCED", once));
+            f.push(("POINT", point));
+            (ShaderKind::HoistedReduce, REDUCE_ROWS, f)
+        }
+    };
     let mut decls = em.declarations();
     decls.push('\n');
     decls.push_str(&parts);
-    let source = instantiate(
-        REDUCE,
-        &[
-            ("DECLS", &decls),
-            ("EXTENTS", &ext),
-            ("ROW", &row),
-            ("INIT", &init),
-            ("STEP", &step),
-            ("SHARE", &share),
-            ("COMBINE", &comb),
-            ("FINISH", &finish),
-        ],
-    );
+    fills[0].1 = decls;
+    let fills: Vec<(&str, &str)> = fills.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let source = instantiate(template, &fills);
     let grid = vec![GridAxis {
-        extents: k.domain.clone(),
+        extents: k.domain[..first].to_vec(),
         per_group: 1,
     }];
     Ok(Lowered {
-        kind: ShaderKind::RowReduce,
+        kind,
         source,
         grid,
         counts: vec![k.domain.clone(), k.reduce.clone()],

@@ -36,6 +36,10 @@ pub enum ShaderKind {
     /// One workgroup per point; its invocations stride over the reduction domain and
     /// combine their partial results with a tree in workgroup memory (`shaders/reduce.wgsl`).
     RowReduce,
+    /// One workgroup per point of the outer domain axes, for reductions that do not depend
+    /// on the inner axes (a softmax or layer-norm row): the workgroup reduces once as
+    /// [`ShaderKind::RowReduce`] does, then its invocations stride over the inner points.
+    HoistedReduce,
     /// Tiled matrix product (`shaders/gemm.wgsl`).
     Matmul,
     /// Convolution as an implicit GEMM over the tiled matrix product template.
@@ -49,6 +53,7 @@ impl ShaderKind {
             ShaderKind::Elementwise => "elementwise",
             ShaderKind::SerialReduce => "serial-reduce",
             ShaderKind::RowReduce => "row-reduce",
+            ShaderKind::HoistedReduce => "hoisted-reduce",
             ShaderKind::Matmul => "matmul",
             ShaderKind::Conv2d => "conv2d",
         }

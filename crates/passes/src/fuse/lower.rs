@@ -807,7 +807,11 @@ impl BodyCx<'_, '_> {
             let mut safe = |inner: &Lin, lo: &Dim, hi: &Dim| -> Lin {
                 let g = [(inner.clone(), lo.clone(), hi.clone())];
                 let ok = self.guard_cond(&g);
-                let dt = if lo.is_known() { index_dtype(hi) } else { DType::I64 };
+                let dt = if lo.is_known() {
+                    index_dtype(hi)
+                } else {
+                    DType::I64
+                };
                 let v = self.push(Expr::Index {
                     dtype: dt,
                     index: inner.to_index(),
@@ -880,7 +884,11 @@ impl BodyCx<'_, '_> {
     fn guard_cond(&mut self, gs: &[(Lin, Dim, Dim)]) -> ValueId {
         let mut out: Option<ValueId> = None;
         for (inner, lo, hi) in gs {
-            let dt = if lo.is_known() { index_dtype(hi) } else { DType::I64 };
+            let dt = if lo.is_known() {
+                index_dtype(hi)
+            } else {
+                DType::I64
+            };
             let e = self.push(Expr::Index {
                 dtype: dt,
                 index: inner.to_index(),

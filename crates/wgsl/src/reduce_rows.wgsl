@@ -1,0 +1,55 @@
+// kiln template: a reduction hoisted out of the inner domain axes it does not depend on
+// (a softmax or layer-norm row): one workgroup of 64 invocations per point of the outer
+// axes.
+//
+// The workgroup reduces once, as shaders/reduce.wgsl does for one point (strided private
+// accumulators, then a tree in workgroup memory), so each reduced value is the one that
+// template computes. Then every invocation reads the reduced values and strides over the
+// points of the hoisted inner axes, evaluating the rest of the body and storing.
+// crates/wgsl fills in the placeholders:
+//   DECLS    params, bindings, helpers and one `kiln_part<k>` workgroup array per reduce node
+//   EXTENTS  `kiln_rows` (points of the outer axes), `kiln_cols` (points of the hoisted
+//            axes) and `kiln_rsize` (reduction points)
+//   ROW      the outer coordinates decoded from `kiln_row`
+//   INIT     `var kiln_acc<k>` accumulators set to the reductions' init values
+//   STEP     reduction coordinates `r0, r1, ...` decoded from `kiln_r`, the values the
+//            reduced operands need, and one fold per accumulator
+//   SHARE    each accumulator written to its `kiln_part<k>[lid]`
+//   COMBINE  `kiln_part<k>[lid]` folded with `kiln_part<k>[lid + kiln_s]`
+//   REDUCED  the reduced values read from `kiln_part<k>[0]`, and every value that varies
+//            neither along the hoisted axes nor over the reduction domain
+//   POINT    the hoisted coordinates decoded from `kiln_c`, the remaining values, stores
+// The early return depends only on the workgroup id and the params uniform, so it is
+// uniform across the workgroup and the barriers after it are reached by every invocation.
+// A workgroup whose hoisted axes have no point returns before reading anything.
+{{DECLS}}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+{{EXTENTS}}
+    let kiln_row = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    if (kiln_row >= u32(kiln_rows) || kiln_cols <= 0) {
+        return;
+    }
+{{ROW}}
+{{INIT}}
+    for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += 64) {
+{{STEP}}
+    }
+{{SHARE}}
+    workgroupBarrier();
+    for (var kiln_s = 32u; kiln_s > 0u; kiln_s = kiln_s >> 1u) {
+        if (lid < kiln_s) {
+{{COMBINE}}
+        }
+        workgroupBarrier();
+    }
+{{REDUCED}}
+    for (var kiln_c = i32(lid); kiln_c < kiln_cols; kiln_c += 64) {
+{{POINT}}
+    }
+}
