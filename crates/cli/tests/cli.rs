@@ -358,3 +358,72 @@ fn demo_learns_digits_and_reloads_on_every_backend() {
         m.state.iter().map(|(n, _)| n).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn stateful_lstm_through_kiln_run_continues_with_save_state() {
+    use kiln::nn::{RnnConfig, StatefulLstm};
+    let dir = Tmp::new("stateful");
+    let g = Graph::new();
+    let model = StatefulLstm::new(&g, "rnn", RnnConfig::new(28, 128), 1, 10, 3);
+    let x = g.input("x", DType::F32, [1, 4, 28]);
+    let (logits, updates) = model.forward(&x);
+    let ups: Vec<(&str, &Tensor)> = updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut exe = kiln::compile_step(&[("logits", &logits)], &ups, Backend::Cpu).unwrap();
+    let m0 = dir.path("m0.kiln");
+    exe.save(&m0).unwrap();
+    let c1 = Array::from_f32(
+        &[1, 4, 28],
+        (0..112).map(|i| (i as f32 * 0.37).sin()).collect(),
+    )
+    .unwrap();
+    let c2 = Array::from_f32(
+        &[1, 4, 28],
+        (0..112).map(|i| (i as f32 * 0.11).cos()).collect(),
+    )
+    .unwrap();
+    let want1 = exe.run(&[("x", &c1)]).unwrap().remove(0).1;
+    let want2 = exe.run(&[("x", &c2)]).unwrap().remove(0).1;
+    let (p1, p2) = (dir.path("c1.npy"), dir.path("c2.npy"));
+    write_npy(&p1, &c1);
+    write_npy(&p2, &c2);
+    let m1 = dir.path("m1.kiln");
+    let o = kiln(&[
+        "run",
+        s(&m0),
+        "--input",
+        &format!("x={}", s(&p1)),
+        "--out",
+        s(&dir.path("o1")),
+        "--save-state",
+        s(&m1),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got1 = kiln::npy::read(dir.path("o1/logits.npy")).unwrap();
+    assert!(got1.bit_eq(&want1), "first chunk differs");
+    let o = kiln(&[
+        "run",
+        s(&m1),
+        "--input",
+        &format!("x={}", s(&p2)),
+        "--out",
+        s(&dir.path("o2")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got2 = kiln::npy::read(dir.path("o2/logits.npy")).unwrap();
+    assert!(
+        got2.bit_eq(&want2),
+        "the second run did not continue the sequence"
+    );
+    // Without --save-state the module on disk is unchanged: running it again restarts.
+    let o = kiln(&[
+        "run",
+        s(&m0),
+        "--input",
+        &format!("x={}", s(&p2)),
+        "--out",
+        s(&dir.path("o3")),
+    ]);
+    assert!(o.status.success());
+    let fresh = kiln::npy::read(dir.path("o3/logits.npy")).unwrap();
+    assert!(!fresh.bit_eq(&want2));
+}

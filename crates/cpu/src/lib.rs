@@ -8,6 +8,12 @@
 //!   innermost reduction axis) runs as `f32x4`/`f64x2` vectors with a scalar tail when every
 //!   access there is contiguous or uniform across lanes. Transcendentals on `f32` are inline
 //!   polynomials (see docs/numerics.md); on `f64` they call libm through imported symbols.
+//! * Reductions that do not depend on the innermost domain axes (the row sums of a softmax
+//!   or layer norm fused with their broadcast epilogue, at every point `[i0, i1]`) are
+//!   hoisted out of them: they run once per point of the outer axes, then the inner loops
+//!   compute the rest of the body, so such a kernel costs `O(rows * cols)`, not
+//!   `O(rows * cols^2)`. Each reduction keeps the order of combination it would have
+//!   unhoisted, so results are bit for bit the same ([`LoopSummary::hoisted`]).
 //! * Matmul and conv2d kernels call the `gemm` crate (AVX2/FMA micro-kernels dispatched at
 //!   run time) on strided views taken straight from plain affine operand loads; other
 //!   operand bodies are materialised by generated loops, epilogues run as one generated

@@ -524,28 +524,15 @@ fn lower_row_reduce(
     }
     let outer = ph.outer.clone();
     let which = |i: usize| outer[i] || ph.reduces.iter().any(|r| r.0 == i);
-    let fills = |decls: &str| -> Vec<(&'static str, String)> {
-        vec![
-            ("DECLS", decls.to_string()),
-            ("EXTENTS", ext.clone()),
-            ("ROW", row.clone()),
-            ("INIT", init.clone()),
-            ("STEP", step.clone()),
-            ("SHARE", share.clone()),
-            ("COMBINE", comb.clone()),
-        ]
-    };
-    let (kind, template, mut fills) = match &hoisted {
+    let (kind, template, tail) = match &hoisted {
         None => {
             em.values(&k.body, types, &which, &reduced, "        ", &mut finish)?;
             em.stores(&k.body, types, "        ", &mut finish)?;
-            let mut f = fills("");
-            f.push(("FINISH", finish));
-            (ShaderKind::RowReduce, REDUCE, f)
+            (ShaderKind::RowReduce, REDUCE, vec![("FINISH", finish)])
         }
         Some(h) => {
-            let mut once = String::new();
             let inv = &h.invariant;
+            let mut once = String::new();
             em.values(
                 &k.body,
                 types,
@@ -572,17 +559,26 @@ fn lower_row_reduce(
                 &mut point,
             )?;
             em.stores(&k.body, types, "        ", &mut point)?;
-            let mut f = fills("");
-            f.push(("REDUCED", once));
-            f.push(("POINT", point));
-            (ShaderKind::HoistedReduce, REDUCE_ROWS, f)
+            (
+                ShaderKind::HoistedReduce,
+                REDUCE_ROWS,
+                vec![("REDUCED", once), ("POINT", point)],
+            )
         }
     };
     let mut decls = em.declarations();
     decls.push('\n');
     decls.push_str(&parts);
-    fills[0].1 = decls;
-    let fills: Vec<(&str, &str)> = fills.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let mut fills: Vec<(&str, &str)> = vec![
+        ("DECLS", &decls),
+        ("EXTENTS", &ext),
+        ("ROW", &row),
+        ("INIT", &init),
+        ("STEP", &step),
+        ("SHARE", &share),
+        ("COMBINE", &comb),
+    ];
+    fills.extend(tail.iter().map(|(n, t)| (*n, t.as_str())));
     let source = instantiate(template, &fills);
     let grid = vec![GridAxis {
         extents: k.domain[..first].to_vec(),
