@@ -287,7 +287,7 @@ fn machine_limits(threads: usize) -> Vec<Record> {
         counts.push(threads);
     }
     for &t in &counts {
-        let l = limits::copy_bandwidth(t, limits::COPY_ELEMS, 5);
+        let l = limits::copy_bandwidth(t, limits::COPY_ELEMS, 10);
         let mut r = Record::new("machine", "limit_copy_bw", "stream_copy", Status::Ok);
         r.threads = Some(t as u32);
         r.gbps = Some(l.value);
@@ -301,7 +301,7 @@ fn machine_limits(threads: usize) -> Vec<Record> {
     }
     for isa in isas {
         for &t in &counts {
-            let l = limits::fma_peak(isa, t, 20_000_000, 3);
+            let l = limits::fma_peak(isa, t, 20_000_000, 10);
             let mut r = Record::new("machine", "limit_fma_peak", isa, Status::Ok);
             r.threads = Some(t as u32);
             r.gflops = Some(l.value);

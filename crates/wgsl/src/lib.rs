@@ -4,13 +4,15 @@
 //!
 //! # Shapes of the generated shaders
 //!
-//! Each kernel instantiates a template from the workspace's `shaders/` folder:
+//! Each kernel instantiates a template from the workspace's `shaders/` folder (one, for
+//! hoisted row reductions, lives beside this crate's sources):
 //!
 //! | kernel | template | launch |
 //! | --- | --- | --- |
 //! | loop, no reduction | `elementwise.wgsl` | one invocation per point, 64 per workgroup |
 //! | loop, reduction of at most [`SERIAL_REDUCTION_MAX`] known points | `elementwise.wgsl` | one invocation per point, serial loop |
 //! | loop, longer or symbolic reduction | `reduce.wgsl` | one workgroup per point, tree in workgroup memory |
+//! | the same, with reductions that do not depend on some inner domain axes (softmax, layer norm rows) | `reduce_rows.wgsl` | one workgroup per point of the outer axes: the tree runs once, then the invocations stride over the inner points |
 //! | matmul | `gemm.wgsl` | one 8x8 workgroup per 32x32 output tile and batch entry, 4x4 outputs per invocation |
 //! | conv2d | `gemm.wgsl` (implicit GEMM) | one workgroup per 32 pixels x 32 output channels per group |
 //!

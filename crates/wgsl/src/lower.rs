@@ -15,7 +15,7 @@ use std::fmt::Write;
 
 const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
-const REDUCE_ROWS: &str = include_str!("reduce_rows.wgsl");
+const REDUCE_ROWS: &str = include_str!("../../../shaders/reduce_rows.wgsl");
 const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
 
 /// Invocations per workgroup of the elementwise and reduction templates.
@@ -801,4 +801,145 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
         workgroup_shape: [8, 8, 1],
         workgroup_memory: GEMM_MEMORY,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{GridAxis, ShaderKind, compile};
+    use kiln_ir::Dim;
+
+    fn validate(source: &str) {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{}\n{source}", e.emit_to_string(source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}\n{source}", e.emit_to_string(source)));
+    }
+
+    fn kernel_of(text: &str) -> crate::KernelShader {
+        let program = kiln_kernel::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let wgsl = compile(&program).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let k = wgsl.kernels.last().cloned().expect("a kernel");
+        validate(&k.source);
+        k
+    }
+
+    fn grid(dims: &[Dim]) -> Vec<GridAxis> {
+        vec![GridAxis {
+            extents: dims.to_vec(),
+            per_group: 1,
+        }]
+    }
+
+    #[test]
+    fn layer_norm_rows_reduce_once_per_workgroup() {
+        let k = kernel_of(
+            "symbol N >= 1
+             b0 = input \"x\" f32[N*300]
+             b1 = input \"mean\" f32[N]
+             b2 = state \"w\" f32[300]
+             b3 = output \"y\" f32[N*300]
+             k0 = loop [N, 300] reduce [300] {
+               v0 = load b0[i0*300 + i1]
+               v1 = load b1[i0]
+               v2 = sub(v0, v1)
+               v3 = load b0[i0*300 + r0]
+               v4 = sub(v3, v1)
+               v5 = mul(v4, v4)
+               v6 = reduce_sum(v5) init f32(0.0)
+               v7 = f32(0.0033333334)
+               v8 = mul(v6, v7)
+               v9 = rsqrt(v8)
+               v10 = mul(v2, v9)
+               v11 = load b2[i1]
+               v12 = mul(v10, v11)
+               store b3[i0*300 + i1] = v12
+             }",
+        );
+        assert_eq!(k.kind, ShaderKind::HoistedReduce);
+        assert_eq!(k.grid, grid(&[Dim::sym("N")]));
+        assert_eq!(k.workgroup_memory, 256);
+        let src = &k.source;
+        let tree = src.find("workgroupBarrier();").expect("a tree");
+        let points = src
+            .find("for (var kiln_c = i32(lid)")
+            .expect("a loop over the row");
+        let rsqrt = src
+            .find("let v9: f32 = 1.0f / sqrt(v8);")
+            .expect("rsqrt once");
+        let scale = src.find("let v10: f32 = v2 * v9;").expect("per point");
+        assert!(tree < rsqrt && rsqrt < points && points < scale, "{src}");
+        assert_eq!(src.matches("kiln_part0[0]").count(), 1, "{src}");
+        assert!(src.contains("let kiln_cols = kiln_n1;"), "{src}");
+    }
+
+    #[test]
+    fn reductions_that_read_the_inner_axis_keep_one_workgroup_per_point() {
+        let k = kernel_of(
+            "symbol N >= 1
+             symbol C >= 1
+             b0 = input \"x\" f32[N*C]
+             b1 = output \"y\" f32[N*C]
+             k0 = loop [N, C] reduce [C] {
+               v0 = load b0[i0*C + r0]
+               v1 = load b0[i0*C + i1]
+               v2 = mul(v0, v1)
+               v3 = reduce_sum(v2) init f32(0.0)
+               store b1[i0*C + i1] = v3
+             }",
+        );
+        assert_eq!(k.kind, ShaderKind::RowReduce);
+        assert_eq!(k.grid, grid(&[Dim::sym("N"), Dim::sym("C")]));
+    }
+
+    #[test]
+    fn hoisting_covers_several_axes_and_the_whole_domain() {
+        let k = kernel_of(
+            "symbol N >= 1
+             symbol C >= 1
+             b0 = input \"x\" f32[N*C*8]
+             b1 = output \"y\" f32[N*C*8]
+             b2 = output \"m\" f32[N]
+             k0 = loop [N, C, 8] reduce [C, 8] {
+               v0 = load b0[i0*C*8 + r0*8 + r1]
+               v1 = reduce_sum(v0) init f32(0.0)
+               v2 = reduce_max(v0) init f32(-inf)
+               v3 = load b0[i0*C*8 + i1*8 + i2]
+               v4 = sub(v3, v1)
+               v5 = mul(v4, v2)
+               store b1[i0*C*8 + i1*8 + i2] = v5
+               store b2[i0] = v2
+             }",
+        );
+        assert_eq!(k.kind, ShaderKind::HoistedReduce);
+        assert_eq!(k.grid, grid(&[Dim::sym("N")]));
+        assert_eq!(k.workgroup_memory, 512);
+        for want in [
+            "let kiln_cols = kiln_n1 * kiln_n2;",
+            "var kiln_irest1 = kiln_c;",
+            "let i2 = kiln_irest1 % kiln_n2;",
+            "let i1 = kiln_irest1;",
+        ] {
+            assert!(k.source.contains(want), "missing `{want}` in\n{}", k.source);
+        }
+        let all = kernel_of(
+            "symbol N >= 1
+             symbol C >= 1
+             b0 = input \"x\" f32[N*C]
+             b1 = output \"y\" f32[N*C]
+             k0 = loop [1, N, C] reduce [N, C] {
+               v0 = load b0[r0*C + r1]
+               v1 = reduce_sum(v0) init f32(0.0)
+               v2 = load b0[i1*C + i2]
+               v3 = sub(v2, v1)
+               store b1[i1*C + i2] = v3
+             }",
+        );
+        assert_eq!(all.kind, ShaderKind::HoistedReduce);
+        assert_eq!(all.grid, grid(&[]));
+        assert!(all.source.contains("let kiln_rows = 1;"), "{}", all.source);
+    }
 }
