@@ -3,7 +3,7 @@
 
 use kiln::{Array, Backend, DType, Graph, Tensor};
 use kiln_tests::golden::{self, assert_close};
-use kiln_tests::models::{lenet, simple_nn};
+use kiln_tests::models::{lenet, lstm_nn, simple_nn};
 
 /// `kiln::eval`'s signature.
 type Evaluator = dyn Fn(&[&Tensor], &[(&str, &Array)]) -> Result<Vec<Array>, kiln::Error>;
@@ -212,19 +212,19 @@ fn compile_reports_every_diagnostic_and_run_rejects_bad_inputs() {
 fn save_load_run_is_bit_identical_on_every_backend_and_across_backends() {
     let dir = std::env::temp_dir().join(format!("kiln-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, batch) in [("simple_nn", 64usize), ("lenet", 8)] {
+    for (name, batch) in [("simple_nn", 64usize), ("lenet", 8), ("lstm_nn", 4)] {
         let g = Graph::new();
         let n = g.sym("N");
-        let (_x, logits) = if name == "lenet" {
-            lenet(&g, &n)
-        } else {
-            simple_nn(&g, &n)
+        let (_x, logits) = match name {
+            "lenet" => lenet(&g, &n),
+            "lstm_nn" => lstm_nn(&g, &n),
+            _ => simple_nn(&g, &n),
         };
         golden::load_params(&g, name).unwrap();
-        let shape: Vec<usize> = if name == "lenet" {
-            vec![batch, 1, 28, 28]
-        } else {
-            vec![batch, 784]
+        let shape: Vec<usize> = match name {
+            "lenet" => vec![batch, 1, 28, 28],
+            "lstm_nn" => vec![batch, 28, 28],
+            _ => vec![batch, 784],
         };
         let x = golden::model_input(&shape).unwrap();
         let mut first: Option<Array> = None;

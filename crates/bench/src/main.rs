@@ -234,10 +234,23 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
     } else {
         Backend::available()
     };
+    let gpu_adapter = (usable.contains(&Backend::Gpu) && backs.contains(&Backend::Gpu))
+        .then(|| kiln_gpu::test_device().map(|d| format!("adapter: {}", d.describe())))
+        .flatten();
+    if let Some(a) = gpu_adapter.as_ref().filter(|_| !args.json_only) {
+        eprintln!("gpu {a}");
+    }
     for w in &work {
         for &b in &backs {
             let r = if usable.contains(&b) {
-                in_child(w, b, args)
+                let mut r = in_child(w, b, args);
+                if let (Backend::Gpu, Some(a)) = (b, &gpu_adapter) {
+                    r.note = Some(match r.note.take() {
+                        Some(n) => format!("{n}; {a}"),
+                        None => a.clone(),
+                    });
+                }
+                r
             } else {
                 let mut r = Record::new("kiln", w.name, b.name(), Status::Skipped).with_note(
                     "not usable on this machine (kiln::Backend::available: no GPU adapter)",
@@ -279,7 +292,8 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// Copy bandwidth and FMA peak, on 1 and on all threads. The FMA peak is measured with
-/// AVX2+FMA and, where the CPU has it, AVX-512F.
+/// AVX2+FMA and, where the CPU has it, AVX-512F. Each is the best of 10 short passes, so
+/// passes that ran while other processes held the CPU do not count.
 fn machine_limits(threads: usize) -> Vec<Record> {
     let mut out = Vec::new();
     let mut counts = vec![1];

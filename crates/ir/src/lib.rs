@@ -5,6 +5,8 @@
 //! is well-typed; the [`verify`](mod@verify) module re-checks a whole graph (used on parsed
 //! or loaded graphs) and collects every error. [`text`] prints and parses the readable form.
 
+#![deny(missing_docs)]
+
 pub mod array;
 pub mod dim;
 pub mod dtype;
