@@ -1,80 +1,14 @@
 //! Elementwise ops: unary, binary (with broadcasting), select and cast.
 
-use crate::erf::erf;
 use crate::error::EvalError;
 use crate::vals::{Vals, broadcast_strides, typed, view_offsets};
+use kiln_ir::semantics::{
+    BinaryKind, bool_binary, float_binary, float_unary, int_binary, int_unary,
+};
 use kiln_ir::{Array, BinaryOp, DType, Data, UnaryOp};
 
 fn no_kernel(op: &'static str, x: DType) -> EvalError {
     EvalError::malformed(op, format!("not defined for dtype {x}"))
-}
-
-/// `1 / (1 + e^-x)` without overflow for large `|x|`.
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// -1, 0 or 1; zeros keep their sign and NaN stays NaN.
-fn sign_f(x: f64) -> f64 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        x
-    }
-}
-
-fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
-    let f: fn(f64) -> f64 = match u {
-        UnaryOp::Neg => |x| -x,
-        UnaryOp::Abs => f64::abs,
-        UnaryOp::Exp => f64::exp,
-        UnaryOp::Log => f64::ln,
-        UnaryOp::Sqrt => f64::sqrt,
-        UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
-        UnaryOp::Recip => |x| 1.0 / x,
-        UnaryOp::Sin => f64::sin,
-        UnaryOp::Cos => f64::cos,
-        UnaryOp::Tanh => f64::tanh,
-        UnaryOp::Sigmoid => sigmoid,
-        UnaryOp::Erf => erf,
-        UnaryOp::Floor => f64::floor,
-        UnaryOp::Ceil => f64::ceil,
-        UnaryOp::Round => f64::round_ties_even,
-        UnaryOp::Sign => sign_f,
-        UnaryOp::Not | UnaryOp::IsNan => return None,
-    };
-    Some(f)
-}
-
-fn int_unary(u: UnaryOp) -> Option<fn(i64) -> i64> {
-    let f: fn(i64) -> i64 = match u {
-        UnaryOp::Neg => i64::wrapping_neg,
-        UnaryOp::Abs => i64::wrapping_abs,
-        UnaryOp::Sign => i64::signum,
-        UnaryOp::Not => |x| !x,
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Recip
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tanh
-        | UnaryOp::Sigmoid
-        | UnaryOp::Erf
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round
-        | UnaryOp::IsNan => return None,
-    };
-    Some(f)
 }
 
 /// An elementwise unary op. Integers wrap (`abs(i32::MIN) == i32::MIN`), `not` is bitwise
@@ -96,131 +30,8 @@ pub(crate) fn unary(u: UnaryOp, x: &Array) -> Result<Vals, EvalError> {
     })
 }
 
-/// Maximum that propagates NaN.
-pub(crate) fn max_f(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-/// Minimum that propagates NaN.
-pub(crate) fn min_f(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
-}
-
-/// Remainder with the sign of the divisor (`torch.remainder`), from the exact `fmod`.
-fn rem_f(a: f64, b: f64) -> f64 {
-    let r = a % b;
-    if r != 0.0 && (r < 0.0) != (b < 0.0) {
-        r + b
-    } else {
-        r
-    }
-}
-
-/// Floor division; the caller has excluded `b == 0`.
-fn div_i(a: i64, b: i64) -> i64 {
-    if b == 0 {
-        return 0;
-    }
-    let q = a.wrapping_div(b);
-    if a.wrapping_rem(b) != 0 && ((a < 0) != (b < 0)) {
-        q - 1
-    } else {
-        q
-    }
-}
-
-/// Remainder with the sign of the divisor; the caller has excluded `b == 0`.
-fn rem_i(a: i64, b: i64) -> i64 {
-    if b == 0 {
-        return 0;
-    }
-    let r = a.wrapping_rem(b);
-    if r != 0 && ((r < 0) != (b < 0)) {
-        r.wrapping_add(b)
-    } else {
-        r
-    }
-}
-
-enum Kernel<T> {
-    Arith(fn(T, T) -> T),
-    Cmp(fn(T, T) -> bool),
-}
-
-fn float_binary(b: BinaryOp) -> Option<Kernel<f64>> {
-    Some(match b {
-        BinaryOp::Add => Kernel::Arith(|x, y| x + y),
-        BinaryOp::Sub => Kernel::Arith(|x, y| x - y),
-        BinaryOp::Mul => Kernel::Arith(|x, y| x * y),
-        BinaryOp::Div => Kernel::Arith(|x, y| x / y),
-        BinaryOp::Rem => Kernel::Arith(rem_f),
-        BinaryOp::Pow => Kernel::Arith(f64::powf),
-        BinaryOp::Max => Kernel::Arith(max_f),
-        BinaryOp::Min => Kernel::Arith(min_f),
-        BinaryOp::Eq => Kernel::Cmp(|x, y| x == y),
-        BinaryOp::Ne => Kernel::Cmp(|x, y| x != y),
-        BinaryOp::Lt => Kernel::Cmp(|x, y| x < y),
-        BinaryOp::Le => Kernel::Cmp(|x, y| x <= y),
-        BinaryOp::Gt => Kernel::Cmp(|x, y| x > y),
-        BinaryOp::Ge => Kernel::Cmp(|x, y| x >= y),
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => return None,
-    })
-}
-
-fn int_binary(b: BinaryOp) -> Option<Kernel<i64>> {
-    Some(match b {
-        BinaryOp::Add => Kernel::Arith(i64::wrapping_add),
-        BinaryOp::Sub => Kernel::Arith(i64::wrapping_sub),
-        BinaryOp::Mul => Kernel::Arith(i64::wrapping_mul),
-        BinaryOp::Div => Kernel::Arith(div_i),
-        BinaryOp::Rem => Kernel::Arith(rem_i),
-        BinaryOp::Max => Kernel::Arith(i64::max),
-        BinaryOp::Min => Kernel::Arith(i64::min),
-        BinaryOp::And => Kernel::Arith(|x, y| x & y),
-        BinaryOp::Or => Kernel::Arith(|x, y| x | y),
-        BinaryOp::Xor => Kernel::Arith(|x, y| x ^ y),
-        BinaryOp::Eq => Kernel::Cmp(|x, y| x == y),
-        BinaryOp::Ne => Kernel::Cmp(|x, y| x != y),
-        BinaryOp::Lt => Kernel::Cmp(|x, y| x < y),
-        BinaryOp::Le => Kernel::Cmp(|x, y| x <= y),
-        BinaryOp::Gt => Kernel::Cmp(|x, y| x > y),
-        BinaryOp::Ge => Kernel::Cmp(|x, y| x >= y),
-        BinaryOp::Pow => return None,
-    })
-}
-
-fn bool_binary(b: BinaryOp) -> Option<Kernel<bool>> {
-    Some(match b {
-        BinaryOp::And => Kernel::Arith(|x, y| x & y),
-        BinaryOp::Or => Kernel::Arith(|x, y| x | y),
-        BinaryOp::Xor => Kernel::Arith(|x, y| x ^ y),
-        BinaryOp::Eq => Kernel::Cmp(|x, y| x == y),
-        BinaryOp::Ne => Kernel::Cmp(|x, y| x != y),
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Rem
-        | BinaryOp::Pow
-        | BinaryOp::Max
-        | BinaryOp::Min
-        | BinaryOp::Lt
-        | BinaryOp::Le
-        | BinaryOp::Gt
-        | BinaryOp::Ge => return None,
-    })
-}
-
 fn apply<T: Copy>(
-    k: Kernel<T>,
+    k: BinaryKind<T>,
     x: &[T],
     y: &[T],
     ix: &[usize],
@@ -229,8 +40,8 @@ fn apply<T: Copy>(
 ) -> Vals {
     let pairs = ix.iter().zip(iy).map(|(&i, &j)| (x[i], y[j]));
     match k {
-        Kernel::Arith(f) => wrap(pairs.map(|(a, b)| f(a, b)).collect()),
-        Kernel::Cmp(f) => Vals::B(pairs.map(|(a, b)| f(a, b)).collect()),
+        BinaryKind::Arith(f) => wrap(pairs.map(|(a, b)| f(a, b)).collect()),
+        BinaryKind::Cmp(f) => Vals::B(pairs.map(|(a, b)| f(a, b)).collect()),
     }
 }
 

@@ -12,7 +12,6 @@
 
 mod bind;
 mod elementwise;
-mod erf;
 mod error;
 mod linalg;
 mod movement;
@@ -24,8 +23,8 @@ mod testutil;
 mod vals;
 
 pub use bind::{bind_symbols, bind_symbols_for};
-pub use erf::erf;
 pub use error::{EvalError, ValueKind};
+pub use kiln_ir::semantics::erf;
 pub use op::eval_op;
 pub use random::{random_bits, threefry2x32};
 

@@ -2,9 +2,9 @@
 //!
 //! Floats accumulate in `f64` and round once; integers accumulate in wrapping `i64`.
 
-use crate::elementwise::{max_f, min_f};
 use crate::error::EvalError;
 use crate::vals::{Vals, for_each_index, int_range, strides, view_offsets};
+use kiln_ir::semantics::{max_f, min_f};
 use kiln_ir::{ArgOp, Array, DType, ReduceOp, WindowOp};
 
 fn float_fold(op: ReduceOp) -> (f64, fn(f64, f64) -> f64) {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod semantics;
 pub mod shape;
 pub mod text;
 pub mod verify;

@@ -9,8 +9,9 @@ use crate::poly::Poly;
 use crate::program::{
     Body, BufferKind, Conv2dKernel, Expr, Kernel, LoadMode, LoopKernel, MatmulKernel, Program,
 };
-use crate::scalar::{Scalar, max_f, min_f};
+use crate::scalar::Scalar;
 use crate::verify::{VerifyErrors, verify};
+use kiln_ir::semantics::{max_f, min_f};
 use kiln_ir::{BinaryOp, DType, Data, Dim, ReduceOp, UnaryOp};
 use std::collections::HashMap;
 
