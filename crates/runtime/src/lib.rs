@@ -284,7 +284,7 @@ impl HostBuffers {
 
 /// Reads the outputs of a host run and writes its state updates into `store` in place.
 fn finish_host(
-    p: &Program,
+    slots: &Slots,
     graph: &Graph,
     outputs: &[(String, NodeId)],
     updates: &[(String, NodeId)],
@@ -292,16 +292,10 @@ fn finish_host(
     bufs: &[kiln_ir::Data],
     store: &mut BTreeMap<String, Array>,
 ) -> Result<Vec<Array>, RuntimeError> {
-    let (outs, _) = collect(graph, outputs, &[], p, bindings, &mut |idx| {
+    let outs = read_outputs(&slots.outputs, graph, outputs, bindings, &mut |idx| {
         Ok(bufs[idx].clone())
     })?;
-    for (name, _) in updates {
-        let out = format!("{UPDATE_PREFIX}{name}");
-        let idx = p
-            .buffers
-            .iter()
-            .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if *n == out))
-            .ok_or_else(|| RuntimeError::UnknownOutput(out.clone()))?;
+    for ((name, _), &idx) in updates.iter().zip(&slots.updates) {
         let target = store
             .get_mut(name)
             .ok_or_else(|| RuntimeError::MissingState(name.clone()))?;
@@ -315,6 +309,39 @@ fn finish_host(
     Ok(outs)
 }
 
+/// The plan's output buffer of every output and every state update (`update:NAME`),
+/// resolved once when the executable is built instead of on every run.
+#[derive(Clone, Debug, Default)]
+struct Slots {
+    outputs: Vec<usize>,
+    updates: Vec<usize>,
+}
+
+impl Slots {
+    fn resolve(
+        p: &Program,
+        outputs: &[(String, NodeId)],
+        updates: &[(String, NodeId)],
+    ) -> Result<Slots, RuntimeError> {
+        let find = |name: &str| {
+            p.buffers
+                .iter()
+                .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if n == name))
+                .ok_or_else(|| RuntimeError::UnknownOutput(name.to_string()))
+        };
+        Ok(Slots {
+            outputs: outputs
+                .iter()
+                .map(|(n, _)| find(n))
+                .collect::<Result<_, _>>()?,
+            updates: updates
+                .iter()
+                .map(|(n, _)| find(&format!("{UPDATE_PREFIX}{n}")))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// A compiled, runnable module.
 pub struct Executable {
     backend: Backend,
@@ -323,6 +350,7 @@ pub struct Executable {
     outputs: Vec<(String, NodeId)>,
     updates: Vec<(String, NodeId)>,
     program: Program,
+    slots: Slots,
     state: State,
     engine: Engine,
     report: CompileReport,
@@ -454,6 +482,7 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
     count_kernels(&program, &mut report.kernels);
     let engine = engine_for(backend, &program)?;
     report.total = start.elapsed();
+    let slots = Slots::resolve(&program, &outputs, &updates)?;
     Ok(Executable {
         backend,
         signature,
@@ -461,6 +490,7 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
         outputs,
         updates,
         program,
+        slots,
         state,
         engine,
         report,
@@ -494,6 +524,7 @@ pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executabl
     count_kernels(&program, &mut report.kernels);
     let engine = engine_for(backend, &program)?;
     report.total = start.elapsed();
+    let slots = Slots::resolve(&program, &m.outputs, &m.updates)?;
     Ok(Executable {
         backend,
         signature: m.signature,
@@ -501,6 +532,7 @@ pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executabl
         outputs: m.outputs,
         updates: m.updates,
         program,
+        slots,
         state: State::new(m.state),
         engine,
         report,
@@ -596,38 +628,27 @@ pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
     }
 }
 
-/// Reads the outputs and state updates from the plan's output buffers.
-fn collect(
+/// Reads the named outputs (nodes of `graph`) from the plan buffers at `slots`.
+fn read_outputs(
+    slots: &[usize],
     graph: &Graph,
     outputs: &[(String, NodeId)],
-    updates: &[(String, NodeId)],
-    p: &Program,
     bindings: &HashMap<String, u64>,
     read: &mut dyn FnMut(usize) -> Result<kiln_ir::Data, RuntimeError>,
-) -> Result<(Vec<Array>, Vec<Array>), RuntimeError> {
-    let mut take = |name: &str, id: NodeId| -> Result<Array, RuntimeError> {
-        let idx = p
-            .buffers
-            .iter()
-            .position(|b| matches!(&b.kind, kiln_kernel::BufferKind::Output(n) if n == name))
-            .ok_or_else(|| RuntimeError::UnknownOutput(name.to_string()))?;
-        let shape = graph
-            .node(id)
-            .shape
-            .eval(bindings)
-            .map_err(|e| RuntimeError::Other(e.to_string()))?;
-        Array::new(&shape, read(idx)?)
-            .map_err(|e| RuntimeError::Other(format!("output `{name}`: {e}")))
-    };
-    let mut outs = Vec::with_capacity(outputs.len());
-    for (name, id) in outputs {
-        outs.push(take(name, *id)?);
-    }
-    let mut upd = Vec::with_capacity(updates.len());
-    for (name, id) in updates {
-        upd.push(take(&format!("{UPDATE_PREFIX}{name}"), *id)?);
-    }
-    Ok((outs, upd))
+) -> Result<Vec<Array>, RuntimeError> {
+    outputs
+        .iter()
+        .zip(slots)
+        .map(|((name, id), &idx)| {
+            let shape = graph
+                .node(*id)
+                .shape
+                .eval(bindings)
+                .map_err(|e| RuntimeError::Other(e.to_string()))?;
+            Array::new(&shape, read(idx)?)
+                .map_err(|e| RuntimeError::Other(format!("output `{name}`: {e}")))
+        })
+        .collect()
 }
 
 impl Executable {
@@ -734,7 +755,7 @@ impl Executable {
                 let bufs = host.fill(program, &bindings, inputs, &store)?;
                 kiln_kernel::execute(program, &bindings, bufs)?;
                 finish_host(
-                    program,
+                    &self.slots,
                     &self.graph,
                     &self.outputs,
                     &self.updates,
@@ -749,7 +770,7 @@ impl Executable {
                 let bufs = host.fill(p, &bindings, inputs, &store)?;
                 program.run(&bindings, bufs)?;
                 finish_host(
-                    p,
+                    &self.slots,
                     &self.graph,
                     &self.outputs,
                     &self.updates,
@@ -799,21 +820,28 @@ impl Executable {
                     }
                 }
                 let mut got = gp.run(&bindings, &feeds)?;
-                let (outs, upd) = collect(
+                let mut read = |idx: usize| match &p.buffers[idx].kind {
+                    kiln_kernel::BufferKind::Output(n) => got
+                        .remove(n)
+                        .map(Array::into_data)
+                        .ok_or_else(|| RuntimeError::UnknownOutput(n.clone())),
+                    _ => Err(RuntimeError::Other(format!(
+                        "b{idx} is not an output buffer"
+                    ))),
+                };
+                let outs = read_outputs(
+                    &self.slots.outputs,
                     &self.graph,
                     &self.outputs,
-                    &self.updates,
-                    p,
                     &bindings,
-                    &mut |idx| match &p.buffers[idx].kind {
-                        kiln_kernel::BufferKind::Output(n) => got
-                            .remove(n)
-                            .map(Array::into_data)
-                            .ok_or_else(|| RuntimeError::UnknownOutput(n.clone())),
-                        _ => Err(RuntimeError::Other(format!(
-                            "b{idx} is not an output buffer"
-                        ))),
-                    },
+                    &mut read,
+                )?;
+                let upd = read_outputs(
+                    &self.slots.updates,
+                    &self.graph,
+                    &self.updates,
+                    &bindings,
+                    &mut read,
                 )?;
                 for ((name, _), v) in self.updates.iter().zip(upd) {
                     store.insert(name.clone(), v);
