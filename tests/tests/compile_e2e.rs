@@ -27,7 +27,7 @@ fn golden_op_suite_on_every_backend() {
     let mut report = Vec::new();
     let mut ran = 0;
     let mut rejected = 0;
-    for backend in Backend::available() {
+    for backend in kiln_tests::backends() {
         for spec in &golden::manifest().expect("manifest").cases {
             ran += 1;
             let res = golden::load(spec).and_then(|c| golden::run_case_with(&c, compiled(backend)));
@@ -53,7 +53,7 @@ fn golden_op_suite_on_every_backend() {
 
 #[test]
 fn reference_models_compile_and_match_pytorch() {
-    for backend in Backend::available() {
+    for backend in kiln_tests::backends() {
         for (name, batch) in [("simple_nn", 64usize), ("lenet", 64)] {
             let g = Graph::new();
             let n = g.sym("N");
@@ -95,7 +95,7 @@ fn reference_models_compile_and_match_pytorch() {
 #[test]
 fn train_step_updates_state_in_place_identically_on_every_backend() {
     let mut finals = Vec::new();
-    for backend in Backend::available() {
+    for backend in kiln_tests::backends() {
         let g = Graph::new();
         let n = g.sym("N");
         let (_x, logits) = simple_nn(&g, &n);
@@ -228,12 +228,12 @@ fn save_load_run_is_bit_identical_on_every_backend_and_across_backends() {
         };
         let x = golden::model_input(&shape).unwrap();
         let mut first: Option<Array> = None;
-        for backend in Backend::available() {
+        for backend in kiln_tests::backends() {
             let mut exe = kiln::compile(&[("logits", &logits)], backend).unwrap();
             let direct = exe.run(&[("x", &x)]).unwrap().remove(0).1;
             let path = dir.join(format!("{name}-{backend}.kiln"));
             exe.save(&path).unwrap();
-            for other in Backend::available() {
+            for other in kiln_tests::backends() {
                 let mut loaded = kiln_runtime::load(&path, other).unwrap();
                 let again = loaded.run(&[("x", &x)]).unwrap().remove(0).1;
                 if other == backend {

@@ -43,7 +43,7 @@ fn stateful_lstm_continues_the_sequence_across_runs_and_resets() {
     let want = kiln::eval(&[&ref_logits], &[("xfull", &full)])
         .unwrap()
         .remove(0);
-    for backend in Backend::available() {
+    for backend in kiln_tests::backends() {
         let ups: Vec<(&str, &Tensor)> = updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut exe = kiln::compile_step(&[("logits", &logits)], &ups, backend).unwrap();
         let first = exe.run(&[("x", &c1)]).unwrap().remove(0).1;

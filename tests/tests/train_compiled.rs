@@ -8,7 +8,7 @@
 use kiln::loss::{Reduction, cross_entropy};
 use kiln::nn::{Dropout, Linear, Module, Relu, Sequential};
 use kiln::optim::Adam;
-use kiln::{Array, Backend, DType, Graph};
+use kiln::{Array, DType, Graph};
 use kiln_tests::golden::{Tol, compare};
 
 fn data() -> (Array, Array) {
@@ -47,7 +47,7 @@ fn compiled_train_steps_match_run_eval_on_every_backend() {
     for _ in 0..4 {
         want_losses.push(step.run_eval(&feeds).unwrap_or_else(|e| panic!("{e}")));
     }
-    for backend in Backend::available() {
+    for backend in kiln_tests::backends() {
         let (_, step) = build();
         let mut exe = step
             .compile(backend)

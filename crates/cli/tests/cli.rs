@@ -66,7 +66,7 @@ fn run_writes_outputs_matching_the_library() {
     let xin = dir.path("x.npy");
     write_npy(&xin, &x);
     let out = dir.path("out");
-    for backend in Backend::available() {
+    for backend in kiln_tests::backends() {
         let o = kiln(&[
             "run",
             s(&model),

@@ -56,10 +56,10 @@ impl Backend {
     pub const ALL: [Backend; 4] = [Backend::Cpu, Backend::Gpu, Backend::Interp, Backend::Kernel];
 
     /// The backends usable on this machine: all but `gpu` when no GPU adapter can be
-    /// opened (the reason is printed to stderr). With `KILN_REQUIRE_GPU=1` a missing
-    /// adapter panics instead, so test suites fail rather than skip.
+    /// opened. Test suites use `kiln_tests::backends()`, which turns a missing adapter into
+    /// a failure under `KILN_REQUIRE_GPU=1`.
     pub fn available() -> Vec<Backend> {
-        let gpu = kiln_gpu::test_device().is_some();
+        let gpu = kiln_gpu::GpuDevice::shared().is_ok();
         Backend::ALL
             .into_iter()
             .filter(|b| *b != Backend::Gpu || gpu)
