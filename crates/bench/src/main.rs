@@ -409,7 +409,7 @@ fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
         Ok(r) => r,
         Err(e) => return base(Status::Failed).with_note(format!("compile: {e:#}")),
     };
-    let timing = match time_it(budget, || ready.run()) {
+    let timing = match time_it(budget, |check| ready.run(check)) {
         Ok(t) => t,
         Err(e) => {
             let mut r = base(Status::Failed).with_note(format!("run: {e:#}"));

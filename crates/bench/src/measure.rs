@@ -62,17 +62,18 @@ pub fn summary(samples: &[f64]) -> (f64, f64, f64) {
     (quantile(&s, 0.5), quantile(&s, 0.1), quantile(&s, 0.9))
 }
 
-/// Times `run`, which returns the checksum of its first output. The first call is a probe
+/// Times `run`. `run(true)` returns the checksum of its first output; `run(false)` only runs,
+/// so the timed calls pay for no checksum (as in the peers' script). The first call is a probe
 /// (warm-up, and the checksum); if it alone took more than half the budget, it is the only
 /// sample and the result says so. Otherwise warm-up continues until 3 calls or 0.2 s, then
 /// `budget.repeats` timed calls, or as many as fit in `budget.max_seconds` (at least
 /// `min_repeats`, at most `max_repeats`).
 pub fn time_it(
     budget: &Budget,
-    mut run: impl FnMut() -> anyhow::Result<f64>,
+    mut run: impl FnMut(bool) -> anyhow::Result<f64>,
 ) -> anyhow::Result<Timing> {
     let t0 = Instant::now();
-    let check = run()?;
+    let check = run(true)?;
     let probe = t0.elapsed().as_secs_f64();
     if probe > budget.max_seconds / 2.0 {
         return Ok(Timing {
@@ -91,7 +92,7 @@ pub fn time_it(
     let mut last = probe;
     while warmup < 3 && warm_start.elapsed().as_secs_f64() + last < 0.2_f64.max(2.0 * probe) {
         let t = Instant::now();
-        run()?;
+        run(false)?;
         last = t.elapsed().as_secs_f64();
         warmup += 1;
     }
@@ -111,7 +112,7 @@ pub fn time_it(
     let mut capped = None;
     while (samples.len() as u32) < target {
         let t = Instant::now();
-        run()?;
+        run(false)?;
         samples.push(t.elapsed().as_secs_f64());
         let spent = start.elapsed().as_secs_f64();
         if let Some(cap) = hard_cap
@@ -153,7 +154,7 @@ mod tests {
             repeats: Some(7),
             ..Budget::default()
         };
-        let t = time_it(&budget, || {
+        let t = time_it(&budget, |_| {
             calls += 1;
             Ok(2.5)
         })
@@ -172,7 +173,7 @@ mod tests {
             ..Budget::default()
         };
         let mut calls = 0;
-        let t = time_it(&budget, || {
+        let t = time_it(&budget, |_| {
             calls += 1;
             std::thread::sleep(std::time::Duration::from_millis(20));
             Ok(1.0)
@@ -190,7 +191,7 @@ mod tests {
 
     #[test]
     fn errors_propagate() {
-        let e = time_it(&Budget::default(), || anyhow::bail!("boom")).unwrap_err();
+        let e = time_it(&Budget::default(), |_| anyhow::bail!("boom")).unwrap_err();
         assert_eq!(e.to_string(), "boom");
     }
 }

@@ -21,7 +21,8 @@
 //! * Kernels above a work threshold are split over a persistent thread pool
 //!   (`KILN_THREADS`, default: all cores).
 //! * Compiled loops are cached per process by the structure of the kernel.
-//! * Setting `KILN_CPU_DUMP` prints each compiled loop's CLIF and machine code to stderr.
+//! * Setting `KILN_CPU_DUMP` prints the kernel plan, then each compiled loop's CLIF and machine
+//!   code, to stderr.
 //!
 //! # Safety model
 //!

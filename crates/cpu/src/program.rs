@@ -89,6 +89,9 @@ pub(crate) fn pending_loop(
 /// by structure.
 pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
     kiln_kernel::verify(program).map_err(CpuError::Verify)?;
+    if std::env::var_os("KILN_CPU_DUMP").is_some() {
+        eprintln!("{program}");
+    }
     enum Pending {
         Loop(PendingLoop),
         Contract(Box<contract::PendingContract>),
