@@ -217,6 +217,11 @@ proptest! {
     fn pooling(n in 1usize..3, c in 1usize..3, h in 2usize..6, w in 2usize..6, seed in any::<u64>()) {
         check(&[vec![n, c, h, w]], seed, DISTINCT, |_, x| x[0].max_pool2d([2, 2], [2, 1], [1, 0]));
         check(&[vec![n, c, h, w]], seed, ANY, |_, x| x[0].avg_pool2d([2, 2], [1, 2], [0, 1]));
+        // Tiling windows (stride = window, no padding) take the gather-free gradient path,
+        // odd sizes leave floor-mode remainder rows and columns.
+        check(&[vec![n, c, h, w]], seed, DISTINCT, |_, x| x[0].max_pool2d([2, 2], [2, 2], [0, 0]));
+        check(&[vec![n, c, h, w]], seed, DISTINCT, |_, x| x[0].max_pool2d([1, 2], [1, 2], [0, 0]));
+        check(&[vec![n, c, h, w]], seed, ANY, |_, x| x[0].avg_pool2d([2, 1], [2, 1], [0, 0]));
     }
 
     #[test]
@@ -235,5 +240,43 @@ proptest! {
             let labels = g.constant(Array::from_i64(&[n, 1], (0..n as i64).map(|k| (3 * k + 1) % 5).collect()).unwrap_or_else(|e| panic!("{e}")));
             -x[0].log_softmax(-1).gather(1, &labels).mean_all()
         });
+    }
+}
+
+/// Max-pool gradients go to the first maximal element of each window on ties, like PyTorch,
+/// on both the tiling path and the general (overlapping, padded) path.
+#[test]
+fn max_pool_ties_route_the_gradient_to_the_first_maximum() {
+    for (stride, padding) in [([2, 2], [0, 0]), ([2, 1], [0, 0]), ([2, 2], [1, 1])] {
+        let g = Graph::new();
+        let x = g.input("x", DType::F64, vec![1, 1, 4, 5]);
+        let y = x.max_pool2d([2, 2], stride, padding);
+        let gx = kiln::grad(&y.sum_all(), &[&x]).remove(0);
+        g.check().unwrap_or_else(|e| panic!("{e}"));
+        let zeros = arr(&[1, 1, 4, 5], vec![0.0; 20]);
+        let got = kiln::eval(&[&gx, &y], &[("x", &zeros)]).unwrap_or_else(|e| panic!("{e}"));
+        let (oh, ow) = match y.shape().as_known() {
+            Some(s) => (s[2], s[3]),
+            None => panic!("known shape"),
+        };
+        // Every window's first element inside the input (padding reads -inf, never a max).
+        let mut want = vec![0.0; 20];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let first = (0..2)
+                    .flat_map(|ky| (0..2).map(move |kx| (ky, kx)))
+                    .map(|(ky, kx)| {
+                        (
+                            (oy * stride[0] as usize + ky) as i64 - padding[0] as i64,
+                            (ox * stride[1] as usize + kx) as i64 - padding[1] as i64,
+                        )
+                    })
+                    .find(|&(iy, ix)| (0..4).contains(&iy) && (0..5).contains(&ix));
+                if let Some((iy, ix)) = first {
+                    want[iy as usize * 5 + ix as usize] += 1.0;
+                }
+            }
+        }
+        assert_eq!(f64s(&got[0]), want, "stride {stride:?} padding {padding:?}");
     }
 }

@@ -10,9 +10,10 @@
 //! im2col (per column block, in the worker) followed by a GEMM per image and group.
 
 use crate::error::CpuError;
+use crate::im2col;
 use crate::pool;
 use crate::preflight::eval_dim;
-use crate::program::{LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
+use crate::program::{LoopRun, LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
 use kiln_ir::{DType, Dim};
 use kiln_kernel::{
     Body, BufferId, Conv2dKernel, Expr, IndexExpr, KernelId, LoadMode, LoopKernel, MatmulKernel,
@@ -414,6 +415,9 @@ pub(crate) fn plan_conv(
 /// An element type the contractions handle.
 trait Elem: Copy + Send + Sync + 'static {
     const ZERO: Self;
+    /// Runs `f` with this thread's im2col buffer (kept between calls, so a steady-state run
+    /// does not allocate it again).
+    fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
     /// `dst[i, j] = sum_p lhs[i, p] * rhs[p, j]` over strided matrices.
     ///
     /// # Safety
@@ -441,6 +445,17 @@ macro_rules! float_elem {
     ($t:ty) => {
         impl Elem for $t {
             const ZERO: Self = 0.0;
+            fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+                thread_local! {
+                    static COL: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                COL.with(|c| {
+                    let mut v = c.take();
+                    let r = f(&mut v);
+                    c.replace(v);
+                    r
+                })
+            }
             unsafe fn gemm(
                 m: usize,
                 n: usize,
@@ -458,16 +473,13 @@ macro_rules! float_elem {
                 if m == 0 || n == 0 {
                     return;
                 }
-                if k == 0 {
-                    for i in 0..m {
-                        for j in 0..n {
-                            // SAFETY: (i, j) is in the destination (caller's contract).
-                            unsafe {
-                                *dst.wrapping_offset(i as isize * dst_rs + j as isize * dst_cs) =
-                                    0.0
-                            };
-                        }
-                    }
+                if k == 0 || m.saturating_mul(n).saturating_mul(k) <= SMALL_GEMM {
+                    // SAFETY: the caller's contract, passed on.
+                    unsafe {
+                        small_gemm(
+                            m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs,
+                        )
+                    };
                     return;
                 }
                 // SAFETY: the caller guarantees every addressed element is in bounds and
@@ -502,10 +514,89 @@ macro_rules! float_elem {
 float_elem!(f32);
 float_elem!(f64);
 
+/// Multiply-adds (`m * n * k`) up to which a float contraction runs as plain loops instead
+/// of a GEMM call: below it the call's fixed cost (and its per-call packing allocation)
+/// outweighs the micro-kernels.
+const SMALL_GEMM: usize = 1 << 13;
+
+/// `dst[i, j] = sum_p lhs[i, p] * rhs[p, j]` as plain loops, `p` ascending; row-major
+/// destinations and right operands run as `axpy`s over contiguous rows.
+///
+/// # Safety
+/// As [`Elem::gemm`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_gemm<T>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: isize,
+    dst_cs: isize,
+    lhs: *const T,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: *const T,
+    rhs_rs: isize,
+    rhs_cs: isize,
+) where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
+    if dst_cs == 1 && rhs_cs == 1 {
+        for i in 0..m as isize {
+            // SAFETY: row `i` of the destination holds `n` contiguous elements in bounds
+            // (caller's contract) that nobody else reads or writes during the call.
+            let row = unsafe { std::slice::from_raw_parts_mut(dst.wrapping_offset(i * dst_rs), n) };
+            row.fill(T::default());
+            for p in 0..k as isize {
+                // SAFETY: (i, p) is in bounds of `lhs`; row `p` of `rhs` holds `n` contiguous
+                // elements in bounds, not overlapping the destination (caller's contract).
+                let (a, b) = unsafe {
+                    (
+                        *lhs.wrapping_offset(i * lhs_rs + p * lhs_cs),
+                        std::slice::from_raw_parts(rhs.wrapping_offset(p * rhs_rs), n),
+                    )
+                };
+                for (d, &x) in row.iter_mut().zip(b) {
+                    *d = *d + a * x;
+                }
+            }
+        }
+        return;
+    }
+    for i in 0..m as isize {
+        for j in 0..n as isize {
+            let mut acc = T::default();
+            for p in 0..k as isize {
+                // SAFETY: (i, p) and (p, j) are in bounds (caller's contract).
+                let (x, y) = unsafe {
+                    (
+                        *lhs.wrapping_offset(i * lhs_rs + p * lhs_cs),
+                        *rhs.wrapping_offset(p * rhs_rs + j * rhs_cs),
+                    )
+                };
+                acc = acc + x * y;
+            }
+            // SAFETY: (i, j) is in the destination (caller's contract).
+            unsafe { *dst.wrapping_offset(i * dst_rs + j * dst_cs) = acc };
+        }
+    }
+}
+
 macro_rules! int_elem {
     ($t:ty) => {
         impl Elem for $t {
             const ZERO: Self = 0;
+            fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+                thread_local! {
+                    static COL: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                COL.with(|c| {
+                    let mut v = c.take();
+                    let r = f(&mut v);
+                    c.replace(v);
+                    r
+                })
+            }
             unsafe fn gemm(
                 m: usize,
                 n: usize,
@@ -564,40 +655,48 @@ impl<const R: usize> View<R> {
     }
 }
 
+/// A view evaluated and checked in bounds under one binding; its base address is taken
+/// from the run's pointer table at every run.
+#[derive(Clone, Debug)]
+struct ViewSpec {
+    /// Pointer-table entry of the buffer.
+    at: usize,
+    offset: i64,
+    strides: Vec<i64>,
+}
+
+/// The evaluated extents of a contraction.
+#[derive(Clone, Debug)]
+enum Extents {
+    Matmul {
+        batch: Vec<i64>,
+        m: i64,
+        k: i64,
+        n: i64,
+    },
+    Conv {
+        /// `[n, c, h, w, o]` of the geometry.
+        nchwo: [i64; 5],
+        oh: i64,
+        ow: i64,
+    },
+}
+
+/// A contraction evaluated under one binding: its loops, views and extents.
+#[derive(Debug)]
+pub(crate) struct ContractRun {
+    prologue: Vec<LoopRun>,
+    epilogue: Option<LoopRun>,
+    a: ViewSpec,
+    b: ViewSpec,
+    out: ViewSpec,
+    extents: Extents,
+}
+
 fn overflow(kernel: KernelId) -> CpuError {
     CpuError::Overflow(format!(
         "{kernel}: a contraction operand exceeds 64-bit addressing"
     ))
-}
-
-fn zeros(dtype: DType, len: usize) -> Option<kiln_ir::Data> {
-    fn make<T: Clone>(len: usize, z: T) -> Option<Vec<T>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len).ok()?;
-        v.resize(len, z);
-        Some(v)
-    }
-    use kiln_ir::Data;
-    Some(match dtype {
-        DType::F32 => Data::F32(make(len, 0.0)?),
-        DType::F64 => Data::F64(make(len, 0.0)?),
-        DType::I32 => Data::I32(make(len, 0)?),
-        DType::I64 => Data::I64(make(len, 0)?),
-        DType::U32 => Data::U32(make(len, 0)?),
-        DType::Bool => Data::Bool(make(len, false)?),
-    })
-}
-
-fn data_ptr(d: &mut kiln_ir::Data) -> *mut u8 {
-    use kiln_ir::Data;
-    match d {
-        Data::F32(v) => v.as_mut_ptr().cast(),
-        Data::F64(v) => v.as_mut_ptr().cast(),
-        Data::I32(v) => v.as_mut_ptr().cast(),
-        Data::I64(v) => v.as_mut_ptr().cast(),
-        Data::U32(v) => v.as_mut_ptr().cast(),
-        Data::Bool(v) => v.as_mut_ptr().cast(),
-    }
 }
 
 /// Flops below which a contraction runs on the calling thread.
@@ -609,26 +708,36 @@ impl ContractPlan {
         self.prologue.iter().chain(self.epilogue.iter())
     }
 
+    /// The scratch buffers the contraction needs (dtype, element count), in slot order.
+    pub(crate) fn scratch(&self) -> &[(DType, Dim)] {
+        &self.scratch
+    }
+
+    /// The kernel it compiles.
+    pub(crate) fn kernel(&self) -> KernelId {
+        self.kernel
+    }
+
     fn eval(&self, d: &Dim, b: &HashMap<String, u64>) -> Result<i64, CpuError> {
         eval_dim(d, b)
     }
 
-    /// Evaluates an access to a view of rank `R`, checking that every element of the
-    /// domain lies inside its buffer (`lens[k]` is the element count of buffer `k`).
-    fn view<const R: usize>(
+    /// Evaluates an access, checking that every element of the domain lies inside its
+    /// buffer (`lens[k]` is the element count of table entry `k`; scratch slot `s` is entry
+    /// `base + s`).
+    fn view(
         &self,
         acc: &Access,
-        ptrs: &[*mut u8],
-        lens: &[i64],
+        base: usize,
+        lens: &[usize],
         b: &HashMap<String, u64>,
-    ) -> Result<View<R>, CpuError> {
-        let nb = lens.len() - self.scratch.len();
+    ) -> Result<ViewSpec, CpuError> {
         let ext: Vec<i64> = acc
             .domain
             .iter()
             .map(|d| self.eval(d, b))
             .collect::<Result<_, _>>()?;
-        let (id, offset, strides) = match &acc.place {
+        let (at, offset, strides) = match &acc.place {
             Operand::Strided {
                 buf,
                 offset,
@@ -647,10 +756,11 @@ impl ContractPlan {
                         .checked_mul(ext[k + 1].max(0))
                         .ok_or_else(|| overflow(self.kernel))?;
                 }
-                (nb + slot, 0, s)
+                (base + slot, 0, s)
             }
         };
-        let strides: [i64; R] = strides.try_into().map_err(|_| overflow(self.kernel))?;
+        let len = i128::try_from(*lens.get(at).ok_or_else(|| overflow(self.kernel))?)
+            .map_err(|_| overflow(self.kernel))?;
         if ext.iter().all(|&e| e > 0) {
             let (mut lo, mut hi) = (i128::from(offset), i128::from(offset));
             for (e, s) in ext.iter().zip(&strides) {
@@ -661,7 +771,6 @@ impl ContractPlan {
                     hi += span;
                 }
             }
-            let len = i128::from(lens.get(id).copied().unwrap_or(0));
             if lo < 0 || hi >= len {
                 return Err(CpuError::Overflow(format!(
                     "{}: a contraction operand addresses elements {lo}..={hi} of a buffer of {len}",
@@ -669,10 +778,69 @@ impl ContractPlan {
                 )));
             }
         }
-        let base = *ptrs.get(id).ok_or_else(|| overflow(self.kernel))?;
-        Ok(View {
-            base: SyncPtr(base),
+        Ok(ViewSpec {
+            at,
             offset,
+            strides,
+        })
+    }
+
+    /// Evaluates the contraction under `b`: its loops (program buffers are table entries
+    /// `0..nb`, its scratch slots entries `base..`), its views (checked in bounds against
+    /// `lens`) and its extents.
+    pub(crate) fn bind(
+        &self,
+        nb: usize,
+        base: usize,
+        lens: &[usize],
+        b: &HashMap<String, u64>,
+    ) -> Result<ContractRun, CpuError> {
+        let prologue = self
+            .prologue
+            .iter()
+            .map(|p| LoopRun::new(p, nb, base, lens.len(), b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let epilogue = self
+            .epilogue
+            .as_ref()
+            .map(|e| LoopRun::new(e, nb, base, lens.len(), b))
+            .transpose()?;
+        let ev = |d: &Dim| self.eval(d, b).map(|v| v.max(0));
+        let extents = match &self.kind {
+            Kind::Matmul { batch, m, k, n } => Extents::Matmul {
+                batch: batch.iter().map(ev).collect::<Result<_, _>>()?,
+                m: ev(m)?,
+                k: ev(k)?,
+                n: ev(n)?,
+            },
+            Kind::Conv { kernel, oh, ow } => {
+                let g = &kernel.geometry;
+                Extents::Conv {
+                    nchwo: [ev(&g.n)?, ev(&g.c)?, ev(&g.h)?, ev(&g.w)?, ev(&g.o)?],
+                    oh: self.eval(oh, b)?,
+                    ow: self.eval(ow, b)?,
+                }
+            }
+        };
+        Ok(ContractRun {
+            prologue,
+            epilogue,
+            a: self.view(&self.a, base, lens, b)?,
+            b: self.view(&self.b, base, lens, b)?,
+            out: self.view(&self.out, base, lens, b)?,
+            extents,
+        })
+    }
+
+    fn at<const R: usize>(&self, v: &ViewSpec, table: &[SyncPtr<u8>]) -> Result<View<R>, CpuError> {
+        let strides: [i64; R] = v
+            .strides
+            .as_slice()
+            .try_into()
+            .map_err(|_| overflow(self.kernel))?;
+        Ok(View {
+            base: *table.get(v.at).ok_or_else(|| overflow(self.kernel))?,
+            offset: v.offset,
             strides,
         })
     }
@@ -680,36 +848,19 @@ impl ContractPlan {
     /// Runs the prologue loops, the contraction and the epilogue loop.
     pub(crate) fn run(
         &self,
-        program: &Program,
-        ptrs: &[*mut u8],
-        b: &HashMap<String, u64>,
+        cr: &mut ContractRun,
+        table: &[SyncPtr<u8>],
         threads: usize,
     ) -> Result<(), CpuError> {
-        let mut store = Vec::with_capacity(self.scratch.len());
-        let mut lens: Vec<i64> = program
-            .buffers
-            .iter()
-            .map(|buf| self.eval(&buf.size, b).map(|v| v.max(0)))
-            .collect::<Result<_, _>>()?;
-        for (dt, size) in &self.scratch {
-            let n = self.eval(size, b)?.max(0);
-            let len = usize::try_from(n).map_err(|_| overflow(self.kernel))?;
-            store.push(zeros(*dt, len).ok_or_else(|| {
-                CpuError::Overflow(format!("{}: scratch of {len} elements", self.kernel))
-            })?);
-            lens.push(n);
-        }
-        let mut all = ptrs.to_vec();
-        all.extend(store.iter_mut().map(data_ptr));
-        for p in &self.prologue {
-            run_loop(p, &all, b, threads)?;
+        for (p, lr) in self.prologue.iter().zip(cr.prologue.iter_mut()) {
+            run_loop(p, lr, table, threads)?;
         }
         match self.dtype {
-            DType::F32 => self.contract::<f32>(&all, &lens, b, threads)?,
-            DType::F64 => self.contract::<f64>(&all, &lens, b, threads)?,
-            DType::I32 => self.contract::<i32>(&all, &lens, b, threads)?,
-            DType::I64 => self.contract::<i64>(&all, &lens, b, threads)?,
-            DType::U32 => self.contract::<u32>(&all, &lens, b, threads)?,
+            DType::F32 => self.contract::<f32>(cr, table, threads)?,
+            DType::F64 => self.contract::<f64>(cr, table, threads)?,
+            DType::I32 => self.contract::<i32>(cr, table, threads)?,
+            DType::I64 => self.contract::<i64>(cr, table, threads)?,
+            DType::U32 => self.contract::<u32>(cr, table, threads)?,
             DType::Bool => {
                 return Err(CpuError::Unsupported {
                     kernel: self.kernel,
@@ -717,57 +868,53 @@ impl ContractPlan {
                 });
             }
         }
-        if let Some(e) = &self.epilogue {
-            run_loop(e, &all, b, threads)?;
+        if let (Some(e), Some(lr)) = (&self.epilogue, cr.epilogue.as_mut()) {
+            run_loop(e, lr, table, threads)?;
         }
-        drop(store);
         Ok(())
     }
 
     fn contract<T: Elem>(
         &self,
-        ptrs: &[*mut u8],
-        lens: &[i64],
-        b: &HashMap<String, u64>,
+        cr: &ContractRun,
+        table: &[SyncPtr<u8>],
         threads: usize,
     ) -> Result<(), CpuError> {
-        match &self.kind {
-            Kind::Matmul { batch, m, k, n } => {
-                let ev = |d: &Dim| self.eval(d, b).map(|v| v.max(0));
-                let be: Vec<i64> = batch.iter().map(ev).collect::<Result<_, _>>()?;
-                let (m, k, n) = (ev(m)?, ev(k)?, ev(n)?);
+        match (&self.kind, &cr.extents) {
+            (Kind::Matmul { .. }, Extents::Matmul { batch, m, k, n }) => {
+                let mkn = [*m, *k, *n];
                 match batch.len() {
-                    0 => self.matmul::<T, 2>(&be, [m, k, n], ptrs, lens, b, threads),
-                    1 => self.matmul::<T, 3>(&be, [m, k, n], ptrs, lens, b, threads),
-                    2 => self.matmul::<T, 4>(&be, [m, k, n], ptrs, lens, b, threads),
-                    3 => self.matmul::<T, 5>(&be, [m, k, n], ptrs, lens, b, threads),
-                    4 => self.matmul::<T, 6>(&be, [m, k, n], ptrs, lens, b, threads),
+                    0 => self.matmul::<T, 2>(batch, mkn, cr, table, threads),
+                    1 => self.matmul::<T, 3>(batch, mkn, cr, table, threads),
+                    2 => self.matmul::<T, 4>(batch, mkn, cr, table, threads),
+                    3 => self.matmul::<T, 5>(batch, mkn, cr, table, threads),
+                    4 => self.matmul::<T, 6>(batch, mkn, cr, table, threads),
                     _ => Err(CpuError::Unsupported {
                         kernel: self.kernel,
                         message: "matmul with more than 4 batch axes".into(),
                     }),
                 }
             }
-            Kind::Conv { kernel, oh, ow } => {
-                let (oh, ow) = (self.eval(oh, b)?, self.eval(ow, b)?);
-                self.conv::<T>(kernel, [oh, ow], ptrs, lens, b, threads)
+            (Kind::Conv { kernel, .. }, Extents::Conv { nchwo, oh, ow }) => {
+                self.conv::<T>(kernel, *nchwo, [*oh, *ow], cr, table, threads)
             }
+            _ => Err(CpuError::Io(
+                "internal: contraction extents do not match its kind".into(),
+            )),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn matmul<T: Elem, const R: usize>(
         &self,
         batch: &[i64],
         [m, k, n]: [i64; 3],
-        ptrs: &[*mut u8],
-        lens: &[i64],
-        b: &HashMap<String, u64>,
+        cr: &ContractRun,
+        table: &[SyncPtr<u8>],
         threads: usize,
     ) -> Result<(), CpuError> {
-        let a = self.view::<R>(&self.a, ptrs, lens, b)?;
-        let bv = self.view::<R>(&self.b, ptrs, lens, b)?;
-        let out = self.view::<R>(&self.out, ptrs, lens, b)?;
+        let a = self.at::<R>(&cr.a, table)?;
+        let bv = self.at::<R>(&cr.b, table)?;
+        let out = self.at::<R>(&cr.out, table)?;
         let count = batch
             .iter()
             .try_fold(1i64, |a, &d| a.checked_mul(d))
@@ -864,15 +1011,13 @@ impl ContractPlan {
     fn conv<T: Elem>(
         &self,
         ck: &Conv2dKernel,
+        [n, c, h, w, o]: [i64; 5],
         [oh, ow]: [i64; 2],
-        ptrs: &[*mut u8],
-        lens: &[i64],
-        b: &HashMap<String, u64>,
+        cr: &ContractRun,
+        table: &[SyncPtr<u8>],
         threads: usize,
     ) -> Result<(), CpuError> {
         let g = &ck.geometry;
-        let ev = |d: &Dim| self.eval(d, b).map(|v| v.max(0));
-        let (n, c, h, w, o) = (ev(&g.n)?, ev(&g.c)?, ev(&g.h)?, ev(&g.w)?, ev(&g.o)?);
         let to_i = |x: u64| i64::try_from(x).map_err(|_| overflow(self.kernel));
         let groups = to_i(g.groups)?.max(1);
         let (cg, og) = (c / groups, o / groups);
@@ -880,9 +1025,15 @@ impl ContractPlan {
         let (sh, sw) = (to_i(g.stride[0])?, to_i(g.stride[1])?);
         let (ph, pw) = (to_i(g.padding[0])?, to_i(g.padding[1])?);
         let (dh, dw) = (to_i(g.dilation[0])?, to_i(g.dilation[1])?);
-        let x = self.view::<4>(&self.a, ptrs, lens, b)?;
-        let wt = self.view::<4>(&self.b, ptrs, lens, b)?;
-        let out = self.view::<4>(&self.out, ptrs, lens, b)?;
+        if sh < 1 || sw < 1 {
+            return Err(CpuError::Codegen {
+                kernel: self.kernel,
+                message: format!("conv2d stride [{sh}, {sw}]: strides must be at least 1"),
+            });
+        }
+        let x = self.at::<4>(&cr.a, table)?;
+        let wt = self.at::<4>(&cr.b, table)?;
+        let out = self.at::<4>(&cr.out, table)?;
         let plane = oh.checked_mul(ow).ok_or_else(|| overflow(self.kernel))?;
         if n == 0 || o == 0 || plane <= 0 {
             return Ok(());
@@ -914,10 +1065,17 @@ impl ContractPlan {
             .checked_mul(groups)
             .and_then(|v| v.checked_mul(blocks))
             .ok_or_else(|| overflow(self.kernel))?;
+        // Splitting a task over output channels repeats its im2col: only worth it when each
+        // part keeps enough channels to amortise the copy.
+        let max_split = if pointwise {
+            og.max(1)
+        } else {
+            (og / 8).max(1)
+        };
         let split = if flops < PARALLEL_FLOPS || threads < 2 || per >= threads * 2 {
             1
         } else {
-            ((threads * 2 + per - 1) / per).min(og.max(1))
+            ((threads * 2 + per - 1) / per).min(max_split)
         };
         let tasks =
             usize::try_from(per.saturating_mul(split)).map_err(|_| overflow(self.kernel))?;
@@ -937,61 +1095,76 @@ impl ContractPlan {
                 .at::<T>([ni, gi * og + o0, 0, 0])
                 .wrapping_offset((p0 * out.strides[3]) as isize);
             let lhs = wt.at::<T>([gi * og + o0, 0, 0, 0]).cast_const();
-            let mut col: Vec<T> = Vec::new();
-            let (rhs, rhs_rs, rhs_cs) = if pointwise {
-                let p = x
-                    .at::<T>([ni, gi * cg, 0, 0])
-                    .wrapping_offset((p0 * x.strides[3]) as isize);
-                (p.cast_const(), x.strides[1], x.strides[3])
-            } else {
-                col.resize((kk * cols) as usize, T::ZERO);
-                let mut row = 0usize;
-                for ci in 0..cg {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let dst_row = &mut col[row * cols as usize..(row + 1) * cols as usize];
-                            row += 1;
-                            for (slot, p) in dst_row.iter_mut().zip(p0..p1) {
-                                let (oy, ox) = (p / ow, p % ow);
-                                let iy = oy
-                                    .wrapping_mul(sh)
-                                    .wrapping_add(ky.wrapping_mul(dh))
-                                    .wrapping_sub(ph);
-                                let ix = ox
-                                    .wrapping_mul(sw)
-                                    .wrapping_add(kx.wrapping_mul(dw))
-                                    .wrapping_sub(pw);
-                                if iy >= 0 && iy < h && ix >= 0 && ix < w {
-                                    // SAFETY: (ni, gi*cg+ci, iy, ix) is inside the input's
-                                    // domain, whose elements `view` checked in bounds.
-                                    *slot = unsafe { *x.at::<T>([ni, gi * cg + ci, iy, ix]) };
-                                }
-                            }
-                        }
-                    }
-                }
-                (col.as_ptr(), cols, 1)
-            };
-            // SAFETY: the weight rows [gi*og+o0, gi*og+o1) with their collapsed
-            // (c/groups, kh, kw) axis, the input columns (or the task's private im2col block)
-            // and the output block [ni, gi*og+o0.., p0..p1] are inside domains `view` checked;
-            // tasks write disjoint output blocks, which the operands do not read.
-            unsafe {
-                T::gemm(
-                    (o1 - o0) as usize,
-                    cols as usize,
-                    kk as usize,
-                    dst,
-                    out.strides[1] as isize,
-                    out.strides[3] as isize,
-                    lhs,
-                    wt.strides[0] as isize,
-                    wt.strides[3] as isize,
-                    rhs,
-                    rhs_rs as isize,
-                    rhs_cs as isize,
-                )
-            };
+            // The im2col block lives in a per-thread buffer reused across runs: a fresh
+            // allocation would page-fault its first touch on every run.
+            T::with_col(|col| {
+                let (rhs, rhs_rs, rhs_cs) = if pointwise {
+                    let p = x
+                        .at::<T>([ni, gi * cg, 0, 0])
+                        .wrapping_offset((p0 * x.strides[3]) as isize);
+                    (p.cast_const(), x.strides[1], x.strides[3])
+                } else {
+                    col.resize((kk * cols) as usize, T::ZERO);
+                    let geo = im2col::Geometry {
+                        h,
+                        w,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        ph,
+                        pw,
+                        dh,
+                        dw,
+                        ow,
+                    };
+                    let strides = im2col::Strides {
+                        c: x.strides[1],
+                        h: x.strides[2],
+                        w: x.strides[3],
+                    };
+                    let layout = im2col::Layout::for_geometry(&geo);
+                    // SAFETY: `x.at([ni, gi*cg, 0, 0])` is channel 0 of this group's input plane;
+                    // `view` checked every element of the input's domain (channels gi*cg.., rows
+                    // < h, columns < w) in bounds; `col` holds kk * cols elements; 0 <= p0 < p1,
+                    // and the strides/output width are positive (ow >= 1 since plane > 0).
+                    unsafe {
+                        im2col::fill(
+                            &mut col[..],
+                            T::ZERO,
+                            x.at::<T>([ni, gi * cg, 0, 0]).cast_const(),
+                            strides,
+                            cg,
+                            &geo,
+                            layout,
+                            p0,
+                            p1,
+                        )
+                    };
+                    let (rs, cs) = layout.strides(kk, cols);
+                    (col.as_ptr(), rs, cs)
+                };
+                // SAFETY: the weight rows [gi*og+o0, gi*og+o1) with their collapsed
+                // (c/groups, kh, kw) axis, the input columns (or the task's private im2col block)
+                // and the output block [ni, gi*og+o0.., p0..p1] are inside domains `view` checked;
+                // tasks write disjoint output blocks, which the operands do not read.
+                unsafe {
+                    T::gemm(
+                        (o1 - o0) as usize,
+                        cols as usize,
+                        kk as usize,
+                        dst,
+                        out.strides[1] as isize,
+                        out.strides[3] as isize,
+                        lhs,
+                        wt.strides[0] as isize,
+                        wt.strides[3] as isize,
+                        rhs,
+                        rhs_rs as isize,
+                        rhs_cs as isize,
+                    )
+                };
+            });
         };
         self.spread(tasks, threads as usize, &task)
     }

@@ -65,6 +65,7 @@ mod cache;
 pub(crate) mod codegen;
 mod contract;
 mod error;
+mod im2col;
 mod jit;
 mod job;
 pub mod pool;
@@ -74,7 +75,7 @@ mod program;
 pub use cache::{CacheStats, cache_stats};
 
 pub use error::CpuError;
-pub use program::{CpuProgram, LoopSummary, RunOptions, VectorAxis, compile};
+pub use program::{CpuProgram, LoopSummary, RunOptions, RunPlan, Runner, VectorAxis, compile};
 
 #[cfg(test)]
 mod tests {

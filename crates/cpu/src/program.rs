@@ -13,7 +13,7 @@ use kiln_ir::{DType, Data, Dim};
 use kiln_kernel::{BufferId, BufferKind, Kernel, KernelId, LoopKernel, Program};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// One generated loop of a compiled program, bound to its buffers.
 #[derive(Debug, Clone)]
@@ -38,7 +38,14 @@ enum Step {
 pub struct CpuProgram {
     program: Program,
     steps: Vec<Step>,
+    /// A process-unique id tying [`RunPlan`]s to the program they were made for.
+    id: u64,
+    /// `written[k]`: some kernel stores to `b<k>`.
+    written: Vec<bool>,
 }
+
+/// Source of [`CpuProgram`] ids.
+static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
 
 /// A loop kernel to compile, before the cache has been consulted.
 pub(crate) struct PendingLoop {
@@ -138,14 +145,40 @@ pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
             Pending::Contract(c) => Step::Contract(Box::new(c.finish(&mut take)?)),
         });
     }
+    let mut written = vec![false; program.buffers.len()];
+    for k in &program.kernels {
+        for bd in k.bodies(&program.symbols) {
+            for st in &bd.body.stores {
+                if let Some(w) = written.get_mut(st.buffer.index()) {
+                    *w = true;
+                }
+            }
+        }
+    }
+    // Inputs and constants are supplied read-only and read in place; the verifier rejects
+    // stores to them, and this keeps that guarantee local to the run path.
+    for (i, b) in program.buffers.iter().enumerate() {
+        if written[i] && !b.kind.is_writable() {
+            return Err(CpuError::Unsupported {
+                kernel: KernelId(0),
+                message: format!(
+                    "b{i} is a {} buffer but a kernel stores to it",
+                    b.kind.keyword()
+                ),
+            });
+        }
+    }
     Ok(CpuProgram {
         program: program.clone(),
         steps,
+        id: NEXT_PROGRAM.fetch_add(1, Ordering::Relaxed),
+        written,
     })
 }
 
 /// A raw pointer that may cross threads.
 #[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
 pub(crate) struct SyncPtr<T>(pub *mut T);
 // SAFETY: `SyncPtr` only carries addresses between the threads of one run; what is done
 // through them is argued at each use (disjoint or read-only access).
@@ -158,9 +191,13 @@ impl<T> SyncPtr<T> {
     pub(crate) fn get(self) -> *mut T {
         self.0
     }
+
+    fn null() -> SyncPtr<T> {
+        SyncPtr(std::ptr::null_mut())
+    }
 }
 
-fn data_ptr(d: &mut Data) -> *mut u8 {
+pub(crate) fn data_ptr(d: &mut Data) -> *mut u8 {
     match d {
         Data::F32(v) => v.as_mut_ptr().cast(),
         Data::F64(v) => v.as_mut_ptr().cast(),
@@ -171,6 +208,8 @@ fn data_ptr(d: &mut Data) -> *mut u8 {
     }
 }
 
+/// The address of read-only data. Generated code and contractions never write through it:
+/// it is only handed out for buffers no kernel stores to (checked in [`compile`]).
 fn const_ptr(d: &Data) -> *mut u8 {
     let p: *const u8 = match d {
         Data::F32(v) => v.as_ptr().cast(),
@@ -183,6 +222,24 @@ fn const_ptr(d: &Data) -> *mut u8 {
     p.cast_mut()
 }
 
+/// `len` zeros of `dtype`, or `None` if the allocation fails.
+pub(crate) fn zeros(dtype: DType, len: usize) -> Option<Data> {
+    fn make<T: Clone>(len: usize, z: T) -> Option<Vec<T>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).ok()?;
+        v.resize(len, z);
+        Some(v)
+    }
+    Some(match dtype {
+        DType::F32 => Data::F32(make(len, 0.0)?),
+        DType::F64 => Data::F64(make(len, 0.0)?),
+        DType::I32 => Data::I32(make(len, 0)?),
+        DType::I64 => Data::I64(make(len, 0)?),
+        DType::U32 => Data::U32(make(len, 0)?),
+        DType::Bool => Data::Bool(make(len, false)?),
+    })
+}
+
 /// Work (in simple operations, see `LoopInfo::point_cost`) below which a loop runs on the
 /// calling thread. A copy (two operations a point) splits from 2^19 points up, where a
 /// second thread starts to pay for its wake-up on a 2-core machine; compute-heavy bodies
@@ -191,71 +248,123 @@ const PARALLEL_WORK: u64 = 1 << 20;
 /// Work a parallel chunk should have at least.
 const CHUNK_WORK: u64 = 1 << 17;
 
-/// Runs a compiled loop on `ptrs` (addresses of the program's buffers followed by the
-/// owning step's scratch buffers).
+/// A generated loop evaluated under one binding: its dim values (pre-run checks passed),
+/// where its buffers sit in the run's pointer table, and its work estimate.
+#[derive(Debug)]
+pub(crate) struct LoopRun {
+    dims: Vec<i64>,
+    /// `slots[k]`: the pointer-table entry of local buffer `k`.
+    slots: Vec<usize>,
+    /// The local buffers' addresses, refreshed from the table at every run.
+    local: Vec<SyncPtr<u8>>,
+    points: u64,
+    work: u64,
+    split_extent: u64,
+}
+
+impl LoopRun {
+    /// Evaluates `step` under `bindings`. Local buffer ids below `nb` (the program's buffer
+    /// count) are program buffers (table entry = id); ids from `nb` on are the owning step's
+    /// scratch buffers, at table entries `scratch_base + id - nb`. `table_len` bounds them.
+    pub(crate) fn new(
+        step: &LoopStep,
+        nb: usize,
+        scratch_base: usize,
+        table_len: usize,
+        bindings: &HashMap<String, u64>,
+    ) -> Result<LoopRun, CpuError> {
+        let code = &step.code;
+        let dims: Vec<i64> = code
+            .dims
+            .iter()
+            .map(|d| eval_dim(d, bindings))
+            .collect::<Result<_, _>>()?;
+        let lookup = |d: &Dim| -> Option<i64> {
+            known_i64(d).or_else(|| code.dims.iter().position(|x| x == d).map(|k| dims[k]))
+        };
+        preflight::check_job(&code.job, &code.dtypes, &lookup, step.kernel)?;
+        let slots: Vec<usize> = step
+            .slots
+            .iter()
+            .map(|s| {
+                let id = s.index();
+                let at = if id < nb {
+                    id
+                } else {
+                    scratch_base + (id - nb)
+                };
+                (at < table_len).then_some(at)
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| CpuError::Codegen {
+                kernel: step.kernel,
+                message: "internal: buffer slot out of range".into(),
+            })?;
+        let extent = |d: &Dim| lookup(d).map_or(0, |v| v.max(0)) as u64;
+        let domain = &code.job.kernel.domain;
+        let points = domain.iter().fold(1u64, |a, d| a.saturating_mul(extent(d)));
+        let red = code
+            .job
+            .kernel
+            .reduce
+            .iter()
+            .fold(1u64, |a, d| a.saturating_mul(extent(d)));
+        let work = match code.info.hoisted {
+            None => points
+                .saturating_mul(red.max(1))
+                .saturating_mul(u64::from(code.info.point_cost)),
+            Some(first) => {
+                let outer = domain[..first.min(domain.len())]
+                    .iter()
+                    .fold(1u64, |a, d| a.saturating_mul(extent(d)));
+                outer
+                    .saturating_mul(red.max(1))
+                    .saturating_mul(u64::from(code.info.hoisted_cost))
+                    .saturating_add(points.saturating_mul(u64::from(code.info.point_cost)))
+            }
+        };
+        let split_extent = code
+            .info
+            .split
+            .and_then(|k| domain.get(k))
+            .map_or(1, extent);
+        Ok(LoopRun {
+            dims,
+            local: vec![SyncPtr::null(); slots.len()],
+            slots,
+            points,
+            work,
+            split_extent,
+        })
+    }
+}
+
+/// Runs a compiled loop evaluated in `lr` on the buffers of `table`.
 pub(crate) fn run_loop(
     step: &LoopStep,
-    ptrs: &[*mut u8],
-    bindings: &HashMap<String, u64>,
+    lr: &mut LoopRun,
+    table: &[SyncPtr<u8>],
     threads: usize,
 ) -> Result<(), CpuError> {
-    let code = &step.code;
-    let dims: Vec<i64> = code
-        .dims
-        .iter()
-        .map(|d| eval_dim(d, bindings))
-        .collect::<Result<_, _>>()?;
-    let lookup = |d: &Dim| -> Option<i64> {
-        known_i64(d).or_else(|| code.dims.iter().position(|x| x == d).map(|k| dims[k]))
-    };
-    preflight::check_job(&code.job, &code.dtypes, &lookup, step.kernel)?;
-    let local: Vec<*mut u8> = step
-        .slots
-        .iter()
-        .map(|s| ptrs.get(s.index()).copied())
-        .collect::<Option<_>>()
-        .ok_or_else(|| CpuError::Codegen {
-            kernel: step.kernel,
-            message: "internal: buffer slot out of range".into(),
-        })?;
-    let extent = |d: &Dim| lookup(d).map_or(0, |v| v.max(0)) as u64;
-    let domain = &code.job.kernel.domain;
-    let points = domain.iter().fold(1u64, |a, d| a.saturating_mul(extent(d)));
-    if points == 0 {
+    for (l, &at) in lr.local.iter_mut().zip(&lr.slots) {
+        *l = table[at];
+    }
+    if lr.points == 0 {
         return Ok(());
     }
-    let red = code
-        .job
-        .kernel
-        .reduce
-        .iter()
-        .fold(1u64, |a, d| a.saturating_mul(extent(d)));
-    let work = match code.info.hoisted {
-        None => points
-            .saturating_mul(red.max(1))
-            .saturating_mul(u64::from(code.info.point_cost)),
-        Some(first) => {
-            let outer = domain[..first]
-                .iter()
-                .fold(1u64, |a, d| a.saturating_mul(extent(d)));
-            outer
-                .saturating_mul(red.max(1))
-                .saturating_mul(u64::from(code.info.hoisted_cost))
-                .saturating_add(points.saturating_mul(u64::from(code.info.point_cost)))
-        }
-    };
-    let split_extent = code.info.split.map_or(1, |k| extent(&domain[k]));
+    let code = &step.code;
+    let domain = &code.job.kernel.domain;
+    let (work, split_extent) = (lr.work, lr.split_extent);
     let f = code.f;
     let flags = AtomicU32::new(0);
-    let pool = pool::global();
     let chunks = if work < PARALLEL_WORK || threads < 2 || split_extent < 2 {
         1
     } else {
         let by_work = (work / CHUNK_WORK).max(1);
         by_work.min(split_extent).min(threads as u64 * 4)
     };
-    let bufs = SyncPtr(local.as_ptr().cast_mut());
-    let dims_ptr = SyncPtr(dims.as_ptr().cast_mut());
+    let bufs = SyncPtr(lr.local.as_mut_ptr().cast::<*mut u8>());
+    let dims_ptr = SyncPtr(lr.dims.as_ptr().cast_mut());
     let innermost = code.info.split == Some(domain.len().saturating_sub(1));
     let bound = |c: u64| -> i64 {
         let mut b = (u128::from(split_extent) * u128::from(c) / u128::from(chunks)) as u64;
@@ -270,15 +379,17 @@ pub(crate) fn run_loop(
             return;
         }
         let mut word = 0u32;
-        // SAFETY: `f` was generated for `code.job`, whose buffers are `local` (one address
-        // per local buffer, each of the dtype and length of the job's buffer: program buffers
-        // were checked against the bindings in `CpuProgram::run`, scratch buffers are
-        // allocated at those sizes) and whose symbolic dims are `dims`, evaluated from the
-        // same bindings. Every plain/masked load and store of the job is proven in bounds by
-        // the verifier for every point of the domain, `preflight::check_job` showed that
-        // the index arithmetic cannot overflow, and checked loads clamp. The function only
-        // visits points whose split coordinate is in `[s, e)` ⊆ `[0, extent)`. Concurrent
-        // chunks write disjoint elements (or equal values, per the kernel IR's contract).
+        // SAFETY: `f` was generated for `code.job`, whose buffers are `lr.local` (one address
+        // per local buffer, each of the dtype and length of the job's buffer: caller buffers
+        // were checked against the plan's lengths by `Runner`, scratch buffers are allocated
+        // at those lengths; `SyncPtr` is a transparent pointer) and whose symbolic dims are
+        // `lr.dims`, evaluated from the plan's bindings. Every plain/masked load and store of
+        // the job is proven in bounds by the verifier for every point of the domain,
+        // `preflight::check_job` showed at bind time that the index arithmetic cannot
+        // overflow, and checked loads clamp. Buffers supplied read-only are never stored to
+        // (checked in `compile`). The function only visits points whose split coordinate
+        // is in `[s, e)` ⊆ `[0, extent)`. Concurrent chunks write disjoint elements (or
+        // equal values, per the kernel IR's contract).
         unsafe {
             f(
                 bufs.get().cast_const(),
@@ -292,7 +403,7 @@ pub(crate) fn run_loop(
     };
     if chunks <= 1 {
         task(0);
-    } else if pool.run(chunks as usize, &task).is_err() {
+    } else if pool::global().run(chunks as usize, &task).is_err() {
         return Err(CpuError::WorkerPanic {
             kernel: step.kernel,
         });
@@ -380,6 +491,13 @@ impl CpuProgram {
         &self.program
     }
 
+    /// True if some kernel stores to buffer `b` (outputs, scratch, written state). Every
+    /// other buffer (inputs, constants, state that is only read) may be supplied read-only
+    /// with [`Runner::read`].
+    pub fn writes(&self, b: BufferId) -> bool {
+        self.written.get(b.index()).copied().unwrap_or(false)
+    }
+
     /// Every generated loop in execution order (contraction prologues and epilogues
     /// included).
     pub fn loops(&self) -> Vec<LoopSummary> {
@@ -393,8 +511,10 @@ impl CpuProgram {
         out
     }
 
-    /// Checks the bindings against the symbols' preconditions.
-    fn check_bindings(&self, bindings: &HashMap<String, u64>) -> Result<(), CpuError> {
+    /// Checks the bindings against the symbols' preconditions and returns their values in
+    /// the order of `program.symbols`.
+    fn check_bindings(&self, bindings: &HashMap<String, u64>) -> Result<Vec<u64>, CpuError> {
+        let mut values = Vec::with_capacity(self.program.symbols.len());
         for s in &self.program.symbols {
             let v = *bindings
                 .get(&s.name)
@@ -415,8 +535,100 @@ impl CpuProgram {
                     rule: format!("{} <= {max}", s.name),
                 });
             }
+            values.push(v);
         }
-        Ok(())
+        Ok(values)
+    }
+
+    /// Prepares runs under one binding of the symbols: checks the bindings against the
+    /// symbols' preconditions, evaluates every buffer length and every dim the generated
+    /// code takes, makes the pre-run checks (divisors, 64-bit index arithmetic, contraction
+    /// views in bounds) and lays out the pointer table. Scratch memory is allocated on the
+    /// first run. A plan is reused by every later run with the same binding
+    /// ([`RunPlan::is_for`]), which then makes no allocation and repeats no check.
+    pub fn bind(&self, bindings: &HashMap<String, u64>) -> Result<RunPlan, CpuError> {
+        let values = self.check_bindings(bindings)?;
+        let nb = self.program.buffers.len();
+        let mut lens = Vec::with_capacity(nb);
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            let len = eval_dim(&b.size, bindings)?.max(0);
+            let len = usize::try_from(len)
+                .map_err(|_| CpuError::Overflow(format!("b{i} is too large")))?;
+            if let BufferKind::Constant(a) = &b.kind
+                && (a.len() != len || a.dtype() != b.dtype)
+            {
+                return Err(CpuError::BufferShape {
+                    buffer: BufferId(u32::try_from(i).unwrap_or(u32::MAX)),
+                    dtype: b.dtype,
+                    len,
+                    got_dtype: a.dtype(),
+                    got_len: a.len(),
+                });
+            }
+            lens.push(len);
+        }
+        let mut owned_dtypes: Vec<Option<DType>> = self
+            .program
+            .buffers
+            .iter()
+            .map(|b| matches!(b.kind, BufferKind::Scratch).then_some(b.dtype))
+            .collect();
+        let mut bases = Vec::with_capacity(self.steps.len());
+        for s in &self.steps {
+            bases.push(lens.len());
+            if let Step::Contract(c) = s {
+                for (dt, size) in c.scratch() {
+                    let n = eval_dim(size, bindings)?.max(0);
+                    let n = usize::try_from(n).map_err(|_| {
+                        CpuError::Overflow(format!("{}: scratch is too large", c.kernel()))
+                    })?;
+                    lens.push(n);
+                    owned_dtypes.push(Some(*dt));
+                }
+            }
+        }
+        let table_len = lens.len();
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for (s, &base) in self.steps.iter().zip(&bases) {
+            steps.push(match s {
+                Step::Loop(l) => StepRun::Loop(LoopRun::new(l, nb, base, table_len, bindings)?),
+                Step::Contract(c) => {
+                    StepRun::Contract(Box::new(c.bind(nb, base, &lens, bindings)?))
+                }
+            });
+        }
+        let mut table = vec![SyncPtr::null(); table_len];
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            if let BufferKind::Constant(a) = &b.kind {
+                table[i] = SyncPtr(const_ptr(a.data()));
+            }
+        }
+        Ok(RunPlan {
+            program: self.id,
+            values,
+            owned: owned_dtypes.iter().map(|_| Data::F32(Vec::new())).collect(),
+            owned_dtypes,
+            lens,
+            table,
+            set: vec![false; nb],
+            steps,
+        })
+    }
+
+    /// Starts a run under `plan` (made by this program's [`CpuProgram::bind`]): supply every
+    /// input, output and state buffer to the [`Runner`], then call [`Runner::run`].
+    pub fn runner<'a>(&'a self, plan: &'a mut RunPlan) -> Result<Runner<'a>, CpuError> {
+        if plan.program != self.id {
+            return Err(CpuError::Io(
+                "the run plan was made for another program".into(),
+            ));
+        }
+        plan.set.iter_mut().for_each(|s| *s = false);
+        Ok(Runner {
+            program: self,
+            plan,
+            _data: std::marker::PhantomData,
+        })
     }
 
     /// Runs the program on `buffers` (one per program buffer, `buffers[k]` is `b<k>`, each
@@ -425,7 +637,9 @@ impl CpuProgram {
     /// from the compiled program; their slots are checked but not written.
     ///
     /// Every binding and every buffer length is validated before any generated code runs.
-    /// On error the contents of written buffers are unspecified.
+    /// On error the contents of written buffers are unspecified. This binds the program
+    /// afresh at every call; to run repeatedly without allocating or re-checking, keep a
+    /// [`RunPlan`] from [`CpuProgram::bind`] and run through [`CpuProgram::runner`].
     pub fn run(
         &self,
         bindings: &HashMap<String, u64>,
@@ -441,7 +655,6 @@ impl CpuProgram {
         buffers: &mut [Data],
         options: &RunOptions,
     ) -> Result<(), CpuError> {
-        let threads = options.threads();
         self.check_bindings(bindings)?;
         if buffers.len() != self.program.buffers.len() {
             return Err(CpuError::BufferCount {
@@ -449,14 +662,7 @@ impl CpuProgram {
                 got: buffers.len(),
             });
         }
-        let mut ptrs = Vec::with_capacity(buffers.len());
-        for (i, (b, data)) in self
-            .program
-            .buffers
-            .iter()
-            .zip(buffers.iter_mut())
-            .enumerate()
-        {
+        for (i, (b, data)) in self.program.buffers.iter().zip(buffers.iter()).enumerate() {
             let len = eval_dim(&b.size, bindings)?.max(0);
             let len = usize::try_from(len)
                 .map_err(|_| CpuError::Overflow(format!("b{i} is too large")))?;
@@ -469,31 +675,252 @@ impl CpuProgram {
                     got_len: data.len(),
                 });
             }
-            ptrs.push(match &b.kind {
-                BufferKind::Constant(a) => {
-                    if a.len() != len {
-                        return Err(CpuError::BufferShape {
-                            buffer: BufferId(u32::try_from(i).unwrap_or(u32::MAX)),
-                            dtype: b.dtype,
-                            len,
-                            got_dtype: a.dtype(),
-                            got_len: a.len(),
-                        });
-                    }
-                    const_ptr(a.data())
-                }
+        }
+        let mut plan = self.bind(bindings)?;
+        let mut run = self.runner(&mut plan)?;
+        for (i, (b, data)) in self
+            .program
+            .buffers
+            .iter()
+            .zip(buffers.iter_mut())
+            .enumerate()
+        {
+            let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+            match &b.kind {
+                BufferKind::Constant(_) => {}
+                _ if self.writes(id) => run.write(id, data)?,
+                _ => run.read(id, data)?,
+            }
+        }
+        run.run(options)
+    }
+}
+
+/// Everything the runs of a [`CpuProgram`] under one binding of its symbols need: the
+/// binding, evaluated buffer lengths and dims, the results of the pre-run checks, the
+/// pointer table handed to generated code, and scratch memory. Made by
+/// [`CpuProgram::bind`]; reused run after run, a plan makes a run allocation-free.
+#[derive(Debug)]
+pub struct RunPlan {
+    program: u64,
+    values: Vec<u64>,
+    /// Element counts: program buffers, then every contraction's scratch buffers.
+    lens: Vec<usize>,
+    /// Dtypes of the table entries the plan owns (program scratch, contraction scratch).
+    owned_dtypes: Vec<Option<DType>>,
+    /// Storage of those entries (allocated on first use).
+    owned: Vec<Data>,
+    /// The address of every buffer of the run.
+    table: Vec<SyncPtr<u8>>,
+    /// Program buffers supplied by the caller in the current run.
+    set: Vec<bool>,
+    steps: Vec<StepRun>,
+}
+
+#[derive(Debug)]
+enum StepRun {
+    Loop(LoopRun),
+    Contract(Box<contract::ContractRun>),
+}
+
+impl RunPlan {
+    /// True if the plan was made for these bindings (every symbol of the program has the
+    /// same value; extra entries are ignored). `symbols` are the program's symbols.
+    pub fn is_for(&self, program: &CpuProgram, bindings: &HashMap<String, u64>) -> bool {
+        self.program == program.id
+            && program
+                .program
+                .symbols
+                .iter()
+                .zip(&self.values)
+                .all(|(s, v)| bindings.get(&s.name) == Some(v))
+    }
+
+    /// The symbol values the plan was made for, in the order of the program's symbols.
+    pub fn values(&self) -> &[u64] {
+        &self.values
+    }
+
+    /// The element count of program buffer `b` under the plan's binding.
+    pub fn buffer_len(&self, b: BufferId) -> Option<usize> {
+        if b.index() < self.set.len() {
+            self.lens.get(b.index()).copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// One run of a [`CpuProgram`] under a [`RunPlan`]: the caller supplies each input, state
+/// and output buffer (checked against the plan's dtype and length), borrowed for the run,
+/// then [`Runner::run`] runs every step. Buffers are used in place: inputs and read-only
+/// state are read straight from the caller's memory, outputs are written straight into
+/// the caller's memory. Scratch buffers the caller does not supply are the plan's own.
+#[derive(Debug)]
+pub struct Runner<'a> {
+    program: &'a CpuProgram,
+    plan: &'a mut RunPlan,
+    _data: std::marker::PhantomData<&'a mut Data>,
+}
+
+impl<'a> Runner<'a> {
+    fn check(&self, b: BufferId, data: &Data) -> Result<(), CpuError> {
+        let i = b.index();
+        let (Some(buf), Some(&len)) = (self.program.program.buffer(b), self.plan.lens.get(i))
+        else {
+            return Err(CpuError::Io(format!("{b} is not a buffer of the program")));
+        };
+        if matches!(buf.kind, BufferKind::Constant(_)) {
+            return Err(CpuError::Io(format!(
+                "{b} is a constant of the program; it is not supplied"
+            )));
+        }
+        if data.dtype() != buf.dtype || data.len() != len {
+            return Err(CpuError::BufferShape {
+                buffer: b,
+                dtype: buf.dtype,
+                len,
+                got_dtype: data.dtype(),
+                got_len: data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Supplies buffer `b` read-only (an input, or state no kernel writes).
+    pub fn read(&mut self, b: BufferId, data: &'a Data) -> Result<(), CpuError> {
+        self.check(b, data)?;
+        if self.program.writes(b) {
+            return Err(CpuError::Io(format!(
+                "{b} is written by the program; supply it with `write`"
+            )));
+        }
+        self.plan.table[b.index()] = SyncPtr(const_ptr(data));
+        self.plan.set[b.index()] = true;
+        Ok(())
+    }
+
+    /// Supplies buffer `b` writable (an output, state, or a scratch buffer to use instead
+    /// of the plan's own).
+    pub fn write(&mut self, b: BufferId, data: &'a mut Data) -> Result<(), CpuError> {
+        self.check(b, data)?;
+        self.plan.table[b.index()] = SyncPtr(data_ptr(data));
+        self.plan.set[b.index()] = true;
+        Ok(())
+    }
+
+    /// Runs every step. Fails before any generated code runs if an input, output or state
+    /// buffer was not supplied.
+    pub fn run(self, options: &RunOptions) -> Result<(), CpuError> {
+        let threads = options.threads();
+        let plan = self.plan;
+        let nb = plan.set.len();
+        for (i, b) in self.program.program.buffers.iter().enumerate() {
+            match &b.kind {
+                BufferKind::Constant(_) => {}
+                BufferKind::Scratch if !plan.set[i] => {}
                 BufferKind::Input(_)
                 | BufferKind::Output(_)
                 | BufferKind::State(_)
-                | BufferKind::Scratch => data_ptr(data),
-            });
+                | BufferKind::Scratch => {
+                    if !plan.set[i] {
+                        return Err(CpuError::Io(format!("b{i} was not supplied")));
+                    }
+                }
+            }
         }
-        for step in &self.steps {
-            match step {
-                Step::Loop(l) => run_loop(l, &ptrs, bindings, threads)?,
-                Step::Contract(c) => c.run(&self.program, &ptrs, bindings, threads)?,
+        for i in 0..plan.table.len() {
+            if i < nb && plan.set[i] {
+                continue;
+            }
+            if let Some(dt) = plan.owned_dtypes[i] {
+                let len = plan.lens[i];
+                if plan.owned[i].len() != len || plan.owned[i].dtype() != dt {
+                    plan.owned[i] = zeros(dt, len)
+                        .ok_or_else(|| CpuError::Overflow(format!("scratch of {len} elements")))?;
+                }
+                plan.table[i] = SyncPtr(data_ptr(&mut plan.owned[i]));
+            }
+        }
+        for (step, sr) in self.program.steps.iter().zip(plan.steps.iter_mut()) {
+            match (step, sr) {
+                (Step::Loop(l), StepRun::Loop(lr)) => run_loop(l, lr, &plan.table, threads)?,
+                (Step::Contract(c), StepRun::Contract(cr)) => c.run(cr, &plan.table, threads)?,
+                _ => {
+                    return Err(CpuError::Io(
+                        "internal: the run plan does not match the program".into(),
+                    ));
+                }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp_program() -> CpuProgram {
+        let p = kiln_kernel::parse(
+            "symbol N >= 1
+             b0 = input \"x\" f32[N]
+             b1 = output \"y\" f32[N]
+             k0 = loop [N] {
+               v0 = load b0[i0]
+               v1 = exp(v0)
+               store b1[i0] = v1
+             }",
+        )
+        .unwrap();
+        compile(&p).unwrap()
+    }
+
+    #[test]
+    fn a_plan_runs_in_place_and_rejects_misuse() {
+        let (prog, other) = (exp_program(), exp_program());
+        let bindings = HashMap::from([("N".to_string(), 2u64)]);
+        let mut plan = prog.bind(&bindings).unwrap();
+        assert!(plan.is_for(&prog, &bindings));
+        assert!(!plan.is_for(&other, &bindings));
+        assert!(!plan.is_for(&prog, &HashMap::from([("N".to_string(), 3u64)])));
+        assert_eq!(plan.buffer_len(BufferId(1)), Some(2));
+        let x = Data::F32(vec![0.0, 1.0]);
+        for _ in 0..2 {
+            let mut y = Data::F32(vec![7.0; 2]);
+            let mut run = prog.runner(&mut plan).unwrap();
+            run.read(BufferId(0), &x).unwrap();
+            run.write(BufferId(1), &mut y).unwrap();
+            run.run(&RunOptions::default()).unwrap();
+            let Data::F32(y) = y else { unreachable!() };
+            assert_eq!(y[0], 1.0);
+            assert!((y[1] - std::f32::consts::E).abs() < 1e-6);
+        }
+        assert!(matches!(other.runner(&mut plan), Err(CpuError::Io(_))));
+        let (y_ro, mut y) = (Data::F32(vec![0.0; 2]), Data::F32(vec![0.0; 2]));
+        let mut run = prog.runner(&mut plan).unwrap();
+        assert_eq!(
+            run.read(BufferId(1), &y_ro),
+            Err(CpuError::Io(
+                "b1 is written by the program; supply it with `write`".into()
+            ))
+        );
+        run.write(BufferId(1), &mut y).unwrap();
+        assert_eq!(
+            run.run(&RunOptions::default()),
+            Err(CpuError::Io("b0 was not supplied".into()))
+        );
+        let short = Data::F32(vec![0.0]);
+        let mut run = prog.runner(&mut plan).unwrap();
+        assert_eq!(
+            run.read(BufferId(0), &short),
+            Err(CpuError::BufferShape {
+                buffer: BufferId(0),
+                dtype: DType::F32,
+                len: 2,
+                got_dtype: DType::F32,
+                got_len: 1,
+            })
+        );
     }
 }

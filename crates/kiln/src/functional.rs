@@ -72,14 +72,30 @@ pub fn lstm_cell(
         );
         return (p.clone(), p);
     }
-    let mut gates = x.matmul(&w_ih.t()) + h.matmul(&w_hh.t());
-    if let Some(b) = b_ih {
-        gates = gates + b;
+    lstm_step(&input_gates(x, w_ih, b_ih), h, c, w_hh, b_hh, hs as i64)
+}
+
+/// `x @ w^T + b`: a cell's input projection. The recurrent layers compute it for every
+/// step at once (one large product instead of one small product per step), as PyTorch does.
+pub(crate) fn input_gates(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    let gi = x.matmul(&w.t());
+    match b {
+        Some(b) => gi + b,
+        None => gi,
     }
-    if let Some(b) = b_hh {
-        gates = gates + b;
-    }
-    let hs = hs as i64;
+}
+
+/// One LSTM step from its input gates `gi = x @ w_ih^T + b_ih` (`[N, 4H]`):
+/// `gates = gi + (h @ w_hh^T + b_hh)`, PyTorch's association. Shapes are checked by the caller.
+pub(crate) fn lstm_step(
+    gi: &Tensor,
+    h: &Tensor,
+    c: &Tensor,
+    w_hh: &Tensor,
+    b_hh: Option<&Tensor>,
+    hs: i64,
+) -> (Tensor, Tensor) {
+    let gates = gi + input_gates(h, w_hh, b_hh);
     let chunk = |k: i64| gates.slice(-1, k * hs, (k + 1) * hs, 1);
     let i = chunk(0).sigmoid();
     let f = chunk(1).sigmoid();

@@ -6,7 +6,24 @@
 //! plan and `kiln_kernel::verify` → backend code. State updates (a train step's new
 //! parameter values) are extra outputs of the plan that the executor writes back into the
 //! state after each run, so a run either applies every update or none.
+//!
+//! # The CPU run path
+//!
+//! On [`Backend::Cpu`] a run copies nothing: inputs are read in place from the caller's
+//! arrays and parameters in place from the [`State`] store (kernels never store to
+//! them), outputs are computed straight into the arrays [`Executable::run`] returns, and
+//! state updates are computed into spare buffers that are swapped into the store. What
+//! depends on the symbol binding (lengths, dims, pre-run checks, pointer tables) is
+//! cached per binding, so a steady-state [`Executable::run`] allocates only its results
+//! (the `Vec`, and per output its name, shape and data), and
+//! [`Executable::run_borrowed`] (outputs as [`OutputView`]s into buffers the executable
+//! reuses, like ONNX Runtime's I/O binding) allocates nothing; `tests/alloc.rs` pins both
+//! with a counting allocator. Float contractions above 8192 multiply-adds call the `gemm`
+//! crate, which allocates its packing buffers per call for some layouts.
 
+mod alloc;
+mod bind;
+mod cpu;
 mod signature;
 
 pub use signature::{InputError, Signature, SymbolSpec, TensorSpec, bind_inputs};
@@ -137,38 +154,111 @@ pub enum RuntimeError {
 
 /// Persistent named tensors shared by executables compiled from the same graph (a train
 /// step and its eval executable see the same parameters).
+///
+/// Tensors are never removed, so the position of a tensor in the store is stable: the CPU
+/// engine resolves each state buffer's position once and, after a run, swaps the new value
+/// of an updated tensor in (no copy, no allocation).
 #[derive(Clone, Debug, Default)]
-pub struct State(Arc<Mutex<BTreeMap<String, Array>>>);
+pub struct State(Arc<Mutex<Store>>);
+
+/// One stored tensor: its shape and data (kept apart so the run path can swap data).
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: kiln_ir::Data,
+}
+
+impl Stored {
+    fn from_array(a: Array) -> Stored {
+        Stored {
+            shape: a.shape().to_vec(),
+            data: a.into_data(),
+        }
+    }
+
+    fn to_array(&self) -> Array {
+        // The shape and the data length agree: both come from an `Array`, and the run path
+        // only swaps in data of the same dtype and length.
+        Array::new(&self.shape, self.data.clone()).unwrap_or_else(|_| {
+            Array::new(&[self.data.len()], self.data.clone())
+                .unwrap_or_else(|_| Array::scalar(self.data.dtype(), 0.0))
+        })
+    }
+}
+
+/// The store behind a [`State`]: tensors in insertion order, indexed by name.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    index: BTreeMap<String, usize>,
+    pub(crate) slots: Vec<Stored>,
+}
+
+impl Store {
+    /// The position of tensor `name`.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    fn get(&self, name: &str) -> Option<&Stored> {
+        self.slots.get(self.position(name)?)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Stored> {
+        let at = self.position(name)?;
+        self.slots.get_mut(at)
+    }
+
+    /// Inserts or replaces tensor `name`.
+    fn insert(&mut self, name: &str, value: Array) {
+        match self.position(name) {
+            Some(at) => self.slots[at] = Stored::from_array(value),
+            None => {
+                self.index.insert(name.to_string(), self.slots.len());
+                self.slots.push(Stored::from_array(value));
+            }
+        }
+    }
+
+    fn arrays(&self) -> impl Iterator<Item = (&String, Array)> {
+        self.index
+            .iter()
+            .map(|(k, &at)| (k, self.slots[at].to_array()))
+    }
+}
 
 impl State {
     /// A state store holding `values`.
     pub fn new(values: impl IntoIterator<Item = (String, Array)>) -> State {
-        State(Arc::new(Mutex::new(values.into_iter().collect())))
+        let mut store = Store::default();
+        for (name, value) in values {
+            store.insert(&name, value);
+        }
+        State(Arc::new(Mutex::new(store)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Array>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy of one tensor.
     pub fn get(&self, name: &str) -> Option<Array> {
-        self.lock().get(name).cloned()
+        self.lock().get(name).map(Stored::to_array)
     }
 
     /// Replaces one tensor; it must keep its dtype and shape.
     pub fn set(&self, name: &str, value: Array) -> Result<(), RuntimeError> {
         let mut s = self.lock();
-        match s.get(name) {
-            Some(old) if old.dtype() == value.dtype() && old.shape() == value.shape() => {
-                s.insert(name.to_string(), value);
+        match s.get_mut(name) {
+            Some(old) if old.data.dtype() == value.dtype() && old.shape == value.shape() => {
+                *old = Stored::from_array(value);
                 Ok(())
             }
             Some(old) => Err(RuntimeError::Update {
                 name: name.into(),
                 message: format!(
                     "expected {}{:?}, got {}{:?}",
-                    old.dtype(),
-                    old.shape(),
+                    old.data.dtype(),
+                    old.shape,
                     value.dtype(),
                     value.shape()
                 ),
@@ -182,10 +272,7 @@ impl State {
 
     /// A snapshot of every tensor, sorted by name.
     pub fn snapshot(&self) -> Vec<(String, Array)> {
-        self.lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.lock().arrays().map(|(k, v)| (k.clone(), v)).collect()
     }
 
     /// True if both handles share one store.
@@ -194,9 +281,10 @@ impl State {
     }
 
     fn ensure(&self, name: &str, value: &Array) {
-        self.lock()
-            .entry(name.to_string())
-            .or_insert_with(|| value.clone());
+        let mut s = self.lock();
+        if s.position(name).is_none() {
+            s.insert(name, value.clone());
+        }
     }
 }
 
@@ -228,10 +316,7 @@ pub struct CompileSpec {
 }
 
 enum Engine {
-    Cpu {
-        program: Box<kiln_cpu::CpuProgram>,
-        host: HostBuffers,
-    },
+    Cpu(Box<cpu::CpuEngine>),
     Gpu(Box<kiln_gpu::GpuProgram>),
     Interp,
     Kernel {
@@ -255,7 +340,7 @@ impl HostBuffers {
         p: &Program,
         bindings: &HashMap<String, u64>,
         inputs: &[(&str, &Array)],
-        store: &BTreeMap<String, Array>,
+        store: &Store,
     ) -> Result<&mut Vec<kiln_ir::Data>, RuntimeError> {
         if self.bindings.as_ref() != Some(bindings) {
             self.bufs = kiln_kernel::allocate(p, bindings)?;
@@ -264,17 +349,18 @@ impl HostBuffers {
         for (i, b) in p.buffers.iter().enumerate() {
             let src = match &b.kind {
                 kiln_kernel::BufferKind::Input(n) => {
-                    inputs.iter().find(|(m, _)| m == n).map(|(_, a)| *a)
+                    inputs.iter().find(|(m, _)| m == n).map(|(_, a)| a.data())
                 }
                 kiln_kernel::BufferKind::State(n) => Some(
-                    store
+                    &store
                         .get(n)
-                        .ok_or_else(|| RuntimeError::MissingState(n.clone()))?,
+                        .ok_or_else(|| RuntimeError::MissingState(n.clone()))?
+                        .data,
                 ),
                 _ => None,
             };
             if let Some(a) = src {
-                kiln_ir::array::copy_data(&mut self.bufs[i], a.data())
+                kiln_ir::array::copy_data(&mut self.bufs[i], a)
                     .map_err(|e| RuntimeError::Other(format!("buffer b{i}: {e}")))?;
             }
         }
@@ -290,7 +376,7 @@ fn finish_host(
     updates: &[(String, NodeId)],
     bindings: &HashMap<String, u64>,
     bufs: &[kiln_ir::Data],
-    store: &mut BTreeMap<String, Array>,
+    store: &mut Store,
 ) -> Result<Vec<Array>, RuntimeError> {
     let outs = read_outputs(&slots.outputs, graph, outputs, bindings, &mut |idx| {
         Ok(bufs[idx].clone())
@@ -299,12 +385,12 @@ fn finish_host(
         let target = store
             .get_mut(name)
             .ok_or_else(|| RuntimeError::MissingState(name.clone()))?;
-        target
-            .copy_from(&bufs[idx])
-            .map_err(|e| RuntimeError::Update {
+        kiln_ir::array::copy_data(&mut target.data, &bufs[idx]).map_err(|e| {
+            RuntimeError::Update {
                 name: name.clone(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
     }
     Ok(outs)
 }
@@ -344,6 +430,12 @@ impl Slots {
 
 /// A compiled, runnable module.
 pub struct Executable {
+    /// Validates inputs and binds symbols without allocating.
+    binder: bind::Binder,
+    /// Outputs of the last [`Executable::run_borrowed`], one per output.
+    held: Vec<kiln_ir::Data>,
+    /// Their shapes.
+    held_shapes: Vec<Vec<usize>>,
     backend: Backend,
     signature: Signature,
     graph: Graph,
@@ -480,10 +572,13 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
         ..CompileReport::default()
     };
     count_kernels(&program, &mut report.kernels);
-    let engine = engine_for(backend, &program)?;
-    report.total = start.elapsed();
     let slots = Slots::resolve(&program, &outputs, &updates)?;
+    let engine = engine_for(backend, &program, &signature, &slots, &updates)?;
+    report.total = start.elapsed();
     Ok(Executable {
+        binder: bind::Binder::new(&signature),
+        held: Vec::new(),
+        held_shapes: Vec::new(),
         backend,
         signature,
         graph,
@@ -497,12 +592,20 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
     })
 }
 
-fn engine_for(backend: Backend, program: &Program) -> Result<Engine, RuntimeError> {
+fn engine_for(
+    backend: Backend,
+    program: &Program,
+    signature: &Signature,
+    slots: &Slots,
+    updates: &[(String, NodeId)],
+) -> Result<Engine, RuntimeError> {
     Ok(match backend {
-        Backend::Cpu => Engine::Cpu {
-            program: Box::new(kiln_cpu::compile(program)?),
-            host: HostBuffers::default(),
-        },
+        Backend::Cpu => Engine::Cpu(Box::new(cpu::CpuEngine::new(
+            kiln_cpu::compile(program)?,
+            signature,
+            slots,
+            updates,
+        ))),
         Backend::Gpu => Engine::Gpu(Box::new(kiln_gpu::GpuProgram::compile(program)?)),
         Backend::Interp => Engine::Interp,
         Backend::Kernel => Engine::Kernel {
@@ -522,10 +625,13 @@ pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executabl
     };
     let mut report = CompileReport::default();
     count_kernels(&program, &mut report.kernels);
-    let engine = engine_for(backend, &program)?;
-    report.total = start.elapsed();
     let slots = Slots::resolve(&program, &m.outputs, &m.updates)?;
+    let engine = engine_for(backend, &program, &m.signature, &slots, &m.updates)?;
+    report.total = start.elapsed();
     Ok(Executable {
+        binder: bind::Binder::new(&m.signature),
+        held: Vec::new(),
+        held_shapes: Vec::new(),
         backend,
         signature: m.signature,
         graph: m.graph,
@@ -738,6 +844,12 @@ impl Executable {
     }
 
     /// Runs once: validates inputs, computes every output, then applies every state update.
+    ///
+    /// On the CPU backend a run reads inputs and state in place and computes outputs
+    /// straight into the returned arrays; in steady state (same symbol binding as the
+    /// previous run) it allocates only what it returns: the `Vec`, and per output its name,
+    /// its shape and its data (a name or shape of length zero allocates nothing). See
+    /// [`Executable::run_borrowed`] for runs that allocate nothing.
     pub fn run(&mut self, inputs: &[(&str, &Array)]) -> Result<Vec<(String, Array)>, RuntimeError> {
         self.run_with(inputs, &HashMap::new())
     }
@@ -748,33 +860,102 @@ impl Executable {
         inputs: &[(&str, &Array)],
         bindings: &HashMap<String, u64>,
     ) -> Result<Vec<(String, Array)>, RuntimeError> {
-        let bindings = bind_inputs(&self.signature, inputs, bindings)?;
-        let outs = match &mut self.engine {
+        self.binder.bind(&self.signature, inputs, bindings)?;
+        if let Engine::Cpu(engine) = &mut self.engine {
+            let mut store = self.state.lock();
+            engine.run(
+                &self.binder,
+                &self.graph,
+                &self.outputs,
+                inputs,
+                &mut store,
+                cpu::Sink::Fresh,
+            )?;
+            drop(store);
+            return engine.take_fresh(&self.outputs);
+        }
+        let outs = self.run_other(inputs)?;
+        Ok(self
+            .outputs
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(outs)
+            .collect())
+    }
+
+    /// Runs once like [`Executable::run`] and returns borrowed views of the outputs, which
+    /// live in buffers the executable keeps and reuses (the idea of ONNX Runtime's I/O
+    /// binding): on the CPU backend, a steady-state run makes no heap allocation at all.
+    /// The views are valid until the next run; copy what must outlive it
+    /// ([`OutputView::to_array`]).
+    ///
+    /// ```no_run
+    /// # fn demo(exe: &mut kiln_runtime::Executable, x: &kiln_ir::Array) -> Result<(), kiln_runtime::RuntimeError> {
+    /// let outs = exe.run_borrowed(&[("x", x)])?;
+    /// let logits = outs.get("logits").expect("an output named logits");
+    /// println!("{:?} {:?}", logits.shape, logits.data);
+    /// # Ok(()) }
+    /// ```
+    pub fn run_borrowed(&mut self, inputs: &[(&str, &Array)]) -> Result<Outputs<'_>, RuntimeError> {
+        self.run_borrowed_with(inputs, &HashMap::new())
+    }
+
+    /// [`Executable::run_borrowed`] with explicit symbol bindings.
+    pub fn run_borrowed_with(
+        &mut self,
+        inputs: &[(&str, &Array)],
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Outputs<'_>, RuntimeError> {
+        self.binder.bind(&self.signature, inputs, bindings)?;
+        if let Engine::Cpu(engine) = &mut self.engine {
+            let mut store = self.state.lock();
+            engine.run(
+                &self.binder,
+                &self.graph,
+                &self.outputs,
+                inputs,
+                &mut store,
+                cpu::Sink::Held(&mut self.held),
+            )?;
+        } else {
+            let outs = self.run_other(inputs)?;
+            self.held.clear();
+            self.held_shapes.clear();
+            for a in outs {
+                self.held_shapes.push(a.shape().to_vec());
+                self.held.push(a.into_data());
+            }
+        }
+        let shapes = match &self.engine {
+            Engine::Cpu(engine) => &engine.shapes,
+            _ => &self.held_shapes,
+        };
+        Ok(Outputs {
+            names: &self.outputs,
+            shapes,
+            data: &self.held,
+        })
+    }
+
+    /// A run on the engines other than the CPU's (the binder has bound the inputs).
+    fn run_other(&mut self, inputs: &[(&str, &Array)]) -> Result<Vec<Array>, RuntimeError> {
+        let bindings = &self.binder.map;
+        Ok(match &mut self.engine {
+            Engine::Cpu(_) => {
+                return Err(RuntimeError::Other(
+                    "internal: the CPU engine has its own run path".into(),
+                ));
+            }
             Engine::Kernel { program, host } => {
                 let mut store = self.state.lock();
-                let bufs = host.fill(program, &bindings, inputs, &store)?;
-                kiln_kernel::execute(program, &bindings, bufs)?;
+                let bufs = host.fill(program, bindings, inputs, &store)?;
+                kiln_kernel::execute(program, bindings, bufs)?;
                 finish_host(
                     &self.slots,
                     &self.graph,
                     &self.outputs,
                     &self.updates,
-                    &bindings,
-                    bufs,
-                    &mut store,
-                )?
-            }
-            Engine::Cpu { program, host } => {
-                let mut store = self.state.lock();
-                let p = program.program();
-                let bufs = host.fill(p, &bindings, inputs, &store)?;
-                program.run(&bindings, bufs)?;
-                finish_host(
-                    &self.slots,
-                    &self.graph,
-                    &self.outputs,
-                    &self.updates,
-                    &bindings,
+                    bindings,
                     bufs,
                     &mut store,
                 )?
@@ -787,8 +968,8 @@ impl Executable {
                 let state: HashMap<String, Array> = self
                     .state
                     .lock()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .arrays()
+                    .map(|(k, v)| (k.clone(), v))
                     .collect();
                 let ids: Vec<NodeId> = self
                     .outputs
@@ -800,7 +981,7 @@ impl Executable {
                 let upd = vals.split_off(self.outputs.len());
                 let mut store = self.state.lock();
                 for ((name, _), v) in self.updates.iter().zip(upd) {
-                    store.insert(name.clone(), v);
+                    store.insert(name, v);
                 }
                 vals
             }
@@ -815,11 +996,12 @@ impl Executable {
                     if let kiln_kernel::BufferKind::State(n) = &b.kind {
                         let v = store
                             .get(n)
-                            .ok_or_else(|| RuntimeError::MissingState(n.clone()))?;
-                        gp.set_state(n, v)?;
+                            .ok_or_else(|| RuntimeError::MissingState(n.clone()))?
+                            .to_array();
+                        gp.set_state(n, &v)?;
                     }
                 }
-                let mut got = gp.run(&bindings, &feeds)?;
+                let mut got = gp.run(bindings, &feeds)?;
                 let mut read = |idx: usize| match &p.buffers[idx].kind {
                     kiln_kernel::BufferKind::Output(n) => got
                         .remove(n)
@@ -833,27 +1015,80 @@ impl Executable {
                     &self.slots.outputs,
                     &self.graph,
                     &self.outputs,
-                    &bindings,
+                    bindings,
                     &mut read,
                 )?;
                 let upd = read_outputs(
                     &self.slots.updates,
                     &self.graph,
                     &self.updates,
-                    &bindings,
+                    bindings,
                     &mut read,
                 )?;
                 for ((name, _), v) in self.updates.iter().zip(upd) {
-                    store.insert(name.clone(), v);
+                    store.insert(name, v);
                 }
                 outs
             }
-        };
-        Ok(self
-            .outputs
-            .iter()
-            .map(|(n, _)| n.clone())
-            .zip(outs)
-            .collect())
+        })
+    }
+}
+
+/// One output of [`Executable::run_borrowed`], borrowed from the executable.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputView<'a> {
+    /// The output's name.
+    pub name: &'a str,
+    /// Its concrete shape.
+    pub shape: &'a [usize],
+    /// Its elements, row-major.
+    pub data: &'a kiln_ir::Data,
+}
+
+impl OutputView<'_> {
+    /// An owned copy.
+    pub fn to_array(&self) -> Result<Array, RuntimeError> {
+        Array::new(self.shape, self.data.clone())
+            .map_err(|e| RuntimeError::Other(format!("output `{}`: {e}", self.name)))
+    }
+}
+
+/// The outputs of [`Executable::run_borrowed`], in the executable's output order.
+#[derive(Clone, Copy, Debug)]
+pub struct Outputs<'a> {
+    names: &'a [(String, NodeId)],
+    shapes: &'a [Vec<usize>],
+    data: &'a [kiln_ir::Data],
+}
+
+impl<'a> Outputs<'a> {
+    /// Number of outputs.
+    pub fn len(&self) -> usize {
+        self.names.len().min(self.shapes.len()).min(self.data.len())
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Output `i`.
+    pub fn at(&self, i: usize) -> Option<OutputView<'a>> {
+        Some(OutputView {
+            name: &self.names.get(i)?.0,
+            shape: self.shapes.get(i)?,
+            data: self.data.get(i)?,
+        })
+    }
+
+    /// The output named `name`.
+    pub fn get(&self, name: &str) -> Option<OutputView<'a>> {
+        self.at(self.names.iter().position(|(n, _)| n == name)?)
+    }
+
+    /// Every output in order.
+    pub fn iter(&self) -> impl Iterator<Item = OutputView<'a>> + 'a {
+        let this = *self;
+        (0..this.len()).filter_map(move |i| this.at(i))
     }
 }

@@ -220,9 +220,6 @@ pub(crate) struct VecPlan {
     pub lanes: u8,
     /// The node is computed as a vector (otherwise it is uniform across lanes).
     pub vector: Vec<bool>,
-    /// Reduce mode only: lanes are folded into scalar accumulators in order, so the sum is
-    /// the one the scalar loop computes (bit for bit), instead of lane-wise partials.
-    pub ordered: bool,
 }
 
 /// Bits of a value in a vector lane; `None` for bool (masks take the body's lane width).
@@ -310,19 +307,17 @@ pub(crate) fn domain_plan(
         var,
         lanes,
         vector,
-        ordered: false,
     })
 }
 
 /// The vector plan of the innermost reduction axis (the nodes feeding reductions computed
 /// as vectors), if every access there is contiguous or uniform across lanes and every
-/// reduction fits the lane width. `ordered`: fold the lanes into each accumulator one after
-/// the other (the scalar order) instead of keeping lane-wise partial accumulators.
+/// reduction fits the lane width. Each reduction then keeps lane-wise partial accumulators
+/// (several vectors of them), combined after the loop.
 pub(crate) fn reduce_plan(
     kernel: &LoopKernel,
     dtypes: &[DType],
     phases: &Phases,
-    ordered: bool,
 ) -> Option<VecPlan> {
     let last = kernel.reduce.len().checked_sub(1)?;
     if phases.reduces.is_empty() {
@@ -348,7 +343,6 @@ pub(crate) fn reduce_plan(
         var,
         lanes,
         vector,
-        ordered,
     })
 }
 
@@ -361,7 +355,7 @@ fn small(d: &Dim, lanes: u8) -> bool {
 /// (`dtypes[i]` is the dtype of node `i`), or `None` to run it with scalar code only: the
 /// innermost domain axis if possible, else the innermost reduction axis.
 pub(crate) fn plan(kernel: &LoopKernel, dtypes: &[DType], phases: &Phases) -> Option<VecPlan> {
-    domain_plan(kernel, dtypes, phases).or_else(|| reduce_plan(kernel, dtypes, phases, false))
+    domain_plan(kernel, dtypes, phases).or_else(|| reduce_plan(kernel, dtypes, phases))
 }
 
 /// Reductions hoisted out of the innermost domain axes they do not depend on: the kernel
@@ -401,6 +395,181 @@ pub(crate) fn hoist(kernel: &LoopKernel, phases: &Phases) -> Option<Hoist> {
         .iter()
         .any(|d| !d.is_one())
         .then_some(Hoist { first, outer })
+}
+
+/// Values of the hoisted loop that the reduction loop already computed: in a softmax row,
+/// `exp(x[i0, i1] - m)` in the loop over `i1` is `exp(x[i0, r0] - m)` of the reduction with
+/// `r0` renamed `i1`. The reduction loop stores those values in a per-row stack buffer and
+/// the hoisted loop loads them instead of computing them again (same operations on the same
+/// inputs, so the same bits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Reuse {
+    /// `(j, i)`: hoisted-loop node `j` is reduction-loop node `i`, whose values are kept.
+    pub cached: Vec<(usize, usize)>,
+    /// Hoisted-loop nodes that are not evaluated: they only feed cached nodes.
+    pub skip: Vec<bool>,
+    /// The row length (the extent of the hoisted axis and of the reduction axis).
+    pub extent: u32,
+}
+
+/// The most bytes of reused values kept per row (on the stack of the worker thread).
+const REUSE_BYTES: u64 = 64 * 1024;
+/// The least cost (in [`cost_of`] units) of a value worth keeping instead of recomputing.
+const REUSE_COST: u32 = 8;
+
+/// Whether index `j` (hoisted loop) is index `i` (reduction loop) with `r0` renamed `i<last>`.
+fn same_index(
+    j: &IndexExpr,
+    i: &IndexExpr,
+    last: usize,
+    same: &dyn Fn(usize, usize) -> bool,
+) -> bool {
+    let rec = |a: &IndexExpr, b: &IndexExpr| same_index(a, b, last, same);
+    match (j, i) {
+        (IndexExpr::Var(v), IndexExpr::Red(r)) => v.index() == last && r.index() == 0,
+        (IndexExpr::Var(a), IndexExpr::Var(b)) => a == b && a.index() != last,
+        (IndexExpr::Dim(a), IndexExpr::Dim(b)) => a == b,
+        (IndexExpr::Value(a), IndexExpr::Value(b)) => same(a.index(), b.index()),
+        (IndexExpr::Add(a1, b1), IndexExpr::Add(a2, b2))
+        | (IndexExpr::Sub(a1, b1), IndexExpr::Sub(a2, b2))
+        | (IndexExpr::Mul(a1, b1), IndexExpr::Mul(a2, b2)) => rec(a1, a2) && rec(b1, b2),
+        (IndexExpr::Div(a1, d1), IndexExpr::Div(a2, d2))
+        | (IndexExpr::Mod(a1, d1), IndexExpr::Mod(a2, d2)) => d1 == d2 && rec(a1, a2),
+        _ => false,
+    }
+}
+
+/// Finds the hoisted-loop values to take from the reduction loop (see [`Reuse`]): only for
+/// one hoisted axis, the last, over one reduction axis of the same known extent, and only
+/// values costing at least [`REUSE_COST`].
+pub(crate) fn reuse(
+    kernel: &LoopKernel,
+    dtypes: &[DType],
+    phases: &Phases,
+    hoist: &Hoist,
+) -> Option<Reuse> {
+    let last = kernel.domain.len().checked_sub(1)?;
+    if hoist.first != last || kernel.reduce.len() != 1 || kernel.domain[last] != kernel.reduce[0] {
+        return None;
+    }
+    let extent = kernel.reduce[0].as_known().filter(|&e| e > 0)?;
+    let body = &kernel.body;
+    let n = body.values.len();
+    let outer = &hoist.outer;
+    let mut eq: Vec<Option<usize>> = vec![None; n];
+    for j in 0..n {
+        if outer[j] || phases.post[j] {
+            continue;
+        }
+        let same =
+            |a: usize, b: usize| eq.get(a).copied().flatten() == Some(b) || (a == b && outer[a]);
+        eq[j] = (0..n).find(|&i| {
+            phases.inner[i]
+                && match (&body.values[j], &body.values[i]) {
+                    (Expr::Load(a), Expr::Load(b)) => {
+                        a.buffer == b.buffer
+                            && matches!(a.mode, LoadMode::Plain | LoadMode::Checked)
+                            && a.mode == b.mode
+                            && same_index(&a.index, &b.index, last, &same)
+                    }
+                    (
+                        Expr::Index {
+                            dtype: d1,
+                            index: a,
+                        },
+                        Expr::Index {
+                            dtype: d2,
+                            index: b,
+                        },
+                    ) => d1 == d2 && same_index(a, b, last, &same),
+                    (Expr::Unary(o1, a1), Expr::Unary(o2, a2)) => {
+                        o1 == o2 && same(a1.index(), a2.index())
+                    }
+                    (Expr::Cast(d1, a1), Expr::Cast(d2, a2)) => {
+                        d1 == d2 && same(a1.index(), a2.index())
+                    }
+                    (Expr::Binary(o1, a1, b1), Expr::Binary(o2, a2, b2)) => {
+                        o1 == o2 && same(a1.index(), a2.index()) && same(b1.index(), b2.index())
+                    }
+                    (Expr::Select(c1, a1, b1), Expr::Select(c2, a2, b2)) => {
+                        same(c1.index(), c2.index())
+                            && same(a1.index(), a2.index())
+                            && same(b1.index(), b2.index())
+                    }
+                    _ => false,
+                }
+        });
+    }
+    // The cost of computing node `j` from outer values and loads.
+    let cost = |j: usize| -> u32 {
+        let mut seen = vec![false; n];
+        let mut stack = vec![j];
+        let mut total = 0;
+        while let Some(k) = stack.pop() {
+            if k < n && !seen[k] && eq[k].is_some() {
+                seen[k] = true;
+                total += cost_of(&body.values[k]);
+                stack.extend(phases.deps[k].iter().copied());
+            }
+        }
+        total
+    };
+    let live = |k: usize| !outer[k];
+    let mut used_outside = vec![false; n];
+    for k in (0..n).filter(|&k| live(k) && eq[k].is_none()) {
+        for &d in &phases.deps[k] {
+            used_outside[d] = true;
+        }
+    }
+    for s in &body.stores {
+        used_outside[s.value.index()] = true;
+    }
+    let cached: Vec<(usize, usize)> = (0..n)
+        .filter_map(|j| Some((j, eq[j]?)))
+        .filter(|&(j, _)| used_outside[j] && dtypes[j] != DType::Bool && cost(j) >= REUSE_COST)
+        .collect();
+    let bytes: u64 = cached
+        .iter()
+        .map(|&(j, _)| dtypes[j].size_bytes() as u64 * extent)
+        .sum();
+    if cached.is_empty() || bytes > REUSE_BYTES {
+        return None;
+    }
+    // Hoisted-loop nodes still needed: what the stores read, not looking through cached
+    // nodes.
+    let mut needed = vec![false; n];
+    let mut stack: Vec<usize> = body.stores.iter().map(|s| s.value.index()).collect();
+    while let Some(k) = stack.pop() {
+        if k < n && !needed[k] && live(k) {
+            needed[k] = true;
+            if !cached.iter().any(|&(j, _)| j == k) {
+                stack.extend(phases.deps[k].iter().copied());
+            }
+        }
+    }
+    let skip = (0..n).map(|k| live(k) && !needed[k]).collect();
+    Some(Reuse {
+        cached,
+        skip,
+        extent: u32::try_from(extent).ok()?,
+    })
+}
+
+/// A rough cost of evaluating a node, in simple operations.
+pub(crate) fn cost_of(e: &Expr) -> u32 {
+    use kiln_ir::UnaryOp as U;
+    match e {
+        Expr::Unary(op, _) => match op {
+            U::Exp | U::Log | U::Sin | U::Cos | U::Tanh | U::Sigmoid | U::Erf => 20,
+            U::Sqrt | U::Rsqrt | U::Recip => 4,
+            _ => 1,
+        },
+        Expr::Binary(
+            kiln_ir::BinaryOp::Pow | kiln_ir::BinaryOp::Rem | kiln_ir::BinaryOp::Div,
+            ..,
+        ) => 8,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]

@@ -13,17 +13,19 @@ use cranelift_codegen::ir::{
 };
 use kiln_ir::{DType, UnaryOp};
 
-/// `e^r` on `|r| <= ln2/2 * 1.01`, degree 7, highest coefficient first.
-const EXP_P: [f32; 8] = [
-    0.000_199_089_05,
-    0.001_394_978,
-    0.008_333_282,
-    0.041_666_2,
-    0.166_666_67,
+/// `e^r` on `|r| <= ln2/2 * 1.01`, degree 6, highest coefficient first.
+const EXP_P: [f32; 7] = [
+    0.001_394_216,
+    0.008_375_968,
+    0.041_666_34,
+    0.166_664_05,
     0.5,
     1.0,
     1.0,
 ];
+/// Below this magnitude `e^x` is normal with `n` in `[-125, 125]`: `2^n` can be added to
+/// the exponent bits of `e^r`.
+const EXP_FAST_LIMIT: f32 = 86.5;
 /// `tanh(x)/x` as a polynomial in `u = x^2` on `[0, 0.55^2]`.
 const TANH_P: [f32; 6] = [
     -0.006_233_633_5,
@@ -172,24 +174,63 @@ impl Cg<'_, '_> {
         self.bits_as(ty, bits)
     }
 
-    /// `e^x`: `x = n ln2 + r`, a degree-7 polynomial for `e^r`, then `2^n` applied in two
-    /// halves so subnormal results round once.
+    /// `e^x`: `x = n ln2 + r`, a degree-6 polynomial `p` for `e^r`, then `p 2^n`. When
+    /// every lane has `|x| <= EXP_FAST_LIMIT` (the common case, one branch per vector),
+    /// `2^n` is added to the exponent bits of `p` (the result is normal); otherwise a cold
+    /// path clamps `x` to `[-104, 89]` and multiplies by `2^n` in two halves, so subnormal
+    /// results round once and `n = 128` does not overflow. Both paths give the same bits
+    /// wherever the fast one applies, so a lane's result does not depend on its neighbours.
     fn exp_f32(&mut self, ty: Type, x: Value) -> Value {
-        let x = self.clamp_below(ty, x, -104.0);
-        let x = self.clamp_above(ty, x, 89.0);
+        let a = self.b.ins().fabs(x);
+        let lim = self.fk(ty, EXP_FAST_LIMIT);
+        let ok = self.b.ins().fcmp(FloatCC::LessThanOrEqual, a, lim);
+        let all = if ty.is_vector() {
+            self.b.ins().vall_true(ok)
+        } else {
+            ok
+        };
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        let merge = self.b.create_block();
+        let out = self.b.append_block_param(merge, ty);
+        self.b.ins().brif(all, fast, &[], slow, &[]);
+
+        self.b.switch_to_block(fast);
+        let (p, ni) = self.exp_core(ty, x);
+        let ity = Self::ity(ty);
+        let pb = self.bits_as(ity, p);
+        let nb = self.b.ins().ishl_imm_s(ni, 23);
+        let rb = self.b.ins().iadd(pb, nb);
+        let r = self.bits_as(ty, rb);
+        self.b.ins().jump(merge, &[BlockArg::Value(r)]);
+
+        self.b.switch_to_block(slow);
+        self.b.set_cold_block(slow);
+        let xc = self.clamp_below(ty, x, -104.0);
+        let xc = self.clamp_above(ty, xc, 89.0);
+        let (p, ni) = self.exp_core(ty, xc);
+        let n1 = self.b.ins().sshr_imm_s(ni, 1);
+        let n2 = self.b.ins().isub(ni, n1);
+        let s1 = self.pow2(ty, n1);
+        let s2 = self.pow2(ty, n2);
+        let p = self.b.ins().fmul(p, s1);
+        let r = self.b.ins().fmul(p, s2);
+        self.b.ins().jump(merge, &[BlockArg::Value(r)]);
+
+        self.b.switch_to_block(merge);
+        out
+    }
+
+    /// `e^r` (as `p`) and `n` (as an integer) with `x = n ln2 + r`, `|r| <= ln2/2`, for
+    /// `x` in `[-104, 89]`.
+    fn exp_core(&mut self, ty: Type, x: Value) -> (Value, Value) {
         let log2e = self.fk(ty, LOG2E);
         let (n, ni) = self.round_to_int(ty, x, log2e);
         let nhi = self.fk(ty, -LN2_HI);
         let nlo = self.fk(ty, -LN2_LO);
         let r = self.madd(n, nhi, x);
         let r = self.madd(n, nlo, r);
-        let p = self.horner(ty, r, &EXP_P);
-        let n1 = self.b.ins().sshr_imm_s(ni, 1);
-        let n2 = self.b.ins().isub(ni, n1);
-        let s1 = self.pow2(ty, n1);
-        let s2 = self.pow2(ty, n2);
-        let p = self.b.ins().fmul(p, s1);
-        self.b.ins().fmul(p, s2)
+        (self.horner(ty, r, &EXP_P), ni)
     }
 
     /// `max(x, k)` that keeps NaN (two instructions instead of a NaN-aware max).
@@ -281,13 +322,17 @@ impl Cg<'_, '_> {
         self.fsel(ty, bad, nan, res)
     }
 
-    /// `tanh x`: an even polynomial times `x` below 0.55, `1 - 2/(e^(2|x|) + 1)` above.
+    /// `tanh x`: an even polynomial times `x` below 0.55, `1 - 2/(e^(2|x|) + 1)` above
+    /// (`|x|` clamped to 9.1).
     fn tanh_f32(&mut self, ty: Type, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
         let u = self.b.ins().fmul(x, x);
         let p = self.horner(ty, u, &TANH_P);
         let small = self.b.ins().fmul(x, p);
-        let a2 = self.b.ins().fadd(a, a);
+        // Above 9.1, tanh rounds to 1 (and so does the formula at 9.1): the clamp keeps
+        // `e^(2|x|)` on the exponential's fast path.
+        let ac = self.clamp_above(ty, a, 9.1);
+        let a2 = self.b.ins().fadd(ac, ac);
         let e = self.exp_f32(ty, a2);
         let one = self.fk(ty, 1.0);
         let two = self.fk(ty, 2.0);

@@ -11,7 +11,9 @@
 //! reduction loops (values feeding reductions, accumulated in loop-carried variables), then
 //! values depending on reduced results and the stores. A [`analysis::VecPlan`] vectorises
 //! either the innermost domain axis (each lane one point, scalar tail) or the innermost
-//! reduction axis (lane-wise partial accumulators, combined after the loop).
+//! reduction axis: lane-wise partial accumulators, two or four vectors of them (each
+//! iteration evaluates that many vector points, so the combining chains run in parallel),
+//! added pairwise after the loop, then lane by lane into the scalar tail's accumulator.
 //!
 //! When no reduction depends on a suffix of the domain axes (a softmax or layer norm row:
 //! `reduce_sum(exp(x[i0, r0] - m[i0]))` at every point `[i0, i1]`), the reductions are
@@ -19,10 +21,14 @@
 //! once, together with every other value that does not vary along the hoisted axes, and
 //! only then come the loops over the hoisted axes with the rest of the body and the stores.
 //! Such a kernel can have two vector plans: the reduction loop vectorised along the
-//! innermost reduction axis and the hoisted loop along the innermost domain axis. Each
-//! reduction keeps the order of combination the unhoisted kernel would use (when the
-//! unhoisted kernel vectorises the domain, its reductions are scalar, so the hoisted loop
-//! folds its lanes into the accumulator in order), so hoisting changes no bit of any result.
+//! innermost reduction axis and the hoisted loop along the innermost domain axis. Values of
+//! the hoisted loop that the reduction loop already computed (the `exp(x - max)` of a
+//! softmax row) are kept in a stack buffer per row and loaded back ([`analysis::Reuse`]).
+//!
+//! Float sums and products are reassociated by the partial accumulators (the results may
+//! differ from a sequential sum in the last bits, see docs/numerics.md); integer reductions
+//! and float max/min give the same values in any order. The order depends only on the
+//! reduction extent, never on the thread count.
 
 pub(crate) mod analysis;
 mod math;
@@ -30,10 +36,12 @@ mod ops;
 
 use crate::jit::{Helper, Jit};
 use crate::job::LoopJob;
-use analysis::{Hoist, Phases, VarRef, VecMode, VecPlan, coefficient, known_i64, varying};
+use analysis::{
+    Hoist, Phases, Reuse, VarRef, VecMode, VecPlan, coefficient, cost_of, known_i64, varying,
+};
 use cranelift_codegen::ir::{
-    BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, UserFuncName, Value, condcodes::IntCC,
-    types,
+    BlockArg, FuncRef, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Type,
+    UserFuncName, Value, condcodes::IntCC, types,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::{FuncId, Module};
@@ -127,22 +135,6 @@ pub(crate) fn node_dtypes(job: &LoopJob) -> Result<Vec<DType>, String> {
     Ok(out)
 }
 
-fn cost_of(e: &Expr) -> u32 {
-    use kiln_ir::UnaryOp as U;
-    match e {
-        Expr::Unary(op, _) => match op {
-            U::Exp | U::Log | U::Sin | U::Cos | U::Tanh | U::Sigmoid | U::Erf => 20,
-            U::Sqrt | U::Rsqrt | U::Recip => 4,
-            _ => 1,
-        },
-        Expr::Binary(
-            kiln_ir::BinaryOp::Pow | kiln_ir::BinaryOp::Rem | kiln_ir::BinaryOp::Div,
-            ..,
-        ) => 8,
-        _ => 1,
-    }
-}
-
 /// Compiles a loop job into `jit`; returns the function id and its run-time info.
 pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopInfo), String> {
     let dtypes = node_dtypes(job)?;
@@ -154,11 +146,13 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
             .collect(),
         Some(_) => {
             let domain = analysis::domain_plan(&job.kernel, &dtypes, &phases);
-            let ordered = domain.is_some();
-            let reduce = analysis::reduce_plan(&job.kernel, &dtypes, &phases, ordered);
+            let reduce = analysis::reduce_plan(&job.kernel, &dtypes, &phases);
             domain.into_iter().chain(reduce).collect()
         }
     };
+    let reuse = hoist
+        .as_ref()
+        .and_then(|h| analysis::reuse(&job.kernel, &dtypes, &phases, h));
     let dims = job_dims(job);
     let id = jit.declare_kernel()?;
     let mut ctx = jit.module.make_context();
@@ -177,6 +171,8 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
             phases,
             plans: plans.clone(),
             hoist: hoist.clone(),
+            reuse,
+            kept: Vec::new(),
             bufs: Vec::new(),
             dims: HashMap::new(),
             err: None,
@@ -189,6 +185,10 @@ pub(crate) fn define_loop(jit: &mut Jit, job: &LoopJob) -> Result<(FuncId, LoopI
     let dump = std::env::var_os("KILN_CPU_DUMP").is_some();
     if dump {
         ctx.set_disasm(true);
+        eprintln!(
+            "; {id}: loop {:?} reduce {:?}",
+            job.kernel.domain, job.kernel.reduce
+        );
         eprintln!("{}", ctx.func.display());
     }
     let module = &mut jit.module;
@@ -293,6 +293,31 @@ pub(crate) fn vty(dt: DType, lanes: u8) -> Type {
     }
 }
 
+/// A reduction being accumulated.
+struct Acc {
+    node: usize,
+    op: ReduceOp,
+    dt: DType,
+    /// The reduction runs per vector point (domain mode): `var` holds a vector.
+    vector: bool,
+    /// The scalar (or domain-vector) accumulator.
+    var: Variable,
+    /// Lane-wise partial accumulators of a reduce-mode vector loop, one per unrolled
+    /// vector point.
+    partials: Vec<Variable>,
+}
+
+/// What the loops of a reduction nest share.
+struct Nest<'n> {
+    extents: &'n [Dim],
+    env: &'n Env,
+    accs: &'n [Acc],
+    /// Lanes of the reduce-mode vector loop, if any.
+    red_plan: Option<u8>,
+    /// Vector points per iteration of the reduce-mode vector loop.
+    unroll: usize,
+}
+
 pub(crate) struct Cg<'a, 'f> {
     pub b: FunctionBuilder<'f>,
     pub jit: &'a mut Jit,
@@ -302,6 +327,10 @@ pub(crate) struct Cg<'a, 'f> {
     /// The vector plans: at most one per vectorised variable.
     plans: Vec<VecPlan>,
     hoist: Option<Hoist>,
+    /// Hoisted-loop values taken from the reduction loop.
+    reuse: Option<Reuse>,
+    /// The stack buffers of the kept values, in the order of `reuse.cached`.
+    kept: Vec<StackSlot>,
     bufs: Vec<Value>,
     dims: HashMap<Dim, Value>,
     err: Option<Variable>,
@@ -338,6 +367,18 @@ impl Cg<'_, '_> {
                 off,
             );
             self.dims.insert(d.clone(), v);
+        }
+        if let Some(reuse) = &self.reuse {
+            for &(j, _) in &reuse.cached {
+                let bytes = self.dtypes[j].size_bytes() as u64 * u64::from(reuse.extent);
+                let size = u32::try_from(bytes).map_err(|_| "kept values too large")?;
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    size,
+                    4,
+                ));
+                self.kept.push(slot);
+            }
         }
         let err = self.b.declare_var(types::I32);
         let zero = self.b.ins().iconst(types::I32, 0);
@@ -541,8 +582,11 @@ impl Cg<'_, '_> {
             vals: known.map_or_else(|| vec![None; n], <[Option<V>]>::to_vec),
             vec,
         };
+        if known.is_some() {
+            self.load_kept(&mut env)?;
+        }
         for i in 0..n {
-            if self.phases.is_pre(i) && env.vals[i].is_none() {
+            if self.phases.is_pre(i) && env.vals[i].is_none() && !self.skipped(i, known) {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
@@ -551,7 +595,7 @@ impl Cg<'_, '_> {
             self.reduction(&mut env)?;
         }
         for i in 0..n {
-            if self.phases.is_post(i) && env.vals[i].is_none() {
+            if self.phases.is_post(i) && env.vals[i].is_none() && !self.skipped(i, known) {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
@@ -579,26 +623,16 @@ impl Cg<'_, '_> {
     /// The reduction loops; sets the values of the reduction nodes in `env`.
     fn reduction(&mut self, env: &mut Env) -> R<()> {
         let reduces = self.phases.reduces.clone();
-        let red_plan = self
-            .plans
-            .iter()
-            .find(|p| p.mode == VecMode::Reduce)
-            .map(|p| (p.lanes, p.ordered));
         // Reduce-mode vectors only appear inside the innermost reduction loop.
-        let red_plan = if env.vec.is_some() { None } else { red_plan };
-        let ordered = red_plan.is_some_and(|(_, o)| o);
-        let red_plan = red_plan.map(|(l, _)| l);
-        struct Acc {
-            node: usize,
-            op: ReduceOp,
-            dt: DType,
-            vector: bool,
-            var: Variable,
-            /// Lane-wise partial accumulators (unordered vector reduction loop).
-            lanes_var: Option<Variable>,
-            /// The vector reduction loop folds lanes into `var` in order.
-            ordered: bool,
-        }
+        let red_plan = match env.vec {
+            Some(_) => None,
+            None => self
+                .plans
+                .iter()
+                .find(|p| p.mode == VecMode::Reduce)
+                .map(|p| p.lanes),
+        };
+        let unroll = red_plan.map_or(1, |_| self.reduce_unroll());
         let mut accs = Vec::new();
         for &r in &reduces {
             let Expr::Reduce { op, init, .. } = self.job.kernel.body.values[r].clone() else {
@@ -607,28 +641,28 @@ impl Cg<'_, '_> {
             let dt = self.dtypes[r];
             let vector = self.is_vector_node(r, env);
             let init_v = self.constant(init);
-            let (var, lanes_var) = if vector {
+            let (var, partials) = if vector {
                 let lanes = env.vec.map_or(4, |v| v.lanes);
                 let ty = vty(dt, lanes);
                 let var = self.b.declare_var(ty);
                 let s = self.b.ins().splat(ty, init_v);
                 self.b.def_var(var, s);
-                (var, None)
+                (var, Vec::new())
             } else {
                 let var = self.b.declare_var(sty(dt));
                 self.b.def_var(var, init_v);
-                let lanes_var = match red_plan.filter(|_| !ordered) {
-                    Some(lanes) => {
-                        let ty = vty(dt, lanes);
+                let mut partials = Vec::new();
+                if let Some(lanes) = red_plan {
+                    let ty = vty(dt, lanes);
+                    let id = self.identity(op, dt);
+                    let s = self.b.ins().splat(ty, id);
+                    for _ in 0..unroll {
                         let v = self.b.declare_var(ty);
-                        let id = self.identity(op, dt);
-                        let s = self.b.ins().splat(ty, id);
                         self.b.def_var(v, s);
-                        Some(v)
+                        partials.push(v);
                     }
-                    None => None,
-                };
-                (var, lanes_var)
+                }
+                (var, partials)
             };
             accs.push(Acc {
                 node: r,
@@ -636,110 +670,224 @@ impl Cg<'_, '_> {
                 dt,
                 vector,
                 var,
-                lanes_var,
-                ordered: red_plan.is_some() && ordered,
+                partials,
             });
         }
         let extents = self.job.kernel.reduce.clone();
-        let depth = extents.len();
-        let zero = self.b.ins().iconst(types::I64, 0);
-        let reds = vec![zero; depth];
-        // Emits the nest recursively.
-        fn nest(
-            cg: &mut Cg<'_, '_>,
-            k: usize,
-            extents: &[Dim],
-            reds: &[Value],
-            env: &Env,
-            accs: &[Acc],
-            red_plan: Option<u8>,
-        ) -> R<()> {
-            let hi = cg.dim(&extents[k])?;
-            let lo = cg.b.ins().iconst(types::I64, 0);
-            if k + 1 < extents.len() {
-                let mut inner = reds.to_vec();
-                cg.for_range(lo, hi, 1, &mut |cg, i| {
-                    inner[k] = i;
-                    nest(cg, k + 1, extents, &inner, env, accs, red_plan)
-                })?;
-                return Ok(());
-            }
-            let var = cg.b.declare_var(types::I64);
-            cg.b.def_var(var, lo);
-            if let Some(lanes) = red_plan {
-                let whole = cg.b.ins().band_imm_s(hi, !(i64::from(lanes) - 1));
-                let mut vr = reds.to_vec();
-                cg.for_var(var, whole, i64::from(lanes), &mut |cg, i| {
-                    vr[k] = i;
-                    let mut e = env.clone();
-                    e.reds = vr.clone();
-                    e.vec = Some(VecCtx {
-                        var: VarRef::Red(k),
-                        lanes,
-                    });
-                    cg.inner_nodes(&mut e)?;
-                    for a in accs {
-                        if a.ordered {
-                            let x = cg.operand_of(a.node, &e)?;
-                            let mut cur = cg.b.use_var(a.var);
-                            for l in 0..lanes {
-                                let xl = match x {
-                                    V::S(s) => s,
-                                    V::V(v) => cg.b.ins().extractlane(v, l),
-                                };
-                                cur = cg.combine(a.op, a.dt, cur, xl, false);
-                            }
-                            cg.b.def_var(a.var, cur);
-                            continue;
-                        }
-                        let Some(lv) = a.lanes_var else { continue };
-                        let x = cg.operand_of(a.node, &e)?;
-                        let x = cg.broadcast(x, a.dt, lanes);
-                        let cur = cg.b.use_var(lv);
-                        let next = cg.combine(a.op, a.dt, cur, x, true);
-                        cg.b.def_var(lv, next);
-                    }
-                    Ok(())
-                })?;
-            }
-            let mut sr = reds.to_vec();
-            cg.for_var(var, hi, 1, &mut |cg, i| {
-                sr[k] = i;
-                let mut e = env.clone();
-                e.reds = sr.clone();
-                cg.inner_nodes(&mut e)?;
-                for a in accs {
-                    let x = cg.operand_of(a.node, &e)?;
-                    let x = match (a.vector, x) {
-                        (true, x) => cg.broadcast(x, a.dt, env.vec.map_or(4, |v| v.lanes)),
-                        (false, V::S(x)) => x,
-                        (false, V::V(_)) => {
-                            return Err("vector operand of a scalar reduction".into());
-                        }
-                    };
-                    let cur = cg.b.use_var(a.var);
-                    let next = cg.combine(a.op, a.dt, cur, x, a.vector);
-                    cg.b.def_var(a.var, next);
-                }
-                Ok(())
-            })?;
-            Ok(())
-        }
-        if depth == 0 {
+        if extents.is_empty() {
             return Err("reduction without reduction axes".into());
         }
-        nest(self, 0, &extents, &reds, env, &accs, red_plan)?;
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let reds = vec![zero; extents.len()];
+        let nest = Nest {
+            extents: &extents,
+            env,
+            accs: &accs,
+            red_plan,
+            unroll,
+        };
+        self.reduce_nest(&nest, 0, &reds)?;
         for a in &accs {
             let mut v = self.b.use_var(a.var);
-            if let Some(lv) = a.lanes_var {
+            if !a.partials.is_empty() {
+                // Pairwise combination of the partial vectors, then the lanes in order.
+                let mut parts: Vec<Value> = a.partials.iter().map(|&p| self.b.use_var(p)).collect();
+                while parts.len() > 1 {
+                    let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+                    for pair in parts.chunks(2) {
+                        next.push(match pair {
+                            [x, y] => self.combine(a.op, a.dt, *x, *y, true),
+                            [x] => *x,
+                            _ => return Err("internal: empty partial pair".into()),
+                        });
+                    }
+                    parts = next;
+                }
                 let lanes = red_plan.unwrap_or(4);
-                let vv = self.b.use_var(lv);
                 for l in 0..lanes {
-                    let x = self.b.ins().extractlane(vv, l);
+                    let x = self.b.ins().extractlane(parts[0], l);
                     v = self.combine(a.op, a.dt, v, x, false);
                 }
             }
             env.vals[a.node] = Some(if a.vector { V::V(v) } else { V::S(v) });
+        }
+        Ok(())
+    }
+
+    /// How many vectors of partial accumulators a reduce-mode vector loop keeps (and how
+    /// many vector points one iteration evaluates): enough independent chains to hide the
+    /// latency of the combining instruction when the terms are cheap, two otherwise.
+    fn reduce_unroll(&self) -> usize {
+        let cost: u32 = self
+            .job
+            .kernel
+            .body
+            .values
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.phases.inner[i])
+            .map(|(_, e)| cost_of(e))
+            .sum();
+        if cost <= 8 { 4 } else { 2 }
+    }
+
+    /// Emits reduction loop `k` of the nest (and the loops inside it).
+    fn reduce_nest(&mut self, n: &Nest<'_>, k: usize, reds: &[Value]) -> R<()> {
+        let extent = &n.extents[k];
+        let hi = self.dim(extent)?;
+        let lo = self.b.ins().iconst(types::I64, 0);
+        if k + 1 < n.extents.len() {
+            let mut inner = reds.to_vec();
+            self.for_range(lo, hi, 1, &mut |cg, i| {
+                inner[k] = i;
+                cg.reduce_nest(n, k + 1, &inner)
+            })?;
+            return Ok(());
+        }
+        let known = extent.as_known();
+        let var = self.b.declare_var(types::I64);
+        self.b.def_var(var, lo);
+        if let Some(lanes) = n.red_plan {
+            let lanes_i = i64::from(lanes);
+            // Steps that are multiples of the extent need no loop after them.
+            let needed = |step: i64| known.is_none_or(|e| e % step.unsigned_abs() != 0);
+            let mut steps = vec![lanes_i * n.unroll as i64];
+            if n.unroll > 1 && needed(steps[0]) {
+                steps.push(lanes_i);
+            }
+            for (s, &step) in steps.iter().enumerate() {
+                let group = if s == 0 { n.unroll } else { 1 };
+                let whole = self.b.ins().band_imm_s(hi, !(step - 1));
+                let mut vr = reds.to_vec();
+                self.for_var(var, whole, step, &mut |cg, i| {
+                    let mut points = Vec::with_capacity(group);
+                    for g in 0..group {
+                        vr[k] = if g == 0 {
+                            i
+                        } else {
+                            cg.b.ins().iadd_imm_s(i, lanes_i * g as i64)
+                        };
+                        let mut e = n.env.clone();
+                        e.reds = vr.clone();
+                        e.vec = Some(VecCtx {
+                            var: VarRef::Red(k),
+                            lanes,
+                        });
+                        cg.inner_nodes(&mut e)?;
+                        cg.keep(&e, k)?;
+                        points.push(e);
+                    }
+                    for a in n.accs {
+                        for (g, e) in points.iter().enumerate() {
+                            let Some(&lv) = a.partials.get(g) else {
+                                continue;
+                            };
+                            let x = cg.operand_of(a.node, e)?;
+                            let x = cg.broadcast(x, a.dt, lanes);
+                            let cur = cg.b.use_var(lv);
+                            let next = cg.combine(a.op, a.dt, cur, x, true);
+                            cg.b.def_var(lv, next);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            if !needed(lanes_i) {
+                return Ok(());
+            }
+        }
+        let mut sr = reds.to_vec();
+        let vec_lanes = n.env.vec.map_or(4, |v| v.lanes);
+        self.for_var(var, hi, 1, &mut |cg, i| {
+            sr[k] = i;
+            let mut e = n.env.clone();
+            e.reds = sr.clone();
+            cg.inner_nodes(&mut e)?;
+            cg.keep(&e, k)?;
+            for a in n.accs {
+                let x = cg.operand_of(a.node, &e)?;
+                let x = match (a.vector, x) {
+                    (true, x) => cg.broadcast(x, a.dt, vec_lanes),
+                    (false, V::S(x)) => x,
+                    (false, V::V(_)) => {
+                        return Err("vector operand of a scalar reduction".into());
+                    }
+                };
+                let cur = cg.b.use_var(a.var);
+                let next = cg.combine(a.op, a.dt, cur, x, a.vector);
+                cg.b.def_var(a.var, next);
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// A hoisted-loop node that is not evaluated (see [`Reuse::skip`]).
+    fn skipped(&self, i: usize, known: Option<&[Option<V>]>) -> bool {
+        known.is_some()
+            && self
+                .reuse
+                .as_ref()
+                .is_some_and(|r| r.skip.get(i).copied().unwrap_or(false))
+    }
+
+    /// The address of element `idx` of kept buffer `slot` of dtype `dt`.
+    fn kept_address(&mut self, slot: StackSlot, idx: Value, dt: DType) -> Value {
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let shift = dt.size_bytes().trailing_zeros();
+        let off = self.b.ins().ishl_imm_s(idx, i64::from(shift));
+        self.b.ins().iadd(base, off)
+    }
+
+    /// Stores the kept values of a reduction point (`env.reds[k]` is its coordinate along
+    /// the innermost reduction axis, the first lane's for a vector point).
+    fn keep(&mut self, env: &Env, k: usize) -> R<()> {
+        let Some(reuse) = self.reuse.clone() else {
+            return Ok(());
+        };
+        let idx = *env.reds.get(k).ok_or("reduction variable out of range")?;
+        for (&(_, i), &slot) in reuse.cached.iter().zip(&self.kept.clone()) {
+            let v = env.vals[i].ok_or_else(|| format!("kept value v{i} was not evaluated"))?;
+            let dt = self.dtypes[i];
+            let x = match (v, env.vec) {
+                (V::V(x), _) => x,
+                (V::S(x), None) => x,
+                (V::S(x), Some(ctx)) => self.broadcast(V::S(x), dt, ctx.lanes),
+            };
+            let addr = self.kept_address(slot, idx, dt);
+            self.b
+                .ins()
+                .store(MemFlagsData::new().with_notrap(), x, addr, 0);
+        }
+        Ok(())
+    }
+
+    /// Loads the kept values at a hoisted-loop point (as vectors where the node is one).
+    fn load_kept(&mut self, env: &mut Env) -> R<()> {
+        let Some(reuse) = self.reuse.clone() else {
+            return Ok(());
+        };
+        let last = self
+            .job
+            .kernel
+            .domain
+            .len()
+            .checked_sub(1)
+            .ok_or("no domain axis")?;
+        let idx = *env.vars.get(last).ok_or("loop variable out of range")?;
+        for (&(j, _), &slot) in reuse.cached.iter().zip(&self.kept.clone()) {
+            let dt = self.dtypes[j];
+            let addr = self.kept_address(slot, idx, dt);
+            let v = match env.vec {
+                Some(ctx) if self.is_vector_node(j, env) => V::V(self.b.ins().load(
+                    vty(dt, ctx.lanes),
+                    MemFlagsData::new().with_notrap(),
+                    addr,
+                    0,
+                )),
+                _ => V::S(self.b.ins().load(sty(dt), MemFlagsData::trusted(), addr, 0)),
+            };
+            env.vals[j] = Some(v);
         }
         Ok(())
     }

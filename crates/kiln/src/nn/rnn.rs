@@ -3,7 +3,7 @@
 
 use super::{Module, declare, init, join};
 use crate::builder::Graph;
-use crate::functional::lstm_cell;
+use crate::functional::{input_gates, lstm_step};
 use crate::tensor::Tensor;
 use kiln_ir::{Dim, Shape};
 use std::panic::Location;
@@ -206,6 +206,24 @@ fn initial(
 
 /// Stacks per-step `[N, H]` tensors along `axis` of the output.
 #[track_caller]
+/// The input gates `x_t @ w_ih^T + b_ih` of every step `x_t` (`[N, I]` each), computed as one
+/// product over all `T * N` rows and split back per step.
+fn project(steps: &[Tensor], w_ih: &Tensor, b_ih: Option<&Tensor>) -> Vec<Tensor> {
+    let each = || steps.iter().map(|x| input_gates(x, w_ih, b_ih)).collect();
+    if steps.len() < 2 {
+        return each();
+    }
+    let all = stack(steps, 0);
+    let gi = input_gates(&all.flatten(0, 1), w_ih, b_ih);
+    let (Some(t), Some(n), Some(g)) = (all.dim(0), all.dim(1), gi.dim(1)) else {
+        return each();
+    };
+    let gi = gi.reshape([t, n, g]);
+    (0..steps.len() as i64)
+        .map(|k| gi.slice(0, k, k + 1, 1).squeeze(0))
+        .collect()
+}
+
 fn stack(ts: &[Tensor], axis: i64) -> Tensor {
     let parts: Vec<Tensor> = ts.iter().map(|t| t.unsqueeze(axis)).collect();
     let refs: Vec<&Tensor> = parts.iter().collect();
@@ -284,16 +302,9 @@ impl Lstm {
         for (l, w) in self.layers.iter().enumerate() {
             let (mut h, mut c) = (h0[l].clone(), c0[l].clone());
             let mut outs = Vec::with_capacity(seq.len());
-            for inp in &seq {
-                (h, c) = lstm_cell(
-                    inp,
-                    &h,
-                    &c,
-                    &w.w_ih,
-                    &w.w_hh,
-                    w.b_ih.as_ref(),
-                    w.b_hh.as_ref(),
-                );
+            let hs = self.cfg.hidden_size as i64;
+            for gi in project(&seq, &w.w_ih, w.b_ih.as_ref()) {
+                (h, c) = lstm_step(&gi, &h, &c, &w.w_hh, w.b_hh.as_ref(), hs);
                 outs.push(h.clone());
             }
             seq = outs;
@@ -360,18 +371,17 @@ pub fn gru_cell(
             );
         }
     };
-    let mut gi = x.matmul(&w_ih.t());
-    if let Some(b) = b_ih {
-        gi = gi + b;
-    }
-    let mut gh = h.matmul(&w_hh.t());
-    if let Some(b) = b_hh {
-        gh = gh + b;
-    }
+    gru_step(&input_gates(x, w_ih, b_ih), h, w_hh, b_hh, hs)
+}
+
+/// One GRU step from its input gates `gi = x @ w_ih^T + b_ih` (`[N, 3H]`). Shapes are
+/// checked by the caller.
+fn gru_step(gi: &Tensor, h: &Tensor, w_hh: &Tensor, b_hh: Option<&Tensor>, hs: i64) -> Tensor {
+    let gh = input_gates(h, w_hh, b_hh);
     let chunk = |t: &Tensor, k: i64| t.slice(-1, k * hs, (k + 1) * hs, 1);
-    let r = (chunk(&gi, 0) + chunk(&gh, 0)).sigmoid();
-    let z = (chunk(&gi, 1) + chunk(&gh, 1)).sigmoid();
-    let n = (chunk(&gi, 2) + r * chunk(&gh, 2)).tanh();
+    let r = (chunk(gi, 0) + chunk(&gh, 0)).sigmoid();
+    let z = (chunk(gi, 1) + chunk(&gh, 1)).sigmoid();
+    let n = (chunk(gi, 2) + r * chunk(&gh, 2)).tanh();
     (z.neg() + 1.0) * n + z * h
 }
 
@@ -423,8 +433,9 @@ impl Gru {
         for (l, w) in self.layers.iter().enumerate() {
             let mut h = h0[l].clone();
             let mut outs = Vec::with_capacity(seq.len());
-            for inp in &seq {
-                h = gru_cell(inp, &h, &w.w_ih, &w.w_hh, w.b_ih.as_ref(), w.b_hh.as_ref());
+            let hs = self.cfg.hidden_size as i64;
+            for gi in project(&seq, &w.w_ih, w.b_ih.as_ref()) {
+                h = gru_step(&gi, &h, &w.w_hh, w.b_hh.as_ref(), hs);
                 outs.push(h.clone());
             }
             seq = outs;

@@ -68,6 +68,14 @@ impl<'g> Emitter<'g> {
         }
     }
 
+    /// An error about the node being differentiated.
+    pub(crate) fn malformed(&self, message: String) -> AutodiffError {
+        AutodiffError::Malformed {
+            node: self.context(),
+            message,
+        }
+    }
+
     /// Adds (or reuses) `op` applied to `operands`.
     pub(crate) fn add(&mut self, op: Op, operands: &[NodeId]) -> Res {
         let key = (op, operands.to_vec());

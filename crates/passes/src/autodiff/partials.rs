@@ -1,9 +1,9 @@
 //! Derivative pieces shared by the VJP and JVP tables: elementwise partials applied to a
 //! cotangent or tangent `v`, the masks of max/min and prod reductions, and window geometry.
 
-use super::emit::{Emitter, Res, whole};
+use super::emit::{Emitter, Res};
 use kiln_ir::infer::reduced_shape;
-use kiln_ir::{ArgOp, BinaryOp, Dim, NodeId, Op, ReduceOp, Shape, SliceAxis, UnaryOp};
+use kiln_ir::{ArgOp, BinaryOp, Dim, NodeId, Op, ReduceOp, Shape, UnaryOp};
 
 /// `v * d out / d x` for `out = u(x)`; `None` where the derivative is zero.
 pub(crate) fn unary(
@@ -202,14 +202,16 @@ pub(crate) struct Window {
     pub(crate) dims: Vec<u64>,
     /// `(before, after)` padding per window axis.
     pub(crate) pads: Vec<(u64, u64)>,
-    /// Padded window-axis sizes.
-    pub(crate) padded: Vec<u64>,
     /// Output positions (product of output window-axis sizes).
     pub(crate) m: u64,
     /// Elements per window.
     pub(crate) k: u64,
-    /// Flat padded index of every window element, `i64[M, K]`.
-    pub(crate) index: NodeId,
+    /// Output sizes of the window axes.
+    outs: Vec<u64>,
+    /// Window sizes.
+    window: Vec<u64>,
+    /// Strides.
+    stride: Vec<u64>,
 }
 
 impl Window {
@@ -231,25 +233,33 @@ impl Window {
             dims.push(em.known_dim(x, b + i)?);
             outs.push(em.known_dim(out, b + i)?);
         }
-        let padded: Vec<u64> = dims
-            .iter()
-            .zip(padding)
-            .map(|(d, (lo, hi))| d + lo + hi)
-            .collect();
-        let index = em.window_index(&padded, &outs, window, stride, &vec![1; k])?;
         Ok(Window {
             batch: xs.0[..b].to_vec(),
             dims,
             pads: padding.to_vec(),
-            padded,
             m: outs.iter().product(),
             k: window.iter().product(),
-            index,
+            outs,
+            window: window.to_vec(),
+            stride: stride.to_vec(),
         })
     }
 
     fn b(&self) -> usize {
         self.batch.len()
+    }
+
+    /// Flat padded index of every window element, `i64[M, K]` (built on demand: the tiling
+    /// gradient does not need it).
+    pub(crate) fn index(&self, em: &mut Emitter<'_>) -> Res {
+        let padded: Vec<u64> = self
+            .dims
+            .iter()
+            .zip(&self.pads)
+            .map(|(d, (lo, hi))| d + lo + hi)
+            .collect();
+        let ones = vec![1; self.dims.len()];
+        em.window_index(&padded, &self.outs, &self.window, &self.stride, &ones)
     }
 
     /// `[B..., tail...]`.
@@ -265,7 +275,8 @@ impl Window {
         let b = self.b();
         let xf = em.pad_flatten(x, &self.pads, f64::NEG_INFINITY)?;
         let mk = Dim::known(self.m * self.k);
-        let idx = em.batch_index(self.index, &self.batch, &[mk])?;
+        let index = self.index(em)?;
+        let idx = em.batch_index(index, &self.batch, &[mk])?;
         let patches = em.gather(xf, idx, b)?;
         let patches = em.reshape(patches, &self.shape(&[self.m, self.k]))?;
         let first = em.add(
@@ -277,7 +288,7 @@ impl Window {
             &[patches],
         )?;
         let idx2 = em.batch_index(
-            self.index,
+            index,
             &self.batch,
             &[Dim::known(self.m), Dim::known(self.k)],
         )?;
@@ -285,27 +296,193 @@ impl Window {
         em.reshape(chosen, &self.shape(&[self.m]))
     }
 
-    /// Every window element's flat padded index broadcast over the batch, `i64[B..., M*K]`.
-    pub(crate) fn all_index(&self, em: &mut Emitter<'_>) -> Res {
-        em.batch_index(self.index, &self.batch, &[Dim::known(self.m * self.k)])
+    /// True when the windows tile the input: stride equal to the window, no padding. Then
+    /// each input element is read by at most one window and the gradients are reshapes
+    /// (see [`Window::tiled_grad`]).
+    pub(crate) fn tiles(&self) -> bool {
+        self.stride == self.window && self.pads.iter().all(|&(a, b)| a == 0 && b == 0)
     }
 
-    /// Adds `src` (`[B..., L]`) at flat padded positions `index` (`[B..., L]`) into zeros and
-    /// returns the unpadded result shaped like the window's input.
-    pub(crate) fn scatter_back(&self, em: &mut Emitter<'_>, index: NodeId, src: NodeId) -> Res {
+    /// The gradient of a tiling window op ([`Window::tiles`]) without gathers: the input is
+    /// cropped to whole windows and viewed as `[B..., O1, w1, ..., Ok, wk]`; for max, the
+    /// first maximal element of each window (NaN counts as maximal, as in the forward op) is
+    /// found by an argmax over the window axes moved last; the cotangent is broadcast over
+    /// each window (masked for max), put back in place and zero-padded over the remainder
+    /// rows the floor-mode windows never read.
+    pub(crate) fn tiled_grad(&self, em: &mut Emitter<'_>, x: Option<NodeId>, ct: NodeId) -> Res {
         let b = self.b();
-        let p: u64 = self.padded.iter().product();
-        let zeros = em.full(em.dtype(src), &self.shape(&[p]), 0.0)?;
-        let flat = em.scatter_add(zeros, index, src, b)?;
-        let grid = em.reshape(flat, &self.shape(&self.padded))?;
-        let mut spec = vec![whole(); b];
-        for (d, (lo, _)) in self.dims.iter().zip(&self.pads) {
-            spec.push(SliceAxis {
-                start: *lo,
-                stop: lo + d,
-                step: 1,
-            });
+        let k = self.dims.len();
+        let dk = Dim::known;
+        let mut split = self.batch.clone();
+        let mut moved = self.batch.clone();
+        let mut perm: Vec<usize> = (0..b).collect();
+        for i in 0..k {
+            split.push(dk(self.outs[i]));
+            split.push(dk(self.window[i]));
+            perm.push(b + 2 * i);
         }
-        em.slice(grid, spec)
+        for i in 0..k {
+            perm.push(b + 2 * i + 1);
+        }
+        for i in 0..k {
+            moved.push(dk(self.outs[i]));
+        }
+        let mut col = moved.clone();
+        col.push(dk(1));
+        let mut flat = moved.clone();
+        flat.push(dk(self.k));
+        let ctc = em.reshape(ct, &Shape(col))?;
+        let ctk = em.expand(ctc, &Shape(flat.clone()))?;
+        let vals = match x {
+            Some(x) => {
+                let mut spec = vec![super::emit::whole(); b];
+                for i in 0..k {
+                    spec.push(kiln_ir::SliceAxis {
+                        start: 0,
+                        stop: self.outs[i] * self.window[i],
+                        step: 1,
+                    });
+                }
+                let cropped = em.slice(x, spec)?;
+                let tiles = em.reshape(cropped, &Shape(split.clone()))?;
+                let tiles = em.permute(tiles, &perm)?;
+                let tiles = em.reshape(tiles, &Shape(flat.clone()))?;
+                let first = em.add(
+                    Op::ArgReduce {
+                        op: ArgOp::ArgMax,
+                        axis: b + k,
+                        keepdim: true,
+                    },
+                    &[tiles],
+                )?;
+                let first = em.expand(first, &Shape(flat.clone()))?;
+                let mut tail: Vec<u64> = self.outs.clone();
+                tail.push(self.k);
+                let at = em.iota(&tail, k)?;
+                let tail: Vec<Dim> = tail.into_iter().map(dk).collect();
+                let at = em.batch_index(at, &self.batch, &tail)?;
+                let mask = em.binary(BinaryOp::Eq, at, first)?;
+                em.keep_where(mask, ctk)?
+            }
+            None => ctk,
+        };
+        let mut unmoved = moved;
+        unmoved.extend(self.window.iter().map(|&w| dk(w)));
+        let vals = em.reshape(vals, &Shape(unmoved))?;
+        let mut inverse = vec![0; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        let vals = em.permute(vals, &inverse)?;
+        let mut whole_tiles = self.batch.clone();
+        whole_tiles.extend((0..k).map(|i| dk(self.outs[i] * self.window[i])));
+        let grid = em.reshape(vals, &Shape(whole_tiles))?;
+        let mut pads = vec![(0, 0); b];
+        pads.extend((0..k).map(|i| (0, self.dims[i] - self.outs[i] * self.window[i])));
+        em.pad(grid, pads, 0.0)
+    }
+
+    /// For window max: the mask `bool[B..., M, K]` of the first maximal element of each
+    /// window (NaN counts as maximal, as in the forward op).
+    pub(crate) fn argmax_mask(&self, em: &mut Emitter<'_>, x: NodeId) -> Res {
+        let b = self.b();
+        let xf = em.pad_flatten(x, &self.pads, f64::NEG_INFINITY)?;
+        let mk = Dim::known(self.m * self.k);
+        let index = self.index(em)?;
+        let idx = em.batch_index(index, &self.batch, &[mk])?;
+        let patches = em.gather(xf, idx, b)?;
+        let patches = em.reshape(patches, &self.shape(&[self.m, self.k]))?;
+        let first = em.add(
+            Op::ArgReduce {
+                op: ArgOp::ArgMax,
+                axis: b + 1,
+                keepdim: true,
+            },
+            &[patches],
+        )?;
+        let first = em.expand(first, &self.shape(&[self.m, self.k]))?;
+        let at = em.iota(&[self.m, self.k], 1)?;
+        let at = em.batch_index(at, &self.batch, &[Dim::known(self.m), Dim::known(self.k)])?;
+        em.binary(BinaryOp::Eq, at, first)
+    }
+
+    /// The adjoint of reading every window element: `vals` (`[B..., M*K]`, one value per
+    /// window element) summed into the input position each element was read from, shaped
+    /// like the window's input. Padding positions are dropped.
+    ///
+    /// The sources of every input position are a fixed, data-independent list, so the sum is
+    /// a gather with a constant `[Q, T]` table (`Q` input positions, `T` the most windows
+    /// covering one position, `⌈window/stride⌉` per axis) followed by a sum over `T`: linear
+    /// in the input size, where a scatter lowered to gathers would visit every window for every
+    /// position. Sources are listed in increasing flat order, the order a scatter-add
+    /// would add them in; missing ones read an appended zero.
+    pub(crate) fn gather_back(&self, em: &mut Emitter<'_>, vals: NodeId) -> Res {
+        let b = self.b();
+        let sources = self.sources();
+        let q = sources.len();
+        let t = sources.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let sentinel = (self.m * self.k) as i64;
+        let mut table = Vec::with_capacity(q * t);
+        for list in &sources {
+            table.extend(list.iter().map(|&l| l as i64));
+            table.extend(std::iter::repeat_n(sentinel, t - list.len()));
+        }
+        let table = kiln_ir::Array::from_i64(&[q * t], table)
+            .map_err(|e| em.malformed(format!("window gradient table: {e}")))?;
+        let table = em.add(Op::Constant(table), &[])?;
+        let mut pads = vec![(0, 0); b];
+        pads.push((0, 1));
+        let padded = em.pad(vals, pads, 0.0)?;
+        let qt = Dim::known((q * t) as u64);
+        let idx = em.batch_index(table, &self.batch, &[qt])?;
+        let picked = em.gather(padded, idx, b)?;
+        let mut tail: Vec<u64> = self.dims.clone();
+        let per = if t > 1 {
+            tail.push(t as u64);
+            let grid = em.reshape(picked, &self.shape(&tail))?;
+            em.sum(grid, &[b + self.dims.len()], false)?
+        } else {
+            picked
+        };
+        em.reshape(per, &self.shape(&self.dims))
+    }
+
+    /// For every unpadded input position (row-major over the window axes), the flat
+    /// `m * K + k` positions of the window elements that read it, in increasing order.
+    fn sources(&self) -> Vec<Vec<u64>> {
+        let rank = self.dims.len();
+        let q: u64 = self.dims.iter().product();
+        let mut out = vec![Vec::new(); q as usize];
+        let mut o = vec![0u64; rank];
+        let mut w = vec![0u64; rank];
+        for m in 0..self.m {
+            let mut r = m;
+            for d in (0..rank).rev() {
+                o[d] = r % self.outs[d];
+                r /= self.outs[d];
+            }
+            for kk in 0..self.k {
+                let mut r = kk;
+                for d in (0..rank).rev() {
+                    w[d] = r % self.window[d];
+                    r /= self.window[d];
+                }
+                let mut flat = 0u64;
+                let mut inside = true;
+                for d in 0..rank {
+                    let p = o[d] * self.stride[d] + w[d];
+                    let lo = self.pads[d].0;
+                    if p < lo || p - lo >= self.dims[d] {
+                        inside = false;
+                        break;
+                    }
+                    flat = flat * self.dims[d] + (p - lo);
+                }
+                if inside {
+                    out[flat as usize].push(m * self.k + kk);
+                }
+            }
+        }
+        out
     }
 }

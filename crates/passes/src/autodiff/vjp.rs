@@ -115,17 +115,21 @@ pub(crate) fn rule(
         } => {
             let geo = Window::new(em, x(0), n, window, stride, padding)?;
             let grad = match w {
+                WindowOp::Max if geo.tiles() => geo.tiled_grad(em, Some(x(0)), ct)?,
+                WindowOp::Sum if geo.tiles() => geo.tiled_grad(em, None, ct)?,
                 WindowOp::Max => {
-                    let chosen = geo.argmax_index(em, x(0))?;
-                    let src = em.reshape(ct, &geo.shape(&[geo.m]))?;
-                    geo.scatter_back(em, chosen, src)?
+                    let mask = geo.argmax_mask(em, x(0))?;
+                    let col = em.reshape(ct, &geo.shape(&[geo.m, 1]))?;
+                    let rep = em.expand(col, &geo.shape(&[geo.m, geo.k]))?;
+                    let picked = em.keep_where(mask, rep)?;
+                    let vals = em.reshape(picked, &geo.shape(&[geo.m * geo.k]))?;
+                    geo.gather_back(em, vals)?
                 }
                 WindowOp::Sum => {
                     let col = em.reshape(ct, &geo.shape(&[geo.m, 1]))?;
                     let rep = em.expand(col, &geo.shape(&[geo.m, geo.k]))?;
-                    let src = em.reshape(rep, &geo.shape(&[geo.m * geo.k]))?;
-                    let idx = geo.all_index(em)?;
-                    geo.scatter_back(em, idx, src)?
+                    let vals = em.reshape(rep, &geo.shape(&[geo.m * geo.k]))?;
+                    geo.gather_back(em, vals)?
                 }
             };
             vec![Some(grad)]
@@ -254,9 +258,57 @@ impl Conv {
         )
     }
 
-    /// `d w`: im2col patches of the padded input (a gather at window indices) contracted
-    /// with the cotangent over batch and output positions, per group.
+    /// `d w`. With one group and a known batch it is itself a convolution, of the input
+    /// with batch and channels swapped by the swapped cotangent (stride and dilation trade
+    /// places), so it runs on the backends' conv kernels. Otherwise: im2col patches of the
+    /// padded input (a gather at window indices) contracted with the cotangent over batch and
+    /// output positions, per group.
     fn weight_grad(&self, em: &mut Emitter<'_>, ct: NodeId, x: NodeId, w: NodeId) -> Res {
+        if self.groups == 1 && em.shape(x).0[0].as_known().is_some() {
+            return self.weight_grad_by_conv(em, ct, x, w);
+        }
+        self.weight_grad_by_im2col(em, ct, x, w)
+    }
+
+    /// `d w[o, c, ky, kx] = Σ_{n, y, x} ct[n, o, y, x] · xpad[n, c, y·s + ky·d, x·s + kx·d]`:
+    /// a convolution of `x` read as `[C, N, H, W]` with `ct` read as `[O, N, OH, OW]`, stride
+    /// `d` and dilation `s`, cropped to the kernel size (a floor-mode remainder can make the
+    /// result one or more taps larger) and transposed to `[O, C, KH, KW]`.
+    fn weight_grad_by_conv(&self, em: &mut Emitter<'_>, ct: NodeId, x: NodeId, w: NodeId) -> Res {
+        let (kh, kw) = (em.known_dim(w, 2)?, em.known_dim(w, 3)?);
+        let xs = em.permute(x, &[1, 0, 2, 3])?;
+        let cs = em.permute(ct, &[1, 0, 2, 3])?;
+        let full = em.add(
+            Op::Conv2d {
+                stride: self.dilation,
+                padding: self.padding,
+                dilation: self.stride,
+                groups: 1,
+            },
+            &[xs, cs],
+        )?;
+        let cropped = em.slice(
+            full,
+            vec![
+                whole(),
+                whole(),
+                SliceAxis {
+                    start: 0,
+                    stop: kh,
+                    step: 1,
+                },
+                SliceAxis {
+                    start: 0,
+                    stop: kw,
+                    step: 1,
+                },
+            ],
+        )?;
+        em.permute(cropped, &[1, 0, 2, 3])
+    }
+
+    /// `d w` by im2col: see [`Conv::weight_grad`].
+    fn weight_grad_by_im2col(&self, em: &mut Emitter<'_>, ct: NodeId, x: NodeId, w: NodeId) -> Res {
         let g = self.groups;
         let n = em.shape(x).0[0].clone();
         let c = em.known_dim(x, 1)?;

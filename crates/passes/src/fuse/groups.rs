@@ -623,16 +623,21 @@ impl Planner<'_> {
         deps
     }
 
-    /// True if `to` is reachable from `from` through some kernel other than `to` itself.
-    fn indirect_path(deps: &[BTreeSet<KIdx>], from: KIdx, to: KIdx) -> bool {
-        let n = deps.len();
-        let mut succ = vec![Vec::new(); n];
+    /// The consumers of each kernel: the inverse of `deps`.
+    fn successors(deps: &[BTreeSet<KIdx>]) -> Vec<Vec<KIdx>> {
+        let mut succ = vec![Vec::new(); deps.len()];
         for (k, ds) in deps.iter().enumerate() {
             for &d in ds {
                 succ[d].push(k);
             }
         }
-        let mut seen = vec![false; n];
+        succ
+    }
+
+    /// True if `to` is reachable from `from` through some kernel other than `to` itself
+    /// (`succ` from [`Planner::successors`]).
+    fn indirect_path(succ: &[Vec<KIdx>], from: KIdx, to: KIdx) -> bool {
+        let mut seen = vec![false; succ.len()];
         let mut stack: Vec<KIdx> = succ[from].iter().copied().filter(|&s| s != to).collect();
         while let Some(k) = stack.pop() {
             if k == to {
@@ -646,7 +651,9 @@ impl Planner<'_> {
         false
     }
 
-    fn can_merge(&self, p: KIdx, h: KIdx, deps: &[BTreeSet<KIdx>]) -> bool {
+    /// Whether producer `p` can be fused into its consumer `h` (`succ` from
+    /// [`Planner::successors`], `depths` from [`Planner::kernel_depths`]).
+    fn can_merge(&self, p: KIdx, h: KIdx, succ: &[Vec<KIdx>], depths: &[usize]) -> bool {
         let (kp, kh) = (&self.plan.kernels[p], &self.plan.kernels[h]);
         if kp.domain != kh.domain {
             return false;
@@ -675,20 +682,19 @@ impl Planner<'_> {
                 .map(|u| u.depth)
                 .fold(offset, usize::max);
         }
-        if self.kernel_depth(p) + offset > MAX_FUSE_DEPTH {
+        if depths[p] + offset > MAX_FUSE_DEPTH {
             return false;
         }
-        !Planner::indirect_path(deps, p, h)
+        !Planner::indirect_path(succ, p, h)
     }
 
-    /// The deepest node placed in kernel `k`.
-    fn kernel_depth(&self, k: KIdx) -> usize {
-        self.depth
-            .iter()
-            .filter(|((_, kk), _)| *kk == k)
-            .map(|(_, &d)| d)
-            .max()
-            .unwrap_or(0)
+    /// The deepest node placed in each kernel.
+    fn kernel_depths(&self) -> Vec<usize> {
+        let mut out = vec![0; self.plan.kernels.len()];
+        for (&(_, k), &d) in &self.depth {
+            out[k] = out[k].max(d);
+        }
+        out
     }
 
     /// The deepest use of `p`'s stored values in `h`.
@@ -741,29 +747,66 @@ impl Planner<'_> {
         self.plan.kernels[p].alive = false;
     }
 
+    /// Greedy fusion: repeatedly merges the first producer (in `rank` order) that can be
+    /// fused into one of its consumers (in the same order), until none can.
+    ///
+    /// After merging `p` into `h`, essentially only pairs involving `h` can have become
+    /// mergeable: contracting an edge keeps every other pair's reachability and depths, and
+    /// added paths only forbid merges. So the scan resumes at the first producer of `h` (or
+    /// `h` itself) instead of restarting from the first kernel, which made the pass
+    /// quadratic in the kernel count. The exception is a value `h` now recomputes locally,
+    /// which can drop a dependency edge; a full scan before stopping catches what that
+    /// enables, so the pass still ends only when no pair can merge.
     fn merge_pass(&mut self, rank: &HashMap<NodeId, usize>) {
+        let mut last: Option<KIdx> = None;
         loop {
             let deps = self.deps();
+            let succ = Planner::successors(&deps);
+            let depths = self.kernel_depths();
             let mut alive: Vec<KIdx> = (0..self.plan.kernels.len())
                 .filter(|&k| self.plan.kernels[k].alive)
                 .collect();
             alive.sort_by_key(|&k| rank.get(&self.plan.kernels[k].stores[0]).copied());
-            let mut merged = false;
-            'outer: for &p in &alive {
+            let mut pos = vec![usize::MAX; self.plan.kernels.len()];
+            for (i, &k) in alive.iter().enumerate() {
+                pos[k] = i;
+            }
+            let start = match last {
+                Some(h) => deps[h]
+                    .iter()
+                    .map(|&q| pos[q])
+                    .fold(pos[h], usize::min)
+                    .min(alive.len()),
+                None => 0,
+            };
+            let mut merged = None;
+            'outer: for &p in &alive[start..] {
                 if matches!(self.plan.kernels[p].core, Core::Arg(_) | Core::Scatter(_)) {
                     continue;
                 }
-                for &h in &alive {
-                    if h != p && deps[h].contains(&p) && self.can_merge(p, h, &deps) {
-                        self.merge(p, h);
-                        merged = true;
+                let mut consumers: Vec<KIdx> = succ[p]
+                    .iter()
+                    .copied()
+                    .filter(|&h| h != p && pos[h] != usize::MAX)
+                    .collect();
+                consumers.sort_by_key(|&h| pos[h]);
+                consumers.dedup();
+                for h in consumers {
+                    if self.can_merge(p, h, &succ, &depths) {
+                        merged = Some((p, h));
                         break 'outer;
                     }
                 }
             }
-            if !merged {
-                break;
-            }
+            let Some((p, h)) = merged else {
+                if start == 0 {
+                    break;
+                }
+                last = None;
+                continue;
+            };
+            self.merge(p, h);
+            last = Some(h);
         }
     }
 

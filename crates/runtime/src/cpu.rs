@@ -1,0 +1,310 @@
+//! The CPU engine's run path: zero-copy and, in steady state, allocation-free.
+//!
+//! * Inputs are read in place from the caller's arrays, and state that no kernel writes is
+//!   read in place from the [`State`](crate::State) store (kernels never store to input
+//!   buffers: the verifier rejects it and `kiln_cpu::compile` re-checks it).
+//! * Outputs are computed straight into the arrays the run returns (or into the
+//!   executable's held buffers for [`Executable::run_borrowed`](crate::Executable::run_borrowed)).
+//! * State updates are computed into spare buffers owned by the engine, then swapped into
+//!   the store: the store receives the new value and the engine keeps the old buffer as the
+//!   next run's spare. Every output buffer of a plan is fully written by its kernels.
+//! * Everything that depends on the symbol binding (buffer lengths, dims, pre-run checks,
+//!   pointer tables, output shapes, spare buffers) is kept in a [`kiln_cpu::RunPlan`] and
+//!   reused while the binding stays the same.
+
+use crate::alloc::zeroed;
+use crate::bind::Binder;
+use crate::{RuntimeError, Slots, Store};
+use kiln_cpu::{CpuProgram, RunOptions, RunPlan};
+use kiln_ir::{Array, Data, Graph, NodeId};
+use kiln_kernel::{BufferId, BufferKind};
+
+fn id(i: usize) -> BufferId {
+    BufferId(u32::try_from(i).unwrap_or(u32::MAX))
+}
+
+/// A state buffer of the plan.
+#[derive(Debug)]
+struct StateBuf {
+    buffer: BufferId,
+    name: String,
+    /// Position in the store, once resolved.
+    slot: Option<usize>,
+    /// A kernel writes it: it runs on a private copy (writes are not kept, as on the other
+    /// host engines; updates go through `update:` outputs).
+    private: Option<Data>,
+}
+
+/// A state update: its output buffer, the state it replaces and the spare buffer the next
+/// value is computed into.
+#[derive(Debug)]
+struct UpdateBuf {
+    buffer: BufferId,
+    name: String,
+    slot: Option<usize>,
+    spare: Data,
+}
+
+/// Where the outputs of a run go.
+pub(crate) enum Sink<'a> {
+    /// Fresh arrays, returned to the caller.
+    Fresh,
+    /// The executable's held buffers (one per output, reused).
+    Held(&'a mut Vec<Data>),
+}
+
+/// The CPU engine of an executable.
+#[derive(Debug)]
+pub(crate) struct CpuEngine {
+    pub(crate) program: CpuProgram,
+    plan: Option<RunPlan>,
+    /// The signature symbol values `plan` was made for.
+    key: Vec<u64>,
+    /// Shapes of the named outputs under the plan's binding.
+    pub(crate) shapes: Vec<Vec<usize>>,
+    /// Program input buffers with the signature input each reads.
+    inputs: Vec<(BufferId, Option<usize>)>,
+    states: Vec<StateBuf>,
+    /// Output buffer of each named output, and the earlier output sharing it, if any.
+    outputs: Vec<(BufferId, Option<usize>)>,
+    updates: Vec<UpdateBuf>,
+    /// Fresh output data of the current run (capacity reused).
+    fresh: Vec<Data>,
+}
+
+impl CpuEngine {
+    pub(crate) fn new(
+        program: CpuProgram,
+        signature: &crate::Signature,
+        slots: &Slots,
+        updates: &[(String, NodeId)],
+    ) -> CpuEngine {
+        let mut inputs = Vec::new();
+        let mut states = Vec::new();
+        for (i, b) in program.program().buffers.iter().enumerate() {
+            match &b.kind {
+                BufferKind::Input(n) => {
+                    inputs.push((id(i), signature.inputs.iter().position(|s| s.name == *n)));
+                }
+                BufferKind::State(n) => states.push(StateBuf {
+                    buffer: id(i),
+                    name: n.clone(),
+                    slot: None,
+                    private: program.writes(id(i)).then(|| Data::F32(Vec::new())),
+                }),
+                BufferKind::Output(_) | BufferKind::Constant(_) | BufferKind::Scratch => {}
+            }
+        }
+        let outputs = slots
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| (id(b), slots.outputs[..k].iter().position(|&x| x == b)))
+            .collect::<Vec<_>>();
+        let updates = updates
+            .iter()
+            .zip(&slots.updates)
+            .map(|((name, _), &b)| UpdateBuf {
+                buffer: id(b),
+                name: name.clone(),
+                slot: None,
+                spare: Data::F32(Vec::new()),
+            })
+            .collect();
+        CpuEngine {
+            program,
+            plan: None,
+            key: Vec::new(),
+            shapes: Vec::new(),
+            inputs,
+            states,
+            fresh: Vec::with_capacity(outputs.len()),
+            outputs,
+            updates,
+        }
+    }
+
+    /// Makes sure the plan is for the binder's current binding.
+    fn prepare(
+        &mut self,
+        binder: &Binder,
+        graph: &Graph,
+        outputs: &[(String, NodeId)],
+    ) -> Result<(), RuntimeError> {
+        if self.plan.is_some() && self.key == binder.values {
+            return Ok(());
+        }
+        self.plan = None;
+        let plan = self.program.bind(&binder.map)?;
+        self.shapes = outputs
+            .iter()
+            .map(|(_, id)| graph.node(*id).shape.eval(&binder.map))
+            .collect::<Result<_, _>>()
+            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let buffers = &self.program.program().buffers;
+        let sized = |b: BufferId, d: &mut Data| -> Result<(), RuntimeError> {
+            let len = plan
+                .buffer_len(b)
+                .ok_or_else(|| RuntimeError::Other(format!("{b} is not a buffer of the plan")))?;
+            let dtype = buffers[b.index()].dtype;
+            if d.len() != len || d.dtype() != dtype {
+                *d = zeroed(dtype, len)
+                    .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?;
+            }
+            Ok(())
+        };
+        for u in &mut self.updates {
+            sized(u.buffer, &mut u.spare)?;
+        }
+        for s in &mut self.states {
+            if let Some(p) = &mut s.private {
+                sized(s.buffer, p)?;
+            }
+        }
+        self.key.clear();
+        self.key.extend_from_slice(&binder.values);
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    /// Runs once under the binder's binding. Outputs go to `sink`; with [`Sink::Fresh`]
+    /// they are left in `self.fresh` for the caller to take.
+    pub(crate) fn run(
+        &mut self,
+        binder: &Binder,
+        graph: &Graph,
+        names: &[(String, NodeId)],
+        inputs: &[(&str, &Array)],
+        store: &mut Store,
+        sink: Sink<'_>,
+    ) -> Result<(), RuntimeError> {
+        self.prepare(binder, graph, names)?;
+        for s in &mut self.states {
+            if s.slot.is_none() {
+                s.slot = store.position(&s.name);
+            }
+        }
+        for u in &mut self.updates {
+            if u.slot.is_none() {
+                u.slot = store.position(&u.name);
+            }
+        }
+        let CpuEngine {
+            program,
+            plan,
+            states,
+            outputs,
+            updates,
+            fresh,
+            inputs: input_bufs,
+            ..
+        } = self;
+        let plan = plan
+            .as_mut()
+            .ok_or_else(|| RuntimeError::Other("internal: no run plan".into()))?;
+        let held = match sink {
+            Sink::Fresh => {
+                fresh.clear();
+                for &(b, _) in outputs.iter() {
+                    let len = plan.buffer_len(b).unwrap_or(0);
+                    let dtype = program.program().buffers[b.index()].dtype;
+                    fresh.push(
+                        zeroed(dtype, len)
+                            .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?,
+                    );
+                }
+                fresh
+            }
+            Sink::Held(h) => {
+                h.resize_with(outputs.len(), || Data::F32(Vec::new()));
+                for (&(b, _), d) in outputs.iter().zip(h.iter_mut()) {
+                    let len = plan.buffer_len(b).unwrap_or(0);
+                    let dtype = program.program().buffers[b.index()].dtype;
+                    if d.len() != len || d.dtype() != dtype {
+                        *d = zeroed(dtype, len)
+                            .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?;
+                    }
+                }
+                h
+            }
+        };
+        for s in states.iter_mut() {
+            if let (Some(p), Some(at)) = (&mut s.private, s.slot) {
+                kiln_ir::array::copy_data(p, &store.slots[at].data).map_err(|e| {
+                    RuntimeError::Update {
+                        name: s.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+            }
+        }
+        {
+            let mut run = program.runner(plan)?;
+            for &(b, sig) in input_bufs.iter() {
+                let a = sig
+                    .and_then(|k| binder.order.get(k))
+                    .and_then(|&j| inputs.get(j))
+                    .ok_or_else(|| RuntimeError::Other(format!("no input feeds {b}")))?
+                    .1;
+                run.read(b, a.data())?;
+            }
+            for s in states.iter_mut() {
+                let at = s
+                    .slot
+                    .ok_or_else(|| RuntimeError::MissingState(s.name.clone()))?;
+                match &mut s.private {
+                    Some(p) => run.write(s.buffer, p)?,
+                    None => run.read(s.buffer, &store.slots[at].data)?,
+                }
+            }
+            for (&(b, dup), d) in outputs.iter().zip(held.iter_mut()) {
+                if dup.is_none() {
+                    run.write(b, d)?;
+                }
+            }
+            for u in updates.iter_mut() {
+                run.write(u.buffer, &mut u.spare)?;
+            }
+            run.run(&RunOptions::default())?;
+        }
+        for k in 0..outputs.len() {
+            if let Some(first) = outputs[k].1 {
+                held[k] = held[first].clone();
+            }
+        }
+        for u in updates.iter_mut() {
+            let at = u
+                .slot
+                .ok_or_else(|| RuntimeError::MissingState(u.name.clone()))?;
+            let target = &mut store.slots[at].data;
+            if target.dtype() != u.spare.dtype() || target.len() != u.spare.len() {
+                return Err(RuntimeError::Update {
+                    name: u.name.clone(),
+                    message: format!(
+                        "state is {}[{}] but the new value is {}[{}]",
+                        target.dtype(),
+                        target.len(),
+                        u.spare.dtype(),
+                        u.spare.len()
+                    ),
+                });
+            }
+            std::mem::swap(target, &mut u.spare);
+        }
+        Ok(())
+    }
+
+    /// Takes the fresh outputs of the last [`Sink::Fresh`] run as named arrays.
+    pub(crate) fn take_fresh(
+        &mut self,
+        names: &[(String, NodeId)],
+    ) -> Result<Vec<(String, Array)>, RuntimeError> {
+        let mut out = Vec::with_capacity(names.len());
+        for ((data, (name, _)), shape) in self.fresh.drain(..).zip(names).zip(&self.shapes) {
+            let a = Array::new(shape, data)
+                .map_err(|e| RuntimeError::Other(format!("output `{name}`: {e}")))?;
+            out.push((name.clone(), a));
+        }
+        Ok(out)
+    }
+}
