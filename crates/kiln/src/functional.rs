@@ -75,8 +75,7 @@ pub fn lstm_cell(
     lstm_step(&input_gates(x, w_ih, b_ih), h, c, w_hh, b_hh, hs as i64)
 }
 
-/// `x @ w^T + b`: a cell's input projection. The recurrent layers compute it for every
-/// step at once (one large product instead of one small product per step), as PyTorch does.
+/// `x @ w^T + b`: a cell's input (or recurrent) projection.
 pub(crate) fn input_gates(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     let gi = x.matmul(&w.t());
     match b {

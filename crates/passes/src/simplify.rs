@@ -303,6 +303,13 @@ pub const RULES: &[Rule] = &[
         apply: slice_noop,
     },
     Rule {
+        name: "slice_of_concat",
+        rewrite: "slice(concat(x0, ..., xn), axis) -> slice(xk)",
+        when: "every element the slice takes along the concat axis comes from the one operand xk (the sizes of xk and the operands before it are known)",
+        cost: "one slice replaces the old one; the concat dies if unused (then a kernel no longer reads every operand of the concat to pick one); net nodes <= 0",
+        apply: slice_of_concat,
+    },
+    Rule {
         name: "pad_noop",
         rewrite: "pad<0>(x) -> x",
         when: "every padding is (0, 0)",
@@ -680,6 +687,44 @@ fn slice_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
                 a.start == 0 && a.step == 1 && (a.stop == u64::MAX || *d == Dim::known(a.stop))
             })
     })
+}
+
+fn slice_of_concat(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
+    let Op::Slice(axes) = &cx.g().node(id).op else {
+        return None;
+    };
+    let cat = cx.inner(id, |op| matches!(op, Op::Concat { .. }))?;
+    let Op::Concat { axis } = cx.g().node(cat).op else {
+        return None;
+    };
+    let sa = axes.get(axis)?;
+    let total = cx.g().node(cat).shape.0.get(axis)?.as_known()?;
+    let stop = sa.stop.min(total);
+    if sa.step == 0 || sa.start >= stop {
+        return None;
+    }
+    let last = sa.start + (stop - 1 - sa.start) / sa.step * sa.step;
+    let mut off = 0u64;
+    for x in cx.g().operands(cat) {
+        let len = cx.g().node(x).shape.0.get(axis)?.as_known()?;
+        if sa.start >= off && last < off + len {
+            let mut inner = axes.clone();
+            inner[axis] = kiln_ir::SliceAxis {
+                start: sa.start - off,
+                stop: stop - off,
+                step: sa.step,
+            };
+            return Some(Rewrite::New {
+                op: Op::Slice(inner),
+                args: vec![Arg::Node(x)],
+            });
+        }
+        off += len;
+        if off > sa.start {
+            return None;
+        }
+    }
+    None
 }
 
 fn pad_noop(cx: &Ctx, id: NodeId) -> Option<Rewrite> {

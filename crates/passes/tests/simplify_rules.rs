@@ -567,3 +567,47 @@ fn simplify_rejects_dangling_outputs_and_names_rules_in_errors() {
         "rewriting rule neg_neg on node n4: rewrite adds 2 node(s) but removes only 1"
     );
 }
+
+#[test]
+fn slice_of_concat_reads_the_one_operand_it_takes_from() {
+    let mut g = Graph::new();
+    let a = input(&mut g, "a", DType::F32, &[2, 3]);
+    let b = input(&mut g, "b", DType::F32, &[2, 4]);
+    let c = input(&mut g, "c", DType::F32, &[2, 2]);
+    let cat = g.add(Op::Concat { axis: 1 }, &[a, b, c]).unwrap();
+    let sl = |g: &mut Graph, start: u64, stop: u64, step: u64| {
+        let axes = vec![
+            SliceAxis {
+                start: 0,
+                stop: u64::MAX,
+                step: 1,
+            },
+            SliceAxis { start, stop, step },
+        ];
+        g.add(Op::Slice(axes), &[cat]).unwrap()
+    };
+    // Inside b (3..7), strided inside b (4, 6), the whole of c, and one across a and b.
+    let in_b = sl(&mut g, 3, 7, 1);
+    let strided = sl(&mut g, 4, 7, 2);
+    let in_c = sl(&mut g, 7, 9, 1);
+    let across = sl(&mut g, 2, 5, 1);
+    let f = Func::new(g, vec![in_b, strided, in_c, across]).unwrap();
+    let vals = |n: usize, k: f32| {
+        Array::from_f32(&[2, n], (0..2 * n).map(|i| i as f32 + k).collect()).unwrap()
+    };
+    let (s, stats) = simplify_checked(
+        &f,
+        &[
+            ("a", vals(3, 0.0)),
+            ("b", vals(4, 100.0)),
+            ("c", vals(2, 200.0)),
+        ],
+    );
+    assert_eq!(stats.fired("slice_of_concat"), 3);
+    assert_eq!(s.outputs[0], b, "a slice of all of b is b");
+    assert_eq!(s.outputs[2], c, "a slice of all of c is c");
+    let across_op = &s.graph.node(s.outputs[3]).op;
+    assert!(matches!(across_op, Op::Slice(_)), "{across_op:?}");
+    assert_eq!(s.graph.operands(s.outputs[3]), vec![cat]);
+    assert_eq!(s.graph.operands(s.outputs[1]), vec![b]);
+}

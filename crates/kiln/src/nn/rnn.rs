@@ -206,24 +206,6 @@ fn initial(
 
 /// Stacks per-step `[N, H]` tensors along `axis` of the output.
 #[track_caller]
-/// The input gates `x_t @ w_ih^T + b_ih` of every step `x_t` (`[N, I]` each), computed as one
-/// product over all `T * N` rows and split back per step.
-fn project(steps: &[Tensor], w_ih: &Tensor, b_ih: Option<&Tensor>) -> Vec<Tensor> {
-    let each = || steps.iter().map(|x| input_gates(x, w_ih, b_ih)).collect();
-    if steps.len() < 2 {
-        return each();
-    }
-    let all = stack(steps, 0);
-    let gi = input_gates(&all.flatten(0, 1), w_ih, b_ih);
-    let (Some(t), Some(n), Some(g)) = (all.dim(0), all.dim(1), gi.dim(1)) else {
-        return each();
-    };
-    let gi = gi.reshape([t, n, g]);
-    (0..steps.len() as i64)
-        .map(|k| gi.slice(0, k, k + 1, 1).squeeze(0))
-        .collect()
-}
-
 fn stack(ts: &[Tensor], axis: i64) -> Tensor {
     let parts: Vec<Tensor> = ts.iter().map(|t| t.unsqueeze(axis)).collect();
     let refs: Vec<&Tensor> = parts.iter().collect();
@@ -303,7 +285,8 @@ impl Lstm {
             let (mut h, mut c) = (h0[l].clone(), c0[l].clone());
             let mut outs = Vec::with_capacity(seq.len());
             let hs = self.cfg.hidden_size as i64;
-            for gi in project(&seq, &w.w_ih, w.b_ih.as_ref()) {
+            for inp in &seq {
+                let gi = input_gates(inp, &w.w_ih, w.b_ih.as_ref());
                 (h, c) = lstm_step(&gi, &h, &c, &w.w_hh, w.b_hh.as_ref(), hs);
                 outs.push(h.clone());
             }
@@ -434,7 +417,8 @@ impl Gru {
             let mut h = h0[l].clone();
             let mut outs = Vec::with_capacity(seq.len());
             let hs = self.cfg.hidden_size as i64;
-            for gi in project(&seq, &w.w_ih, w.b_ih.as_ref()) {
+            for inp in &seq {
+                let gi = input_gates(inp, &w.w_ih, w.b_ih.as_ref());
                 h = gru_step(&gi, &h, &w.w_hh, w.b_hh.as_ref(), hs);
                 outs.push(h.clone());
             }
