@@ -78,11 +78,13 @@ impl Tensor {
         self * self
     }
 
-    /// Softmax along `axis`.
+    /// Softmax along `axis`: `exp(x - max) * (1 / sum)`. Like PyTorch's CPU kernel it
+    /// multiplies by the reciprocal of the row sum, computed once per row, instead of
+    /// dividing every element.
     #[track_caller]
     pub fn softmax(&self, axis: i64) -> Tensor {
         let e = (self - self.max(axis, true).stop_gradient()).exp();
-        &e / e.sum(axis, true)
+        &e * e.sum(axis, true).recip()
     }
 
     /// Log-softmax along `axis`.
