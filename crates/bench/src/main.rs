@@ -78,6 +78,10 @@ struct RunArgs {
     /// child process, so a pathological backend cannot stall the suite).
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Time `Executable::run_borrowed` (outputs stay in buffers the executable keeps, no
+    /// allocation per run) instead of `run` (fresh output arrays, like the peers' calls).
+    #[arg(long)]
+    borrowed: bool,
     /// Internal: measure exactly one --workload on one --backend in this process.
     #[arg(long, hide = true)]
     child: bool,
@@ -198,7 +202,7 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
         else {
             bail!("--child takes exactly one --workload and one --backend");
         };
-        println!("{}", bench_one(w, *b, &budget).to_json());
+        println!("{}", bench_one(w, *b, &budget, args.borrowed).to_json());
         return Ok(());
     }
     let out = match &args.out {
@@ -356,6 +360,9 @@ fn in_child(w: &Workload, b: Backend, args: &RunArgs) -> Record {
     if let Some(n) = args.repeats {
         cmd.arg("--repeats").arg(n.to_string());
     }
+    if args.borrowed {
+        cmd.arg("--borrowed");
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return fail(Status::Failed, format!("spawning child: {e}")),
@@ -397,7 +404,7 @@ fn in_child(w: &Workload, b: Backend, args: &RunArgs) -> Record {
 }
 
 /// Compiles and times one workload on one backend, or says why not.
-fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
+fn bench_one(w: &Workload, b: Backend, budget: &Budget, borrowed: bool) -> Record {
     let base = |status| {
         let mut r = Record::new("kiln", w.name, b.name(), status);
         r.flops = Some(w.flops);
@@ -409,7 +416,7 @@ fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
         Ok(r) => r,
         Err(e) => return base(Status::Failed).with_note(format!("compile: {e:#}")),
     };
-    let timing = match time_it(budget, |check| ready.run(check)) {
+    let timing = match time_it(budget, |check| ready.run(check, borrowed)) {
         Ok(t) => t,
         Err(e) => {
             let mut r = base(Status::Failed).with_note(format!("run: {e:#}"));
@@ -430,6 +437,9 @@ fn bench_one(w: &Workload, b: Backend, budget: &Budget) -> Record {
     r.gbps = Some(w.bytes / median / 1e9);
     r.check = timing.check;
     let mut notes = Vec::new();
+    if borrowed {
+        notes.push("run_borrowed".to_string());
+    }
     if w.train {
         notes.push(workloads::UPDATE_RULE.to_string());
     }

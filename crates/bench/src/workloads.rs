@@ -62,9 +62,19 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Runs once; with `check`, returns the sum of the first output's elements (else NaN).
-    pub fn run(&mut self, check: bool) -> anyhow::Result<f64> {
+    /// Runs once (with `borrowed`, through [`Executable::run_borrowed`]); with `check`,
+    /// returns the sum of the first output's elements (else NaN).
+    pub fn run(&mut self, check: bool, borrowed: bool) -> anyhow::Result<f64> {
         let feeds: Vec<(&str, &Array)> = self.feeds.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        if borrowed {
+            let out = self.exe.run_borrowed(&feeds)?;
+            let first = out.at(0).ok_or_else(|| anyhow!("no outputs"))?;
+            return Ok(if check {
+                checksum(&first.to_array()?)
+            } else {
+                f64::NAN
+            });
+        }
         let out = self.exe.run(&feeds)?;
         let first = out.first().ok_or_else(|| anyhow!("no outputs"))?;
         Ok(if check { checksum(&first.1) } else { f64::NAN })
@@ -451,12 +461,12 @@ mod tests {
         for name in ["simple_nn_infer_b1", "simple_nn_train_b64"] {
             let w = select(&[name.to_string()]).unwrap()[0];
             let mut r = prepare(&w, Backend::Kernel).unwrap();
-            let first = r.run(true).unwrap();
+            let first = r.run(true, false).unwrap();
             assert!(first.is_finite(), "{name}: {first}");
             if w.train {
                 // Mean cross-entropy of near-uniform logits over 10 classes is about ln 10.
                 assert!((first - 10f64.ln()).abs() < 0.2, "{name}: loss {first}");
-                let second = r.run(true).unwrap();
+                let second = r.run(true, false).unwrap();
                 assert!(
                     second < first,
                     "{name}: Adam step did not lower the loss: {first} -> {second}"
