@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """kiln-bench's peers: the same workloads, shapes, dtypes and seeds as `kiln-bench`, run in
-PyTorch eager, torch.compile, jax.jit and (inference workloads) ONNX Runtime, printing the
-same JSON lines (one per workload, framework and thread count).
+PyTorch eager, torch.compile, jax.jit, (inference workloads) ONNX Runtime and (inference
+workloads without recurrence) NumPy with its bundled OpenBLAS, printing the same JSON lines
+(one per workload, framework and thread count).
 
 Optional: CI never runs it. Needs the pinned packages in requirements.txt beside it.
 
@@ -13,7 +14,8 @@ labels are i % 10. Train steps: mean cross-entropy, Adam(lr=1e-3), PyTorch defau
 
 Every (framework, threads, workload) runs in its own child process pinned to the first
 `threads` CPUs (sched_setaffinity, like taskset) with torch.set_num_threads, XLA's
-intra-op thread pool flag and ORT's intra_op_num_threads set to the same count.
+intra-op thread pool flag, ORT's intra_op_num_threads and OPENBLAS_NUM_THREADS set to the same
+count.
 
     python3 crates/bench/peers/bench_peers.py --out target/bench/peers.jsonl
 """
@@ -37,7 +39,7 @@ WORKLOADS = [
     "softmax_4096x1024",
     "layernorm_4096x1024",
 ]
-FRAMEWORKS = ["torch_eager", "torch_compile", "jax_jit", "onnxruntime"]
+FRAMEWORKS = ["torch_eager", "torch_compile", "jax_jit", "onnxruntime", "numpy"]
 M4 = 4096 * 1024 * 4
 
 
@@ -435,6 +437,60 @@ def run_ort(workload, threads, args):
     return run, "exported with torch.onnx.export (TorchScript exporter, opset 17)", create_s
 
 
+# ----------------------------------------------------------------------------- numpy
+
+
+def run_numpy(workload, threads, args):
+    """NumPy (its bundled OpenBLAS for the products; threads from OPENBLAS_NUM_THREADS):
+    the inference workloads without recurrence. `matmul_1024` is the OpenBLAS sgemm
+    reference of the CPU-backend goal."""
+    import numpy as np
+
+    if workload.startswith("simple_nn_infer"):
+        p = params("simple_nn")
+        w1, b1, w2, b2 = (np.ascontiguousarray(p[k]) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
+        w1t, w2t = np.ascontiguousarray(w1.T), np.ascontiguousarray(w2.T)
+        x = x_for("simple_nn", batch_of(workload))
+
+        def fn():
+            return np.maximum(x @ w1t + b1, 0.0) @ w2t + b2
+
+    elif workload == "matmul_1024":
+        a, b = uniform(1, (1024, 1024)), uniform(2, (1024, 1024))
+
+        def fn():
+            return a @ b
+
+    elif workload == "ew_chain_16m":
+        x = uniform(1, (N16M,))
+
+        def fn():
+            return np.tanh(x * np.float32(1.7) + np.float32(0.3)) * (np.float32(1.0) / (np.float32(1.0) + np.exp(-x))) - np.float32(0.5) * x
+
+    elif workload == "softmax_4096x1024":
+        x = uniform(1, (4096, 1024))
+
+        def fn():
+            e = np.exp(x - x.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)
+
+    elif workload == "layernorm_4096x1024":
+        x = uniform(1, (4096, 1024))
+
+        def fn():
+            c = x - x.mean(axis=-1, keepdims=True)
+            return c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + np.float32(1e-5))
+
+    else:
+        raise ValueError(f"numpy: {workload} is not measured (recurrent and training workloads need autodiff)")
+
+    def run(check):
+        out = fn()
+        return float(out.astype(np.float64).sum()) if check else None
+
+    return run, None
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -462,6 +518,8 @@ def child(args):
             run, note = run_jax(workload, threads, args)
         elif fw == "onnxruntime":
             run, note, create_s = run_ort(workload, threads, args)
+        elif fw == "numpy":
+            run, note = run_numpy(workload, threads, args)
         else:
             raise ValueError(fw)
         setup_s = time.perf_counter() - t
