@@ -504,3 +504,60 @@ fn gathers_inside_a_hoisted_reduction_report_out_of_range_indices() {
         );
     }
 }
+
+/// Float max/min row reductions keep their vector partials NaN-free (compare and blend)
+/// and track NaN lanes separately: a NaN at any column of a row, whichever unrolled vector,
+/// lane or the scalar tail it falls in, makes the row's result NaN; other rows get the
+/// exact extremum (infinities included).
+#[test]
+fn vector_max_min_reductions_see_a_nan_at_every_column() {
+    for (dt, cols) in [("f32", 64u64), ("f32", 39), ("f64", 64), ("f64", 37)] {
+        for (op, init) in [("reduce_max", "-inf"), ("reduce_min", "inf")] {
+            let program = parse(&format!(
+                "symbol N >= 1
+                 b0 = input \"x\" {dt}[N*{cols}]
+                 b1 = output \"y\" {dt}[N]
+                 k0 = loop [N] reduce [{cols}] {{
+                   v0 = load b0[i0*{cols} + r0]
+                   v1 = {op}(v0) init {dt}({init})
+                   store b1[i0] = v1
+                 }}"
+            ));
+            let c = cols as usize;
+            let rows = c + 1;
+            let b = bindings(&[("N", rows as u64)]);
+            // Row r < cols has a NaN at column r; the last row has none, with its
+            // extremes (an infinity in the max case) at columns 5 and cols - 1.
+            let mut x: Vec<f64> = (0..rows * c)
+                .map(|k| ((k * 37 % 101) as f64 - 50.0) * 0.25)
+                .collect();
+            for r in 0..c {
+                x[r * c + r] = f64::NAN;
+            }
+            let last = c * c;
+            x[last + 5] = f64::INFINITY;
+            x[last + c - 1] = -1000.0;
+            let want_last = if op == "reduce_max" {
+                f64::INFINITY
+            } else {
+                -1000.0
+            };
+            let (xs, ys) = if dt == "f32" {
+                (
+                    Data::F32(x.iter().map(|&v| v as f32).collect()),
+                    Data::F32(vec![0.0; rows]),
+                )
+            } else {
+                (Data::F64(x), Data::F64(vec![0.0; rows]))
+            };
+            let out = differential(&program, &b, &[xs, ys], 0.0, 0.0);
+            let y: Vec<f64> = kiln_ir::Array::new(&[rows], out[1].clone())
+                .unwrap()
+                .to_f64_vec();
+            for (r, v) in y.iter().enumerate().take(c) {
+                assert!(v.is_nan(), "{dt} {op} cols {cols}: row {r} gave {v}");
+            }
+            assert_eq!(y[c], want_last, "{dt} {op} cols {cols}: last row");
+        }
+    }
+}

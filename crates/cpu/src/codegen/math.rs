@@ -26,15 +26,6 @@ const EXP_P: [f32; 7] = [
 /// Below this magnitude `e^x` is normal with `n` in `[-125, 125]`: `2^n` can be added to
 /// the exponent bits of `e^r`.
 const EXP_FAST_LIMIT: f32 = 86.5;
-/// `tanh(x)/x` as a polynomial in `u = x^2` on `[0, 0.55^2]`.
-const TANH_P: [f32; 6] = [
-    -0.006_233_633_5,
-    0.021_038_216,
-    -0.053_842_32,
-    0.133_324_56,
-    -0.333_333_1,
-    1.0,
-];
 /// `erf(x)/x` as a polynomial in `u = x^2` on `[0, 1]`.
 const ERF_SMALL_P: [f32; 7] = [
     7.875_875e-5,
@@ -182,18 +173,24 @@ impl Cg<'_, '_> {
     /// wherever the fast one applies, so a lane's result does not depend on its neighbours.
     fn exp_f32(&mut self, ty: Type, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
+        self.exp_f32_abs(ty, x, a)
+    }
+
+    /// [`Self::exp_f32`] given `a = |x|` (computed by the caller).
+    fn exp_f32_abs(&mut self, ty: Type, x: Value, a: Value) -> Value {
         let lim = self.fk(ty, EXP_FAST_LIMIT);
-        let ok = self.b.ins().fcmp(FloatCC::LessThanOrEqual, a, lim);
-        let all = if ty.is_vector() {
-            self.b.ins().vall_true(ok)
+        // Any lane beyond the limit, or NaN, takes the slow path (one compare and a test).
+        let bad = self.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, a, lim);
+        let any = if ty.is_vector() {
+            self.b.ins().vany_true(bad)
         } else {
-            ok
+            bad
         };
         let fast = self.b.create_block();
         let slow = self.b.create_block();
         let merge = self.b.create_block();
         let out = self.b.append_block_param(merge, ty);
-        self.b.ins().brif(all, fast, &[], slow, &[]);
+        self.b.ins().brif(any, slow, &[], fast, &[]);
 
         self.b.switch_to_block(fast);
         let (p, ni) = self.exp_core(ty, x);
@@ -224,13 +221,19 @@ impl Cg<'_, '_> {
     /// `e^r` (as `p`) and `n` (as an integer) with `x = n ln2 + r`, `|r| <= ln2/2`, for
     /// `x` in `[-104, 89]`.
     fn exp_core(&mut self, ty: Type, x: Value) -> (Value, Value) {
+        let (r, ni) = self.exp_reduce(ty, x);
+        (self.horner(ty, r, &EXP_P), ni)
+    }
+
+    /// `x = n ln2 + r` with `|r| <= ln2/2`: `r` and `n` (as an integer).
+    fn exp_reduce(&mut self, ty: Type, x: Value) -> (Value, Value) {
         let log2e = self.fk(ty, LOG2E);
         let (n, ni) = self.round_to_int(ty, x, log2e);
         let nhi = self.fk(ty, -LN2_HI);
         let nlo = self.fk(ty, -LN2_LO);
         let r = self.madd(n, nhi, x);
         let r = self.madd(n, nlo, r);
-        (self.horner(ty, r, &EXP_P), ni)
+        (r, ni)
     }
 
     /// `max(x, k)` that keeps NaN (two instructions instead of a NaN-aware max).
@@ -322,34 +325,58 @@ impl Cg<'_, '_> {
         self.fsel(ty, bad, nan, res)
     }
 
-    /// `tanh x`: an even polynomial times `x` below 0.55, `1 - 2/(e^(2|x|) + 1)` above
-    /// (`|x|` clamped to 9.1).
+    /// `tanh x = sign(x) m / (m + 2)` with `m = e^(2a) - 1`, `a = min(|x|, 9.1)`: one
+    /// exponential core, no separate small-argument polynomial. `m = 2^n q + (2^n - 1)`
+    /// where `q = e^r - 1 = r P(r)` is the exponential's polynomial without its constant
+    /// term, so there is no cancellation for small `a` (`n = 0`, `r = 2a` exactly).
+    /// Above 9.1 tanh rounds to 1 (and so does the formula at 9.1); the clamp keeps `n`
+    /// in `[0, 27]`, where `2^n` is built directly from its exponent bits (no branch).
     fn tanh_f32(&mut self, ty: Type, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
-        let u = self.b.ins().fmul(x, x);
-        let p = self.horner(ty, u, &TANH_P);
-        let small = self.b.ins().fmul(x, p);
-        // Above 9.1, tanh rounds to 1 (and so does the formula at 9.1): the clamp keeps
-        // `e^(2|x|)` on the exponential's fast path.
         let ac = self.clamp_above(ty, a, 9.1);
-        let a2 = self.b.ins().fadd(ac, ac);
-        let e = self.exp_f32(ty, a2);
+        let y = self.b.ins().fadd(ac, ac);
+        let (r, ni) = self.exp_reduce(ty, y);
+        // q = r + r (r P2(r)): the leading term is exact, the rest is at most r/2.
+        let p2 = self.horner(ty, r, &EXP_P[..5]);
+        let rp = self.b.ins().fmul(r, p2);
+        let q = self.madd(r, rp, r);
+        let s = self.pow2(ty, ni);
         let one = self.fk(ty, 1.0);
-        let two = self.fk(ty, 2.0);
-        let d = self.b.ins().fadd(e, one);
-        let q = self.b.ins().fdiv(two, d);
-        let big = self.b.ins().fsub(one, q);
-        let big = self.copysign(ty, big, x);
+        let sm1 = self.b.ins().fsub(s, one);
+        let sp1 = self.b.ins().fadd(s, one);
+        let m = self.madd(s, q, sm1);
+        let d = self.madd(s, q, sp1);
+        // One division: `m / d` below 0.55, `1 - 2/d` above (where `m` and `d` are both
+        // rounded and their ratio would lose a bit or two).
         let thr = self.fk(ty, 0.55);
-        let is_small = self.b.ins().fcmp(FloatCC::LessThan, a, thr);
-        self.fsel(ty, is_small, small, big)
+        let small = self.b.ins().fcmp(FloatCC::LessThan, a, thr);
+        let two = self.fk(ty, 2.0);
+        let num = self.fsel(ty, small, m, two);
+        let v = self.b.ins().fdiv(num, d);
+        let big = self.b.ins().fsub(one, v);
+        let t = self.fsel(ty, small, v, big);
+        self.with_sign_of(ty, t, x)
+    }
+
+    /// `t` (non-negative or NaN) with the sign bit of `s` ORed in.
+    fn with_sign_of(&mut self, ty: Type, t: Value, s: Value) -> Value {
+        if !ty.is_vector() {
+            return self.b.ins().fcopysign(t, s);
+        }
+        let ity = Self::ity(ty);
+        let tb = self.bits_as(ity, t);
+        let sb = self.bits_as(ity, s);
+        let m = self.ik(ty, i32::MIN);
+        let sign = self.b.ins().band(sb, m);
+        let r = self.b.ins().bor(tb, sign);
+        self.bits_as(ty, r)
     }
 
     /// `1/(1+e^-x)` as `(x >= 0 ? 1 : e) / (1 + e)` with `e = e^-|x|` (no overflow).
     fn sigmoid_f32(&mut self, ty: Type, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
         let na = self.b.ins().fneg(a);
-        let e = self.exp_f32(ty, na);
+        let e = self.exp_f32_abs(ty, na, a);
         let one = self.fk(ty, 1.0);
         let d = self.b.ins().fadd(one, e);
         let zero = self.fk(ty, 0.0);

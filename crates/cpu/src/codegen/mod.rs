@@ -27,7 +27,9 @@
 //!
 //! Float sums and products are reassociated by the partial accumulators (the results may
 //! differ from a sequential sum in the last bits, see docs/numerics.md); integer reductions
-//! and float max/min give the same values in any order. The order depends only on the
+//! and float max/min give the same values in any order. Float max/min partials step with a
+//! compare and a blend (a NaN never enters them) while a lane mask records NaN terms; the
+//! result is NaN when the mask is set. The order depends only on the
 //! reduction extent, never on the thread count.
 
 pub(crate) mod analysis;
@@ -40,8 +42,10 @@ use analysis::{
     Hoist, Phases, Reuse, VarRef, VecMode, VecPlan, coefficient, cost_of, known_i64, varying,
 };
 use cranelift_codegen::ir::{
-    BlockArg, FuncRef, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Type,
-    UserFuncName, Value, condcodes::IntCC, types,
+    BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, StackSlot, StackSlotData,
+    StackSlotKind, Type, UserFuncName, Value,
+    condcodes::{FloatCC, IntCC},
+    types,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::{FuncId, Module};
@@ -305,6 +309,10 @@ struct Acc {
     /// Lane-wise partial accumulators of a reduce-mode vector loop, one per unrolled
     /// vector point.
     partials: Vec<Variable>,
+    /// Float max/min partials: the lanes that have seen a NaN (an integer lane mask). The
+    /// partials themselves take a compare and a blend per step (a NaN never enters them)
+    /// and the result becomes NaN after the loop if any lane saw one.
+    nan: Option<Variable>,
 }
 
 /// What the loops of a reduction nest share.
@@ -641,17 +649,18 @@ impl Cg<'_, '_> {
             let dt = self.dtypes[r];
             let vector = self.is_vector_node(r, env);
             let init_v = self.constant(init);
-            let (var, partials) = if vector {
+            let (var, partials, nan) = if vector {
                 let lanes = env.vec.map_or(4, |v| v.lanes);
                 let ty = vty(dt, lanes);
                 let var = self.b.declare_var(ty);
                 let s = self.b.ins().splat(ty, init_v);
                 self.b.def_var(var, s);
-                (var, Vec::new())
+                (var, Vec::new(), None)
             } else {
                 let var = self.b.declare_var(sty(dt));
                 self.b.def_var(var, init_v);
                 let mut partials = Vec::new();
+                let mut nan = None;
                 if let Some(lanes) = red_plan {
                     let ty = vty(dt, lanes);
                     let id = self.identity(op, dt);
@@ -661,8 +670,16 @@ impl Cg<'_, '_> {
                         self.b.def_var(v, s);
                         partials.push(v);
                     }
+                    if matches!(op, ReduceOp::Max | ReduceOp::Min) && dt.is_float() {
+                        let mty = ty.as_int();
+                        let m = self.b.declare_var(mty);
+                        let z = self.b.ins().iconst(mty.lane_type(), 0);
+                        let zs = self.b.ins().splat(mty, z);
+                        self.b.def_var(m, zs);
+                        nan = Some(m);
+                    }
                 }
-                (var, partials)
+                (var, partials, nan)
             };
             accs.push(Acc {
                 node: r,
@@ -671,6 +688,7 @@ impl Cg<'_, '_> {
                 vector,
                 var,
                 partials,
+                nan,
             });
         }
         let extents = self.job.kernel.reduce.clone();
@@ -707,6 +725,15 @@ impl Cg<'_, '_> {
                 for l in 0..lanes {
                     let x = self.b.ins().extractlane(parts[0], l);
                     v = self.combine(a.op, a.dt, v, x, false);
+                }
+                if let Some(m) = a.nan {
+                    let m = self.b.use_var(m);
+                    let any = self.b.ins().vany_true(m);
+                    let nan = match a.dt {
+                        DType::F64 => self.b.ins().f64const(f64::NAN),
+                        _ => self.b.ins().f32const(f32::NAN),
+                    };
+                    v = self.b.ins().select(any, nan, v);
                 }
             }
             env.vals[a.node] = Some(if a.vector { V::V(v) } else { V::S(v) });
@@ -778,6 +805,7 @@ impl Cg<'_, '_> {
                         points.push(e);
                     }
                     for a in n.accs {
+                        let mut xs = Vec::with_capacity(points.len());
                         for (g, e) in points.iter().enumerate() {
                             let Some(&lv) = a.partials.get(g) else {
                                 continue;
@@ -785,8 +813,15 @@ impl Cg<'_, '_> {
                             let x = cg.operand_of(a.node, e)?;
                             let x = cg.broadcast(x, a.dt, lanes);
                             let cur = cg.b.use_var(lv);
-                            let next = cg.combine(a.op, a.dt, cur, x, true);
+                            let next = match a.nan {
+                                Some(_) => cg.max_min_step(a.op, cur, x),
+                                None => cg.combine(a.op, a.dt, cur, x, true),
+                            };
                             cg.b.def_var(lv, next);
+                            xs.push(x);
+                        }
+                        if let Some(m) = a.nan {
+                            cg.note_nans(m, &xs);
                         }
                     }
                     Ok(())
@@ -958,6 +993,49 @@ impl Cg<'_, '_> {
                     self.b.ins().select(c, x, acc)
                 }
             }
+        }
+    }
+
+    /// One float max/min step of a partial vector that never holds a NaN: `x` replaces
+    /// the lanes of `acc` it beats (a compare and a blend; a NaN never does, see
+    /// [`Self::note_nans`]).
+    fn max_min_step(&mut self, op: ReduceOp, acc: Value, x: Value) -> Value {
+        let cc = if op == ReduceOp::Min {
+            FloatCC::LessThan
+        } else {
+            FloatCC::GreaterThan
+        };
+        let ty = self.b.func.dfg.value_type(acc);
+        let flags = MemFlagsData::new().with_endianness(Endianness::Little);
+        let beats = self.b.ins().fcmp(cc, x, acc);
+        let mask = self.b.ins().bitcast(ty, flags, beats);
+        self.b.ins().bitselect(mask, x, acc)
+    }
+
+    /// ORs into the lane mask variable `nan` the lanes where any of `xs` is NaN: one
+    /// unordered compare per pair of vectors, combined as a tree (one step of the
+    /// loop-carried chain per iteration).
+    fn note_nans(&mut self, nan: Variable, xs: &[Value]) {
+        let mut masks: Vec<Value> = xs
+            .chunks(2)
+            .filter_map(|p| {
+                let (&a, &b) = (p.first()?, p.last()?);
+                Some(self.b.ins().fcmp(FloatCC::Unordered, a, b))
+            })
+            .collect();
+        while masks.len() > 1 {
+            masks = masks
+                .chunks(2)
+                .filter_map(|p| match p {
+                    [a, b] => Some(self.b.ins().bor(*a, *b)),
+                    _ => p.first().copied(),
+                })
+                .collect();
+        }
+        if let Some(&m) = masks.first() {
+            let seen = self.b.use_var(nan);
+            let seen = self.b.ins().bor(seen, m);
+            self.b.def_var(nan, seen);
         }
     }
 

@@ -306,10 +306,16 @@ impl Window {
     /// The gradient of a tiling window op ([`Window::tiles`]) without gathers: the input is
     /// cropped to whole windows and viewed as `[B..., O1, w1, ..., Ok, wk]`; for max, the
     /// first maximal element of each window (NaN counts as maximal, as in the forward op) is
-    /// found by an argmax over the window axes moved last; the cotangent is broadcast over
+    /// the lowest position, over the window axes moved last, equal to the pooled value `out`
+    /// (`max` is `(x, out)`); the cotangent is broadcast over
     /// each window (masked for max), put back in place and zero-padded over the remainder
     /// rows the floor-mode windows never read.
-    pub(crate) fn tiled_grad(&self, em: &mut Emitter<'_>, x: Option<NodeId>, ct: NodeId) -> Res {
+    pub(crate) fn tiled_grad(
+        &self,
+        em: &mut Emitter<'_>,
+        max: Option<(NodeId, NodeId)>,
+        ct: NodeId,
+    ) -> Res {
         let b = self.b();
         let k = self.dims.len();
         let dk = Dim::known;
@@ -331,10 +337,10 @@ impl Window {
         col.push(dk(1));
         let mut flat = moved.clone();
         flat.push(dk(self.k));
-        let ctc = em.reshape(ct, &Shape(col))?;
+        let ctc = em.reshape(ct, &Shape(col.clone()))?;
         let ctk = em.expand(ctc, &Shape(flat.clone()))?;
-        let vals = match x {
-            Some(x) => {
+        let vals = match max {
+            Some((x, out)) => {
                 let mut spec = vec![super::emit::whole(); b];
                 for i in 0..k {
                     spec.push(kiln_ir::SliceAxis {
@@ -347,20 +353,23 @@ impl Window {
                 let tiles = em.reshape(cropped, &Shape(split.clone()))?;
                 let tiles = em.permute(tiles, &perm)?;
                 let tiles = em.reshape(tiles, &Shape(flat.clone()))?;
-                let first = em.add(
-                    Op::ArgReduce {
-                        op: ArgOp::ArgMax,
-                        axis: b + k,
-                        keepdim: true,
-                    },
-                    &[tiles],
-                )?;
-                let first = em.expand(first, &Shape(flat.clone()))?;
+                // First maximum: the lowest window position holding the pooled value (or a
+                // NaN, which the pooled value then is), one reduction reading the forward
+                // output instead of an argmax's two passes.
+                let yk = em.reshape(out, &Shape(col.clone()))?;
+                let yk = em.expand(yk, &Shape(flat.clone()))?;
+                let hit = em.binary(BinaryOp::Eq, tiles, yk)?;
+                let nan = em.unary(UnaryOp::IsNan, tiles)?;
+                let hit = em.binary(BinaryOp::Or, hit, nan)?;
                 let mut tail: Vec<u64> = self.outs.clone();
                 tail.push(self.k);
                 let at = em.iota(&tail, k)?;
                 let tail: Vec<Dim> = tail.into_iter().map(dk).collect();
                 let at = em.batch_index(at, &self.batch, &tail)?;
+                let none = em.scalar(kiln_ir::DType::I64, self.k as f64)?;
+                let cand = em.select(hit, at, none)?;
+                let first = em.reduce(ReduceOp::Min, cand, &[b + k], true)?;
+                let first = em.expand(first, &Shape(flat.clone()))?;
                 let mask = em.binary(BinaryOp::Eq, at, first)?;
                 em.keep_where(mask, ctk)?
             }

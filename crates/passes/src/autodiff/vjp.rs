@@ -115,7 +115,7 @@ pub(crate) fn rule(
         } => {
             let geo = Window::new(em, x(0), n, window, stride, padding)?;
             let grad = match w {
-                WindowOp::Max if geo.tiles() => geo.tiled_grad(em, Some(x(0)), ct)?,
+                WindowOp::Max if geo.tiles() => geo.tiled_grad(em, Some((x(0), n)), ct)?,
                 WindowOp::Sum if geo.tiles() => geo.tiled_grad(em, None, ct)?,
                 WindowOp::Max => {
                     let mask = geo.argmax_mask(em, x(0))?;
