@@ -68,6 +68,9 @@ pub(crate) fn get_or_compile(
     jobs: &[(KernelId, LoopJob)],
 ) -> Result<Vec<Arc<CompiledLoop>>, CpuError> {
     let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
+    // The hits are taken now: making room for the new jobs below may clear the map.
+    let mut found: Vec<Option<Arc<CompiledLoop>>> =
+        jobs.iter().map(|(_, job)| map.get(job).cloned()).collect();
     let mut missing: Vec<usize> = Vec::new();
     for (i, (_, job)) in jobs.iter().enumerate() {
         if !map.contains_key(job) && !missing.iter().any(|&m| jobs[m].1 == *job) {
@@ -111,12 +114,20 @@ pub(crate) fn get_or_compile(
                 job: job.clone(),
                 _code: Arc::clone(&code),
             };
-            map.insert(job, Arc::new(compiled));
+            let compiled = Arc::new(compiled);
+            for (slot, (_, j)) in found.iter_mut().zip(jobs) {
+                if slot.is_none() && *j == job {
+                    *slot = Some(Arc::clone(&compiled));
+                }
+            }
+            map.insert(job, compiled);
         }
     }
-    jobs.iter()
-        .map(|(kernel, job)| {
-            map.get(job).cloned().ok_or_else(|| CpuError::Codegen {
+    found
+        .into_iter()
+        .zip(jobs)
+        .map(|(f, (kernel, _))| {
+            f.ok_or_else(|| CpuError::Codegen {
                 kernel: *kernel,
                 message: "internal: job missing from the cache".into(),
             })

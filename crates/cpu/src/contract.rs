@@ -889,9 +889,11 @@ impl ContractPlan {
                     2 => self.matmul::<T, 4>(batch, mkn, cr, table, threads),
                     3 => self.matmul::<T, 5>(batch, mkn, cr, table, threads),
                     4 => self.matmul::<T, 6>(batch, mkn, cr, table, threads),
+                    5 => self.matmul::<T, 7>(batch, mkn, cr, table, threads),
+                    6 => self.matmul::<T, 8>(batch, mkn, cr, table, threads),
                     _ => Err(CpuError::Unsupported {
                         kernel: self.kernel,
-                        message: "matmul with more than 4 batch axes".into(),
+                        message: "matmul with more than 6 batch axes".into(),
                     }),
                 }
             }

@@ -64,9 +64,17 @@ impl Ctx<'_> {
 
     /// The interval of `e`, failing if any sub-expression may leave the i64 range.
     fn interval(&self, e: &IndexExpr) -> Result<Iv, CpuError> {
-        if let Some(g) = self.guards.iter().find(|g| &g.expr == e) {
-            let lo = self.interval(&g.lo)?;
-            let hi = self.interval(&g.hi)?;
+        self.interval_with(e, true)
+    }
+
+    /// [`Ctx::interval`]; with `guards`, a sub-expression that a guard bounds takes the
+    /// guard's range. A guard's own bounds are evaluated without guards: a bound may be the
+    /// guarded expression itself (`0 <= 0 < 4`), and a file can make guards refer to each
+    /// other, so substituting there would not terminate.
+    fn interval_with(&self, e: &IndexExpr, guards: bool) -> Result<Iv, CpuError> {
+        if guards && let Some(g) = self.guards.iter().find(|g| &g.expr == e) {
+            let lo = self.interval_with(&g.lo, false)?;
+            let hi = self.interval_with(&g.hi, false)?;
             return Ok((lo.0, hi.1 - 1));
         }
         let iv = match e {
@@ -78,27 +86,36 @@ impl Ctx<'_> {
             IndexExpr::Red(r) => *self.reds.get(r.index()).ok_or_else(|| self.overflow(e))?,
             IndexExpr::Value(v) => *self.values.get(v.index()).ok_or_else(|| self.overflow(e))?,
             IndexExpr::Add(a, b) => {
-                let (a, b) = (self.interval(a)?, self.interval(b)?);
+                let (a, b) = (
+                    self.interval_with(a, guards)?,
+                    self.interval_with(b, guards)?,
+                );
                 (a.0 + b.0, a.1 + b.1)
             }
             IndexExpr::Sub(a, b) => {
-                let (a, b) = (self.interval(a)?, self.interval(b)?);
+                let (a, b) = (
+                    self.interval_with(a, guards)?,
+                    self.interval_with(b, guards)?,
+                );
                 (a.0 - b.1, a.1 - b.0)
             }
             IndexExpr::Mul(a, b) => {
-                let (a, b) = (self.interval(a)?, self.interval(b)?);
+                let (a, b) = (
+                    self.interval_with(a, guards)?,
+                    self.interval_with(b, guards)?,
+                );
                 let p = [a.0 * b.0, a.0 * b.1, a.1 * b.0, a.1 * b.1];
                 let lo = p.iter().copied().min().unwrap_or(0);
                 let hi = p.iter().copied().max().unwrap_or(0);
                 (lo, hi)
             }
             IndexExpr::Div(a, d) => {
-                let a = self.interval(a)?;
+                let a = self.interval_with(a, guards)?;
                 let d = self.divisor(d)?;
                 (a.0.div_euclid(d), a.1.div_euclid(d))
             }
             IndexExpr::Mod(a, d) => {
-                let a = self.interval(a)?;
+                let a = self.interval_with(a, guards)?;
                 let d = self.divisor(d)?;
                 if a.0 >= 0 && a.1 < d { a } else { (0, d - 1) }
             }

@@ -215,6 +215,67 @@ pub fn execute(
     Ok((outs, state))
 }
 
+/// [`execute`] on the CPU backend (`kiln_cpu`: the program JIT-compiled with Cranelift).
+pub fn execute_cpu(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+    inputs: &HashMap<String, Array>,
+    params: &HashMap<String, Array>,
+) -> Result<Named, String> {
+    let cpu = kiln_cpu::compile(program).map_err(|e| format!("cpu compile: {e}"))?;
+    let mut bufs = kiln_kernel::allocate(program, bindings).map_err(|e| e.to_string())?;
+    for (b, buf) in program.buffers.iter().zip(bufs.iter_mut()) {
+        let src = match &b.kind {
+            BufferKind::Input(n) => inputs.get(n),
+            BufferKind::State(n) => params.get(n),
+            BufferKind::Output(_) | BufferKind::Constant(_) | BufferKind::Scratch => None,
+        };
+        if let Some(a) = src {
+            *buf = a.data().clone();
+        }
+    }
+    cpu.run(bindings, &mut bufs)
+        .map_err(|e| format!("cpu run: {e}"))?;
+    let mut outs = HashMap::new();
+    for (b, buf) in program.buffers.iter().zip(bufs) {
+        if let BufferKind::Output(n) = &b.kind {
+            outs.insert(n.clone(), buf);
+        }
+    }
+    Ok(outs)
+}
+
+/// Like [`same_data`] with room for the CPU backend's polynomial transcendentals (at most a
+/// few ulp each, amplified along a random chain) and its reordered float reductions:
+/// floats agree within `1e-4` relative to the larger magnitude or 1 (for `f64` too: a random
+/// graph's `f64` output may come from `f32` arithmetic through a cast); integers and bools
+/// exactly.
+pub fn close_data(a: &Data, b: &Data) -> Result<(), String> {
+    fn floats(x: &[f64], y: &[f64], tol: f64) -> Result<(), String> {
+        if x.len() != y.len() {
+            return Err(format!("lengths {} and {}", x.len(), y.len()));
+        }
+        for (i, (p, q)) in x.iter().zip(y).enumerate() {
+            let ok = p.to_bits() == q.to_bits()
+                || (p.is_nan() && q.is_nan())
+                || (p - q).abs() <= tol * p.abs().max(q.abs()).max(1.0);
+            if !ok {
+                return Err(format!("element {i}: {p} vs {q}"));
+            }
+        }
+        Ok(())
+    }
+    match (a, b) {
+        (Data::F32(x), Data::F32(y)) => {
+            let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+            floats(&x, &y, 1e-4)
+        }
+        (Data::F64(x), Data::F64(y)) => floats(x, y, 1e-4),
+        _ => same_data(a, b),
+    }
+}
+
 /// Floats agree when their bits are equal, both are NaN, or they differ by at most
 /// `4 * f32::EPSILON` relative (the executor's and interpreter's `erf` and summation order may
 /// differ in the last `f64` bits before rounding); integers and bools must be equal.
