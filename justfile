@@ -36,7 +36,7 @@ ci:
 bench *ARGS:
     cargo run --release -p kiln-bench -- --out target/bench/kiln.jsonl {{ARGS}}
 
-# kiln vs PyTorch / torch.compile / JAX / ONNX Runtime (needs crates/bench/peers/requirements.txt):
+# kiln vs PyTorch / torch.compile / JAX / ONNX Runtime / NumPy (needs crates/bench/peers/requirements.txt):
 # ratio table on stdout, bar chart in target/bench/ratios.svg.
 bench-compare python="python3":
     cargo run --release -p kiln-bench -- --out target/bench/kiln.jsonl --json-only
