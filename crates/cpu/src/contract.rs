@@ -415,9 +415,18 @@ pub(crate) fn plan_conv(
 /// An element type the contractions handle.
 trait Elem: Copy + Send + Sync + 'static {
     const ZERO: Self;
+    /// This thread's im2col buffer of this element type.
+    fn col() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Self>>>;
     /// Runs `f` with this thread's im2col buffer (kept between calls, so a steady-state run
     /// does not allocate it again).
-    fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
+    fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+        Self::col().with(|c| {
+            let mut v = c.take();
+            let r = f(&mut v);
+            c.replace(v);
+            r
+        })
+    }
     /// `dst[i, j] = sum_p lhs[i, p] * rhs[p, j]` over strided matrices.
     ///
     /// # Safety
@@ -445,16 +454,11 @@ macro_rules! float_elem {
     ($t:ty) => {
         impl Elem for $t {
             const ZERO: Self = 0.0;
-            fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+            fn col() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Self>>> {
                 thread_local! {
                     static COL: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
                 }
-                COL.with(|c| {
-                    let mut v = c.take();
-                    let r = f(&mut v);
-                    c.replace(v);
-                    r
-                })
+                &COL
             }
             unsafe fn gemm(
                 m: usize,
@@ -586,16 +590,11 @@ macro_rules! int_elem {
     ($t:ty) => {
         impl Elem for $t {
             const ZERO: Self = 0;
-            fn with_col<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+            fn col() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Self>>> {
                 thread_local! {
                     static COL: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
                 }
-                COL.with(|c| {
-                    let mut v = c.take();
-                    let r = f(&mut v);
-                    c.replace(v);
-                    r
-                })
+                &COL
             }
             unsafe fn gemm(
                 m: usize,
@@ -900,9 +899,10 @@ impl ContractPlan {
             (Kind::Conv { kernel, .. }, Extents::Conv { nchwo, oh, ow }) => {
                 self.conv::<T>(kernel, *nchwo, [*oh, *ow], cr, table, threads)
             }
-            _ => Err(CpuError::Io(
-                "internal: contraction extents do not match its kind".into(),
-            )),
+            _ => Err(CpuError::Codegen {
+                kernel: self.kernel,
+                message: "internal: contraction extents do not match its kind".into(),
+            }),
         }
     }
 

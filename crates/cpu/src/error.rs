@@ -66,7 +66,7 @@ pub enum CpuError {
     /// A run's buffers were supplied wrongly: a buffer missing, a written buffer supplied
     /// read-only, or a run plan used with another program.
     #[error("{0}")]
-    Io(String),
+    Buffers(String),
     /// A size, index or divisor does not fit 64 bits (or memory) under the bindings, or a
     /// divisor is not positive.
     #[error("{0}")]

@@ -32,8 +32,8 @@ pub(crate) struct Strides {
     pub w: i64,
 }
 
-/// The output columns `[lo, hi)` within `[0, ow)` whose input column `ox*sw + off` lies in
-/// `[0, w)`.
+/// The positions `[lo, hi)` within `[0, ow)` whose input column `ox*sw + off` lies in
+/// `[0, w)` (output columns of one kernel column, or kernel columns of one output column).
 fn valid_cols(off: i64, sw: i64, w: i64, ow: i64) -> (i64, i64) {
     // ox*sw + off >= 0  <=>  ox >= ceil(-off / sw)
     let lo = if off >= 0 { 0 } else { (-off + sw - 1) / sw };
@@ -191,16 +191,10 @@ unsafe fn fill_p_major<T: Copy>(
     for (j, p) in (p0..p1).enumerate() {
         let (oy, ox) = (p / g.ow, p % g.ow);
         let dst = &mut col[j * k..(j + 1) * k];
-        // Kernel columns kx with 0 <= ox*sw + kx*dw - pw < w.
+        // Kernel columns kx with 0 <= ox*sw + kx*dw - pw < w: the same range problem as
+        // the output columns of one kernel column, with dw as the step.
         let base = ox * g.sw - g.pw;
-        let lo = if base >= 0 {
-            0
-        } else {
-            (-base + g.dw - 1) / g.dw
-        };
-        let last = g.w - 1 - base;
-        let hi = if last < 0 { 0 } else { last / g.dw + 1 };
-        let (lo, hi) = (lo.min(g.kw), hi.clamp(lo.min(g.kw), g.kw));
+        let (lo, hi) = valid_cols(base, g.dw, g.w, g.kw);
         let mut at = 0usize;
         for ci in 0..channels {
             for ky in 0..g.kh {

@@ -619,7 +619,7 @@ impl CpuProgram {
     /// input, output and state buffer to the [`Runner`], then call [`Runner::run`].
     pub fn runner<'a>(&'a self, plan: &'a mut RunPlan) -> Result<Runner<'a>, CpuError> {
         if plan.program != self.id {
-            return Err(CpuError::Io(
+            return Err(CpuError::Buffers(
                 "the run plan was made for another program".into(),
             ));
         }
@@ -768,10 +768,12 @@ impl<'a> Runner<'a> {
         let i = b.index();
         let (Some(buf), Some(&len)) = (self.program.program.buffer(b), self.plan.lens.get(i))
         else {
-            return Err(CpuError::Io(format!("{b} is not a buffer of the program")));
+            return Err(CpuError::Buffers(format!(
+                "{b} is not a buffer of the program"
+            )));
         };
         if matches!(buf.kind, BufferKind::Constant(_)) {
-            return Err(CpuError::Io(format!(
+            return Err(CpuError::Buffers(format!(
                 "{b} is a constant of the program; it is not supplied"
             )));
         }
@@ -791,7 +793,7 @@ impl<'a> Runner<'a> {
     pub fn read(&mut self, b: BufferId, data: &'a Data) -> Result<(), CpuError> {
         self.check(b, data)?;
         if self.program.writes(b) {
-            return Err(CpuError::Io(format!(
+            return Err(CpuError::Buffers(format!(
                 "{b} is written by the program; supply it with `write`"
             )));
         }
@@ -824,7 +826,7 @@ impl<'a> Runner<'a> {
                 | BufferKind::State(_)
                 | BufferKind::Scratch => {
                     if !plan.set[i] {
-                        return Err(CpuError::Io(format!("b{i} was not supplied")));
+                        return Err(CpuError::Buffers(format!("b{i} was not supplied")));
                     }
                 }
             }
@@ -847,7 +849,7 @@ impl<'a> Runner<'a> {
                 (Step::Loop(l), StepRun::Loop(lr)) => run_loop(l, lr, &plan.table, threads)?,
                 (Step::Contract(c), StepRun::Contract(cr)) => c.run(cr, &plan.table, threads)?,
                 _ => {
-                    return Err(CpuError::Io(
+                    return Err(CpuError::Buffers(
                         "internal: the run plan does not match the program".into(),
                     ));
                 }
@@ -896,19 +898,19 @@ mod tests {
             assert_eq!(y[0], 1.0);
             assert!((y[1] - std::f32::consts::E).abs() < 1e-6);
         }
-        assert!(matches!(other.runner(&mut plan), Err(CpuError::Io(_))));
+        assert!(matches!(other.runner(&mut plan), Err(CpuError::Buffers(_))));
         let (y_ro, mut y) = (Data::F32(vec![0.0; 2]), Data::F32(vec![0.0; 2]));
         let mut run = prog.runner(&mut plan).unwrap();
         assert_eq!(
             run.read(BufferId(1), &y_ro),
-            Err(CpuError::Io(
+            Err(CpuError::Buffers(
                 "b1 is written by the program; supply it with `write`".into()
             ))
         );
         run.write(BufferId(1), &mut y).unwrap();
         assert_eq!(
             run.run(&RunOptions::default()),
-            Err(CpuError::Io("b0 was not supplied".into()))
+            Err(CpuError::Buffers("b0 was not supplied".into()))
         );
         let short = Data::F32(vec![0.0]);
         let mut run = prog.runner(&mut plan).unwrap();

@@ -269,9 +269,10 @@ impl Window {
         Shape(s)
     }
 
-    /// For window max: the flat padded index of the first maximal element of each window,
-    /// `i64[B..., M]` (NaN counts as maximal, as in the forward op).
-    pub(crate) fn argmax_index(&self, em: &mut Emitter<'_>, x: NodeId) -> Res {
+    /// For window max: the position within its window (`i64[B..., M, 1]`) of the first
+    /// maximal element of each window (NaN counts as maximal, as in the forward op), and the
+    /// window index table it was read through.
+    fn first_max(&self, em: &mut Emitter<'_>, x: NodeId) -> Res<(NodeId, NodeId)> {
         let b = self.b();
         let xf = em.pad_flatten(x, &self.pads, f64::NEG_INFINITY)?;
         let mk = Dim::known(self.m * self.k);
@@ -287,12 +288,19 @@ impl Window {
             },
             &[patches],
         )?;
+        Ok((first, index))
+    }
+
+    /// For window max: the flat padded index of the first maximal element of each window,
+    /// `i64[B..., M]` (NaN counts as maximal, as in the forward op).
+    pub(crate) fn argmax_index(&self, em: &mut Emitter<'_>, x: NodeId) -> Res {
+        let (first, index) = self.first_max(em, x)?;
         let idx2 = em.batch_index(
             index,
             &self.batch,
             &[Dim::known(self.m), Dim::known(self.k)],
         )?;
-        let chosen = em.gather(idx2, first, b + 1)?;
+        let chosen = em.gather(idx2, first, self.b() + 1)?;
         em.reshape(chosen, &self.shape(&[self.m]))
     }
 
@@ -394,21 +402,7 @@ impl Window {
     /// For window max: the mask `bool[B..., M, K]` of the first maximal element of each
     /// window (NaN counts as maximal, as in the forward op).
     pub(crate) fn argmax_mask(&self, em: &mut Emitter<'_>, x: NodeId) -> Res {
-        let b = self.b();
-        let xf = em.pad_flatten(x, &self.pads, f64::NEG_INFINITY)?;
-        let mk = Dim::known(self.m * self.k);
-        let index = self.index(em)?;
-        let idx = em.batch_index(index, &self.batch, &[mk])?;
-        let patches = em.gather(xf, idx, b)?;
-        let patches = em.reshape(patches, &self.shape(&[self.m, self.k]))?;
-        let first = em.add(
-            Op::ArgReduce {
-                op: ArgOp::ArgMax,
-                axis: b + 1,
-                keepdim: true,
-            },
-            &[patches],
-        )?;
+        let (first, _) = self.first_max(em, x)?;
         let first = em.expand(first, &self.shape(&[self.m, self.k]))?;
         let at = em.iota(&[self.m, self.k], 1)?;
         let at = em.batch_index(at, &self.batch, &[Dim::known(self.m), Dim::known(self.k)])?;
