@@ -160,6 +160,20 @@ pub enum EvalError {
         /// The array error.
         source: ArrayError,
     },
+    /// A node's value does not fit in memory (checked before computing it).
+    #[error(
+        "{node}: {op} result of {elements} elements needs {bytes} bytes of working memory, which cannot be allocated"
+    )]
+    OutOfMemory {
+        /// The node.
+        node: NodeId,
+        /// Op name.
+        op: &'static str,
+        /// Elements of the result.
+        elements: usize,
+        /// Working bytes requested (saturated at `u64::MAX`).
+        bytes: u64,
+    },
     /// The graph itself is unusable (an unknown output id, a cycle).
     #[error(transparent)]
     Graph(#[from] GraphError),
@@ -194,6 +208,7 @@ impl EvalError {
             | EvalError::SymbolConflict { .. }
             | EvalError::UnsolvableSymbol { .. }
             | EvalError::Shape { .. }
+            | EvalError::OutOfMemory { .. }
             | EvalError::Graph(_) => {}
         }
         self
@@ -208,7 +223,7 @@ impl EvalError {
             | EvalError::SourceOp { node, .. }
             | EvalError::Malformed { node, .. }
             | EvalError::Array { node, .. } => *node,
-            EvalError::Shape { node, .. } => Some(*node),
+            EvalError::Shape { node, .. } | EvalError::OutOfMemory { node, .. } => Some(*node),
             EvalError::MissingInput { .. }
             | EvalError::MissingParam { .. }
             | EvalError::DTypeMismatch { .. }

@@ -69,6 +69,7 @@ pub fn eval(
                 shape: node.shape.to_string(),
                 source,
             })?;
+        working_memory(id, node.op.name(), &shape)?;
         let operands = graph.operands(id);
         let value = match &node.op {
             Op::Input { name, .. } => {
@@ -138,6 +139,31 @@ pub fn eval(
             })
         })
         .collect()
+}
+
+/// Working bytes per result element: the widened value (8 bytes) plus the narrowed result.
+const WORKING_BYTES_PER_ELEMENT: u64 = 16;
+
+/// Refuses a node whose result the allocator cannot provide, before computing it, so a huge
+/// shape is a one-line error instead of an allocation abort.
+fn working_memory(id: NodeId, op: &'static str, shape: &[usize]) -> Result<(), EvalError> {
+    let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let bytes = elements
+        .and_then(|n| u64::try_from(n).ok())
+        .and_then(|n| n.checked_mul(WORKING_BYTES_PER_ELEMENT));
+    let fits = bytes
+        .and_then(|b| usize::try_from(b).ok())
+        .is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
+    if fits {
+        Ok(())
+    } else {
+        Err(EvalError::OutOfMemory {
+            node: id,
+            op,
+            elements: elements.unwrap_or(usize::MAX),
+            bytes: bytes.unwrap_or(u64::MAX),
+        })
+    }
 }
 
 /// Checks a fed input or parameter against its node's dtype and concrete shape.

@@ -346,3 +346,39 @@ fn size_one_dims_bool_and_select_in_a_graph() {
         &[true, true, true, true, true, false]
     );
 }
+
+#[test]
+fn results_too_large_to_allocate_are_one_line_errors_not_aborts() {
+    let mut g = G::default();
+    let big = g.add(
+        Op::Iota {
+            dtype: DType::F32,
+            shape: Shape(vec![Dim::known(1 << 40)]),
+            axis: 0,
+        },
+        &[],
+    );
+    let err = eval(&g.g, &[big], &HashMap::new(), &HashMap::new()).unwrap_err();
+    assert!(
+        matches!(err, EvalError::OutOfMemory { node, elements, .. } if node == big && elements == 1 << 40),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        !msg.contains('\n') && msg.contains("cannot be allocated"),
+        "{msg}"
+    );
+
+    // The outer product of a 4 MiB input: 2^40 elements.
+    let mut g = G::default();
+    let x = g.input("x", DType::F32, Shape(vec![Dim::known(1 << 20)]));
+    let col = g.add(Op::Reshape(Shape::new([1u64 << 20, 1])), &[x]);
+    let row = g.add(Op::Reshape(Shape::new([1u64, 1 << 20])), &[x]);
+    let outer = g.bin(BinaryOp::Mul, col, row);
+    let fed = feed(&[("x", Array::zeros(DType::F32, &[1 << 20]).unwrap())]);
+    let err = eval(&g.g, &[outer], &fed, &HashMap::new()).unwrap_err();
+    assert!(
+        matches!(err, EvalError::OutOfMemory { node, .. } if node == outer),
+        "{err}"
+    );
+}

@@ -3,6 +3,11 @@
 //! A [`Dim`] is kept in a canonical form (a sorted map from monomials to non-zero coefficients),
 //! so two dims are equal exactly when their expressions are equal for every binding of the
 //! symbols. Division is exact or refused: `(N*784)/784 = N`, `N/2` is an error.
+//!
+//! Arithmetic never wraps or saturates: a result whose coefficient or exponent does not fit
+//! is an *overflowed* dim ([`Dim::is_overflow`]), which stays overflowed through every later
+//! operation, equals no valid dim, prints as `<overflow>` and fails to evaluate. Shape
+//! inference refuses any shape containing one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -17,12 +22,14 @@ pub type Sym = Arc<str>;
 struct Monomial(Vec<(Sym, u32)>);
 
 impl Monomial {
-    fn mul(&self, other: &Monomial) -> Monomial {
+    /// The product, or `None` if an exponent overflows.
+    fn mul(&self, other: &Monomial) -> Option<Monomial> {
         let mut map: BTreeMap<Sym, u32> = self.0.iter().cloned().collect();
         for (s, e) in &other.0 {
-            *map.entry(s.clone()).or_insert(0) += e;
+            let have = map.entry(s.clone()).or_insert(0);
+            *have = have.checked_add(*e)?;
         }
-        Monomial(map.into_iter().collect())
+        Some(Monomial(map.into_iter().collect()))
     }
 
     /// `self / other` if every exponent of `other` is present in `self`.
@@ -46,6 +53,8 @@ impl Monomial {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Dim {
     terms: BTreeMap<Monomial, i64>,
+    /// Set when an operation producing this dim overflowed; `terms` is then empty.
+    overflow: bool,
 }
 
 /// Error evaluating a [`Dim`] under a binding of its symbols.
@@ -69,8 +78,9 @@ pub enum DimError {
 
 impl Dim {
     /// A known size.
+    /// A known size. A size above `i64::MAX` is an overflowed dim.
     pub fn known(n: u64) -> Dim {
-        Dim::constant(i64::try_from(n).unwrap_or(i64::MAX))
+        i64::try_from(n).map_or_else(|_| Dim::overflowed(), Dim::constant)
     }
 
     fn constant(n: i64) -> Dim {
@@ -78,18 +88,64 @@ impl Dim {
         if n != 0 {
             terms.insert(Monomial::default(), n);
         }
-        Dim { terms }
+        Dim::of(terms)
+    }
+
+    fn of(terms: BTreeMap<Monomial, i64>) -> Dim {
+        Dim {
+            terms,
+            overflow: false,
+        }
+    }
+
+    /// The result of an operation that did not fit: see [`Dim::is_overflow`].
+    pub fn overflowed() -> Dim {
+        Dim {
+            terms: BTreeMap::new(),
+            overflow: true,
+        }
+    }
+
+    /// True if some operation producing this dim overflowed 64-bit coefficients or 32-bit
+    /// exponents. Such a dim is no size at all: it evaluates to an error and is never known.
+    pub fn is_overflow(&self) -> bool {
+        self.overflow
     }
 
     /// A named symbol, e.g. the batch size `N`.
     pub fn sym(name: &str) -> Dim {
         let mut terms = BTreeMap::new();
         terms.insert(Monomial(vec![(Arc::from(name), 1)]), 1);
-        Dim { terms }
+        Dim::of(terms)
+    }
+
+    /// True if the dim is `>= 0` for every binding with each symbol `>= 1` (symbols range over
+    /// `1..` at run time). Sound, not complete: negative coefficients are accepted on the
+    /// constant term only, when the positive symbolic terms (each at least its coefficient)
+    /// cover it, so `N-1` and `N*T-1` pass and `N-2` or `N*T-T` do not.
+    pub fn provably_non_negative(&self) -> bool {
+        if self.overflow {
+            return false;
+        }
+        let mut positive: i64 = 0;
+        let mut constant: i64 = 0;
+        for (m, c) in &self.terms {
+            if m.0.is_empty() {
+                constant = *c;
+            } else if *c < 0 {
+                return false;
+            } else {
+                positive = positive.saturating_add(*c);
+            }
+        }
+        positive + constant.min(0) >= 0
     }
 
     /// The size if it contains no symbol.
     pub fn as_known(&self) -> Option<u64> {
+        if self.overflow {
+            return None;
+        }
         match self.terms.len() {
             0 => Some(0),
             1 => {
@@ -134,6 +190,9 @@ impl Dim {
     /// Evaluates the dim under a binding of its symbols.
     pub fn eval(&self, bindings: &HashMap<String, u64>) -> Result<u64, DimError> {
         let overflow = || DimError::Overflow(self.to_string());
+        if self.overflow {
+            return Err(overflow());
+        }
         let mut total: i64 = 0;
         for (m, c) in &self.terms {
             let mut v: i64 = *c;
@@ -142,9 +201,10 @@ impl Dim {
                     .get(&**s)
                     .ok_or_else(|| DimError::Unbound(s.to_string()))?;
                 let b = i64::try_from(b).map_err(|_| overflow())?;
-                for _ in 0..*e {
-                    v = v.checked_mul(b).ok_or_else(overflow)?;
-                }
+                v = b
+                    .checked_pow(*e)
+                    .and_then(|p| v.checked_mul(p))
+                    .ok_or_else(overflow)?;
             }
             total = total.checked_add(v).ok_or_else(overflow)?;
         }
@@ -158,7 +218,7 @@ impl Dim {
     /// for every binding. Division by a single term (`c * N^k`) is exact when every term of
     /// `self` divides; a multi-term divisor divides only a constant multiple of itself.
     pub fn exact_div(&self, rhs: &Dim) -> Option<Dim> {
-        if rhs.terms.is_empty() {
+        if self.overflow || rhs.overflow || rhs.terms.is_empty() {
             return None;
         }
         if self.terms.is_empty() {
@@ -173,29 +233,28 @@ impl Dim {
                 }
                 terms.insert(m.div(dm)?, c / dc);
             }
-            return Some(Dim { terms });
+            return Some(Dim::of(terms));
         }
         let (m0, c0) = self.terms.iter().next()?;
         let (r0, rc0) = rhs.terms.iter().next()?;
-        let q = Dim {
-            terms: [(
+        let q = Dim::of(
+            [(
                 m0.div(r0)?,
                 if c0 % rc0 == 0 { c0 / rc0 } else { return None },
             )]
             .into_iter()
             .collect(),
-        };
+        );
         (&q * rhs == *self).then_some(q)
     }
 
     /// `self - rhs`, if the result is a known non-negative size or a symbolic expression.
     pub fn checked_sub(&self, rhs: &Dim) -> Option<Dim> {
         let d = self.clone() - rhs.clone();
-        match d.terms.get(&Monomial::default()) {
-            _ if d.is_known() => Some(d),
-            _ if d.terms.values().all(|c| *c > 0) => Some(d),
-            _ => None,
+        if d.overflow {
+            return None;
         }
+        (d.is_known() || d.terms.values().all(|c| *c > 0)).then_some(d)
     }
 
     /// Product of a list of dims (1 for an empty list).
@@ -211,7 +270,7 @@ impl From<u64> for Dim {
 }
 impl From<usize> for Dim {
     fn from(n: usize) -> Dim {
-        Dim::known(n as u64)
+        u64::try_from(n).map_or_else(|_| Dim::overflowed(), Dim::known)
     }
 }
 impl From<i32> for Dim {
@@ -246,26 +305,35 @@ impl Add for &Dim {
 
 impl Dim {
     fn sum_of(a: &Dim, rhs: &Dim) -> Dim {
+        if a.overflow || rhs.overflow {
+            return Dim::overflowed();
+        }
         let mut terms = a.terms.clone();
         for (m, c) in &rhs.terms {
             let e = terms.entry(m.clone()).or_insert(0);
-            *e = e.saturating_add(*c);
+            let Some(sum) = e.checked_add(*c) else {
+                return Dim::overflowed();
+            };
+            *e = sum;
             if *e == 0 {
                 terms.remove(m);
             }
         }
-        Dim { terms }
+        Dim::of(terms)
     }
-}
-impl Dim {
+
     fn negated(self) -> Dim {
-        Dim {
-            terms: self
-                .terms
-                .into_iter()
-                .map(|(m, c)| (m, c.saturating_neg()))
-                .collect(),
+        if self.overflow {
+            return self;
         }
+        let mut terms = BTreeMap::new();
+        for (m, c) in self.terms {
+            let Some(neg) = c.checked_neg() else {
+                return Dim::overflowed();
+            };
+            terms.insert(m, neg);
+        }
+        Dim::of(terms)
     }
 }
 
@@ -284,23 +352,34 @@ impl Mul for Dim {
 impl Mul for &Dim {
     type Output = Dim;
     fn mul(self, rhs: &Dim) -> Dim {
+        if self.overflow || rhs.overflow {
+            return Dim::overflowed();
+        }
         let mut terms: BTreeMap<Monomial, i64> = BTreeMap::new();
         for (m1, c1) in &self.terms {
             for (m2, c2) in &rhs.terms {
-                let m = m1.mul(m2);
+                let Some(m) = m1.mul(m2) else {
+                    return Dim::overflowed();
+                };
                 let e = terms.entry(m.clone()).or_insert(0);
-                *e = e.saturating_add(c1.saturating_mul(*c2));
+                let Some(sum) = c1.checked_mul(*c2).and_then(|p| e.checked_add(p)) else {
+                    return Dim::overflowed();
+                };
+                *e = sum;
                 if *e == 0 {
                     terms.remove(&m);
                 }
             }
         }
-        Dim { terms }
+        Dim::of(terms)
     }
 }
 
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.overflow {
+            return f.write_str("<overflow>");
+        }
         if self.terms.is_empty() {
             return f.write_str("0");
         }
@@ -443,6 +522,57 @@ mod tests {
         b.insert("N".to_string(), 5u64);
         assert_eq!(d.eval(&b), Ok(8));
         assert_eq!(Dim::sym("M").eval(&b), Err(DimError::Unbound("M".into())));
+    }
+
+    #[test]
+    fn overflow_is_sticky_and_never_wraps() {
+        let mut d = Dim::sym("N");
+        for _ in 0..32 {
+            d = &d * &d;
+        }
+        assert!(d.is_overflow(), "N^(2^32) must overflow, got {d}");
+        assert_eq!(d.to_string(), "<overflow>");
+        let mut b = HashMap::new();
+        b.insert("N".to_string(), 1u64);
+        assert!(matches!(d.eval(&b), Err(DimError::Overflow(_))));
+        assert_eq!(d.as_known(), None);
+        assert!((&d * &Dim::known(0)).is_overflow());
+        assert!((d.clone() + Dim::known(1)).is_overflow());
+        assert!(Dim::known(u64::MAX).is_overflow());
+        let big = Dim::known(1 << 62);
+        assert!((&big * &Dim::known(2)).is_overflow());
+        assert!((big.clone() + big.clone()).is_overflow());
+        assert!(!(&big * &Dim::known(1)).is_overflow());
+        assert!((&(Dim::sym("N") * big.clone()) * &Dim::known(4)).is_overflow());
+    }
+
+    #[test]
+    fn huge_exponents_evaluate_without_looping() {
+        let mut d = Dim::sym("N");
+        for _ in 0..31 {
+            d = &d * &d;
+        }
+        assert!(!d.is_overflow());
+        let mut b = HashMap::new();
+        b.insert("N".to_string(), 1u64);
+        assert_eq!(d.eval(&b), Ok(1));
+        b.insert("N".to_string(), 2u64);
+        assert!(matches!(d.eval(&b), Err(DimError::Overflow(_))));
+    }
+
+    #[test]
+    fn non_negativity_over_symbols_at_least_one() {
+        let n = Dim::sym("N");
+        let t = Dim::sym("T");
+        let nt = &n * &t;
+        assert!(n.provably_non_negative());
+        assert!((n.clone() - Dim::known(1)).provably_non_negative());
+        assert!(!(n.clone() - Dim::known(2)).provably_non_negative());
+        assert!((nt.clone() - Dim::known(1)).provably_non_negative());
+        assert!(!(nt.clone() - t.clone()).provably_non_negative());
+        assert!((&n * &Dim::known(2) - Dim::known(2)).provably_non_negative());
+        assert!(Dim::known(0).provably_non_negative());
+        assert!(!Dim::overflowed().provably_non_negative());
     }
 
     #[test]

@@ -220,8 +220,56 @@ fn check_axes(op: &'static str, axes: &[usize], shape: &Shape) -> Result<(), Sha
     Ok(())
 }
 
-/// Infers the output dtype and shape of `op` applied to `operands`.
+/// A shape is usable when every dim and the element count fit in 64 bits and every dim is
+/// provably non-negative for every binding of its symbols (symbols are at least 1 at run
+/// time). Shape arithmetic never saturates ([`Dim::is_overflow`]), so this one check catches
+/// every overflow of every rule.
+pub fn check_shape(op: &'static str, what: &str, shape: &Shape) -> Result<(), ShapeError> {
+    for d in &shape.0 {
+        if d.is_overflow() {
+            return Err(ShapeError::invalid(
+                op,
+                format!("{what} {shape}: a dimension overflows 64-bit arithmetic"),
+            ));
+        }
+        if !d.provably_non_negative() {
+            return Err(ShapeError::invalid(
+                op,
+                format!("{what} {shape}: dimension `{d}` may be negative (symbols are >= 1)"),
+            ));
+        }
+    }
+    if shape.numel().is_overflow() {
+        return Err(ShapeError::invalid(
+            op,
+            format!("{what} {shape}: the element count overflows 64-bit arithmetic"),
+        ));
+    }
+    Ok(())
+}
+
+/// Infers the output dtype and shape of `op` applied to `operands`; the result always passes
+/// [`check_shape`].
 pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError> {
+    let name = op.name();
+    if let Op::Input { shape, .. }
+    | Op::Parameter { shape, .. }
+    | Op::Iota { shape, .. }
+    | Op::RandomBits { shape }
+    | Op::Reshape(shape)
+    | Op::Expand(shape) = op
+    {
+        check_shape(name, "shape", shape)?;
+    }
+    let (dtype, shape) = infer_rule(op, operands)?;
+    if check_shape(name, "", &shape).is_err() {
+        let of: Vec<String> = operands.iter().map(|(_, s)| s.to_string()).collect();
+        check_shape(name, &format!("result of {}:", of.join(", ")), &shape)?;
+    }
+    Ok((dtype, shape))
+}
+
+fn infer_rule(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError> {
     let name = op.name();
     match op {
         Op::Input { dtype, shape, .. } | Op::Parameter { dtype, shape, .. } => {
@@ -388,11 +436,13 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
                     format!("{} pad entries for shape {s}", pads.len()),
                 ));
             }
-            let out =
-                s.0.iter()
-                    .zip(pads)
-                    .map(|(dim, (lo, hi))| dim + &Dim::known(lo.saturating_add(*hi)))
-                    .collect();
+            let mut out = Vec::with_capacity(s.rank());
+            for (dim, (lo, hi)) in s.0.iter().zip(pads) {
+                let total = lo.checked_add(*hi).ok_or_else(|| {
+                    ShapeError::invalid(name, format!("pad amounts {lo} + {hi} overflow"))
+                })?;
+                out.push(dim + &Dim::known(total));
+            }
             Ok((d, Shape(out)))
         }
         Op::Concat { axis } => {
@@ -575,6 +625,12 @@ pub fn infer(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeError
             let mut out = vec![x.0[0].clone(), Dim::known(o)];
             for i in 0..2 {
                 let k = known(name, &w.0[2 + i], "a kernel axis")?;
+                if k == 0 {
+                    return Err(ShapeError::invalid(
+                        name,
+                        format!("weight {w} has an empty kernel axis (kernel sizes must be >= 1)"),
+                    ));
+                }
                 if dilation[i] == 0 {
                     return Err(ShapeError::invalid(name, "dilation must be at least 1"));
                 }

@@ -97,7 +97,11 @@ impl Tensor {
     /// `log(sum(exp(x)))` over `axes`, stabilised by the maximum.
     #[track_caller]
     pub fn logsumexp(&self, axes: impl Axes + Clone, keepdim: bool) -> Tensor {
+        // Shift by the row maximum for stability, except where it is infinite: there the
+        // shift is 0, so a row of -inf gives -inf and a row holding +inf gives +inf
+        // (PyTorch and JAX do the same) instead of `inf - inf = NaN`.
         let m = self.max(axes.clone(), true).stop_gradient();
+        let m = m.abs().eq(f64::INFINITY).where_(0.0, &m);
         let s = (self - &m).exp().sum(axes.clone(), true).log() + &m;
         if keepdim {
             s

@@ -206,3 +206,93 @@ fn symbolic_batch_flows_through_flatten_and_reshape() {
     assert_eq!(bind["N"], 2);
     assert_eq!(bind["T"], 3);
 }
+
+/// Asserts exactly one diagnostic, at the line holding `marker`, whose one-line message
+/// contains every `needle`.
+fn assert_diag_at(g: &Graph, marker: &str, needles: &[&str]) {
+    let d = single_diag(g);
+    assert_eq!(d.loc.line, line_of(marker), "{}: {}", d.loc, d.message);
+    assert!(!d.message.contains('\n'), "{}", d.message);
+    for n in needles {
+        assert!(d.message.contains(n), "`{n}` not in: {}", d.message);
+    }
+}
+
+#[test]
+fn shapes_whose_element_count_overflows_are_refused_at_the_callers_line() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [1u64 << 33, 1 << 33]); // MARK-big-input
+    assert!(x.is_poisoned());
+    assert_diag_at(
+        &g,
+        "MARK-big-input",
+        &["[8589934592, 8589934592]", "overflows"],
+    );
+
+    let g = Graph::new();
+    let n = g.sym("N");
+    let x = g.input("x", DType::F32, (&n, 1u64 << 62, 4u64)); // MARK-sym-input
+    let y = x.reshape((&n, i64::MAX as u64));
+    assert!(y.is_poisoned());
+    assert_diag_at(
+        &g,
+        "MARK-sym-input",
+        &["[N, 4611686018427387904, 4]", "overflows"],
+    );
+
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [1u64 << 31, 4]);
+    let y = x.reshape([1u64 << 62, 1 << 62]); // MARK-big-reshape
+    assert!(y.is_poisoned());
+    assert_diag_at(&g, "MARK-big-reshape", &["reshape", "overflows"]);
+}
+
+#[test]
+fn pad_amounts_that_overflow_are_refused() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [3]);
+    let y = x.pad(&[(u64::MAX, 0)], 0.0); // MARK-pad-max
+    assert!(y.is_poisoned());
+    assert_diag_at(&g, "MARK-pad-max", &["pad", "[3]", "overflows"]);
+
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [3]);
+    let y = x.pad(&[(u64::MAX, 1)], 0.0); // MARK-pad-sum
+    assert!(y.is_poisoned());
+    assert_diag_at(&g, "MARK-pad-sum", &["pad", "overflow"]);
+}
+
+#[test]
+fn symbolic_exponent_overflow_is_refused_not_wrapped() {
+    let g = Graph::new();
+    let mut d = g.sym("N");
+    for _ in 0..32 {
+        d = &d * &d;
+    }
+    assert!(d.is_overflow());
+    let x = g.input("x", DType::F32, [d]); // MARK-exp
+    assert!(x.is_poisoned());
+    assert_diag_at(&g, "MARK-exp", &["<overflow>", "overflows"]);
+}
+
+#[test]
+fn empty_kernels_and_negative_extents_are_build_errors() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [1, 1, 4, 4]);
+    let w = g.param("w", DType::F32, [1, 1, 0, 0]);
+    let y = x.conv2d(&w, kiln::ConvOpts::default()); // MARK-conv-empty
+    assert!(y.is_poisoned());
+    assert_diag_at(&g, "MARK-conv-empty", &["conv2d", "[1, 1, 0, 0]", "kernel"]);
+
+    let g = Graph::new();
+    let n = g.sym("N");
+    let x = g.input("x", DType::F32, [1]);
+    let y = x.expand([n.clone() - kiln::Dim::known(2)]); // MARK-expand-neg
+    assert!(y.is_poisoned());
+    assert_diag_at(&g, "MARK-expand-neg", &["expand", "N-2", "negative"]);
+    // `N-1` is fine: symbols are at least 1.
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [1]);
+    let y = x.expand([n - kiln::Dim::known(1)]);
+    assert!(!y.is_poisoned(), "{:?}", g.diagnostics());
+}
