@@ -44,18 +44,37 @@ fn describe(a: &Array) -> String {
     format!("{}{:?}", a.dtype(), a.shape())
 }
 
+/// The file an output is written to: `<escaped name>.npy`, where ASCII letters, digits, `_`,
+/// `-` and `.` stand for themselves and every other byte of the name's UTF-8 is `%XX`
+/// (upper-case hex). The escape is injective, so distinct outputs get distinct files.
 fn file_name_for(output: &str) -> String {
-    let clean: String = output
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{clean}.npy")
+    let mut out = String::with_capacity(output.len() + 4);
+    for b in output.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out.push_str(".npy");
+    out
+}
+
+/// The output files of `names`, refusing names whose files would coincide on a
+/// case-insensitive file system, before anything is written.
+fn output_files(names: &[&str]) -> Result<Vec<String>> {
+    let files: Vec<String> = names.iter().map(|n| file_name_for(n)).collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if let Some(j) = seen.insert(f.to_ascii_lowercase(), i) {
+            bail!(
+                "outputs `{}` and `{}` would both be written to {f} on a case-insensitive file system; nothing was written",
+                names[j],
+                names[i]
+            );
+        }
+    }
+    Ok(files)
 }
 
 /// `kiln run`.
@@ -82,6 +101,13 @@ pub fn run(
         arrays.push((name.to_string(), a));
     }
     let mut exe = load(model, backend)?;
+    let names: Vec<&str> = exe
+        .signature()
+        .outputs
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    output_files(&names)?;
     let feeds: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let start = Instant::now();
     let outs = exe.run_with(&feeds, &binds)?;
@@ -90,9 +116,11 @@ pub fn run(
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
     }
+    let names: Vec<&str> = outs.iter().map(|(n, _)| n.as_str()).collect();
+    let files = output_files(&names)?;
     let mut written = Vec::new();
-    for (name, a) in &outs {
-        let path = out_dir.join(file_name_for(name));
+    for ((name, a), file) in outs.iter().zip(&files) {
+        let path = out_dir.join(file);
         kiln::npy::write(&path, a)?;
         written.push((name.clone(), path, describe(a)));
     }
@@ -241,26 +269,42 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
     Ok(())
 }
 
-fn random_input(dtype: DType, shape: &[usize], seed: &mut u64) -> Array {
-    let n: usize = shape.iter().product();
+/// Uniform values in [-1, 1) for float inputs, zeros otherwise; allocated fallibly, so a
+/// binding too large for memory is a one-line error.
+fn random_input(dtype: DType, shape: &[usize], seed: &mut u64) -> Result<Array> {
+    let too_large = || anyhow!("{dtype}{shape:?} cannot be allocated");
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(too_large)?;
     let mut next = || {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     };
-    let vals: Vec<f64> = match dtype {
-        DType::F32 | DType::F64 => (0..n).map(|_| next()).collect(),
-        _ => vec![0.0; n],
-    };
-    Array::from_f64_cast(dtype, shape, &vals)
+    Ok(match dtype {
+        DType::F32 => {
+            let mut v: Vec<f32> = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| too_large())?;
+            v.extend((0..n).map(|_| next() as f32));
+            Array::from_f32(shape, v)?
+        }
+        DType::F64 => {
+            let mut v: Vec<f64> = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| too_large())?;
+            v.extend((0..n).map(|_| next()));
+            Array::from_f64(shape, v)?
+        }
+        _ => Array::zeros(dtype, shape)?,
+    })
 }
 
 /// `kiln bench`.
 pub fn bench(
     model: &Path,
     backend: Option<&str>,
-    iters: usize,
+    iters: u64,
     binds: &[String],
     json_out: bool,
 ) -> Result<()> {
@@ -280,7 +324,9 @@ pub fn bench(
                 .shape
                 .eval(&bindings)
                 .map_err(|e| anyhow!("input `{}`: {e}", t.name))?;
-            Ok((t.name.clone(), random_input(t.dtype, &shape, &mut seed)))
+            let a = random_input(t.dtype, &shape, &mut seed)
+                .with_context(|| format!("input `{}`", t.name))?;
+            Ok((t.name.clone(), a))
         })
         .collect::<Result<_>>()?;
     let feeds: Vec<(&str, &Array)> = inputs.iter().map(|(n, a)| (n.as_str(), a)).collect();
@@ -289,9 +335,9 @@ pub fn bench(
         exe.run_with(&feeds, &bindings)?;
     }
     let per = warm.elapsed() / 3;
-    let iters = iters.max(1);
-    let bar = if per * iters as u32 > Duration::from_secs(1) && !json_out {
-        let b = ProgressBar::new(iters as u64);
+    let expected = per.saturating_mul(u32::try_from(iters).unwrap_or(u32::MAX));
+    let bar = if expected > Duration::from_secs(1) && !json_out {
+        let b = ProgressBar::new(iters);
         b.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -300,7 +346,7 @@ pub fn bench(
     } else {
         None
     };
-    let mut times = Vec::with_capacity(iters);
+    let mut times = Vec::with_capacity(usize::try_from(iters).unwrap_or(0));
     for _ in 0..iters {
         let t = Instant::now();
         exe.run_with(&feeds, &bindings)?;

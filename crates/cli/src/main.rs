@@ -4,6 +4,7 @@
 
 mod commands;
 mod demo;
+mod report;
 mod weights;
 
 use clap::{Parser, Subcommand};
@@ -16,7 +17,13 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// On error, print every cause in full (also: KILN_LOG set to anything but `0`).
+    #[arg(long, short, global = true)]
+    verbose: bool,
 }
+
+/// The most timed iterations `kiln bench` accepts.
+const MAX_ITERS: u64 = 1_000_000;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -62,9 +69,9 @@ enum Command {
         /// Backend: cpu, gpu, interp or kernel (default: $KILN_BACKEND, else cpu).
         #[arg(long)]
         backend: Option<String>,
-        /// Timed iterations after warm-up.
-        #[arg(long, default_value_t = 50)]
-        iters: usize,
+        /// Timed iterations after warm-up (1 to 1000000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=MAX_ITERS))]
+        iters: u64,
         /// Bind symbols, SYM=N (unbound symbols are 1).
         #[arg(long = "bind", value_name = "SYM=N")]
         binds: Vec<String>,
@@ -77,12 +84,12 @@ enum Command {
         /// Where training runs: cpu, gpu, interp or kernel (default: $KILN_BACKEND, else cpu).
         #[arg(long)]
         backend: Option<String>,
-        /// Passes over the training split.
-        #[arg(long, default_value_t = 30)]
+        /// Passes over the training split (1 to 10000).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         epochs: u32,
-        /// Batch size.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
+        /// Batch size (1 to 65536).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+        batch: u64,
         /// Adam learning rate.
         #[arg(long, default_value_t = 3e-3)]
         lr: f64,
@@ -160,7 +167,7 @@ fn main() -> ExitCode {
         } => demo::run(&demo::DemoOptions {
             backend,
             epochs,
-            batch,
+            batch: usize::try_from(batch).unwrap_or(usize::MAX),
             lr,
             seed,
             data,
@@ -176,7 +183,11 @@ fn main() -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if cli.verbose || report::log_requested() {
+                eprintln!("error: {}", report::full(&e));
+            } else {
+                eprintln!("error: {}", report::one_line(&e));
+            }
             ExitCode::from(1)
         }
     }

@@ -31,8 +31,14 @@ fn kiln(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// kiln's stderr, less the line Mesa's software Vulkan driver prints when XDG_RUNTIME_DIR is
+/// unset (not kiln's output).
 fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -426,4 +432,126 @@ fn stateful_lstm_through_kiln_run_continues_with_save_state() {
     assert!(o.status.success());
     let fresh = kiln::npy::read(dir.path("o3/logits.npy")).unwrap();
     assert!(!fresh.bit_eq(&want2));
+}
+
+#[test]
+fn numeric_arguments_are_bounded_before_anything_is_allocated() {
+    let dir = Tmp::new("limits");
+    let (model, _, _) = simple_nn_module(&dir);
+    for iters in ["18446744073709551615", "1099511627776", "0", "-1"] {
+        let arg = format!("--iters={iters}");
+        let o = kiln(&["bench", s(&model), &arg, "--bind", "N=1"]);
+        assert_eq!(o.status.code(), Some(2), "--iters {iters}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--iters"), "{}", stderr(&o));
+    }
+    for (flag, value) in [("--epochs", "0"), ("--batch", "18446744073709551615")] {
+        let o = kiln(&["demo", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", stderr(&o));
+    }
+    let o = kiln(&[
+        "bench",
+        s(&model),
+        "--iters",
+        "1",
+        "--bind",
+        "N=4398046511104",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("input `x`") && e.contains("cannot be allocated"),
+        "{e}"
+    );
+}
+
+#[test]
+fn output_names_map_to_distinct_files() {
+    let dir = Tmp::new("names");
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, [2]);
+    let a = &x + 1.0;
+    let b = &x * 2.0;
+    let c = &x - 3.0;
+    let exe = kiln::compile(
+        &[("a b", &a), ("a_b", &b), ("a/../c%", &c)],
+        Backend::Interp,
+    )
+    .unwrap();
+    let model = dir.path("names.kiln");
+    exe.save(&model).unwrap();
+    let xin = dir.path("x.npy");
+    write_npy(&xin, &Array::from_f32(&[2], vec![1.0, 2.0]).unwrap());
+    let out = dir.path("out");
+    let o = kiln(&[
+        "run",
+        s(&model),
+        "-i",
+        &format!("x={}", s(&xin)),
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (file, want) in [
+        ("a%20b.npy", [2.0f32, 3.0]),
+        ("a_b.npy", [2.0, 4.0]),
+        ("a%2F..%2Fc%25.npy", [-2.0, -1.0]),
+    ] {
+        let got = kiln::npy::read(out.join(file)).unwrap();
+        assert_eq!(got.as_f32().unwrap(), &want, "{file}");
+    }
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
+
+    let exe = kiln::compile(&[("A", &a), ("a", &b)], Backend::Interp).unwrap();
+    let model = dir.path("case.kiln");
+    exe.save(&model).unwrap();
+    let out = dir.path("case-out");
+    let o = kiln(&[
+        "run",
+        s(&model),
+        "-i",
+        &format!("x={}", s(&xin)),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outputs `A` and `a` would both be written to a.npy"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().count() == 0);
+}
+
+#[test]
+fn run_time_errors_say_their_cause_once() {
+    let dir = Tmp::new("cause");
+    let g = Graph::new();
+    let x = g.input("x", DType::I32, [2]);
+    let y = g.input("y", DType::I32, [2]);
+    let q = &x / &y;
+    let exe = kiln::compile(&[("q", &q)], Backend::Interp).unwrap();
+    let model = dir.path("div.kiln");
+    exe.save(&model).unwrap();
+    let (xin, yin) = (dir.path("x.npy"), dir.path("y.npy"));
+    write_npy(&xin, &Array::from_i32(&[2], vec![4, 6]).unwrap());
+    write_npy(&yin, &Array::from_i32(&[2], vec![2, 0]).unwrap());
+    for backend in kiln_tests::backends() {
+        let o = kiln(&[
+            "run",
+            s(&model),
+            "-i",
+            &format!("x={}", s(&xin)),
+            "-i",
+            &format!("y={}", s(&yin)),
+            "--backend",
+            backend.name(),
+            "--out",
+            s(&dir.path("o")),
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{backend}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{backend}: {e}");
+        assert_eq!(e.matches("by zero").count(), 1, "{backend}: {e}");
+    }
 }

@@ -80,6 +80,14 @@ pub enum ArrayError {
     /// The shape's element count overflows `usize`.
     #[error("shape {0:?} has too many elements")]
     Overflow(Vec<usize>),
+    /// The allocator cannot provide the array's memory.
+    #[error("{dtype} array of shape {shape:?} cannot be allocated")]
+    Alloc {
+        /// The dtype.
+        dtype: DType,
+        /// The shape.
+        shape: Vec<usize>,
+    },
     /// A value of the wrong dtype was requested.
     #[error("expected a {expected} array, found {got}")]
     DType {
@@ -178,10 +186,31 @@ impl Array {
         Array::from_f64_cast(dtype, &[], &[value])
     }
 
-    /// An array of zeros.
+    /// An array of zeros, allocated fallibly: a shape too large for memory is an error.
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Array, ArrayError> {
+        fn make<T: Clone>(n: usize, zero: T) -> Option<Vec<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).ok()?;
+            v.resize(n, zero);
+            Some(v)
+        }
         let n = numel(shape)?;
-        Ok(Array::from_f64_cast(dtype, shape, &vec![0.0; n]))
+        let data = match dtype {
+            DType::F32 => make(n, 0.0).map(Data::F32),
+            DType::F64 => make(n, 0.0).map(Data::F64),
+            DType::I32 => make(n, 0).map(Data::I32),
+            DType::I64 => make(n, 0).map(Data::I64),
+            DType::U32 => make(n, 0).map(Data::U32),
+            DType::Bool => make(n, false).map(Data::Bool),
+        };
+        let data = data.ok_or_else(|| ArrayError::Alloc {
+            dtype,
+            shape: shape.to_vec(),
+        })?;
+        Ok(Array {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     /// Builds an array of `dtype` from `f64` values, converting each as a cast would
