@@ -11,7 +11,7 @@ use crate::graph::{Graph, Loc, NodeId};
 use crate::infer::infer;
 use crate::op::Op;
 use crate::shape::Shape;
-use crate::text::format_node;
+use crate::text::print::format_node;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 

@@ -21,7 +21,7 @@
 //! not look through algebraic identities (that is [`crate::simplify`]).
 
 use crate::error::PassError;
-use crate::pipeline::{Func, PassStats};
+use crate::func::{Func, PassStats};
 use kiln_ir::{BinaryOp, Graph, NodeId, Op};
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;

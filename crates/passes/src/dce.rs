@@ -9,7 +9,7 @@
 //! It does not merge or rewrite nodes, and it never changes the outputs.
 
 use crate::error::PassError;
-use crate::pipeline::{Func, PassStats};
+use crate::func::{Func, PassStats};
 use kiln_ir::{NodeId, Op};
 use std::collections::HashSet;
 

@@ -13,7 +13,7 @@
 //! unchanged.
 
 use crate::error::PassError;
-use crate::pipeline::{Func, PassStats};
+use crate::func::{Func, PassStats};
 
 /// Checks every node's dtype and shape (and the rest of the verifier's rules) and that every
 /// output is a live node. Never changes the function.

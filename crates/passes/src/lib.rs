@@ -5,6 +5,7 @@ pub mod autodiff;
 pub mod cse;
 pub mod dce;
 pub mod error;
+pub mod func;
 pub mod fuse;
 pub mod infer;
 pub mod memplan;

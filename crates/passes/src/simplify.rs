@@ -42,7 +42,7 @@
 
 use crate::dce::always_live;
 use crate::error::{PassError, RuleFailure};
-use crate::pipeline::{Func, PassStats};
+use crate::func::{Func, PassStats};
 use kiln_ir::infer::broadcast_shapes;
 use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, Shape, UnaryOp};
 use std::collections::BTreeSet;
