@@ -1,7 +1,7 @@
 //! Shared helpers for kiln end-to-end tests.
 
 pub mod golden;
-pub mod models;
+pub use kiln::models;
 
 /// The backends a test runs on: every available one. Without a GPU adapter the `gpu`
 /// backend is skipped with a printed reason, or the test panics when `KILN_REQUIRE_GPU=1`

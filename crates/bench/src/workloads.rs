@@ -11,9 +11,9 @@
 
 use anyhow::{Context, anyhow};
 use kiln::loss::{Reduction, cross_entropy};
+use kiln::models::{lenet, lstm_nn, simple_nn};
 use kiln::optim::Adam;
 use kiln::{Array, Backend, DType, Executable, Graph, Tensor};
-use kiln_tests::models::{lenet, lstm_nn, simple_nn};
 use std::time::Instant;
 
 /// The update rule every `_train_` workload uses.

@@ -22,6 +22,7 @@ mod error;
 mod eval;
 pub mod functional;
 pub mod loss;
+pub mod models;
 pub mod nn;
 pub mod npy;
 pub mod optim;

@@ -2,10 +2,11 @@
 //! `state_dict` (so the golden weights in `fixtures/golden/models` load unchanged).
 //!
 //! Each builder declares its input `x` (f32) and its parameters on `g` and returns
-//! `(x, logits)`; set the weights with [`crate::golden::load_params`] or `Graph::set_param`.
+//! `(x, logits)`; set the weights with `Graph::set_param` (the test package loads PyTorch's).
 //! `batch` may be a number or a symbol (`g.sym("N")`).
 
-use kiln::{ConvOpts, DType, Dim, Graph, Tensor, functional::lstm_cell};
+use crate::functional::lstm_cell;
+use crate::{ConvOpts, DType, Dim, Graph, Tensor};
 
 /// `Linear(in, out)` parameters `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
 #[track_caller]
