@@ -20,71 +20,15 @@
 //! program must pass the kernel verifier and print/parse round trip. Run with `BLESS=1` to
 //! rewrite the expectations in place; the `assert:` lines are checked either way.
 
+use kiln_filetest::{Case, Format, run_dir};
 use kiln_ir::{NodeId, parse};
 use kiln_passes::fuse::{FuseReport, lower_with};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const SEPARATOR: &str = "; ----";
-const EXPECT: &str = "; expect:";
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/filetests/fuse")
-}
-
-struct Case {
-    input: Vec<String>,
-    expected: Vec<String>,
-}
-
-fn split_cases(text: &str) -> Vec<Case> {
-    let mut cases = Vec::new();
-    let mut chunk: Vec<&str> = Vec::new();
-    let mut lines = text.lines();
-    loop {
-        let line = lines.next();
-        if line.is_none() || line.is_some_and(|l| l.trim_end() == SEPARATOR) {
-            if chunk.iter().any(|l| !l.trim().is_empty()) {
-                let at = chunk.iter().position(|l| l.trim_end() == EXPECT);
-                let (input, expected) = match at {
-                    Some(i) => (&chunk[..i], &chunk[i + 1..]),
-                    None => (&chunk[..], &[][..]),
-                };
-                let mut expected: Vec<String> = expected
-                    .iter()
-                    .map(|l| {
-                        l.strip_prefix("; ")
-                            .or_else(|| l.strip_prefix(';'))
-                            .unwrap_or(l)
-                            .to_string()
-                    })
-                    .collect();
-                while expected.last().is_some_and(|l| l.trim().is_empty()) {
-                    expected.pop();
-                }
-                cases.push(Case {
-                    input: input.iter().map(|l| l.to_string()).collect(),
-                    expected,
-                });
-            }
-            chunk.clear();
-            if line.is_none() {
-                break;
-            }
-        } else if let Some(l) = line {
-            chunk.push(l);
-        }
-    }
-    cases
-}
-
-fn directive<'a>(input: &'a [String], key: &str) -> Vec<&'a str> {
-    let prefix = format!("; {key}:");
-    input
-        .iter()
-        .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(str::trim)
-        .collect()
-}
+const FORMAT: Format = Format {
+    marker: "; expect:",
+    blank_before_marker: false,
+};
 
 fn pairs(s: &str) -> Result<Vec<(String, NodeId)>, String> {
     s.split(',')
@@ -137,20 +81,20 @@ fn check_assert(spec: &str, r: &FuseReport) -> Result<(), String> {
 }
 
 /// Runs a case: its output lines, and any failed assertion.
-fn run_case(case: &Case) -> Result<(Vec<String>, Vec<String>), String> {
+/// The lowered plan and its report; a failed `; assert:` line is a failure even under BLESS.
+fn run_case(case: &Case) -> Result<Vec<String>, String> {
     let outputs = pairs(
-        directive(&case.input, "outputs")
-            .first()
+        case.directive("outputs")
             .ok_or("missing `; outputs:` line")?,
     )?;
-    let updates = match directive(&case.input, "updates").first() {
+    let updates = match case.directive("updates") {
         Some(s) => pairs(s)?,
         None => Vec::new(),
     };
-    let graph = parse(&case.input.join("\n")).map_err(|e| format!("input does not parse: {e}"))?;
+    let graph = parse(&case.text()).map_err(|e| format!("input does not parse: {e}"))?;
     let lowered = match lower_with(&graph, &outputs, &updates) {
         Ok(l) => l,
-        Err(e) => return Ok((vec![format!("error: {e}")], Vec::new())),
+        Err(e) => return Ok(vec![format!("error: {e}")]),
     };
     if let Err(e) = kiln_kernel::verify(&lowered.program) {
         return Err(format!("the lowered program does not verify:\n{e}"));
@@ -161,88 +105,21 @@ fn run_case(case: &Case) -> Result<(Vec<String>, Vec<String>), String> {
         Ok(_) => return Err("the printed program parses to a different program".into()),
         Err(e) => return Err(format!("the printed program does not parse: {e}")),
     }
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines.push(format!("report: {}", lowered.report));
-    let failures = directive(&case.input, "assert")
+    let failures: Vec<String> = case
+        .directives("assert")
         .into_iter()
         .filter_map(|a| check_assert(a, &lowered.report).err())
         .collect();
-    Ok((lines, failures))
-}
-
-fn render(cases: &[(Case, Vec<String>)]) -> String {
-    let mut out = String::new();
-    for (i, (case, got)) in cases.iter().enumerate() {
-        if i > 0 {
-            out.push_str(SEPARATOR);
-            out.push('\n');
-        }
-        for l in &case.input {
-            out.push_str(l);
-            out.push('\n');
-        }
-        out.push_str(EXPECT);
-        out.push('\n');
-        for l in got {
-            if l.is_empty() {
-                out.push_str(";\n");
-            } else {
-                out.push_str("; ");
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
     }
-    out
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.push(format!("report: {}", lowered.report));
+    Ok(lines)
 }
 
 #[test]
 fn fuse_filetests() {
-    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .expect("fixtures/filetests/fuse exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "kir"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 5,
-        "expected the fusion fixtures, found {}",
-        files.len()
-    );
-    let mut failures = Vec::new();
-    for path in &files {
-        let text = std::fs::read_to_string(path).expect("readable fixture");
-        let mut results = Vec::new();
-        for (i, case) in split_cases(&text).into_iter().enumerate() {
-            let name = format!("{} case {}", path.display(), i + 1);
-            match run_case(&case) {
-                Ok((got, asserts)) => {
-                    for a in asserts {
-                        failures.push(format!("{name}: {a}"));
-                    }
-                    if !bless && got != case.expected {
-                        failures.push(format!(
-                            "{name}: output differs (rerun with BLESS=1 to accept)\n--- expected\n{}\n--- got\n{}",
-                            case.expected.join("\n"),
-                            got.join("\n")
-                        ));
-                    }
-                    results.push((case, got));
-                }
-                Err(e) => {
-                    failures.push(format!("{name}: {e}"));
-                    let expected = case.expected.clone();
-                    results.push((case, expected));
-                }
-            }
-        }
-        if bless {
-            let rendered = render(&results);
-            if rendered != text {
-                std::fs::write(path, rendered).expect("fixture is writable");
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/filetests/fuse");
+    run_dir(&dir, &FORMAT, 5, run_case);
 }
