@@ -510,9 +510,14 @@ pub(crate) fn flat(coords: &[Lin], dims: &[Dim]) -> Lin {
 }
 
 /// Coordinates of the flat offset `f` in a tensor of shape `dims` (the inverse of
-/// [`flat`]), peeled from the innermost axis by successive division.
+/// [`flat`]), peeled from the innermost axis by successive division. A tensor with a
+/// statically empty axis has no element, so no coordinate of it is ever evaluated: they are
+/// all `0` (dividing by the empty extent would not verify, and naga rejects `% 0`).
 pub(crate) fn unflat(f: &Lin, dims: &[Dim], scope: &Scope) -> Vec<Lin> {
     let mut out = vec![Lin::zero(); dims.len()];
+    if dims.iter().any(|d| d.as_known() == Some(0)) {
+        return out;
+    }
     let mut q = f.clone();
     for k in (0..dims.len()).rev() {
         let d = &dims[k];
