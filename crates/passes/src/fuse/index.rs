@@ -572,6 +572,16 @@ mod tests {
     }
 
     #[test]
+    fn empty_shapes_unflatten_without_dividing_by_zero() {
+        let dims = [Dim::known(0), Dim::known(2), Dim::known(3)];
+        let sc = scope(&[Dim::known(0), Dim::known(3)]);
+        let f = flat(&[Lin::var(0), Lin::var(1)], &[Dim::known(0), Dim::known(3)]);
+        let parts = unflat(&f, &dims, &sc);
+        let text: Vec<String> = parts.iter().map(|l| l.to_index().to_string()).collect();
+        assert_eq!(text, ["0", "0", "0"]);
+    }
+
+    #[test]
     fn symbolic_merge_of_leading_axes() {
         let (n, t) = (Dim::sym("N"), Dim::sym("T"));
         let sc = scope(&[n.clone(), t.clone(), Dim::known(28)]);
