@@ -12,6 +12,8 @@
 //          (operands are only called inside the matrices; the epilogue only inside C)
 //   T      the accumulator type;  ZERO  its zero
 //   SIZES  `let` bindings of kiln_batches, kiln_m, kiln_n and kiln_k
+// An empty output has no tiles and no invocation passes the early return; `max(.., 1)`
+// keeps a statically empty one from dividing by a literal zero (naga rejects that).
 // The early return depends only on the workgroup id and the params uniform, so it is
 // uniform across the workgroup and every invocation reaches the barriers.
 {{DECLS}}
@@ -38,10 +40,10 @@ fn main(
     if (kiln_group >= u32(kiln_batches * kiln_tiles)) {
         return;
     }
-    let kiln_batch = i32(kiln_group) / kiln_tiles;
-    let kiln_tile = i32(kiln_group) % kiln_tiles;
-    let kiln_row0 = (kiln_tile / kiln_tiles_n) * KILN_TM;
-    let kiln_col0 = (kiln_tile % kiln_tiles_n) * KILN_TN;
+    let kiln_batch = i32(kiln_group) / max(kiln_tiles, 1);
+    let kiln_tile = i32(kiln_group) % max(kiln_tiles, 1);
+    let kiln_row0 = (kiln_tile / max(kiln_tiles_n, 1)) * KILN_TM;
+    let kiln_col0 = (kiln_tile % max(kiln_tiles_n, 1)) * KILN_TN;
     let kiln_tx = i32(lid3.x) * 4;
     let kiln_ty = i32(lid3.y) * 4;
     var kiln_acc: array<array<{{T}}, 4>, 4>;

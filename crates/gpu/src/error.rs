@@ -8,6 +8,28 @@ use kiln_wgsl::{LaunchError, WgslError};
 pub const NO_ADAPTER: &str =
     "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use --backend cpu";
 
+/// The one line of a multi-line wgpu message that says what failed: the first line naming
+/// an error after the generic headers (`Validation Error`, `Caused by:`, `In ...`), else
+/// the first non-empty line.
+pub fn summary(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let generic = |l: &str| {
+        l.eq_ignore_ascii_case("validation error")
+            || l.starts_with("Caused by")
+            || l.starts_with("In ")
+    };
+    let pick = lines
+        .iter()
+        .find(|l| !generic(l) && l.to_ascii_lowercase().contains("error"))
+        .or_else(|| lines.iter().find(|l| !generic(l)))
+        .or_else(|| lines.first());
+    pick.map_or_else(String::new, |l| l.trim_end_matches(':').to_string())
+}
+
 /// Why a program could not be compiled or run on the GPU.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GpuError {
@@ -45,14 +67,19 @@ pub enum GpuError {
         /// The adapter's limit.
         limit: u64,
     },
-    /// The driver rejected a generated shader or pipeline.
-    #[error("{kernel}: the GPU driver rejected the shader: {message}")]
+    /// The driver rejected a generated shader or pipeline. Displays one line (the first
+    /// line of wgpu's message that names the error); `Debug` and `KILN_LOG=gpu` (printed to
+    /// stderr when it happens) show wgpu's whole message.
+    #[error("{kernel}: the GPU driver rejected the shader: {}", summary(.message))]
     Shader {
         /// Kernel.
         kernel: KernelId,
-        /// wgpu's message.
+        /// wgpu's whole message (usually many lines).
         message: String,
     },
+    /// An index expression may compute an intermediate outside the shaders' 32-bit range.
+    #[error("{0} (GPU shaders index with i32; run this program with --backend cpu)")]
+    IndexWidth(#[from] kiln_kernel::IndexWidthError),
     /// A binding of the symbols is missing or violates a precondition.
     #[error("{0}")]
     Binding(String),
@@ -125,4 +152,24 @@ pub enum GpuError {
     /// wgpu reported an error (validation, mapping, device loss).
     #[error("GPU error: {0}")]
     Device(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shader_errors_display_one_line() {
+        let message = "Validation Error\n\nCaused by:\n  In Device::create_shader_module, label = 'kiln kernel'\n    \nShader validation error: Function [0] 'main' is invalid\n  ┌─ :3:5\n  │\n3 │     x % 0\n  │     ^^^^^ naga::ir::Expression [4]\n  = Division by zero\n";
+        let e = GpuError::Shader {
+            kernel: KernelId(2),
+            message: message.into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "k2: the GPU driver rejected the shader: Shader validation error: Function [0] 'main' is invalid"
+        );
+        assert!(format!("{e:?}").contains("Division by zero"));
+        assert_eq!(summary("just one line"), "just one line");
+    }
 }

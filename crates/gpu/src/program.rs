@@ -5,8 +5,10 @@
 use crate::device::{GpuDevice, LayoutKey, Pipeline, block_on};
 use crate::error::GpuError;
 use crate::pool::BufferPool;
-use kiln_ir::{Array, DType, Data};
-use kiln_kernel::{BufferId, BufferKind, KernelId, Program};
+use kiln_ir::{Array, DType, Data, Dim, DimError};
+use kiln_kernel::{
+    BufferId, BufferKind, IndexWidth, IndexWidthError, KernelId, Program, ValueId, WidthScope,
+};
 use kiln_wgsl::{
     ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL,
     ERROR_WORDS, KernelShader, WgslProgram,
@@ -169,6 +171,7 @@ impl GpuProgram {
         options: &GpuOptions,
     ) -> Result<GpuProgram, GpuError> {
         let wgsl = kiln_wgsl::compile(program)?;
+        check_index_width(program, &HashMap::new(), false)?;
         let limits = device.limits();
         let mut kernels = Vec::with_capacity(wgsl.kernels.len());
         for shader in &wgsl.kernels {
@@ -179,9 +182,17 @@ impl GpuProgram {
             }
             let pipeline = device
                 .pipeline(&shader.source, &layout)
-                .map_err(|message| GpuError::Shader {
-                    kernel: shader.kernel,
-                    message,
+                .map_err(|message| {
+                    if std::env::var("KILN_LOG").is_ok_and(|v| v.contains("gpu")) {
+                        eprintln!(
+                            "{}: wgpu rejected the shader:\n{message}\n{}",
+                            shader.kernel, shader.source
+                        );
+                    }
+                    GpuError::Shader {
+                        kernel: shader.kernel,
+                        message,
+                    }
                 })?;
             let params = device.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kiln params"),
@@ -271,6 +282,7 @@ impl GpuProgram {
         outputs: Option<&[&str]>,
     ) -> Result<HashMap<String, Array>, GpuError> {
         let lens = self.buffer_lens(bindings)?;
+        check_index_width(&self.program, bindings, true)?;
         for name in inputs.keys() {
             if self.program.input(name).is_none() {
                 return Err(GpuError::UnknownName {
@@ -687,6 +699,45 @@ impl GpuProgram {
 }
 
 /// Checks a shader against the device limits.
+/// Shows that every index of every kernel body computes its intermediates within `i32`
+/// under `bindings` ([`kiln_kernel::check_index_width`]). At compile (`bound` false, no
+/// bindings) only bodies whose dims are all known are checked; a run checks every body
+/// before anything is dispatched.
+fn check_index_width(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+    bound: bool,
+) -> Result<(), GpuError> {
+    let dims = |d: &Dim| -> Option<i64> {
+        match d.eval(bindings) {
+            Ok(v) => i64::try_from(v).ok(),
+            Err(DimError::Negative { value, .. }) => Some(value),
+            Err(_) => None,
+        }
+    };
+    let values = |_: ValueId| Some((i128::from(i32::MIN), i128::from(i32::MAX)));
+    for (i, kernel) in program.kernels.iter().enumerate() {
+        for body in kernel.bodies(&program.symbols) {
+            let Some(domain) = &body.domain else {
+                continue;
+            };
+            let scope = WidthScope {
+                kernel: KernelId(u32::try_from(i).unwrap_or(u32::MAX)),
+                domain,
+                reduce: &body.reduce,
+                values: &values,
+                dims: &dims,
+            };
+            match kiln_kernel::check_index_width(body.body, &scope, IndexWidth::I32) {
+                Ok(()) => {}
+                Err(IndexWidthError::Unevaluated { .. }) if !bound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_limits(shader: &KernelShader, limits: &wgpu::Limits) -> Result<(), GpuError> {
     let storage = shader.bindings.len() as u64 + u64::from(shader.error_binding.is_some());
     let checks = [

@@ -238,6 +238,7 @@ mod print;
 pub mod program;
 pub mod scalar;
 pub mod verify;
+pub mod width;
 
 pub use exec::{ExecError, allocate, execute};
 pub use ids::{BufferId, KernelId, LoopVar, RedVar, ValueId};
@@ -249,3 +250,4 @@ pub use program::{
 };
 pub use scalar::{Scalar, ScalarError};
 pub use verify::{VerifyError, VerifyErrors, verify};
+pub use width::{IndexWidth, IndexWidthError, WidthScope, check_index_width};

@@ -508,6 +508,11 @@ impl Verifier<'_> {
         let Ok(size) = Poly::from_dim(&b.size) else {
             return;
         };
+        // An access inside an empty loop never runs (a tensor with a zero-sized axis).
+        let empty = |ext: &Poly| ext.neg().is_ok_and(|n| self.facts.nonneg(&n));
+        if domain.iter().any(empty) || (e.uses_red() && reds.iter().any(empty)) {
+            return;
+        }
         let scope = Scope {
             facts: &self.facts,
             vars: domain,

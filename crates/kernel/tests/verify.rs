@@ -486,3 +486,31 @@ fn the_crate_docs_example_verifies() {
     assert!(text.contains("k1 = loop [N] reduce [128]"), "{text}");
     assert_ok(&text);
 }
+
+/// An access inside a statically empty loop never runs, so it needs no proof (a tensor with
+/// a zero-sized axis); the same access in a loop that runs is still rejected.
+#[test]
+fn accesses_in_empty_loops_need_no_proof() {
+    let plan = |domain: &str, reduce: &str| {
+        format!(
+            "b0 = input \"x\" f32[0]
+b1 = output \"y\" f32[3]
+k0 = loop [{domain}] reduce [{reduce}] {{
+  v0 = load b0[r0*0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  v2 = load b0[0]
+  v3 = add(v1, v2)
+  store b1[i0] = v3
+}}
+"
+        )
+    };
+    assert_ok(&plan("3, 0", "2"));
+    let reduce_empty = errors(&plan("3", "0"));
+    assert_eq!(reduce_empty.len(), 1, "{reduce_empty:?}");
+    assert!(
+        reduce_empty[0].contains("v2 = load b0[0]"),
+        "{reduce_empty:?}"
+    );
+    assert_eq!(errors(&plan("3", "2")).len(), 2);
+}

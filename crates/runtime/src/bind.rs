@@ -4,7 +4,8 @@
 
 use crate::RuntimeError;
 use crate::signature::{Signature, bind_inputs};
-use kiln_ir::{Array, DType, Dim};
+use kiln_interp::EvalError;
+use kiln_ir::{Array, DType, Dim, Graph, NodeId, Op};
 use std::collections::HashMap;
 
 /// How one axis of a signature input is checked.
@@ -25,6 +26,18 @@ struct InputPlan {
     axes: Vec<Axis>,
 }
 
+/// A precondition of an `argmax`/`argmin` node: its reduced axis (`len`) is not empty
+/// unless its result (`numel` elements) is. Checked at bind time for every engine, so each
+/// one fails with the interpreter's error instead of returning a sentinel index.
+#[derive(Clone, Debug)]
+struct ArgPrecondition {
+    node: NodeId,
+    op: &'static str,
+    axis: usize,
+    len: Dim,
+    numel: Dim,
+}
+
 /// The binder of one executable: the signature digested once, plus the buffers of the
 /// last binding.
 #[derive(Clone, Debug)]
@@ -38,11 +51,40 @@ pub(crate) struct Binder {
     bound: Vec<bool>,
     /// `order[i]`: the position in the caller's inputs of signature input `i`.
     pub(crate) order: Vec<usize>,
+    args: Vec<ArgPrecondition>,
+}
+
+/// The [`ArgPrecondition`]s of `graph` whose axis may be empty.
+fn arg_preconditions(graph: &Graph) -> Vec<ArgPrecondition> {
+    let mut out = Vec::new();
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        let Op::ArgReduce { op, axis, .. } = &node.op else {
+            continue;
+        };
+        let Some(x) = graph.operands(id).first().copied() else {
+            continue;
+        };
+        let Some(len) = graph.node(x).shape.dims().get(*axis).cloned() else {
+            continue;
+        };
+        if len.as_known().is_some_and(|v| v >= 1) {
+            continue;
+        }
+        out.push(ArgPrecondition {
+            node: id,
+            op: op.name(),
+            axis: *axis,
+            len,
+            numel: Dim::product(node.shape.dims()),
+        });
+    }
+    out
 }
 
 impl Binder {
-    /// Digests `sig`.
-    pub(crate) fn new(sig: &Signature) -> Binder {
+    /// Digests `sig` and the preconditions of `graph`.
+    pub(crate) fn new(sig: &Signature, graph: &Graph) -> Binder {
         let symbols: Vec<(String, u64, Option<u64>)> = sig
             .symbols
             .iter()
@@ -80,7 +122,23 @@ impl Binder {
             order: vec![0; inputs.len()],
             symbols,
             inputs,
+            args: arg_preconditions(graph),
         }
+    }
+
+    /// Checks the graph's preconditions under the bound symbols.
+    fn check_preconditions(&self) -> Result<(), RuntimeError> {
+        for a in &self.args {
+            let empty = a.len.eval(&self.map).is_ok_and(|v| v == 0);
+            if empty && a.numel.eval(&self.map).is_ok_and(|v| v > 0) {
+                return Err(RuntimeError::Eval(EvalError::EmptyArgReduce {
+                    node: Some(a.node),
+                    op: a.op,
+                    axis: a.axis,
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// Checks `inputs` (and `explicit` bindings) and sets `map`, `values` and `order`.
@@ -92,7 +150,7 @@ impl Binder {
         explicit: &HashMap<String, u64>,
     ) -> Result<(), RuntimeError> {
         if self.fast(inputs, explicit) {
-            return Ok(());
+            return self.check_preconditions();
         }
         let slow = bind_inputs(sig, inputs, explicit)?;
         // The full check accepts what the fast path did not (it cannot, but if it did, its
@@ -112,7 +170,7 @@ impl Binder {
                 .position(|(n, _)| *n == spec.name)
                 .ok_or_else(|| RuntimeError::Other(format!("input `{}` is missing", spec.name)))?;
         }
-        Ok(())
+        self.check_preconditions()
     }
 
     fn set(&mut self, k: usize, v: u64) -> bool {

@@ -576,7 +576,7 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
     let engine = engine_for(backend, &program, &signature, &slots, &updates)?;
     report.total = start.elapsed();
     Ok(Executable {
-        binder: bind::Binder::new(&signature),
+        binder: bind::Binder::new(&signature, &graph),
         held: Vec::new(),
         held_shapes: Vec::new(),
         backend,
@@ -629,7 +629,7 @@ pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executabl
     let engine = engine_for(backend, &program, &m.signature, &slots, &m.updates)?;
     report.total = start.elapsed();
     Ok(Executable {
-        binder: bind::Binder::new(&m.signature),
+        binder: bind::Binder::new(&m.signature, &m.graph),
         held: Vec::new(),
         held_shapes: Vec::new(),
         backend,

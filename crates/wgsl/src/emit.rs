@@ -260,6 +260,14 @@ impl<'p> Emitter<'p> {
         })
     }
 
+    /// [`Emitter::extent`] as a divisor in decoding arithmetic: a statically empty extent
+    /// becomes `1` (no invocation of an empty domain decodes, and naga rejects a literal zero
+    /// divisor).
+    pub(crate) fn divisor(&mut self, d: &Dim) -> Result<String, WgslError> {
+        let e = self.extent(d)?;
+        Ok(if e == "0" { "1".to_string() } else { e })
+    }
+
     /// The binding number of a buffer.
     fn slot(&self, buffer: BufferId) -> Result<u32, WgslError> {
         self.bindings

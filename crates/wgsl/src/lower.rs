@@ -95,18 +95,38 @@ fn extents(
     indent: &str,
     out: &mut String,
 ) -> Result<String, WgslError> {
-    let mut names = Vec::new();
+    let factors = extent_lets(em, dims, prefix, indent, out)?;
+    Ok(if factors.is_empty() {
+        "1".to_string()
+    } else {
+        factors.join(" * ")
+    })
+}
+
+/// `let` bindings of clamped extents named `{prefix}{k}`; returns the factors of their
+/// product. A statically empty axis is bound to `1` and contributes the factor `0`: its name
+/// is only a divisor in [`decode`], which no invocation of an empty domain reaches, so no
+/// shader divides by a literal zero (naga rejects that at compile time).
+fn extent_lets(
+    em: &mut Emitter<'_>,
+    dims: &[Dim],
+    prefix: &str,
+    indent: &str,
+    out: &mut String,
+) -> Result<Vec<String>, WgslError> {
+    let mut factors = Vec::new();
     for (k, d) in dims.iter().enumerate() {
         let e = em.extent(d)?;
         let name = format!("{prefix}{k}");
-        let _ = writeln!(out, "{indent}let {name} = {e};");
-        names.push(name);
+        if e == "0" {
+            let _ = writeln!(out, "{indent}let {name} = 1; // empty axis");
+            factors.push("0".to_string());
+        } else {
+            let _ = writeln!(out, "{indent}let {name} = {e};");
+            factors.push(name);
+        }
     }
-    Ok(if names.is_empty() {
-        "1".to_string()
-    } else {
-        names.join(" * ")
-    })
+    Ok(factors)
 }
 
 /// Decodes the row-major linear index `linear` (an `i32` expression) over extents named
@@ -443,12 +463,7 @@ fn lower_row_reduce(
     let hoisted = hoist(k, &ph);
     let first = hoisted.as_ref().map_or(k.domain.len(), |h| h.first);
     let mut ext = String::new();
-    let mut names = Vec::new();
-    for (a, d) in k.domain.iter().enumerate() {
-        let e = em.extent(d)?;
-        let _ = writeln!(ext, "    let kiln_n{a} = {e};");
-        names.push(format!("kiln_n{a}"));
-    }
+    let names = extent_lets(em, &k.domain, "kiln_n", "    ", &mut ext)?;
     let product = |names: &[String]| {
         if names.is_empty() {
             "1".to_string()
@@ -740,11 +755,12 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
     let (dh, dw) = (small(g.dilation[0])?, small(g.dilation[1])?);
     let groups = small(g.groups)?;
     let (e_oh, e_ow) = (em.extent(&oh)?, em.extent(&ow)?);
+    let (d_oh, d_ow) = (em.divisor(&oh)?, em.divisor(&ow)?);
     let (e_h, e_w) = (em.extent(&g.h)?, em.extent(&g.w)?);
     let (e_cg, e_og) = (em.extent(&cg)?, em.extent(&og)?);
     // Row of the implicit GEMM: (n, oy, ox); column of A / row of B: (c, ky, kx).
     let pixel = format!(
-        "    let kiln_ox = kiln_row % {e_ow};\n    let kiln_oy = (kiln_row / {e_ow}) % {e_oh};\n    let i0 = kiln_row / {e_ow} / {e_oh};\n"
+        "    let kiln_ox = kiln_row % {d_ow};\n    let kiln_oy = (kiln_row / {d_ow}) % {d_oh};\n    let i0 = kiln_row / {d_ow} / {d_oh};\n"
     );
     let tap = |var: &str| {
         format!(

@@ -510,9 +510,14 @@ pub(crate) fn flat(coords: &[Lin], dims: &[Dim]) -> Lin {
 }
 
 /// Coordinates of the flat offset `f` in a tensor of shape `dims` (the inverse of
-/// [`flat`]), peeled from the innermost axis by successive division.
+/// [`flat`]), peeled from the innermost axis by successive division. A tensor with a
+/// statically empty axis has no element, so no coordinate of it is ever evaluated: they are
+/// all `0` (dividing by the empty extent would not verify, and naga rejects `% 0`).
 pub(crate) fn unflat(f: &Lin, dims: &[Dim], scope: &Scope) -> Vec<Lin> {
     let mut out = vec![Lin::zero(); dims.len()];
+    if dims.iter().any(|d| d.as_known() == Some(0)) {
+        return out;
+    }
     let mut q = f.clone();
     for k in (0..dims.len()).rev() {
         let d = &dims[k];
@@ -564,6 +569,16 @@ mod tests {
         assert_eq!(text, ["i0 / 5 / 4", "i0 / 5 % 4", "i0 % 5"]);
         let back = flat(&parts, &[n.clone(), Dim::known(4), Dim::known(5)]);
         assert_eq!(back.to_index().to_string(), "i0");
+    }
+
+    #[test]
+    fn empty_shapes_unflatten_without_dividing_by_zero() {
+        let dims = [Dim::known(0), Dim::known(2), Dim::known(3)];
+        let sc = scope(&[Dim::known(0), Dim::known(3)]);
+        let f = flat(&[Lin::var(0), Lin::var(1)], &[Dim::known(0), Dim::known(3)]);
+        let parts = unflat(&f, &dims, &sc);
+        let text: Vec<String> = parts.iter().map(|l| l.to_index().to_string()).collect();
+        assert_eq!(text, ["0", "0", "0"]);
     }
 
     #[test]
