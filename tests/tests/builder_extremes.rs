@@ -88,56 +88,89 @@ fn check_accepted(t: &Tensor) -> Result<(), String> {
     Ok(())
 }
 
+/// What one random graph did.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The builder refused it (one-line diagnostics).
+    Diagnosed,
+    /// Compiled on every backend.
+    Compiled,
+    /// Refused by compile on some backend with a one-line error.
+    Refused,
+}
+
+fn run_case(seed: u64) -> Result<Outcome, String> {
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        let mut r = Rng(seed);
+        let g = Graph::new();
+        let mut inputs = 1;
+        let mut pool = vec![g.input("x1", DType::F32, shape(&mut r, &g))];
+        for _ in 0..1 + r.below(5) {
+            step(&mut r, &g, &mut pool, &mut inputs);
+        }
+        (g, pool)
+    }));
+    let (g, pool) = built.map_err(|_| "building panicked".to_string())?;
+    for d in g.diagnostics() {
+        if d.message.contains('\n') {
+            return Err(format!("multi-line diagnostic: {}", d.message));
+        }
+    }
+    for t in pool.iter().filter(|t| !t.is_poisoned()) {
+        check_accepted(t)?;
+    }
+    let last = match pool.last() {
+        Some(t) if !t.is_poisoned() && g.diagnostics().is_empty() => t,
+        _ => return Ok(Outcome::Diagnosed),
+    };
+    let mut outcome = Outcome::Compiled;
+    for backend in kiln_tests::backends() {
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            kiln::compile(&[("y", last)], backend).map(|_| ())
+        }));
+        match res {
+            Err(_) => return Err(format!("compile panicked on {backend} for {last:?}")),
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                if msg.contains('\n') || msg.len() > 2000 {
+                    return Err(format!("{backend}: error is not one bounded line: {msg}"));
+                }
+                outcome = Outcome::Refused;
+            }
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(outcome)
+}
+
+#[test]
+fn a_fixed_sweep_compiles_many_graphs_and_fails_none() {
+    let mut counts = [0usize; 3];
+    let mut failures = Vec::new();
+    for seed in 0..400 {
+        match run_case(seed) {
+            Ok(o) => counts[o as usize] += 1,
+            Err(e) => failures.push(format!("seed {seed}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let [diagnosed, compiled, refused] = counts;
+    eprintln!("{diagnosed} diagnosed, {compiled} compiled on every backend, {refused} refused");
+    assert!(
+        compiled >= 60,
+        "only {compiled} of 400 graphs reached every backend"
+    );
+    assert!(
+        diagnosed >= 60,
+        "only {diagnosed} of 400 graphs hit a diagnostic"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn building_never_panics_and_accepted_graphs_compile_or_refuse_in_one_line(seed in any::<u64>()) {
-        let built = catch_unwind(AssertUnwindSafe(|| {
-            let mut r = Rng(seed);
-            let g = Graph::new();
-            let mut inputs = 1;
-            let mut pool = vec![g.input("x1", DType::F32, shape(&mut r, &g))];
-            for _ in 0..1 + r.below(6) {
-                step(&mut r, &g, &mut pool, &mut inputs);
-            }
-            (g, pool)
-        }));
-        let (g, pool) = match built {
-            Ok(b) => b,
-            Err(_) => return Err(TestCaseError::fail(format!("building panicked (seed {seed})"))),
-        };
-        for d in g.diagnostics() {
-            prop_assert!(!d.message.contains('\n'), "multi-line diagnostic: {}", d.message);
-        }
-        let Some(last) = pool.iter().rev().find(|t| !t.is_poisoned()) else {
-            return Ok(());
-        };
-        for t in pool.iter().filter(|t| !t.is_poisoned()) {
-            check_accepted(t).map_err(|e| TestCaseError::fail(format!("{e} (seed {seed})")))?;
-        }
-        if !g.diagnostics().is_empty() {
-            return Ok(());
-        }
-        for backend in kiln_tests::backends() {
-            let res = catch_unwind(AssertUnwindSafe(|| {
-                kiln::compile(&[("y", last)], backend).map(|_| ())
-            }));
-            match res {
-                Err(_) => {
-                    return Err(TestCaseError::fail(format!(
-                        "compile panicked on {backend} for {last:?} (seed {seed})"
-                    )))
-                }
-                Ok(Err(e)) => {
-                    let msg = e.to_string();
-                    prop_assert!(
-                        !msg.contains('\n') && msg.len() < 2000,
-                        "{backend}: error is not one bounded line (seed {seed}): {msg}"
-                    );
-                }
-                Ok(Ok(())) => {}
-            }
-        }
+        run_case(seed).map_err(|e| TestCaseError::fail(format!("{e} (seed {seed})")))?;
     }
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExecError {
     /// The program does not verify.
-    #[error("the program does not verify:\n{0}")]
+    #[error("the program does not verify: {}", .0.summary())]
     Verify(VerifyErrors),
     /// A declared symbol has no binding.
     #[error("symbol `{0}` is not bound")]

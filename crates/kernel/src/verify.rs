@@ -52,6 +52,18 @@ impl fmt::Display for VerifyErrors {
 
 impl std::error::Error for VerifyErrors {}
 
+impl VerifyErrors {
+    /// One line: the first error and how many more there are (the value keeps them all).
+    pub fn summary(&self) -> String {
+        let first = self.0.first().map(ToString::to_string).unwrap_or_default();
+        let first = first.replace('\n', " ");
+        match self.0.len() {
+            0 | 1 => first,
+            n => format!("{first} (and {} more)", n - 1),
+        }
+    }
+}
+
 /// Checks a program; `Ok` means every rule in the crate docs holds, in particular that no
 /// plain or masked access can leave its buffer for any binding the preconditions allow.
 pub fn verify(program: &Program) -> Result<(), VerifyErrors> {
@@ -511,6 +523,23 @@ impl Verifier<'_> {
         // An access inside an empty loop never runs (a tensor with a zero-sized axis).
         let empty = |ext: &Poly| ext.neg().is_ok_and(|n| self.facts.nonneg(&n));
         if domain.iter().any(empty) || (e.uses_red() && reds.iter().any(empty)) {
+            return;
+        }
+        // Nor does a masked load one of whose guards is an empty range (`hi <= lo` everywhere).
+        let unguarded = Scope {
+            facts: &self.facts,
+            vars: domain,
+            reds,
+            guards: &[],
+        };
+        let never =
+            guards.iter().any(
+                |g| match (unguarded.interval(&g.lo), unguarded.interval(&g.hi)) {
+                    (Ok(lo), Ok(hi)) => self.facts.le(&hi.hi, &lo.lo),
+                    _ => false,
+                },
+            );
+        if never {
             return;
         }
         let scope = Scope {

@@ -7,7 +7,7 @@ use kiln_kernel::{KernelId, VerifyErrors};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WgslError {
     /// The program does not verify; backends only lower verified programs.
-    #[error("the program does not verify:\n{0}")]
+    #[error("the program does not verify: {}", .0.summary())]
     Verify(VerifyErrors),
     /// A buffer, constant or value has a dtype WGSL cannot express (`f64`, `i64`).
     #[error(
