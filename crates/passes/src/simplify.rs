@@ -711,7 +711,7 @@ fn slice_of_concat(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
             let mut inner = axes.clone();
             inner[axis] = kiln_ir::SliceAxis {
                 start: sa.start - off,
-                stop: stop - off,
+                stop: (stop - off).min(len),
                 step: sa.step,
             };
             return Some(Rewrite::New {
