@@ -89,6 +89,15 @@ fn as_encode(e: FormatError) -> FormatError {
     }
 }
 
+/// Why the loader refuses a file the writer just produced, as the writer's error: a limit
+/// or rule keeps the loader's location and wording, anything else (a verifier) is named.
+pub(crate) fn refused_by_loader(e: FormatError) -> FormatError {
+    match as_encode(e) {
+        e @ FormatError::Encode { .. } => e,
+        other => FormatError::encode("module", format!("the loader would refuse it: {other}")),
+    }
+}
+
 /// A name, checked with the loader's rules (length, no control characters).
 fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatError> {
     crate::decode::name(s, location).map_err(as_encode)
