@@ -25,6 +25,7 @@ mod decode;
 mod encode;
 pub mod error;
 mod file;
+pub mod fuzzing;
 pub mod layout;
 pub mod limits;
 pub mod v1;

@@ -455,5 +455,24 @@ pub fn dtype_of(type_str: &str) -> Option<DType> {
     }
 }
 
+/// The fuzz harness of the reader (cargo-fuzz target `npy_read` in crates/cli/fuzz and the
+/// CI smoke test crates/cli/tests/fuzz_parsers.rs): any bytes give an array or a one-line
+/// error, and an array read writes and reads back bit for bit. Panics when a property fails.
+pub fn fuzz_check(bytes: &[u8]) {
+    match from_bytes(bytes) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+        }
+        Ok(a) => {
+            let again = to_bytes(&a).map(|b| from_bytes(&b));
+            match again {
+                Ok(Ok(b)) => assert!(b.bit_eq(&a), "{a:?} reads back as {b:?}"),
+                Ok(Err(e)) | Err(e) => panic!("an array read does not round-trip: {e}"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
