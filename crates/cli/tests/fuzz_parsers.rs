@@ -187,7 +187,7 @@ fn seed_dir(kind: &str) -> PathBuf {
 /// A version 1.0 `.npy` with `header` padded as NumPy pads it.
 fn npy_raw(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.as_bytes().to_vec();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(b' ');
     }
     h.push(b'\n');
