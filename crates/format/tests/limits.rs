@@ -3,8 +3,8 @@
 //! limit round-trips (where building one is cheap).
 //!
 //! Limits not built here, and why: `MAX_FILE_BYTES`, `MAX_DATA_BYTES`, `MAX_STATE_BYTES`
-//! and `MAX_TENSOR_ELEMENTS` need 32 GiB of state (the writer checks them before copying,
-//! in `encode::Data::push`); `MAX_NODES` and `MAX_NODE_ID` need a million-node graph;
+//! and `MAX_TENSOR_ELEMENTS` need 32 GiB of state (the data section's size is checked in
+//! `encode::Data::push` before it grows); `MAX_NODES` and `MAX_NODE_ID` need a million-node graph;
 //! `MAX_HEADER_BYTES` and `MAX_TOTAL_DIMS` need a 16 MiB header. All of them are checked
 //! by the same code as the rest: `to_bytes` runs the loader on its own output.
 
