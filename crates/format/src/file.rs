@@ -78,14 +78,26 @@ fn read_error(path: &Path, e: kiln_fs::ReadError) -> FormatError {
     }
 }
 
-/// A regular file of `len` bytes: limit, magic and version, then the rest.
+/// A regular file of `len` bytes: limit, magic and version, the size its preamble states,
+/// then the rest.
 fn read_regular(file: &mut File, len: u64, path: &Path) -> Result<Vec<u8>, FormatError> {
     if len > MAX_FILE_BYTES {
         return Err(too_long(path, len));
     }
-    let mut start = [0u8; START_BYTES];
+    let mut start = [0u8; PREAMBLE_BYTES];
     let n = kiln_fs::read_up_to(file, &mut start).map_err(|e| read_error(path, e.into()))?;
-    check_prefix(&start[..n], len.max(n as u64))?;
+    check_prefix(&start[..n.min(START_BYTES)], len.max(n as u64))?;
+    // A file larger than its preamble states is refused before the rest is read; a shorter
+    // one is read (it is no larger than the stated size) so the loader can say what is missing.
+    if n == PREAMBLE_BYTES
+        && let Ok(stated) = stated_size(&start)
+        && stated < len
+    {
+        return Err(FormatError::invalid(
+            "file",
+            format!("it has {len} bytes, but its preamble states {stated}"),
+        ));
+    }
     let rest =
         kiln_fs::read_exact_len(file, len.saturating_sub(n as u64)).map_err(|e| match e {
             // The file changed size while being read: report what was there.
@@ -172,6 +184,38 @@ mod tests {
             err.to_string(),
             "data section: length in bytes 1099511627776 exceeds the limit 34359738368"
         );
+    }
+
+    #[test]
+    fn a_regular_file_longer_than_its_preamble_states_is_refused_before_reading_on() {
+        let m = crate::Module {
+            metadata: Default::default(),
+            signature: Default::default(),
+            graph: kiln_ir::Graph::new(),
+            outputs: vec![],
+            updates: vec![],
+            program: None,
+            state: vec![],
+        };
+        let mut bytes = to_bytes(&m).unwrap();
+        let stated = bytes.len();
+        bytes.resize(stated + 4096, 0);
+        let path =
+            std::env::temp_dir().join(format!("kiln-format-long-{}.kiln", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let mut file = File::open(&path).unwrap();
+        let err = read_regular(&mut file, bytes.len() as u64, &path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "file: it has {} bytes, but its preamble states {stated}",
+                bytes.len()
+            )
+        );
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest.len(), bytes.len() - PREAMBLE_BYTES);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[cfg(unix)]
