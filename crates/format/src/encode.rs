@@ -1,20 +1,18 @@
 //! Module → header DTOs and data section: the explicit conversions from IR types to the
-//! version-1 schema. The writer checks the size limits, so a saved module never fails to
-//! load for exceeding them.
+//! version-1 schema. Limits and rules are the decoder's: `to_bytes` runs the loader on the
+//! encoded file, so a saved module never fails to load. Only the data section's size is
+//! checked here, before it is allocated.
 
 use crate::error::{FormatError, shown};
 use crate::layout::align_up;
-use crate::limits::{
-    MAX_DATA_BYTES, MAX_DIM_VALUE, MAX_NAME_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, MAX_TOTAL_DIMS,
-    max_node_id,
-};
+use crate::limits::MAX_DATA_BYTES;
 use crate::v1::*;
 use crate::{Module, Signature, TensorSpec};
 use kiln_ir::{
     ArgOp, Array, BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp, WindowOp,
 };
 use kiln_kernel::{Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The data section being built: tensors at 64-byte aligned offsets.
 #[derive(Default)]
@@ -23,19 +21,9 @@ struct Data {
 }
 
 impl Data {
-    fn push(&mut self, a: &Array, location: &str) -> Result<TensorRefV1, FormatError> {
-        let elements = a.len() as u64;
-        if elements > MAX_TENSOR_ELEMENTS {
-            return Err(too_big(
-                location,
-                "element count",
-                elements,
-                MAX_TENSOR_ELEMENTS,
-            ));
-        }
-        if let Some(&d) = a.shape().iter().find(|&&d| d as u64 > MAX_DIM_VALUE) {
-            return Err(too_big(location, "dimension", d as u64, MAX_DIM_VALUE));
-        }
+    /// Appends a tensor. The data section's size is checked here, before it grows; every
+    /// other limit is the loader's, which `to_bytes` runs on the result.
+    fn push(&mut self, a: &Array) -> Result<TensorRefV1, FormatError> {
         let offset = align_up(self.bytes.len() as u64).unwrap_or(u64::MAX);
         let raw = a.to_le_bytes();
         let end = offset.saturating_add(raw.len() as u64);
@@ -89,6 +77,15 @@ fn as_encode(e: FormatError) -> FormatError {
     }
 }
 
+/// Why the loader refuses a file the writer just produced, as the writer's error: a limit
+/// or rule keeps the loader's location and wording, anything else (a verifier) is named.
+pub(crate) fn refused_by_loader(e: FormatError) -> FormatError {
+    match as_encode(e) {
+        e @ FormatError::Encode { .. } => e,
+        other => FormatError::encode("module", format!("the loader would refuse it: {other}")),
+    }
+}
+
 /// A name, checked with the loader's rules (length, no control characters).
 fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatError> {
     crate::decode::name(s, location).map_err(as_encode)
@@ -97,26 +94,6 @@ fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatErro
 /// A symbol name, checked with the loader's rules (an identifier).
 fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<String, FormatError> {
     crate::decode::symbol_name(s, location).map_err(as_encode)
-}
-
-/// Checks every dimension of an encoded header with the loader's rules (count, text
-/// length, constants, exponents), so a saved module never fails to load for a dimension.
-fn check_dims(h: &HeaderV1) -> Result<(), FormatError> {
-    let count = crate::decode::dim_count(h);
-    if count > MAX_TOTAL_DIMS {
-        return Err(too_big("header", "dimension count", count, MAX_TOTAL_DIMS));
-    }
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut distinct: Vec<(String, String)> = Vec::new();
-    crate::decode::for_each_dim(h, &mut |text, at| {
-        if seen.insert(text.to_string()) {
-            distinct.push((text.to_string(), at()));
-        }
-    });
-    for (text, at) in &distinct {
-        crate::decode::parse_dim(text, &|| at.clone()).map_err(as_encode)?;
-    }
-    Ok(())
 }
 
 /// Converts a module into its header and data section.
@@ -130,17 +107,7 @@ pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
             .metadata
             .options
             .iter()
-            .map(|(k, v)| {
-                if v.len() as u64 > MAX_NAME_BYTES {
-                    return Err(too_big(
-                        format!("metadata option {}", shown(k)),
-                        "value length in bytes",
-                        v.len() as u64,
-                        MAX_NAME_BYTES,
-                    ));
-                }
-                Ok((name(k, || "metadata option key".into())?, v.clone()))
-            })
+            .map(|(k, v)| Ok((name(k, || "metadata option key".into())?, v.clone())))
             .collect::<Result<_, FormatError>>()?,
     };
     let signature = signature(&m.signature)?;
@@ -169,7 +136,7 @@ pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
             let location = format!("state tensor {}", shown(n));
             Ok(StateEntryV1 {
                 name: name(n, || location.clone())?,
-                tensor: data.push(a, &location)?,
+                tensor: data.push(a)?,
             })
         })
         .collect::<Result<_, FormatError>>()?;
@@ -183,7 +150,6 @@ pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
         program,
         state,
     };
-    check_dims(&header)?;
     Ok((header, data.finish()))
 }
 
@@ -243,21 +209,9 @@ fn shape(s: &Shape) -> Vec<DimV1> {
 
 fn graph(g: &Graph, data: &mut Data, files: &mut Vec<String>) -> Result<GraphV1, FormatError> {
     let ids = g.node_ids();
-    if ids.len() as u64 > MAX_NODES {
-        return Err(too_big("graph", "node count", ids.len() as u64, MAX_NODES));
-    }
     let mut file_index: HashMap<String, u32> = HashMap::new();
     let mut nodes = Vec::with_capacity(ids.len());
-    let id_limit = max_node_id(ids.len());
     for id in ids {
-        if u64::from(id.0) > id_limit {
-            return Err(too_big(
-                format!("graph node {id}"),
-                "id (ids are too sparse for the node count)",
-                u64::from(id.0),
-                id_limit,
-            ));
-        }
         let n = g.node(id);
         let loc = match &n.loc {
             None => None,
@@ -267,14 +221,6 @@ fn graph(g: &Graph, data: &mut Data, files: &mut Vec<String>) -> Result<GraphV1,
                     files.push(l.file.clone());
                     next
                 });
-                if l.file.len() as u64 > MAX_NAME_BYTES {
-                    return Err(too_big(
-                        format!("graph node {id}"),
-                        "source file name length in bytes",
-                        l.file.len() as u64,
-                        MAX_NAME_BYTES,
-                    ));
-                }
                 Some(LocV1 {
                     file,
                     line: l.line,
@@ -319,7 +265,7 @@ fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
             dtype: dtype(*d),
             shape: shape(s),
         },
-        Op::Constant(a) => OpV1::Constant(data.push(a, &format!("graph node {id} constant"))?),
+        Op::Constant(a) => OpV1::Constant(data.push(a)?),
         Op::Iota {
             dtype: d,
             shape: s,
@@ -480,7 +426,7 @@ fn buffer(b: &Buffer, i: usize, data: &mut Data) -> Result<BufferV1, FormatError
         BufferKind::Input(n) => BufferKindV1::Input(named(n)?),
         BufferKind::Output(n) => BufferKindV1::Output(named(n)?),
         BufferKind::State(n) => BufferKindV1::State(named(n)?),
-        BufferKind::Constant(a) => BufferKindV1::Constant(data.push(a, &location)?),
+        BufferKind::Constant(a) => BufferKindV1::Constant(data.push(a)?),
         BufferKind::Scratch => BufferKindV1::Scratch,
     };
     Ok(BufferV1 {

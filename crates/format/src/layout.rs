@@ -126,10 +126,9 @@ pub fn reseal(bytes: &mut [u8]) {
     bytes[body_len..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Checks the framing of a file (magic, version, flags, lengths, alignment, zero padding,
-/// checksum) and returns its parts. Nothing is allocated.
-pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
-    let size = bytes.len() as u64;
+/// Checks the magic bytes and the version at the start of a file of `size` bytes; `bytes`
+/// holds at least its first 12 bytes, or the whole file if it is shorter.
+fn check_start(bytes: &[u8], size: u64) -> Result<u32, FormatError> {
     if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
         let n = bytes.len().min(MAGIC.len());
         if bytes.len() < MAGIC.len() && bytes == &MAGIC[..n] {
@@ -163,46 +162,16 @@ pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
             },
         });
     }
-    let min = (PREAMBLE_BYTES + TRAILER_BYTES) as u64;
-    if size < min {
-        return Err(FormatError::Truncated {
-            what: "the preamble and checksum".to_string(),
-            needed: min,
-            size,
-        });
-    }
-    let body_len = bytes.len() - TRAILER_BYTES;
-    let stored = u32_at(bytes, body_len);
-    let computed = crc32(&bytes[..body_len]);
-    let flags = u32_at(bytes, 12);
-    let header_len = u64_at(bytes, 16);
-    let data_offset = u64_at(bytes, 24);
-    let data_len = u64_at(bytes, 32);
-    // Lengths first: a truncated file is reported as truncated, not as a bad checksum.
-    let data_end = data_offset.checked_add(data_len);
-    if let Some(end) = data_end.and_then(|e| e.checked_add(TRAILER_BYTES as u64))
-        && end > size
-        && data_offset.is_multiple_of(ALIGN)
-        && data_len.is_multiple_of(ALIGN)
-        && header_len <= MAX_HEADER_BYTES
-        && data_len <= MAX_DATA_BYTES
-        && align_up(PREAMBLE_BYTES as u64 + header_len) == Some(data_offset)
-    {
-        return Err(FormatError::Truncated {
-            what: format!(
-                "a {header_len}-byte header, a {data_len}-byte data section at offset {data_offset} and the checksum"
-            ),
-            needed: end,
-            size,
-        });
-    }
-    if stored != computed {
-        return Err(FormatError::Checksum {
-            stored,
-            computed,
-            covered: body_len as u64,
-        });
-    }
+    Ok(version)
+}
+
+/// Checks the preamble's flags and lengths against the limits and each other and returns
+/// the file size they state.
+fn check_lengths(preamble: &[u8]) -> Result<u64, FormatError> {
+    let flags = u32_at(preamble, 12);
+    let header_len = u64_at(preamble, 16);
+    let data_offset = u64_at(preamble, 24);
+    let data_len = u64_at(preamble, 32);
     if flags != 0 {
         return Err(FormatError::invalid(
             "preamble",
@@ -243,7 +212,80 @@ pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
             format!("data section length {data_len} is not a multiple of {ALIGN}"),
         ));
     }
-    let expected_size = data_offset + data_len + TRAILER_BYTES as u64;
+    Ok(data_offset + data_len + TRAILER_BYTES as u64)
+}
+
+/// Checks the start of a file of `size` bytes (the magic bytes and the version) from its
+/// first [`START_BYTES`] bytes, or all of it if it is shorter, so a reader can refuse a
+/// file that is not a `.kiln` file before reading the rest.
+pub fn check_prefix(prefix: &[u8], size: u64) -> Result<(), FormatError> {
+    check_start(prefix, size).map(|_| ())
+}
+
+/// The bytes [`check_prefix`] looks at.
+pub const START_BYTES: usize = 12;
+
+/// The size of the whole file that `preamble` (its first [`PREAMBLE_BYTES`], or all of it
+/// if it is shorter) starts, after checking the magic bytes, the version, the flags and the
+/// lengths against the limits: a reader of a stream reads exactly that many bytes.
+pub fn stated_size(preamble: &[u8]) -> Result<u64, FormatError> {
+    check_start(preamble, preamble.len() as u64)?;
+    if preamble.len() < PREAMBLE_BYTES {
+        return Err(FormatError::Truncated {
+            what: "the preamble".to_string(),
+            needed: PREAMBLE_BYTES as u64,
+            size: preamble.len() as u64,
+        });
+    }
+    check_lengths(preamble)
+}
+
+/// Checks the framing of a file (magic, version, flags, lengths, alignment, zero padding,
+/// checksum) and returns its parts. Nothing is allocated.
+pub fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
+    let size = bytes.len() as u64;
+    let version = check_start(bytes, size)?;
+    let min = (PREAMBLE_BYTES + TRAILER_BYTES) as u64;
+    if size < min {
+        return Err(FormatError::Truncated {
+            what: "the preamble and checksum".to_string(),
+            needed: min,
+            size,
+        });
+    }
+    let body_len = bytes.len() - TRAILER_BYTES;
+    let stored = u32_at(bytes, body_len);
+    let computed = crc32(&bytes[..body_len]);
+    let header_len = u64_at(bytes, 16);
+    let data_offset = u64_at(bytes, 24);
+    let data_len = u64_at(bytes, 32);
+    // Lengths first: a truncated file is reported as truncated, not as a bad checksum.
+    let data_end = data_offset.checked_add(data_len);
+    if let Some(end) = data_end.and_then(|e| e.checked_add(TRAILER_BYTES as u64))
+        && end > size
+        && data_offset.is_multiple_of(ALIGN)
+        && data_len.is_multiple_of(ALIGN)
+        && header_len <= MAX_HEADER_BYTES
+        && data_len <= MAX_DATA_BYTES
+        && align_up(PREAMBLE_BYTES as u64 + header_len) == Some(data_offset)
+    {
+        return Err(FormatError::Truncated {
+            what: format!(
+                "a {header_len}-byte header, a {data_len}-byte data section at offset {data_offset} and the checksum"
+            ),
+            needed: end,
+            size,
+        });
+    }
+    if stored != computed {
+        return Err(FormatError::Checksum {
+            stored,
+            computed,
+            covered: body_len as u64,
+        });
+    }
+    let expected_size = check_lengths(bytes)?;
+    let header_end = PREAMBLE_BYTES as u64 + header_len;
     if expected_size != size {
         return Err(if expected_size > size {
             FormatError::Truncated {

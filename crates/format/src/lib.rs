@@ -25,6 +25,7 @@ mod decode;
 mod encode;
 pub mod error;
 mod file;
+pub mod fuzzing;
 pub mod layout;
 pub mod limits;
 pub mod v1;
@@ -115,11 +116,17 @@ pub struct Module {
 /// The prefix of a kernel-plan output buffer that carries a state update (`update:fc1.weight`).
 pub const UPDATE_OUTPUT_PREFIX: &str = "update:";
 
-/// Encodes a module as the bytes of a `.kiln` file.
+/// Encodes a module as the bytes of a `.kiln` file. The bytes are then checked by
+/// [`from_bytes`] itself, so every limit and rule of the loader has one home (the decoder)
+/// and a module the loader would refuse (a rank over [`limits::MAX_RANK`], too many
+/// operands, a plan that fails verification, ...) is an [`FormatError::Encode`] naming
+/// the limit or rule, never a file.
 pub fn to_bytes(m: &Module) -> Result<Vec<u8>, FormatError> {
     let (header, data) = encode::module(m)?;
     let header = codec::encode_header(&header)?;
-    layout::assemble(&header, &data)
+    let bytes = layout::assemble(&header, &data)?;
+    from_bytes(&bytes).map_err(encode::refused_by_loader)?;
+    Ok(bytes)
 }
 
 /// Decodes and validates a `.kiln` file's bytes. The input is treated as hostile: every

@@ -1,9 +1,9 @@
 //! Hard limits the loader enforces before it allocates anything a file asks for.
 //!
 //! Every limit is far above what a real module needs and low enough that a hostile file
-//! cannot make the loader allocate or compute without bound. The writer checks the ones a
-//! module can break (sizes, counts, names) so that `save` never writes a file `load`
-//! rejects for a limit.
+//! cannot make the loader allocate or compute without bound. Each is checked in one place,
+//! the decoder; the writer (`to_bytes`) runs the loader on what it encoded, so `save` never
+//! writes a file `load` rejects for a limit.
 
 /// Largest file [`crate::load`] reads (header, data and framing together): 32 GiB + 16 MiB.
 pub const MAX_FILE_BYTES: u64 = MAX_HEADER_BYTES + MAX_DATA_BYTES + 4096;

@@ -77,6 +77,14 @@ pub enum ArrayError {
         /// Bytes supplied.
         got: usize,
     },
+    /// A bool element's byte is neither 0 nor 1.
+    #[error("bool element {index} is stored as {value}, not 0 or 1")]
+    BoolByte {
+        /// The element's index.
+        index: usize,
+        /// The byte found.
+        value: u8,
+    },
     /// The shape's element count overflows `usize`.
     #[error("shape {0:?} has too many elements")]
     Overflow(Vec<usize>),
@@ -308,7 +316,8 @@ impl Array {
         }
     }
 
-    /// Builds an array from little-endian bytes (bool: any non-zero byte is true).
+    /// Builds an array from little-endian bytes (bool: one byte, 0 or 1; any other byte is
+    /// an error, as in the `.kiln` and `.npy` readers).
     pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Array, ArrayError> {
         let n = numel(shape)?;
         let expected = n
@@ -337,7 +346,15 @@ impl Array {
             DType::I32 => Data::I32(chunks(bytes, i32::from_le_bytes)),
             DType::I64 => Data::I64(chunks(bytes, i64::from_le_bytes)),
             DType::U32 => Data::U32(chunks(bytes, u32::from_le_bytes)),
-            DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DType::Bool => {
+                if let Some(index) = bytes.iter().position(|&b| b > 1) {
+                    return Err(ArrayError::BoolByte {
+                        index,
+                        value: bytes[index],
+                    });
+                }
+                Data::Bool(bytes.iter().map(|&b| b == 1).collect())
+            }
         };
         Ok(Array {
             shape: shape.to_vec(),

@@ -9,18 +9,7 @@
 mod harness;
 
 fn check(data: &[u8]) {
-    let mut bytes = data.to_vec();
-    kiln_format::layout::reseal(&mut bytes);
-    if let Ok(m) = kiln_format::from_bytes(&bytes) {
-        match kiln_format::to_bytes(&m) {
-            Ok(again) => {
-                if let Err(e) = kiln_format::from_bytes(&again) {
-                    panic!("a re-encoded module does not load: {e}");
-                }
-            }
-            Err(e) => panic!("a loaded module does not encode: {e}"),
-        }
-    }
+    kiln_format::fuzzing::load_resealed(data);
 }
 
 #[cfg(fuzzing)]
