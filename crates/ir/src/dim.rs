@@ -22,6 +22,15 @@ pub type Sym = Arc<str>;
 struct Monomial(Vec<(Sym, u32)>);
 
 impl Monomial {
+    /// The marker of an overflowed dim: exponent 0 never occurs in a canonical monomial.
+    fn overflow() -> Monomial {
+        Monomial(vec![(Arc::from("<overflow>"), 0)])
+    }
+
+    fn is_overflow(&self) -> bool {
+        matches!(self.0.as_slice(), [(_, 0)])
+    }
+
     /// The product, or `None` if an exponent overflows.
     fn mul(&self, other: &Monomial) -> Option<Monomial> {
         let mut map: BTreeMap<Sym, u32> = self.0.iter().cloned().collect();
@@ -52,9 +61,8 @@ impl Monomial {
 /// One dimension of a shape: a known size or an expression over named symbols.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Dim {
+    /// Monomial -> non-zero coefficient; an overflowed dim holds only [`Monomial::overflow`].
     terms: BTreeMap<Monomial, i64>,
-    /// Set when an operation producing this dim overflowed; `terms` is then empty.
-    overflow: bool,
 }
 
 /// Error evaluating a [`Dim`] under a binding of its symbols.
@@ -92,24 +100,18 @@ impl Dim {
     }
 
     fn of(terms: BTreeMap<Monomial, i64>) -> Dim {
-        Dim {
-            terms,
-            overflow: false,
-        }
+        Dim { terms }
     }
 
     /// The result of an operation that did not fit: see [`Dim::is_overflow`].
     pub fn overflowed() -> Dim {
-        Dim {
-            terms: BTreeMap::new(),
-            overflow: true,
-        }
+        Dim::of([(Monomial::overflow(), 1)].into_iter().collect())
     }
 
     /// True if some operation producing this dim overflowed 64-bit coefficients or 32-bit
     /// exponents. Such a dim is no size at all: it evaluates to an error and is never known.
     pub fn is_overflow(&self) -> bool {
-        self.overflow
+        self.terms.len() == 1 && self.terms.keys().all(Monomial::is_overflow)
     }
 
     /// A named symbol, e.g. the batch size `N`.
@@ -124,7 +126,7 @@ impl Dim {
     /// constant term only, when the positive symbolic terms (each at least its coefficient)
     /// cover it, so `N-1` and `N*T-1` pass and `N-2` or `N*T-T` do not.
     pub fn provably_non_negative(&self) -> bool {
-        if self.overflow {
+        if self.is_overflow() {
             return false;
         }
         let mut positive: i64 = 0;
@@ -143,7 +145,7 @@ impl Dim {
 
     /// The size if it contains no symbol.
     pub fn as_known(&self) -> Option<u64> {
-        if self.overflow {
+        if self.is_overflow() {
             return None;
         }
         match self.terms.len() {
@@ -168,6 +170,9 @@ impl Dim {
 
     /// The symbols appearing in the expression, sorted, without duplicates.
     pub fn symbols(&self) -> Vec<Sym> {
+        if self.is_overflow() {
+            return Vec::new();
+        }
         let mut out: Vec<Sym> = self
             .terms
             .keys()
@@ -190,7 +195,7 @@ impl Dim {
     /// Evaluates the dim under a binding of its symbols.
     pub fn eval(&self, bindings: &HashMap<String, u64>) -> Result<u64, DimError> {
         let overflow = || DimError::Overflow(self.to_string());
-        if self.overflow {
+        if self.is_overflow() {
             return Err(overflow());
         }
         let mut total: i64 = 0;
@@ -218,7 +223,7 @@ impl Dim {
     /// for every binding. Division by a single term (`c * N^k`) is exact when every term of
     /// `self` divides; a multi-term divisor divides only a constant multiple of itself.
     pub fn exact_div(&self, rhs: &Dim) -> Option<Dim> {
-        if self.overflow || rhs.overflow || rhs.terms.is_empty() {
+        if self.is_overflow() || rhs.is_overflow() || rhs.terms.is_empty() {
             return None;
         }
         if self.terms.is_empty() {
@@ -251,7 +256,7 @@ impl Dim {
     /// `self - rhs`, if the result is a known non-negative size or a symbolic expression.
     pub fn checked_sub(&self, rhs: &Dim) -> Option<Dim> {
         let d = self.clone() - rhs.clone();
-        if d.overflow {
+        if d.is_overflow() {
             return None;
         }
         (d.is_known() || d.terms.values().all(|c| *c > 0)).then_some(d)
@@ -305,7 +310,7 @@ impl Add for &Dim {
 
 impl Dim {
     fn sum_of(a: &Dim, rhs: &Dim) -> Dim {
-        if a.overflow || rhs.overflow {
+        if a.is_overflow() || rhs.is_overflow() {
             return Dim::overflowed();
         }
         let mut terms = a.terms.clone();
@@ -323,7 +328,7 @@ impl Dim {
     }
 
     fn negated(self) -> Dim {
-        if self.overflow {
+        if self.is_overflow() {
             return self;
         }
         let mut terms = BTreeMap::new();
@@ -352,7 +357,7 @@ impl Mul for Dim {
 impl Mul for &Dim {
     type Output = Dim;
     fn mul(self, rhs: &Dim) -> Dim {
-        if self.overflow || rhs.overflow {
+        if self.is_overflow() || rhs.is_overflow() {
             return Dim::overflowed();
         }
         let mut terms: BTreeMap<Monomial, i64> = BTreeMap::new();
@@ -377,7 +382,7 @@ impl Mul for &Dim {
 
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.overflow {
+        if self.is_overflow() {
             return f.write_str("<overflow>");
         }
         if self.terms.is_empty() {
