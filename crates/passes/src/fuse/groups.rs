@@ -116,6 +116,10 @@ pub(crate) struct Plan {
     /// State updates that cannot be written in place: `(update node, parameter name)`,
     /// copied into their state buffers after every kernel.
     pub(crate) late_updates: Vec<(NodeId, String)>,
+    /// Steps the merge pass took: placements read to build the kernel graph, merge checks,
+    /// stored values and placements looked at by those checks, and nodes moved by merges.
+    /// Deterministic for a given graph; grows linearly with a chain's length.
+    pub(crate) work: usize,
 }
 
 /// How an op fuses.
@@ -273,6 +277,8 @@ struct Planner<'a> {
     /// Added to every `depth` entry of a kernel (empty: 0): a merge that deepens a large
     /// kernel by an offset moves this instead of every entry.
     depth_base: Vec<i64>,
+    /// See [`Plan::work`] (a `Cell` because the merge checks take `&self`).
+    work: std::cell::Cell<usize>,
 }
 
 /// The kernel dependency graph during [`Planner::merge_pass`], kept up to date by each
@@ -715,6 +721,7 @@ impl Planner<'_> {
 
     /// Whether producer `p` can be fused into its consumer `h`.
     fn can_merge(&self, p: KIdx, h: KIdx, g: &KernelGraph) -> bool {
+        self.tick(1);
         let (kp, kh) = (&self.plan.kernels[p], &self.plan.kernels[h]);
         if kp.domain != kh.domain {
             return false;
@@ -796,6 +803,7 @@ impl Planner<'_> {
     /// side is smaller, `p`'s stores or `h`'s members, so a kernel that has grown by many
     /// merges is not scanned again at every merge.
     fn stores_used_in(&self, p: KIdx, h: KIdx, g: &KernelGraph) -> Vec<NodeId> {
+        self.tick(self.plan.kernels[p].stores.len().min(g.members[h].len()));
         let in_h = |n: NodeId| {
             self.plan
                 .places
@@ -853,8 +861,13 @@ impl Planner<'_> {
             .is_some_and(|ps| ps.iter().any(|q| q.kernel == k))
     }
 
+    fn tick(&self, steps: usize) {
+        self.work.set(self.work.get() + steps);
+    }
+
     /// The kernel graph of the current plan, built once for [`Planner::merge_pass`].
     fn kernel_graph(&self, rank: &HashMap<NodeId, usize>) -> KernelGraph {
+        self.tick(self.plan.places.len());
         let n = self.plan.kernels.len();
         let deps = self.dep_counts();
         let mut succ = vec![BTreeSet::new(); n];
@@ -914,6 +927,7 @@ impl Planner<'_> {
             self.depth_base.resize(self.plan.kernels.len(), 0);
         }
         let moved = std::mem::take(&mut g.members[d]);
+        self.tick(moved.len());
         let fresh: Vec<NodeId> = moved
             .iter()
             .copied()
@@ -1228,11 +1242,13 @@ pub(crate) fn plan(
         plan: Plan::default(),
         depth: HashMap::new(),
         depth_base: Vec::new(),
+        work: std::cell::Cell::new(0),
     };
     for &n in order.iter().rev() {
         p.decide(n, must.contains(&n));
     }
     p.merge_pass(&rank);
+    p.plan.work = p.work.get();
 
     let deps = p.deps();
     let mut extra: Vec<(KIdx, KIdx)> = Vec::new();
