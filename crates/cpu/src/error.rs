@@ -7,7 +7,7 @@ use kiln_kernel::{BufferId, KernelId, VerifyErrors};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CpuError {
     /// The program does not verify; nothing is compiled for an unverified program.
-    #[error("the program does not verify:\n{0}")]
+    #[error("the program does not verify: {}", .0.summary())]
     Verify(VerifyErrors),
     /// The host machine is not supported by the code generator.
     #[error("the host is not supported by the code generator: {0}")]

@@ -791,9 +791,7 @@ impl Planner<'_> {
     fn use_depth(&self, p: KIdx, h: KIdx, g: &KernelGraph) -> usize {
         self.stores_used_in(p, h, g)
             .into_iter()
-            .flat_map(|s| self.uses_of(s))
-            .filter(|u| u.place.kernel == h)
-            .map(|u| u.depth)
+            .filter_map(|s| self.deepest_use_in(s, h))
             .max()
             .unwrap_or(0)
     }

@@ -143,7 +143,7 @@ pub enum FuseError {
         reason: String,
     },
     /// The lowered program does not verify (a bug in the fusion pass).
-    #[error("fuse: the lowered program does not verify:\n{0}")]
+    #[error("fuse: the lowered program does not verify: {}", .0.summary())]
     Verify(VerifyErrors),
     /// An internal invariant failed (a bug in the fusion pass).
     #[error("fuse: internal error: {0}")]
