@@ -186,8 +186,11 @@ fn run_scaling(
         }
         table.push(row);
     }
-    let fit = |pick: fn(&(usize, Option<f64>, Option<f64>)) -> Option<f64>| {
-        let pts: Vec<(usize, f64)> = table.iter().filter_map(|r| Some((r.0, pick(r)?))).collect();
+    let fit = |grad: bool| {
+        let pts: Vec<(usize, f64)> = table
+            .iter()
+            .filter_map(|&(d, f, g)| Some((d, if grad { g } else { f }?)))
+            .collect();
         scaling::slope(&pts)
     };
     let cell = |s: Option<f64>| s.map_or_else(|| "failed".to_string(), |s| format!("{s:.3}"));
@@ -200,8 +203,8 @@ fn run_scaling(
     let slope = |s: Option<f64>| s.map_or_else(|| "n/a".to_string(), |s| format!("{s:.2}"));
     println!(
         "| slope of log(s)/log(depth) | {} | {} |",
-        slope(fit(|r| r.1)),
-        slope(fit(|r| r.2))
+        slope(fit(false)),
+        slope(fit(true))
     );
     Ok(())
 }
