@@ -1,13 +1,15 @@
 //! kiln-bench: kiln's benchmark suite. Runs named workloads on every backend in
 //! `kiln::Backend::ALL`, measures this machine's copy bandwidth and FMA peak, times the
 //! `kiln` runner's cold start, and compares with the Python peers (`kiln-bench compare`).
-//! Prints one JSON line per (workload, backend) and a human table.
+//! Prints one JSON line per (workload, backend) and a human table. `kiln-bench
+//! compile-scaling` times compiling a `sin` chain and its gradient at depths 1k to 64k.
 
 mod coldstart;
 mod compare;
 mod limits;
 mod measure;
 mod record;
+mod scaling;
 mod workloads;
 
 use anyhow::{Context, bail};
@@ -41,6 +43,19 @@ enum Cmd {
         /// Where to write the chart.
         #[arg(long, default_value = "target/bench/ratios.svg")]
         svg: PathBuf,
+    },
+    /// Compile time of `sum(sin^depth(x))` and of its gradient at growing depths (one JSON
+    /// line per point), with the fitted slope of log(seconds) over log(depth).
+    CompileScaling {
+        /// Depths to compile (default 1000 2000 4000 ... 64000).
+        #[arg(long = "depth", value_name = "N")]
+        depths: Vec<usize>,
+        /// Backend to compile for.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Also write the JSON lines to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -91,6 +106,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Compare { kiln, peers, svg }) => run_compare(&kiln, &peers, &svg),
+        Some(Cmd::CompileScaling {
+            depths,
+            backend,
+            out,
+        }) => run_scaling(&depths, &backend, out.as_deref()),
         None => run_suite(&cli.run),
     }
 }
@@ -117,6 +137,75 @@ fn run_compare(
     std::fs::write(svg, compare::svg(&rows))
         .with_context(|| format!("writing {}", svg.display()))?;
     println!("chart: {}", svg.display());
+    Ok(())
+}
+
+fn run_scaling(
+    depths: &[usize],
+    backend: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let b = backends(&[backend.to_string()])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no backend"))?;
+    let depths = if depths.is_empty() {
+        scaling::DEPTHS.to_vec()
+    } else {
+        depths.to_vec()
+    };
+    let file = match out {
+        Some(p) => {
+            if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d)?;
+            }
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut sink = Sink {
+        out: file,
+        records: Vec::new(),
+    };
+    eprintln!("kiln-bench compile-scaling: {} on {b}", cpu_model());
+    // One untimed compile first, so the first point does not pay for warming the process
+    // (allocator, code caches) alone.
+    let _ = scaling::measure(100, true, b);
+    let mut table = Vec::new();
+    for &d in &depths {
+        let mut row = (d, None, None);
+        for grad in [false, true] {
+            let r = scaling::measure(d, grad, b);
+            let s = (r.status == Status::Ok).then_some(r.compile_s).flatten();
+            if grad {
+                row.2 = s;
+            } else {
+                row.1 = s;
+            }
+            sink.emit(r)?;
+        }
+        table.push(row);
+    }
+    let fit = |grad: bool| {
+        let pts: Vec<(usize, f64)> = table
+            .iter()
+            .filter_map(|&(d, f, g)| Some((d, if grad { g } else { f }?)))
+            .collect();
+        scaling::slope(&pts)
+    };
+    let cell = |s: Option<f64>| s.map_or_else(|| "failed".to_string(), |s| format!("{s:.3}"));
+    println!();
+    println!("| depth | forward compile s | gradient compile s |");
+    println!("|---:|---:|---:|");
+    for (d, f, g) in &table {
+        println!("| {d} | {} | {} |", cell(*f), cell(*g));
+    }
+    let slope = |s: Option<f64>| s.map_or_else(|| "n/a".to_string(), |s| format!("{s:.2}"));
+    println!(
+        "| slope of log(s)/log(depth) | {} | {} |",
+        slope(fit(false)),
+        slope(fit(true))
+    );
     Ok(())
 }
 

@@ -52,14 +52,25 @@ impl fmt::Display for VerifyErrors {
 
 impl std::error::Error for VerifyErrors {}
 
+/// Longest first error [`VerifyErrors::summary`] quotes, in characters.
+pub const SUMMARY_CHARS: usize = 240;
+
 impl VerifyErrors {
-    /// One line: the first error and how many more there are (the value keeps them all).
+    /// One bounded line for error messages: the first error (cut at [`SUMMARY_CHARS`]
+    /// characters) and how many more there are. The full list stays in the value (and in
+    /// its `Display`, one error per line).
     pub fn summary(&self) -> String {
-        let first = self.0.first().map(ToString::to_string).unwrap_or_default();
-        let first = first.replace('\n', " ");
+        let Some(first) = self.0.first() else {
+            return "no errors".to_string();
+        };
+        let text = first.to_string().replace('\n', " ");
+        let mut line: String = text.chars().take(SUMMARY_CHARS).collect();
+        if text.chars().count() > SUMMARY_CHARS {
+            line.push_str("...");
+        }
         match self.0.len() {
-            0 | 1 => first,
-            n => format!("{first} (and {} more)", n - 1),
+            1 => line,
+            n => format!("{line} (and {} more)", n - 1),
         }
     }
 }
@@ -924,5 +935,42 @@ impl Verifier<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn many(n: usize, location_len: usize) -> VerifyErrors {
+        VerifyErrors(
+            (0..n)
+                .map(|i| VerifyError {
+                    kernel: Some(KernelId(u32::try_from(i).unwrap_or(0))),
+                    location: format!("v0 = load b0[{}]", "i0 + ".repeat(location_len / 5)),
+                    message: "index may exceed\nthe buffer".to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn summary_is_one_bounded_line_naming_the_rest() {
+        let e = many(1000, 50_000);
+        assert!(
+            e.to_string().len() > 1_000_000,
+            "the full list stays available"
+        );
+        let s = e.summary();
+        assert!(!s.contains('\n'), "{s}");
+        assert!(s.len() <= SUMMARY_CHARS + 40, "{} chars", s.len());
+        assert!(s.starts_with("k0: v0 = load b0[i0 + "), "{s}");
+        assert!(s.ends_with("... (and 999 more)"), "{s}");
+        let one = many(1, 0);
+        assert_eq!(
+            one.summary(),
+            "k0: v0 = load b0[]: index may exceed the buffer"
+        );
+        assert_eq!(VerifyErrors(Vec::new()).summary(), "no errors");
     }
 }

@@ -533,3 +533,25 @@ fn long_chains_are_cut_into_kernels_of_bounded_depth() {
     assert_eq!((r.kernels(), r.elementwise), (4, 4), "{r}");
     assert_eq!(kiln_passes::fuse::MAX_FUSE_DEPTH, 256);
 }
+
+#[test]
+fn a_verification_failure_is_reported_in_one_bounded_line() {
+    use kiln_kernel::{KernelId, VerifyError, VerifyErrors};
+    let errors = VerifyErrors(
+        (0..500)
+            .map(|i| VerifyError {
+                kernel: Some(KernelId(i)),
+                location: format!("store b1[{}] = v3", "i0 * 7 + ".repeat(2_000)),
+                message: "index may reach 1024 >= 1024".to_string(),
+            })
+            .collect(),
+    );
+    let text = FuseError::Verify(errors).to_string();
+    assert!(!text.contains('\n'), "{text}");
+    assert!(text.len() < 400, "{} bytes", text.len());
+    assert!(
+        text.starts_with("fuse: the lowered program does not verify: k0: store b1[i0 * 7"),
+        "{text}"
+    );
+    assert!(text.ends_with("(and 499 more)"), "{text}");
+}

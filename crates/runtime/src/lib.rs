@@ -666,9 +666,8 @@ fn lower(
             .iter()
             .map(|(n, id)| (format!("{UPDATE_PREFIX}{n}"), *id)),
     );
-    let program = kiln_passes::fuse::lower(graph, &named)?;
-    kiln_kernel::verify(&program).map_err(|e| RuntimeError::Verify(e.to_string()))?;
-    Ok(program)
+    // `fuse::lower` verifies the program before returning it.
+    Ok(kiln_passes::fuse::lower(graph, &named)?)
 }
 
 fn count_kernels(p: &Program, out: &mut BTreeMap<&'static str, usize>) {

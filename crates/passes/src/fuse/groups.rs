@@ -116,6 +116,10 @@ pub(crate) struct Plan {
     /// State updates that cannot be written in place: `(update node, parameter name)`,
     /// copied into their state buffers after every kernel.
     pub(crate) late_updates: Vec<(NodeId, String)>,
+    /// Steps the merge pass took: placements read to build the kernel graph, merge checks,
+    /// stored values and placements looked at by those checks, and nodes moved by merges.
+    /// Deterministic for a given graph; grows linearly with a chain's length.
+    pub(crate) work: usize,
 }
 
 /// How an op fuses.
@@ -267,8 +271,71 @@ struct Planner<'a> {
     graph: &'a Graph,
     needed: HashSet<NodeId>,
     plan: Plan,
-    /// Depth of each placed node in each kernel holding it (stored nodes are at 0).
-    depth: HashMap<(NodeId, KIdx), usize>,
+    /// Depth of each placed node in each kernel holding it (stored nodes are at 0), less
+    /// that kernel's entry of `depth_base`.
+    depth: HashMap<(NodeId, KIdx), i64>,
+    /// Added to every `depth` entry of a kernel (empty: 0): a merge that deepens a large
+    /// kernel by an offset moves this instead of every entry.
+    depth_base: Vec<i64>,
+    /// See [`Plan::work`] (a `Cell` because the merge checks take `&self`).
+    work: std::cell::Cell<usize>,
+}
+
+/// The kernel dependency graph during [`Planner::merge_pass`], kept up to date by each
+/// merge instead of being rebuilt from every placement.
+struct KernelGraph {
+    /// Producers of each kernel (the keys are what [`Planner::deps`] returns), each with
+    /// the number of `(node placed here, operand)` pairs that read it.
+    deps: Vec<BTreeMap<KIdx, usize>>,
+    /// Consumers of each kernel (the inverse of `deps`).
+    succ: Vec<BTreeSet<KIdx>>,
+    /// The deepest node placed in each kernel.
+    depth: Vec<usize>,
+    /// The nodes placed in each kernel.
+    members: Vec<Vec<NodeId>>,
+    /// False once merged into another kernel.
+    alive: Vec<bool>,
+    /// A topological numbering: a producer's number is below its consumers'.
+    topo: Vec<usize>,
+}
+
+impl KernelGraph {
+    /// Restores the topological numbering after the edge `from -> to` was added
+    /// (Pearce-Kelly): the kernels reachable from `to` that are numbered at most `from`
+    /// move, keeping their relative order, after those that reach `from` numbered at least
+    /// `to`, within the numbers both sets held.
+    fn order_edge(&mut self, from: KIdx, to: KIdx) {
+        let (lo, hi) = (self.topo[to], self.topo[from]);
+        if lo > hi {
+            return;
+        }
+        let mut fwd = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![to];
+        while let Some(k) = stack.pop() {
+            if self.topo[k] > hi || !seen.insert(k) {
+                continue;
+            }
+            fwd.push(k);
+            stack.extend(self.succ[k].iter().copied());
+        }
+        let mut back = Vec::new();
+        let mut stack = vec![from];
+        while let Some(k) = stack.pop() {
+            if self.topo[k] < lo || !seen.insert(k) {
+                continue;
+            }
+            back.push(k);
+            stack.extend(self.deps[k].keys().copied());
+        }
+        back.sort_by_key(|&k| self.topo[k]);
+        fwd.sort_by_key(|&k| self.topo[k]);
+        let mut slots: Vec<usize> = back.iter().chain(&fwd).map(|&k| self.topo[k]).collect();
+        slots.sort_unstable();
+        for (k, t) in back.into_iter().chain(fwd).zip(slots) {
+            self.topo[k] = t;
+        }
+    }
 }
 
 impl Planner<'_> {
@@ -343,7 +410,7 @@ impl Planner<'_> {
                             }
                         }
                     };
-                    let depth = self.depth.get(&(u, p.kernel)).copied().unwrap_or(0) + 1;
+                    let depth = self.depth_of(u, p.kernel) + 1;
                     out.insert(Use { depth, ..derived });
                 }
             }
@@ -387,11 +454,21 @@ impl Planner<'_> {
         self.new_kernel(n, core)
     }
 
+    /// Depth of node `n` in kernel `k` (0 where it is not placed).
+    fn depth_of(&self, n: NodeId, k: KIdx) -> usize {
+        let base = self.depth_base.get(k).copied().unwrap_or(0);
+        self.depth
+            .get(&(n, k))
+            .map_or(0, |&d| usize::try_from(d + base).unwrap_or(0))
+    }
+
     /// Places `n` at every distinct use (merging `restricted` flags).
     fn place_at(&mut self, n: NodeId, uses: &[Use]) {
         for u in uses {
-            let d = self.depth.entry((n, u.place.kernel)).or_insert(0);
-            *d = (*d).max(u.depth);
+            let base = self.depth_base.get(u.place.kernel).copied().unwrap_or(0);
+            let want = i64::try_from(u.depth).unwrap_or(i64::MAX) - base;
+            let d = self.depth.entry((n, u.place.kernel)).or_insert(want);
+            *d = (*d).max(want);
         }
         let mut map: BTreeMap<(KIdx, Region, View), bool> = BTreeMap::new();
         for u in uses {
@@ -623,37 +700,28 @@ impl Planner<'_> {
         deps
     }
 
-    /// The consumers of each kernel: the inverse of `deps`.
-    fn successors(deps: &[BTreeSet<KIdx>]) -> Vec<Vec<KIdx>> {
-        let mut succ = vec![Vec::new(); deps.len()];
-        for (k, ds) in deps.iter().enumerate() {
-            for &d in ds {
-                succ[d].push(k);
-            }
-        }
-        succ
-    }
-
-    /// True if `to` is reachable from `from` through some kernel other than `to` itself
-    /// (`succ` from [`Planner::successors`]).
-    fn indirect_path(succ: &[Vec<KIdx>], from: KIdx, to: KIdx) -> bool {
-        let mut seen = vec![false; succ.len()];
-        let mut stack: Vec<KIdx> = succ[from].iter().copied().filter(|&s| s != to).collect();
+    /// True if `to` is reachable from `from` through some kernel other than `to` itself.
+    /// Only kernels that precede `to` in the topological numbering `topo` can lie on such a
+    /// path, so the search never leaves that range.
+    fn indirect_path(g: &KernelGraph, from: KIdx, to: KIdx) -> bool {
+        let limit = g.topo[to];
+        let mut seen = HashSet::new();
+        let mut stack: Vec<KIdx> = g.succ[from].iter().copied().filter(|&s| s != to).collect();
         while let Some(k) = stack.pop() {
             if k == to {
                 return true;
             }
-            if std::mem::replace(&mut seen[k], true) {
+            if g.topo[k] > limit || !seen.insert(k) {
                 continue;
             }
-            stack.extend(succ[k].iter().copied());
+            stack.extend(g.succ[k].iter().copied());
         }
         false
     }
 
-    /// Whether producer `p` can be fused into its consumer `h` (`succ` from
-    /// [`Planner::successors`], `depths` from [`Planner::kernel_depths`]).
-    fn can_merge(&self, p: KIdx, h: KIdx, succ: &[Vec<KIdx>], depths: &[usize]) -> bool {
+    /// Whether producer `p` can be fused into its consumer `h`.
+    fn can_merge(&self, p: KIdx, h: KIdx, g: &KernelGraph) -> bool {
+        self.tick(1);
         let (kp, kh) = (&self.plan.kernels[p], &self.plan.kernels[h]);
         if kp.domain != kh.domain {
             return false;
@@ -664,87 +732,310 @@ impl Planner<'_> {
             (Core::Reduce(_) | Core::Matmul(..) | Core::Conv(_), Core::None) => true,
             _ => false,
         };
-        if !core_ok {
+        // `h` reads some value of `p`, at a depth of at least 1.
+        if !core_ok || g.depth[p] >= MAX_FUSE_DEPTH {
             return false;
         }
-        let mut offset = 0;
-        for &s in &kp.stores {
-            let uses = self.uses_of(s);
-            if uses
-                .iter()
-                .any(|u| u.place.kernel == h && (!u.place.identity_body() || u.twice))
-            {
-                return false;
+        for s in self.stores_used_in(p, h, g) {
+            match self.deepest_use_in(s, h) {
+                Some(d) if g.depth[p] + d <= MAX_FUSE_DEPTH => {}
+                _ => return false,
             }
-            offset = uses
-                .iter()
-                .filter(|u| u.place.kernel == h)
-                .map(|u| u.depth)
-                .fold(offset, usize::max);
         }
-        if depths[p] + offset > MAX_FUSE_DEPTH {
-            return false;
-        }
-        !Planner::indirect_path(succ, p, h)
+        !Planner::indirect_path(g, p, h)
     }
 
-    /// The deepest node placed in each kernel.
-    fn kernel_depths(&self) -> Vec<usize> {
-        let mut out = vec![0; self.plan.kernels.len()];
-        for (&(_, k), &d) in &self.depth {
-            out[k] = out[k].max(d);
+    /// The deepest use of `s` in kernel `h` (0 if none), or `None` if some use there is not
+    /// at `h`'s own coordinates in its body ([`Planner::uses_of`] restricted to `h`,
+    /// without building the uses).
+    fn deepest_use_in(&self, s: NodeId, h: KIdx) -> Option<usize> {
+        let mut deepest = 0;
+        for u in self.graph.users(s) {
+            if !self.needed.contains(&u) {
+                continue;
+            }
+            let Some(places) = self.plan.places.get(&u) else {
+                continue;
+            };
+            if !places.iter().any(|p| p.kernel == h) {
+                continue;
+            }
+            let op = &self.graph.node(u).op;
+            for (i, o) in self.graph.operands(u).into_iter().enumerate() {
+                if o != s {
+                    continue;
+                }
+                for p in places.iter().filter(|p| p.kernel == h) {
+                    let identity = match class(op) {
+                        Class::Source => continue,
+                        Class::Inline { elementwise, .. } => {
+                            let gather_index = matches!(op, Op::Gather { .. }) && i == 1;
+                            p.identity_body()
+                                && (gather_index || (elementwise && self.shape(s) == self.shape(u)))
+                        }
+                        Class::Reduction | Class::Arg | Class::Scatter | Class::Contraction => {
+                            false
+                        }
+                    };
+                    if !identity {
+                        return None;
+                    }
+                    deepest = deepest.max(self.depth_of(u, h) + 1);
+                }
+            }
         }
-        out
+        Some(deepest)
     }
 
     /// The deepest use of `p`'s stored values in `h`.
-    fn use_depth(&self, p: KIdx, h: KIdx) -> usize {
-        self.plan.kernels[p]
-            .stores
-            .iter()
-            .flat_map(|&s| self.uses_of(s))
-            .filter(|u| u.place.kernel == h)
-            .map(|u| u.depth)
+    fn use_depth(&self, p: KIdx, h: KIdx, g: &KernelGraph) -> usize {
+        self.stores_used_in(p, h, g)
+            .into_iter()
+            .filter_map(|s| self.deepest_use_in(s, h))
             .max()
             .unwrap_or(0)
     }
 
-    fn merge(&mut self, p: KIdx, h: KIdx) {
-        let offset = self.use_depth(p, h);
-        let moved: Vec<((NodeId, KIdx), usize)> = self
-            .depth
-            .iter()
-            .filter(|((_, k), _)| *k == p)
-            .map(|(&key, &d)| (key, d))
-            .collect();
-        for ((n, _), d) in moved {
-            self.depth.remove(&(n, p));
-            let e = self.depth.entry((n, h)).or_insert(0);
-            *e = (*e).max(d + offset);
+    /// The nodes stored by `p` that some node placed in `h` reads: the only stores whose
+    /// uses [`Planner::can_merge`] and [`Planner::use_depth`] look at. Found from whichever
+    /// side is smaller, `p`'s stores or `h`'s members, so a kernel that has grown by many
+    /// merges is not scanned again at every merge.
+    fn stores_used_in(&self, p: KIdx, h: KIdx, g: &KernelGraph) -> Vec<NodeId> {
+        self.tick(self.plan.kernels[p].stores.len().min(g.members[h].len()));
+        let in_h = |n: NodeId| {
+            self.plan
+                .places
+                .get(&n)
+                .is_some_and(|ps| ps.iter().any(|q| q.kernel == h))
+        };
+        let stores = &self.plan.kernels[p].stores;
+        if stores.len() <= g.members[h].len() {
+            return stores
+                .iter()
+                .copied()
+                .filter(|&s| {
+                    self.graph
+                        .users(s)
+                        .into_iter()
+                        .any(|u| self.needed.contains(&u) && in_h(u))
+                })
+                .collect();
         }
-        for places in self.plan.places.values_mut() {
-            let mut changed = false;
-            for pl in places.iter_mut() {
-                if pl.kernel == p {
-                    pl.kernel = h;
-                    changed = true;
+        let mut out = BTreeSet::new();
+        for &m in &g.members[h] {
+            for o in self.graph.operands(m) {
+                if self.plan.stored_by.get(&o) == Some(&p) {
+                    out.insert(o);
                 }
             }
-            if changed {
+        }
+        out.into_iter().collect()
+    }
+
+    /// The producer counts of every kernel: for each kernel, how many `(node placed in
+    /// it, operand)` pairs read a value stored by each other kernel (and not computed here).
+    fn dep_counts(&self) -> Vec<BTreeMap<KIdx, usize>> {
+        let mut deps = vec![BTreeMap::new(); self.plan.kernels.len()];
+        for (&m, places) in &self.plan.places {
+            let ks: BTreeSet<KIdx> = places.iter().map(|p| p.kernel).collect();
+            for o in self.graph.operands(m) {
+                let Some(&src) = self.plan.stored_by.get(&o) else {
+                    continue;
+                };
+                for &k in &ks {
+                    if src != k && !self.placed_in(o, k) {
+                        *deps[k].entry(src).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        deps
+    }
+
+    fn placed_in(&self, n: NodeId, k: KIdx) -> bool {
+        self.plan
+            .places
+            .get(&n)
+            .is_some_and(|ps| ps.iter().any(|q| q.kernel == k))
+    }
+
+    fn tick(&self, steps: usize) {
+        self.work.set(self.work.get() + steps);
+    }
+
+    /// The kernel graph of the current plan, built once for [`Planner::merge_pass`].
+    fn kernel_graph(&self, rank: &HashMap<NodeId, usize>) -> KernelGraph {
+        self.tick(self.plan.places.len());
+        let n = self.plan.kernels.len();
+        let deps = self.dep_counts();
+        let mut succ = vec![BTreeSet::new(); n];
+        for (k, ds) in deps.iter().enumerate() {
+            for &d in ds.keys() {
+                succ[d].insert(k);
+            }
+        }
+        let mut depth = vec![0; n];
+        for &(m, k) in self.depth.keys() {
+            depth[k] = depth[k].max(self.depth_of(m, k));
+        }
+        let mut members = vec![Vec::new(); n];
+        for (&m, places) in &self.plan.places {
+            let ks: BTreeSet<KIdx> = places.iter().map(|p| p.kernel).collect();
+            for k in ks {
+                members[k].push(m);
+            }
+        }
+        let alive: Vec<bool> = self.plan.kernels.iter().map(|k| k.alive).collect();
+        let sets: Vec<BTreeSet<KIdx>> = deps.iter().map(|d| d.keys().copied().collect()).collect();
+        let topo = match self.toposort(&sets, &[], rank) {
+            Some(order) => {
+                let mut t = vec![usize::MAX; n];
+                for (i, k) in order.into_iter().enumerate() {
+                    t[k] = i;
+                }
+                t
+            }
+            None => vec![usize::MAX; n],
+        };
+        KernelGraph {
+            deps,
+            succ,
+            depth,
+            members,
+            alive,
+            topo,
+        }
+    }
+
+    /// Fuses kernel `p` into its consumer `h`, keeping `g` equal to what
+    /// [`Planner::kernel_graph`] would build afresh. The merged kernel keeps `h`'s stores
+    /// first and `h`'s core (or `p`'s, when `h` has none); it lives in the slot of whichever
+    /// of the two has more nodes, and only the nodes of the other one are moved, so a kernel
+    /// that grows by many merges costs time in what it absorbs, not in its own size.
+    /// Returns the slot of the merged kernel, and whether a dependency edge of some other
+    /// kernel disappeared (a value the merged kernel now computes itself).
+    fn merge(&mut self, p: KIdx, h: KIdx, g: &mut KernelGraph) -> (KIdx, bool) {
+        let offset = i64::try_from(self.use_depth(p, h, g)).unwrap_or(i64::MAX);
+        let (v, d) = if g.members[p].len() > g.members[h].len() {
+            (p, h)
+        } else {
+            (h, p)
+        };
+        if self.depth_base.len() < self.plan.kernels.len() {
+            self.depth_base.resize(self.plan.kernels.len(), 0);
+        }
+        let moved = std::mem::take(&mut g.members[d]);
+        self.tick(moved.len());
+        let fresh: Vec<NodeId> = moved
+            .iter()
+            .copied()
+            .filter(|&n| !self.placed_in(n, v))
+            .collect();
+        // Producer counts of the merged kernel, from those of `v` and the nodes of `d`.
+        let mut counts = std::mem::take(&mut g.deps[v]);
+        let old_v: Vec<KIdx> = counts.keys().copied().collect();
+        let old_d = std::mem::take(&mut g.deps[d]);
+        let dec = |c: &mut BTreeMap<KIdx, usize>, k: KIdx, by: usize| {
+            if let Some(x) = c.get_mut(&k) {
+                *x = x.saturating_sub(by);
+                if *x == 0 {
+                    c.remove(&k);
+                }
+            }
+        };
+        for &o in &fresh {
+            let Some(&src) = self.plan.stored_by.get(&o) else {
+                continue;
+            };
+            for m in self.graph.users(o) {
+                if self.placed_in(m, v) {
+                    let times = self.graph.operands(m).iter().filter(|&&x| x == o).count();
+                    dec(&mut counts, src, times);
+                }
+            }
+        }
+        for &m in &fresh {
+            for o in self.graph.operands(m) {
+                let Some(&src) = self.plan.stored_by.get(&o) else {
+                    continue;
+                };
+                if src != v && src != d && !self.placed_in(o, v) && !self.placed_in(o, d) {
+                    *counts.entry(src).or_insert(0) += 1;
+                }
+            }
+        }
+        counts.remove(&d);
+        counts.remove(&v);
+        let dropped = old_v
+            .iter()
+            .chain(old_d.keys())
+            .any(|k| *k != p && *k != h && !counts.contains_key(k));
+
+        let (base_v, base_d) = (self.depth_base[v], self.depth_base[d]);
+        let new_base_v = if v == p { base_v + offset } else { base_v };
+        let shift = if d == p { offset } else { 0 };
+        for &n in &moved {
+            if let Some(x) = self.depth.remove(&(n, d)) {
+                let want = x + base_d + shift - new_base_v;
+                let e = self.depth.entry((n, v)).or_insert(want);
+                *e = (*e).max(want);
+            }
+            if let Some(places) = self.plan.places.get_mut(&n) {
+                for pl in places.iter_mut() {
+                    if pl.kernel == d {
+                        pl.kernel = v;
+                    }
+                }
                 places.sort();
                 places.dedup();
             }
         }
-        let stores = std::mem::take(&mut self.plan.kernels[p].stores);
-        for &s in &stores {
-            self.plan.stored_by.insert(s, h);
+        self.depth_base[v] = new_base_v;
+        self.depth_base[d] = 0;
+        g.members[v].extend(fresh);
+        g.depth[v] = g.depth[h].max(g.depth[p] + usize::try_from(offset).unwrap_or(0));
+        g.depth[d] = 0;
+
+        for &s in &self.plan.kernels[d].stores {
+            self.plan.stored_by.insert(s, v);
         }
-        self.plan.kernels[h].stores.extend(stores);
-        let core = std::mem::replace(&mut self.plan.kernels[p].core, Core::None);
-        if self.plan.kernels[h].core == Core::None {
-            self.plan.kernels[h].core = core;
+        let mut stores = std::mem::take(&mut self.plan.kernels[h].stores);
+        stores.extend(std::mem::take(&mut self.plan.kernels[p].stores));
+        self.plan.kernels[v].stores = stores;
+        let core_p = std::mem::replace(&mut self.plan.kernels[p].core, Core::None);
+        let core_h = std::mem::replace(&mut self.plan.kernels[h].core, Core::None);
+        self.plan.kernels[v].core = if core_h == Core::None { core_p } else { core_h };
+        self.plan.kernels[d].alive = false;
+        g.alive[d] = false;
+
+        // Edges: producers of both now feed `v`; consumers of `d` now read `v`.
+        for src in old_v.into_iter().chain(old_d.keys().copied()) {
+            g.succ[src].remove(&v);
+            g.succ[src].remove(&d);
         }
-        self.plan.kernels[p].alive = false;
+        for &src in counts.keys() {
+            g.succ[src].insert(v);
+        }
+        g.deps[v] = counts;
+        let consumers_d = std::mem::take(&mut g.succ[d]);
+        for &x in &consumers_d {
+            if x == v {
+                continue;
+            }
+            if let Some(c) = g.deps[x].remove(&d) {
+                *g.deps[x].entry(v).or_insert(0) += c;
+            }
+            g.succ[v].insert(x);
+        }
+        g.succ[v].remove(&v);
+        g.succ[v].remove(&d);
+        let top = g.topo[h];
+        g.topo[v] = top;
+        let later: Vec<KIdx> = g.succ[v].iter().copied().collect();
+        for x in later {
+            g.order_edge(v, x);
+        }
+        (v, dropped)
     }
 
     /// Greedy fusion: repeatedly merges the first producer (in `rank` order) that can be
@@ -757,46 +1048,53 @@ impl Planner<'_> {
     /// quadratic in the kernel count. The exception is a value `h` now recomputes locally,
     /// which can drop a dependency edge; a full scan before stopping catches what that
     /// enables, so the pass still ends only when no pair can merge.
+    ///
+    /// The kernel graph (producers, consumers, depths, the nodes placed in each kernel, a
+    /// topological numbering) is built once and updated by each merge, so a merge costs
+    /// time in the size of the two kernels, not of the whole plan.
     fn merge_pass(&mut self, rank: &HashMap<NodeId, usize>) {
+        let mut g = self.kernel_graph(rank);
+        let mut order: Vec<KIdx> = (0..self.plan.kernels.len())
+            .filter(|&k| g.alive[k])
+            .collect();
+        order.sort_by_key(|&k| rank.get(&self.plan.kernels[k].stores[0]).copied());
+        let mut pos = vec![usize::MAX; self.plan.kernels.len()];
+        for (i, &k) in order.iter().enumerate() {
+            pos[k] = i;
+        }
+        // Positions of the alive kernels that may have a mergeable consumer: a kernel that
+        // failed stays out until a merge touches it (it becomes, or produces for, the
+        // merged kernel) or drops a dependency edge somewhere (which can remove a path).
+        let mut todo: BTreeSet<usize> = (0..order.len()).collect();
+        let mut alive = todo.clone();
         let mut last: Option<KIdx> = None;
         loop {
-            let deps = self.deps();
-            let succ = Planner::successors(&deps);
-            let depths = self.kernel_depths();
-            let mut alive: Vec<KIdx> = (0..self.plan.kernels.len())
-                .filter(|&k| self.plan.kernels[k].alive)
-                .collect();
-            alive.sort_by_key(|&k| rank.get(&self.plan.kernels[k].stores[0]).copied());
-            let mut pos = vec![usize::MAX; self.plan.kernels.len()];
-            for (i, &k) in alive.iter().enumerate() {
-                pos[k] = i;
-            }
             let start = match last {
-                Some(h) => deps[h]
-                    .iter()
-                    .map(|&q| pos[q])
-                    .fold(pos[h], usize::min)
-                    .min(alive.len()),
+                Some(h) => g.deps[h].keys().map(|&q| pos[q]).fold(pos[h], usize::min),
                 None => 0,
             };
             let mut merged = None;
-            'outer: for &p in &alive[start..] {
-                if matches!(self.plan.kernels[p].core, Core::Arg(_) | Core::Scatter(_)) {
-                    continue;
-                }
-                let mut consumers: Vec<KIdx> = succ[p]
-                    .iter()
-                    .copied()
-                    .filter(|&h| h != p && pos[h] != usize::MAX)
-                    .collect();
-                consumers.sort_by_key(|&h| pos[h]);
-                consumers.dedup();
-                for h in consumers {
-                    if self.can_merge(p, h, &succ, &depths) {
-                        merged = Some((p, h));
-                        break 'outer;
+            let mut failed = Vec::new();
+            'outer: for &i in todo.range(start..) {
+                let p = order[i];
+                if !matches!(self.plan.kernels[p].core, Core::Arg(_) | Core::Scatter(_)) {
+                    let mut consumers: Vec<KIdx> = g.succ[p]
+                        .iter()
+                        .copied()
+                        .filter(|&h| h != p && g.alive[h])
+                        .collect();
+                    consumers.sort_by_key(|&h| pos[h]);
+                    for h in consumers {
+                        if self.can_merge(p, h, &g) {
+                            merged = Some((p, h));
+                            break 'outer;
+                        }
                     }
                 }
+                failed.push(i);
+            }
+            for i in failed {
+                todo.remove(&i);
             }
             let Some((p, h)) = merged else {
                 if start == 0 {
@@ -805,9 +1103,30 @@ impl Planner<'_> {
                 last = None;
                 continue;
             };
-            self.merge(p, h);
-            last = Some(h);
+            todo.remove(&pos[p]);
+            alive.remove(&pos[p]);
+            let (v, dropped) = self.merge(p, h, &mut g);
+            if v != h {
+                order[pos[h]] = v;
+                pos[v] = pos[h];
+                pos[h] = usize::MAX;
+            }
+            if dropped {
+                todo = alive.clone();
+            } else {
+                todo.insert(pos[v]);
+                todo.extend(g.deps[v].keys().map(|&q| pos[q]));
+            }
+            last = Some(v);
+            debug_assert!(
+                self.plan.kernels.len() > 64 || g.deps == self.dep_counts(),
+                "incremental kernel dependencies diverged"
+            );
         }
+        for ((_, k), d) in self.depth.iter_mut() {
+            *d += self.depth_base.get(*k).copied().unwrap_or(0);
+        }
+        self.depth_base.clear();
     }
 
     /// Kernels that read the (old value of the) parameter `param`.
@@ -920,11 +1239,14 @@ pub(crate) fn plan(
         needed: order.iter().copied().collect(),
         plan: Plan::default(),
         depth: HashMap::new(),
+        depth_base: Vec::new(),
+        work: std::cell::Cell::new(0),
     };
     for &n in order.iter().rev() {
         p.decide(n, must.contains(&n));
     }
     p.merge_pass(&rank);
+    p.plan.work = p.work.get();
 
     let deps = p.deps();
     let mut extra: Vec<(KIdx, KIdx)> = Vec::new();

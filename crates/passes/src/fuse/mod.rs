@@ -219,6 +219,10 @@ pub struct Lowered {
     pub program: Program,
     /// Its kernel counts.
     pub report: FuseReport,
+    /// Steps the fusion planner's merge pass took (kernel-graph placements read, merge
+    /// checks, values they looked at, nodes moved): a deterministic measure of planning
+    /// cost, linear in the length of an elementwise chain.
+    pub plan_work: usize,
 }
 
 /// Lowers the nodes `outputs` (`(name, node)`) of `graph` to a verified kernel plan whose
@@ -354,5 +358,9 @@ pub fn lower_with(
     let program = low.program;
     kiln_kernel::verify(&program).map_err(FuseError::Verify)?;
     let report = FuseReport::of(&program);
-    Ok(Lowered { program, report })
+    Ok(Lowered {
+        program,
+        report,
+        plan_work: plan.work,
+    })
 }
