@@ -4,6 +4,7 @@
 //! tensors become kiln arrays through `Array::from_le_bytes`, which rejects bool bytes
 //! other than 0 and 1. Every error is one line.
 
+use kiln_fs::one_line;
 use kiln_ir::{Array, DType};
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
@@ -37,19 +38,6 @@ pub fn kiln_dtype(d: Dtype) -> Option<DType> {
         Dtype::BOOL => DType::Bool,
         _ => return None,
     })
-}
-
-/// `s` with control characters escaped, so a message built from it stays on one line.
-pub fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// One tensor of a file: its name and either its array or why it cannot be one.

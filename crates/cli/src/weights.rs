@@ -2,7 +2,7 @@
 //! PyTorch state_dict names and layouts.
 
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_cli::safetensors_file::one_line;
+use kiln_fs::one_line;
 use kiln_ir::{Array, DType, Op};
 use safetensors::{Dtype, tensor::TensorView};
 use std::collections::BTreeMap;

@@ -146,21 +146,7 @@ impl FormatError {
     }
 }
 
-/// `s` with every control character (newlines included) escaped, so messages stay on one line.
-pub(crate) fn one_line(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
+pub(crate) use kiln_fs::one_line;
 
 /// How a name from a file appears in a message: as is when it is printable, else quoted and
 /// escaped.

@@ -7,6 +7,7 @@
 //! Writes are atomic and symlink-safe ([`kiln_fs::write_atomic`]).
 
 use crate::error::Error;
+use kiln_fs::one_line;
 use kiln_ir::{Array, DType};
 use npyz::WriterBuilder;
 use std::io::Read;
@@ -23,20 +24,6 @@ pub const MAX_RANK: usize = 32;
 pub const MAX_DATA_BYTES: u64 = 32 << 30;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
-
-/// `s` with control characters escaped, so an error message stays on one line.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
 
 fn err(path: &Path, message: impl Into<String>) -> Error {
     Error::Npy {
