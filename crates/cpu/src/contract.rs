@@ -11,9 +11,9 @@
 
 use crate::error::CpuError;
 use crate::im2col;
+use crate::loops::{LoopRun, LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
 use crate::pool;
 use crate::preflight::eval_dim;
-use crate::program::{LoopRun, LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
 use kiln_ir::{DType, Dim};
 use kiln_kernel::{
     Body, BufferId, Conv2dKernel, Expr, IndexExpr, KernelId, LoadMode, LoopKernel, MatmulKernel,
@@ -261,7 +261,7 @@ impl Builder<'_> {
 }
 
 fn operand_dtype(program: &Program, kernel: KernelId, body: &Body) -> Result<DType, CpuError> {
-    let pk = crate::program::pending_loop(
+    let pk = crate::loops::pending_loop(
         program,
         kernel,
         &LoopKernel {

@@ -68,6 +68,7 @@ mod error;
 mod im2col;
 mod jit;
 mod job;
+mod loops;
 pub mod pool;
 mod preflight;
 mod program;

@@ -2,36 +2,26 @@
 //! kernel into steps (generated loops, GEMM calls); [`CpuProgram::run`] validates bindings
 //! and buffers, then runs the steps in order, splitting large loops over the thread pool.
 
-use crate::cache::{self, CompiledLoop};
-use crate::codegen::{FLAG_DIV_ZERO, FLAG_OOB, analysis::known_i64};
+use crate::cache;
 use crate::contract::{self, ContractPlan};
 use crate::error::CpuError;
-use crate::job::{self, LocalBuffer, LoopJob};
+use crate::job::LoopJob;
+use crate::loops::{LoopRun, LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
 use crate::pool;
-use crate::preflight::{self, eval_dim};
-use kiln_ir::{DType, Data, Dim};
-use kiln_kernel::{BufferId, BufferKind, Kernel, KernelId, LoopKernel, Program};
+use crate::preflight::eval_dim;
+use kiln_ir::{DType, Data};
+use kiln_kernel::{BufferId, BufferKind, Kernel, KernelId, Program};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
-/// One generated loop of a compiled program, bound to its buffers.
-#[derive(Debug, Clone)]
-pub(crate) struct LoopStep {
-    /// The program kernel it belongs to (for errors).
-    pub kernel: KernelId,
-    /// The compiled code.
-    pub code: Arc<CompiledLoop>,
-    /// `slots[k]`: the id of local buffer `k` (ids past the program's buffers are the
-    /// owning step's scratch buffers, in order).
-    pub slots: Vec<BufferId>,
-}
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug)]
 enum Step {
     Loop(LoopStep),
     Contract(Box<ContractPlan>),
 }
+
+/// Source of [`CpuProgram`] ids.
+static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
 
 /// A kernel program compiled for this CPU.
 #[derive(Debug)]
@@ -42,50 +32,6 @@ pub struct CpuProgram {
     id: u64,
     /// `written[k]`: some kernel stores to `b<k>`.
     written: Vec<bool>,
-}
-
-/// Source of [`CpuProgram`] ids.
-static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
-
-/// A loop kernel to compile, before the cache has been consulted.
-pub(crate) struct PendingLoop {
-    pub kernel: KernelId,
-    pub job: LoopJob,
-    pub slots: Vec<BufferId>,
-}
-
-/// Localises a loop kernel against the program's buffers plus `scratch` (ids past the
-/// program's buffers).
-pub(crate) fn pending_loop(
-    program: &Program,
-    kernel: KernelId,
-    lk: &LoopKernel,
-    scratch: &[(DType, Dim)],
-) -> Result<PendingLoop, CpuError> {
-    let nb = program.buffers.len();
-    let describe = |id: BufferId| -> Option<LocalBuffer> {
-        match program.buffer(id) {
-            Some(b) => Some(LocalBuffer {
-                dtype: b.dtype,
-                size: b.size.clone(),
-            }),
-            None => scratch
-                .get(id.index().checked_sub(nb)?)
-                .map(|(d, s)| LocalBuffer {
-                    dtype: *d,
-                    size: s.clone(),
-                }),
-        }
-    };
-    let l = job::localize(lk, &describe).ok_or_else(|| CpuError::Unsupported {
-        kernel,
-        message: "a load or store names an unknown buffer".into(),
-    })?;
-    Ok(PendingLoop {
-        kernel,
-        job: l.job,
-        slots: l.slots,
-    })
 }
 
 /// Compiles a kernel program for the host CPU.
@@ -176,27 +122,6 @@ pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
     })
 }
 
-/// A raw pointer that may cross threads.
-#[derive(Clone, Copy, Debug)]
-#[repr(transparent)]
-pub(crate) struct SyncPtr<T>(pub *mut T);
-// SAFETY: `SyncPtr` only carries addresses between the threads of one run; what is done
-// through them is argued at each use (disjoint or read-only access).
-unsafe impl<T> Send for SyncPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SyncPtr<T> {}
-
-impl<T> SyncPtr<T> {
-    /// The address (a method, so closures capture the whole wrapper).
-    pub(crate) fn get(self) -> *mut T {
-        self.0
-    }
-
-    fn null() -> SyncPtr<T> {
-        SyncPtr(std::ptr::null_mut())
-    }
-}
-
 pub(crate) fn data_ptr(d: &mut Data) -> *mut u8 {
     match d {
         Data::F32(v) => v.as_mut_ptr().cast(),
@@ -238,188 +163,6 @@ pub(crate) fn zeros(dtype: DType, len: usize) -> Option<Data> {
         DType::U32 => Data::U32(make(len, 0)?),
         DType::Bool => Data::Bool(make(len, false)?),
     })
-}
-
-/// Work (in simple operations, see `LoopInfo::point_cost`) below which a loop runs on the
-/// calling thread. A copy (two operations a point) splits from 2^19 points up, where a
-/// second thread starts to pay for its wake-up on a 2-core machine; compute-heavy bodies
-/// split much earlier.
-const PARALLEL_WORK: u64 = 1 << 20;
-/// Work a parallel chunk should have at least.
-const CHUNK_WORK: u64 = 1 << 17;
-
-/// A generated loop evaluated under one binding: its dim values (pre-run checks passed),
-/// where its buffers sit in the run's pointer table, and its work estimate.
-#[derive(Debug)]
-pub(crate) struct LoopRun {
-    dims: Vec<i64>,
-    /// `slots[k]`: the pointer-table entry of local buffer `k`.
-    slots: Vec<usize>,
-    /// The local buffers' addresses, refreshed from the table at every run.
-    local: Vec<SyncPtr<u8>>,
-    points: u64,
-    work: u64,
-    split_extent: u64,
-}
-
-impl LoopRun {
-    /// Evaluates `step` under `bindings`. Local buffer ids below `nb` (the program's buffer
-    /// count) are program buffers (table entry = id); ids from `nb` on are the owning step's
-    /// scratch buffers, at table entries `scratch_base + id - nb`. `table_len` bounds them.
-    pub(crate) fn new(
-        step: &LoopStep,
-        nb: usize,
-        scratch_base: usize,
-        table_len: usize,
-        bindings: &HashMap<String, u64>,
-    ) -> Result<LoopRun, CpuError> {
-        let code = &step.code;
-        let dims: Vec<i64> = code
-            .dims
-            .iter()
-            .map(|d| eval_dim(d, bindings))
-            .collect::<Result<_, _>>()?;
-        let lookup = |d: &Dim| -> Option<i64> {
-            known_i64(d).or_else(|| code.dims.iter().position(|x| x == d).map(|k| dims[k]))
-        };
-        preflight::check_job(&code.job, &code.dtypes, &lookup, step.kernel)?;
-        let slots: Vec<usize> = step
-            .slots
-            .iter()
-            .map(|s| {
-                let id = s.index();
-                let at = if id < nb {
-                    id
-                } else {
-                    scratch_base + (id - nb)
-                };
-                (at < table_len).then_some(at)
-            })
-            .collect::<Option<_>>()
-            .ok_or_else(|| CpuError::Codegen {
-                kernel: step.kernel,
-                message: "internal: buffer slot out of range".into(),
-            })?;
-        let extent = |d: &Dim| lookup(d).map_or(0, |v| v.max(0)) as u64;
-        let domain = &code.job.kernel.domain;
-        let points = domain.iter().fold(1u64, |a, d| a.saturating_mul(extent(d)));
-        let red = code
-            .job
-            .kernel
-            .reduce
-            .iter()
-            .fold(1u64, |a, d| a.saturating_mul(extent(d)));
-        let work = match code.info.hoisted {
-            None => points
-                .saturating_mul(red.max(1))
-                .saturating_mul(u64::from(code.info.point_cost)),
-            Some(first) => {
-                let outer = domain[..first.min(domain.len())]
-                    .iter()
-                    .fold(1u64, |a, d| a.saturating_mul(extent(d)));
-                outer
-                    .saturating_mul(red.max(1))
-                    .saturating_mul(u64::from(code.info.hoisted_cost))
-                    .saturating_add(points.saturating_mul(u64::from(code.info.point_cost)))
-            }
-        };
-        let split_extent = code
-            .info
-            .split
-            .and_then(|k| domain.get(k))
-            .map_or(1, extent);
-        Ok(LoopRun {
-            dims,
-            local: vec![SyncPtr::null(); slots.len()],
-            slots,
-            points,
-            work,
-            split_extent,
-        })
-    }
-}
-
-/// Runs a compiled loop evaluated in `lr` on the buffers of `table`.
-pub(crate) fn run_loop(
-    step: &LoopStep,
-    lr: &mut LoopRun,
-    table: &[SyncPtr<u8>],
-    threads: usize,
-) -> Result<(), CpuError> {
-    for (l, &at) in lr.local.iter_mut().zip(&lr.slots) {
-        *l = table[at];
-    }
-    if lr.points == 0 {
-        return Ok(());
-    }
-    let code = &step.code;
-    let domain = &code.job.kernel.domain;
-    let (work, split_extent) = (lr.work, lr.split_extent);
-    let f = code.f;
-    let flags = AtomicU32::new(0);
-    let chunks = if work < PARALLEL_WORK || threads < 2 || split_extent < 2 {
-        1
-    } else {
-        let by_work = (work / CHUNK_WORK).max(1);
-        by_work.min(split_extent).min(threads as u64 * 4)
-    };
-    let bufs = SyncPtr(lr.local.as_mut_ptr().cast::<*mut u8>());
-    let dims_ptr = SyncPtr(lr.dims.as_ptr().cast_mut());
-    let innermost = code.info.split == Some(domain.len().saturating_sub(1));
-    let bound = |c: u64| -> i64 {
-        let mut b = (u128::from(split_extent) * u128::from(c) / u128::from(chunks)) as u64;
-        if innermost && c < chunks {
-            b &= !15;
-        }
-        i64::try_from(b).unwrap_or(i64::MAX)
-    };
-    let task = |c: usize| {
-        let (s, e) = (bound(c as u64), bound(c as u64 + 1));
-        if s >= e && code.info.split.is_some() {
-            return;
-        }
-        let mut word = 0u32;
-        // SAFETY: `f` was generated for `code.job`, whose buffers are `lr.local` (one address
-        // per local buffer, each of the dtype and length of the job's buffer: caller buffers
-        // were checked against the plan's lengths by `Runner`, scratch buffers are allocated
-        // at those lengths; `SyncPtr` is a transparent pointer) and whose symbolic dims are
-        // `lr.dims`, evaluated from the plan's bindings. Every plain/masked load and store of
-        // the job is proven in bounds by the verifier for every point of the domain,
-        // `preflight::check_job` showed at bind time that the index arithmetic cannot
-        // overflow, and checked loads clamp. Buffers supplied read-only are never stored to
-        // (checked in `compile`). The function only visits points whose split coordinate
-        // is in `[s, e)` ⊆ `[0, extent)`. Concurrent chunks write disjoint elements (or
-        // equal values, per the kernel IR's contract).
-        unsafe {
-            f(
-                bufs.get().cast_const(),
-                dims_ptr.get().cast_const(),
-                s,
-                e,
-                &mut word,
-            )
-        };
-        flags.fetch_or(word, Ordering::Relaxed);
-    };
-    if chunks <= 1 {
-        task(0);
-    } else if pool::global().run(chunks as usize, &task).is_err() {
-        return Err(CpuError::WorkerPanic {
-            kernel: step.kernel,
-        });
-    }
-    let w = flags.load(Ordering::Relaxed);
-    if w & FLAG_OOB != 0 {
-        return Err(CpuError::IndexOutOfBounds {
-            kernel: step.kernel,
-        });
-    }
-    if w & FLAG_DIV_ZERO != 0 {
-        return Err(CpuError::DivisionByZero {
-            kernel: step.kernel,
-        });
-    }
-    Ok(())
 }
 
 /// Which axis of a compiled loop runs as vectors.

@@ -237,6 +237,7 @@ mod poly;
 mod print;
 pub mod program;
 pub mod scalar;
+mod symbol;
 pub mod verify;
 pub mod width;
 

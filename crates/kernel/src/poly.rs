@@ -6,7 +6,7 @@
 //! powers by `^`). Coefficients here are `i128` and every operation is checked, so hostile
 //! inputs produce an error instead of a wrapped or panicking computation.
 
-use crate::program::Symbol;
+use crate::symbol::Symbol;
 use kiln_ir::Dim;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -5,18 +5,8 @@ use crate::ids::{BufferId, KernelId, ValueId};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::{Facts, Poly};
 use crate::scalar::Scalar;
+pub use crate::symbol::Symbol;
 use kiln_ir::{Array, BinaryOp, DType, Dim, ReduceOp, UnaryOp};
-
-/// A symbolic size such as the batch `N`, with the range of values a binding may give it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Symbol {
-    /// The name used in dims.
-    pub name: String,
-    /// Smallest allowed value (1 unless stated otherwise).
-    pub min: u64,
-    /// Largest allowed value, if bounded.
-    pub max: Option<u64>,
-}
 
 /// What a buffer holds and who owns it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
