@@ -3,7 +3,7 @@
 //! buffers they touch share one job, so repeated layers compile once.
 
 use kiln_ir::{DType, Dim};
-use kiln_kernel::{BufferId, Expr, IndexExpr, LoadMode, LoopKernel};
+use kiln_kernel::{BufferId, Expr, IndexExpr, LoopKernel};
 use std::collections::{BTreeSet, HashMap};
 
 /// A buffer as a compiled kernel sees it: its dtype and its (symbolic) element count.
@@ -64,27 +64,8 @@ fn symbols_of(kernel: &LoopKernel, buffers: &[LocalBuffer]) -> Vec<String> {
     for b in buffers {
         out.extend(b.size.symbols().iter().map(|s| s.to_string()));
     }
-    for e in &kernel.body.values {
-        match e {
-            Expr::Index { index, .. } => index_symbols(index, &mut out),
-            Expr::Load(l) => {
-                index_symbols(&l.index, &mut out);
-                if let LoadMode::Masked { guards, .. } = &l.mode {
-                    for g in guards {
-                        index_symbols(&g.lo, &mut out);
-                        index_symbols(&g.expr, &mut out);
-                        index_symbols(&g.hi, &mut out);
-                    }
-                }
-            }
-            Expr::Const(_)
-            | Expr::Unary(..)
-            | Expr::Binary(..)
-            | Expr::Select(..)
-            | Expr::Cast(..)
-            | Expr::Reduce { .. }
-            | Expr::Acc => {}
-        }
+    for ix in kernel.body.values.iter().flat_map(Expr::indices) {
+        index_symbols(ix, &mut out);
     }
     for s in &kernel.body.stores {
         index_symbols(&s.index, &mut out);

@@ -447,13 +447,13 @@ impl Runner<'_> {
         let red = env.extents(&k.reduce)?;
         let body = compile_body(&k.body, env)?;
         let n = body.nodes.len();
-        let deps = dependencies(&k.body);
+        let deps = k.body.dependencies();
         let mut uses_red = vec![false; n];
         for (i, e) in k.body.values.iter().enumerate() {
             uses_red[i] = match e {
                 Expr::Reduce { .. } => false,
                 _ => {
-                    expr_uses_red(e)
+                    e.uses_red()
                         || deps[i]
                             .iter()
                             .any(|&d| uses_red.get(d).copied().unwrap_or(false))
@@ -634,48 +634,6 @@ fn tap(out: usize, stride: usize, k: usize, dilation: usize, pad: usize) -> Opti
     out.checked_mul(stride)?
         .checked_add(k.checked_mul(dilation)?)?
         .checked_sub(pad)
-}
-
-/// The values each node reads directly (operands and values in index expressions).
-fn dependencies(body: &Body) -> Vec<Vec<usize>> {
-    body.values
-        .iter()
-        .map(|e| {
-            let mut d: Vec<usize> = Vec::new();
-            let mut index = |ix: &IndexExpr| d.extend(ix.values().iter().map(|v| v.index()));
-            match e {
-                Expr::Const(_) | Expr::Acc => {}
-                Expr::Index { index: ix, .. } => index(ix),
-                Expr::Load(l) => {
-                    index(&l.index);
-                    if let LoadMode::Masked { guards, .. } = &l.mode {
-                        for g in guards {
-                            index(&g.lo);
-                            index(&g.expr);
-                            index(&g.hi);
-                        }
-                    }
-                }
-                Expr::Unary(_, a) | Expr::Cast(_, a) => d.push(a.index()),
-                Expr::Binary(_, a, b) => d.extend([a.index(), b.index()]),
-                Expr::Select(c, a, b) => d.extend([c.index(), a.index(), b.index()]),
-                Expr::Reduce { value, .. } => d.push(value.index()),
-            }
-            d
-        })
-        .collect()
-}
-
-fn expr_uses_red(e: &Expr) -> bool {
-    match e {
-        Expr::Index { index, .. } => index.uses_red(),
-        Expr::Load(l) => {
-            l.index.uses_red()
-                || matches!(&l.mode, LoadMode::Masked { guards, .. }
-                    if guards.iter().any(|g| g.lo.uses_red() || g.expr.uses_red() || g.hi.uses_red()))
-        }
-        _ => false,
-    }
 }
 
 /// A running reduction: floats in `f64`, integers in wrapping `i64`.

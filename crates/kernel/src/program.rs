@@ -152,7 +152,61 @@ pub struct Body {
     pub result: Option<ValueId>,
 }
 
+impl Expr {
+    /// Every index expression the node reads: an `index<..>` node's own, a load's index and
+    /// its guards' bounds and expressions.
+    pub fn indices(&self) -> Vec<&IndexExpr> {
+        match self {
+            Expr::Index { index, .. } => vec![index],
+            Expr::Load(l) => {
+                let mut v = vec![&l.index];
+                if let LoadMode::Masked { guards, .. } = &l.mode {
+                    for g in guards {
+                        v.extend([&g.lo, &g.expr, &g.hi]);
+                    }
+                }
+                v
+            }
+            Expr::Const(_)
+            | Expr::Unary(..)
+            | Expr::Binary(..)
+            | Expr::Select(..)
+            | Expr::Cast(..)
+            | Expr::Reduce { .. }
+            | Expr::Acc => Vec::new(),
+        }
+    }
+
+    /// The values the node reads: values inside its index expressions, then its operands.
+    pub fn dependencies(&self) -> Vec<usize> {
+        let mut d: Vec<usize> = self
+            .indices()
+            .iter()
+            .flat_map(|ix| ix.values())
+            .map(|v| v.index())
+            .collect();
+        match self {
+            Expr::Unary(_, a) | Expr::Cast(_, a) => d.push(a.index()),
+            Expr::Binary(_, a, b) => d.extend([a.index(), b.index()]),
+            Expr::Select(c, a, b) => d.extend([c.index(), a.index(), b.index()]),
+            Expr::Reduce { value, .. } => d.push(value.index()),
+            Expr::Const(_) | Expr::Index { .. } | Expr::Load(_) | Expr::Acc => {}
+        }
+        d
+    }
+
+    /// True if one of the node's index expressions mentions a reduction variable.
+    pub fn uses_red(&self) -> bool {
+        self.indices().iter().any(|ix| ix.uses_red())
+    }
+}
+
 impl Body {
+    /// [`Expr::dependencies`] of every value, in order.
+    pub fn dependencies(&self) -> Vec<Vec<usize>> {
+        self.values.iter().map(Expr::dependencies).collect()
+    }
+
     /// An empty body.
     pub fn new() -> Body {
         Body::default()

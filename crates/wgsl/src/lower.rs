@@ -7,8 +7,8 @@ use crate::error::WgslError;
 use crate::shader::{GridAxis, KernelShader, ShaderKind};
 use kiln_ir::{DType, Dim, ReduceOp};
 use kiln_kernel::{
-    Body, Conv2dKernel, Expr, IndexExpr, Kernel, KernelId, LoadMode, LoopKernel, MatmulKernel,
-    Program, Scalar,
+    Body, Conv2dKernel, Expr, IndexExpr, Kernel, KernelId, LoopKernel, MatmulKernel, Program,
+    Scalar,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -176,48 +176,6 @@ fn decode_from(
     }
 }
 
-/// The values each node reads (operands and values inside index expressions).
-fn dependencies(body: &Body) -> Vec<Vec<usize>> {
-    body.values
-        .iter()
-        .map(|e| {
-            let mut d: Vec<usize> = Vec::new();
-            let mut index = |ix: &IndexExpr| d.extend(ix.values().iter().map(|v| v.index()));
-            match e {
-                Expr::Const(_) | Expr::Acc => {}
-                Expr::Index { index: ix, .. } => index(ix),
-                Expr::Load(l) => {
-                    index(&l.index);
-                    if let LoadMode::Masked { guards, .. } = &l.mode {
-                        for g in guards {
-                            index(&g.lo);
-                            index(&g.expr);
-                            index(&g.hi);
-                        }
-                    }
-                }
-                Expr::Unary(_, a) | Expr::Cast(_, a) => d.push(a.index()),
-                Expr::Binary(_, a, b) => d.extend([a.index(), b.index()]),
-                Expr::Select(c, a, b) => d.extend([c.index(), a.index(), b.index()]),
-                Expr::Reduce { value, .. } => d.push(value.index()),
-            }
-            d
-        })
-        .collect()
-}
-
-fn expr_uses_red(e: &Expr) -> bool {
-    match e {
-        Expr::Index { index, .. } => index.uses_red(),
-        Expr::Load(l) => {
-            l.index.uses_red()
-                || matches!(&l.mode, LoadMode::Masked { guards, .. }
-                    if guards.iter().any(|g| g.lo.uses_red() || g.expr.uses_red() || g.hi.uses_red()))
-        }
-        _ => false,
-    }
-}
-
 /// How the values of a reduction body split: `inner` values are evaluated at every
 /// reduction point (the reduced operands and what they need), `outer` ones once after the
 /// reduction (they neither vary over it nor are reduce nodes).
@@ -230,11 +188,11 @@ struct Phases {
 
 fn phases(body: &Body) -> Phases {
     let n = body.values.len();
-    let deps = dependencies(body);
+    let deps = body.dependencies();
     let mut uses_red = vec![false; n];
     for (i, e) in body.values.iter().enumerate() {
         uses_red[i] = !matches!(e, Expr::Reduce { .. })
-            && (expr_uses_red(e)
+            && (e.uses_red()
                 || deps[i]
                     .iter()
                     .any(|&d| uses_red.get(d).copied().unwrap_or(false)));
@@ -266,36 +224,13 @@ fn phases(body: &Body) -> Phases {
     }
 }
 
-/// Every index expression a node reads (its own, a load's index and guards).
-fn node_indices(e: &Expr) -> Vec<&IndexExpr> {
-    match e {
-        Expr::Index { index, .. } => vec![index],
-        Expr::Load(l) => {
-            let mut v = vec![&l.index];
-            if let LoadMode::Masked { guards, .. } = &l.mode {
-                for g in guards {
-                    v.extend([&g.lo, &g.expr, &g.hi]);
-                }
-            }
-            v
-        }
-        Expr::Const(_)
-        | Expr::Unary(..)
-        | Expr::Binary(..)
-        | Expr::Select(..)
-        | Expr::Cast(..)
-        | Expr::Reduce { .. }
-        | Expr::Acc => Vec::new(),
-    }
-}
-
 /// For each node, whether it varies along loop variable `i<axis>` (directly through an
 /// index expression or through a value it reads).
 fn varies_along(body: &Body, deps: &[Vec<usize>], axis: usize) -> Vec<bool> {
     let mut out = vec![false; body.values.len()];
     for (i, e) in body.values.iter().enumerate() {
         let mut direct = false;
-        for ix in node_indices(e) {
+        for ix in e.indices() {
             ix.visit(&mut |x| direct |= matches!(x, IndexExpr::Var(v) if v.index() == axis));
         }
         out[i] = direct
@@ -322,7 +257,7 @@ fn hoist(k: &LoopKernel, ph: &Phases) -> Option<Hoist> {
     if ph.reduces.is_empty() {
         return None;
     }
-    let deps = dependencies(&k.body);
+    let deps = k.body.dependencies();
     let mut invariant = vec![true; k.body.values.len()];
     let mut first = k.domain.len();
     for axis in (0..k.domain.len()).rev() {

@@ -14,46 +14,6 @@ pub(crate) enum VarRef {
     Red(usize),
 }
 
-/// Every index expression a node reads (load index and guards, `index<..>` nodes).
-pub(crate) fn node_indices(e: &Expr) -> Vec<&IndexExpr> {
-    match e {
-        Expr::Index { index, .. } => vec![index],
-        Expr::Load(l) => {
-            let mut v = vec![&l.index];
-            if let LoadMode::Masked { guards, .. } = &l.mode {
-                for g in guards {
-                    v.extend([&g.lo, &g.expr, &g.hi]);
-                }
-            }
-            v
-        }
-        Expr::Const(_)
-        | Expr::Unary(..)
-        | Expr::Binary(..)
-        | Expr::Select(..)
-        | Expr::Cast(..)
-        | Expr::Reduce { .. }
-        | Expr::Acc => Vec::new(),
-    }
-}
-
-/// The values a node reads: operands and values inside its index expressions.
-pub(crate) fn node_deps(e: &Expr) -> Vec<usize> {
-    let mut d: Vec<usize> = node_indices(e)
-        .iter()
-        .flat_map(|ix| ix.values())
-        .map(|v| v.index())
-        .collect();
-    match e {
-        Expr::Unary(_, a) | Expr::Cast(_, a) => d.push(a.index()),
-        Expr::Binary(_, a, b) => d.extend([a.index(), b.index()]),
-        Expr::Select(c, a, b) => d.extend([c.index(), a.index(), b.index()]),
-        Expr::Reduce { value, .. } => d.push(value.index()),
-        Expr::Const(_) | Expr::Index { .. } | Expr::Load(_) | Expr::Acc => {}
-    }
-    d
-}
-
 fn mentions(e: &IndexExpr, var: VarRef) -> bool {
     let mut found = false;
     e.visit(&mut |x| {
@@ -85,7 +45,7 @@ impl Phases {
     /// Analyses a body.
     pub(crate) fn new(body: &Body) -> Phases {
         let n = body.values.len();
-        let deps: Vec<Vec<usize>> = body.values.iter().map(node_deps).collect();
+        let deps: Vec<Vec<usize>> = body.dependencies();
         let mut red = vec![false; n];
         let mut post = vec![false; n];
         let mut reduces = Vec::new();
@@ -100,7 +60,7 @@ impl Phases {
                 reduces.push(i);
                 continue;
             }
-            red[i] = node_indices(e).iter().any(|ix| ix.uses_red()) || any(&red);
+            red[i] = e.uses_red() || any(&red);
             post[i] = any(&post);
         }
         let mut inner = vec![false; n];
@@ -138,7 +98,7 @@ impl Phases {
 pub(crate) fn varying(body: &Body, deps: &[Vec<usize>], var: VarRef) -> Vec<bool> {
     let mut out = vec![false; body.values.len()];
     for (i, e) in body.values.iter().enumerate() {
-        out[i] = node_indices(e).iter().any(|ix| mentions(ix, var))
+        out[i] = e.indices().iter().any(|ix| mentions(ix, var))
             || deps[i]
                 .iter()
                 .any(|&d| out.get(d).copied().unwrap_or(false));

@@ -94,7 +94,7 @@ pub(crate) fn job_dims(job: &LoopJob) -> Vec<Dim> {
     k.reduce.iter().for_each(&mut add);
     job.buffers.iter().for_each(|b| add(&b.size));
     for e in &k.body.values {
-        for ix in analysis::node_indices(e) {
+        for ix in e.indices() {
             ix.dims().into_iter().for_each(&mut add);
         }
     }
