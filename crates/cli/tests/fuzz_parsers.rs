@@ -10,6 +10,7 @@
 //! crates/cli/fuzz/seeds, which the cargo-fuzz targets start from.
 
 use kiln::Array;
+use kiln_format::fuzzing::Mutator;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use std::path::{Path, PathBuf};
@@ -17,100 +18,6 @@ use std::time::{Duration, Instant};
 
 /// The longest any single input may take.
 const PER_INPUT: Duration = Duration::from_secs(2);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
-const INTERESTING: [u64; 12] = [
-    0,
-    1,
-    2,
-    7,
-    63,
-    64,
-    255,
-    0xffff,
-    0xffff_ffff,
-    1 << 40,
-    i64::MAX as u64,
-    u64::MAX,
-];
-
-/// One to four mutations: bit flips, byte writes, truncation, insertion, deletion,
-/// length fields (2, 4 or 8 bytes) set to interesting values, runs of nesting brackets,
-/// digit runs, and splices from other seeds.
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
-    for _ in 0..1 + rng.below(4) {
-        let len = input.len();
-        match rng.below(10) {
-            0 if len > 0 => {
-                let at = rng.below(len);
-                input[at] ^= 1 << rng.below(8);
-            }
-            1 if len > 0 => {
-                let at = rng.below(len);
-                input[at] = rng.next() as u8;
-            }
-            2 => input.truncate(rng.below(len + 1)),
-            3 => {
-                let at = rng.below(len + 1);
-                let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-                input.splice(at..at, bytes);
-            }
-            4 if len > 0 => {
-                let at = rng.below(len);
-                let end = (at + 1 + rng.below(64)).min(len);
-                input.drain(at..end);
-            }
-            5 if len >= 8 => {
-                let width = [2, 4, 8][rng.below(3)];
-                let at = rng.below(len - width + 1);
-                let v = INTERESTING[rng.below(INTERESTING.len())].to_le_bytes();
-                input[at..at + width].copy_from_slice(&v[..width]);
-            }
-            6 => {
-                let at = rng.below(len + 1);
-                let open = [b'[', b'(', b'{', b'"', b'\''][rng.below(5)];
-                let n = 1 + rng.below(200);
-                input.splice(at..at, std::iter::repeat_n(open, n));
-            }
-            7 => {
-                let at = rng.below(len + 1);
-                let n = 1 + rng.below(40);
-                input.splice(at..at, std::iter::repeat_n(b'9', n));
-            }
-            _ => {
-                let other = &seeds[rng.below(seeds.len())];
-                if !other.is_empty() && len > 0 {
-                    let from = rng.below(other.len());
-                    let n = (1 + rng.below(64)).min(other.len() - from);
-                    let at = rng.below(len);
-                    let end = (at + n).min(len);
-                    input.splice(at..end, other[from..from + n].iter().copied());
-                }
-            }
-        }
-    }
-}
 
 fn cases() -> usize {
     std::env::var("KILN_FUZZ_CASES")
@@ -132,7 +39,7 @@ fn seed() -> u64 {
 fn drive(target: &str, check: fn(&[u8]), seeds: &[Vec<u8>]) {
     assert!(!seeds.is_empty(), "{target}: no seeds");
     let failures = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
-    let mut rng = Rng(seed());
+    let mut mutator = Mutator::new(seed());
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
     let total = seeds.len() + cases();
@@ -140,9 +47,7 @@ fn drive(target: &str, check: fn(&[u8]), seeds: &[Vec<u8>]) {
         let input = if i < seeds.len() {
             seeds[i].clone()
         } else {
-            let mut input = seeds[rng.below(seeds.len())].clone();
-            mutate(&mut rng, seeds, &mut input);
-            input
+            mutator.mutate(seeds)
         };
         let t = Instant::now();
         let result = std::panic::catch_unwind(|| check(&input));

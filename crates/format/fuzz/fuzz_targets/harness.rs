@@ -10,93 +10,9 @@
 //!
 //! With FILE arguments it only replays those files (reproducing a crash).
 
+use kiln_format::fuzzing::Mutator;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
-const INTERESTING: [u64; 10] = [
-    0,
-    1,
-    63,
-    64,
-    255,
-    0xffff_ffff,
-    1 << 32,
-    1 << 40,
-    i64::MAX as u64,
-    u64::MAX,
-];
-
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
-    for _ in 0..1 + rng.below(4) {
-        let len = input.len();
-        match rng.below(8) {
-            0 if len > 0 => {
-                let at = rng.below(len);
-                input[at] ^= 1 << rng.below(8);
-            }
-            1 if len > 0 => {
-                let at = rng.below(len);
-                input[at] = rng.next() as u8;
-            }
-            2 => {
-                let at = rng.below(len + 1);
-                input.truncate(at);
-            }
-            3 => {
-                let at = rng.below(len + 1);
-                let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-                input.splice(at..at, bytes);
-            }
-            4 if len > 0 => {
-                let at = rng.below(len);
-                let end = (at + 1 + rng.below(64)).min(len);
-                input.drain(at..end);
-            }
-            5 if len >= 8 => {
-                let at = rng.below(len - 7);
-                let v = INTERESTING[rng.below(INTERESTING.len())];
-                input[at..at + 8].copy_from_slice(&v.to_le_bytes());
-            }
-            6 if len > 0 => {
-                let at = rng.below(len);
-                let v = INTERESTING[rng.below(INTERESTING.len())] as u8;
-                input[at] = v;
-            }
-            _ => {
-                let other = &seeds[rng.below(seeds.len())];
-                if !other.is_empty() && len > 0 {
-                    let from = rng.below(other.len());
-                    let n = (1 + rng.below(64)).min(other.len() - from);
-                    let at = rng.below(len);
-                    let end = (at + n).min(len);
-                    input.splice(at..end, other[from..from + n].iter().copied());
-                }
-            }
-        }
-    }
-}
 
 fn run_one(check: fn(&[u8]), input: &[u8]) -> bool {
     std::panic::catch_unwind(|| check(input)).is_ok()
@@ -142,15 +58,14 @@ pub fn main(check: fn(&[u8])) {
     assert!(!seeds.is_empty(), "no seed files in {}", seed_dir.display());
     // Panics are expected to be caught and reported, not printed for every input.
     std::panic::set_hook(Box::new(|_| {}));
-    let mut rng = Rng(seed);
+    let mut mutator = Mutator::new(seed);
     let start = Instant::now();
     let limit = Duration::from_secs(seconds);
     let mut execs: u64 = 0;
     let mut crashes: u64 = 0;
     while start.elapsed() < limit {
         for _ in 0..64 {
-            let mut input = seeds[rng.below(seeds.len())].clone();
-            mutate(&mut rng, &seeds, &mut input);
+            let input = mutator.mutate(&seeds);
             execs += 1;
             if !run_one(check, &input) {
                 let path = format!("crash-{crashes}.bin");
