@@ -1,48 +1,11 @@
 //! Integration tests of the `kiln` binary: every subcommand and every bad-input case,
 //! asserting exit codes and messages.
 
+mod common;
+
+use common::{Tmp, kiln, s, stderr, stdout};
 use kiln::{Array, Backend, DType, Graph, Tensor};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("kiln-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env_remove("KILN_BACKEND")
-        .output()
-        .unwrap()
-}
-
-/// kiln's stderr, less the line Mesa's software Vulkan driver prints when XDG_RUNTIME_DIR is
-/// unset (not kiln's output).
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
 
 /// Saves SimpleNN (symbolic batch) with the PyTorch golden weights; returns the graph pieces.
 fn simple_nn_module(dir: &Tmp) -> (PathBuf, Graph, Tensor) {
@@ -58,10 +21,6 @@ fn simple_nn_module(dir: &Tmp) -> (PathBuf, Graph, Tensor) {
 
 fn write_npy(path: &Path, a: &Array) {
     kiln::npy::write(path, a).unwrap();
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -1,43 +1,11 @@
 //! The `kiln` binary on hostile files and paths: planted symbolic links at temporary
 //! names, endless devices as inputs, corrupt bool bytes in imported weights.
 
+mod common;
+
+use common::{Tmp, kiln, s, stderr};
 use kiln::{Array, Backend, DType, Graph};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("kiln-hostile-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env_remove("KILN_BACKEND")
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `y = x + b` with a bool state tensor `mask` beside it; saved to `dir/m.kiln`.
 fn module(dir: &Tmp) -> PathBuf {
