@@ -107,7 +107,11 @@ pub fn run(
         .iter()
         .map(|t| t.name.as_str())
         .collect();
-    output_files(&names)?;
+    let files: HashMap<String, String> = names
+        .iter()
+        .map(|n| n.to_string())
+        .zip(output_files(&names)?)
+        .collect();
     let feeds: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let start = Instant::now();
     let outs = exe.run_with(&feeds, &binds)?;
@@ -116,10 +120,11 @@ pub fn run(
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
     }
-    let names: Vec<&str> = outs.iter().map(|(n, _)| n.as_str()).collect();
-    let files = output_files(&names)?;
     let mut written = Vec::new();
-    for ((name, a), file) in outs.iter().zip(&files) {
+    for (name, a) in &outs {
+        let file = files
+            .get(name)
+            .ok_or_else(|| anyhow!("output `{name}` is not in the signature"))?;
         let path = out_dir.join(file);
         kiln::npy::write(&path, a)?;
         written.push((name.clone(), path, describe(a)));
