@@ -36,6 +36,12 @@ ci:
 bench *ARGS:
     cargo run --release -p kiln-bench -- --out target/bench/kiln.jsonl {{ARGS}}
 
+# This tree against git revision BASE, side by side on this machine (alternating builds;
+# ROUNDS=2 by default): a Markdown table of new/base per workload. E.g. `just bench-vs main~3
+# --backend cpu --max-seconds 3`.
+bench-vs base *ARGS:
+    bash crates/bench/bench-vs.sh {{base}} {{ARGS}}
+
 # kiln vs PyTorch / torch.compile / JAX / ONNX Runtime / NumPy (needs crates/bench/peers/requirements.txt):
 # ratio table on stdout, bar chart in target/bench/ratios.svg.
 bench-compare python="python3":

@@ -2,10 +2,12 @@
 //! `kiln::Backend::ALL`, measures this machine's copy bandwidth and FMA peak, times the
 //! `kiln` runner's cold start, and compares with the Python peers (`kiln-bench compare`).
 //! Prints one JSON line per (workload, backend) and a human table. `kiln-bench
-//! compile-scaling` times compiling a `sin` chain and its gradient at depths 1k to 64k.
+//! compile-scaling` times compiling a `sin` chain and its gradient at depths 1k to 64k;
+//! `kiln-bench diff` puts two builds' runs side by side.
 
 mod coldstart;
 mod compare;
+mod diff;
 mod limits;
 mod measure;
 mod record;
@@ -43,6 +45,19 @@ enum Cmd {
         /// Where to write the chart.
         #[arg(long, default_value = "target/bench/ratios.svg")]
         svg: PathBuf,
+    },
+    /// Two builds side by side: the best median of each side's runs per (workload,
+    /// backend), new / base, as a Markdown table (`just bench-vs REV` makes the runs).
+    Diff {
+        /// A run of the base build (JSON lines; repeat for alternating rounds).
+        #[arg(long = "base", value_name = "JSONL", required = true)]
+        base: Vec<PathBuf>,
+        /// A run of the new build (JSON lines; repeatable).
+        #[arg(long = "new", value_name = "JSONL", required = true)]
+        new: Vec<PathBuf>,
+        /// Relative change treated as noise (not marked faster or slower).
+        #[arg(long, default_value_t = 0.05)]
+        noise: f64,
     },
     /// Compile time of `sum(sin^depth(x))` and of its gradient at growing depths (one JSON
     /// line per point), with the fitted slope of log(seconds) over log(depth).
@@ -106,6 +121,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Compare { kiln, peers, svg }) => run_compare(&kiln, &peers, &svg),
+        Some(Cmd::Diff { base, new, noise }) => run_diff(&base, &new, noise),
         Some(Cmd::CompileScaling {
             depths,
             backend,
@@ -115,17 +131,32 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+fn read_records(p: &std::path::Path) -> anyhow::Result<Vec<Record>> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    record::parse_jsonl(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+fn run_diff(base: &[PathBuf], new: &[PathBuf], noise: f64) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&noise) {
+        bail!("--noise must be in [0, 1), got {noise}");
+    }
+    let read_all = |paths: &[PathBuf]| -> anyhow::Result<Vec<Vec<Record>>> {
+        paths.iter().map(|p| read_records(p)).collect()
+    };
+    let rows = diff::rows(&read_all(base)?, &read_all(new)?);
+    if rows.is_empty() {
+        bail!("no measured kiln workloads in the given runs");
+    }
+    print!("{}", diff::render(&rows, noise));
+    Ok(())
+}
+
 fn run_compare(
     kiln: &std::path::Path,
     peers: &std::path::Path,
     svg: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let read = |p: &std::path::Path| -> anyhow::Result<Vec<Record>> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        record::parse_jsonl(&text).with_context(|| format!("parsing {}", p.display()))
-    };
-    let (k, p) = (read(kiln)?, read(peers)?);
+    let (k, p) = (read_records(kiln)?, read_records(peers)?);
     let rows = compare::rows(&k, &p);
     if rows.is_empty() {
         bail!("no measured kiln workloads in {}", kiln.display());
