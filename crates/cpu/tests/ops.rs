@@ -15,6 +15,7 @@ fn tolerance(op: UnaryOp, dt: DType) -> (f64, f64) {
             | UnaryOp::Sin
             | UnaryOp::Cos
             | UnaryOp::Tanh
+            | UnaryOp::Atan
             | UnaryOp::Sigmoid
             | UnaryOp::Erf
     );

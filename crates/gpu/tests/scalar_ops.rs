@@ -487,6 +487,7 @@ fn transcendental_accuracy_sweep() {
         (UnaryOp::Tanh, lin(-10.0, 10.0), 1e-5),
         (UnaryOp::Sigmoid, lin(-30.0, 30.0), 1e-5),
         (UnaryOp::Erf, lin(-5.0, 5.0), 1e-5),
+        (UnaryOp::Atan, lin(-20.0, 20.0), 1e-5),
         (
             UnaryOp::Sin,
             lin(-std::f64::consts::PI, std::f64::consts::PI),

@@ -29,6 +29,8 @@ pub enum UnaryOp {
     Cos,
     /// hyperbolic tangent (float)
     Tanh,
+    /// arctangent, in `[-pi/2, pi/2]` (float)
+    Atan,
     /// `1/(1+e^-x)` (float)
     Sigmoid,
     /// error function (float)
@@ -49,7 +51,7 @@ pub enum UnaryOp {
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 18] = [
+    pub const ALL: [UnaryOp; 19] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Exp,
@@ -60,6 +62,7 @@ impl UnaryOp {
         UnaryOp::Sin,
         UnaryOp::Cos,
         UnaryOp::Tanh,
+        UnaryOp::Atan,
         UnaryOp::Sigmoid,
         UnaryOp::Erf,
         UnaryOp::Floor,
@@ -89,6 +92,7 @@ impl UnaryOp {
             UnaryOp::Sin => "sin",
             UnaryOp::Cos => "cos",
             UnaryOp::Tanh => "tanh",
+            UnaryOp::Atan => "atan",
             UnaryOp::Sigmoid => "sigmoid",
             UnaryOp::Erf => "erf",
             UnaryOp::Floor => "floor",
@@ -111,6 +115,7 @@ impl UnaryOp {
             | UnaryOp::Sin
             | UnaryOp::Cos
             | UnaryOp::Tanh
+            | UnaryOp::Atan
             | UnaryOp::Sigmoid
             | UnaryOp::Erf => true,
             UnaryOp::Neg
