@@ -416,7 +416,7 @@ impl Cg<'_, '_> {
     fn atan_f32(&mut self, ty: Type, x: Value) -> Value {
         const TAN_3PI_8: f32 = 2.414_213_6;
         const TAN_PI_8: f32 = 0.414_213_57;
-        const PIO4: [f32; 2] = [0.785_398_2, -2.185_569_6e-8];
+        const PIO4: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_6e-8];
         const ATAN_P: [f32; 4] = [
             8.053_744_5e-2,
             -1.387_768_6e-1,

@@ -1102,7 +1102,7 @@ impl BodyCx<'_, '_> {
         }
         let v = self.value(x, &in_coords, &ctx.compute())?;
         Ok(self.push(Expr::Reduce {
-            op: op,
+            op,
             value: v,
             init: reduce_init(op, dt),
         }))
