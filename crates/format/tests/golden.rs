@@ -10,9 +10,17 @@ use kiln_format::{Module, from_bytes, to_bytes};
 use std::path::PathBuf;
 
 fn modules() -> Vec<(&'static str, Module)> {
+    modules_with(every_construct_module())
+}
+
+fn modules_with(every_construct: Module) -> Vec<(&'static str, Module)> {
+    let interpreter_only = Module {
+        program: None,
+        ..every_construct.clone()
+    };
     let mut out = vec![
-        ("every_construct", every_construct_module()),
-        ("interpreter_only", interpreter_module()),
+        ("every_construct", every_construct),
+        ("interpreter_only", interpreter_only),
     ];
     for (name, text) in [
         (
@@ -63,7 +71,8 @@ fn golden_files_match_the_current_encoding() {
 #[test]
 fn version_1_files_still_load_as_the_same_modules() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/v1_files");
-    for (name, m) in modules() {
+    let v1_ops = version_1_unary_ops();
+    for (name, m) in modules_with(every_construct_module_with(&v1_ops)) {
         let path = dir.join(format!("{name}.kiln"));
         let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(u32::from_le_bytes(stored[8..12].try_into().unwrap()), 1);

@@ -119,7 +119,7 @@ fn f32_unary_ops() {
             }
         },
     );
-    assert_eq!(names.len(), 17, "every f32 unary op: {names:?}");
+    assert_eq!(names.len(), 18, "every f32 unary op: {names:?}");
     let inputs = named(vec![
         ("x", f32s(&x)),
         ("pos", f32s(&pos)),
