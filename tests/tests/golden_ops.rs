@@ -19,6 +19,7 @@ const FAMILIES: &[(&str, &[&str])] = &[
             "sin",
             "cos",
             "tanh",
+            "atan",
             "sigmoid",
             "erf",
             "floor",

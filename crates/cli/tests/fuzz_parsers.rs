@@ -208,7 +208,9 @@ fn committed(kind: &str, generated: Vec<(String, Vec<u8>)>) -> Vec<Vec<u8>> {
 
 #[test]
 fn kiln_loader_survives_mutated_seeds() {
-    let seeds = read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../format/fuzz/seeds"));
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seeds = read_dir(&manifest.join("../format/fuzz/seeds"));
+    seeds.extend(read_dir(&manifest.join("../format/tests/v1_files")));
     drive("load_bytes", kiln_format::fuzzing::load_bytes, &seeds);
     drive("load_resealed", kiln_format::fuzzing::load_resealed, &seeds);
 }

@@ -12,12 +12,14 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
-    let cases: [(&str, f32, f32); 13] = [
+    let cases: [(&str, f32, f32); 15] = [
         ("exp", -104.0, 89.0),
         ("log", 0.0, f32::MAX),
         ("tanh", -12.0, 12.0),
         ("sigmoid", -104.0, 40.0),
         ("erf", -5.0, 5.0),
+        ("atan", -4.0, 4.0),
+        ("atan", -f32::MAX, f32::MAX),
         ("sin", -100.0, 100.0),
         ("cos", -100.0, 100.0),
         ("sin", -10_000.0, 10_000.0),

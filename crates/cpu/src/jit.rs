@@ -24,6 +24,8 @@ pub(crate) enum Helper {
     Cos,
     /// hyperbolic tangent
     Tanh,
+    /// arctangent
+    Atan,
     /// `1/(1+e^-x)` without overflow
     Sigmoid,
     /// error function (libm's `erf`)
@@ -36,12 +38,13 @@ pub(crate) enum Helper {
 
 impl Helper {
     /// Every helper.
-    pub(crate) const ALL: [Helper; 9] = [
+    pub(crate) const ALL: [Helper; 10] = [
         Helper::Exp,
         Helper::Log,
         Helper::Sin,
         Helper::Cos,
         Helper::Tanh,
+        Helper::Atan,
         Helper::Sigmoid,
         Helper::Erf,
         Helper::Pow,
@@ -55,6 +58,7 @@ impl Helper {
             Helper::Sin => "kiln_cpu_sin",
             Helper::Cos => "kiln_cpu_cos",
             Helper::Tanh => "kiln_cpu_tanh",
+            Helper::Atan => "kiln_cpu_atan",
             Helper::Sigmoid => "kiln_cpu_sigmoid",
             Helper::Erf => "kiln_cpu_erf",
             Helper::Pow => "kiln_cpu_pow",
@@ -71,6 +75,7 @@ impl Helper {
             | Helper::Sin
             | Helper::Cos
             | Helper::Tanh
+            | Helper::Atan
             | Helper::Sigmoid
             | Helper::Erf => 1,
         }
@@ -83,6 +88,7 @@ impl Helper {
             Helper::Sin => helpers::sin as *const u8,
             Helper::Cos => helpers::cos as *const u8,
             Helper::Tanh => helpers::tanh as *const u8,
+            Helper::Atan => helpers::atan as *const u8,
             Helper::Sigmoid => helpers::sigmoid as *const u8,
             Helper::Erf => helpers::erf as *const u8,
             Helper::Pow => helpers::pow as *const u8,
@@ -116,6 +122,9 @@ pub(crate) mod helpers {
     }
     pub(crate) extern "C" fn tanh(x: f64) -> f64 {
         x.tanh()
+    }
+    pub(crate) extern "C" fn atan(x: f64) -> f64 {
+        x.atan()
     }
     pub(crate) extern "C" fn sigmoid(x: f64) -> f64 {
         if x >= 0.0 {

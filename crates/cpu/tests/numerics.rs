@@ -42,6 +42,12 @@ fn erf_accuracy() {
 }
 
 #[test]
+fn atan_accuracy() {
+    check("atan", -f32::MAX, f32::MAX, 2.5);
+    check("atan", -4.0, 4.0, 2.5);
+}
+
+#[test]
 fn sin_cos_accuracy() {
     check("sin", -10_000.0, 10_000.0, 2.0);
     check("cos", -10_000.0, 10_000.0, 2.0);
@@ -63,7 +69,9 @@ fn special_values() {
         -1e-45,
     ];
     let b = HashMap::from([("N".to_string(), xs.len() as u64)]);
-    let expect: [(&str, [f32; 7]); 5] = [
+    let pio2 = std::f32::consts::FRAC_PI_2;
+    let expect: [(&str, [f32; 7]); 6] = [
+        ("atan", [f32::NAN, pio2, -pio2, 0.0, -0.0, 1e-45, -1e-45]),
         ("exp", [f32::NAN, f32::INFINITY, 0.0, 1.0, 1.0, 1.0, 1.0]),
         (
             "log",

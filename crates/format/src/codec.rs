@@ -4,7 +4,7 @@
 
 use crate::error::{FormatError, one_line};
 use crate::limits::MAX_HEADER_BYTES;
-use crate::v1::HeaderV1;
+use crate::v1::{HeaderV1, OpNaming};
 use bincode::config::{Configuration, LittleEndian, Varint};
 use bincode::de::read::Reader;
 use bincode::error::DecodeError;
@@ -50,11 +50,12 @@ impl Reader for Counting<'_> {
     }
 }
 
-/// Decodes a header that must span exactly `bytes`.
-pub fn decode_header(bytes: &[u8]) -> Result<HeaderV1, FormatError> {
+/// Decodes a header that must span exactly `bytes`, its op kinds spelled as `N` says
+/// ([`crate::v1::Named`] in version 2 files, [`crate::v1::Numbered`] in version 1 files).
+pub fn decode_header<N: OpNaming>(bytes: &[u8]) -> Result<HeaderV1<N>, FormatError> {
     let len = bytes.len() as u64;
     let mut reader = Counting { bytes, pos: 0 };
-    let decoded: Result<HeaderV1, DecodeError> =
+    let decoded: Result<HeaderV1<N>, DecodeError> =
         bincode::serde::decode_from_reader(&mut reader, config());
     match decoded {
         Ok(header) if reader.pos == bytes.len() => Ok(header),

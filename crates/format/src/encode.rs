@@ -8,9 +8,7 @@ use crate::layout::align_up;
 use crate::limits::MAX_DATA_BYTES;
 use crate::v1::*;
 use crate::{Module, Signature, TensorSpec};
-use kiln_ir::{
-    ArgOp, Array, BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp, WindowOp,
-};
+use kiln_ir::{Array, DType, Dim, Graph, NodeId, Op, Shape};
 use kiln_kernel::{Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar};
 use std::collections::HashMap;
 
@@ -88,12 +86,12 @@ pub(crate) fn refused_by_loader(e: FormatError) -> FormatError {
 
 /// A name, checked with the loader's rules (length, no control characters).
 fn name(s: &str, location: impl FnOnce() -> String) -> Result<String, FormatError> {
-    crate::decode::name(s, location).map_err(as_encode)
+    crate::names::name(s, location).map_err(as_encode)
 }
 
 /// A symbol name, checked with the loader's rules (an identifier).
 fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<String, FormatError> {
-    crate::decode::symbol_name(s, location).map_err(as_encode)
+    crate::names::symbol_name(s, location).map_err(as_encode)
 }
 
 /// Converts a module into its header and data section.
@@ -276,8 +274,8 @@ fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
             axis: *axis as u64,
         },
         Op::RandomBits { shape: s } => OpV1::RandomBits { shape: shape(s) },
-        Op::Unary(u) => OpV1::Unary(unary(*u)),
-        Op::Binary(b) => OpV1::Binary(binary(*b)),
+        Op::Unary(u) => OpV1::Unary(u.name().to_string()),
+        Op::Binary(b) => OpV1::Binary(b.name().to_string()),
         Op::Select => OpV1::Select,
         Op::Cast(d) => OpV1::Cast(dtype(*d)),
         Op::StopGradient => OpV1::StopGradient,
@@ -286,15 +284,12 @@ fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
             axes: a,
             keepdim,
         } => OpV1::Reduce {
-            op: reduce(*op),
+            op: op.name().to_string(),
             axes: axes(a),
             keepdim: *keepdim,
         },
         Op::ArgReduce { op, axis, keepdim } => OpV1::ArgReduce {
-            op: match op {
-                ArgOp::ArgMax => ArgV1::ArgMax,
-                ArgOp::ArgMin => ArgV1::ArgMin,
-            },
+            op: op.name().to_string(),
             axis: *axis as u64,
             keepdim: *keepdim,
         },
@@ -336,69 +331,12 @@ fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
             stride,
             padding,
         } => OpV1::Window {
-            op: match op {
-                WindowOp::Sum => WindowV1::Sum,
-                WindowOp::Max => WindowV1::Max,
-            },
+            op: op.name().to_string(),
             window: window.clone(),
             stride: stride.clone(),
             padding: padding.clone(),
         },
     })
-}
-
-pub(crate) fn unary(u: UnaryOp) -> UnaryV1 {
-    match u {
-        UnaryOp::Neg => UnaryV1::Neg,
-        UnaryOp::Abs => UnaryV1::Abs,
-        UnaryOp::Exp => UnaryV1::Exp,
-        UnaryOp::Log => UnaryV1::Log,
-        UnaryOp::Sqrt => UnaryV1::Sqrt,
-        UnaryOp::Rsqrt => UnaryV1::Rsqrt,
-        UnaryOp::Recip => UnaryV1::Recip,
-        UnaryOp::Sin => UnaryV1::Sin,
-        UnaryOp::Cos => UnaryV1::Cos,
-        UnaryOp::Tanh => UnaryV1::Tanh,
-        UnaryOp::Sigmoid => UnaryV1::Sigmoid,
-        UnaryOp::Erf => UnaryV1::Erf,
-        UnaryOp::Floor => UnaryV1::Floor,
-        UnaryOp::Ceil => UnaryV1::Ceil,
-        UnaryOp::Round => UnaryV1::Round,
-        UnaryOp::Sign => UnaryV1::Sign,
-        UnaryOp::Not => UnaryV1::Not,
-        UnaryOp::IsNan => UnaryV1::IsNan,
-    }
-}
-
-pub(crate) fn binary(b: BinaryOp) -> BinaryV1 {
-    match b {
-        BinaryOp::Add => BinaryV1::Add,
-        BinaryOp::Sub => BinaryV1::Sub,
-        BinaryOp::Mul => BinaryV1::Mul,
-        BinaryOp::Div => BinaryV1::Div,
-        BinaryOp::Rem => BinaryV1::Rem,
-        BinaryOp::Pow => BinaryV1::Pow,
-        BinaryOp::Max => BinaryV1::Max,
-        BinaryOp::Min => BinaryV1::Min,
-        BinaryOp::Eq => BinaryV1::Eq,
-        BinaryOp::Ne => BinaryV1::Ne,
-        BinaryOp::Lt => BinaryV1::Lt,
-        BinaryOp::Le => BinaryV1::Le,
-        BinaryOp::Gt => BinaryV1::Gt,
-        BinaryOp::Ge => BinaryV1::Ge,
-        BinaryOp::And => BinaryV1::And,
-        BinaryOp::Or => BinaryV1::Or,
-        BinaryOp::Xor => BinaryV1::Xor,
-    }
-}
-
-fn reduce(r: ReduceOp) -> ReduceV1 {
-    match r {
-        ReduceOp::Sum => ReduceV1::Sum,
-        ReduceOp::Max => ReduceV1::Max,
-        ReduceOp::Min => ReduceV1::Min,
-        ReduceOp::Prod => ReduceV1::Prod,
-    }
 }
 
 fn program(p: &Program, data: &mut Data) -> Result<ProgramV1, FormatError> {
@@ -532,12 +470,12 @@ fn expr(e: &Expr) -> ExprV1 {
                 LoadMode::Checked => LoadModeV1::Checked,
             },
         }),
-        Expr::Unary(u, v) => ExprV1::Unary(unary(*u), v.0),
-        Expr::Binary(b, x, y) => ExprV1::Binary(binary(*b), x.0, y.0),
+        Expr::Unary(u, v) => ExprV1::Unary(u.name().to_string(), v.0),
+        Expr::Binary(b, x, y) => ExprV1::Binary(b.name().to_string(), x.0, y.0),
         Expr::Select(c, a, b) => ExprV1::Select(c.0, a.0, b.0),
         Expr::Cast(d, v) => ExprV1::Cast(dtype(*d), v.0),
         Expr::Reduce { op, value, init } => ExprV1::Reduce {
-            op: reduce(*op),
+            op: op.name().to_string(),
             value: value.0,
             init: scalar(*init),
         },

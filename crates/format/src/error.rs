@@ -28,12 +28,14 @@ pub enum FormatError {
     },
     /// The file was written by a format version this build does not read.
     #[error(
-        "unsupported .kiln format version {found}: this build reads version {supported} (written by {relation} kiln)"
+        "unsupported .kiln format version {found}: this build reads versions {oldest} to {supported} (written by {relation} kiln)"
     )]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
-        /// The version this build reads and writes.
+        /// The oldest version this build reads.
+        oldest: u32,
+        /// The version this build writes (and the newest it reads).
         supported: u32,
         /// `a newer` or `an older`.
         relation: &'static str,

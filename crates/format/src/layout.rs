@@ -21,7 +21,10 @@ use crate::limits::{MAX_DATA_BYTES, MAX_HEADER_BYTES};
 pub const MAGIC: [u8; 8] = *b"KILNMOD\0";
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build still reads (version 1: op kinds by number).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Bytes before the header.
 pub const PREAMBLE_BYTES: usize = 40;
@@ -151,9 +154,10 @@ fn check_start(bytes: &[u8], size: u64) -> Result<u32, FormatError> {
         });
     }
     let version = u32_at(bytes, 8);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(FormatError::UnsupportedVersion {
             found: version,
+            oldest: OLDEST_READABLE_VERSION,
             supported: FORMAT_VERSION,
             relation: if version > FORMAT_VERSION {
                 "a newer"

@@ -28,11 +28,12 @@ mod file;
 pub mod fuzzing;
 pub mod layout;
 pub mod limits;
+mod names;
 pub mod v1;
 
 pub use error::FormatError;
 pub use file::{load, save};
-pub use layout::FORMAT_VERSION;
+pub use layout::{FORMAT_VERSION, OLDEST_READABLE_VERSION};
 
 use kiln_ir::{Array, DType, Graph, NodeId, Shape};
 use kiln_kernel::Program;
@@ -134,6 +135,11 @@ pub fn to_bytes(m: &Module) -> Result<Vec<u8>, FormatError> {
 /// allocation.
 pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
     let parts = layout::split(bytes)?;
-    let header = codec::decode_header(parts.header)?;
-    decode::module(&header, parts.data)
+    if parts.version == 1 {
+        let header = codec::decode_header::<v1::Numbered>(parts.header)?;
+        decode::module(&header, parts.data)
+    } else {
+        let header = codec::decode_header::<v1::Named>(parts.header)?;
+        decode::module(&header, parts.data)
+    }
 }

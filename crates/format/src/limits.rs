@@ -76,6 +76,9 @@ pub const MAX_CONV_ATTR: u64 = 1 << 20;
 /// value, producer), in bytes.
 pub const MAX_NAME_BYTES: u64 = 4096;
 
+/// Longest op name (`reduce_prod`, `window_max`, ...) in a version 2 header.
+pub const MAX_OP_NAME_BYTES: u64 = 64;
+
 /// Most symbols in the signature or the kernel plan.
 pub const MAX_SYMBOLS: u64 = 256;
 

@@ -1,19 +1,68 @@
-//! The header schema of format version 1: plain data-transfer types that derive serde.
+//! The header schema of format versions 1 and 2: plain data-transfer types that derive
+//! serde.
 //!
 //! IR types never derive `Serialize`; these DTOs mirror them and [`crate::encode`] /
 //! [`crate::decode`] convert explicitly, so the IR can change without silently changing
-//! the file format. A new format version gets a new module (`v2`) and a conversion from
-//! this one. Field order is the encoding order, and enum variants are numbered in
+//! the file format. Field order is the encoding order, and enum variants are numbered in
 //! declaration order (see docs/file-format.md): never reorder, only append in a new version.
+//!
+//! The two versions differ only in how op kinds (unary, binary, reduce, arg-reduce and
+//! window ops) are spelled, chosen by the [`OpNaming`] parameter: version 2 ([`Named`],
+//! written today) stores each op's stable name (`kiln_ir::UnaryOp::name`), so a new op
+//! needs no change here; version 1 ([`Numbered`], still read) stores an index into the
+//! frozen tables [`UnaryV1`], [`BinaryV1`], [`ReduceV1`], [`ArgV1`] and [`WindowV1`], which
+//! never grow: a version 1 file cannot contain a newer op.
 //!
 //! The types are recursion-free (an index expression is a flat postfix node list), so
 //! decoding a hostile header never recurses deeper than the schema itself.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+
+/// How a header spells op kinds.
+pub trait OpNaming: Clone + Debug + PartialEq + Eq {
+    /// A unary op.
+    type Unary: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// A binary op.
+    type Binary: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// A reduction.
+    type Reduce: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// An index-of-extremum reduction.
+    type Arg: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// A window reduction.
+    type Window: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+}
+
+/// Format version 2: every op kind is its stable name (`neg`, `reduce_sum`, `argmax`,
+/// `window_max`, ...), a `String` of at most [`crate::limits::MAX_OP_NAME_BYTES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Named;
+
+impl OpNaming for Named {
+    type Unary = String;
+    type Binary = String;
+    type Reduce = String;
+    type Arg = String;
+    type Window = String;
+}
+
+/// Format version 1: every op kind is a variant of a frozen table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Numbered;
+
+impl OpNaming for Numbered {
+    type Unary = UnaryV1;
+    type Binary = BinaryV1;
+    type Reduce = ReduceV1;
+    type Arg = ArgV1;
+    type Window = WindowV1;
+}
 
 /// The whole header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeaderV1 {
+#[serde(bound = "")]
+pub struct HeaderV1<N: OpNaming = Named> {
     /// Producer, creation time, creation options.
     pub metadata: MetadataV1,
     /// Named inputs and outputs, symbols.
@@ -21,13 +70,13 @@ pub struct HeaderV1 {
     /// Source files named by node locations ([`LocV1::file`] indexes this table).
     pub files: Vec<String>,
     /// The optimised graph.
-    pub graph: GraphV1,
+    pub graph: GraphV1<N>,
     /// Named graph outputs.
     pub outputs: Vec<NamedNodeV1>,
     /// State updates: state name and the node computing its new value.
     pub updates: Vec<NamedNodeV1>,
     /// The kernel plan, if the module has one.
-    pub program: Option<ProgramV1>,
+    pub program: Option<ProgramV1<N>>,
     /// The state table.
     pub state: Vec<StateEntryV1>,
 }
@@ -130,18 +179,20 @@ pub struct NamedNodeV1 {
 
 /// The graph: live nodes in increasing id order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GraphV1 {
+#[serde(bound = "")]
+pub struct GraphV1<N: OpNaming = Named> {
     /// Nodes, ids strictly increasing.
-    pub nodes: Vec<NodeV1>,
+    pub nodes: Vec<NodeV1<N>>,
 }
 
 /// One graph node with its stated type (the loader re-verifies it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeV1 {
+#[serde(bound = "")]
+pub struct NodeV1<N: OpNaming = Named> {
     /// Node id.
     pub id: u32,
     /// The op and its attributes.
-    pub op: OpV1,
+    pub op: OpV1<N>,
     /// Stated result dtype.
     pub dtype: DTypeV1,
     /// Stated result shape.
@@ -176,7 +227,8 @@ pub struct SliceAxisV1 {
 
 /// Graph ops, numbered 0..=23 in declaration order (mirrors `kiln_ir::Op`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OpV1 {
+#[serde(bound = "")]
+pub enum OpV1<N: OpNaming = Named> {
     /// 0
     Input {
         /// Name.
@@ -212,9 +264,9 @@ pub enum OpV1 {
         shape: Vec<DimV1>,
     },
     /// 5
-    Unary(UnaryV1),
+    Unary(N::Unary),
     /// 6
-    Binary(BinaryV1),
+    Binary(N::Binary),
     /// 7
     Select,
     /// 8
@@ -224,7 +276,7 @@ pub enum OpV1 {
     /// 10
     Reduce {
         /// Reduction.
-        op: ReduceV1,
+        op: N::Reduce,
         /// Axes.
         axes: Vec<u64>,
         /// Keep reduced axes.
@@ -233,7 +285,7 @@ pub enum OpV1 {
     /// 11
     ArgReduce {
         /// Extremum.
-        op: ArgV1,
+        op: N::Arg,
         /// Axis.
         axis: u64,
         /// Keep the axis.
@@ -290,7 +342,7 @@ pub enum OpV1 {
     /// 23
     Window {
         /// Reduction.
-        op: WindowV1,
+        op: N::Window,
         /// Window per trailing axis.
         window: Vec<u64>,
         /// Stride per trailing axis.
@@ -300,7 +352,7 @@ pub enum OpV1 {
     },
 }
 
-/// Unary ops, numbered 0..=17 in the order of `kiln_ir::UnaryOp::ALL`.
+/// Unary ops of format version 1, numbered 0..=17 (frozen).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnaryV1 {
     /// 0: `neg`
@@ -341,7 +393,7 @@ pub enum UnaryV1 {
     IsNan,
 }
 
-/// Binary ops, numbered 0..=16 in the order of `kiln_ir::BinaryOp::ALL`.
+/// Binary ops of format version 1, numbered 0..=16 (frozen).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BinaryV1 {
     /// 0: `add`
@@ -380,7 +432,7 @@ pub enum BinaryV1 {
     Xor,
 }
 
-/// Reductions, numbered 0..=3.
+/// Reductions of format version 1, numbered 0..=3 (frozen).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReduceV1 {
     /// 0: `reduce_sum`
@@ -393,7 +445,7 @@ pub enum ReduceV1 {
     Prod,
 }
 
-/// Index-of-extremum reductions, numbered 0..=1.
+/// Index-of-extremum reductions of format version 1, numbered 0..=1 (frozen).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArgV1 {
     /// 0: `argmax`
@@ -402,7 +454,7 @@ pub enum ArgV1 {
     ArgMin,
 }
 
-/// Window reductions, numbered 0..=1.
+/// Window reductions of format version 1, numbered 0..=1 (frozen).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WindowV1 {
     /// 0: `window_sum`
@@ -413,13 +465,14 @@ pub enum WindowV1 {
 
 /// The kernel plan (mirrors `kiln_kernel::Program`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgramV1 {
+#[serde(bound = "")]
+pub struct ProgramV1<N: OpNaming = Named> {
     /// Symbols with their preconditions.
     pub symbols: Vec<SymbolV1>,
     /// Buffers `b0, b1, ...`.
     pub buffers: Vec<BufferV1>,
     /// Kernels `k0, k1, ...` in execution order.
-    pub kernels: Vec<KernelV1>,
+    pub kernels: Vec<KernelV1<N>>,
 }
 
 /// A flat typed buffer.
@@ -450,7 +503,8 @@ pub enum BufferKindV1 {
 
 /// Kernels, numbered 0..=2.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KernelV1 {
+#[serde(bound = "")]
+pub enum KernelV1<N: OpNaming = Named> {
     /// 0: loop nest.
     Loop {
         /// Loop extents.
@@ -458,7 +512,7 @@ pub enum KernelV1 {
         /// Reduction extents.
         reduce: Vec<DimV1>,
         /// Body.
-        body: BodyV1,
+        body: BodyV1<N>,
     },
     /// 1: batched matrix product.
     Matmul {
@@ -471,22 +525,22 @@ pub enum KernelV1 {
         /// Columns.
         n: DimV1,
         /// Operand A.
-        a: BodyV1,
+        a: BodyV1<N>,
         /// Operand B.
-        b: BodyV1,
+        b: BodyV1<N>,
         /// Epilogue.
-        epilogue: BodyV1,
+        epilogue: BodyV1<N>,
     },
     /// 2: 2-D convolution.
     Conv2d {
         /// Geometry.
         geometry: Conv2dGeometryV1,
         /// Input operand.
-        input: BodyV1,
+        input: BodyV1<N>,
         /// Weight operand.
-        weight: BodyV1,
+        weight: BodyV1<N>,
         /// Epilogue.
-        epilogue: BodyV1,
+        epilogue: BodyV1<N>,
     },
 }
 
@@ -517,9 +571,10 @@ pub struct Conv2dGeometryV1 {
 
 /// A kernel body: SSA values, stores, and the yielded value of an operand body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BodyV1 {
+#[serde(bound = "")]
+pub struct BodyV1<N: OpNaming = Named> {
     /// Values `v0, v1, ...`.
-    pub values: Vec<ExprV1>,
+    pub values: Vec<ExprV1<N>>,
     /// Stores.
     pub stores: Vec<StoreV1>,
     /// Yielded value.
@@ -528,7 +583,8 @@ pub struct BodyV1 {
 
 /// Scalar expression nodes, numbered 0..=8 (value operands are `v` indices).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExprV1 {
+#[serde(bound = "")]
+pub enum ExprV1<N: OpNaming = Named> {
     /// 0: constant.
     Const(ScalarV1),
     /// 1: index value converted to a dtype.
@@ -541,9 +597,9 @@ pub enum ExprV1 {
     /// 2: buffer load.
     Load(LoadV1),
     /// 3: unary op.
-    Unary(UnaryV1, u32),
+    Unary(N::Unary, u32),
     /// 4: binary op.
-    Binary(BinaryV1, u32, u32),
+    Binary(N::Binary, u32, u32),
     /// 5: select(cond, a, b).
     Select(u32, u32, u32),
     /// 6: cast.
@@ -551,7 +607,7 @@ pub enum ExprV1 {
     /// 7: reduction over the reduction domain.
     Reduce {
         /// Combining op.
-        op: ReduceV1,
+        op: N::Reduce,
         /// Operand.
         value: u32,
         /// Initial value.

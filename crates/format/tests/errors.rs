@@ -49,18 +49,19 @@ fn future_and_past_versions_are_rejected_with_numbers() {
         e,
         FormatError::UnsupportedVersion {
             found: 7,
-            supported: 1,
+            oldest: 1,
+            supported: 2,
             ..
         }
     ));
     assert_eq!(
         e.to_string(),
-        "unsupported .kiln format version 7: this build reads version 1 (written by a newer kiln)"
+        "unsupported .kiln format version 7: this build reads versions 1 to 2 (written by a newer kiln)"
     );
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(
         msg(&bytes),
-        "unsupported .kiln format version 0: this build reads version 1 (written by an older kiln)"
+        "unsupported .kiln format version 0: this build reads versions 1 to 2 (written by an older kiln)"
     );
 }
 
@@ -130,7 +131,7 @@ fn framing_fields_are_checked() {
     layout::reseal(&mut bytes);
     assert_eq!(
         msg(&bytes),
-        "preamble: flags are 0x00000001, but version 1 defines none (must be 0)"
+        "preamble: flags are 0x00000001, but version 2 defines none (must be 0)"
     );
     let mut bytes = good.clone();
     let offset = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
@@ -450,7 +451,15 @@ fn the_graph_is_reverified() {
         "{m}"
     );
     // A cycle: the matmul's first operand becomes `y`, which is computed from the matmul.
-    let y = header_of(&saved()).outputs[0].node;
+    let header = header_of(&saved());
+    let y = header.outputs[0].node;
+    let matmul_id = header
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op == OpV1::MatMul)
+        .unwrap()
+        .id;
     let bytes = rewrite(&saved(), |h, _| {
         let mm = h
             .graph
@@ -463,7 +472,7 @@ fn the_graph_is_reverified() {
     let m = msg(&bytes);
     assert!(m.starts_with("graph fails verification ("), "{m}");
     assert!(
-        m.contains(&format!("dependency cycle through n69, n{y}")),
+        m.contains(&format!("dependency cycle through n{matmul_id}, n{y}")),
         "{m}"
     );
 }
@@ -668,4 +677,46 @@ fn missing_files_are_io_errors() {
             path.display()
         )
     );
+}
+
+#[test]
+fn op_names_are_bounded_and_unknown_ones_named() {
+    let unary_node = |h: &kiln_format::v1::HeaderV1| {
+        h.graph
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, OpV1::Unary(_)))
+            .expect("every_construct has a unary node")
+    };
+    let bytes = rewrite(&saved(), |h, _| {
+        let i = unary_node(h);
+        h.graph.nodes[i].op = OpV1::Unary("no_such_op".to_string());
+    });
+    let m = msg(&bytes);
+    assert!(
+        m.starts_with("graph node n") && m.ends_with(": unknown unary op \"no_such_op\""),
+        "{m}"
+    );
+    let bytes = rewrite(&saved(), |h, _| {
+        let i = unary_node(h);
+        h.graph.nodes[i].op = OpV1::Unary("x".repeat(65));
+    });
+    let m = msg(&bytes);
+    assert!(
+        m.ends_with(": op name length in bytes 65 exceeds the limit 64"),
+        "{m}"
+    );
+    let bytes = rewrite(&saved(), |h, _| {
+        let body = kernel_body_mut(h, 0);
+        let v = body
+            .values
+            .iter_mut()
+            .find(|e| matches!(e, ExprV1::Binary(..)))
+            .expect("kernel k0 has a binary value");
+        if let ExprV1::Binary(b, ..) = v {
+            *b = "add\u{0}".to_string();
+        }
+    });
+    let m = msg(&bytes);
+    assert!(m.contains("unknown binary op \"add\\0\""), "{m}");
 }

@@ -1,6 +1,7 @@
 //! Golden files: the fuzz seeds in crates/format/fuzz/seeds are the current encoding of
 //! the test modules, byte for byte, so any change to the file format shows up here (bump
-//! FORMAT_VERSION when it is intended). `BLESS=1` rewrites them.
+//! FORMAT_VERSION when it is intended). `BLESS=1` rewrites them. The same modules written
+//! by format version 1 (crates/format/tests/v1_files, frozen) must still load.
 
 mod common;
 
@@ -9,9 +10,17 @@ use kiln_format::{Module, from_bytes, to_bytes};
 use std::path::PathBuf;
 
 fn modules() -> Vec<(&'static str, Module)> {
+    modules_with(every_construct_module())
+}
+
+fn modules_with(every_construct: Module) -> Vec<(&'static str, Module)> {
+    let interpreter_only = Module {
+        program: None,
+        ..every_construct.clone()
+    };
     let mut out = vec![
-        ("every_construct", every_construct_module()),
-        ("interpreter_only", interpreter_module()),
+        ("every_construct", every_construct),
+        ("interpreter_only", interpreter_only),
     ];
     for (name, text) in [
         (
@@ -56,5 +65,21 @@ fn golden_files_match_the_current_encoding() {
             path.display()
         );
         assert_same(&m, &from_bytes(&stored).unwrap());
+    }
+}
+
+#[test]
+fn version_1_files_still_load_as_the_same_modules() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/v1_files");
+    let v1_ops = version_1_unary_ops();
+    for (name, m) in modules_with(every_construct_module_with(&v1_ops)) {
+        let path = dir.join(format!("{name}.kiln"));
+        let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(u32::from_le_bytes(stored[8..12].try_into().unwrap()), 1);
+        assert_same(&m, &from_bytes(&stored).unwrap());
+        assert_eq!(
+            to_bytes(&from_bytes(&stored).unwrap()).unwrap(),
+            to_bytes(&m).unwrap()
+        );
     }
 }

@@ -84,28 +84,7 @@ pub fn eval(
                     .ok_or_else(|| EvalError::MissingParam { name: name.clone() })?;
                 fed_value(ValueKind::Parameter, name, a, node, &shape, &bindings)?
             }
-            Op::Constant(_)
-            | Op::Iota { .. }
-            | Op::RandomBits { .. }
-            | Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Select
-            | Op::Cast(_)
-            | Op::StopGradient
-            | Op::Reduce { .. }
-            | Op::ArgReduce { .. }
-            | Op::Reshape(_)
-            | Op::Permute(_)
-            | Op::Expand(_)
-            | Op::Slice(_)
-            | Op::Pad { .. }
-            | Op::Concat { .. }
-            | Op::Flip { .. }
-            | Op::Gather { .. }
-            | Op::ScatterAdd { .. }
-            | Op::MatMul
-            | Op::Conv2d { .. }
-            | Op::Window { .. } => {
+            computed => {
                 let args = operands
                     .iter()
                     .map(|o| {
@@ -116,7 +95,7 @@ pub fn eval(
                         })
                     })
                     .collect::<Result<Vec<&Array>, EvalError>>()?;
-                op::eval_op(&node.op, &args, node.dtype, &shape).map_err(|e| e.at(id))?
+                op::eval_op(computed, &args, node.dtype, &shape).map_err(|e| e.at(id))?
             }
         };
         for o in operands {

@@ -28,44 +28,15 @@ fn concretize<'a>(op: &'a Op, out_shape: &[usize]) -> Result<Cow<'a, Op>, EvalEr
             ))
         }
     };
-    Ok(match op {
-        Op::Input { name, dtype, shape } => Cow::Owned(Op::Input {
-            name: name.clone(),
-            dtype: *dtype,
-            shape: fix(shape)?,
-        }),
-        Op::Parameter { name, dtype, shape } => Cow::Owned(Op::Parameter {
-            name: name.clone(),
-            dtype: *dtype,
-            shape: fix(shape)?,
-        }),
-        Op::Iota { dtype, shape, axis } => Cow::Owned(Op::Iota {
-            dtype: *dtype,
-            shape: fix(shape)?,
-            axis: *axis,
-        }),
-        Op::RandomBits { shape } => Cow::Owned(Op::RandomBits { shape: fix(shape)? }),
-        Op::Reshape(shape) => Cow::Owned(Op::Reshape(fix(shape)?)),
-        Op::Expand(shape) => Cow::Owned(Op::Expand(fix(shape)?)),
-        Op::Constant(_)
-        | Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Select
-        | Op::Cast(_)
-        | Op::StopGradient
-        | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::Permute(_)
-        | Op::Slice(_)
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Flip { .. }
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. }
-        | Op::MatMul
-        | Op::Conv2d { .. }
-        | Op::Window { .. } => Cow::Borrowed(op),
-    })
+    let Some(declared) = op.shape_attr() else {
+        return Ok(Cow::Borrowed(op));
+    };
+    let fixed = fix(declared)?;
+    let mut owned = op.clone();
+    if let Some(shape) = owned.shape_attr_mut() {
+        *shape = fixed;
+    }
+    Ok(Cow::Owned(owned))
 }
 
 /// Re-runs shape and dtype inference on the concrete operands and checks that it gives

@@ -136,6 +136,7 @@ fn unary_dtype(u: UnaryOp, x: DType) -> Result<DType, ShapeError> {
         | UnaryOp::Sin
         | UnaryOp::Cos
         | UnaryOp::Tanh
+        | UnaryOp::Atan
         | UnaryOp::Sigmoid
         | UnaryOp::Erf
         | UnaryOp::Floor

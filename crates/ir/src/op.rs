@@ -29,6 +29,8 @@ pub enum UnaryOp {
     Cos,
     /// hyperbolic tangent (float)
     Tanh,
+    /// arctangent, in `[-pi/2, pi/2]` (float)
+    Atan,
     /// `1/(1+e^-x)` (float)
     Sigmoid,
     /// error function (float)
@@ -49,7 +51,7 @@ pub enum UnaryOp {
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 18] = [
+    pub const ALL: [UnaryOp; 19] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Exp,
@@ -60,6 +62,7 @@ impl UnaryOp {
         UnaryOp::Sin,
         UnaryOp::Cos,
         UnaryOp::Tanh,
+        UnaryOp::Atan,
         UnaryOp::Sigmoid,
         UnaryOp::Erf,
         UnaryOp::Floor,
@@ -70,7 +73,13 @@ impl UnaryOp {
         UnaryOp::IsNan,
     ];
 
-    /// Printed name.
+    /// The op whose [`UnaryOp::name`] is `name`; the name is the op's stable identity in
+    /// the IR text and in `.kiln` files.
+    pub fn from_name(name: &str) -> Option<UnaryOp> {
+        UnaryOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Printed name, the op's stable identity (see `from_name`).
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "neg",
@@ -83,6 +92,7 @@ impl UnaryOp {
             UnaryOp::Sin => "sin",
             UnaryOp::Cos => "cos",
             UnaryOp::Tanh => "tanh",
+            UnaryOp::Atan => "atan",
             UnaryOp::Sigmoid => "sigmoid",
             UnaryOp::Erf => "erf",
             UnaryOp::Floor => "floor",
@@ -91,6 +101,32 @@ impl UnaryOp {
             UnaryOp::Sign => "sign",
             UnaryOp::Not => "not",
             UnaryOp::IsNan => "is_nan",
+        }
+    }
+
+    /// True for ops that cost many instructions (transcendentals, square roots): fusion
+    /// recomputes them in as few kernels as it can.
+    pub fn is_costly(self) -> bool {
+        match self {
+            UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Rsqrt
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tanh
+            | UnaryOp::Atan
+            | UnaryOp::Sigmoid
+            | UnaryOp::Erf => true,
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Recip
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sign
+            | UnaryOp::Not
+            | UnaryOp::IsNan => false,
         }
     }
 }
@@ -156,7 +192,13 @@ impl BinaryOp {
         BinaryOp::Xor,
     ];
 
-    /// Printed name.
+    /// The op whose [`BinaryOp::name`] is `name`; the name is the op's stable identity in
+    /// the IR text and in `.kiln` files.
+    pub fn from_name(name: &str) -> Option<BinaryOp> {
+        BinaryOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Printed name, the op's stable identity (see `from_name`).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -177,6 +219,12 @@ impl BinaryOp {
             BinaryOp::Or => "or",
             BinaryOp::Xor => "xor",
         }
+    }
+
+    /// True for ops that cost many instructions (`pow`): fusion recomputes them in as few
+    /// kernels as it can.
+    pub fn is_costly(self) -> bool {
+        self == BinaryOp::Pow
     }
 
     /// True for comparisons, whose result is `bool`.
@@ -202,7 +250,16 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
-    /// Printed name.
+    /// Every reduction.
+    pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod];
+
+    /// The op whose [`ReduceOp::name`] is `name`; the name is the op's stable identity in
+    /// the IR text and in `.kiln` files.
+    pub fn from_name(name: &str) -> Option<ReduceOp> {
+        ReduceOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Printed name, the op's stable identity (see `from_name`).
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "reduce_sum",
@@ -223,7 +280,16 @@ pub enum ArgOp {
 }
 
 impl ArgOp {
-    /// Printed name.
+    /// Every index-of-extremum reduction.
+    pub const ALL: [ArgOp; 2] = [ArgOp::ArgMax, ArgOp::ArgMin];
+
+    /// The op whose [`ArgOp::name`] is `name`; the name is the op's stable identity in
+    /// the IR text and in `.kiln` files.
+    pub fn from_name(name: &str) -> Option<ArgOp> {
+        ArgOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Printed name, the op's stable identity (see `from_name`).
     pub fn name(self) -> &'static str {
         match self {
             ArgOp::ArgMax => "argmax",
@@ -242,7 +308,16 @@ pub enum WindowOp {
 }
 
 impl WindowOp {
-    /// Printed name.
+    /// Every window reduction.
+    pub const ALL: [WindowOp; 2] = [WindowOp::Sum, WindowOp::Max];
+
+    /// The op whose [`WindowOp::name`] is `name`; the name is the op's stable identity in
+    /// the IR text and in `.kiln` files.
+    pub fn from_name(name: &str) -> Option<WindowOp> {
+        WindowOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Printed name, the op's stable identity (see `from_name`).
     pub fn name(self) -> &'static str {
         match self {
             WindowOp::Sum => "window_sum",
@@ -452,33 +527,156 @@ impl Op {
         }
     }
 
-    /// True for ops without operands.
-    pub fn is_source(&self) -> bool {
-        matches!(
-            self,
-            Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::Iota { .. }
-        )
+    /// The op's class: what the interpreter, the simplifier and the fusion planner need to
+    /// know about it without matching on every op.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Input { .. } | Op::Parameter { .. } => OpKind::Fed,
+            Op::Constant(_) => OpKind::Literal,
+            Op::Iota { .. } => OpKind::Index,
+            Op::RandomBits { .. } => OpKind::Random,
+            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient => {
+                OpKind::Elementwise
+            }
+            Op::Reshape(_) | Op::Permute(_) | Op::Expand(_) | Op::Slice(_) | Op::Flip { .. } => {
+                OpKind::View
+            }
+            Op::Pad { .. } | Op::Concat { .. } | Op::Gather { .. } => OpKind::Assemble,
+            Op::ScatterAdd { .. } => OpKind::Scatter,
+            Op::Reduce { .. } | Op::Window { .. } => OpKind::Reduction,
+            Op::ArgReduce { .. } => OpKind::ArgReduction,
+            Op::MatMul | Op::Conv2d { .. } => OpKind::Contraction,
+        }
     }
 
-    /// True for pure elementwise ops (unary, binary, select, cast).
-    pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self,
-            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient
-        )
+    /// The shape attribute of ops that declare their result shape (input, parameter, iota,
+    /// random_bits, reshape, expand); `None` for every other op.
+    pub fn shape_attr(&self) -> Option<&Shape> {
+        match self {
+            Op::Input { shape, .. }
+            | Op::Parameter { shape, .. }
+            | Op::Iota { shape, .. }
+            | Op::RandomBits { shape }
+            | Op::Reshape(shape)
+            | Op::Expand(shape) => Some(shape),
+            _ => None,
+        }
     }
 
-    /// True for movement ops that only rearrange elements.
-    pub fn is_movement(&self) -> bool {
-        matches!(
-            self,
-            Op::Reshape(_)
-                | Op::Permute(_)
-                | Op::Expand(_)
-                | Op::Slice(_)
-                | Op::Pad { .. }
-                | Op::Concat { .. }
-                | Op::Flip { .. }
-        )
+    /// Mutable access to the attribute [`Op::shape_attr`] returns.
+    pub fn shape_attr_mut(&mut self) -> Option<&mut Shape> {
+        match self {
+            Op::Input { shape, .. }
+            | Op::Parameter { shape, .. }
+            | Op::Iota { shape, .. }
+            | Op::RandomBits { shape }
+            | Op::Reshape(shape)
+            | Op::Expand(shape) => Some(shape),
+            _ => None,
+        }
+    }
+}
+
+/// The class of an [`Op`], declared once per op by [`Op::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Fed by the caller at run time (`input`, `param`). No operands.
+    Fed,
+    /// A literal value (`const`). No operands.
+    Literal,
+    /// Computed from the output coordinates alone (`iota`). No operands.
+    Index,
+    /// Random bits drawn from a key operand (`random_bits`).
+    Random,
+    /// Each output element from the same (broadcast) element of every operand (unary,
+    /// binary, `select`, `cast`, `stop_gradient`).
+    Elementwise,
+    /// Each output element is one operand element at coordinates computed from the output
+    /// coordinates (`reshape`, `permute`, `expand`, `slice`, `flip`).
+    View,
+    /// Output elements read from several operands, from computed or data-dependent
+    /// coordinates, or filled (`pad`, `concat`, `gather`).
+    Assemble,
+    /// Operand elements added into data-dependent positions (`scatter_add`).
+    Scatter,
+    /// Combines a set of elements into one (`reduce_*`, `window_*`).
+    Reduction,
+    /// Index of an extremum along one axis (`argmax`, `argmin`).
+    ArgReduction,
+    /// Sums of products (`matmul`, `conv2d`).
+    Contraction,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_attr_and_its_mutable_twin_agree() {
+        let s = Shape::known(&[2, 3]);
+        let ops = [
+            Op::Input {
+                name: "x".into(),
+                dtype: DType::F32,
+                shape: s.clone(),
+            },
+            Op::Iota {
+                dtype: DType::I32,
+                shape: s.clone(),
+                axis: 0,
+            },
+            Op::RandomBits { shape: s.clone() },
+            Op::Reshape(s.clone()),
+            Op::Expand(s.clone()),
+            Op::Unary(UnaryOp::Exp),
+            Op::MatMul,
+            Op::Permute(vec![1, 0]),
+        ];
+        for op in ops {
+            let mut owned = op.clone();
+            assert_eq!(
+                op.shape_attr().cloned(),
+                owned.shape_attr_mut().cloned(),
+                "{op:?}"
+            );
+        }
+        assert_eq!(Op::Reshape(s.clone()).shape_attr(), Some(&s));
+        assert_eq!(Op::MatMul.shape_attr(), None);
+    }
+
+    #[test]
+    fn kinds_classify_ops() {
+        assert_eq!(Op::Unary(UnaryOp::Neg).kind(), OpKind::Elementwise);
+        assert_eq!(Op::Permute(vec![0]).kind(), OpKind::View);
+        assert_eq!(Op::Concat { axis: 0 }.kind(), OpKind::Assemble);
+        assert_eq!(Op::MatMul.kind(), OpKind::Contraction);
+        assert!(UnaryOp::Exp.is_costly() && !UnaryOp::Neg.is_costly());
+        assert!(BinaryOp::Pow.is_costly() && !BinaryOp::Add.is_costly());
+    }
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for u in UnaryOp::ALL {
+            assert_eq!(UnaryOp::from_name(u.name()), Some(u));
+            assert!(seen.insert(u.name()));
+        }
+        for b in BinaryOp::ALL {
+            assert_eq!(BinaryOp::from_name(b.name()), Some(b));
+            assert!(seen.insert(b.name()));
+        }
+        for r in ReduceOp::ALL {
+            assert_eq!(ReduceOp::from_name(r.name()), Some(r));
+            assert!(seen.insert(r.name()));
+        }
+        for a in ArgOp::ALL {
+            assert_eq!(ArgOp::from_name(a.name()), Some(a));
+            assert!(seen.insert(a.name()));
+        }
+        for w in WindowOp::ALL {
+            assert_eq!(WindowOp::from_name(w.name()), Some(w));
+            assert!(seen.insert(w.name()));
+        }
+        assert_eq!(UnaryOp::from_name("no_such_op"), None);
     }
 }

@@ -85,6 +85,7 @@ pub fn float_unary(op: UnaryOp) -> Option<fn(f64) -> f64> {
         UnaryOp::Sin => f64::sin,
         UnaryOp::Cos => f64::cos,
         UnaryOp::Tanh => f64::tanh,
+        UnaryOp::Atan => f64::atan,
         UnaryOp::Sigmoid => sigmoid,
         UnaryOp::Erf => erf,
         UnaryOp::Floor => f64::floor,
@@ -111,6 +112,7 @@ pub fn int_unary(op: UnaryOp) -> Option<fn(i64) -> i64> {
         | UnaryOp::Sin
         | UnaryOp::Cos
         | UnaryOp::Tanh
+        | UnaryOp::Atan
         | UnaryOp::Sigmoid
         | UnaryOp::Erf
         | UnaryOp::Floor

@@ -415,12 +415,12 @@ fn every_unary_binary_reduce_and_window_op() {
     }
     assert_eq!(text::format_node(&p, NodeId(4)), "n4 = abs n0 : f64[N, 3]");
     assert_eq!(
-        text::format_node(&p, NodeId(20)),
-        "n20 = is_nan n0 : bool[N, 3]"
+        text::format_node(&p, NodeId(21)),
+        "n21 = is_nan n0 : bool[N, 3]"
     );
     assert_eq!(
-        text::format_node(&p, NodeId(37)),
-        "n37 = xor n2, n2 : bool[3]"
+        text::format_node(&p, NodeId(38)),
+        "n38 = xor n2, n2 : bool[3]"
     );
 }
 

@@ -137,6 +137,7 @@ pub fn unary_dtype(op: UnaryOp, x: DType) -> Result<DType, String> {
         | UnaryOp::Sin
         | UnaryOp::Cos
         | UnaryOp::Tanh
+        | UnaryOp::Atan
         | UnaryOp::Sigmoid
         | UnaryOp::Erf
         | UnaryOp::Floor

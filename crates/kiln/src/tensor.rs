@@ -331,6 +331,8 @@ unary_methods! {
     cos => Cos;
     /// Hyperbolic tangent.
     tanh => Tanh;
+    /// Arctangent, in `[-pi/2, pi/2]`.
+    atan => Atan;
     /// Logistic sigmoid.
     sigmoid => Sigmoid;
     /// Error function.

@@ -44,7 +44,7 @@ use crate::dce::always_live;
 use crate::error::{PassError, RuleFailure};
 use crate::func::{Func, PassStats};
 use kiln_ir::infer::broadcast_shapes;
-use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, Shape, UnaryOp};
+use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, OpKind, Shape, UnaryOp};
 use std::collections::BTreeSet;
 
 /// Settings of [`simplify`].
@@ -437,31 +437,15 @@ fn pow2_reciprocal(a: &Array) -> Option<Array> {
 
 fn fold_constants(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
     let n = cx.g().node(id);
-    let foldable = match &n.op {
-        Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::Iota { .. }
-        | Op::RandomBits { .. } => false,
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Select
-        | Op::Cast(_)
-        | Op::StopGradient
-        | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::Reshape(_)
-        | Op::Permute(_)
-        | Op::Expand(_)
-        | Op::Slice(_)
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Flip { .. }
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. }
-        | Op::MatMul
-        | Op::Conv2d { .. }
-        | Op::Window { .. } => true,
+    let foldable = match n.op.kind() {
+        OpKind::Fed | OpKind::Literal | OpKind::Index | OpKind::Random => false,
+        OpKind::Elementwise
+        | OpKind::View
+        | OpKind::Assemble
+        | OpKind::Scatter
+        | OpKind::Reduction
+        | OpKind::ArgReduction
+        | OpKind::Contraction => true,
     };
     if !foldable {
         return None;

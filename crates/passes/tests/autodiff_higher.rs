@@ -42,7 +42,7 @@ proptest! {
         for (u, d) in [
             (UnaryOp::Exp, Any), (UnaryOp::Log, Positive), (UnaryOp::Sqrt, Positive), (UnaryOp::Rsqrt, Positive),
             (UnaryOp::Recip, AwayFromZero), (UnaryOp::Sin, Any), (UnaryOp::Cos, Any), (UnaryOp::Tanh, Any),
-            (UnaryOp::Sigmoid, Any), (UnaryOp::Erf, Any), (UnaryOp::Abs, AwayFromZero),
+            (UnaryOp::Sigmoid, Any), (UnaryOp::Erf, Any), (UnaryOp::Atan, Any), (UnaryOp::Abs, AwayFromZero),
         ] {
             check(std::slice::from_ref(&s), &[d], seed, |g, x| inner_vjp(g, x, 0, seed, |g, x| un(g, u, x[0])));
         }

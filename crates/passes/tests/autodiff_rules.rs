@@ -22,7 +22,7 @@ fn bcast(rng: &mut Rng, out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-const UNARY: [(UnaryOp, Domain); 16] = [
+const UNARY: [(UnaryOp, Domain); 17] = [
     (UnaryOp::Neg, Any),
     (UnaryOp::Abs, AwayFromZero),
     (UnaryOp::Exp, Any),
@@ -33,6 +33,7 @@ const UNARY: [(UnaryOp, Domain); 16] = [
     (UnaryOp::Sin, Any),
     (UnaryOp::Cos, Any),
     (UnaryOp::Tanh, Any),
+    (UnaryOp::Atan, Any),
     (UnaryOp::Sigmoid, Any),
     (UnaryOp::Erf, Any),
     (UnaryOp::Floor, Fraction),

@@ -27,7 +27,7 @@ use kiln_passes::fuse::lower;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
-const UNARY: [UnaryOp; 18] = UnaryOp::ALL;
+const UNARY: [UnaryOp; UnaryOp::ALL.len()] = UnaryOp::ALL;
 const BINARY: [BinaryOp; 17] = BinaryOp::ALL;
 const DTYPES: [DType; 5] = [DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool];
 

@@ -459,6 +459,10 @@ impl<'p> Emitter<'p> {
             (DType::F32, UnaryOp::Sin) => format!("sin({a})"),
             (DType::F32, UnaryOp::Cos) => format!("cos({a})"),
             (DType::F32, UnaryOp::Tanh) => helper(Helper::Tanh, "kiln_tanh"),
+            (DType::F32, UnaryOp::Atan) => {
+                let nan = helper(Helper::IsNan, "kiln_isnan");
+                format!("select(atan({a}), {a}, {nan})")
+            }
             (DType::F32, UnaryOp::Sigmoid) => helper(Helper::Sigmoid, "kiln_sigmoid"),
             (DType::F32, UnaryOp::Erf) => helper(Helper::Erf, "kiln_erf"),
             (DType::F32, UnaryOp::Floor) => format!("floor({a})"),

@@ -520,8 +520,8 @@ pub(crate) fn cost_of(e: &Expr) -> u32 {
     use kiln_ir::UnaryOp as U;
     match e {
         Expr::Unary(op, _) => match op {
-            U::Exp | U::Log | U::Sin | U::Cos | U::Tanh | U::Sigmoid | U::Erf => 20,
             U::Sqrt | U::Rsqrt | U::Recip => 4,
+            op if op.is_costly() => 20,
             _ => 1,
         },
         Expr::Binary(

@@ -409,6 +409,51 @@ impl Cg<'_, '_> {
         self.fsel(ty, is_small, small, big)
     }
 
+    /// `atan x` (Cephes' `atanf`): on `a = |x|`, `t = a` below `tan(pi/8)`,
+    /// `t = (a - 1)/(a + 1)` with offset `pi/4` up to `tan(3pi/8)`, `t = -1/a` with offset
+    /// `pi/2` above, so `|t| <= tan(pi/8)`; then `t + t^3 P(t^2)` plus the offset in two
+    /// parts, and the sign of `x` put back. `-0`, `±inf` (`±pi/2`) and NaN need no branch.
+    fn atan_f32(&mut self, ty: Type, x: Value) -> Value {
+        const TAN_3PI_8: f32 = 2.414_213_6;
+        const TAN_PI_8: f32 = 0.414_213_57;
+        const PIO4: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_6e-8];
+        const ATAN_P: [f32; 4] = [
+            8.053_744_5e-2,
+            -1.387_768_6e-1,
+            1.997_771_1e-1,
+            -3.333_295e-1,
+        ];
+        let a = self.b.ins().fabs(x);
+        let hi = self.fk(ty, TAN_3PI_8);
+        let lo = self.fk(ty, TAN_PI_8);
+        let big = self.b.ins().fcmp(FloatCC::GreaterThan, a, hi);
+        let mid = self.b.ins().fcmp(FloatCC::GreaterThan, a, lo);
+        let one = self.fk(ty, 1.0);
+        let minus_one = self.fk(ty, -1.0);
+        let am1 = self.b.ins().fsub(a, one);
+        let ap1 = self.b.ins().fadd(a, one);
+        let num = self.fsel(ty, big, minus_one, am1);
+        let den = self.fsel(ty, big, a, ap1);
+        let q = self.b.ins().fdiv(num, den);
+        let t = self.fsel(ty, mid, q, a);
+        let zero = self.fk(ty, 0.0);
+        let pio2_hi = self.fk(ty, 2.0 * PIO4[0]);
+        let pio2_lo = self.fk(ty, 2.0 * PIO4[1]);
+        let pio4_hi = self.fk(ty, PIO4[0]);
+        let pio4_lo = self.fk(ty, PIO4[1]);
+        let mid_hi = self.fsel(ty, mid, pio4_hi, zero);
+        let mid_lo = self.fsel(ty, mid, pio4_lo, zero);
+        let off_hi = self.fsel(ty, big, pio2_hi, mid_hi);
+        let off_lo = self.fsel(ty, big, pio2_lo, mid_lo);
+        let z = self.b.ins().fmul(t, t);
+        let p = self.horner(ty, z, &ATAN_P);
+        let zp = self.b.ins().fmul(z, p);
+        let y = self.madd(t, zp, t);
+        let y = self.b.ins().fadd(y, off_lo);
+        let r = self.b.ins().fadd(off_hi, y);
+        self.copysign(ty, r, x)
+    }
+
     /// `sin x` (`cos_shift = 0`) or `cos x` (`cos_shift = 1`): `x = n pi/2 + r` with a
     /// three-part Cody-Waite reduction, Taylor polynomials on `|r| <= pi/4`, quadrant
     /// selection by the low bits of `n`.
@@ -534,6 +579,7 @@ impl Cg<'_, '_> {
             UnaryOp::Tanh => self.tanh_f32(ty, x),
             UnaryOp::Sigmoid => self.sigmoid_f32(ty, x),
             UnaryOp::Erf => self.erf_f32(ty, x),
+            UnaryOp::Atan => self.atan_f32(ty, x),
             UnaryOp::Sin => self.sincos_f32(ty, x, 0)?,
             UnaryOp::Cos => self.sincos_f32(ty, x, 1)?,
             UnaryOp::Neg

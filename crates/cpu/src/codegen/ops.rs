@@ -71,6 +71,7 @@ fn helper_of(op: UnaryOp) -> Option<Helper> {
         UnaryOp::Sin => Helper::Sin,
         UnaryOp::Cos => Helper::Cos,
         UnaryOp::Tanh => Helper::Tanh,
+        UnaryOp::Atan => Helper::Atan,
         UnaryOp::Sigmoid => Helper::Sigmoid,
         UnaryOp::Erf => Helper::Erf,
         UnaryOp::Neg
@@ -168,6 +169,7 @@ impl Cg<'_, '_> {
                 | UnaryOp::Sin
                 | UnaryOp::Cos
                 | UnaryOp::Tanh
+                | UnaryOp::Atan
                 | UnaryOp::Sigmoid
                 | UnaryOp::Erf => {
                     if dt == DType::F32 {
@@ -216,6 +218,7 @@ impl Cg<'_, '_> {
             | UnaryOp::Sin
             | UnaryOp::Cos
             | UnaryOp::Tanh
+            | UnaryOp::Atan
             | UnaryOp::Sigmoid
             | UnaryOp::Erf
             | UnaryOp::Floor
@@ -418,6 +421,7 @@ impl Cg<'_, '_> {
                 | UnaryOp::Sin
                 | UnaryOp::Cos
                 | UnaryOp::Tanh
+                | UnaryOp::Atan
                 | UnaryOp::Sigmoid
                 | UnaryOp::Erf => {
                     if dt == DType::F32 {

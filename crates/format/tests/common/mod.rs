@@ -151,6 +151,20 @@ pub type Named = Vec<(String, NodeId)>;
 /// A graph using every op (every unary and binary op included), with the named outputs
 /// and updates of [`every_construct_module`].
 pub fn every_op_graph() -> (Graph, Named, Named) {
+    every_op_graph_with(&UnaryOp::ALL)
+}
+
+/// The unary ops that existed when format version 1 was frozen (every op but `atan`): the
+/// version 1 golden files hold [`every_construct_module_with`] of these.
+pub fn version_1_unary_ops() -> Vec<UnaryOp> {
+    UnaryOp::ALL
+        .into_iter()
+        .filter(|&u| u != UnaryOp::Atan)
+        .collect()
+}
+
+/// [`every_op_graph`] with only the unary ops `unary`.
+pub fn every_op_graph_with(unary: &[UnaryOp]) -> (Graph, Named, Named) {
     let mut g = Graph::new();
     let n = Dim::sym("N");
     let x = g
@@ -253,7 +267,7 @@ pub fn every_op_graph() -> (Graph, Named, Named) {
     add(&mut g, Op::Binary(BinaryOp::Add), &[x, c]);
     let zero = add(&mut g, Op::Constant(f32s(&[], &[0.0])), &[]);
     let pos = add(&mut g, Op::Binary(BinaryOp::Gt), &[x, zero]);
-    for u in UnaryOp::ALL {
+    for &u in unary {
         let operand = if u == UnaryOp::Not { pos } else { x };
         add(&mut g, Op::Unary(u), &[operand]);
     }
@@ -411,7 +425,12 @@ fn n_by(k: u64) -> Shape {
 
 /// A module whose graph uses every op and whose kernel plan uses every kernel construct.
 pub fn every_construct_module() -> Module {
-    let (graph, outputs, updates) = every_op_graph();
+    every_construct_module_with(&UnaryOp::ALL)
+}
+
+/// [`every_construct_module`] with only the unary ops `unary`.
+pub fn every_construct_module_with(unary: &[UnaryOp]) -> Module {
+    let (graph, outputs, updates) = every_op_graph_with(unary);
     let program = kiln_kernel::parse(EVERY_CONSTRUCT_PLAN).unwrap();
     if let Err(e) = kiln_kernel::verify(&program) {
         panic!("test plan does not verify: {e}");

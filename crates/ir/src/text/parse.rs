@@ -15,10 +15,6 @@ use std::fmt::Write as _;
 /// nodes, so the bound caps the memory a hostile text can make the parser allocate.
 pub const MAX_NODE_ID: u32 = (1 << 20) - 1;
 
-const REDUCE_OPS: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod];
-const ARG_OPS: [ArgOp; 2] = [ArgOp::ArgMax, ArgOp::ArgMin];
-const WINDOW_OPS: [WindowOp; 2] = [WindowOp::Sum, WindowOp::Max];
-
 /// A syntax or verification error in graph text, at a 1-based line and column (in chars).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}:{column}: {message}")]
@@ -757,11 +753,11 @@ impl Cursor {
                 })
             }
             other => {
-                if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == other) {
+                if let Some(u) = UnaryOp::from_name(other) {
                     Draft::Done(Op::Unary(u))
-                } else if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == other) {
+                } else if let Some(b) = BinaryOp::from_name(other) {
                     Draft::Done(Op::Binary(b))
-                } else if let Some(r) = REDUCE_OPS.into_iter().find(|r| r.name() == other) {
+                } else if let Some(r) = ReduceOp::from_name(other) {
                     let axes = axes(self)?;
                     let keepdim = keepdim(self)?;
                     Draft::Done(Op::Reduce {
@@ -769,7 +765,7 @@ impl Cursor {
                         axes,
                         keepdim,
                     })
-                } else if let Some(a) = ARG_OPS.into_iter().find(|a| a.name() == other) {
+                } else if let Some(a) = ArgOp::from_name(other) {
                     let axis = axis(self)?;
                     let keepdim = keepdim(self)?;
                     Draft::Done(Op::ArgReduce {
@@ -777,7 +773,7 @@ impl Cursor {
                         axis,
                         keepdim,
                     })
-                } else if let Some(w) = WINDOW_OPS.into_iter().find(|w| w.name() == other) {
+                } else if let Some(w) = WindowOp::from_name(other) {
                     self.key("window")?;
                     let window = self.uint_list("`window`")?;
                     self.key("stride")?;

@@ -43,6 +43,12 @@ pub(crate) fn unary(
             let sq = em.mul(out, out)?;
             em.sub(one, sq)?
         }
+        UnaryOp::Atan => {
+            let one = em.scalar_like(x, 1.0)?;
+            let sq = em.mul(x, x)?;
+            let den = em.binary(BinaryOp::Add, one, sq)?;
+            return em.div(v, den).map(Some);
+        }
         UnaryOp::Sigmoid => {
             let one = em.scalar_like(out, 1.0)?;
             let rest = em.sub(one, out)?;

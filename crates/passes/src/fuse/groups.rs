@@ -12,7 +12,7 @@
 //! coordinates (multi-output fusion, e.g. an LSTM cell's `c'` and `h'`).
 
 use super::FuseError;
-use kiln_ir::{BinaryOp, Dim, Graph, NodeId, Op, UnaryOp};
+use kiln_ir::{Dim, Graph, NodeId, Op, OpKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Index of a kernel in [`Plan::kernels`].
@@ -147,51 +147,6 @@ pub(crate) enum Class {
     Scatter,
 }
 
-fn expensive_unary(u: UnaryOp) -> bool {
-    match u {
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tanh
-        | UnaryOp::Sigmoid
-        | UnaryOp::Erf => true,
-        UnaryOp::Neg
-        | UnaryOp::Abs
-        | UnaryOp::Recip
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round
-        | UnaryOp::Sign
-        | UnaryOp::Not
-        | UnaryOp::IsNan => false,
-    }
-}
-
-fn expensive_binary(b: BinaryOp) -> bool {
-    match b {
-        BinaryOp::Pow => true,
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Rem
-        | BinaryOp::Max
-        | BinaryOp::Min
-        | BinaryOp::Eq
-        | BinaryOp::Ne
-        | BinaryOp::Lt
-        | BinaryOp::Le
-        | BinaryOp::Gt
-        | BinaryOp::Ge
-        | BinaryOp::And
-        | BinaryOp::Or
-        | BinaryOp::Xor => false,
-    }
-}
-
 /// The fusion class of an op (one exhaustive table).
 pub(crate) fn class(op: &Op) -> Class {
     let inline = |expensive: bool, view: bool, elementwise: bool| Class::Inline {
@@ -199,26 +154,34 @@ pub(crate) fn class(op: &Op) -> Class {
         view,
         elementwise,
     };
-    match op {
-        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) => Class::Source,
-        Op::Iota { .. } => inline(false, false, false),
-        Op::RandomBits { .. } => inline(true, false, false),
-        Op::Unary(u) => inline(expensive_unary(*u), false, true),
-        Op::Binary(b) => inline(expensive_binary(*b), false, true),
-        Op::Select | Op::Cast(_) | Op::StopGradient => inline(false, false, true),
-        Op::Reduce { axes, .. } if axes.is_empty() => inline(false, false, true),
-        Op::Reduce { .. } | Op::Window { .. } => Class::Reduction,
-        Op::ArgReduce { .. } => Class::Arg,
-        Op::Reshape(_) | Op::Permute(_) | Op::Expand(_) | Op::Slice(_) | Op::Flip { .. } => {
-            inline(false, true, false)
-        }
-        Op::Pad { .. } | Op::Concat { .. } | Op::Gather { .. } => inline(false, false, false),
-        Op::ScatterAdd { .. } => Class::Scatter,
-        Op::MatMul | Op::Conv2d { .. } => Class::Contraction,
+    match op.kind() {
+        OpKind::Fed | OpKind::Literal => Class::Source,
+        OpKind::Index | OpKind::Assemble => inline(false, false, false),
+        OpKind::Random => inline(true, false, false),
+        OpKind::Elementwise => inline(costly_elementwise(op), false, true),
+        OpKind::View => inline(false, true, false),
+        OpKind::Reduction if is_identity_reduction(op) => inline(false, false, true),
+        OpKind::Reduction => Class::Reduction,
+        OpKind::ArgReduction => Class::Arg,
+        OpKind::Scatter => Class::Scatter,
+        OpKind::Contraction => Class::Contraction,
     }
 }
 
-/// Reduction extents of a reduction core.
+fn costly_elementwise(op: &Op) -> bool {
+    match op {
+        Op::Unary(u) => u.is_costly(),
+        Op::Binary(b) => b.is_costly(),
+        _ => false,
+    }
+}
+
+/// A reduction over no axes: the identity on its operand.
+fn is_identity_reduction(op: &Op) -> bool {
+    matches!(op, Op::Reduce { axes, .. } if axes.is_empty())
+}
+
+/// Reduction extents of a reduction core (empty for any other op).
 pub(crate) fn reduce_extents(graph: &Graph, n: NodeId) -> Vec<Dim> {
     match &graph.node(n).op {
         Op::Reduce { axes, .. } => {
@@ -232,28 +195,7 @@ pub(crate) fn reduce_extents(graph: &Graph, n: NodeId) -> Vec<Dim> {
             }
         }
         Op::Window { window, .. } => window.iter().map(|&w| Dim::known(w)).collect(),
-        Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::Iota { .. }
-        | Op::RandomBits { .. }
-        | Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Select
-        | Op::Cast(_)
-        | Op::StopGradient
-        | Op::ArgReduce { .. }
-        | Op::Reshape(_)
-        | Op::Permute(_)
-        | Op::Expand(_)
-        | Op::Slice(_)
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Flip { .. }
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. }
-        | Op::MatMul
-        | Op::Conv2d { .. } => Vec::new(),
+        _ => Vec::new(),
     }
 }
 

@@ -947,7 +947,6 @@ impl BodyCx<'_, '_> {
 
     fn compute(&mut self, n: NodeId, coords: &[Lin], ctx: &Ctx) -> Result<ValueId, FuseError> {
         let node = self.graph().node(n).clone();
-        let dt = node.dtype;
         let out = node.shape.0.clone();
         match &node.op {
             Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) => self.leaf(n, coords, ctx),
@@ -963,18 +962,7 @@ impl BodyCx<'_, '_> {
                 let a = self.operand_at(n, 0, coords, ctx)?;
                 Ok(self.push(Expr::Unary(*u, a)))
             }
-            Op::Binary(b) => {
-                let x = self.operand_at(n, 0, coords, ctx)?;
-                let mut y = self.operand_at(n, 1, coords, ctx)?;
-                let int_div = matches!(b, BinaryOp::Div | BinaryOp::Rem)
-                    && !self.dtype(self.low.operand(n, 0)?).is_float();
-                if int_div && !ctx.guards.is_empty() {
-                    let c = self.guard_cond(&ctx.guards.clone());
-                    let one = self.konst(scalar(self.dtype(self.low.operand(n, 1)?), 1.0));
-                    y = self.push(Expr::Select(c, y, one));
-                }
-                Ok(self.push(Expr::Binary(*b, x, y)))
-            }
+            Op::Binary(b) => self.binary_at(n, *b, coords, ctx),
             Op::Select => {
                 let c = self.operand_at(n, 0, coords, ctx)?;
                 let a = self.operand_at(n, 1, coords, ctx)?;
@@ -989,84 +977,13 @@ impl BodyCx<'_, '_> {
                 let o = self.low.operand(n, 0)?;
                 self.value(o, coords, ctx)
             }
-            Op::Reduce { op, axes, keepdim } => {
-                let x = self.low.operand(n, 0)?;
-                if axes.is_empty() {
-                    let v = self.value(x, coords, &ctx.compute())?;
-                    let init = self.konst(reduce_init(*op, dt));
-                    let b = match op {
-                        ReduceOp::Sum => BinaryOp::Add,
-                        ReduceOp::Prod => BinaryOp::Mul,
-                        ReduceOp::Max => BinaryOp::Max,
-                        ReduceOp::Min => BinaryOp::Min,
-                    };
-                    return Ok(self.push(Expr::Binary(b, init, v)));
-                }
-                let xd = self.dims(x);
-                let mut red = 0;
-                let mut kept = 0;
-                let mut in_coords = Vec::with_capacity(xd.len());
-                for a in 0..xd.len() {
-                    if axes.contains(&a) {
-                        in_coords.push(Lin::red(red));
-                        red += 1;
-                        if *keepdim {
-                            kept += 1;
-                        }
-                    } else {
-                        in_coords.push(coords.get(kept).cloned().unwrap_or_else(Lin::zero));
-                        kept += 1;
-                    }
-                }
-                let v = self.value(x, &in_coords, &ctx.compute())?;
-                Ok(self.push(Expr::Reduce {
-                    op: *op,
-                    value: v,
-                    init: reduce_init(*op, dt),
-                }))
-            }
+            Op::Reduce { op, axes, keepdim } => self.reduce_at(n, *op, axes, *keepdim, coords, ctx),
             Op::Window {
                 op,
                 window,
                 stride,
                 padding,
-            } => {
-                let x = self.low.operand(n, 0)?;
-                let xd = self.dims(x);
-                let k = window.len();
-                let lead = xd.len().saturating_sub(k);
-                let mut in_coords: Vec<Lin> = coords[..lead.min(coords.len())].to_vec();
-                let mut gs = Vec::new();
-                for j in 0..k {
-                    let c = coords.get(lead + j).cloned().unwrap_or_else(Lin::zero);
-                    let (lo, hi) = padding.get(j).copied().unwrap_or((0, 0));
-                    let e = c
-                        .scale(&Dim::known(stride.get(j).copied().unwrap_or(1)))
-                        .add(&Lin::red(j))
-                        .add_const(&minus(&Dim::known(lo)));
-                    if lo > 0 || hi > 0 {
-                        let size = xd.get(lead + j).cloned().ok_or_else(|| {
-                            internal(format!("{n}: window wider than its operand"))
-                        })?;
-                        gs.push((e.clone(), Dim::known(0), size.clone()));
-                        in_coords.push(guarded(e, size));
-                    } else {
-                        in_coords.push(e);
-                    }
-                }
-                let (rop, fill) = match op {
-                    WindowOp::Sum => (ReduceOp::Sum, zero(dt)),
-                    WindowOp::Max => (ReduceOp::Max, extreme(dt, true)),
-                };
-                let inner = ctx.with_guards(&gs, Some(fill));
-                let v = self.value(x, &in_coords, &inner)?;
-                let v = self.apply_fill(v, &gs, fill);
-                Ok(self.push(Expr::Reduce {
-                    op: rop,
-                    value: v,
-                    init: reduce_init(rop, dt),
-                }))
-            }
+            } => self.window_at(n, *op, window, stride, padding, coords, ctx),
             Op::ArgReduce { .. } | Op::ScatterAdd { .. } => Err(internal(format!(
                 "{n} ({}) is computed only by its own kernel",
                 node.op.name()
@@ -1115,107 +1032,271 @@ impl BodyCx<'_, '_> {
                     .collect();
                 self.value(x, &c, ctx)
             }
-            Op::Flip { axes } => {
-                let x = self.low.operand(n, 0)?;
-                let c: Vec<Lin> = coords
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        if axes.contains(&i) {
-                            let d = out.get(i).cloned().unwrap_or_else(|| Dim::known(1));
-                            Lin::constant(d - Dim::known(1)).sub(c)
-                        } else {
-                            c.clone()
-                        }
-                    })
-                    .collect();
-                self.value(x, &c, ctx)
+            Op::Flip { axes } => self.flip_at(n, axes, coords, ctx),
+            Op::Pad { pads, value } => self.pad_at(n, pads, value.get(), coords, ctx),
+            Op::Concat { axis } => self.concat_at(n, *axis, coords, ctx),
+            Op::Gather { axis } => self.gather_at(n, *axis, coords, ctx),
+        }
+    }
+
+    /// A binary op; integer division and remainder get divisor 1 in guarded-off lanes,
+    /// so a masked lane cannot divide by zero.
+    fn binary_at(
+        &mut self,
+        n: NodeId,
+        b: BinaryOp,
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let x = self.operand_at(n, 0, coords, ctx)?;
+        let mut y = self.operand_at(n, 1, coords, ctx)?;
+        let int_div = matches!(b, BinaryOp::Div | BinaryOp::Rem)
+            && !self.dtype(self.low.operand(n, 0)?).is_float();
+        if int_div && !ctx.guards.is_empty() {
+            let c = self.guard_cond(&ctx.guards.clone());
+            let one = self.konst(scalar(self.dtype(self.low.operand(n, 1)?), 1.0));
+            y = self.push(Expr::Select(c, y, one));
+        }
+        Ok(self.push(Expr::Binary(b, x, y)))
+    }
+
+    /// A reduction over `axes`: the operand read at the output coordinates with reduction
+    /// variables on the reduced axes (a reduction over no axes combines with the identity).
+    fn reduce_at(
+        &mut self,
+        n: NodeId,
+        op: ReduceOp,
+        axes: &[usize],
+        keepdim: bool,
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let dt = self.graph().node(n).dtype;
+        let x = self.low.operand(n, 0)?;
+        if axes.is_empty() {
+            let v = self.value(x, coords, &ctx.compute())?;
+            let init = self.konst(reduce_init(op, dt));
+            let b = match op {
+                ReduceOp::Sum => BinaryOp::Add,
+                ReduceOp::Prod => BinaryOp::Mul,
+                ReduceOp::Max => BinaryOp::Max,
+                ReduceOp::Min => BinaryOp::Min,
+            };
+            return Ok(self.push(Expr::Binary(b, init, v)));
+        }
+        let xd = self.dims(x);
+        let mut red = 0;
+        let mut kept = 0;
+        let mut in_coords = Vec::with_capacity(xd.len());
+        for a in 0..xd.len() {
+            if axes.contains(&a) {
+                in_coords.push(Lin::red(red));
+                red += 1;
+                if keepdim {
+                    kept += 1;
+                }
+            } else {
+                in_coords.push(coords.get(kept).cloned().unwrap_or_else(Lin::zero));
+                kept += 1;
             }
-            Op::Pad { pads, value } => {
-                let x = self.low.operand(n, 0)?;
-                let xd = self.dims(x);
-                let mut gs = Vec::new();
-                let mut c = Vec::with_capacity(coords.len());
-                for ((co, &(lo, hi)), d) in coords.iter().zip(pads).zip(&xd) {
-                    if lo == 0 && hi == 0 {
-                        c.push(co.clone());
-                    } else {
-                        let e = co.add_const(&minus(&Dim::known(lo)));
-                        gs.push((e.clone(), Dim::known(0), d.clone()));
-                        c.push(guarded(e, d.clone()));
-                    }
-                }
-                let fill = scalar(dt, value.get());
-                let inner = ctx.with_guards(&gs, Some(fill));
-                let v = self.value(x, &c, &inner)?;
-                Ok(self.apply_fill(v, &gs, fill))
+        }
+        let v = self.value(x, &in_coords, &ctx.compute())?;
+        Ok(self.push(Expr::Reduce {
+            op,
+            value: v,
+            init: reduce_init(op, dt),
+        }))
+    }
+
+    /// A window reduction: the operand read at `coord * stride + r - pad_before` on the
+    /// trailing axes, padding lanes guarded and filled with the reduction's identity.
+    #[allow(clippy::too_many_arguments)]
+    fn window_at(
+        &mut self,
+        n: NodeId,
+        op: WindowOp,
+        window: &[u64],
+        stride: &[u64],
+        padding: &[(u64, u64)],
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let dt = self.graph().node(n).dtype;
+        let x = self.low.operand(n, 0)?;
+        let xd = self.dims(x);
+        let k = window.len();
+        let lead = xd.len().saturating_sub(k);
+        let mut in_coords: Vec<Lin> = coords[..lead.min(coords.len())].to_vec();
+        let mut gs = Vec::new();
+        for j in 0..k {
+            let c = coords.get(lead + j).cloned().unwrap_or_else(Lin::zero);
+            let (lo, hi) = padding.get(j).copied().unwrap_or((0, 0));
+            let e = c
+                .scale(&Dim::known(stride.get(j).copied().unwrap_or(1)))
+                .add(&Lin::red(j))
+                .add_const(&minus(&Dim::known(lo)));
+            if lo > 0 || hi > 0 {
+                let size = xd
+                    .get(lead + j)
+                    .cloned()
+                    .ok_or_else(|| internal(format!("{n}: window wider than its operand")))?;
+                gs.push((e.clone(), Dim::known(0), size.clone()));
+                in_coords.push(guarded(e, size));
+            } else {
+                in_coords.push(e);
             }
-            Op::Concat { axis } => {
-                let parts = self.graph().operands(n);
-                let here = coords.get(*axis).cloned().unwrap_or_else(Lin::zero);
-                let mut start = Dim::known(0);
-                let mut vals: Vec<(ValueId, Dim)> = Vec::with_capacity(parts.len());
-                for &p in &parts {
-                    let len = self
-                        .dims(p)
-                        .get(*axis)
-                        .cloned()
-                        .unwrap_or_else(|| Dim::known(1));
-                    let e = here.add_const(&minus(&start));
-                    let mut c = coords.to_vec();
-                    if let Some(slot) = c.get_mut(*axis) {
-                        *slot = guarded(e.clone(), len.clone());
-                    }
-                    let inner = ctx.with_guards(&[(e, Dim::known(0), len.clone())], None);
-                    vals.push((self.value(p, &c, &inner)?, start.clone()));
-                    start = &start + &len;
+        }
+        let (rop, fill) = match op {
+            WindowOp::Sum => (ReduceOp::Sum, zero(dt)),
+            WindowOp::Max => (ReduceOp::Max, extreme(dt, true)),
+        };
+        let inner = ctx.with_guards(&gs, Some(fill));
+        let v = self.value(x, &in_coords, &inner)?;
+        let v = self.apply_fill(v, &gs, fill);
+        Ok(self.push(Expr::Reduce {
+            op: rop,
+            value: v,
+            init: reduce_init(rop, dt),
+        }))
+    }
+
+    /// A flip: the operand read at `size - 1 - coord` on the flipped axes.
+    fn flip_at(
+        &mut self,
+        n: NodeId,
+        axes: &[usize],
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let out = self.dims(n);
+        let x = self.low.operand(n, 0)?;
+        let c: Vec<Lin> = coords
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if axes.contains(&i) {
+                    let d = out.get(i).cloned().unwrap_or_else(|| Dim::known(1));
+                    Lin::constant(d - Dim::known(1)).sub(c)
+                } else {
+                    c.clone()
                 }
-                let total = start.clone();
-                let Some((mut acc, mut next)) = vals.pop() else {
-                    return Err(internal(format!("concat {n} has no operands")));
-                };
-                let dt = index_dtype(&total);
-                while let Some((v, s)) = vals.pop() {
-                    let idx = self.push(Expr::Index {
-                        dtype: dt,
-                        index: here.to_index(),
-                    });
-                    let bound = match next.as_known().and_then(|k| i64::try_from(k).ok()) {
-                        Some(k) => self.konst(index_const(dt, k)),
-                        None => self.push(Expr::Index {
-                            dtype: dt,
-                            index: IndexExpr::Dim(next.clone()),
-                        }),
-                    };
-                    let c = self.push(Expr::Binary(BinaryOp::Lt, idx, bound));
-                    acc = self.push(Expr::Select(c, v, acc));
-                    next = s;
-                }
-                Ok(acc)
+            })
+            .collect();
+        self.value(x, &c, ctx)
+    }
+
+    /// Constant padding: the operand read at `coord - before`, out-of-range lanes guarded
+    /// and filled with `value`.
+    fn pad_at(
+        &mut self,
+        n: NodeId,
+        pads: &[(u64, u64)],
+        value: f64,
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let dt = self.graph().node(n).dtype;
+        let x = self.low.operand(n, 0)?;
+        let xd = self.dims(x);
+        let mut gs = Vec::new();
+        let mut c = Vec::with_capacity(coords.len());
+        for ((co, &(lo, hi)), d) in coords.iter().zip(pads).zip(&xd) {
+            if lo == 0 && hi == 0 {
+                c.push(co.clone());
+            } else {
+                let e = co.add_const(&minus(&Dim::known(lo)));
+                gs.push((e.clone(), Dim::known(0), d.clone()));
+                c.push(guarded(e, d.clone()));
             }
-            Op::Gather { axis } => {
-                let x = self.low.operand(n, 0)?;
-                let xd = self.dims(x);
-                let idx = self.operand_at(n, 1, coords, ctx)?;
-                let mut c = coords.to_vec();
-                if let Some(slot) = c.get_mut(*axis) {
-                    *slot = Lin::value(idx);
-                }
-                let v = self.value(x, &c, &ctx.compute())?;
-                match xd.get(*axis).and_then(Dim::as_known) {
-                    Some(len) => {
-                        let b = self.low.filled(len, Scalar::Bool(true))?;
-                        let ok = self.push(Expr::Load(Load {
-                            buffer: b,
-                            index: IndexExpr::Value(idx),
-                            mode: LoadMode::Checked,
-                        }));
-                        let z = self.konst(zero(dt));
-                        Ok(self.push(Expr::Select(ok, v, z)))
-                    }
-                    None => Ok(v),
-                }
+        }
+        let fill = scalar(dt, value);
+        let inner = ctx.with_guards(&gs, Some(fill));
+        let v = self.value(x, &c, &inner)?;
+        Ok(self.apply_fill(v, &gs, fill))
+    }
+
+    /// A concatenation: every part read at its shifted, guarded coordinates, then a chain
+    /// of selects on the position along `axis`.
+    fn concat_at(
+        &mut self,
+        n: NodeId,
+        axis: usize,
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let parts = self.graph().operands(n);
+        let here = coords.get(axis).cloned().unwrap_or_else(Lin::zero);
+        let mut start = Dim::known(0);
+        let mut vals: Vec<(ValueId, Dim)> = Vec::with_capacity(parts.len());
+        for &p in &parts {
+            let len = self
+                .dims(p)
+                .get(axis)
+                .cloned()
+                .unwrap_or_else(|| Dim::known(1));
+            let e = here.add_const(&minus(&start));
+            let mut c = coords.to_vec();
+            if let Some(slot) = c.get_mut(axis) {
+                *slot = guarded(e.clone(), len.clone());
             }
+            let inner = ctx.with_guards(&[(e, Dim::known(0), len.clone())], None);
+            vals.push((self.value(p, &c, &inner)?, start.clone()));
+            start = &start + &len;
+        }
+        let total = start.clone();
+        let Some((mut acc, mut next)) = vals.pop() else {
+            return Err(internal(format!("concat {n} has no operands")));
+        };
+        let dt = index_dtype(&total);
+        while let Some((v, s)) = vals.pop() {
+            let idx = self.push(Expr::Index {
+                dtype: dt,
+                index: here.to_index(),
+            });
+            let bound = match next.as_known().and_then(|k| i64::try_from(k).ok()) {
+                Some(k) => self.konst(index_const(dt, k)),
+                None => self.push(Expr::Index {
+                    dtype: dt,
+                    index: IndexExpr::Dim(next.clone()),
+                }),
+            };
+            let c = self.push(Expr::Binary(BinaryOp::Lt, idx, bound));
+            acc = self.push(Expr::Select(c, v, acc));
+            next = s;
+        }
+        Ok(acc)
+    }
+
+    /// A gather: the operand read with the index value on `axis`; an out-of-range index
+    /// (a checked load of an all-true mask) gives zero.
+    fn gather_at(
+        &mut self,
+        n: NodeId,
+        axis: usize,
+        coords: &[Lin],
+        ctx: &Ctx,
+    ) -> Result<ValueId, FuseError> {
+        let dt = self.graph().node(n).dtype;
+        let x = self.low.operand(n, 0)?;
+        let xd = self.dims(x);
+        let idx = self.operand_at(n, 1, coords, ctx)?;
+        let mut c = coords.to_vec();
+        if let Some(slot) = c.get_mut(axis) {
+            *slot = Lin::value(idx);
+        }
+        let v = self.value(x, &c, &ctx.compute())?;
+        match xd.get(axis).and_then(Dim::as_known) {
+            Some(len) => {
+                let b = self.low.filled(len, Scalar::Bool(true))?;
+                let ok = self.push(Expr::Load(Load {
+                    buffer: b,
+                    index: IndexExpr::Value(idx),
+                    mode: LoadMode::Checked,
+                }));
+                let z = self.konst(zero(dt));
+                Ok(self.push(Expr::Select(ok, v, z)))
+            }
+            None => Ok(v),
         }
     }
 

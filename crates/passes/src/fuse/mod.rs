@@ -91,7 +91,7 @@ mod groups;
 mod index;
 mod lower;
 
-use kiln_ir::{DType, Dim, Graph, GraphError, NodeId, Op};
+use kiln_ir::{DType, Dim, Graph, GraphError, NodeId, OpKind};
 use kiln_kernel::{BufferKind, Kernel, Program, VerifyErrors};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -345,10 +345,7 @@ pub fn lower_with(
                     v.push(b);
                 }
             }
-            let is_source = matches!(
-                graph.node(s).op,
-                Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_)
-            );
+            let is_source = matches!(graph.node(s).op.kind(), OpKind::Fed | OpKind::Literal);
             if !is_source && let Some(&b) = low.dests.get(&s).and_then(|v| v.first()) {
                 low.buffer_of.insert(s, b);
             }

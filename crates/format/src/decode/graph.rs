@@ -1,0 +1,317 @@
+//! The graph: source files, nodes (ids, operands, locations, ops) and named nodes.
+
+use super::context::{Cx, Result, attr, axis, axis_list, count, dtype};
+use super::op_names::ReadOpNames;
+use crate::error::{FormatError, shown};
+use crate::limits::*;
+use crate::names::name;
+use crate::v1::*;
+use kiln_ir::{DType, F64Bits, Graph, Loc, Node, NodeId, Op, Shape, SliceAxis};
+use std::collections::HashSet;
+
+pub(super) fn files(list: &[String]) -> Result<Vec<String>> {
+    count(
+        list.len(),
+        MAX_ENTRIES,
+        || "source file table".to_string(),
+        "entry count",
+    )?;
+    list.iter()
+        .enumerate()
+        .map(|(i, f)| name(f, || format!("source file {i}")))
+        .collect()
+}
+
+pub(super) fn placeholder() -> Node {
+    Node {
+        op: Op::MatMul,
+        dtype: DType::F32,
+        shape: Shape::scalar(),
+        loc: None,
+    }
+}
+
+pub(super) fn graph<N: ReadOpNames>(
+    cx: &Cx<'_>,
+    g: &GraphV1<N>,
+    files: &[String],
+) -> Result<Graph> {
+    count(
+        g.nodes.len(),
+        MAX_NODES,
+        || "graph".to_string(),
+        "node count",
+    )?;
+    let mut ids: Vec<u32> = Vec::with_capacity(g.nodes.len());
+    let id_limit = max_node_id(g.nodes.len());
+    for n in &g.nodes {
+        if u64::from(n.id) > id_limit {
+            return Err(FormatError::limit(
+                format!("graph node n{}", n.id),
+                "id",
+                u64::from(n.id),
+                id_limit,
+            ));
+        }
+        if let Some(&prev) = ids.last()
+            && n.id <= prev
+        {
+            return Err(FormatError::invalid(
+                format!("graph node n{}", n.id),
+                format!(
+                    "ids are not strictly increasing (n{} follows n{prev})",
+                    n.id
+                ),
+            ));
+        }
+        ids.push(n.id);
+    }
+    let mut built: Vec<(Node, Vec<NodeId>)> = Vec::with_capacity(g.nodes.len());
+    for n in &g.nodes {
+        let location = || format!("graph node n{}", n.id);
+        count(n.operands.len(), MAX_OPERANDS, location, "operand count")?;
+        for &o in &n.operands {
+            if ids.binary_search(&o).is_err() {
+                return Err(FormatError::invalid(
+                    location(),
+                    format!("operand n{o} is not a node of the graph"),
+                ));
+            }
+        }
+        let loc = match &n.loc {
+            None => None,
+            Some(l) => {
+                let file = files.get(l.file as usize).ok_or_else(|| {
+                    FormatError::invalid(
+                        location(),
+                        format!(
+                            "source file index {} is out of range (the table has {})",
+                            l.file,
+                            files.len()
+                        ),
+                    )
+                })?;
+                Some(Loc {
+                    file: file.clone(),
+                    line: l.line,
+                    column: l.column,
+                })
+            }
+        };
+        let node = Node {
+            op: cx.op(&n.op, &location)?,
+            dtype: dtype(n.dtype),
+            shape: cx.shape(&n.shape, &location)?,
+            loc,
+        };
+        built.push((node, n.operands.iter().map(|&o| NodeId(o)).collect()));
+    }
+    // Recreate the ids exactly: add nodes in id order with fillers in the gaps (a fresh graph
+    // hands out ids 0, 1, 2, ...), then drop the fillers. Operands that come later in id
+    // order (only in a cyclic, hence invalid, graph) are attached once every node exists.
+    let mut out = Graph::new();
+    let mut fillers = Vec::new();
+    let mut deferred: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
+    let mut next: u32 = 0;
+    for ((node, operands), &id) in built.into_iter().zip(&ids) {
+        while next < id {
+            fillers.push(out.add_unchecked(placeholder(), &[]));
+            next += 1;
+        }
+        let forward = operands.iter().any(|o| o.0 >= id);
+        let got = if forward {
+            let got = out.add_unchecked(node, &[]);
+            deferred.push((got, operands));
+            got
+        } else {
+            out.add_unchecked(node, &operands)
+        };
+        if got != NodeId(id) {
+            return Err(FormatError::invalid(
+                format!("graph node n{id}"),
+                format!("was rebuilt as {got}"),
+            ));
+        }
+        next += 1;
+    }
+    for f in fillers {
+        out.remove(f);
+    }
+    for (user, operands) in deferred {
+        for (pos, o) in operands.into_iter().enumerate() {
+            out.set_operand(user, pos as u32, o);
+        }
+    }
+    Ok(out)
+}
+
+impl Cx<'_> {
+    pub(super) fn op<N: ReadOpNames>(
+        &self,
+        op: &OpV1<N>,
+        location: &dyn Fn() -> String,
+    ) -> Result<Op> {
+        let shape = |dims: &[DimV1]| self.shape(dims, location);
+        let named = |n: &str| name(n, location);
+        Ok(match op {
+            OpV1::Input {
+                name,
+                dtype: d,
+                shape: s,
+            } => Op::Input {
+                name: named(name)?,
+                dtype: dtype(*d),
+                shape: shape(s)?,
+            },
+            OpV1::Parameter {
+                name,
+                dtype: d,
+                shape: s,
+            } => Op::Parameter {
+                name: named(name)?,
+                dtype: dtype(*d),
+                shape: shape(s)?,
+            },
+            OpV1::Constant(r) => Op::Constant(self.array(r, &format!("{} constant", location()))?),
+            OpV1::Iota {
+                dtype: d,
+                shape: s,
+                axis: a,
+            } => Op::Iota {
+                dtype: dtype(*d),
+                shape: shape(s)?,
+                axis: axis(*a, location)?,
+            },
+            OpV1::RandomBits { shape: s } => Op::RandomBits { shape: shape(s)? },
+            OpV1::Unary(u) => Op::Unary(N::unary(u, location)?),
+            OpV1::Binary(b) => Op::Binary(N::binary(b, location)?),
+            OpV1::Select => Op::Select,
+            OpV1::Cast(d) => Op::Cast(dtype(*d)),
+            OpV1::StopGradient => Op::StopGradient,
+            OpV1::Reduce { op, axes, keepdim } => Op::Reduce {
+                op: N::reduce(op, location)?,
+                axes: axis_list(axes, location)?,
+                keepdim: *keepdim,
+            },
+            OpV1::ArgReduce {
+                op,
+                axis: a,
+                keepdim,
+            } => Op::ArgReduce {
+                op: N::arg(op, location)?,
+                axis: axis(*a, location)?,
+                keepdim: *keepdim,
+            },
+            OpV1::Reshape(s) => Op::Reshape(shape(s)?),
+            OpV1::Permute(p) => Op::Permute(axis_list(p, location)?),
+            OpV1::Expand(s) => Op::Expand(shape(s)?),
+            OpV1::Slice(axes) => {
+                count(axes.len(), MAX_RANK, location, "slice entry count")?;
+                Op::Slice(
+                    axes.iter()
+                        .map(|a| SliceAxis {
+                            start: a.start,
+                            stop: a.stop,
+                            step: a.step,
+                        })
+                        .collect(),
+                )
+            }
+            OpV1::Pad { pads, value } => {
+                count(pads.len(), MAX_RANK, location, "pad entry count")?;
+                for &(lo, hi) in pads {
+                    attr(lo, MAX_WINDOW_ATTR, "pad amount", location)?;
+                    attr(hi, MAX_WINDOW_ATTR, "pad amount", location)?;
+                }
+                Op::Pad {
+                    pads: pads.clone(),
+                    value: F64Bits::new(f64::from_bits(*value)),
+                }
+            }
+            OpV1::Concat { axis: a } => Op::Concat {
+                axis: axis(*a, location)?,
+            },
+            OpV1::Flip { axes } => Op::Flip {
+                axes: axis_list(axes, location)?,
+            },
+            OpV1::Gather { axis: a } => Op::Gather {
+                axis: axis(*a, location)?,
+            },
+            OpV1::ScatterAdd { axis: a } => Op::ScatterAdd {
+                axis: axis(*a, location)?,
+            },
+            OpV1::MatMul => Op::MatMul,
+            OpV1::Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups,
+            } => {
+                for &v in stride.iter().chain(padding).chain(dilation) {
+                    attr(v, MAX_CONV_ATTR, "convolution attribute", location)?;
+                }
+                attr(*groups, MAX_CONV_ATTR, "convolution groups", location)?;
+                Op::Conv2d {
+                    stride: *stride,
+                    padding: *padding,
+                    dilation: *dilation,
+                    groups: *groups,
+                }
+            }
+            OpV1::Window {
+                op,
+                window,
+                stride,
+                padding,
+            } => {
+                count(window.len(), MAX_RANK, location, "window rank")?;
+                count(stride.len(), MAX_RANK, location, "window stride count")?;
+                count(padding.len(), MAX_RANK, location, "window padding count")?;
+                for &v in window
+                    .iter()
+                    .chain(stride)
+                    .chain(padding.iter().flat_map(|(a, b)| [a, b]))
+                {
+                    attr(v, MAX_WINDOW_ATTR, "window attribute", location)?;
+                }
+                Op::Window {
+                    op: N::window(op, location)?,
+                    window: window.clone(),
+                    stride: stride.clone(),
+                    padding: padding.clone(),
+                }
+            }
+        })
+    }
+}
+
+pub(super) fn named_nodes(
+    g: &Graph,
+    list: &[NamedNodeV1],
+    what: &str,
+) -> Result<Vec<(String, NodeId)>> {
+    count(
+        list.len(),
+        MAX_ENTRIES,
+        || format!("{what}s"),
+        "entry count",
+    )?;
+    let mut seen = HashSet::new();
+    list.iter()
+        .map(|n| {
+            let location = || format!("{what} {}", shown(&n.name));
+            let s = name(&n.name, location)?;
+            if !seen.insert(s.clone()) {
+                return Err(FormatError::invalid(location(), "name used twice"));
+            }
+            let id = NodeId(n.node);
+            if !g.contains(id) {
+                return Err(FormatError::invalid(
+                    location(),
+                    format!("node {id} is not a node of the graph"),
+                ));
+            }
+            Ok((s, id))
+        })
+        .collect()
+}
