@@ -3,7 +3,7 @@
 //! inputs are all known are folded into constants (so shape arithmetic resolves).
 
 use crate::error::{NodeRef, OnnxError};
-use crate::limits::{MAX_FOLDED_ELEMENTS, MAX_MODEL_BYTES, MAX_NODES, MAX_RANK};
+use crate::limits::{MAX_DIM, MAX_FOLDED_ELEMENTS, MAX_MODEL_BYTES, MAX_NODES, MAX_RANK};
 use crate::ops::{self, NodeCx};
 use crate::proto::tensor_shape_proto::dimension;
 use crate::proto::{ModelProto, NodeProto, ValueInfoProto, type_proto};
@@ -11,6 +11,7 @@ use crate::tensor::{dtype_of, to_array};
 use crate::value::{Known, Value};
 use crate::{ImportOptions, Imported};
 use kiln::{Graph, Tensor};
+use kiln_fs::one_line;
 use kiln_ir::{DType, Dim, Shape};
 use prost::Message;
 use std::collections::HashMap;
@@ -63,8 +64,8 @@ fn input_type(
     let name = vi.name.clone().unwrap_or_default();
     let err = |message: String| OnnxError::Value {
         what: "input",
-        name: name.clone(),
-        message,
+        name: one_line(&name),
+        message: one_line(&message),
     };
     let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
@@ -81,6 +82,11 @@ fn input_type(
     for (axis, d) in shape.dim.iter().enumerate() {
         let sym = match &d.value {
             Some(dimension::Value::DimValue(v)) => match u64::try_from(*v) {
+                Ok(v) if v > MAX_DIM => {
+                    return Err(err(format!(
+                        "axis {axis} has size {v}, more than {MAX_DIM}"
+                    )));
+                }
                 Ok(v) => {
                     dims.push(Dim::known(v));
                     continue;
@@ -99,11 +105,12 @@ fn input_type(
 }
 
 fn node_ref(node: &NodeProto, index: usize, opset: i64) -> NodeRef {
+    let text = |s: &Option<String>| one_line(s.as_deref().unwrap_or_default());
     NodeRef {
         index,
-        name: node.name.clone().unwrap_or_default(),
-        op_type: node.op_type.clone().unwrap_or_default(),
-        domain: node.domain.clone().unwrap_or_default(),
+        name: text(&node.name),
+        op_type: text(&node.op_type),
+        domain: text(&node.domain),
         opset,
     }
 }
@@ -154,7 +161,7 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
         values.insert(name, Value::tensor(t));
     }
     if let Some(d) = g.diagnostics().first() {
-        return Err(OnnxError::Model(d.message.clone()));
+        return Err(OnnxError::Model(one_line(&d.message)));
     }
     for (index, node) in graph.node.iter().enumerate() {
         import_node(&g, node, index, opset, &mut values)?;
@@ -165,14 +172,14 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
         let Some(v) = values.get_mut(&name) else {
             return Err(OnnxError::Value {
                 what: "output",
-                name,
+                name: one_line(&name),
                 message: "is not produced by any node, initializer or input".into(),
             });
         };
         outputs.push((name, v.tensor_in(&g)));
     }
     if let Some(d) = g.diagnostics().first() {
-        return Err(OnnxError::Model(d.message.clone()));
+        return Err(OnnxError::Model(one_line(&d.message)));
     }
     Ok(Imported {
         graph: g,
@@ -193,7 +200,7 @@ fn import_node(
     let at = || node_ref(node, index, opset);
     let fail = |message: String| OnnxError::Node {
         node: at(),
-        message,
+        message: one_line(&message),
     };
     let domain = node.domain.as_deref().unwrap_or("");
     if !matches!(domain, "" | "ai.onnx") {
@@ -245,6 +252,22 @@ fn import_node(
         let Some(v) = outs.get(k) else {
             return Err(fail(format!("output {k} (`{name}`) is not supported")));
         };
+        if v.rank() > MAX_RANK {
+            return Err(fail(format!(
+                "output `{name}` has rank {}, more than {MAX_RANK}",
+                v.rank()
+            )));
+        }
+        if let Some(d) = v
+            .shape
+            .dims()
+            .iter()
+            .find(|d| d.is_overflow() || d.as_known().is_some_and(|k| k > MAX_DIM))
+        {
+            return Err(fail(format!(
+                "output `{name}` would have an axis of size {d}, more than {MAX_DIM}"
+            )));
+        }
         let v = if all_known { fold(g, v) } else { v.clone() };
         values.insert(name.clone(), v);
     }
@@ -263,7 +286,10 @@ fn fold(g: &Graph, v: &Value) -> Value {
     let Some(shape) = v.shape.as_known() else {
         return v.clone();
     };
-    if shape.iter().product::<usize>() as u64 > MAX_FOLDED_ELEMENTS {
+    let count = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    if count.is_none_or(|c| c > MAX_FOLDED_ELEMENTS) {
         return v.clone();
     }
     let mut v = v.clone();

@@ -7,6 +7,9 @@ pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 pub const MAX_NODES: usize = 1 << 20;
 /// Largest tensor rank.
 pub const MAX_RANK: usize = 32;
+/// Largest size of one axis of any value (a graph input's declared dims, a node's
+/// outputs); larger sizes cannot be run and are refused while importing.
+pub const MAX_DIM: u64 = 1 << 40;
 /// Largest element count of one tensor decoded from the file (initializers, Constant values,
 /// test data); its bytes must also be present in the file.
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;

@@ -47,10 +47,10 @@ pub fn read_tensor_pb(bytes: &[u8]) -> Result<Array, OnnxError> {
 /// The value of a `TensorProto` stored in the model (raw data or typed fields). External
 /// data is refused.
 pub fn to_array(t: &TensorProto) -> Result<Array, OnnxError> {
-    let name = t.name.clone().unwrap_or_default();
+    let name = kiln_fs::one_line(t.name.as_deref().unwrap_or_default());
     let err = |message: String| OnnxError::Tensor {
         name: name.clone(),
-        message,
+        message: kiln_fs::one_line(&message),
     };
     if t.data_location == Some(DataLocation::External as i32) || !t.external_data.is_empty() {
         return Err(err(

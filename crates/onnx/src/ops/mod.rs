@@ -306,8 +306,12 @@ impl NodeCx<'_> {
 /// A normalised axis in `0..rank`.
 pub fn axis(axis: i64, rank: usize) -> OpResult<usize> {
     let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if !(0..r.max(1)).contains(&a) || (rank == 0 && a != 0) {
+    let a = if axis < 0 {
+        axis.saturating_add(r)
+    } else {
+        axis
+    };
+    if !(0..r).contains(&a) {
         bail!("axis {axis} is out of range for rank {rank}");
     }
     Ok(a as usize)

@@ -7,8 +7,8 @@ use crate::value::{Known, Value};
 use kiln::Tensor;
 use kiln_ir::{DType, Dim, Shape};
 
-/// Most copies `Tile` makes of one axis, and most elements a wrap/reflect pad adds.
-const MAX_REPEATS: i64 = 1 << 16;
+/// Most copies `Tile` makes of one axis.
+const MAX_REPEATS: i64 = 4096;
 
 pub fn reshape(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let allowzero = cx.attr_i("allowzero", 0) != 0;
@@ -226,8 +226,8 @@ pub fn split(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             } else {
                 outs
             };
-            if parts <= 0 {
-                bail!("cannot split into {parts} parts");
+            if parts <= 0 || parts > outs.max(1) {
+                bail!("cannot split into {parts} parts for {outs} outputs");
             }
             let chunk = (n + parts - 1) / parts;
             (0..parts)
@@ -235,7 +235,10 @@ pub fn split(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 .collect()
         }
     };
-    if sizes.iter().any(|&s| s < 0) || sizes.iter().sum::<i64>() != n {
+    if sizes.len() > MAX_REPEATS as usize
+        || sizes.iter().any(|&s| s < 0)
+        || sizes.iter().try_fold(0i64, |a, &s| a.checked_add(s)) != Some(n)
+    {
         bail!("split sizes {sizes:?} do not add up to the axis size {n}");
     }
     let mut start = 0;
@@ -514,40 +517,45 @@ pub fn pad(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     Ok(vec![Value::tensor(out)])
 }
 
-/// Edge, reflect or wrap padding of one axis, built from slices.
+/// Edge, reflect or wrap padding of one axis, built from at most five slices.
 fn pad_axis(t: &Tensor, a: usize, before: i64, after: i64, mode: &str) -> OpResult<Tensor> {
     let Some(n) = t.shape().dims()[a].as_known() else {
         bail!("cannot {mode}-pad symbolic axis {a}");
     };
     let n = n as i64;
-    if before + after > MAX_REPEATS * n.max(1) {
-        bail!("padding {before}+{after} is too large");
-    }
-    let pick = |i: i64| -> OpResult<i64> {
-        Ok(match mode {
-            "edge" => i.clamp(0, n - 1),
-            "wrap" => i.rem_euclid(n),
-            _ => {
-                if n == 1 {
-                    0
-                } else {
-                    let p = 2 * (n - 1);
-                    let m = i.rem_euclid(p);
-                    if m < n { m } else { p - m }
-                }
+    let ax = a as i64;
+    let (lo, hi) = match mode {
+        "edge" => {
+            if n == 0 {
+                bail!("cannot edge-pad the empty axis {a}");
             }
-        })
+            let grow = |part: Tensor, k: i64| {
+                let mut s = dims_of(&part);
+                s[a] = Dim::known(k as u64);
+                part.expand(Shape::new(s))
+            };
+            (
+                grow(t.slice(ax, 0, 1, 1), before),
+                grow(t.slice(ax, n - 1, n, 1), after),
+            )
+        }
+        "reflect" => {
+            if before > n - 1 || after > n - 1 {
+                bail!("reflect padding {before}/{after} must be below the axis size {n}");
+            }
+            (
+                t.slice(ax, 1, before + 1, 1).flip(ax),
+                t.slice(ax, n - 1 - after, n - 1, 1).flip(ax),
+            )
+        }
+        _ => {
+            if before > n || after > n {
+                bail!("wrap padding {before}/{after} must not exceed the axis size {n}");
+            }
+            (t.slice(ax, n - before, n, 1), t.slice(ax, 0, after, 1))
+        }
     };
-    if n == 0 {
-        bail!("cannot {mode}-pad an empty axis {a}");
-    }
-    let mut parts = Vec::new();
-    for i in -before..n + after {
-        let j = pick(i)?;
-        parts.push(t.slice(a as i64, j, j + 1, 1));
-    }
-    let refs: Vec<&Tensor> = parts.iter().collect();
-    Ok(Tensor::cat(&refs, a as i64))
+    Ok(Tensor::cat(&[&lo, t, &hi], ax))
 }
 
 pub fn depth_to_space(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {

@@ -1,7 +1,7 @@
 //! Neural-network ops: MatMul, Gemm, Conv (1-D and 2-D), max/average/global pooling, and
 //! the normalisations (batch in inference mode, instance, layer, group, Lp, mean-variance).
 
-use super::{NodeCx, OpResult, axes, axis, bail, dims_of, need_float};
+use super::{NodeCx, OpError, OpResult, axes, axis, bail, dims_of, need_float};
 use crate::value::Value;
 use kiln::{ConvOpts, Tensor};
 use kiln_ir::{Dim, Shape, WindowOp};
@@ -52,8 +52,10 @@ struct Geometry {
     kernel: Vec<u64>,
     strides: Vec<u64>,
     dilations: Vec<u64>,
-    /// `(begin, end)` per spatial axis.
+    /// `(begin, end)` per spatial axis, ceil_mode's extra end padding included.
     pads: Vec<(u64, u64)>,
+    /// The pads the model gives or auto_pad computes (without ceil_mode's extra).
+    explicit: Vec<(u64, u64)>,
 }
 
 fn positive(v: Vec<i64>, what: &str) -> OpResult<Vec<u64>> {
@@ -103,8 +105,12 @@ fn geometry(cx: &NodeCx<'_>, spatial: &[Dim], kernel: Vec<u64>, ceil: bool) -> O
                     bail!("auto_pad {auto_pad} needs known spatial sizes");
                 };
                 let out = n.div_ceil(strides[i]);
-                let span = (kernel[i] - 1) * dilations[i] + 1;
-                let total = ((out.max(1) - 1) * strides[i] + span).saturating_sub(n);
+                let span = span_of(kernel[i], dilations[i])?;
+                let total = (out.max(1) - 1)
+                    .checked_mul(strides[i])
+                    .and_then(|v| v.checked_add(span))
+                    .ok_or_else(|| OpError("the padding overflows".into()))?
+                    .saturating_sub(n);
                 let small = total / 2;
                 pads.push(if auto_pad == "SAME_UPPER" {
                     (small, total - small)
@@ -119,6 +125,7 @@ fn geometry(cx: &NodeCx<'_>, spatial: &[Dim], kernel: Vec<u64>, ceil: bool) -> O
         kernel,
         strides,
         dilations,
+        explicit: pads.clone(),
         pads,
     };
     if ceil {
@@ -126,20 +133,35 @@ fn geometry(cx: &NodeCx<'_>, spatial: &[Dim], kernel: Vec<u64>, ceil: bool) -> O
             let Some(n) = d.as_known() else {
                 bail!("ceil_mode needs known spatial sizes");
             };
-            let span = (g.kernel[i] - 1) * g.dilations[i] + 1;
-            let padded = n + g.pads[i].0 + g.pads[i].1;
+            let span = span_of(g.kernel[i], g.dilations[i])?;
+            let overflow = || OpError("the padding overflows".into());
+            let padded = n
+                .checked_add(g.pads[i].0)
+                .and_then(|v| v.checked_add(g.pads[i].1))
+                .ok_or_else(overflow)?;
             if padded < span {
                 continue;
             }
             let mut out = (padded - span).div_ceil(g.strides[i]) + 1;
-            if (out - 1) * g.strides[i] >= n + g.pads[i].0 {
+            if (out - 1).saturating_mul(g.strides[i]) >= n.saturating_add(g.pads[i].0) {
                 out -= 1;
             }
-            let need = (out - 1) * g.strides[i] + span;
+            let need = (out - 1)
+                .checked_mul(g.strides[i])
+                .and_then(|v| v.checked_add(span))
+                .ok_or_else(overflow)?;
             g.pads[i].1 += need.saturating_sub(padded);
         }
     }
     Ok(g)
+}
+
+/// The extent a kernel of `k` taps with dilation `d` covers.
+fn span_of(k: u64, d: u64) -> OpResult<u64> {
+    (k - 1)
+        .checked_mul(d)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(|| OpError(format!("kernel {k} with dilation {d} overflows")))
 }
 
 /// Lifts a 1-D spatial op to 2-D (`[N, C, L]` → `[N, C, 1, L]`).
@@ -250,19 +272,12 @@ fn pool(cx: &mut NodeCx<'_>, max: bool) -> OpResult<Vec<Value>> {
     let ones = cx.g.ones(spatial, x.dtype());
     let counts = if include {
         // Explicit pads count; the extra end padding of ceil_mode does not.
-        let explicit: Vec<(u64, u64)> = match cx.attr_s("auto_pad", "NOTSET").as_str() {
-            "NOTSET" => {
-                let k = geo.kernel.len();
-                let p = cx.attr_ints("pads").unwrap_or_else(|| vec![0; 2 * k]);
-                (0..k).map(|i| (p[i] as u64, p[i + k] as u64)).collect()
-            }
-            _ => geo.pads.clone(),
-        };
-        let padded = ones.pad(&explicit, 1.0);
+        let explicit = &geo.explicit;
+        let padded = ones.pad(explicit, 1.0);
         let extra: Vec<(u64, u64)> = geo
             .pads
             .iter()
-            .zip(&explicit)
+            .zip(explicit)
             .map(|(g, e)| (g.0 - e.0, g.1 - e.1))
             .collect();
         padded.window(WindowOp::Sum, &geo.kernel, &geo.strides, &extra)
