@@ -14,7 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn npy(name: &str) -> Array {
-    kiln::npy::read(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    kiln::npy::read(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn backends() -> Vec<Backend> {
