@@ -29,15 +29,28 @@ pub fn parse_binds(binds: &[String]) -> Result<HashMap<String, u64>> {
     Ok(out)
 }
 
-fn backend_of(name: Option<&str>) -> Result<Backend> {
+/// The backend named on the command line, else `KILN_BACKEND`, else `cpu`.
+pub fn backend_of(name: Option<&str>) -> Result<Backend> {
     Ok(match name {
         Some(n) => n.parse()?,
         None => Backend::from_env()?,
     })
 }
 
+/// Loads a `.kiln` module, or imports and compiles an `.onnx` model.
 fn load(model: &Path, backend: Backend) -> Result<Executable> {
+    if crate::onnx::is_onnx(model) {
+        return crate::onnx::compile(model, backend, &HashMap::new());
+    }
     kiln_runtime::load(model, backend).with_context(|| model.display().to_string())
+}
+
+/// The module a `.kiln` file holds, or the module an `.onnx` model compiles to.
+fn module_of(model: &Path) -> Result<kiln_format::Module> {
+    if crate::onnx::is_onnx(model) {
+        return Ok(load(model, Backend::Interp)?.to_module());
+    }
+    kiln_format::load(model).with_context(|| model.display().to_string())
 }
 
 fn describe(a: &Array) -> String {
@@ -169,7 +182,7 @@ fn kernel_kind(k: &Kernel) -> &'static str {
 
 /// `kiln info`.
 pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
-    let m = kiln_format::load(model).with_context(|| model.display().to_string())?;
+    let m = module_of(model)?;
     let mut bindings = parse_binds(binds)?;
     for s in &m.signature.symbols {
         bindings.entry(s.name.clone()).or_insert(s.min.max(1));
@@ -389,7 +402,7 @@ fn esc(s: &str) -> String {
 
 /// `kiln dot`.
 pub fn dot(model: &Path) -> Result<()> {
-    let m = kiln_format::load(model).with_context(|| model.display().to_string())?;
+    let m = module_of(model)?;
     let mut out =
         String::from("digraph kiln {\n  rankdir=TB;\n  node [shape=box, fontname=monospace];\n");
     out.push_str("  subgraph cluster_graph {\n    label=\"graph\";\n");

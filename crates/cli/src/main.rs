@@ -1,9 +1,11 @@
-//! The `kiln` runner binary: run, inspect, benchmark and convert compiled `.kiln` modules.
+//! The `kiln` runner binary: run, inspect, benchmark and convert compiled `.kiln` modules,
+//! and import ONNX models.
 //!
 //! Exit codes: 0 success, 1 a runtime or input error (one line on stderr), 2 a usage error.
 
 mod commands;
 mod demo;
+mod onnx;
 mod report;
 mod weights;
 
@@ -115,6 +117,25 @@ enum Command {
         /// The .safetensors file to write.
         out: PathBuf,
     },
+    /// Import an ONNX model: compile it and save it as a .kiln module (`kiln run`, `info`
+    /// and `bench` also take .onnx files directly).
+    Import {
+        /// The .onnx model.
+        #[arg(required_unless_present = "list_ops")]
+        model: Option<PathBuf>,
+        /// The .kiln file to write.
+        #[arg(short = 'o', long = "out", required_unless_present = "list_ops")]
+        out: Option<PathBuf>,
+        /// Backend to compile for (default: KILN_BACKEND or cpu).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Fix a named dim (an ONNX dim_param) to a size, e.g. `--dim batch=1` (repeatable).
+        #[arg(long = "dim", value_name = "NAME=N")]
+        dims: Vec<String>,
+        /// List the ONNX op types kiln imports and exit.
+        #[arg(long)]
+        list_ops: bool,
+    },
     /// Replace the module's weights with those of a .safetensors file.
     ImportWeights {
         /// The .kiln module.
@@ -174,6 +195,20 @@ fn main() -> ExitCode {
             out,
         }),
         Command::ExportWeights { model, out } => weights::export(&model, &out),
+        Command::Import { list_ops: true, .. } => {
+            onnx::list_ops();
+            Ok(())
+        }
+        Command::Import {
+            model: Some(model),
+            out: Some(out),
+            backend,
+            dims,
+            ..
+        } => {
+            commands::backend_of(backend.as_deref()).and_then(|b| onnx::run(&model, &out, b, &dims))
+        }
+        Command::Import { .. } => Err(anyhow::anyhow!("kiln import needs MODEL and -o OUT")),
         Command::ImportWeights {
             model,
             weights,

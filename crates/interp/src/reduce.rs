@@ -150,24 +150,45 @@ fn window_fold<T: Copy>(
     let in_shape: Vec<usize> = axes.iter().map(|a| a.size).collect();
     let in_strides = strides(&in_shape);
     let in_numel: usize = in_shape.iter().product();
-    let win_shape: Vec<usize> = axes.iter().map(|a| a.window).collect();
-    let mut offsets: Vec<Vec<usize>> = Vec::new();
-    for_each_index(&win_shape, |w| offsets.push(w.to_vec()));
     let mut out = Vec::with_capacity(lead * out_spatial.iter().product::<usize>());
+    // Per output position, each axis visits only the input positions its window covers
+    // (taps in padding contribute nothing), in the window's row-major order: the work is
+    // bounded by the input, however large the window.
+    let k = axes.len();
+    let (mut lo, mut hi, mut pos) = (vec![0usize; k], vec![0usize; k], vec![0usize; k]);
     for b in 0..lead {
         let base = b * in_numel;
         for_each_index(out_spatial, |o| {
             let mut acc = init;
-            'window: for w in &offsets {
-                let mut at = base;
-                for (k, a) in axes.iter().enumerate() {
-                    let p = (o[k] * a.stride + w[k]).wrapping_sub(a.pad_lo);
-                    if p >= a.size {
-                        continue 'window;
+            for (i, a) in axes.iter().enumerate() {
+                let start = (o[i] * a.stride) as i128 - a.pad_lo as i128;
+                let end = start + a.window as i128;
+                lo[i] = start.clamp(0, a.size as i128) as usize;
+                hi[i] = end.clamp(0, a.size as i128) as usize;
+            }
+            if lo.iter().zip(&hi).all(|(l, h)| l < h) {
+                pos.copy_from_slice(&lo);
+                'taps: loop {
+                    let at = base
+                        + pos
+                            .iter()
+                            .zip(&in_strides)
+                            .map(|(p, s)| p * s)
+                            .sum::<usize>();
+                    acc = f(acc, v[at]);
+                    let mut ax = k;
+                    loop {
+                        if ax == 0 {
+                            break 'taps;
+                        }
+                        ax -= 1;
+                        pos[ax] += 1;
+                        if pos[ax] < hi[ax] {
+                            break;
+                        }
+                        pos[ax] = lo[ax];
                     }
-                    at += p * in_strides[k];
                 }
-                acc = f(acc, v[at]);
             }
             out.push(acc);
         });
@@ -482,5 +503,25 @@ mod tests {
             &[1, 2],
         );
         assert_eq!(y.as_f32().unwrap(), &[12.0, 16.0]);
+    }
+
+    #[test]
+    fn a_window_far_larger_than_its_input_costs_only_the_input() {
+        // A 2^40-tap window padded by 2^40 - 1 in front is a running sum: every output reads
+        // only the input positions its window covers.
+        let x = f32s(&[3, 4], &(1..=12).map(|v| v as f32).collect::<Vec<_>>());
+        let big = 1u64 << 40;
+        let y = win(
+            WindowOp::Sum,
+            &[big, 2],
+            &[1, 1],
+            &[(big - 1, 0), (0, 0)],
+            &x,
+            &[3, 3],
+        );
+        assert_eq!(
+            y.as_f32().unwrap(),
+            &[3.0, 5.0, 7.0, 14.0, 18.0, 22.0, 33.0, 39.0, 45.0]
+        );
     }
 }

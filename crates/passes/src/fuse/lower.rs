@@ -222,15 +222,26 @@ impl<'a> Lowering<'a> {
         if let Some(&b) = self.checks.get(&key) {
             return Ok(b);
         }
-        let n = usize::try_from(len).map_err(|_| internal("constant too large"))?;
+        let too_large = FuseError::CheckTableTooLarge { len };
+        let n = usize::try_from(len)
+            .ok()
+            .filter(|_| len <= super::MAX_CHECK_TABLE)
+            .ok_or_else(|| too_large.clone())?;
+        fn fill<T: Clone>(n: usize, v: T) -> Option<Vec<T>> {
+            let mut out = Vec::new();
+            out.try_reserve_exact(n).ok()?;
+            out.resize(n, v);
+            Some(out)
+        }
         let data = match value {
-            Scalar::F32(v) => Data::F32(vec![v; n]),
-            Scalar::F64(v) => Data::F64(vec![v; n]),
-            Scalar::I32(v) => Data::I32(vec![v; n]),
-            Scalar::I64(v) => Data::I64(vec![v; n]),
-            Scalar::U32(v) => Data::U32(vec![v; n]),
-            Scalar::Bool(v) => Data::Bool(vec![v; n]),
-        };
+            Scalar::F32(v) => fill(n, v).map(Data::F32),
+            Scalar::F64(v) => fill(n, v).map(Data::F64),
+            Scalar::I32(v) => fill(n, v).map(Data::I32),
+            Scalar::I64(v) => fill(n, v).map(Data::I64),
+            Scalar::U32(v) => fill(n, v).map(Data::U32),
+            Scalar::Bool(v) => fill(n, v).map(Data::Bool),
+        }
+        .ok_or(too_large)?;
         let a = Array::new(&[n], data).map_err(|e| internal(e.to_string()))?;
         let b = self
             .program

@@ -148,7 +148,17 @@ pub enum FuseError {
     /// An internal invariant failed (a bug in the fusion pass).
     #[error("fuse: internal error: {0}")]
     Internal(String),
+    /// A range-check table the plan needs is larger than [`MAX_CHECK_TABLE`] elements or
+    /// than memory allows (an axis no real input can have).
+    #[error("fuse: an axis of {len} elements is too large to range-check")]
+    CheckTableTooLarge {
+        /// The axis length.
+        len: u64,
+    },
 }
+
+/// Most elements of one range-check table (a gather or scatter axis).
+pub const MAX_CHECK_TABLE: u64 = 1 << 28;
 
 /// Kernel counts of a program, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,447 @@
+//! Neural-network ops: MatMul, Gemm, Conv (1-D and 2-D), max/average/global pooling, and
+//! the normalisations (batch in inference mode, instance, layer, group, Lp, mean-variance).
+
+use super::{NodeCx, OpError, OpResult, axes, axis, bail, dims_of, need_float};
+use crate::value::Value;
+use kiln::{ConvOpts, Tensor};
+use kiln_ir::{Dim, Shape, WindowOp};
+
+pub fn matmul(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let a = cx.tensor(0)?;
+    let b = cx.tensor(1)?;
+    if a.dtype() != b.dtype() {
+        bail!(
+            "operands have different dtypes: {} and {}",
+            a.dtype(),
+            b.dtype()
+        );
+    }
+    Ok(vec![Value::tensor(a.matmul(&b))])
+}
+
+pub fn gemm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let mut a = cx.tensor(0)?;
+    let mut b = cx.tensor(1)?;
+    if a.rank() != 2 || b.rank() != 2 {
+        bail!(
+            "Gemm needs rank-2 A and B, got {} and {}",
+            a.shape(),
+            b.shape()
+        );
+    }
+    if cx.attr_i("transA", 0) != 0 {
+        a = a.t();
+    }
+    if cx.attr_i("transB", 0) != 0 {
+        b = b.t();
+    }
+    let (alpha, beta) = (cx.attr_f("alpha", 1.0), cx.attr_f("beta", 1.0));
+    let mut y = a.matmul(&b);
+    if alpha != 1.0 {
+        y = y.mul(alpha);
+    }
+    if cx.opt_input(2).is_some() {
+        let c = cx.tensor(2)?;
+        y = y.add(&if beta == 1.0 { c } else { c.mul(beta) });
+    }
+    Ok(vec![Value::tensor(y)])
+}
+
+/// Spatial geometry of a conv or pool node.
+struct Geometry {
+    kernel: Vec<u64>,
+    strides: Vec<u64>,
+    dilations: Vec<u64>,
+    /// `(begin, end)` per spatial axis, ceil_mode's extra end padding included.
+    pads: Vec<(u64, u64)>,
+    /// The pads the model gives or auto_pad computes (without ceil_mode's extra).
+    explicit: Vec<(u64, u64)>,
+}
+
+fn positive(v: Vec<i64>, what: &str) -> OpResult<Vec<u64>> {
+    v.into_iter()
+        .map(|x| match u64::try_from(x) {
+            Ok(x) if x > 0 => Ok(x),
+            _ => bail!("{what} must be positive, got {x}"),
+        })
+        .collect()
+}
+
+fn geometry(cx: &NodeCx<'_>, spatial: &[Dim], kernel: Vec<u64>, ceil: bool) -> OpResult<Geometry> {
+    let k = spatial.len();
+    if kernel.len() != k {
+        bail!(
+            "kernel_shape has {} entries for {k} spatial axes",
+            kernel.len()
+        );
+    }
+    let strides = positive(
+        cx.attr_ints("strides").unwrap_or_else(|| vec![1; k]),
+        "strides",
+    )?;
+    let dilations = positive(
+        cx.attr_ints("dilations").unwrap_or_else(|| vec![1; k]),
+        "dilations",
+    )?;
+    if strides.len() != k || dilations.len() != k {
+        bail!("strides/dilations need {k} entries");
+    }
+    let auto_pad = cx.attr_s("auto_pad", "NOTSET");
+    let mut pads = Vec::with_capacity(k);
+    match auto_pad.as_str() {
+        "NOTSET" => {
+            let p = cx.attr_ints("pads").unwrap_or_else(|| vec![0; 2 * k]);
+            if p.len() != 2 * k || p.iter().any(|&x| x < 0) {
+                bail!("pads {p:?} must be {} non-negative entries", 2 * k);
+            }
+            for i in 0..k {
+                pads.push((p[i] as u64, p[i + k] as u64));
+            }
+        }
+        "VALID" => pads = vec![(0, 0); k],
+        "SAME_UPPER" | "SAME_LOWER" => {
+            for i in 0..k {
+                let Some(n) = spatial[i].as_known() else {
+                    bail!("auto_pad {auto_pad} needs known spatial sizes");
+                };
+                let out = n.div_ceil(strides[i]);
+                let span = span_of(kernel[i], dilations[i])?;
+                let total = (out.max(1) - 1)
+                    .checked_mul(strides[i])
+                    .and_then(|v| v.checked_add(span))
+                    .ok_or_else(|| OpError("the padding overflows".into()))?
+                    .saturating_sub(n);
+                let small = total / 2;
+                pads.push(if auto_pad == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                });
+            }
+        }
+        other => bail!("auto_pad {other:?} is not supported"),
+    }
+    let mut g = Geometry {
+        kernel,
+        strides,
+        dilations,
+        explicit: pads.clone(),
+        pads,
+    };
+    if ceil {
+        for (i, d) in spatial.iter().enumerate() {
+            let Some(n) = d.as_known() else {
+                bail!("ceil_mode needs known spatial sizes");
+            };
+            let span = span_of(g.kernel[i], g.dilations[i])?;
+            let overflow = || OpError("the padding overflows".into());
+            let padded = n
+                .checked_add(g.pads[i].0)
+                .and_then(|v| v.checked_add(g.pads[i].1))
+                .ok_or_else(overflow)?;
+            if padded < span {
+                continue;
+            }
+            let mut out = (padded - span).div_ceil(g.strides[i]) + 1;
+            if (out - 1).saturating_mul(g.strides[i]) >= n.saturating_add(g.pads[i].0) {
+                out -= 1;
+            }
+            let need = (out - 1)
+                .checked_mul(g.strides[i])
+                .and_then(|v| v.checked_add(span))
+                .ok_or_else(overflow)?;
+            g.pads[i].1 += need.saturating_sub(padded);
+        }
+    }
+    Ok(g)
+}
+
+/// The extent a kernel of `k` taps with dilation `d` covers.
+fn span_of(k: u64, d: u64) -> OpResult<u64> {
+    (k - 1)
+        .checked_mul(d)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(|| OpError(format!("kernel {k} with dilation {d} overflows")))
+}
+
+/// Lifts a 1-D spatial op to 2-D (`[N, C, L]` → `[N, C, 1, L]`).
+fn lift_1d(t: &Tensor) -> Tensor {
+    t.unsqueeze(2)
+}
+
+pub fn conv(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let w = cx.tensor(1)?;
+    need_float(&x, "Conv")?;
+    let r = x.rank();
+    if !(r == 3 || r == 4) || w.rank() != r {
+        bail!(
+            "Conv supports 1-D and 2-D convolutions; got input {} and weight {}",
+            x.shape(),
+            w.shape()
+        );
+    }
+    let wd = dims_of(&w);
+    let kernel: Vec<u64> = match cx.attr_ints("kernel_shape") {
+        Some(k) => positive(k, "kernel_shape")?,
+        None => wd[2..]
+            .iter()
+            .map(|d| d.as_known().ok_or(()))
+            .collect::<Result<_, _>>()
+            .map_err(|()| super::OpError("the kernel shape must be known".into()))?,
+    };
+    let xd = dims_of(&x);
+    let geo = geometry(cx, &xd[2..], kernel, false)?;
+    let groups = cx.attr_i("group", 1);
+    if groups <= 0 {
+        bail!("group must be positive, got {groups}");
+    }
+    let (mut x2, w2) = if r == 3 {
+        (lift_1d(&x), lift_1d(&w))
+    } else {
+        (x.clone(), w.clone())
+    };
+    let mut pads = geo.pads.clone();
+    let (mut strides, mut dil) = (geo.strides.clone(), geo.dilations.clone());
+    if r == 3 {
+        pads.insert(0, (0, 0));
+        strides.insert(0, 1);
+        dil.insert(0, 1);
+    }
+    let symmetric = pads.iter().all(|(b, e)| b == e);
+    let padding = if symmetric {
+        [pads[0].0, pads[1].0]
+    } else {
+        x2 = x2.pad(&[(0, 0), (0, 0), pads[0], pads[1]], 0.0);
+        [0, 0]
+    };
+    let opts = ConvOpts {
+        stride: [strides[0], strides[1]],
+        padding,
+        dilation: [dil[0], dil[1]],
+        groups: groups as u64,
+    };
+    let mut y = x2.conv2d(&w2, opts);
+    if r == 3 {
+        y = y.squeeze(2);
+    }
+    if cx.opt_input(2).is_some() {
+        let b = cx.tensor(2)?;
+        let mut view = vec![Dim::known(1); r - 1];
+        view[0] = b.shape().dims().first().cloned().unwrap_or(Dim::known(1));
+        y = y.add(b.reshape(Shape::new(view)));
+    }
+    Ok(vec![Value::tensor(y)])
+}
+
+fn pool(cx: &mut NodeCx<'_>, max: bool) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "pooling")?;
+    if cx.n_outputs() > 1 {
+        bail!("the Indices output of MaxPool is not supported");
+    }
+    let r = x.rank();
+    if r < 3 {
+        bail!("pooling needs rank >= 3, got {}", x.shape());
+    }
+    let Some(kernel) = cx.attr_ints("kernel_shape") else {
+        bail!("attribute kernel_shape is required");
+    };
+    let kernel = positive(kernel, "kernel_shape")?;
+    let xd = dims_of(&x);
+    let ceil = cx.attr_i("ceil_mode", 0) != 0;
+    let geo = geometry(cx, &xd[2..], kernel, ceil)?;
+    if geo.dilations.iter().any(|&d| d != 1) {
+        bail!("dilated pooling is not supported");
+    }
+    for (i, &(b, e)) in geo.pads.iter().enumerate() {
+        if b >= geo.kernel[i] || e >= geo.kernel[i] {
+            bail!(
+                "padding {b}/{e} must be smaller than the kernel {}",
+                geo.kernel[i]
+            );
+        }
+    }
+    if max {
+        let y = x.window(WindowOp::Max, &geo.kernel, &geo.strides, &geo.pads);
+        return Ok(vec![Value::tensor(y)]);
+    }
+    let sum = x.window(WindowOp::Sum, &geo.kernel, &geo.strides, &geo.pads);
+    let include = cx.attr_i("count_include_pad", 0) != 0;
+    let spatial = Shape::new(xd[2..].to_vec());
+    let ones = cx.g.ones(spatial, x.dtype());
+    let counts = if include {
+        // Explicit pads count; the extra end padding of ceil_mode does not.
+        let explicit = &geo.explicit;
+        let padded = ones.pad(explicit, 1.0);
+        let extra: Vec<(u64, u64)> = geo
+            .pads
+            .iter()
+            .zip(explicit)
+            .map(|(g, e)| (g.0 - e.0, g.1 - e.1))
+            .collect();
+        padded.window(WindowOp::Sum, &geo.kernel, &geo.strides, &extra)
+    } else {
+        ones.window(WindowOp::Sum, &geo.kernel, &geo.strides, &geo.pads)
+    };
+    Ok(vec![Value::tensor(sum.div(&counts))])
+}
+
+pub fn max_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    pool(cx, true)
+}
+
+pub fn average_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    pool(cx, false)
+}
+
+fn spatial_axes(t: &Tensor) -> Vec<i64> {
+    (2..t.rank() as i64).collect()
+}
+
+pub fn global_average_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "GlobalAveragePool")?;
+    Ok(vec![Value::tensor(x.mean(spatial_axes(&x), true))])
+}
+
+pub fn global_max_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    Ok(vec![Value::tensor(x.max(spatial_axes(&x), true))])
+}
+
+/// A per-channel vector `[C]` viewed to broadcast against `[N, C, ...]` of rank `rank`.
+fn channel_view(v: &Tensor, rank: usize) -> Tensor {
+    let mut view = vec![Dim::known(1); rank.saturating_sub(1)];
+    if let Some(first) = view.first_mut() {
+        *first = v.shape().dims().first().cloned().unwrap_or(Dim::known(1));
+    }
+    v.reshape(Shape::new(view))
+}
+
+pub fn batch_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if cx.attr_i("training_mode", 0) != 0 || cx.n_outputs() > 1 && cx.opset >= 14 {
+        bail!("BatchNormalization in training mode is not supported");
+    }
+    let x = cx.tensor(0)?;
+    need_float(&x, "BatchNormalization")?;
+    let eps = cx.attr_f("epsilon", 1e-5);
+    let r = x.rank();
+    let [scale, bias, mean, var] = [1, 2, 3, 4].map(|i| cx.tensor(i));
+    let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
+    let inv = var.add(eps).rsqrt().mul(&scale);
+    let y = x
+        .sub(channel_view(&mean, r))
+        .mul(channel_view(&inv, r))
+        .add(channel_view(&bias, r));
+    Ok(vec![Value::tensor(y)])
+}
+
+pub fn instance_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "InstanceNormalization")?;
+    let scale = cx.tensor(1)?;
+    let bias = cx.tensor(2)?;
+    let eps = cx.attr_f("epsilon", 1e-5);
+    let r = x.rank();
+    let ax = spatial_axes(&x);
+    let mean = x.mean(ax.clone(), true);
+    let centered = x.sub(&mean);
+    let var = centered.square().mean(ax, true);
+    let y = centered
+        .mul(var.add(eps).rsqrt())
+        .mul(channel_view(&scale, r))
+        .add(channel_view(&bias, r));
+    Ok(vec![Value::tensor(y)])
+}
+
+pub fn layer_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "LayerNormalization")?;
+    let r = x.rank();
+    let a = axis(cx.attr_i("axis", -1), r)?;
+    let eps = cx.attr_f("epsilon", 1e-5);
+    let ax: Vec<i64> = (a as i64..r as i64).collect();
+    let mean = x.mean(ax.clone(), true);
+    let centered = x.sub(&mean);
+    let inv_std = centered.square().mean(ax, true).add(eps).rsqrt();
+    let mut y = centered.mul(&inv_std).mul(&cx.tensor(1)?);
+    if cx.opt_input(2).is_some() {
+        y = y.add(&cx.tensor(2)?);
+    }
+    let mut out = vec![Value::tensor(y)];
+    if cx.n_outputs() > 1 {
+        out.push(Value::tensor(mean));
+    }
+    if cx.n_outputs() > 2 {
+        out.push(Value::tensor(inv_std));
+    }
+    Ok(out)
+}
+
+pub fn group_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "GroupNormalization")?;
+    let groups = cx.attr_i("num_groups", 0);
+    let eps = cx.attr_f("epsilon", 1e-5);
+    let d = dims_of(&x);
+    if groups <= 0 || d.len() < 3 {
+        bail!("needs num_groups > 0 and rank >= 3");
+    }
+    let gd = Dim::known(groups as u64);
+    let Some(per) = d[1].exact_div(&gd) else {
+        bail!("channels {} do not divide into {groups} groups", d[1]);
+    };
+    let mut grouped = vec![d[0].clone(), gd.clone(), per];
+    grouped.extend_from_slice(&d[2..]);
+    let xg = x.reshape(Shape::new(grouped.clone()));
+    let ax: Vec<i64> = (2..grouped.len() as i64).collect();
+    let mean = xg.mean(ax.clone(), true);
+    let centered = xg.sub(&mean);
+    let var = centered.square().mean(ax, true);
+    let normed = centered.mul(var.add(eps).rsqrt()).reshape(x.shape());
+    let r = x.rank();
+    let (scale, bias) = (cx.tensor(1)?, cx.tensor(2)?);
+    let per_channel = |v: &Tensor| -> Tensor {
+        if v.shape().dims().first() == Some(&d[1]) {
+            channel_view(v, r)
+        } else {
+            // Opset 18: one value per group, repeated over the group's channels.
+            let per = d[1].exact_div(&gd).unwrap_or(Dim::known(1));
+            v.reshape(Shape::new([gd.clone(), Dim::known(1)]))
+                .expand(Shape::new([gd.clone(), per]))
+                .reshape(Shape::new([d[1].clone()]))
+                .reshape(Shape::new({
+                    let mut s = vec![Dim::known(1); r - 1];
+                    s[0] = d[1].clone();
+                    s
+                }))
+        }
+    };
+    Ok(vec![Value::tensor(
+        normed.mul(per_channel(&scale)).add(per_channel(&bias)),
+    )])
+}
+
+pub fn lp_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "LpNormalization")?;
+    let a = axis(cx.attr_i("axis", -1), x.rank())? as i64;
+    let norm = match cx.attr_i("p", 2) {
+        1 => x.abs().sum(a, true),
+        2 => x.square().sum(a, true).sqrt(),
+        p => bail!("p={p} is not supported (1 or 2)"),
+    };
+    Ok(vec![Value::tensor(x.div(&norm))])
+}
+
+pub fn mean_variance_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "MeanVarianceNormalization")?;
+    let ax = cx.attr_ints("axes").unwrap_or_else(|| vec![0, 2, 3]);
+    axes(&ax, x.rank())?;
+    let mean = x.mean(ax.clone(), true);
+    let centered = x.sub(&mean);
+    let std = centered.square().mean(ax, true).sqrt();
+    Ok(vec![Value::tensor(centered.div(std.add(1e-9)))])
+}
