@@ -52,26 +52,11 @@ float_unaries! {
     asinh, "Asinh", |x| x.add(x.square().add(1.0).sqrt()).log();
     acosh, "Acosh", |x| x.add(x.square().sub(1.0).sqrt()).log();
     atanh, "Atanh", |x| x.add(1.0).div(x.neg().add(1.0)).log().mul(0.5);
-    atan, "Atan", |x| atan_of(x);
-    asin, "Asin", |x| atan_of(&x.div(x.square().neg().add(1.0).sqrt()));
-    acos, "Acos", |x| atan_of(&x.div(x.square().neg().add(1.0).sqrt())).neg().add(std::f64::consts::FRAC_PI_2);
+    atan, "Atan", |x| x.atan();
+    asin, "Asin", |x| x.div(x.square().neg().add(1.0).sqrt()).atan();
+    acos, "Acos", |x| x.div(x.square().neg().add(1.0).sqrt()).atan().neg().add(std::f64::consts::FRAC_PI_2);
     softsign, "Softsign", |x| x.div(x.abs().add(1.0));
     mish, "Mish", |x| x.mul(x.softplus().tanh());
-}
-
-/// `atan(x)` from kiln primitives: `2·atan(x / (1 + sqrt(1 + x²)))` halves the argument
-/// into `[-1, 1]`, where the odd series is summed after one more halving.
-fn atan_of(x: &Tensor) -> Tensor {
-    let half = |t: &Tensor| t.div(t.square().add(1.0).sqrt().add(1.0));
-    let y = half(&half(x));
-    // atan(y) for |y| <= tan(pi/8): the odd Taylor series to y^23 (error < 1e-10 there).
-    let y2 = y.square();
-    let coeff = |k: i32| if k % 2 == 0 { 1.0 } else { -1.0 } / f64::from(2 * k + 1);
-    let mut acc = y2.mul(coeff(11)).add(coeff(10));
-    for k in (0..10).rev() {
-        acc = acc.mul(&y2).add(coeff(k));
-    }
-    y.mul(&acc).mul(4.0)
 }
 
 pub fn abs(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
