@@ -116,17 +116,20 @@ impl CpuEngine {
         }
     }
 
-    /// Makes sure the plan is for the binder's current binding.
-    fn prepare(
+    /// Takes the run plan for the binder's binding out of the engine: the kept one while
+    /// the binding stays the same, else a new one (with the output shapes and the spare
+    /// buffers resized for it). The caller puts it back after the run.
+    fn take_plan(
         &mut self,
         binder: &Binder,
         graph: &Graph,
         outputs: &[(String, NodeId)],
-    ) -> Result<(), RuntimeError> {
-        if self.plan.is_some() && self.key == binder.values {
-            return Ok(());
+    ) -> Result<RunPlan, RuntimeError> {
+        if let Some(plan) = self.plan.take()
+            && self.key == binder.values
+        {
+            return Ok(plan);
         }
-        self.plan = None;
         let plan = self.program.bind(&binder.map)?;
         self.shapes = outputs
             .iter()
@@ -155,8 +158,7 @@ impl CpuEngine {
         }
         self.key.clear();
         self.key.extend_from_slice(&binder.values);
-        self.plan = Some(plan);
-        Ok(())
+        Ok(plan)
     }
 }
 
@@ -169,8 +171,23 @@ impl Engine for CpuEngine {
         store: &mut Store,
         out: &mut OutputBuffers,
     ) -> Result<(), RuntimeError> {
+        let mut plan = self.take_plan(run.binder, run.graph, run.outputs)?;
+        let result = self.run_planned(&mut plan, run, store, out);
+        self.plan = Some(plan);
+        result
+    }
+}
+
+impl CpuEngine {
+    /// [`Engine::run`] under `plan`, the plan of the binder's binding.
+    fn run_planned(
+        &mut self,
+        plan: &mut RunPlan,
+        run: &Run<'_>,
+        store: &mut Store,
+        out: &mut OutputBuffers,
+    ) -> Result<(), RuntimeError> {
         let binder = run.binder;
-        self.prepare(binder, run.graph, run.outputs)?;
         for s in &mut self.states {
             if s.slot.is_none() {
                 s.slot = store.position(&s.name);
@@ -183,7 +200,6 @@ impl Engine for CpuEngine {
         }
         let CpuEngine {
             program,
-            plan,
             shapes,
             states,
             outputs,
@@ -191,9 +207,6 @@ impl Engine for CpuEngine {
             inputs: input_bufs,
             ..
         } = self;
-        let plan = plan
-            .as_mut()
-            .ok_or_else(|| RuntimeError::Other("internal: no run plan".into()))?;
         let held = &mut out.data;
         held.resize_with(outputs.len(), || Data::F32(Vec::new()));
         for (&(b, _), d) in outputs.iter().zip(held.iter_mut()) {
