@@ -7,7 +7,8 @@
 //! 4. [`fuse`]: lowering to a kernel plan, which `fuse::lower` verifies before returning it;
 //! 5. [`engine_for`]: the backend's engine for the verified plan.
 //!
-//! [`crate::from_module`] enters at stage 4 with a loaded graph and plan.
+//! [`crate::from_module`] starts from a loaded module's optimised graph and state: it runs
+//! stage 4 only when the module carries no plan, then stage 5.
 
 use crate::backend::Backend;
 use crate::bind::Binder;
