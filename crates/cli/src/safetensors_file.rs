@@ -40,8 +40,66 @@ pub fn kiln_dtype(d: Dtype) -> Option<DType> {
     })
 }
 
+/// Why the bytes of a file do not make a `.safetensors` file kiln reads (one line).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Reading the header length failed.
+    #[error("reading: {0}")]
+    Io(#[from] std::io::Error),
+    /// The input ends inside the 8-byte header length.
+    #[error("truncated: {0} bytes, the header length needs 8")]
+    TruncatedHeaderLength(usize),
+    /// The header length is outside `2..=MAX_HEADER_BYTES`.
+    #[error("header length {0} is outside 2..={MAX_HEADER_BYTES}")]
+    HeaderLength(u64),
+    /// The input ends inside the header.
+    #[error("truncated: {got} bytes, the {header_len}-byte header needs {needed}")]
+    TruncatedHeader {
+        /// Bytes present.
+        got: u64,
+        /// The stated header length.
+        header_len: u64,
+        /// Bytes needed.
+        needed: u64,
+    },
+    /// Reading the header failed.
+    #[error("reading the header: {0}")]
+    HeaderRead(kiln_fs::ReadError),
+    /// The header is not valid safetensors JSON (the parser's message, on one line).
+    #[error("not a valid safetensors header: {0}")]
+    InvalidHeader(String),
+    /// The data section is over [`MAX_DATA_BYTES`].
+    #[error("data section of {0} bytes exceeds the limit {MAX_DATA_BYTES}")]
+    DataTooLarge(u64),
+    /// A regular file whose length is not what its header states.
+    #[error("file has {len} bytes, but its header states {stated}")]
+    LengthMismatch {
+        /// The file's length.
+        len: u64,
+        /// The length the header states.
+        stated: u64,
+    },
+    /// Reading the data section failed.
+    #[error("data section: {0}")]
+    Data(kiln_fs::ReadError),
+    /// The `safetensors` crate rejects the file (its message, on one line).
+    #[error("not a valid safetensors file: {0}")]
+    InvalidFile(String),
+}
+
+/// Why one tensor of a valid file cannot be a kiln array.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorError {
+    /// A dtype kiln does not have.
+    #[error("unsupported dtype {0:?}")]
+    UnsupportedDtype(Dtype),
+    /// The bytes do not make an array (a bool byte other than 0 or 1).
+    #[error("{0}")]
+    Array(#[from] kiln_ir::ArrayError),
+}
+
 /// One tensor of a file: its name and either its array or why it cannot be one.
-pub type Tensor = (String, Result<Array, String>);
+pub type Tensor = (String, Result<Array, TensorError>);
 
 /// Reads the tensors of the `.safetensors` file at `path`, sorted by name. A regular file
 /// must be exactly as long as its header states; anything else is read as a stream, only
@@ -53,78 +111,74 @@ pub fn read(path: &Path) -> Result<Vec<Tensor>, SafetensorsError> {
     };
     let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
     let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
-    let bytes = read_bounded(&mut file, meta.is_file().then_some(meta.len())).map_err(fail)?;
-    tensors(&bytes).map_err(fail)
+    let bytes = read_bounded(&mut file, meta.is_file().then_some(meta.len()))
+        .map_err(|e| fail(e.to_string()))?;
+    tensors(&bytes).map_err(|e| fail(e.to_string()))
 }
 
 /// The bytes of a whole file from `r` (whose size is `len` when known), read only as far
 /// as its header states.
-pub fn read_bounded(r: &mut impl Read, len: Option<u64>) -> Result<Vec<u8>, String> {
+pub fn read_bounded(r: &mut impl Read, len: Option<u64>) -> Result<Vec<u8>, ParseError> {
     let mut start = [0u8; 8];
-    let n = kiln_fs::read_up_to(r, &mut start).map_err(|e| format!("reading: {e}"))?;
+    let n = kiln_fs::read_up_to(r, &mut start)?;
     if n < 8 {
-        return Err(format!("truncated: {n} bytes, the header length needs 8"));
+        return Err(ParseError::TruncatedHeaderLength(n));
     }
     let header_len = u64::from_le_bytes(start);
     if !(2..=MAX_HEADER_BYTES).contains(&header_len) {
-        return Err(format!(
-            "header length {header_len} is outside 2..={MAX_HEADER_BYTES}"
-        ));
+        return Err(ParseError::HeaderLength(header_len));
     }
     if let Some(len) = len
         && len < 8 + header_len
     {
-        return Err(format!(
-            "truncated: {len} bytes, the {header_len}-byte header needs {}",
-            8 + header_len
-        ));
+        return Err(ParseError::TruncatedHeader {
+            got: len,
+            header_len,
+            needed: 8 + header_len,
+        });
     }
     let mut bytes = start.to_vec();
     bytes.extend(
         kiln_fs::read_exact_len(&mut r.by_ref().take(header_len), header_len).map_err(
             |e| match e {
-                kiln_fs::ReadError::Short { got, .. } => format!(
-                    "truncated: {} bytes, the {header_len}-byte header needs {}",
-                    8 + got,
-                    8 + header_len
-                ),
-                e => format!("reading the header: {e}"),
+                kiln_fs::ReadError::Short { got, .. } => ParseError::TruncatedHeader {
+                    got: 8 + got,
+                    header_len,
+                    needed: 8 + header_len,
+                },
+                e => ParseError::HeaderRead(e),
             },
         )?,
     );
     let metadata: Metadata = serde_json::from_slice(&bytes[8..])
-        .map_err(|e| one_line(&format!("not a valid safetensors header: {e}")))?;
+        .map_err(|e| ParseError::InvalidHeader(one_line(&e.to_string())))?;
     let data_len = metadata.data_len() as u64;
     if data_len > MAX_DATA_BYTES {
-        return Err(format!(
-            "data section of {data_len} bytes exceeds the limit {MAX_DATA_BYTES}"
-        ));
+        return Err(ParseError::DataTooLarge(data_len));
     }
     let stated = 8 + header_len + data_len;
     if let Some(len) = len
         && len != stated
     {
-        return Err(format!(
-            "file has {len} bytes, but its header states {stated}"
-        ));
+        return Err(ParseError::LengthMismatch { len, stated });
     }
-    let data = kiln_fs::read_exact_len(r, data_len).map_err(|e| format!("data section: {e}"))?;
+    let data = kiln_fs::read_exact_len(r, data_len).map_err(ParseError::Data)?;
     bytes.extend(data);
     Ok(bytes)
 }
 
 /// The tensors of a whole file's bytes, sorted by name.
-pub fn tensors(bytes: &[u8]) -> Result<Vec<Tensor>, String> {
+pub fn tensors(bytes: &[u8]) -> Result<Vec<Tensor>, ParseError> {
     let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| one_line(&format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| ParseError::InvalidFile(one_line(&e.to_string())))?;
     let mut out: Vec<Tensor> =
         st.tensors()
             .into_iter()
             .map(|(name, view)| {
                 let array = match kiln_dtype(view.dtype()) {
-                    None => Err(format!("unsupported dtype {:?}", view.dtype())),
+                    None => Err(TensorError::UnsupportedDtype(view.dtype())),
                     Some(dt) => Array::from_le_bytes(dt, view.shape(), view.data())
-                        .map_err(|e| e.to_string()),
+                        .map_err(TensorError::Array),
                 };
                 (name, array)
             })
@@ -137,11 +191,15 @@ pub fn tensors(bytes: &[u8]) -> Result<Vec<Tensor>, String> {
 pub fn check(bytes: &[u8]) {
     let result = read_bounded(&mut &bytes[..], Some(bytes.len() as u64)).and_then(|b| tensors(&b));
     match result {
-        Err(e) => assert!(!e.contains('\n'), "multi-line error: {e}"),
+        Err(e) => assert!(!e.to_string().contains('\n'), "multi-line error: {e}"),
         Ok(ts) => {
             for (name, t) in ts {
                 if let Err(e) = t {
-                    assert!(!e.contains('\n'), "multi-line error for {name}: {e}");
+                    let message = e.to_string();
+                    assert!(
+                        !message.contains('\n'),
+                        "multi-line error for {name}: {message}"
+                    );
                 }
             }
         }

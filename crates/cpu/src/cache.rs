@@ -89,13 +89,13 @@ pub(crate) fn get_or_compile(
         for &m in &missing {
             let (kernel, job) = &jobs[m];
             let (id, info) =
-                codegen::define_loop(&mut jit, job).map_err(|message| CpuError::Codegen {
+                codegen::define_loop(&mut jit, job).map_err(|e| CpuError::Codegen {
                     kernel: *kernel,
-                    message,
+                    message: e.to_string(),
                 })?;
-            let dtypes = codegen::node_dtypes(job).map_err(|message| CpuError::Codegen {
+            let dtypes = codegen::node_dtypes(job).map_err(|e| CpuError::Codegen {
                 kernel: *kernel,
-                message,
+                message: e.to_string(),
             })?;
             ids.push(id);
             infos.push((info, dtypes));

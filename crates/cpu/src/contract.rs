@@ -275,8 +275,10 @@ fn operand_dtype(program: &Program, kernel: KernelId, body: &Body) -> Result<DTy
         },
         &[],
     )?;
-    let dts = crate::codegen::node_dtypes(&pk.job)
-        .map_err(|message| CpuError::Unsupported { kernel, message })?;
+    let dts = crate::codegen::node_dtypes(&pk.job).map_err(|e| CpuError::Unsupported {
+        kernel,
+        message: e.to_string(),
+    })?;
     body.result
         .and_then(|r| dts.get(r.index()).copied())
         .ok_or_else(|| CpuError::Unsupported {

@@ -3,6 +3,7 @@
 //! float `rem` and `pow`), and [`JitCode`], which owns executable memory until the last
 //! compiled kernel that points into it is dropped.
 
+use crate::codegen::error::CodegenError;
 use crate::error::CpuError;
 use cranelift_codegen::ir::{self, AbiParam, Signature, types};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -286,13 +287,13 @@ impl Jit {
     }
 
     /// Declares a new local function with the kernel signature.
-    pub(crate) fn declare_kernel(&mut self) -> Result<FuncId, String> {
+    pub(crate) fn declare_kernel(&mut self) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.next);
         self.next += 1;
         let sig = self.kernel_signature();
         self.module
             .declare_function(&name, Linkage::Local, &sig)
-            .map_err(|e| e.to_string())
+            .map_err(|e| CodegenError::Cranelift(e.to_string()))
     }
 
     /// The function id of a helper.

@@ -190,12 +190,13 @@ impl GpuDevice {
     }
 
     /// The pipeline for `source` with group-0 layout `layout`, compiled on first use and
-    /// cached by the hash of the source. Driver errors come back as `Err(message)`.
+    /// cached by the hash of the source. A shader or layout the driver rejects comes back
+    /// as the validation error wgpu raised.
     pub(crate) fn pipeline(
         &self,
         source: &str,
         layout: &LayoutKey,
-    ) -> Result<Arc<Pipeline>, String> {
+    ) -> Result<Arc<Pipeline>, wgpu::Error> {
         let mut h = DefaultHasher::new();
         source.hash(&mut h);
         layout.hash(&mut h);
@@ -218,7 +219,7 @@ impl GpuDevice {
         Ok(pipeline)
     }
 
-    fn create_pipeline(&self, source: &str, layout: &LayoutKey) -> Result<Pipeline, String> {
+    fn create_pipeline(&self, source: &str, layout: &LayoutKey) -> Result<Pipeline, wgpu::Error> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
@@ -268,7 +269,7 @@ impl GpuDevice {
                 cache: None,
             });
         if let Some(e) = block_on(scope.pop()) {
-            return Err(e.to_string());
+            return Err(e);
         }
         Ok(Pipeline {
             pipeline,

@@ -180,20 +180,19 @@ impl GpuProgram {
             if shader.error_binding.is_some() {
                 layout.push(false);
             }
-            let pipeline = device
-                .pipeline(&shader.source, &layout)
-                .map_err(|message| {
-                    if std::env::var("KILN_LOG").is_ok_and(|v| v.contains("gpu")) {
-                        eprintln!(
-                            "{}: wgpu rejected the shader:\n{message}\n{}",
-                            shader.kernel, shader.source
-                        );
-                    }
-                    GpuError::Shader {
-                        kernel: shader.kernel,
-                        message,
-                    }
-                })?;
+            let pipeline = device.pipeline(&shader.source, &layout).map_err(|e| {
+                let message = e.to_string();
+                if std::env::var("KILN_LOG").is_ok_and(|v| v.contains("gpu")) {
+                    eprintln!(
+                        "{}: wgpu rejected the shader:\n{message}\n{}",
+                        shader.kernel, shader.source
+                    );
+                }
+                GpuError::Shader {
+                    kernel: shader.kernel,
+                    message,
+                }
+            })?;
             let params = device.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kiln params"),
                 size: shader.params_size(),

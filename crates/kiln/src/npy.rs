@@ -32,6 +32,183 @@ fn err(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// Why `.npy` bytes could not be read; shown as the message of [`Error::Npy`].
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The reader failed.
+    #[error("reading: {0}")]
+    Io(#[from] std::io::Error),
+    /// Fewer bytes than the magic string, all of them matching it.
+    #[error("truncated: {0} bytes, the magic bytes need 6")]
+    TruncatedMagic(usize),
+    /// The magic string does not match (both escaped).
+    #[error("not a .npy file: starts with \"{found}\", expected \"{expected}\"")]
+    NotNpy {
+        /// The first bytes, escaped.
+        found: String,
+        /// The magic string, escaped.
+        expected: String,
+    },
+    /// The file ends inside the version bytes.
+    #[error("truncated: {0} bytes, the version needs 8")]
+    TruncatedVersion(usize),
+    /// A format version this reader does not know.
+    #[error("unsupported .npy version {major}.{minor}")]
+    Version {
+        /// Major version.
+        major: u8,
+        /// Minor version.
+        minor: u8,
+    },
+    /// The file ends inside the header length.
+    #[error("truncated: {got} bytes, the header length needs {needed}")]
+    TruncatedHeaderLength {
+        /// Bytes present.
+        got: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// The stated header length is over [`MAX_HEADER_BYTES`].
+    #[error("header length {0} exceeds the limit {MAX_HEADER_BYTES}")]
+    HeaderTooLong(usize),
+    /// The file ends inside the header.
+    #[error("truncated: {got} bytes, the {header_len}-byte header needs {needed}")]
+    TruncatedHeader {
+        /// The stated header length.
+        header_len: usize,
+        /// Bytes present.
+        got: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// The header dictionary is malformed.
+    #[error("header: {0}")]
+    Header(#[from] HeaderError),
+    /// The data size is over [`MAX_DATA_BYTES`].
+    #[error("shape {shape:?} of {dtype} needs more than the limit of {MAX_DATA_BYTES} data bytes")]
+    DataTooLarge {
+        /// The stated shape.
+        shape: Vec<usize>,
+        /// The stated dtype.
+        dtype: DType,
+    },
+    /// A regular file whose length is not what its header states.
+    #[error("file has {len} bytes, but its header and {dtype}{shape:?} data need {stated}")]
+    LengthMismatch {
+        /// The file's length.
+        len: u64,
+        /// The stated dtype.
+        dtype: DType,
+        /// The stated shape.
+        shape: Vec<usize>,
+        /// The length the header states.
+        stated: u64,
+    },
+    /// The input ends inside the data.
+    #[error("truncated: {dtype}{shape:?} data needs {needed} bytes, {got} present")]
+    TruncatedData {
+        /// The stated dtype.
+        dtype: DType,
+        /// The stated shape.
+        shape: Vec<usize>,
+        /// Data bytes needed.
+        needed: u64,
+        /// Data bytes present.
+        got: u64,
+    },
+    /// Reading the data failed.
+    #[error("data: {0}")]
+    Data(kiln_fs::ReadError),
+    /// The data does not make an array.
+    #[error("{0}")]
+    Array(#[from] kiln_ir::ArrayError),
+}
+
+/// What is wrong with a header dictionary (offsets are bytes into the header text).
+#[derive(Debug, thiserror::Error)]
+enum HeaderError {
+    /// Something else than the expected token; `found` is the quoted byte or `the end`.
+    #[error("expected {what} at byte {at}, found {found}")]
+    Expected {
+        /// What the grammar expects.
+        what: String,
+        /// The offset.
+        at: usize,
+        /// What is there.
+        found: String,
+    },
+    /// A string without its closing quote.
+    #[error("string at byte {0} is not closed")]
+    UnclosedString(usize),
+    /// A backslash in a string.
+    #[error("escape at byte {0} is not supported")]
+    Escape(usize),
+    /// Text that is not UTF-8 (unreachable after the printable-ASCII check).
+    #[error("{0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    /// A dimension that does not fit the integer types.
+    #[error("dimension at byte {0} is too large")]
+    DimensionTooLarge(usize),
+    /// A dimension over 2^40.
+    #[error("dimension {value} at byte {at} exceeds the limit {}", 1u64 << 40)]
+    DimensionOverLimit {
+        /// The dimension.
+        value: u64,
+        /// Its offset.
+        at: usize,
+    },
+    /// A dimension that does not fit `usize`.
+    #[error("dimension {value} at byte {at} is too large")]
+    DimensionOverUsize {
+        /// The dimension.
+        value: u64,
+        /// Its offset.
+        at: usize,
+    },
+    /// More than [`MAX_RANK`] dimensions.
+    #[error("rank exceeds the limit {MAX_RANK}")]
+    RankOverLimit,
+    /// A type string naming a dtype kiln does not have (without its byte-order mark).
+    #[error("dtype `{0}` is not supported (expected f4, f8, i4, i8, u4 or b1)")]
+    UnsupportedDtype(String),
+    /// A multi-byte type string without a byte order.
+    #[error("dtype `{0}` has no byte order")]
+    NoByteOrder(String),
+    /// A byte that is not printable ASCII or whitespace.
+    #[error("byte {at} is {byte:#04x}, not printable ASCII")]
+    NotPrintable {
+        /// Its offset.
+        at: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// A structured dtype (a list as `descr`).
+    #[error("structured dtypes are not supported")]
+    Structured,
+    /// `fortran_order` is neither `True` nor `False`.
+    #[error("fortran_order is `{0}`, not True or False")]
+    FortranOrder(String),
+    /// A key other than `descr`, `fortran_order` and `shape`.
+    #[error("unknown key '{key}' at byte {at}")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Its offset.
+        at: usize,
+    },
+    /// A key given twice.
+    #[error("key '{key}' at byte {at} appears twice")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+        /// Its offset.
+        at: usize,
+    },
+    /// One of the three keys is missing.
+    #[error("key '{0}' is missing")]
+    MissingKey(&'static str),
+}
+
 fn escaped(b: &[u8]) -> String {
     b.iter()
         .flat_map(|&c| std::ascii::escape_default(c))
@@ -46,17 +223,18 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
     let mut file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
     let meta = file.metadata().map_err(|e| err(path, e.to_string()))?;
     let len = meta.is_file().then_some(meta.len());
-    parse(&mut file, len).map_err(|m| err(path, m))
+    parse(&mut file, len).map_err(|e| err(path, e.to_string()))
 }
 
 /// Parses `.npy` bytes.
 pub fn from_bytes(bytes: &[u8]) -> Result<Array, Error> {
-    parse(&mut &bytes[..], Some(bytes.len() as u64)).map_err(|m| err(Path::new("<bytes>"), m))
+    parse(&mut &bytes[..], Some(bytes.len() as u64))
+        .map_err(|e| err(Path::new("<bytes>"), e.to_string()))
 }
 
 /// Reads a `.npy` from any reader, only as far as its header states.
 pub fn read_from(mut r: impl Read) -> Result<Array, Error> {
-    parse(&mut r, None).map_err(|m| err(Path::new("<reader>"), m))
+    parse(&mut r, None).map_err(|e| err(Path::new("<reader>"), e.to_string()))
 }
 
 /// What a `.npy` header states.
@@ -70,36 +248,34 @@ struct Header {
 
 /// Reads and checks a whole `.npy` file from `r`; `len` is its size when known (a regular
 /// file), checked against the header before the data is read.
-fn parse(r: &mut impl Read, len: Option<u64>) -> Result<Array, String> {
-    let io = |e: std::io::Error| format!("reading: {e}");
+fn parse(r: &mut impl Read, len: Option<u64>) -> Result<Array, ReadError> {
+    let io = ReadError::Io;
     let mut start = [0u8; 12];
     let n = kiln_fs::read_up_to(r, &mut start[..8]).map_err(io)?;
     if start[..n.min(6)] != MAGIC[..n.min(6)] || n < 6 {
         if n < 6 && start[..n] == MAGIC[..n] {
-            return Err(format!("truncated: {n} bytes, the magic bytes need 6"));
+            return Err(ReadError::TruncatedMagic(n));
         }
-        return Err(format!(
-            "not a .npy file: starts with \"{}\", expected \"{}\"",
-            escaped(&start[..n.min(6)]),
-            escaped(MAGIC)
-        ));
+        return Err(ReadError::NotNpy {
+            found: escaped(&start[..n.min(6)]),
+            expected: escaped(MAGIC),
+        });
     }
     if n < 8 {
-        return Err(format!("truncated: {n} bytes, the version needs 8"));
+        return Err(ReadError::TruncatedVersion(n));
     }
     let (major, minor) = (start[6], start[7]);
     let len_bytes = match major {
         1 => 2,
         2 | 3 => 4,
-        _ => return Err(format!("unsupported .npy version {major}.{minor}")),
+        _ => return Err(ReadError::Version { major, minor }),
     };
     let got = kiln_fs::read_up_to(r, &mut start[8..8 + len_bytes]).map_err(io)?;
     if got < len_bytes {
-        return Err(format!(
-            "truncated: {} bytes, the header length needs {}",
-            8 + got,
-            8 + len_bytes
-        ));
+        return Err(ReadError::TruncatedHeaderLength {
+            got: 8 + got,
+            needed: 8 + len_bytes,
+        });
     }
     let header_len = if len_bytes == 2 {
         usize::from(u16::from_le_bytes([start[8], start[9]]))
@@ -107,21 +283,19 @@ fn parse(r: &mut impl Read, len: Option<u64>) -> Result<Array, String> {
         u32::from_le_bytes([start[8], start[9], start[10], start[11]]) as usize
     };
     if header_len > MAX_HEADER_BYTES {
-        return Err(format!(
-            "header length {header_len} exceeds the limit {MAX_HEADER_BYTES}"
-        ));
+        return Err(ReadError::HeaderTooLong(header_len));
     }
     let mut text = vec![0u8; header_len];
     let got = kiln_fs::read_up_to(r, &mut text).map_err(io)?;
     let header_start = 8 + len_bytes;
     if got < header_len {
-        return Err(format!(
-            "truncated: {} bytes, the {header_len}-byte header needs {}",
-            header_start + got,
-            header_start + header_len
-        ));
+        return Err(ReadError::TruncatedHeader {
+            header_len,
+            got: header_start + got,
+            needed: header_start + header_len,
+        });
     }
-    let h = parse_header(&text).map_err(|m| format!("header: {m}"))?;
+    let h = parse_header(&text)?;
     let elements = h
         .shape
         .iter()
@@ -129,27 +303,29 @@ fn parse(r: &mut impl Read, len: Option<u64>) -> Result<Array, String> {
     let data_bytes = elements
         .and_then(|e| e.checked_mul(h.dtype.size_bytes() as u64))
         .filter(|&b| b <= MAX_DATA_BYTES)
-        .ok_or_else(|| {
-            format!(
-                "shape {:?} of {} needs more than the limit of {MAX_DATA_BYTES} data bytes",
-                h.shape, h.dtype
-            )
+        .ok_or_else(|| ReadError::DataTooLarge {
+            shape: h.shape.clone(),
+            dtype: h.dtype,
         })?;
     let stated = (header_start + header_len) as u64 + data_bytes;
     if let Some(len) = len
         && len != stated
     {
-        return Err(format!(
-            "file has {len} bytes, but its header and {}{:?} data need {stated}",
-            h.dtype, h.shape
-        ));
+        return Err(ReadError::LengthMismatch {
+            len,
+            dtype: h.dtype,
+            shape: h.shape,
+            stated,
+        });
     }
     let mut data = kiln_fs::read_exact_len(r, data_bytes).map_err(|e| match e {
-        kiln_fs::ReadError::Short { needed, got } => format!(
-            "truncated: {}{:?} data needs {needed} bytes, {got} present",
-            h.dtype, h.shape
-        ),
-        e => format!("data: {e}"),
+        kiln_fs::ReadError::Short { needed, got } => ReadError::TruncatedData {
+            dtype: h.dtype,
+            shape: h.shape.clone(),
+            needed,
+            got,
+        },
+        e => ReadError::Data(e),
     })?;
     let es = h.dtype.size_bytes();
     if h.big_endian && es > 1 {
@@ -157,7 +333,7 @@ fn parse(r: &mut impl Read, len: Option<u64>) -> Result<Array, String> {
             c.reverse();
         }
     }
-    let arr = Array::from_le_bytes(h.dtype, &h.shape, &data).map_err(|e| e.to_string())?;
+    let arr = Array::from_le_bytes(h.dtype, &h.shape, &data)?;
     Ok(if h.fortran { fortran_to_c(&arr) } else { arr })
 }
 
@@ -179,14 +355,14 @@ impl Cursor<'_> {
         self.b.get(self.at).copied()
     }
 
-    fn fail(&self, what: &str) -> String {
-        match self.b.get(self.at) {
-            Some(&c) => format!(
-                "expected {what} at byte {}, found '{}'",
-                self.at,
-                escaped(&[c])
-            ),
-            None => format!("expected {what} at byte {}, found the end", self.at),
+    fn fail(&self, what: &str) -> HeaderError {
+        HeaderError::Expected {
+            what: what.to_string(),
+            at: self.at,
+            found: match self.b.get(self.at) {
+                Some(&c) => format!("'{}'", escaped(&[c])),
+                None => "the end".to_string(),
+            },
         }
     }
 
@@ -199,7 +375,7 @@ impl Cursor<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), String> {
+    fn expect(&mut self, c: u8) -> Result<(), HeaderError> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -208,25 +384,25 @@ impl Cursor<'_> {
     }
 
     /// A quoted string without escapes.
-    fn string(&mut self) -> Result<&str, String> {
+    fn string(&mut self) -> Result<&str, HeaderError> {
         let q = match self.peek() {
             Some(q @ (b'\'' | b'"')) => q,
             _ => return Err(self.fail("a quoted string")),
         };
         let start = self.at + 1;
         let Some(len) = self.b[start..].iter().position(|&c| c == q) else {
-            return Err(format!("string at byte {} is not closed", self.at));
+            return Err(HeaderError::UnclosedString(self.at));
         };
         let s = &self.b[start..start + len];
         if let Some(p) = s.iter().position(|&c| c == b'\\') {
-            return Err(format!("escape at byte {} is not supported", start + p));
+            return Err(HeaderError::Escape(start + p));
         }
         self.at = start + len + 1;
         // Only printable ASCII reaches here (checked on the whole header).
-        std::str::from_utf8(s).map_err(|e| e.to_string())
+        Ok(std::str::from_utf8(s)?)
     }
 
-    fn word(&mut self) -> Result<&str, String> {
+    fn word(&mut self) -> Result<&str, HeaderError> {
         self.skip_space();
         let start = self.at;
         while self.at < self.b.len() && self.b[self.at].is_ascii_alphabetic() {
@@ -235,11 +411,11 @@ impl Cursor<'_> {
         if start == self.at {
             return Err(self.fail("True or False"));
         }
-        std::str::from_utf8(&self.b[start..self.at]).map_err(|e| e.to_string())
+        Ok(std::str::from_utf8(&self.b[start..self.at])?)
     }
 
     /// A non-negative integer (a Python 2 `L` suffix is allowed), at most 2^40.
-    fn dim(&mut self) -> Result<usize, String> {
+    fn dim(&mut self) -> Result<usize, HeaderError> {
         self.skip_space();
         let start = self.at;
         while self.at < self.b.len() && self.b[self.at].is_ascii_digit() && self.at - start < 20 {
@@ -248,28 +424,25 @@ impl Cursor<'_> {
         if start == self.at {
             return Err(self.fail("a dimension"));
         }
-        let text = std::str::from_utf8(&self.b[start..self.at]).map_err(|e| e.to_string())?;
-        let v: u64 = text
+        let text = std::str::from_utf8(&self.b[start..self.at])?;
+        let value: u64 = text
             .parse()
-            .map_err(|_| format!("dimension at byte {start} is too large"))?;
-        if v > 1 << 40 {
-            return Err(format!(
-                "dimension {v} at byte {start} exceeds the limit {}",
-                1u64 << 40
-            ));
+            .map_err(|_| HeaderError::DimensionTooLarge(start))?;
+        if value > 1 << 40 {
+            return Err(HeaderError::DimensionOverLimit { value, at: start });
         }
         if self.b.get(self.at) == Some(&b'L') {
             self.at += 1;
         }
-        usize::try_from(v).map_err(|_| format!("dimension {v} at byte {start} is too large"))
+        usize::try_from(value).map_err(|_| HeaderError::DimensionOverUsize { value, at: start })
     }
 
-    fn shape(&mut self) -> Result<Vec<usize>, String> {
+    fn shape(&mut self) -> Result<Vec<usize>, HeaderError> {
         self.expect(b'(')?;
         let mut dims = Vec::new();
         while !self.eat(b')') {
             if dims.len() == MAX_RANK {
-                return Err(format!("rank exceeds the limit {MAX_RANK}"));
+                return Err(HeaderError::RankOverLimit);
             }
             dims.push(self.dim()?);
             if !self.eat(b',') && self.peek() != Some(b')') {
@@ -281,19 +454,16 @@ impl Cursor<'_> {
 }
 
 /// The dtype and byte order of a NumPy type string such as `<f4`.
-fn descr(s: &str) -> Result<(DType, bool), String> {
+fn descr(s: &str) -> Result<(DType, bool), HeaderError> {
     let dtype = dtype_of(s).ok_or_else(|| {
-        format!(
-            "dtype `{}` is not supported (expected f4, f8, i4, i8, u4 or b1)",
-            s.trim_start_matches(['<', '>', '|', '='])
-        )
+        HeaderError::UnsupportedDtype(s.trim_start_matches(['<', '>', '|', '=']).to_string())
     })?;
     let big = match s.as_bytes().first() {
         Some(b'>') => true,
         Some(b'<') => false,
         Some(b'=') => cfg!(target_endian = "big"),
         Some(b'|') if dtype.size_bytes() == 1 => false,
-        _ => return Err(format!("dtype `{s}` has no byte order")),
+        _ => return Err(HeaderError::NoByteOrder(s.to_string())),
     };
     Ok((dtype, big))
 }
@@ -301,12 +471,15 @@ fn descr(s: &str) -> Result<(DType, bool), String> {
 /// Parses the header dictionary, e.g. `{'descr': '<f4', 'fortran_order': False,
 /// 'shape': (2, 3), }`: exactly these three keys, each once; only printable ASCII and
 /// whitespace.
-fn parse_header(text: &[u8]) -> Result<Header, String> {
+fn parse_header(text: &[u8]) -> Result<Header, HeaderError> {
     if let Some(p) = text
         .iter()
         .position(|&c| !(c.is_ascii_graphic() || matches!(c, b' ' | b'\t' | b'\n' | b'\r')))
     {
-        return Err(format!("byte {p} is {:#04x}, not printable ASCII", text[p]));
+        return Err(HeaderError::NotPrintable {
+            at: p,
+            byte: text[p],
+        });
     }
     let mut c = Cursor { b: text, at: 0 };
     c.expect(b'{')?;
@@ -318,7 +491,7 @@ fn parse_header(text: &[u8]) -> Result<Header, String> {
         let dup = match key.as_str() {
             "descr" => {
                 if c.peek() == Some(b'[') {
-                    return Err("structured dtypes are not supported".to_string());
+                    return Err(HeaderError::Structured);
                 }
                 dtype.replace(descr(c.string()?)?).is_some()
             }
@@ -326,15 +499,20 @@ fn parse_header(text: &[u8]) -> Result<Header, String> {
                 let v = match c.word()? {
                     "True" => true,
                     "False" => false,
-                    w => return Err(format!("fortran_order is `{w}`, not True or False")),
+                    w => return Err(HeaderError::FortranOrder(w.to_string())),
                 };
                 fortran.replace(v).is_some()
             }
             "shape" => shape.replace(c.shape()?).is_some(),
-            k => return Err(format!("unknown key '{k}' at byte {key_at}")),
+            k => {
+                return Err(HeaderError::UnknownKey {
+                    key: k.to_string(),
+                    at: key_at,
+                });
+            }
         };
         if dup {
-            return Err(format!("key '{key}' at byte {key_at} appears twice"));
+            return Err(HeaderError::DuplicateKey { key, at: key_at });
         }
         if !c.eat(b',') && c.peek() != Some(b'}') {
             return Err(c.fail("',' or '}'"));
@@ -353,7 +531,7 @@ fn parse_header(text: &[u8]) -> Result<Header, String> {
             } else {
                 "shape"
             };
-            return Err(format!("key '{missing}' is missing"));
+            return Err(HeaderError::MissingKey(missing));
         }
     };
     Ok(Header {

@@ -2,7 +2,7 @@
 //! signature and derives the symbol values, reusing its buffers run after run. Any problem
 //! falls back to [`bind_inputs`], which builds the precise error.
 
-use crate::RuntimeError;
+use crate::error::RuntimeError;
 use crate::signature::{Signature, bind_inputs};
 use kiln_interp::EvalError;
 use kiln_ir::{Array, DType, Dim, Graph, NodeId, Op};

@@ -1,7 +1,7 @@
 //! The signature of an executable (named inputs and outputs with symbolic shapes, symbol
 //! constraints) and validation of caller-supplied inputs against it.
 
-use kiln_ir::{Array, DType, Dim, Shape};
+use kiln_ir::{Array, DType, Dim, Graph, NodeId, Op, Shape};
 use std::collections::{BTreeMap, HashMap};
 
 pub use kiln_format::{Signature, SymbolSpec, TensorSpec};
@@ -231,5 +231,57 @@ pub fn bind_inputs(
             }
         }
         Ok(bindings)
+    }
+}
+
+/// The signature of an optimised graph: its inputs (id order), the named outputs, and every
+/// symbol of its shapes (each at least 1).
+pub fn signature_of(graph: &Graph, outputs: &[(String, NodeId)]) -> Signature {
+    let mut inputs = Vec::new();
+    let mut symbols: Vec<String> = Vec::new();
+    for (id, _) in graph.inputs() {
+        if let Op::Input { name, dtype, shape } = &graph.node(id).op {
+            for s in shape.symbols() {
+                if !symbols.iter().any(|x| **x == *s) {
+                    symbols.push(s.to_string());
+                }
+            }
+            inputs.push(TensorSpec {
+                name: name.clone(),
+                dtype: *dtype,
+                shape: shape.clone(),
+            });
+        }
+    }
+    for id in graph.node_ids() {
+        for s in graph.node(id).shape.symbols() {
+            if !symbols.iter().any(|x| **x == *s) {
+                symbols.push(s.to_string());
+            }
+        }
+    }
+    let outputs = outputs
+        .iter()
+        .map(|(name, id)| {
+            let n = graph.node(*id);
+            TensorSpec {
+                name: name.clone(),
+                dtype: n.dtype,
+                shape: n.shape.clone(),
+            }
+        })
+        .collect();
+    let symbols = symbols
+        .into_iter()
+        .map(|name| SymbolSpec {
+            name,
+            min: 1,
+            max: None,
+        })
+        .collect();
+    Signature {
+        inputs,
+        outputs,
+        symbols,
     }
 }

@@ -5,6 +5,7 @@
 //! Chebyshev fits (mpmath `chebyfit`) rounded to `f32`, the generator is in that document.
 
 use super::Cg;
+use super::error::CodegenError;
 use crate::jit::Helper;
 use cranelift_codegen::ir::{
     BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value,
@@ -457,7 +458,7 @@ impl Cg<'_, '_> {
     /// `sin x` (`cos_shift = 0`) or `cos x` (`cos_shift = 1`): `x = n pi/2 + r` with a
     /// three-part Cody-Waite reduction, Taylor polynomials on `|r| <= pi/4`, quadrant
     /// selection by the low bits of `n`.
-    fn sincos_f32(&mut self, ty: Type, x: Value, cos_shift: i32) -> Result<Value, String> {
+    fn sincos_f32(&mut self, ty: Type, x: Value, cos_shift: i32) -> Result<Value, CodegenError> {
         let ity = Self::ity(ty);
         let k = self.fk(ty, FRAC_2_PI);
         let (n, q) = self.round_to_int(ty, x, k);
@@ -523,7 +524,7 @@ impl Cg<'_, '_> {
         x: Value,
         fast: Value,
         cos_shift: i32,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, CodegenError> {
         let limit = self.fk(ty, SINCOS_LIMIT);
         let a = self.b.ins().fabs(x);
         let big = self.b.ins().fcmp(FloatCC::GreaterThan, a, limit);
@@ -572,7 +573,7 @@ impl Cg<'_, '_> {
         op: UnaryOp,
         ty: Type,
         x: Value,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>, CodegenError> {
         Ok(Some(match op {
             UnaryOp::Exp => self.exp_f32(ty, x),
             UnaryOp::Log => self.log_f32(ty, x),

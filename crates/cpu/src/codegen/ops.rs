@@ -4,7 +4,9 @@
 //! toward zero through `i64`. Vector forms return `None` where no native sequence exists;
 //! the caller then evaluates the op lane by lane with the scalar code.
 
-use super::{Cg, FLAG_DIV_ZERO, R, vty};
+use super::error::CodegenError;
+use super::types::{scalar_type, vector_type};
+use super::{Cg, FLAG_DIV_ZERO};
 use crate::jit::Helper;
 use cranelift_codegen::ir::{
     Endianness, InstBuilder, MemFlagsData, Type, Value,
@@ -98,7 +100,7 @@ impl Cg<'_, '_> {
 
     fn vsplat_f(&mut self, dt: DType, lanes: u8, v: f64) -> Value {
         let c = self.fconst_of(dt, v);
-        self.b.ins().splat(vty(dt, lanes), c)
+        self.b.ins().splat(vector_type(dt, lanes), c)
     }
 
     fn vsplat_i(&mut self, ty: Type, v: i64) -> Value {
@@ -107,7 +109,12 @@ impl Cg<'_, '_> {
     }
 
     /// Calls an f64 helper on `f32` or `f64` arguments.
-    pub(crate) fn call_helper(&mut self, h: Helper, dt: DType, args: &[Value]) -> R<Value> {
+    pub(crate) fn call_helper(
+        &mut self,
+        h: Helper,
+        dt: DType,
+        args: &[Value],
+    ) -> Result<Value, CodegenError> {
         let f = self.helper(h)?;
         let wide: Vec<Value> = args
             .iter()
@@ -124,7 +131,7 @@ impl Cg<'_, '_> {
             .b
             .inst_results(call)
             .first()
-            .ok_or("helper without result")?;
+            .ok_or(CodegenError::HelperWithoutResult)?;
         Ok(if dt == DType::F32 {
             self.b.ins().fdemote(types::F32, r)
         } else {
@@ -133,8 +140,16 @@ impl Cg<'_, '_> {
     }
 
     /// Scalar unary op on an operand of dtype `dt`.
-    pub(crate) fn s_unary(&mut self, op: UnaryOp, dt: DType, x: Value) -> R<Value> {
-        let bad = || format!("{} is not defined for {dt}", op.name());
+    pub(crate) fn scalar_unary(
+        &mut self,
+        op: UnaryOp,
+        dt: DType,
+        x: Value,
+    ) -> Result<Value, CodegenError> {
+        let bad = || CodegenError::UndefinedFor {
+            op: op.name(),
+            dtype: dt,
+        };
         if dt.is_float() {
             let one = |cg: &mut Self| cg.fconst_of(dt, 1.0);
             return Ok(match op {
@@ -187,7 +202,7 @@ impl Cg<'_, '_> {
                 _ => Err(bad()),
             };
         }
-        let ty = super::sty(dt);
+        let ty = scalar_type(dt);
         Ok(match op {
             UnaryOp::Neg => self.b.ins().ineg(x),
             UnaryOp::Abs => {
@@ -229,8 +244,14 @@ impl Cg<'_, '_> {
     }
 
     /// Floor division and Python remainder of integers, without traps.
-    fn int_divrem(&mut self, dt: DType, a: Value, b: Value, div: bool) -> R<Value> {
-        let ty = super::sty(dt);
+    fn int_divrem(
+        &mut self,
+        dt: DType,
+        a: Value,
+        b: Value,
+        div: bool,
+    ) -> Result<Value, CodegenError> {
+        let ty = scalar_type(dt);
         let is0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
         self.flag_if(is0, FLAG_DIV_ZERO)?;
         let one = self.b.ins().iconst(ty, 1);
@@ -264,8 +285,17 @@ impl Cg<'_, '_> {
     }
 
     /// Scalar binary op on operands of dtype `dt`.
-    pub(crate) fn s_binary(&mut self, op: BinaryOp, dt: DType, a: Value, b: Value) -> R<Value> {
-        let bad = || format!("{} is not defined for {dt}", op.name());
+    pub(crate) fn scalar_binary(
+        &mut self,
+        op: BinaryOp,
+        dt: DType,
+        a: Value,
+        b: Value,
+    ) -> Result<Value, CodegenError> {
+        let bad = || CodegenError::UndefinedFor {
+            op: op.name(),
+            dtype: dt,
+        };
         if dt.is_float() {
             if let Some(cc) = float_cc(op) {
                 return Ok(self.b.ins().fcmp(cc, a, b));
@@ -329,7 +359,7 @@ impl Cg<'_, '_> {
     }
 
     /// Scalar cast with the executor's semantics.
-    pub(crate) fn s_cast(&mut self, from: DType, to: DType, x: Value) -> Value {
+    pub(crate) fn scalar_cast(&mut self, from: DType, to: DType, x: Value) -> Value {
         if from == to {
             return x;
         }
@@ -348,15 +378,15 @@ impl Cg<'_, '_> {
             }
             (_, DType::Bool) => ins.icmp_imm_s(IntCC::NotEqual, x, 0),
             (DType::I32 | DType::I64, DType::F32 | DType::F64) => {
-                ins.fcvt_from_sint(super::sty(to), x)
+                ins.fcvt_from_sint(scalar_type(to), x)
             }
             (DType::U32, DType::F32 | DType::F64) => {
                 let w = ins.uextend(types::I64, x);
-                self.b.ins().fcvt_from_sint(super::sty(to), w)
+                self.b.ins().fcvt_from_sint(scalar_type(to), w)
             }
             (DType::Bool, DType::F32 | DType::F64) => {
                 let w = ins.uextend(types::I32, x);
-                self.b.ins().fcvt_from_sint(super::sty(to), w)
+                self.b.ins().fcvt_from_sint(scalar_type(to), w)
             }
             (DType::I32, DType::I64) => ins.sextend(types::I64, x),
             (DType::U32 | DType::Bool, DType::I64) => ins.uextend(types::I64, x),
@@ -376,16 +406,16 @@ impl Cg<'_, '_> {
     }
 
     /// Vector unary op (`None`: evaluate lane by lane).
-    pub(crate) fn v_unary(
+    pub(crate) fn vector_unary(
         &mut self,
         op: UnaryOp,
         dt: DType,
         x: Value,
         lanes: u8,
-    ) -> R<Option<Value>> {
+    ) -> Result<Option<Value>, CodegenError> {
         let sse41 = self.jit.has_sse41;
         if dt.is_float() {
-            let ty = vty(dt, lanes);
+            let ty = vector_type(dt, lanes);
             return Ok(Some(match op {
                 UnaryOp::Neg => self.b.ins().fneg(x),
                 UnaryOp::Abs => self.b.ins().fabs(x),
@@ -415,7 +445,12 @@ impl Cg<'_, '_> {
                     self.b.ins().bitselect(pos, o, inner)
                 }
                 UnaryOp::IsNan => self.b.ins().fcmp(FloatCC::Unordered, x, x),
-                UnaryOp::Not => return Err(format!("not is not defined for {dt}")),
+                UnaryOp::Not => {
+                    return Err(CodegenError::UndefinedFor {
+                        op: "not",
+                        dtype: dt,
+                    });
+                }
                 UnaryOp::Exp
                 | UnaryOp::Log
                 | UnaryOp::Sin
@@ -445,14 +480,14 @@ impl Cg<'_, '_> {
     }
 
     /// Vector binary op on operands of dtype `dt` (`None`: evaluate lane by lane).
-    pub(crate) fn v_binary(
+    pub(crate) fn vector_binary(
         &mut self,
         op: BinaryOp,
         dt: DType,
         a: Value,
         b: Value,
         _lanes: u8,
-    ) -> R<Option<Value>> {
+    ) -> Result<Option<Value>, CodegenError> {
         if dt.is_float() {
             if let Some(cc) = float_cc(op) {
                 return Ok(Some(self.b.ins().fcmp(cc, a, b)));
@@ -485,7 +520,7 @@ impl Cg<'_, '_> {
                 BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge,
                 DType::I32 | DType::U32,
             ) => {
-                let cc = int_cc(op, dt == DType::U32).ok_or("comparison")?;
+                let cc = int_cc(op, dt == DType::U32).ok_or(CodegenError::NoComparison)?;
                 Some(ins.icmp(cc, a, b))
             }
             _ => None,
@@ -493,11 +528,17 @@ impl Cg<'_, '_> {
     }
 
     /// Vector cast (`None`: evaluate lane by lane).
-    pub(crate) fn v_cast(&mut self, from: DType, to: DType, x: Value, lanes: u8) -> Option<Value> {
+    pub(crate) fn vector_cast(
+        &mut self,
+        from: DType,
+        to: DType,
+        x: Value,
+        lanes: u8,
+    ) -> Option<Value> {
         if from == to {
             return Some(x);
         }
-        let ty_from = vty(from, lanes);
+        let ty_from = vector_type(from, lanes);
         match (from, to) {
             (DType::I32, DType::U32) | (DType::U32, DType::I32) => Some(x),
             (DType::I32, DType::F32) => Some(self.b.ins().fcvt_from_sint(types::F32X4, x)),

@@ -14,9 +14,12 @@
 
 use crate::alloc::zeroed;
 use crate::bind::Binder;
-use crate::{RuntimeError, Slots, Store};
+use crate::engine::{Engine, OutputBuffers, Run, Slots};
+use crate::error::RuntimeError;
+use crate::signature::Signature;
+use crate::state::Store;
 use kiln_cpu::{CpuProgram, RunOptions, RunPlan};
-use kiln_ir::{Array, Data, Graph, NodeId};
+use kiln_ir::{Data, Graph, NodeId};
 use kiln_kernel::{BufferId, BufferKind};
 
 fn id(i: usize) -> BufferId {
@@ -45,37 +48,27 @@ struct UpdateBuf {
     spare: Data,
 }
 
-/// Where the outputs of a run go.
-pub(crate) enum Sink<'a> {
-    /// Fresh arrays, returned to the caller.
-    Fresh,
-    /// The executable's held buffers (one per output, reused).
-    Held(&'a mut Vec<Data>),
-}
-
 /// The CPU engine of an executable.
 #[derive(Debug)]
 pub(crate) struct CpuEngine {
-    pub(crate) program: CpuProgram,
+    program: CpuProgram,
     plan: Option<RunPlan>,
     /// The signature symbol values `plan` was made for.
     key: Vec<u64>,
     /// Shapes of the named outputs under the plan's binding.
-    pub(crate) shapes: Vec<Vec<usize>>,
+    shapes: Vec<Vec<usize>>,
     /// Program input buffers with the signature input each reads.
     inputs: Vec<(BufferId, Option<usize>)>,
     states: Vec<StateBuf>,
     /// Output buffer of each named output, and the earlier output sharing it, if any.
     outputs: Vec<(BufferId, Option<usize>)>,
     updates: Vec<UpdateBuf>,
-    /// Fresh output data of the current run (capacity reused).
-    fresh: Vec<Data>,
 }
 
 impl CpuEngine {
     pub(crate) fn new(
         program: CpuProgram,
-        signature: &crate::Signature,
+        signature: &Signature,
         slots: &Slots,
         updates: &[(String, NodeId)],
     ) -> CpuEngine {
@@ -118,23 +111,25 @@ impl CpuEngine {
             shapes: Vec::new(),
             inputs,
             states,
-            fresh: Vec::with_capacity(outputs.len()),
             outputs,
             updates,
         }
     }
 
-    /// Makes sure the plan is for the binder's current binding.
-    fn prepare(
+    /// Takes the run plan for the binder's binding out of the engine: the kept one while
+    /// the binding stays the same, else a new one (with the output shapes and the spare
+    /// buffers resized for it). The caller puts it back after the run.
+    fn take_plan(
         &mut self,
         binder: &Binder,
         graph: &Graph,
         outputs: &[(String, NodeId)],
-    ) -> Result<(), RuntimeError> {
-        if self.plan.is_some() && self.key == binder.values {
-            return Ok(());
+    ) -> Result<RunPlan, RuntimeError> {
+        if let Some(plan) = self.plan.take()
+            && self.key == binder.values
+        {
+            return Ok(plan);
         }
-        self.plan = None;
         let plan = self.program.bind(&binder.map)?;
         self.shapes = outputs
             .iter()
@@ -163,22 +158,36 @@ impl CpuEngine {
         }
         self.key.clear();
         self.key.extend_from_slice(&binder.values);
-        self.plan = Some(plan);
-        Ok(())
+        Ok(plan)
     }
+}
 
-    /// Runs once under the binder's binding. Outputs go to `sink`; with [`Sink::Fresh`]
-    /// they are left in `self.fresh` for the caller to take.
-    pub(crate) fn run(
+impl Engine for CpuEngine {
+    /// Runs under the binder's binding, reading inputs and state in place and computing
+    /// outputs straight into `out`'s buffers.
+    fn run(
         &mut self,
-        binder: &Binder,
-        graph: &Graph,
-        names: &[(String, NodeId)],
-        inputs: &[(&str, &Array)],
+        run: &Run<'_>,
         store: &mut Store,
-        sink: Sink<'_>,
+        out: &mut OutputBuffers,
     ) -> Result<(), RuntimeError> {
-        self.prepare(binder, graph, names)?;
+        let mut plan = self.take_plan(run.binder, run.graph, run.outputs)?;
+        let result = self.run_planned(&mut plan, run, store, out);
+        self.plan = Some(plan);
+        result
+    }
+}
+
+impl CpuEngine {
+    /// [`Engine::run`] under `plan`, the plan of the binder's binding.
+    fn run_planned(
+        &mut self,
+        plan: &mut RunPlan,
+        run: &Run<'_>,
+        store: &mut Store,
+        out: &mut OutputBuffers,
+    ) -> Result<(), RuntimeError> {
+        let binder = run.binder;
         for s in &mut self.states {
             if s.slot.is_none() {
                 s.slot = store.position(&s.name);
@@ -191,43 +200,27 @@ impl CpuEngine {
         }
         let CpuEngine {
             program,
-            plan,
+            shapes,
             states,
             outputs,
             updates,
-            fresh,
             inputs: input_bufs,
             ..
         } = self;
-        let plan = plan
-            .as_mut()
-            .ok_or_else(|| RuntimeError::Other("internal: no run plan".into()))?;
-        let held = match sink {
-            Sink::Fresh => {
-                fresh.clear();
-                for &(b, _) in outputs.iter() {
-                    let len = plan.buffer_len(b).unwrap_or(0);
-                    let dtype = program.program().buffers[b.index()].dtype;
-                    fresh.push(
-                        zeroed(dtype, len)
-                            .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?,
-                    );
-                }
-                fresh
+        let held = &mut out.data;
+        held.resize_with(outputs.len(), || Data::F32(Vec::new()));
+        for (&(b, _), d) in outputs.iter().zip(held.iter_mut()) {
+            let len = plan.buffer_len(b).unwrap_or(0);
+            let dtype = program.program().buffers[b.index()].dtype;
+            if d.len() != len || d.dtype() != dtype {
+                *d = zeroed(dtype, len)
+                    .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?;
             }
-            Sink::Held(h) => {
-                h.resize_with(outputs.len(), || Data::F32(Vec::new()));
-                for (&(b, _), d) in outputs.iter().zip(h.iter_mut()) {
-                    let len = plan.buffer_len(b).unwrap_or(0);
-                    let dtype = program.program().buffers[b.index()].dtype;
-                    if d.len() != len || d.dtype() != dtype {
-                        *d = zeroed(dtype, len)
-                            .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?;
-                    }
-                }
-                h
-            }
-        };
+        }
+        out.shapes.resize_with(shapes.len(), Vec::new);
+        for (to, from) in out.shapes.iter_mut().zip(shapes.iter()) {
+            to.clone_from(from);
+        }
         for s in states.iter_mut() {
             if let (Some(p), Some(at)) = (&mut s.private, s.slot) {
                 kiln_ir::array::copy_data(p, &store.slots[at].data).map_err(|e| {
@@ -239,33 +232,33 @@ impl CpuEngine {
             }
         }
         {
-            let mut run = program.runner(plan)?;
+            let mut runner = program.runner(plan)?;
             for &(b, sig) in input_bufs.iter() {
                 let a = sig
                     .and_then(|k| binder.order.get(k))
-                    .and_then(|&j| inputs.get(j))
+                    .and_then(|&j| run.inputs.get(j))
                     .ok_or_else(|| RuntimeError::Other(format!("no input feeds {b}")))?
                     .1;
-                run.read(b, a.data())?;
+                runner.read(b, a.data())?;
             }
             for s in states.iter_mut() {
                 let at = s
                     .slot
                     .ok_or_else(|| RuntimeError::MissingState(s.name.clone()))?;
                 match &mut s.private {
-                    Some(p) => run.write(s.buffer, p)?,
-                    None => run.read(s.buffer, &store.slots[at].data)?,
+                    Some(p) => runner.write(s.buffer, p)?,
+                    None => runner.read(s.buffer, &store.slots[at].data)?,
                 }
             }
             for (&(b, dup), d) in outputs.iter().zip(held.iter_mut()) {
                 if dup.is_none() {
-                    run.write(b, d)?;
+                    runner.write(b, d)?;
                 }
             }
             for u in updates.iter_mut() {
-                run.write(u.buffer, &mut u.spare)?;
+                runner.write(u.buffer, &mut u.spare)?;
             }
-            run.run(&RunOptions::default())?;
+            runner.run(&RunOptions::default())?;
         }
         for k in 0..outputs.len() {
             if let Some(first) = outputs[k].1 {
@@ -292,19 +285,5 @@ impl CpuEngine {
             std::mem::swap(target, &mut u.spare);
         }
         Ok(())
-    }
-
-    /// Takes the fresh outputs of the last [`Sink::Fresh`] run as named arrays.
-    pub(crate) fn take_fresh(
-        &mut self,
-        names: &[(String, NodeId)],
-    ) -> Result<Vec<(String, Array)>, RuntimeError> {
-        let mut out = Vec::with_capacity(names.len());
-        for ((data, (name, _)), shape) in self.fresh.drain(..).zip(names).zip(&self.shapes) {
-            let a = Array::new(shape, data)
-                .map_err(|e| RuntimeError::Other(format!("output `{name}`: {e}")))?;
-            out.push((name.clone(), a));
-        }
-        Ok(out)
     }
 }

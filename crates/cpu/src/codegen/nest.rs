@@ -1,0 +1,211 @@
+//! The loops over the domain: one loop per axis around the body at a point (or a vector
+//! of points along the innermost axis, with a scalar tail), and the hoisted section that
+//! runs the reductions once per outer point.
+
+use super::analysis::{VarRef, VecMode, VecPlan};
+use super::error::CodegenError;
+use super::{Cg, Env, PointValue, VecCtx};
+use cranelift_codegen::ir::{InstBuilder, Value, condcodes::IntCC, types};
+use cranelift_frontend::Variable;
+
+impl Cg<'_, '_> {
+    /// Emits `for i in [lo, hi) step 1 { f(i) }` (the caller positions the builder).
+    pub(super) fn for_range(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        step: i64,
+        f: &mut dyn FnMut(&mut Self, Value) -> Result<(), CodegenError>,
+    ) -> Result<Variable, CodegenError> {
+        let var = self.b.declare_var(types::I64);
+        self.b.def_var(var, lo);
+        self.for_var(var, hi, step, f)?;
+        Ok(var)
+    }
+
+    /// Emits `while var < hi { f(var); var += step }`, continuing from the variable's value.
+    pub(super) fn for_var(
+        &mut self,
+        var: Variable,
+        hi: Value,
+        step: i64,
+        f: &mut dyn FnMut(&mut Self, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let header = self.b.create_block();
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(var);
+        let go = self.b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        self.b.ins().brif(go, body, &[], exit, &[]);
+        self.b.switch_to_block(body);
+        f(self, i)?;
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(var, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Emits the loop over domain axis `k` and everything inside it. `known`: the values
+    /// of the hoisted section at the current outer point, once it has run; the section
+    /// runs on entering the first hoisted axis (or the split axis, when that comes later:
+    /// the axes before it have one point).
+    pub(super) fn axis(
+        &mut self,
+        k: usize,
+        split: usize,
+        start: Value,
+        end: Value,
+        vars: &mut Vec<Value>,
+        known: Option<&[Option<PointValue>]>,
+    ) -> Result<(), CodegenError> {
+        if known.is_none()
+            && let Some(first) = self.hoist.as_ref().map(|h| h.first)
+            && (k == first || (k == split && first < split))
+        {
+            let section = self.hoisted_section(vars)?;
+            return self.axis(k, split, start, end, vars, Some(&section));
+        }
+        let rank = self.job.kernel.domain.len();
+        let extent = self.job.kernel.domain[k].clone();
+        if k != split && extent.is_one() {
+            vars[k] = self.b.ins().iconst(types::I64, 0);
+            return if k + 1 == rank {
+                self.point(vars, None, known)
+            } else {
+                self.axis(k + 1, split, start, end, vars, known)
+            };
+        }
+        let (lo, hi) = if k == split {
+            (start, end)
+        } else {
+            (self.b.ins().iconst(types::I64, 0), self.dim(&extent)?)
+        };
+        if k + 1 < rank {
+            let mut inner_vars = vars.clone();
+            self.for_range(lo, hi, 1, &mut |cg, i| {
+                inner_vars[k] = i;
+                cg.axis(k + 1, split, start, end, &mut inner_vars, known)
+            })?;
+            return Ok(());
+        }
+        let domain_plan = self
+            .plans
+            .iter()
+            .find(|p| p.mode == VecMode::Domain)
+            .map(|p| p.lanes);
+        let var = self.b.declare_var(types::I64);
+        self.b.def_var(var, lo);
+        if let Some(lanes) = domain_plan {
+            let span = self.b.ins().isub(hi, lo);
+            let whole = self.b.ins().band_imm_s(span, !(i64::from(lanes) - 1));
+            let vend = self.b.ins().iadd(lo, whole);
+            let mut vv = vars.clone();
+            self.for_var(var, vend, i64::from(lanes), &mut |cg, i| {
+                vv[k] = i;
+                cg.point(
+                    &vv,
+                    Some(VecCtx {
+                        var: VarRef::Loop(k),
+                        lanes,
+                    }),
+                    known,
+                )
+            })?;
+        }
+        let mut sv = vars.clone();
+        self.for_var(var, hi, 1, &mut |cg, i| {
+            sv[k] = i;
+            cg.point(&sv, None, known)
+        })?;
+        Ok(())
+    }
+
+    /// Emits the hoisted section at the current outer point (`vars` of the axes before the
+    /// first hoisted one; the others are not read): every node that does not vary along
+    /// the hoisted axes, the reduction loops included. Returns the values for the points.
+    fn hoisted_section(&mut self, vars: &[Value]) -> Result<Vec<Option<PointValue>>, CodegenError> {
+        let outer = self
+            .hoist
+            .as_ref()
+            .map(|h| h.outer.clone())
+            .ok_or(CodegenError::Internal("no hoisted section"))?;
+        let n = self.job.kernel.body.values.len();
+        let mut env = Env {
+            vars: vars.to_vec(),
+            reds: Vec::new(),
+            vals: vec![None; n],
+            vec: None,
+        };
+        let section: Vec<usize> = (0..n).filter(|&i| outer.get(i) == Some(&true)).collect();
+        for &i in &section {
+            if self.phases.is_pre(i) {
+                let v = self.node(i, &env)?;
+                env.vals[i] = Some(v);
+            }
+        }
+        self.reduction(&mut env)?;
+        for &i in &section {
+            if self.phases.is_post(i) {
+                let v = self.node(i, &env)?;
+                env.vals[i] = Some(v);
+            }
+        }
+        Ok(env.vals)
+    }
+
+    /// Emits the body at one point (or one vector of points). `known`: the values of the
+    /// hoisted section (reductions included), which are not evaluated again.
+    pub(super) fn point(
+        &mut self,
+        vars: &[Value],
+        vec: Option<VecCtx>,
+        known: Option<&[Option<PointValue>]>,
+    ) -> Result<(), CodegenError> {
+        let n = self.job.kernel.body.values.len();
+        let mut env = Env {
+            vars: vars.to_vec(),
+            reds: Vec::new(),
+            vals: known.map_or_else(|| vec![None; n], <[Option<PointValue>]>::to_vec),
+            vec,
+        };
+        if known.is_some() {
+            self.load_kept(&mut env)?;
+        }
+        for i in 0..n {
+            if self.phases.is_pre(i) && env.vals[i].is_none() && !self.skipped(i, known) {
+                let v = self.node(i, &env)?;
+                env.vals[i] = Some(v);
+            }
+        }
+        if !self.phases.reduces.is_empty() && known.is_none() {
+            self.reduction(&mut env)?;
+        }
+        for i in 0..n {
+            if self.phases.is_post(i) && env.vals[i].is_none() && !self.skipped(i, known) {
+                let v = self.node(i, &env)?;
+                env.vals[i] = Some(v);
+            }
+        }
+        let stores = self.job.kernel.body.stores.clone();
+        for s in &stores {
+            let v = env.vals[s.value.index()].ok_or(CodegenError::StoreOfUnevaluated)?;
+            self.store(s.buffer.index(), &s.index, v, &env)?;
+        }
+        Ok(())
+    }
+
+    /// The plan that vectorises `var`.
+    fn plan_of(&self, var: VarRef) -> Option<&VecPlan> {
+        self.plans.iter().find(|p| p.var == var)
+    }
+
+    pub(super) fn is_vector_node(&self, i: usize, env: &Env) -> bool {
+        env.vec.is_some_and(|c| {
+            self.plan_of(c.var)
+                .is_some_and(|p| p.vector.get(i).copied().unwrap_or(false))
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! [`Backend`]: where an executable runs, and the names the command line uses for it.
+
+use crate::error::RuntimeError;
+use std::fmt;
+use std::str::FromStr;
+
+/// Where an executable runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Native code from the Cranelift JIT, contractions through a tuned GEMM.
+    Cpu,
+    /// WGSL compute shaders through wgpu, on any GPU (or Mesa's lavapipe).
+    Gpu,
+    /// The reference graph interpreter (the oracle).
+    Interp,
+    /// The kernel plan run by the kernel-IR executor (the backends' oracle for plans).
+    Kernel,
+}
+
+impl Backend {
+    /// The backend named by `KILN_BACKEND`, or `cpu`.
+    pub fn from_env() -> Result<Backend, RuntimeError> {
+        match std::env::var("KILN_BACKEND") {
+            Ok(s) if !s.is_empty() => s.parse(),
+            _ => Ok(Backend::Cpu),
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+            Backend::Interp => "interp",
+            Backend::Kernel => "kernel",
+        }
+    }
+
+    /// Every backend built into this binary.
+    pub const ALL: [Backend; 4] = [Backend::Cpu, Backend::Gpu, Backend::Interp, Backend::Kernel];
+
+    /// The backends usable on this machine: all but `gpu` when no GPU adapter can be
+    /// opened. Test suites use `kiln_tests::backends()`, which turns a missing adapter into
+    /// a failure under `KILN_REQUIRE_GPU=1`.
+    pub fn available() -> Vec<Backend> {
+        let gpu = kiln_gpu::GpuDevice::shared().is_ok();
+        Backend::ALL
+            .into_iter()
+            .filter(|b| *b != Backend::Gpu || gpu)
+            .collect()
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = RuntimeError;
+    fn from_str(s: &str) -> Result<Backend, RuntimeError> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| RuntimeError::UnknownBackend(s.to_string()))
+    }
+}

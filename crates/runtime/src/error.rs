@@ -1,0 +1,55 @@
+//! [`RuntimeError`]: every way compiling, loading or running an executable can fail.
+
+use crate::signature::InputError;
+
+/// Errors of compiling or running an executable.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A backend name that is not built in.
+    #[error("unknown backend `{0}` (available: cpu, gpu, interp, kernel)")]
+    UnknownBackend(String),
+    /// The caller's inputs do not match the signature.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A requested output or update names no live node.
+    #[error("output `{0}` is not a node of the graph")]
+    UnknownOutput(String),
+    /// A state update's value does not match the state tensor's dtype or shape.
+    #[error("update of state `{name}`: {message}")]
+    Update {
+        /// State name.
+        name: String,
+        /// What differs.
+        message: String,
+    },
+    /// A parameter has no value.
+    #[error("parameter `{0}` has no value; set it before compiling")]
+    MissingState(String),
+    /// The optimiser pipeline failed.
+    #[error("optimiser: {0}")]
+    Pass(#[from] kiln_passes::error::PassError),
+    /// Lowering to kernels failed.
+    #[error("lowering: {0}")]
+    Fuse(#[from] kiln_passes::fuse::FuseError),
+    /// The kernel plan failed verification.
+    #[error("kernel plan rejected: {0}")]
+    Verify(String),
+    /// Graph evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] kiln_interp::EvalError),
+    /// Kernel execution failed.
+    #[error("kernel execution: {0}")]
+    Exec(#[from] kiln_kernel::ExecError),
+    /// Saving or loading a `.kiln` file failed.
+    #[error(transparent)]
+    Format(#[from] kiln_format::FormatError),
+    /// The CPU backend failed.
+    #[error("cpu backend: {0}")]
+    Cpu(#[from] kiln_cpu::CpuError),
+    /// The GPU backend failed.
+    #[error("gpu backend: {0}")]
+    Gpu(#[from] kiln_gpu::GpuError),
+    /// Anything else, one line.
+    #[error("{0}")]
+    Other(String),
+}

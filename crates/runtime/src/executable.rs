@@ -1,0 +1,232 @@
+//! [`Executable`]: a compiled, runnable module, and the [`Outputs`] its borrowed runs
+//! return. Every backend runs through the same path: bind the inputs, lock the state,
+//! hand both to the engine.
+
+use crate::backend::Backend;
+use crate::bind::Binder;
+use crate::engine::{Engine, OutputBuffers, Run};
+use crate::error::RuntimeError;
+use crate::report::CompileReport;
+use crate::signature::Signature;
+use crate::state::State;
+use kiln_ir::{Array, Graph, NodeId};
+use kiln_kernel::Program;
+use std::collections::HashMap;
+use std::fmt;
+
+/// A compiled, runnable module.
+pub struct Executable {
+    /// Validates inputs and binds symbols without allocating.
+    pub(crate) binder: Binder,
+    /// Outputs of the run in progress of [`Executable::run`], moved out when it returns.
+    pub(crate) fresh: OutputBuffers,
+    /// Outputs of the last [`Executable::run_borrowed`], one per output.
+    pub(crate) held: OutputBuffers,
+    pub(crate) backend: Backend,
+    pub(crate) signature: Signature,
+    pub(crate) graph: Graph,
+    pub(crate) outputs: Vec<(String, NodeId)>,
+    pub(crate) updates: Vec<(String, NodeId)>,
+    pub(crate) program: Program,
+    pub(crate) state: State,
+    pub(crate) engine: Box<dyn Engine>,
+    pub(crate) report: CompileReport,
+}
+
+impl fmt::Debug for Executable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executable")
+            .field("backend", &self.backend)
+            .field("signature", &self.signature)
+            .field("nodes", &self.graph.len())
+            .finish()
+    }
+}
+
+/// Which of the executable's output buffers a run fills.
+#[derive(Clone, Copy)]
+enum Destination {
+    /// `fresh`: buffers allocated for this run and moved out after it.
+    Fresh,
+    /// `held`: buffers kept and reused run after run.
+    Held,
+}
+
+impl Executable {
+    /// The backend it runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Inputs, outputs and symbols.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// The optimised graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Named outputs (nodes of the optimised graph).
+    pub fn outputs(&self) -> &[(String, NodeId)] {
+        &self.outputs
+    }
+
+    /// State updates (nodes of the optimised graph).
+    pub fn updates(&self) -> &[(String, NodeId)] {
+        &self.updates
+    }
+
+    /// The kernel plan (every executable has one, whichever backend runs it).
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The persistent state store (share it with
+    /// [`CompileSpec::state`](crate::CompileSpec::state)).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Compilation statistics.
+    pub fn report(&self) -> &CompileReport {
+        &self.report
+    }
+
+    /// Runs once: validates inputs, computes every output, then applies every state update.
+    ///
+    /// On the CPU backend a run reads inputs and state in place and computes outputs
+    /// straight into the returned arrays; in steady state (same symbol binding as the
+    /// previous run) it allocates only what it returns: the `Vec`, and per output its name,
+    /// its shape and its data (a name or shape of length zero allocates nothing). See
+    /// [`Executable::run_borrowed`] for runs that allocate nothing.
+    pub fn run(&mut self, inputs: &[(&str, &Array)]) -> Result<Vec<(String, Array)>, RuntimeError> {
+        self.run_with(inputs, &HashMap::new())
+    }
+
+    /// Like [`Executable::run`] with explicit symbol bindings for symbols no input determines.
+    pub fn run_with(
+        &mut self,
+        inputs: &[(&str, &Array)],
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Vec<(String, Array)>, RuntimeError> {
+        self.fresh.data.clear();
+        self.run_into(inputs, bindings, Destination::Fresh)?;
+        self.fresh.take(&self.outputs)
+    }
+
+    /// Runs once like [`Executable::run`] and returns borrowed views of the outputs, which
+    /// live in buffers the executable keeps and reuses (the idea of ONNX Runtime's I/O
+    /// binding): on the CPU backend, a steady-state run makes no heap allocation at all.
+    /// The views are valid until the next run; copy what must outlive it
+    /// ([`OutputView::to_array`]).
+    ///
+    /// ```no_run
+    /// # fn demo(exe: &mut kiln_runtime::Executable, x: &kiln_ir::Array) -> Result<(), kiln_runtime::RuntimeError> {
+    /// let outs = exe.run_borrowed(&[("x", x)])?;
+    /// let logits = outs.get("logits").expect("an output named logits");
+    /// println!("{:?} {:?}", logits.shape, logits.data);
+    /// # Ok(()) }
+    /// ```
+    pub fn run_borrowed(&mut self, inputs: &[(&str, &Array)]) -> Result<Outputs<'_>, RuntimeError> {
+        self.run_borrowed_with(inputs, &HashMap::new())
+    }
+
+    /// [`Executable::run_borrowed`] with explicit symbol bindings.
+    pub fn run_borrowed_with(
+        &mut self,
+        inputs: &[(&str, &Array)],
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Outputs<'_>, RuntimeError> {
+        self.run_into(inputs, bindings, Destination::Held)?;
+        Ok(Outputs {
+            names: &self.outputs,
+            shapes: &self.held.shapes,
+            data: &self.held.data,
+        })
+    }
+
+    /// Binds `inputs`, then runs the engine with the state locked, its outputs going to
+    /// the buffers `destination` names.
+    fn run_into(
+        &mut self,
+        inputs: &[(&str, &Array)],
+        bindings: &HashMap<String, u64>,
+        destination: Destination,
+    ) -> Result<(), RuntimeError> {
+        self.binder.bind(&self.signature, inputs, bindings)?;
+        let run = Run {
+            binder: &self.binder,
+            inputs,
+            graph: &self.graph,
+            outputs: &self.outputs,
+            updates: &self.updates,
+        };
+        let out = match destination {
+            Destination::Fresh => &mut self.fresh,
+            Destination::Held => &mut self.held,
+        };
+        let mut store = self.state.lock();
+        self.engine.run(&run, &mut store, out)
+    }
+}
+
+/// One output of [`Executable::run_borrowed`], borrowed from the executable.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputView<'a> {
+    /// The output's name.
+    pub name: &'a str,
+    /// Its concrete shape.
+    pub shape: &'a [usize],
+    /// Its elements, row-major.
+    pub data: &'a kiln_ir::Data,
+}
+
+impl OutputView<'_> {
+    /// An owned copy.
+    pub fn to_array(&self) -> Result<Array, RuntimeError> {
+        Array::new(self.shape, self.data.clone())
+            .map_err(|e| RuntimeError::Other(format!("output `{}`: {e}", self.name)))
+    }
+}
+
+/// The outputs of [`Executable::run_borrowed`], in the executable's output order.
+#[derive(Clone, Copy, Debug)]
+pub struct Outputs<'a> {
+    names: &'a [(String, NodeId)],
+    shapes: &'a [Vec<usize>],
+    data: &'a [kiln_ir::Data],
+}
+
+impl<'a> Outputs<'a> {
+    /// Number of outputs.
+    pub fn len(&self) -> usize {
+        self.names.len().min(self.shapes.len()).min(self.data.len())
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Output `i`.
+    pub fn at(&self, i: usize) -> Option<OutputView<'a>> {
+        Some(OutputView {
+            name: &self.names.get(i)?.0,
+            shape: self.shapes.get(i)?,
+            data: self.data.get(i)?,
+        })
+    }
+
+    /// The output named `name`.
+    pub fn get(&self, name: &str) -> Option<OutputView<'a>> {
+        self.at(self.names.iter().position(|(n, _)| n == name)?)
+    }
+
+    /// Every output in order.
+    pub fn iter(&self) -> impl Iterator<Item = OutputView<'a>> + 'a {
+        let this = *self;
+        (0..this.len()).filter_map(move |i| this.at(i))
+    }
+}

@@ -1,0 +1,146 @@
+//! [`State`]: the persistent named tensors (parameters, optimiser moments, counters) that
+//! executables compiled from one graph share, and the [`Store`] behind it that engines read
+//! and update.
+
+use crate::error::RuntimeError;
+use kiln_ir::Array;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Persistent named tensors shared by executables compiled from the same graph (a train
+/// step and its eval executable see the same parameters).
+///
+/// Tensors are never removed, so the position of a tensor in the store is stable: the CPU
+/// engine resolves each state buffer's position once and, after a run, swaps the new value
+/// of an updated tensor in (no copy, no allocation).
+#[derive(Clone, Debug, Default)]
+pub struct State(Arc<Mutex<Store>>);
+
+/// One stored tensor: its shape and data (kept apart so the run path can swap data).
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: kiln_ir::Data,
+}
+
+impl Stored {
+    fn from_array(a: Array) -> Stored {
+        Stored {
+            shape: a.shape().to_vec(),
+            data: a.into_data(),
+        }
+    }
+
+    pub(crate) fn to_array(&self) -> Array {
+        // The shape and the data length agree: both come from an `Array`, and the run path
+        // only swaps in data of the same dtype and length.
+        Array::new(&self.shape, self.data.clone()).unwrap_or_else(|_| {
+            Array::new(&[self.data.len()], self.data.clone())
+                .unwrap_or_else(|_| Array::scalar(self.data.dtype(), 0.0))
+        })
+    }
+}
+
+/// The store behind a [`State`]: tensors in insertion order, indexed by name.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    index: BTreeMap<String, usize>,
+    pub(crate) slots: Vec<Stored>,
+}
+
+impl Store {
+    /// The position of tensor `name`.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Stored> {
+        self.slots.get(self.position(name)?)
+    }
+
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Stored> {
+        let at = self.position(name)?;
+        self.slots.get_mut(at)
+    }
+
+    /// Inserts or replaces tensor `name`.
+    pub(crate) fn insert(&mut self, name: &str, value: Array) {
+        match self.position(name) {
+            Some(at) => self.slots[at] = Stored::from_array(value),
+            None => {
+                self.index.insert(name.to_string(), self.slots.len());
+                self.slots.push(Stored::from_array(value));
+            }
+        }
+    }
+
+    /// Every tensor as an array, sorted by name.
+    pub(crate) fn arrays(&self) -> impl Iterator<Item = (&String, Array)> {
+        self.index
+            .iter()
+            .map(|(k, &at)| (k, self.slots[at].to_array()))
+    }
+}
+
+impl State {
+    /// A state store holding `values`.
+    pub fn new(values: impl IntoIterator<Item = (String, Array)>) -> State {
+        let mut store = Store::default();
+        for (name, value) in values {
+            store.insert(&name, value);
+        }
+        State(Arc::new(Mutex::new(store)))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of one tensor.
+    pub fn get(&self, name: &str) -> Option<Array> {
+        self.lock().get(name).map(Stored::to_array)
+    }
+
+    /// Replaces one tensor; it must keep its dtype and shape.
+    pub fn set(&self, name: &str, value: Array) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        match s.get_mut(name) {
+            Some(old) if old.data.dtype() == value.dtype() && old.shape == value.shape() => {
+                *old = Stored::from_array(value);
+                Ok(())
+            }
+            Some(old) => Err(RuntimeError::Update {
+                name: name.into(),
+                message: format!(
+                    "expected {}{:?}, got {}{:?}",
+                    old.data.dtype(),
+                    old.shape,
+                    value.dtype(),
+                    value.shape()
+                ),
+            }),
+            None => Err(RuntimeError::Update {
+                name: name.into(),
+                message: "no such state tensor".into(),
+            }),
+        }
+    }
+
+    /// A snapshot of every tensor, sorted by name.
+    pub fn snapshot(&self) -> Vec<(String, Array)> {
+        self.lock().arrays().map(|(k, v)| (k.clone(), v)).collect()
+    }
+
+    /// True if both handles share one store.
+    pub fn same(&self, other: &State) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Inserts tensor `name` with `value` unless the store already holds it.
+    pub(crate) fn ensure(&self, name: &str, value: &Array) {
+        let mut s = self.lock();
+        if s.position(name).is_none() {
+            s.insert(name, value.clone());
+        }
+    }
+}
