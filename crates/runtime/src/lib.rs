@@ -787,6 +787,21 @@ impl Executable {
         &self.program
     }
 
+    /// The bytes of scratch memory the engine allocates for runs under `bindings` (symbol
+    /// values by name): the peak of its memory plan ([`kiln_kernel::memplan`]), held in one
+    /// arena per binding. `None` for the engines that keep no arena (`interp`, `kernel`).
+    pub fn planned_scratch_bytes(
+        &self,
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Option<u64>, RuntimeError> {
+        match &self.engine {
+            Engine::Cpu(engine) => Ok(Some(
+                engine.program.memory_plan(bindings)?.peak_scratch_bytes,
+            )),
+            Engine::Gpu(_) | Engine::Interp | Engine::Kernel { .. } => Ok(None),
+        }
+    }
+
     /// The module this executable saves as: optimised graph, kernel plan, current state.
     pub fn to_module(&self) -> kiln_format::Module {
         let created = std::time::SystemTime::now()
