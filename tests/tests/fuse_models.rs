@@ -8,9 +8,9 @@
 
 use kiln::{Array, DType, Data, Graph, Tensor};
 use kiln_ir::NodeId;
+use kiln_kernel::memplan;
 use kiln_kernel::{BufferKind, Program};
 use kiln_passes::fuse::{FuseReport, lower_with};
-use kiln_passes::memplan;
 use kiln_passes::pipeline::{Func, PipelineOptions, optimize};
 use kiln_tests::models::{lenet, lstm_nn, simple_nn};
 use std::collections::HashMap;

@@ -199,7 +199,7 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
         for k in &p.kernels {
             *kinds.entry(kernel_kind(k)).or_default() += 1;
         }
-        scratch = kiln_passes::memplan::plan(p, &bindings)
+        scratch = kiln_cpu::memory_plan(p, &bindings)
             .ok()
             .map(|plan| plan.peak_scratch_bytes);
     }
@@ -281,7 +281,7 @@ pub fn info(model: &Path, binds: &[String], json_out: bool) -> Result<()> {
         }
     );
     match scratch {
-        Some(b) => println!("  scratch memory at {binding_text}: {b} bytes"),
+        Some(b) => println!("  scratch memory at {binding_text}: {b} bytes (CPU arena)"),
         None => println!("  scratch memory: not available"),
     }
     Ok(())

@@ -203,6 +203,15 @@ fn info_dot_and_bench() {
     assert_eq!(v["parameter_count"], 101770);
     assert_eq!(v["inputs"][0]["shape"], "[N, 784]");
     assert!(v["kernels"]["matmul"].as_u64().unwrap() >= 2);
+    let o = kiln(&["info", s(&model), "--bind", "N=64", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let exe = kiln_runtime::load(&model, kiln_runtime::Backend::Cpu).unwrap();
+    let arena = exe
+        .planned_scratch_bytes(&std::collections::HashMap::from([("N".to_string(), 64)]))
+        .unwrap()
+        .unwrap();
+    assert!(arena > 0);
+    assert_eq!(v["scratch_bytes"].as_u64(), Some(arena));
 
     let o = kiln(&["dot", s(&model)]);
     assert!(o.status.success());

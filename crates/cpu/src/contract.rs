@@ -84,6 +84,16 @@ pub(crate) struct ContractPlan {
 }
 
 impl PendingContract {
+    /// The kernel it plans.
+    pub(crate) fn kernel(&self) -> KernelId {
+        self.kernel
+    }
+
+    /// The scratch buffers the contraction needs (dtype, element count), in slot order.
+    pub(crate) fn scratch(&self) -> &[(DType, Dim)] {
+        &self.scratch
+    }
+
     /// The loops to compile, in order: prologues, then the epilogue.
     pub(crate) fn loops(&self) -> impl Iterator<Item = &PendingLoop> {
         self.prologue.iter().chain(self.epilogue.iter())

@@ -84,6 +84,9 @@ pub enum CpuError {
         /// The kernel that raised the flag.
         kernel: KernelId,
     },
+    /// The scratch arena could not be planned under the bindings.
+    #[error(transparent)]
+    Plan(#[from] kiln_kernel::memplan::PlanError),
     /// A worker thread panicked while running a kernel (a bug in this backend).
     #[error("{kernel}: a worker thread panicked")]
     WorkerPanic {

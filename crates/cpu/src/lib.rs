@@ -18,6 +18,11 @@
 //!   run time) on strided views taken straight from plain affine operand loads; other
 //!   operand bodies are materialised by generated loops, epilogues run as one generated
 //!   loop over the accumulator. Conv2d is im2col + GEMM.
+//! * Scratch memory is one arena per [`RunPlan`] (one binding of the symbols), laid out by
+//!   the memory plan ([`kiln_kernel::memplan`], [`memory_plan`]): every scratch buffer and
+//!   every contraction's materialised operands and accumulator at a 64-byte-aligned
+//!   offset, buffers with disjoint lifetimes sharing bytes, an elementwise kernel's output
+//!   written over its dead input in place.
 //! * Kernels above a work threshold are split over a persistent thread pool
 //!   (`KILN_THREADS`, default: all cores).
 //! * Compiled loops are cached per process by the structure of the kernel.
@@ -61,6 +66,7 @@
 //! assert!((y[1] - std::f32::consts::E).abs() < 1e-6);
 //! ```
 
+mod arena;
 mod cache;
 pub(crate) mod codegen;
 mod contract;
@@ -73,10 +79,13 @@ pub mod pool;
 mod preflight;
 mod program;
 
+pub use arena::ARENA_ALIGNMENT;
 pub use cache::{CacheStats, cache_stats};
 
 pub use error::CpuError;
-pub use program::{CpuProgram, LoopSummary, RunOptions, RunPlan, Runner, VectorAxis, compile};
+pub use program::{
+    CpuProgram, LoopSummary, RunOptions, RunPlan, Runner, VectorAxis, compile, memory_plan,
+};
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! kernel into steps (generated loops, GEMM calls); [`CpuProgram::run`] validates bindings
 //! and buffers, then runs the steps in order, splitting large loops over the thread pool.
 
+use crate::arena::{ARENA_ALIGNMENT, Arena};
 use crate::cache;
 use crate::contract::{self, ContractPlan};
 use crate::error::CpuError;
@@ -9,7 +10,9 @@ use crate::job::LoopJob;
 use crate::loops::{LoopRun, LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
 use crate::pool;
 use crate::preflight::eval_dim;
+use kiln_ir::Dim;
 use kiln_ir::{DType, Data};
+use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions, Workspace};
 use kiln_kernel::{BufferId, BufferKind, Kernel, KernelId, Program};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,6 +125,74 @@ pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
     })
 }
 
+/// The options the CPU engine plans its arena with: [`ARENA_ALIGNMENT`], in-place reuse on
+/// (the generated code reads a point's element of `x` before writing the same bytes of `y`
+/// within one iteration, and threads split disjoint ranges of points).
+const CPU_PLAN: PlanOptions = PlanOptions {
+    alignment: ARENA_ALIGNMENT,
+    in_place: true,
+};
+
+/// The scratch arena of a program under one binding: the memory plan and the element count
+/// of every contraction scratch buffer (in table order, after the program's buffers).
+struct ArenaPlan {
+    plan: MemoryPlan,
+    workspace_lens: Vec<usize>,
+}
+
+/// Plans the arena of `program` under `bindings`, given each contraction kernel's scratch
+/// buffers (in kernel order).
+fn plan_arena<'a>(
+    program: &Program,
+    contractions: impl Iterator<Item = (KernelId, &'a [(DType, Dim)])>,
+    bindings: &HashMap<String, u64>,
+) -> Result<ArenaPlan, CpuError> {
+    let mut workspace = Vec::new();
+    let mut workspace_lens = Vec::new();
+    for (kernel, scratch) in contractions {
+        for (dt, size) in scratch {
+            let n = eval_dim(size, bindings)?.max(0);
+            let too_large = || CpuError::Overflow(format!("{kernel}: scratch is too large"));
+            let len = usize::try_from(n).map_err(|_| too_large())?;
+            let bytes = u64::try_from(n)
+                .ok()
+                .and_then(|n| n.checked_mul(dt.size_bytes() as u64))
+                .ok_or_else(too_large)?;
+            workspace.push(Workspace { kernel, bytes });
+            workspace_lens.push(len);
+        }
+    }
+    let plan = memplan::plan_with(program, bindings, &CPU_PLAN, &workspace)?;
+    Ok(ArenaPlan {
+        plan,
+        workspace_lens,
+    })
+}
+
+/// The memory plan the CPU engine runs `program` with under `bindings`, without compiling
+/// it: the program's scratch buffers and every contraction's workspace (materialised
+/// operands, accumulators) placed in one arena, 64-byte aligned, in-place pairs sharing
+/// bytes. Its `peak_scratch_bytes` is the size of the arena a [`RunPlan`] allocates, the
+/// same as [`CpuProgram::memory_plan`] of the compiled program. The program is verified
+/// first.
+pub fn memory_plan(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+) -> Result<MemoryPlan, CpuError> {
+    kiln_kernel::verify(program).map_err(CpuError::Verify)?;
+    let mut contractions = Vec::new();
+    for (i, k) in program.kernels.iter().enumerate() {
+        let id = KernelId(u32::try_from(i).unwrap_or(u32::MAX));
+        match k {
+            Kernel::Loop(_) => {}
+            Kernel::Matmul(mk) => contractions.push(contract::plan_matmul(program, id, mk)?),
+            Kernel::Conv2d(ck) => contractions.push(contract::plan_conv(program, id, ck)?),
+        }
+    }
+    let scratch = contractions.iter().map(|c| (c.kernel(), c.scratch()));
+    Ok(plan_arena(program, scratch, bindings)?.plan)
+}
+
 pub(crate) fn data_ptr(d: &mut Data) -> *mut u8 {
     match d {
         Data::F32(v) => v.as_mut_ptr().cast(),
@@ -145,24 +216,6 @@ fn const_ptr(d: &Data) -> *mut u8 {
         Data::Bool(v) => v.as_ptr().cast(),
     };
     p.cast_mut()
-}
-
-/// `len` zeros of `dtype`, or `None` if the allocation fails.
-pub(crate) fn zeros(dtype: DType, len: usize) -> Option<Data> {
-    fn make<T: Clone>(len: usize, z: T) -> Option<Vec<T>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len).ok()?;
-        v.resize(len, z);
-        Some(v)
-    }
-    Some(match dtype {
-        DType::F32 => Data::F32(make(len, 0.0)?),
-        DType::F64 => Data::F64(make(len, 0.0)?),
-        DType::I32 => Data::I32(make(len, 0)?),
-        DType::I64 => Data::I64(make(len, 0)?),
-        DType::U32 => Data::U32(make(len, 0)?),
-        DType::Bool => Data::Bool(make(len, false)?),
-    })
 }
 
 /// Which axis of a compiled loop runs as vectors.
@@ -254,6 +307,21 @@ impl CpuProgram {
         out
     }
 
+    /// The memory plan of runs under `bindings`: the program's scratch buffers and every
+    /// contraction's workspace in one arena (see [`memory_plan`]). Its `peak_scratch_bytes`
+    /// is the size of the one scratch allocation a [`RunPlan`] for these bindings makes.
+    pub fn memory_plan(&self, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, CpuError> {
+        Ok(self.plan_arena(bindings)?.plan)
+    }
+
+    fn plan_arena(&self, bindings: &HashMap<String, u64>) -> Result<ArenaPlan, CpuError> {
+        let contractions = self.steps.iter().filter_map(|s| match s {
+            Step::Loop(_) => None,
+            Step::Contract(c) => Some((c.kernel(), c.scratch())),
+        });
+        plan_arena(&self.program, contractions, bindings)
+    }
+
     /// Checks the bindings against the symbols' preconditions and returns their values in
     /// the order of `program.symbols`.
     fn check_bindings(&self, bindings: &HashMap<String, u64>) -> Result<Vec<u64>, CpuError> {
@@ -286,8 +354,9 @@ impl CpuProgram {
     /// Prepares runs under one binding of the symbols: checks the bindings against the
     /// symbols' preconditions, evaluates every buffer length and every dim the generated
     /// code takes, makes the pre-run checks (divisors, 64-bit index arithmetic, contraction
-    /// views in bounds) and lays out the pointer table. Scratch memory is allocated on the
-    /// first run. A plan is reused by every later run with the same binding
+    /// views in bounds), plans the scratch arena ([`CpuProgram::memory_plan`]) and lays out
+    /// the pointer table. The arena (one allocation of the plan's `peak_scratch_bytes`) is
+    /// allocated on the first run. A plan is reused by every later run with the same binding
     /// ([`RunPlan::is_for`]), which then makes no allocation and repeats no check.
     pub fn bind(&self, bindings: &HashMap<String, u64>) -> Result<RunPlan, CpuError> {
         let values = self.check_bindings(bindings)?;
@@ -310,26 +379,36 @@ impl CpuProgram {
             }
             lens.push(len);
         }
-        let mut owned_dtypes: Vec<Option<DType>> = self
-            .program
-            .buffers
-            .iter()
-            .map(|b| matches!(b.kind, BufferKind::Scratch).then_some(b.dtype))
-            .collect();
+        let arena = self.plan_arena(bindings)?;
+        let too_large = || CpuError::Overflow("the scratch arena is too large".into());
+        let mut offsets: Vec<Option<usize>> = Vec::with_capacity(nb);
+        for (i, b) in self.program.buffers.iter().enumerate() {
+            offsets.push(match b.kind {
+                BufferKind::Scratch => Some(
+                    usize::try_from(arena.plan.offsets[i].unwrap_or(0)).map_err(|_| too_large())?,
+                ),
+                _ => None,
+            });
+        }
         let mut bases = Vec::with_capacity(self.steps.len());
+        let mut workspace = arena
+            .workspace_lens
+            .iter()
+            .zip(&arena.plan.workspace_offsets);
         for s in &self.steps {
             bases.push(lens.len());
             if let Step::Contract(c) = s {
-                for (dt, size) in c.scratch() {
-                    let n = eval_dim(size, bindings)?.max(0);
-                    let n = usize::try_from(n).map_err(|_| {
-                        CpuError::Overflow(format!("{}: scratch is too large", c.kernel()))
+                for _ in c.scratch() {
+                    let (&len, &offset) = workspace.next().ok_or_else(|| {
+                        CpuError::Buffers("internal: workspace missing from the plan".into())
                     })?;
-                    lens.push(n);
-                    owned_dtypes.push(Some(*dt));
+                    lens.push(len);
+                    offsets.push(Some(usize::try_from(offset).map_err(|_| too_large())?));
                 }
             }
         }
+        let arena_bytes =
+            usize::try_from(arena.plan.peak_scratch_bytes).map_err(|_| too_large())?;
         let table_len = lens.len();
         let mut steps = Vec::with_capacity(self.steps.len());
         for (s, &base) in self.steps.iter().zip(&bases) {
@@ -349,9 +428,10 @@ impl CpuProgram {
         Ok(RunPlan {
             program: self.id,
             values,
-            owned: owned_dtypes.iter().map(|_| Data::F32(Vec::new())).collect(),
-            owned_dtypes,
             lens,
+            offsets,
+            arena_bytes,
+            arena: Arena::default(),
             table,
             set: vec![false; nb],
             steps,
@@ -441,7 +521,7 @@ impl CpuProgram {
 
 /// Everything the runs of a [`CpuProgram`] under one binding of its symbols need: the
 /// binding, evaluated buffer lengths and dims, the results of the pre-run checks, the
-/// pointer table handed to generated code, and scratch memory. Made by
+/// pointer table handed to generated code, and the scratch arena. Made by
 /// [`CpuProgram::bind`]; reused run after run, a plan makes a run allocation-free.
 #[derive(Debug)]
 pub struct RunPlan {
@@ -449,10 +529,13 @@ pub struct RunPlan {
     values: Vec<u64>,
     /// Element counts: program buffers, then every contraction's scratch buffers.
     lens: Vec<usize>,
-    /// Dtypes of the table entries the plan owns (program scratch, contraction scratch).
-    owned_dtypes: Vec<Option<DType>>,
-    /// Storage of those entries (allocated on first use).
-    owned: Vec<Data>,
+    /// Arena offset of every table entry the plan provides (program scratch, contraction
+    /// scratch), from the memory plan.
+    offsets: Vec<Option<usize>>,
+    /// The arena's size: the memory plan's `peak_scratch_bytes`.
+    arena_bytes: usize,
+    /// The arena (allocated on the first run).
+    arena: Arena,
     /// The address of every buffer of the run.
     table: Vec<SyncPtr<u8>>,
     /// Program buffers supplied by the caller in the current run.
@@ -482,6 +565,12 @@ impl RunPlan {
     /// The symbol values the plan was made for, in the order of the program's symbols.
     pub fn values(&self) -> &[u64] {
         &self.values
+    }
+
+    /// The size in bytes of the scratch arena runs under this plan use (allocated once, on
+    /// the first run): the memory plan's `peak_scratch_bytes`.
+    pub fn scratch_bytes(&self) -> usize {
+        self.arena_bytes
     }
 
     /// The element count of program buffer `b` under the plan's binding.
@@ -574,17 +663,18 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        for i in 0..plan.table.len() {
+        let base = plan.arena.base(plan.arena_bytes).ok_or_else(|| {
+            CpuError::Overflow(format!("a scratch arena of {} bytes", plan.arena_bytes))
+        })?;
+        for (i, offset) in plan.offsets.iter().enumerate() {
             if i < nb && plan.set[i] {
                 continue;
             }
-            if let Some(dt) = plan.owned_dtypes[i] {
-                let len = plan.lens[i];
-                if plan.owned[i].len() != len || plan.owned[i].dtype() != dt {
-                    plan.owned[i] = zeros(dt, len)
-                        .ok_or_else(|| CpuError::Overflow(format!("scratch of {len} elements")))?;
-                }
-                plan.table[i] = SyncPtr(data_ptr(&mut plan.owned[i]));
+            if let Some(offset) = *offset {
+                // The memory plan places every used scratch buffer inside the arena; an
+                // unused one (no kernel touches it) may get an address past its end, which
+                // nothing dereferences.
+                plan.table[i] = SyncPtr(base.wrapping_add(offset));
             }
         }
         for (step, sr) in self.program.steps.iter().zip(plan.steps.iter_mut()) {

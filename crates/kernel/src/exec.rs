@@ -1,7 +1,8 @@
 //! The kernel-IR executor: runs a verified program on host buffers with plain loops. It is
 //! the "kernel IR interpreter" that differential tests compare with the graph interpreter,
 //! so it favours obvious correctness over speed (float reductions and contractions
-//! accumulate in `f64`).
+//! accumulate in `f64`). Every buffer is its own allocation: the executor does not use the
+//! memory plan ([`crate::memplan`]), whose sharing the CPU engine's arena exercises.
 
 use crate::ids::{BufferId, KernelId};
 use crate::index::IndexExpr;

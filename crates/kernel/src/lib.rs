@@ -232,6 +232,7 @@ mod bounds;
 pub mod exec;
 pub mod ids;
 pub mod index;
+pub mod memplan;
 pub mod parse;
 mod poly;
 mod print;

@@ -8,6 +8,5 @@ pub mod error;
 pub mod func;
 pub mod fuse;
 pub mod infer;
-pub mod memplan;
 pub mod pipeline;
 pub mod simplify;

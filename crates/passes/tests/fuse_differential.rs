@@ -419,7 +419,7 @@ proptest! {
             Err(e) => return Err(TestCaseError::fail(format!("lowering failed: {e}\n{g}"))),
         };
         prop_assert!(kiln_kernel::verify(&program).is_ok());
-        let mp = kiln_passes::memplan::plan(&program, &bindings);
+        let mp = kiln_kernel::memplan::plan(&program, &bindings);
         prop_assert!(mp.is_ok());
         if let Ok(mp) = &mp {
             check_plan(&program, mp);

@@ -5,8 +5,8 @@
 mod fuse_util;
 
 use fuse_util::check_plan as check_invariants;
-use kiln_kernel::{BufferId, parse};
-use kiln_passes::memplan::{PlanError, plan};
+use kiln_kernel::memplan::{PlanError, PlanOptions, Workspace, plan, plan_with};
+use kiln_kernel::{BufferId, KernelId, parse};
 use std::collections::HashMap;
 
 fn n(v: u64) -> HashMap<String, u64> {
@@ -157,4 +157,92 @@ fn fused_models_plan_within_their_live_sets() {
     assert_eq!(p.kernels.len(), 4);
     assert_eq!(mp.peak_scratch_bytes, 64 * 128 * 4 + 64 * 10 * 4);
     assert_eq!(mp.live_bound_bytes, 64 * 128 * 4 + 64 * 10 * 4);
+}
+
+/// `x -> exp -> neg -> sum of 4`: b1 dies in k1, which may write b2 over it.
+const CHAIN: &str = "symbol N >= 1
+b0 = input \"x\" f32[N*4]
+b1 = scratch f32[N*4]
+b2 = scratch f32[N*4]
+b3 = output \"y\" f32[N]
+k0 = loop [N*4] {
+  v0 = load b0[i0]
+  v1 = exp(v0)
+  store b1[i0] = v1
+}
+k1 = loop [N*4] {
+  v0 = load b1[i0]
+  v1 = neg(v0)
+  store b2[i0] = v1
+}
+k2 = loop [N] reduce [4] {
+  v0 = load b2[i0*4 + r0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  store b3[i0] = v1
+}
+";
+
+#[test]
+fn alignment_and_in_place_reuse_are_options() {
+    let p = parse(CHAIN).expect("parses");
+    let separate = PlanOptions {
+        alignment: 256,
+        in_place: false,
+    };
+    let mp = plan_with(&p, &n(10), &separate, &[]).expect("plans");
+    assert!(mp.in_place.is_empty());
+    assert_eq!(mp.alignment, 256);
+    // b1 and b2 (160 bytes each, one 256-byte slot each) are live together at k1.
+    assert_eq!((mp.offsets[1], mp.offsets[2]), (Some(0), Some(256)));
+    assert_eq!(mp.peak_scratch_bytes, 512);
+    assert_eq!(mp.live_bound_bytes, 512);
+    check_invariants(&p, &mp);
+    let odd = PlanOptions {
+        alignment: 48,
+        in_place: true,
+    };
+    assert_eq!(
+        plan_with(&p, &n(10), &odd, &[]),
+        Err(PlanError::Alignment(48))
+    );
+}
+
+#[test]
+fn workspace_is_live_only_during_its_kernel() {
+    let p = parse(CHAIN).expect("parses");
+    let ws = [
+        Workspace {
+            kernel: KernelId(2),
+            bytes: 100,
+        },
+        Workspace {
+            kernel: KernelId(0),
+            bytes: 1,
+        },
+    ];
+    let mp = plan_with(&p, &n(10), &PlanOptions::default(), &ws).expect("plans");
+    assert_eq!(mp.in_place, vec![(BufferId(2), BufferId(1))]);
+    // Slots live at k0: b1 (192) + 64; k1: the b1/b2 slot (192); k2: b2 (192) + 128. The
+    // live bound counts b1 and b2 apart: 384 at k1.
+    assert_eq!(mp.peak_scratch_bytes, 192 + 128);
+    assert_eq!(mp.live_bound_bytes, 384);
+    let slot = mp.offsets[2].expect("placed");
+    let w0 = mp.workspace_offsets[0];
+    assert!(w0 >= slot + 192 || w0 + 128 <= slot, "{mp:?}");
+    assert_eq!(w0 % 64, 0);
+    // The k0 workspace may take any bytes b1 does not use at k0.
+    let w1 = mp.workspace_offsets[1];
+    assert!(w1 >= slot + 192 || w1 + 64 <= slot, "{mp:?}");
+    assert_eq!(
+        plan_with(
+            &p,
+            &n(10),
+            &PlanOptions::default(),
+            &[Workspace {
+                kernel: KernelId(3),
+                bytes: 8
+            }]
+        ),
+        Err(PlanError::NoSuchKernel(KernelId(3)))
+    );
 }

@@ -83,6 +83,17 @@ impl Executable {
         &self.program
     }
 
+    /// The bytes of scratch memory the engine allocates for runs under `bindings` (symbol
+    /// values by name): the peak of its memory plan ([`kiln_kernel::memplan`]), held in one
+    /// arena per binding. `None` for the engines that keep no arena (`interp`, `kernel`,
+    /// `gpu`).
+    pub fn planned_scratch_bytes(
+        &self,
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Option<u64>, RuntimeError> {
+        self.engine.planned_scratch_bytes(bindings)
+    }
+
     /// The persistent state store (share it with
     /// [`CompileSpec::state`](crate::CompileSpec::state)).
     pub fn state(&self) -> &State {

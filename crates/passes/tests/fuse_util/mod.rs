@@ -364,11 +364,11 @@ pub fn n_shape(rest: &[usize]) -> Shape {
 
 /// Every pair of scratch buffers live at a common kernel (and not sharing a slot in place)
 /// occupies disjoint bytes; offsets are aligned; the arena holds every buffer.
-pub fn check_plan(p: &kiln_kernel::Program, mp: &kiln_passes::memplan::MemoryPlan) {
+pub fn check_plan(p: &kiln_kernel::Program, mp: &kiln_kernel::memplan::MemoryPlan) {
     let nb = p.buffers.len();
     for a in 0..nb {
         if let Some(off) = mp.offsets[a] {
-            assert_eq!(off % kiln_passes::memplan::ALIGNMENT, 0, "b{a} misaligned");
+            assert_eq!(off % mp.alignment, 0, "b{a} misaligned");
             if mp.lifetimes[a].is_some() {
                 assert!(
                     off + mp.bytes[a] <= mp.peak_scratch_bytes,
@@ -398,7 +398,7 @@ pub fn check_plan(p: &kiln_kernel::Program, mp: &kiln_passes::memplan::MemoryPla
 /// The program with every in-place pair `(y, x)` of the plan (same dtype, `y` no longer
 /// than `x`) sharing one buffer, as the arena makes them share bytes: running it checks that
 /// the reuse is safe.
-pub fn alias_in_place(p: &Program, mp: &kiln_passes::memplan::MemoryPlan) -> Program {
+pub fn alias_in_place(p: &Program, mp: &kiln_kernel::memplan::MemoryPlan) -> Program {
     let mut out = p.clone();
     let mut map: HashMap<kiln_kernel::BufferId, kiln_kernel::BufferId> = HashMap::new();
     for &(y, x) in &mp.in_place {

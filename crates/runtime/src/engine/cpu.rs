@@ -163,6 +163,13 @@ impl CpuEngine {
 }
 
 impl Engine for CpuEngine {
+    fn planned_scratch_bytes(
+        &self,
+        bindings: &std::collections::HashMap<String, u64>,
+    ) -> Result<Option<u64>, RuntimeError> {
+        Ok(Some(self.program.memory_plan(bindings)?.peak_scratch_bytes))
+    }
+
     /// Runs under the binder's binding, reading inputs and state in place and computing
     /// outputs straight into `out`'s buffers.
     fn run(

@@ -59,6 +59,15 @@ pub(crate) trait Engine: Send + Sync {
         store: &mut Store,
         out: &mut OutputBuffers,
     ) -> Result<(), RuntimeError>;
+
+    /// The bytes of the scratch arena the engine allocates per binding (the peak of its
+    /// memory plan), for engines that keep one.
+    fn planned_scratch_bytes(
+        &self,
+        _bindings: &std::collections::HashMap<String, u64>,
+    ) -> Result<Option<u64>, RuntimeError> {
+        Ok(None)
+    }
 }
 
 /// The outputs of a run: data and shape per named output, kept by the executable and

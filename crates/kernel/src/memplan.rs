@@ -1,31 +1,68 @@
 //! Memory planning: places a program's scratch buffers in one arena for a binding of its
-//! symbols, reusing memory between buffers whose lifetimes do not overlap.
+//! symbols, reusing memory between buffers whose lifetimes do not overlap. The CPU and GPU
+//! engines allocate one arena per binding from this plan.
 //!
 //! * **Persistent vs scratch.** Inputs, outputs, state and constants live outside the arena
 //!   (the caller owns them; state persists between runs). Only `scratch` buffers are placed.
 //! * **Liveness.** A scratch buffer is live from the first kernel that stores to it to the
 //!   last kernel that reads or writes it (kernels run in program order, each completing
-//!   before the next). A scratch buffer no kernel touches takes no memory (offset 0, empty).
-//! * **In-place reuse.** An elementwise loop kernel (no reduction axes) may write a scratch
-//!   buffer `y` over a scratch input `x` that dies in that kernel when every load of `x`
-//!   in the kernel is a plain load at exactly the index of every store to `y`, that index
-//!   visits each element once (row-major over the domain), both have the same element size,
-//!   and `y` is no larger than `x`. Each point then reads its element of `x` before writing
-//!   the same bytes of `y`, in any execution order. `x` and `y` share a slot.
-//! * **Placement.** Slots are placed greedily at the lowest 64-byte-aligned offset that does
-//!   not overlap a slot with an intersecting lifetime; three orders are tried (largest
-//!   first, earliest first, longest-lived first) and the smallest arena wins.
+//!   before the next; the verifier rejects a read of a scratch buffer before a store to it).
+//!   A scratch buffer no kernel touches takes no memory (offset 0, empty).
+//! * **Workspace.** An engine may ask for extra bytes live only while one kernel runs (the
+//!   CPU engine's materialised contraction operands and accumulators); each is a slot of
+//!   its own with that kernel as its whole lifetime.
+//! * **In-place reuse** (unless [`PlanOptions::in_place`] is off). An elementwise loop kernel
+//!   (no reduction axes) may write a scratch buffer `y` over a scratch input `x` that dies
+//!   in that kernel when every load of `x` in the kernel is a plain load at exactly the
+//!   index of every store to `y`, that index visits each element once (row-major over the
+//!   domain), both have the same element size, and `y` is no larger than `x`. Each point
+//!   then reads its element of `x` before writing the same bytes of `y`, in any execution
+//!   order. `x` and `y` share a slot.
+//! * **Placement.** Slots are placed greedily at the lowest offset, a multiple of
+//!   [`PlanOptions::alignment`], that does not overlap a slot with an intersecting lifetime;
+//!   three orders are tried (largest first, earliest first, longest-lived first) and the
+//!   smallest arena wins.
 //!
 //! [`MemoryPlan::peak_scratch_bytes`] is the arena size; [`MemoryPlan::live_bound_bytes`] is
-//! the largest total of (aligned) scratch buffers live at one kernel, the least any
-//! placement without in-place reuse could use.
+//! the largest total of (aligned) slots live at one kernel, the least any placement without
+//! in-place reuse could use.
 
+use crate::{BufferId, BufferKind, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program};
 use kiln_ir::{Dim, DimError};
-use kiln_kernel::{BufferId, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program};
 use std::collections::HashMap;
 
-/// Alignment of every arena offset, in bytes.
+/// The default alignment of arena offsets, in bytes (a cache line; the CPU engine's).
 pub const ALIGNMENT: u64 = 64;
+
+/// How [`plan_with`] places the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Alignment of every offset and slot size, in bytes: a power of two.
+    pub alignment: u64,
+    /// Whether an elementwise kernel may write a scratch buffer over a dead scratch input
+    /// (see the module docs). Off for engines that cannot bind one buffer's bytes as both
+    /// an input and an output of a kernel.
+    pub in_place: bool,
+}
+
+impl Default for PlanOptions {
+    /// [`ALIGNMENT`], in-place reuse on.
+    fn default() -> PlanOptions {
+        PlanOptions {
+            alignment: ALIGNMENT,
+            in_place: true,
+        }
+    }
+}
+
+/// Bytes an engine needs while one kernel runs, besides the program's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    /// The kernel whose run the bytes are live for.
+    pub kernel: KernelId,
+    /// The size in bytes.
+    pub bytes: u64,
+}
 
 /// Why a program could not be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,12 +80,24 @@ pub enum PlanError {
     /// A size in bytes does not fit 64 bits.
     #[error("memory plan: {0} is too large")]
     Overflow(BufferId),
+    /// A workspace request does not fit 64 bits once aligned.
+    #[error("memory plan: the workspace of {0} is too large")]
+    WorkspaceOverflow(KernelId),
+    /// A workspace request names a kernel the program does not have.
+    #[error("memory plan: workspace for {0}, which is not a kernel of the program")]
+    NoSuchKernel(KernelId),
+    /// The arena does not fit 64 bits.
+    #[error("memory plan: the arena is too large")]
+    ArenaOverflow,
+    /// The alignment is not a power of two.
+    #[error("memory plan: alignment {0} is not a power of two")]
+    Alignment(u64),
 }
 
 /// Where every scratch buffer lives in the arena, for one binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Alignment of offsets (64).
+    /// Alignment of offsets and slot sizes ([`PlanOptions::alignment`]).
     pub alignment: u64,
     /// Byte size of every buffer under the binding (unaligned), `bytes[k]` for `b<k>`.
     pub bytes: Vec<u64>,
@@ -60,24 +109,41 @@ pub struct MemoryPlan {
     pub lifetimes: Vec<Option<(usize, usize)>>,
     /// `(y, x)`: scratch `y` overwrites the dead scratch `x` in place.
     pub in_place: Vec<(BufferId, BufferId)>,
-    /// Arena size: the peak of scratch memory.
+    /// Arena offset of every workspace request, in the order given to [`plan_with`].
+    pub workspace_offsets: Vec<u64>,
+    /// Byte size of every workspace request (unaligned), in the same order.
+    pub workspace_bytes: Vec<u64>,
+    /// Arena size: the peak of scratch memory (a multiple of the alignment).
     pub peak_scratch_bytes: u64,
-    /// The largest total aligned size of scratch buffers live at one kernel.
+    /// The largest total aligned size of scratch buffers and workspace live at one kernel.
     pub live_bound_bytes: u64,
     /// Bytes of input, output, state and constant buffers (outside the arena).
     pub persistent_bytes: u64,
 }
 
 impl MemoryPlan {
+    /// The bytes scratch memory takes when every scratch buffer and every workspace request
+    /// is allocated on its own, unaligned (no sharing): what the arena saves is the
+    /// difference to [`MemoryPlan::peak_scratch_bytes`].
+    pub fn separate_scratch_bytes(&self) -> u64 {
+        self.offsets
+            .iter()
+            .zip(&self.bytes)
+            .filter(|(o, _)| o.is_some())
+            .map(|(_, b)| *b)
+            .chain(self.workspace_bytes.iter().copied())
+            .fold(0, u64::saturating_add)
+    }
+
     /// The arena offset of buffer `b`, if it is a placed scratch buffer.
     pub fn offset(&self, b: BufferId) -> Option<u64> {
         self.offsets.get(b.index()).copied().flatten()
     }
 }
 
-fn align(n: u64) -> Option<u64> {
-    n.checked_add(ALIGNMENT - 1)
-        .map(|v| v / ALIGNMENT * ALIGNMENT)
+fn align(n: u64, alignment: u64) -> Option<u64> {
+    n.checked_add(alignment - 1)
+        .map(|v| v / alignment * alignment)
 }
 
 /// Loads and stores of one kernel.
@@ -91,7 +157,7 @@ struct Access {
 
 fn accesses(k: &Kernel) -> Access {
     let mut a = Access::default();
-    let bodies: Vec<&kiln_kernel::Body> = match k {
+    let bodies: Vec<&crate::Body> = match k {
         Kernel::Loop(l) => vec![&l.body],
         Kernel::Matmul(m) => vec![&m.a, &m.b, &m.epilogue],
         Kernel::Conv2d(c) => vec![&c.input, &c.weight, &c.epilogue],
@@ -154,8 +220,9 @@ struct Slot {
 }
 
 /// Places slots in the given order, each at the lowest offset that overlaps no placed slot
-/// with an intersecting lifetime; returns the arena size and every slot's offset.
-fn place_slots(order: &[Slot]) -> (u64, HashMap<usize, u64>) {
+/// with an intersecting lifetime; returns the arena size and every slot's offset, or `None`
+/// if an offset does not fit 64 bits.
+fn place_slots(order: &[Slot]) -> Option<(u64, HashMap<usize, u64>)> {
     let mut placed: Vec<(Slot, u64)> = Vec::new();
     let mut at = HashMap::new();
     let mut peak = 0u64;
@@ -168,20 +235,38 @@ fn place_slots(order: &[Slot]) -> (u64, HashMap<usize, u64>) {
         busy.sort_unstable();
         let mut off = 0u64;
         for (lo, hi) in busy {
-            if off + slot.size <= lo {
+            if off.checked_add(slot.size)? <= lo {
                 break;
             }
             off = off.max(hi);
         }
+        let end = off.checked_add(slot.size)?;
         placed.push((slot, off));
         at.insert(slot.root, off);
-        peak = peak.max(off + slot.size);
+        peak = peak.max(end);
     }
-    (peak, at)
+    Some((peak, at))
 }
 
-/// Plans the scratch memory of `program` under `bindings` (see the module docs).
+/// Plans the scratch memory of `program` under `bindings` with the default options (64-byte
+/// alignment, in-place reuse) and no workspace (see the module docs).
 pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, PlanError> {
+    plan_with(program, bindings, &PlanOptions::default(), &[])
+}
+
+/// Plans the scratch memory of `program` under `bindings`, with `options`, adding the
+/// engine's `workspace` requests as slots live only during their kernel (see the module
+/// docs).
+pub fn plan_with(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+    options: &PlanOptions,
+    workspace: &[Workspace],
+) -> Result<MemoryPlan, PlanError> {
+    let alignment = options.alignment;
+    if !alignment.is_power_of_two() {
+        return Err(PlanError::Alignment(alignment));
+    }
     let nb = program.buffers.len();
     let mut bytes = Vec::with_capacity(nb);
     let mut aligned = Vec::with_capacity(nb);
@@ -197,7 +282,7 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
             .checked_mul(b.dtype.size_bytes() as u64)
             .ok_or(PlanError::Overflow(id))?;
         bytes.push(by);
-        aligned.push(align(by).ok_or(PlanError::Overflow(id))?);
+        aligned.push(align(by, alignment).ok_or(PlanError::Overflow(id))?);
         if b.kind != BufferKind::Scratch {
             persistent = persistent.checked_add(by).ok_or(PlanError::Overflow(id))?;
         }
@@ -241,6 +326,9 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
     let mut in_place = Vec::new();
     let mut reused = vec![false; nb];
     for (k, kernel) in program.kernels.iter().enumerate() {
+        if !options.in_place {
+            break;
+        }
         let Kernel::Loop(l) = kernel else { continue };
         if !l.reduce.is_empty() {
             continue;
@@ -307,6 +395,23 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
             size,
         })
         .collect();
+    let mut workspace_aligned = Vec::with_capacity(workspace.len());
+    for (w, req) in workspace.iter().enumerate() {
+        let k = req.kernel.index();
+        if k >= program.kernels.len() {
+            return Err(PlanError::NoSuchKernel(req.kernel));
+        }
+        let size = align(req.bytes, alignment).ok_or(PlanError::WorkspaceOverflow(req.kernel))?;
+        workspace_aligned.push((k, size));
+        if size > 0 {
+            list.push(Slot {
+                root: nb + w,
+                start: k,
+                end: k,
+                size,
+            });
+        }
+    }
     list.sort_by_key(|x| x.root);
 
     let mut by_size = list.clone();
@@ -323,12 +428,19 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
     });
     let mut best: Option<(u64, HashMap<usize, u64>)> = None;
     for order in [by_size, by_start, by_length] {
-        let (peak, at) = place_slots(&order);
+        let Some((peak, at)) = place_slots(&order) else {
+            continue;
+        };
         if best.as_ref().is_none_or(|b| peak < b.0) {
             best = Some((peak, at));
         }
     }
-    let (peak, at) = best.unwrap_or_default();
+    let Some((peak, at)) = best else {
+        return Err(PlanError::ArenaOverflow);
+    };
+    let workspace_offsets = (0..workspace.len())
+        .map(|w| at.get(&(nb + w)).copied().unwrap_or(0))
+        .collect();
 
     let mut offsets = vec![None; nb];
     for (b, slot) in offsets.iter_mut().enumerate() {
@@ -348,15 +460,18 @@ pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<Memory
         let live: u64 = (0..nb)
             .filter(|&b| life[b].is_some_and(|(s, e)| s <= k && k <= e))
             .map(|b| aligned[b])
-            .sum();
+            .chain(workspace_aligned.iter().filter(|w| w.0 == k).map(|w| w.1))
+            .fold(0u64, u64::saturating_add);
         live_bound = live_bound.max(live);
     }
     Ok(MemoryPlan {
-        alignment: ALIGNMENT,
+        alignment,
         bytes,
         offsets,
         lifetimes: life,
         in_place,
+        workspace_offsets,
+        workspace_bytes: workspace.iter().map(|w| w.bytes).collect(),
         peak_scratch_bytes: peak,
         live_bound_bytes: live_bound,
         persistent_bytes: persistent,
