@@ -60,14 +60,13 @@ pub(crate) fn module(h: &HeaderV1, data: &[u8]) -> Result<Module> {
     let program = match &h.program {
         None => None,
         Some(p) => {
-            let p = program(&cx, p)?;
-            if let Err(errors) = kiln_kernel::verify(&p) {
-                return Err(FormatError::ProgramVerify {
+            let verified = kiln_kernel::verify(program(&cx, p)?).map_err(|errors| {
+                FormatError::ProgramVerify {
                     count: errors.0.len(),
                     summary: summarize(&errors.0),
-                });
-            }
-            Some(p)
+                }
+            })?;
+            Some(verified)
         }
     };
     let state = state(&cx, &h.state)?;

@@ -228,6 +228,7 @@
 //! oversized expansion fails the proof. Divisibility facts are not needed: symbolic shapes
 //! are polynomials because graph-level division is exact.
 
+pub mod bind;
 mod bounds;
 pub mod exec;
 pub mod ids;
@@ -241,6 +242,7 @@ mod symbol;
 pub mod verify;
 pub mod width;
 
+pub use bind::{BindError, Binding};
 pub use exec::{ExecError, allocate, execute};
 pub use ids::{BufferId, KernelId, LoopVar, RedVar, ValueId};
 pub use index::{Affine, Guard, IndexExpr};
@@ -250,5 +252,5 @@ pub use program::{
     Load, LoadMode, LoopKernel, MatmulKernel, Program, Store, Symbol,
 };
 pub use scalar::{Scalar, ScalarError};
-pub use verify::{VerifyError, VerifyErrors, verify};
+pub use verify::{VerifiedProgram, VerifyError, VerifyErrors, verify};
 pub use width::{IndexWidth, IndexWidthError, WidthScope, check_index_width};

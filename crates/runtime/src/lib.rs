@@ -2,8 +2,9 @@
 //! runs it with validated inputs, keeping persistent state (parameters, optimiser moments,
 //! counters) across runs.
 //!
-//! Compilation is `optimize` (crates/passes) → for kernel backends, `fuse::lower` to a kernel
-//! plan and `kiln_kernel::verify` → backend code. State updates (a train step's new
+//! Compilation is `optimize` (crates/passes) → `fuse::lower` to a kernel plan, verified
+//! there once ([`kiln_kernel::VerifiedProgram`]) → backend code; a loaded module's plan was
+//! verified once by the loader, and no backend verifies again. State updates (a train step's new
 //! parameter values) are extra outputs of the plan that the executor writes back into the
 //! state after each run, so a run either applies every update or none.
 //!
@@ -29,7 +30,7 @@ mod signature;
 pub use signature::{InputError, Signature, SymbolSpec, TensorSpec, bind_inputs};
 
 use kiln_ir::{Array, Graph, NodeId, Op};
-use kiln_kernel::Program;
+use kiln_kernel::{Program, VerifiedProgram};
 use kiln_passes::pipeline::{Dump, Func, PipelineOptions, PipelineReport, optimize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -320,7 +321,7 @@ enum Engine {
     Gpu(Box<kiln_gpu::GpuProgram>),
     Interp,
     Kernel {
-        program: Box<Program>,
+        program: Box<VerifiedProgram>,
         host: HostBuffers,
     },
 }
@@ -441,7 +442,7 @@ pub struct Executable {
     graph: Graph,
     outputs: Vec<(String, NodeId)>,
     updates: Vec<(String, NodeId)>,
-    program: Program,
+    program: VerifiedProgram,
     slots: Slots,
     state: State,
     engine: Engine,
@@ -594,7 +595,7 @@ pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, Runtim
 
 fn engine_for(
     backend: Backend,
-    program: &Program,
+    program: &VerifiedProgram,
     signature: &Signature,
     slots: &Slots,
     updates: &[(String, NodeId)],
@@ -659,14 +660,13 @@ fn lower(
     graph: &Graph,
     outputs: &[(String, NodeId)],
     updates: &[(String, NodeId)],
-) -> Result<Program, RuntimeError> {
+) -> Result<VerifiedProgram, RuntimeError> {
     let mut named: Vec<(String, NodeId)> = outputs.to_vec();
     named.extend(
         updates
             .iter()
             .map(|(n, id)| (format!("{UPDATE_PREFIX}{n}"), *id)),
     );
-    // `fuse::lower` verifies the program before returning it.
     Ok(kiln_passes::fuse::lower(graph, &named)?)
 }
 

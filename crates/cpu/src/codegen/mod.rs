@@ -127,8 +127,11 @@ pub(crate) fn node_dtypes(job: &LoopJob) -> Result<Vec<DType>, String> {
                 .get(l.buffer.index())
                 .map(|b| b.dtype)
                 .ok_or_else(|| format!("v{i} loads unknown {}", l.buffer))?,
-            Expr::Unary(op, a) => kiln_kernel::verify::unary_dtype(*op, get(*a)?)?,
-            Expr::Binary(op, a, b) => kiln_kernel::verify::binary_dtype(*op, get(*a)?, get(*b)?)?,
+            Expr::Unary(op, a) => {
+                kiln_ir::semantics::unary_dtype(*op, get(*a)?).map_err(|e| e.to_string())?
+            }
+            Expr::Binary(op, a, b) => kiln_ir::semantics::binary_dtype(*op, get(*a)?, get(*b)?)
+                .map_err(|e| e.to_string())?,
             Expr::Select(_, a, _) => get(*a)?,
             Expr::Cast(d, _) => *d,
             Expr::Reduce { value, .. } => get(*value)?,
