@@ -32,7 +32,10 @@ fn modules() -> Vec<(&'static str, Module)> {
         ),
     ] {
         let p = kiln_kernel::parse(text).unwrap();
-        out.push((name, module_around(kiln_kernel::verify(p).unwrap()).unwrap()));
+        out.push((
+            name,
+            module_around(kiln_kernel::verify(p).unwrap()).unwrap(),
+        ));
     }
     out
 }

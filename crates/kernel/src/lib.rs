@@ -3,9 +3,12 @@
 //! The fusion pass lowers a graph to a [`Program`] (a *kernel plan*); the backends (CPU
 //! Cranelift JIT, WGSL) only lower a program, they never make fusion decisions. This crate
 //! holds the IR, its text form ([`parse()`] and `Display`), the verifier ([`verify()`]) that
-//! proves every memory access in bounds for every allowed binding of the symbols, and an
-//! executor ([`execute()`], the kernel-IR interpreter used in differential tests). It depends
-//! on `kiln-ir` only, never on wgpu or Cranelift.
+//! proves every memory access in bounds for every allowed binding of the symbols and returns
+//! the program as a [`VerifiedProgram`] (what every backend takes, so none verifies again),
+//! the binding of symbols to values ([`Program::bind`], the one home of the precondition
+//! and buffer-length checks every engine makes), and an executor ([`execute()`], the
+//! kernel-IR interpreter used in differential tests). It depends on `kiln-ir` only, never on
+//! wgpu or Cranelift.
 //!
 //! # Model
 //!
