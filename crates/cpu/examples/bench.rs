@@ -71,7 +71,8 @@ fn ew_chain() {
     )
     .expect("parse");
     let t = Instant::now();
-    let compiled = compile(&program).expect("compile");
+    let compiled =
+        compile(&kiln_kernel::verify(program.clone()).expect("verifies")).expect("compile");
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let x: Vec<f32> = (0..n)
         .map(|i| ((i % 10_007) as f32 / 10_007.0 - 0.5) * 8.0)
@@ -147,7 +148,8 @@ fn matmul_1024() {
              }}"
         ))
         .expect("parse");
-        let compiled = compile(&program).expect("compile");
+        let compiled =
+            compile(&kiln_kernel::verify(program.clone()).expect("verifies")).expect("compile");
         let a: Vec<f32> = (0..n * n)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
@@ -190,7 +192,8 @@ fn copy() {
          }",
     )
     .expect("parse");
-    let compiled = compile(&program).expect("compile");
+    let compiled =
+        compile(&kiln_kernel::verify(program.clone()).expect("verifies")).expect("compile");
     println!("copy f32 (best of 20):");
     for shift in [12, 14, 15, 16, 17, 18, 20, 22, 24] {
         let n = 1usize << shift;

@@ -57,6 +57,7 @@ fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 
 fn case(name: &str, program: &Program, rows: u64) {
     let t = Instant::now();
+    let program = &kiln_kernel::verify(program.clone()).expect("verifies");
     let compiled = compile(program).expect("compile");
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let b = HashMap::from([("N".to_string(), rows)]);

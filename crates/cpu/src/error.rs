@@ -1,14 +1,10 @@
 //! The CPU backend's error type: why a program could not be compiled or run.
 
-use kiln_ir::DType;
-use kiln_kernel::{BufferId, KernelId, VerifyErrors};
+use kiln_kernel::{BindError, KernelId};
 
 /// Why a kernel program could not be compiled or run on the CPU.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CpuError {
-    /// The program does not verify; nothing is compiled for an unverified program.
-    #[error("the program does not verify: {}", .0.summary())]
-    Verify(VerifyErrors),
     /// The host machine is not supported by the code generator.
     #[error("the host is not supported by the code generator: {0}")]
     Host(String),
@@ -28,41 +24,9 @@ pub enum CpuError {
         /// What is not supported.
         message: String,
     },
-    /// A declared symbol has no binding.
-    #[error("symbol `{0}` is not bound")]
-    Unbound(String),
-    /// A binding violates its symbol's precondition.
-    #[error("binding {name} = {value} violates the precondition {rule}")]
-    Precondition {
-        /// Symbol.
-        name: String,
-        /// Bound value.
-        value: u64,
-        /// The violated rule (`N >= 1`, `T <= 512`).
-        rule: String,
-    },
-    /// The buffer list does not match the program.
-    #[error("the program has {expected} buffers, {got} were supplied")]
-    BufferCount {
-        /// Buffers in the program.
-        expected: usize,
-        /// Buffers supplied.
-        got: usize,
-    },
-    /// A supplied buffer has the wrong dtype or length.
-    #[error("{buffer} must be {dtype}[{len}], got {got_dtype}[{got_len}]")]
-    BufferShape {
-        /// The buffer.
-        buffer: BufferId,
-        /// Its dtype.
-        dtype: DType,
-        /// Its size under the bindings.
-        len: usize,
-        /// Supplied dtype.
-        got_dtype: DType,
-        /// Supplied length.
-        got_len: usize,
-    },
+    /// The bindings, or a supplied buffer, do not fit the program.
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// A run's buffers were supplied wrongly: a buffer missing, a written buffer supplied
     /// read-only, or a run plan used with another program.
     #[error("{0}")]

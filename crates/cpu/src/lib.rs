@@ -32,9 +32,10 @@
 //! # Safety model
 //!
 //! Generated code does no bounds checks of its own on plain and masked accesses. It relies
-//! on: (1) [`compile`] verifying the program, which proves every plain and masked access in
-//! bounds for every binding allowed by the symbols' preconditions; (2) [`CpuProgram::run`]
-//! checking the bindings against those preconditions and every buffer's dtype and length
+//! on: (1) [`compile`] taking only a [`kiln_kernel::VerifiedProgram`], whose verification
+//! proved every plain and masked access in bounds for every binding allowed by the symbols'
+//! preconditions; (2) [`CpuProgram::run`] checking the bindings against those preconditions
+//! ([`kiln_kernel::Program::bind`]) and every buffer's dtype and length
 //! against the bindings before any generated code runs; (3) a pre-run check that every
 //! divisor is positive and no proven index can overflow 64-bit arithmetic, so the machine
 //! computes exactly the values the proof is about. Checked loads (gathers) clamp their
@@ -57,6 +58,7 @@
 //!      }",
 //! )
 //! .unwrap();
+//! let program = kiln_kernel::verify(program).unwrap();
 //! let compiled = compile(&program).unwrap();
 //! let bindings = HashMap::from([("N".to_string(), 3u64)]);
 //! let mut buffers = vec![Data::F32(vec![0.0, 1.0, -1.0]), Data::F32(vec![0.0; 3])];

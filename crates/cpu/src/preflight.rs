@@ -7,7 +7,7 @@ use crate::error::CpuError;
 use crate::job::LoopJob;
 use kiln_ir::{DType, Dim, DimError};
 use kiln_kernel::width::dtype_range;
-use kiln_kernel::{IndexWidth, KernelId, ValueId, WidthScope, check_index_width};
+use kiln_kernel::{BindError, IndexWidth, KernelId, ValueId, WidthScope, check_index_width};
 use std::collections::HashMap;
 
 /// Evaluates a dim under the bindings (negative values allowed).
@@ -15,7 +15,7 @@ pub(crate) fn eval_dim(d: &Dim, bindings: &HashMap<String, u64>) -> Result<i64, 
     match d.eval(bindings) {
         Ok(v) => i64::try_from(v).map_err(|_| CpuError::Overflow(format!("`{d}` overflows i64"))),
         Err(DimError::Negative { value, .. }) => Ok(value),
-        Err(DimError::Unbound(s)) => Err(CpuError::Unbound(s)),
+        Err(DimError::Unbound(s)) => Err(BindError::Unbound(s).into()),
         Err(DimError::Overflow(_)) => Err(CpuError::Overflow(format!(
             "`{d}` overflows under the given bindings"
         ))),

@@ -1,6 +1,7 @@
-//! The compiled program and its runs: [`compile`] verifies a kernel plan and turns every
-//! kernel into steps (generated loops, GEMM calls); [`CpuProgram::run`] validates bindings
-//! and buffers, then runs the steps in order, splitting large loops over the thread pool.
+//! The compiled program and its runs: [`compile`] turns every kernel of a verified plan
+//! into steps (generated loops, GEMM calls); [`CpuProgram::run`] validates bindings and
+//! buffers ([`kiln_kernel::Program::bind`]), then runs the steps in order, splitting large
+//! loops over the thread pool.
 
 use crate::arena::{ARENA_ALIGNMENT, Arena};
 use crate::cache;
@@ -13,7 +14,7 @@ use crate::preflight::eval_dim;
 use kiln_ir::Dim;
 use kiln_ir::{DType, Data};
 use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions, Workspace};
-use kiln_kernel::{BufferId, BufferKind, Kernel, KernelId, Program};
+use kiln_kernel::{BindError, BufferId, BufferKind, Kernel, KernelId, Program, VerifiedProgram};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,7 +30,7 @@ static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
 /// A kernel program compiled for this CPU.
 #[derive(Debug)]
 pub struct CpuProgram {
-    program: Program,
+    program: VerifiedProgram,
     steps: Vec<Step>,
     /// A process-unique id tying [`RunPlan`]s to the program they were made for.
     id: u64,
@@ -39,12 +40,11 @@ pub struct CpuProgram {
 
 /// Compiles a kernel program for the host CPU.
 ///
-/// The program is verified first (every plain and masked access proven in bounds for every
-/// allowed binding); each loop kernel becomes one Cranelift function, each contraction a
-/// GEMM call with generated prologue/epilogue loops. Compiled loops are cached per process
-/// by structure.
-pub fn compile(program: &Program) -> Result<CpuProgram, CpuError> {
-    kiln_kernel::verify(program).map_err(CpuError::Verify)?;
+/// The program is verified (every plain and masked access proven in bounds for every
+/// allowed binding, see [`kiln_kernel::verify`]); each loop kernel becomes one Cranelift
+/// function, each contraction a GEMM call with generated prologue/epilogue loops. Compiled
+/// loops are cached per process by structure.
+pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {
     if std::env::var_os("KILN_CPU_DUMP").is_some() {
         eprintln!("{program}");
     }
@@ -173,13 +173,11 @@ fn plan_arena<'a>(
 /// it: the program's scratch buffers and every contraction's workspace (materialised
 /// operands, accumulators) placed in one arena, 64-byte aligned, in-place pairs sharing
 /// bytes. Its `peak_scratch_bytes` is the size of the arena a [`RunPlan`] allocates, the
-/// same as [`CpuProgram::memory_plan`] of the compiled program. The program is verified
-/// first.
+/// same as [`CpuProgram::memory_plan`] of the compiled program.
 pub fn memory_plan(
-    program: &Program,
+    program: &VerifiedProgram,
     bindings: &HashMap<String, u64>,
 ) -> Result<MemoryPlan, CpuError> {
-    kiln_kernel::verify(program).map_err(CpuError::Verify)?;
     let mut contractions = Vec::new();
     for (i, k) in program.kernels.iter().enumerate() {
         let id = KernelId(u32::try_from(i).unwrap_or(u32::MAX));
@@ -283,7 +281,7 @@ impl RunOptions {
 
 impl CpuProgram {
     /// The program this was compiled from.
-    pub fn program(&self) -> &Program {
+    pub fn program(&self) -> &VerifiedProgram {
         &self.program
     }
 
@@ -322,35 +320,6 @@ impl CpuProgram {
         plan_arena(&self.program, contractions, bindings)
     }
 
-    /// Checks the bindings against the symbols' preconditions and returns their values in
-    /// the order of `program.symbols`.
-    fn check_bindings(&self, bindings: &HashMap<String, u64>) -> Result<Vec<u64>, CpuError> {
-        let mut values = Vec::with_capacity(self.program.symbols.len());
-        for s in &self.program.symbols {
-            let v = *bindings
-                .get(&s.name)
-                .ok_or_else(|| CpuError::Unbound(s.name.clone()))?;
-            if v < s.min {
-                return Err(CpuError::Precondition {
-                    name: s.name.clone(),
-                    value: v,
-                    rule: format!("{} >= {}", s.name, s.min),
-                });
-            }
-            if let Some(max) = s.max
-                && v > max
-            {
-                return Err(CpuError::Precondition {
-                    name: s.name.clone(),
-                    value: v,
-                    rule: format!("{} <= {max}", s.name),
-                });
-            }
-            values.push(v);
-        }
-        Ok(values)
-    }
-
     /// Prepares runs under one binding of the symbols: checks the bindings against the
     /// symbols' preconditions, evaluates every buffer length and every dim the generated
     /// code takes, makes the pre-run checks (divisors, 64-bit index arithmetic, contraction
@@ -359,26 +328,9 @@ impl CpuProgram {
     /// allocated on the first run. A plan is reused by every later run with the same binding
     /// ([`RunPlan::is_for`]), which then makes no allocation and repeats no check.
     pub fn bind(&self, bindings: &HashMap<String, u64>) -> Result<RunPlan, CpuError> {
-        let values = self.check_bindings(bindings)?;
+        let binding = self.program.bind(bindings)?;
         let nb = self.program.buffers.len();
-        let mut lens = Vec::with_capacity(nb);
-        for (i, b) in self.program.buffers.iter().enumerate() {
-            let len = eval_dim(&b.size, bindings)?.max(0);
-            let len = usize::try_from(len)
-                .map_err(|_| CpuError::Overflow(format!("b{i} is too large")))?;
-            if let BufferKind::Constant(a) = &b.kind
-                && (a.len() != len || a.dtype() != b.dtype)
-            {
-                return Err(CpuError::BufferShape {
-                    buffer: BufferId(u32::try_from(i).unwrap_or(u32::MAX)),
-                    dtype: b.dtype,
-                    len,
-                    got_dtype: a.dtype(),
-                    got_len: a.len(),
-                });
-            }
-            lens.push(len);
-        }
+        let mut lens = binding.buffer_lens();
         let arena = self.plan_arena(bindings)?;
         let too_large = || CpuError::Overflow("the scratch arena is too large".into());
         let mut offsets: Vec<Option<usize>> = Vec::with_capacity(nb);
@@ -427,7 +379,7 @@ impl CpuProgram {
         }
         Ok(RunPlan {
             program: self.id,
-            values,
+            values: binding.values().to_vec(),
             lens,
             offsets,
             arena_bytes,
@@ -478,27 +430,7 @@ impl CpuProgram {
         buffers: &mut [Data],
         options: &RunOptions,
     ) -> Result<(), CpuError> {
-        self.check_bindings(bindings)?;
-        if buffers.len() != self.program.buffers.len() {
-            return Err(CpuError::BufferCount {
-                expected: self.program.buffers.len(),
-                got: buffers.len(),
-            });
-        }
-        for (i, (b, data)) in self.program.buffers.iter().zip(buffers.iter()).enumerate() {
-            let len = eval_dim(&b.size, bindings)?.max(0);
-            let len = usize::try_from(len)
-                .map_err(|_| CpuError::Overflow(format!("b{i} is too large")))?;
-            if data.dtype() != b.dtype || data.len() != len {
-                return Err(CpuError::BufferShape {
-                    buffer: BufferId(u32::try_from(i).unwrap_or(u32::MAX)),
-                    dtype: b.dtype,
-                    len,
-                    got_dtype: data.dtype(),
-                    got_len: data.len(),
-                });
-            }
-        }
+        self.program.bind(bindings)?.check_buffers(buffers)?;
         let mut plan = self.bind(bindings)?;
         let mut run = self.runner(&mut plan)?;
         for (i, (b, data)) in self
@@ -610,13 +542,14 @@ impl<'a> Runner<'a> {
             )));
         }
         if data.dtype() != buf.dtype || data.len() != len {
-            return Err(CpuError::BufferShape {
+            return Err(BindError::BufferShape {
                 buffer: b,
                 dtype: buf.dtype,
                 len,
                 got_dtype: data.dtype(),
                 got_len: data.len(),
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -708,7 +641,7 @@ mod tests {
              }",
         )
         .unwrap();
-        compile(&p).unwrap()
+        compile(&kiln_kernel::verify(p).unwrap()).unwrap()
     }
 
     #[test]
@@ -749,13 +682,13 @@ mod tests {
         let mut run = prog.runner(&mut plan).unwrap();
         assert_eq!(
             run.read(BufferId(0), &short),
-            Err(CpuError::BufferShape {
+            Err(CpuError::Bind(BindError::BufferShape {
                 buffer: BufferId(0),
                 dtype: DType::F32,
                 len: 2,
                 got_dtype: DType::F32,
                 got_len: 1,
-            })
+            }))
         );
     }
 }

@@ -67,7 +67,7 @@ fn values(n: usize, seed: f32) -> Vec<f32> {
 
 #[test]
 fn in_place_pairs_and_workspace_share_one_arena_and_match_the_executor() {
-    let program = parse(PROGRAM).expect("parses");
+    let program = kiln_kernel::verify(parse(PROGRAM).expect("parses")).expect("verifies");
     let compiled = compile(&program).expect("compiles");
     let in_place_loops: Vec<_> = compiled.loops().into_iter().skip(1).take(2).collect();
     assert!(

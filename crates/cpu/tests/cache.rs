@@ -32,7 +32,8 @@ fn programs_compile_and_run_across_cache_clears() {
     // so each compile mixes a cached loop with a new one, also when the cache clears.
     for c in 0..4300u32 {
         let p = program(c);
-        let cpu = kiln_cpu::compile(&p).unwrap_or_else(|e| panic!("program {c}: {e}"));
+        let cpu = kiln_cpu::compile(&kiln_kernel::verify(p.clone()).unwrap())
+            .unwrap_or_else(|e| panic!("program {c}: {e}"));
         let mut bufs = kiln_kernel::allocate(&p, &b).unwrap();
         bufs[0] = kiln_ir::Data::F32(vec![1.0, 2.0, 3.0, 4.0]);
         cpu.run(&b, &mut bufs).unwrap();

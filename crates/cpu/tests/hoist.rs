@@ -28,7 +28,9 @@ fn bits(d: &Data) -> Vec<u8> {
 }
 
 fn summaries(program: &kiln_kernel::Program) -> Vec<LoopSummary> {
-    kiln_cpu::compile(program).unwrap().loops()
+    kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap())
+        .unwrap()
+        .loops()
 }
 
 /// Every loop kernel of `program` over `[rows, cols]` with reductions is compiled with its

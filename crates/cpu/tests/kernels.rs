@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use kiln_cpu::{CpuError, VectorAxis};
 use kiln_ir::{DType, Data};
-use kiln_kernel::KernelId;
+use kiln_kernel::{BindError, KernelId};
 
 const SOFTMAX: &str = "symbol N >= 1
 symbol C >= 1
@@ -39,7 +39,7 @@ k2 = loop [N, C] {
 #[test]
 fn softmax_rows_vectorise_along_the_reduction() {
     let program = parse(SOFTMAX);
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     let plans: Vec<_> = compiled.loops().iter().map(|l| l.vector).collect();
     assert_eq!(
         plans,
@@ -78,7 +78,7 @@ fn column_reductions_vectorise_along_the_domain() {
            store b2[i0] = v8
          }",
     );
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     assert_eq!(compiled.loops()[0].vector, Some((VectorAxis::Domain, 4)));
     for (n, c) in [(1, 1), (3, 7), (50, 50), (7, 783)] {
         let b = bindings(&[("N", n), ("C", c)]);
@@ -201,7 +201,7 @@ fn masked_loads_pad_and_pool() {
            store b2[(i0*H + i1)*W + i2] = v1
          }",
     );
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     assert_eq!(compiled.loops()[0].vector, Some((VectorAxis::Domain, 4)));
     for (n, h, w) in [(1, 1, 1), (2, 3, 7), (1, 5, 50), (2, 2, 97)] {
         let b = bindings(&[("N", n), ("H", h), ("W", w)]);
@@ -228,7 +228,7 @@ k0 = loop [N, D] {
 #[test]
 fn checked_and_guarded_gathers() {
     let program = parse(GATHER);
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     assert_eq!(compiled.loops()[0].vector, Some((VectorAxis::Domain, 4)));
     for (n, d, v) in [(1, 1, 1), (5, 7, 3), (9, 50, 11), (3, 783, 2)] {
         let b = bindings(&[("N", n), ("D", d), ("V", v)]);
@@ -315,7 +315,8 @@ fn matmul_with_bias_relu_epilogue() {
     for dt in [DType::F32, DType::F64, DType::I32, DType::I64, DType::U32] {
         for relu in [false, true] {
             let program = parse(&linear(dt, relu));
-            let compiled = kiln_cpu::compile(&program).unwrap();
+            let compiled =
+                kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
             assert_eq!(
                 compiled.loops().len(),
                 usize::from(relu),
@@ -489,7 +490,7 @@ fn threaded_runs_match_single_threaded_bit_for_bit() {
 #[test]
 fn one_compilation_serves_every_binding() {
     let program = parse(SOFTMAX);
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     for (n, c) in [(2, 3), (5, 64), (1, 1000)] {
         let b = bindings(&[("N", n), ("C", c)]);
         let bufs = inputs(&program, &b, 9, Fill::default());
@@ -511,43 +512,43 @@ fn bindings_and_buffers_are_validated_before_running() {
            store b1[i0] = v0
          }",
     );
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     let two = || vec![Data::F32(vec![0.0; 4]), Data::F32(vec![0.0; 4])];
     assert_eq!(
         compiled.run(&bindings(&[]), &mut two()),
-        Err(CpuError::Unbound("N".into()))
+        Err(CpuError::Bind(BindError::Unbound("N".into())))
     );
     assert!(matches!(
         compiled.run(&bindings(&[("N", 1)]), &mut two()),
-        Err(CpuError::Precondition { value: 1, .. })
+        Err(CpuError::Bind(BindError::Precondition { value: 1, .. }))
     ));
     assert!(matches!(
         compiled.run(&bindings(&[("N", 101)]), &mut two()),
-        Err(CpuError::Precondition { value: 101, .. })
+        Err(CpuError::Bind(BindError::Precondition { value: 101, .. }))
     ));
     assert_eq!(
         compiled.run(&bindings(&[("N", 4)]), &mut two()[..1].to_vec()),
-        Err(CpuError::BufferCount {
+        Err(CpuError::Bind(BindError::BufferCount {
             expected: 2,
             got: 1
-        })
+        }))
     );
     let mut short = vec![Data::F32(vec![0.0; 4]), Data::F32(vec![0.0; 3])];
     assert!(matches!(
         compiled.run(&bindings(&[("N", 4)]), &mut short),
-        Err(CpuError::BufferShape {
+        Err(CpuError::Bind(BindError::BufferShape {
             got_len: 3,
             len: 4,
             ..
-        })
+        }))
     ));
     let mut wrong = vec![Data::F32(vec![0.0; 4]), Data::F64(vec![0.0; 4])];
     assert!(matches!(
         compiled.run(&bindings(&[("N", 4)]), &mut wrong),
-        Err(CpuError::BufferShape {
+        Err(CpuError::Bind(BindError::BufferShape {
             got_dtype: DType::F64,
             ..
-        })
+        }))
     ));
 }
 
@@ -562,10 +563,8 @@ fn unverified_programs_are_rejected() {
            store b1[i0] = v0
          }",
     );
-    assert!(matches!(
-        kiln_cpu::compile(&program),
-        Err(CpuError::Verify(_))
-    ));
+    // Only a verified program compiles, and this one has no verified form.
+    assert!(kiln_kernel::verify(program).is_err());
 }
 
 #[test]
@@ -591,8 +590,8 @@ fn equal_kernels_compile_once() {
         )
     };
     let before = kiln_cpu::cache_stats();
-    kiln_cpu::compile(&parse(&text("a"))).unwrap();
-    kiln_cpu::compile(&parse(&text("b"))).unwrap();
+    kiln_cpu::compile(&kiln_kernel::verify(parse(&text("a"))).unwrap()).unwrap();
+    kiln_cpu::compile(&kiln_kernel::verify(parse(&text("b"))).unwrap()).unwrap();
     let after = kiln_cpu::cache_stats();
     // Four identical jobs (up to buffer numbering): one compiled, three found. Other tests
     // may compile concurrently, so only lower bounds hold.
@@ -644,7 +643,7 @@ fn contraction_operand_and_output_layouts() {
            }
          }",
     );
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     // The conv input prologue is the only generated loop.
     assert_eq!(compiled.loops().len(), 1);
     for n in [1, 4, 9] {

@@ -102,7 +102,10 @@ fn special_values() {
         ))
         .unwrap();
         let mut bufs = vec![Data::F32(xs.to_vec()), Data::F32(vec![7.0; xs.len()])];
-        kiln_cpu::compile(&p).unwrap().run(&b, &mut bufs).unwrap();
+        kiln_cpu::compile(&kiln_kernel::verify(p.clone()).unwrap())
+            .unwrap()
+            .run(&b, &mut bufs)
+            .unwrap();
         let Data::F32(y) = &bufs[1] else {
             unreachable!()
         };

@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
+use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, UnaryOp};
-use kiln_kernel::verify::{binary_dtype, unary_dtype};
 
 /// Tolerance of an f32 transcendental (relative, absolute); exact elsewhere.
 fn tolerance(op: UnaryOp, dt: DType) -> (f64, f64) {

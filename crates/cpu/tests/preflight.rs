@@ -45,7 +45,7 @@ k0 = loop [] {
 #[test]
 fn a_guard_bounded_by_itself_runs_and_matches_the_executor() {
     let p = kiln_kernel::parse(PROGRAM).unwrap();
-    kiln_kernel::verify(&p).unwrap();
+    let p = kiln_kernel::verify(p).unwrap();
     let b = HashMap::new();
     let mut want = kiln_kernel::allocate(&p, &b).unwrap();
     kiln_kernel::execute(&p, &b, &mut want).unwrap();

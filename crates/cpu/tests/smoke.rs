@@ -15,7 +15,7 @@ fn exp_kernel_runs() {
          }",
     )
     .unwrap();
-    let compiled = kiln_cpu::compile(&program).unwrap();
+    let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
     for n in [1usize, 3, 7, 50, 783] {
         let bindings = HashMap::from([("N".to_string(), n as u64)]);
         let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 2.0).collect();

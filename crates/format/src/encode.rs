@@ -95,7 +95,12 @@ fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<String, FormatE
 }
 
 /// Converts a module into its header and data section.
-pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
+/// `program` stands in for `m.program` (so a plan that does not verify can be encoded, for
+/// the loader's tests).
+pub(crate) fn module(
+    m: &Module,
+    program: Option<&Program>,
+) -> Result<(HeaderV1, Vec<u8>), FormatError> {
     let mut data = Data::default();
     let mut files: Vec<String> = Vec::new();
     let metadata = MetadataV1 {
@@ -122,11 +127,7 @@ pub(crate) fn module(m: &Module) -> Result<(HeaderV1, Vec<u8>), FormatError> {
     };
     let outputs = named(&m.outputs, "output")?;
     let updates = named(&m.updates, "update")?;
-    let program = m
-        .program
-        .as_ref()
-        .map(|p| program(p, &mut data))
-        .transpose()?;
+    let program = program.map(|p| self::program(p, &mut data)).transpose()?;
     let state = m
         .state
         .iter()

@@ -2,7 +2,8 @@
 //! and the stable smoke test that runs them in CI (crates/cli/tests/fuzz_parsers.rs). Each
 //! panics when a property fails; that is its purpose.
 
-use crate::{from_bytes, layout, to_bytes};
+use crate::{Module, from_bytes, layout, to_bytes};
+use kiln_kernel::Program;
 
 /// `from_bytes` on raw bytes: an error is one line; a module that loads encodes again
 /// and the encoding loads.
@@ -21,6 +22,13 @@ pub fn load_bytes(data: &[u8]) {
             Err(e) => panic!("a loaded module does not encode: {e}"),
         },
     }
+}
+
+/// [`to_bytes`] of `m` with `plan` as its kernel plan, which need not verify (a
+/// [`Module`] holds only verified plans): what a buggy or hostile writer would produce,
+/// refused with the loader's error as [`crate::FormatError::Encode`].
+pub fn to_bytes_with_plan(m: &Module, plan: &Program) -> Result<Vec<u8>, crate::FormatError> {
+    crate::to_bytes_with_plan(m, Some(plan))
 }
 
 /// [`load_bytes`] after recomputing the CRC-32 trailer, so mutations reach the decoder,

@@ -36,7 +36,7 @@ pub use file::{load, save};
 pub use layout::{FORMAT_VERSION, OLDEST_READABLE_VERSION};
 
 use kiln_ir::{Array, DType, Graph, NodeId, Shape};
-use kiln_kernel::Program;
+use kiln_kernel::{Program, VerifiedProgram};
 use std::collections::BTreeMap;
 
 /// Who wrote a module and how.
@@ -108,8 +108,8 @@ pub struct Module {
     pub outputs: Vec<(String, NodeId)>,
     /// State updates: state name → node computing its new value (train steps).
     pub updates: Vec<(String, NodeId)>,
-    /// The kernel plan (`None` for interpreter-only modules).
-    pub program: Option<Program>,
+    /// The verified kernel plan (`None` for interpreter-only modules).
+    pub program: Option<VerifiedProgram>,
     /// Parameters, optimiser moments, counters; stored in the data section.
     pub state: Vec<(String, Array)>,
 }
@@ -120,10 +120,17 @@ pub const UPDATE_OUTPUT_PREFIX: &str = "update:";
 /// Encodes a module as the bytes of a `.kiln` file. The bytes are then checked by
 /// [`from_bytes`] itself, so every limit and rule of the loader has one home (the decoder)
 /// and a module the loader would refuse (a rank over [`limits::MAX_RANK`], too many
-/// operands, a plan that fails verification, ...) is an [`FormatError::Encode`] naming
-/// the limit or rule, never a file.
+/// operands, ...) is an [`FormatError::Encode`] naming the limit or rule, never a file.
 pub fn to_bytes(m: &Module) -> Result<Vec<u8>, FormatError> {
-    let (header, data) = encode::module(m)?;
+    to_bytes_with_plan(m, m.program.as_deref())
+}
+
+/// [`to_bytes`] with `program` as the module's kernel plan (verified or not).
+pub(crate) fn to_bytes_with_plan(
+    m: &Module,
+    program: Option<&Program>,
+) -> Result<Vec<u8>, FormatError> {
+    let (header, data) = encode::module(m, program)?;
     let header = codec::encode_header(&header)?;
     let bytes = layout::assemble(&header, &data)?;
     from_bytes(&bytes).map_err(encode::refused_by_loader)?;

@@ -41,7 +41,10 @@ fn modules_with(every_construct: Module) -> Vec<(&'static str, Module)> {
         ),
     ] {
         let p = kiln_kernel::parse(text).unwrap();
-        out.push((name, module_around(p).unwrap()));
+        out.push((
+            name,
+            module_around(kiln_kernel::verify(p).unwrap()).unwrap(),
+        ));
     }
     out
 }

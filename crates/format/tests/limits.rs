@@ -186,10 +186,11 @@ fn long_dim(bytes: usize) -> Module {
 }
 
 /// The test plan's kernel k2 (a loop kernel with a masked load at v2), changed by `f`.
-fn plan_with(f: impl FnOnce(&mut kiln_kernel::Program)) -> Module {
-    let mut m = common::every_construct_module();
-    f(m.program.as_mut().unwrap());
-    m
+fn plan_with(f: impl FnOnce(&mut kiln_kernel::Program)) -> kiln_kernel::Program {
+    let module = common::every_construct_module();
+    let mut p = module.program.expect("a plan").into_program();
+    f(&mut p);
+    p
 }
 
 fn k2(p: &mut kiln_kernel::Program) -> &mut kiln_kernel::Body {
@@ -278,54 +279,6 @@ fn save_refuses_every_limit_the_loader_enforces_and_writes_nothing() {
             "signature input x: dimension \"1099511627777\" has the constant 1099511627777, over the limit 1099511627776".into(),
         ),
         (
-            "MAX_INDEX_DEPTH",
-            plan_with(|p| set_load_index(p, chain(MAX_INDEX_DEPTH as usize + 1))),
-            "kernel plan kernel k2 v0: index expression depth 65 exceeds the limit 64".into(),
-        ),
-        (
-            "MAX_INDEX_NODES",
-            plan_with(|p| set_load_index(p, tree(10))),
-            "kernel plan kernel k2 v0: index expression node count 2047 exceeds the limit 1024".into(),
-        ),
-        (
-            "MAX_GUARDS",
-            plan_with(|p| match &mut k2(p).values[2] {
-                Expr::Load(l) => match &mut l.mode {
-                    LoadMode::Masked { guards, .. } => {
-                        let g = guards[0].clone();
-                        guards.resize(MAX_GUARDS as usize + 1, g);
-                    }
-                    other => panic!("k2 v2 is not masked: {other:?}"),
-                },
-                other => panic!("k2 v2 is not a load: {other:?}"),
-            }),
-            "kernel plan kernel k2 v2: guard count 65 exceeds the limit 64".into(),
-        ),
-        (
-            "MAX_BODY_VALUES",
-            plan_with(|p| {
-                let b = k2(p);
-                b.values.resize(MAX_BODY_VALUES as usize + 1, Expr::Const(Scalar::I64(0)));
-            }),
-            "kernel plan kernel k2: value count 65537 exceeds the limit 65536".into(),
-        ),
-        (
-            "MAX_BUFFERS",
-            plan_with(|p| {
-                let b = p.buffers[9].clone();
-                p.buffers.resize(MAX_BUFFERS as usize + 1, b);
-            }),
-            "kernel plan: buffer count 65537 exceeds the limit 65536".into(),
-        ),
-        (
-            "MAX_KERNELS",
-            plan_with(|p| {
-                let k = p.kernels[1].clone();
-                p.kernels.resize(MAX_KERNELS as usize + 1, k);
-            }),
-            "kernel plan: kernel count 65537 exceeds the limit 65536".into(),
-        ),
-        (
             "MAX_DIM_TEXT_BYTES",
             long_dim(MAX_DIM_TEXT_BYTES as usize + 1),
             String::new(),
@@ -349,6 +302,70 @@ fn save_refuses_every_limit_the_loader_enforces_and_writes_nothing() {
         }
         assert!(!path.exists(), "{limit}: a file was written");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "{limit}");
+    }
+    // A module holds only verified plans; these plans are over a limit (and may not
+    // verify), so they are encoded the way a buggy writer would.
+    let plans: Vec<(&str, kiln_kernel::Program, String)> = vec![
+        (
+            "MAX_INDEX_DEPTH",
+            plan_with(|p| set_load_index(p, chain(MAX_INDEX_DEPTH as usize + 1))),
+            "kernel plan kernel k2 v0: index expression depth 65 exceeds the limit 64".into(),
+        ),
+        (
+            "MAX_INDEX_NODES",
+            plan_with(|p| set_load_index(p, tree(10))),
+            "kernel plan kernel k2 v0: index expression node count 2047 exceeds the limit 1024"
+                .into(),
+        ),
+        (
+            "MAX_GUARDS",
+            plan_with(|p| match &mut k2(p).values[2] {
+                Expr::Load(l) => match &mut l.mode {
+                    LoadMode::Masked { guards, .. } => {
+                        let g = guards[0].clone();
+                        guards.resize(MAX_GUARDS as usize + 1, g);
+                    }
+                    other => panic!("k2 v2 is not masked: {other:?}"),
+                },
+                other => panic!("k2 v2 is not a load: {other:?}"),
+            }),
+            "kernel plan kernel k2 v2: guard count 65 exceeds the limit 64".into(),
+        ),
+        (
+            "MAX_BODY_VALUES",
+            plan_with(|p| {
+                let b = k2(p);
+                b.values
+                    .resize(MAX_BODY_VALUES as usize + 1, Expr::Const(Scalar::I64(0)));
+            }),
+            "kernel plan kernel k2: value count 65537 exceeds the limit 65536".into(),
+        ),
+        (
+            "MAX_BUFFERS",
+            plan_with(|p| {
+                let b = p.buffers[9].clone();
+                p.buffers.resize(MAX_BUFFERS as usize + 1, b);
+            }),
+            "kernel plan: buffer count 65537 exceeds the limit 65536".into(),
+        ),
+        (
+            "MAX_KERNELS",
+            plan_with(|p| {
+                let k = p.kernels[1].clone();
+                p.kernels.resize(MAX_KERNELS as usize + 1, k);
+            }),
+            "kernel plan: kernel count 65537 exceeds the limit 65536".into(),
+        ),
+    ];
+    let base = common::every_construct_module();
+    for (limit, plan, expected) in plans {
+        let e = kiln_format::fuzzing::to_bytes_with_plan(&base, &plan).unwrap_err();
+        assert!(matches!(e, FormatError::Encode { .. }), "{limit}: {e}");
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{limit}: {msg}");
+        if msg != format!("cannot encode module: {expected}") {
+            wrong.push(format!("{limit}: {msg}"));
+        }
     }
     assert!(
         wrong.is_empty(),

@@ -36,7 +36,7 @@ fn seeds() -> &'static [Vec<u8>] {
             include_str!("../../../fixtures/filetests/kernel/layer_norm_stats.kir"),
             include_str!("../../../fixtures/filetests/kernel/sgd_in_place.kir"),
         ] {
-            let p = kiln_kernel::parse(text).unwrap();
+            let p = kiln_kernel::verify(kiln_kernel::parse(text).unwrap()).unwrap();
             out.push(to_bytes(&module_around(p).unwrap()).unwrap());
         }
         for s in &out {

@@ -40,8 +40,8 @@ fn fixture_modules() -> Vec<(String, kiln_format::Module)> {
     let mut out = Vec::new();
     for p in names {
         let text = std::fs::read_to_string(&p).unwrap();
-        let program = kiln_kernel::parse(&text).unwrap();
-        assert!(kiln_kernel::verify(&program).is_ok(), "{}", p.display());
+        let program = kiln_kernel::verify(kiln_kernel::parse(&text).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         if let Some(m) = module_around(program) {
             out.push((p.file_stem().unwrap().to_string_lossy().into_owned(), m));
         }

@@ -52,7 +52,7 @@ pub enum GpuError {
         /// wgpu's message.
         message: String,
     },
-    /// WGSL generation failed (unverifiable program, f64/i64 dtype, ...).
+    /// WGSL generation failed (f64/i64 dtype, a size over 32 bits, ...).
     #[error(transparent)]
     Wgsl(#[from] WgslError),
     /// A kernel needs more than the adapter allows.
@@ -80,9 +80,9 @@ pub enum GpuError {
     /// An index expression may compute an intermediate outside the shaders' 32-bit range.
     #[error("{0} (GPU shaders index with i32; run this program with --backend cpu)")]
     IndexWidth(#[from] kiln_kernel::IndexWidthError),
-    /// A binding of the symbols is missing or violates a precondition.
-    #[error("{0}")]
-    Binding(String),
+    /// A binding of the symbols is missing or violates a precondition, or a size overflows.
+    #[error(transparent)]
+    Bind(#[from] kiln_kernel::BindError),
     /// A kernel's launch size cannot be computed or does not fit the shader arithmetic.
     #[error("{kernel}: {source}")]
     Launch {

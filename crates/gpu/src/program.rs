@@ -7,7 +7,8 @@ use crate::error::GpuError;
 use crate::pool::BufferPool;
 use kiln_ir::{Array, DType, Data, Dim, DimError};
 use kiln_kernel::{
-    BufferId, BufferKind, IndexWidth, IndexWidthError, KernelId, Program, ValueId, WidthScope,
+    BufferId, BufferKind, IndexWidth, IndexWidthError, KernelId, Program, ValueId, VerifiedProgram,
+    WidthScope,
 };
 use kiln_wgsl::{
     ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL,
@@ -38,7 +39,7 @@ struct CompiledKernel {
 #[derive(Debug)]
 pub struct GpuProgram {
     device: Arc<GpuDevice>,
-    program: Program,
+    program: VerifiedProgram,
     wgsl: WgslProgram,
     kernels: Vec<CompiledKernel>,
     constants: HashMap<BufferId, wgpu::Buffer>,
@@ -159,7 +160,7 @@ fn submit_and_read(
 
 impl GpuProgram {
     /// Compiles `program` on the shared device ([`GpuDevice::shared`]).
-    pub fn compile(program: &Program) -> Result<GpuProgram, GpuError> {
+    pub fn compile(program: &VerifiedProgram) -> Result<GpuProgram, GpuError> {
         GpuProgram::compile_on(&GpuDevice::shared()?, program, &GpuOptions::default())
     }
 
@@ -167,7 +168,7 @@ impl GpuProgram {
     /// (or reuses) one pipeline per kernel and uploads the constants.
     pub fn compile_on(
         device: &Arc<GpuDevice>,
-        program: &Program,
+        program: &VerifiedProgram,
         options: &GpuOptions,
     ) -> Result<GpuProgram, GpuError> {
         let wgsl = kiln_wgsl::compile(program)?;
@@ -247,7 +248,7 @@ impl GpuProgram {
     }
 
     /// The program.
-    pub fn program(&self) -> &Program {
+    pub fn program(&self) -> &VerifiedProgram {
         &self.program
     }
 
@@ -545,40 +546,22 @@ impl GpuProgram {
         }
     }
 
-    /// Checks the bindings against the symbols and evaluates every buffer's length.
+    /// Checks the bindings against the symbols ([`Program::bind`]) and every buffer's
+    /// length against the adapter's and the shaders' limits.
     fn buffer_lens(&self, bindings: &HashMap<String, u64>) -> Result<Vec<usize>, GpuError> {
-        for s in &self.program.symbols {
-            let v = *bindings
-                .get(&s.name)
-                .ok_or_else(|| GpuError::Binding(format!("symbol `{}` is not bound", s.name)))?;
-            if v < s.min || s.max.is_some_and(|m| v > m) {
-                let rule = if v < s.min {
-                    format!("{} >= {}", s.name, s.min)
-                } else {
-                    format!("{} <= {}", s.name, s.max.unwrap_or(0))
-                };
-                return Err(GpuError::Binding(format!(
-                    "binding {} = {v} violates the precondition {rule}",
-                    s.name
-                )));
-            }
-        }
+        let lens = self.program.bind(bindings)?.buffer_lens();
         let limits = self.device.limits();
         let limit = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size)
             .min(i32::MAX as u64 * ELEMENT_BYTES);
-        self.program
-            .buffers
-            .iter()
+        lens.into_iter()
             .enumerate()
-            .map(|(i, b)| {
+            .map(|(i, len)| {
                 let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
-                let len = b
-                    .size
-                    .eval(bindings)
-                    .map_err(|e| GpuError::Binding(format!("size of {id}: {e}")))?;
-                let bytes = len.saturating_mul(ELEMENT_BYTES);
+                let bytes = u64::try_from(len)
+                    .unwrap_or(u64::MAX)
+                    .saturating_mul(ELEMENT_BYTES);
                 if bytes > limit {
                     return Err(GpuError::BufferTooLarge {
                         buffer: id,
@@ -586,11 +569,7 @@ impl GpuProgram {
                         limit,
                     });
                 }
-                usize::try_from(len).map_err(|_| GpuError::BufferTooLarge {
-                    buffer: id,
-                    bytes,
-                    limit,
-                })
+                Ok(len)
             })
             .collect()
     }

@@ -71,7 +71,7 @@ fn fused_plans_agree_with_the_executor() {
     assert!(programs.len() >= 5, "found {} fused plans", programs.len());
     let mut ran = 0;
     for (name, p) in &programs {
-        if let Err(e) = kiln_wgsl::compile(p) {
+        if let Err(e) = kiln_wgsl::compile(&common::verified(p)) {
             assert!(
                 matches!(e, WgslError::UnsupportedDType { .. }),
                 "{name}: {e}"

@@ -10,7 +10,7 @@ use common::{
     EXACT, SUM, TRANSCENDENTAL, Tol, bind, check, check_with, f32s, i32s, named, reference, u32s,
 };
 use kiln_gpu::{GpuDevice, GpuError, GpuOptions, GpuProgram, test_device};
-use kiln_kernel::{BufferId, ExecError, KernelId, parse};
+use kiln_kernel::{BindError, BufferId, ExecError, KernelId, parse};
 use kiln_wgsl::WgslError;
 use std::collections::HashMap;
 
@@ -503,7 +503,8 @@ k0 = loop [N] {
     };
     let p = parse(text).expect("parses");
     let n = 4_200_000usize;
-    let mut g = GpuProgram::compile_on(&device, &p, &GpuOptions::default()).expect("compiles");
+    let mut g = GpuProgram::compile_on(&device, &common::verified(&p), &GpuOptions::default())
+        .expect("compiles");
     let groups = g.wgsl().kernels[0]
         .workgroups(&bind(&[("N", n as u64)]))
         .expect("fits");
@@ -605,7 +606,8 @@ fn state_persists_on_the_device_and_buffers_are_pooled() {
     };
     let p = parse(SGD).expect("parses");
     let b = bind(&[("P", 100)]);
-    let mut g = GpuProgram::compile_on(&device, &p, &GpuOptions::default()).expect("compiles");
+    let mut g = GpuProgram::compile_on(&device, &common::verified(&p), &GpuOptions::default())
+        .expect("compiles");
     let w0 = noise(100, 4);
     g.set_state("w", &f32s(&w0)).expect("sets");
     let grad = named(vec![("grad", f32s(&noise(100, 5)))]);
@@ -633,17 +635,20 @@ fn run_api_errors() {
         return;
     };
     let p = parse(SGD).expect("parses");
-    let mut g = GpuProgram::compile_on(&device, &p, &GpuOptions::default()).expect("compiles");
+    let mut g = GpuProgram::compile_on(&device, &common::verified(&p), &GpuOptions::default())
+        .expect("compiles");
     let grad = named(vec![("grad", f32s(&[1.0; 10]))]);
     assert_eq!(
         g.run(&bind(&[]), &grad).map(|_| ()),
-        Err(GpuError::Binding("symbol `P` is not bound".to_string()))
+        Err(GpuError::Bind(BindError::Unbound("P".to_string())))
     );
     assert_eq!(
         g.run(&bind(&[("P", 0)]), &grad).map(|_| ()),
-        Err(GpuError::Binding(
-            "binding P = 0 violates the precondition P >= 1".to_string()
-        ))
+        Err(GpuError::Bind(BindError::Precondition {
+            name: "P".to_string(),
+            value: 0,
+            rule: "P >= 1".to_string()
+        }))
     );
     assert_eq!(
         g.run(&bind(&[("P", 10)]), &HashMap::new()).map(|_| ()),
@@ -714,7 +719,8 @@ k0 = loop [4] {
     let Some(device) = test_device() else {
         return;
     };
-    let err = GpuProgram::compile_on(&device, &p, &GpuOptions::default()).map(|_| ());
+    let err =
+        GpuProgram::compile_on(&device, &common::verified(&p), &GpuOptions::default()).map(|_| ());
     assert!(matches!(
         err,
         Err(GpuError::Wgsl(WgslError::UnsupportedDType {
@@ -735,9 +741,11 @@ fn pipelines_are_cached_by_shader_and_adapters_are_selectable() {
         return;
     };
     let p = parse(GATHER).expect("parses");
-    GpuProgram::compile_on(&device, &p, &GpuOptions::default()).expect("compiles");
+    GpuProgram::compile_on(&device, &common::verified(&p), &GpuOptions::default())
+        .expect("compiles");
     let before = device.cached_pipelines();
-    GpuProgram::compile_on(&device, &p, &GpuOptions::default()).expect("compiles");
+    GpuProgram::compile_on(&device, &common::verified(&p), &GpuOptions::default())
+        .expect("compiles");
     assert_eq!(
         device.cached_pipelines(),
         before,

@@ -31,10 +31,8 @@ k0 = loop [4] {
 
 #[test]
 fn index_intermediates_beyond_i32_are_refused_before_dispatch() {
-    let fixed = parse(WRAPS).expect("parses");
-    verify(&fixed).expect("verifies");
-    let symbolic = parse(WRAPS_FOR_LARGE_N).expect("parses");
-    verify(&symbolic).expect("verifies");
+    let fixed = verify(parse(WRAPS).expect("parses")).expect("verifies");
+    let symbolic = verify(parse(WRAPS_FOR_LARGE_N).expect("parses")).expect("verifies");
     let x = named(vec![("x", f32s(&[1.0, 2.0, 3.0, 4.0]))]);
     let big = bind(&[("N", 16384)]);
     let exact = common::reference(&symbolic, &big, &x, &Default::default()).expect("runs");
@@ -138,8 +136,7 @@ k5 = matmul m 3 k 4 n 0 {
 
 #[test]
 fn statically_empty_domains_run_and_match_the_executor() {
-    let p = parse(EMPTY).expect("parses");
-    verify(&p).expect("verifies");
+    let p = verify(parse(EMPTY).expect("parses")).expect("verifies");
     validate_wgsl(&p);
     let wgsl = kiln_wgsl::compile(&p).expect("lowers");
     for k in &wgsl.kernels {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{EXACT, TRANSCENDENTAL, Tol, ULPS, bind, bools, check, f32s, i32s, named, u32s};
+use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, UnaryOp};
-use kiln_kernel::verify::{binary_dtype, unary_dtype};
 use kiln_kernel::{Body, BufferKind, Expr, IndexExpr, Kernel, LoopKernel, Program, Scalar, parse};
 
 /// One loop kernel over `n` elements applying every op to the inputs, one output per op.

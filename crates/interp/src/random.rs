@@ -1,30 +1,6 @@
 //! Counter-based random bits: Threefry-2x32 (20 rounds, Random123) laid out as JAX does.
 
-/// Rotation amounts of the two alternating groups of four rounds.
-const ROTATIONS: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
-/// Key-schedule parity constant of Threefish/Threefry 32-bit.
-const KS_PARITY: u32 = 0x1BD1_1BDA;
-
-/// The Threefry-2x32 block function with 20 rounds: encrypts `counter` under `key`.
-/// The key is injected before the first round and after every four rounds.
-pub fn threefry2x32(key: [u32; 2], counter: [u32; 2]) -> [u32; 2] {
-    let ks = [key[0], key[1], key[0] ^ key[1] ^ KS_PARITY];
-    let mut x0 = counter[0].wrapping_add(ks[0]);
-    let mut x1 = counter[1].wrapping_add(ks[1]);
-    for group in 0..5usize {
-        for r in ROTATIONS[group % 2] {
-            x0 = x0.wrapping_add(x1);
-            x1 = x1.rotate_left(r);
-            x1 ^= x0;
-        }
-        let inject = group + 1;
-        x0 = x0.wrapping_add(ks[inject % 3]);
-        x1 = x1
-            .wrapping_add(ks[(inject + 1) % 3])
-            .wrapping_add(inject as u32);
-    }
-    [x0, x1]
-}
+pub use kiln_ir::semantics::threefry::threefry2x32;
 
 /// `jax.random.bits(key, shape, dtype=uint32)` with `jax_threefry_partitionable` on (the
 /// default since JAX 0.5): the element at row-major flat index `i` is `b0 ^ b1` where

@@ -3,7 +3,8 @@
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::error::ShapeError;
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::Op;
+use crate::semantics::{DTypeClass, DTypeRuleError, binary_dtype, unary_dtype};
 use crate::shape::Shape;
 
 /// The dtype and shape of one operand.
@@ -107,82 +108,25 @@ fn window_out(
     Ok(Dim::known((padded - span) / stride + 1))
 }
 
-fn unary_dtype(u: UnaryOp, x: DType) -> Result<DType, ShapeError> {
-    let name = u.name();
-    match u {
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => {
-            require(name, "operand", x, x.is_numeric(), "a numeric dtype")?;
-            Ok(x)
-        }
-        UnaryOp::Not => {
-            require(
-                name,
-                "operand",
-                x,
-                x == DType::Bool || x.is_int(),
-                "bool or an integer",
-            )?;
-            Ok(x)
-        }
-        UnaryOp::IsNan => {
-            require(name, "operand", x, x.is_float(), "f32 or f64")?;
-            Ok(DType::Bool)
-        }
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Recip
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tanh
-        | UnaryOp::Atan
-        | UnaryOp::Sigmoid
-        | UnaryOp::Erf
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round => {
-            require(name, "operand", x, x.is_float(), "f32 or f64")?;
-            Ok(x)
-        }
-    }
-}
-
-fn binary_dtype(b: BinaryOp, lhs: DType, rhs: DType) -> Result<DType, ShapeError> {
-    let name = b.name();
-    if lhs != rhs {
-        return Err(ShapeError::DTypeMismatch { op: name, lhs, rhs });
-    }
-    match b {
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Rem
-        | BinaryOp::Max
-        | BinaryOp::Min => {
-            require(name, "operands", lhs, lhs.is_numeric(), "a numeric dtype")?;
-            Ok(lhs)
-        }
-        BinaryOp::Pow => {
-            require(name, "operands", lhs, lhs.is_float(), "f32 or f64")?;
-            Ok(lhs)
-        }
-        BinaryOp::Eq | BinaryOp::Ne => Ok(DType::Bool),
-        BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-            require(name, "operands", lhs, lhs.is_numeric(), "a numeric dtype")?;
-            Ok(DType::Bool)
-        }
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
-            require(
-                name,
-                "operands",
-                lhs,
-                lhs == DType::Bool || lhs.is_int(),
-                "bool or an integer",
-            )?;
-            Ok(lhs)
-        }
+/// A typing-rule error of [`crate::semantics`] as a shape-inference error.
+fn dtype_rule(e: DTypeRuleError) -> ShapeError {
+    match e {
+        DTypeRuleError::Mismatch { op, lhs, rhs } => ShapeError::DTypeMismatch { op, lhs, rhs },
+        DTypeRuleError::Needs {
+            op,
+            binary,
+            needs,
+            got,
+        } => ShapeError::DType {
+            op,
+            role: if binary { "operands" } else { "operand" },
+            got,
+            expected: match needs {
+                DTypeClass::Numeric => "a numeric dtype",
+                DTypeClass::Float => "f32 or f64",
+                DTypeClass::BoolOrInt => "bool or an integer",
+            },
+        },
     }
 }
 
@@ -301,11 +245,14 @@ fn infer_rule(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeErro
         }
         Op::Unary(u) => {
             arity(op, operands, 1)?;
-            Ok((unary_dtype(*u, operands[0].0)?, operands[0].1.clone()))
+            Ok((
+                unary_dtype(*u, operands[0].0).map_err(dtype_rule)?,
+                operands[0].1.clone(),
+            ))
         }
         Op::Binary(b) => {
             arity(op, operands, 2)?;
-            let dt = binary_dtype(*b, operands[0].0, operands[1].0)?;
+            let dt = binary_dtype(*b, operands[0].0, operands[1].0).map_err(dtype_rule)?;
             Ok((dt, broadcast_shapes(name, operands[0].1, operands[1].1)?))
         }
         Op::Select => {

@@ -6,6 +6,15 @@
 //! `erf` is a high-accuracy `f64` error function (relative error below 1e-14 everywhere):
 //! a series of positive terms for `|x| < 2.5`, `1 - erfc(x)` from erfc's continued fraction
 //! for `2.5 <= |x| < 6`, exactly 1 beyond.
+//!
+//! The typing rules of these ops ([`unary_dtype`], [`binary_dtype`]) and the Threefry-2x32
+//! block function of random bits ([`threefry`]) live here too, so every evaluator and the
+//! verifiers share them.
+
+pub mod threefry;
+mod typing;
+
+pub use typing::{DTypeClass, DTypeRuleError, binary_dtype, unary_dtype};
 
 use crate::op::{BinaryOp, UnaryOp};
 use std::f64::consts::FRAC_2_SQRT_PI;

@@ -392,7 +392,7 @@ mod tests {
             let vars = [crate::poly::parse_dim_text("N").unwrap(), Poly::constant(3)];
             let scope = Scope { facts: &facts, vars: &vars, reds: &[], guards: &[] };
             if let Ok(iv) = scope.interval(&e) {
-                let at = |p: &Poly| p.eval(&|_| Some(i128::from(n))).unwrap();
+                let at = |p: &Poly| p.eval(&|_| i128::from(n)).unwrap();
                 for i0 in 0..n {
                     for i1 in 0..3 {
                         let v = (i0 * a + i1 * b + c).div_euclid(d) + i1.rem_euclid(m);

@@ -4,14 +4,14 @@
 //! accumulate in `f64`). Every buffer is its own allocation: the executor does not use the
 //! memory plan ([`crate::memplan`]), whose sharing the CPU engine's arena exercises.
 
+use crate::bind::{BindError, Binding};
 use crate::ids::{BufferId, KernelId};
 use crate::index::IndexExpr;
-use crate::poly::Poly;
 use crate::program::{
     Body, BufferKind, Conv2dKernel, Expr, Kernel, LoadMode, LoopKernel, MatmulKernel, Program,
 };
 use crate::scalar::Scalar;
-use crate::verify::{VerifyErrors, verify};
+use crate::verify::VerifiedProgram;
 use kiln_ir::semantics::{max_f, min_f};
 use kiln_ir::{BinaryOp, DType, Data, Dim, ReduceOp, UnaryOp};
 use std::collections::HashMap;
@@ -19,45 +19,10 @@ use std::collections::HashMap;
 /// Why a program could not be run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExecError {
-    /// The program does not verify.
-    #[error("the program does not verify: {}", .0.summary())]
-    Verify(VerifyErrors),
-    /// A declared symbol has no binding.
-    #[error("symbol `{0}` is not bound")]
-    Unbound(String),
-    /// A binding violates its symbol's precondition.
-    #[error("binding {name} = {value} violates the precondition {rule}")]
-    Precondition {
-        /// Symbol.
-        name: String,
-        /// Bound value.
-        value: u64,
-        /// The violated rule (`N >= 1`, `T <= 512`).
-        rule: String,
-    },
-    /// The buffer list does not match the program.
-    #[error("the program has {expected} buffers, {got} were supplied")]
-    BufferCount {
-        /// Buffers in the program.
-        expected: usize,
-        /// Buffers supplied.
-        got: usize,
-    },
-    /// A supplied buffer has the wrong dtype or length.
-    #[error("{buffer} must be {dtype}[{len}], got {got_dtype}[{got_len}]")]
-    BufferShape {
-        /// The buffer.
-        buffer: BufferId,
-        /// Its dtype.
-        dtype: DType,
-        /// Its size under the bindings.
-        len: usize,
-        /// Supplied dtype.
-        got_dtype: DType,
-        /// Supplied length.
-        got_len: usize,
-    },
-    /// A size or index does not fit 64 bits (or memory) under the bindings.
+    /// The bindings, or the supplied buffers, do not fit the program.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// An index, divisor or domain does not fit 64 bits (or memory) under the bindings.
     #[error("{0} overflows under the given bindings")]
     Overflow(String),
     /// A checked load read outside its buffer (the error flag of the checked-load contract).
@@ -84,52 +49,22 @@ pub enum ExecError {
 
 /// Bindings checked against the program's symbols.
 struct Env {
-    values: HashMap<String, i128>,
+    binding: Binding,
 }
 
 impl Env {
     fn new(program: &Program, bindings: &HashMap<String, u64>) -> Result<Env, ExecError> {
-        let mut values = HashMap::new();
-        for s in &program.symbols {
-            let v = *bindings
-                .get(&s.name)
-                .ok_or_else(|| ExecError::Unbound(s.name.clone()))?;
-            if v < s.min {
-                return Err(ExecError::Precondition {
-                    name: s.name.clone(),
-                    value: v,
-                    rule: format!("{} >= {}", s.name, s.min),
-                });
-            }
-            if let Some(max) = s.max
-                && v > max
-            {
-                return Err(ExecError::Precondition {
-                    name: s.name.clone(),
-                    value: v,
-                    rule: format!("{} <= {max}", s.name),
-                });
-            }
-            values.insert(s.name.clone(), i128::from(v));
-        }
-        Ok(Env { values })
+        Ok(Env {
+            binding: program.bind(bindings)?,
+        })
     }
 
     fn eval(&self, d: &Dim) -> Result<i64, ExecError> {
-        let overflow = || ExecError::Overflow(format!("`{d}`"));
-        let p = Poly::from_dim(d).map_err(|_| overflow())?;
-        let v = p
-            .eval(&|s| self.values.get(s).copied())
-            .map_err(|e| match e {
-                crate::poly::PolyError::Unbound(s) => ExecError::Unbound(s),
-                _ => overflow(),
-            })?;
-        i64::try_from(v).map_err(|_| overflow())
+        Ok(self.binding.eval(d)?)
     }
 
     fn extent(&self, d: &Dim) -> Result<usize, ExecError> {
-        let v = self.eval(d)?;
-        usize::try_from(v.max(0)).map_err(|_| ExecError::Overflow(format!("`{d}`")))
+        Ok(self.binding.len(d)?)
     }
 
     fn extents(&self, ds: &[Dim]) -> Result<Vec<usize>, ExecError> {
@@ -754,51 +689,33 @@ pub fn allocate(
     program: &Program,
     bindings: &HashMap<String, u64>,
 ) -> Result<Vec<Data>, ExecError> {
-    let env = Env::new(program, bindings)?;
+    let binding = program.bind(bindings)?;
     program
         .buffers
         .iter()
-        .map(|b| match &b.kind {
+        .zip(binding.buffer_lens())
+        .map(|(b, len)| match &b.kind {
             BufferKind::Constant(a) => Ok(a.data().clone()),
-            _ => {
-                let len = env.extent(&b.size)?;
-                zeros(b.dtype, len)
-                    .ok_or_else(|| ExecError::Overflow(format!("a buffer of {len} elements")))
-            }
+            _ => zeros(b.dtype, len)
+                .ok_or_else(|| ExecError::Overflow(format!("a buffer of {len} elements"))),
         })
         .collect()
 }
 
 /// Runs `program` on `buffers` (one per program buffer, `buffers[k]` is `b<k>`, each of the
-/// buffer's dtype and evaluated size). The program is verified first and the bindings are
-/// checked against the symbols' preconditions; constant buffers are (re)filled from the
-/// program. Kernels run in order; inside a kernel, points run in row-major order.
+/// buffer's dtype and evaluated size). The bindings are checked with [`Program::bind`];
+/// constant buffers are (re)filled from the program. Kernels run in order; inside a
+/// kernel, points run in row-major order.
 ///
 /// On error the contents of written buffers are unspecified.
 pub fn execute(
-    program: &Program,
+    program: &VerifiedProgram,
     bindings: &HashMap<String, u64>,
     buffers: &mut [Data],
 ) -> Result<(), ExecError> {
-    verify(program).map_err(ExecError::Verify)?;
     let env = Env::new(program, bindings)?;
-    if buffers.len() != program.buffers.len() {
-        return Err(ExecError::BufferCount {
-            expected: program.buffers.len(),
-            got: buffers.len(),
-        });
-    }
-    for (i, (b, data)) in program.buffers.iter().zip(buffers.iter_mut()).enumerate() {
-        let len = env.extent(&b.size)?;
-        if data.dtype() != b.dtype || data.len() != len {
-            return Err(ExecError::BufferShape {
-                buffer: BufferId(u32::try_from(i).unwrap_or(u32::MAX)),
-                dtype: b.dtype,
-                len,
-                got_dtype: data.dtype(),
-                got_len: data.len(),
-            });
-        }
+    env.binding.check_buffers(buffers)?;
+    for (b, data) in program.buffers.iter().zip(buffers.iter_mut()) {
         if let BufferKind::Constant(a) = &b.kind {
             *data = a.data().clone();
         }

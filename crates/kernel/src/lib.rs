@@ -3,9 +3,12 @@
 //! The fusion pass lowers a graph to a [`Program`] (a *kernel plan*); the backends (CPU
 //! Cranelift JIT, WGSL) only lower a program, they never make fusion decisions. This crate
 //! holds the IR, its text form ([`parse()`] and `Display`), the verifier ([`verify()`]) that
-//! proves every memory access in bounds for every allowed binding of the symbols, and an
-//! executor ([`execute()`], the kernel-IR interpreter used in differential tests). It depends
-//! on `kiln-ir` only, never on wgpu or Cranelift.
+//! proves every memory access in bounds for every allowed binding of the symbols and returns
+//! the program as a [`VerifiedProgram`] (what every backend takes, so none verifies again),
+//! the binding of symbols to values ([`Program::bind`], the one home of the precondition
+//! and buffer-length checks every engine makes), and an executor ([`execute()`], the
+//! kernel-IR interpreter used in differential tests). It depends on `kiln-ir` only, never on
+//! wgpu or Cranelift.
 //!
 //! # Model
 //!
@@ -228,6 +231,7 @@
 //! oversized expansion fails the proof. Divisibility facts are not needed: symbolic shapes
 //! are polynomials because graph-level division is exact.
 
+pub mod bind;
 mod bounds;
 pub mod exec;
 pub mod ids;
@@ -242,6 +246,7 @@ mod symbol;
 pub mod verify;
 pub mod width;
 
+pub use bind::{BindError, Binding};
 pub use exec::{ExecError, allocate, execute};
 pub use ids::{BufferId, KernelId, LoopVar, RedVar, ValueId};
 pub use index::{Affine, Guard, IndexExpr};
@@ -251,5 +256,5 @@ pub use program::{
     Load, LoadMode, LoopKernel, MatmulKernel, Program, Store, Symbol,
 };
 pub use scalar::{Scalar, ScalarError};
-pub use verify::{VerifyError, VerifyErrors, verify};
+pub use verify::{VerifiedProgram, VerifyError, VerifyErrors, verify};
 pub use width::{IndexWidth, IndexWidthError, WidthScope, check_index_width};

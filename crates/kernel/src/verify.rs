@@ -7,7 +7,8 @@ use crate::ids::{BufferId, KernelId, ValueId, looks_like_id};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::{Facts, Poly};
 use crate::program::{Body, BodyRole, BufferKind, Expr, Kernel, LoadMode, Program, Store};
-use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
+use kiln_ir::semantics::{binary_dtype, unary_dtype};
+use kiln_ir::{DType, Dim, ReduceOp};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
@@ -75,9 +76,64 @@ impl VerifyErrors {
     }
 }
 
+/// A program the verifier accepted: every rule in the crate docs holds for it. Only
+/// [`verify`] makes one, and it gives read-only access to the program, so a backend that
+/// takes a `VerifiedProgram` needs no verification of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VerifiedProgram(Program);
+
+impl VerifiedProgram {
+    /// The program.
+    pub fn as_program(&self) -> &Program {
+        &self.0
+    }
+
+    /// The program, to change it (a changed program must be verified again).
+    pub fn into_program(self) -> Program {
+        self.0
+    }
+}
+
+impl std::ops::Deref for VerifiedProgram {
+    type Target = Program;
+
+    fn deref(&self) -> &Program {
+        &self.0
+    }
+}
+
+impl AsRef<Program> for VerifiedProgram {
+    fn as_ref(&self) -> &Program {
+        &self.0
+    }
+}
+
+impl fmt::Display for VerifiedProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+thread_local! {
+    static VERIFY_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times [`verify`] has run on the calling thread (for tests that count
+/// verifications per compile and per load).
+#[doc(hidden)]
+pub fn verify_calls_on_this_thread() -> u64 {
+    VERIFY_CALLS.with(std::cell::Cell::get)
+}
+
 /// Checks a program; `Ok` means every rule in the crate docs holds, in particular that no
 /// plain or masked access can leave its buffer for any binding the preconditions allow.
-pub fn verify(program: &Program) -> Result<(), VerifyErrors> {
+pub fn verify(program: Program) -> Result<VerifiedProgram, VerifyErrors> {
+    VERIFY_CALLS.with(|calls| calls.set(calls.get() + 1));
+    check(&program)?;
+    Ok(VerifiedProgram(program))
+}
+
+fn check(program: &Program) -> Result<(), VerifyErrors> {
     let mut v = Verifier {
         p: program,
         facts: Facts::new(&program.symbols),
@@ -109,76 +165,6 @@ pub fn verify(program: &Program) -> Result<(), VerifyErrors> {
         Ok(())
     } else {
         Err(VerifyErrors(v.errors))
-    }
-}
-
-/// The dtype a unary op produces from `x`, or why it does not apply.
-pub fn unary_dtype(op: UnaryOp, x: DType) -> Result<DType, String> {
-    let need = |ok: bool, what: &str, out: DType| {
-        if ok {
-            Ok(out)
-        } else {
-            Err(format!("{} needs {what}, got {x}", op.name()))
-        }
-    };
-    match op {
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => need(x.is_numeric(), "a numeric operand", x),
-        UnaryOp::Not => need(
-            x == DType::Bool || x.is_int(),
-            "a bool or integer operand",
-            x,
-        ),
-        UnaryOp::IsNan => need(x.is_float(), "a float operand", DType::Bool),
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Recip
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tanh
-        | UnaryOp::Atan
-        | UnaryOp::Sigmoid
-        | UnaryOp::Erf
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round => need(x.is_float(), "a float operand", x),
-    }
-}
-
-/// The dtype a binary op produces from `a` and `b`, or why it does not apply.
-pub fn binary_dtype(op: BinaryOp, a: DType, b: DType) -> Result<DType, String> {
-    if a != b {
-        return Err(format!(
-            "{} operands differ in dtype: {a} vs {b}",
-            op.name()
-        ));
-    }
-    let need = |ok: bool, what: &str, out: DType| {
-        if ok {
-            Ok(out)
-        } else {
-            Err(format!("{} needs {what}, got {a}", op.name()))
-        }
-    };
-    match op {
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Rem
-        | BinaryOp::Max
-        | BinaryOp::Min => need(a.is_numeric(), "numeric operands", a),
-        BinaryOp::Pow => need(a.is_float(), "float operands", a),
-        BinaryOp::Eq | BinaryOp::Ne => Ok(DType::Bool),
-        BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-            need(a.is_numeric(), "numeric operands", DType::Bool)
-        }
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => need(
-            a == DType::Bool || a.is_int(),
-            "bool or integer operands",
-            a,
-        ),
     }
 }
 
@@ -690,8 +676,11 @@ impl Verifier<'_> {
                 }
                 Expr::Unary(op, a) => {
                     let (ta, pa) = operand(*a, self);
-                    let ty =
-                        ta.and_then(|t| unary_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
+                    let ty = ta.and_then(|t| {
+                        unary_dtype(*op, t)
+                            .map_err(|e| self.error(&loc, e.to_string()))
+                            .ok()
+                    });
                     (ty, pa)
                 }
                 Expr::Binary(op, a, b) => {
@@ -699,7 +688,7 @@ impl Verifier<'_> {
                     let (tb, pb) = operand(*b, self);
                     let ty = match (ta, tb) {
                         (Some(x), Some(y)) => binary_dtype(*op, x, y)
-                            .map_err(|m| self.error(&loc, m))
+                            .map_err(|e| self.error(&loc, e.to_string()))
                             .ok(),
                         _ => None,
                     };

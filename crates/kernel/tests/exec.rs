@@ -1,7 +1,9 @@
 //! The executor computes the right values for hand-written kernels.
 
 use kiln_ir::{DType, Data};
-use kiln_kernel::{BufferId, ExecError, KernelId, Program, allocate, execute, parse, verify};
+use kiln_kernel::{
+    BindError, BufferId, ExecError, KernelId, Program, allocate, execute, parse, verify,
+};
 use std::collections::HashMap;
 
 fn bindings(list: &[(&str, u64)]) -> HashMap<String, u64> {
@@ -15,7 +17,7 @@ fn run(
     fill: &[(&str, Data)],
 ) -> Result<(Program, Vec<Data>), ExecError> {
     let p = parse(text).unwrap_or_else(|e| panic!("{e}"));
-    verify(&p).unwrap_or_else(|e| panic!("{e}"));
+    let p = verify(p).unwrap_or_else(|e| panic!("{e}"));
     let b = bindings(binds);
     let mut bufs = allocate(&p, &b)?;
     for (name, data) in fill {
@@ -26,7 +28,7 @@ fn run(
         bufs[id.index()] = data.clone();
     }
     execute(&p, &b, &mut bufs)?;
-    Ok((p, bufs))
+    Ok((p.into_program(), bufs))
 }
 
 fn output(p: &Program, bufs: &[Data], name: &str) -> Vec<f64> {
@@ -592,11 +594,11 @@ k0 = loop [N] {
   store b1[i0] = v0
 }
 ";
-    let p = parse(text).unwrap();
+    let p = verify(parse(text).unwrap()).unwrap();
     let mut bufs = allocate(&p, &bindings(&[("N", 4)])).unwrap();
     assert_eq!(
         execute(&p, &HashMap::new(), &mut bufs),
-        Err(ExecError::Unbound("N".into()))
+        Err(ExecError::Bind(BindError::Unbound("N".into())))
     );
     assert_eq!(
         execute(&p, &bindings(&[("N", 1)]), &mut bufs)
@@ -612,28 +614,28 @@ k0 = loop [N] {
     );
     assert_eq!(
         execute(&p, &bindings(&[("N", 5)]), &mut bufs),
-        Err(ExecError::BufferShape {
+        Err(ExecError::Bind(BindError::BufferShape {
             buffer: BufferId(0),
             dtype: DType::F32,
             len: 5,
             got_dtype: DType::F32,
             got_len: 4
-        })
+        }))
     );
     assert_eq!(
         execute(&p, &bindings(&[("N", 4)]), &mut bufs[..1]),
-        Err(ExecError::BufferCount {
+        Err(ExecError::Bind(BindError::BufferCount {
             expected: 2,
             got: 1
-        })
+        }))
     );
     let bad = parse(&text.replace("load b0[i0]", "load b0[i0 + 1]")).unwrap();
-    match execute(&bad, &bindings(&[("N", 4)]), &mut bufs) {
-        Err(ExecError::Verify(e)) => assert_eq!(
+    match verify(bad) {
+        Err(e) => assert_eq!(
             e.to_string(),
             "k0: v0 = load b0[i0 + 1]: index may exceed the last element of b0: cannot prove N <= N-1 for all N in 2..=8"
         ),
-        other => panic!("expected a verify error, got {other:?}"),
+        Ok(_) => panic!("expected a verify error"),
     }
     let div = "b0 = input \"x\" i64[2]
 b1 = output \"y\" i64[2]
@@ -657,7 +659,7 @@ k0 = loop [2] {
   store b1[i0] = v0
 }
 ";
-    let p = parse(text).unwrap();
+    let p = verify(parse(text).unwrap()).unwrap();
     let mut bufs = vec![f32s(&[0.0, 0.0]), f32s(&[0.0, 0.0])];
     execute(&p, &HashMap::new(), &mut bufs).unwrap();
     assert!(matches!(&bufs[1], Data::F32(v) if v == &[1.5, 2.5]));

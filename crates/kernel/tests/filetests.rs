@@ -32,8 +32,8 @@ fn run(input: &str) -> Result<Vec<String>, String> {
     if parse(&printed).map(|p| p.to_string()).as_deref() != Ok(printed.as_str()) {
         return Err("printing is not idempotent".to_string());
     }
-    Ok(match verify(&program) {
-        Ok(()) => vec!["ok".to_string()],
+    Ok(match verify(program) {
+        Ok(_) => vec!["ok".to_string()],
         Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
     })
 }

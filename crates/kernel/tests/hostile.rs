@@ -63,9 +63,9 @@ proptest! {
         let text = mutate(SEEDS[seed], &edits);
         let Ok(program) = parse(&text) else { return Ok(()) };
         prop_assert_eq!(parse(&program.to_string()), Ok(program.clone()));
-        if verify(&program).is_err() {
+        let Ok(program) = verify(program) else {
             return Ok(());
-        }
+        };
         let bindings: HashMap<String, u64> =
             program.symbols.iter().map(|s| (s.name.clone(), n.max(s.min))).collect();
         if let Ok(mut bufs) = allocate(&program, &bindings) {
@@ -85,7 +85,7 @@ proptest! {
 
     #[test]
     fn arbitrary_text_never_panics(text in "[ -~\\n]{0,200}") {
-        let _ = parse(&text).map(|p| verify(&p));
+        let _ = parse(&text).map(verify);
     }
 }
 
@@ -174,9 +174,9 @@ proptest! {
             let k = which % slots.len();
             *slots[k] = index;
         }
-        if verify(&p).is_err() {
+        let Ok(p) = verify(p) else {
             return Ok(());
-        }
+        };
         let bindings: HashMap<String, u64> =
             [("N".to_string(), n), ("C".to_string(), c)].into_iter().collect();
         let mut bufs = allocate(&p, &bindings).unwrap();

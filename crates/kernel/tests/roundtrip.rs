@@ -203,7 +203,7 @@ fn api_built_programs_round_trip() {
     );
     assert!(text.contains("else f32(nan(0xffc01234))"), "{text}");
     assert_eq!(parse(&text), Ok(p.clone()));
-    assert_eq!(kiln_kernel::verify(&p), Ok(()));
+    assert!(kiln_kernel::verify(p.clone()).is_ok());
 }
 
 #[test]

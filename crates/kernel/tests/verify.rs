@@ -5,8 +5,8 @@ use kiln_kernel::{parse, verify};
 /// The verifier's messages for a program text (empty when it verifies).
 fn errors(text: &str) -> Vec<String> {
     let p = parse(text).unwrap_or_else(|e| panic!("parse failed: {e}\n{text}"));
-    match verify(&p) {
-        Ok(()) => Vec::new(),
+    match verify(p) {
+        Ok(_) => Vec::new(),
         Err(e) => e.0.iter().map(ToString::to_string).collect(),
     }
 }
@@ -279,7 +279,7 @@ k0 = loop [1] {
     let mut p = p;
     p.buffers[1].kind =
         kiln_kernel::BufferKind::Constant(kiln_ir::Array::from_f64(&[2], vec![1.0, 2.0]).unwrap());
-    let got: Vec<String> = verify(&p)
+    let got: Vec<String> = verify(p)
         .unwrap_err()
         .0
         .iter()

@@ -33,17 +33,13 @@
 
 use crate::builder::{Graph, IntoShape};
 use crate::tensor::Tensor;
+use kiln_ir::semantics::threefry::{self, Step};
 use kiln_ir::{Array, ArrayError, DType, Op, Shape};
 use std::panic::Location;
 
 /// Name suffix of the per-layer random-stream counters (`drop1.rng_counter`): `u32` scalar
 /// parameters that a train step advances by one (see [`rng_counters`]).
 pub const RNG_COUNTER_SUFFIX: &str = "rng_counter";
-
-/// Rotation amounts of Threefry-2x32's two alternating groups of four rounds.
-const ROTATIONS: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
-/// Key-schedule parity constant of Threefry 32-bit.
-const KS_PARITY: u32 = 0x1BD1_1BDA;
 
 /// The raw key data of `jax.random.PRNGKey(seed)`: `[seed >> 32, seed & 0xffff_ffff]` (JAX
 /// drops the high word unless `jax_enable_x64` is on, so seeds below 2^32 agree in both modes).
@@ -130,18 +126,27 @@ pub fn threefry2x32(key: &Tensor, x0: &Tensor, x1: &Tensor) -> (Tensor, Tensor) 
     }
     let k0 = word(key, 0);
     let k1 = word(key, 1);
-    let k2 = k0.logical_xor(&k1).logical_xor(f64::from(KS_PARITY));
+    let k2 = k0
+        .logical_xor(&k1)
+        .logical_xor(f64::from(threefry::KS_PARITY));
     let ks = [k0, k1, k2];
     let mut a = x0 + &ks[0];
     let mut b = x1 + &ks[1];
-    for group in 0..5usize {
-        for r in ROTATIONS[group % 2] {
-            a = &a + &b;
-            b = rotl(&b, r).logical_xor(&a);
+    for step in threefry::steps() {
+        match step {
+            Step::Mix { rotation } => {
+                a = &a + &b;
+                b = rotl(&b, rotation).logical_xor(&a);
+            }
+            Step::Inject {
+                x0_word,
+                x1_word,
+                count,
+            } => {
+                a = &a + &ks[x0_word];
+                b = (&b + &ks[x1_word]) + f64::from(count);
+            }
         }
-        let inject = group + 1;
-        a = &a + &ks[inject % 3];
-        b = (&b + &ks[(inject + 1) % 3]) + inject as f64;
     }
     (a, b)
 }

@@ -418,7 +418,6 @@ proptest! {
             Ok(p) => p,
             Err(e) => return Err(TestCaseError::fail(format!("lowering failed: {e}\n{g}"))),
         };
-        prop_assert!(kiln_kernel::verify(&program).is_ok());
         let mp = kiln_kernel::memplan::plan(&program, &bindings);
         prop_assert!(mp.is_ok());
         if let Ok(mp) = &mp {
@@ -442,7 +441,10 @@ proptest! {
         // sharing one buffer still verifies and computes the same outputs.
         if let Ok(mp) = &mp && !mp.in_place.is_empty() {
             let aliased = alias_in_place(&program, mp);
-            prop_assert!(kiln_kernel::verify(&aliased).is_ok(), "aliased program does not verify:\n{aliased}");
+            let text = aliased.to_string();
+            let aliased = kiln_kernel::verify(aliased);
+            prop_assert!(aliased.is_ok(), "aliased program does not verify:\n{text}");
+            let aliased = aliased.map_err(|e| TestCaseError::fail(e.to_string()))?;
             let (again, _) = execute(&aliased, &bindings, &inputs, &params)
                 .map_err(|e| TestCaseError::fail(format!("aliased exec: {e}")))?;
             for (i, w) in want.iter().enumerate() {

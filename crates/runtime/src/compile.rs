@@ -23,7 +23,7 @@ use crate::report::CompileReport;
 use crate::signature::{Signature, signature_of};
 use crate::state::State;
 use kiln_ir::{Array, Graph, NodeId};
-use kiln_kernel::Program;
+use kiln_kernel::VerifiedProgram;
 use kiln_passes::pipeline::{Dump, Func, PipelineOptions, PipelineReport, optimize};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -203,7 +203,7 @@ pub(crate) fn fuse(
     graph: &Graph,
     outputs: &[(String, NodeId)],
     updates: &[(String, NodeId)],
-) -> Result<Program, RuntimeError> {
+) -> Result<VerifiedProgram, RuntimeError> {
     let mut named: Vec<(String, NodeId)> = outputs.to_vec();
     named.extend(updates.iter().map(|(n, id)| (update_output(n), *id)));
     Ok(kiln_passes::fuse::lower(graph, &named)?)
@@ -212,7 +212,7 @@ pub(crate) fn fuse(
 /// Stage 5: the engine that runs the verified `program` on `backend`.
 fn engine_for(
     backend: Backend,
-    program: &Program,
+    program: &VerifiedProgram,
     signature: &Signature,
     slots: &Slots,
     updates: &[(String, NodeId)],
@@ -236,7 +236,7 @@ pub(crate) struct Parts {
     pub(crate) graph: Graph,
     pub(crate) outputs: Vec<(String, NodeId)>,
     pub(crate) updates: Vec<(String, NodeId)>,
-    pub(crate) program: Program,
+    pub(crate) program: VerifiedProgram,
     pub(crate) state: State,
 }
 

@@ -10,7 +10,7 @@ use crate::report::CompileReport;
 use crate::signature::Signature;
 use crate::state::State;
 use kiln_ir::{Array, Graph, NodeId};
-use kiln_kernel::Program;
+use kiln_kernel::VerifiedProgram;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -27,7 +27,7 @@ pub struct Executable {
     pub(crate) graph: Graph,
     pub(crate) outputs: Vec<(String, NodeId)>,
     pub(crate) updates: Vec<(String, NodeId)>,
-    pub(crate) program: Program,
+    pub(crate) program: VerifiedProgram,
     pub(crate) state: State,
     pub(crate) engine: Box<dyn Engine>,
     pub(crate) report: CompileReport,
@@ -78,8 +78,8 @@ impl Executable {
         &self.updates
     }
 
-    /// The kernel plan (every executable has one, whichever backend runs it).
-    pub fn program(&self) -> &Program {
+    /// The verified kernel plan (every executable has one, whichever backend runs it).
+    pub fn program(&self) -> &VerifiedProgram {
         &self.program
     }
 

@@ -4,8 +4,10 @@
 //!
 //! Compilation ([`compile`], crates/runtime/src/compile.rs) is a list of stages: `optimize`
 //! (crates/passes) → prune unused inputs → seed the state → `fuse::lower` to a verified
-//! kernel plan → the backend's engine (crates/runtime/src/engine/, one file per backend,
-//! one `run` path for all). State updates (a train step's new
+//! kernel plan, verified there once ([`kiln_kernel::VerifiedProgram`]; a loaded module's
+//! plan was verified once by the loader, and no engine verifies again) → the backend's
+//! engine (crates/runtime/src/engine/, one file per backend, one `run` path for all).
+//! State updates (a train step's new
 //! parameter values) are extra outputs of the plan that the executor writes back into the
 //! state after each run, so a run either applies every update or none.
 //!

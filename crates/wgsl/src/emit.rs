@@ -5,8 +5,8 @@
 use crate::error::WgslError;
 use crate::helpers::Helper;
 use crate::shader::StorageBinding;
+use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
-use kiln_kernel::verify::{binary_dtype, unary_dtype};
 use kiln_kernel::{
     Body, BufferId, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program, Scalar, ValueId,
 };
@@ -147,8 +147,10 @@ pub(crate) fn value_dtypes(
                     .ok_or_else(|| bad(format!("v{i} loads the undeclared buffer {}", l.buffer)))?
                     .dtype
             }
-            Expr::Unary(op, a) => unary_dtype(*op, of(a)?).map_err(bad)?,
-            Expr::Binary(op, a, b) => binary_dtype(*op, of(a)?, of(b)?).map_err(bad)?,
+            Expr::Unary(op, a) => unary_dtype(*op, of(a)?).map_err(|e| bad(e.to_string()))?,
+            Expr::Binary(op, a, b) => {
+                binary_dtype(*op, of(a)?, of(b)?).map_err(|e| bad(e.to_string()))?
+            }
             Expr::Select(_, a, _) => of(a)?,
             Expr::Cast(d, _) => *d,
             Expr::Reduce { value, .. } => of(value)?,

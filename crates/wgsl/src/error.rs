@@ -1,14 +1,11 @@
 //! Errors of WGSL code generation.
 
 use kiln_ir::DType;
-use kiln_kernel::{KernelId, VerifyErrors};
+use kiln_kernel::KernelId;
 
 /// Why a program cannot be lowered to WGSL.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WgslError {
-    /// The program does not verify; backends only lower verified programs.
-    #[error("the program does not verify: {}", .0.summary())]
-    Verify(VerifyErrors),
     /// A buffer, constant or value has a dtype WGSL cannot express (`f64`, `i64`).
     #[error(
         "{what} is {dtype}, which WGSL cannot express (the GPU backend supports f32, i32, u32 and bool); run this program with --backend cpu or interp"

@@ -1,5 +1,6 @@
 //! kiln's WGSL code generator: lowers a kernel-IR [`Program`] to one WGSL compute shader per
-//! kernel. It produces text and launch metadata only and never depends on wgpu; crates/gpu
+//! kernel. It takes a [`VerifiedProgram`], so it relies on the verifier's facts without
+//! checking them again. It produces text and launch metadata only and never depends on wgpu; crates/gpu
 //! runs the shaders. Every shader the test suite generates is parsed and validated with naga.
 //!
 //! # Shapes of the generated shaders
@@ -56,12 +57,12 @@ pub use shader::{
 };
 
 use emit::expressible;
-use kiln_kernel::{BufferKind, Expr, KernelId, LoadMode, Program, verify};
+use kiln_kernel::{BufferKind, Expr, KernelId, LoadMode, Program, VerifiedProgram};
 
-/// Lowers a program to WGSL: verifies it, rejects dtypes WGSL cannot express, and generates
-/// one shader per kernel.
-pub fn compile(program: &Program) -> Result<WgslProgram, WgslError> {
-    verify(program).map_err(WgslError::Verify)?;
+/// Lowers a verified program to WGSL: rejects dtypes WGSL cannot express, and generates one
+/// shader per kernel.
+pub fn compile(program: &VerifiedProgram) -> Result<WgslProgram, WgslError> {
+    let program = program.as_program();
     check_dtypes(program)?;
     let kernels = program
         .kernels

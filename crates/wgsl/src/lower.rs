@@ -772,6 +772,7 @@ mod tests {
 
     fn kernel_of(text: &str) -> crate::KernelShader {
         let program = kiln_kernel::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let program = kiln_kernel::verify(program).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let wgsl = compile(&program).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let k = wgsl.kernels.last().cloned().expect("a kernel");
         validate(&k.source);

@@ -4,18 +4,24 @@
 
 mod common;
 
+use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, UnaryOp};
-use kiln_kernel::verify::{binary_dtype, unary_dtype};
 use kiln_kernel::{
-    Body, BufferId, BufferKind, Expr, IndexExpr, Kernel, KernelId, LoopKernel, Program, parse,
+    Body, BufferId, BufferKind, Expr, IndexExpr, Kernel, KernelId, LoopKernel, Program,
+    VerifiedProgram, parse, verify,
 };
 use kiln_wgsl::{
     GridAxis, LaunchError, SERIAL_REDUCTION_MAX, ShaderKind, WgslError, WgslProgram, compile,
 };
 use std::collections::HashMap;
 
+/// `p` verified (test programs must verify).
+fn verified(p: &Program) -> VerifiedProgram {
+    verify(p.clone()).unwrap_or_else(|e| panic!("does not verify: {e}\n{p}"))
+}
+
 fn compile_valid(p: &Program) -> WgslProgram {
-    let wgsl = compile(p).unwrap_or_else(|e| panic!("compile failed: {e}"));
+    let wgsl = compile(&verified(p)).unwrap_or_else(|e| panic!("compile failed: {e}"));
     for k in &wgsl.kernels {
         if let Err(e) = common::validate(&k.source) {
             panic!("{}: invalid WGSL:\n{e}\n{}", k.kernel, k.source);
@@ -280,7 +286,7 @@ fn unexpressible_dtypes_are_rejected_with_their_location() {
         ),
     ];
     for (text, want) in cases {
-        let err = compile(&parse(text).expect("parses")).map(|_| ());
+        let err = compile(&verified(&parse(text).expect("parses"))).map(|_| ());
         assert!(
             matches!(err, Err(WgslError::UnsupportedDType { .. })),
             "{err:?}"
@@ -298,10 +304,10 @@ fn unexpressible_dtypes_are_rejected_with_their_location() {
 fn unverifiable_and_oversized_programs_are_rejected() {
     let bad = parse("b0 = input \"x\" f32[4]\nb1 = output \"y\" f32[4]\nk0 = loop [5] {\n  v0 = load b0[i0]\n  store b1[i0] = v0\n}\n")
         .expect("parses");
-    assert!(matches!(compile(&bad), Err(WgslError::Verify(_))));
+    assert!(verify(bad).is_err());
     let huge = parse("b0 = output \"y\" i32[4]\nk0 = loop [4] {\n  v0 = index<i32>(i0*3000000000 - i0*3000000000)\n  store b0[i0] = v0\n}\n")
         .expect("parses");
-    let err = compile(&huge).map(|_| ());
+    let err = compile(&verified(&huge)).map(|_| ());
     assert_eq!(
         err,
         Err(WgslError::TooLarge {

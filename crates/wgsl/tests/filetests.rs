@@ -18,6 +18,8 @@ const FORMAT: Format = Format {
 /// The generated output for a program text, or a failure (parse error, invalid WGSL).
 fn run(input: &str) -> Result<Vec<String>, String> {
     let program = parse(input).map_err(|e| format!("parse error: {e}"))?;
+    let program =
+        kiln_kernel::verify(program).map_err(|e| format!("the program does not verify: {e}"))?;
     match kiln_wgsl::compile(&program) {
         Ok(wgsl) => {
             for k in &wgsl.kernels {

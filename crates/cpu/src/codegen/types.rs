@@ -51,9 +51,9 @@ pub(crate) fn node_dtypes(job: &LoopJob) -> Result<Vec<DType>, CodegenError> {
                     buffer: l.buffer,
                 },
             )?,
-            Expr::Unary(op, a) => kiln_kernel::verify::unary_dtype(*op, get(*a)?)
+            Expr::Unary(op, a) => kiln_ir::semantics::unary_dtype(*op, get(*a)?)
                 .map_err(|e| CodegenError::Typing(e.to_string()))?,
-            Expr::Binary(op, a, b) => kiln_kernel::verify::binary_dtype(*op, get(*a)?, get(*b)?)
+            Expr::Binary(op, a, b) => kiln_ir::semantics::binary_dtype(*op, get(*a)?, get(*b)?)
                 .map_err(|e| CodegenError::Typing(e.to_string()))?,
             Expr::Select(_, a, _) => get(*a)?,
             Expr::Cast(d, _) => *d,

@@ -52,8 +52,10 @@ fn ulp(v: f64) -> f64 {
 
 /// Measures `op` on every `stride`-th f32 in `[lo, hi]`.
 pub fn measure(op: &str, lo: f32, hi: f32, stride: i64) -> Report {
-    let p32 = kiln_cpu::compile(&program(op, "f32")).expect("compile f32");
-    let p64 = kiln_cpu::compile(&program(op, "f64")).expect("compile f64");
+    let p32 =
+        kiln_cpu::compile(&kiln_kernel::verify(program(op, "f32")).unwrap()).expect("compile f32");
+    let p64 =
+        kiln_cpu::compile(&kiln_kernel::verify(program(op, "f64")).unwrap()).expect("compile f64");
     let mut report = Report {
         max_ulp: 0.0,
         at: lo,

@@ -150,7 +150,8 @@ pub type Outcome = Result<Vec<Data>, String>;
 
 pub fn run_exec(program: &Program, b: &HashMap<String, u64>, bufs: &[Data]) -> Outcome {
     let mut bufs = bufs.to_vec();
-    kiln_kernel::execute(program, b, &mut bufs).map_err(|e| e.to_string())?;
+    let program = kiln_kernel::verify(program.clone()).map_err(|e| e.to_string())?;
+    kiln_kernel::execute(&program, b, &mut bufs).map_err(|e| e.to_string())?;
     Ok(bufs)
 }
 
@@ -160,7 +161,8 @@ pub fn run_cpu(
     bufs: &[Data],
     threads: Option<usize>,
 ) -> Result<Vec<Data>, CpuError> {
-    let compiled = kiln_cpu::compile(program)?;
+    let program = kiln_kernel::verify(program.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let compiled = kiln_cpu::compile(&program)?;
     let mut bufs = bufs.to_vec();
     compiled.run_with(b, &mut bufs, &RunOptions { threads })?;
     Ok(bufs)

@@ -60,14 +60,13 @@ pub(crate) fn module<N: ReadOpNames>(h: &HeaderV1<N>, data: &[u8]) -> Result<Mod
     let program = match &h.program {
         None => None,
         Some(p) => {
-            let p = program::program(&cx, p)?;
-            if let Err(errors) = kiln_kernel::verify(&p) {
-                return Err(FormatError::ProgramVerify {
+            let verified = kiln_kernel::verify(program::program(&cx, p)?).map_err(|errors| {
+                FormatError::ProgramVerify {
                     count: errors.0.len(),
                     summary: summarize(&errors.0),
-                });
-            }
-            Some(p)
+                }
+            })?;
+            Some(verified)
         }
     };
     let state = data::state(&cx, &h.state)?;

@@ -10,7 +10,7 @@ use kiln_ir::{
     ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Graph, Loc, NodeId, Op, ReduceOp, Shape,
     SliceAxis, UnaryOp, WindowOp,
 };
-use kiln_kernel::{BufferKind, Program};
+use kiln_kernel::{BufferKind, Program, VerifiedProgram};
 use std::collections::BTreeMap;
 
 fn add(g: &mut Graph, op: Op, operands: &[NodeId]) -> NodeId {
@@ -432,7 +432,7 @@ pub fn every_construct_module() -> Module {
 pub fn every_construct_module_with(unary: &[UnaryOp]) -> Module {
     let (graph, outputs, updates) = every_op_graph_with(unary);
     let program = kiln_kernel::parse(EVERY_CONSTRUCT_PLAN).unwrap();
-    if let Err(e) = kiln_kernel::verify(&program) {
+    if let Err(e) = kiln_kernel::verify(program.clone()) {
         panic!("test plan does not verify: {e}");
     }
     let mut options = BTreeMap::new();
@@ -465,18 +465,15 @@ pub fn every_construct_module_with(unary: &[UnaryOp]) -> Module {
 }
 
 /// Adds the `neg_y` output buffer and a kernel writing it to the test plan.
-fn with_neg_y(mut p: Program) -> Program {
+fn with_neg_y(p: Program) -> VerifiedProgram {
     let text = format!(
         "{p}b{} = output \"neg_y\" f32[N*4]\nk{} = loop [N*4] {{\n  v0 = load b3[i0]\n  v1 = neg(v0)\n  store b{}[i0] = v1\n}}\n",
         p.buffers.len(),
         p.kernels.len(),
         p.buffers.len()
     );
-    p = kiln_kernel::parse(&text).unwrap();
-    if let Err(e) = kiln_kernel::verify(&p) {
-        panic!("test plan does not verify: {e}");
-    }
-    p
+    kiln_kernel::verify(kiln_kernel::parse(&text).unwrap())
+        .unwrap_or_else(|e| panic!("test plan does not verify: {e}"))
 }
 
 /// The same module without a kernel plan (interpreter-only).
@@ -489,7 +486,7 @@ pub fn interpreter_module() -> Module {
 
 /// A module around a kernel plan: graph inputs, parameters and outputs matching the plan's
 /// buffers (each shaped `[size]`), zero state. `None` if a state buffer has a symbolic size.
-pub fn module_around(program: Program) -> Option<Module> {
+pub fn module_around(program: VerifiedProgram) -> Option<Module> {
     let mut g = Graph::new();
     let mut inputs = Vec::new();
     let mut outputs_spec = Vec::new();

@@ -5,7 +5,7 @@
 
 use kiln_gpu::{GpuError, GpuOptions, GpuProgram, test_device};
 use kiln_ir::{Array, Data};
-use kiln_kernel::{BufferKind, ExecError, Program, allocate, execute};
+use kiln_kernel::{BufferKind, ExecError, Program, VerifiedProgram, allocate, execute, verify};
 use std::collections::HashMap;
 
 /// Allowed difference `|got - want| <= abs + rel * |want|` for float elements; integers
@@ -58,6 +58,11 @@ pub fn bools(v: &[bool]) -> Array {
     Array::from_bool(&[v.len()], v.to_vec()).expect("valid array")
 }
 
+/// `program` verified (test programs must verify).
+pub fn verified(program: &Program) -> VerifiedProgram {
+    verify(program.clone()).unwrap_or_else(|e| panic!("the test program does not verify: {e}"))
+}
+
 /// Outputs and final states after running `program` on the kernel executor.
 pub type Results = (HashMap<String, Array>, HashMap<String, Array>);
 
@@ -84,7 +89,7 @@ pub fn reference(
             _ => {}
         }
     }
-    execute(program, bindings, &mut bufs)?;
+    execute(&verified(program), bindings, &mut bufs)?;
     let (mut outs, mut sts) = (HashMap::new(), HashMap::new());
     for (i, b) in program.buffers.iter().enumerate() {
         let arr = |d: &Data| Array::new(&[d.len()], d.clone()).expect("valid array");
@@ -103,8 +108,8 @@ pub fn reference(
 
 /// Generates the program's WGSL and validates every shader with naga (no GPU needed).
 pub fn validate_wgsl(program: &Program) {
-    let wgsl =
-        kiln_wgsl::compile(program).unwrap_or_else(|e| panic!("WGSL generation failed: {e}"));
+    let wgsl = kiln_wgsl::compile(&verified(program))
+        .unwrap_or_else(|e| panic!("WGSL generation failed: {e}"));
     for k in &wgsl.kernels {
         let module = naga::front::wgsl::parse_str(&k.source)
             .unwrap_or_else(|e| panic!("{}: {}", k.kernel, e.emit_to_string(&k.source)));
@@ -130,7 +135,7 @@ pub fn gpu(
     validate_wgsl(program);
     let device = test_device()?;
     let run = || -> Result<Results, GpuError> {
-        let mut p = GpuProgram::compile_on(&device, program, options)?;
+        let mut p = GpuProgram::compile_on(&device, &verified(program), options)?;
         for (n, a) in states {
             p.set_state(n, a)?;
         }

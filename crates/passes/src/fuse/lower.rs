@@ -7,17 +7,13 @@
 use super::FuseError;
 use super::groups::{Core, KIdx, Plan};
 use super::index::{Atom, Lin, Scope, flat, unflat};
+use kiln_ir::semantics::threefry::{self, Step};
 use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, ReduceOp, UnaryOp, WindowOp};
 use kiln_kernel::{
     Body, BufferId, BufferKind, Conv2dGeometry, Conv2dKernel, Expr, IndexExpr, Kernel, Load,
     LoadMode, LoopKernel, MatmulKernel, Program, Scalar, ValueId,
 };
 use std::collections::HashMap;
-
-/// Rotation amounts of Threefry-2x32's two alternating groups of four rounds.
-const THREEFRY_ROTATIONS: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
-/// Threefry's key-schedule parity constant.
-const THREEFRY_PARITY: u32 = 0x1BD1_1BDA;
 
 /// Program-wide state of the emission: buffers and where every value lives.
 pub(crate) struct Lowering<'a> {
@@ -1348,23 +1344,30 @@ impl BodyCx<'_, '_> {
             dtype: DType::U32,
             index: f,
         });
-        let parity = self.u32c(THREEFRY_PARITY);
+        let parity = self.u32c(threefry::KS_PARITY);
         let k01 = self.bin(BinaryOp::Xor, k0, k1);
         let k2 = self.bin(BinaryOp::Xor, k01, parity);
         let ks = [k0, k1, k2];
         let mut x0 = self.bin(BinaryOp::Add, hi, ks[0]);
         let mut x1 = self.bin(BinaryOp::Add, lo, ks[1]);
-        for group in 0..5usize {
-            for r in THREEFRY_ROTATIONS[group % 2] {
-                x0 = self.bin(BinaryOp::Add, x0, x1);
-                x1 = self.rotl(x1, r);
-                x1 = self.bin(BinaryOp::Xor, x1, x0);
+        for step in threefry::steps() {
+            match step {
+                Step::Mix { rotation } => {
+                    x0 = self.bin(BinaryOp::Add, x0, x1);
+                    x1 = self.rotl(x1, rotation);
+                    x1 = self.bin(BinaryOp::Xor, x1, x0);
+                }
+                Step::Inject {
+                    x0_word,
+                    x1_word,
+                    count,
+                } => {
+                    x0 = self.bin(BinaryOp::Add, x0, ks[x0_word]);
+                    x1 = self.bin(BinaryOp::Add, x1, ks[x1_word]);
+                    let c = self.u32c(count);
+                    x1 = self.bin(BinaryOp::Add, x1, c);
+                }
             }
-            let inject = group + 1;
-            x0 = self.bin(BinaryOp::Add, x0, ks[inject % 3]);
-            x1 = self.bin(BinaryOp::Add, x1, ks[(inject + 1) % 3]);
-            let c = self.u32c(inject as u32);
-            x1 = self.bin(BinaryOp::Add, x1, c);
         }
         Ok(self.bin(BinaryOp::Xor, x0, x1))
     }

@@ -92,7 +92,7 @@ mod index;
 mod lower;
 
 use kiln_ir::{DType, Dim, Graph, GraphError, NodeId, OpKind};
-use kiln_kernel::{BufferKind, Kernel, Program, VerifyErrors};
+use kiln_kernel::{BufferKind, Kernel, Program, VerifiedProgram, VerifyErrors};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -226,7 +226,7 @@ impl fmt::Display for FuseReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lowered {
     /// The verified kernel plan.
-    pub program: Program,
+    pub program: VerifiedProgram,
     /// Its kernel counts.
     pub report: FuseReport,
     /// Steps the fusion planner's merge pass took (kernel-graph placements read, merge
@@ -237,7 +237,7 @@ pub struct Lowered {
 
 /// Lowers the nodes `outputs` (`(name, node)`) of `graph` to a verified kernel plan whose
 /// `output` buffers carry those names. See the module docs for the rules.
-pub fn lower(graph: &Graph, outputs: &[(String, NodeId)]) -> Result<Program, FuseError> {
+pub fn lower(graph: &Graph, outputs: &[(String, NodeId)]) -> Result<VerifiedProgram, FuseError> {
     lower_with(graph, outputs, &[]).map(|l| l.program)
 }
 
@@ -362,8 +362,7 @@ pub fn lower_with(
         }
     }
     low.emit_all()?;
-    let program = low.program;
-    kiln_kernel::verify(&program).map_err(FuseError::Verify)?;
+    let program = kiln_kernel::verify(low.program).map_err(FuseError::Verify)?;
     let report = FuseReport::of(&program);
     Ok(Lowered {
         program,

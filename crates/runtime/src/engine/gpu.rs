@@ -5,7 +5,7 @@ use crate::engine::{Engine, OutputBuffers, Run, read_arrays, update_output};
 use crate::error::RuntimeError;
 use crate::state::Store;
 use kiln_gpu::GpuProgram;
-use kiln_kernel::{BufferKind, Program};
+use kiln_kernel::{BufferKind, VerifiedProgram};
 
 /// A plan compiled for the GPU, with the names of its state buffers.
 pub(crate) struct GpuEngine {
@@ -14,7 +14,7 @@ pub(crate) struct GpuEngine {
 }
 
 impl GpuEngine {
-    pub(crate) fn new(program: &Program) -> Result<GpuEngine, RuntimeError> {
+    pub(crate) fn new(program: &VerifiedProgram) -> Result<GpuEngine, RuntimeError> {
         let states = program
             .buffers
             .iter()

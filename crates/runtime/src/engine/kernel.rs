@@ -5,18 +5,18 @@ use crate::engine::{Engine, OutputBuffers, Run, Slots, read_arrays};
 use crate::error::RuntimeError;
 use crate::state::Store;
 use kiln_ir::{Array, Data};
-use kiln_kernel::{BufferKind, Program};
+use kiln_kernel::{BufferKind, Program, VerifiedProgram};
 use std::collections::HashMap;
 
 /// The kernel plan with its host buffers.
 pub(crate) struct KernelEngine {
-    program: Program,
+    program: VerifiedProgram,
     slots: Slots,
     host: HostBuffers,
 }
 
 impl KernelEngine {
-    pub(crate) fn new(program: &Program, slots: &Slots) -> KernelEngine {
+    pub(crate) fn new(program: &VerifiedProgram, slots: &Slots) -> KernelEngine {
         KernelEngine {
             program: program.clone(),
             slots: slots.clone(),
