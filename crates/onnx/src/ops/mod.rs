@@ -102,12 +102,14 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Mod", elementwise::modulo),
     ("Mul", elementwise::mul),
     ("Neg", elementwise::neg),
+    ("NegativeLogLikelihoodLoss", nn::nll_loss),
     ("Not", elementwise::not),
     ("OneHot", source::one_hot),
     ("Or", elementwise::or),
     ("PRelu", elementwise::prelu),
     ("Pad", movement::pad),
     ("Pow", elementwise::pow),
+    ("RMSNormalization", nn::rms_norm),
     ("Range", source::range),
     ("Reciprocal", elementwise::reciprocal),
     ("ReduceL1", reduce::reduce_l1),
@@ -134,6 +136,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Size", source::size),
     ("Slice", movement::slice),
     ("Softmax", reduce::softmax),
+    ("SoftmaxCrossEntropyLoss", nn::softmax_cross_entropy),
     ("Softplus", elementwise::softplus),
     ("Softsign", elementwise::softsign),
     ("SpaceToDepth", movement::space_to_depth),
@@ -356,4 +359,18 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> OpResult<Vec<Dim>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_op_table_is_sorted_so_every_entry_is_found() {
+        assert!(OPS.windows(2).all(|w| w[0].0 < w[1].0));
+        for (name, _) in OPS {
+            assert!(lookup(name).is_some(), "{name}");
+        }
+        assert!(lookup("NoSuchOp").is_none());
+    }
 }

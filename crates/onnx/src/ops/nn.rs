@@ -445,3 +445,81 @@ pub fn mean_variance_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let std = centered.square().mean(ax, true).sqrt();
     Ok(vec![Value::tensor(centered.div(std.add(1e-9)))])
 }
+
+pub fn rms_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "RMSNormalization")?;
+    let r = x.rank();
+    let a = axis(cx.attr_i("axis", -1), r)?;
+    let eps = cx.attr_f("epsilon", 1e-5);
+    let ax: Vec<i64> = (a as i64..r as i64).collect();
+    let inv_rms = x.square().mean(ax, true).add(eps).rsqrt();
+    Ok(vec![Value::tensor(x.mul(&inv_rms).mul(&cx.tensor(1)?))])
+}
+
+/// Negative log-likelihood of `log_prob` (`[N, C, d...]`) at `target` (`[N, d...]`), with
+/// optional per-class `weight`, `ignore_index` and ONNX's reduction (`mean` divides by the
+/// total weight of the counted targets).
+fn nll(
+    cx: &NodeCx<'_>,
+    log_prob: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+) -> OpResult<Tensor> {
+    if log_prob.rank() < 2 || target.rank() + 1 != log_prob.rank() {
+        bail!(
+            "input {} and target {} do not fit [N, C, d...] and [N, d...]",
+            log_prob.shape(),
+            target.shape()
+        );
+    }
+    let t = target.cast(kiln_ir::DType::I64);
+    let classes = cx.g.iota(kiln_ir::DType::I64, log_prob.shape(), 1);
+    let hit = classes.eq(t.unsqueeze(1));
+    let picked = hit.where_(log_prob, 0.0).sum(1i64, false);
+    let mut w = match weight {
+        Some(w) => hit
+            .where_(channel_view(w, log_prob.rank()), 0.0)
+            .sum(1i64, false),
+        None => picked.ones_like(),
+    };
+    if cx.has_attr("ignore_index") {
+        let ignore = cx.attr_i("ignore_index", 0) as f64;
+        w = t.ne(ignore).where_(&w, 0.0);
+    }
+    let loss = picked.mul(&w).neg();
+    Ok(match cx.attr_s("reduction", "mean").as_str() {
+        "none" => loss,
+        "sum" => loss.sum_all(),
+        "mean" => loss.sum_all().div(w.sum_all()),
+        other => bail!("reduction {other:?} is not one of none, sum, mean"),
+    })
+}
+
+pub fn nll_loss(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "NegativeLogLikelihoodLoss")?;
+    let t = cx.tensor(1)?;
+    let w = match cx.opt_input(2) {
+        Some(_) => Some(cx.tensor(2)?),
+        None => None,
+    };
+    Ok(vec![Value::tensor(nll(cx, &x, &t, w.as_ref())?)])
+}
+
+pub fn softmax_cross_entropy(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "SoftmaxCrossEntropyLoss")?;
+    let t = cx.tensor(1)?;
+    let w = match cx.opt_input(2) {
+        Some(_) => Some(cx.tensor(2)?),
+        None => None,
+    };
+    let log_prob = x.log_softmax(1);
+    let loss = nll(cx, &log_prob, &t, w.as_ref())?;
+    let mut out = vec![Value::tensor(loss)];
+    if cx.n_outputs() > 1 {
+        out.push(Value::tensor(log_prob));
+    }
+    Ok(out)
+}

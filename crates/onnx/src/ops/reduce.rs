@@ -48,11 +48,20 @@ pub fn reduce_mean(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn reduce_max(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
-    reduce(cx, 18, |x, a, k| x.max(a, k))
+    reduce(cx, 18, |x, a, k| through_int(x, |t| t.max(a, k)))
 }
 
 pub fn reduce_min(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
-    reduce(cx, 18, |x, a, k| x.min(a, k))
+    reduce(cx, 18, |x, a, k| through_int(x, |t| t.min(a, k)))
+}
+
+/// `f` on `x`, with a bool `x` reduced as 0/1 integers (any / all).
+fn through_int(x: &Tensor, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+    if x.dtype() == DType::Bool {
+        f(&x.cast(DType::I32)).cast(DType::Bool)
+    } else {
+        f(x)
+    }
 }
 
 pub fn reduce_prod(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
