@@ -71,7 +71,7 @@ fn input_type(
     else {
         return Err(err("only tensor inputs are supported".into()));
     };
-    let dtype = dtype_of(tt.elem_type.unwrap_or(0)).map_err(&err)?;
+    let dtype = dtype_of(tt.elem_type.unwrap_or(0)).map_err(|e| err(e.to_string()))?;
     let Some(shape) = &tt.shape else {
         return Err(err("has no shape; its rank must be known".into()));
     };

@@ -8,9 +8,21 @@ use crate::proto::tensor_proto::{DataLocation, DataType};
 use kiln_ir::{Array, DType, Data};
 use prost::Message;
 
-/// The kiln dtype of an ONNX element type code, or the type's ONNX name when kiln has no
-/// such dtype.
-pub fn dtype_of(code: i32) -> Result<DType, String> {
+/// An ONNX element type kiln has no dtype for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElementTypeError {
+    /// A known ONNX type without a kiln dtype (`UINT8`, `FLOAT16`, `STRING`, ...).
+    #[error(
+        "element type {0} is not supported (kiln has float32, float64, int32, int64, uint32, bool)"
+    )]
+    Unsupported(&'static str),
+    /// A code that names no ONNX type.
+    #[error("unknown element type code {0}")]
+    Unknown(i32),
+}
+
+/// The kiln dtype of an ONNX element type code.
+pub fn dtype_of(code: i32) -> Result<DType, ElementTypeError> {
     match DataType::try_from(code) {
         Ok(DataType::Float) => Ok(DType::F32),
         Ok(DataType::Double) => Ok(DType::F64),
@@ -18,11 +30,8 @@ pub fn dtype_of(code: i32) -> Result<DType, String> {
         Ok(DataType::Int64) => Ok(DType::I64),
         Ok(DataType::Uint32) => Ok(DType::U32),
         Ok(DataType::Bool) => Ok(DType::Bool),
-        Ok(other) => Err(format!(
-            "element type {} is not supported (kiln has float32, float64, int32, int64, uint32, bool)",
-            other.as_str_name()
-        )),
-        Err(_) => Err(format!("unknown element type code {code}")),
+        Ok(other) => Err(ElementTypeError::Unsupported(other.as_str_name())),
+        Err(_) => Err(ElementTypeError::Unknown(code)),
     }
 }
 
@@ -60,7 +69,7 @@ pub fn to_array(t: &TensorProto) -> Result<Array, OnnxError> {
     if t.segment.is_some() {
         return Err(err("segmented tensors are not supported".into()));
     }
-    let dtype = dtype_of(t.data_type.unwrap_or(0)).map_err(&err)?;
+    let dtype = dtype_of(t.data_type.unwrap_or(0)).map_err(|e| err(e.to_string()))?;
     if t.dims.len() > MAX_RANK {
         return Err(err(format!("rank {} exceeds {MAX_RANK}", t.dims.len())));
     }

@@ -199,7 +199,8 @@ pub fn prelu(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 
 pub fn cast(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let to = cx.attr_i("to", 0);
-    let to = dtype_of(i32::try_from(to).unwrap_or(-1)).map_err(super::OpError)?;
+    let to =
+        dtype_of(i32::try_from(to).unwrap_or(-1)).map_err(|e| super::OpError(e.to_string()))?;
     cast_to(cx, to)
 }
 

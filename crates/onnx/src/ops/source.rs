@@ -126,7 +126,8 @@ pub fn range(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 pub fn eye_like(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let x = cx.tensor(0)?;
     let dtype = if cx.has_attr("dtype") {
-        dtype_of(i32::try_from(cx.attr_i("dtype", 1)).unwrap_or(-1)).map_err(OpError)?
+        dtype_of(i32::try_from(cx.attr_i("dtype", 1)).unwrap_or(-1))
+            .map_err(|e| OpError(e.to_string()))?
     } else {
         x.dtype()
     };
