@@ -70,6 +70,9 @@ fn load_cases() -> Vec<Case> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    if let Some(f) = filter() {
+        names.retain(|n| f.iter().any(|s| n.contains(s.as_str())));
+    }
     names
         .into_iter()
         .map(|name| {
@@ -223,8 +226,30 @@ fn all_f32(case: &Case) -> bool {
             .all(|a| a.dtype() == DType::F32)
 }
 
+/// `KILN_ONNX_FILTER=Resize,test_gridsample`: run only the cases whose name contains one of
+/// the comma-separated strings, print each result and check no pass list (for working on
+/// one op).
+fn filter() -> Option<Vec<String>> {
+    let f = std::env::var("KILN_ONNX_FILTER").ok()?;
+    Some(f.split(',').map(str::to_string).collect())
+}
+
 fn check_backend(backend: Backend) {
     let cases = load_cases();
+    if filter().is_some() {
+        let mut passed = 0;
+        for case in &cases {
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, backend)))
+                    .unwrap_or_else(|_| Err("PANIC".to_string()));
+            match &r {
+                Ok(()) => passed += 1,
+                Err(e) => println!("{backend} {}: {}", case.name, kiln_fs::one_line(e)),
+            }
+        }
+        println!("{backend}: {passed} of {} filtered cases pass", cases.len());
+        return;
+    }
     assert!(
         cases.len() > 1000,
         "only {} cases found in {}",
