@@ -271,6 +271,7 @@ fn cast_to(cx: &mut NodeCx<'_>, to: ElemType) -> OpResult<Vec<Value>> {
 }
 
 pub fn clip(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let u64 = is_u64(cx, 0);
     let x = cx.tensor(0)?;
     let mut y = x.clone();
     if cx.opset < 11 {
@@ -280,13 +281,16 @@ pub fn clip(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         );
         return Ok(vec![Value::tensor(y.maximum(lo).minimum(hi))]);
     }
+    // uint64 bounds compare unsigned: clip the keys.
+    let key = |t: &Tensor| if u64 { unsigned_key(t) } else { t.clone() };
+    y = key(&y);
     if cx.opt_input(1).is_some() {
-        y = y.maximum(&cx.tensor(1)?);
+        y = y.maximum(key(&cx.tensor(1)?));
     }
     if cx.opt_input(2).is_some() {
-        y = y.minimum(&cx.tensor(2)?);
+        y = y.minimum(key(&cx.tensor(2)?));
     }
-    Ok(vec![Value::tensor(y)])
+    Ok(vec![Value::tensor(key(&y))])
 }
 
 /// Elementwise arithmetic on dims (shape vectors), broadcasting a scalar.
