@@ -10,6 +10,7 @@
 //! ```
 
 mod error;
+pub mod fuzzing;
 mod import;
 pub mod limits;
 mod narrow;

@@ -8,10 +8,8 @@
 //! mutations per target (default 20 000 byte-level, 10 000 structure-aware), `KILN_FUZZ_SEED` the generator's seed; with `KILN_FUZZ_TRACE` set
 //! each input is written to `fuzz-failures/<target>-current.onnx` before it runs.
 
-use kiln::Backend;
 use kiln_format::fuzzing::Mutator;
 use kiln_onnx::proto::{ModelProto, tensor_shape_proto::dimension, type_proto};
-use kiln_onnx::{ImportOptions, import};
 use prost::Message;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -52,16 +50,7 @@ fn seeds() -> Vec<Vec<u8>> {
 
 /// Imports (and compiles what imports); returns the error messages seen.
 fn check(bytes: &[u8]) -> Vec<String> {
-    let mut errors = Vec::new();
-    match import(bytes, &ImportOptions::default()) {
-        Ok(m) => {
-            if let Err(e) = m.compile(Backend::Interp) {
-                errors.push(e.to_string());
-            }
-        }
-        Err(e) => errors.push(e.to_string()),
-    }
-    errors
+    kiln_onnx::fuzzing::import_errors(bytes)
 }
 
 /// A hostile integer: boundaries, small values, huge values.

@@ -65,7 +65,8 @@ pub fn reduce_min(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 
 /// Whether input 0 carries `uint64` (ordered by [`unsigned_key`]).
 fn is_u64(cx: &mut NodeCx<'_>) -> bool {
-    cx.opt_input(0).is_some_and(|v| v.narrow == Some(Narrow::U64))
+    cx.opt_input(0)
+        .is_some_and(|v| v.narrow == Some(Narrow::U64))
 }
 
 /// `f` on `x`, with a bool `x` reduced as 0/1 integers (any / all).
