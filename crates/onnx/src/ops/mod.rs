@@ -2,6 +2,7 @@
 //! read their inputs and attributes through. Each importer maps one node to kiln
 //! primitives and composites, and folds it at import time where its inputs are known.
 
+mod attention;
 mod elementwise;
 mod movement;
 mod nn;
@@ -44,6 +45,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Asinh", elementwise::asinh),
     ("Atan", elementwise::atan),
     ("Atanh", elementwise::atanh),
+    ("Attention", attention::attention),
     ("AveragePool", nn::average_pool),
     ("BatchNormalization", nn::batch_norm),
     ("Cast", elementwise::cast),
