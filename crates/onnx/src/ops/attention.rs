@@ -70,11 +70,11 @@ fn repeat_heads(t: &Tensor, times: u64) -> Tensor {
     ]))
 }
 
-/// A dim as an `i64` scalar tensor (symbolic dims are counted at run time).
-fn dim_scalar(g: &Graph, d: &Dim) -> Tensor {
+/// A dim as an integer scalar tensor (symbolic dims are counted at run time).
+fn dim_scalar(g: &Graph, d: &Dim, dtype: DType) -> Tensor {
     match d.as_known() {
-        Some(k) => g.scalar(k as f64, DType::I64),
-        None => g.ones(Shape::new([d.clone()]), DType::I64).sum(0i64, false),
+        Some(k) => g.scalar(k as f64, dtype),
+        None => g.ones(Shape::new([d.clone()]), dtype).sum(0i64, false),
     }
 }
 
@@ -215,10 +215,13 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         bias = Some(m);
     }
     if cx.attr_i("is_causal", 0) != 0 {
+        // int32 positions where they fit (the GPU backend has no int64).
+        let fits = total.as_known().is_some_and(|t| t <= i32::MAX as u64);
+        let it = if fits { DType::I32 } else { DType::I64 };
         let grid = Shape::new([sq.clone(), total.clone()]);
-        let rows = g.iota(DType::I64, grid.clone(), 0);
-        let cols = g.iota(DType::I64, grid, 1);
-        let keep = cols.le(rows.add(dim_scalar(&g, &past_len)));
+        let rows = g.iota(it, grid.clone(), 0);
+        let cols = g.iota(it, grid, 1);
+        let keep = cols.le(rows.add(dim_scalar(&g, &past_len, it)));
         let causal = keep_bias(&g, &keep, dt);
         bias = Some(match bias {
             Some(b) => b.add(&causal),
@@ -294,4 +297,199 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         Value::tensor(v),
         Value::tensor(qk),
     ])
+}
+
+/// `RotaryEmbedding` (opset 23): rotates the first `rotary_embedding_dim` features of each
+/// head by the angles whose cosines and sines the caches hold, split in halves or
+/// interleaved; the caches are indexed by `position_ids` when given.
+pub fn rotary_embedding(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "RotaryEmbedding")?;
+    let dt = x.dtype();
+    let (cos, sin) = (cx.tensor(1)?, cx.tensor(2)?);
+    if cos.dtype() != dt || sin.dtype() != dt {
+        bail!(
+            "cos_cache and sin_cache must be {dt}, got {} and {}",
+            cos.dtype(),
+            sin.dtype()
+        );
+    }
+    // Heads at axis `head_axis` of a [B, H, S, D] or [B, S, H, D] view.
+    let (x4, head_axis) = match x.rank() {
+        4 => (x.clone(), 1),
+        3 => {
+            let heads = positive_attr(cx, "num_heads")?;
+            let d = dims_of(&x);
+            let Some(size) = d[2].exact_div(&Dim::known(heads)) else {
+                bail!("hidden size {} does not divide into {heads} heads", d[2]);
+            };
+            let shape = Shape::new([d[0].clone(), d[1].clone(), Dim::known(heads), size]);
+            (x.reshape(shape), 2)
+        }
+        _ => bail!("input must be rank 3 or 4, got {}", x.shape()),
+    };
+    let xd = dims_of(&x4);
+    let Some(size) = xd[3].as_known() else {
+        bail!("RotaryEmbedding needs a known head size, got {}", xd[3]);
+    };
+    let rot = match cx.attr_i("rotary_embedding_dim", 0) {
+        0 => size,
+        r => match u64::try_from(r) {
+            Ok(r) if r <= size => r,
+            _ => bail!("rotary_embedding_dim {r} must be in 0..={size}"),
+        },
+    };
+    if rot % 2 != 0 {
+        bail!("the rotated size {rot} must be even");
+    }
+    let half = rot / 2;
+    let (cos, sin) = if cx.opt_input(3).is_some() {
+        let pos = cx.tensor(3)?;
+        if !matches!(pos.dtype(), DType::I32 | DType::I64) || pos.rank() != 2 {
+            bail!(
+                "position_ids must be an integer [batch, seq] tensor, got {}{}",
+                pos.dtype(),
+                pos.shape()
+            );
+        }
+        if cos.rank() != 2 || sin.rank() != 2 || dims_of(&cos) != dims_of(&sin) {
+            bail!(
+                "with position_ids the caches must be [max_position, {half}], got {} and {}",
+                cos.shape(),
+                sin.shape()
+            );
+        }
+        let pd = dims_of(&pos);
+        let rows = dim_scalar(cx.g, &dims_of(&cos)[0], DType::I64);
+        let pos = pos.cast(DType::I64);
+        let flat = pos
+            .lt(0.0)
+            .where_(pos.add(&rows), &pos)
+            .reshape(Shape::new([&pd[0] * &pd[1]]));
+        let pick = |c: &Tensor| {
+            let cd = dims_of(c);
+            c.index_select(0, &flat).reshape(Shape::new([
+                pd[0].clone(),
+                pd[1].clone(),
+                cd[1].clone(),
+            ]))
+        };
+        (pick(&cos), pick(&sin))
+    } else {
+        if cos.rank() != 3 || sin.rank() != 3 || dims_of(&cos) != dims_of(&sin) {
+            bail!(
+                "without position_ids the caches must be [batch, seq, {half}], got {} and {}",
+                cos.shape(),
+                sin.shape()
+            );
+        }
+        (cos, sin)
+    };
+    if dims_of(&cos)[2] != Dim::known(half) {
+        bail!("the caches' last axis must be {half}, got {}", cos.shape());
+    }
+    let (cos, sin) = (cos.unsqueeze(head_axis), sin.unsqueeze(head_axis));
+    let (rot_i, size_i, half_i) = (rot as i64, size as i64, half as i64);
+    let x_rot = x4.slice(-1, 0, rot_i, 1);
+    let interleaved = cx.attr_i("interleaved", 0) != 0;
+    let (x1, x2) = if interleaved {
+        (x_rot.slice(-1, 0, rot_i, 2), x_rot.slice(-1, 1, rot_i, 2))
+    } else {
+        (
+            x_rot.slice(-1, 0, half_i, 1),
+            x_rot.slice(-1, half_i, rot_i, 1),
+        )
+    };
+    let real = cos.mul(&x1).sub(sin.mul(&x2));
+    let imag = sin.mul(&x1).add(cos.mul(&x2));
+    let mut y = if interleaved {
+        Tensor::cat(&[&real.unsqueeze(-1), &imag.unsqueeze(-1)], -1).reshape(x_rot.shape())
+    } else {
+        Tensor::cat(&[&real, &imag], -1)
+    };
+    if rot < size {
+        y = Tensor::cat(&[&y, &x4.slice(-1, rot_i, size_i, 1)], -1);
+    }
+    Ok(vec![Value::tensor(y.reshape(x.shape()))])
+}
+
+/// `CausalConvWithState` (opset 27): a depthwise 1-D convolution over the past state (or
+/// zeros) followed by the input, with optional bias and SiLU; the new state is the last
+/// `k - 1` positions of that padded sequence.
+pub fn causal_conv_with_state(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "CausalConvWithState")?;
+    let w = cx.tensor(1)?;
+    let (xd, wd) = (dims_of(&x), dims_of(&w));
+    if xd.len() != 3 || wd.len() != 3 || w.dtype() != x.dtype() {
+        bail!(
+            "input and weight must be rank 3 of one dtype, got {}{} and {}{}",
+            x.dtype(),
+            x.shape(),
+            w.dtype(),
+            w.shape()
+        );
+    }
+    let (Some(c), Some(k)) = (xd[1].as_known(), wd[2].as_known()) else {
+        bail!(
+            "the channels {} and kernel size {} must be known",
+            xd[1],
+            wd[2]
+        );
+    };
+    if wd[0] != xd[1] || !wd[1].is_one() || k == 0 || c == 0 {
+        bail!("weight {} must be [{c}, 1, k] with k > 0", w.shape());
+    }
+    let Some(len) = xd[2].as_known() else {
+        bail!("CausalConvWithState needs a known length, got {}", xd[2]);
+    };
+    let carry = k - 1;
+    let state_shape = Shape::new([xd[0].clone(), xd[1].clone(), Dim::known(carry)]);
+    let past = if cx.opt_input(3).is_some() {
+        let p = cx.tensor(3)?;
+        if p.dtype() != x.dtype() || p.shape() != state_shape {
+            bail!(
+                "past_state must be {}{state_shape}, got {}{}",
+                x.dtype(),
+                p.dtype(),
+                p.shape()
+            );
+        }
+        Some(p)
+    } else if carry > 0 {
+        Some(cx.g.zeros(state_shape, x.dtype()))
+    } else {
+        None
+    };
+    let padded = match &past {
+        Some(p) => Tensor::cat(&[p, &x], 2),
+        None => x.clone(),
+    };
+    let opts = kiln::ConvOpts {
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: c,
+    };
+    let mut y = padded.unsqueeze(2).conv2d(&w.unsqueeze(2), opts).squeeze(2);
+    if cx.opt_input(2).is_some() {
+        let b = cx.tensor(2)?;
+        if b.dtype() != x.dtype() || dims_of(&b) != [xd[1].clone()] {
+            bail!(
+                "bias must be {}[{c}], got {}{}",
+                x.dtype(),
+                b.dtype(),
+                b.shape()
+            );
+        }
+        y = y.add(b.unsqueeze(1));
+    }
+    match cx.attr_s("activation", "none").as_str() {
+        "none" => {}
+        "silu" | "swish" => y = y.mul(y.sigmoid()),
+        a => bail!("activation {a:?} is not one of none, silu, swish"),
+    }
+    let total = (len + carry) as i64;
+    let present = padded.slice(2, total - carry as i64, total, 1);
+    Ok(vec![Value::tensor(y), Value::tensor(present)])
 }
