@@ -493,3 +493,171 @@ pub fn causal_conv_with_state(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let present = padded.slice(2, total - carry as i64, total, 1);
     Ok(vec![Value::tensor(y), Value::tensor(present)])
 }
+
+/// `[B, T, H*X]` (or `[B, T, H]`, `X = 1`) → `[B, H, T, X]`, for decay and beta.
+fn per_head(t: &Tensor, heads: &Dim, width: Dim) -> Tensor {
+    let d = dims_of(t);
+    t.reshape(Shape::new([
+        d[0].clone(),
+        d[1].clone(),
+        heads.clone(),
+        width,
+    ]))
+    .permute([0i64, 2, 1, 3])
+}
+
+/// `LinearAttention` (opset 27): the recurrence `S_t = a_t S_{t-1} + k_t ⊗ u_t`,
+/// `o_t = scale · q_tᵀ S_t`, with `a_t = exp(decay_t)` for the gated rules and
+/// `u_t = β_t (v_t - a_t S_{t-1}ᵀ k_t)` for the delta rules, unrolled over the sequence
+/// (at most `MAX_UNROLLED_STEPS` steps); KV heads are shared by groups of query heads.
+pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    use crate::limits::MAX_UNROLLED_STEPS;
+    let (q, k, v) = (cx.tensor(0)?, cx.tensor(1)?, cx.tensor(2)?);
+    need_float(&q, "LinearAttention")?;
+    let dt = q.dtype();
+    if k.dtype() != dt || v.dtype() != dt {
+        bail!(
+            "query, key and value must have one dtype, got {dt}, {} and {}",
+            k.dtype(),
+            v.dtype()
+        );
+    }
+    let hq = positive_attr(cx, "q_num_heads")?;
+    let hkv = positive_attr(cx, "kv_num_heads")?;
+    if hq % hkv != 0 {
+        bail!("q_num_heads {hq} must be a multiple of kv_num_heads {hkv}");
+    }
+    let rule = cx.attr_s("update_rule", "gated_delta");
+    let (gated, delta) = match rule.as_str() {
+        "linear" => (false, false),
+        "gated" => (true, false),
+        "delta" => (false, true),
+        "gated_delta" => (true, true),
+        r => bail!("update_rule {r:?} is not one of linear, gated, delta, gated_delta"),
+    };
+    if gated != cx.opt_input(4).is_some() {
+        bail!(
+            "update_rule {rule} {} the decay input",
+            if gated { "needs" } else { "forbids" }
+        );
+    }
+    if delta != cx.opt_input(5).is_some() {
+        bail!(
+            "update_rule {rule} {} the beta input",
+            if delta { "needs" } else { "forbids" }
+        );
+    }
+    let (q4, k4, v4) = (
+        split_heads(&q, hq, "query")?,
+        split_heads(&k, hkv, "key")?,
+        split_heads(&v, hkv, "value")?,
+    );
+    let (qd, kd, vd) = (dims_of(&q4), dims_of(&k4), dims_of(&v4));
+    if qd[0] != kd[0] || kd[0] != vd[0] || qd[2] != kd[2] || kd[2] != vd[2] || qd[3] != kd[3] {
+        bail!(
+            "query {} / key {} / value {} do not fit [batch, seq, heads*size]",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
+    }
+    let Some(steps) = qd[2].as_known() else {
+        bail!(
+            "LinearAttention needs a known sequence length, got {}",
+            qd[2]
+        );
+    };
+    if steps > MAX_UNROLLED_STEPS {
+        bail!("{steps} steps is more than the {MAX_UNROLLED_STEPS} LinearAttention unrolls");
+    }
+    let (b, heads, dk, dv) = (kd[0].clone(), kd[1].clone(), kd[3].clone(), vd[3].clone());
+    let state_shape = Shape::new([b.clone(), heads.clone(), dk.clone(), dv.clone()]);
+    let mut state = if cx.opt_input(3).is_some() {
+        let p = cx.tensor(3)?;
+        if p.dtype() != dt || p.shape() != state_shape {
+            bail!(
+                "past_state must be {dt}{state_shape}, got {}{}",
+                p.dtype(),
+                p.shape()
+            );
+        }
+        p
+    } else {
+        cx.g.zeros(state_shape, dt)
+    };
+    let decay = if gated {
+        let d = cx.tensor(4)?;
+        let dd = dims_of(&d);
+        if d.dtype() != dt || d.rank() != 3 || dd[0] != b || dd[1] != qd[2] {
+            bail!(
+                "decay must be {dt}[batch, seq, ...], got {}{}",
+                d.dtype(),
+                d.shape()
+            );
+        }
+        let width = if dd[2] == heads {
+            Dim::known(1)
+        } else if dd[2] == &heads * &dk {
+            dk.clone()
+        } else {
+            bail!(
+                "decay's last axis {} must be {heads} or {heads}*{dk}",
+                dd[2]
+            );
+        };
+        // [B, H, T, X] → [B, H, T, X, 1]: scales the state's rows.
+        Some(per_head(&d, &heads, width).exp().unsqueeze(-1))
+    } else {
+        None
+    };
+    let beta = if delta {
+        let bt = cx.tensor(5)?;
+        let bd = dims_of(&bt);
+        if bt.dtype() != dt || bt.rank() != 3 || bd[0] != b || bd[1] != qd[2] {
+            bail!(
+                "beta must be {dt}[batch, seq, ...], got {}{}",
+                bt.dtype(),
+                bt.shape()
+            );
+        }
+        if bd[2] != heads && !bd[2].is_one() {
+            bail!("beta's last axis {} must be {heads} or 1", bd[2]);
+        }
+        Some(per_head(&bt, &bd[2], Dim::known(1)))
+    } else {
+        None
+    };
+    let scale = match cx.attr_f("scale", 0.0) {
+        s if s != 0.0 => s,
+        _ => match dk.as_known() {
+            Some(n) if n > 0 => 1.0 / (n as f64).sqrt(),
+            _ => bail!("the default scale needs a known, positive key size, got {dk}"),
+        },
+    };
+    let groups = hq / hkv;
+    let mut outs = Vec::with_capacity(steps as usize);
+    for t in 0..steps as i64 {
+        let at = |x: &Tensor| x.slice(2, t, t + 1, 1);
+        // k_t as a column [B, H, dk, 1], v_t as a row [B, H, 1, dv].
+        let k_col = at(&k4).transpose(-1, -2);
+        let mut u = at(&v4);
+        if let Some(a) = &decay {
+            state = state.mul(at(a).squeeze(2));
+        }
+        if let Some(bt) = &beta {
+            let recalled = k_col.mul(&state).sum(2i64, true);
+            u = at(bt).mul(u.sub(&recalled));
+        }
+        state = state.add(k_col.mul(&u));
+        outs.push(at(&q4).matmul(&repeat_heads(&state, groups)).mul(scale));
+    }
+    let y = if outs.is_empty() {
+        cx.g.zeros(
+            Shape::new([qd[0].clone(), qd[1].clone(), Dim::known(0), dv]),
+            dt,
+        )
+    } else {
+        Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)
+    };
+    Ok(vec![Value::tensor(merge_heads(&y)), Value::tensor(state)])
+}

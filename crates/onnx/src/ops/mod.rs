@@ -92,6 +92,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("LeakyRelu", elementwise::leaky_relu),
     ("Less", elementwise::less),
     ("LessOrEqual", elementwise::less_or_equal),
+    ("LinearAttention", attention::linear_attention),
     ("Log", elementwise::log),
     ("LogSoftmax", reduce::log_softmax),
     ("LpNormalization", nn::lp_norm),
