@@ -83,6 +83,52 @@ fn keep_bias(g: &Graph, keep: &Tensor, dtype: DType) -> Tensor {
     keep.where_(&g.scalar(0.0, dtype), f64::NEG_INFINITY)
 }
 
+/// How many query heads share each KV head of `[B, H, S, D]` Q, K and V, after checking
+/// that their batch, head, length and size axes fit together.
+fn kv_groups(q: &Tensor, k: &Tensor, v: &Tensor) -> OpResult<u64> {
+    let (qd, kd, vd) = (dims_of(q), dims_of(k), dims_of(v));
+    if qd[0] != kd[0] || kd[0] != vd[0] || kd[1] != vd[1] || kd[2] != vd[2] || qd[3] != kd[3] {
+        bail!(
+            "Q {} / K {} / V {} do not fit [batch, heads, seq, size]",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
+    }
+    if qd[1] == kd[1] {
+        return Ok(1);
+    }
+    match (qd[1].as_known(), kd[1].as_known()) {
+        (Some(hq), Some(hkv)) if hkv > 0 && hq % hkv == 0 => Ok(hq / hkv),
+        _ => bail!(
+            "q_num_heads {} must be a multiple of kv_num_heads {}",
+            qd[1],
+            kd[1]
+        ),
+    }
+}
+
+/// The dtype of the softmax: the `softmax_precision` attribute, else `default`. FLOAT16
+/// and BFLOAT16 are computed in float32 (kiln has no 16-bit floats).
+fn softmax_dtype(cx: &NodeCx<'_>, default: DType) -> OpResult<DType> {
+    if !cx.has_attr("softmax_precision") {
+        return Ok(default);
+    }
+    match cx.attr_i("softmax_precision", 0) {
+        1 | 10 | 16 => Ok(DType::F32),
+        11 => Ok(DType::F64),
+        p => bail!("softmax_precision {p} is not a float type"),
+    }
+}
+
+/// `1/sqrt(head_size)` in float32, as the ONNX function bodies compute it.
+fn default_scale(size: &Dim) -> OpResult<f32> {
+    match size.as_known() {
+        Some(n) if n > 0 => Ok(1.0 / (n as f32).sqrt()),
+        _ => bail!("the default scale needs a known, positive head size, got {size}"),
+    }
+}
+
 /// `Attention` (opsets 23, 24): `softmax(softcap(Q·Kᵀ·scale) + bias)·V` with the bias built
 /// from `attn_mask` (bool or additive, padded with `-inf` to the total length), `is_causal`
 /// (upper-left aligned after the past) and `nonpad_kv_seqlen`. A fully masked row gives
@@ -153,38 +199,13 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         k = Tensor::cat(&[&pk, &k], 2);
         v = Tensor::cat(&[&pv, &v], 2);
     }
-    let (qd, kd, vd) = (dims_of(&q), dims_of(&k), dims_of(&v));
-    if qd[0] != kd[0] || kd[0] != vd[0] || kd[1] != vd[1] || kd[2] != vd[2] || qd[3] != kd[3] {
-        bail!(
-            "Q {} / K {} / V {} do not fit [batch, heads, seq, size]",
-            q.shape(),
-            k.shape(),
-            v.shape()
-        );
-    }
-    let groups = if qd[1] == kd[1] {
-        1
-    } else {
-        match (qd[1].as_known(), kd[1].as_known()) {
-            (Some(hq), Some(hkv)) if hkv > 0 && hq % hkv == 0 => hq / hkv,
-            _ => bail!(
-                "q_num_heads {} must be a multiple of kv_num_heads {}",
-                qd[1],
-                kd[1]
-            ),
-        }
+    let groups = kv_groups(&q, &k, &v)?;
+    let qd = dims_of(&q);
+    let scale = match cx.has_attr("scale") {
+        true => cx.attr_f("scale", 1.0) as f32,
+        false => default_scale(&qd[3])?,
     };
-    let scale = if cx.has_attr("scale") {
-        cx.attr_f("scale", 1.0) as f32
-    } else {
-        match qd[3].as_known() {
-            Some(size) if size > 0 => 1.0 / (size as f32).sqrt(),
-            _ => bail!(
-                "the default scale needs a known, positive head size, got {}",
-                qd[3]
-            ),
-        }
-    };
+    let kd = dims_of(&k);
     let root = f64::from(scale.sqrt());
     let (sq, total) = (qd[2].clone(), kd[2].clone());
     let g = cx.g.clone();
@@ -266,15 +287,7 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         Some(b) => capped.add(b),
         None => capped.clone(),
     };
-    let precision = match cx.has_attr("softmax_precision") {
-        false => dt,
-        // FLOAT, FLOAT16 and BFLOAT16 (kiln computes the 16-bit ones in float32), DOUBLE.
-        true => match cx.attr_i("softmax_precision", 0) {
-            1 | 10 | 16 => DType::F32,
-            11 => DType::F64,
-            p => bail!("softmax_precision {p} is not a float type"),
-        },
-    };
+    let precision = softmax_dtype(cx, dt)?;
     let probs = if precision == dt {
         biased.softmax(-1)
     } else {
@@ -660,4 +673,62 @@ pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)
     };
     Ok(vec![Value::tensor(merge_heads(&y)), Value::tensor(state)])
+}
+
+/// Runs a FlexAttention modifier sub-graph on `x`, which must give back one tensor of the
+/// same shape and dtype.
+fn modify(cx: &NodeCx<'_>, attr: &str, x: Tensor) -> OpResult<Tensor> {
+    let Some(graph) = cx.attr_g(attr) else {
+        return Ok(x);
+    };
+    let outs = crate::import::apply_subgraph(cx.g, graph, cx.opset, vec![Value::tensor(x.clone())])
+        .map_err(|e| super::OpError(format!("{attr}: {e}")))?;
+    let [out] = outs.as_slice() else {
+        bail!("{attr} must have one output, got {}", outs.len());
+    };
+    let mut out = out.clone();
+    let t = out.tensor_in(cx.g);
+    if t.dtype() != x.dtype() || t.shape() != x.shape() {
+        bail!(
+            "{attr} must keep its input's type {}{}, got {}{}",
+            x.dtype(),
+            x.shape(),
+            t.dtype(),
+            t.shape()
+        );
+    }
+    Ok(t)
+}
+
+/// `FlexAttention` (ai.onnx.preview, version 1): `softmax(score_mod(Q·Kᵀ·scale))` through
+/// `prob_mod`, times V, with the modifiers imported from their sub-graphs and GQA as in
+/// Attention.
+pub fn flex_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let (q, k, v) = (cx.tensor(0)?, cx.tensor(1)?, cx.tensor(2)?);
+    need_float(&q, "FlexAttention")?;
+    let dt = q.dtype();
+    if k.dtype() != dt || v.dtype() != dt || q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+        bail!(
+            "Q, K and V must be rank 4 of one dtype, got {}{}, {}{} and {}{}",
+            dt,
+            q.shape(),
+            k.dtype(),
+            k.shape(),
+            v.dtype(),
+            v.shape()
+        );
+    }
+    let groups = kv_groups(&q, &k, &v)?;
+    let scale = match cx.has_attr("scale") {
+        true => cx.attr_f("scale", 1.0) as f32,
+        false => default_scale(&dims_of(&q)[3])?,
+    };
+    let root = f64::from(scale.sqrt());
+    let precision = softmax_dtype(cx, if dt == DType::F64 { dt } else { DType::F32 })?;
+    let k = repeat_heads(&k.mul(root), groups);
+    let scores = q.mul(root).matmul(&k.transpose(-1, -2)).cast(precision);
+    let scores = modify(cx, "score_mod", scores)?;
+    let probs = modify(cx, "prob_mod", scores.softmax(-1))?;
+    let y = probs.cast(dt).matmul(&repeat_heads(&v, groups));
+    Ok(vec![Value::tensor(y)])
 }

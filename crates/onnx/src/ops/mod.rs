@@ -9,7 +9,7 @@ mod nn;
 mod reduce;
 mod source;
 
-use crate::proto::{AttributeProto, NodeProto, TensorProto};
+use crate::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::value::Value;
 use kiln::{Graph, Tensor};
 use kiln_ir::{Array, Dim};
@@ -163,6 +163,26 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Xor", elementwise::xor),
 ];
 
+/// The ONNX op types of the `ai.onnx.preview` domain kiln imports, sorted by name.
+pub const PREVIEW_OPS: &[(&str, Importer)] = &[("FlexAttention", attention::flex_attention)];
+
+/// The importer of an op type of the `ai.onnx.preview` domain.
+pub fn lookup_preview(op_type: &str) -> Option<Importer> {
+    PREVIEW_OPS
+        .binary_search_by(|(name, _)| name.cmp(&op_type))
+        .ok()
+        .map(|i| PREVIEW_OPS[i].1)
+}
+
+/// The supported op types of the `ai.onnx.preview` domain, comma separated.
+pub fn supported_preview_list() -> String {
+    PREVIEW_OPS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The importer of an op type of the default domain.
 pub fn lookup(op_type: &str) -> Option<Importer> {
     OPS.binary_search_by(|(name, _)| name.cmp(&op_type))
@@ -302,6 +322,11 @@ impl NodeCx<'_> {
         )
     }
 
+    /// Graph attribute, if present.
+    pub fn attr_g(&self, name: &str) -> Option<&GraphProto> {
+        self.attr(name).and_then(|a| a.g.as_ref())
+    }
+
     /// Tensor attribute, if present.
     pub fn attr_t(&self, name: &str) -> Option<&TensorProto> {
         self.attr(name).and_then(|a| a.t.as_ref())
@@ -379,5 +404,7 @@ mod tests {
             assert!(lookup(name).is_some(), "{name}");
         }
         assert!(lookup("NoSuchOp").is_none());
+        assert!(PREVIEW_OPS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(lookup_preview("FlexAttention").is_some());
     }
 }
