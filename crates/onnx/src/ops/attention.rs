@@ -80,7 +80,7 @@ fn dim_scalar(g: &Graph, d: &Dim, dtype: DType) -> Tensor {
 
 /// `0` where `keep`, `-inf` elsewhere, as `dtype`.
 fn keep_bias(g: &Graph, keep: &Tensor, dtype: DType) -> Tensor {
-    keep.where_(&g.scalar(0.0, dtype), f64::NEG_INFINITY)
+    keep.where_(g.scalar(0.0, dtype), f64::NEG_INFINITY)
 }
 
 /// How many query heads share each KV head of `[B, H, S, D]` Q, K and V, after checking
