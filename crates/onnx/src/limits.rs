@@ -20,4 +20,4 @@ pub const MAX_FOLDED_ELEMENTS: u64 = 1 << 24;
 pub const MAX_GRAPH_DEPTH: usize = 16;
 /// Most time steps a recurrent op (LinearAttention) is unrolled into; the graph grows by a
 /// few nodes per step.
-pub const MAX_UNROLLED_STEPS: u64 = 1024;
+pub const MAX_UNROLLED_STEPS: u64 = 512;
