@@ -21,6 +21,15 @@ fn positive_attr(cx: &NodeCx<'_>, name: &str) -> OpResult<u64> {
     }
 }
 
+/// `t`'s dims, which must number `rank` (a tensor an earlier error poisoned has none).
+fn dims_n(t: &Tensor, rank: usize, what: &str) -> OpResult<Vec<Dim>> {
+    let d = dims_of(t);
+    if d.len() != rank {
+        bail!("{what} must be rank {rank}, got {}", t.shape());
+    }
+    Ok(d)
+}
+
 /// `[B, S, H*D]` → `[B, H, S, D]`.
 fn split_heads(t: &Tensor, heads: u64, what: &str) -> OpResult<Tensor> {
     let d = dims_of(t);
@@ -41,19 +50,19 @@ fn split_heads(t: &Tensor, heads: u64, what: &str) -> OpResult<Tensor> {
 }
 
 /// `[B, H, S, D]` → `[B, S, H*D]`.
-fn merge_heads(t: &Tensor) -> Tensor {
-    let d = dims_of(t);
+fn merge_heads(t: &Tensor) -> OpResult<Tensor> {
+    let d = dims_n(t, 4, "the attention output")?;
     let hidden = &d[1] * &d[3];
-    t.permute([0i64, 2, 1, 3])
-        .reshape(Shape::new([d[0].clone(), d[2].clone(), hidden]))
+    Ok(t.permute([0i64, 2, 1, 3])
+        .reshape(Shape::new([d[0].clone(), d[2].clone(), hidden])))
 }
 
 /// Each head of `[B, H, T, D]` repeated `times` times in place (`h0, h0, h1, h1, ...`).
-fn repeat_heads(t: &Tensor, times: u64) -> Tensor {
+fn repeat_heads(t: &Tensor, times: u64) -> OpResult<Tensor> {
     if times == 1 {
-        return t.clone();
+        return Ok(t.clone());
     }
-    let d = dims_of(t);
+    let d = dims_n(t, 4, "a KV tensor")?;
     let wide = Shape::new([
         d[0].clone(),
         d[1].clone(),
@@ -62,12 +71,12 @@ fn repeat_heads(t: &Tensor, times: u64) -> Tensor {
         d[3].clone(),
     ]);
     let heads = &d[1] * &Dim::known(times);
-    t.unsqueeze(2).expand(wide).reshape(Shape::new([
+    Ok(t.unsqueeze(2).expand(wide).reshape(Shape::new([
         d[0].clone(),
         heads,
         d[2].clone(),
         d[3].clone(),
-    ]))
+    ])))
 }
 
 /// A dim as an integer scalar tensor (symbolic dims are counted at run time).
@@ -86,7 +95,7 @@ fn keep_bias(g: &Graph, keep: &Tensor, dtype: DType) -> Tensor {
 /// How many query heads share each KV head of `[B, H, S, D]` Q, K and V, after checking
 /// that their batch, head, length and size axes fit together.
 fn kv_groups(q: &Tensor, k: &Tensor, v: &Tensor) -> OpResult<u64> {
-    let (qd, kd, vd) = (dims_of(q), dims_of(k), dims_of(v));
+    let (qd, kd, vd) = (dims_n(q, 4, "Q")?, dims_n(k, 4, "K")?, dims_n(v, 4, "V")?);
     if qd[0] != kd[0] || kd[0] != vd[0] || kd[1] != vd[1] || kd[2] != vd[2] || qd[3] != kd[3] {
         bail!(
             "Q {} / K {} / V {} do not fit [batch, heads, seq, size]",
@@ -178,7 +187,8 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 pv.shape()
             );
         }
-        let (pkd, pvd, kd, vd) = (dims_of(&pk), dims_of(&pv), dims_of(&k), dims_of(&v));
+        let (pkd, pvd) = (dims_of(&pk), dims_of(&pv));
+        let (kd, vd) = (dims_n(&k, 4, "K")?, dims_n(&v, 4, "V")?);
         if pkd[..2] != kd[..2] || pkd[3] != kd[3] || pvd[..2] != vd[..2] || pvd[3] != vd[3] {
             bail!(
                 "past_key {} / past_value {} do not fit K {} / V {}",
@@ -213,7 +223,8 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let mut bias: Option<Tensor> = None;
     if cx.opt_input(3).is_some() {
         let m = cx.tensor(3)?;
-        if m.rank() == 0 || m.rank() > 4 {
+        let mask_rank = m.rank();
+        if mask_rank == 0 || mask_rank > 4 {
             bail!("attn_mask must have rank 1 to 4, got {}", m.shape());
         }
         let mut m = match m.dtype() {
@@ -221,7 +232,8 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             d if d == dt => m,
             d => bail!("attn_mask must be bool or {dt}, got {d}"),
         };
-        let last = dims_of(&m)[m.rank() - 1].clone();
+        let md = dims_n(&m, mask_rank, "attn_mask")?;
+        let last = md[mask_rank - 1].clone();
         if last != total {
             let (Some(l), Some(t)) = (last.as_known(), total.as_known()) else {
                 bail!("attn_mask's last axis {last} must be known to pad it to {total}");
@@ -229,8 +241,8 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             if l > t {
                 bail!("attn_mask's last axis {l} is longer than the total length {t}");
             }
-            let mut pads = vec![(0, 0); m.rank()];
-            pads[m.rank() - 1] = (0, t - l);
+            let mut pads = vec![(0, 0); mask_rank];
+            pads[mask_rank - 1] = (0, t - l);
             m = m.pad(&pads, f64::NEG_INFINITY);
         }
         bias = Some(m);
@@ -274,8 +286,8 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         });
     }
 
-    let k_all = repeat_heads(&k.mul(root), groups);
-    let v_all = repeat_heads(&v, groups);
+    let k_all = repeat_heads(&k.mul(root), groups)?;
+    let v_all = repeat_heads(&v, groups)?;
     let raw = q.mul(root).matmul(&k_all.transpose(-1, -2));
     let softcap = cx.attr_f("softcap", 0.0);
     let capped = if softcap > 0.0 {
@@ -302,7 +314,7 @@ pub fn attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     };
     let mut y = probs.matmul(&v_all);
     if rank == 3 {
-        y = merge_heads(&y);
+        y = merge_heads(&y)?;
     }
     Ok(vec![
         Value::tensor(y),
@@ -341,7 +353,7 @@ pub fn rotary_embedding(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         }
         _ => bail!("input must be rank 3 or 4, got {}", x.shape()),
     };
-    let xd = dims_of(&x4);
+    let xd = dims_n(&x4, 4, "the input")?;
     let Some(size) = xd[3].as_known() else {
         bail!("RotaryEmbedding needs a known head size, got {}", xd[3]);
     };
@@ -398,7 +410,7 @@ pub fn rotary_embedding(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         }
         (cos, sin)
     };
-    if dims_of(&cos)[2] != Dim::known(half) {
+    if dims_n(&cos, 3, "the gathered caches")?[2] != Dim::known(half) {
         bail!("the caches' last axis must be {half}, got {}", cos.shape());
     }
     let (cos, sin) = (cos.unsqueeze(head_axis), sin.unsqueeze(head_axis));
@@ -508,15 +520,15 @@ pub fn causal_conv_with_state(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 /// `[B, T, H*X]` (or `[B, T, H]`, `X = 1`) → `[B, H, T, X]`, for decay and beta.
-fn per_head(t: &Tensor, heads: &Dim, width: Dim) -> Tensor {
-    let d = dims_of(t);
-    t.reshape(Shape::new([
+fn per_head(t: &Tensor, heads: &Dim, width: Dim) -> OpResult<Tensor> {
+    let d = dims_n(t, 3, "decay and beta")?;
+    Ok(t.reshape(Shape::new([
         d[0].clone(),
         d[1].clone(),
         heads.clone(),
         width,
     ]))
-    .permute([0i64, 2, 1, 3])
+    .permute([0i64, 2, 1, 3]))
 }
 
 /// `LinearAttention` (opset 27): the recurrence `S_t = a_t S_{t-1} + k_t ⊗ u_t`,
@@ -565,7 +577,11 @@ pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         split_heads(&k, hkv, "key")?,
         split_heads(&v, hkv, "value")?,
     );
-    let (qd, kd, vd) = (dims_of(&q4), dims_of(&k4), dims_of(&v4));
+    let (qd, kd, vd) = (
+        dims_n(&q4, 4, "query")?,
+        dims_n(&k4, 4, "key")?,
+        dims_n(&v4, 4, "value")?,
+    );
     if qd[0] != kd[0] || kd[0] != vd[0] || qd[2] != kd[2] || kd[2] != vd[2] || qd[3] != kd[3] {
         bail!(
             "query {} / key {} / value {} do not fit [batch, seq, heads*size]",
@@ -619,7 +635,7 @@ pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             );
         };
         // [B, H, T, X] → [B, H, T, X, 1]: scales the state's rows.
-        Some(per_head(&d, &heads, width).exp().unsqueeze(-1))
+        Some(per_head(&d, &heads, width)?.exp().unsqueeze(-1))
     } else {
         None
     };
@@ -636,7 +652,7 @@ pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         if bd[2] != heads && !bd[2].is_one() {
             bail!("beta's last axis {} must be {heads} or 1", bd[2]);
         }
-        Some(per_head(&bt, &bd[2], Dim::known(1)))
+        Some(per_head(&bt, &bd[2], Dim::known(1))?)
     } else {
         None
     };
@@ -662,7 +678,7 @@ pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             u = at(bt).mul(u.sub(&recalled));
         }
         state = state.add(k_col.mul(&u));
-        outs.push(at(&q4).matmul(&repeat_heads(&state, groups)).mul(scale));
+        outs.push(at(&q4).matmul(&repeat_heads(&state, groups)?).mul(scale));
     }
     let y = if outs.is_empty() {
         cx.g.zeros(
@@ -672,7 +688,7 @@ pub fn linear_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     } else {
         Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)
     };
-    Ok(vec![Value::tensor(merge_heads(&y)), Value::tensor(state)])
+    Ok(vec![Value::tensor(merge_heads(&y)?), Value::tensor(state)])
 }
 
 /// Runs a FlexAttention modifier sub-graph on `x`, which must give back one tensor of the
@@ -721,14 +737,14 @@ pub fn flex_attention(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let groups = kv_groups(&q, &k, &v)?;
     let scale = match cx.has_attr("scale") {
         true => cx.attr_f("scale", 1.0) as f32,
-        false => default_scale(&dims_of(&q)[3])?,
+        false => default_scale(&dims_n(&q, 4, "Q")?[3])?,
     };
     let root = f64::from(scale.sqrt());
     let precision = softmax_dtype(cx, if dt == DType::F64 { dt } else { DType::F32 })?;
-    let k = repeat_heads(&k.mul(root), groups);
+    let k = repeat_heads(&k.mul(root), groups)?;
     let scores = q.mul(root).matmul(&k.transpose(-1, -2)).cast(precision);
     let scores = modify(cx, "score_mod", scores)?;
     let probs = modify(cx, "prob_mod", scores.softmax(-1))?;
-    let y = probs.cast(dt).matmul(&repeat_heads(&v, groups));
+    let y = probs.cast(dt).matmul(&repeat_heads(&v, groups)?);
     Ok(vec![Value::tensor(y)])
 }
