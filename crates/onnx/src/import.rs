@@ -7,7 +7,7 @@ use crate::limits::{MAX_DIM, MAX_FOLDED_ELEMENTS, MAX_MODEL_BYTES, MAX_NODES, MA
 use crate::narrow::normalize;
 use crate::ops::{self, NodeCx};
 use crate::proto::tensor_shape_proto::dimension;
-use crate::proto::{ModelProto, NodeProto, ValueInfoProto, type_proto};
+use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto, type_proto};
 use crate::tensor::{ElemType, Narrow, elem_type, to_typed_array};
 use crate::value::{Known, Value};
 use crate::{ImportOptions, Imported};
@@ -194,6 +194,62 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
     })
 }
 
+/// Imports a graph-valued attribute (FlexAttention's modifiers) applied to `args`, one per
+/// graph input, into `g`: its initializers become constants and its nodes import like the
+/// main graph's. It sees no names of the enclosing graph. Returns its outputs, in order.
+pub(crate) fn apply_subgraph(
+    g: &Graph,
+    graph: &GraphProto,
+    opset: i64,
+    args: Vec<Value>,
+) -> Result<Vec<Value>, OnnxError> {
+    if graph.node.len() > MAX_NODES {
+        return Err(OnnxError::Limit(format!(
+            "{} nodes, more than {MAX_NODES}",
+            graph.node.len()
+        )));
+    }
+    let mut values: HashMap<String, Value> = HashMap::new();
+    for init in &graph.initializer {
+        let name = init.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err(OnnxError::Model("an initializer has no name".into()));
+        }
+        let (a, narrow) = to_typed_array(init)?;
+        values.insert(name, Value::array(a).with_narrow(narrow));
+    }
+    let declared: Vec<&ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|vi| !values.contains_key(vi.name.as_deref().unwrap_or_default()))
+        .collect();
+    if declared.len() != args.len() {
+        return Err(OnnxError::Model(format!(
+            "the sub-graph takes {} inputs, given {}",
+            declared.len(),
+            args.len()
+        )));
+    }
+    for (vi, v) in declared.into_iter().zip(args) {
+        values.insert(vi.name.clone().unwrap_or_default(), v);
+    }
+    for (index, node) in graph.node.iter().enumerate() {
+        import_node(g, node, index, opset, &mut values)?;
+    }
+    graph
+        .output
+        .iter()
+        .map(|vi| {
+            let name = vi.name.clone().unwrap_or_default();
+            values.get(&name).cloned().ok_or_else(|| OnnxError::Value {
+                what: "sub-graph output",
+                name: one_line(&name),
+                message: "is not produced by any node, initializer or input".into(),
+            })
+        })
+        .collect()
+}
+
 fn import_node(
     g: &Graph,
     node: &NodeProto,
@@ -207,17 +263,24 @@ fn import_node(
         message: one_line(&message),
     };
     let domain = node.domain.as_deref().unwrap_or("");
-    if !matches!(domain, "" | "ai.onnx") {
-        return Err(fail(format!(
-            "domain `{domain}` is not supported (only ai.onnx)"
-        )));
-    }
     let op_type = node.op_type.as_deref().unwrap_or("");
-    let Some(importer) = ops::lookup(op_type) else {
-        return Err(OnnxError::UnsupportedOp {
+    let importer = match domain {
+        "" | "ai.onnx" => ops::lookup(op_type).ok_or_else(|| OnnxError::UnsupportedOp {
             node: at(),
             supported: ops::supported_list(),
-        });
+        })?,
+        "ai.onnx.preview" => ops::lookup_preview(op_type).ok_or_else(|| {
+            fail(format!(
+                "op type `{}` of domain ai.onnx.preview is not supported (only {})",
+                one_line(op_type),
+                ops::supported_preview_list()
+            ))
+        })?,
+        _ => {
+            return Err(fail(format!(
+                "domain `{domain}` is not supported (only ai.onnx and ai.onnx.preview)"
+            )));
+        }
     };
     let mut inputs = Vec::with_capacity(node.input.len());
     for name in &node.input {

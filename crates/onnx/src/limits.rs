@@ -18,3 +18,6 @@ pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
 pub const MAX_FOLDED_ELEMENTS: u64 = 1 << 24;
 /// Deepest nesting of sub-graphs (If/Loop/Scan bodies), which protobuf decoding also caps.
 pub const MAX_GRAPH_DEPTH: usize = 16;
+/// Most time steps a recurrent op (LinearAttention) is unrolled into; the graph grows by a
+/// few nodes per step.
+pub const MAX_UNROLLED_STEPS: u64 = 512;

@@ -170,6 +170,11 @@ pub fn hard_swish(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     })
 }
 
+pub fn swish(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let alpha = cx.attr_f("alpha", 1.0);
+    float_unary(cx, "Swish", |x| x.mul(x.mul(alpha).sigmoid()))
+}
+
 pub fn thresholded_relu(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let alpha = cx.attr_f("alpha", 1.0);
     float_unary(cx, "ThresholdedRelu", |x| x.gt(alpha).where_(x, 0.0))

@@ -2,6 +2,7 @@
 //! read their inputs and attributes through. Each importer maps one node to kiln
 //! primitives and composites, and folds it at import time where its inputs are known.
 
+mod attention;
 mod elementwise;
 mod movement;
 mod nn;
@@ -9,7 +10,7 @@ mod quant;
 mod reduce;
 mod source;
 
-use crate::proto::{AttributeProto, NodeProto, TensorProto};
+use crate::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::value::Value;
 use kiln::{Graph, Tensor};
 use kiln_ir::{Array, Dim};
@@ -45,6 +46,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Asinh", elementwise::asinh),
     ("Atan", elementwise::atan),
     ("Atanh", elementwise::atanh),
+    ("Attention", attention::attention),
     ("AveragePool", nn::average_pool),
     ("BatchNormalization", nn::batch_norm),
     ("BitCast", elementwise::bit_cast),
@@ -55,6 +57,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("BitwiseXor", elementwise::bitwise_xor),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    ("CausalConvWithState", attention::causal_conv_with_state),
     ("Ceil", elementwise::ceil),
     ("Celu", elementwise::celu),
     ("Clip", elementwise::clip),
@@ -95,10 +98,12 @@ pub const OPS: &[(&str, Importer)] = &[
     ("InstanceNormalization", nn::instance_norm),
     ("IsInf", elementwise::is_inf),
     ("IsNaN", elementwise::is_nan),
+    ("LRN", nn::lrn),
     ("LayerNormalization", nn::layer_norm),
     ("LeakyRelu", elementwise::leaky_relu),
     ("Less", elementwise::less),
     ("LessOrEqual", elementwise::less_or_equal),
+    ("LinearAttention", attention::linear_attention),
     ("Log", elementwise::log),
     ("LogSoftmax", reduce::log_softmax),
     ("LpNormalization", nn::lp_norm),
@@ -138,6 +143,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("ReduceSumSquare", reduce::reduce_sum_square),
     ("Relu", elementwise::relu),
     ("Reshape", movement::reshape),
+    ("RotaryEmbedding", attention::rotary_embedding),
     ("Round", elementwise::round),
     ("ScatterElements", movement::scatter_elements),
     ("Selu", elementwise::selu),
@@ -159,6 +165,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Squeeze", movement::squeeze),
     ("Sub", elementwise::sub),
     ("Sum", elementwise::sum),
+    ("Swish", elementwise::swish),
     ("Tan", elementwise::tan),
     ("Tanh", elementwise::tanh),
     ("ThresholdedRelu", elementwise::thresholded_relu),
@@ -169,6 +176,26 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Where", elementwise::where_),
     ("Xor", elementwise::xor),
 ];
+
+/// The ONNX op types of the `ai.onnx.preview` domain kiln imports, sorted by name.
+pub const PREVIEW_OPS: &[(&str, Importer)] = &[("FlexAttention", attention::flex_attention)];
+
+/// The importer of an op type of the `ai.onnx.preview` domain.
+pub fn lookup_preview(op_type: &str) -> Option<Importer> {
+    PREVIEW_OPS
+        .binary_search_by(|(name, _)| name.cmp(&op_type))
+        .ok()
+        .map(|i| PREVIEW_OPS[i].1)
+}
+
+/// The supported op types of the `ai.onnx.preview` domain, comma separated.
+pub fn supported_preview_list() -> String {
+    PREVIEW_OPS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The importer of an op type of the default domain.
 pub fn lookup(op_type: &str) -> Option<Importer> {
@@ -313,6 +340,11 @@ impl NodeCx<'_> {
         )
     }
 
+    /// Graph attribute, if present.
+    pub fn attr_g(&self, name: &str) -> Option<&GraphProto> {
+        self.attr(name).and_then(|a| a.g.as_ref())
+    }
+
     /// Tensor attribute, if present.
     pub fn attr_t(&self, name: &str) -> Option<&TensorProto> {
         self.attr(name).and_then(|a| a.t.as_ref())
@@ -390,5 +422,7 @@ mod tests {
             assert!(lookup(name).is_some(), "{name}");
         }
         assert!(lookup("NoSuchOp").is_none());
+        assert!(PREVIEW_OPS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(lookup_preview("FlexAttention").is_some());
     }
 }

@@ -435,6 +435,45 @@ pub fn lp_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     Ok(vec![Value::tensor(x.div(&norm))])
 }
 
+/// Local response normalisation across channels: `x / (bias + alpha/size * Σ x²)^beta`
+/// over a window of `size` channels, clipped at the edges.
+pub fn lrn(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "LRN")?;
+    let r = x.rank();
+    let size = cx.attr_i("size", 0);
+    if r < 2 || size <= 0 {
+        bail!(
+            "LRN needs rank >= 2 and size > 0, got {} and size {size}",
+            x.shape()
+        );
+    }
+    let Some(c) = x.shape().dims()[1].as_known() else {
+        bail!("LRN needs a known channel count, got {}", x.shape());
+    };
+    let (alpha, beta, bias) = (
+        cx.attr_f("alpha", 1e-4),
+        cx.attr_f("beta", 0.75),
+        cx.attr_f("bias", 1.0),
+    );
+    // Reaching past the edges adds nothing, so both reaches are capped at `c - 1`.
+    let size = size as u64;
+    let reach = |n: u64| n.min(c.saturating_sub(1));
+    let (lo, hi) = (reach((size - 1) / 2), reach(size / 2));
+    let mut perm: Vec<i64> = (0..r as i64).filter(|&i| i != 1).collect();
+    perm.push(1);
+    let mut inverse = vec![0i64; r];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p as usize] = i as i64;
+    }
+    let sq = x.square().permute(perm);
+    let sums = sq
+        .window(WindowOp::Sum, &[lo + hi + 1], &[1], &[(lo, hi)])
+        .permute(inverse);
+    let denom = sums.mul(alpha / size as f64).add(bias).pow(beta);
+    Ok(vec![Value::tensor(x.div(&denom))])
+}
+
 pub fn mean_variance_norm(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let x = cx.tensor(0)?;
     need_float(&x, "MeanVarianceNormalization")?;
