@@ -131,6 +131,7 @@ pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {
 const CPU_PLAN: PlanOptions = PlanOptions {
     alignment: ARENA_ALIGNMENT,
     in_place: true,
+    element_bytes: None,
 };
 
 /// The scratch arena of a program under one binding: the memory plan and the element count

@@ -101,6 +101,17 @@ pub enum GpuError {
         /// The limit.
         limit: u64,
     },
+    /// The scratch arena could not be planned for the binding.
+    #[error("scratch memory plan: {0}")]
+    Plan(#[from] kiln_kernel::memplan::PlanError),
+    /// The scratch arena is larger than one device buffer may be.
+    #[error("the scratch arena needs {bytes} bytes, but the largest device buffer is {limit}")]
+    ArenaTooLarge {
+        /// Bytes needed.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An input the program declares was not supplied.
     #[error("input {0:?} was not supplied")]
     MissingInput(String),

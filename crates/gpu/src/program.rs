@@ -1,11 +1,13 @@
 //! A kernel program compiled for the GPU: one pipeline per kernel, constants and persistent
-//! state resident on the device, pooled buffers for inputs, outputs and scratch, and a run
+//! state resident on the device, pooled buffers for inputs and outputs, one scratch arena
+//! per binding (every scratch buffer bound at its offset in the memory plan), and a run
 //! that records every dispatch into one command encoder and reads back only what was asked.
 
 use crate::device::{GpuDevice, LayoutKey, Pipeline, block_on};
 use crate::error::GpuError;
 use crate::pool::BufferPool;
 use kiln_ir::{Array, DType, Data, Dim, DimError};
+use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions};
 use kiln_kernel::{
     BufferId, BufferKind, IndexWidth, IndexWidthError, KernelId, Program, ValueId, VerifiedProgram,
     WidthScope,
@@ -47,6 +49,8 @@ pub struct GpuProgram {
     error: wgpu::Buffer,
     pool: BufferPool,
     max_groups: u32,
+    /// The scratch memory plan of the last binding run.
+    arena_plan: Option<(HashMap<String, u64>, Arc<MemoryPlan>)>,
 }
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -239,7 +243,47 @@ impl GpuProgram {
             error,
             pool: BufferPool::default(),
             max_groups,
+            arena_plan: None,
         })
+    }
+
+    /// The plan of the scratch arena under `bindings`: every scratch buffer at an offset
+    /// aligned for storage bindings, each element one 32-bit word, no in-place reuse (a
+    /// kernel never binds one range as both an input and an output). A run allocates one
+    /// arena of [`MemoryPlan::peak_scratch_bytes`].
+    pub fn scratch_plan(&self, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, GpuError> {
+        let limits = self.device.limits();
+        let alignment = u64::from(limits.min_storage_buffer_offset_alignment)
+            .max(ELEMENT_BYTES)
+            .next_power_of_two();
+        let options = PlanOptions {
+            alignment,
+            in_place: false,
+            element_bytes: Some(ELEMENT_BYTES),
+        };
+        let plan = memplan::plan_with(&self.program, bindings, &options, &[])?;
+        if plan.peak_scratch_bytes > limits.max_buffer_size {
+            return Err(GpuError::ArenaTooLarge {
+                bytes: plan.peak_scratch_bytes,
+                limit: limits.max_buffer_size,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// [`GpuProgram::scratch_plan`], cached for the last binding.
+    fn cached_plan(
+        &mut self,
+        bindings: &HashMap<String, u64>,
+    ) -> Result<Arc<MemoryPlan>, GpuError> {
+        if let Some((b, plan)) = &self.arena_plan
+            && b == bindings
+        {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(self.scratch_plan(bindings)?);
+        self.arena_plan = Some((bindings.clone(), plan.clone()));
+        Ok(plan)
     }
 
     /// The generated shaders.
@@ -361,12 +405,16 @@ impl GpuProgram {
         }
         self.ensure_states(&lens)?;
         let max = self.device.limits().max_buffer_size;
+        let plan = self.cached_plan(bindings)?;
+        let arena = self.pool.take(
+            &self.device.device,
+            plan.peak_scratch_bytes.max(ELEMENT_BYTES),
+            STORAGE,
+            max,
+        );
         let mut pooled: HashMap<BufferId, wgpu::Buffer> = HashMap::new();
         for (i, b) in self.program.buffers.iter().enumerate() {
-            if matches!(
-                b.kind,
-                BufferKind::Input(_) | BufferKind::Output(_) | BufferKind::Scratch
-            ) {
+            if matches!(b.kind, BufferKind::Input(_) | BufferKind::Output(_)) {
                 let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
                 let buffer =
                     self.pool
@@ -374,7 +422,15 @@ impl GpuProgram {
                 pooled.insert(id, buffer);
             }
         }
-        let result = self.dispatch(&lens, &wanted, &pooled, &uploads, &launches);
+        let result = self.dispatch(
+            &lens,
+            &wanted,
+            &pooled,
+            (&arena, &plan),
+            &uploads,
+            &launches,
+        );
+        self.pool.give(arena);
         for (_, b) in pooled {
             self.pool.give(b);
         }
@@ -387,6 +443,7 @@ impl GpuProgram {
         lens: &[usize],
         wanted: &[(String, BufferId)],
         pooled: &HashMap<BufferId, wgpu::Buffer>,
+        (arena, plan): (&wgpu::Buffer, &MemoryPlan),
         uploads: &[(BufferId, Vec<u8>)],
         launches: &[(u64, [u32; 3], Vec<u8>)],
     ) -> Result<HashMap<String, Array>, GpuError> {
@@ -394,11 +451,16 @@ impl GpuProgram {
         let scope = device
             .device
             .push_error_scope(wgpu::ErrorFilter::Validation);
-        let lookup = |id: BufferId| -> Option<&wgpu::Buffer> {
+        // A buffer and the offset of its bytes in it (scratch lives in the arena).
+        let lookup = |id: BufferId| -> Option<(&wgpu::Buffer, u64)> {
+            if let Some(Some(offset)) = plan.offsets.get(id.index()) {
+                return Some((arena, *offset));
+            }
             pooled
                 .get(&id)
                 .or_else(|| self.constants.get(&id))
                 .or_else(|| self.states.get(&id).map(|s| &s.0))
+                .map(|b| (b, 0))
         };
         for (id, words) in uploads {
             if let Some(b) = pooled.get(id)
@@ -416,12 +478,13 @@ impl GpuProgram {
                 label: Some("kiln run"),
             });
         encoder.clear_buffer(&self.error, 0, None);
+        encoder.clear_buffer(arena, 0, Some(plan.peak_scratch_bytes.max(ELEMENT_BYTES)));
         for (i, b) in self.program.buffers.iter().enumerate() {
             let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
             let clear = match b.kind {
-                BufferKind::Output(_) | BufferKind::Scratch => true,
+                BufferKind::Output(_) => true,
                 BufferKind::Input(_) => lens[i] == 0,
-                BufferKind::State(_) | BufferKind::Constant(_) => false,
+                BufferKind::Scratch | BufferKind::State(_) | BufferKind::Constant(_) => false,
             };
             if clear && let Some(buf) = pooled.get(&id) {
                 encoder.clear_buffer(buf, 0, Some(device_bytes(lens[i])));
@@ -439,7 +502,7 @@ impl GpuProgram {
                 resource: kernel.params.as_entire_binding(),
             }];
             for b in &shader.bindings {
-                let buffer = lookup(b.buffer).ok_or_else(|| {
+                let (buffer, offset) = lookup(b.buffer).ok_or_else(|| {
                     GpuError::Device(format!(
                         "{}: {} has no device buffer",
                         shader.kernel, b.buffer
@@ -449,7 +512,7 @@ impl GpuProgram {
                     binding: b.binding,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer,
-                        offset: 0,
+                        offset,
                         size: wgpu::BufferSize::new(device_bytes(lens[b.buffer.index()])),
                     }),
                 });

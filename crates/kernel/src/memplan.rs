@@ -1,6 +1,7 @@
 //! Memory planning: places a program's scratch buffers in one arena for a binding of its
 //! symbols, reusing memory between buffers whose lifetimes do not overlap. The CPU and GPU
-//! engines allocate one arena per binding from this plan.
+//! engines allocate one arena per binding from this plan (the GPU's is one device buffer,
+//! each scratch buffer bound at its offset).
 //!
 //! * **Persistent vs scratch.** Inputs, outputs, state and constants live outside the arena
 //!   (the caller owns them; state persists between runs). Only `scratch` buffers are placed.
@@ -43,6 +44,9 @@ pub struct PlanOptions {
     /// (see the module docs). Off for engines that cannot bind one buffer's bytes as both
     /// an input and an output of a kernel.
     pub in_place: bool,
+    /// Bytes of every element whatever its dtype, for a device that stores each element in
+    /// one word (the GPU engine's 32-bit words, bool included); `None`: the dtype's size.
+    pub element_bytes: Option<u64>,
 }
 
 impl Default for PlanOptions {
@@ -51,6 +55,7 @@ impl Default for PlanOptions {
         PlanOptions {
             alignment: ALIGNMENT,
             in_place: true,
+            element_bytes: None,
         }
     }
 }
@@ -279,7 +284,7 @@ pub fn plan_with(
             source,
         })?;
         let by = n
-            .checked_mul(b.dtype.size_bytes() as u64)
+            .checked_mul(options.element_bytes.unwrap_or(b.dtype.size_bytes() as u64))
             .ok_or(PlanError::Overflow(id))?;
         bytes.push(by);
         aligned.push(align(by, alignment).ok_or(PlanError::Overflow(id))?);

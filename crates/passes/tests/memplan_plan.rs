@@ -188,6 +188,7 @@ fn alignment_and_in_place_reuse_are_options() {
     let separate = PlanOptions {
         alignment: 256,
         in_place: false,
+        element_bytes: None,
     };
     let mp = plan_with(&p, &n(10), &separate, &[]).expect("plans");
     assert!(mp.in_place.is_empty());
@@ -200,6 +201,7 @@ fn alignment_and_in_place_reuse_are_options() {
     let odd = PlanOptions {
         alignment: 48,
         in_place: true,
+        element_bytes: None,
     };
     assert_eq!(
         plan_with(&p, &n(10), &odd, &[]),
@@ -245,4 +247,19 @@ fn workspace_is_live_only_during_its_kernel() {
         ),
         Err(PlanError::NoSuchKernel(KernelId(3)))
     );
+}
+
+#[test]
+fn a_uniform_element_size_replaces_the_dtype_size() {
+    let p = parse(CHAIN).expect("parses");
+    let words = PlanOptions {
+        alignment: 256,
+        in_place: false,
+        element_bytes: Some(8),
+    };
+    let mp = plan_with(&p, &n(10), &words, &[]).expect("plans");
+    // 40 f32 elements at 8 bytes each, instead of 4.
+    assert_eq!(mp.bytes[1], 320);
+    assert_eq!(mp.bytes[2], 320);
+    check_invariants(&p, &mp);
 }

@@ -8,7 +8,8 @@ use crate::shader::StorageBinding;
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
 use kiln_kernel::{
-    Body, BufferId, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program, Scalar, ValueId,
+    Body, BufferId, BufferKind, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program, Scalar,
+    ValueId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -181,11 +182,18 @@ impl<'p> Emitter<'p> {
         let bindings = kernel_buffers(k)
             .into_iter()
             .enumerate()
-            .map(|(slot, (buffer, writable))| StorageBinding {
-                binding: u32::try_from(slot + 1).unwrap_or(u32::MAX),
-                buffer,
-                dtype: program.buffer(buffer).map_or(DType::F32, |b| b.dtype),
-                writable,
+            .map(|(slot, (buffer, stores))| {
+                let b = program.buffer(buffer);
+                // Scratch buffers share one arena buffer on the device, which one dispatch
+                // may bind several times; a buffer bound both read-only and writable in one
+                // dispatch is a usage conflict, so every scratch binding is read_write.
+                let scratch = b.is_some_and(|b| matches!(b.kind, BufferKind::Scratch));
+                StorageBinding {
+                    binding: u32::try_from(slot + 1).unwrap_or(u32::MAX),
+                    buffer,
+                    dtype: b.map_or(DType::F32, |b| b.dtype),
+                    writable: stores || scratch,
+                }
             })
             .collect();
         Emitter {

@@ -70,7 +70,10 @@ pub struct StorageBinding {
     pub buffer: BufferId,
     /// The buffer's dtype in the program.
     pub dtype: DType,
-    /// True if the kernel stores to the buffer (`read_write`), false for `read`.
+    /// True if bound `read_write`: the kernel stores to the buffer, or the buffer is scratch
+    /// (scratch buffers share one arena buffer on the device, which one dispatch may bind
+    /// several times, and binding one buffer both read-only and writable in a dispatch is a
+    /// usage conflict). False for `read`.
     pub writable: bool,
 }
 

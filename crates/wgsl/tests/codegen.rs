@@ -225,23 +225,49 @@ k0 = loop [N, T*3] {
 fn equal_kernels_give_equal_shaders() {
     let text = "
 b0 = input \"x\" f32[8]
-b1 = scratch f32[8]
+b1 = input \"z\" f32[8]
 b2 = output \"y\" f32[8]
+b3 = output \"w\" f32[8]
 k0 = loop [8] {
   v0 = load b0[i0]
   v1 = exp(v0)
-  store b1[i0] = v1
+  store b2[i0] = v1
 }
 k1 = loop [8] {
   v0 = load b1[i0]
   v1 = exp(v0)
-  store b2[i0] = v1
+  store b3[i0] = v1
 }
 ";
     let wgsl = compile_valid(&parse(text).expect("parses"));
     assert_eq!(wgsl.kernels[0].source, wgsl.kernels[1].source);
     assert_eq!(wgsl.kernels[1].bindings[0].buffer, BufferId(1));
     assert_eq!(wgsl.kernels[1].kernel, KernelId(1));
+}
+
+#[test]
+fn scratch_is_bound_read_write_for_the_shared_arena() {
+    let text = "
+b0 = input \"x\" f32[8]
+b1 = scratch f32[8]
+b2 = output \"y\" f32[8]
+k0 = loop [8] {
+  v0 = load b0[i0]
+  store b1[i0] = v0
+}
+k1 = loop [8] {
+  v0 = load b1[i0]
+  store b2[i0] = v0
+}
+";
+    let wgsl = compile_valid(&parse(text).expect("parses"));
+    let k1 = &wgsl.kernels[1];
+    assert_eq!(k1.bindings[0].buffer, BufferId(1));
+    assert!(k1.bindings[0].writable, "scratch read by k1 is read_write");
+    assert!(
+        !wgsl.kernels[0].bindings[0].writable,
+        "an input stays read-only"
+    );
 }
 
 #[test]

@@ -31,6 +31,15 @@ impl GpuEngine {
 }
 
 impl Engine for GpuEngine {
+    fn planned_scratch_bytes(
+        &self,
+        bindings: &std::collections::HashMap<String, u64>,
+    ) -> Result<Option<u64>, RuntimeError> {
+        Ok(Some(
+            self.program.scratch_plan(bindings)?.peak_scratch_bytes,
+        ))
+    }
+
     fn run(
         &mut self,
         run: &Run<'_>,
