@@ -6,6 +6,7 @@ mod elementwise;
 mod movement;
 mod nn;
 mod reduce;
+mod rnn;
 mod source;
 
 use crate::proto::{AttributeProto, NodeProto, TensorProto};
@@ -69,6 +70,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("EyeLike", source::eye_like),
     ("Flatten", movement::flatten),
     ("Floor", elementwise::floor),
+    ("GRU", rnn::gru),
     ("Gather", movement::gather),
     ("GatherElements", movement::gather_elements),
     ("Gelu", elementwise::gelu),
@@ -85,6 +87,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("InstanceNormalization", nn::instance_norm),
     ("IsInf", elementwise::is_inf),
     ("IsNaN", elementwise::is_nan),
+    ("LSTM", rnn::lstm),
     ("LayerNormalization", nn::layer_norm),
     ("LeakyRelu", elementwise::leaky_relu),
     ("Less", elementwise::less),
@@ -110,6 +113,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Pad", movement::pad),
     ("Pow", elementwise::pow),
     ("RMSNormalization", nn::rms_norm),
+    ("RNN", rnn::rnn),
     ("Range", source::range),
     ("Reciprocal", elementwise::reciprocal),
     ("ReduceL1", reduce::reduce_l1),
