@@ -388,8 +388,13 @@ impl Recurrence {
         }
         let mut out = vec![Value::tensor(y)];
         let states = finals.first().map_or(0, Vec::len);
+        // A sequence of length 0 ends in a zero state (as ONNX Runtime).
+        let started = self.lens.as_ref().map(|l| l.gt(0.0));
         for k in 0..states {
-            let parts: Vec<Tensor> = finals.iter().map(|f| f[k].unsqueeze(0)).collect();
+            let parts: Vec<Tensor> = finals
+                .iter()
+                .map(|f| emitted(started.as_ref(), &f[k]).unsqueeze(0))
+                .collect();
             let refs: Vec<&Tensor> = parts.iter().collect();
             let mut s = Tensor::cat(&refs, 0);
             if self.layout == 1 {
