@@ -7,7 +7,7 @@ use super::{NodeCx, OpResult, bail, need_float};
 use crate::limits::MAX_UNROLLED_STEPS;
 use crate::value::Value;
 use kiln::Tensor;
-use kiln_ir::{DType, Dim, Shape};
+use kiln_ir::{Dim, Shape};
 
 /// The recurrent cell of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,7 +425,7 @@ fn sequence_lens(cx: &mut NodeCx<'_>, steps: u64, batch: &Dim) -> OpResult<Optio
         bail!("sequence_lens must be integers, got {}", t.dtype());
     }
     check_shape(&t, std::slice::from_ref(batch), "sequence_lens")?;
-    Ok(Some(t.cast(DType::I64).unsqueeze(1)))
+    Ok(Some(t.unsqueeze(1)))
 }
 
 /// The state to carry and the step's output under the length mask: finished sequences keep
