@@ -91,9 +91,14 @@ fn input_type(
                     dims.push(Dim::known(v));
                     continue;
                 }
+                // -1 is how some exporters (paddle2onnx) write an unknown size.
+                Err(_) if *v == -1 => symbol_name(&format!("{name}_{axis}")),
                 Err(_) => return Err(err(format!("axis {axis} has negative size {v}"))),
             },
-            Some(dimension::Value::DimParam(p)) if !p.is_empty() => symbol_name(p),
+            // A name without letters or digits (`?`) marks an unknown size, not a shared one.
+            Some(dimension::Value::DimParam(p)) if p.chars().any(|c| c.is_ascii_alphanumeric()) => {
+                symbol_name(p)
+            }
             _ => symbol_name(&format!("{name}_{axis}")),
         };
         dims.push(match options.dims.get(&sym) {
