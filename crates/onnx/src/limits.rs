@@ -19,5 +19,8 @@ pub const MAX_FOLDED_ELEMENTS: u64 = 1 << 24;
 /// Most steps one recurrent node (LSTM, GRU, RNN; all directions together) or Scan is
 /// unrolled to: each step adds graph nodes, and the sequence length comes from the model.
 pub const MAX_UNROLLED_STEPS: u64 = 1 << 12;
+/// Most kiln graph nodes an import may have built before it unrolls one more Scan
+/// iteration (bounds nested unrolling).
+pub const MAX_GRAPH_NODES: usize = 1 << 22;
 /// Deepest nesting of sub-graphs (If/Loop/Scan bodies), which protobuf decoding also caps.
 pub const MAX_GRAPH_DEPTH: usize = 16;

@@ -7,6 +7,7 @@ mod movement;
 mod nn;
 mod reduce;
 mod rnn;
+mod scan;
 mod source;
 
 use crate::proto::{AttributeProto, NodeProto, TensorProto};
@@ -129,6 +130,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Relu", elementwise::relu),
     ("Reshape", movement::reshape),
     ("Round", elementwise::round),
+    ("Scan", scan::scan),
     ("ScatterElements", movement::scatter_elements),
     ("Selu", elementwise::selu),
     ("Shape", source::shape),
@@ -184,6 +186,8 @@ pub struct NodeCx<'a> {
     pub opset: i64,
     /// The node's inputs.
     pub inputs: Vec<Option<Value>>,
+    /// Every value defined so far in the node's graph (sub-graphs read outer values).
+    pub scope: &'a std::collections::HashMap<String, Value>,
 }
 
 impl NodeCx<'_> {
