@@ -202,7 +202,7 @@ fn an_rnn_step_computes_tanh_of_the_projections() {
     let r = Array::from_f64_cast(kiln::DType::F32, &[1, 1, 1], &[0.5]);
     let out = exe.run(&[("X", &x), ("W", &w), ("R", &r)]).expect("runs");
     let h1 = (0.5f64 * 2.0).tanh();
-    let h2 = (-1.0f64 * 2.0 + h1 * 0.5).tanh();
+    let h2 = (-2.0f64 + h1 * 0.5).tanh();
     let y = out[0].1.to_f64_vec();
     assert!(
         (y[0] - h1).abs() < 1e-6 && (y[1] - h2).abs() < 1e-6,
