@@ -21,6 +21,6 @@ pub const MAX_FOLDED_ELEMENTS: u64 = 1 << 24;
 pub const MAX_UNROLLED_STEPS: u64 = 1 << 12;
 /// Most kiln graph nodes an import may have built before it unrolls one more Scan
 /// iteration (bounds nested unrolling).
-pub const MAX_GRAPH_NODES: usize = 1 << 22;
+pub const MAX_GRAPH_NODES: usize = 1 << 20;
 /// Deepest nesting of sub-graphs (If/Loop/Scan bodies), which protobuf decoding also caps.
 pub const MAX_GRAPH_DEPTH: usize = 16;

@@ -215,6 +215,9 @@ impl Recurrence {
         let batch = x.dim(1).unwrap_or(Dim::known(1));
         let input = x.dim(2).unwrap_or(Dim::known(1));
         let hidden = known(r.dim(2), "R's hidden size (axis 2)")?;
+        if hidden == 0 {
+            bail!("the hidden size is 0");
+        }
         if cx.has_attr("hidden_size") && cx.attr_i("hidden_size", 0) != hidden as i64 {
             bail!(
                 "hidden_size {} does not match R {}",
