@@ -4,15 +4,16 @@
 
 use crate::error::{NodeRef, OnnxError};
 use crate::limits::{MAX_DIM, MAX_FOLDED_ELEMENTS, MAX_MODEL_BYTES, MAX_NODES, MAX_RANK};
+use crate::narrow::normalize;
 use crate::ops::{self, NodeCx};
 use crate::proto::tensor_shape_proto::dimension;
 use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto, type_proto};
-use crate::tensor::{dtype_of, to_array};
+use crate::tensor::{ElemType, Narrow, elem_type, to_typed_array};
 use crate::value::{Known, Value};
 use crate::{ImportOptions, Imported};
 use kiln::{Graph, Tensor};
 use kiln_fs::one_line;
-use kiln_ir::{DType, Dim, Shape};
+use kiln_ir::{Dim, Shape};
 use prost::Message;
 use std::collections::HashMap;
 
@@ -60,7 +61,7 @@ pub fn symbol_name(name: &str) -> String {
 fn input_type(
     vi: &ValueInfoProto,
     options: &ImportOptions,
-) -> Result<(String, DType, Shape), OnnxError> {
+) -> Result<(String, ElemType, Shape), OnnxError> {
     let name = vi.name.clone().unwrap_or_default();
     let err = |message: String| OnnxError::Value {
         what: "input",
@@ -71,7 +72,7 @@ fn input_type(
     else {
         return Err(err("only tensor inputs are supported".into()));
     };
-    let dtype = dtype_of(tt.elem_type.unwrap_or(0)).map_err(|e| err(e.to_string()))?;
+    let dtype = elem_type(tt.elem_type.unwrap_or(0)).map_err(|e| err(e.to_string()))?;
     let Some(shape) = &tt.shape else {
         return Err(err("has no shape; its rank must be known".into()));
     };
@@ -141,14 +142,14 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
         if name.is_empty() {
             return Err(OnnxError::Model("an initializer has no name".into()));
         }
-        let a = to_array(init)?;
+        let (a, narrow) = to_typed_array(init)?;
         let v = if a.dtype().is_float() && !options.initializers_as_constants {
             parameters.push(name.clone());
             Value::tensor(g.param_init(&name, a))
         } else {
             Value::array(a)
         };
-        values.insert(name, v);
+        values.insert(name, v.with_narrow(narrow));
     }
     let mut inputs = Vec::new();
     for vi in &graph.input {
@@ -157,13 +158,16 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
             continue;
         }
         if let Some(a) = options.constant_inputs.get(&name) {
-            values.insert(name, Value::array(a.clone()));
+            let narrow = input_type(vi, options)
+                .ok()
+                .and_then(|(_, ty, _)| ty.narrow);
+            values.insert(name, Value::array(a.clone()).with_narrow(narrow));
             continue;
         }
-        let (name, dtype, shape) = input_type(vi, options)?;
-        let t = g.input(&name, dtype, shape);
+        let (name, ty, shape) = input_type(vi, options)?;
+        let t = g.input(&name, ty.dtype, shape);
         inputs.push((name.clone(), t.clone()));
-        values.insert(name, Value::tensor(t));
+        values.insert(name, Value::tensor(t).with_narrow(ty.narrow));
     }
     if let Some(d) = g.diagnostics().first() {
         return Err(OnnxError::Model(one_line(&d.message)));
@@ -239,15 +243,18 @@ fn import_node(
         .iter()
         .flatten()
         .all(|v| matches!(v.known(), Known::Array(_)));
+    let narrows: Vec<Narrow> = inputs.iter().flatten().filter_map(|v| v.narrow).collect();
     let before = g.diagnostics().len();
     let mut cx = NodeCx {
         g,
         node,
         opset,
         inputs,
+        typed_outputs: false,
         scope: values,
     };
     let outs = importer(&mut cx).map_err(|e| fail(e.0))?;
+    let typed = cx.typed_outputs;
     if let Some(d) = g.diagnostics().get(before) {
         return Err(fail(d.message.clone()));
     }
@@ -274,10 +281,27 @@ fn import_node(
                 "output `{name}` would have an axis of size {d}, more than {MAX_DIM}"
             )));
         }
-        let v = if all_known { fold(g, v) } else { v.clone() };
+        let mut v = v.clone();
+        if !typed
+            && v.narrow.is_none()
+            && let Some(&n) = narrows.iter().find(|n| n.carrier() == v.dtype)
+        {
+            v = narrowed(g, v, n);
+        }
+        let v = if all_known { fold(g, &v) } else { v };
         values.insert(name.clone(), v);
     }
     Ok(())
+}
+
+/// An op's output that carries the narrow type of its input (`Add` of two `uint8` values is
+/// `uint8`): a run-time result is brought back into the type's value set.
+fn narrowed(g: &Graph, mut v: Value, n: Narrow) -> Value {
+    if let Known::Nothing = v.known() {
+        let t = v.tensor_in(g);
+        v = Value::tensor(normalize(&t, n));
+    }
+    v.with_narrow(Some(n))
 }
 
 /// A run-time value computed only from constants, evaluated now when it is small and not a
@@ -307,7 +331,7 @@ fn fold(g: &Graph, v: &Value) -> Value {
     match g.with_ir(|ir| kiln_interp::eval(ir, &[node], &no_values, &no_values)) {
         Ok(mut a) if a.len() == 1 => {
             let a = a.remove(0);
-            Value::constant(g.constant(a.clone()), a)
+            Value::constant(g.constant(a.clone()), a).with_narrow(v.narrow)
         }
         _ => v,
     }
@@ -354,7 +378,8 @@ impl<'a> Body<'a> {
             .filter_map(|n| scope.get(&n).map(|v| (n, v.clone())))
             .collect();
         for init in &graph.initializer {
-            let mut v = Value::array(to_array(init)?);
+            let (a, narrow) = to_typed_array(init)?;
+            let mut v = Value::array(a).with_narrow(narrow);
             v.tensor_in(g);
             base.insert(init.name.clone().unwrap_or_default(), v);
         }

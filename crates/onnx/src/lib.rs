@@ -12,6 +12,7 @@
 mod error;
 mod import;
 pub mod limits;
+mod narrow;
 mod ops;
 #[allow(
     clippy::all,

@@ -2,6 +2,7 @@
 //! it at import time (a constant's elements, or a shape vector's possibly symbolic dims) so
 //! shape sub-graphs (`Shape → Gather → Concat → Reshape`) resolve while importing.
 
+use crate::tensor::Narrow;
 use kiln::{Graph, Tensor};
 use kiln_ir::{Array, DType, Data, Dim, Shape};
 
@@ -32,6 +33,8 @@ pub struct Value {
     pub dtype: DType,
     /// Its (possibly symbolic) shape.
     pub shape: Shape,
+    /// The narrower ONNX element type `dtype` carries, if any.
+    pub narrow: Option<Narrow>,
 }
 
 impl Value {
@@ -42,7 +45,14 @@ impl Value {
             shape: t.shape(),
             tensor: Some(t),
             known: Known::Nothing,
+            narrow: None,
         }
+    }
+
+    /// The same value, marked as carrying the ONNX type `narrow`.
+    pub fn with_narrow(mut self, narrow: Option<Narrow>) -> Value {
+        self.narrow = narrow;
+        self
     }
 
     /// A tensor whose elements are known (it is already a constant in the graph, or `t`
@@ -53,6 +63,7 @@ impl Value {
             shape: Shape::known(a.shape()),
             tensor: Some(t),
             known: Known::Array(a),
+            narrow: None,
         }
     }
 
@@ -63,6 +74,7 @@ impl Value {
             shape: Shape::known(a.shape()),
             tensor: None,
             known: Known::Array(a),
+            narrow: None,
         }
     }
 
@@ -87,6 +99,7 @@ impl Value {
             },
             tensor: None,
             known: Known::Dims { dims, scalar },
+            narrow: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //! vectors (`Known::Dims`) is done on the dims, so symbolic shapes stay symbolic.
 
 use super::{NodeCx, OpResult, bail, need_float};
-use crate::tensor::dtype_of;
+use crate::narrow::{normalize, u64_div_rem, u64_to_float, unsigned_key};
+use crate::tensor::{ElemType, Narrow, elem_type};
 use crate::value::{Known, Value};
 use kiln::Tensor;
 use kiln_ir::{DType, Dim};
@@ -200,30 +201,77 @@ pub fn prelu(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 pub fn cast(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let to = cx.attr_i("to", 0);
     let to =
-        dtype_of(i32::try_from(to).unwrap_or(-1)).map_err(|e| super::OpError(e.to_string()))?;
+        elem_type(i32::try_from(to).unwrap_or(-1)).map_err(|e| super::OpError(e.to_string()))?;
     cast_to(cx, to)
 }
 
 pub fn cast_like(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
-    let to = cx.input(1)?.dtype;
+    let target = cx.input(1)?;
+    let to = ElemType {
+        dtype: target.dtype,
+        narrow: target.narrow,
+    };
     cast_to(cx, to)
 }
 
-fn cast_to(cx: &mut NodeCx<'_>, to: DType) -> OpResult<Vec<Value>> {
+/// `BitCast` between integer types of one width (and bool to a byte): the same bits read
+/// in the other type, which for two's-complement integers is a wrapping cast. Float bit
+/// patterns are refused: kiln has no bit-reinterpreting op.
+pub fn bit_cast(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let to = cx.attr_i("to", 0);
+    let to =
+        elem_type(i32::try_from(to).unwrap_or(-1)).map_err(|e| super::OpError(e.to_string()))?;
+    let v = cx.input(0)?;
+    let from = ElemType {
+        dtype: v.dtype,
+        narrow: v.narrow,
+    };
+    if from.bytes() != to.bytes() {
+        bail!(
+            "BitCast needs types of one width, got {} and {} bytes per element",
+            from.bytes(),
+            to.bytes()
+        );
+    }
+    if from.dtype.is_float() || to.dtype.is_float() {
+        bail!("BitCast of float bit patterns is not supported (kiln has no bit-reinterpreting op)");
+    }
+    cast_to(cx, to)
+}
+
+/// Casts input 0 to `to`: through the carrier dtypes, then into `to`'s value set (integers
+/// wrap, `float16`/`bfloat16` round); `uint64` sources convert by their unsigned value.
+fn cast_to(cx: &mut NodeCx<'_>, to: ElemType) -> OpResult<Vec<Value>> {
+    cx.typed_outputs = true;
     let v = cx.input(0)?.clone();
     if let Known::Dims { dims, scalar } = v.known()
-        && to == DType::I64
+        && to.dtype == DType::I64
+        && to.narrow.is_none()
     {
         return Ok(vec![Value::dims(dims.clone(), *scalar)]);
     }
-    let x = cx.tensor(0)?;
-    if x.dtype() == to {
+    if v.dtype == to.dtype && v.narrow == to.narrow {
         return Ok(vec![v]);
     }
-    Ok(vec![Value::tensor(x.cast(to))])
+    let x = cx.tensor(0)?;
+    let mut y = if v.narrow == Some(Narrow::U64) && to.dtype.is_float() {
+        u64_to_float(&x, to.dtype)
+    } else if x.dtype() == to.dtype {
+        x
+    } else if x.dtype().is_float() && to.dtype == DType::I32 && to.narrow.is_some() {
+        // Truncate through i64 so the wrap sees the whole integer part.
+        x.cast(DType::I64).cast(DType::I32)
+    } else {
+        x.cast(to.dtype)
+    };
+    if let Some(n) = to.narrow {
+        y = normalize(&y, n);
+    }
+    Ok(vec![Value::tensor(y).with_narrow(to.narrow)])
 }
 
 pub fn clip(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let u64 = is_u64(cx, 0);
     let x = cx.tensor(0)?;
     let mut y = x.clone();
     if cx.opset < 11 {
@@ -233,13 +281,16 @@ pub fn clip(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         );
         return Ok(vec![Value::tensor(y.maximum(lo).minimum(hi))]);
     }
+    // uint64 bounds compare unsigned: clip the keys.
+    let key = |t: &Tensor| if u64 { unsigned_key(t) } else { t.clone() };
+    y = key(&y);
     if cx.opt_input(1).is_some() {
-        y = y.maximum(&cx.tensor(1)?);
+        y = y.maximum(key(&cx.tensor(1)?));
     }
     if cx.opt_input(2).is_some() {
-        y = y.minimum(&cx.tensor(2)?);
+        y = y.minimum(key(&cx.tensor(2)?));
     }
-    Ok(vec![Value::tensor(y)])
+    Ok(vec![Value::tensor(key(&y))])
 }
 
 /// Elementwise arithmetic on dims (shape vectors), broadcasting a scalar.
@@ -310,6 +361,9 @@ pub fn mul(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn div(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if is_u64(cx, 0) {
+        return binary(cx, |a, b| u64_div_rem(a, b).0);
+    }
     if let Some(v) = dims_arith(cx, |a, b| a.exact_div(b))? {
         return Ok(vec![v]);
     }
@@ -326,6 +380,9 @@ pub fn div(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn modulo(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if is_u64(cx, 0) {
+        return binary(cx, |a, b| u64_div_rem(a, b).1);
+    }
     let fmod = cx.attr_i("fmod", 0) != 0;
     binary(cx, |a, b| {
         let r = a.rem(b);
@@ -354,7 +411,33 @@ pub fn pow(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     Ok(vec![Value::tensor(p.cast(a.dtype()))])
 }
 
+/// Whether input `i` carries `uint64`, whose order is not its carrier's.
+fn is_u64(cx: &mut NodeCx<'_>, i: usize) -> bool {
+    cx.opt_input(i)
+        .is_some_and(|v| v.narrow == Some(Narrow::U64))
+}
+
 macro_rules! compare {
+    ($($name:ident => $method:ident;)*) => {
+        $(
+            pub fn $name(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+                if is_u64(cx, 0) {
+                    return binary(cx, |a, b| unsigned_key(a).$method(&unsigned_key(b)));
+                }
+                binary(cx, |a, b| a.$method(b))
+            }
+        )*
+    };
+}
+
+compare! {
+    less => lt;
+    less_or_equal => le;
+    greater => gt;
+    greater_or_equal => ge;
+}
+
+macro_rules! same_in_any_order {
     ($($name:ident => $method:ident;)*) => {
         $(
             pub fn $name(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
@@ -364,15 +447,82 @@ macro_rules! compare {
     };
 }
 
-compare! {
+same_in_any_order! {
     equal => eq;
-    less => lt;
-    less_or_equal => le;
-    greater => gt;
-    greater_or_equal => ge;
     and => logical_and;
     or => logical_or;
     xor => logical_xor;
+    bitwise_and => logical_and;
+    bitwise_or => logical_or;
+    bitwise_xor => logical_xor;
+}
+
+pub fn bitwise_not(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let ones = match x.dtype() {
+        DType::U32 => f64::from(u32::MAX),
+        DType::I32 | DType::I64 => -1.0,
+        other => bail!("BitwiseNot needs an integer input, got {other}"),
+    };
+    Ok(vec![Value::tensor(x.logical_xor(ones))])
+}
+
+/// `BitShift` on unsigned integers: a left shift multiplies by `2^y` (wrapping), a right shift
+/// divides by it; `2^y` is looked up in a table of the type's powers of two (shift amounts
+/// past the width are clamped to it minus one).
+pub fn bit_shift(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let left = match cx.attr_s("direction", "").as_str() {
+        "LEFT" => true,
+        "RIGHT" => false,
+        other => bail!("BitShift direction {other:?} is not LEFT or RIGHT"),
+    };
+    let narrow = cx.input(0)?.narrow;
+    let x = cx.tensor(0)?;
+    let y = cx.tensor(1)?;
+    let bits: u32 = match (x.dtype(), narrow) {
+        (DType::I32, Some(Narrow::U8)) => 8,
+        (DType::I32, Some(Narrow::U16)) => 16,
+        (DType::U32, None) => 32,
+        (DType::I64, Some(Narrow::U64)) => 64,
+        (d, n) => bail!(
+            "BitShift needs an unsigned integer input, got {}",
+            n.map_or_else(|| d.to_string(), |n| n.name().to_string())
+        ),
+    };
+    let g = cx.g.clone();
+    // Powers of two in the carrier's bits: 2^63 is i64::MIN, which a right shift treats apart.
+    let pows: Vec<f64> = (0..bits.min(63)).map(|k| 2f64.powi(k as i32)).collect();
+    let table = g.constant(kiln_ir::Array::from_f64_cast(
+        x.dtype(),
+        &[pows.len()],
+        &pows,
+    ));
+    let amount = y.cast(DType::I64).clamp(0.0, (pows.len() - 1) as f64);
+    let shape = amount.shape();
+    let flat = amount.reshape(kiln_ir::Shape::new([shape.numel()]));
+    let p = table.index_select(0, &flat).reshape(shape);
+    let y = y.cast(DType::I64);
+    let r = if left {
+        if bits == 64 {
+            // x << 63 keeps only the lowest bit, in the sign position.
+            let top = x.logical_and(1.0).mul(i64::MIN as f64);
+            y.ge(63.0).where_(&top, x.mul(&p))
+        } else {
+            x.mul(&p)
+        }
+    } else if bits == 64 {
+        // Unsigned division of the bits: the high half of a value past i64::MAX is added back.
+        // For 1 <= y <= 62, x_u >> y = ((x_u - 2^63) >> y) + 2^(63 - y).
+        let low = unsigned_key(&x).div(&p);
+        let high = p.ones_like().mul(2f64.powi(62)).div(&p).mul(2.0);
+        let shifted = x.lt(0.0).where_(low.add(&high), x.div(&p));
+        let top = x.lt(0.0).cast(DType::I64);
+        let r = y.ge(63.0).where_(&top, &shifted);
+        y.eq(0.0).where_(&x, &r)
+    } else {
+        x.div(&p)
+    };
+    Ok(vec![Value::tensor(r)])
 }
 
 fn variadic(cx: &mut NodeCx<'_>, f: impl Fn(&Tensor, &Tensor) -> Tensor) -> OpResult<Tensor> {
@@ -404,11 +554,27 @@ pub fn mean(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn max(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if is_u64(cx, 0) {
+        let m = variadic_keyed(cx, |a, b| a.maximum(b))?;
+        return Ok(vec![Value::tensor(m)]);
+    }
     Ok(vec![Value::tensor(variadic(cx, |a, b| a.maximum(b))?)])
 }
 
 pub fn min(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if is_u64(cx, 0) {
+        let m = variadic_keyed(cx, |a, b| a.minimum(b))?;
+        return Ok(vec![Value::tensor(m)]);
+    }
     Ok(vec![Value::tensor(variadic(cx, |a, b| a.minimum(b))?)])
+}
+
+/// A variadic order op on `uint64` values: applied to their unsigned keys.
+fn variadic_keyed(cx: &mut NodeCx<'_>, f: impl Fn(&Tensor, &Tensor) -> Tensor) -> OpResult<Tensor> {
+    let m = variadic(cx, |a, b| {
+        unsigned_key(&f(&unsigned_key(a), &unsigned_key(b)))
+    })?;
+    Ok(m)
 }
 
 pub fn where_(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {

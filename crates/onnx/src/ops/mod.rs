@@ -5,6 +5,7 @@
 mod elementwise;
 mod movement;
 mod nn;
+mod quant;
 mod reduce;
 mod rnn;
 mod scan;
@@ -48,6 +49,12 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Atanh", elementwise::atanh),
     ("AveragePool", nn::average_pool),
     ("BatchNormalization", nn::batch_norm),
+    ("BitCast", elementwise::bit_cast),
+    ("BitShift", elementwise::bit_shift),
+    ("BitwiseAnd", elementwise::bitwise_and),
+    ("BitwiseNot", elementwise::bitwise_not),
+    ("BitwiseOr", elementwise::bitwise_or),
+    ("BitwiseXor", elementwise::bitwise_xor),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
     ("Ceil", elementwise::ceil),
@@ -57,12 +64,15 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Constant", source::constant),
     ("ConstantOfShape", source::constant_of_shape),
     ("Conv", nn::conv),
+    ("ConvInteger", quant::conv_integer),
     ("Cos", elementwise::cos),
     ("Cosh", elementwise::cosh),
     ("CumSum", reduce::cumsum),
     ("DepthToSpace", movement::depth_to_space),
+    ("DequantizeLinear", quant::dequantize_linear),
     ("Div", elementwise::div),
     ("Dropout", elementwise::dropout),
+    ("DynamicQuantizeLinear", quant::dynamic_quantize_linear),
     ("Elu", elementwise::elu),
     ("Equal", elementwise::equal),
     ("Erf", elementwise::erf),
@@ -97,6 +107,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("LogSoftmax", reduce::log_softmax),
     ("LpNormalization", nn::lp_norm),
     ("MatMul", nn::matmul),
+    ("MatMulInteger", quant::matmul_integer),
     ("Max", elementwise::max),
     ("MaxPool", nn::max_pool),
     ("Mean", elementwise::mean),
@@ -113,6 +124,9 @@ pub const OPS: &[(&str, Importer)] = &[
     ("PRelu", elementwise::prelu),
     ("Pad", movement::pad),
     ("Pow", elementwise::pow),
+    ("QLinearConv", quant::qlinear_conv),
+    ("QLinearMatMul", quant::qlinear_matmul),
+    ("QuantizeLinear", quant::quantize_linear),
     ("RMSNormalization", nn::rms_norm),
     ("RNN", rnn::rnn),
     ("Range", source::range),
@@ -186,6 +200,10 @@ pub struct NodeCx<'a> {
     pub opset: i64,
     /// The node's inputs.
     pub inputs: Vec<Option<Value>>,
+    /// Set by importers that give their outputs' narrow ONNX types themselves (`Cast`,
+    /// `QuantizeLinear`, ...); otherwise an output whose dtype carries an input's narrow type
+    /// inherits that type.
+    pub typed_outputs: bool,
     /// Every value defined so far in the node's graph (sub-graphs read outer values).
     pub scope: &'a std::collections::HashMap<String, Value>,
 }

@@ -2,6 +2,8 @@
 //! ArgMax/ArgMin, CumSum, and the softmax family (opset < 13 coerces to 2-D).
 
 use super::{NodeCx, OpResult, axes, axis, bail, dims_of, need_float};
+use crate::narrow::unsigned_key;
+use crate::tensor::Narrow;
 use crate::value::Value;
 use kiln::Tensor;
 use kiln_ir::{DType, Dim, Shape, WindowOp};
@@ -48,11 +50,23 @@ pub fn reduce_mean(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn reduce_max(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if is_u64(cx) {
+        return reduce(cx, 18, |x, a, k| unsigned_key(&unsigned_key(x).max(a, k)));
+    }
     reduce(cx, 18, |x, a, k| through_int(x, |t| t.max(a, k)))
 }
 
 pub fn reduce_min(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    if is_u64(cx) {
+        return reduce(cx, 18, |x, a, k| unsigned_key(&unsigned_key(x).min(a, k)));
+    }
     reduce(cx, 18, |x, a, k| through_int(x, |t| t.min(a, k)))
+}
+
+/// Whether input 0 carries `uint64` (ordered by [`unsigned_key`]).
+fn is_u64(cx: &mut NodeCx<'_>) -> bool {
+    cx.opt_input(0)
+        .is_some_and(|v| v.narrow == Some(Narrow::U64))
 }
 
 /// `f` on `x`, with a bool `x` reduced as 0/1 integers (any / all).
@@ -92,7 +106,12 @@ pub fn reduce_log_sum_exp(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 fn arg(cx: &mut NodeCx<'_>, max: bool) -> OpResult<Vec<Value>> {
-    let x = cx.tensor(0)?;
+    cx.typed_outputs = true;
+    let x = if is_u64(cx) {
+        unsigned_key(&cx.tensor(0)?)
+    } else {
+        cx.tensor(0)?
+    };
     let a = axis(cx.attr_i("axis", 0), x.rank())?;
     let keep = cx.attr_i("keepdims", 1) != 0;
     let last = cx.attr_i("select_last_index", 0) != 0;

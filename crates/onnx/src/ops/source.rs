@@ -3,14 +3,15 @@
 
 use super::{NodeCx, OpError, OpResult, bail, int_array};
 use crate::limits::MAX_FOLDED_ELEMENTS;
-use crate::tensor::{dtype_of, to_array};
+use crate::tensor::{elem_type, to_typed_array};
 use crate::value::Value;
 use kiln_ir::{Array, DType, Data, Dim, Shape};
 
 pub fn constant(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    cx.typed_outputs = true;
     if let Some(t) = cx.attr_t("value") {
-        let a = to_array(t).map_err(|e| OpError(e.to_string()))?;
-        return Ok(vec![Value::array(a)]);
+        let (a, narrow) = to_typed_array(t).map_err(|e| OpError(e.to_string()))?;
+        return Ok(vec![Value::array(a).with_narrow(narrow)]);
     }
     if cx.has_attr("value_float") {
         return Ok(vec![Value::array(Array::scalar(
@@ -48,10 +49,11 @@ fn check_count(dims: &[usize]) -> OpResult<()> {
 }
 
 pub fn constant_of_shape(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    cx.typed_outputs = true;
     let dims = cx.dims_input(0, "shape")?;
-    let fill = match cx.attr_t("value") {
-        Some(t) => to_array(t).map_err(|e| OpError(e.to_string()))?,
-        None => Array::scalar(DType::F32, 0.0),
+    let (fill, narrow) = match cx.attr_t("value") {
+        Some(t) => to_typed_array(t).map_err(|e| OpError(e.to_string()))?,
+        None => (Array::scalar(DType::F32, 0.0), None),
     };
     if fill.len() != 1 {
         bail!("value must hold one element");
@@ -61,16 +63,17 @@ pub fn constant_of_shape(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if let Some(k) = shape.as_known() {
         check_count(&k)?;
         let values = vec![v; k.iter().product()];
-        return Ok(vec![Value::array(Array::from_f64_cast(
-            fill.dtype(),
-            &k,
-            &values,
-        ))]);
+        return Ok(vec![
+            Value::array(Array::from_f64_cast(fill.dtype(), &k, &values)).with_narrow(narrow),
+        ]);
     }
-    Ok(vec![Value::tensor(cx.g.full(shape, v, fill.dtype()))])
+    Ok(vec![
+        Value::tensor(cx.g.full(shape, v, fill.dtype())).with_narrow(narrow),
+    ])
 }
 
 pub fn shape(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    cx.typed_outputs = true;
     let v = cx.input(0)?.clone();
     let d = v.shape.dims().to_vec();
     let r = d.len() as i64;
@@ -81,6 +84,7 @@ pub fn shape(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn size(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    cx.typed_outputs = true;
     let v = cx.input(0)?.clone();
     Ok(vec![Value::dims(vec![Dim::product(v.shape.dims())], true)])
 }
@@ -125,11 +129,13 @@ pub fn range(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 
 pub fn eye_like(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let x = cx.tensor(0)?;
-    let dtype = if cx.has_attr("dtype") {
-        dtype_of(i32::try_from(cx.attr_i("dtype", 1)).unwrap_or(-1))
-            .map_err(|e| OpError(e.to_string()))?
+    let (dtype, narrow) = if cx.has_attr("dtype") {
+        cx.typed_outputs = true;
+        let e = elem_type(i32::try_from(cx.attr_i("dtype", 1)).unwrap_or(-1))
+            .map_err(|e| OpError(e.to_string()))?;
+        (e.dtype, e.narrow)
     } else {
-        x.dtype()
+        (x.dtype(), None)
     };
     let k = cx.attr_i("k", 0);
     let Some(s) = x.shape().as_known() else {
@@ -146,7 +152,9 @@ pub fn eye_like(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             v[i as usize * s[1] + j as usize] = 1.0;
         }
     }
-    Ok(vec![Value::array(Array::from_f64_cast(dtype, &s, &v))])
+    Ok(vec![
+        Value::array(Array::from_f64_cast(dtype, &s, &v)).with_narrow(narrow),
+    ])
 }
 
 pub fn one_hot(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
