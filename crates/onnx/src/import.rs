@@ -92,9 +92,14 @@ fn input_type(
                     dims.push(Dim::known(v));
                     continue;
                 }
+                // -1 is how some exporters (paddle2onnx) write an unknown size.
+                Err(_) if *v == -1 => symbol_name(&format!("{name}_{axis}")),
                 Err(_) => return Err(err(format!("axis {axis} has negative size {v}"))),
             },
-            Some(dimension::Value::DimParam(p)) if !p.is_empty() => symbol_name(p),
+            // A name without letters or digits (`?`) marks an unknown size, not a shared one.
+            Some(dimension::Value::DimParam(p)) if p.chars().any(|c| c.is_ascii_alphanumeric()) => {
+                symbol_name(p)
+            }
             _ => symbol_name(&format!("{name}_{axis}")),
         };
         dims.push(match options.dims.get(&sym) {
@@ -309,6 +314,7 @@ fn import_node(
         opset,
         inputs,
         typed_outputs: false,
+        scope: values,
     };
     let outs = importer(&mut cx).map_err(|e| fail(e.0))?;
     let typed = cx.typed_outputs;
@@ -391,5 +397,91 @@ fn fold(g: &Graph, v: &Value) -> Value {
             Value::constant(g.constant(a.clone()), a).with_narrow(v.narrow)
         }
         _ => v,
+    }
+}
+
+/// The names a sub-graph (and the sub-graphs nested in it) reads that it does not define.
+fn outer_names(body: &GraphProto, out: &mut Vec<String>) {
+    for node in &body.node {
+        out.extend(node.input.iter().filter(|n| !n.is_empty()).cloned());
+        for a in &node.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                outer_names(sub, out);
+            }
+        }
+    }
+    out.extend(body.output.iter().filter_map(|o| o.name.clone()));
+}
+
+/// A sub-graph (a Scan body) ready to be imported once per iteration: its initializers
+/// (constants, in the graph once) and the outer values its nodes read.
+#[derive(Debug)]
+pub(crate) struct Body<'a> {
+    graph: &'a GraphProto,
+    base: HashMap<String, Value>,
+}
+
+impl<'a> Body<'a> {
+    /// Prepares `graph`, which may read the values of `scope`.
+    pub(crate) fn new(
+        g: &Graph,
+        graph: &'a GraphProto,
+        scope: &HashMap<String, Value>,
+    ) -> Result<Body<'a>, OnnxError> {
+        if graph.node.len() > MAX_NODES {
+            return Err(OnnxError::Limit(format!(
+                "a sub-graph has {} nodes, more than {MAX_NODES}",
+                graph.node.len()
+            )));
+        }
+        let mut names = Vec::new();
+        outer_names(graph, &mut names);
+        let mut base: HashMap<String, Value> = names
+            .into_iter()
+            .filter_map(|n| scope.get(&n).map(|v| (n, v.clone())))
+            .collect();
+        for init in &graph.initializer {
+            let (a, narrow) = to_typed_array(init)?;
+            let mut v = Value::array(a).with_narrow(narrow);
+            v.tensor_in(g);
+            base.insert(init.name.clone().unwrap_or_default(), v);
+        }
+        Ok(Body { graph, base })
+    }
+
+    /// Imports the body's nodes into `g` with its graph inputs bound to `inputs` (in
+    /// order); returns its outputs in order.
+    pub(crate) fn import(
+        &self,
+        g: &Graph,
+        opset: i64,
+        inputs: Vec<Value>,
+    ) -> Result<Vec<Value>, OnnxError> {
+        if inputs.len() != self.graph.input.len() {
+            return Err(OnnxError::Model(format!(
+                "the sub-graph takes {} inputs, given {}",
+                self.graph.input.len(),
+                inputs.len()
+            )));
+        }
+        let mut values = self.base.clone();
+        for (vi, v) in self.graph.input.iter().zip(inputs) {
+            values.insert(vi.name.clone().unwrap_or_default(), v);
+        }
+        for (index, node) in self.graph.node.iter().enumerate() {
+            import_node(g, node, index, opset, &mut values)?;
+        }
+        self.graph
+            .output
+            .iter()
+            .map(|vi| {
+                let name = vi.name.clone().unwrap_or_default();
+                values.get(&name).cloned().ok_or_else(|| OnnxError::Value {
+                    what: "output",
+                    name: one_line(&name),
+                    message: "is not produced in the sub-graph".into(),
+                })
+            })
+            .collect()
     }
 }

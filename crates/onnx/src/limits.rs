@@ -16,8 +16,12 @@ pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
 /// Largest element count of a tensor the importer itself materialises while folding
 /// (ConstantOfShape, Range, Expand of known values, ...).
 pub const MAX_FOLDED_ELEMENTS: u64 = 1 << 24;
+/// Most steps one recurrent node (LSTM, GRU, RNN, all directions together; LinearAttention)
+/// or Scan is unrolled to: each step adds graph nodes, and the sequence length comes from
+/// the model.
+pub const MAX_UNROLLED_STEPS: u64 = 1 << 12;
+/// Most kiln graph nodes an import may have built before it unrolls one more Scan
+/// iteration (bounds nested unrolling).
+pub const MAX_GRAPH_NODES: usize = 1 << 20;
 /// Deepest nesting of sub-graphs (If/Loop/Scan bodies), which protobuf decoding also caps.
 pub const MAX_GRAPH_DEPTH: usize = 16;
-/// Most time steps a recurrent op (LinearAttention) is unrolled into; the graph grows by a
-/// few nodes per step.
-pub const MAX_UNROLLED_STEPS: u64 = 512;

@@ -211,7 +211,7 @@ fn linear_attention_refuses_long_sequences_and_missing_gates() {
         out(1 << 20),
         attrs("linear"),
     ));
-    assert!(e.contains("more than the 512"), "{e}");
+    assert!(e.contains("more than the 4096"), "{e}");
     let e = import_error(&model("LinearAttention", qkv(2), out(2), attrs("gated")));
     assert!(e.contains("needs the decay input"), "{e}");
     let e = import_error(&model("LinearAttention", qkv(2), out(2), attrs("sideways")));

@@ -1,5 +1,5 @@
 //! kiln's reference models exported by `torch.onnx.export` (fixtures/gen/gen_onnx.py, opset
-//! 17, batch axis named `batch`) import, compile once for a symbolic batch, and match ONNX
+//! 17, batch axis named `batch`; SimpleNN, LeNet and the two-layer LSTMNN) import, compile once for a symbolic batch, and match ONNX
 //! Runtime's outputs on every available backend within 1e-4 of the output scale; a second
 //! batch size runs through the same executable.
 
@@ -90,4 +90,9 @@ fn simple_nn_matches_onnx_runtime() {
 #[test]
 fn lenet_matches_onnx_runtime() {
     check("lenet");
+}
+
+#[test]
+fn lstm_nn_matches_onnx_runtime() {
+    check("lstm_nn");
 }

@@ -8,6 +8,8 @@ mod movement;
 mod nn;
 mod quant;
 mod reduce;
+mod rnn;
+mod scan;
 mod source;
 
 use crate::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
@@ -82,6 +84,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("EyeLike", source::eye_like),
     ("Flatten", movement::flatten),
     ("Floor", elementwise::floor),
+    ("GRU", rnn::gru),
     ("Gather", movement::gather),
     ("GatherElements", movement::gather_elements),
     ("Gelu", elementwise::gelu),
@@ -99,6 +102,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("IsInf", elementwise::is_inf),
     ("IsNaN", elementwise::is_nan),
     ("LRN", nn::lrn),
+    ("LSTM", rnn::lstm),
     ("LayerNormalization", nn::layer_norm),
     ("LeakyRelu", elementwise::leaky_relu),
     ("Less", elementwise::less),
@@ -129,6 +133,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("QLinearMatMul", quant::qlinear_matmul),
     ("QuantizeLinear", quant::quantize_linear),
     ("RMSNormalization", nn::rms_norm),
+    ("RNN", rnn::rnn),
     ("Range", source::range),
     ("Reciprocal", elementwise::reciprocal),
     ("ReduceL1", reduce::reduce_l1),
@@ -145,6 +150,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Reshape", movement::reshape),
     ("RotaryEmbedding", attention::rotary_embedding),
     ("Round", elementwise::round),
+    ("Scan", scan::scan),
     ("ScatterElements", movement::scatter_elements),
     ("Selu", elementwise::selu),
     ("Shape", source::shape),
@@ -225,6 +231,8 @@ pub struct NodeCx<'a> {
     /// `QuantizeLinear`, ...); otherwise an output whose dtype carries an input's narrow type
     /// inherits that type.
     pub typed_outputs: bool,
+    /// Every value defined so far in the node's graph (sub-graphs read outer values).
+    pub scope: &'a std::collections::HashMap<String, Value>,
 }
 
 impl NodeCx<'_> {

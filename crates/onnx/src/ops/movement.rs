@@ -357,6 +357,21 @@ pub fn gather(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         return Ok(vec![Value::dims(out, idx_v.rank() == 0)]);
     }
     let x = cx.tensor(0)?;
+    // A known scalar index on a known axis is a slice (no index tensor: `x[:, -1]`).
+    if let (Some(&[i]), 0, Some(n)) = (
+        idx_v.as_ints().as_deref(),
+        idx_v.rank(),
+        x.shape().dims()[a].as_known(),
+    ) {
+        let n = n as i64;
+        let j = if i < 0 { i.saturating_add(n) } else { i };
+        if !(0..n).contains(&j) {
+            bail!("index {i} is out of range for {n} elements");
+        }
+        return Ok(vec![Value::tensor(
+            x.slice(a as i64, j, j + 1, 1).squeeze(a as i64),
+        )]);
+    }
     let idx = cx.tensor(1)?;
     if !matches!(idx.dtype(), DType::I32 | DType::I64) {
         bail!("indices must be int32 or int64, got {}", idx.dtype());
