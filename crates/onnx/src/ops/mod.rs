@@ -3,6 +3,7 @@
 //! primitives and composites, and folds it at import time where its inputs are known.
 
 mod elementwise;
+mod image;
 mod movement;
 mod nn;
 mod reduce;
@@ -55,6 +56,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Constant", source::constant),
     ("ConstantOfShape", source::constant_of_shape),
     ("Conv", nn::conv),
+    ("ConvTranspose", image::conv_transpose),
     ("Cos", elementwise::cos),
     ("Cosh", elementwise::cosh),
     ("CumSum", reduce::cumsum),
@@ -124,6 +126,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("ReduceSumSquare", reduce::reduce_sum_square),
     ("Relu", elementwise::relu),
     ("Reshape", movement::reshape),
+    ("Resize", image::resize),
     ("Round", elementwise::round),
     ("ScatterElements", movement::scatter_elements),
     ("Selu", elementwise::selu),
@@ -152,6 +155,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Transpose", movement::transpose),
     ("Trilu", source::trilu),
     ("Unsqueeze", movement::unsqueeze),
+    ("Upsample", image::upsample),
     ("Where", elementwise::where_),
     ("Xor", elementwise::xor),
 ];

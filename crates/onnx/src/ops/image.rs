@@ -1,0 +1,772 @@
+//! Image and spatial ops: Resize and Upsample (separable resampling through gathers of
+//! index and weight tables computed at import time), ConvTranspose (zero insertion and a
+//! convolution with the flipped kernel), GridSample and AffineGrid, CenterCropPad.
+
+use super::{NodeCx, OpResult, bail, dims_of, need_float};
+use crate::limits::{MAX_DIM, MAX_FOLDED_ELEMENTS};
+use crate::value::Value;
+use kiln::{ConvOpts, Tensor};
+use kiln_ir::{Array, Data, Dim, Shape};
+
+/// Input `i`'s elements as floats, which must be known at import time (`None` if omitted or
+/// empty, as ONNX marks an unused optional input).
+fn opt_floats_input(cx: &mut NodeCx<'_>, i: usize, what: &str) -> OpResult<Option<Vec<f64>>> {
+    let Some(v) = cx.opt_input(i) else {
+        return Ok(None);
+    };
+    match v.as_array() {
+        Some(a) if a.is_empty() => Ok(None),
+        Some(a) => Ok(Some(a.to_f64_vec())),
+        None => bail!(
+            "{what} (input {i}) must be known when importing (a constant), but it is computed at run time"
+        ),
+    }
+}
+
+/// Normalised, distinct axes.
+fn distinct_axes(v: &[i64], rank: usize) -> OpResult<Vec<usize>> {
+    let a = super::axes(v, rank)?;
+    for (i, x) in a.iter().enumerate() {
+        if a[..i].contains(x) {
+            bail!("axis {x} is repeated in {v:?}");
+        }
+    }
+    Ok(a)
+}
+
+/// A known size of axis `axis`.
+fn known_dim(d: &[Dim], axis: usize, what: &str) -> OpResult<u64> {
+    match d.get(axis).and_then(Dim::as_known) {
+        Some(n) => Ok(n),
+        None => bail!("{what} needs a known size on axis {axis}"),
+    }
+}
+
+/// How an output coordinate maps to an input coordinate along one axis.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Coord {
+    HalfPixel,
+    HalfPixelSymmetric,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+    TfCropAndResize,
+}
+
+/// Which neighbour nearest-neighbour resampling picks at a fractional coordinate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Nearest {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+/// The interpolation kernel.
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    Nearest(Nearest),
+    Linear { antialias: bool },
+    Cubic { a: f64, antialias: bool },
+}
+
+/// A resampling: kernel, coordinate mapping and the treatment of the border.
+#[derive(Clone, Copy, Debug)]
+struct Resampling {
+    kernel: Kernel,
+    coord: Coord,
+    exclude_outside: bool,
+    extrapolation: f64,
+}
+
+/// One axis's resampling table: `taps` (index, weight) pairs for each of `out` positions,
+/// indices clamped into the input; positions flagged in `outside` take the extrapolation
+/// value.
+struct Table {
+    out: usize,
+    taps: usize,
+    index: Vec<i64>,
+    weight: Vec<f64>,
+    outside: Vec<bool>,
+}
+
+/// The number of taps the kernel reads per output position at `scale`.
+fn tap_count(kernel: Kernel, scale: f64) -> OpResult<usize> {
+    let n = match kernel {
+        Kernel::Nearest(_) => 2.0,
+        Kernel::Linear { antialias: false } | Kernel::Cubic { antialias: false, .. } => {
+            if matches!(kernel, Kernel::Linear { .. }) {
+                2.0
+            } else {
+                4.0
+            }
+        }
+        Kernel::Linear { antialias: true } => {
+            let start = (-1.0 / scale.min(1.0)).floor() + 1.0;
+            2.0 - 2.0 * start
+        }
+        Kernel::Cubic {
+            antialias: true, ..
+        } => {
+            let start = (-2.0 / scale.min(1.0)).floor() + 1.0;
+            2.0 - 2.0 * start
+        }
+    };
+    if !(1.0..=MAX_FOLDED_ELEMENTS as f64).contains(&n) {
+        bail!("scale {scale} needs {n} taps per output element, too many");
+    }
+    Ok(n as usize)
+}
+
+/// The kernel's weights for the `taps` neighbours of a coordinate whose distance past the
+/// first of the two middle neighbours is `ratio` (in `(0, 1]`).
+fn coefficients(kernel: Kernel, ratio: f64, scale: f64, taps: usize) -> Vec<f64> {
+    let cubic = |a: f64, x: f64| {
+        let x = x.abs();
+        if x <= 1.0 {
+            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+        } else {
+            0.0
+        }
+    };
+    let normalised = |v: Vec<f64>| {
+        let s: f64 = v.iter().sum();
+        if s == 0.0 {
+            v
+        } else {
+            v.into_iter().map(|c| c / s).collect()
+        }
+    };
+    let start = 1.0 - (taps / 2) as f64;
+    match kernel {
+        Kernel::Nearest(mode) => {
+            let second = if ratio == 1.0 {
+                true
+            } else {
+                match mode {
+                    Nearest::RoundPreferFloor => ratio > 0.5,
+                    Nearest::RoundPreferCeil => ratio >= 0.5,
+                    Nearest::Floor => false,
+                    Nearest::Ceil => true,
+                }
+            };
+            if second { vec![0.0, 1.0] } else { vec![1.0, 0.0] }
+        }
+        Kernel::Linear { antialias: false } => vec![1.0 - ratio, ratio],
+        Kernel::Linear { antialias: true } => {
+            let s = scale.min(1.0);
+            normalised(
+                (0..taps)
+                    .map(|k| (1.0 - ((start + k as f64 - ratio) * s).abs()).clamp(0.0, 1.0))
+                    .collect(),
+            )
+        }
+        Kernel::Cubic {
+            a,
+            antialias: false,
+        } => [ratio + 1.0, ratio, 1.0 - ratio, 2.0 - ratio]
+            .iter()
+            .map(|&x| cubic(a, x))
+            .collect(),
+        Kernel::Cubic { a, antialias: true } => {
+            let s = scale.min(1.0);
+            normalised(
+                (0..taps)
+                    .map(|k| cubic(a, s * (start + k as f64 - ratio)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// The resampling table of one axis from `n` to `out` elements at `scale` (`roi` is the
+/// crop window of tf_crop_and_resize, in fractions of the input).
+fn table(r: &Resampling, n: u64, out: u64, scale: f64, roi: (f64, f64)) -> OpResult<Table> {
+    let taps = tap_count(r.kernel, scale)?;
+    if out == 0 || n == 0 {
+        bail!("resizing between {n} and {out} elements: empty axes are not supported");
+    }
+    if out.saturating_mul(taps as u64) > MAX_FOLDED_ELEMENTS {
+        bail!(
+            "an output axis of {out} elements with {taps} taps each needs a table larger than the {MAX_FOLDED_ELEMENTS} elements the importer folds"
+        );
+    }
+    let (out_n, nf) = (out as usize, n as f64);
+    let width = scale * nf;
+    let mut t = Table {
+        out: out_n,
+        taps,
+        index: Vec::with_capacity(out_n * taps),
+        weight: Vec::with_capacity(out_n * taps),
+        outside: vec![false; out_n],
+    };
+    for y in 0..out_n {
+        let yf = y as f64;
+        let x = match r.coord {
+            Coord::HalfPixel => (yf + 0.5) / scale - 0.5,
+            Coord::HalfPixelSymmetric => {
+                let adjustment = out as f64 / width;
+                let offset = nf / 2.0 * (1.0 - adjustment);
+                offset + (yf + 0.5) / scale - 0.5
+            }
+            Coord::PytorchHalfPixel if width == 1.0 => -0.5,
+            Coord::PytorchHalfPixel => (yf + 0.5) / scale - 0.5,
+            Coord::AlignCorners if width == 1.0 => 0.0,
+            Coord::AlignCorners => yf * (nf - 1.0) / (width - 1.0),
+            Coord::Asymmetric => yf / scale,
+            Coord::TfCropAndResize => {
+                let x = if width == 1.0 {
+                    (roi.1 - roi.0) * (nf - 1.0) / 2.0
+                } else {
+                    yf * (roi.1 - roi.0) * (nf - 1.0) / (width - 1.0)
+                } + roi.0 * (nf - 1.0);
+                t.outside[y] = x < 0.0 || x > nf - 1.0;
+                x
+            }
+        };
+        if !x.is_finite() {
+            bail!("output position {y} maps to the non-finite input coordinate {x}");
+        }
+        let xi = x.floor();
+        let ratio = if x == xi { 1.0 } else { x - xi };
+        let mut c = coefficients(r.kernel, ratio, scale, taps);
+        let half = (taps / 2) as i64;
+        let first = (xi as i64).saturating_sub(if x == xi { half } else { half - 1 });
+        let idx: Vec<i64> = (0..taps as i64).map(|k| first.saturating_add(k)).collect();
+        if r.exclude_outside {
+            for (ci, &i) in c.iter_mut().zip(&idx) {
+                if i < 0 || i >= n as i64 {
+                    *ci = 0.0;
+                }
+            }
+            let s: f64 = c.iter().sum();
+            if s != 0.0 {
+                c.iter_mut().for_each(|ci| *ci /= s);
+            }
+        }
+        t.index
+            .extend(idx.iter().map(|&i| i.clamp(0, n as i64 - 1)));
+        t.weight.extend(c);
+    }
+    if let Kernel::Nearest(_) = r.kernel {
+        // One tap: the neighbour whose weight is one.
+        let (index, weight) = (&t.index, &t.weight);
+        t.index = (0..out_n)
+            .map(|y| {
+                let k = usize::from(weight[y * taps + 1] == 1.0);
+                index[y * taps + k]
+            })
+            .collect();
+        t.weight = vec![1.0; out_n];
+        t.taps = 1;
+    }
+    Ok(t)
+}
+
+/// `[1, .., len, .., 1]` of rank `rank` with `len` on `axis`.
+fn axis_view(rank: usize, axis: usize, len: Dim) -> Vec<Dim> {
+    let mut v = vec![Dim::known(1); rank];
+    v[axis] = len;
+    v
+}
+
+/// Resamples `x` along `axis` with table `t`: one gather of every tap, then the weighted
+/// sum over the taps.
+fn apply_table(x: &Tensor, axis: usize, t: &Table, fill: f64) -> OpResult<Tensor> {
+    let g = x.graph();
+    let r = x.rank();
+    let n_idx = t.out * t.taps;
+    let mut full = dims_of(x);
+    full[axis] = Dim::known(n_idx as u64);
+    let index = g
+        .constant(super::int_array(&[n_idx], t.index.clone())?)
+        .reshape(Shape::new(axis_view(r, axis, Dim::known(n_idx as u64))))
+        .expand(Shape::new(full.clone()));
+    let picked = x.gather(axis as i64, &index);
+    let mut y = if t.taps == 1 {
+        picked
+    } else {
+        let mut split = full.clone();
+        split[axis] = Dim::known(t.out as u64);
+        split.insert(axis + 1, Dim::known(t.taps as u64));
+        let mut wview = vec![Dim::known(1); r + 1];
+        wview[axis] = Dim::known(t.out as u64);
+        wview[axis + 1] = Dim::known(t.taps as u64);
+        let w = g
+            .constant(Array::from_f64_cast(x.dtype(), &[t.out, t.taps], &t.weight))
+            .reshape(Shape::new(wview));
+        picked
+            .reshape(Shape::new(split))
+            .mul(&w)
+            .sum(axis as i64 + 1, false)
+    };
+    if t.outside.iter().any(|&o| o) {
+        let mask = Array::new(&[t.out], Data::Bool(t.outside.clone()))
+            .map_err(|e| super::OpError(e.to_string()))?;
+        let mask = g
+            .constant(mask)
+            .reshape(Shape::new(axis_view(r, axis, Dim::known(t.out as u64))));
+        y = mask.where_(fill, &y);
+    }
+    Ok(y)
+}
+
+/// Resamples `x` on `axes` to `sizes` at `scales` (per axis of `x`), skipping axes left
+/// unchanged.
+fn resample(
+    x: &Tensor,
+    r: &Resampling,
+    axes: &[usize],
+    sizes: &[u64],
+    scales: &[f64],
+    roi: &[(f64, f64)],
+) -> OpResult<Tensor> {
+    if !matches!(r.kernel, Kernel::Nearest(_)) {
+        need_float(x, "linear and cubic resizing")?;
+    }
+    let xd = dims_of(x);
+    let mut y = x.clone();
+    for (k, &a) in axes.iter().enumerate() {
+        let n = known_dim(&xd, a, "Resize")?;
+        let identity_roi = r.coord != Coord::TfCropAndResize
+            || (roi[k].0.abs() < 1e-9 && (roi[k].1 - 1.0).abs() < 1e-9);
+        if sizes[k] == n && (scales[k] - 1.0).abs() <= 1e-9 && identity_roi {
+            continue;
+        }
+        let t = table(r, n, sizes[k], scales[k], roi[k])?;
+        y = apply_table(&y, a, &t, r.extrapolation)?;
+    }
+    Ok(y)
+}
+
+fn nearest_mode(s: &str) -> OpResult<Nearest> {
+    Ok(match s {
+        "round_prefer_floor" => Nearest::RoundPreferFloor,
+        "round_prefer_ceil" => Nearest::RoundPreferCeil,
+        "floor" => Nearest::Floor,
+        "ceil" => Nearest::Ceil,
+        other => bail!("nearest_mode {other:?} is not supported"),
+    })
+}
+
+/// The output size of an axis of `n` elements at `scale`, checked.
+fn scaled_size(n: u64, scale: f64) -> OpResult<u64> {
+    if !scale.is_finite() || scale <= 0.0 {
+        bail!("scale {scale} must be positive and finite");
+    }
+    let out = (n as f64 * scale).floor();
+    if out > MAX_DIM as f64 {
+        bail!("scale {scale} gives an axis of {out} elements, more than {MAX_DIM}");
+    }
+    Ok(out as u64)
+}
+
+pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let rank = x.rank();
+    let xd = dims_of(&x);
+    let old = cx.opset < 11;
+    let axes = match cx.attr_ints("axes") {
+        Some(a) => distinct_axes(&a, rank)?,
+        None => (0..rank).collect(),
+    };
+    let coord = match cx
+        .attr_s(
+            "coordinate_transformation_mode",
+            if old { "asymmetric" } else { "half_pixel" },
+        )
+        .as_str()
+    {
+        "half_pixel" => Coord::HalfPixel,
+        "half_pixel_symmetric" => Coord::HalfPixelSymmetric,
+        "pytorch_half_pixel" => Coord::PytorchHalfPixel,
+        "align_corners" => Coord::AlignCorners,
+        "asymmetric" => Coord::Asymmetric,
+        "tf_crop_and_resize" => Coord::TfCropAndResize,
+        other => bail!("coordinate_transformation_mode {other:?} is not supported"),
+    };
+    let antialias = cx.attr_i("antialias", 0) != 0;
+    let mode = cx.attr_s("mode", "nearest");
+    let a = cx.attr_f("cubic_coeff_a", -0.75);
+    if !a.is_finite() {
+        bail!("cubic_coeff_a {a} must be finite");
+    }
+    let nearest_attr = cx.attr_s("nearest_mode", "round_prefer_floor");
+    let (scales_in, sizes_in) = if old { (1, None) } else { (2, Some(3)) };
+    let scales = opt_floats_input(cx, scales_in, "scales")?;
+    let sizes = match sizes_in {
+        Some(i) => match cx.opt_input(i) {
+            Some(v) if v.as_array().is_some_and(Array::is_empty) => None,
+            Some(_) => Some(cx.ints_input(i, "sizes")?),
+            None => None,
+        },
+        None => None,
+    };
+    let known: Vec<u64> = axes
+        .iter()
+        .map(|&a| known_dim(&xd, a, "Resize"))
+        .collect::<OpResult<_>>()?;
+    let (out, scale) = match (scales, sizes) {
+        (Some(_), Some(_)) => bail!("only one of scales and sizes may be given"),
+        (None, None) => bail!("one of scales and sizes is required"),
+        (Some(s), None) => {
+            if s.len() != axes.len() {
+                bail!("scales has {} entries for {} axes", s.len(), axes.len());
+            }
+            let out = known
+                .iter()
+                .zip(&s)
+                .map(|(&n, &sc)| scaled_size(n, sc))
+                .collect::<OpResult<Vec<u64>>>()?;
+            (out, s)
+        }
+        (None, Some(z)) => {
+            if z.len() != axes.len() {
+                bail!("sizes has {} entries for {} axes", z.len(), axes.len());
+            }
+            if let Some(bad) = z.iter().find(|&&v| v <= 0 || v as u64 > MAX_DIM) {
+                bail!("size {bad} must be in 1..={MAX_DIM}");
+            }
+            let mut scale: Vec<f64> = known
+                .iter()
+                .zip(&z)
+                .map(|(&n, &o)| o as f64 / n as f64)
+                .collect();
+            let mut out: Vec<u64> = z.iter().map(|&v| v as u64).collect();
+            let policy = cx.attr_s("keep_aspect_ratio_policy", "stretch");
+            let pick = match policy.as_str() {
+                "stretch" => None,
+                "not_larger" => scale.iter().copied().reduce(f64::min),
+                "not_smaller" => scale.iter().copied().reduce(f64::max),
+                other => bail!("keep_aspect_ratio_policy {other:?} is not supported"),
+            };
+            if let Some(s) = pick {
+                scale = vec![s; axes.len()];
+                out = known
+                    .iter()
+                    .map(|&n| scaled_size(n, s).map(|_| (s * n as f64 + 0.5).floor() as u64))
+                    .collect::<OpResult<_>>()?;
+            }
+            (out, scale)
+        }
+    };
+    let roi = if coord == Coord::TfCropAndResize {
+        let Some(v) = opt_floats_input(cx, 1, "roi")? else {
+            bail!("tf_crop_and_resize needs roi");
+        };
+        if v.len() != 2 * axes.len() || v.iter().any(|r| !r.is_finite()) {
+            bail!("roi must hold {} finite values, got {v:?}", 2 * axes.len());
+        }
+        (0..axes.len()).map(|i| (v[i], v[axes.len() + i])).collect()
+    } else {
+        vec![(0.0, 1.0); axes.len()]
+    };
+    let kernel = match mode.as_str() {
+        "nearest" if antialias => bail!("antialias is not defined for nearest resizing"),
+        "nearest" if old => Kernel::Nearest(Nearest::Floor),
+        "nearest" => Kernel::Nearest(nearest_mode(&nearest_attr)?),
+        "linear" | "bilinear" | "trilinear" => Kernel::Linear { antialias },
+        "cubic" | "bicubic" => Kernel::Cubic { a, antialias },
+        other => bail!("mode {other:?} is not supported"),
+    };
+    let r = Resampling {
+        kernel,
+        coord,
+        exclude_outside: cx.attr_i("exclude_outside", 0) != 0,
+        extrapolation: cx.attr_f("extrapolation_value", 0.0),
+    };
+    // Resize-10 picks the floor when upsampling and the ceiling when downsampling.
+    let y = if old && matches!(kernel, Kernel::Nearest(_)) {
+        let mut y = x.clone();
+        for k in 0..axes.len() {
+            let mut rk = r;
+            rk.kernel = Kernel::Nearest(if scale[k] < 1.0 {
+                Nearest::Ceil
+            } else {
+                Nearest::Floor
+            });
+            y = resample(&y, &rk, &axes[k..=k], &out[k..=k], &scale[k..=k], &roi[k..=k])?;
+        }
+        y
+    } else {
+        resample(&x, &r, &axes, &out, &scale, &roi)?
+    };
+    Ok(vec![Value::tensor(y)])
+}
+
+pub fn upsample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let rank = x.rank();
+    let xd = dims_of(&x);
+    let scales = match cx.attr_floats("scales") {
+        Some(s) => s.into_iter().map(f64::from).collect(),
+        None => match opt_floats_input(cx, 1, "scales")? {
+            Some(s) => s,
+            None => bail!("scales is required"),
+        },
+    };
+    if scales.len() != rank {
+        bail!("scales has {} entries for rank {rank}", scales.len());
+    }
+    let kernel = match cx.attr_s("mode", "nearest").as_str() {
+        "nearest" => Kernel::Nearest(Nearest::Floor),
+        "linear" | "bilinear" => Kernel::Linear { antialias: false },
+        other => bail!("mode {other:?} is not supported"),
+    };
+    let axes: Vec<usize> = (0..rank).collect();
+    let mut out = Vec::with_capacity(rank);
+    for (a, &s) in scales.iter().enumerate() {
+        if s < 1.0 {
+            bail!("Upsample scale {s} must be at least 1");
+        }
+        out.push(scaled_size(known_dim(&xd, a, "Upsample")?, s)?);
+    }
+    let r = Resampling {
+        kernel,
+        coord: Coord::Asymmetric,
+        exclude_outside: false,
+        extrapolation: 0.0,
+    };
+    let y = resample(&x, &r, &axes, &out, &scales, &vec![(0.0, 1.0); rank])?;
+    Ok(vec![Value::tensor(y)])
+}
+
+/// Positive integers.
+fn positive(v: Vec<i64>, what: &str) -> OpResult<Vec<u64>> {
+    v.into_iter()
+        .map(|x| match u64::try_from(x) {
+            Ok(x) if x > 0 && x <= MAX_DIM => Ok(x),
+            _ => bail!("{what} must be positive, got {x}"),
+        })
+        .collect()
+}
+
+/// A stride-1, unpadded convolution of `x` (`[N, C, s...]`, 1 to 3 spatial axes) with `w`
+/// (`[O, C/groups, k...]`); 1-D lifts to 2-D, 3-D sums 2-D convolutions over the depth taps.
+fn conv_valid(x: &Tensor, w: &Tensor, dilation: &[u64], groups: u64) -> OpResult<Tensor> {
+    let opts = |d: [u64; 2]| ConvOpts {
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: d,
+        groups,
+    };
+    match x.rank() {
+        3 => Ok(x
+            .unsqueeze(2)
+            .conv2d(&w.unsqueeze(2), opts([1, dilation[0]]))
+            .squeeze(2)),
+        4 => Ok(x.conv2d(w, opts([dilation[0], dilation[1]]))),
+        5 => {
+            let (xd, wd) = (dims_of(x), dims_of(w));
+            let depth = known_dim(&xd, 2, "a 3-D convolution")?;
+            let kd = known_dim(&wd, 2, "a 3-D convolution")?;
+            let span = (kd - 1).saturating_mul(dilation[0]) + 1;
+            let Some(od) = depth.checked_sub(span).map(|v| v + 1) else {
+                bail!("the depth {depth} is smaller than the kernel's extent {span}");
+            };
+            let [n, c, _, h, wi] = [0, 1, 2, 3, 4].map(|i| xd[i].clone());
+            let batch = &n * &Dim::known(od);
+            let mut acc: Option<Tensor> = None;
+            for t in 0..kd {
+                let start = (t * dilation[0]) as i64;
+                let xs = x
+                    .slice(2, start, start + od as i64, 1)
+                    .permute([0i64, 2, 1, 3, 4])
+                    .reshape(Shape::new([batch.clone(), c.clone(), h.clone(), wi.clone()]));
+                let wt = w.slice(2, t as i64, t as i64 + 1, 1).squeeze(2);
+                let y = xs.conv2d(&wt, opts([dilation[1], dilation[2]]));
+                let yd = dims_of(&y);
+                let y = y
+                    .reshape(Shape::new([
+                        n.clone(),
+                        Dim::known(od),
+                        yd[1].clone(),
+                        yd[2].clone(),
+                        yd[3].clone(),
+                    ]))
+                    .permute([0i64, 2, 1, 3, 4]);
+                acc = Some(match acc {
+                    Some(a) => a.add(&y),
+                    None => y,
+                });
+            }
+            match acc {
+                Some(a) => Ok(a),
+                None => bail!("the kernel is empty"),
+            }
+        }
+        r => bail!("convolutions need 1 to 3 spatial axes, got rank {r}"),
+    }
+}
+
+/// Pads (positive) or crops (negative) `x` by `(before, after)` on each listed axis.
+fn pad_or_crop(x: &Tensor, edits: &[(usize, i64, i64)]) -> OpResult<Tensor> {
+    let mut y = x.clone();
+    let d = dims_of(x);
+    for &(axis, b, e) in edits {
+        let n = known_dim(&d, axis, "cropping")? as i64;
+        let (cb, ce) = (b.min(0).unsigned_abs(), e.min(0).unsigned_abs());
+        if cb.saturating_add(ce) >= n as u64 {
+            bail!("the padding removes all of axis {axis}");
+        }
+        if cb > 0 || ce > 0 {
+            y = y.slice(axis as i64, cb as i64, n - ce as i64, 1);
+        }
+    }
+    let mut pads = vec![(0u64, 0u64); x.rank()];
+    for &(axis, b, e) in edits {
+        pads[axis] = (b.max(0) as u64, e.max(0) as u64);
+    }
+    if pads.iter().any(|&(b, e)| b > 0 || e > 0) {
+        y = y.pad(&pads, 0.0);
+    }
+    Ok(y)
+}
+
+pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let w = cx.tensor(1)?;
+    need_float(&x, "ConvTranspose")?;
+    let r = x.rank();
+    if !(3..=5).contains(&r) || w.rank() != r || w.dtype() != x.dtype() {
+        bail!(
+            "ConvTranspose supports 1-D to 3-D convolutions; got input {} and weight {}",
+            x.shape(),
+            w.shape()
+        );
+    }
+    let k = r - 2;
+    let (xd, wd) = (dims_of(&x), dims_of(&w));
+    let kernel: Vec<u64> = (2..r)
+        .map(|i| known_dim(&wd, i, "ConvTranspose's weight"))
+        .collect::<OpResult<_>>()?;
+    if let Some(ks) = cx.attr_ints("kernel_shape")
+        && positive(ks, "kernel_shape")? != kernel
+    {
+        bail!("kernel_shape does not match the weight {}", w.shape());
+    }
+    let list = |name: &str, default: u64| -> OpResult<Vec<u64>> {
+        let v = match cx.attr_ints(name) {
+            Some(v) => positive(v, name)?,
+            None => vec![default; k],
+        };
+        if v.len() != k {
+            bail!("{name} needs {k} entries, got {v:?}");
+        }
+        Ok(v)
+    };
+    let strides = list("strides", 1)?;
+    let dilations = list("dilations", 1)?;
+    let output_padding: Vec<u64> = match cx.attr_ints("output_padding") {
+        Some(v) if v.len() == k && v.iter().all(|&p| (0..=MAX_DIM as i64).contains(&p)) => {
+            v.into_iter().map(|p| p as u64).collect()
+        }
+        Some(v) => bail!("output_padding {v:?} must be {k} non-negative entries"),
+        None => vec![0; k],
+    };
+    let groups = cx.attr_i("group", 1);
+    if groups <= 0 {
+        bail!("group must be positive, got {groups}");
+    }
+    let groups = groups as u64;
+    let c = known_dim(&xd, 1, "ConvTranspose")?;
+    let wc = known_dim(&wd, 0, "ConvTranspose")?;
+    let per_out = known_dim(&wd, 1, "ConvTranspose")?;
+    if wc != c || c % groups != 0 {
+        bail!("the weight {} does not fit {c} input channels in {groups} groups", w.shape());
+    }
+    let output_shape = cx.attr_ints("output_shape");
+    if let Some(s) = &output_shape
+        && (s.len() != k || s.iter().any(|&v| v <= 0 || v as u64 > MAX_DIM))
+    {
+        bail!("output_shape {s:?} must be {k} positive entries");
+    }
+    let auto_pad = cx.attr_s("auto_pad", "NOTSET");
+    let pads = match cx.attr_ints("pads") {
+        Some(p) if p.len() == 2 * k && p.iter().all(|&v| (0..=MAX_DIM as i64).contains(&v)) => p,
+        Some(p) => bail!("pads {p:?} must be {} non-negative entries", 2 * k),
+        None => vec![0; 2 * k],
+    };
+    let mut edits = Vec::with_capacity(k);
+    let mut zx = x.clone();
+    for i in 0..k {
+        let n = known_dim(&xd, i + 2, "ConvTranspose")?;
+        let (s, d, kk) = (strides[i] as i64, dilations[i] as i64, kernel[i] as i64);
+        let span = (kk - 1).saturating_mul(d).saturating_add(1);
+        let full = s
+            .saturating_mul(n as i64 - 1)
+            .saturating_add(output_padding[i] as i64)
+            .saturating_add(span);
+        let (begin, out) = match auto_pad.as_str() {
+            "NOTSET" | "VALID" => {
+                let (b, e) = if auto_pad == "VALID" {
+                    (0, 0)
+                } else {
+                    (pads[i], pads[i + k])
+                };
+                let out = match &output_shape {
+                    Some(o) => o[i],
+                    None => full - b - e,
+                };
+                (b, out)
+            }
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let out = match &output_shape {
+                    Some(o) => o[i],
+                    None => (n as i64).saturating_mul(s),
+                };
+                let total = full - out;
+                let small = total.div_euclid(2);
+                (if auto_pad == "SAME_UPPER" { small } else { total - small }, out)
+            }
+            other => bail!("auto_pad {other:?} is not supported"),
+        };
+        if out <= 0 || out as u64 > MAX_DIM {
+            bail!("the output size {out} on spatial axis {i} is out of range");
+        }
+        // Zero insertion: each element followed by stride-1 zeros.
+        let axis = i + 2;
+        if s > 1 {
+            let mut d2 = dims_of(&zx);
+            let mut pads = vec![(0, 0); zx.rank() + 1];
+            pads[axis + 1] = (0, s as u64 - 1);
+            zx = zx.unsqueeze(axis as i64 + 1).pad(&pads, 0.0);
+            d2[axis] = Dim::known(n * s as u64);
+            zx = zx.reshape(Shape::new(d2));
+        }
+        let len = (n as i64).saturating_mul(s);
+        let front = span - 1 - begin;
+        let back = out + span - 1 - len - front;
+        edits.push((axis, front, back));
+    }
+    let zx = pad_or_crop(&zx, &edits)?;
+    // Weight [C, M/g, k...] -> [M, C/g, k...], flipped spatially.
+    let mut grouped = vec![
+        Dim::known(groups),
+        Dim::known(c / groups),
+        Dim::known(per_out),
+    ];
+    grouped.extend(kernel.iter().map(|&v| Dim::known(v)));
+    let mut perm: Vec<i64> = vec![0, 2, 1];
+    perm.extend(3..(r as i64 + 1));
+    let mut flat = vec![Dim::known(groups * per_out), Dim::known(c / groups)];
+    flat.extend(kernel.iter().map(|&v| Dim::known(v)));
+    let spatial: Vec<i64> = (2..r as i64).collect();
+    let wt = w
+        .reshape(Shape::new(grouped))
+        .permute(perm)
+        .reshape(Shape::new(flat))
+        .flip(spatial);
+    let mut y = conv_valid(&zx, &wt, &dilations, groups)?;
+    if cx.opt_input(2).is_some() {
+        let b = cx.tensor(2)?;
+        y = y.add(b.reshape(Shape::new(axis_view(
+            r - 1,
+            0,
+            Dim::known(groups * per_out),
+        ))));
+    }
+    Ok(vec![Value::tensor(y)])
+}
