@@ -265,6 +265,15 @@ fn table(r: &Resampling, n: u64, out: u64, scale: f64, roi: (f64, f64)) -> OpRes
     Ok(t)
 }
 
+/// An index vector, `i32` where it fits (every backend gathers with it) and `i64` otherwise.
+fn index_array(v: &[i64]) -> OpResult<Array> {
+    let data = match v.iter().map(|&i| i32::try_from(i)).collect::<Result<Vec<i32>, _>>() {
+        Ok(small) => Data::I32(small),
+        Err(_) => Data::I64(v.to_vec()),
+    };
+    Array::new(&[v.len()], data).map_err(|e| super::OpError(e.to_string()))
+}
+
 /// `[1, .., len, .., 1]` of rank `rank` with `len` on `axis`.
 fn axis_view(rank: usize, axis: usize, len: Dim) -> Vec<Dim> {
     let mut v = vec![Dim::known(1); rank];
@@ -281,7 +290,7 @@ fn apply_table(x: &Tensor, axis: usize, t: &Table, fill: f64) -> OpResult<Tensor
     let mut full = dims_of(x);
     full[axis] = Dim::known(n_idx as u64);
     let index = g
-        .constant(super::int_array(&[n_idx], t.index.clone())?)
+        .constant(index_array(&t.index)?)
         .reshape(Shape::new(axis_view(r, axis, Dim::known(n_idx as u64))))
         .expand(Shape::new(full.clone()));
     let picked = x.gather(axis as i64, &index);
