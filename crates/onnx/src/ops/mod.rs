@@ -94,6 +94,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Log", elementwise::log),
     ("LogSoftmax", reduce::log_softmax),
     ("LpNormalization", nn::lp_norm),
+    ("LpPool", nn::lp_pool),
     ("MatMul", nn::matmul),
     ("Max", elementwise::max),
     ("MaxPool", nn::max_pool),
