@@ -98,6 +98,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("MatMul", nn::matmul),
     ("Max", elementwise::max),
     ("MaxPool", nn::max_pool),
+    ("MaxUnpool", nn::max_unpool),
     ("Mean", elementwise::mean),
     ("MeanVarianceNormalization", nn::mean_variance_norm),
     ("Min", elementwise::min),

@@ -471,6 +471,65 @@ pub fn lp_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     Ok(vec![Value::tensor(y)])
 }
 
+pub fn max_unpool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let idx = cx.tensor(1)?;
+    if !idx.dtype().is_int() || idx.shape() != x.shape() {
+        bail!(
+            "indices {} ({}) must be integers of the input's shape {}",
+            idx.shape(),
+            idx.dtype(),
+            x.shape()
+        );
+    }
+    let geo = pool_geometry(cx, &x)?;
+    let xd = dims_of(&x);
+    let mut out: Vec<Dim> = xd[..2].to_vec();
+    for (i, d) in xd[2..].iter().enumerate() {
+        let Some(n) = d.as_known() else {
+            bail!("MaxUnpool needs known spatial sizes");
+        };
+        let size = n
+            .checked_sub(1)
+            .and_then(|v| v.checked_mul(geo.strides[i]))
+            .and_then(|v| v.checked_add(geo.kernel[i]))
+            .and_then(|v| v.checked_sub(geo.explicit[i].0 + geo.explicit[i].1))
+            .filter(|&v| v > 0 && v <= crate::limits::MAX_DIM);
+        let Some(size) = size else {
+            bail!("the output size on spatial axis {i} is out of range");
+        };
+        out.push(Dim::known(size));
+    }
+    let total = Dim::product(&out);
+    let flat = Shape::new([Dim::product(&xd)]);
+    let mut y = cx
+        .g
+        .zeros(Shape::new([total]), x.dtype())
+        .scatter_add(0, &idx.reshape(flat.clone()), &x.reshape(flat))
+        .reshape(Shape::new(out.clone()));
+    if cx.opt_input(2).is_some() {
+        // A larger output keeps the unpooled values at the start of each axis.
+        let shape = cx.ints_input(2, "output_shape")?;
+        if shape.len() != x.rank() {
+            bail!("output_shape {shape:?} does not fit the input {}", x.shape());
+        }
+        let mut pads = vec![(0, 0); x.rank()];
+        for (a, (&want, have)) in shape.iter().zip(&out).enumerate() {
+            let extra = match have.as_known() {
+                Some(h) => u64::try_from(want).ok().and_then(|w| w.checked_sub(h)),
+                None => None,
+            };
+            match extra {
+                Some(e) if a >= 2 && e <= crate::limits::MAX_DIM => pads[a] = (0, e),
+                Some(0) => {}
+                _ => bail!("output_shape {shape:?} must be at least the unpooled shape {out:?}"),
+            }
+        }
+        y = y.pad(&pads, 0.0);
+    }
+    Ok(vec![Value::tensor(y)])
+}
+
 pub fn max_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     pool(cx, true)
 }
