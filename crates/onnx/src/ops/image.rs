@@ -779,3 +779,260 @@ pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     }
     Ok(vec![Value::tensor(y)])
 }
+
+/// GridSample's treatment of coordinates outside the input.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Border {
+    Zeros,
+    Clamp,
+    Reflect,
+}
+
+/// `x` reflected into `[lo, hi]` by the nearer border until it lies inside (PyTorch's
+/// `reflect_coordinates`); `x` when the range is empty.
+fn reflect(x: &Tensor, lo: f64, hi: f64) -> Tensor {
+    let range = hi - lo;
+    if range <= 0.0 {
+        return x.full_like(lo);
+    }
+    let side = |dx: Tensor, near: f64, far: f64, sign: f64| {
+        let n = dx.div(range).floor();
+        let r = dx.sub(n.mul(range));
+        let even = n.sub(n.div(2.0).floor().mul(2.0)).eq(0.0);
+        even.where_(r.mul(sign).add(near), r.mul(-sign).add(far))
+    };
+    let below = side(x.neg().add(lo), lo, hi, 1.0);
+    let above = side(x.sub(hi), hi, lo, -1.0);
+    x.lt(lo).where_(&below, x.gt(hi).where_(&above, x))
+}
+
+pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let grid = cx.tensor(1)?;
+    need_float(&x, "GridSample")?;
+    let r = x.rank();
+    let k = r.saturating_sub(2);
+    if r < 3 || grid.rank() != r || grid.dtype() != x.dtype() {
+        bail!(
+            "GridSample needs X [N, C, D...] and a grid [N, ..., {k}] of its dtype; got {} and {}",
+            x.shape(),
+            grid.shape()
+        );
+    }
+    let (xd, gd) = (dims_of(&x), dims_of(&grid));
+    if gd[r - 1] != Dim::known(k as u64) || gd[0] != xd[0] {
+        bail!("the grid {} does not fit X {}", grid.shape(), x.shape());
+    }
+    let align = cx.attr_i("align_corners", 0) != 0;
+    let mode = cx.attr_s("mode", "linear");
+    let taps_per_axis: i64 = match mode.as_str() {
+        "nearest" => 1,
+        "linear" | "bilinear" => 2,
+        "cubic" | "bicubic" => 4,
+        other => bail!("mode {other:?} is not supported"),
+    };
+    let border = match cx.attr_s("padding_mode", "zeros").as_str() {
+        "zeros" => Border::Zeros,
+        "border" => Border::Clamp,
+        "reflection" => Border::Reflect,
+        other => bail!("padding_mode {other:?} is not supported"),
+    };
+    let sizes: Vec<u64> = (2..r)
+        .map(|a| known_dim(&xd, a, "GridSample"))
+        .collect::<OpResult<_>>()?;
+    if sizes.contains(&0) {
+        bail!("GridSample needs non-empty spatial axes");
+    }
+    let plane = sizes
+        .iter()
+        .try_fold(1u64, |a, &n| a.checked_mul(n))
+        .filter(|&p| p <= MAX_DIM)
+        .ok_or_else(|| super::OpError("the input's spatial size overflows".into()))?;
+    let index_dtype = if plane <= i32::MAX as u64 {
+        kiln_ir::DType::I32
+    } else {
+        kiln_ir::DType::I64
+    };
+    // Per spatial axis: the source taps' integer positions and weights, each [N, O...].
+    let mut axes_taps: Vec<Vec<(Tensor, Tensor)>> = Vec::with_capacity(k);
+    for (i, &len) in sizes.iter().enumerate() {
+        let l = len as f64;
+        let g = grid.slice(-1, (k - 1 - i) as i64, (k - i) as i64, 1).squeeze(-1);
+        let mut c = if align {
+            g.add(1.0).div(2.0).mul(l - 1.0)
+        } else {
+            g.add(1.0).mul(l).sub(1.0).div(2.0)
+        };
+        if taps_per_axis == 1 {
+            c = c.round();
+        }
+        let (lo, hi) = if align { (0.0, l - 1.0) } else { (-0.5, l - 0.5) };
+        let outside = c.lt(lo).logical_or(c.gt(hi));
+        c = match border {
+            Border::Zeros => c,
+            Border::Clamp => outside.where_(c.clamp(0.0, l - 1.0), &c),
+            Border::Reflect => reflect(&c, lo, hi),
+        };
+        // The source position of each tap and its weight, before the border applies.
+        let taps: Vec<(Tensor, Tensor)> = if taps_per_axis == 1 {
+            let pos = c.cast(index_dtype).cast(x.dtype());
+            vec![(pos, c.ones_like())]
+        } else {
+            let f = c.floor();
+            let t = c.sub(&f);
+            let weights: Vec<Tensor> = if taps_per_axis == 2 {
+                vec![t.neg().add(1.0), t.clone()]
+            } else {
+                let a = -0.75;
+                let near = |d: &Tensor| {
+                    d.mul(a + 2.0).sub(a + 3.0).mul(d).mul(d).add(1.0)
+                };
+                let far = |d: &Tensor| {
+                    d.mul(a).sub(5.0 * a).mul(d).add(8.0 * a).mul(d).sub(4.0 * a)
+                };
+                let one_minus = t.neg().add(1.0);
+                vec![
+                    far(&t.add(1.0)),
+                    near(&t),
+                    near(&one_minus),
+                    far(&one_minus.add(1.0)),
+                ]
+            };
+            let first = if taps_per_axis == 2 { 0.0 } else { -1.0 };
+            weights
+                .into_iter()
+                .enumerate()
+                .map(|(j, w)| (f.add(first + j as f64), w))
+                .collect()
+        };
+        // The border applied to each tap's position: an index into the axis and a weight.
+        let fixed = taps
+            .into_iter()
+            .map(|(pos, w)| {
+                let (pos, w) = match border {
+                    Border::Zeros => {
+                        let valid = pos.ge(0.0).logical_and(pos.le(l - 1.0));
+                        (pos.clamp(0.0, l - 1.0), valid.where_(&w, 0.0))
+                    }
+                    Border::Clamp => (pos.clamp(0.0, l - 1.0), w),
+                    Border::Reflect => {
+                        let p = reflect(&pos, lo, hi).cast(index_dtype).cast(x.dtype());
+                        (p.clamp(0.0, l - 1.0), w)
+                    }
+                };
+                (pos, w)
+            })
+            .collect();
+        axes_taps.push(fixed);
+    }
+    // Every combination of the axes' taps: one gather from the flattened input each.
+    let n = xd[0].clone();
+    let outs: Vec<Dim> = gd[1..r - 1].to_vec();
+    let o_flat = Dim::product(&outs);
+    let flat_x = x.reshape(Shape::new([n.clone(), xd[1].clone(), Dim::known(plane)]));
+    let full = Shape::new([n.clone(), xd[1].clone(), o_flat.clone()]);
+    let view = Shape::new([n.clone(), Dim::known(1), o_flat]);
+    let combos = (taps_per_axis as u64).pow(k as u32);
+    let mut acc: Option<Tensor> = None;
+    for combo in 0..combos {
+        let mut rest = combo;
+        let mut index: Option<Tensor> = None;
+        let mut weight: Option<Tensor> = None;
+        let mut stride = 1u64;
+        for i in (0..k).rev() {
+            let j = (rest % taps_per_axis as u64) as usize;
+            rest /= taps_per_axis as u64;
+            let (p, w) = &axes_taps[i][j];
+            let term = p.mul(stride as f64);
+            index = Some(index.map_or(term.clone(), |s| s.add(&term)));
+            weight = Some(weight.map_or(w.clone(), |s| s.mul(w)));
+            stride *= sizes[i];
+        }
+        let (Some(index), Some(weight)) = (index, weight) else {
+            bail!("GridSample needs a spatial axis");
+        };
+        let index = index
+            .cast(index_dtype)
+            .reshape(view.clone())
+            .expand(full.clone());
+        let y = flat_x.gather(2, &index).mul(weight.reshape(view.clone()));
+        acc = Some(match acc {
+            Some(a) => a.add(&y),
+            None => y,
+        });
+    }
+    let Some(y) = acc else {
+        bail!("GridSample needs a spatial axis");
+    };
+    let mut out = vec![n, xd[1].clone()];
+    out.extend(outs);
+    Ok(vec![Value::tensor(y.reshape(Shape::new(out)))])
+}
+
+pub fn affine_grid(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let theta = cx.tensor(0)?;
+    need_float(&theta, "AffineGrid")?;
+    let size = cx.ints_input(1, "size")?;
+    let k = size.len().saturating_sub(2);
+    if !(k == 2 || k == 3) {
+        bail!("size {size:?} must be [N, C, H, W] or [N, C, D, H, W]");
+    }
+    let td = dims_of(&theta);
+    if theta.rank() != 3
+        || td[1] != Dim::known(k as u64)
+        || td[2] != Dim::known(k as u64 + 1)
+        || td[0].as_known().is_some_and(|n| Ok(n) != u64::try_from(size[0]))
+    {
+        bail!("theta {} does not fit size {size:?}", theta.shape());
+    }
+    let spatial: Vec<u64> = size[2..]
+        .iter()
+        .map(|&v| u64::try_from(v).ok().filter(|&v| v > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| super::OpError(format!("size {size:?} must be positive")))?;
+    let points = spatial
+        .iter()
+        .try_fold(1u64, |a, &n| a.checked_mul(n))
+        .filter(|&p| p.saturating_mul(k as u64 + 1) <= MAX_FOLDED_ELEMENTS)
+        .ok_or_else(|| {
+            super::OpError(format!(
+                "size {size:?} needs a base grid larger than the {MAX_FOLDED_ELEMENTS} elements the importer folds"
+            ))
+        })?;
+    let align = cx.attr_i("align_corners", 0) != 0;
+    let coord = |i: u64, n: u64| -> f64 {
+        if align {
+            if n == 1 {
+                -1.0
+            } else {
+                -1.0 + 2.0 * i as f64 / (n - 1) as f64
+            }
+        } else {
+            -1.0 + (2 * i + 1) as f64 / n as f64
+        }
+    };
+    // The base grid [points, k + 1]: (x, y[, z], 1) with x along the last axis.
+    let mut base = Vec::with_capacity(points as usize * (k + 1));
+    for p in 0..points {
+        let mut rest = p;
+        let mut pos = vec![0u64; k];
+        for i in (0..k).rev() {
+            pos[i] = rest % spatial[i];
+            rest /= spatial[i];
+        }
+        for i in (0..k).rev() {
+            base.push(coord(pos[i], spatial[i]));
+        }
+        base.push(1.0);
+    }
+    let base = cx.g.constant(Array::from_f64_cast(
+        theta.dtype(),
+        &[1, points as usize, k + 1],
+        &base,
+    ));
+    let grid = base.matmul(&theta.transpose(1, 2));
+    let mut out = vec![td[0].clone()];
+    out.extend(spatial.iter().map(|&v| Dim::known(v)));
+    out.push(Dim::known(k as u64));
+    Ok(vec![Value::tensor(grid.reshape(Shape::new(out)))])
+}
