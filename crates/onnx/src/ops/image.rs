@@ -94,7 +94,10 @@ struct Table {
 fn tap_count(kernel: Kernel, scale: f64) -> OpResult<usize> {
     let n = match kernel {
         Kernel::Nearest(_) => 2.0,
-        Kernel::Linear { antialias: false } | Kernel::Cubic { antialias: false, .. } => {
+        Kernel::Linear { antialias: false }
+        | Kernel::Cubic {
+            antialias: false, ..
+        } => {
             if matches!(kernel, Kernel::Linear { .. }) {
                 2.0
             } else {
@@ -152,7 +155,11 @@ fn coefficients(kernel: Kernel, ratio: f64, scale: f64, taps: usize) -> Vec<f64>
                     Nearest::Ceil => true,
                 }
             };
-            if second { vec![0.0, 1.0] } else { vec![1.0, 0.0] }
+            if second {
+                vec![0.0, 1.0]
+            } else {
+                vec![1.0, 0.0]
+            }
         }
         Kernel::Linear { antialias: false } => vec![1.0 - ratio, ratio],
         Kernel::Linear { antialias: true } => {
@@ -267,7 +274,11 @@ fn table(r: &Resampling, n: u64, out: u64, scale: f64, roi: (f64, f64)) -> OpRes
 
 /// An index vector, `i32` where it fits (every backend gathers with it) and `i64` otherwise.
 fn index_array(v: &[i64]) -> OpResult<Array> {
-    let data = match v.iter().map(|&i| i32::try_from(i)).collect::<Result<Vec<i32>, _>>() {
+    let data = match v
+        .iter()
+        .map(|&i| i32::try_from(i))
+        .collect::<Result<Vec<i32>, _>>()
+    {
         Ok(small) => Data::I32(small),
         Err(_) => Data::I64(v.to_vec()),
     };
@@ -314,9 +325,9 @@ fn apply_table(x: &Tensor, axis: usize, t: &Table, fill: f64) -> OpResult<Tensor
     if t.outside.iter().any(|&o| o) {
         let mask = Array::new(&[t.out], Data::Bool(t.outside.clone()))
             .map_err(|e| super::OpError(e.to_string()))?;
-        let mask = g
-            .constant(mask)
-            .reshape(Shape::new(axis_view(r, axis, Dim::known(t.out as u64))));
+        let mask =
+            g.constant(mask)
+                .reshape(Shape::new(axis_view(r, axis, Dim::known(t.out as u64))));
         y = mask.where_(fill, &y);
     }
     Ok(y)
@@ -496,7 +507,14 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             } else {
                 Nearest::Floor
             });
-            y = resample(&y, &rk, &axes[k..=k], &out[k..=k], &scale[k..=k], &roi[k..=k])?;
+            y = resample(
+                &y,
+                &rk,
+                &axes[k..=k],
+                &out[k..=k],
+                &scale[k..=k],
+                &roi[k..=k],
+            )?;
         }
         y
     } else {
@@ -583,7 +601,12 @@ fn conv_valid(x: &Tensor, w: &Tensor, dilation: &[u64], groups: u64) -> OpResult
                 let xs = x
                     .slice(2, start, start + od as i64, 1)
                     .permute([0i64, 2, 1, 3, 4])
-                    .reshape(Shape::new([batch.clone(), c.clone(), h.clone(), wi.clone()]));
+                    .reshape(Shape::new([
+                        batch.clone(),
+                        c.clone(),
+                        h.clone(),
+                        wi.clone(),
+                    ]));
                 let wt = w.slice(2, t as i64, t as i64 + 1, 1).squeeze(2);
                 let y = xs.conv2d(&wt, opts([dilation[1], dilation[2]]));
                 let yd = dims_of(&y);
@@ -632,6 +655,78 @@ fn pad_or_crop(x: &Tensor, edits: &[(usize, i64, i64)]) -> OpResult<Tensor> {
         y = y.pad(&pads, 0.0);
     }
     Ok(y)
+}
+
+/// A transposed convolution's geometry: per spatial axis the kernel, stride, dilation, the
+/// output's first position in the full result (`begins`, the begin padding) and its size.
+struct Transposed {
+    kernel: Vec<u64>,
+    strides: Vec<u64>,
+    dilations: Vec<u64>,
+    begins: Vec<i64>,
+    outs: Vec<i64>,
+    groups: u64,
+    /// Output channels per group.
+    per_out: u64,
+}
+
+/// The transposed convolution of `x` (`[N, C, s...]`) with `w` (`[C, M/groups, k...]`): the
+/// input with `stride - 1` zeros inserted after each element, padded by the kernel's extent
+/// less the begin padding, convolved with the spatially flipped kernel.
+fn transposed_conv(x: &Tensor, w: &Tensor, t: &Transposed) -> OpResult<Tensor> {
+    let r = x.rank();
+    let k = r - 2;
+    let xd = dims_of(x);
+    let c = known_dim(&xd, 1, "a transposed convolution")?;
+    let groups = t.groups;
+    let mut edits = Vec::with_capacity(k);
+    let mut zx = x.clone();
+    for i in 0..k {
+        let n = known_dim(&xd, i + 2, "a transposed convolution")?;
+        let (s, d, kk) = (
+            t.strides[i] as i64,
+            t.dilations[i] as i64,
+            t.kernel[i] as i64,
+        );
+        let span = (kk - 1).saturating_mul(d).saturating_add(1);
+        let (begin, out) = (t.begins[i], t.outs[i]);
+        if out <= 0 || out as u64 > MAX_DIM || begin.unsigned_abs() > MAX_DIM {
+            bail!("the output size {out} (padding {begin}) on spatial axis {i} is out of range");
+        }
+        // Zero insertion: each element followed by stride-1 zeros.
+        let axis = i + 2;
+        if s > 1 {
+            let mut d2 = dims_of(&zx);
+            let mut pads = vec![(0, 0); zx.rank() + 1];
+            pads[axis + 1] = (0, s as u64 - 1);
+            zx = zx.unsqueeze(axis as i64 + 1).pad(&pads, 0.0);
+            d2[axis] = Dim::known(n * s as u64);
+            zx = zx.reshape(Shape::new(d2));
+        }
+        let len = (n as i64).saturating_mul(s);
+        let front = span - 1 - begin;
+        let back = out + span - 1 - len - front;
+        edits.push((axis, front, back));
+    }
+    let zx = pad_or_crop(&zx, &edits)?;
+    // Weight [C, M/g, k...] -> [M, C/g, k...], flipped spatially.
+    let mut grouped = vec![
+        Dim::known(groups),
+        Dim::known(c / groups),
+        Dim::known(t.per_out),
+    ];
+    grouped.extend(t.kernel.iter().map(|&v| Dim::known(v)));
+    let mut perm: Vec<i64> = vec![0, 2, 1];
+    perm.extend(3..(r as i64 + 1));
+    let mut flat = vec![Dim::known(groups * t.per_out), Dim::known(c / groups)];
+    flat.extend(t.kernel.iter().map(|&v| Dim::known(v)));
+    let spatial: Vec<i64> = (2..r as i64).collect();
+    let wt = w
+        .reshape(Shape::new(grouped))
+        .permute(perm)
+        .reshape(Shape::new(flat))
+        .flip(spatial);
+    conv_valid(&zx, &wt, &t.dilations, groups)
 }
 
 pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
@@ -684,7 +779,10 @@ pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let wc = known_dim(&wd, 0, "ConvTranspose")?;
     let per_out = known_dim(&wd, 1, "ConvTranspose")?;
     if wc != c || c % groups != 0 {
-        bail!("the weight {} does not fit {c} input channels in {groups} groups", w.shape());
+        bail!(
+            "the weight {} does not fit {c} input channels in {groups} groups",
+            w.shape()
+        );
     }
     let output_shape = cx.attr_ints("output_shape");
     if let Some(s) = &output_shape
@@ -698,8 +796,8 @@ pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         Some(p) => bail!("pads {p:?} must be {} non-negative entries", 2 * k),
         None => vec![0; 2 * k],
     };
-    let mut edits = Vec::with_capacity(k);
-    let mut zx = x.clone();
+    let mut begins = Vec::with_capacity(k);
+    let mut outs = Vec::with_capacity(k);
     for i in 0..k {
         let n = known_dim(&xd, i + 2, "ConvTranspose")?;
         let (s, d, kk) = (strides[i] as i64, dilations[i] as i64, kernel[i] as i64);
@@ -728,47 +826,30 @@ pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 };
                 let total = full - out;
                 let small = total.div_euclid(2);
-                (if auto_pad == "SAME_UPPER" { small } else { total - small }, out)
+                (
+                    if auto_pad == "SAME_UPPER" {
+                        small
+                    } else {
+                        total - small
+                    },
+                    out,
+                )
             }
             other => bail!("auto_pad {other:?} is not supported"),
         };
-        if out <= 0 || out as u64 > MAX_DIM {
-            bail!("the output size {out} on spatial axis {i} is out of range");
-        }
-        // Zero insertion: each element followed by stride-1 zeros.
-        let axis = i + 2;
-        if s > 1 {
-            let mut d2 = dims_of(&zx);
-            let mut pads = vec![(0, 0); zx.rank() + 1];
-            pads[axis + 1] = (0, s as u64 - 1);
-            zx = zx.unsqueeze(axis as i64 + 1).pad(&pads, 0.0);
-            d2[axis] = Dim::known(n * s as u64);
-            zx = zx.reshape(Shape::new(d2));
-        }
-        let len = (n as i64).saturating_mul(s);
-        let front = span - 1 - begin;
-        let back = out + span - 1 - len - front;
-        edits.push((axis, front, back));
+        begins.push(begin);
+        outs.push(out);
     }
-    let zx = pad_or_crop(&zx, &edits)?;
-    // Weight [C, M/g, k...] -> [M, C/g, k...], flipped spatially.
-    let mut grouped = vec![
-        Dim::known(groups),
-        Dim::known(c / groups),
-        Dim::known(per_out),
-    ];
-    grouped.extend(kernel.iter().map(|&v| Dim::known(v)));
-    let mut perm: Vec<i64> = vec![0, 2, 1];
-    perm.extend(3..(r as i64 + 1));
-    let mut flat = vec![Dim::known(groups * per_out), Dim::known(c / groups)];
-    flat.extend(kernel.iter().map(|&v| Dim::known(v)));
-    let spatial: Vec<i64> = (2..r as i64).collect();
-    let wt = w
-        .reshape(Shape::new(grouped))
-        .permute(perm)
-        .reshape(Shape::new(flat))
-        .flip(spatial);
-    let mut y = conv_valid(&zx, &wt, &dilations, groups)?;
+    let t = Transposed {
+        kernel,
+        strides,
+        dilations,
+        begins,
+        outs,
+        groups,
+        per_out,
+    };
+    let mut y = transposed_conv(&x, &w, &t)?;
     if cx.opt_input(2).is_some() {
         let b = cx.tensor(2)?;
         y = y.add(b.reshape(Shape::new(axis_view(
@@ -857,7 +938,9 @@ pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let mut axes_taps: Vec<Vec<(Tensor, Tensor)>> = Vec::with_capacity(k);
     for (i, &len) in sizes.iter().enumerate() {
         let l = len as f64;
-        let g = grid.slice(-1, (k - 1 - i) as i64, (k - i) as i64, 1).squeeze(-1);
+        let g = grid
+            .slice(-1, (k - 1 - i) as i64, (k - i) as i64, 1)
+            .squeeze(-1);
         let mut c = if align {
             g.add(1.0).div(2.0).mul(l - 1.0)
         } else {
@@ -866,7 +949,11 @@ pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         if taps_per_axis == 1 {
             c = c.round();
         }
-        let (lo, hi) = if align { (0.0, l - 1.0) } else { (-0.5, l - 0.5) };
+        let (lo, hi) = if align {
+            (0.0, l - 1.0)
+        } else {
+            (-0.5, l - 0.5)
+        };
         let outside = c.lt(lo).logical_or(c.gt(hi));
         c = match border {
             Border::Zeros => c,
@@ -884,11 +971,14 @@ pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 vec![t.neg().add(1.0), t.clone()]
             } else {
                 let a = -0.75;
-                let near = |d: &Tensor| {
-                    d.mul(a + 2.0).sub(a + 3.0).mul(d).mul(d).add(1.0)
-                };
+                let near = |d: &Tensor| d.mul(a + 2.0).sub(a + 3.0).mul(d).mul(d).add(1.0);
                 let far = |d: &Tensor| {
-                    d.mul(a).sub(5.0 * a).mul(d).add(8.0 * a).mul(d).sub(4.0 * a)
+                    d.mul(a)
+                        .sub(5.0 * a)
+                        .mul(d)
+                        .add(8.0 * a)
+                        .mul(d)
+                        .sub(4.0 * a)
                 };
                 let one_minus = t.neg().add(1.0);
                 vec![
@@ -981,7 +1071,9 @@ pub fn affine_grid(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if theta.rank() != 3
         || td[1] != Dim::known(k as u64)
         || td[2] != Dim::known(k as u64 + 1)
-        || td[0].as_known().is_some_and(|n| Ok(n) != u64::try_from(size[0]))
+        || td[0]
+            .as_known()
+            .is_some_and(|n| Ok(n) != u64::try_from(size[0]))
     {
         bail!("theta {} does not fit size {size:?}", theta.shape());
     }
@@ -1035,4 +1127,113 @@ pub fn affine_grid(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     out.extend(spatial.iter().map(|&v| Dim::known(v)));
     out.push(Dim::known(k as u64));
     Ok(vec![Value::tensor(grid.reshape(Shape::new(out)))])
+}
+
+pub fn col2im(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "Col2Im")?;
+    let image = cx.ints_input(1, "image_shape")?;
+    let block = cx.ints_input(2, "block_shape")?;
+    let k = image.len();
+    if k == 0 || block.len() != k || x.rank() != 3 {
+        bail!(
+            "Col2Im needs input [N, C*prod(block), L] and equally long image_shape and block_shape; got {}, {image:?}, {block:?}",
+            x.shape()
+        );
+    }
+    let image = positive(image, "image_shape")?;
+    let kernel = positive(block, "block_shape")?;
+    let list = |name: &str, default: u64, len: usize| -> OpResult<Vec<u64>> {
+        let v = match cx.attr_ints(name) {
+            Some(v) if v.len() == len && v.iter().all(|&p| (0..=MAX_DIM as i64).contains(&p)) => {
+                v.into_iter().map(|p| p as u64).collect()
+            }
+            Some(v) => bail!("{name} {v:?} must be {len} non-negative entries"),
+            None => vec![default; len],
+        };
+        Ok(v)
+    };
+    let strides = list("strides", 1, k)?;
+    let dilations = list("dilations", 1, k)?;
+    let pads = list("pads", 0, 2 * k)?;
+    if strides.contains(&0) || dilations.contains(&0) {
+        bail!("strides and dilations must be positive");
+    }
+    let xd = dims_of(&x);
+    let rows = known_dim(&xd, 1, "Col2Im")?;
+    let cols = known_dim(&xd, 2, "Col2Im")?;
+    let taps = kernel
+        .iter()
+        .try_fold(1u64, |a, &v| a.checked_mul(v))
+        .filter(|&t| t <= MAX_FOLDED_ELEMENTS)
+        .ok_or_else(|| super::OpError(format!("block_shape {kernel:?} is too large")))?;
+    if rows % taps != 0 {
+        bail!("the input's {rows} rows are not a multiple of the block's {taps} elements");
+    }
+    let c = rows / taps;
+    if c.saturating_mul(taps).saturating_mul(taps) > MAX_FOLDED_ELEMENTS {
+        bail!("{c} channels of {taps}-element blocks need too large a scatter kernel");
+    }
+    let mut blocks = Vec::with_capacity(k);
+    for i in 0..k {
+        let span = (kernel[i] - 1)
+            .saturating_mul(dilations[i])
+            .saturating_add(1);
+        let padded = image[i].saturating_add(pads[i]).saturating_add(pads[i + k]);
+        if padded < span {
+            bail!("the block's extent {span} exceeds the padded image {padded}");
+        }
+        blocks.push((padded - span) / strides[i] + 1);
+    }
+    if blocks.iter().try_fold(1u64, |a, &b| a.checked_mul(b)) != Some(cols) {
+        bail!("the input's {cols} columns do not match the {blocks:?} block positions");
+    }
+    // Col2Im is the transposed convolution, per channel, with the identity kernel.
+    let mut shape = vec![xd[0].clone(), Dim::known(rows)];
+    shape.extend(blocks.iter().map(|&b| Dim::known(b)));
+    let xs = x.reshape(Shape::new(shape));
+    let mut w_shape = vec![(c * taps) as usize, 1];
+    w_shape.extend(kernel.iter().map(|&v| v as usize));
+    let tu = taps as usize;
+    let mut eye = vec![0.0; (c * taps * taps) as usize];
+    for row in 0..(c as usize * tu) {
+        eye[row * tu + row % tu] = 1.0;
+    }
+    let w =
+        cx.g.constant(Array::from_f64_cast(x.dtype(), &w_shape, &eye));
+    let t = Transposed {
+        kernel,
+        strides,
+        dilations,
+        begins: (0..k).map(|i| pads[i] as i64).collect(),
+        outs: image.iter().map(|&v| v as i64).collect(),
+        groups: c,
+        per_out: 1,
+    };
+    Ok(vec![Value::tensor(transposed_conv(&xs, &w, &t)?)])
+}
+
+pub fn center_crop_pad(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let shape = cx.ints_input(1, "shape")?;
+    let r = x.rank();
+    let axes = match cx.attr_ints("axes") {
+        Some(a) => distinct_axes(&a, r)?,
+        None => (0..r).collect(),
+    };
+    if shape.len() != axes.len() {
+        bail!("shape has {} entries for {} axes", shape.len(), axes.len());
+    }
+    let xd = dims_of(&x);
+    let mut edits = Vec::with_capacity(axes.len());
+    for (&a, &want) in axes.iter().zip(&shape) {
+        let n = known_dim(&xd, a, "CenterCropPad")? as i64;
+        if want <= 0 || want as u64 > MAX_DIM {
+            bail!("target size {want} must be in 1..={MAX_DIM}");
+        }
+        let diff = want - n;
+        let begin = if diff >= 0 { diff / 2 } else { -((-diff) / 2) };
+        edits.push((a, begin, diff - begin));
+    }
+    Ok(vec![Value::tensor(pad_or_crop(&x, &edits)?)])
 }

@@ -310,7 +310,12 @@ fn window_taps(
             offsets[i] = off;
             let start = off * geo.dilations[i];
             let stop = start + (outs[i] - 1) * geo.strides[i] + 1;
-            y = y.slice((r - k + i) as i64, start as i64, stop as i64, geo.strides[i]);
+            y = y.slice(
+                (r - k + i) as i64,
+                start as i64,
+                stop as i64,
+                geo.strides[i],
+            );
         }
         out.push((offsets, y));
     }
@@ -348,12 +353,11 @@ fn max_pool_with_indices(cx: &NodeCx<'_>, x: &Tensor, geo: &Geometry) -> OpResul
     let out_shape = Shape::new(outs.iter().map(|&o| Dim::known(o)).collect::<Vec<_>>());
     let mut base: Option<Tensor> = None;
     for i in 0..k {
-        let coord = cx
-            .g
-            .iota(DType::I64, out_shape.clone(), i)
-            .mul(geo.strides[i] as f64)
-            .sub(geo.pads[i].0 as f64)
-            .mul(strides[i] as f64);
+        let coord =
+            cx.g.iota(DType::I64, out_shape.clone(), i)
+                .mul(geo.strides[i] as f64)
+                .sub(geo.pads[i].0 as f64)
+                .mul(strides[i] as f64);
         base = Some(match base {
             Some(b) => b.add(&coord),
             None => coord,
@@ -381,11 +385,10 @@ fn max_pool_with_indices(cx: &NodeCx<'_>, x: &Tensor, geo: &Geometry) -> OpResul
     };
     let mut nc = vec![xd[0].clone(), xd[1].clone()];
     nc.extend(std::iter::repeat_n(Dim::known(1), k));
-    let channel = cx
-        .g
-        .iota(DType::I64, Shape::new([&xd[0] * &xd[1]]), 0)
-        .reshape(Shape::new(nc))
-        .mul(plane as f64);
+    let channel =
+        cx.g.iota(DType::I64, Shape::new([&xd[0] * &xd[1]]), 0)
+            .reshape(Shape::new(nc))
+            .mul(plane as f64);
     Ok([v, i.add(&channel)])
 }
 
@@ -502,16 +505,18 @@ pub fn max_unpool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     }
     let total = Dim::product(&out);
     let flat = Shape::new([Dim::product(&xd)]);
-    let mut y = cx
-        .g
-        .zeros(Shape::new([total]), x.dtype())
-        .scatter_add(0, &idx.reshape(flat.clone()), &x.reshape(flat))
-        .reshape(Shape::new(out.clone()));
+    let mut y =
+        cx.g.zeros(Shape::new([total]), x.dtype())
+            .scatter_add(0, &idx.reshape(flat.clone()), &x.reshape(flat))
+            .reshape(Shape::new(out.clone()));
     if cx.opt_input(2).is_some() {
         // A larger output keeps the unpooled values at the start of each axis.
         let shape = cx.ints_input(2, "output_shape")?;
         if shape.len() != x.rank() {
-            bail!("output_shape {shape:?} does not fit the input {}", x.shape());
+            bail!(
+                "output_shape {shape:?} does not fit the input {}",
+                x.shape()
+            );
         }
         let mut pads = vec![(0, 0); x.rank()];
         for (a, (&want, have)) in shape.iter().zip(&out).enumerate() {
