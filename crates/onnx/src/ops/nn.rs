@@ -2,6 +2,7 @@
 //! the normalisations (batch in inference mode, instance, layer, group, Lp, mean-variance).
 
 use super::{NodeCx, OpError, OpResult, axes, axis, bail, dims_of, need_float};
+use crate::limits::MAX_DIM;
 use crate::value::Value;
 use kiln::{ConvOpts, Tensor};
 use kiln_ir::{DType, Dim, Shape, WindowOp};
@@ -334,30 +335,37 @@ fn max_pool_with_indices(cx: &NodeCx<'_>, x: &Tensor, geo: &Geometry) -> OpResul
         .map(|d| d.as_known().ok_or(()))
         .collect::<Result<_, _>>()
         .map_err(|()| OpError("Indices need known spatial sizes".into()))?;
-    // Element strides of the spatial axes in the flattened input.
-    let mut strides = vec![1i64; k];
     let column_major = match cx.attr_i("storage_order", 0) {
         0 => false,
         1 => true,
         o => bail!("storage_order {o} must be 0 or 1"),
     };
-    for i in 0..k {
-        let before: u64 = if column_major {
-            sizes[..i].iter().product()
-        } else {
-            sizes[i + 1..].iter().product()
-        };
-        strides[i] = before as i64;
-    }
-    let plane: u64 = sizes.iter().product();
+    let elements = |s: &[u64]| {
+        s.iter()
+            .try_fold(1u64, |a, &v| a.checked_mul(v))
+            .filter(|&v| v <= MAX_DIM)
+            .ok_or_else(|| OpError("the input's spatial size overflows".into()))
+    };
+    // Element strides of the spatial axes in the flattened input.
+    let strides: Vec<i64> = (0..k)
+        .map(|i| {
+            elements(if column_major {
+                &sizes[..i]
+            } else {
+                &sizes[i + 1..]
+            })
+            .map(|v| v as i64)
+        })
+        .collect::<OpResult<_>>()?;
+    let plane = elements(&sizes)?;
     let out_shape = Shape::new(outs.iter().map(|&o| Dim::known(o)).collect::<Vec<_>>());
     let mut base: Option<Tensor> = None;
-    for i in 0..k {
+    for (i, &stride) in strides.iter().enumerate() {
         let coord =
             cx.g.iota(DType::I64, out_shape.clone(), i)
                 .mul(geo.strides[i] as f64)
                 .sub(geo.pads[i].0 as f64)
-                .mul(strides[i] as f64);
+                .mul(stride as f64);
         base = Some(match base {
             Some(b) => b.add(&coord),
             None => coord,
@@ -497,7 +505,7 @@ pub fn max_unpool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             .and_then(|v| v.checked_mul(geo.strides[i]))
             .and_then(|v| v.checked_add(geo.kernel[i]))
             .and_then(|v| v.checked_sub(geo.explicit[i].0 + geo.explicit[i].1))
-            .filter(|&v| v > 0 && v <= crate::limits::MAX_DIM);
+            .filter(|&v| v > 0 && v <= MAX_DIM);
         let Some(size) = size else {
             bail!("the output size on spatial axis {i} is out of range");
         };
@@ -525,7 +533,7 @@ pub fn max_unpool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 None => None,
             };
             match extra {
-                Some(e) if a >= 2 && e <= crate::limits::MAX_DIM => pads[a] = (0, e),
+                Some(e) if a >= 2 && e <= MAX_DIM => pads[a] = (0, e),
                 Some(0) => {}
                 _ => bail!("output_shape {shape:?} must be at least the unpooled shape {out:?}"),
             }
