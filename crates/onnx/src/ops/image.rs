@@ -570,6 +570,12 @@ fn positive(v: Vec<i64>, what: &str) -> OpResult<Vec<u64>> {
         .collect()
 }
 
+/// Most depth taps a 3-D convolution is unrolled into (one 2-D convolution each).
+const MAX_DEPTH_TAPS: u64 = 256;
+
+/// Most tap combinations GridSample gathers (4 per axis for cubic, so up to 4 spatial axes).
+const MAX_GRID_TAPS: u64 = 256;
+
 /// A stride-1, unpadded convolution of `x` (`[N, C, s...]`, 1 to 3 spatial axes) with `w`
 /// (`[O, C/groups, k...]`); 1-D lifts to 2-D, 3-D sums 2-D convolutions over the depth taps.
 fn conv_valid(x: &Tensor, w: &Tensor, dilation: &[u64], groups: u64) -> OpResult<Tensor> {
@@ -589,7 +595,10 @@ fn conv_valid(x: &Tensor, w: &Tensor, dilation: &[u64], groups: u64) -> OpResult
             let (xd, wd) = (dims_of(x), dims_of(w));
             let depth = known_dim(&xd, 2, "a 3-D convolution")?;
             let kd = known_dim(&wd, 2, "a 3-D convolution")?;
-            let span = (kd - 1).saturating_mul(dilation[0]) + 1;
+            if kd > MAX_DEPTH_TAPS {
+                bail!("a depth kernel of {kd} taps is more than the {MAX_DEPTH_TAPS} supported");
+            }
+            let span = (kd - 1).saturating_mul(dilation[0]).saturating_add(1);
             let Some(od) = depth.checked_sub(span).map(|v| v + 1) else {
                 bail!("the depth {depth} is smaller than the kernel's extent {span}");
             };
@@ -692,6 +701,11 @@ fn transposed_conv(x: &Tensor, w: &Tensor, t: &Transposed) -> OpResult<Tensor> {
         let (begin, out) = (t.begins[i], t.outs[i]);
         if out <= 0 || out as u64 > MAX_DIM || begin.unsigned_abs() > MAX_DIM {
             bail!("the output size {out} (padding {begin}) on spatial axis {i} is out of range");
+        }
+        if span as u64 > MAX_DIM || (n as i64).saturating_mul(s) as u64 > MAX_DIM {
+            bail!(
+                "the kernel's extent {span} or the strided input on spatial axis {i} is too large"
+            );
         }
         // Zero insertion: each element followed by stride-1 zeros.
         let axis = i + 2;
@@ -1022,7 +1036,14 @@ pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let flat_x = x.reshape(Shape::new([n.clone(), xd[1].clone(), Dim::known(plane)]));
     let full = Shape::new([n.clone(), xd[1].clone(), o_flat.clone()]);
     let view = Shape::new([n.clone(), Dim::known(1), o_flat]);
-    let combos = (taps_per_axis as u64).pow(k as u32);
+    let combos = (taps_per_axis as u64)
+        .checked_pow(k as u32)
+        .filter(|&c| c <= MAX_GRID_TAPS)
+        .ok_or_else(|| {
+            super::OpError(format!(
+                "{k} spatial axes need more than the {MAX_GRID_TAPS} gathers supported"
+            ))
+        })?;
     let mut acc: Option<Tensor> = None;
     for combo in 0..combos {
         let mut rest = combo;

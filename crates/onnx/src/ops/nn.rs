@@ -236,7 +236,7 @@ pub fn conv(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 /// Most taps a dilated or widely padded pooling window is unrolled into.
-const MAX_POOL_TAPS: u64 = 4096;
+const MAX_POOL_TAPS: u64 = 512;
 
 /// A windowed reduction of `x`'s trailing spatial axes with the node's geometry (`fill`
 /// pads). A window with dilations, or padding as wide as the window, becomes one strided
