@@ -1258,3 +1258,211 @@ pub fn center_crop_pad(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     }
     Ok(vec![Value::tensor(pad_or_crop(&x, &edits)?)])
 }
+
+/// Bilinear samples of `flat` (`[N, G, C/G, H*W]`) at pixel positions `py`, `px` (each
+/// `[N, G, S]`), zero outside the image: `[N, G, C/G, S]`.
+fn bilinear_at(flat: &Tensor, py: &Tensor, px: &Tensor, h: u64, w: u64) -> OpResult<Tensor> {
+    let index_dtype = if h.saturating_mul(w) <= i32::MAX as u64 {
+        kiln_ir::DType::I32
+    } else {
+        kiln_ir::DType::I64
+    };
+    let (y0, x0) = (py.floor(), px.floor());
+    let (ty, tx) = (py.sub(&y0), px.sub(&x0));
+    let fd = dims_of(flat);
+    let pd = dims_of(py);
+    let view = Shape::new([pd[0].clone(), pd[1].clone(), Dim::known(1), pd[2].clone()]);
+    let full = Shape::new([fd[0].clone(), fd[1].clone(), fd[2].clone(), pd[2].clone()]);
+    let mut acc: Option<Tensor> = None;
+    for (dy, dx) in [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)] {
+        let (yi, xi) = (y0.add(dy), x0.add(dx));
+        let wy = if dy == 0.0 {
+            ty.neg().add(1.0)
+        } else {
+            ty.clone()
+        };
+        let wx = if dx == 0.0 {
+            tx.neg().add(1.0)
+        } else {
+            tx.clone()
+        };
+        let valid = yi
+            .ge(0.0)
+            .logical_and(yi.le(h as f64 - 1.0))
+            .logical_and(xi.ge(0.0))
+            .logical_and(xi.le(w as f64 - 1.0));
+        let weight = valid.where_(wy.mul(&wx), 0.0);
+        let index = yi
+            .clamp(0.0, h as f64 - 1.0)
+            .mul(w as f64)
+            .add(xi.clamp(0.0, w as f64 - 1.0))
+            .cast(index_dtype)
+            .reshape(view.clone())
+            .expand(full.clone());
+        let y = flat.gather(3, &index).mul(weight.reshape(view.clone()));
+        acc = Some(match acc {
+            Some(a) => a.add(&y),
+            None => y,
+        });
+    }
+    acc.ok_or_else(|| super::OpError("no taps".into()))
+}
+
+pub fn deform_conv(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let w = cx.tensor(1)?;
+    let offset = cx.tensor(2)?;
+    need_float(&x, "DeformConv")?;
+    if x.rank() != 4 || w.rank() != 4 || offset.rank() != 4 {
+        bail!(
+            "DeformConv supports 2-D convolutions; got X {}, W {} and offset {}",
+            x.shape(),
+            w.shape(),
+            offset.shape()
+        );
+    }
+    if w.dtype() != x.dtype() || offset.dtype() != x.dtype() {
+        bail!("X, W and offset need one dtype");
+    }
+    let (xd, wd, od) = (dims_of(&x), dims_of(&w), dims_of(&offset));
+    let [c, h, wi] = [1, 2, 3].map(|a| known_dim(&xd, a, "DeformConv"));
+    let (c, h, wi) = (c?, h?, wi?);
+    let [oc, cg, kh, kw] = [0, 1, 2, 3].map(|a| known_dim(&wd, a, "DeformConv's weight"));
+    let (oc, cg, kh, kw) = (oc?, cg?, kh?, kw?);
+    let [oh, ow] = [2, 3].map(|a| known_dim(&od, a, "DeformConv's offset"));
+    let (oh, ow) = (oh?, ow?);
+    if let Some(ks) = cx.attr_ints("kernel_shape")
+        && positive(ks, "kernel_shape")? != [kh, kw]
+    {
+        bail!("kernel_shape does not match the weight {}", w.shape());
+    }
+    let group = cx.attr_i("group", 1);
+    let offset_group = cx.attr_i("offset_group", 1);
+    if group <= 0 || offset_group <= 0 {
+        bail!("group and offset_group must be positive");
+    }
+    let (group, offset_group) = (group as u64, offset_group as u64);
+    let taps = kh.saturating_mul(kw);
+    if cg.saturating_mul(group) != c
+        || oc % group != 0
+        || c % offset_group != 0
+        || Some(offset_group.saturating_mul(taps).saturating_mul(2)) != od[1].as_known()
+        || od[0] != xd[0]
+    {
+        bail!(
+            "X {}, W {} and offset {} do not fit group {group} and offset_group {offset_group}",
+            x.shape(),
+            w.shape(),
+            offset.shape()
+        );
+    }
+    let list = |name: &str, default: i64, len: usize| -> OpResult<Vec<i64>> {
+        match cx.attr_ints(name) {
+            Some(v) if v.len() == len && v.iter().all(|&p| (0..=MAX_DIM as i64).contains(&p)) => {
+                Ok(v)
+            }
+            Some(v) => bail!("{name} {v:?} must be {len} non-negative entries"),
+            None => Ok(vec![default; len]),
+        }
+    };
+    let strides = list("strides", 1, 2)?;
+    let dilations = list("dilations", 1, 2)?;
+    let pads = list("pads", 0, 4)?;
+    if strides.contains(&0) || dilations.contains(&0) {
+        bail!("strides and dilations must be positive");
+    }
+    let points = taps.saturating_mul(oh).saturating_mul(ow);
+    if points > MAX_FOLDED_ELEMENTS {
+        bail!(
+            "{points} sampling points are more than the {MAX_FOLDED_ELEMENTS} the importer folds"
+        );
+    }
+    for (a, (&n, &o)) in [h, wi].iter().zip(&[oh, ow]).enumerate() {
+        let k = if a == 0 { kh } else { kw } as i64;
+        let span = (k - 1).saturating_mul(dilations[a]).saturating_add(1);
+        let want = (n as i64 + pads[a] + pads[a + 2])
+            .saturating_sub(span)
+            .div_euclid(strides[a])
+            + 1;
+        if want != o as i64 {
+            bail!("the offset's output size {o} on axis {a} should be {want}");
+        }
+    }
+    // The kernel taps' base positions [taps, oh*ow] per spatial axis.
+    let (mut by, mut bx) = (Vec::new(), Vec::new());
+    for ki in 0..kh as i64 {
+        for kj in 0..kw as i64 {
+            for i in 0..oh as i64 {
+                for j in 0..ow as i64 {
+                    by.push((-pads[0] + strides[0] * i + ki * dilations[0]) as f64);
+                    bx.push((-pads[1] + strides[1] * j + kj * dilations[1]) as f64);
+                }
+            }
+        }
+    }
+    let g = cx.g.clone();
+    let n = xd[0].clone();
+    let p = Dim::known(oh * ow);
+    let (t, og) = (Dim::known(taps), Dim::known(offset_group));
+    let base = |v: &[f64]| {
+        g.constant(Array::from_f64_cast(
+            x.dtype(),
+            &[1, 1, taps as usize, (oh * ow) as usize],
+            v,
+        ))
+    };
+    let off = offset.reshape(Shape::new([
+        n.clone(),
+        og.clone(),
+        t.clone(),
+        Dim::known(2),
+        p.clone(),
+    ]));
+    let sample_shape = Shape::new([n.clone(), og.clone(), Dim::known(taps * oh * ow)]);
+    let py = base(&by)
+        .add(off.slice(3, 0, 1, 1).squeeze(3))
+        .reshape(sample_shape.clone());
+    let px = base(&bx)
+        .add(off.slice(3, 1, 2, 1).squeeze(3))
+        .reshape(sample_shape);
+    let flat = x.reshape(Shape::new([
+        n.clone(),
+        og.clone(),
+        Dim::known(c / offset_group),
+        Dim::known(h * wi),
+    ]));
+    let mut s = bilinear_at(&flat, &py, &px, h, wi)?;
+    if cx.opt_input(4).is_some() {
+        let mask = cx.tensor(4)?;
+        s = s.mul(mask.reshape(Shape::new([
+            n.clone(),
+            og,
+            Dim::known(1),
+            Dim::known(taps * oh * ow),
+        ])));
+    }
+    // [N, C, taps, P] -> per group [N, g, C/g*taps, P], contracted with W [g, OC/g, C/g*taps].
+    let s = s.reshape(Shape::new([
+        n.clone(),
+        Dim::known(group),
+        Dim::known(cg * taps),
+        p,
+    ]));
+    let wm = w.reshape(Shape::new([
+        Dim::known(1),
+        Dim::known(group),
+        Dim::known(oc / group),
+        Dim::known(cg * taps),
+    ]));
+    let mut y = wm.matmul(&s).reshape(Shape::new([
+        n,
+        Dim::known(oc),
+        Dim::known(oh),
+        Dim::known(ow),
+    ]));
+    if cx.opt_input(3).is_some() {
+        let b = cx.tensor(3)?;
+        y = y.add(b.reshape(Shape::new(axis_view(3, 0, Dim::known(oc)))));
+    }
+    Ok(vec![Value::tensor(y)])
+}

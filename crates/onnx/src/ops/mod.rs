@@ -63,6 +63,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Cos", elementwise::cos),
     ("Cosh", elementwise::cosh),
     ("CumSum", reduce::cumsum),
+    ("DeformConv", image::deform_conv),
     ("DepthToSpace", movement::depth_to_space),
     ("Div", elementwise::div),
     ("Dropout", elementwise::dropout),
