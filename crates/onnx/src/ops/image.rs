@@ -1466,3 +1466,167 @@ pub fn deform_conv(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     }
     Ok(vec![Value::tensor(y)])
 }
+
+pub fn roi_align(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let rois = cx.tensor(1)?;
+    let batch = cx.tensor(2)?;
+    need_float(&x, "RoiAlign")?;
+    let (xd, rd, bd) = (dims_of(&x), dims_of(&rois), dims_of(&batch));
+    if x.rank() != 4
+        || rois.rank() != 2
+        || rd[1] != Dim::known(4)
+        || batch.rank() != 1
+        || bd[0] != rd[0]
+        || !batch.dtype().is_int()
+        || rois.dtype() != x.dtype()
+    {
+        bail!(
+            "RoiAlign needs X [N, C, H, W], rois [R, 4] of its dtype and integer batch_indices [R]; got {}, {} and {}",
+            x.shape(),
+            rois.shape(),
+            batch.shape()
+        );
+    }
+    let (h, w) = (
+        known_dim(&xd, 2, "RoiAlign")?,
+        known_dim(&xd, 3, "RoiAlign")?,
+    );
+    let (oh, ow) = (cx.attr_i("output_height", 1), cx.attr_i("output_width", 1));
+    let ratio = cx.attr_i("sampling_ratio", 0);
+    if ratio == 0 {
+        bail!("sampling_ratio 0 (a sample count that depends on each roi's size) is not supported");
+    }
+    let samples = |o: i64| {
+        u64::try_from(o)
+            .ok()
+            .filter(|&o| o > 0)
+            .zip(u64::try_from(ratio).ok())
+            .and_then(|(o, s)| o.checked_mul(s).map(|n| (o, n)))
+    };
+    let (Some((oh, a)), Some((ow, b))) = (samples(oh), samples(ow)) else {
+        bail!("output_height, output_width and sampling_ratio must be positive");
+    };
+    if a.saturating_mul(b) > MAX_FOLDED_ELEMENTS || h.saturating_mul(w) > MAX_DIM {
+        bail!("{a}x{b} samples per roi are too many");
+    }
+    let scale = cx.attr_f("spatial_scale", 1.0);
+    if !scale.is_finite() {
+        bail!("spatial_scale {scale} must be finite");
+    }
+    let default_mode = if cx.opset < 16 {
+        "output_half_pixel"
+    } else {
+        "half_pixel"
+    };
+    let half_pixel = match cx
+        .attr_s("coordinate_transformation_mode", default_mode)
+        .as_str()
+    {
+        "half_pixel" => true,
+        "output_half_pixel" => false,
+        other => bail!("coordinate_transformation_mode {other:?} is not supported"),
+    };
+    let max = match cx.attr_s("mode", "avg").as_str() {
+        "avg" => false,
+        "max" => true,
+        other => bail!("mode {other:?} is not supported"),
+    };
+    let s = ratio as u64;
+    let off = if half_pixel { 0.5 } else { 0.0 };
+    let col = |i: i64| rois.slice(1, i, i + 1, 1).mul(scale).sub(off);
+    let (x0, y0, x1, y1) = (col(0), col(1), col(2), col(3));
+    let (mut rw, mut rh) = (x1.sub(&x0), y1.sub(&y0));
+    if !half_pixel {
+        rw = rw.maximum(1.0);
+        rh = rh.maximum(1.0);
+    }
+    // Sample k of a bin lies at (bin + (k + 0.5) / s) bins from the roi's start.
+    let steps = |o: u64| -> Vec<f64> {
+        (0..o * s)
+            .map(|i| (i / s) as f64 + ((i % s) as f64 + 0.5) / s as f64)
+            .collect()
+    };
+    let g = cx.g.clone();
+    let at = |start: &Tensor, size: &Tensor, o: u64, len: u64| {
+        let c = g.constant(Array::from_f64_cast(
+            x.dtype(),
+            &[1, (o * s) as usize],
+            &steps(o),
+        ));
+        let v = start.add(size.div(o as f64).mul(&c));
+        let outside = v.lt(-1.0).logical_or(v.gt(len as f64));
+        let v = v.maximum(0.0);
+        let low = v.floor();
+        let over = low.ge(len as f64 - 1.0);
+        let low = over.where_(len as f64 - 1.0, &low);
+        let high = over.where_(len as f64 - 1.0, low.add(1.0));
+        let frac = over.where_(0.0, v.sub(&low));
+        (outside, low, high, frac)
+    };
+    let (out_y, yl, yh, ly) = at(&y0, &rh, oh, h);
+    let (out_x, xl, xh, lx) = at(&x0, &rw, ow, w);
+    let r = rd[0].clone();
+    let index_dtype = if h.saturating_mul(w) <= i32::MAX as u64 {
+        kiln_ir::DType::I32
+    } else {
+        kiln_ir::DType::I64
+    };
+    // Each roi's image: [R, C, H*W].
+    let c = xd[1].clone();
+    let chw = &c * &Dim::known(h * w);
+    let picked = x
+        .reshape(Shape::new([xd[0].clone(), chw.clone()]))
+        .gather(
+            0,
+            &batch
+                .reshape(Shape::new([r.clone(), Dim::known(1)]))
+                .expand(Shape::new([r.clone(), chw])),
+        )
+        .reshape(Shape::new([r.clone(), c.clone(), Dim::known(h * w)]));
+    let grid = |t: &Tensor, axis: i64| t.unsqueeze(axis);
+    let outside = grid(&out_y, 2).logical_or(grid(&out_x, 1));
+    let view = Shape::new([r.clone(), Dim::known(1), Dim::known(a * b)]);
+    let full = Shape::new([r.clone(), c.clone(), Dim::known(a * b)]);
+    let corners = [
+        (&yl, &xl, ly.neg().add(1.0), lx.neg().add(1.0)),
+        (&yl, &xh, ly.neg().add(1.0), lx.clone()),
+        (&yh, &xl, ly.clone(), lx.neg().add(1.0)),
+        (&yh, &xh, ly.clone(), lx.clone()),
+    ];
+    let mut acc: Option<Tensor> = None;
+    for (yi, xi, wy, wx) in corners {
+        let index = grid(yi, 2)
+            .mul(w as f64)
+            .add(grid(xi, 1))
+            .cast(index_dtype)
+            .reshape(view.clone())
+            .expand(full.clone());
+        let weight = outside
+            .where_(0.0, grid(&wy, 2).mul(grid(&wx, 1)))
+            .reshape(view.clone());
+        let v = picked.gather(2, &index).mul(&weight);
+        acc = Some(match acc {
+            None => v,
+            Some(p) if max => p.maximum(&v),
+            Some(p) => p.add(&v),
+        });
+    }
+    let Some(v) = acc else {
+        bail!("no samples");
+    };
+    let binned = v.reshape(Shape::new([
+        r.clone(),
+        c.clone(),
+        Dim::known(oh),
+        Dim::known(s),
+        Dim::known(ow),
+        Dim::known(s),
+    ]));
+    let y = if max {
+        binned.max([3i64, 5], false)
+    } else {
+        binned.mean([3i64, 5], false)
+    };
+    Ok(vec![Value::tensor(y)])
+}

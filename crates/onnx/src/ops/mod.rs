@@ -134,6 +134,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Relu", elementwise::relu),
     ("Reshape", movement::reshape),
     ("Resize", image::resize),
+    ("RoiAlign", image::roi_align),
     ("Round", elementwise::round),
     ("ScatterElements", movement::scatter_elements),
     ("Selu", elementwise::selu),
