@@ -1,0 +1,125 @@
+//! The image and spatial op importers (Resize, ConvTranspose, pooling, GridSample) on the
+//! node suite's models with their inputs or attributes changed: hostile sizes are refused
+//! with an error, and hand-checked values come out of the `interp` backend.
+
+use kiln::Backend;
+use kiln_ir::{Array, Data};
+use kiln_onnx::proto::ModelProto;
+use kiln_onnx::{ImportOptions, OnnxError, import};
+use prost::Message;
+use std::path::PathBuf;
+
+fn model(case: &str) -> Vec<u8> {
+    let dir = match std::env::var_os("KILN_ONNX_NODE_TESTS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/onnx-node-tests/node"),
+    };
+    let path = dir.join(case).join("model.onnx");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is not readable ({e}); run crates/onnx/fetch-node-tests.sh",
+            path.display()
+        )
+    })
+}
+
+/// `case`'s model with its first node's integer-list attribute `name` set to `ints`.
+fn with_ints(case: &str, name: &str, ints: &[i64]) -> Vec<u8> {
+    let mut m = ModelProto::decode(model(case).as_slice()).expect("the model decodes");
+    let node = &mut m.graph.as_mut().expect("a graph").node[0];
+    let attr = node
+        .attribute
+        .iter_mut()
+        .find(|a| a.name.as_deref() == Some(name))
+        .expect("the attribute is present");
+    attr.ints = ints.to_vec();
+    m.encode_to_vec()
+}
+
+fn f32s(shape: &[usize], v: &[f32]) -> Array {
+    Array::new(shape, Data::F32(v.to_vec())).expect("a valid array")
+}
+
+fn constants(pairs: &[(&str, Array)]) -> ImportOptions {
+    let mut o = ImportOptions::default();
+    for (name, a) in pairs {
+        o.constant_inputs.insert((*name).to_string(), a.clone());
+    }
+    o
+}
+
+fn import_error(bytes: &[u8], options: &ImportOptions) -> String {
+    match import(bytes, options) {
+        Ok(_) => panic!("the import succeeded"),
+        Err(OnnxError::Node { message, .. }) => message,
+        Err(e) => panic!("not a node error: {e}"),
+    }
+}
+
+#[test]
+fn resize_refuses_huge_zero_and_non_finite_scales() {
+    let bytes = model("test_resize_upsample_scales_nearest");
+    for bad in [1e9, 0.0, -2.0, f32::NAN, f32::INFINITY] {
+        let o = constants(&[("scales", f32s(&[4], &[1.0, 1.0, bad, 2.0]))]);
+        let e = import_error(&bytes, &o);
+        assert!(e.contains("scale") || e.contains("folds"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn resize_refuses_sizes_past_the_limits() {
+    let bytes = model("test_resize_upsample_sizes_nearest");
+    let sizes = Array::new(&[4], Data::I64(vec![1, 1, 1 << 30, 2])).expect("sizes");
+    let e = import_error(&bytes, &constants(&[("sizes", sizes)]));
+    assert!(e.contains("folds"), "{e}");
+}
+
+#[test]
+fn resize_nearest_repeats_elements_and_linear_interpolates() {
+    let x = f32s(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let run = |case: &str, scales: &[f32]| -> Vec<f64> {
+        let o = constants(&[("scales", f32s(&[4], scales))]);
+        let m = import(&model(case), &o).expect("imports");
+        let mut exe = m.compile(Backend::Interp).expect("compiles");
+        let out = exe.run(&[("X", &x)]).expect("runs");
+        out[0].1.to_f64_vec()
+    };
+    assert_eq!(
+        run("test_resize_upsample_scales_nearest", &[1.0, 1.0, 1.0, 2.0]),
+        [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
+    );
+    // half_pixel linear, 2 -> 4 along the last axis: positions -0.25, 0.25, 0.75, 1.25.
+    assert_eq!(
+        run("test_resize_upsample_scales_linear", &[1.0, 1.0, 1.0, 2.0]),
+        [1.0, 1.25, 1.75, 2.0, 3.0, 3.25, 3.75, 4.0]
+    );
+}
+
+#[test]
+fn conv_transpose_refuses_huge_strides_and_output_shapes() {
+    let e = import_error(
+        &with_ints("test_convtranspose_pads", "strides", &[1 << 40, 1 << 40]),
+        &ImportOptions::default(),
+    );
+    assert!(e.contains("too large") || e.contains("out of range"), "{e}");
+    let e = import_error(
+        &with_ints(
+            "test_convtranspose_output_shape",
+            "output_shape",
+            &[1 << 50, 8],
+        ),
+        &ImportOptions::default(),
+    );
+    assert!(e.contains("output_shape"), "{e}");
+}
+
+#[test]
+fn pooling_refuses_windows_with_too_many_taps() {
+    let bytes = with_ints(
+        "test_maxpool_3d_dilations",
+        "kernel_shape",
+        &[1, 1000, 1000],
+    );
+    let e = import_error(&bytes, &ImportOptions::default());
+    assert!(e.contains("taps"), "{e}");
+}
