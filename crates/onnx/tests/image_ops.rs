@@ -4,7 +4,7 @@
 
 use kiln::Backend;
 use kiln_ir::{Array, Data};
-use kiln_onnx::proto::ModelProto;
+use kiln_onnx::proto::{ModelProto, tensor_shape_proto::dimension, type_proto};
 use kiln_onnx::{ImportOptions, OnnxError, import};
 use prost::Message;
 use std::path::PathBuf;
@@ -93,6 +93,28 @@ fn resize_nearest_repeats_elements_and_linear_interpolates() {
         run("test_resize_upsample_scales_linear", &[1.0, 1.0, 1.0, 2.0]),
         [1.0, 1.25, 1.75, 2.0, 3.0, 3.25, 3.75, 4.0]
     );
+}
+
+#[test]
+fn resize_leaves_a_symbolic_batch_axis_alone() {
+    let mut m = ModelProto::decode(model("test_resize_upsample_scales_nearest").as_slice())
+        .expect("the model decodes");
+    let input = &mut m.graph.as_mut().expect("a graph").input[0];
+    let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("X is a tensor");
+    };
+    t.shape.as_mut().expect("a shape").dim[0].value =
+        Some(dimension::Value::DimParam("batch".into()));
+    let o = constants(&[("scales", f32s(&[4], &[1.0, 1.0, 1.0, 2.0]))]);
+    let imported = import(&m.encode_to_vec(), &o).expect("imports");
+    let mut exe = imported.compile(Backend::Interp).expect("compiles");
+    let x = f32s(&[2, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    let out = exe.run(&[("X", &x)]).expect("runs");
+    assert_eq!(out[0].1.shape(), [2, 1, 2, 4]);
+    let want = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8].map(f64::from);
+    assert_eq!(out[0].1.to_f64_vec(), want);
 }
 
 #[test]

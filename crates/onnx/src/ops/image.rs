@@ -419,60 +419,12 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let sizes = match sizes_in {
         Some(i) => match cx.opt_input(i) {
             Some(v) if v.as_array().is_some_and(Array::is_empty) => None,
-            Some(_) => Some(cx.ints_input(i, "sizes")?),
+            Some(_) => Some(cx.dims_input(i, "sizes")?),
             None => None,
         },
         None => None,
     };
-    let known: Vec<u64> = axes
-        .iter()
-        .map(|&a| known_dim(&xd, a, "Resize"))
-        .collect::<OpResult<_>>()?;
-    let (out, scale) = match (scales, sizes) {
-        (Some(_), Some(_)) => bail!("only one of scales and sizes may be given"),
-        (None, None) => bail!("one of scales and sizes is required"),
-        (Some(s), None) => {
-            if s.len() != axes.len() {
-                bail!("scales has {} entries for {} axes", s.len(), axes.len());
-            }
-            let out = known
-                .iter()
-                .zip(&s)
-                .map(|(&n, &sc)| scaled_size(n, sc))
-                .collect::<OpResult<Vec<u64>>>()?;
-            (out, s)
-        }
-        (None, Some(z)) => {
-            if z.len() != axes.len() {
-                bail!("sizes has {} entries for {} axes", z.len(), axes.len());
-            }
-            if let Some(bad) = z.iter().find(|&&v| v <= 0 || v as u64 > MAX_DIM) {
-                bail!("size {bad} must be in 1..={MAX_DIM}");
-            }
-            let mut scale: Vec<f64> = known
-                .iter()
-                .zip(&z)
-                .map(|(&n, &o)| o as f64 / n as f64)
-                .collect();
-            let mut out: Vec<u64> = z.iter().map(|&v| v as u64).collect();
-            let policy = cx.attr_s("keep_aspect_ratio_policy", "stretch");
-            let pick = match policy.as_str() {
-                "stretch" => None,
-                "not_larger" => scale.iter().copied().reduce(f64::min),
-                "not_smaller" => scale.iter().copied().reduce(f64::max),
-                other => bail!("keep_aspect_ratio_policy {other:?} is not supported"),
-            };
-            if let Some(s) = pick {
-                scale = vec![s; axes.len()];
-                out = known
-                    .iter()
-                    .map(|&n| scaled_size(n, s).map(|_| (s * n as f64 + 0.5).floor() as u64))
-                    .collect::<OpResult<_>>()?;
-            }
-            (out, scale)
-        }
-    };
-    let roi = if coord == Coord::TfCropAndResize {
+    let roi: Vec<(f64, f64)> = if coord == Coord::TfCropAndResize {
         let Some(v) = opt_floats_input(cx, 1, "roi")? else {
             bail!("tf_crop_and_resize needs roi");
         };
@@ -483,6 +435,76 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     } else {
         vec![(0.0, 1.0); axes.len()]
     };
+    let whole = |k: usize| roi[k].0.abs() < 1e-9 && (roi[k].1 - 1.0).abs() < 1e-9;
+    // Per axis: `None` where it is left unchanged (its size may be symbolic), else the
+    // output size and scale.
+    let plan: Vec<Option<(u64, f64)>> = match (scales, sizes) {
+        (Some(_), Some(_)) => bail!("only one of scales and sizes may be given"),
+        (None, None) => bail!("one of scales and sizes is required"),
+        (Some(s), None) => {
+            if s.len() != axes.len() {
+                bail!("scales has {} entries for {} axes", s.len(), axes.len());
+            }
+            let mut plan = Vec::with_capacity(axes.len());
+            for (k, (&a, &sc)) in axes.iter().zip(&s).enumerate() {
+                plan.push(if sc == 1.0 && whole(k) {
+                    None
+                } else {
+                    let n = known_dim(&xd, a, "Resize")?;
+                    Some((scaled_size(n, sc)?, sc))
+                });
+            }
+            plan
+        }
+        (None, Some(z)) => {
+            if z.len() != axes.len() {
+                bail!("sizes has {} entries for {} axes", z.len(), axes.len());
+            }
+            let policy = cx.attr_s("keep_aspect_ratio_policy", "stretch");
+            let mut plan = Vec::with_capacity(axes.len());
+            for (k, (&a, d)) in axes.iter().zip(&z).enumerate() {
+                if *d == xd[a] && whole(k) && policy == "stretch" {
+                    plan.push(None);
+                    continue;
+                }
+                let n = known_dim(&xd, a, "Resize")?;
+                match d.as_known() {
+                    Some(o) if (1..=MAX_DIM).contains(&o) => {
+                        plan.push(Some((o, o as f64 / n as f64)));
+                    }
+                    _ => bail!("size {d} must be known and in 1..={MAX_DIM}"),
+                }
+            }
+            let scales = plan.iter().flatten().map(|&(_, s)| s);
+            let pick = match policy.as_str() {
+                "stretch" => None,
+                "not_larger" => scales.reduce(f64::min),
+                "not_smaller" => scales.reduce(f64::max),
+                other => bail!("keep_aspect_ratio_policy {other:?} is not supported"),
+            };
+            if let Some(s) = pick {
+                for (p, &a) in plan.iter_mut().zip(&axes) {
+                    let n = known_dim(&xd, a, "Resize")?;
+                    scaled_size(n, s)?;
+                    *p = Some(((s * n as f64 + 0.5).floor() as u64, s));
+                }
+            }
+            plan
+        }
+    };
+    let active: Vec<usize> = (0..axes.len()).filter(|&k| plan[k].is_some()).collect();
+    let roi: Vec<(f64, f64)> = active.iter().map(|&k| roi[k]).collect();
+    let out: Vec<u64> = active
+        .iter()
+        .filter_map(|&k| plan[k])
+        .map(|p| p.0)
+        .collect();
+    let scale: Vec<f64> = active
+        .iter()
+        .filter_map(|&k| plan[k])
+        .map(|p| p.1)
+        .collect();
+    let axes: Vec<usize> = active.iter().map(|&k| axes[k]).collect();
     let kernel = match mode.as_str() {
         "nearest" if antialias => bail!("antialias is not defined for nearest resizing"),
         "nearest" if old => Kernel::Nearest(Nearest::Floor),
