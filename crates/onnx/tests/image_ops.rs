@@ -145,3 +145,99 @@ fn pooling_refuses_windows_with_too_many_taps() {
     let e = import_error(&bytes, &ImportOptions::default());
     assert!(e.contains("taps"), "{e}");
 }
+
+/// Every image op case of the node suite with each attribute of its node set to hostile
+/// values (and every input fixed to the test's data): the import and `interp` compile end
+/// in an error or a graph, quickly, never a panic.
+#[test]
+fn hostile_attributes_give_errors_not_panics() {
+    let dir = match std::env::var_os("KILN_ONNX_NODE_TESTS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/onnx-node-tests/node"),
+    };
+    let prefixes = [
+        "test_resize",
+        "test_upsample",
+        "test_convtranspose",
+        "test_gridsample",
+        "test_affine_grid_2d",
+        "test_affine_grid_3d",
+        "test_maxpool",
+        "test_averagepool",
+        "test_lppool",
+        "test_maxunpool",
+        "test_col2im",
+        "test_center_crop_pad",
+        "test_roialign",
+        "test_basic_deform_conv",
+        "test_deform_conv",
+    ];
+    let mut cases: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the node suite is present")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| prefixes.iter().any(|p| n.starts_with(p)) && !n.ends_with("_expanded"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() > 100, "only {} cases", cases.len());
+    const INTS: [i64; 8] = [0, -1, 2, 7, 1 << 20, 1 << 40, i64::MAX, i64::MIN];
+    const FLOATS: [f32; 5] = [0.0, -1.0, 1e30, f32::NAN, f32::INFINITY];
+    let mut checked = 0;
+    for case in &cases {
+        let bytes = model(case);
+        let base = ModelProto::decode(bytes.as_slice()).expect("decodes");
+        let graph = base.graph.as_ref().expect("a graph");
+        let mut o = ImportOptions::default();
+        for (i, input) in graph.input.iter().enumerate() {
+            let p = dir.join(case).join(format!("test_data_set_0/input_{i}.pb"));
+            let Ok(data) = std::fs::read(&p) else {
+                continue;
+            };
+            if let (Some(name), Ok(a)) = (&input.name, kiln_onnx::tensor::read_tensor_pb(&data)) {
+                o.constant_inputs.insert(name.clone(), a);
+            }
+        }
+        for (k, attr) in graph.node[0].attribute.iter().enumerate() {
+            let n_ints = attr.ints.len();
+            let mut variants: Vec<ModelProto> = Vec::new();
+            for v in INTS {
+                let mut m = base.clone();
+                let a = &mut m.graph.as_mut().expect("a graph").node[0].attribute[k];
+                if a.i.is_some() {
+                    a.i = Some(v);
+                } else if n_ints > 0 {
+                    a.ints = vec![v; n_ints];
+                    variants.push(m.clone());
+                    let a = &mut m.graph.as_mut().expect("a graph").node[0].attribute[k];
+                    a.ints = vec![v; n_ints + 1];
+                } else {
+                    continue;
+                }
+                variants.push(m);
+            }
+            for v in FLOATS {
+                let mut m = base.clone();
+                let a = &mut m.graph.as_mut().expect("a graph").node[0].attribute[k];
+                if a.f.is_none() {
+                    continue;
+                }
+                a.f = Some(v);
+                variants.push(m);
+            }
+            for m in variants {
+                let start = std::time::Instant::now();
+                if let Ok(imported) = import(&m.encode_to_vec(), &o) {
+                    let _ = imported.compile(Backend::Interp);
+                }
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(5),
+                    "{case}: attribute {:?} took {:?}",
+                    attr.name,
+                    start.elapsed()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "only {checked} variants");
+}
