@@ -118,6 +118,35 @@ fn resize_leaves_a_symbolic_batch_axis_alone() {
 }
 
 #[test]
+fn nearest_integer_upsampling_works_on_symbolic_sizes() {
+    let mut m = ModelProto::decode(model("test_resize_upsample_scales_nearest").as_slice())
+        .expect("the model decodes");
+    let input = &mut m.graph.as_mut().expect("a graph").input[0];
+    let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("X is a tensor");
+    };
+    for (axis, name) in [(2, "height"), (3, "width")] {
+        t.shape.as_mut().expect("a shape").dim[axis].value =
+            Some(dimension::Value::DimParam(name.into()));
+    }
+    let bytes = m.encode_to_vec();
+    let o = constants(&[("scales", f32s(&[4], &[1.0, 1.0, 2.0, 3.0]))]);
+    let imported = import(&bytes, &o).expect("imports");
+    let mut exe = imported.compile(Backend::Interp).expect("compiles");
+    let x = f32s(&[1, 1, 1, 2], &[1.0, 2.0]);
+    let out = exe.run(&[("X", &x)]).expect("runs");
+    assert_eq!(out[0].1.shape(), [1, 1, 2, 6]);
+    let want = [1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2].map(f64::from);
+    assert_eq!(out[0].1.to_f64_vec(), want);
+    // A scale that does not repeat elements needs the sizes.
+    let o = constants(&[("scales", f32s(&[4], &[1.0, 1.0, 1.5, 1.0]))]);
+    let e = import_error(&bytes, &o);
+    assert!(e.contains("symbolic"), "{e}");
+}
+
+#[test]
 fn conv_transpose_refuses_huge_strides_and_output_shapes() {
     let e = import_error(
         &with_ints("test_convtranspose_pads", "strides", &[1 << 40, 1 << 40]),

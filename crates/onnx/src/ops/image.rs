@@ -335,11 +335,50 @@ fn apply_table(x: &Tensor, axis: usize, t: &Table, fill: f64) -> OpResult<Tensor
 
 /// Resamples `x` on `axes` to `sizes` at `scales` (per axis of `x`), skipping axes left
 /// unchanged.
+/// The factor by which nearest resizing at `scale` repeats every element, where it does
+/// (an integer scale whose coordinate mapping picks element `y / scale` for output `y`, which
+/// does not depend on the input's size, checked on a four-element input); `None` otherwise.
+fn repeat_factor(r: &Resampling, scale: f64) -> Option<u64> {
+    let size_free = matches!(
+        r.coord,
+        Coord::Asymmetric | Coord::HalfPixel | Coord::PytorchHalfPixel
+    );
+    if !matches!(r.kernel, Kernel::Nearest(_))
+        || !size_free
+        || scale.fract() != 0.0
+        || !(2.0..=1024.0).contains(&scale)
+    {
+        return None;
+    }
+    let s = scale as u64;
+    let t = table(r, 4, 4 * s, scale, (0.0, 1.0)).ok()?;
+    let repeats = t
+        .index
+        .iter()
+        .enumerate()
+        .all(|(y, &i)| i == (y as u64 / s) as i64);
+    repeats.then_some(s)
+}
+
+/// `x` with every element along `axis` repeated `s` times.
+fn repeat(x: &Tensor, axis: usize, s: u64) -> Tensor {
+    let d = dims_of(x);
+    let mut spread = d.clone();
+    spread.insert(axis + 1, Dim::known(s));
+    let mut merged = d;
+    merged[axis] = &merged[axis] * &Dim::known(s);
+    x.unsqueeze(axis as i64 + 1)
+        .expand(Shape::new(spread))
+        .reshape(Shape::new(merged))
+}
+
+/// Resamples `x` on `axes` to `sizes` at `scales` (per axis of `x`; a `None` size is a
+/// symbolic input size times its scale), skipping axes left unchanged.
 fn resample(
     x: &Tensor,
     r: &Resampling,
     axes: &[usize],
-    sizes: &[u64],
+    sizes: &[Option<u64>],
     scales: &[f64],
     roi: &[(f64, f64)],
 ) -> OpResult<Tensor> {
@@ -349,13 +388,25 @@ fn resample(
     let xd = dims_of(x);
     let mut y = x.clone();
     for (k, &a) in axes.iter().enumerate() {
-        let n = known_dim(&xd, a, "Resize")?;
+        let n = xd[a].as_known();
         let identity_roi = r.coord != Coord::TfCropAndResize
             || (roi[k].0.abs() < 1e-9 && (roi[k].1 - 1.0).abs() < 1e-9);
-        if sizes[k] == n && (scales[k] - 1.0).abs() <= 1e-9 && identity_roi {
+        if n.is_some() && sizes[k] == n && (scales[k] - 1.0).abs() <= 1e-9 && identity_roi {
             continue;
         }
-        let t = table(r, n, sizes[k], scales[k], roi[k])?;
+        if let Some(s) = repeat_factor(r, scales[k])
+            && (sizes[k].is_none() || sizes[k] == n.map(|n| n.saturating_mul(s)))
+        {
+            y = repeat(&y, a, s);
+            continue;
+        }
+        let (Some(n), Some(out)) = (n, sizes[k]) else {
+            bail!(
+                "resizing axis {a} of {} needs its size known (only nearest upsampling by an integer scale that repeats elements works on a symbolic size)",
+                x.shape()
+            );
+        };
+        let t = table(r, n, out, scales[k], roi[k])?;
         y = apply_table(&y, a, &t, r.extrapolation)?;
     }
     Ok(y)
@@ -371,11 +422,17 @@ fn nearest_mode(s: &str) -> OpResult<Nearest> {
     })
 }
 
+/// `scale` if it is positive, finite and at most [`MAX_DIM`].
+fn checked_scale(scale: f64) -> OpResult<f64> {
+    if !scale.is_finite() || scale <= 0.0 || scale > MAX_DIM as f64 {
+        bail!("scale {scale} must be positive, finite and at most {MAX_DIM}");
+    }
+    Ok(scale)
+}
+
 /// The output size of an axis of `n` elements at `scale`, checked.
 fn scaled_size(n: u64, scale: f64) -> OpResult<u64> {
-    if !scale.is_finite() || scale <= 0.0 {
-        bail!("scale {scale} must be positive and finite");
-    }
+    checked_scale(scale)?;
     let out = (n as f64 * scale).floor();
     if out > MAX_DIM as f64 {
         bail!("scale {scale} gives an axis of {out} elements, more than {MAX_DIM}");
@@ -438,7 +495,7 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let whole = |k: usize| roi[k].0.abs() < 1e-9 && (roi[k].1 - 1.0).abs() < 1e-9;
     // Per axis: `None` where it is left unchanged (its size may be symbolic), else the
     // output size and scale.
-    let plan: Vec<Option<(u64, f64)>> = match (scales, sizes) {
+    let plan: Vec<Option<(Option<u64>, f64)>> = match (scales, sizes) {
         (Some(_), Some(_)) => bail!("only one of scales and sizes may be given"),
         (None, None) => bail!("one of scales and sizes is required"),
         (Some(s), None) => {
@@ -450,8 +507,10 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 plan.push(if sc == 1.0 && whole(k) {
                     None
                 } else {
-                    let n = known_dim(&xd, a, "Resize")?;
-                    Some((scaled_size(n, sc)?, sc))
+                    match xd[a].as_known() {
+                        Some(n) => Some((Some(scaled_size(n, sc)?), sc)),
+                        None => Some((None, checked_scale(sc)?)),
+                    }
                 });
             }
             plan
@@ -470,7 +529,7 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 let n = known_dim(&xd, a, "Resize")?;
                 match d.as_known() {
                     Some(o) if (1..=MAX_DIM).contains(&o) => {
-                        plan.push(Some((o, o as f64 / n as f64)));
+                        plan.push(Some((Some(o), o as f64 / n as f64)));
                     }
                     _ => bail!("size {d} must be known and in 1..={MAX_DIM}"),
                 }
@@ -486,7 +545,7 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 for (p, &a) in plan.iter_mut().zip(&axes) {
                     let n = known_dim(&xd, a, "Resize")?;
                     scaled_size(n, s)?;
-                    *p = Some(((s * n as f64 + 0.5).floor() as u64, s));
+                    *p = Some((Some((s * n as f64 + 0.5).floor() as u64), s));
                 }
             }
             plan
@@ -494,7 +553,7 @@ pub fn resize(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     };
     let active: Vec<usize> = (0..axes.len()).filter(|&k| plan[k].is_some()).collect();
     let roi: Vec<(f64, f64)> = active.iter().map(|&k| roi[k]).collect();
-    let out: Vec<u64> = active
+    let out: Vec<Option<u64>> = active
         .iter()
         .filter_map(|&k| plan[k])
         .map(|p| p.0)
@@ -570,7 +629,13 @@ pub fn upsample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         if s < 1.0 {
             bail!("Upsample scale {s} must be at least 1");
         }
-        out.push(scaled_size(known_dim(&xd, a, "Upsample")?, s)?);
+        out.push(match xd[a].as_known() {
+            Some(n) => Some(scaled_size(n, s)?),
+            None => {
+                checked_scale(s)?;
+                None
+            }
+        });
     }
     let r = Resampling {
         kernel,
