@@ -146,6 +146,32 @@ fn nearest_integer_upsampling_works_on_symbolic_sizes() {
     assert!(e.contains("symbolic"), "{e}");
 }
 
+/// `case`'s model with the spatial axes of its first input made symbolic.
+fn with_symbolic_spatial_axes(case: &str) -> Vec<u8> {
+    let mut m = ModelProto::decode(model(case).as_slice()).expect("the model decodes");
+    let input = &mut m.graph.as_mut().expect("a graph").input[0];
+    let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("the input is a tensor");
+    };
+    let dims = &mut t.shape.as_mut().expect("a shape").dim;
+    for (axis, d) in dims.iter_mut().enumerate().skip(2) {
+        d.value = Some(dimension::Value::DimParam(format!("s{axis}")));
+    }
+    m.encode_to_vec()
+}
+
+#[test]
+fn conv_transpose_refuses_symbolic_spatial_sizes() {
+    // kiln's conv2d windows known sizes only; the import says so instead of panicking.
+    for case in ["test_convtranspose_pad", "test_convtranspose_output_shape"] {
+        let bytes = with_symbolic_spatial_axes(case);
+        let e = import_error(&bytes, &ImportOptions::default());
+        assert!(e.contains("known"), "{case}: {e}");
+    }
+}
+
 #[test]
 fn conv_transpose_refuses_huge_strides_and_output_shapes() {
     let e = import_error(

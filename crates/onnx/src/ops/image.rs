@@ -734,8 +734,11 @@ fn pad_or_crop(x: &Tensor, edits: &[(usize, i64, i64)]) -> OpResult<Tensor> {
     let mut y = x.clone();
     let d = dims_of(x);
     for &(axis, b, e) in edits {
-        let n = known_dim(&d, axis, "cropping")? as i64;
         let (cb, ce) = (b.min(0).unsigned_abs(), e.min(0).unsigned_abs());
+        if cb == 0 && ce == 0 {
+            continue;
+        }
+        let n = known_dim(&d, axis, "cropping")? as i64;
         if cb.saturating_add(ce) >= n as u64 {
             bail!("the padding removes all of axis {axis}");
         }
@@ -753,14 +756,23 @@ fn pad_or_crop(x: &Tensor, edits: &[(usize, i64, i64)]) -> OpResult<Tensor> {
     Ok(y)
 }
 
-/// A transposed convolution's geometry: per spatial axis the kernel, stride, dilation, the
-/// output's first position in the full result (`begins`, the begin padding) and its size.
+/// A transposed convolution's output along one spatial axis.
+#[derive(Clone, Copy, Debug)]
+enum Extent {
+    /// `size` positions starting at `begin` in the full result.
+    Sized { begin: i64, size: i64 },
+    /// The full result less `begin` positions at the start and `end` at the end (a negative
+    /// `end` adds zeros, as `output_padding` does).
+    Trimmed { begin: i64, end: i64 },
+}
+
+/// A transposed convolution's geometry: per spatial axis the kernel, stride, dilation and
+/// output extent.
 struct Transposed {
     kernel: Vec<u64>,
     strides: Vec<u64>,
     dilations: Vec<u64>,
-    begins: Vec<i64>,
-    outs: Vec<i64>,
+    extents: Vec<Extent>,
     groups: u64,
     /// Output channels per group.
     per_out: u64,
@@ -778,22 +790,44 @@ fn transposed_conv(x: &Tensor, w: &Tensor, t: &Transposed) -> OpResult<Tensor> {
     let mut edits = Vec::with_capacity(k);
     let mut zx = x.clone();
     for i in 0..k {
-        let n = known_dim(&xd, i + 2, "a transposed convolution")?;
+        let n = xd[i + 2].as_known();
         let (s, d, kk) = (
             t.strides[i] as i64,
             t.dilations[i] as i64,
             t.kernel[i] as i64,
         );
         let span = (kk - 1).saturating_mul(d).saturating_add(1);
-        let (begin, out) = (t.begins[i], t.outs[i]);
-        if out <= 0 || out as u64 > MAX_DIM || begin.unsigned_abs() > MAX_DIM {
-            bail!("the output size {out} (padding {begin}) on spatial axis {i} is out of range");
-        }
-        if span as u64 > MAX_DIM || (n as i64).saturating_mul(s) as u64 > MAX_DIM {
+        let strided = n.map(|n| (n as i64).saturating_mul(s));
+        if span as u64 > MAX_DIM || strided.is_some_and(|v| v as u64 > MAX_DIM) {
             bail!(
                 "the kernel's extent {span} or the strided input on spatial axis {i} is too large"
             );
         }
+        let (begin, back) = match t.extents[i] {
+            Extent::Sized { begin, size } => {
+                let Some(len) = strided else {
+                    bail!("an output_shape or SAME padding needs known spatial sizes");
+                };
+                if size <= 0 || size as u64 > MAX_DIM || begin.unsigned_abs() > MAX_DIM {
+                    bail!(
+                        "the output size {size} (padding {begin}) on spatial axis {i} is out of range"
+                    );
+                }
+                (begin, size + span - 1 - len - (span - 1 - begin))
+            }
+            Extent::Trimmed { begin, end } => {
+                if begin.unsigned_abs() > MAX_DIM || end.unsigned_abs() > MAX_DIM {
+                    bail!("the padding {begin}/{end} on spatial axis {i} is out of range");
+                }
+                if let Some(len) = strided {
+                    let size = len - s + span - begin - end;
+                    if size <= 0 || size as u64 > MAX_DIM {
+                        bail!("the output size {size} on spatial axis {i} is out of range");
+                    }
+                }
+                (begin, span - s - end)
+            }
+        };
         // Zero insertion: each element followed by stride-1 zeros.
         let axis = i + 2;
         if s > 1 {
@@ -801,13 +835,10 @@ fn transposed_conv(x: &Tensor, w: &Tensor, t: &Transposed) -> OpResult<Tensor> {
             let mut pads = vec![(0, 0); zx.rank() + 1];
             pads[axis + 1] = (0, s as u64 - 1);
             zx = zx.unsqueeze(axis as i64 + 1).pad(&pads, 0.0);
-            d2[axis] = Dim::known(n * s as u64);
+            d2[axis] = &d2[axis] * &Dim::known(s as u64);
             zx = zx.reshape(Shape::new(d2));
         }
-        let len = (n as i64).saturating_mul(s);
-        let front = span - 1 - begin;
-        let back = out + span - 1 - len - front;
-        edits.push((axis, front, back));
+        edits.push((axis, span - 1 - begin, back));
     }
     let zx = pad_or_crop(&zx, &edits)?;
     // Weight [C, M/g, k...] -> [M, C/g, k...], flipped spatially.
@@ -897,56 +928,64 @@ pub fn conv_transpose(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         Some(p) => bail!("pads {p:?} must be {} non-negative entries", 2 * k),
         None => vec![0; 2 * k],
     };
-    let mut begins = Vec::with_capacity(k);
-    let mut outs = Vec::with_capacity(k);
+    let mut extents = Vec::with_capacity(k);
     for i in 0..k {
-        let n = known_dim(&xd, i + 2, "ConvTranspose")?;
         let (s, d, kk) = (strides[i] as i64, dilations[i] as i64, kernel[i] as i64);
         let span = (kk - 1).saturating_mul(d).saturating_add(1);
-        let full = s
-            .saturating_mul(n as i64 - 1)
-            .saturating_add(output_padding[i] as i64)
-            .saturating_add(span);
-        let (begin, out) = match auto_pad.as_str() {
-            "NOTSET" | "VALID" => {
-                let (b, e) = if auto_pad == "VALID" {
-                    (0, 0)
-                } else {
-                    (pads[i], pads[i + k])
-                };
-                let out = match &output_shape {
-                    Some(o) => o[i],
-                    None => full - b - e,
-                };
-                (b, out)
-            }
-            "SAME_UPPER" | "SAME_LOWER" => {
-                let out = match &output_shape {
-                    Some(o) => o[i],
-                    None => (n as i64).saturating_mul(s),
-                };
-                let total = full - out;
-                let small = total.div_euclid(2);
-                (
-                    if auto_pad == "SAME_UPPER" {
-                        small
-                    } else {
-                        total - small
-                    },
-                    out,
-                )
-            }
+        let op = output_padding[i] as i64;
+        let same = match auto_pad.as_str() {
+            "NOTSET" | "VALID" => false,
+            "SAME_UPPER" | "SAME_LOWER" => true,
             other => bail!("auto_pad {other:?} is not supported"),
         };
-        begins.push(begin);
-        outs.push(out);
+        let (pb, pe) = if auto_pad == "VALID" {
+            (0, 0)
+        } else {
+            (pads[i], pads[i + k])
+        };
+        let split = |total: i64| {
+            let small = total.div_euclid(2);
+            if auto_pad == "SAME_UPPER" {
+                small
+            } else {
+                total - small
+            }
+        };
+        extents.push(match (&output_shape, same) {
+            (None, false) => Extent::Trimmed {
+                begin: pb,
+                end: pe - op,
+            },
+            // The output is the input size times the stride.
+            (None, true) => {
+                let begin = split(op + span - s);
+                Extent::Trimmed {
+                    begin,
+                    end: span - s - begin,
+                }
+            }
+            (Some(o), false) => Extent::Sized {
+                begin: pb,
+                size: o[i],
+            },
+            (Some(o), true) => {
+                let n = known_dim(&xd, i + 2, "ConvTranspose with SAME padding")? as i64;
+                let full = s
+                    .saturating_mul(n - 1)
+                    .saturating_add(op)
+                    .saturating_add(span);
+                Extent::Sized {
+                    begin: split(full - o[i]),
+                    size: o[i],
+                }
+            }
+        });
     }
     let t = Transposed {
         kernel,
         strides,
         dilations,
-        begins,
-        outs,
+        extents,
         groups,
         per_out,
     };
@@ -1313,8 +1352,12 @@ pub fn col2im(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         kernel,
         strides,
         dilations,
-        begins: (0..k).map(|i| pads[i] as i64).collect(),
-        outs: image.iter().map(|&v| v as i64).collect(),
+        extents: (0..k)
+            .map(|i| Extent::Sized {
+                begin: pads[i] as i64,
+                size: image[i] as i64,
+            })
+            .collect(),
         groups: c,
         per_out: 1,
     };
