@@ -92,28 +92,16 @@ struct Table {
 
 /// The number of taps the kernel reads per output position at `scale`.
 fn tap_count(kernel: Kernel, scale: f64) -> OpResult<usize> {
+    // An antialiased kernel widens by 1/scale when downsampling.
     let n = match kernel {
-        Kernel::Nearest(_) => 2.0,
-        Kernel::Linear { antialias: false }
-        | Kernel::Cubic {
+        Kernel::Nearest(_) | Kernel::Linear { antialias: false } => 2.0,
+        Kernel::Cubic {
             antialias: false, ..
-        } => {
-            if matches!(kernel, Kernel::Linear { .. }) {
-                2.0
-            } else {
-                4.0
-            }
-        }
-        Kernel::Linear { antialias: true } => {
-            let start = (-1.0 / scale.min(1.0)).floor() + 1.0;
-            2.0 - 2.0 * start
-        }
+        } => 4.0,
+        Kernel::Linear { antialias: true } => 2.0 * (1.0 / scale.min(1.0)).ceil(),
         Kernel::Cubic {
             antialias: true, ..
-        } => {
-            let start = (-2.0 / scale.min(1.0)).floor() + 1.0;
-            2.0 - 2.0 * start
-        }
+        } => 2.0 * (2.0 / scale.min(1.0)).ceil(),
     };
     if !(1.0..=MAX_FOLDED_ELEMENTS as f64).contains(&n) {
         bail!("scale {scale} needs {n} taps per output element, too many");
