@@ -1,6 +1,7 @@
 //! Image and spatial ops: Resize and Upsample (separable resampling through gathers of
-//! index and weight tables computed at import time), ConvTranspose (zero insertion and a
-//! convolution with the flipped kernel), GridSample and AffineGrid, CenterCropPad.
+//! index and weight tables computed at import time), ConvTranspose and Col2Im (zero insertion
+//! and a convolution with the flipped kernel), GridSample, DeformConv and RoiAlign (taps
+//! gathered at run-time coordinates), AffineGrid and CenterCropPad.
 
 use super::{NodeCx, OpResult, bail, dims_of, need_float};
 use crate::limits::{MAX_DIM, MAX_FOLDED_ELEMENTS};

@@ -1,5 +1,6 @@
-//! Neural-network ops: MatMul, Gemm, Conv (1-D and 2-D), max/average/global pooling, and
-//! the normalisations (batch in inference mode, instance, layer, group, Lp, mean-variance).
+//! Neural-network ops: MatMul, Gemm, Conv (1-D and 2-D), max/average/Lp/global pooling and
+//! MaxUnpool, and the normalisations (batch in inference mode, instance, layer, group, Lp,
+//! mean-variance).
 
 use super::{NodeCx, OpError, OpResult, axes, axis, bail, dims_of, need_float};
 use crate::limits::MAX_DIM;
