@@ -1169,7 +1169,7 @@ pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             let j = (rest % taps_per_axis as u64) as usize;
             rest /= taps_per_axis as u64;
             let (p, w) = &axes_taps[i][j];
-            let term = p.mul(stride as f64);
+            let term = p.cast(index_dtype).mul(stride as f64);
             index = Some(index.map_or(term.clone(), |s| s.add(&term)));
             weight = Some(weight.map_or(w.clone(), |s| s.mul(w)));
             stride *= sizes[i];
@@ -1177,10 +1177,7 @@ pub fn grid_sample(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         let (Some(index), Some(weight)) = (index, weight) else {
             bail!("GridSample needs a spatial axis");
         };
-        let index = index
-            .cast(index_dtype)
-            .reshape(view.clone())
-            .expand(full.clone());
+        let index = index.reshape(view.clone()).expand(full.clone());
         let y = flat_x.gather(2, &index).mul(weight.reshape(view.clone()));
         acc = Some(match acc {
             Some(a) => a.add(&y),
@@ -1413,9 +1410,9 @@ fn bilinear_at(flat: &Tensor, py: &Tensor, px: &Tensor, h: u64, w: u64) -> OpRes
         let weight = valid.where_(wy.mul(&wx), 0.0);
         let index = yi
             .clamp(0.0, h as f64 - 1.0)
-            .mul(w as f64)
-            .add(xi.clamp(0.0, w as f64 - 1.0))
             .cast(index_dtype)
+            .mul(w as f64)
+            .add(xi.clamp(0.0, w as f64 - 1.0).cast(index_dtype))
             .reshape(view.clone())
             .expand(full.clone());
         let y = flat.gather(3, &index).mul(weight.reshape(view.clone()));
@@ -1686,27 +1683,27 @@ pub fn roi_align(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let (out_y, yl, yh, ly) = at(&y0, &rh, oh, h);
     let (out_x, xl, xh, lx) = at(&x0, &rw, ow, w);
     let r = rd[0].clone();
-    let index_dtype = if h.saturating_mul(w) <= i32::MAX as u64 {
-        kiln_ir::DType::I32
-    } else {
-        kiln_ir::DType::I64
+    // Samples are gathered from the flattened X at (batch * C + channel) * H * W + y * W + x.
+    let c = known_dim(&xd, 1, "RoiAlign")?;
+    let total = xd[0]
+        .as_known()
+        .and_then(|n| n.checked_mul(c)?.checked_mul(h * w));
+    let index_dtype = match total {
+        Some(t) if t <= i32::MAX as u64 => kiln_ir::DType::I32,
+        _ => kiln_ir::DType::I64,
     };
-    // Each roi's image: [R, C, H*W].
-    let c = xd[1].clone();
-    let chw = &c * &Dim::known(h * w);
-    let picked = x
-        .reshape(Shape::new([xd[0].clone(), chw.clone()]))
-        .gather(
-            0,
-            &batch
-                .reshape(Shape::new([r.clone(), Dim::known(1)]))
-                .expand(Shape::new([r.clone(), chw])),
-        )
-        .reshape(Shape::new([r.clone(), c.clone(), Dim::known(h * w)]));
+    let flat_x = x.reshape(Shape::new([Dim::product(&xd)]));
+    let channels = cx.g.iota(index_dtype, Shape::new([1, c as usize, 1]), 1);
+    let base = batch
+        .cast(index_dtype)
+        .reshape(Shape::new([r.clone(), Dim::known(1), Dim::known(1)]))
+        .mul(c as f64)
+        .add(&channels)
+        .mul((h * w) as f64);
     let grid = |t: &Tensor, axis: i64| t.unsqueeze(axis);
     let outside = grid(&out_y, 2).logical_or(grid(&out_x, 1));
     let view = Shape::new([r.clone(), Dim::known(1), Dim::known(a * b)]);
-    let full = Shape::new([r.clone(), c.clone(), Dim::known(a * b)]);
+    let samples = Shape::new([r.clone(), Dim::known(c), Dim::known(a * b)]);
     let corners = [
         (&yl, &xl, ly.neg().add(1.0), lx.neg().add(1.0)),
         (&yl, &xh, ly.neg().add(1.0), lx.clone()),
@@ -1715,16 +1712,20 @@ pub fn roi_align(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     ];
     let mut acc: Option<Tensor> = None;
     for (yi, xi, wy, wx) in corners {
-        let index = grid(yi, 2)
+        let pos = grid(&yi.cast(index_dtype), 2)
             .mul(w as f64)
-            .add(grid(xi, 1))
-            .cast(index_dtype)
-            .reshape(view.clone())
-            .expand(full.clone());
+            .add(grid(&xi.cast(index_dtype), 1))
+            .reshape(view.clone());
+        let index = base
+            .add(&pos)
+            .reshape(Shape::new([Dim::product(samples.dims())]));
         let weight = outside
             .where_(0.0, grid(&wy, 2).mul(grid(&wx, 1)))
             .reshape(view.clone());
-        let v = picked.gather(2, &index).mul(&weight);
+        let v = flat_x
+            .gather(0, &index)
+            .reshape(samples.clone())
+            .mul(&weight);
         acc = Some(match acc {
             None => v,
             Some(p) if max => p.maximum(&v),
@@ -1736,7 +1737,7 @@ pub fn roi_align(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     };
     let binned = v.reshape(Shape::new([
         r.clone(),
-        c.clone(),
+        Dim::known(c),
         Dim::known(oh),
         Dim::known(s),
         Dim::known(ow),
