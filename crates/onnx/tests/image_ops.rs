@@ -96,6 +96,26 @@ fn resize_nearest_repeats_elements_and_linear_interpolates() {
 }
 
 #[test]
+fn resize_reads_scales_from_a_float_initializer() {
+    let mut m = ModelProto::decode(model("test_resize_upsample_scales_nearest").as_slice())
+        .expect("the model decodes");
+    let scales = kiln_onnx::proto::TensorProto {
+        name: Some("scales".into()),
+        dims: vec![4],
+        data_type: Some(1),
+        float_data: vec![1.0, 1.0, 1.0, 3.0],
+        ..Default::default()
+    };
+    m.graph.as_mut().expect("a graph").initializer.push(scales);
+    let imported = import(&m.encode_to_vec(), &ImportOptions::default()).expect("imports");
+    let mut exe = imported.compile(Backend::Interp).expect("compiles");
+    let x = f32s(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let out = exe.run(&[("X", &x)]).expect("runs");
+    let want = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4].map(f64::from);
+    assert_eq!(out[0].1.to_f64_vec(), want);
+}
+
+#[test]
 fn resize_leaves_a_symbolic_batch_axis_alone() {
     let mut m = ModelProto::decode(model("test_resize_upsample_scales_nearest").as_slice())
         .expect("the model decodes");

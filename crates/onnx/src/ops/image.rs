@@ -10,12 +10,15 @@ use kiln::{ConvOpts, Tensor};
 use kiln_ir::{Array, Data, Dim, Shape};
 
 /// Input `i`'s elements as floats, which must be known at import time (`None` if omitted or
-/// empty, as ONNX marks an unused optional input).
+/// empty, as ONNX marks an unused optional input). A float initializer, which the importer
+/// makes a parameter, counts with its value: Resize's scales and roi configure the op and are
+/// no weights.
 fn opt_floats_input(cx: &mut NodeCx<'_>, i: usize, what: &str) -> OpResult<Option<Vec<f64>>> {
+    let initial = cx.node.input.get(i).and_then(|name| cx.g.param_value(name));
     let Some(v) = cx.opt_input(i) else {
         return Ok(None);
     };
-    match v.as_array() {
+    match v.as_array().or(initial.as_ref()) {
         Some(a) if a.is_empty() => Ok(None),
         Some(a) => Ok(Some(a.to_f64_vec())),
         None => bail!(
