@@ -4,6 +4,7 @@
 
 mod attention;
 mod elementwise;
+mod image;
 mod movement;
 mod nn;
 mod quant;
@@ -41,6 +42,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Acos", elementwise::acos),
     ("Acosh", elementwise::acosh),
     ("Add", elementwise::add),
+    ("AffineGrid", image::affine_grid),
     ("And", elementwise::and),
     ("ArgMax", reduce::argmax),
     ("ArgMin", reduce::argmin),
@@ -62,15 +64,19 @@ pub const OPS: &[(&str, Importer)] = &[
     ("CausalConvWithState", attention::causal_conv_with_state),
     ("Ceil", elementwise::ceil),
     ("Celu", elementwise::celu),
+    ("CenterCropPad", image::center_crop_pad),
     ("Clip", elementwise::clip),
+    ("Col2Im", image::col2im),
     ("Concat", movement::concat),
     ("Constant", source::constant),
     ("ConstantOfShape", source::constant_of_shape),
     ("Conv", nn::conv),
     ("ConvInteger", quant::conv_integer),
+    ("ConvTranspose", image::conv_transpose),
     ("Cos", elementwise::cos),
     ("Cosh", elementwise::cosh),
     ("CumSum", reduce::cumsum),
+    ("DeformConv", image::deform_conv),
     ("DepthToSpace", movement::depth_to_space),
     ("DequantizeLinear", quant::dequantize_linear),
     ("Div", elementwise::div),
@@ -93,6 +99,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("GlobalMaxPool", nn::global_max_pool),
     ("Greater", elementwise::greater),
     ("GreaterOrEqual", elementwise::greater_or_equal),
+    ("GridSample", image::grid_sample),
     ("GroupNormalization", nn::group_norm),
     ("HardSigmoid", elementwise::hard_sigmoid),
     ("HardSwish", elementwise::hard_swish),
@@ -111,10 +118,12 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Log", elementwise::log),
     ("LogSoftmax", reduce::log_softmax),
     ("LpNormalization", nn::lp_norm),
+    ("LpPool", nn::lp_pool),
     ("MatMul", nn::matmul),
     ("MatMulInteger", quant::matmul_integer),
     ("Max", elementwise::max),
     ("MaxPool", nn::max_pool),
+    ("MaxUnpool", nn::max_unpool),
     ("Mean", elementwise::mean),
     ("MeanVarianceNormalization", nn::mean_variance_norm),
     ("Min", elementwise::min),
@@ -148,6 +157,8 @@ pub const OPS: &[(&str, Importer)] = &[
     ("ReduceSumSquare", reduce::reduce_sum_square),
     ("Relu", elementwise::relu),
     ("Reshape", movement::reshape),
+    ("Resize", image::resize),
+    ("RoiAlign", image::roi_align),
     ("RotaryEmbedding", attention::rotary_embedding),
     ("Round", elementwise::round),
     ("Scan", scan::scan),
@@ -179,6 +190,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Transpose", movement::transpose),
     ("Trilu", source::trilu),
     ("Unsqueeze", movement::unsqueeze),
+    ("Upsample", image::upsample),
     ("Where", elementwise::where_),
     ("Xor", elementwise::xor),
 ];

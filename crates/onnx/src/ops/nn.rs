@@ -1,10 +1,12 @@
-//! Neural-network ops: MatMul, Gemm, Conv (1-D and 2-D), max/average/global pooling, and
-//! the normalisations (batch in inference mode, instance, layer, group, Lp, mean-variance).
+//! Neural-network ops: MatMul, Gemm, Conv (1-D and 2-D), max/average/Lp/global pooling and
+//! MaxUnpool, and the normalisations (batch in inference mode, instance, layer, group, Lp,
+//! mean-variance).
 
 use super::{NodeCx, OpError, OpResult, axes, axis, bail, dims_of, need_float};
+use crate::limits::MAX_DIM;
 use crate::value::Value;
 use kiln::{ConvOpts, Tensor};
-use kiln_ir::{Dim, Shape, WindowOp};
+use kiln_ir::{DType, Dim, Shape, WindowOp};
 
 pub fn matmul(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let a = cx.tensor(0)?;
@@ -234,57 +236,312 @@ pub fn conv(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     Ok(vec![Value::tensor(y)])
 }
 
-fn pool(cx: &mut NodeCx<'_>, max: bool) -> OpResult<Vec<Value>> {
-    let x = cx.tensor(0)?;
-    need_float(&x, "pooling")?;
-    if cx.n_outputs() > 1 {
-        bail!("the Indices output of MaxPool is not supported");
+/// Most taps a dilated or widely padded pooling window is unrolled into.
+const MAX_POOL_TAPS: u64 = 512;
+
+/// A windowed reduction of `x`'s trailing spatial axes with the node's geometry (`fill`
+/// pads). A window with dilations, or padding as wide as the window, becomes one strided
+/// slice per tap combined elementwise.
+fn window_reduce(x: &Tensor, op: WindowOp, geo: &Geometry, fill: f64) -> OpResult<Tensor> {
+    let narrow = geo
+        .pads
+        .iter()
+        .zip(&geo.kernel)
+        .all(|(&(b, e), &k)| b < k && e < k);
+    if narrow && geo.dilations.iter().all(|&d| d == 1) {
+        return Ok(x.window(op, &geo.kernel, &geo.strides, &geo.pads));
     }
+    let (taps, _) = window_taps(x, geo, fill)?;
+    taps.into_iter()
+        .map(|(_, t)| t)
+        .reduce(|a, y| match op {
+            WindowOp::Max => a.maximum(&y),
+            WindowOp::Sum => a.add(&y),
+        })
+        .ok_or_else(|| OpError("the window is empty".into()))
+}
+
+/// The window unrolled: for each tap, its offset per spatial axis and the strided slice of
+/// the `fill`-padded `x` it reads at every output position; and the output's spatial sizes.
+#[allow(clippy::type_complexity)]
+fn window_taps(
+    x: &Tensor,
+    geo: &Geometry,
+    fill: f64,
+) -> OpResult<(Vec<(Vec<u64>, Tensor)>, Vec<u64>)> {
+    let taps = geo
+        .kernel
+        .iter()
+        .try_fold(1u64, |a, &k| a.checked_mul(k))
+        .filter(|&t| t <= MAX_POOL_TAPS);
+    let Some(taps) = taps else {
+        bail!(
+            "a dilated or widely padded window of {:?} has more than {MAX_POOL_TAPS} taps",
+            geo.kernel
+        );
+    };
     let r = x.rank();
-    if r < 3 {
+    let k = geo.kernel.len();
+    let xd = dims_of(x);
+    let mut pads = vec![(0, 0); r - k];
+    pads.extend(geo.pads.iter().copied());
+    let xp = x.pad(&pads, fill);
+    let mut outs = Vec::with_capacity(k);
+    for i in 0..k {
+        let Some(n) = xd[r - k + i].as_known() else {
+            bail!("an unrolled window needs known spatial sizes");
+        };
+        let padded = n
+            .checked_add(geo.pads[i].0)
+            .and_then(|v| v.checked_add(geo.pads[i].1))
+            .ok_or_else(|| OpError("the padding overflows".into()))?;
+        let span = span_of(geo.kernel[i], geo.dilations[i])?;
+        if padded < span {
+            bail!("the window's extent {span} exceeds the padded input {padded}");
+        }
+        outs.push((padded - span) / geo.strides[i] + 1);
+    }
+    let mut out = Vec::with_capacity(taps as usize);
+    for t in 0..taps {
+        let mut rest = t;
+        let mut offsets = vec![0; k];
+        let mut y = xp.clone();
+        for i in (0..k).rev() {
+            let off = rest % geo.kernel[i];
+            rest /= geo.kernel[i];
+            offsets[i] = off;
+            let start = off * geo.dilations[i];
+            let stop = start + (outs[i] - 1) * geo.strides[i] + 1;
+            y = y.slice(
+                (r - k + i) as i64,
+                start as i64,
+                stop as i64,
+                geo.strides[i],
+            );
+        }
+        out.push((offsets, y));
+    }
+    Ok((out, outs))
+}
+
+/// Max pooling with ONNX's Indices output: each maximum's offset in the flattened input
+/// (row-major, or column-major over the spatial axes for `storage_order` 1); the first
+/// maximum in scan order wins ties.
+fn max_pool_with_indices(cx: &NodeCx<'_>, x: &Tensor, geo: &Geometry) -> OpResult<[Tensor; 2]> {
+    let (taps, outs) = window_taps(x, geo, f64::NEG_INFINITY)?;
+    let xd = dims_of(x);
+    let k = geo.kernel.len();
+    let sizes: Vec<u64> = xd[2..]
+        .iter()
+        .map(|d| d.as_known().ok_or(()))
+        .collect::<Result<_, _>>()
+        .map_err(|()| OpError("Indices need known spatial sizes".into()))?;
+    let column_major = match cx.attr_i("storage_order", 0) {
+        0 => false,
+        1 => true,
+        o => bail!("storage_order {o} must be 0 or 1"),
+    };
+    let elements = |s: &[u64]| {
+        s.iter()
+            .try_fold(1u64, |a, &v| a.checked_mul(v))
+            .filter(|&v| v <= MAX_DIM)
+            .ok_or_else(|| OpError("the input's spatial size overflows".into()))
+    };
+    // Element strides of the spatial axes in the flattened input.
+    let strides: Vec<i64> = (0..k)
+        .map(|i| {
+            elements(if column_major {
+                &sizes[..i]
+            } else {
+                &sizes[i + 1..]
+            })
+            .map(|v| v as i64)
+        })
+        .collect::<OpResult<_>>()?;
+    let plane = elements(&sizes)?;
+    let out_shape = Shape::new(outs.iter().map(|&o| Dim::known(o)).collect::<Vec<_>>());
+    let mut base: Option<Tensor> = None;
+    for (i, &stride) in strides.iter().enumerate() {
+        let coord =
+            cx.g.iota(DType::I64, out_shape.clone(), i)
+                .mul(geo.strides[i] as f64)
+                .sub(geo.pads[i].0 as f64)
+                .mul(stride as f64);
+        base = Some(match base {
+            Some(b) => b.add(&coord),
+            None => coord,
+        });
+    }
+    let Some(base) = base else {
+        bail!("pooling needs a spatial axis");
+    };
+    let mut best: Option<(Tensor, Tensor)> = None;
+    for (offsets, y) in taps {
+        let shift: i64 = (0..k)
+            .map(|i| (offsets[i] * geo.dilations[i]) as i64 * strides[i])
+            .sum();
+        let idx = base.add(shift as f64).expand(y.shape());
+        best = Some(match best {
+            None => (y, idx),
+            Some((v, i)) => {
+                let better = y.gt(&v);
+                (better.where_(&y, &v), better.where_(&idx, &i))
+            }
+        });
+    }
+    let Some((v, i)) = best else {
+        bail!("the window is empty");
+    };
+    let mut nc = vec![xd[0].clone(), xd[1].clone()];
+    nc.extend(std::iter::repeat_n(Dim::known(1), k));
+    let channel =
+        cx.g.iota(DType::I64, Shape::new([&xd[0] * &xd[1]]), 0)
+            .reshape(Shape::new(nc))
+            .mul(plane as f64);
+    Ok([v, i.add(&channel)])
+}
+
+/// The window's geometry for a pooling node.
+fn pool_geometry(cx: &NodeCx<'_>, x: &Tensor) -> OpResult<Geometry> {
+    if x.rank() < 3 {
         bail!("pooling needs rank >= 3, got {}", x.shape());
     }
     let Some(kernel) = cx.attr_ints("kernel_shape") else {
         bail!("attribute kernel_shape is required");
     };
     let kernel = positive(kernel, "kernel_shape")?;
-    let xd = dims_of(&x);
+    let xd = dims_of(x);
     let ceil = cx.attr_i("ceil_mode", 0) != 0;
-    let geo = geometry(cx, &xd[2..], kernel, ceil)?;
-    if geo.dilations.iter().any(|&d| d != 1) {
-        bail!("dilated pooling is not supported");
-    }
-    for (i, &(b, e)) in geo.pads.iter().enumerate() {
-        if b >= geo.kernel[i] || e >= geo.kernel[i] {
-            bail!(
-                "padding {b}/{e} must be smaller than the kernel {}",
-                geo.kernel[i]
-            );
-        }
-    }
-    if max {
-        let y = x.window(WindowOp::Max, &geo.kernel, &geo.strides, &geo.pads);
-        return Ok(vec![Value::tensor(y)]);
-    }
-    let sum = x.window(WindowOp::Sum, &geo.kernel, &geo.strides, &geo.pads);
+    geometry(cx, &xd[2..], kernel, ceil)
+}
+
+/// Average pooling of `x`: the window sums over the counted elements (ONNX's
+/// `count_include_pad` counts explicit padding, never ceil_mode's extra end padding).
+fn average(cx: &NodeCx<'_>, x: &Tensor, geo: &Geometry) -> OpResult<Tensor> {
+    let sum = window_reduce(x, WindowOp::Sum, geo, 0.0)?;
     let include = cx.attr_i("count_include_pad", 0) != 0;
+    let xd = dims_of(x);
     let spatial = Shape::new(xd[2..].to_vec());
     let ones = cx.g.ones(spatial, x.dtype());
     let counts = if include {
-        // Explicit pads count; the extra end padding of ceil_mode does not.
         let explicit = &geo.explicit;
         let padded = ones.pad(explicit, 1.0);
-        let extra: Vec<(u64, u64)> = geo
-            .pads
-            .iter()
-            .zip(explicit)
-            .map(|(g, e)| (g.0 - e.0, g.1 - e.1))
-            .collect();
-        padded.window(WindowOp::Sum, &geo.kernel, &geo.strides, &extra)
+        let extra = Geometry {
+            kernel: geo.kernel.clone(),
+            strides: geo.strides.clone(),
+            dilations: geo.dilations.clone(),
+            pads: geo
+                .pads
+                .iter()
+                .zip(explicit)
+                .map(|(g, e)| (g.0 - e.0, g.1 - e.1))
+                .collect(),
+            explicit: vec![(0, 0); explicit.len()],
+        };
+        window_reduce(&padded, WindowOp::Sum, &extra, 0.0)?
     } else {
-        ones.window(WindowOp::Sum, &geo.kernel, &geo.strides, &geo.pads)
+        window_reduce(&ones, WindowOp::Sum, geo, 0.0)?
     };
-    Ok(vec![Value::tensor(sum.div(&counts))])
+    Ok(sum.div(&counts))
+}
+
+fn pool(cx: &mut NodeCx<'_>, max: bool) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "pooling")?;
+    let geo = pool_geometry(cx, &x)?;
+    if max && cx.n_outputs() > 1 {
+        let [y, i] = max_pool_with_indices(cx, &x, &geo)?;
+        return Ok(vec![Value::tensor(y), Value::tensor(i)]);
+    }
+    let y = if max {
+        window_reduce(&x, WindowOp::Max, &geo, f64::NEG_INFINITY)?
+    } else {
+        average(cx, &x, &geo)?
+    };
+    Ok(vec![Value::tensor(y)])
+}
+
+pub fn lp_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "LpPool")?;
+    let p = cx.attr_i("p", 2);
+    if !(1..=64).contains(&p) {
+        bail!("p={p} is not supported (1 to 64)");
+    }
+    let geo = pool_geometry(cx, &x)?;
+    let powered = match p {
+        1 => x.abs(),
+        2 => x.square(),
+        _ => x.abs().pow(p as f64),
+    };
+    let s = window_reduce(&powered, WindowOp::Sum, &geo, 0.0)?;
+    let y = match p {
+        1 => s,
+        2 => s.sqrt(),
+        _ => s.pow(1.0 / p as f64),
+    };
+    Ok(vec![Value::tensor(y)])
+}
+
+pub fn max_unpool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let idx = cx.tensor(1)?;
+    if !idx.dtype().is_int() || idx.shape() != x.shape() {
+        bail!(
+            "indices {} ({}) must be integers of the input's shape {}",
+            idx.shape(),
+            idx.dtype(),
+            x.shape()
+        );
+    }
+    let geo = pool_geometry(cx, &x)?;
+    let xd = dims_of(&x);
+    let mut out: Vec<Dim> = xd[..2].to_vec();
+    for (i, d) in xd[2..].iter().enumerate() {
+        let Some(n) = d.as_known() else {
+            bail!("MaxUnpool needs known spatial sizes");
+        };
+        let size = n
+            .checked_sub(1)
+            .and_then(|v| v.checked_mul(geo.strides[i]))
+            .and_then(|v| v.checked_add(geo.kernel[i]))
+            .and_then(|v| v.checked_sub(geo.explicit[i].0 + geo.explicit[i].1))
+            .filter(|&v| v > 0 && v <= MAX_DIM);
+        let Some(size) = size else {
+            bail!("the output size on spatial axis {i} is out of range");
+        };
+        out.push(Dim::known(size));
+    }
+    let total = Dim::product(&out);
+    let flat = Shape::new([Dim::product(&xd)]);
+    let mut y =
+        cx.g.zeros(Shape::new([total]), x.dtype())
+            .scatter_add(0, &idx.reshape(flat.clone()), &x.reshape(flat))
+            .reshape(Shape::new(out.clone()));
+    if cx.opt_input(2).is_some() {
+        // A larger output keeps the unpooled values at the start of each axis.
+        let shape = cx.ints_input(2, "output_shape")?;
+        if shape.len() != x.rank() {
+            bail!(
+                "output_shape {shape:?} does not fit the input {}",
+                x.shape()
+            );
+        }
+        let mut pads = vec![(0, 0); x.rank()];
+        for (a, (&want, have)) in shape.iter().zip(&out).enumerate() {
+            let extra = match have.as_known() {
+                Some(h) => u64::try_from(want).ok().and_then(|w| w.checked_sub(h)),
+                None => None,
+            };
+            match extra {
+                Some(e) if a >= 2 && e <= MAX_DIM => pads[a] = (0, e),
+                Some(0) => {}
+                _ => bail!("output_shape {shape:?} must be at least the unpooled shape {out:?}"),
+            }
+        }
+        y = y.pad(&pads, 0.0);
+    }
+    Ok(vec![Value::tensor(y)])
 }
 
 pub fn max_pool(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
