@@ -428,7 +428,9 @@ pub fn compress(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let out = if keep.is_empty() {
         x.slice(a as i64, 0, 0, 1)
     } else {
-        let idx = cx.g.constant(int_array(&[keep.len()], keep)?);
+        let at: Vec<f64> = keep.iter().map(|&i| i as f64).collect();
+        let idx =
+            cx.g.constant(Array::from_f64_cast(DType::I32, &[at.len()], &at));
         x.index_select(a as i64, &idx)
     };
     Ok(vec![Value::tensor(out)])

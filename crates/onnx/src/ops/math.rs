@@ -68,16 +68,24 @@ pub fn det(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         return Ok(vec![Value::tensor(cx.g.ones(batch, x.dtype()))]);
     }
     let g = cx.g;
-    let rows = g.iota(DType::I64, [n as usize, 1], 0);
+    let rows = g.iota(DType::I32, [n as usize, 1], 0);
     let mut a = x.clone();
     let mut det: Option<Tensor> = None;
     let n = n as i64;
     for k in 0..n {
-        let col = a.slice(-1, k, k + 1, 1).slice(-2, k, n, 1);
-        let p = col.abs().argmax(-2, true).add(k as f64);
+        // The pivot row: the first row at or below k with the largest magnitude in column k.
+        let col = rows
+            .ge(k as f64)
+            .where_(&a.slice(-1, k, k + 1, 1).abs(), -1.0);
+        let p = col
+            .eq(&col.max(-2, true))
+            .where_(&rows, n as f64)
+            .min(-2, true);
+        // NaN columns have no largest entry: keep row k.
+        let p = p.ge(n as f64).where_(k as f64, &p);
         let idx = rows.eq(k as f64).where_(
             &p,
-            &rows.eq(&p).where_(g.scalar(k as f64, DType::I64), &rows),
+            &rows.eq(&p).where_(g.scalar(k as f64, DType::I32), &rows),
         );
         a = a.gather(-2, &idx.expand(x.shape()));
         let pivot = a.slice(-2, k, k + 1, 1).slice(-1, k, k + 1, 1);

@@ -206,10 +206,11 @@ pub fn stft(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if count > MAX_FOLDED_ELEMENTS {
         bail!("{frames} frames of {frame} samples are more than the importer builds");
     }
-    let idx: Vec<i64> = (0..frames)
-        .flat_map(|f| (0..frame).map(move |j| (f * step + j) as i64))
+    let idx: Vec<f64> = (0..frames)
+        .flat_map(|f| (0..frame).map(move |j| (f * step + j) as f64))
         .collect();
-    let idx = cx.g.constant(super::int_array(&[count as usize], idx)?);
+    let idx =
+        cx.g.constant(Array::from_f64_cast(DType::I32, &[count as usize], &idx));
     let d = dims_of(&x);
     let mut t = x.index_select(1, &idx).reshape(Shape::new([
         d[0].clone(),
