@@ -158,8 +158,8 @@ fn scatter_reduce_last(
     // for a maximum, the largest for a minimum.
     let reduced = match red {
         Reduction::Mul => onehot.where_(&spread, 1.0).prod(-1, false),
-        Reduction::Max => onehot.where_(&spread, &upd.min(all, false)).max(-1, false),
-        _ => onehot.where_(&spread, &upd.max(all, false)).min(-1, false),
+        Reduction::Max => onehot.where_(&spread, upd.min(all, false)).max(-1, false),
+        _ => onehot.where_(&spread, upd.max(all, false)).min(-1, false),
     };
     let hit = onehot.cast(DType::I32).max(-1, false);
     let mut pads = vec![(0u64, 0u64); r];
@@ -244,7 +244,7 @@ pub fn scatter_nd(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 .reshape([m as usize, 1])
                 .expand([m as usize, cols as usize]);
             let u = if red == Reduction::None {
-                u.sub(&flat.gather(0, &at))
+                u.sub(flat.gather(0, &at))
             } else {
                 u
             };
@@ -302,7 +302,7 @@ pub fn tensor_scatter(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if circular {
         src = src.rem(mx);
     }
-    let valid = src.ge(0.0).logical_and(&src.lt(s));
+    let valid = src.ge(0.0).logical_and(src.lt(s));
     let src = valid.where_(&src, 0.0).expand(past.shape());
     let upd = if ud[a] == 0 {
         return Ok(vec![Value::tensor(past)]);
@@ -339,7 +339,7 @@ pub fn reverse_sequence(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let mut tview = vec![1usize; r];
     tview[ta] = t as usize;
     let pos = cx.g.iota(DType::I64, tview, ta);
-    let src = pos.lt(&len).where_(&len.sub(1.0).sub(&pos), &pos);
+    let src = pos.lt(&len).where_(len.sub(1.0).sub(&pos), &pos);
     Ok(vec![Value::tensor(
         x.gather(ta as i64, &src.expand(x.shape())),
     )])
@@ -373,14 +373,14 @@ pub fn top_k(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let before = if largest { xj.gt(&xi) } else { xj.lt(&xi) };
     let earlier = g
         .iota(DType::I64, [n, n], 1)
-        .lt(&g.iota(DType::I64, [n, n], 0));
+        .lt(g.iota(DType::I64, [n, n], 0));
     let rank = before
-        .logical_or(&xj.eq(&xi).logical_and(&earlier))
+        .logical_or(xj.eq(&xi).logical_and(&earlier))
         .cast(DType::I64)
         .sum(-1, false);
-    let slot = rank.unsqueeze(-1).eq(&g.iota(DType::I64, [n, k], 1));
+    let slot = rank.unsqueeze(-1).eq(g.iota(DType::I64, [n, k], 1));
     let idx = slot
-        .where_(&g.iota(DType::I64, [n, k], 0), 0.0)
+        .where_(g.iota(DType::I64, [n, k], 0), 0.0)
         .sum(-2, false);
     let values = t.gather(-1, &idx);
     Ok(vec![

@@ -39,7 +39,7 @@ pub fn cumprod(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     }
     let mut step = 1;
     while step < n {
-        t = t.mul(&shifted(&t, step as u64));
+        t = t.mul(shifted(&t, step as u64));
         step *= 2;
     }
     if reverse {
@@ -76,16 +76,16 @@ pub fn det(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         // The pivot row: the first row at or below k with the largest magnitude in column k.
         let col = rows
             .ge(k as f64)
-            .where_(&a.slice(-1, k, k + 1, 1).abs(), -1.0);
+            .where_(a.slice(-1, k, k + 1, 1).abs(), -1.0);
         let p = col
-            .eq(&col.max(-2, true))
+            .eq(col.max(-2, true))
             .where_(&rows, n as f64)
             .min(-2, true);
         // NaN columns have no largest entry: keep row k.
         let p = p.ge(n as f64).where_(k as f64, &p);
         let idx = rows.eq(k as f64).where_(
             &p,
-            &rows.eq(&p).where_(g.scalar(k as f64, DType::I32), &rows),
+            rows.eq(&p).where_(g.scalar(k as f64, DType::I32), &rows),
         );
         a = a.gather(-2, &idx.expand(x.shape()));
         let pivot = a.slice(-2, k, k + 1, 1).slice(-1, k, k + 1, 1);
@@ -99,7 +99,7 @@ pub fn det(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             let below = a.slice(-2, k + 1, n, 1);
             let f = below.slice(-1, k, k + 1, 1).div(&pivot);
             let f = pivot.eq(0.0).where_(0.0, &f);
-            let below = below.sub(&f.mul(&a.slice(-2, k, k + 1, 1)));
+            let below = below.sub(f.mul(a.slice(-2, k, k + 1, 1)));
             a = Tensor::cat(&[&a.slice(-2, 0, k + 1, 1), &below], -2);
         }
     }

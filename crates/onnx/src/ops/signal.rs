@@ -222,7 +222,7 @@ pub fn stft(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         if w.rank() != 1 || w.shape().dims()[0].as_known() != Some(frame) {
             bail!("the window {} must be [{frame}]", w.shape());
         }
-        t = t.mul(&w.cast(x.dtype()).reshape([1usize, 1, frame as usize, 1]));
+        t = t.mul(w.cast(x.dtype()).reshape([1usize, 1, frame as usize, 1]));
     }
     let onesided = cx.attr_i("onesided", 1) != 0;
     Ok(vec![Value::tensor(dft_along(
@@ -275,7 +275,7 @@ pub fn mel_weight_matrix(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         bail!("upper_edge_hertz (input 4) is required");
     };
     let dtype = output_dtype(cx)?;
-    if !(rate > 0.0) || !lo.is_finite() || !hi.is_finite() {
+    if rate.is_nan() || rate <= 0.0 || !lo.is_finite() || !hi.is_finite() {
         bail!("sample_rate {rate} must be positive and the edges {lo}, {hi} finite");
     }
     let bins = (len / 2 + 1) as usize;
