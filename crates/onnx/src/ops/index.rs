@@ -11,6 +11,8 @@ use kiln_ir::{Array, DType, Dim, Shape};
 
 /// Largest axis `TopK` ranks: the rank is a comparison count over all pairs, `n²` per row.
 const MAX_TOPK_AXIS: u64 = 4096;
+/// Most box pairs `NonMaxSuppression` compares while folding.
+const MAX_NMS_WORK: u64 = 1 << 28;
 /// Largest one-hot selection matrix the max/min/mul scatters build (`data rows × updates`).
 const MAX_SCATTER_PAIRS: u64 = 1 << 26;
 
@@ -392,6 +394,10 @@ pub fn top_k(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 /// The known elements of input `i`, or the "must be known" error for a value-dependent op.
 fn known_input(cx: &mut NodeCx<'_>, i: usize, what: &str) -> OpResult<Array> {
     match cx.input(i)?.as_array() {
+        Some(a) if a.len() as u64 > MAX_FOLDED_ELEMENTS => bail!(
+            "{what} (input {i}) has {} elements, more than the {MAX_FOLDED_ELEMENTS} the importer folds",
+            a.len()
+        ),
         Some(a) => Ok(a.clone()),
         None => bail!(
             "{what} (input {i}) must be known when importing: the output's shape depends on its values"
@@ -599,6 +605,10 @@ pub fn non_max_suppression(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         bail!("boxes {bs:?} must be [batch, boxes, 4] and scores {ss:?} [batch, classes, boxes]");
     }
     let (nb, nc, nbox) = (bs[0], ss[1], bs[1]);
+    let work = (nb * nc) as u64 * nbox as u64 * (nbox as f64).min(max_out) as u64;
+    if work > MAX_NMS_WORK {
+        bail!("{nb}x{nc} classes of {nbox} boxes are more than the importer suppresses (at most {MAX_NMS_WORK} box pairs)");
+    }
     let bv = boxes.to_f64_vec();
     let sv = scores.to_f64_vec();
     let mut out = Vec::new();

@@ -309,8 +309,10 @@ pub fn einsum(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         width = width.max(ell);
     }
     let mut ops = Vec::with_capacity(ts.len());
+    let mut given = Vec::with_capacity(ts.len());
     for (s, t) in terms.iter().zip(&ts) {
         let (labels, _) = parse_term(s, Some(t.rank()), width)?;
+        given.push(labels.clone());
         let mut term = Term {
             t: t.clone(),
             labels,
@@ -328,9 +330,10 @@ pub fn einsum(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let output: Vec<u32> = match rhs {
         Some(r) => parse_term(r, None, width)?.0,
         None => {
-            let mut once: Vec<u32> = ops
+            let mut once: Vec<u32> = given
                 .iter()
-                .flat_map(|o| o.labels.iter().copied())
+                .flatten()
+                .copied()
                 .filter(|&l| l < ELLIPSIS)
                 .collect();
             once.sort_unstable();
