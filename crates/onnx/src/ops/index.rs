@@ -607,7 +607,9 @@ pub fn non_max_suppression(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let (nb, nc, nbox) = (bs[0], ss[1], bs[1]);
     let work = (nb * nc) as u64 * nbox as u64 * (nbox as f64).min(max_out) as u64;
     if work > MAX_NMS_WORK {
-        bail!("{nb}x{nc} classes of {nbox} boxes are more than the importer suppresses (at most {MAX_NMS_WORK} box pairs)");
+        bail!(
+            "{nb}x{nc} classes of {nbox} boxes are more than the importer suppresses (at most {MAX_NMS_WORK} box pairs)"
+        );
     }
     let bv = boxes.to_f64_vec();
     let sv = scores.to_f64_vec();

@@ -10,6 +10,7 @@ mod nn;
 mod reduce;
 mod signal;
 mod source;
+mod text;
 
 use crate::proto::{AttributeProto, NodeProto, TensorProto};
 use crate::value::Value;
@@ -167,6 +168,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Tan", elementwise::tan),
     ("Tanh", elementwise::tanh),
     ("TensorScatter", index::tensor_scatter),
+    ("TfIdfVectorizer", text::tfidf_vectorizer),
     ("ThresholdedRelu", elementwise::thresholded_relu),
     ("Tile", movement::tile),
     ("TopK", index::top_k),
