@@ -140,8 +140,8 @@ pub fn tfidf_vectorizer(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let y = match (mode.as_str(), weights.is_empty()) {
         ("TF", _) | ("TFIDF", true) => y,
         ("IDF", true) => y.gt(0.0).cast(DType::F32),
-        ("IDF", false) => y.gt(0.0).where_(&w(), 0.0),
-        _ => y.mul(&w()),
+        ("IDF", false) => y.gt(0.0).where_(w(), 0.0),
+        _ => y.mul(w()),
     };
     let y = if one_d { y.squeeze(0) } else { y };
     Ok(vec![Value::tensor(y)])
