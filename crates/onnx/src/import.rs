@@ -203,13 +203,17 @@ fn import_node(
         message: one_line(&message),
     };
     let domain = node.domain.as_deref().unwrap_or("");
-    if !matches!(domain, "" | "ai.onnx") {
-        return Err(fail(format!(
-            "domain `{domain}` is not supported (only ai.onnx)"
-        )));
-    }
     let op_type = node.op_type.as_deref().unwrap_or("");
-    let Some(importer) = ops::lookup(op_type) else {
+    let found = match domain {
+        "" | "ai.onnx" => ops::lookup(op_type),
+        "ai.onnx.preview.training" => ops::lookup_training(op_type),
+        _ => {
+            return Err(fail(format!(
+                "domain `{domain}` is not supported (only ai.onnx and ai.onnx.preview.training)"
+            )));
+        }
+    };
+    let Some(importer) = found else {
         return Err(OnnxError::UnsupportedOp {
             node: at(),
             supported: ops::supported_list(),

@@ -11,6 +11,7 @@ mod reduce;
 mod signal;
 mod source;
 mod text;
+mod training;
 
 use crate::proto::{AttributeProto, NodeProto, TensorProto};
 use crate::value::Value;
@@ -185,6 +186,14 @@ pub fn lookup(op_type: &str) -> Option<Importer> {
     OPS.binary_search_by(|(name, _)| name.cmp(&op_type))
         .ok()
         .map(|i| OPS[i].1)
+}
+
+/// The importer of an op type of the `ai.onnx.preview.training` domain.
+pub fn lookup_training(op_type: &str) -> Option<Importer> {
+    training::TRAINING_OPS
+        .binary_search_by(|(name, _)| name.cmp(&op_type))
+        .ok()
+        .map(|i| training::TRAINING_OPS[i].1)
 }
 
 /// The supported op types, comma separated.
