@@ -54,6 +54,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("BlackmanWindow", signal::blackman_window),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    ("CausalConvWithState", signal::causal_conv_with_state),
     ("Ceil", elementwise::ceil),
     ("Celu", elementwise::celu),
     ("Clip", elementwise::clip),

@@ -316,3 +316,79 @@ pub fn mel_weight_matrix(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         &out,
     ))])
 }
+
+/// Largest kernel `CausalConvWithState` unrolls (one multiply-add per tap).
+const MAX_CAUSAL_TAPS: u64 = 1024;
+
+/// Depthwise causal 1-D convolution of `[batch, channels, length]` with a `[channels, 1, k]`
+/// kernel, the `k - 1` previous samples taken from `past_state` (zeros when absent): one
+/// multiply-add per tap, an optional SiLU, and the last `k - 1` samples as the new state.
+pub fn causal_conv_with_state(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    let w = cx.tensor(1)?;
+    need_float(&x, "CausalConvWithState")?;
+    let silu = match cx.attr_s("activation", "none").as_str() {
+        "none" => false,
+        "silu" | "swish" => true,
+        other => bail!("activation {other:?} is not none, silu or swish"),
+    };
+    let (xd, wd) = (dims_of(&x), dims_of(&w));
+    if x.rank() != 3 || w.rank() != 3 || wd[0] != xd[1] || !wd[1].is_one() {
+        bail!(
+            "needs a [batch, channels, length] input and a [channels, 1, k] weight, got {} and {}",
+            x.shape(),
+            w.shape()
+        );
+    }
+    let k = match wd[2].as_known() {
+        Some(k) if (1..=MAX_CAUSAL_TAPS).contains(&k) => k,
+        _ => bail!(
+            "the kernel size {} must be known and in 1..={MAX_CAUSAL_TAPS}",
+            wd[2]
+        ),
+    };
+    let Some(len) = xd[2].as_known() else {
+        bail!("the length of {} is symbolic", x.shape());
+    };
+    let state_shape = Shape::new([xd[0].clone(), xd[1].clone(), Dim::known(k - 1)]);
+    let past = match cx.opt_input(3) {
+        Some(_) => {
+            let p = cx.tensor(3)?;
+            if p.shape() != state_shape {
+                bail!("past_state {} must be {state_shape}", p.shape());
+            }
+            p.cast(x.dtype())
+        }
+        None => cx.g.zeros(state_shape, x.dtype()),
+    };
+    let padded = Tensor::cat(&[&past, &x], 2);
+    let w = w
+        .cast(x.dtype())
+        .reshape(Shape::new([xd[1].clone(), Dim::known(k)]));
+    let mut y: Option<Tensor> = None;
+    for j in 0..k as i64 {
+        let tap = w.slice(1, j, j + 1, 1);
+        let term = padded.slice(2, j, j + len as i64, 1).mul(&tap);
+        y = Some(match y {
+            Some(s) => s.add(&term),
+            None => term,
+        });
+    }
+    let mut y = y.unwrap_or_else(|| x.zeros_like());
+    if cx.opt_input(2).is_some() {
+        let b = cx.tensor(2)?;
+        if b.rank() != 1 || b.shape().dims()[0] != xd[1] {
+            bail!("bias {} must be [channels]", b.shape());
+        }
+        y = y.add(
+            &b.cast(x.dtype())
+                .reshape(Shape::new([xd[1].clone(), Dim::known(1)])),
+        );
+    }
+    if silu {
+        y = y.mul(&y.sigmoid());
+    }
+    let total = (len + k - 1) as i64;
+    let state = padded.slice(2, total - (k as i64 - 1), total, 1);
+    Ok(vec![Value::tensor(y), Value::tensor(state)])
+}
