@@ -204,16 +204,7 @@ fn import_node(
     };
     let domain = node.domain.as_deref().unwrap_or("");
     let op_type = node.op_type.as_deref().unwrap_or("");
-    let found = match domain {
-        "" | "ai.onnx" => ops::lookup(op_type),
-        "ai.onnx.preview.training" => ops::lookup_training(op_type),
-        _ => {
-            return Err(fail(format!(
-                "domain `{domain}` is not supported (only ai.onnx and ai.onnx.preview.training)"
-            )));
-        }
-    };
-    let Some(importer) = found else {
+    let Some(importer) = ops::lookup_in(domain, op_type).map_err(fail)? else {
         return Err(OnnxError::UnsupportedOp {
             node: at(),
             supported: ops::supported_list(),

@@ -5,6 +5,7 @@
 mod elementwise;
 mod index;
 mod math;
+mod ml;
 mod movement;
 mod nn;
 mod reduce;
@@ -189,12 +190,23 @@ pub fn lookup(op_type: &str) -> Option<Importer> {
         .map(|i| OPS[i].1)
 }
 
-/// The importer of an op type of the `ai.onnx.preview.training` domain.
-pub fn lookup_training(op_type: &str) -> Option<Importer> {
-    training::TRAINING_OPS
+/// The importer of an op type of another domain kiln imports (`ai.onnx.ml`,
+/// `ai.onnx.preview.training`); `None` for an unsupported op, `Err` for an unsupported domain.
+pub fn lookup_in(domain: &str, op_type: &str) -> Result<Option<Importer>, String> {
+    let table = match domain {
+        "" | "ai.onnx" => return Ok(lookup(op_type)),
+        "ai.onnx.ml" => ml::ML_OPS,
+        "ai.onnx.preview.training" => training::TRAINING_OPS,
+        _ => {
+            return Err(format!(
+                "domain `{domain}` is not supported (only ai.onnx, ai.onnx.ml and ai.onnx.preview.training)"
+            ));
+        }
+    };
+    Ok(table
         .binary_search_by(|(name, _)| name.cmp(&op_type))
         .ok()
-        .map(|i| training::TRAINING_OPS[i].1)
+        .map(|i| table[i].1))
 }
 
 /// The supported op types, comma separated.
@@ -406,5 +418,10 @@ mod tests {
             assert!(lookup(name).is_some(), "{name}");
         }
         assert!(lookup("NoSuchOp").is_none());
+        for table in [ml::ML_OPS, training::TRAINING_OPS] {
+            assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+        assert!(lookup_in("ai.onnx.ml", "Binarizer").is_ok_and(|i| i.is_some()));
+        assert!(lookup_in("com.example", "Binarizer").is_err());
     }
 }

@@ -381,12 +381,12 @@ pub fn causal_conv_with_state(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             bail!("bias {} must be [channels]", b.shape());
         }
         y = y.add(
-            &b.cast(x.dtype())
+            b.cast(x.dtype())
                 .reshape(Shape::new([xd[1].clone(), Dim::known(1)])),
         );
     }
     if silu {
-        y = y.mul(&y.sigmoid());
+        y = y.mul(y.sigmoid());
     }
     let total = (len + k - 1) as i64;
     let state = padded.slice(2, total - (k as i64 - 1), total, 1);
