@@ -1,11 +1,11 @@
 //! Composite math: Einsum (diagonals, sums, then pairwise batched matmuls), Det (Gaussian
 //! elimination with partial pivoting, unrolled for a static size) and CumProd (a log-step
-//! scan).
+//! scan), and the small elementwise composites Swish and LRN.
 
 use super::{NodeCx, OpResult, axis, bail, dims_of, need_float};
 use crate::value::Value;
 use kiln::Tensor;
-use kiln_ir::{DType, Dim, Shape};
+use kiln_ir::{DType, Dim, Shape, WindowOp};
 
 /// Largest matrix size `Det` unrolls (the graph grows linearly with it).
 const MAX_DET_SIZE: u64 = 128;
@@ -377,4 +377,41 @@ pub fn einsum(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         .map(|l| acc.labels.iter().position(|x| x == l).unwrap_or(0) as i64)
         .collect();
     Ok(vec![Value::tensor(acc.t.permute(perm))])
+}
+
+pub fn swish(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "Swish")?;
+    let alpha = cx.attr_f("alpha", 1.0);
+    Ok(vec![Value::tensor(x.mul(&x.mul(alpha).sigmoid()))])
+}
+
+/// Largest window `LRN` sums over.
+const MAX_LRN_SIZE: i64 = 1 << 16;
+
+/// Local response normalization across channels: `x / (bias + alpha/size · Σ x²)^beta`,
+/// the sum over a window of `size` channels (a window-sum over the channel axis moved last).
+pub fn lrn(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    let x = cx.tensor(0)?;
+    need_float(&x, "LRN")?;
+    let size = cx.attr_i("size", 0);
+    if !(1..=MAX_LRN_SIZE).contains(&size) || x.rank() < 2 {
+        bail!(
+            "needs a [N, C, ...] input and size in 1..={MAX_LRN_SIZE}, got {} and {size}",
+            x.shape()
+        );
+    }
+    let (alpha, beta, bias) = (
+        cx.attr_f("alpha", 1e-4),
+        cx.attr_f("beta", 0.75),
+        cx.attr_f("bias", 1.0),
+    );
+    let lo = ((size - 1) / 2) as u64;
+    let hi = (size - 1) as u64 - lo;
+    let sq = x.square().transpose(1, -1);
+    let sums = sq
+        .window(WindowOp::Sum, &[size as u64], &[1], &[(lo, hi)])
+        .transpose(1, -1);
+    let scale = sums.mul(alpha / size as f64).add(bias).pow(beta);
+    Ok(vec![Value::tensor(x.div(&scale))])
 }
