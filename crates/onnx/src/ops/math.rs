@@ -383,7 +383,7 @@ pub fn swish(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let x = cx.tensor(0)?;
     need_float(&x, "Swish")?;
     let alpha = cx.attr_f("alpha", 1.0);
-    Ok(vec![Value::tensor(x.mul(&x.mul(alpha).sigmoid()))])
+    Ok(vec![Value::tensor(x.mul(x.mul(alpha).sigmoid()))])
 }
 
 /// Largest window `LRN` sums over.
