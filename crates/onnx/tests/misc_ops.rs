@@ -134,6 +134,24 @@ fn topk_breaks_ties_by_the_lower_index_and_refuses_k_past_the_axis() {
 }
 
 #[test]
+fn topk_ranks_or_picks_in_rounds_by_size_and_bounds_long_axes() {
+    // k 20 of 25 takes the rank path, k 20 of 5000 the rounds path; both sort with ties
+    // to the lower index.
+    for n in [25usize, 5000] {
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7) % 10) as f32).collect();
+        let x = f32s(&[1, n], &v);
+        let out = run("TopK", &[Some(x), Some(i64s(&[1], &[20]))], vec![], 2).unwrap();
+        let mut want: Vec<usize> = (0..n).collect();
+        want.sort_by(|&p, &q| v[q].total_cmp(&v[p]).then(p.cmp(&q)));
+        let want: Vec<i64> = want[..20].iter().map(|&i| i as i64).collect();
+        assert_eq!(out[1].to_i64_vec(), want, "n {n}");
+    }
+    let x = f32s(&[5000], &vec![0.0; 5000]);
+    let e = run("TopK", &[Some(x), Some(i64s(&[1], &[300]))], vec![], 2).unwrap_err();
+    assert!(e.contains("up to 256"), "{e}");
+}
+
+#[test]
 fn dft_matches_the_transform_and_refuses_lengths_past_the_folding_limit() {
     let x = f32s(&[1, 4, 1], &[1.0, 2.0, 3.0, 4.0]);
     let out = run("DFT", &[Some(x.clone())], vec![], 1).unwrap();

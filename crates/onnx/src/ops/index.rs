@@ -11,6 +11,10 @@ use kiln_ir::{Array, DType, Dim, Shape};
 
 /// Largest axis `TopK` ranks: the rank is a comparison count over all pairs, `n²` per row.
 const MAX_TOPK_AXIS: u64 = 4096;
+/// `k` up to which `TopK` picks in rounds (`k` passes of `O(n)`) rather than by rank.
+const TOPK_ROUNDS_CHEAP: usize = 16;
+/// Largest `k` `TopK` picks in rounds on an axis too long to rank.
+const MAX_TOPK_ROUNDS: usize = 256;
 /// Most box pairs `NonMaxSuppression` compares while folding.
 const MAX_NMS_WORK: u64 = 1 << 28;
 /// Largest one-hot selection matrix the max/min/mul scatters build (`data rows × updates`).
@@ -361,16 +365,33 @@ pub fn top_k(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let Some(n) = x.shape().dims()[a].as_known() else {
         bail!("TopK needs a known axis size, got {}", x.shape());
     };
-    if n > MAX_TOPK_AXIS {
-        bail!("TopK ranks axes of up to {MAX_TOPK_AXIS} elements, got {n}");
-    }
     if k < 0 || k as u64 > n {
         bail!("k {k} is outside 0..={n}");
     }
     let largest = cx.attr_i("largest", 1) != 0;
     let (n, k) = (n as usize, k as usize);
-    let g = cx.g;
     let t = x.transpose(a as i64, -1);
+    let idx = if k <= TOPK_ROUNDS_CHEAP || (n as u64 > MAX_TOPK_AXIS && k <= MAX_TOPK_ROUNDS) {
+        top_k_rounds(&t, n, k, largest)
+    } else if n as u64 <= MAX_TOPK_AXIS {
+        top_k_ranks(&t, n, k, largest)
+    } else {
+        bail!(
+            "TopK selects up to {MAX_TOPK_ROUNDS} elements of an axis above {MAX_TOPK_AXIS} elements, got k {k} of {n}"
+        );
+    };
+    let values = t.gather(-1, &idx);
+    Ok(vec![
+        Value::tensor(values.transpose(a as i64, -1)),
+        Value::tensor(idx.transpose(a as i64, -1)),
+    ])
+}
+
+/// The indices of the `k` best of `t`'s last axis (`n` elements) by rank: each element's
+/// rank is the count of better elements plus equal earlier ones (`n²` comparisons per row),
+/// and a one-hot of the ranks below `k` picks the indices.
+fn top_k_ranks(t: &Tensor, n: usize, k: usize, largest: bool) -> Tensor {
+    let g = t.graph();
     let (xi, xj) = (t.unsqueeze(-1), t.unsqueeze(-2));
     let before = if largest { xj.gt(&xi) } else { xj.lt(&xi) };
     let earlier = g
@@ -381,14 +402,42 @@ pub fn top_k(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         .cast(DType::I64)
         .sum(-1, false);
     let slot = rank.unsqueeze(-1).eq(g.iota(DType::I64, [n, k], 1));
-    let idx = slot
-        .where_(g.iota(DType::I64, [n, k], 0), 0.0)
-        .sum(-2, false);
-    let values = t.gather(-1, &idx);
-    Ok(vec![
-        Value::tensor(values.transpose(a as i64, -1)),
-        Value::tensor(idx.transpose(a as i64, -1)),
-    ])
+    slot.where_(g.iota(DType::I64, [n, k], 0), 0.0)
+        .sum(-2, false)
+}
+
+/// The indices of the `k` best of `t`'s last axis (`n` elements) in `k` rounds of `O(n)`:
+/// each round takes the first not-yet-taken element equal to the best remaining value.
+fn top_k_rounds(t: &Tensor, n: usize, k: usize, largest: bool) -> Tensor {
+    let g = t.graph();
+    let pos = g.iota(DType::I32, [n], 0);
+    let worst = if largest {
+        t.min(-1, true)
+    } else {
+        t.max(-1, true)
+    };
+    let mut taken = g.full(t.shape(), 0.0, DType::Bool);
+    let mut picks = Vec::with_capacity(k);
+    for _ in 0..k {
+        let left = taken.where_(&worst, t);
+        let best = if largest {
+            left.max(-1, true)
+        } else {
+            left.min(-1, true)
+        };
+        let candidate = t.eq(&best).logical_and(taken.logical_not());
+        let i = candidate
+            .where_(&pos, n as f64)
+            .min(-1, true)
+            .minimum((n - 1) as f64);
+        taken = taken.logical_or(pos.eq(&i));
+        picks.push(i);
+    }
+    if picks.is_empty() {
+        return t.slice(-1, 0, 0, 1).cast(DType::I64);
+    }
+    let refs: Vec<&Tensor> = picks.iter().collect();
+    Tensor::cat(&refs, -1).cast(DType::I64)
 }
 
 /// The known elements of input `i`, or the "must be known" error for a value-dependent op.
