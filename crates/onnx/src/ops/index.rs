@@ -310,11 +310,9 @@ pub fn tensor_scatter(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     }
     let valid = src.ge(0.0).logical_and(src.lt(s));
     let src = valid.where_(&src, 0.0).expand(past.shape());
-    let upd = if ud[a] == 0 {
+    if ud[a] == 0 {
         return Ok(vec![Value::tensor(past)]);
-    } else {
-        upd
-    };
+    }
     let taken = upd.gather(a as i64, &src);
     Ok(vec![Value::tensor(valid.where_(&taken, &past))])
 }
