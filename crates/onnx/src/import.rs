@@ -269,23 +269,11 @@ fn import_node(
     };
     let domain = node.domain.as_deref().unwrap_or("");
     let op_type = node.op_type.as_deref().unwrap_or("");
-    let importer = match domain {
-        "" | "ai.onnx" => ops::lookup(op_type).ok_or_else(|| OnnxError::UnsupportedOp {
+    let Some(importer) = ops::lookup_in(domain, op_type).map_err(fail)? else {
+        return Err(OnnxError::UnsupportedOp {
             node: at(),
-            supported: ops::supported_list(),
-        })?,
-        "ai.onnx.preview" => ops::lookup_preview(op_type).ok_or_else(|| {
-            fail(format!(
-                "op type `{}` of domain ai.onnx.preview is not supported (only {})",
-                one_line(op_type),
-                ops::supported_preview_list()
-            ))
-        })?,
-        _ => {
-            return Err(fail(format!(
-                "domain `{domain}` is not supported (only ai.onnx and ai.onnx.preview)"
-            )));
-        }
+            supported: ops::supported_list(domain),
+        });
     };
     let mut inputs = Vec::with_capacity(node.input.len());
     for name in &node.input {

@@ -5,13 +5,19 @@
 mod attention;
 mod elementwise;
 mod image;
+mod index;
+mod math;
+mod ml;
 mod movement;
 mod nn;
 mod quant;
 mod reduce;
 mod rnn;
 mod scan;
+mod signal;
 mod source;
+mod text;
+mod training;
 
 use crate::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::value::Value;
@@ -59,6 +65,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("BitwiseNot", elementwise::bitwise_not),
     ("BitwiseOr", elementwise::bitwise_or),
     ("BitwiseXor", elementwise::bitwise_xor),
+    ("BlackmanWindow", signal::blackman_window),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
     ("CausalConvWithState", attention::causal_conv_with_state),
@@ -67,6 +74,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("CenterCropPad", image::center_crop_pad),
     ("Clip", elementwise::clip),
     ("Col2Im", image::col2im),
+    ("Compress", index::compress),
     ("Concat", movement::concat),
     ("Constant", source::constant),
     ("ConstantOfShape", source::constant_of_shape),
@@ -75,13 +83,17 @@ pub const OPS: &[(&str, Importer)] = &[
     ("ConvTranspose", image::conv_transpose),
     ("Cos", elementwise::cos),
     ("Cosh", elementwise::cosh),
+    ("CumProd", math::cumprod),
     ("CumSum", reduce::cumsum),
+    ("DFT", signal::dft),
     ("DeformConv", image::deform_conv),
     ("DepthToSpace", movement::depth_to_space),
     ("DequantizeLinear", quant::dequantize_linear),
+    ("Det", math::det),
     ("Div", elementwise::div),
     ("Dropout", elementwise::dropout),
     ("DynamicQuantizeLinear", quant::dynamic_quantize_linear),
+    ("Einsum", math::einsum),
     ("Elu", elementwise::elu),
     ("Equal", elementwise::equal),
     ("Erf", elementwise::erf),
@@ -93,6 +105,7 @@ pub const OPS: &[(&str, Importer)] = &[
     ("GRU", rnn::gru),
     ("Gather", movement::gather),
     ("GatherElements", movement::gather_elements),
+    ("GatherND", index::gather_nd),
     ("Gelu", elementwise::gelu),
     ("Gemm", nn::gemm),
     ("GlobalAveragePool", nn::global_average_pool),
@@ -101,6 +114,8 @@ pub const OPS: &[(&str, Importer)] = &[
     ("GreaterOrEqual", elementwise::greater_or_equal),
     ("GridSample", image::grid_sample),
     ("GroupNormalization", nn::group_norm),
+    ("HammingWindow", signal::hamming_window),
+    ("HannWindow", signal::hann_window),
     ("HardSigmoid", elementwise::hard_sigmoid),
     ("HardSwish", elementwise::hard_swish),
     ("Hardmax", reduce::hardmax),
@@ -126,12 +141,15 @@ pub const OPS: &[(&str, Importer)] = &[
     ("MaxUnpool", nn::max_unpool),
     ("Mean", elementwise::mean),
     ("MeanVarianceNormalization", nn::mean_variance_norm),
+    ("MelWeightMatrix", signal::mel_weight_matrix),
     ("Min", elementwise::min),
     ("Mish", elementwise::mish),
     ("Mod", elementwise::modulo),
     ("Mul", elementwise::mul),
     ("Neg", elementwise::neg),
     ("NegativeLogLikelihoodLoss", nn::nll_loss),
+    ("NonMaxSuppression", index::non_max_suppression),
+    ("NonZero", index::non_zero),
     ("Not", elementwise::not),
     ("OneHot", source::one_hot),
     ("Or", elementwise::or),
@@ -158,11 +176,15 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Relu", elementwise::relu),
     ("Reshape", movement::reshape),
     ("Resize", image::resize),
+    ("ReverseSequence", index::reverse_sequence),
     ("RoiAlign", image::roi_align),
     ("RotaryEmbedding", attention::rotary_embedding),
     ("Round", elementwise::round),
+    ("STFT", signal::stft),
     ("Scan", scan::scan),
+    ("Scatter", movement::scatter_elements),
     ("ScatterElements", movement::scatter_elements),
+    ("ScatterND", index::scatter_nd),
     ("Selu", elementwise::selu),
     ("Shape", source::shape),
     ("Shrink", elementwise::shrink),
@@ -185,10 +207,14 @@ pub const OPS: &[(&str, Importer)] = &[
     ("Swish", elementwise::swish),
     ("Tan", elementwise::tan),
     ("Tanh", elementwise::tanh),
+    ("TensorScatter", index::tensor_scatter),
+    ("TfIdfVectorizer", text::tfidf_vectorizer),
     ("ThresholdedRelu", elementwise::thresholded_relu),
     ("Tile", movement::tile),
+    ("TopK", index::top_k),
     ("Transpose", movement::transpose),
     ("Trilu", source::trilu),
+    ("Unique", index::unique),
     ("Unsqueeze", movement::unsqueeze),
     ("Upsample", image::upsample),
     ("Where", elementwise::where_),
@@ -198,23 +224,6 @@ pub const OPS: &[(&str, Importer)] = &[
 /// The ONNX op types of the `ai.onnx.preview` domain kiln imports, sorted by name.
 pub const PREVIEW_OPS: &[(&str, Importer)] = &[("FlexAttention", attention::flex_attention)];
 
-/// The importer of an op type of the `ai.onnx.preview` domain.
-pub fn lookup_preview(op_type: &str) -> Option<Importer> {
-    PREVIEW_OPS
-        .binary_search_by(|(name, _)| name.cmp(&op_type))
-        .ok()
-        .map(|i| PREVIEW_OPS[i].1)
-}
-
-/// The supported op types of the `ai.onnx.preview` domain, comma separated.
-pub fn supported_preview_list() -> String {
-    PREVIEW_OPS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The importer of an op type of the default domain.
 pub fn lookup(op_type: &str) -> Option<Importer> {
     OPS.binary_search_by(|(name, _)| name.cmp(&op_type))
@@ -222,9 +231,35 @@ pub fn lookup(op_type: &str) -> Option<Importer> {
         .map(|i| OPS[i].1)
 }
 
-/// The supported op types, comma separated.
-pub fn supported_list() -> String {
-    OPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+/// The importer of an op type of another domain kiln imports (`ai.onnx.ml`,
+/// `ai.onnx.preview.training`); `None` for an unsupported op, `Err` for an unsupported domain.
+pub fn lookup_in(domain: &str, op_type: &str) -> Result<Option<Importer>, String> {
+    let table = match domain {
+        "" | "ai.onnx" => return Ok(lookup(op_type)),
+        "ai.onnx.ml" => ml::ML_OPS,
+        "ai.onnx.preview.training" => training::TRAINING_OPS,
+        "ai.onnx.preview" => PREVIEW_OPS,
+        _ => {
+            return Err(format!(
+                "domain `{domain}` is not supported (only ai.onnx, ai.onnx.ml, ai.onnx.preview and ai.onnx.preview.training)"
+            ));
+        }
+    };
+    Ok(table
+        .binary_search_by(|(name, _)| name.cmp(&op_type))
+        .ok()
+        .map(|i| table[i].1))
+}
+
+/// The supported op types of `domain` (the default domain if unknown), comma separated.
+pub fn supported_list(domain: &str) -> String {
+    let table = match domain {
+        "ai.onnx.ml" => ml::ML_OPS,
+        "ai.onnx.preview.training" => training::TRAINING_OPS,
+        "ai.onnx.preview" => PREVIEW_OPS,
+        _ => OPS,
+    };
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 /// One node being imported: its inputs (`None` for omitted optional inputs), attributes and
@@ -442,7 +477,10 @@ mod tests {
             assert!(lookup(name).is_some(), "{name}");
         }
         assert!(lookup("NoSuchOp").is_none());
-        assert!(PREVIEW_OPS.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(lookup_preview("FlexAttention").is_some());
+        for table in [ml::ML_OPS, training::TRAINING_OPS, PREVIEW_OPS] {
+            assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+        assert!(lookup_in("ai.onnx.ml", "Binarizer").is_ok_and(|i| i.is_some()));
+        assert!(lookup_in("ai.onnx.preview", "FlexAttention").is_ok_and(|i| i.is_some()));
     }
 }

@@ -444,7 +444,7 @@ pub fn scatter_elements(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
             let cur = crop_to(&x, &idx, a)?.gather(a as i64, &idx);
             x.scatter_add(a as i64, &idx, &upd.sub(&cur))
         }
-        other => bail!("reduction {other:?} is not supported (none, add)"),
+        other => super::index::scatter_elements_reduce(&x, &idx, &upd, a, other)?,
     };
     Ok(vec![Value::tensor(out)])
 }
