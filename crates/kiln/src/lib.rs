@@ -13,6 +13,8 @@
 //! assert!(g.check().is_ok());
 //! ```
 
+#![deny(missing_docs)]
+
 mod autodiff;
 mod builder;
 mod compile;
