@@ -5,6 +5,26 @@
 //! allowed-character set: no recursion, so no nesting blow-up) and then reads exactly the
 //! data size the header states (at most [`MAX_DATA_BYTES`]). Every error is one line.
 //! Writes are atomic and symlink-safe ([`kiln_fs::write_atomic`]).
+//!
+//! ```
+//! use kiln::{Array, npy};
+//!
+//! let a = Array::from_i64(&[2, 2], vec![1, -2, 3, -4])?;
+//! let bytes = npy::to_bytes(&a)?; // what numpy.save writes
+//! assert!(bytes.starts_with(b"\x93NUMPY"));
+//! let back = npy::from_bytes(&bytes)?;
+//! assert_eq!(back.shape(), &[2, 2]);
+//! assert_eq!(back.as_i64()?, &[1, -2, 3, -4]);
+//!
+//! // Hostile input is an error, never a panic or a huge allocation.
+//! assert!(npy::from_bytes(b"\x93NUMPY\x01\x00garbage").is_err());
+//!
+//! let path = std::env::temp_dir().join(format!("kiln-npy-doc-{}.npy", std::process::id()));
+//! npy::write(&path, &a)?;
+//! assert!(npy::read(&path)?.bit_eq(&a));
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::error::Error;
 use kiln_fs::one_line;

@@ -14,7 +14,14 @@ use kiln_kernel::VerifiedProgram;
 use std::collections::HashMap;
 use std::fmt;
 
-/// A compiled, runnable module.
+/// A compiled, runnable module: a signature, the optimised graph, a verified kernel plan,
+/// the backend's engine and a persistent [`State`].
+///
+/// Made by `kiln::compile` (or [`crate::compile`]) from a graph, or by [`crate::load`] from
+/// a `.kiln` file. It owns copies of everything it needs: changing the graph it was compiled
+/// from (including `kiln::Graph::set_param`) does not affect it; its parameters live in
+/// [`Executable::state`]. `run` takes `&mut self` because the executable reuses its
+/// buffers from run to run.
 pub struct Executable {
     /// Validates inputs and binds symbols without allocating.
     pub(crate) binder: Binder,
@@ -94,8 +101,11 @@ impl Executable {
         self.engine.planned_scratch_bytes(bindings)
     }
 
-    /// The persistent state store (share it with
-    /// [`CompileSpec::state`](crate::CompileSpec::state)).
+    /// The persistent state store: the parameters this executable reads and the tensors
+    /// its updates write, by name. Read a tensor with [`State::get`], replace one with
+    /// [`State::set`] (seen by the next run). The handle is shared, not a copy: executables
+    /// compiled with the same store ([`CompileSpec::state`](crate::CompileSpec::state),
+    /// `kiln::compile_shared`) see each other's updates.
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -106,6 +116,14 @@ impl Executable {
     }
 
     /// Runs once: validates inputs, computes every output, then applies every state update.
+    /// Returns the outputs by name, in the order they were compiled with.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Input`] (one line naming the input) if an input is missing, unknown,
+    /// given twice, or has the wrong dtype or shape for the signature, or if the inputs bind
+    /// a symbol inconsistently; a backend error if the run itself fails. A failed run
+    /// applies no state update.
     ///
     /// On the CPU backend a run reads inputs and state in place and computes outputs
     /// straight into the returned arrays; in steady state (same symbol binding as the

@@ -5,6 +5,22 @@
 //! Each CSV row holds 64 pixel counts in `0..=16` (row-major 8×8) and the class label. The
 //! fixed train/test split: sample `i` is in the test set when `i % 5 == 4` (359 samples),
 //! otherwise in the training set (1,438 samples).
+//!
+//! ```
+//! use kiln::data::digits;
+//!
+//! let (train, test) = digits::split(digits::SAMPLES);
+//! assert_eq!((train.len(), test.len()), (1438, 359));
+//! assert_eq!(test[..2], [4, 9]);
+//!
+//! // From a checkout of the repository (the file is not part of the published crate):
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/data/digits.csv");
+//! let all = digits::load(path)?;
+//! assert_eq!(all.images.shape(), &[digits::SAMPLES, digits::FEATURES]);
+//! let test_set = all.subset(&test)?;
+//! assert_eq!(test_set.len(), 359);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use super::{CsvOptions, DataError, TensorDataset, load_csv, take_rows};
 use kiln_ir::{Array, DType};
