@@ -185,7 +185,7 @@
 //! ```
 //! use kiln::loss::{Reduction, mse_loss};
 //! use kiln::nn::{Linear, Module};
-//! use kiln::optim::{Optimizer, Sgd};
+//! use kiln::optim::Sgd;
 //! use kiln::{Array, Backend, DType, Graph};
 //!
 //! let g = Graph::new();
