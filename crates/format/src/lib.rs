@@ -141,6 +141,12 @@ pub(crate) fn to_bytes_with_plan(
 /// Decodes and validates a `.kiln` file's bytes. The input is treated as hostile: every
 /// problem is an error naming what is wrong and where, never a panic or an unbounded
 /// allocation.
+///
+/// ```
+/// let err = kiln_format::from_bytes(b"not a kiln module").unwrap_err();
+/// assert!(!err.to_string().contains('\n')); // one line
+/// assert!(kiln_format::from_bytes(&[]).is_err());
+/// ```
 pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
     let parts = layout::split(bytes)?;
     if parts.version == 1 {
