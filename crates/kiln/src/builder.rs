@@ -351,7 +351,8 @@ impl Graph {
         )
     }
 
-    /// Every diagnostic recorded so far, or `Ok` if the graph is well-formed.
+    /// `Ok` if the graph is well-formed, else [`Error::Check`] with every diagnostic recorded
+    /// so far (each with the user's file and line; its `Display` lists them one per line).
     pub fn check(&self) -> Result<(), Error> {
         let d = self.inner.borrow().diags.clone();
         if d.is_empty() {

@@ -31,7 +31,8 @@ pub fn eval(outputs: &[&Tensor], feeds: &[(&str, &Array)]) -> Result<Vec<Array>,
     eval_with_bindings(outputs, feeds).map(|(v, _)| v)
 }
 
-/// Like [`eval`], also returning the symbol bindings inferred from the inputs.
+/// Like [`eval`], also returning the symbol bindings inferred from the inputs (`N = 5`).
+/// Errors as [`eval`], and if the inputs bind a symbol inconsistently.
 pub fn eval_with_bindings(
     outputs: &[&Tensor],
     feeds: &[(&str, &Array)],

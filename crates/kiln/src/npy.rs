@@ -238,6 +238,13 @@ fn escaped(b: &[u8]) -> String {
 
 /// Reads a `.npy` file. A regular file must be exactly as long as its header states; a
 /// pipe or device is read as a stream, and only as far as the header states.
+///
+/// # Errors
+///
+/// [`Error::Npy`] with the path and a one-line message if the file cannot be opened or
+/// read, is not a `.npy` file, has a dtype kiln lacks (see [`dtype_of`]), a header or data
+/// over [`MAX_HEADER_BYTES`], [`MAX_RANK`] or [`MAX_DATA_BYTES`], or a length that
+/// disagrees with its header.
 pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
     let path = path.as_ref();
     let mut file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
@@ -246,13 +253,15 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
     parse(&mut file, len).map_err(|e| err(path, e.to_string()))
 }
 
-/// Parses `.npy` bytes.
+/// Parses `.npy` bytes; the whole slice must be one array. Errors as [`read`] (the path
+/// shown is `<bytes>`).
 pub fn from_bytes(bytes: &[u8]) -> Result<Array, Error> {
     parse(&mut &bytes[..], Some(bytes.len() as u64))
         .map_err(|e| err(Path::new("<bytes>"), e.to_string()))
 }
 
-/// Reads a `.npy` from any reader, only as far as its header states.
+/// Reads a `.npy` from any reader, only as far as its header states. Errors as [`read`]
+/// (the path shown is `<reader>`), including a reader that ends early.
 pub fn read_from(mut r: impl Read) -> Result<Array, Error> {
     parse(&mut r, None).map_err(|e| err(Path::new("<reader>"), e.to_string()))
 }
@@ -590,7 +599,8 @@ fn fortran_to_c(a: &Array) -> Array {
     Array::from_le_bytes(a.dtype(), shape, &out).unwrap_or_else(|_| a.clone())
 }
 
-/// Serialises an array to `.npy` bytes (little-endian, C order).
+/// Serialises an array to `.npy` bytes (format version 1.0, little-endian, C order), as
+/// `numpy.save` writes them. Errors only if the encoder fails.
 pub fn to_bytes(a: &Array) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::new();
     let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();
@@ -620,7 +630,8 @@ pub fn to_bytes(a: &Array) -> Result<Vec<u8>, Error> {
 }
 
 /// Writes an array to a `.npy` file atomically and without following a symbolic link
-/// ([`kiln_fs::write_atomic`]).
+/// ([`kiln_fs::write_atomic`]): a reader sees the old file or the new one, never half of
+/// it. Errors ([`Error::Npy`] with the path) if the file cannot be written.
 pub fn write(path: impl AsRef<Path>, a: &Array) -> Result<(), Error> {
     let path = path.as_ref();
     let bytes = to_bytes(a)?;

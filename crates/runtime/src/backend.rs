@@ -21,7 +21,9 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend named by `KILN_BACKEND`, or `cpu`.
+    /// The backend named by `KILN_BACKEND`, or `cpu` when it is unset or empty. Errors
+    /// ([`RuntimeError::UnknownBackend`]) on any other name than `cpu`, `gpu`, `interp`,
+    /// `kernel`.
     pub fn from_env() -> Result<Backend, RuntimeError> {
         match std::env::var("KILN_BACKEND") {
             Ok(s) if !s.is_empty() => s.parse(),

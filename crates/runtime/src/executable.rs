@@ -93,7 +93,7 @@ impl Executable {
     /// The bytes of scratch memory the engine allocates for runs under `bindings` (symbol
     /// values by name): the peak of its memory plan ([`kiln_kernel::memplan`]), held in one
     /// arena per binding. `None` for the engines that keep no arena (`interp`, `kernel`,
-    /// `gpu`).
+    /// `gpu`). Errors if `bindings` does not bind every symbol of the plan.
     pub fn planned_scratch_bytes(
         &self,
         bindings: &HashMap<String, u64>,
@@ -135,6 +135,7 @@ impl Executable {
     }
 
     /// Like [`Executable::run`] with explicit symbol bindings for symbols no input determines.
+    /// A binding that disagrees with the inputs is an [`RuntimeError::Input`] error.
     pub fn run_with(
         &mut self,
         inputs: &[(&str, &Array)],
@@ -162,7 +163,8 @@ impl Executable {
         self.run_borrowed_with(inputs, &HashMap::new())
     }
 
-    /// [`Executable::run_borrowed`] with explicit symbol bindings.
+    /// [`Executable::run_borrowed`] with explicit symbol bindings. Errors as
+    /// [`Executable::run_with`].
     pub fn run_borrowed_with(
         &mut self,
         inputs: &[(&str, &Array)],
@@ -213,7 +215,7 @@ pub struct OutputView<'a> {
 }
 
 impl OutputView<'_> {
-    /// An owned copy.
+    /// An owned copy. Cannot fail for a view returned by a run (shape and data agree).
     pub fn to_array(&self) -> Result<Array, RuntimeError> {
         Array::new(self.shape, self.data.clone())
             .map_err(|e| RuntimeError::Other(format!("output `{}`: {e}", self.name)))

@@ -56,13 +56,16 @@ impl Executable {
     /// over `path`, so a crash never leaves a truncated file. The state saved is a snapshot
     /// of the tensors this executable uses, taken now (an eval executable sharing a training
     /// store saves the trained weights, not the optimiser moments).
+    /// Errors ([`RuntimeError::Format`]) if the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), RuntimeError> {
         Ok(kiln_format::save(&self.to_module(), path.as_ref())?)
     }
 }
 
 /// Builds an executable from a loaded module: no optimiser runs; the stored graph and plan
-/// were verified by the loader and are lowered for `backend` as they are.
+/// were verified by the loader and are lowered for `backend` as they are. The executable
+/// gets a new state holding the module's saved tensors. Errors if the module has no plan
+/// and lowering fails, or `backend` cannot run the plan.
 pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executable, RuntimeError> {
     let start = Instant::now();
     let program = match m.program {

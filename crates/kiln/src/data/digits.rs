@@ -43,7 +43,7 @@ pub struct Digits {
 }
 
 impl Digits {
-    /// The samples `indices`.
+    /// The samples `indices` (copied). Errors ([`DataError::Index`]) if one is out of range.
     pub fn subset(&self, indices: &[usize]) -> Result<Digits, DataError> {
         Ok(Digits {
             images: take_rows(&self.images, indices)?,
@@ -51,7 +51,8 @@ impl Digits {
         })
     }
 
-    /// Images scaled to `[0, 1]` (divided by 16) and labels, as a dataset.
+    /// Images scaled to `[0, 1]` (divided by 16) and labels, as a dataset. Cannot fail for
+    /// a `Digits` made by [`load`] or [`Digits::subset`].
     pub fn to_dataset(&self) -> Result<TensorDataset, DataError> {
         let scaled: Vec<f32> = self.images.as_f32()?.iter().map(|v| v / 16.0).collect();
         let images = Array::from_f32(self.images.shape(), scaled)?;
@@ -70,6 +71,7 @@ impl Digits {
 }
 
 /// Reads a digits CSV (64 pixel columns then the label) such as `fixtures/data/digits.csv`.
+/// Errors if the file cannot be read or parsed, or a row does not have 65 columns.
 pub fn load(path: impl AsRef<Path>) -> Result<Digits, DataError> {
     let table = load_csv(
         path,

@@ -39,11 +39,13 @@ pub fn param_key(seed: u64, index: u32) -> [u32; 2] {
 }
 
 /// `U(-bound, bound)` `f32` values for parameter `index` of a layer seeded with `seed`.
+/// Errors only if the shape's element count overflows.
 pub fn uniform(seed: u64, index: u32, shape: &[usize], bound: f64) -> Result<Array, ArrayError> {
     random::host_uniform(param_key(seed, index), shape, -bound, bound)
 }
 
-/// `N(0, 1)` `f32` values for parameter `index` of a layer seeded with `seed`.
+/// `N(0, 1)` `f32` values for parameter `index` of a layer seeded with `seed`. Errors only
+/// if the shape's element count overflows.
 pub fn normal(seed: u64, index: u32, shape: &[usize]) -> Result<Array, ArrayError> {
     random::host_normal(param_key(seed, index), shape)
 }
