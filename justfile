@@ -9,6 +9,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# API docs with rustdoc warnings as errors (what CI builds); `cargo doc --open -p kiln` to read.
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
 # Format the workspace.
 fmt:
     cargo fmt --all

@@ -41,7 +41,7 @@ pub struct CpuProgram {
 /// Compiles a kernel program for the host CPU.
 ///
 /// The program is verified (every plain and masked access proven in bounds for every
-/// allowed binding, see [`kiln_kernel::verify`]); each loop kernel becomes one Cranelift
+/// allowed binding, see [`kiln_kernel::verify()`]); each loop kernel becomes one Cranelift
 /// function, each contraction a GEMM call with generated prologue/epilogue loops. Compiled
 /// loops are cached per process by structure.
 pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {

@@ -8,8 +8,8 @@
 //!
 //! Loading treats the file as hostile ([`from_bytes`]): the framing, every length, offset,
 //! dtype, shape, name and symbol is checked against the [`limits`] before anything the file
-//! asks for is allocated; the graph is re-verified with [`kiln_ir::verify`] and the kernel
-//! plan with [`kiln_kernel::verify`] (every access proven in bounds for every binding the
+//! asks for is allocated; the graph is re-verified with [`kiln_ir::verify()`] and the kernel
+//! plan with [`kiln_kernel::verify()`] (every access proven in bounds for every binding the
 //! signature allows); and the parts are cross-checked against each other. Any problem is a
 //! [`FormatError`] whose one-line message says what is wrong and where. docs/security.md
 //! states the guarantees and how they are tested.
@@ -19,6 +19,7 @@
 //! `.kiln` behind.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod codec;
 mod decode;
@@ -140,6 +141,12 @@ pub(crate) fn to_bytes_with_plan(
 /// Decodes and validates a `.kiln` file's bytes. The input is treated as hostile: every
 /// problem is an error naming what is wrong and where, never a panic or an unbounded
 /// allocation.
+///
+/// ```
+/// let err = kiln_format::from_bytes(b"not a kiln module").unwrap_err();
+/// assert!(!err.to_string().contains('\n')); // one line
+/// assert!(kiln_format::from_bytes(&[]).is_err());
+/// ```
 pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
     let parts = layout::split(bytes)?;
     if parts.version == 1 {

@@ -1,8 +1,8 @@
 //! The header schema of format versions 1 and 2: plain data-transfer types that derive
 //! serde.
 //!
-//! IR types never derive `Serialize`; these DTOs mirror them and [`crate::encode`] /
-//! [`crate::decode`] convert explicitly, so the IR can change without silently changing
+//! IR types never derive `Serialize`; these DTOs mirror them and the crate's private `encode` /
+//! `decode` modules convert explicitly, so the IR can change without silently changing
 //! the file format. Field order is the encoding order, and enum variants are numbered in
 //! declaration order (see docs/file-format.md): never reorder, only append in a new version.
 //!

@@ -36,7 +36,21 @@ pub(crate) struct Inner {
     pub(crate) params: HashMap<String, Array>,
 }
 
-/// A symbolic graph under construction. Cheap to clone; clones share the same graph.
+/// A symbolic graph under construction. Cheap to clone; clones share the same graph
+/// (nodes, diagnostics and parameter values), so a layer or a loss that holds a clone adds
+/// to the one graph. Single-threaded (`!Send`): build on one thread, then compile; an
+/// [`Executable`](crate::Executable) owns a copy and does not borrow the graph.
+///
+/// ```
+/// use kiln::{Array, DType, Graph};
+/// let g = Graph::new();
+/// let x = g.input("x", DType::F32, [2]);
+/// let y = x.sqrt() * 2.0;
+/// assert_eq!(g.len(), 4); // x, sqrt, the constant 2, the product
+/// let out = kiln::eval(&[&y], &[("x", &Array::from_f32(&[2], vec![4.0, 9.0])?)])?;
+/// assert_eq!(out[0].as_f32()?, &[4.0, 6.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct Graph {
     pub(crate) inner: Rc<RefCell<Inner>>,
@@ -104,12 +118,15 @@ impl Graph {
         Graph::default()
     }
 
-    /// A named symbolic dimension, such as the batch size `N`.
+    /// A named symbolic dimension, such as the batch size `N`. Symbols are identified by name:
+    /// two calls with the same name give the same dimension. Each run binds it from the
+    /// inputs' shapes (or from explicit bindings, [`Executable::run_with`](crate::Executable::run_with)).
     pub fn sym(&self, name: &str) -> Dim {
         Dim::sym(name)
     }
 
-    /// A named input fed at evaluation time.
+    /// A named input fed at evaluation time ([`eval`](crate::eval)) or at each run of an
+    /// executable. Declaring the same name twice records a diagnostic.
     #[track_caller]
     pub fn input(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
         let loc = Location::caller();
@@ -136,6 +153,10 @@ impl Graph {
 
     /// A named parameter (persistent state such as `fc1.weight`); give it a value with
     /// [`Graph::set_param`] or declare it with [`Graph::param_init`].
+    ///
+    /// Parameters are identified by name: declaring `name` again with the same dtype and
+    /// shape returns the same tensor (layers built twice with one prefix share weights); a
+    /// different dtype or shape records a diagnostic. The shape must be concrete.
     #[track_caller]
     pub fn param(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
         let loc = Location::caller();
@@ -182,7 +203,8 @@ impl Graph {
         )
     }
 
-    /// A parameter declared with its initial value.
+    /// A parameter declared with its initial value. If `name` is already declared (same dtype
+    /// and shape), the existing parameter is returned and its value replaced by `value`.
     #[track_caller]
     pub fn param_init(&self, name: &str, value: Array) -> Tensor {
         let t = self.param(name, value.dtype(), Shape::known(value.shape()));
@@ -195,8 +217,32 @@ impl Graph {
         t
     }
 
-    /// Sets the value of a declared parameter. Errors if the name is unknown or the
-    /// dtype/shape differ from the declaration.
+    /// Sets the value of a declared parameter: what [`eval`](crate::eval) uses from now on,
+    /// and what the next [`compile`](crate::compile) copies into its executable.
+    ///
+    /// An executable compiled earlier holds a snapshot of the values at its compile time and
+    /// does not see this call; set its copy with
+    /// [`exe.state().set(name, value)`](crate::State::set). Likewise a compiled train step
+    /// updates its executable's state, not the graph.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Npy`] naming the parameter if no parameter of that name is declared or the
+    /// value's dtype or shape differs from the declaration.
+    ///
+    /// ```
+    /// use kiln::{Array, Backend, DType, Graph};
+    /// let g = Graph::new();
+    /// let b = g.param("b", DType::F32, [1]);
+    /// g.set_param("b", Array::from_f32(&[1], vec![1.0])?)?;
+    /// let mut exe = kiln::compile(&[("b", &b)], Backend::Interp)?;
+    /// g.set_param("b", Array::from_f32(&[1], vec![2.0])?)?;
+    /// assert_eq!(exe.run(&[])?[0].1.as_f32()?, &[1.0]); // compiled before the change
+    /// exe.state().set("b", Array::from_f32(&[1], vec![2.0])?)?;
+    /// assert_eq!(exe.run(&[])?[0].1.as_f32()?, &[2.0]);
+    /// assert!(g.set_param("b", Array::from_f32(&[2], vec![0.0; 2])?).is_err()); // wrong shape
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_param(&self, name: &str, value: Array) -> Result<(), Error> {
         let mut inner = self.inner.borrow_mut();
         let found = inner
@@ -234,7 +280,7 @@ impl Graph {
         self.inner.borrow().params.get(name).cloned()
     }
 
-    /// Every parameter value that has been set, by name.
+    /// Every parameter value that has been set, by name (a copy).
     pub fn param_values(&self) -> HashMap<String, Array> {
         self.inner.borrow().params.clone()
     }
@@ -305,7 +351,8 @@ impl Graph {
         )
     }
 
-    /// Every diagnostic recorded so far, or `Ok` if the graph is well-formed.
+    /// `Ok` if the graph is well-formed, else [`Error::Check`] with every diagnostic recorded
+    /// so far (each with the user's file and line; its `Display` lists them one per line).
     pub fn check(&self) -> Result<(), Error> {
         let d = self.inner.borrow().diags.clone();
         if d.is_empty() {
@@ -325,7 +372,8 @@ impl Graph {
         self.inner.borrow().ir.clone()
     }
 
-    /// Runs `f` with mutable access to the IR (for graph transforms such as autodiff).
+    /// Runs `f` with mutable access to the IR (for graph transforms such as autodiff). Nodes
+    /// added here bypass the builder's diagnostics; the IR's own checks still apply.
     pub fn with_ir<R>(&self, f: impl FnOnce(&mut kiln_ir::Graph) -> R) -> R {
         f(&mut self.inner.borrow_mut().ir)
     }

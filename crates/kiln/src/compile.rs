@@ -42,13 +42,63 @@ fn spec(
     })
 }
 
-/// Compiles named outputs for `backend`. Fails with every diagnostic of the graph if it has any.
+/// Compiles named outputs for `backend`: optimises the whole graph once, lowers it to a
+/// verified kernel plan and builds the backend's engine. [`Executable::run`] then runs it
+/// with inputs checked against its signature.
+///
+/// The executable gets its own [`State`], seeded with a **snapshot** of the graph's
+/// parameter values at this call: a later [`Graph::set_param`](crate::Graph::set_param)
+/// does not reach it (use [`exe.state().set(..)`](State::set)), and its updates do not flow
+/// back into the graph. Symbolic dims stay symbolic: one executable serves every binding.
+///
+/// # Errors
+///
+/// [`Error::Check`] with every diagnostic if the graph has any; [`Error::MixedGraphs`] if
+/// the outputs come from different graphs; [`Error::Runtime`] if a parameter has no value
+/// ([`kiln_runtime::RuntimeError::MissingState`]), or if the backend cannot compile the
+/// graph (`gpu` refuses `f64` and `i64` tensors; use `cpu` or `interp` for those).
+///
+/// ```
+/// use kiln::{Array, Backend, DType, Graph};
+/// let g = Graph::new();
+/// let x = g.input("x", DType::F32, [3]);
+/// let y = x.exp().sum_all();
+/// let mut exe = kiln::compile(&[("y", &y)], Backend::Cpu)?;
+/// let out = exe.run(&[("x", &Array::from_f32(&[3], vec![0.0; 3])?)])?;
+/// assert_eq!(out[0].1.as_f32()?, &[3.0]);
+///
+/// // A parameter without a value is an error naming it.
+/// let w = g.param("w", DType::F32, [3]);
+/// let err = kiln::compile(&[("z", &(&x * &w))], Backend::Cpu).unwrap_err();
+/// assert!(err.to_string().contains("`w`"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn compile(outputs: &[(&str, &Tensor)], backend: Backend) -> Result<Executable, Error> {
     Ok(kiln_runtime::compile(spec(outputs, &[], None)?, backend)?)
 }
 
 /// Compiles a step that also updates state in place: after each run, state tensor `name`
 /// takes the value of its update tensor (a training step's new parameters and moments).
+///
+/// Every update of a run is computed from the state *before* the run and all are written
+/// back together, after every output is computed: a failed run applies none. Read the
+/// updated values with [`Executable::state`]; the graph's own parameter values stay as they
+/// were at compile time. An update's name must be a parameter of the graph (or a tensor
+/// already in the state) with the update's dtype and shape. Errors as [`compile`].
+///
+/// ```
+/// use kiln::{Array, Backend, DType, Graph};
+/// let g = Graph::new();
+/// let count = g.param_init("count", Array::from_f32(&[], vec![0.0])?);
+/// let next = &count + 1.0;
+/// let mut exe = kiln::compile_step(&[("seen", &count)], &[("count", &next)], Backend::Cpu)?;
+/// for expected in [0.0, 1.0, 2.0] {
+///     assert_eq!(exe.run(&[])?[0].1.as_f32()?, &[expected]); // the value before the run
+/// }
+/// assert_eq!(exe.state().get("count").unwrap().as_f32()?, &[3.0]);
+/// assert_eq!(g.param_value("count").unwrap().as_f32()?, &[0.0]); // the graph's is untouched
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn compile_step(
     outputs: &[(&str, &Tensor)],
     updates: &[(&str, &Tensor)],
@@ -62,6 +112,23 @@ pub fn compile_step(
 
 /// Like [`compile_step`], sharing an existing state store (an eval executable that sees the
 /// parameters a train executable updates).
+///
+/// A value already in `state` wins over the graph's parameter value; parameters the store
+/// lacks are added to it from the graph. Both executables then read and write the same
+/// tensors: a run of one is seen by the next run of the other, and
+/// [`State::set`] through either handle reaches both. Errors as [`compile`].
+///
+/// ```
+/// use kiln::{Array, Backend, DType, Graph};
+/// let g = Graph::new();
+/// let w = g.param_init("w", Array::from_f32(&[], vec![1.0])?);
+/// let mut grow = kiln::compile_step(&[], &[("w", &(&w * 2.0))], Backend::Interp)?;
+/// let mut read = kiln::compile_shared(&[("w", &w)], &[], grow.state(), Backend::Cpu)?;
+/// grow.run(&[])?;
+/// grow.run(&[])?;
+/// assert_eq!(read.run(&[])?[0].1.as_f32()?, &[4.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn compile_shared(
     outputs: &[(&str, &Tensor)],
     updates: &[(&str, &Tensor)],

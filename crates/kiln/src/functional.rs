@@ -1,4 +1,26 @@
-//! Functional building blocks over primitives (recurrent cells and friends).
+//! Functional building blocks over primitives (recurrent cells and friends): plain
+//! functions of tensors that declare no parameters, so the caller owns the weights.
+//! [`crate::nn::Lstm`] is [`lstm_cell`] unrolled over time with declared parameters.
+//!
+//! ```
+//! use kiln::functional::lstm_cell;
+//! use kiln::{Array, DType, Graph};
+//!
+//! // One step of a 1-unit LSTM with all weights zero: every gate is sigmoid(0) = 0.5 and
+//! // the candidate tanh(0) = 0, so c' = 0.5 * c and h' = 0.5 * tanh(c').
+//! let g = Graph::new();
+//! let x = g.input("x", DType::F32, [1, 2]);
+//! let h = g.zeros([1, 1], DType::F32);
+//! let c = g.full([1, 1], 2.0, DType::F32);
+//! let w_ih = g.zeros([4, 2], DType::F32);
+//! let w_hh = g.zeros([4, 1], DType::F32);
+//! let (h1, c1) = lstm_cell(&x, &h, &c, &w_ih, &w_hh, None, None);
+//! let xv = Array::from_f32(&[1, 2], vec![3.0, -1.0])?;
+//! let out = kiln::eval(&[&h1, &c1], &[("x", &xv)])?;
+//! assert_eq!(out[1].as_f32()?, &[1.0]);
+//! assert!((out[0].as_f32()?[0] - 0.5 * 1f32.tanh()).abs() < 1e-6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::tensor::Tensor;
 use std::panic::Location;

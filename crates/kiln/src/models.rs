@@ -4,6 +4,27 @@
 //! Each builder declares its input `x` (f32) and its parameters on `g` and returns
 //! `(x, logits)`; set the weights with `Graph::set_param` (the test package loads PyTorch's).
 //! `batch` may be a number or a symbol (`g.sym("N")`).
+//!
+//! ```
+//! use kiln::models::simple_nn;
+//! use kiln::{Array, DType, Graph};
+//!
+//! let g = Graph::new();
+//! let (x, logits) = simple_nn(&g, g.sym("N"));
+//! assert_eq!(x.shape().to_string(), "[N, 784]");
+//! assert_eq!(logits.shape().to_string(), "[N, 10]");
+//! // No values yet: set every parameter (here zeros, with fc2.bias = 0..10).
+//! for (name, shape) in [("fc1.weight", vec![128, 784]), ("fc1.bias", vec![128]),
+//!                       ("fc2.weight", vec![10, 128])] {
+//!     g.set_param(name, Array::zeros(DType::F32, &shape)?)?;
+//! }
+//! g.set_param("fc2.bias", Array::from_f32(&[10], (0..10).map(|i| i as f32).collect())?)?;
+//! let batch = Array::zeros(DType::F32, &[3, 784])?;
+//! let out = kiln::eval(&[&logits], &[("x", &batch)])?;
+//! assert_eq!(out[0].shape(), &[3, 10]);
+//! assert_eq!(out[0].as_f32()?[..10], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::functional::lstm_cell;
 use crate::{ConvOpts, DType, Dim, Graph, Tensor};

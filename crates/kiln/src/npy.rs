@@ -5,6 +5,26 @@
 //! allowed-character set: no recursion, so no nesting blow-up) and then reads exactly the
 //! data size the header states (at most [`MAX_DATA_BYTES`]). Every error is one line.
 //! Writes are atomic and symlink-safe ([`kiln_fs::write_atomic`]).
+//!
+//! ```
+//! use kiln::{Array, npy};
+//!
+//! let a = Array::from_i64(&[2, 2], vec![1, -2, 3, -4])?;
+//! let bytes = npy::to_bytes(&a)?; // what numpy.save writes
+//! assert!(bytes.starts_with(b"\x93NUMPY"));
+//! let back = npy::from_bytes(&bytes)?;
+//! assert_eq!(back.shape(), &[2, 2]);
+//! assert_eq!(back.as_i64()?, &[1, -2, 3, -4]);
+//!
+//! // Hostile input is an error, never a panic or a huge allocation.
+//! assert!(npy::from_bytes(b"\x93NUMPY\x01\x00garbage").is_err());
+//!
+//! let path = std::env::temp_dir().join(format!("kiln-npy-doc-{}.npy", std::process::id()));
+//! npy::write(&path, &a)?;
+//! assert!(npy::read(&path)?.bit_eq(&a));
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::error::Error;
 use kiln_fs::one_line;
@@ -218,6 +238,13 @@ fn escaped(b: &[u8]) -> String {
 
 /// Reads a `.npy` file. A regular file must be exactly as long as its header states; a
 /// pipe or device is read as a stream, and only as far as the header states.
+///
+/// # Errors
+///
+/// [`Error::Npy`] with the path and a one-line message if the file cannot be opened or
+/// read, is not a `.npy` file, has a dtype kiln lacks (see [`dtype_of`]), a header or data
+/// over [`MAX_HEADER_BYTES`], [`MAX_RANK`] or [`MAX_DATA_BYTES`], or a length that
+/// disagrees with its header.
 pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
     let path = path.as_ref();
     let mut file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
@@ -226,13 +253,15 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array, Error> {
     parse(&mut file, len).map_err(|e| err(path, e.to_string()))
 }
 
-/// Parses `.npy` bytes.
+/// Parses `.npy` bytes; the whole slice must be one array. Errors as [`read`] (the path
+/// shown is `<bytes>`).
 pub fn from_bytes(bytes: &[u8]) -> Result<Array, Error> {
     parse(&mut &bytes[..], Some(bytes.len() as u64))
         .map_err(|e| err(Path::new("<bytes>"), e.to_string()))
 }
 
-/// Reads a `.npy` from any reader, only as far as its header states.
+/// Reads a `.npy` from any reader, only as far as its header states. Errors as [`read`]
+/// (the path shown is `<reader>`), including a reader that ends early.
 pub fn read_from(mut r: impl Read) -> Result<Array, Error> {
     parse(&mut r, None).map_err(|e| err(Path::new("<reader>"), e.to_string()))
 }
@@ -570,7 +599,8 @@ fn fortran_to_c(a: &Array) -> Array {
     Array::from_le_bytes(a.dtype(), shape, &out).unwrap_or_else(|_| a.clone())
 }
 
-/// Serialises an array to `.npy` bytes (little-endian, C order).
+/// Serialises an array to `.npy` bytes (format version 1.0, little-endian, C order), as
+/// `numpy.save` writes them. Errors only if the encoder fails.
 pub fn to_bytes(a: &Array) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::new();
     let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();
@@ -600,7 +630,8 @@ pub fn to_bytes(a: &Array) -> Result<Vec<u8>, Error> {
 }
 
 /// Writes an array to a `.npy` file atomically and without following a symbolic link
-/// ([`kiln_fs::write_atomic`]).
+/// ([`kiln_fs::write_atomic`]): a reader sees the old file or the new one, never half of
+/// it. Errors ([`Error::Npy`] with the path) if the file cannot be written.
 pub fn write(path: impl AsRef<Path>, a: &Array) -> Result<(), Error> {
     let path = path.as_ref();
     let bytes = to_bytes(a)?;

@@ -3,6 +3,24 @@
 //! [`dropout`]), and the host generator ([`HostRng`], [`host_uniform`], [`host_normal`]) used
 //! for parameter initialisation and data shuffling.
 //!
+//! ```
+//! use kiln::random::{host_uniform, key, key_data, split, uniform};
+//! use kiln::Graph;
+//!
+//! let g = Graph::new();
+//! let k = key(&g, 42); // jax.random.PRNGKey(42)
+//! let keys = split(&k, 2); // jax.random.split(k, 2): [2, 2]
+//! let u = uniform(&k, [4], 0.0, 1.0);
+//! let out = kiln::eval(&[&k, &keys, &u], &[])?;
+//! assert_eq!(out[0].as_u32()?, &[0, 42]);
+//! assert_eq!(out[1].shape(), &[2, 2]);
+//! let samples = out[2].as_f32()?;
+//! assert!(samples.iter().all(|v| (0.0..1.0).contains(v)));
+//! // The same key gives the same numbers in the graph and on the host.
+//! assert_eq!(samples, host_uniform(key_data(42), &[4], 0.0, 1.0)?.as_f32()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! A key is a `u32[2]` tensor, the raw key data of `jax.random.PRNGKey(seed)`. Everything here
 //! reproduces JAX (with `jax_threefry_partitionable`, the default since JAX 0.5) from the
 //! same key:

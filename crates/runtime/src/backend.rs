@@ -9,16 +9,21 @@ use std::str::FromStr;
 pub enum Backend {
     /// Native code from the Cranelift JIT, contractions through a tuned GEMM.
     Cpu,
-    /// WGSL compute shaders through wgpu, on any GPU (or Mesa's lavapipe).
+    /// WGSL compute shaders through wgpu, on any GPU (or Mesa's lavapipe). WGSL has no
+    /// 64-bit types: compiling a graph with an `f64` or `i64` tensor for this backend fails
+    /// (use `Cpu` or `Interp`). Compiling fails if no adapter can be opened
+    /// ([`Backend::available`]). See docs/gpu.md.
     Gpu,
-    /// The reference graph interpreter (the oracle).
+    /// The reference graph interpreter (the oracle): exact, every dtype, slow.
     Interp,
     /// The kernel plan run by the kernel-IR executor (the backends' oracle for plans).
     Kernel,
 }
 
 impl Backend {
-    /// The backend named by `KILN_BACKEND`, or `cpu`.
+    /// The backend named by `KILN_BACKEND`, or `cpu` when it is unset or empty. Errors
+    /// ([`RuntimeError::UnknownBackend`]) on any other name than `cpu`, `gpu`, `interp`,
+    /// `kernel`.
     pub fn from_env() -> Result<Backend, RuntimeError> {
         match std::env::var("KILN_BACKEND") {
             Ok(s) if !s.is_empty() => s.parse(),

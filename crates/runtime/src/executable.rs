@@ -14,7 +14,14 @@ use kiln_kernel::VerifiedProgram;
 use std::collections::HashMap;
 use std::fmt;
 
-/// A compiled, runnable module.
+/// A compiled, runnable module: a signature, the optimised graph, a verified kernel plan,
+/// the backend's engine and a persistent [`State`].
+///
+/// Made by `kiln::compile` (or [`crate::compile`]) from a graph, or by [`crate::load`] from
+/// a `.kiln` file. It owns copies of everything it needs: changing the graph it was compiled
+/// from (including `kiln::Graph::set_param`) does not affect it; its parameters live in
+/// [`Executable::state`]. `run` takes `&mut self` because the executable reuses its
+/// buffers from run to run.
 pub struct Executable {
     /// Validates inputs and binds symbols without allocating.
     pub(crate) binder: Binder,
@@ -86,7 +93,7 @@ impl Executable {
     /// The bytes of scratch memory the engine allocates for runs under `bindings` (symbol
     /// values by name): the peak of its memory plan ([`kiln_kernel::memplan`]), held in one
     /// arena per binding. `None` for the engines that keep no arena (`interp`, `kernel`,
-    /// `gpu`).
+    /// `gpu`). Errors if `bindings` does not bind every symbol of the plan.
     pub fn planned_scratch_bytes(
         &self,
         bindings: &HashMap<String, u64>,
@@ -94,8 +101,11 @@ impl Executable {
         self.engine.planned_scratch_bytes(bindings)
     }
 
-    /// The persistent state store (share it with
-    /// [`CompileSpec::state`](crate::CompileSpec::state)).
+    /// The persistent state store: the parameters this executable reads and the tensors
+    /// its updates write, by name. Read a tensor with [`State::get`], replace one with
+    /// [`State::set`] (seen by the next run). The handle is shared, not a copy: executables
+    /// compiled with the same store ([`CompileSpec::state`](crate::CompileSpec::state),
+    /// `kiln::compile_shared`) see each other's updates.
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -106,6 +116,14 @@ impl Executable {
     }
 
     /// Runs once: validates inputs, computes every output, then applies every state update.
+    /// Returns the outputs by name, in the order they were compiled with.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Input`] (one line naming the input) if an input is missing, unknown,
+    /// given twice, or has the wrong dtype or shape for the signature, or if the inputs bind
+    /// a symbol inconsistently; a backend error if the run itself fails. A failed run
+    /// applies no state update.
     ///
     /// On the CPU backend a run reads inputs and state in place and computes outputs
     /// straight into the returned arrays; in steady state (same symbol binding as the
@@ -117,6 +135,7 @@ impl Executable {
     }
 
     /// Like [`Executable::run`] with explicit symbol bindings for symbols no input determines.
+    /// A binding that disagrees with the inputs is an [`RuntimeError::Input`] error.
     pub fn run_with(
         &mut self,
         inputs: &[(&str, &Array)],
@@ -144,7 +163,8 @@ impl Executable {
         self.run_borrowed_with(inputs, &HashMap::new())
     }
 
-    /// [`Executable::run_borrowed`] with explicit symbol bindings.
+    /// [`Executable::run_borrowed`] with explicit symbol bindings. Errors as
+    /// [`Executable::run_with`].
     pub fn run_borrowed_with(
         &mut self,
         inputs: &[(&str, &Array)],
@@ -195,7 +215,7 @@ pub struct OutputView<'a> {
 }
 
 impl OutputView<'_> {
-    /// An owned copy.
+    /// An owned copy. Cannot fail for a view returned by a run (shape and data agree).
     pub fn to_array(&self) -> Result<Array, RuntimeError> {
         Array::new(self.shape, self.data.clone())
             .map_err(|e| RuntimeError::Other(format!("output `{}`: {e}", self.name)))

@@ -25,6 +25,8 @@
 //! with a counting allocator. Float contractions above 8192 multiply-adds call the `gemm`
 //! crate, which allocates its packing buffers per call for some layouts.
 
+#![deny(missing_docs)]
+
 mod alloc;
 mod backend;
 mod bind;

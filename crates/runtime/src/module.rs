@@ -52,14 +52,20 @@ impl Executable {
     }
 
     /// Saves the executable (graph, kernel plan and current state) to a `.kiln` file,
-    /// atomically.
+    /// atomically: a temporary file in the same directory is written, synced and renamed
+    /// over `path`, so a crash never leaves a truncated file. The state saved is a snapshot
+    /// of the tensors this executable uses, taken now (an eval executable sharing a training
+    /// store saves the trained weights, not the optimiser moments).
+    /// Errors ([`RuntimeError::Format`]) if the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), RuntimeError> {
         Ok(kiln_format::save(&self.to_module(), path.as_ref())?)
     }
 }
 
 /// Builds an executable from a loaded module: no optimiser runs; the stored graph and plan
-/// were verified by the loader and are lowered for `backend` as they are.
+/// were verified by the loader and are lowered for `backend` as they are. The executable
+/// gets a new state holding the module's saved tensors. Errors if the module has no plan
+/// and lowering fails, or `backend` cannot run the plan.
 pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executable, RuntimeError> {
     let start = Instant::now();
     let program = match m.program {
@@ -77,12 +83,21 @@ pub fn from_module(m: kiln_format::Module, backend: Backend) -> Result<Executabl
     executable(parts, backend, None, start)
 }
 
-/// Loads a `.kiln` file for `backend`.
+/// Loads a `.kiln` file for `backend`. The file is treated as hostile: every length, name
+/// and shape is checked against `kiln_format::limits`, and the graph and kernel plan are
+/// verified before anything runs (docs/security.md). The executable gets its own state,
+/// holding the values saved in the file; no optimiser runs.
+///
+/// # Errors
+///
+/// [`RuntimeError::Format`] for an unreadable, corrupt or over-limit file (one line saying
+/// what and where); a backend error if `backend` cannot run the module (`gpu` refuses
+/// `f64`/`i64` tensors).
 pub fn load(path: &Path, backend: Backend) -> Result<Executable, RuntimeError> {
     from_module(kiln_format::load(path)?, backend)
 }
 
-/// Loads a module from the bytes of a `.kiln` file.
+/// Loads a module from the bytes of a `.kiln` file, with the checks of [`load`].
 pub fn load_bytes(bytes: &[u8], backend: Backend) -> Result<Executable, RuntimeError> {
     from_module(kiln_format::from_bytes(bytes)?, backend)
 }

@@ -10,6 +10,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Persistent named tensors shared by executables compiled from the same graph (a train
 /// step and its eval executable see the same parameters).
 ///
+/// Cloning a `State` clones the handle, not the tensors: clones share one store, guarded
+/// by a mutex that each run holds while it executes. [`State::get`] and
+/// [`State::snapshot`] return copies.
+///
+/// ```
+/// use kiln_ir::Array;
+/// use kiln_runtime::State;
+/// let state = State::new([("w".to_string(), Array::from_f32(&[2], vec![1.0, 2.0]).unwrap())]);
+/// let shared = state.clone();
+/// shared.set("w", Array::from_f32(&[2], vec![3.0, 4.0]).unwrap()).unwrap();
+/// assert_eq!(state.get("w").unwrap().as_f32().unwrap(), &[3.0, 4.0]);
+/// assert!(state.same(&shared));
+/// // A tensor keeps its dtype and shape, and set never adds one.
+/// assert!(state.set("w", Array::from_f32(&[3], vec![0.0; 3]).unwrap()).is_err());
+/// assert!(state.set("v", Array::from_f32(&[1], vec![0.0]).unwrap()).is_err());
+/// ```
+///
 /// Tensors are never removed, so the position of a tensor in the store is stable: the CPU
 /// engine resolves each state buffer's position once and, after a run, swaps the new value
 /// of an updated tensor in (no copy, no allocation).
@@ -101,7 +118,13 @@ impl State {
         self.lock().get(name).map(Stored::to_array)
     }
 
-    /// Replaces one tensor; it must keep its dtype and shape.
+    /// Replaces one tensor; it must keep its dtype and shape. Every executable sharing this
+    /// store sees the new value from its next run.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Update`] if no tensor of that name is stored (`set` never adds one)
+    /// or the dtype or shape differs.
     pub fn set(&self, name: &str, value: Array) -> Result<(), RuntimeError> {
         let mut s = self.lock();
         match s.get_mut(name) {

@@ -40,13 +40,13 @@
 //!
 //! Floats print with Rust's shortest round-trip formatting, plus `inf`, `-inf`, `nan`
 //! (the canonical quiet NaN), `-nan` and `nan:0xBITS` for any other NaN bit pattern, so
-//! constants round-trip bit for bit. Dims print and parse as [`Dim`] expressions (`N*T*28`).
+//! constants round-trip bit for bit. Dims print and parse as [`Dim`](crate::Dim) expressions (`N*T*28`).
 //! `;` starts a comment that runs to the end of the line; blank lines are ignored. The
 //! provenance suffix is `@ FILE:LINE:COLUMN`, with FILE quoted when it contains whitespace,
 //! `;` or `"`.
 //!
 //! [`parse`] runs the verifier, so a parsed graph is as trustworthy as one built with
-//! [`Graph::add`]; [`parse_unverified`] only checks the syntax (for tools that show the
+//! [`Graph::add`](crate::Graph::add); [`parse_unverified`] only checks the syntax (for tools that show the
 //! verifier's errors).
 
 mod parse;

@@ -93,7 +93,8 @@ pub(crate) fn parse_csv(text: &str, name: &str, opts: &CsvOptions) -> Result<Arr
     Ok(Array::from_f64_cast(opts.dtype, &[rows, cols], &values))
 }
 
-/// Reads a `.npy` file (any kiln dtype, C or Fortran order).
+/// Reads a `.npy` file (any kiln dtype, C or Fortran order) with [`crate::npy::read`];
+/// its one-line error becomes [`DataError::Npy`].
 pub fn load_npy(path: impl AsRef<Path>) -> Result<Array, DataError> {
     crate::npy::read(path).map_err(|e| DataError::Npy(e.to_string()))
 }

@@ -5,6 +5,22 @@
 //! Each CSV row holds 64 pixel counts in `0..=16` (row-major 8×8) and the class label. The
 //! fixed train/test split: sample `i` is in the test set when `i % 5 == 4` (359 samples),
 //! otherwise in the training set (1,438 samples).
+//!
+//! ```
+//! use kiln::data::digits;
+//!
+//! let (train, test) = digits::split(digits::SAMPLES);
+//! assert_eq!((train.len(), test.len()), (1438, 359));
+//! assert_eq!(test[..2], [4, 9]);
+//!
+//! // From a checkout of the repository (the file is not part of the published crate):
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/data/digits.csv");
+//! let all = digits::load(path)?;
+//! assert_eq!(all.images.shape(), &[digits::SAMPLES, digits::FEATURES]);
+//! let test_set = all.subset(&test)?;
+//! assert_eq!(test_set.len(), 359);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use super::{CsvOptions, DataError, TensorDataset, load_csv, take_rows};
 use kiln_ir::{Array, DType};
@@ -27,7 +43,7 @@ pub struct Digits {
 }
 
 impl Digits {
-    /// The samples `indices`.
+    /// The samples `indices` (copied). Errors ([`DataError::Index`]) if one is out of range.
     pub fn subset(&self, indices: &[usize]) -> Result<Digits, DataError> {
         Ok(Digits {
             images: take_rows(&self.images, indices)?,
@@ -35,7 +51,8 @@ impl Digits {
         })
     }
 
-    /// Images scaled to `[0, 1]` (divided by 16) and labels, as a dataset.
+    /// Images scaled to `[0, 1]` (divided by 16) and labels, as a dataset. Cannot fail for
+    /// a `Digits` made by [`load`] or [`Digits::subset`].
     pub fn to_dataset(&self) -> Result<TensorDataset, DataError> {
         let scaled: Vec<f32> = self.images.as_f32()?.iter().map(|v| v / 16.0).collect();
         let images = Array::from_f32(self.images.shape(), scaled)?;
@@ -54,6 +71,7 @@ impl Digits {
 }
 
 /// Reads a digits CSV (64 pixel columns then the label) such as `fixtures/data/digits.csv`.
+/// Errors if the file cannot be read or parsed, or a row does not have 65 columns.
 pub fn load(path: impl AsRef<Path>) -> Result<Digits, DataError> {
     let table = load_csv(
         path,

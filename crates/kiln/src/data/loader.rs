@@ -64,7 +64,8 @@ impl fmt::Debug for DataLoader {
 }
 
 impl DataLoader {
-    /// Batches of `batch_size` (at least 1) samples in dataset order, no prefetching.
+    /// Batches of `batch_size` samples in dataset order, no prefetching. Errors
+    /// ([`DataError::Config`]) if `batch_size` is 0.
     pub fn new(dataset: Arc<dyn Dataset>, batch_size: usize) -> Result<DataLoader, DataError> {
         if batch_size == 0 {
             return Err(DataError::Config("batch size must be at least 1".into()));

@@ -102,7 +102,9 @@ pub trait Dataset: Send + Sync {
     }
 }
 
-/// Stacks every field of `samples` along a new leading axis.
+/// Stacks every field of `samples` along a new leading axis. Errors ([`DataError::Shape`])
+/// on an empty batch, samples with different numbers of fields, or a field whose samples
+/// differ in dtype or shape (nothing is truncated or padded implicitly).
 pub fn collate(samples: &[Vec<Array>]) -> Result<Vec<Array>, DataError> {
     let Some(first) = samples.first() else {
         return Err(DataError::Shape("cannot collate an empty batch".into()));
@@ -129,7 +131,8 @@ pub fn collate(samples: &[Vec<Array>]) -> Result<Vec<Array>, DataError> {
         .collect()
 }
 
-/// Stacks arrays of one dtype and shape along a new leading axis.
+/// Stacks arrays of one dtype and shape along a new leading axis. Errors
+/// ([`DataError::Shape`]) on zero arrays or arrays that differ in dtype or shape.
 pub fn stack(arrays: &[&Array]) -> Result<Array, DataError> {
     let Some(first) = arrays.first() else {
         return Err(DataError::Shape("cannot stack zero arrays".into()));
@@ -178,7 +181,9 @@ fn concat_data(dtype: DType, parts: &[&Data]) -> Data {
     }
 }
 
-/// Rows `indices` of `a` along its first axis (`a[indices]`), as one array.
+/// Rows `indices` of `a` along its first axis (`a[indices]`), as one array (a copy).
+/// Errors on a rank-0 array ([`DataError::Shape`]) or an index out of range
+/// ([`DataError::Index`]).
 pub fn take_rows(a: &Array, indices: &[usize]) -> Result<Array, DataError> {
     let Some((&n, rest)) = a.shape().split_first() else {
         return Err(DataError::Shape(
@@ -212,7 +217,7 @@ pub fn take_rows(a: &Array, indices: &[usize]) -> Result<Array, DataError> {
     Ok(Array::new(&shape, data)?)
 }
 
-/// Row `index` of `a` along its first axis, without that axis.
+/// Row `index` of `a` along its first axis, without that axis. Errors as [`take_rows`].
 pub fn row(a: &Array, index: usize) -> Result<Array, DataError> {
     let r = take_rows(a, &[index])?;
     Ok(r.reshaped(&a.shape()[1..])?)
@@ -227,7 +232,9 @@ pub struct TensorDataset {
 }
 
 impl TensorDataset {
-    /// A dataset over `fields`, which must all have rank >= 1 and the same first dimension.
+    /// A dataset over `fields`, which must all have rank >= 1 and the same first dimension;
+    /// otherwise (or with no field at all) the error is a [`DataError::Shape`] naming the
+    /// field.
     pub fn new(fields: Vec<Array>) -> Result<TensorDataset, DataError> {
         let Some(first) = fields.first() else {
             return Err(DataError::Shape(
@@ -254,7 +261,8 @@ impl TensorDataset {
         &self.fields
     }
 
-    /// The samples `indices` as a new dataset (a split or subset).
+    /// The samples `indices` as a new dataset (a split or subset; the rows are copied).
+    /// Errors ([`DataError::Index`]) if an index is out of range.
     pub fn subset(&self, indices: &[usize]) -> Result<TensorDataset, DataError> {
         let fields = self
             .fields

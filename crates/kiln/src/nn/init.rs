@@ -14,6 +14,21 @@
 //! | `LSTM`, `GRU` | every parameter | `U(-1/√hidden, 1/√hidden)` |
 //! | `Embedding` | weight | `N(0, 1)` |
 //! | `LayerNorm` | weight, bias | ones, zeros |
+//!
+//! ```
+//! use kiln::nn::{Linear, Module, init};
+//! use kiln::Graph;
+//!
+//! let g = Graph::new();
+//! let fc = Linear::new(&g, "fc", 4, 3, 7); // seed 7
+//! let weight = g.param_value("fc.weight").unwrap();
+//! // Parameter 0 (the weight) of a layer seeded with 7, bound 1/√4.
+//! let expect = init::uniform(7, 0, &[3, 4], init::fan_in_bound(4))?;
+//! assert!(weight.bit_eq(&expect));
+//! assert!(weight.as_f32()?.iter().all(|w| w.abs() <= 0.5));
+//! assert_eq!(fc.parameters().len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::random;
 use kiln_ir::{Array, ArrayError};
@@ -24,11 +39,13 @@ pub fn param_key(seed: u64, index: u32) -> [u32; 2] {
 }
 
 /// `U(-bound, bound)` `f32` values for parameter `index` of a layer seeded with `seed`.
+/// Errors only if the shape's element count overflows.
 pub fn uniform(seed: u64, index: u32, shape: &[usize], bound: f64) -> Result<Array, ArrayError> {
     random::host_uniform(param_key(seed, index), shape, -bound, bound)
 }
 
-/// `N(0, 1)` `f32` values for parameter `index` of a layer seeded with `seed`.
+/// `N(0, 1)` `f32` values for parameter `index` of a layer seeded with `seed`. Errors only
+/// if the shape's element count overflows.
 pub fn normal(seed: u64, index: u32, shape: &[usize]) -> Result<Array, ArrayError> {
     random::host_normal(param_key(seed, index), shape)
 }

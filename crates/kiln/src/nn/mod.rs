@@ -10,6 +10,17 @@
 //! Initial values come from the seeded counter-based host generator described in [`init`]:
 //! the same distributions and bounds as PyTorch, not the same numbers.
 //!
+//! Seeds and names are the caller's to choose, and they matter:
+//!
+//! * the seed alone fixes a layer's initial values, so two layers of the same shape built
+//!   with the same seed start with identical weights: give every layer its own seed;
+//! * parameters are identified by name, so building a layer again with the same prefix
+//!   (same shapes) shares its parameters with the first one and resets their values to the
+//!   new layer's initialisation ([`Graph::param_init`]);
+//! * initial values are set on the graph when the layer is built; an executable compiled
+//!   afterwards copies them, and training updates the executable's state, not the graph
+//!   (see [`crate::compile`]).
+//!
 //! ```
 //! use kiln::nn::{Linear, Module, Relu, Sequential};
 //! use kiln::{DType, Graph};

@@ -213,7 +213,7 @@ fn stack(ts: &[Tensor], axis: i64) -> Tensor {
 }
 
 /// `torch.nn.LSTM` (unidirectional, no inter-layer dropout): `num_layers` stacked
-/// [`lstm_cell`]s (gate order i, f, g, o) unrolled over the input's known number of steps.
+/// [`lstm_cell`](crate::functional::lstm_cell)s (gate order i, f, g, o) unrolled over the input's known number of steps.
 ///
 /// Parameters per layer `k`: `{prefix}.weight_ih_l{k}` `[4H, in]`, `weight_hh_l{k}` `[4H, H]`,
 /// `bias_ih_l{k}` and `bias_hh_l{k}` `[4H]`, all `U(-1/√H, 1/√H)`.

@@ -9,7 +9,7 @@ use kiln_ir::{Array, DType};
 /// `LSTM(input → hidden, batch_first)` + `Linear(hidden → classes)` on the last time step,
 /// with `(h, c)` kept as state tensors `{prefix}.h` and `{prefix}.c` of shape
 /// `[num_layers, batch, hidden]` (PyTorch's layout). Each run starts from the stored state
-/// and its [`StatefulLstm::updates`] write the final state back, so successive runs continue
+/// and the state updates [`StatefulLstm::forward`] returns write the final state back, so successive runs continue
 /// one sequence; [`StatefulLstm::reset_values`] gives the zeros to start a new one.
 #[derive(Debug)]
 pub struct StatefulLstm {
@@ -76,7 +76,7 @@ impl StatefulLstm {
     }
 
     /// The state names and the zeros that start a new sequence (set them on the
-    /// executable's `State` to reset).
+    /// executable's [`State`](crate::State) with [`State::set`](crate::State::set) to reset).
     pub fn reset_values(&self) -> Vec<(String, Array)> {
         let z = Array::zeros(DType::F32, &self.shape)
             .unwrap_or_else(|_| Array::scalar(DType::F32, 0.0));

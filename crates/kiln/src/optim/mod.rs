@@ -96,6 +96,12 @@ impl TrainStep {
 
     /// Compiles the step for `backend` with [`crate::compile_step`]: one output, `loss`, and
     /// every update applied in place to the executable's state after each run.
+    ///
+    /// The executable starts from the graph's parameter values at this call and trains its
+    /// own copy: read the trained weights with `exe.state().get(name)`, and compile the
+    /// inference outputs with [`crate::compile_shared`] on `exe.state()` to use them. The
+    /// graph's values (and so [`crate::eval`] and [`TrainStep::run_eval`]) stay as they were.
+    /// Errors as [`crate::compile`].
     pub fn compile(&self, backend: crate::Backend) -> Result<crate::Executable, Error> {
         let updates: Vec<(&str, &Tensor)> =
             self.updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
