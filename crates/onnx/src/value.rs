@@ -13,8 +13,8 @@ pub enum Known {
     Nothing,
     /// Its elements (a constant, an integer initializer, or a folded computation).
     Array(Array),
-    /// An `int64` vector (or scalar, when `scalar`) whose elements are dims, some symbolic:
-    /// the output of `Shape` and of the arithmetic done on it.
+    /// An `int64` (or `int32`) vector, or scalar when `scalar`, whose elements are dims,
+    /// some symbolic: the output of `Shape` and of the arithmetic and casts done on it.
     Dims {
         /// The elements.
         dims: Vec<Dim>,
@@ -80,18 +80,37 @@ impl Value {
 
     /// An `int64` vector of dims (a scalar when `scalar`). All-known dims become an array.
     pub fn dims(dims: Vec<Dim>, scalar: bool) -> Value {
+        Value::dims_of(dims, scalar, DType::I64)
+    }
+
+    /// A vector of dims with the integer dtype `dtype` (`int64`, or `int32` for models that
+    /// cast their shapes): all-known dims become an array.
+    pub fn dims_of(dims: Vec<Dim>, scalar: bool, dtype: DType) -> Value {
+        let dtype = if dtype == DType::I32 {
+            DType::I32
+        } else {
+            DType::I64
+        };
+        let fits = |k: u64| match dtype {
+            DType::I32 => i32::try_from(k).is_ok(),
+            _ => i64::try_from(k).is_ok(),
+        };
         if let Some(v) = dims
             .iter()
-            .map(|d| d.as_known().and_then(|k| i64::try_from(k).ok()))
+            .map(|d| d.as_known().filter(|&k| fits(k)).map(|k| k as i64))
             .collect::<Option<Vec<i64>>>()
         {
             let shape: &[usize] = if scalar { &[] } else { &[v.len()] };
-            if let Ok(a) = Array::new(shape, Data::I64(v)) {
+            let data = match dtype {
+                DType::I32 => Data::I32(v.iter().map(|&x| x as i32).collect()),
+                _ => Data::I64(v),
+            };
+            if let Ok(a) = Array::new(shape, data) {
                 return Value::array(a);
             }
         }
         Value {
-            dtype: DType::I64,
+            dtype,
             shape: if scalar {
                 Shape::scalar()
             } else {
@@ -101,6 +120,12 @@ impl Value {
             known: Known::Dims { dims, scalar },
             narrow: None,
         }
+    }
+
+    /// Dims derived from this value's dims (a slice, gather, concat, reshape of them): the
+    /// result keeps this value's integer dtype.
+    pub fn derived_dims(&self, dims: Vec<Dim>, scalar: bool) -> Value {
+        Value::dims_of(dims, scalar, self.dtype)
     }
 
     /// What is known at import time.
@@ -148,16 +173,17 @@ impl Value {
         let t = match &self.known {
             Known::Array(a) => g.constant(a.clone()),
             Known::Dims { dims, scalar } => {
+                let dtype = self.dtype;
                 let parts: Vec<Tensor> = dims
                     .iter()
                     .map(|d| match d.as_known() {
-                        Some(k) => g.full([1usize], k as f64, DType::I64),
-                        None => g.ones(Shape::new([d.clone()]), DType::I64).sum(0i64, true),
+                        Some(k) => g.full([1usize], k as f64, dtype),
+                        None => g.ones(Shape::new([d.clone()]), dtype).sum(0i64, true),
                     })
                     .collect();
                 let refs: Vec<&Tensor> = parts.iter().collect();
                 let v = if refs.is_empty() {
-                    g.zeros([0usize], DType::I64)
+                    g.zeros([0usize], dtype)
                 } else {
                     Tensor::cat(&refs, 0)
                 };

@@ -250,10 +250,10 @@ fn cast_to(cx: &mut NodeCx<'_>, to: ElemType) -> OpResult<Vec<Value>> {
     cx.typed_outputs = true;
     let v = cx.input(0)?.clone();
     if let Known::Dims { dims, scalar } = v.known()
-        && to.dtype == DType::I64
+        && matches!(to.dtype, DType::I64 | DType::I32)
         && to.narrow.is_none()
     {
-        return Ok(vec![Value::dims(dims.clone(), *scalar)]);
+        return Ok(vec![Value::dims_of(dims.clone(), *scalar, to.dtype)]);
     }
     if v.dtype == to.dtype && v.narrow == to.narrow {
         return Ok(vec![v]);
@@ -318,7 +318,7 @@ fn dims_arith(
     let b = cx.input(1)?.clone();
     let symbolic =
         matches!(a.known(), Known::Dims { .. }) || matches!(b.known(), Known::Dims { .. });
-    if !symbolic || a.dtype != DType::I64 || b.dtype != DType::I64 {
+    if !symbolic || a.dtype != b.dtype || !matches!(a.dtype, DType::I64 | DType::I32) {
         return Ok(None);
     }
     let (Some(da), Some(db)) = (a.as_dims(), b.as_dims()) else {
@@ -328,7 +328,7 @@ fn dims_arith(
         return Ok(None);
     }
     let scalar = a.rank() == 0 && b.rank() == 0;
-    Ok(dims_binary(&da, &db, f).map(|d| Value::dims(d, scalar)))
+    Ok(dims_binary(&da, &db, f).map(|d| a.derived_dims(d, scalar)))
 }
 
 fn binary(cx: &mut NodeCx<'_>, f: impl FnOnce(&Tensor, &Tensor) -> Tensor) -> OpResult<Vec<Value>> {

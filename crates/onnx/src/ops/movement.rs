@@ -66,7 +66,7 @@ pub fn reshape(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if let Known::Dims { dims: v, scalar } = x.known()
         && (dims.len() <= 1)
     {
-        return Ok(vec![Value::dims(v.clone(), *scalar && dims.is_empty())]);
+        return Ok(vec![x.derived_dims(v.clone(), *scalar && dims.is_empty())]);
     }
     let t = cx.tensor(0)?;
     Ok(vec![Value::tensor(t.reshape(Shape::new(dims)))])
@@ -120,7 +120,7 @@ pub fn squeeze(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if let Known::Dims { dims, .. } = v.known()
         && ax == [0]
     {
-        return Ok(vec![Value::dims(dims.clone(), true)]);
+        return Ok(vec![v.derived_dims(dims.clone(), true)]);
     }
     let out: Vec<Dim> = d
         .iter()
@@ -147,7 +147,7 @@ pub fn unsqueeze(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if let Known::Dims { dims, scalar: true } = v.known()
         && ax == [0]
     {
-        return Ok(vec![Value::dims(dims.clone(), false)]);
+        return Ok(vec![v.derived_dims(dims.clone(), false)]);
     }
     let mut out = Vec::with_capacity(rank);
     let mut src = d.into_iter();
@@ -183,10 +183,13 @@ pub fn concat(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         bail!("needs at least one input");
     }
     let symbolic = vals.iter().any(|v| matches!(v.known(), Known::Dims { .. }));
-    if symbolic && vals.iter().all(|v| v.rank() == 1) {
+    if symbolic
+        && vals.iter().all(|v| v.rank() == 1)
+        && vals.iter().all(|v| v.dtype == vals[0].dtype)
+    {
         let parts: Option<Vec<Vec<Dim>>> = vals.iter().map(Value::as_dims).collect();
         if let Some(parts) = parts {
-            return Ok(vec![Value::dims(parts.concat(), false)]);
+            return Ok(vec![vals[0].derived_dims(parts.concat(), false)]);
         }
     }
     let a = cx.attr_i("axis", 0);
@@ -278,7 +281,7 @@ pub fn slice(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     if let (Known::Dims { dims, .. }, [0]) = (v.known(), ax.as_slice()) {
         let n = dims.len() as i64;
         let idx = slice_indices(n, starts[0], ends[0], steps[0])?;
-        return Ok(vec![Value::dims(
+        return Ok(vec![v.derived_dims(
             idx.iter().map(|&i| dims[i as usize].clone()).collect(),
             false,
         )]);
@@ -354,7 +357,7 @@ pub fn gather(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
                 None => bail!("index {i} is out of range for {n} elements"),
             }
         }
-        return Ok(vec![Value::dims(out, idx_v.rank() == 0)]);
+        return Ok(vec![data.derived_dims(out, idx_v.rank() == 0)]);
     }
     let x = cx.tensor(0)?;
     // A known scalar index on a known axis is a slice (no index tensor: `x[:, -1]`).
