@@ -75,6 +75,10 @@ macro_rules! for_each_unary_op {
             Atan "atan" [Float] costly
                 /// Arctangent, in `[-pi/2, pi/2]`.
                 fn atan;
+            /// arcsine, in `[-pi/2, pi/2]`; NaN outside `[-1, 1]` (float)
+            Asin "asin" [Float] costly
+                /// Arcsine, in `[-pi/2, pi/2]` (NaN outside `[-1, 1]`).
+                fn asin;
             /// `1/(1+e^-x)` (float)
             Sigmoid "sigmoid" [Float] costly
                 /// Logistic sigmoid.

@@ -97,6 +97,7 @@ pub fn float_unary(op: UnaryOp) -> Option<fn(f64) -> f64> {
         UnaryOp::Cos => f64::cos,
         UnaryOp::Tanh => f64::tanh,
         UnaryOp::Atan => f64::atan,
+        UnaryOp::Asin => f64::asin,
         UnaryOp::Sigmoid => sigmoid,
         UnaryOp::Erf => erf,
         UnaryOp::Floor => f64::floor,
@@ -124,6 +125,7 @@ pub fn int_unary(op: UnaryOp) -> Option<fn(i64) -> i64> {
         | UnaryOp::Cos
         | UnaryOp::Tanh
         | UnaryOp::Atan
+        | UnaryOp::Asin
         | UnaryOp::Sigmoid
         | UnaryOp::Erf
         | UnaryOp::Floor
