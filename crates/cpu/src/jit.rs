@@ -363,3 +363,70 @@ impl Drop for JitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    type Unary = extern "C" fn(f64) -> f64;
+    type Binary = extern "C" fn(f64, f64) -> f64;
+
+    const XS: [f64; 8] = [-2.5, -1.0, -0.5, -0.0, 0.25, 0.75, 3.0, f64::NAN];
+
+    fn same(got: f64, want: f64, tol: f64) -> bool {
+        got.to_bits() == want.to_bits()
+            || (got.is_nan() && want.is_nan())
+            || (got - want).abs() <= tol
+    }
+
+    #[test]
+    fn every_helper_computes_its_ops_semantics() {
+        let mut symbols = HashSet::new();
+        for h in Helper::all() {
+            assert!(symbols.insert(h.symbol()), "{h:?}: duplicate symbol");
+            match h {
+                Helper::Unary(op) => {
+                    // SAFETY: `helpers::unary` returns the address of an
+                    // `extern "C" fn(f64) -> f64` entry.
+                    let f = unsafe { std::mem::transmute::<*const u8, Unary>(h.address()) };
+                    let want = float_unary(op).unwrap();
+                    // `erf` calls libm, within 1e-15 of the executor's series.
+                    let tol = if op == UnaryOp::Erf { 1e-15 } else { 0.0 };
+                    for x in XS {
+                        let (g, w) = (f(x), want(x));
+                        assert!(same(g, w, tol), "{}({x}) = {g}, want {w}", op.name());
+                    }
+                }
+                Helper::Binary(op) => {
+                    // SAFETY: `helpers::binary` returns the address of an
+                    // `extern "C" fn(f64, f64) -> f64` entry.
+                    let f = unsafe { std::mem::transmute::<*const u8, Binary>(h.address()) };
+                    let Some(BinaryKind::Arith(want)) = float_binary(op) else {
+                        panic!("{}: registered without an f64 function", op.name());
+                    };
+                    for (a, b) in XS.into_iter().zip(XS.into_iter().rev()) {
+                        let (g, w) = (f(a, b), want(a, b));
+                        assert!(same(g, w, 0.0), "{}({a}, {b}) = {g}, want {w}", op.name());
+                    }
+                }
+            }
+        }
+        for (name, arity) in [
+            ("kiln_cpu_exp", 1),
+            ("kiln_cpu_log", 1),
+            ("kiln_cpu_sin", 1),
+            ("kiln_cpu_cos", 1),
+            ("kiln_cpu_tanh", 1),
+            ("kiln_cpu_atan", 1),
+            ("kiln_cpu_sigmoid", 1),
+            ("kiln_cpu_erf", 1),
+            ("kiln_cpu_pow", 2),
+            ("kiln_cpu_rem", 2),
+        ] {
+            let h = Helper::all().find(|h| h.symbol() == name);
+            assert_eq!(h.map(Helper::arity), Some(arity), "{name}");
+        }
+        assert!(!Helper::all().any(|h| matches!(h, Helper::Unary(UnaryOp::Not | UnaryOp::IsNan))));
+    }
+}
