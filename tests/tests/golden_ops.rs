@@ -20,6 +20,7 @@ const FAMILIES: &[(&str, &[&str])] = &[
             "cos",
             "tanh",
             "atan",
+            "asin",
             "sigmoid",
             "erf",
             "floor",

@@ -1,6 +1,6 @@
 //! The Cranelift JIT: a module per compilation batch targeting the host ISA at
-//! `opt_level=speed`, the helper functions generated code may call (f64 transcendentals,
-//! float `rem` and `pow`), and [`JitCode`], which owns executable memory until the last
+//! `opt_level=speed`, the helper functions generated code may call (the `f64` functions of
+//! the scalar ops without a Cranelift instruction, one per op of the op lists), and [`JitCode`], which owns executable memory until the last
 //! compiled kernel that points into it is dropped.
 
 use crate::codegen::error::CodegenError;
@@ -10,96 +10,67 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
+use kiln_ir::semantics::{BinaryKind, float_binary, float_unary};
+use kiln_ir::{BinaryOp, UnaryOp};
 use std::sync::Mutex;
 
-/// An f64 helper that generated code calls through an imported symbol.
+/// An `f64` helper that generated code calls through an imported symbol: the `f64`
+/// function of a scalar op without a Cranelift instruction (transcendentals, float `rem`
+/// and `pow`), behind an `extern "C"` entry generated from the op lists of `kiln_ir`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Helper {
-    /// `e^x`
-    Exp,
-    /// natural log
-    Log,
-    /// sine
-    Sin,
-    /// cosine
-    Cos,
-    /// hyperbolic tangent
-    Tanh,
-    /// arctangent
-    Atan,
-    /// `1/(1+e^-x)` without overflow
-    Sigmoid,
-    /// error function (libm's `erf`)
-    Erf,
-    /// `x^y`
-    Pow,
-    /// remainder with the divisor's sign
-    Rem,
+    /// A unary op's [`kiln_ir::semantics::float_unary`].
+    Unary(UnaryOp),
+    /// A binary op's [`kiln_ir::semantics::float_binary`] (arithmetic, not comparisons).
+    Binary(BinaryOp),
 }
 
 impl Helper {
-    /// Every helper.
-    pub(crate) const ALL: [Helper; 10] = [
-        Helper::Exp,
-        Helper::Log,
-        Helper::Sin,
-        Helper::Cos,
-        Helper::Tanh,
-        Helper::Atan,
-        Helper::Sigmoid,
-        Helper::Erf,
-        Helper::Pow,
-        Helper::Rem,
-    ];
+    /// Every helper: each scalar op with an `f64` function of its own type.
+    pub(crate) fn all() -> impl Iterator<Item = Helper> {
+        let unary = UnaryOp::ALL
+            .into_iter()
+            .filter(|&op| float_unary(op).is_some())
+            .map(Helper::Unary);
+        let binary = BinaryOp::ALL
+            .into_iter()
+            .filter(|&op| matches!(float_binary(op), Some(BinaryKind::Arith(_))))
+            .map(Helper::Binary);
+        unary.chain(binary)
+    }
 
-    fn symbol(self) -> &'static str {
-        match self {
-            Helper::Exp => "kiln_cpu_exp",
-            Helper::Log => "kiln_cpu_log",
-            Helper::Sin => "kiln_cpu_sin",
-            Helper::Cos => "kiln_cpu_cos",
-            Helper::Tanh => "kiln_cpu_tanh",
-            Helper::Atan => "kiln_cpu_atan",
-            Helper::Sigmoid => "kiln_cpu_sigmoid",
-            Helper::Erf => "kiln_cpu_erf",
-            Helper::Pow => "kiln_cpu_pow",
-            Helper::Rem => "kiln_cpu_rem",
-        }
+    /// The imported symbol, `kiln_cpu_<op name>` (op names are unique across both lists).
+    fn symbol(self) -> String {
+        let name = match self {
+            Helper::Unary(op) => op.name(),
+            Helper::Binary(op) => op.name(),
+        };
+        format!("kiln_cpu_{name}")
     }
 
     /// Number of f64 arguments.
     pub(crate) fn arity(self) -> usize {
         match self {
-            Helper::Pow | Helper::Rem => 2,
-            Helper::Exp
-            | Helper::Log
-            | Helper::Sin
-            | Helper::Cos
-            | Helper::Tanh
-            | Helper::Atan
-            | Helper::Sigmoid
-            | Helper::Erf => 1,
+            Helper::Unary(_) => 1,
+            Helper::Binary(_) => 2,
         }
     }
 
     fn address(self) -> *const u8 {
         match self {
-            Helper::Exp => helpers::exp as *const u8,
-            Helper::Log => helpers::log as *const u8,
-            Helper::Sin => helpers::sin as *const u8,
-            Helper::Cos => helpers::cos as *const u8,
-            Helper::Tanh => helpers::tanh as *const u8,
-            Helper::Atan => helpers::atan as *const u8,
-            Helper::Sigmoid => helpers::sigmoid as *const u8,
-            Helper::Erf => helpers::erf as *const u8,
-            Helper::Pow => helpers::pow as *const u8,
-            Helper::Rem => helpers::rem as *const u8,
+            Helper::Unary(op) => helpers::unary(op),
+            Helper::Binary(op) => helpers::binary(op),
         }
     }
 }
 
-/// The functions behind [`Helper`]; they compute exactly what the kernel executor computes.
+/// The functions behind [`Helper`]: one `extern "C"` entry per scalar op, generated from
+/// the op lists, each computing the op's `f64` semantics (what the kernel executor
+/// computes), except `erf`, which calls libm (faster, within an ulp of the executor's).
 pub(crate) mod helpers {
+    use kiln_ir::semantics::{BinaryKind, float_binary, float_unary};
+    use kiln_ir::{BinaryOp, UnaryOp};
+
     unsafe extern "C" {
         /// libm's error function (correctly rounded to within an ulp in glibc).
         // SAFETY: `erf` from the platform's C math library (linked by std on every
@@ -109,46 +80,68 @@ pub(crate) mod helpers {
         safe fn libm_erf(x: f64) -> f64;
     }
 
-    pub(crate) extern "C" fn exp(x: f64) -> f64 {
-        x.exp()
+    /// The `f64` value of a unary op; `op` is a constant in every entry, so this folds to
+    /// a direct call of the op's function.
+    #[inline(always)]
+    fn unary_f64(op: UnaryOp, x: f64) -> f64 {
+        if op == UnaryOp::Erf {
+            return libm_erf(x);
+        }
+        float_unary(op).map_or(f64::NAN, |f| f(x))
     }
-    pub(crate) extern "C" fn log(x: f64) -> f64 {
-        x.ln()
-    }
-    pub(crate) extern "C" fn sin(x: f64) -> f64 {
-        x.sin()
-    }
-    pub(crate) extern "C" fn cos(x: f64) -> f64 {
-        x.cos()
-    }
-    pub(crate) extern "C" fn tanh(x: f64) -> f64 {
-        x.tanh()
-    }
-    pub(crate) extern "C" fn atan(x: f64) -> f64 {
-        x.atan()
-    }
-    pub(crate) extern "C" fn sigmoid(x: f64) -> f64 {
-        if x >= 0.0 {
-            1.0 / (1.0 + (-x).exp())
-        } else {
-            let e = x.exp();
-            e / (1.0 + e)
+
+    /// The `f64` value of a binary op (NaN for one without an arithmetic `f64` function,
+    /// which [`super::Helper::all`] never registers).
+    #[inline(always)]
+    fn binary_f64(op: BinaryOp, a: f64, b: f64) -> f64 {
+        match float_binary(op) {
+            Some(BinaryKind::Arith(f)) => f(a, b),
+            Some(BinaryKind::Cmp(_)) | None => f64::NAN,
         }
     }
-    pub(crate) extern "C" fn erf(x: f64) -> f64 {
-        libm_erf(x)
+
+    /// Generates `unary`, the entry of each unary op, from `kiln_ir::for_each_unary_op!`.
+    macro_rules! unary_entries {
+        ($(
+            $(#[$doc:meta])* $op:ident $name:literal [$($rule:tt)*] $cost:ident
+            $(#[$method_doc:meta])* fn $method:ident;
+        )*) => {
+            /// The address of the `extern "C" fn(f64) -> f64` entry of a unary op.
+            pub(crate) fn unary(op: UnaryOp) -> *const u8 {
+                match op {
+                    $(UnaryOp::$op => {
+                        extern "C" fn entry(x: f64) -> f64 {
+                            unary_f64(UnaryOp::$op, x)
+                        }
+                        entry as *const u8
+                    })*
+                }
+            }
+        };
     }
-    pub(crate) extern "C" fn pow(x: f64, y: f64) -> f64 {
-        x.powf(y)
+
+    /// Generates `binary`, the entry of each binary op, from `kiln_ir::for_each_binary_op!`.
+    macro_rules! binary_entries {
+        ($(
+            $(#[$doc:meta])* $op:ident $name:literal [$($rule:tt)*] $cost:ident
+            $(#[$method_doc:meta])* fn $method:ident;
+        )*) => {
+            /// The address of the `extern "C" fn(f64, f64) -> f64` entry of a binary op.
+            pub(crate) fn binary(op: BinaryOp) -> *const u8 {
+                match op {
+                    $(BinaryOp::$op => {
+                        extern "C" fn entry(a: f64, b: f64) -> f64 {
+                            binary_f64(BinaryOp::$op, a, b)
+                        }
+                        entry as *const u8
+                    })*
+                }
+            }
+        };
     }
-    pub(crate) extern "C" fn rem(a: f64, b: f64) -> f64 {
-        let r = a % b;
-        if r != 0.0 && (r < 0.0) != (b < 0.0) {
-            r + b
-        } else {
-            r
-        }
-    }
+
+    kiln_ir::for_each_unary_op!(unary_entries);
+    kiln_ir::for_each_binary_op!(binary_entries);
 
     pub(crate) extern "C" fn floorf(x: f32) -> f32 {
         x.floor()
@@ -237,7 +230,7 @@ impl Jit {
         let has_fma = flag("has_fma");
         let has_sse41 = flag("has_sse41") || !cfg!(target_arch = "x86_64");
         let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        for h in Helper::ALL {
+        for h in Helper::all() {
             builder.symbol(h.symbol(), h.address());
         }
         let libcalls: [(&str, *const u8); 10] = [
@@ -255,22 +248,9 @@ impl Jit {
         for (name, ptr) in libcalls {
             builder.symbol(name, ptr);
         }
-        let mut module = JITModule::new(builder);
-        let mut helpers = Vec::new();
-        for h in Helper::ALL {
-            let mut sig = module.make_signature();
-            for _ in 0..h.arity() {
-                sig.params.push(AbiParam::new(types::F64));
-            }
-            sig.returns.push(AbiParam::new(types::F64));
-            let id = module
-                .declare_function(h.symbol(), Linkage::Import, &sig)
-                .map_err(|e| CpuError::Host(e.to_string()))?;
-            helpers.push((h, id));
-        }
         Ok(Jit {
-            module,
-            helpers,
+            module: JITModule::new(builder),
+            helpers: Vec::new(),
             has_fma,
             has_sse41,
             next: 0,
@@ -296,12 +276,26 @@ impl Jit {
             .map_err(|e| CodegenError::Cranelift(e.to_string()))
     }
 
-    /// The function id of a helper.
-    pub(crate) fn helper(&self, h: Helper) -> Option<FuncId> {
-        self.helpers
-            .iter()
-            .find(|(k, _)| *k == h)
-            .map(|(_, id)| *id)
+    /// The function id of a helper, declared as an import on first use (`None` for a
+    /// helper without a registered symbol).
+    fn helper(&mut self, h: Helper) -> Option<FuncId> {
+        if let Some((_, id)) = self.helpers.iter().find(|(k, _)| *k == h) {
+            return Some(*id);
+        }
+        if !Helper::all().any(|k| k == h) {
+            return None;
+        }
+        let mut sig = self.module.make_signature();
+        for _ in 0..h.arity() {
+            sig.params.push(AbiParam::new(types::F64));
+        }
+        sig.returns.push(AbiParam::new(types::F64));
+        let id = self
+            .module
+            .declare_function(&h.symbol(), Linkage::Import, &sig)
+            .ok()?;
+        self.helpers.push((h, id));
+        Some(id)
     }
 
     /// Finalizes every defined function and returns their entry points with the owner of
@@ -367,5 +361,72 @@ impl Drop for JitCode {
             // called any more, and no kernel is running (runs borrow their program).
             unsafe { module.free_memory() };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    type Unary = extern "C" fn(f64) -> f64;
+    type Binary = extern "C" fn(f64, f64) -> f64;
+
+    const XS: [f64; 8] = [-2.5, -1.0, -0.5, -0.0, 0.25, 0.75, 3.0, f64::NAN];
+
+    fn same(got: f64, want: f64, tol: f64) -> bool {
+        got.to_bits() == want.to_bits()
+            || (got.is_nan() && want.is_nan())
+            || (got - want).abs() <= tol
+    }
+
+    #[test]
+    fn every_helper_computes_its_ops_semantics() {
+        let mut symbols = HashSet::new();
+        for h in Helper::all() {
+            assert!(symbols.insert(h.symbol()), "{h:?}: duplicate symbol");
+            match h {
+                Helper::Unary(op) => {
+                    // SAFETY: `helpers::unary` returns the address of an
+                    // `extern "C" fn(f64) -> f64` entry.
+                    let f = unsafe { std::mem::transmute::<*const u8, Unary>(h.address()) };
+                    let want = float_unary(op).unwrap();
+                    // `erf` calls libm, within 1e-15 of the executor's series.
+                    let tol = if op == UnaryOp::Erf { 1e-15 } else { 0.0 };
+                    for x in XS {
+                        let (g, w) = (f(x), want(x));
+                        assert!(same(g, w, tol), "{}({x}) = {g}, want {w}", op.name());
+                    }
+                }
+                Helper::Binary(op) => {
+                    // SAFETY: `helpers::binary` returns the address of an
+                    // `extern "C" fn(f64, f64) -> f64` entry.
+                    let f = unsafe { std::mem::transmute::<*const u8, Binary>(h.address()) };
+                    let Some(BinaryKind::Arith(want)) = float_binary(op) else {
+                        panic!("{}: registered without an f64 function", op.name());
+                    };
+                    for (a, b) in XS.into_iter().zip(XS.into_iter().rev()) {
+                        let (g, w) = (f(a, b), want(a, b));
+                        assert!(same(g, w, 0.0), "{}({a}, {b}) = {g}, want {w}", op.name());
+                    }
+                }
+            }
+        }
+        for (name, arity) in [
+            ("kiln_cpu_exp", 1),
+            ("kiln_cpu_log", 1),
+            ("kiln_cpu_sin", 1),
+            ("kiln_cpu_cos", 1),
+            ("kiln_cpu_tanh", 1),
+            ("kiln_cpu_atan", 1),
+            ("kiln_cpu_sigmoid", 1),
+            ("kiln_cpu_erf", 1),
+            ("kiln_cpu_pow", 2),
+            ("kiln_cpu_rem", 2),
+        ] {
+            let h = Helper::all().find(|h| h.symbol() == name);
+            assert_eq!(h.map(Helper::arity), Some(arity), "{name}");
+        }
+        assert!(!Helper::all().any(|h| matches!(h, Helper::Unary(UnaryOp::Not | UnaryOp::IsNan))));
     }
 }

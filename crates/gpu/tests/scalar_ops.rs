@@ -119,7 +119,7 @@ fn f32_unary_ops() {
             }
         },
     );
-    assert_eq!(names.len(), 18, "every f32 unary op: {names:?}");
+    assert_eq!(names.len(), 19, "every f32 unary op: {names:?}");
     let inputs = named(vec![
         ("x", f32s(&x)),
         ("pos", f32s(&pos)),
@@ -488,6 +488,7 @@ fn transcendental_accuracy_sweep() {
         (UnaryOp::Sigmoid, lin(-30.0, 30.0), 1e-5),
         (UnaryOp::Erf, lin(-5.0, 5.0), 1e-5),
         (UnaryOp::Atan, lin(-20.0, 20.0), 1e-5),
+        (UnaryOp::Asin, lin(-1.0, 1.0), 1e-5),
         (
             UnaryOp::Sin,
             lin(-std::f64::consts::PI, std::f64::consts::PI),

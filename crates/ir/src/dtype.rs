@@ -73,6 +73,28 @@ impl DType {
     }
 }
 
+/// A class of dtypes an op accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeClass {
+    /// Integers and floats (not bool).
+    Numeric,
+    /// `f32` or `f64`.
+    Float,
+    /// `bool` or an integer.
+    BoolOrInt,
+}
+
+impl DTypeClass {
+    /// True if `dtype` belongs to the class.
+    pub fn contains(self, dtype: DType) -> bool {
+        match self {
+            DTypeClass::Numeric => dtype.is_numeric(),
+            DTypeClass::Float => dtype.is_float(),
+            DTypeClass::BoolOrInt => dtype == DType::Bool || dtype.is_int(),
+        }
+    }
+}
+
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

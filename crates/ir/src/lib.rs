@@ -24,7 +24,9 @@ pub use dim::{Dim, DimError, Sym};
 pub use dtype::DType;
 pub use error::ShapeError;
 pub use graph::{Graph, GraphError, Loc, Node, NodeId};
-pub use op::{ArgOp, BinaryOp, F64Bits, Op, OpKind, ReduceOp, SliceAxis, UnaryOp, WindowOp};
+pub use op::{
+    ArgOp, BinaryOp, DTypeRule, F64Bits, Op, OpKind, ReduceOp, SliceAxis, UnaryOp, WindowOp,
+};
 pub use shape::Shape;
 pub use text::{ParseError, parse, parse_unverified};
 pub use verify::{VerifyError, VerifyErrorKind, format_with_errors, verify};

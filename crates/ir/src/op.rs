@@ -1,238 +1,318 @@
 //! The closed set of primitive operations. Composite ops (softmax, layer_norm, ...) are
 //! built from these in the builder crate; every per-op concern is an exhaustive `match`.
+//!
+//! The scalar ops ([`UnaryOp`], [`BinaryOp`]) are declared once, in the lists of
+//! [`for_each_unary_op!`](crate::for_each_unary_op) and
+//! [`for_each_binary_op!`](crate::for_each_binary_op): each entry gives the variant, its
+//! stable name, its dtype rule, its cost class and its user method, and the enums, `ALL`,
+//! `name()`, `is_costly()` and `dtype_rule()` are generated from them.
 
 use crate::array::Array;
-use crate::dtype::DType;
+use crate::dtype::{DType, DTypeClass};
 use crate::shape::Shape;
 use std::fmt;
 
-/// Elementwise unary primitives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    /// `-x`
-    Neg,
-    /// `|x|`
-    Abs,
-    /// `e^x` (float)
-    Exp,
-    /// natural log (float)
-    Log,
-    /// square root (float)
-    Sqrt,
-    /// `1/sqrt(x)` (float)
-    Rsqrt,
-    /// `1/x` (float)
-    Recip,
-    /// sine (float)
-    Sin,
-    /// cosine (float)
-    Cos,
-    /// hyperbolic tangent (float)
-    Tanh,
-    /// arctangent, in `[-pi/2, pi/2]` (float)
-    Atan,
-    /// `1/(1+e^-x)` (float)
-    Sigmoid,
-    /// error function (float)
-    Erf,
-    /// round toward -inf (float)
-    Floor,
-    /// round toward +inf (float)
-    Ceil,
-    /// round half to even (float)
-    Round,
-    /// -1, 0 or 1 (numeric; NaN stays NaN)
-    Sign,
-    /// logical not (bool) or bitwise not (integers)
-    Not,
-    /// `x != x` (float in, bool out)
-    IsNan,
-}
-
-impl UnaryOp {
-    /// Every unary op.
-    pub const ALL: [UnaryOp; 19] = [
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Sqrt,
-        UnaryOp::Rsqrt,
-        UnaryOp::Recip,
-        UnaryOp::Sin,
-        UnaryOp::Cos,
-        UnaryOp::Tanh,
-        UnaryOp::Atan,
-        UnaryOp::Sigmoid,
-        UnaryOp::Erf,
-        UnaryOp::Floor,
-        UnaryOp::Ceil,
-        UnaryOp::Round,
-        UnaryOp::Sign,
-        UnaryOp::Not,
-        UnaryOp::IsNan,
-    ];
-
-    /// The op whose [`UnaryOp::name`] is `name`; the name is the op's stable identity in
-    /// the IR text and in `.kiln` files.
-    pub fn from_name(name: &str) -> Option<UnaryOp> {
-        UnaryOp::ALL.into_iter().find(|op| op.name() == name)
-    }
-
-    /// Printed name, the op's stable identity (see `from_name`).
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Rsqrt => "rsqrt",
-            UnaryOp::Recip => "recip",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Atan => "atan",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Erf => "erf",
-            UnaryOp::Floor => "floor",
-            UnaryOp::Ceil => "ceil",
-            UnaryOp::Round => "round",
-            UnaryOp::Sign => "sign",
-            UnaryOp::Not => "not",
-            UnaryOp::IsNan => "is_nan",
+/// Invokes the macro `$callback` with the list of every [`UnaryOp`], one entry per op in
+/// declaration order:
+///
+/// ```text
+/// /// variant doc
+/// Variant "name" [dtype rule] costly|cheap
+///     /// user method doc
+///     fn method;
+/// ```
+///
+/// The dtype rule is `[Class]` (operands of the [`DTypeClass`], result of the operand
+/// dtype) or `[Class -> Bool]` (result `bool`; `Any` for every dtype); see [`DTypeRule`].
+/// `costly` marks a transcendental ([`UnaryOp::is_costly`]). The enum, its `ALL`, `name`,
+/// `is_costly` and `dtype_rule` are generated from this list, and so are the CPU backend's
+/// `f64` helpers and the `Tensor` methods of the user API. Adding an op is one entry here.
+#[macro_export]
+macro_rules! for_each_unary_op {
+    ($callback:ident) => {
+        $callback! {
+            /// `-x`
+            Neg "neg" [Numeric] cheap
+                /// `-x`
+                fn neg;
+            /// `|x|`
+            Abs "abs" [Numeric] cheap
+                /// `|x|`
+                fn abs;
+            /// `e^x` (float)
+            Exp "exp" [Float] costly
+                /// `e^x`
+                fn exp;
+            /// natural log (float)
+            Log "log" [Float] costly
+                /// Natural logarithm.
+                fn log;
+            /// square root (float)
+            Sqrt "sqrt" [Float] costly
+                /// Square root.
+                fn sqrt;
+            /// `1/sqrt(x)` (float)
+            Rsqrt "rsqrt" [Float] costly
+                /// `1/sqrt(x)`
+                fn rsqrt;
+            /// `1/x` (float)
+            Recip "recip" [Float] cheap
+                /// `1/x`
+                fn recip;
+            /// sine (float)
+            Sin "sin" [Float] costly
+                /// Sine.
+                fn sin;
+            /// cosine (float)
+            Cos "cos" [Float] costly
+                /// Cosine.
+                fn cos;
+            /// hyperbolic tangent (float)
+            Tanh "tanh" [Float] costly
+                /// Hyperbolic tangent.
+                fn tanh;
+            /// arctangent, in `[-pi/2, pi/2]` (float)
+            Atan "atan" [Float] costly
+                /// Arctangent, in `[-pi/2, pi/2]`.
+                fn atan;
+            /// arcsine, in `[-pi/2, pi/2]`; NaN outside `[-1, 1]` (float)
+            Asin "asin" [Float] costly
+                /// Arcsine, in `[-pi/2, pi/2]` (NaN outside `[-1, 1]`).
+                fn asin;
+            /// `1/(1+e^-x)` (float)
+            Sigmoid "sigmoid" [Float] costly
+                /// Logistic sigmoid.
+                fn sigmoid;
+            /// error function (float)
+            Erf "erf" [Float] costly
+                /// Error function.
+                fn erf;
+            /// round toward -inf (float)
+            Floor "floor" [Float] cheap
+                /// Round toward -inf.
+                fn floor;
+            /// round toward +inf (float)
+            Ceil "ceil" [Float] cheap
+                /// Round toward +inf.
+                fn ceil;
+            /// round half to even (float)
+            Round "round" [Float] cheap
+                /// Round half to even.
+                fn round;
+            /// -1, 0 or 1 (numeric; NaN stays NaN)
+            Sign "sign" [Numeric] cheap
+                /// -1, 0 or 1.
+                fn sign;
+            /// logical not (bool) or bitwise not (integers)
+            Not "not" [BoolOrInt] cheap
+                /// Logical (bool) or bitwise (integer) not.
+                fn logical_not;
+            /// `x != x` (float in, bool out)
+            IsNan "is_nan" [Float -> Bool] cheap
+                /// `x != x`.
+                fn is_nan;
         }
-    }
+    };
+}
 
-    /// True for ops that cost many instructions (transcendentals, square roots): fusion
-    /// recomputes them in as few kernels as it can.
-    pub fn is_costly(self) -> bool {
-        match self {
-            UnaryOp::Exp
-            | UnaryOp::Log
-            | UnaryOp::Sqrt
-            | UnaryOp::Rsqrt
-            | UnaryOp::Sin
-            | UnaryOp::Cos
-            | UnaryOp::Tanh
-            | UnaryOp::Atan
-            | UnaryOp::Sigmoid
-            | UnaryOp::Erf => true,
-            UnaryOp::Neg
-            | UnaryOp::Abs
-            | UnaryOp::Recip
-            | UnaryOp::Floor
-            | UnaryOp::Ceil
-            | UnaryOp::Round
-            | UnaryOp::Sign
-            | UnaryOp::Not
-            | UnaryOp::IsNan => false,
+/// Invokes the macro `$callback` with the list of every [`BinaryOp`], one entry per op in
+/// declaration order, in the form of [`for_each_unary_op!`](crate::for_each_unary_op)
+/// (`costly` marks an op that costs many instructions, such as `pow`). Both operands of a
+/// binary op share one dtype, which the dtype rule constrains.
+#[macro_export]
+macro_rules! for_each_binary_op {
+    ($callback:ident) => {
+        $callback! {
+            /// `a + b`
+            Add "add" [Numeric] cheap
+                /// `self + rhs` with broadcasting.
+                fn add;
+            /// `a - b`
+            Sub "sub" [Numeric] cheap
+                /// `self - rhs`.
+                fn sub;
+            /// `a * b`
+            Mul "mul" [Numeric] cheap
+                /// `self * rhs`.
+                fn mul;
+            /// `a / b`; integers use floor division (Python `//`)
+            Div "div" [Numeric] cheap
+                /// `self / rhs` (floor division for integers).
+                fn div;
+            /// remainder with the sign of the divisor (Python `%`, `torch.remainder`)
+            Rem "rem" [Numeric] cheap
+                /// Remainder with the sign of the divisor (`torch.remainder`).
+                fn rem;
+            /// `a ^ b` (float)
+            Pow "pow" [Float] costly
+                /// `self ^ rhs`.
+                fn pow;
+            /// elementwise maximum (NaN propagates)
+            Max "max" [Numeric] cheap
+                /// Elementwise maximum.
+                fn maximum;
+            /// elementwise minimum (NaN propagates)
+            Min "min" [Numeric] cheap
+                /// Elementwise minimum.
+                fn minimum;
+            /// `a == b` (bool out)
+            Eq "eq" [Any -> Bool] cheap
+                /// `self == rhs` (bool).
+                fn eq;
+            /// `a != b` (bool out)
+            Ne "ne" [Any -> Bool] cheap
+                /// `self != rhs` (bool).
+                fn ne;
+            /// `a < b` (bool out)
+            Lt "lt" [Numeric -> Bool] cheap
+                /// `self < rhs` (bool).
+                fn lt;
+            /// `a <= b` (bool out)
+            Le "le" [Numeric -> Bool] cheap
+                /// `self <= rhs` (bool).
+                fn le;
+            /// `a > b` (bool out)
+            Gt "gt" [Numeric -> Bool] cheap
+                /// `self > rhs` (bool).
+                fn gt;
+            /// `a >= b` (bool out)
+            Ge "ge" [Numeric -> Bool] cheap
+                /// `self >= rhs` (bool).
+                fn ge;
+            /// logical/bitwise and (bool or integers)
+            And "and" [BoolOrInt] cheap
+                /// Logical/bitwise and.
+                fn logical_and;
+            /// logical/bitwise or (bool or integers)
+            Or "or" [BoolOrInt] cheap
+                /// Logical/bitwise or.
+                fn logical_or;
+            /// logical/bitwise xor (bool or integers)
+            Xor "xor" [BoolOrInt] cheap
+                /// Logical/bitwise xor.
+                fn logical_xor;
         }
-    }
+    };
 }
 
-/// Elementwise binary primitives with NumPy broadcasting. Both operands share one dtype.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    /// `a + b`
-    Add,
-    /// `a - b`
-    Sub,
-    /// `a * b`
-    Mul,
-    /// `a / b`; integers use floor division (Python `//`)
-    Div,
-    /// remainder with the sign of the divisor (Python `%`, `torch.remainder`)
-    Rem,
-    /// `a ^ b` (float)
-    Pow,
-    /// elementwise maximum (NaN propagates)
-    Max,
-    /// elementwise minimum (NaN propagates)
-    Min,
-    /// `a == b` (bool out)
-    Eq,
-    /// `a != b` (bool out)
-    Ne,
-    /// `a < b` (bool out)
-    Lt,
-    /// `a <= b` (bool out)
-    Le,
-    /// `a > b` (bool out)
-    Gt,
-    /// `a >= b` (bool out)
-    Ge,
-    /// logical/bitwise and (bool or integers)
-    And,
-    /// logical/bitwise or (bool or integers)
-    Or,
-    /// logical/bitwise xor (bool or integers)
-    Xor,
+/// The dtypes a scalar op accepts and the dtype it produces, as declared in its op list;
+/// [`crate::semantics::unary_dtype`] and [`crate::semantics::binary_dtype`] apply it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeRule {
+    /// Operands of the class; the result has the operand dtype.
+    Same(DTypeClass),
+    /// Operands of the class (`None`: every dtype); the result is `bool`.
+    ToBool(Option<DTypeClass>),
 }
+
+/// The [`DTypeRule`] written `[$rule]` in an op list.
+macro_rules! dtype_rule {
+    ([Any -> Bool]) => {
+        DTypeRule::ToBool(None)
+    };
+    ([$class:ident -> Bool]) => {
+        DTypeRule::ToBool(Some(DTypeClass::$class))
+    };
+    ([$class:ident]) => {
+        DTypeRule::Same(DTypeClass::$class)
+    };
+}
+
+/// Whether the cost class written in an op list is `costly`.
+macro_rules! is_costly {
+    (costly) => {
+        true
+    };
+    (cheap) => {
+        false
+    };
+}
+
+/// Generates a scalar op enum and its per-op tables from an op list.
+macro_rules! scalar_op_enum {
+    (
+        $(#[$enum_doc:meta])* $Enum:ident, $all_doc:literal, $costly_doc:literal;
+        $(
+            $(#[$doc:meta])* $op:ident $name:literal [$($rule:tt)*] $cost:ident
+            $(#[$method_doc:meta])* fn $method:ident;
+        )*
+    ) => {
+        $(#[$enum_doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $Enum {
+            $($(#[$doc])* $op,)*
+        }
+
+        impl $Enum {
+            #[doc = $all_doc]
+            pub const ALL: [$Enum; [$($name),*].len()] = [$($Enum::$op),*];
+
+            #[doc = concat!(
+                "The op whose [`", stringify!($Enum), "::name`] is `name`; the name is the ",
+                "op's stable identity in the IR text and in `.kiln` files."
+            )]
+            pub fn from_name(name: &str) -> Option<$Enum> {
+                $Enum::ALL.into_iter().find(|op| op.name() == name)
+            }
+
+            /// Printed name, the op's stable identity (see `from_name`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($Enum::$op => $name,)*
+                }
+            }
+
+            #[doc = $costly_doc]
+            pub fn is_costly(self) -> bool {
+                match self {
+                    $($Enum::$op => is_costly!($cost),)*
+                }
+            }
+
+            /// The dtypes the op accepts and the dtype it produces.
+            pub fn dtype_rule(self) -> DTypeRule {
+                match self {
+                    $($Enum::$op => dtype_rule!([$($rule)*]),)*
+                }
+            }
+        }
+    };
+}
+
+macro_rules! unary_op_enum {
+    ($($list:tt)*) => {
+        scalar_op_enum! {
+            /// Elementwise unary primitives.
+            UnaryOp,
+            "Every unary op.",
+            "True for ops that cost many instructions (transcendentals, square roots): \
+             fusion recomputes them in as few kernels as it can.";
+            $($list)*
+        }
+    };
+}
+
+macro_rules! binary_op_enum {
+    ($($list:tt)*) => {
+        scalar_op_enum! {
+            /// Elementwise binary primitives with NumPy broadcasting. Both operands share one
+            /// dtype.
+            BinaryOp,
+            "Every binary op.",
+            "True for ops that cost many instructions (`pow`): fusion recomputes them in as \
+             few kernels as it can.";
+            $($list)*
+        }
+    };
+}
+
+for_each_unary_op!(unary_op_enum);
+for_each_binary_op!(binary_op_enum);
 
 impl BinaryOp {
-    /// Every binary op.
-    pub const ALL: [BinaryOp; 17] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Rem,
-        BinaryOp::Pow,
-        BinaryOp::Max,
-        BinaryOp::Min,
-        BinaryOp::Eq,
-        BinaryOp::Ne,
-        BinaryOp::Lt,
-        BinaryOp::Le,
-        BinaryOp::Gt,
-        BinaryOp::Ge,
-        BinaryOp::And,
-        BinaryOp::Or,
-        BinaryOp::Xor,
-    ];
-
-    /// The op whose [`BinaryOp::name`] is `name`; the name is the op's stable identity in
-    /// the IR text and in `.kiln` files.
-    pub fn from_name(name: &str) -> Option<BinaryOp> {
-        BinaryOp::ALL.into_iter().find(|op| op.name() == name)
-    }
-
-    /// Printed name, the op's stable identity (see `from_name`).
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Rem => "rem",
-            BinaryOp::Pow => "pow",
-            BinaryOp::Max => "max",
-            BinaryOp::Min => "min",
-            BinaryOp::Eq => "eq",
-            BinaryOp::Ne => "ne",
-            BinaryOp::Lt => "lt",
-            BinaryOp::Le => "le",
-            BinaryOp::Gt => "gt",
-            BinaryOp::Ge => "ge",
-            BinaryOp::And => "and",
-            BinaryOp::Or => "or",
-            BinaryOp::Xor => "xor",
-        }
-    }
-
-    /// True for ops that cost many instructions (`pow`): fusion recomputes them in as few
-    /// kernels as it can.
-    pub fn is_costly(self) -> bool {
-        self == BinaryOp::Pow
-    }
-
     /// True for comparisons, whose result is `bool`.
     pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
-        )
+        matches!(self.dtype_rule(), DTypeRule::ToBool(_))
     }
 }
 
@@ -652,6 +732,21 @@ mod tests {
         assert_eq!(Op::MatMul.kind(), OpKind::Contraction);
         assert!(UnaryOp::Exp.is_costly() && !UnaryOp::Neg.is_costly());
         assert!(BinaryOp::Pow.is_costly() && !BinaryOp::Add.is_costly());
+        let comparisons: Vec<_> = BinaryOp::ALL
+            .into_iter()
+            .filter(|b| b.is_comparison())
+            .collect();
+        assert_eq!(
+            comparisons,
+            [
+                BinaryOp::Eq,
+                BinaryOp::Ne,
+                BinaryOp::Lt,
+                BinaryOp::Le,
+                BinaryOp::Gt,
+                BinaryOp::Ge
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 pub mod threefry;
 mod typing;
 
-pub use typing::{DTypeClass, DTypeRuleError, binary_dtype, unary_dtype};
+pub use crate::dtype::DTypeClass;
+pub use typing::{DTypeRuleError, binary_dtype, unary_dtype};
 
 use crate::op::{BinaryOp, UnaryOp};
 use std::f64::consts::FRAC_2_SQRT_PI;
@@ -82,6 +83,7 @@ fn sign_f(x: f64) -> f64 {
 }
 
 /// The `f64` function of a unary op on floats (`None` for `not`, `is_nan`).
+#[inline]
 pub fn float_unary(op: UnaryOp) -> Option<fn(f64) -> f64> {
     let f: fn(f64) -> f64 = match op {
         UnaryOp::Neg => |x| -x,
@@ -95,6 +97,7 @@ pub fn float_unary(op: UnaryOp) -> Option<fn(f64) -> f64> {
         UnaryOp::Cos => f64::cos,
         UnaryOp::Tanh => f64::tanh,
         UnaryOp::Atan => f64::atan,
+        UnaryOp::Asin => f64::asin,
         UnaryOp::Sigmoid => sigmoid,
         UnaryOp::Erf => erf,
         UnaryOp::Floor => f64::floor,
@@ -122,6 +125,7 @@ pub fn int_unary(op: UnaryOp) -> Option<fn(i64) -> i64> {
         | UnaryOp::Cos
         | UnaryOp::Tanh
         | UnaryOp::Atan
+        | UnaryOp::Asin
         | UnaryOp::Sigmoid
         | UnaryOp::Erf
         | UnaryOp::Floor
@@ -196,6 +200,7 @@ pub fn rem_i(a: i64, b: i64) -> i64 {
 }
 
 /// A binary op on floats computed in `f64`.
+#[inline]
 pub fn float_binary(op: BinaryOp) -> Option<BinaryKind<f64>> {
     Some(match op {
         BinaryOp::Add => BinaryKind::Arith(|x, y| x + y),

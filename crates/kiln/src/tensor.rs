@@ -296,13 +296,17 @@ fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     (0..r).contains(&a).then_some(a as usize)
 }
 
+/// The `Tensor` method of each unary op, with its doc, from the op list of `kiln_ir`.
 macro_rules! unary_methods {
-    ($($(#[$m:meta])* $name:ident => $op:ident;)*) => {
+    ($(
+        $(#[$doc:meta])* $op:ident $name:literal [$($rule:tt)*] $cost:ident
+        $(#[$method_doc:meta])* fn $method:ident;
+    )*) => {
         impl Tensor {
             $(
-                $(#[$m])*
+                $(#[$method_doc])*
                 #[track_caller]
-                pub fn $name(&self) -> Tensor {
+                pub fn $method(&self) -> Tensor {
                     self.unary(UnaryOp::$op)
                 }
             )*
@@ -310,54 +314,19 @@ macro_rules! unary_methods {
     };
 }
 
-unary_methods! {
-    /// `-x`
-    neg => Neg;
-    /// `|x|`
-    abs => Abs;
-    /// `e^x`
-    exp => Exp;
-    /// Natural logarithm.
-    log => Log;
-    /// Square root.
-    sqrt => Sqrt;
-    /// `1/sqrt(x)`
-    rsqrt => Rsqrt;
-    /// `1/x`
-    recip => Recip;
-    /// Sine.
-    sin => Sin;
-    /// Cosine.
-    cos => Cos;
-    /// Hyperbolic tangent.
-    tanh => Tanh;
-    /// Arctangent, in `[-pi/2, pi/2]`.
-    atan => Atan;
-    /// Logistic sigmoid.
-    sigmoid => Sigmoid;
-    /// Error function.
-    erf => Erf;
-    /// Round toward -inf.
-    floor => Floor;
-    /// Round toward +inf.
-    ceil => Ceil;
-    /// Round half to even.
-    round => Round;
-    /// -1, 0 or 1.
-    sign => Sign;
-    /// Logical (bool) or bitwise (integer) not.
-    logical_not => Not;
-    /// `x != x`.
-    is_nan => IsNan;
-}
+kiln_ir::for_each_unary_op!(unary_methods);
 
+/// The `Tensor` method of each binary op, with its doc, from the op list of `kiln_ir`.
 macro_rules! binary_methods {
-    ($($(#[$m:meta])* $name:ident => $op:ident;)*) => {
+    ($(
+        $(#[$doc:meta])* $op:ident $name:literal [$($rule:tt)*] $cost:ident
+        $(#[$method_doc:meta])* fn $method:ident;
+    )*) => {
         impl Tensor {
             $(
-                $(#[$m])*
+                $(#[$method_doc])*
                 #[track_caller]
-                pub fn $name(&self, rhs: impl Into<Operand>) -> Tensor {
+                pub fn $method(&self, rhs: impl Into<Operand>) -> Tensor {
                     self.binary(BinaryOp::$op, rhs.into())
                 }
             )*
@@ -365,42 +334,7 @@ macro_rules! binary_methods {
     };
 }
 
-binary_methods! {
-    /// `self + rhs` with broadcasting.
-    add => Add;
-    /// `self - rhs`.
-    sub => Sub;
-    /// `self * rhs`.
-    mul => Mul;
-    /// `self / rhs` (floor division for integers).
-    div => Div;
-    /// Remainder with the sign of the divisor (`torch.remainder`).
-    rem => Rem;
-    /// `self ^ rhs`.
-    pow => Pow;
-    /// Elementwise maximum.
-    maximum => Max;
-    /// Elementwise minimum.
-    minimum => Min;
-    /// `self == rhs` (bool).
-    eq => Eq;
-    /// `self != rhs` (bool).
-    ne => Ne;
-    /// `self < rhs` (bool).
-    lt => Lt;
-    /// `self <= rhs` (bool).
-    le => Le;
-    /// `self > rhs` (bool).
-    gt => Gt;
-    /// `self >= rhs` (bool).
-    ge => Ge;
-    /// Logical/bitwise and.
-    logical_and => And;
-    /// Logical/bitwise or.
-    logical_or => Or;
-    /// Logical/bitwise xor.
-    logical_xor => Xor;
-}
+kiln_ir::for_each_binary_op!(binary_methods);
 
 impl Tensor {
     /// `self ? a : b` elementwise, with broadcasting; `self` must be bool.

@@ -9,7 +9,7 @@ use kiln_passes::autodiff::{self, JacobianMode};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
-use Domain::{Any, AwayFromZero, Distinct, Positive};
+use Domain::{Any, AwayFromZero, Distinct, Fraction, Positive};
 
 /// `d <c, build(xs)> / d xs[which]` for a fixed pseudo-random cotangent `c`: a function of
 /// `xs` whose own derivatives are second derivatives of `build`.
@@ -42,7 +42,8 @@ proptest! {
         for (u, d) in [
             (UnaryOp::Exp, Any), (UnaryOp::Log, Positive), (UnaryOp::Sqrt, Positive), (UnaryOp::Rsqrt, Positive),
             (UnaryOp::Recip, AwayFromZero), (UnaryOp::Sin, Any), (UnaryOp::Cos, Any), (UnaryOp::Tanh, Any),
-            (UnaryOp::Sigmoid, Any), (UnaryOp::Erf, Any), (UnaryOp::Atan, Any), (UnaryOp::Abs, AwayFromZero),
+            (UnaryOp::Sigmoid, Any), (UnaryOp::Erf, Any), (UnaryOp::Atan, Any), (UnaryOp::Asin, Fraction),
+            (UnaryOp::Abs, AwayFromZero),
         ] {
             check(std::slice::from_ref(&s), &[d], seed, |g, x| inner_vjp(g, x, 0, seed, |g, x| un(g, u, x[0])));
         }

@@ -22,7 +22,7 @@ fn bcast(rng: &mut Rng, out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-const UNARY: [(UnaryOp, Domain); 17] = [
+const UNARY: [(UnaryOp, Domain); 18] = [
     (UnaryOp::Neg, Any),
     (UnaryOp::Abs, AwayFromZero),
     (UnaryOp::Exp, Any),
@@ -34,6 +34,7 @@ const UNARY: [(UnaryOp, Domain); 17] = [
     (UnaryOp::Cos, Any),
     (UnaryOp::Tanh, Any),
     (UnaryOp::Atan, Any),
+    (UnaryOp::Asin, Fraction),
     (UnaryOp::Sigmoid, Any),
     (UnaryOp::Erf, Any),
     (UnaryOp::Floor, Fraction),

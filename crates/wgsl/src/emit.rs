@@ -473,6 +473,13 @@ impl<'p> Emitter<'p> {
                 let nan = helper(Helper::IsNan, "kiln_isnan");
                 format!("select(atan({a}), {a}, {nan})")
             }
+            (DType::F32, UnaryOp::Asin) => {
+                let nan = helper(Helper::IsNan, "kiln_isnan");
+                let none = literal(Scalar::F32(f32::NAN));
+                // `asin` itself is far too loose on some drivers (2e-4 on lavapipe).
+                let r = format!("atan({a} / sqrt((1.0f - {a}) * (1.0f + {a})))");
+                format!("select({r}, {none}, {nan} || abs({a}) > 1.0f)")
+            }
             (DType::F32, UnaryOp::Sigmoid) => helper(Helper::Sigmoid, "kiln_sigmoid"),
             (DType::F32, UnaryOp::Erf) => helper(Helper::Erf, "kiln_erf"),
             (DType::F32, UnaryOp::Floor) => format!("floor({a})"),

@@ -542,9 +542,9 @@ impl Cg<'_, '_> {
         self.b.switch_to_block(slow);
         self.b.set_cold_block(slow);
         let helper = if cos_shift == 0 {
-            Helper::Sin
+            Helper::Unary(UnaryOp::Sin)
         } else {
-            Helper::Cos
+            Helper::Unary(UnaryOp::Cos)
         };
         let v = if ty.is_vector() {
             let mut v = fast;
@@ -567,7 +567,8 @@ impl Cg<'_, '_> {
         Ok(out)
     }
 
-    /// An `f32` transcendental on a scalar or `f32x4` (`None` for other ops).
+    /// An `f32` transcendental on a scalar or `f32x4` (`None` for other ops, which the
+    /// caller computes with an instruction or through the op's `f64` helper).
     pub(crate) fn math_f32(
         &mut self,
         op: UnaryOp,
@@ -583,17 +584,8 @@ impl Cg<'_, '_> {
             UnaryOp::Atan => self.atan_f32(ty, x),
             UnaryOp::Sin => self.sincos_f32(ty, x, 0)?,
             UnaryOp::Cos => self.sincos_f32(ty, x, 1)?,
-            UnaryOp::Neg
-            | UnaryOp::Abs
-            | UnaryOp::Sqrt
-            | UnaryOp::Rsqrt
-            | UnaryOp::Recip
-            | UnaryOp::Floor
-            | UnaryOp::Ceil
-            | UnaryOp::Round
-            | UnaryOp::Sign
-            | UnaryOp::Not
-            | UnaryOp::IsNan => return Ok(None),
+            // No polynomial: single instructions, or the op's `f64` helper.
+            _ => return Ok(None),
         }))
     }
 }

@@ -66,30 +66,6 @@ fn int_cc(op: BinaryOp, unsigned: bool) -> Option<IntCC> {
     })
 }
 
-fn helper_of(op: UnaryOp) -> Option<Helper> {
-    Some(match op {
-        UnaryOp::Exp => Helper::Exp,
-        UnaryOp::Log => Helper::Log,
-        UnaryOp::Sin => Helper::Sin,
-        UnaryOp::Cos => Helper::Cos,
-        UnaryOp::Tanh => Helper::Tanh,
-        UnaryOp::Atan => Helper::Atan,
-        UnaryOp::Sigmoid => Helper::Sigmoid,
-        UnaryOp::Erf => Helper::Erf,
-        UnaryOp::Neg
-        | UnaryOp::Abs
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Recip
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round
-        | UnaryOp::Sign
-        | UnaryOp::Not
-        | UnaryOp::IsNan => return None,
-    })
-}
-
 impl Cg<'_, '_> {
     fn fconst_of(&mut self, dt: DType, v: f64) -> Value {
         match dt {
@@ -179,21 +155,8 @@ impl Cg<'_, '_> {
                 }
                 UnaryOp::IsNan => self.b.ins().fcmp(FloatCC::Unordered, x, x),
                 UnaryOp::Not => return Err(bad()),
-                UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Sin
-                | UnaryOp::Cos
-                | UnaryOp::Tanh
-                | UnaryOp::Atan
-                | UnaryOp::Sigmoid
-                | UnaryOp::Erf => {
-                    if dt == DType::F32 {
-                        self.math_f32(op, types::F32, x)?.ok_or_else(bad)?
-                    } else {
-                        let h = helper_of(op).ok_or_else(bad)?;
-                        self.call_helper(h, dt, &[x])?
-                    }
-                }
+                // Every other float op has no instruction: see `float_call`.
+                _ => self.float_call(op, dt, x)?,
             });
         }
         if dt == DType::Bool {
@@ -225,22 +188,21 @@ impl Cg<'_, '_> {
                     self.b.ins().isub(p, n)
                 }
             }
-            UnaryOp::Exp
-            | UnaryOp::Log
-            | UnaryOp::Sqrt
-            | UnaryOp::Rsqrt
-            | UnaryOp::Recip
-            | UnaryOp::Sin
-            | UnaryOp::Cos
-            | UnaryOp::Tanh
-            | UnaryOp::Atan
-            | UnaryOp::Sigmoid
-            | UnaryOp::Erf
-            | UnaryOp::Floor
-            | UnaryOp::Ceil
-            | UnaryOp::Round
-            | UnaryOp::IsNan => return Err(bad()),
+            // The other ops are float-only (`unary_dtype` rejects integers before this).
+            _ => return Err(bad()),
         })
+    }
+
+    /// A float unary op without a Cranelift instruction: on `f32` the inline polynomial of
+    /// [`Cg::math_f32`] where it has one, otherwise the op's `f64` helper (the op's
+    /// semantics in `kiln_ir`, generated for every op of the op list).
+    fn float_call(&mut self, op: UnaryOp, dt: DType, x: Value) -> Result<Value, CodegenError> {
+        if dt == DType::F32
+            && let Some(v) = self.math_f32(op, types::F32, x)?
+        {
+            return Ok(v);
+        }
+        self.call_helper(Helper::Unary(op), dt, &[x])
     }
 
     /// Floor division and Python remainder of integers, without traps.
@@ -307,17 +269,9 @@ impl Cg<'_, '_> {
                 BinaryOp::Div => self.b.ins().fdiv(a, b),
                 BinaryOp::Max => self.b.ins().fmax(a, b),
                 BinaryOp::Min => self.b.ins().fmin(a, b),
-                BinaryOp::Rem => self.call_helper(Helper::Rem, dt, &[a, b])?,
-                BinaryOp::Pow => self.call_helper(Helper::Pow, dt, &[a, b])?,
-                BinaryOp::Eq
-                | BinaryOp::Ne
-                | BinaryOp::Lt
-                | BinaryOp::Le
-                | BinaryOp::Gt
-                | BinaryOp::Ge
-                | BinaryOp::And
-                | BinaryOp::Or
-                | BinaryOp::Xor => return Err(bad()),
+                BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => return Err(bad()),
+                // Every other float op (`rem`, `pow`, ...) calls its `f64` helper.
+                _ => self.call_helper(Helper::Binary(op), dt, &[a, b])?,
             });
         }
         let unsigned = dt == DType::U32;
@@ -348,13 +302,8 @@ impl Cg<'_, '_> {
             BinaryOp::And => self.b.ins().band(a, b),
             BinaryOp::Or => self.b.ins().bor(a, b),
             BinaryOp::Xor => self.b.ins().bxor(a, b),
-            BinaryOp::Pow
-            | BinaryOp::Eq
-            | BinaryOp::Ne
-            | BinaryOp::Lt
-            | BinaryOp::Le
-            | BinaryOp::Gt
-            | BinaryOp::Ge => return Err(bad()),
+            // Comparisons were handled above; the other ops are float-only.
+            _ => return Err(bad()),
         })
     }
 
@@ -451,14 +400,8 @@ impl Cg<'_, '_> {
                         dtype: dt,
                     });
                 }
-                UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Sin
-                | UnaryOp::Cos
-                | UnaryOp::Tanh
-                | UnaryOp::Atan
-                | UnaryOp::Sigmoid
-                | UnaryOp::Erf => {
+                // Every other float op: the inline `f32` polynomial, else lane by lane.
+                _ => {
                     if dt == DType::F32 {
                         match self.math_f32(op, ty, x)? {
                             Some(v) => v,

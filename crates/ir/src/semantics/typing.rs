@@ -1,31 +1,10 @@
 //! The scalar typing rules of the elementwise primitives: which dtypes a unary or binary op
-//! accepts and which dtype it produces. Graph shape inference and the kernel-IR verifier
-//! both apply these rules and word the error their own way.
+//! accepts and which dtype it produces, as each op declares it ([`DTypeRule`], in the op
+//! lists of `op.rs`). Graph shape inference and the kernel-IR verifier both apply these
+//! rules and word the error their own way.
 
-use crate::dtype::DType;
-use crate::op::{BinaryOp, UnaryOp};
-
-/// A class of dtypes an op accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DTypeClass {
-    /// Integers and floats (not bool).
-    Numeric,
-    /// `f32` or `f64`.
-    Float,
-    /// `bool` or an integer.
-    BoolOrInt,
-}
-
-impl DTypeClass {
-    /// True if `dtype` belongs to the class.
-    pub fn contains(self, dtype: DType) -> bool {
-        match self {
-            DTypeClass::Numeric => dtype.is_numeric(),
-            DTypeClass::Float => dtype.is_float(),
-            DTypeClass::BoolOrInt => dtype == DType::Bool || dtype.is_int(),
-        }
-    }
-}
+use crate::dtype::{DType, DTypeClass};
+use crate::op::{BinaryOp, DTypeRule, UnaryOp};
 
 /// Why a scalar op does not apply to its operands' dtypes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -84,28 +63,23 @@ fn require(
     }
 }
 
+/// Applies an op's declared [`DTypeRule`] to its operand dtype `x`.
+fn apply(
+    op: &'static str,
+    binary: bool,
+    rule: DTypeRule,
+    x: DType,
+) -> Result<DType, DTypeRuleError> {
+    match rule {
+        DTypeRule::Same(needs) => require(op, binary, needs, x, x),
+        DTypeRule::ToBool(Some(needs)) => require(op, binary, needs, x, DType::Bool),
+        DTypeRule::ToBool(None) => Ok(DType::Bool),
+    }
+}
+
 /// The dtype a unary op produces from an operand of dtype `x`.
 pub fn unary_dtype(op: UnaryOp, x: DType) -> Result<DType, DTypeRuleError> {
-    let need = |needs, out| require(op.name(), false, needs, x, out);
-    match op {
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => need(DTypeClass::Numeric, x),
-        UnaryOp::Not => need(DTypeClass::BoolOrInt, x),
-        UnaryOp::IsNan => need(DTypeClass::Float, DType::Bool),
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Recip
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tanh
-        | UnaryOp::Atan
-        | UnaryOp::Sigmoid
-        | UnaryOp::Erf
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round => need(DTypeClass::Float, x),
-    }
+    apply(op.name(), false, op.dtype_rule(), x)
 }
 
 /// The dtype a binary op produces from operands of dtypes `lhs` and `rhs` (which must be
@@ -118,22 +92,7 @@ pub fn binary_dtype(op: BinaryOp, lhs: DType, rhs: DType) -> Result<DType, DType
             rhs,
         });
     }
-    let need = |needs, out| require(op.name(), true, needs, lhs, out);
-    match op {
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Rem
-        | BinaryOp::Max
-        | BinaryOp::Min => need(DTypeClass::Numeric, lhs),
-        BinaryOp::Pow => need(DTypeClass::Float, lhs),
-        BinaryOp::Eq | BinaryOp::Ne => Ok(DType::Bool),
-        BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-            need(DTypeClass::Numeric, DType::Bool)
-        }
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => need(DTypeClass::BoolOrInt, lhs),
-    }
+    apply(op.name(), true, op.dtype_rule(), lhs)
 }
 
 #[cfg(test)]
@@ -149,6 +108,10 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "exp needs a float operand, got i32"
+        );
+        assert_eq!(
+            binary_dtype(BinaryOp::Eq, DType::Bool, DType::Bool),
+            Ok(DType::Bool)
         );
         assert_eq!(
             binary_dtype(BinaryOp::Lt, DType::I64, DType::I64),

@@ -49,6 +49,13 @@ pub(crate) fn unary(
             let den = em.binary(BinaryOp::Add, one, sq)?;
             return em.div(v, den).map(Some);
         }
+        UnaryOp::Asin => {
+            let one = em.scalar_like(x, 1.0)?;
+            let sq = em.mul(x, x)?;
+            let rest = em.sub(one, sq)?;
+            let den = em.unary(UnaryOp::Sqrt, rest)?;
+            return em.div(v, den).map(Some);
+        }
         UnaryOp::Sigmoid => {
             let one = em.scalar_like(out, 1.0)?;
             let rest = em.sub(one, out)?;
