@@ -18,7 +18,8 @@
 //! assert_eq!(out[0].as_f64().unwrap(), &[6.0, -2.0]);
 //! ```
 
-use crate::builder::{Diagnostic, Graph};
+use crate::builder::Graph;
+use crate::error::Diagnostic;
 use crate::error::Error;
 use crate::tensor::Tensor;
 use kiln_ir::{Loc, NodeId};

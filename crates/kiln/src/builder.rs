@@ -1,39 +1,27 @@
 //! The graph handle users build on: sources (inputs, parameters, constants), symbols,
 //! diagnostics and parameter values.
 
-use crate::error::Error;
-use crate::tensor::Tensor;
-use kiln_ir::{Array, DType, Dim, Loc, Op, Shape, ShapeError};
+use crate::error::{Diagnostic, Error};
+use kiln_ir::{Array, DType, Dim, Loc, NodeId, Op, Shape};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
 
-/// A shape or usage error recorded while building, with the user's call site.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Diagnostic {
-    /// The user's source location that built the failing op.
-    pub loc: Loc,
-    /// The op (primitive or composite) that failed.
-    pub op: &'static str,
-    /// The message, naming the shapes and dtypes involved.
-    pub message: String,
-    /// The typed inference error, when the failure came from shape/dtype inference.
-    pub error: Option<ShapeError>,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: error: {}", self.loc, self.message)
-    }
-}
-
 #[derive(Default)]
 pub(crate) struct Inner {
     pub(crate) ir: kiln_ir::Graph,
     pub(crate) diags: Vec<Diagnostic>,
     pub(crate) params: HashMap<String, Array>,
+}
+
+/// A handle to one node of a [`Graph`]. Cloning is cheap.
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) g: Graph,
+    /// `None` when the tensor is poisoned by an earlier error.
+    pub(crate) node: Option<NodeId>,
 }
 
 /// A symbolic graph under construction. Cheap to clone; clones share the same graph

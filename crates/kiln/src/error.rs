@@ -1,6 +1,26 @@
-//! The error type of the builder crate.
+//! The error type of the builder crate, and the diagnostics building records.
 
-use crate::builder::Diagnostic;
+use kiln_ir::{Loc, ShapeError};
+use std::fmt;
+
+/// A shape or usage error recorded while building, with the user's call site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    /// The user's source location that built the failing op.
+    pub loc: Loc,
+    /// The op (primitive or composite) that failed.
+    pub op: &'static str,
+    /// The message, naming the shapes and dtypes involved.
+    pub message: String,
+    /// The typed inference error, when the failure came from shape/dtype inference.
+    pub error: Option<ShapeError>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: error: {}", self.loc, self.message)
+    }
+}
 
 /// Anything that can go wrong when checking, evaluating or moving data in and out of kiln.
 #[derive(Debug, thiserror::Error)]

@@ -291,9 +291,9 @@ pub use autodiff::{
     grad, hessian, jacobian, jvp, try_grad, try_hessian, try_jacobian, try_jvp, try_vjp,
     value_and_grad, vjp,
 };
-pub use builder::{Diagnostic, Graph, IntoShape};
+pub use builder::{Graph, IntoShape};
 pub use compile::{compile, compile_shared, compile_step};
-pub use error::Error;
+pub use error::{Diagnostic, Error};
 pub use eval::{eval, eval_with_bindings};
 pub use kiln_ir::{Array, ArrayError, DType, Data, Dim, Loc, Shape};
 pub use kiln_runtime::{Backend, Executable, Signature, State, load, load_bytes};

@@ -2,21 +2,15 @@
 //! dtype error records a diagnostic at the user's call site and returns a poisoned tensor
 //! whose dependents stay quiet.
 
-use crate::builder::{Diagnostic, Graph, IntoShape};
+pub use crate::builder::Tensor;
+use crate::builder::{Graph, IntoShape};
+use crate::error::Diagnostic;
 use kiln_ir::{
     ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Loc, NodeId, Op, ReduceOp, Shape, SliceAxis,
     UnaryOp, WindowOp,
 };
 use std::fmt;
 use std::panic::Location;
-
-/// A handle to one node of a [`Graph`]. Cloning is cheap.
-#[derive(Clone)]
-pub struct Tensor {
-    pub(crate) g: Graph,
-    /// `None` when the tensor is poisoned by an earlier error.
-    pub(crate) node: Option<NodeId>,
-}
 
 /// The right-hand side of a binary op: a tensor or a scalar converted to the left side's dtype.
 #[derive(Clone, Debug)]
