@@ -54,8 +54,8 @@ float_unaries! {
     acosh, "Acosh", |x| x.add(x.square().sub(1.0).sqrt()).log();
     atanh, "Atanh", |x| x.add(1.0).div(x.neg().add(1.0)).log().mul(0.5);
     atan, "Atan", |x| x.atan();
-    asin, "Asin", |x| x.div(x.square().neg().add(1.0).sqrt()).atan();
-    acos, "Acos", |x| x.div(x.square().neg().add(1.0).sqrt()).atan().neg().add(std::f64::consts::FRAC_PI_2);
+    asin, "Asin", |x| x.asin();
+    acos, "Acos", |x| x.asin().neg().add(std::f64::consts::FRAC_PI_2);
     softsign, "Softsign", |x| x.div(x.abs().add(1.0));
     mish, "Mish", |x| x.mul(x.softplus().tanh());
 }
