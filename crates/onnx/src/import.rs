@@ -269,7 +269,7 @@ fn import_node(
     };
     let domain = node.domain.as_deref().unwrap_or("");
     let op_type = node.op_type.as_deref().unwrap_or("");
-    let Some(importer) = ops::lookup_in(domain, op_type).map_err(fail)? else {
+    let Some(importer) = ops::lookup_in(domain, op_type).map_err(|e| fail(e.0))? else {
         return Err(OnnxError::UnsupportedOp {
             node: at(),
             supported: ops::supported_list(domain),

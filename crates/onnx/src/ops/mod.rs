@@ -224,26 +224,24 @@ pub const OPS: &[(&str, Importer)] = &[
 /// The ONNX op types of the `ai.onnx.preview` domain kiln imports, sorted by name.
 pub const PREVIEW_OPS: &[(&str, Importer)] = &[("FlexAttention", attention::flex_attention)];
 
-/// The importer of an op type of the default domain.
-pub fn lookup(op_type: &str) -> Option<Importer> {
-    OPS.binary_search_by(|(name, _)| name.cmp(&op_type))
-        .ok()
-        .map(|i| OPS[i].1)
+/// The op table of an ONNX domain kiln imports (`None` for any other domain).
+fn table_of(domain: &str) -> Option<&'static [(&'static str, Importer)]> {
+    match domain {
+        "" | "ai.onnx" => Some(OPS),
+        "ai.onnx.ml" => Some(ml::ML_OPS),
+        "ai.onnx.preview.training" => Some(training::TRAINING_OPS),
+        "ai.onnx.preview" => Some(PREVIEW_OPS),
+        _ => None,
+    }
 }
 
-/// The importer of an op type of another domain kiln imports (`ai.onnx.ml`,
-/// `ai.onnx.preview.training`); `None` for an unsupported op, `Err` for an unsupported domain.
-pub fn lookup_in(domain: &str, op_type: &str) -> Result<Option<Importer>, String> {
-    let table = match domain {
-        "" | "ai.onnx" => return Ok(lookup(op_type)),
-        "ai.onnx.ml" => ml::ML_OPS,
-        "ai.onnx.preview.training" => training::TRAINING_OPS,
-        "ai.onnx.preview" => PREVIEW_OPS,
-        _ => {
-            return Err(format!(
-                "domain `{domain}` is not supported (only ai.onnx, ai.onnx.ml, ai.onnx.preview and ai.onnx.preview.training)"
-            ));
-        }
+/// The importer of an op type of a domain kiln imports: `None` for an unsupported op, an
+/// error for an unsupported domain.
+pub fn lookup_in(domain: &str, op_type: &str) -> OpResult<Option<Importer>> {
+    let Some(table) = table_of(domain) else {
+        bail!(
+            "domain `{domain}` is not supported (only ai.onnx, ai.onnx.ml, ai.onnx.preview and ai.onnx.preview.training)"
+        );
     };
     Ok(table
         .binary_search_by(|(name, _)| name.cmp(&op_type))
@@ -253,13 +251,12 @@ pub fn lookup_in(domain: &str, op_type: &str) -> Result<Option<Importer>, String
 
 /// The supported op types of `domain` (the default domain if unknown), comma separated.
 pub fn supported_list(domain: &str) -> String {
-    let table = match domain {
-        "ai.onnx.ml" => ml::ML_OPS,
-        "ai.onnx.preview.training" => training::TRAINING_OPS,
-        "ai.onnx.preview" => PREVIEW_OPS,
-        _ => OPS,
-    };
-    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    table_of(domain)
+        .unwrap_or(OPS)
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One node being imported: its inputs (`None` for omitted optional inputs), attributes and
@@ -474,9 +471,10 @@ mod tests {
     fn the_op_table_is_sorted_so_every_entry_is_found() {
         assert!(OPS.windows(2).all(|w| w[0].0 < w[1].0));
         for (name, _) in OPS {
-            assert!(lookup(name).is_some(), "{name}");
+            assert!(lookup_in("", name).is_ok_and(|i| i.is_some()), "{name}");
         }
-        assert!(lookup("NoSuchOp").is_none());
+        assert!(lookup_in("ai.onnx", "NoSuchOp").is_ok_and(|i| i.is_none()));
+        assert!(lookup_in("com.example", "Relu").is_err());
         for table in [ml::ML_OPS, training::TRAINING_OPS, PREVIEW_OPS] {
             assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
         }
