@@ -4,6 +4,7 @@
 
 use crate::error::{FormatError, shown};
 use crate::limits::*;
+use crate::names::name;
 use crate::v1::*;
 use kiln_ir::{DType, Dim, Shape};
 use kiln_kernel::Scalar;
@@ -169,4 +170,33 @@ pub(super) fn attr(
         return Err(FormatError::limit(location(), what, v, limit));
     }
     Ok(v)
+}
+
+/// Decodes a list of named entries (signature tensors, named graph nodes): at most
+/// [`MAX_ENTRIES`], every name valid and used once; `f` builds each entry from the item, its
+/// checked name and its location text.
+pub(super) fn unique_named<T, U>(
+    list: &[T],
+    what: &str,
+    name_of: impl Fn(&T) -> &str,
+    mut f: impl FnMut(&T, String, &dyn Fn() -> String) -> Result<U>,
+) -> Result<Vec<U>> {
+    count(
+        list.len(),
+        MAX_ENTRIES,
+        || format!("{what}s"),
+        "entry count",
+    )?;
+    let mut seen = HashSet::new();
+    list.iter()
+        .map(|t| {
+            let raw = name_of(t);
+            let location = || format!("{what} {}", shown(raw));
+            let n = name(raw, location)?;
+            if !seen.insert(n.clone()) {
+                return Err(FormatError::invalid(location(), "name used twice"));
+            }
+            f(t, n, &location)
+        })
+        .collect()
 }

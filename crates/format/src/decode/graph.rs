@@ -1,13 +1,12 @@
 //! The graph: source files, nodes (ids, operands, locations, ops) and named nodes.
 
-use super::context::{Cx, Result, attr, axis, axis_list, count, dtype};
+use super::context::{Cx, Result, attr, axis, axis_list, count, dtype, unique_named};
 use super::op_names::ReadOpNames;
-use crate::error::{FormatError, shown};
+use crate::error::FormatError;
 use crate::limits::*;
 use crate::names::name;
 use crate::v1::*;
 use kiln_ir::{DType, F64Bits, Graph, Loc, Node, NodeId, Op, Shape, SliceAxis};
-use std::collections::HashSet;
 
 pub(super) fn files(list: &[String]) -> Result<Vec<String>> {
     count(
@@ -290,20 +289,11 @@ pub(super) fn named_nodes(
     list: &[NamedNodeV1],
     what: &str,
 ) -> Result<Vec<(String, NodeId)>> {
-    count(
-        list.len(),
-        MAX_ENTRIES,
-        || format!("{what}s"),
-        "entry count",
-    )?;
-    let mut seen = HashSet::new();
-    list.iter()
-        .map(|n| {
-            let location = || format!("{what} {}", shown(&n.name));
-            let s = name(&n.name, location)?;
-            if !seen.insert(s.clone()) {
-                return Err(FormatError::invalid(location(), "name used twice"));
-            }
+    unique_named(
+        list,
+        what,
+        |n| &n.name,
+        |n, s, location| {
             let id = NodeId(n.node);
             if !g.contains(id) {
                 return Err(FormatError::invalid(
@@ -312,6 +302,6 @@ pub(super) fn named_nodes(
                 ));
             }
             Ok((s, id))
-        })
-        .collect()
+        },
+    )
 }

@@ -1,6 +1,6 @@
 //! Metadata, symbol tables and the signature.
 
-use super::context::{Cx, Result, count, dtype};
+use super::context::{Cx, Result, count, dtype, unique_named};
 use crate::error::{FormatError, shown};
 use crate::limits::*;
 use crate::names::{name, symbol_name};
@@ -81,25 +81,16 @@ pub(super) fn tensor_specs(
     list: &[TensorSpecV1],
     what: &str,
 ) -> Result<Vec<TensorSpec>> {
-    count(
-        list.len(),
-        MAX_ENTRIES,
-        || format!("{what}s"),
-        "entry count",
-    )?;
-    let mut seen = HashSet::new();
-    list.iter()
-        .map(|t| {
-            let location = || format!("{what} {}", shown(&t.name));
-            let n = name(&t.name, location)?;
-            if !seen.insert(n.clone()) {
-                return Err(FormatError::invalid(location(), "name used twice"));
-            }
+    unique_named(
+        list,
+        what,
+        |t| &t.name,
+        |t, n, location| {
             Ok(TensorSpec {
                 name: n,
                 dtype: dtype(t.dtype),
-                shape: cx.shape(&t.shape, &location)?,
+                shape: cx.shape(&t.shape, location)?,
             })
-        })
-        .collect()
+        },
+    )
 }
