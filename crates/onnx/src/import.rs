@@ -4,7 +4,7 @@
 
 use crate::error::{NodeRef, OnnxError};
 use crate::limits::{MAX_DIM, MAX_FOLDED_ELEMENTS, MAX_MODEL_BYTES, MAX_NODES, MAX_RANK};
-use crate::narrow::normalize;
+use crate::narrow::with_type;
 use crate::ops::{self, NodeCx};
 use crate::proto::tensor_shape_proto::dimension;
 use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto, type_proto};
@@ -337,22 +337,12 @@ fn import_node(
             && v.narrow.is_none()
             && let Some(&n) = narrows.iter().find(|n| n.carrier() == v.dtype)
         {
-            v = narrowed(g, v, n);
+            v = with_type(g, v, Some(n));
         }
         let v = if all_known { fold(g, &v) } else { v };
         values.insert(name.clone(), v);
     }
     Ok(())
-}
-
-/// An op's output that carries the narrow type of its input (`Add` of two `uint8` values is
-/// `uint8`): a run-time result is brought back into the type's value set.
-fn narrowed(g: &Graph, mut v: Value, n: Narrow) -> Value {
-    if let Known::Nothing = v.known() {
-        let t = v.tensor_in(g);
-        v = Value::tensor(normalize(&t, n));
-    }
-    v.with_narrow(Some(n))
 }
 
 /// A run-time value computed only from constants, evaluated now when it is small and not a

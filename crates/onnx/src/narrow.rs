@@ -3,7 +3,8 @@
 //! to its precision, and the unsigned order of `uint64` carried as `i64` bits.
 
 use crate::tensor::Narrow;
-use kiln::Tensor;
+use crate::value::{Known, Value};
+use kiln::{Graph, Tensor};
 use kiln_ir::DType;
 
 /// `x` (in the carrier dtype) brought into the value set of `n`: integers wrap modulo
@@ -28,6 +29,17 @@ pub fn normalize(x: &Tensor, n: Narrow) -> Tensor {
         Narrow::F16 => round_f16(x),
         Narrow::BF16 => round_bf16(x),
     }
+}
+
+/// `v` marked as carrying `n` (or nothing): a run-time result is first brought into `n`'s
+/// value set (an op on `uint8` values computes in `i32`, so its result is wrapped); a known
+/// array is taken as already in it.
+pub fn with_type(g: &Graph, mut v: Value, n: Option<Narrow>) -> Value {
+    if let (Some(n), Known::Nothing) = (n, v.known()) {
+        let t = v.tensor_in(g);
+        v = Value::tensor(normalize(&t, n));
+    }
+    v.with_narrow(n)
 }
 
 /// Rounds `x` (finite, |x| small enough that `x * (2^s + 1)` does not overflow) to `24 - s`

@@ -3,7 +3,7 @@
 //! vectors (`Known::Dims`) is done on the dims, so symbolic shapes stay symbolic.
 
 use super::{NodeCx, OpResult, bail, need_float};
-use crate::narrow::{normalize, u64_div_rem, u64_to_float, unsigned_key};
+use crate::narrow::{normalize, u64_div_rem, u64_to_float, unsigned_key, with_type};
 use crate::tensor::{ElemType, Narrow, elem_type};
 use crate::value::{Known, Value};
 use kiln::Tensor;
@@ -401,6 +401,9 @@ pub fn modulo(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn pow(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    // The result has the base's type; the exponent may be of another numeric type.
+    cx.typed_outputs = true;
+    let narrow = cx.input(0)?.narrow;
     let a = cx.tensor(0)?;
     let b = cx.tensor(1)?;
     if a.dtype().is_float() {
@@ -409,11 +412,15 @@ pub fn pow(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
         } else {
             b.cast(a.dtype())
         };
-        return Ok(vec![Value::tensor(a.pow(&b))]);
+        return Ok(vec![with_type(cx.g, Value::tensor(a.pow(&b)), narrow)]);
     }
     // Integer powers through f64 (exact below 2^53), rounded back.
     let p = a.cast(DType::F64).pow(b.cast(DType::F64)).round();
-    Ok(vec![Value::tensor(p.cast(a.dtype()))])
+    Ok(vec![with_type(
+        cx.g,
+        Value::tensor(p.cast(a.dtype())),
+        narrow,
+    )])
 }
 
 /// Whether input `i` carries `uint64`, whose order is not its carrier's.

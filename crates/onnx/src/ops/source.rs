@@ -158,6 +158,9 @@ pub fn eye_like(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
 }
 
 pub fn one_hot(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
+    // The output has the values' type; the indices may be of any numeric type.
+    cx.typed_outputs = true;
+    let narrow = cx.input(2)?.narrow;
     let idx = cx.tensor(0)?;
     let depth = match cx.input(1)?.as_array() {
         Some(a) if a.len() == 1 => a.to_f64_vec()[0],
@@ -186,7 +189,9 @@ pub fn one_hot(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
     let hit = classes.eq(idx.unsqueeze(a));
     let off = values.slice(0, 0, 1, 1).reshape(Shape::scalar());
     let on = values.slice(0, 1, 2, 1).reshape(Shape::scalar());
-    Ok(vec![Value::tensor(hit.where_(&on, &off))])
+    Ok(vec![
+        Value::tensor(hit.where_(&on, &off)).with_narrow(narrow),
+    ])
 }
 
 pub fn trilu(cx: &mut NodeCx<'_>) -> OpResult<Vec<Value>> {
