@@ -246,6 +246,12 @@ fn axes(a: &[usize]) -> Vec<u64> {
 fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
     let named = |n: &str| name(n, || format!("graph node {id}"));
     Ok(match op {
+        Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
+            return Err(FormatError::invalid(
+                format!("graph node {id}"),
+                format!("{} cannot be saved yet", op.name()),
+            ));
+        }
         Op::Input {
             name,
             dtype: d,

@@ -11,6 +11,7 @@
 //! [`eval_op`] (one op on arrays, for constant folding), [`random_bits`]/[`threefry2x32`].
 
 mod bind;
+mod control;
 mod elementwise;
 mod error;
 mod linalg;
@@ -47,7 +48,20 @@ pub fn eval(
     let order = graph.ancestors(outputs)?;
     let needed: HashSet<NodeId> = order.iter().copied().collect();
     let bindings = bind::bind_required(graph, &needed, inputs)?;
+    run(graph, &order, outputs, inputs, params, &bindings)
+}
 
+/// Evaluates `outputs` of `graph` whose ancestors in topological order are `order`, under
+/// known symbol `bindings` (a region runs under its enclosing graph's bindings).
+pub(crate) fn run(
+    graph: &Graph,
+    order: &[NodeId],
+    outputs: &[NodeId],
+    inputs: &HashMap<String, Array>,
+    params: &HashMap<String, Array>,
+    bindings: &HashMap<String, u64>,
+) -> Result<Vec<Array>, EvalError> {
+    let bindings = bindings.clone();
     let mut uses: HashMap<NodeId, usize> = HashMap::new();
     for &id in order.iter() {
         for o in graph.operands(id) {
@@ -59,7 +73,8 @@ pub fn eval(
     }
 
     let mut values: HashMap<NodeId, Array> = HashMap::new();
-    for &id in &order {
+    let mut tuples: HashMap<NodeId, Vec<Array>> = HashMap::new();
+    for &id in order {
         let node = graph.node(id);
         let shape = node
             .shape
@@ -84,6 +99,34 @@ pub fn eval(
                     .ok_or_else(|| EvalError::MissingParam { name: name.clone() })?;
                 fed_value(ValueKind::Parameter, name, a, node, &shape, &bindings)?
             }
+            Op::Get { index } => {
+                let src = operands.first().copied();
+                let got = src
+                    .and_then(|s| tuples.get(&s))
+                    .and_then(|t| t.get(*index))
+                    .ok_or_else(|| EvalError::Malformed {
+                        node: Some(id),
+                        op: "get",
+                        msg: format!("{src:?} has no result {index}"),
+                    })?;
+                got.clone()
+            }
+            Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } => {
+                let args = operands
+                    .iter()
+                    .map(|o| {
+                        values.get(o).ok_or_else(|| EvalError::Malformed {
+                            node: Some(id),
+                            op: node.op.name(),
+                            msg: format!("operand {o} has no value"),
+                        })
+                    })
+                    .collect::<Result<Vec<&Array>, EvalError>>()?;
+                let results = control::eval_control(graph, &node.op, &args, &bindings)
+                    .map_err(|e| e.at(id))?;
+                tuples.insert(id, results);
+                Array::scalar(kiln_ir::DType::Bool, 0.0)
+            }
             computed => {
                 let args = operands
                     .iter()
@@ -103,6 +146,7 @@ pub fn eval(
                 *n -= 1;
                 if *n == 0 {
                     values.remove(&o);
+                    tuples.remove(&o);
                 }
             }
         }

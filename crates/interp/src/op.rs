@@ -252,6 +252,9 @@ pub fn eval_op(
             };
             done(reduce::window(*w, window, stride, padding, x, out_shape)?)
         }
+        Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => Err(
+            EvalError::malformed(name, "runs regions of its graph: evaluate it with `eval`"),
+        ),
     }
 }
 

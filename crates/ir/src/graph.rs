@@ -5,8 +5,8 @@
 
 use crate::dtype::DType;
 use crate::error::ShapeError;
-use crate::infer::infer;
-use crate::op::Op;
+use crate::infer::{RegionSig, infer, infer_control, token_type};
+use crate::op::{Op, RegionId};
 use crate::shape::Shape;
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
@@ -100,6 +100,33 @@ pub enum GraphError {
 pub struct Graph {
     g: StableDiGraph<Option<Node>, u32, u32>,
     live: usize,
+    regions: Vec<Region>,
+}
+
+/// A body of a control-flow op: a graph of its own whose `input` nodes listed in `params`
+/// are the parameters (every input of the region graph is one) and whose `results` nodes are
+/// returned. A region reads nothing from the enclosing graph except through its params
+/// (values a body captures are passed as operands of its op).
+#[derive(Clone, Debug, Default)]
+pub struct Region {
+    /// The body.
+    pub graph: Graph,
+    /// The parameter nodes (`input` ops of `graph`), in parameter order.
+    pub params: Vec<NodeId>,
+    /// The returned nodes, in result order (one node may be returned twice).
+    pub results: Vec<NodeId>,
+}
+
+impl Region {
+    /// The parameter and result types. Panics only if a listed node is not live, which
+    /// [`crate::verify`] rules out for loaded regions.
+    pub fn sig(&self) -> RegionSig {
+        let ty = |&id: &NodeId| self.graph.get(id).map(|n| (n.dtype, n.shape.clone()));
+        RegionSig {
+            params: self.params.iter().filter_map(ty).collect(),
+            results: self.results.iter().filter_map(ty).collect(),
+        }
+    }
 }
 
 impl Graph {
@@ -125,16 +152,7 @@ impl Graph {
                 return Err(GraphError::UnknownNode(o));
             }
         }
-        let (dtype, shape) = {
-            let ops: Vec<(DType, &Shape)> = operands
-                .iter()
-                .map(|&o| {
-                    let n = self.node(o);
-                    (n.dtype, &n.shape)
-                })
-                .collect();
-            infer(&op, &ops)?
-        };
+        let (dtype, shape) = self.infer_node(&op, operands)?;
         Ok(self.add_unchecked(
             Node {
                 op,
@@ -144,6 +162,110 @@ impl Graph {
             },
             operands,
         ))
+    }
+
+    /// The dtype and shape `op` would have with `operands` (live nodes of this graph): shape
+    /// inference, with control-flow ops typed by their regions (their node is a token) and
+    /// `get` by the result types of its operand.
+    pub fn infer_node(&self, op: &Op, operands: &[NodeId]) -> Result<(DType, Shape), ShapeError> {
+        if let Op::Get { index } = op {
+            let [src] = operands else {
+                return Err(ShapeError::Arity {
+                    op: "get",
+                    expected: "1".into(),
+                    got: operands.len(),
+                });
+            };
+            let results = self.result_types(*src).ok_or_else(|| ShapeError::Invalid {
+                op: "get",
+                msg: format!(
+                    "{src} ({}) is not a control-flow op",
+                    self.node(*src).op.name()
+                ),
+            })?;
+            let n = results.len();
+            return results.into_iter().nth(*index).ok_or(ShapeError::Invalid {
+                op: "get",
+                msg: format!("result {index} of a node with {n} result(s)"),
+            });
+        }
+        let ops: Vec<(DType, &Shape)> = operands
+            .iter()
+            .map(|&o| {
+                let n = self.node(o);
+                (n.dtype, &n.shape)
+            })
+            .collect();
+        if op.kind() == crate::op::OpKind::Control {
+            self.infer_results(op, &ops)?;
+            return Ok(token_type());
+        }
+        infer(op, &ops)
+    }
+
+    fn infer_results(
+        &self,
+        op: &Op,
+        operands: &[(DType, &Shape)],
+    ) -> Result<Vec<(DType, Shape)>, ShapeError> {
+        let mut sigs = Vec::new();
+        for r in op.regions() {
+            let region = self.try_region(r).ok_or_else(|| ShapeError::Invalid {
+                op: op.name(),
+                msg: format!("{r} is not a region of this graph"),
+            })?;
+            sigs.push(region.sig());
+        }
+        infer_control(op, operands, &sigs)
+    }
+
+    /// The result types of control-flow node `id` (`None` for any other node or an
+    /// ill-typed one).
+    pub fn result_types(&self, id: NodeId) -> Option<Vec<(DType, Shape)>> {
+        let n = self.get(id)?;
+        if n.op.kind() != crate::op::OpKind::Control {
+            return None;
+        }
+        let ops: Vec<(DType, &Shape)> = self
+            .operands(id)
+            .into_iter()
+            .filter_map(|o| self.get(o).map(|m| (m.dtype, &m.shape)))
+            .collect();
+        self.infer_results(&n.op, &ops).ok()
+    }
+
+    /// Adds a region (a body for a control-flow op) and returns its id.
+    pub fn add_region(&mut self, region: Region) -> RegionId {
+        self.regions.push(region);
+        RegionId(u32::try_from(self.regions.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The region. Panics if `id` is not a region of this graph (a caller bug: ids come from
+    /// this graph; loaded graphs are verified first).
+    pub fn region(&self, id: RegionId) -> &Region {
+        match self.try_region(id) {
+            Some(r) => r,
+            None => panic!("{id} is not a region of this graph"),
+        }
+    }
+
+    /// The region, if `id` names one.
+    pub fn try_region(&self, id: RegionId) -> Option<&Region> {
+        self.regions.get(id.0 as usize)
+    }
+
+    /// Mutable access to a region (passes rewrite bodies in place; the caller keeps its
+    /// parameter and result types).
+    pub fn region_mut(&mut self, id: RegionId) -> &mut Region {
+        match self.regions.get_mut(id.0 as usize) {
+            Some(r) => r,
+            None => panic!("{id} is not a region of this graph"),
+        }
+    }
+
+    /// Every region, indexed by [`RegionId`] (regions of removed nodes included).
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
     }
 
     /// Adds a node whose dtype and shape the caller already knows (used by parsers and

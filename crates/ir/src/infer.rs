@@ -592,6 +592,12 @@ fn infer_rule(op: &Op, operands: &[Operand]) -> Result<(DType, Shape), ShapeErro
             }
             Ok((xd, Shape(out)))
         }
+        Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
+            Err(ShapeError::invalid(
+                name,
+                "a control-flow op is typed by its graph's regions (Graph::add, infer_control)",
+            ))
+        }
         Op::Window {
             window,
             stride,
@@ -648,4 +654,192 @@ pub fn reduced_shape(s: &Shape, axes: &[usize], keepdim: bool) -> Shape {
         }
     }
     Shape(out)
+}
+
+/// The parameter and result types of a region, as [`infer_control`] reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionSig {
+    /// Parameter types, in order.
+    pub params: Vec<(DType, Shape)>,
+    /// Result types, in order.
+    pub results: Vec<(DType, Shape)>,
+}
+
+/// The type of a control-flow node itself: a `bool[]` token (its results are read by
+/// [`Op::Get`] nodes).
+pub fn token_type() -> (DType, Shape) {
+    (DType::Bool, Shape::scalar())
+}
+
+fn types_str(types: &[(DType, Shape)]) -> String {
+    let parts: Vec<String> = types.iter().map(|(d, s)| format!("{d}{s}")).collect();
+    format!("({})", parts.join(", "))
+}
+
+fn operand_types(operands: &[Operand]) -> Vec<(DType, Shape)> {
+    operands.iter().map(|&(d, s)| (d, s.clone())).collect()
+}
+
+/// Checks that `got` (what a region declares) equals `want` (what the op passes), naming
+/// both lists.
+fn same_types(
+    op: &'static str,
+    what: &str,
+    want: &[(DType, Shape)],
+    got: &[(DType, Shape)],
+) -> Result<(), ShapeError> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(ShapeError::invalid(
+            op,
+            format!(
+                "{what}: expected {}, got {}",
+                types_str(want),
+                types_str(got)
+            ),
+        ))
+    }
+}
+
+/// Infers the result types of a control-flow op (`cond`, `scan`, `while`) from its operands
+/// and the signatures of its regions (`sigs[i]` belongs to `op.regions()[i]`). Bodies are
+/// checked against the operands, a carry must keep its type from one iteration to the next,
+/// and both branches of a `cond` must return the same types; every message names both
+/// types.
+pub fn infer_control(
+    op: &Op,
+    operands: &[Operand],
+    sigs: &[RegionSig],
+) -> Result<Vec<(DType, Shape)>, ShapeError> {
+    let name = op.name();
+    let args = operand_types(operands);
+    let results = match op {
+        Op::Cond { .. } => {
+            let [then_sig, else_sig] = sigs else {
+                return Err(ShapeError::invalid(name, "needs two regions"));
+            };
+            let Some(((pd, ps), rest)) = args.split_first() else {
+                return Err(ShapeError::Arity {
+                    op: name,
+                    expected: "at least 1".into(),
+                    got: 0,
+                });
+            };
+            if *pd != DType::Bool || ps.rank() != 0 {
+                return Err(ShapeError::invalid(
+                    name,
+                    format!("the predicate must be bool[], got {pd}{ps}"),
+                ));
+            }
+            same_types(name, "then-branch parameters", rest, &then_sig.params)?;
+            same_types(name, "else-branch parameters", rest, &else_sig.params)?;
+            if then_sig.results != else_sig.results {
+                return Err(ShapeError::invalid(
+                    name,
+                    format!(
+                        "the branches return different types: then {}, else {}",
+                        types_str(&then_sig.results),
+                        types_str(&else_sig.results)
+                    ),
+                ));
+            }
+            then_sig.results.clone()
+        }
+        Op::Scan {
+            length,
+            carries,
+            xs,
+            ..
+        } => {
+            let [body] = sigs else {
+                return Err(ShapeError::invalid(name, "needs one region"));
+            };
+            let (c, x) = (*carries, *xs);
+            if c.checked_add(x).is_none_or(|n| n > args.len()) {
+                return Err(ShapeError::Arity {
+                    op: name,
+                    expected: format!("at least {c} carries + {x} xs"),
+                    got: args.len(),
+                });
+            }
+            if body.params.len() != args.len() {
+                return Err(ShapeError::invalid(
+                    name,
+                    format!(
+                        "the body takes {} parameter(s) but the scan passes {} (carries, x slices, consts)",
+                        body.params.len(),
+                        args.len()
+                    ),
+                ));
+            }
+            if body.results.len() < c {
+                return Err(ShapeError::invalid(
+                    name,
+                    format!(
+                        "the body returns {} result(s), fewer than its {c} carries",
+                        body.results.len()
+                    ),
+                ));
+            }
+            same_types(name, "initial carries", &body.params[..c], &args[..c])?;
+            same_types(
+                name,
+                "the body's carry results (a carry must keep its type across iterations)",
+                &body.params[..c],
+                &body.results[..c],
+            )?;
+            same_types(name, "consts", &body.params[c + x..], &args[c + x..])?;
+            for k in 0..x {
+                let (d, s) = &args[c + k];
+                let (pd, ps) = &body.params[c + k];
+                let ok = s.rank() >= 1 && s.0[0] == *length && s.0[1..] == ps.0[..] && d == pd;
+                if !ok {
+                    return Err(ShapeError::invalid(
+                        name,
+                        format!(
+                            "xs {k} is {d}{s} but the body takes slices {pd}{ps} over {length} steps (expected {pd}[{length}, ...])"
+                        ),
+                    ));
+                }
+            }
+            check_shape(name, "length", &Shape(vec![length.clone()]))?;
+            let mut out = body.results[..c].to_vec();
+            for (d, s) in &body.results[c..] {
+                let mut dims = vec![length.clone()];
+                dims.extend(s.0.iter().cloned());
+                out.push((*d, Shape(dims)));
+            }
+            out
+        }
+        Op::While { carries, .. } => {
+            let [cond, body] = sigs else {
+                return Err(ShapeError::invalid(name, "needs two regions"));
+            };
+            let c = *carries;
+            if c > args.len() {
+                return Err(ShapeError::Arity {
+                    op: name,
+                    expected: format!("at least {c} carries"),
+                    got: args.len(),
+                });
+            }
+            same_types(name, "condition parameters", &args, &cond.params)?;
+            same_types(name, "body parameters", &args, &body.params)?;
+            let pred = [(DType::Bool, Shape::scalar())];
+            same_types(name, "the condition's result", &pred, &cond.results)?;
+            same_types(
+                name,
+                "the body's results (a carry must keep its type across iterations)",
+                &args[..c],
+                &body.results,
+            )?;
+            args[..c].to_vec()
+        }
+        _ => return Err(ShapeError::invalid(name, "not a control-flow op")),
+    };
+    for (_, s) in &results {
+        check_shape(name, "result", s)?;
+    }
+    Ok(results)
 }

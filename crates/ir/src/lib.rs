@@ -23,9 +23,11 @@ pub use array::{Array, ArrayError, Data};
 pub use dim::{Dim, DimError, Sym};
 pub use dtype::DType;
 pub use error::ShapeError;
-pub use graph::{Graph, GraphError, Loc, Node, NodeId};
+pub use graph::{Graph, GraphError, Loc, Node, NodeId, Region};
+pub use infer::RegionSig;
 pub use op::{
-    ArgOp, BinaryOp, DTypeRule, F64Bits, Op, OpKind, ReduceOp, SliceAxis, UnaryOp, WindowOp,
+    ArgOp, BinaryOp, DTypeRule, F64Bits, Op, OpKind, ReduceOp, RegionId, SliceAxis, UnaryOp,
+    WindowOp,
 };
 pub use shape::Shape;
 pub use text::{ParseError, parse, parse_unverified};

@@ -8,6 +8,7 @@
 //! `name()`, `is_costly()` and `dtype_rule()` are generated from them.
 
 use crate::array::Array;
+use crate::dim::Dim;
 use crate::dtype::{DType, DTypeClass};
 use crate::shape::Shape;
 use std::fmt;
@@ -417,7 +418,22 @@ pub struct SliceAxis {
     pub step: u64,
 }
 
+/// A region (a body of a control-flow op) of the [`Graph`](crate::Graph) that holds the op,
+/// printed `r3`. Regions are owned by their graph, like nodes, so an [`Op`] stays plain data.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RegionId(pub u32);
+
+impl fmt::Display for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
 /// A primitive operation. Operand order is fixed per variant (documented on each).
+///
+/// The control-flow ops (`cond`, `scan`, `while`) run regions of their graph and produce
+/// several results: their node is a token of type `bool[]`, and each result is read by a
+/// [`Op::Get`] node.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// A named graph input. No operands.
@@ -547,6 +563,46 @@ pub enum Op {
         /// `(before, after)` padding per trailing axis.
         padding: Vec<(u64, u64)>,
     },
+    /// Runs `then_branch` when the predicate is true, else `else_branch`; both take the
+    /// operands after the predicate and return results of equal types.
+    /// Operands: pred (`bool[]`), then the branch arguments.
+    Cond {
+        /// Region run when the predicate is true.
+        then_branch: RegionId,
+        /// Region run when the predicate is false.
+        else_branch: RegionId,
+    },
+    /// `jax.lax.scan`: `length` steps of `body(carry, x_t, consts) -> (carry, y_t)`, where
+    /// `x_t` is step `t`'s slice along axis 0 of each `xs` operand (from the end when
+    /// `reverse`). Results: the final carries, then each `y` stacked along a new axis 0
+    /// (`ys[t]` is step `t`'s output). Operands: the initial carries, the xs, the consts.
+    Scan {
+        /// The step function: params carries, x slices, consts; results carries, ys.
+        body: RegionId,
+        /// Number of steps (axis 0 of every xs operand).
+        length: Dim,
+        /// Number of carries (leading operands and results).
+        carries: usize,
+        /// Number of scanned operands, after the carries.
+        xs: usize,
+        /// Steps run from `length - 1` down to 0; `ys[t]` still belongs to step `t`.
+        reverse: bool,
+    },
+    /// `jax.lax.while_loop`: while `cond(carry, consts)` is true, `carry = body(carry,
+    /// consts)`. Results: the final carries. Operands: the initial carries, then the consts.
+    While {
+        /// The predicate: params carries, consts; one `bool[]` result.
+        cond: RegionId,
+        /// The step: params carries, consts; results the next carries.
+        body: RegionId,
+        /// Number of carries.
+        carries: usize,
+    },
+    /// Result `index` of a control-flow op. Operand: the control-flow node.
+    Get {
+        /// Which result.
+        index: usize,
+    },
 }
 
 /// An `f64` compared and hashed by its bits, so ops stay `Eq + Hash`.
@@ -604,6 +660,36 @@ impl Op {
             Op::MatMul => "matmul",
             Op::Conv2d { .. } => "conv2d",
             Op::Window { op, .. } => op.name(),
+            Op::Cond { .. } => "cond",
+            Op::Scan { .. } => "scan",
+            Op::While { .. } => "while",
+            Op::Get { .. } => "get",
+        }
+    }
+
+    /// The regions a control-flow op runs, in attribute order (empty for other ops).
+    pub fn regions(&self) -> Vec<RegionId> {
+        match self {
+            Op::Cond {
+                then_branch,
+                else_branch,
+            } => vec![*then_branch, *else_branch],
+            Op::Scan { body, .. } => vec![*body],
+            Op::While { cond, body, .. } => vec![*cond, *body],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Mutable access to the regions of [`Op::regions`], in the same order.
+    pub fn regions_mut(&mut self) -> Vec<&mut RegionId> {
+        match self {
+            Op::Cond {
+                then_branch,
+                else_branch,
+            } => vec![then_branch, else_branch],
+            Op::Scan { body, .. } => vec![body],
+            Op::While { cond, body, .. } => vec![cond, body],
+            _ => Vec::new(),
         }
     }
 
@@ -626,6 +712,8 @@ impl Op {
             Op::Reduce { .. } | Op::Window { .. } => OpKind::Reduction,
             Op::ArgReduce { .. } => OpKind::ArgReduction,
             Op::MatMul | Op::Conv2d { .. } => OpKind::Contraction,
+            Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } => OpKind::Control,
+            Op::Get { .. } => OpKind::Get,
         }
     }
 
@@ -685,6 +773,10 @@ pub enum OpKind {
     ArgReduction,
     /// Sums of products (`matmul`, `conv2d`).
     Contraction,
+    /// Runs regions of the graph and yields several results (`cond`, `scan`, `while`).
+    Control,
+    /// One result of a control-flow op (`get`).
+    Get,
 }
 
 #[cfg(test)]

@@ -7,12 +7,11 @@
 //! first error.
 
 use crate::dtype::DType;
-use crate::graph::{Graph, Loc, NodeId};
-use crate::infer::infer;
+use crate::graph::{Graph, Loc, NodeId, Region};
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::text::print::format_node;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Write as _};
 
 /// Which rule a [`VerifyError`] breaks.
@@ -32,6 +31,8 @@ pub enum VerifyErrorKind {
     ParameterMismatch,
     /// A constant's element count does not match its shape.
     Constant,
+    /// A control-flow op's region is missing or malformed (the message names the region).
+    Region,
 }
 
 /// One verifier finding, attached to a node.
@@ -69,6 +70,52 @@ fn type_str(dtype: DType, shape: &Shape) -> String {
 /// parameters sharing a name share dtype and shape, and constants hold as many elements as
 /// their shape needs.
 pub fn verify(g: &Graph) -> Result<(), Vec<VerifyError>> {
+    verify_at(g, 0)
+}
+
+/// How deeply regions may nest (a body inside a body inside ...): loaded files are hostile,
+/// and every pass recurses through bodies.
+pub const MAX_REGION_DEPTH: usize = 32;
+
+/// Checks a region: its graph verifies, its params are exactly its graph's `input` nodes
+/// (distinct), its results are live nodes, and it holds no `param` (bodies read state
+/// through their operands). Returns every finding as a message.
+fn verify_region(r: &Region, depth: usize) -> Vec<String> {
+    if depth > MAX_REGION_DEPTH {
+        return vec![format!("regions nest more than {MAX_REGION_DEPTH} deep")];
+    }
+    let mut out = Vec::new();
+    if let Err(errors) = verify_at(&r.graph, depth) {
+        out.extend(errors.iter().map(ToString::to_string));
+    }
+    let mut seen = HashSet::new();
+    for &p in &r.params {
+        let is_input = matches!(r.graph.get(p).map(|n| &n.op), Some(Op::Input { .. }));
+        if !is_input {
+            out.push(format!("parameter {p} is not an input node of the region"));
+        } else if !seen.insert(p) {
+            out.push(format!("parameter {p} is listed twice"));
+        }
+    }
+    for (id, _) in r.graph.inputs() {
+        if !seen.contains(&id) {
+            out.push(format!("input {id} is not one of the region's parameters"));
+        }
+    }
+    for (id, name) in r.graph.parameters() {
+        out.push(format!(
+            "{id} reads parameter {name:?}; a region reads state through its op's operands"
+        ));
+    }
+    for &res in &r.results {
+        if !r.graph.contains(res) {
+            out.push(format!("result {res} is not a node of the region"));
+        }
+    }
+    out
+}
+
+fn verify_at(g: &Graph, depth: usize) -> Result<(), Vec<VerifyError>> {
     let mut errors = Vec::new();
     let mut inputs: HashMap<&str, NodeId> = HashMap::new();
     let mut params: HashMap<&str, (NodeId, DType, &Shape)> = HashMap::new();
@@ -96,14 +143,21 @@ pub fn verify(g: &Graph) -> Result<(), Vec<VerifyError>> {
             );
         }
 
-        let operands: Vec<(DType, &Shape)> = edges
-            .iter()
-            .map(|&(_, o)| {
-                let m = g.node(o);
-                (m.dtype, &m.shape)
-            })
-            .collect();
-        match infer(&n.op, &operands) {
+        let operands: Vec<NodeId> = edges.iter().map(|&(_, o)| o).collect();
+        for r in n.op.regions() {
+            match g.try_region(r) {
+                None => report(
+                    VerifyErrorKind::Region,
+                    format!("{r} is not a region of this graph"),
+                ),
+                Some(region) => {
+                    for e in verify_region(region, depth + 1) {
+                        report(VerifyErrorKind::Region, format!("in {r}: {e}"));
+                    }
+                }
+            }
+        }
+        match g.infer_node(&n.op, &operands) {
             Ok((dtype, shape)) => {
                 if dtype != n.dtype || shape != n.shape {
                     report(

@@ -61,9 +61,110 @@ fn variant_index(op: &Op) -> usize {
         Op::MatMul => 21,
         Op::Conv2d { .. } => 22,
         Op::Window { .. } => 23,
+        Op::Cond { .. } => 24,
+        Op::Scan { .. } => 25,
+        Op::While { .. } => 26,
+        Op::Get { .. } => 27,
     }
 }
-const VARIANTS: usize = 24;
+const VARIANTS: usize = 28;
+
+/// A region whose params have `types` and whose results are built by `f` from the params.
+fn region(
+    types: &[(DType, Shape)],
+    f: impl FnOnce(&mut Graph, &[NodeId]) -> Vec<NodeId>,
+) -> Region {
+    let mut graph = Graph::new();
+    let params: Vec<NodeId> = types
+        .iter()
+        .enumerate()
+        .map(|(i, (d, s))| input(&mut graph, &format!("p{i}"), *d, s.clone()))
+        .collect();
+    let results = f(&mut graph, &params);
+    Region {
+        graph,
+        params,
+        results,
+    }
+}
+
+/// Adds a cond, a scan and a while loop (with their `get`s) over `x: f32[N, 4]`.
+fn add_control_flow(g: &mut Graph, x: NodeId) {
+    let row = (DType::F32, Shape::known(&[4]));
+    let pred = g
+        .add(
+            Op::Constant(Array::from_bool(&[], vec![true]).unwrap()),
+            &[],
+        )
+        .unwrap();
+    let xt = (DType::F32, Shape::new([n(), Dim::known(4)]));
+    let then_branch = g.add_region(region(std::slice::from_ref(&xt), |r, p| {
+        vec![r.add(Op::Unary(UnaryOp::Neg), &[p[0]]).unwrap()]
+    }));
+    let else_branch = g.add_region(region(&[xt], |_, p| vec![p[0]]));
+    let cond = g
+        .add(
+            Op::Cond {
+                then_branch,
+                else_branch,
+            },
+            &[pred, x],
+        )
+        .unwrap();
+    g.add(Op::Get { index: 0 }, &[cond]).unwrap();
+    let init = g
+        .add(
+            Op::Constant(Array::from_f32(&[4], vec![0.0; 4]).unwrap()),
+            &[],
+        )
+        .unwrap();
+    let body = g.add_region(region(&[row.clone(), row], |r, p| {
+        vec![
+            r.add(Op::Binary(BinaryOp::Add), &[p[0], p[1]]).unwrap(),
+            r.add(Op::Binary(BinaryOp::Mul), &[p[0], p[1]]).unwrap(),
+        ]
+    }));
+    let scan = g
+        .add(
+            Op::Scan {
+                body,
+                length: n(),
+                carries: 1,
+                xs: 1,
+                reverse: true,
+            },
+            &[init, x],
+        )
+        .unwrap();
+    g.add(Op::Get { index: 1 }, &[scan]).unwrap();
+    let count = (DType::I32, Shape::scalar());
+    let zero = g
+        .add(Op::Constant(Array::from_i32(&[], vec![0]).unwrap()), &[])
+        .unwrap();
+    let cond = g.add_region(region(std::slice::from_ref(&count), |r, p| {
+        let ten = r
+            .add(Op::Constant(Array::from_i32(&[], vec![10]).unwrap()), &[])
+            .unwrap();
+        vec![r.add(Op::Binary(BinaryOp::Lt), &[p[0], ten]).unwrap()]
+    }));
+    let body = g.add_region(region(&[count], |r, p| {
+        let one = r
+            .add(Op::Constant(Array::from_i32(&[], vec![1]).unwrap()), &[])
+            .unwrap();
+        vec![r.add(Op::Binary(BinaryOp::Add), &[p[0], one]).unwrap()]
+    }));
+    let w = g
+        .add(
+            Op::While {
+                cond,
+                body,
+                carries: 1,
+            },
+            &[zero],
+        )
+        .unwrap();
+    g.add(Op::Get { index: 0 }, &[w]).unwrap();
+}
 
 fn all_ops_graph() -> Graph {
     let mut g = Graph::new();
@@ -240,6 +341,7 @@ fn all_ops_graph() -> Graph {
         &[img],
     )
     .unwrap();
+    add_control_flow(&mut g, x);
     g
 }
 
@@ -277,6 +379,38 @@ n30 = param "conv.weight" : f32[6, 2, 3, 3]
 n31 = conv2d n29, n30 stride=[2, 1] padding=[1, 0] dilation=[1, 2] groups=2 : f32[N, 6, 5, 5]
 n32 = window_max n29 window=[2, 3] stride=[2, 2] padding=[(1, 0), (0, 2)] : f32[N, 4, 5, 5]
 n33 = window_sum n29 window=[3] stride=[1] padding=[(1, 1)] : f32[N, 4, 9, 9]
+n34 = const bool[] [true] : bool[]
+n35 = cond n34, n0 then=r0 else=r1 : bool[]
+n36 = get n35 index=0 : f32[N, 4]
+n37 = const f32[4] [0.0, 0.0, 0.0, 0.0] : f32[4]
+n38 = scan n37, n0 body=r2 length=[N] carries=1 xs=1 reverse=true : bool[]
+n39 = get n38 index=1 : f32[N, 4]
+n40 = const i32[] [0] : i32[]
+n41 = while n40 cond=r3 body=r4 carries=1 : bool[]
+n42 = get n41 index=0 : i32[]
+r0 (n0) -> (n1) {
+  n0 = input "p0" : f32[N, 4]
+  n1 = neg n0 : f32[N, 4]
+}
+r1 (n0) -> (n0) {
+  n0 = input "p0" : f32[N, 4]
+}
+r2 (n0, n1) -> (n2, n3) {
+  n0 = input "p0" : f32[4]
+  n1 = input "p1" : f32[4]
+  n2 = add n0, n1 : f32[4]
+  n3 = mul n0, n1 : f32[4]
+}
+r3 (n0) -> (n2) {
+  n0 = input "p0" : i32[]
+  n1 = const i32[] [10] : i32[]
+  n2 = lt n0, n1 : bool[]
+}
+r4 (n0) -> (n2) {
+  n0 = input "p0" : i32[]
+  n1 = const i32[] [1] : i32[]
+  n2 = add n0, n1 : i32[]
+}
 "#;
 
 #[test]

@@ -438,7 +438,12 @@ fn pow2_reciprocal(a: &Array) -> Option<Array> {
 fn fold_constants(cx: &Ctx, id: NodeId) -> Option<Rewrite> {
     let n = cx.g().node(id);
     let foldable = match n.op.kind() {
-        OpKind::Fed | OpKind::Literal | OpKind::Index | OpKind::Random => false,
+        OpKind::Fed
+        | OpKind::Literal
+        | OpKind::Index
+        | OpKind::Random
+        | OpKind::Control
+        | OpKind::Get => false,
         OpKind::Elementwise
         | OpKind::View
         | OpKind::Assemble

@@ -31,6 +31,26 @@
 //! | `flip` | `axes=[A, ...]` |
 //! | `conv2d` | `stride=[H, W] padding=[H, W] dilation=[H, W] groups=G` |
 //! | `window_sum`, `window_max` | `window=[..] stride=[..] padding=[(LO, HI), ...]` |
+//! | `cond` | `then=rA else=rB` |
+//! | `scan` | `body=rA length=[DIM] carries=C xs=X reverse=BOOL` |
+//! | `while` | `cond=rA body=rB carries=C` |
+//! | `get` | `index=I` |
+//!
+//! A graph's regions (the bodies of its control-flow ops) follow its node lines, in order
+//! `r0, r1, ...`, each a block whose lines are indented two more spaces:
+//!
+//! ```text
+//! n3 = scan n1, n0 body=r0 length=[T] carries=1 xs=1 reverse=false : bool[]
+//! n4 = get n3 index=0 : f32[2]
+//! r0 (n0, n1) -> (n2, n2) {
+//!   n0 = input "c" : f32[2]
+//!   n1 = input "x" : f32[2]
+//!   n2 = add n0, n1 : f32[2]
+//! }
+//! ```
+//!
+//! The header lists the region's parameters (its `input` nodes, in order) and its results.
+//! A control-flow node's type is the token `bool[]`; `get` nodes read its results.
 //!
 //! Ops whose attribute *is* the result type take it from the stated type: `input`, `param`
 //! and `iota` (dtype and shape), `random_bits`, `reshape` and `expand` (shape), `cast`

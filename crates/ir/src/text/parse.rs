@@ -4,8 +4,8 @@ use super::{F32_NAN_BITS, F64_NAN_BITS};
 use crate::array::{Array, Data};
 use crate::dim::Dim;
 use crate::dtype::DType;
-use crate::graph::{Graph, Loc, Node, NodeId};
-use crate::op::{ArgOp, BinaryOp, F64Bits, Op, ReduceOp, SliceAxis, UnaryOp, WindowOp};
+use crate::graph::{Graph, Loc, Node, NodeId, Region};
+use crate::op::{ArgOp, BinaryOp, F64Bits, Op, ReduceOp, RegionId, SliceAxis, UnaryOp, WindowOp};
 use crate::shape::Shape;
 use crate::verify::{VerifyErrorKind, verify};
 use std::collections::HashMap;
@@ -90,13 +90,82 @@ struct NodeLine {
 }
 
 fn parse_lines(text: &str) -> Result<(Graph, HashMap<NodeId, LineInfo>), ParseError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut pos = 0;
+    parse_block(&lines, &mut pos, 0)
+}
+
+/// A region header `rK (PARAMS) -> (RESULTS) {`.
+struct RegionHeader {
+    index: u32,
+    col: usize,
+    params: Vec<NodeId>,
+    results: Vec<NodeId>,
+}
+
+/// Parses lines from `*pos` up to the `}` closing the block (at `depth` > 0) or the end
+/// (at depth 0): node lines, then region blocks numbered `r0, r1, ...` in order.
+fn parse_block(
+    lines: &[&str],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<(Graph, HashMap<NodeId, LineInfo>), ParseError> {
+    let opened = pos.saturating_sub(1) + 1;
     let mut nodes: Vec<NodeLine> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let mut c = Cursor::new(line, i + 1);
+    let mut regions: Vec<Region> = Vec::new();
+    let mut closed = depth == 0;
+    while let Some(line) = lines.get(*pos) {
+        let number = *pos + 1;
+        *pos += 1;
+        let mut c = Cursor::new(line, number);
+        if c.eat('}') {
+            if depth == 0 || !c.at_end() {
+                return c.err_at(c.col(), "unexpected `}`");
+            }
+            closed = true;
+            break;
+        }
+        if let Some(h) = c.region_header()? {
+            if h.index as usize != regions.len() {
+                return c.err_at(
+                    h.col,
+                    format!("expected region r{}, found r{}", regions.len(), h.index),
+                );
+            }
+            if depth >= crate::verify::MAX_REGION_DEPTH {
+                return c.err_at(h.col, "regions nest too deep");
+            }
+            let (graph, _) = parse_block(lines, pos, depth + 1)?;
+            regions.push(Region {
+                graph,
+                params: h.params,
+                results: h.results,
+            });
+            continue;
+        }
+        if !regions.is_empty() && !c.at_end() {
+            return c.err_at(c.col(), "node lines must come before the regions");
+        }
         if let Some(n) = c.node_line()? {
             nodes.push(n);
         }
     }
+    if !closed {
+        return Err(ParseError {
+            line: opened,
+            column: 1,
+            message: "region is not closed by `}`".into(),
+        });
+    }
+    let (mut g, infos) = build(nodes)?;
+    for r in regions {
+        g.add_region(r);
+    }
+    Ok((g, infos))
+}
+
+/// The graph of parsed node lines, ids recreated exactly.
+fn build(mut nodes: Vec<NodeLine>) -> Result<(Graph, HashMap<NodeId, LineInfo>), ParseError> {
     let mut infos: HashMap<NodeId, LineInfo> = HashMap::with_capacity(nodes.len());
     for n in &nodes {
         if let Some(prev) = infos.insert(n.id, n.info) {
@@ -702,7 +771,54 @@ impl Cursor {
             c.key("axes")?;
             c.uint_list("`axes`")
         };
+        let region = |c: &mut Cursor, key: &str| -> PResult<RegionId> {
+            c.key(key)?;
+            let (word, col) = c.ident("a region id")?;
+            match word.strip_prefix('r').and_then(|d| d.parse::<u32>().ok()) {
+                Some(k) if word[1..].chars().all(|ch| ch.is_ascii_digit()) => Ok(RegionId(k)),
+                _ => c.err_at(
+                    col,
+                    format!("expected a region id such as `r0`, found `{word}`"),
+                ),
+            }
+        };
+        let count = |c: &mut Cursor, key: &str| -> PResult<usize> {
+            c.key(key)?;
+            c.uint(key)
+        };
         Ok(match name {
+            "cond" => Draft::Done(Op::Cond {
+                then_branch: region(self, "then")?,
+                else_branch: region(self, "else")?,
+            }),
+            "scan" => {
+                let body = region(self, "body")?;
+                self.key("length")?;
+                self.skip_ws();
+                let col = self.col();
+                let len = self.shape()?;
+                let [length] = &len.0[..] else {
+                    return self.err_at(col, "`length` takes one dimension, such as `[T]`");
+                };
+                Draft::Done(Op::Scan {
+                    body,
+                    length: length.clone(),
+                    carries: count(self, "carries")?,
+                    xs: count(self, "xs")?,
+                    reverse: {
+                        self.key("reverse")?;
+                        self.boolean()?
+                    },
+                })
+            }
+            "while" => Draft::Done(Op::While {
+                cond: region(self, "cond")?,
+                body: region(self, "body")?,
+                carries: count(self, "carries")?,
+            }),
+            "get" => Draft::Done(Op::Get {
+                index: count(self, "index")?,
+            }),
             "input" => {
                 let n = self.string()?;
                 Draft::Input(n, override_ty(self)?)
@@ -836,6 +952,56 @@ impl Cursor {
             (true, Ok(line), Ok(column)) => Ok(Loc { file, line, column }),
             _ => self.err_at(rest_col, bad()),
         }
+    }
+
+    /// A region header line `rK (n0, n1) -> (n5) {`, or `None` (nothing consumed) if the
+    /// line does not start with a region name.
+    fn region_header(&mut self) -> PResult<Option<RegionHeader>> {
+        let Some(word) = self.peek_ident() else {
+            return Ok(None);
+        };
+        let Some(digits) = word.strip_prefix('r') else {
+            return Ok(None);
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let col = self.col();
+        let Ok(index) = digits.parse::<u32>() else {
+            return self.err_at(col, format!("region id `{word}` is too large"));
+        };
+        self.pos += word.chars().count();
+        let ids = |c: &mut Cursor, what: &str| -> PResult<Vec<NodeId>> {
+            c.expect('(', &format!("`(` before the {what}"))?;
+            let mut out = Vec::new();
+            if !c.eat(')') {
+                loop {
+                    out.push(c.node_ref(what)?.0);
+                    if c.eat(')') {
+                        break;
+                    }
+                    c.expect(',', "`,` or `)`")?;
+                }
+            }
+            Ok(out)
+        };
+        let params = ids(self, "region parameters")?;
+        self.expect('-', "`->` after the parameters")?;
+        self.expect('>', "`->` after the parameters")?;
+        let results = ids(self, "region results")?;
+        self.expect('{', "`{` opening the region")?;
+        if !self.at_end() {
+            return self.err_at(
+                self.col(),
+                format!("unexpected {} after `{{`", self.found()),
+            );
+        }
+        Ok(Some(RegionHeader {
+            index,
+            col,
+            params,
+            results,
+        }))
     }
 
     /// One line: `None` for a blank or comment-only line.

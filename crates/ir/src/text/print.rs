@@ -5,16 +5,42 @@ use crate::array::Data;
 use crate::graph::{Graph, Loc, Node, NodeId};
 use crate::op::Op;
 use crate::shape::Shape;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for id in self.node_ids() {
-            write_node(f, self, id)?;
-            f.write_char('\n')?;
-        }
-        Ok(())
+        write_graph(f, self, "")
     }
+}
+
+/// The nodes, one per line, then each region as an indented block
+/// `rK (PARAMS) -> (RESULTS) { ... }`, every line prefixed by `indent`.
+fn write_graph(out: &mut impl fmt::Write, g: &Graph, indent: &str) -> fmt::Result {
+    for id in g.node_ids() {
+        out.write_str(indent)?;
+        write_node(out, g, id)?;
+        out.write_char('\n')?;
+    }
+    for (k, r) in g.regions().iter().enumerate() {
+        write!(out, "{indent}r{k} (")?;
+        write_ids(out, &r.params)?;
+        out.write_str(") -> (")?;
+        write_ids(out, &r.results)?;
+        out.write_str(") {\n")?;
+        write_graph(out, &r.graph, &format!("{indent}  "))?;
+        writeln!(out, "{indent}}}")?;
+    }
+    Ok(())
+}
+
+fn write_ids(out: &mut impl fmt::Write, ids: &[NodeId]) -> fmt::Result {
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.write_str(", ")?;
+        }
+        write!(out, "{id}")?;
+    }
+    Ok(())
 }
 
 /// The text line of one node (without a newline), as the graph printer writes it.
@@ -159,6 +185,26 @@ fn write_attrs(out: &mut impl fmt::Write, n: &Node) -> fmt::Result {
             out.write_str(" padding=")?;
             write_pairs(out, padding)?;
         }
+        Op::Cond {
+            then_branch,
+            else_branch,
+        } => write!(out, " then={then_branch} else={else_branch}")?,
+        Op::Scan {
+            body,
+            length,
+            carries,
+            xs,
+            reverse,
+        } => write!(
+            out,
+            " body={body} length=[{length}] carries={carries} xs={xs} reverse={reverse}"
+        )?,
+        Op::While {
+            cond,
+            body,
+            carries,
+        } => write!(out, " cond={cond} body={body} carries={carries}")?,
+        Op::Get { index } => write!(out, " index={index}")?,
     }
     Ok(())
 }

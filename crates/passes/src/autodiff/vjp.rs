@@ -24,6 +24,12 @@ pub(crate) fn rule(
     let x = |i: usize| xs[i];
     Ok(match &op {
         Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::Iota { .. } => vec![],
+        Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
+            return Err(super::AutodiffError::Malformed {
+                node: n,
+                message: format!("reverse mode through {} is not built yet", op.name()),
+            });
+        }
         Op::RandomBits { .. } | Op::StopGradient | Op::ArgReduce { .. } => vec![None; xs.len()],
         Op::Unary(u) => vec![partials::unary(em, *u, x(0), n, ct)?],
         Op::Binary(b) => vec![

@@ -145,6 +145,8 @@ pub(crate) enum Class {
     Contraction,
     /// Scatter-add: always its own kernel.
     Scatter,
+    /// A control-flow op or one of its results: runs regions, never inside a kernel.
+    Control,
 }
 
 /// The fusion class of an op (one exhaustive table).
@@ -165,6 +167,7 @@ pub(crate) fn class(op: &Op) -> Class {
         OpKind::ArgReduction => Class::Arg,
         OpKind::Scatter => Class::Scatter,
         OpKind::Contraction => Class::Contraction,
+        OpKind::Control | OpKind::Get => Class::Control,
     }
 }
 
@@ -323,7 +326,7 @@ impl Planner<'_> {
                                 depth: 0,
                             }
                         }
-                        Class::Reduction | Class::Arg | Class::Scatter => Use {
+                        Class::Reduction | Class::Arg | Class::Scatter | Class::Control => Use {
                             place: Place {
                                 kernel: p.kernel,
                                 region: Region::Operand(u),
@@ -384,7 +387,7 @@ impl Planner<'_> {
 
     fn root(&mut self, n: NodeId) -> KIdx {
         let core = match class(&self.graph.node(n).op) {
-            Class::Source | Class::Inline { .. } => Core::None,
+            Class::Source | Class::Inline { .. } | Class::Control => Core::None,
             Class::Reduction => Core::Reduce(reduce_extents(self.graph, n)),
             Class::Arg => Core::Arg(n),
             Class::Scatter => Core::Scatter(n),
@@ -453,7 +456,8 @@ impl Planner<'_> {
                 | Class::Reduction
                 | Class::Arg
                 | Class::Contraction
-                | Class::Scatter => {}
+                | Class::Scatter
+                | Class::Control => {}
             }
         }
         true
@@ -492,7 +496,7 @@ impl Planner<'_> {
         let all_identity = uses.iter().all(|u| u.place.identity_body());
         let views: BTreeSet<&View> = uses.iter().map(|u| &u.place.view).collect();
         match cls {
-            Class::Source | Class::Arg | Class::Scatter => {
+            Class::Source | Class::Arg | Class::Scatter | Class::Control => {
                 self.root(n);
             }
             Class::Contraction => {
@@ -715,9 +719,11 @@ impl Planner<'_> {
                             p.identity_body()
                                 && (gather_index || (elementwise && self.shape(s) == self.shape(u)))
                         }
-                        Class::Reduction | Class::Arg | Class::Scatter | Class::Contraction => {
-                            false
-                        }
+                        Class::Reduction
+                        | Class::Arg
+                        | Class::Scatter
+                        | Class::Contraction
+                        | Class::Control => false,
                     };
                     if !identity {
                         return None;

@@ -957,6 +957,12 @@ impl BodyCx<'_, '_> {
         let out = node.shape.0.clone();
         match &node.op {
             Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) => self.leaf(n, coords, ctx),
+            Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
+                Err(FuseError::Unsupported {
+                    node: n,
+                    reason: format!("{} is not lowered to kernels yet", node.op.name()),
+                })
+            }
             Op::Iota { dtype, axis, .. } => {
                 let c = coords.get(*axis).cloned().unwrap_or_else(Lin::zero);
                 Ok(self.push(Expr::Index {
