@@ -14,6 +14,14 @@ pub(crate) struct Inner {
     pub(crate) ir: kiln_ir::Graph,
     pub(crate) diags: Vec<Diagnostic>,
     pub(crate) params: HashMap<String, Array>,
+    /// For the graph of a control-flow body: the enclosing graph.
+    pub(crate) parent: Option<Graph>,
+    /// For the graph of a control-flow body: each captured tensor of an enclosing graph, as
+    /// (its node in the parent, the body's parameter node standing for it).
+    pub(crate) captures: Vec<(NodeId, NodeId)>,
+    /// For the graph of a control-flow body: the body is finished (its region was built), so
+    /// nothing may be added to it any more.
+    pub(crate) sealed: bool,
 }
 
 /// A handle to one node of a [`Graph`]. Cloning is cheap.
@@ -119,6 +127,15 @@ impl Graph {
     pub fn input(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
         let loc = Location::caller();
         let shape = shape.into_shape();
+        if self.parent().is_some() {
+            return self.fail(
+                loc,
+                "input",
+                format!(
+                    "input `{name}` is declared inside a control-flow body; declare it on the top-level graph and use it in the body"
+                ),
+            );
+        }
         let dup = self
             .inner
             .borrow()
@@ -149,6 +166,11 @@ impl Graph {
     pub fn param(&self, name: &str, dtype: DType, shape: impl IntoShape) -> Tensor {
         let loc = Location::caller();
         let shape = shape.into_shape();
+        if let Some(parent) = self.parent() {
+            // A layer built inside a body: its parameters belong to the top-level graph.
+            let outer = parent.param(name, dtype, shape);
+            return self.capture_at(loc, "param", &outer);
+        }
         if shape.as_known().is_none() {
             return self.fail(
                 loc,
@@ -195,6 +217,10 @@ impl Graph {
     /// and shape), the existing parameter is returned and its value replaced by `value`.
     #[track_caller]
     pub fn param_init(&self, name: &str, value: Array) -> Tensor {
+        if let Some(parent) = self.parent() {
+            let outer = parent.param_init(name, value);
+            return self.capture_at(Location::caller(), "param", &outer);
+        }
         let t = self.param(name, value.dtype(), Shape::known(value.shape()));
         if !t.is_poisoned() {
             self.inner
@@ -232,6 +258,9 @@ impl Graph {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_param(&self, name: &str, value: Array) -> Result<(), Error> {
+        if let Some(parent) = self.parent() {
+            return parent.set_param(name, value);
+        }
         let mut inner = self.inner.borrow_mut();
         let found = inner
             .ir
@@ -265,11 +294,17 @@ impl Graph {
 
     /// The value of a parameter, if set.
     pub fn param_value(&self, name: &str) -> Option<Array> {
+        if let Some(parent) = self.parent() {
+            return parent.param_value(name);
+        }
         self.inner.borrow().params.get(name).cloned()
     }
 
     /// Every parameter value that has been set, by name (a copy).
     pub fn param_values(&self) -> HashMap<String, Array> {
+        if let Some(parent) = self.parent() {
+            return parent.param_values();
+        }
         self.inner.borrow().params.clone()
     }
 
@@ -342,6 +377,9 @@ impl Graph {
     /// `Ok` if the graph is well-formed, else [`Error::Check`] with every diagnostic recorded
     /// so far (each with the user's file and line; its `Display` lists them one per line).
     pub fn check(&self) -> Result<(), Error> {
+        if let Some(parent) = self.parent() {
+            return parent.check();
+        }
         let d = self.inner.borrow().diags.clone();
         if d.is_empty() {
             Ok(())
@@ -352,6 +390,9 @@ impl Graph {
 
     /// The diagnostics recorded so far.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        if let Some(parent) = self.parent() {
+            return parent.diagnostics();
+        }
         self.inner.borrow().diags.clone()
     }
 
@@ -396,8 +437,116 @@ impl Graph {
         Tensor::poisoned(self)
     }
 
+    /// Records a diagnostic on the top-level graph (a body's diagnostics are its root's).
     pub(crate) fn push_diag(&self, d: Diagnostic) {
-        self.inner.borrow_mut().diags.push(d);
+        match self.parent() {
+            Some(parent) => parent.push_diag(d),
+            None => self.inner.borrow_mut().diags.push(d),
+        }
+    }
+
+    /// The enclosing graph, for the graph of a control-flow body.
+    pub(crate) fn parent(&self) -> Option<Graph> {
+        self.inner.borrow().parent.clone()
+    }
+
+    /// A new, empty graph for a control-flow body inside `parent`.
+    pub(crate) fn child(parent: &Graph) -> Graph {
+        let g = Graph::new();
+        g.inner.borrow_mut().parent = Some(parent.clone());
+        g
+    }
+
+    /// Adds a region parameter (an `input` node) to a body graph.
+    pub(crate) fn add_param_input(&self, name: &str, dtype: DType, shape: Shape) -> NodeId {
+        let node = kiln_ir::Node {
+            op: Op::Input {
+                name: name.to_string(),
+                dtype,
+                shape: shape.clone(),
+            },
+            dtype,
+            shape,
+            loc: None,
+        };
+        self.inner.borrow_mut().ir.add_unchecked(node, &[])
+    }
+
+    /// Marks a body graph finished.
+    pub(crate) fn seal(&self) {
+        self.inner.borrow_mut().sealed = true;
+    }
+
+    /// True for the graph of a finished control-flow body.
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.inner.borrow().sealed
+    }
+
+    /// The captures of a body graph: (node in the parent, parameter node in the body).
+    pub(crate) fn captures(&self) -> Vec<(NodeId, NodeId)> {
+        self.inner.borrow().captures.clone()
+    }
+
+    /// The node of `t` in this graph: its own node if `t` belongs here, else (for a body
+    /// graph) a parameter capturing it from an enclosing graph, created once per tensor.
+    /// `Err` names the problem when `t` belongs to no enclosing graph; a poisoned `t` is
+    /// the caller's to handle.
+    pub(crate) fn resolve(&self, t: &Tensor) -> Result<NodeId, String> {
+        let Some(id) = t.node else {
+            return Err("the tensor is poisoned by an earlier error".into());
+        };
+        if t.g.same(self) {
+            return Ok(id);
+        }
+        let Some(parent) = self.parent() else {
+            return Err(if self.is_enclosing(&t.g) {
+                "a tensor built inside a control-flow body is used outside it; return it from the body instead".into()
+            } else {
+                "operands come from different graphs".into()
+            });
+        };
+        let outer = parent.resolve(t)?;
+        if let Some(&(_, inner)) = self
+            .inner
+            .borrow()
+            .captures
+            .iter()
+            .find(|(o, _)| *o == outer)
+        {
+            return Ok(inner);
+        }
+        let (dtype, shape) = parent.with_ir(|ir| {
+            let n = ir.node(outer);
+            (n.dtype, n.shape.clone())
+        });
+        let k = self.inner.borrow().captures.len();
+        let inner = self.add_param_input(&format!("capture{k}"), dtype, shape);
+        self.inner.borrow_mut().captures.push((outer, inner));
+        Ok(inner)
+    }
+
+    /// True if `other` is the graph of a body nested (at any depth) inside this graph.
+    pub(crate) fn is_enclosing(&self, other: &Graph) -> bool {
+        let mut g = other.parent();
+        while let Some(p) = g {
+            if p.same(self) {
+                return true;
+            }
+            g = p.parent();
+        }
+        false
+    }
+
+    /// `t` as a tensor of this graph (captured if it belongs to an enclosing graph), or a
+    /// poisoned tensor with a diagnostic at `loc`.
+    pub(crate) fn capture_at(&self, loc: &Location<'_>, op: &'static str, t: &Tensor) -> Tensor {
+        if t.is_poisoned() {
+            return Tensor::poisoned(self);
+        }
+        match self.resolve(t) {
+            Ok(id) => Tensor::from_node(self, id),
+            Err(msg) => self.fail(loc, op, msg),
+        }
     }
 }
 

@@ -274,6 +274,7 @@ mod autodiff;
 mod builder;
 mod compile;
 mod composite;
+mod control;
 pub mod data;
 mod error;
 mod eval;
@@ -293,6 +294,7 @@ pub use autodiff::{
 };
 pub use builder::{Graph, IntoShape};
 pub use compile::{compile, compile_shared, compile_step};
+pub use control::ScanOptions;
 pub use error::{Diagnostic, Error};
 pub use eval::{eval, eval_with_bindings};
 pub use kiln_ir::{Array, ArrayError, DType, Data, Dim, Loc, Shape};

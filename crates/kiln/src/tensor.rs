@@ -139,18 +139,33 @@ impl Tensor {
 
     /// Applies a primitive, recording a diagnostic on failure.
     pub(crate) fn apply(g: &Graph, loc: &Location<'_>, op: Op, operands: &[&Tensor]) -> Tensor {
+        // Inside a control-flow body, an op mixing a body tensor with an enclosing one is
+        // built in the (innermost) body.
+        let mut g = g;
+        for t in operands {
+            if g.is_enclosing(&t.g) && !t.g.is_sealed() {
+                g = &t.g;
+            }
+        }
+        if g.is_sealed() {
+            return g.fail(
+                loc,
+                op.name(),
+                format!(
+                    "{}: a tensor built inside a control-flow body is used outside it; return it from the body instead",
+                    op.name()
+                ),
+            );
+        }
         let mut ids = Vec::with_capacity(operands.len());
         for t in operands {
-            if !t.g.same(g) {
-                return g.fail(
-                    loc,
-                    op.name(),
-                    format!("{}: operands come from different graphs", op.name()),
-                );
+            if t.node.is_none() {
+                return Tensor::poisoned(g);
             }
-            match t.node {
-                Some(id) => ids.push(id),
-                None => return Tensor::poisoned(g),
+            // A tensor of an enclosing graph used in a control-flow body is captured.
+            match g.resolve(t) {
+                Ok(id) => ids.push(id),
+                Err(msg) => return g.fail(loc, op.name(), format!("{}: {msg}", op.name())),
             }
         }
         let name = op.name();
