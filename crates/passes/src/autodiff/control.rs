@@ -61,6 +61,16 @@ impl Tangents {
     }
 }
 
+/// A copy of a region's graph with a derivative appended: its new inputs (`params`) and
+/// derivative nodes (`results`), as slots (`None` where there is none). For a JVP the slots
+/// follow the region's params and results; for a VJP, `params` (cotangent inputs) follows
+/// the region's results and `results` (their cotangents) the region's params.
+struct Derived {
+    graph: Graph,
+    params: Vec<Option<NodeId>>,
+    results: Vec<Option<NodeId>>,
+}
+
 /// The forward-mode rule of control-flow node `n` given its operands' tangents `ts` (at
 /// least one set).
 pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res<Tangents> {
@@ -83,7 +93,11 @@ pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res
             }
             let mut ids = Vec::with_capacity(2);
             for r in &branches {
-                let (graph, tp, to) = jvp_body(loc.clone(), r, tin, &tout)?;
+                let Derived {
+                    graph,
+                    params: tp,
+                    results: to,
+                } = jvp_body(loc.clone(), r, tin, &tout)?;
                 ids.push(em.g.add_region(Region {
                     graph,
                     params: appended(&r.params, &tp),
@@ -118,7 +132,11 @@ pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res
             if !any(&tout) {
                 return Ok(Tangents::zero(n, results));
             }
-            let (graph, tp, to) = jvp_body(loc, &b, &tin, &tout)?;
+            let Derived {
+                graph,
+                params: tp,
+                results: to,
+            } = jvp_body(loc, &b, &tin, &tout)?;
             let (p, res) = (&b.params, &b.results);
             let params = [
                 appended(&p[..c], &tp[..c]),
@@ -176,7 +194,11 @@ pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res
                 params: interleave(&cr.params, &ctp),
                 results: cr.results.clone(),
             });
-            let (graph, tp, to) = jvp_body(loc, &b, &tin, &tc)?;
+            let Derived {
+                graph,
+                params: tp,
+                results: to,
+            } = jvp_body(loc, &b, &tin, &tc)?;
             let body_id = em.g.add_region(Region {
                 graph,
                 params: interleave(&b.params, &tp),
@@ -229,7 +251,11 @@ pub(crate) fn vjp(
             let mut ids = Vec::with_capacity(2);
             for id in [then_branch, else_branch] {
                 let r = region(em, id)?;
-                let (graph, cps, grads) = vjp_body(loc.clone(), &r, &ct, &wrt)?;
+                let Derived {
+                    graph,
+                    params: cps,
+                    results: grads,
+                } = vjp_body(loc.clone(), &r, &ct, &wrt)?;
                 ids.push(em.g.add_region(Region {
                     graph,
                     params: appended(&r.params, &cps),
@@ -294,7 +320,11 @@ pub(crate) fn vjp(
             };
             // The reverse step: recompute the body, apply its VJP, accumulate the consts'.
             let wrt_mask = [&fc[..], &need_x[..], &need_k[..]].concat();
-            let (mut graph, cps, grads) = vjp_body(loc.clone(), &b, &ct_mask, &wrt_mask)?;
+            let Derived {
+                mut graph,
+                params: cps,
+                results: grads,
+            } = vjp_body(loc.clone(), &b, &ct_mask, &wrt_mask)?;
             let mut accs = Vec::new();
             for (m, _) in need_k.iter().enumerate().filter(|(_, n)| **n) {
                 let q = p[k + m];
@@ -367,12 +397,7 @@ pub(crate) fn vjp(
 
 /// A copy of `region`'s graph with its JVP appended: one tangent input per param marked in
 /// `tin` and the tangent of each result marked in `tout` (zeros where no tangent reaches it).
-fn jvp_body(
-    loc: Option<Loc>,
-    region: &Region,
-    tin: &[bool],
-    tout: &[bool],
-) -> Res<(Graph, Vec<Option<NodeId>>, Vec<Option<NodeId>>)> {
+fn jvp_body(loc: Option<Loc>, region: &Region, tin: &[bool], tout: &[bool]) -> Res<Derived> {
     let (mut graph, tp) = with_param_copies(region, tin, ".t")?;
     let (primals, tangents): (Vec<NodeId>, Vec<NodeId>) = region
         .params
@@ -387,17 +412,16 @@ fn jvp_body(
         &primals,
         &tangents,
     )?;
-    Ok((graph, tp, spread(touts, tout)))
+    Ok(Derived {
+        graph,
+        params: tp,
+        results: spread(touts, tout),
+    })
 }
 
 /// A copy of `region`'s graph with its VJP appended: one cotangent input per result marked
 /// in `ct` and the cotangent of each param marked in `wrt` (zeros where it gets none).
-fn vjp_body(
-    loc: Option<Loc>,
-    region: &Region,
-    ct: &[bool],
-    wrt: &[bool],
-) -> Res<(Graph, Vec<Option<NodeId>>, Vec<Option<NodeId>>)> {
+fn vjp_body(loc: Option<Loc>, region: &Region, ct: &[bool], wrt: &[bool]) -> Res<Derived> {
     let mut graph = region.graph.clone();
     let mut cps = vec![None; region.results.len()];
     for (j, &r) in region.results.iter().enumerate() {
@@ -414,7 +438,11 @@ fn vjp_body(
         &seeds,
         &wrt_nodes,
     )?;
-    Ok((graph, cps, spread(grads, wrt)))
+    Ok(Derived {
+        graph,
+        params: cps,
+        results: spread(grads, wrt),
+    })
 }
 
 /// The carries of a loop body that carry a tangent: those marked in `marks` (one per
