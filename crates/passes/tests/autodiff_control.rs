@@ -311,7 +311,18 @@ fn scan_with_symbolic_length_differentiates_at_every_length() {
     let w = input_id(&g, "w");
     let gw = autodiff::grad(&mut g, NodeId(13), &[w]).unwrap()[0];
     let text = g.to_string();
-    assert!(text.contains("length=[T]"), "{text}");
+    let scans: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with('n') && l.contains(" = scan "))
+        .collect();
+    // The primal scan, the residual scan and the reverse scan, none unrolled.
+    assert_eq!(scans.len(), 3, "{text}");
+    assert!(scans.iter().all(|l| l.contains("length=[T]")), "{text}");
+    assert_eq!(
+        scans.iter().filter(|l| l.contains("reverse=true")).count(),
+        1,
+        "{text}"
+    );
     for t in [2, 6] {
         let feeds: HashMap<String, Array> = rnn_feeds(1, t)
             .into_iter()
