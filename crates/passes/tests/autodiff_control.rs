@@ -614,3 +614,39 @@ fn derivatives_of_an_integer_loop_result_are_absent_not_errors() {
     .into();
     assert_eq!(eval(&g, &[t], &feeds)[0], vec![0.0]);
 }
+
+#[test]
+fn a_get_of_a_non_control_node_is_malformed_in_both_modes() {
+    let mut g = Graph::new();
+    let x = g
+        .add(
+            Op::Input {
+                name: "x".into(),
+                dtype: DType::F64,
+                shape: kiln_ir::Shape::known(&[2]),
+            },
+            &[],
+        )
+        .unwrap();
+    let y = g.add(Op::Unary(kiln_ir::UnaryOp::Sin), &[x]).unwrap();
+    let bad = g.add_unchecked(
+        kiln_ir::Node {
+            op: Op::Get { index: 0 },
+            dtype: DType::F64,
+            shape: kiln_ir::Shape::known(&[2]),
+            loc: None,
+        },
+        &[y],
+    );
+    let t = add_input(&mut g, "t", x);
+    let e = autodiff::jvp(&mut g, &[bad], &[x], &[t]).unwrap_err();
+    assert!(
+        matches!(&e, AutodiffError::Malformed { node, message } if *node == bad && message.contains("not a control-flow op")),
+        "{e:?}"
+    );
+    let e = autodiff::vjp(&mut g, &[bad], &[t], &[x]).unwrap_err();
+    assert!(
+        matches!(&e, AutodiffError::Malformed { node, .. } if *node == bad),
+        "{e:?}"
+    );
+}

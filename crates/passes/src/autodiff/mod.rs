@@ -485,12 +485,13 @@ fn forward(
         }
         if let Op::Get { index } = em.g.node(n).op {
             let src = em.g.operands(n);
-            if let Some(t) = src.first().and_then(|s| control_tans.get(s)) {
+            let from = src.first().and_then(|s| control_tans.get(s));
+            if from.is_some() || src.iter().any(|s| tan.contains_key(s)) {
                 em.at = Some(n);
                 check_well_typed(em.g, n)?;
-                if let Some(t) = t.get(em, index)? {
-                    tan.insert(n, t);
-                }
+            }
+            if let Some(t) = from.map(|t| t.get(em, index)).transpose()?.flatten() {
+                tan.insert(n, t);
             }
             continue;
         }
