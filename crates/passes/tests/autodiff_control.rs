@@ -650,3 +650,71 @@ fn a_get_of_a_non_control_node_is_malformed_in_both_modes() {
         "{e:?}"
     );
 }
+
+/// `s0 + sum_t sqrt(xs[t])`: a scan whose body runs the Newton `while` loop.
+fn scan_of_while() -> Graph {
+    let regions = &NEWTON[NEWTON.find("r0 (").expect("regions")..];
+    let nested: String = regions
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect::<String>();
+    let text = format!(
+        r#"
+n0 = input "xs" : f64[3]
+n1 = input "s0" : f64[]
+n2 = scan n1, n0 body=r0 length=[3] carries=1 xs=1 reverse=false : bool[]
+n3 = get n2 index=0 : f64[]
+r0 (n0, n1) -> (n6) {{
+  n0 = input "s" : f64[]
+  n1 = input "a" : f64[]
+  n2 = const f64[] [1.0] : f64[]
+  n3 = const i32[] [0] : i32[]
+  n4 = while n2, n3, n1 cond=r0 body=r1 carries=2 : bool[]
+  n5 = get n4 index=0 : f64[]
+  n6 = add n0, n5 : f64[]
+{nested}}}
+"#
+    );
+    graph(&text)
+}
+
+#[test]
+fn a_while_inside_a_scan_body_differentiates_forward_and_names_where_reverse_fails() {
+    let mut g = scan_of_while();
+    let (xs, s0) = (input_id(&g, "xs"), input_id(&g, "s0"));
+    let e = autodiff::grad(&mut g, NodeId(3), &[xs]).unwrap_err();
+    assert_eq!(
+        e,
+        AutodiffError::InRegion {
+            node: NodeId(2),
+            region: kiln_ir::RegionId(0),
+            source: Box::new(AutodiffError::WhileReverse { node: NodeId(4) }),
+        }
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("in r0 of n2: ") && msg.contains("while loop n4"),
+        "{msg}"
+    );
+
+    let (txs, ts0) = (add_input(&mut g, "txs", xs), add_input(&mut g, "ts0", s0));
+    let t = autodiff::jvp(&mut g, &[NodeId(3)], &[xs, s0], &[txs, ts0]).unwrap()[0];
+    verify(&g).unwrap();
+    let (a, ta) = ([2.0, 0.5, 7.0], [0.3, -1.0, 0.6]);
+    let feeds: HashMap<String, Array> = [
+        ("xs".to_string(), arr(&[3], a.to_vec())),
+        ("s0".to_string(), arr(&[], vec![0.25])),
+        ("txs".to_string(), arr(&[3], ta.to_vec())),
+        ("ts0".to_string(), arr(&[], vec![1.5])),
+    ]
+    .into();
+    let v = eval(&g, &[NodeId(3), t], &feeds);
+    let want: f64 = 0.25 + a.iter().map(|x| x.sqrt()).sum::<f64>();
+    let dwant: f64 = 1.5
+        + a.iter()
+            .zip(&ta)
+            .map(|(x, d)| d / (2.0 * x.sqrt()))
+            .sum::<f64>();
+    assert!(close(v[0][0], want, 1e-12), "{v:?}");
+    assert!(close(v[1][0], dwant, 1e-9), "{v:?} want {dwant}");
+}

@@ -61,6 +61,28 @@ impl Tangents {
     }
 }
 
+/// Where a body is differentiated, for error context: the control-flow node and its region.
+#[derive(Clone, Copy)]
+struct Site {
+    node: NodeId,
+    region: RegionId,
+}
+
+impl Site {
+    fn new(node: NodeId, region: RegionId) -> Site {
+        Site { node, region }
+    }
+
+    /// `e`, raised inside the body, placed in this site.
+    fn wrap(self, e: AutodiffError) -> AutodiffError {
+        AutodiffError::InRegion {
+            node: self.node,
+            region: self.region,
+            source: Box::new(e),
+        }
+    }
+}
+
 /// A copy of a region's graph with a derivative appended: its new inputs (`params`) and
 /// derivative nodes (`results`), as slots (`None` where there is none). For a JVP the slots
 /// follow the region's params and results; for a VJP, `params` (cotangent inputs) follows
@@ -92,12 +114,12 @@ pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res
                 return Ok(Tangents::zero(n, results));
             }
             let mut ids = Vec::with_capacity(2);
-            for r in &branches {
+            for (id, r) in [then_branch, else_branch].into_iter().zip(&branches) {
                 let Derived {
                     graph,
                     params: tp,
                     results: to,
-                } = jvp_body(loc.clone(), r, tin, &tout)?;
+                } = jvp_body(loc.clone(), Site::new(n, id), r, tin, &tout)?;
                 ids.push(em.g.add_region(Region {
                     graph,
                     params: appended(&r.params, &tp),
@@ -136,7 +158,7 @@ pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res
                 graph,
                 params: tp,
                 results: to,
-            } = jvp_body(loc, &b, &tin, &tout)?;
+            } = jvp_body(loc, Site::new(n, body), &b, &tin, &tout)?;
             let (p, res) = (&b.params, &b.results);
             let params = [
                 appended(&p[..c], &tp[..c]),
@@ -198,7 +220,7 @@ pub(crate) fn jvp(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Res
                 graph,
                 params: tp,
                 results: to,
-            } = jvp_body(loc, &b, &tin, &tc)?;
+            } = jvp_body(loc, Site::new(n, body), &b, &tin, &tc)?;
             let body_id = em.g.add_region(Region {
                 graph,
                 params: interleave(&b.params, &tp),
@@ -255,7 +277,7 @@ pub(crate) fn vjp(
                     graph,
                     params: cps,
                     results: grads,
-                } = vjp_body(loc.clone(), &r, &ct, &wrt)?;
+                } = vjp_body(loc.clone(), Site::new(n, id), &r, &ct, &wrt)?;
                 ids.push(em.g.add_region(Region {
                     graph,
                     params: appended(&r.params, &cps),
@@ -324,7 +346,7 @@ pub(crate) fn vjp(
                 mut graph,
                 params: cps,
                 results: grads,
-            } = vjp_body(loc.clone(), &b, &ct_mask, &wrt_mask)?;
+            } = vjp_body(loc.clone(), Site::new(n, body), &b, &ct_mask, &wrt_mask)?;
             let mut accs = Vec::new();
             for (m, _) in need_k.iter().enumerate().filter(|(_, n)| **n) {
                 let q = p[k + m];
@@ -397,7 +419,13 @@ pub(crate) fn vjp(
 
 /// A copy of `region`'s graph with its JVP appended: one tangent input per param marked in
 /// `tin` and the tangent of each result marked in `tout` (zeros where no tangent reaches it).
-fn jvp_body(loc: Option<Loc>, region: &Region, tin: &[bool], tout: &[bool]) -> Res<Derived> {
+fn jvp_body(
+    loc: Option<Loc>,
+    site: Site,
+    region: &Region,
+    tin: &[bool],
+    tout: &[bool],
+) -> Res<Derived> {
     let (mut graph, tp) = with_param_copies(region, tin, ".t")?;
     let (primals, tangents): (Vec<NodeId>, Vec<NodeId>) = region
         .params
@@ -411,7 +439,8 @@ fn jvp_body(loc: Option<Loc>, region: &Region, tin: &[bool], tout: &[bool]) -> R
         &outs,
         &primals,
         &tangents,
-    )?;
+    )
+    .map_err(|e| site.wrap(e))?;
     Ok(Derived {
         graph,
         params: tp,
@@ -421,7 +450,13 @@ fn jvp_body(loc: Option<Loc>, region: &Region, tin: &[bool], tout: &[bool]) -> R
 
 /// A copy of `region`'s graph with its VJP appended: one cotangent input per result marked
 /// in `ct` and the cotangent of each param marked in `wrt` (zeros where it gets none).
-fn vjp_body(loc: Option<Loc>, region: &Region, ct: &[bool], wrt: &[bool]) -> Res<Derived> {
+fn vjp_body(
+    loc: Option<Loc>,
+    site: Site,
+    region: &Region,
+    ct: &[bool],
+    wrt: &[bool],
+) -> Res<Derived> {
     let mut graph = region.graph.clone();
     let mut cps = vec![None; region.results.len()];
     for (j, &r) in region.results.iter().enumerate() {
@@ -437,7 +472,8 @@ fn vjp_body(loc: Option<Loc>, region: &Region, ct: &[bool], wrt: &[bool]) -> Res
         &outs,
         &seeds,
         &wrt_nodes,
-    )?;
+    )
+    .map_err(|e| site.wrap(e))?;
     Ok(Derived {
         graph,
         params: cps,

@@ -27,7 +27,7 @@ mod partials;
 mod vjp;
 
 use emit::Emitter;
-use kiln_ir::{DType, Graph, GraphError, Loc, NodeId, Op, OpKind, Shape};
+use kiln_ir::{DType, Graph, GraphError, Loc, NodeId, Op, OpKind, RegionId, Shape};
 use std::collections::{HashMap, HashSet};
 
 /// Why a derivative could not be built.
@@ -131,6 +131,17 @@ pub enum AutodiffError {
     WhileReverse {
         /// The `while` node.
         node: NodeId,
+    },
+    /// Differentiating a body of a control-flow op failed (`source` names a node of that
+    /// body).
+    #[error("in {region} of {node}: {source}")]
+    InRegion {
+        /// The control-flow node.
+        node: NodeId,
+        /// Its region whose derivative failed.
+        region: RegionId,
+        /// What went wrong inside.
+        source: Box<AutodiffError>,
     },
     /// The graph itself is malformed (a cycle).
     #[error(transparent)]
