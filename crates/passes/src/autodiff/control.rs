@@ -258,14 +258,15 @@ pub(crate) fn vjp(
     let results = result_count(em, n)?;
     cts.resize(results, None);
     let loc = em.loc();
-    let float = |em: &Emitter<'_>, i: usize| needs[i] && em.dtype(xs[i]).is_float();
+    // Operand `i` needs a cotangent and can have one.
+    let wants = |em: &Emitter<'_>, i: usize| needs[i] && em.dtype(xs[i]).is_float();
     let mut out = vec![None; xs.len()];
     match op {
         Op::Cond {
             then_branch,
             else_branch,
         } => {
-            let wrt: Vec<bool> = (1..xs.len()).map(|i| float(em, i)).collect();
+            let wrt: Vec<bool> = (1..xs.len()).map(|i| wants(em, i)).collect();
             let ct: Vec<bool> = cts.iter().map(Option::is_some).collect();
             if !any(&wrt) || !any(&ct) {
                 return Ok(out);
@@ -308,8 +309,8 @@ pub(crate) fn vjp(
             let k = c + x;
             let (p, res) = (&b.params, &b.results);
             let fc: Vec<bool> = (0..c).map(|i| em.dtype(xs[i]).is_float()).collect();
-            let need_x: Vec<bool> = (c..k).map(|i| float(em, i)).collect();
-            let need_k: Vec<bool> = (k..xs.len()).map(|i| float(em, i)).collect();
+            let need_x: Vec<bool> = (c..k).map(|i| wants(em, i)).collect();
+            let need_k: Vec<bool> = (k..xs.len()).map(|i| wants(em, i)).collect();
             let cy: Vec<bool> = cts[c..].iter().map(Option::is_some).collect();
             let ct_mask = [&fc[..], &cy[..]].concat();
             let wanted = any(&fc) && fc.iter().zip(needs).any(|(f, n)| *f && *n);
