@@ -55,6 +55,12 @@ impl<'g> Emitter<'g> {
         }
     }
 
+    /// The provenance stamped on new nodes (the control-flow rules give it to the emitters
+    /// of the bodies they derive).
+    pub(crate) fn loc(&self) -> Option<Loc> {
+        self.loc.clone()
+    }
+
     fn context(&self) -> NodeId {
         self.at.unwrap_or(NodeId(u32::MAX))
     }

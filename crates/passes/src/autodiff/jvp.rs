@@ -41,10 +41,12 @@ pub(crate) fn rule(em: &mut Emitter<'_>, n: NodeId, ts: &[Option<NodeId>]) -> Re
     Ok(match &node.op {
         Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::Iota { .. } => None,
         Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
-            return Err(super::AutodiffError::Malformed {
-                node: n,
-                message: format!("forward mode through {} is not built yet", node.op.name()),
-            });
+            // The driver routes these to the control-flow rules (`control.rs`): their
+            // tangents are several results, not one node.
+            return Err(em.malformed(format!(
+                "{} reached the primitive JVP table",
+                node.op.name()
+            )));
         }
         Op::RandomBits { .. } | Op::StopGradient | Op::ArgReduce { .. } => None,
         Op::Unary(u) => partials::unary(em, *u, x(0), n, t0)?,

@@ -14,15 +14,20 @@
 //! comparisons, argmax/argmin, floor/ceil/round/sign and integer ops contribute no
 //! gradient; `rem(a, b)` has `d/da = 1`, `d/db = -floor(a/b)`. The gradient with respect
 //! to a tensor the outputs do not depend on is zeros.
+//!
+//! Control flow (`cond`, `scan`, `while`) is differentiated by transforming the bodies with
+//! these same drivers (`control.rs`): the derivative of a control-flow op is again a
+//! control-flow op, so higher orders work through loops too. Reverse mode through `while`
+//! is refused ([`AutodiffError::WhileReverse`]).
 
+mod control;
 mod emit;
 mod jvp;
 mod partials;
 mod vjp;
 
 use emit::Emitter;
-use kiln_ir::infer::infer;
-use kiln_ir::{DType, Graph, GraphError, Loc, NodeId, Op, Shape};
+use kiln_ir::{DType, Graph, GraphError, Loc, NodeId, Op, OpKind, RegionId, Shape};
 use std::collections::{HashMap, HashSet};
 
 /// Why a derivative could not be built.
@@ -116,6 +121,28 @@ pub enum AutodiffError {
         /// What is wrong with it.
         message: String,
     },
+    /// Reverse mode was asked through a `while` loop: its trip count depends on the data, so
+    /// the steps cannot be replayed backwards.
+    #[error(
+        "reverse mode through the while loop {node} is not possible: a data-dependent trip \
+         count has no reverse mode; write the loop as a scan (a fori_loop with a static or \
+         symbolic bound) instead"
+    )]
+    WhileReverse {
+        /// The `while` node.
+        node: NodeId,
+    },
+    /// Differentiating a body of a control-flow op failed (`source` names a node of that
+    /// body).
+    #[error("in {region} of {node}: {source}")]
+    InRegion {
+        /// The control-flow node.
+        node: NodeId,
+        /// Its region whose derivative failed.
+        region: RegionId,
+        /// What went wrong inside.
+        source: Box<AutodiffError>,
+    },
     /// The graph itself is malformed (a cycle).
     #[error(transparent)]
     Graph(Box<GraphError>),
@@ -167,16 +194,13 @@ fn check_seed(
     })
 }
 
-/// Re-runs inference on `id` so that the rules can rely on its arity, attributes and types
-/// even in a graph that was assembled without inference.
+/// Re-runs inference on `id` (control-flow ops typed through their regions) so that the
+/// rules can rely on its arity, attributes and types even in a graph that was assembled
+/// without inference.
 fn check_well_typed(g: &Graph, id: NodeId) -> Result<(), AutodiffError> {
     let node = g.node(id);
     let operands: Vec<NodeId> = g.operands(id);
-    let types: Vec<(DType, &Shape)> = operands
-        .iter()
-        .map(|&o| (g.node(o).dtype, &g.node(o).shape))
-        .collect();
-    match infer(&node.op, &types) {
+    match g.infer_node(&node.op, &operands) {
         Ok((dtype, shape)) if dtype == node.dtype && shape == node.shape => Ok(()),
         Ok((dtype, shape)) => Err(AutodiffError::Malformed {
             node: id,
@@ -195,6 +219,28 @@ fn check_well_typed(g: &Graph, id: NodeId) -> Result<(), AutodiffError> {
 /// True if a value of this node can carry a derivative.
 fn differentiable(g: &Graph, id: NodeId) -> bool {
     g.node(id).dtype.is_float()
+}
+
+/// True for a control-flow node (its value is a token; its results are read by `get`).
+fn is_control(g: &Graph, id: NodeId) -> bool {
+    g.node(id).op.kind() == OpKind::Control
+}
+
+/// The nodes of `order` (topological) that a derivative flows through from `seeds`: float
+/// nodes that are a seed or use an active operand other than through `stop_gradient`, and
+/// control-flow nodes with an active operand (their float results, read by `get`, are then
+/// active).
+fn activity(g: &Graph, order: &[NodeId], seeds: &HashSet<NodeId>) -> HashSet<NodeId> {
+    let mut active: HashSet<NodeId> = HashSet::new();
+    for &n in order {
+        let through = !matches!(g.node(n).op, Op::StopGradient)
+            && g.operands(n).iter().any(|o| active.contains(o));
+        let carries = differentiable(g, n) || is_control(g, n);
+        if carries && (seeds.contains(&n) || through) {
+            active.insert(n);
+        }
+    }
+    active
 }
 
 /// Nodes `outputs` depend on, in topological order.
@@ -256,15 +302,10 @@ fn reverse(
     }
     let order = ancestors(em.g, outputs)?;
     let targets: HashSet<NodeId> = wrt.iter().copied().collect();
-    let mut active: HashSet<NodeId> = HashSet::new();
-    for &n in &order {
-        let through = !matches!(em.g.node(n).op, Op::StopGradient)
-            && em.g.operands(n).iter().any(|o| active.contains(o));
-        if differentiable(em.g, n) && (targets.contains(&n) || through) {
-            active.insert(n);
-        }
-    }
+    let active = activity(em.g, &order, &targets);
     let mut adj: HashMap<NodeId, NodeId> = HashMap::new();
+    // Cotangents of the results of control-flow nodes, gathered from their `get`s.
+    let mut result_cts: HashMap<NodeId, Vec<Option<NodeId>>> = HashMap::new();
     for (&o, &c) in outputs.iter().zip(cotangents) {
         if active.contains(&o) {
             em.at = Some(o);
@@ -272,7 +313,6 @@ fn reverse(
         }
     }
     for &n in order.iter().rev() {
-        let Some(&ct) = adj.get(&n) else { continue };
         if !active.contains(&n) {
             continue;
         }
@@ -282,8 +322,29 @@ fn reverse(
             continue;
         }
         em.at = Some(n);
-        check_well_typed(em.g, n)?;
-        let contributions = vjp::rule(em, n, ct, &needs)?;
+        let contributions = if let Op::Get { index } = em.g.node(n).op {
+            let Some(&ct) = adj.get(&n) else { continue };
+            check_well_typed(em.g, n)?;
+            let slots = result_cts.entry(operands[0]).or_default();
+            if slots.len() <= index {
+                slots.resize(index + 1, None);
+            }
+            slots[index] = Some(match slots[index] {
+                Some(prev) => em.add2(prev, ct)?,
+                None => ct,
+            });
+            continue;
+        } else if is_control(em.g, n) {
+            let Some(cts) = result_cts.remove(&n) else {
+                continue;
+            };
+            check_well_typed(em.g, n)?;
+            control::vjp(em, n, cts, &needs)?
+        } else {
+            let Some(&ct) = adj.get(&n) else { continue };
+            check_well_typed(em.g, n)?;
+            vjp::rule(em, n, ct, &needs)?
+        };
         for ((&o, c), need) in operands.iter().zip(contributions).zip(needs) {
             if let (Some(c), true) = (c, need) {
                 accumulate(em, &mut adj, o, c)?;
@@ -414,8 +475,38 @@ fn forward(
     }
     let seeded: HashSet<NodeId> = tan.keys().copied().collect();
     let order = ancestors(em.g, outputs)?;
+    // The tangent control-flow node of each control-flow node some tangent reaches.
+    let mut control_tans: HashMap<NodeId, control::Tangents> = HashMap::new();
     for &n in &order {
-        if seeded.contains(&n) || !differentiable(em.g, n) {
+        if seeded.contains(&n) {
+            continue;
+        }
+        if is_control(em.g, n) {
+            let ts: Vec<Option<NodeId>> =
+                em.g.operands(n)
+                    .iter()
+                    .map(|o| tan.get(o).copied())
+                    .collect();
+            if ts.iter().any(Option::is_some) {
+                em.at = Some(n);
+                check_well_typed(em.g, n)?;
+                control_tans.insert(n, control::jvp(em, n, &ts)?);
+            }
+            continue;
+        }
+        if let Op::Get { index } = em.g.node(n).op {
+            let src = em.g.operands(n);
+            let from = src.first().and_then(|s| control_tans.get(s));
+            if from.is_some() || src.iter().any(|s| tan.contains_key(s)) {
+                em.at = Some(n);
+                check_well_typed(em.g, n)?;
+            }
+            if let Some(t) = from.map(|t| t.get(em, index)).transpose()?.flatten() {
+                tan.insert(n, t);
+            }
+            continue;
+        }
+        if !differentiable(em.g, n) {
             continue;
         }
         let ts: Vec<Option<NodeId>> =

@@ -25,10 +25,9 @@ pub(crate) fn rule(
     Ok(match &op {
         Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::Iota { .. } => vec![],
         Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
-            return Err(super::AutodiffError::Malformed {
-                node: n,
-                message: format!("reverse mode through {} is not built yet", op.name()),
-            });
+            // The driver routes these to the control-flow rules (`control.rs`): their
+            // cotangents are several results, not one node.
+            return Err(em.malformed(format!("{} reached the primitive VJP table", op.name())));
         }
         Op::RandomBits { .. } | Op::StopGradient | Op::ArgReduce { .. } => vec![None; xs.len()],
         Op::Unary(u) => vec![partials::unary(em, *u, x(0), n, ct)?],
