@@ -6,8 +6,9 @@
 //! results. The region's params (its `input` nodes) stay as they are: a pass that runs
 //! through [`everywhere`] keeps every input and the type of every output, so the region's
 //! signature, fixed by the op that runs it, never changes. Rewrites that change a signature
-//! (dropping a parameter, hoisting a value out of a loop) build a new region and a new
-//! control-flow node instead, through [`replace_control`].
+//! (dropping a parameter, hoisting a value out of a loop) build a new region (stored over
+//! the old one when nothing else runs it, [`replace_region`]) and a new control-flow node
+//! instead, through [`replace_control`].
 
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
@@ -101,6 +102,21 @@ pub fn clear_unused_regions(g: &mut Graph) -> usize {
         }
     }
     cleared
+}
+
+/// Stores `region` as the new body of `old`, a region of control-flow node `owner` that is
+/// about to be rebuilt: in place when no other live node runs `old` and `owner` runs it
+/// once (so rebuilding leaves no unused region behind), else as a new region. Returns the
+/// id to use.
+pub fn replace_region(g: &mut Graph, owner: NodeId, old: RegionId, region: Region) -> RegionId {
+    let runs = |n: NodeId| g.node(n).op.regions().iter().filter(|&&r| r == old).count();
+    let shared = runs(owner) > 1 || g.node_ids().into_iter().any(|n| n != owner && runs(n) > 0);
+    if shared || g.try_region(old).is_none() {
+        g.add_region(region)
+    } else {
+        *g.region_mut(old) = region;
+        old
+    }
 }
 
 /// Copies `nodes` of `src` (in topological order; every operand either listed earlier or

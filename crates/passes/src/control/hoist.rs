@@ -5,7 +5,7 @@
 use super::{PASS, fail, fired};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
-use crate::region::{Source, copy_nodes, fresh_param, replace_control, retain};
+use crate::region::{Source, copy_nodes, fresh_param, replace_control, replace_region, retain};
 use kiln_ir::{BinaryOp, Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
 use std::collections::{HashMap, HashSet};
 
@@ -157,6 +157,7 @@ pub(super) fn hoist_invariants(
         Op::While { carries, .. } => *carries,
         _ => return Ok(id),
     };
+    let count = result_count(&func.graph, id)?;
     let mut regions: Vec<Region> = Vec::new();
     for r in op.regions() {
         let region = func
@@ -207,15 +208,21 @@ pub(super) fn hoist_invariants(
         let region = new_regions
             .next()
             .ok_or_else(|| fail(id, "region count changed"))?;
-        *r = func.graph.add_region(region);
+        *r = replace_region(&mut func.graph, id, *r, region);
     }
     stats.added += func.graph.len().saturating_sub(before);
-    let count = func.graph.result_types(id).map_or(0, |t| t.len());
     let sources: Vec<Source> = (0..count).map(Source::Result).collect();
     let new = replace_control(func, PASS, id, Some((op, operands)), &sources, stats)?
         .ok_or_else(|| fail(id, "the rebuilt node is missing"))?;
     fired(stats, "hoist_invariant");
     Ok(new)
+}
+
+/// How many results control-flow node `id` has (read before its regions are replaced).
+fn result_count(g: &Graph, id: NodeId) -> Result<usize, PassError> {
+    g.result_types(id)
+        .map(|t| t.len())
+        .ok_or_else(|| fail(id, "the node does not type"))
 }
 
 /// How a body node varies over the steps of a scan.
@@ -303,6 +310,7 @@ pub(super) fn batch_xs(
     if front.is_empty() {
         return Ok(id);
     }
+    let count = result_count(&func.graph, id)?;
     let before = func.graph.len();
     // Outer nodes: x params read their xs (batched), const params their operand.
     let mut batched: HashMap<NodeId, (NodeId, bool)> = HashMap::new();
@@ -349,7 +357,7 @@ pub(super) fn batch_xs(
     }
     let keep = r.params.clone();
     retain(&mut r, keep).map_err(|m| fail(id, m))?;
-    let new_body = func.graph.add_region(r);
+    let new_body = replace_region(&mut func.graph, id, body, r);
     let new_op = Op::Scan {
         body: new_body,
         length,
@@ -358,7 +366,6 @@ pub(super) fn batch_xs(
         reverse,
     };
     stats.added += func.graph.len().saturating_sub(before);
-    let count = func.graph.result_types(id).map_or(0, |t| t.len());
     let sources: Vec<Source> = (0..count).map(Source::Result).collect();
     let new = replace_control(func, PASS, id, Some((new_op, operands)), &sources, stats)?
         .ok_or_else(|| fail(id, "the rebuilt node is missing"))?;

@@ -22,8 +22,9 @@
 //!
 //! Every rewrite keeps values bit for bit: it moves or copies nodes without changing their
 //! arithmetic (batched nodes compute each row exactly as the body computed it). Rewrites
-//! build a new region and a new control-flow node ([`crate::region::replace_control`]);
-//! the old regions are left empty by [`crate::dce`]. Hoisted nodes run even when the loop
+//! build a new control-flow node ([`crate::region::replace_control`]) whose regions are
+//! stored over the old ones unless another node runs them too
+//! ([`crate::region::replace_region`]). Hoisted nodes run even when the loop
 //! runs zero times, so nodes that can fail at run time (integer division and remainder,
 //! `gather`, `scatter_add`) and control-flow nodes (a `while` may not terminate) are never
 //! hoisted.

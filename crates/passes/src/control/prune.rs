@@ -6,7 +6,7 @@
 use super::{PASS, fail, fired};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
-use crate::region::{Source, replace_control, retain, used_results};
+use crate::region::{Source, replace_control, replace_region, retain, used_results};
 use kiln_ir::{Graph, NodeId, Op, Region, RegionId};
 use std::collections::HashSet;
 
@@ -44,7 +44,7 @@ pub(super) fn prune(
         let mut ids = plan.regions.into_iter();
         for r in new_op.regions_mut() {
             let region = ids.next().ok_or_else(|| fail(id, "region count changed"))?;
-            *r = func.graph.add_region(region);
+            *r = replace_region(&mut func.graph, id, *r, region);
         }
         match &mut new_op {
             Op::Scan { carries, xs, .. } => {
@@ -86,6 +86,18 @@ fn alias(region: &mut Region, from: NodeId, to: NodeId) {
     for r in &mut region.results {
         if *r == from {
             *r = to;
+        }
+    }
+}
+
+/// In each region, makes every use of param `i` read param `j` when `dup[i]` is `Some(j)`.
+fn merge_duplicates(regions: &mut [&mut Region], dup: &[Option<usize>]) {
+    for (i, d) in dup.iter().enumerate() {
+        if let Some(j) = *d {
+            for r in regions.iter_mut() {
+                let (from, to) = (r.params[i], r.params[j]);
+                alias(r, from, to);
+            }
         }
     }
 }
@@ -143,12 +155,7 @@ fn plan_scan(
             dup[i] = d;
         }
     }
-    for i in 0..n {
-        if let Some(j) = dup[i] {
-            let (from, to) = (r.params[i], r.params[j]);
-            alias(&mut r, from, to);
-        }
-    }
+    merge_duplicates(&mut [&mut r], &dup);
     let passthrough: Vec<bool> = (0..c).map(|i| r.results[i] == r.params[i]).collect();
     // A y that is an x slice unchanged is the xs operand itself.
     let y_is_x: Vec<Option<usize>> = (c..nres)
@@ -246,14 +253,7 @@ fn plan_while(
         return Ok(None);
     };
     let dup = duplicates(operands, c..n);
-    for i in 0..n {
-        if let Some(j) = dup[i] {
-            let (from, to) = (rc.params[i], rc.params[j]);
-            alias(&mut rc, from, to);
-            let (from, to) = (rb.params[i], rb.params[j]);
-            alias(&mut rb, from, to);
-        }
-    }
+    merge_duplicates(&mut [&mut rc, &mut rb], &dup);
     let passthrough: Vec<bool> = (0..c).map(|i| rb.results[i] == rb.params[i]).collect();
     let cond_reads = reads(&rc, &rc.results.clone()).map_err(|m| fail(id, m))?;
     let mut keep: Vec<bool> = (0..c).map(|i| used[i] && !passthrough[i]).collect();
@@ -324,14 +324,7 @@ fn plan_cond(
     };
     // Operand i + 1 is branch param i.
     let dup = duplicates(&operands[1..], 0..n - 1);
-    for i in 0..n - 1 {
-        if let Some(j) = dup[i] {
-            let (from, to) = (rt.params[i], rt.params[j]);
-            alias(&mut rt, from, to);
-            let (from, to) = (re.params[i], re.params[j]);
-            alias(&mut re, from, to);
-        }
-    }
+    merge_duplicates(&mut [&mut rt, &mut re], &dup);
     // A result that is the same argument in both branches is that argument.
     let same_arg: Vec<Option<usize>> = (0..nres)
         .map(|k| {
