@@ -766,3 +766,172 @@ fn the_control_pass_alone_reaches_a_fixpoint() {
         assert!(a.bit_eq(&b));
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Random scan bodies
+// ------------------------------------------------------------------------------------------
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn input(g: &mut Graph, name: &str, shape: kiln_ir::Shape) -> NodeId {
+    g.add(
+        Op::Input {
+            name: name.into(),
+            dtype: kiln_ir::DType::F32,
+            shape,
+        },
+        &[],
+    )
+    .unwrap()
+}
+
+/// A scan whose body is a random mix of carry-, x- and const-dependent elementwise ops,
+/// matmuls, expands, permutes, reshapes, flips and reductions over values of shapes `[3]`,
+/// `[2, 3]` and `[3, 2]`, with carry `h: [2, 3]`, xs rows `x: [3]` and `x2: [2, 3]`, and
+/// consts `w: [3, 3]` and `k: [3]`. Returns the function and whether its length is `T`.
+fn random_scan(seed: u64) -> (Func, bool) {
+    use kiln_ir::{Dim, ReduceOp, Shape, UnaryOp};
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut b = Graph::new();
+    let s3 = Shape::known(&[3]);
+    let s23 = Shape::known(&[2, 3]);
+    let h = input(&mut b, "h", s23.clone());
+    let x = input(&mut b, "x", s3.clone());
+    let x2 = input(&mut b, "x2", s23.clone());
+    let w = input(&mut b, "w", Shape::known(&[3, 3]));
+    let k = input(&mut b, "k", s3.clone());
+    let mut pool = vec![h, x, x2, k];
+    let dims = |g: &Graph, n: NodeId| g.node(n).shape.as_known().unwrap();
+    for _ in 0..4 + rng.below(10) {
+        let a = pool[rng.below(pool.len())];
+        let c = pool[rng.below(pool.len())];
+        let (da, dc) = (dims(&b, a), dims(&b, c));
+        let unary = [UnaryOp::Tanh, UnaryOp::Neg, UnaryOp::Sigmoid, UnaryOp::Abs];
+        let added = match rng.below(9) {
+            0 | 1 => b.add(Op::Unary(unary[rng.below(4)]), &[a]),
+            2 | 3 => {
+                let op = [kiln_ir::BinaryOp::Add, kiln_ir::BinaryOp::Mul][rng.below(2)];
+                b.add(Op::Binary(op), &[a, c])
+            }
+            4 if da == [2, 3] => b.add(Op::MatMul, &[a, w]),
+            5 if da == [3] => b.add(Op::Expand(s23.clone()), &[a]),
+            6 if da.len() == 2 => b.add(Op::Permute(vec![1, 0]), &[a]),
+            7 if da.len() == 2 => {
+                let to = Shape::known(&[da[1], da[0]]);
+                b.add(Op::Reshape(to), &[a])
+            }
+            8 if da.len() == 2 && dc == da => b.add(
+                Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![0],
+                    keepdim: false,
+                },
+                &[a],
+            ),
+            _ => b.add(Op::Flip { axes: vec![0] }, &[a]),
+        };
+        if let Ok(n) = added {
+            pool.push(n);
+        }
+    }
+    let of_shape = |g: &Graph, want: &[usize]| -> Vec<NodeId> {
+        pool.iter()
+            .copied()
+            .filter(|&n| dims(g, n) == want)
+            .collect()
+    };
+    let carries = of_shape(&b, &[2, 3]);
+    let new_h = carries[carries.len() - 1 - rng.below(carries.len().min(3))];
+    let y1 = pool[rng.below(pool.len())];
+    let y2 = pool[pool.len() - 1];
+    let region = Region {
+        graph: b,
+        params: vec![h, x, x2, w, k],
+        results: vec![new_h, y1, y2],
+    };
+    let symbolic = rng.below(3) != 0;
+    let len = if symbolic {
+        Dim::sym("T")
+    } else {
+        Dim::known(2)
+    };
+    let lead = |s: &[usize]| {
+        let mut d = vec![len.clone()];
+        d.extend(s.iter().map(|&n| Dim::known(n as u64)));
+        Shape(d)
+    };
+    let mut g = Graph::new();
+    let xs = input(&mut g, "xs", lead(&[3]));
+    let xs2 = input(&mut g, "xs2", lead(&[2, 3]));
+    let h0 = input(&mut g, "h0", s23);
+    let w0 = input(&mut g, "w", Shape::known(&[3, 3]));
+    let k0 = input(&mut g, "k", s3);
+    let body = g.add_region(region);
+    let scan = g
+        .add(
+            Op::Scan {
+                body,
+                length: len,
+                carries: 1,
+                xs: 2,
+                reverse: rng.below(2) == 0,
+            },
+            &[h0, xs, xs2, w0, k0],
+        )
+        .unwrap();
+    let gets: Vec<NodeId> = (0..3)
+        .map(|i| g.add(Op::Get { index: i }, &[scan]).unwrap())
+        .collect();
+    let mut outputs: Vec<NodeId> = gets.iter().copied().filter(|_| rng.below(3) != 0).collect();
+    if outputs.is_empty() {
+        outputs.push(gets[rng.below(3)]);
+    }
+    (Func::new(g, outputs).unwrap(), symbolic)
+}
+
+#[test]
+fn random_scan_bodies_optimise_to_the_same_bits() {
+    let mut fired: HashMap<&str, usize> = HashMap::new();
+    for seed in 1..=150 {
+        let (f, symbolic) = random_scan(seed);
+        let lengths: &[usize] = if symbolic { &[0, 1, 3] } else { &[2] };
+        let runs: Vec<HashMap<String, Array>> = lengths
+            .iter()
+            .map(|&t| {
+                feeds(&[
+                    ("xs", data(&[t, 3], 60 + seed as u32)),
+                    ("xs2", data(&[t, 2, 3], 61 + seed as u32)),
+                    ("h0", data(&[2, 3], 62)),
+                    ("w", data(&[3, 3], 63)),
+                    ("k", data(&[3], 64)),
+                ])
+            })
+            .collect();
+        let (opt, report) = optimized(&f, &runs);
+        let mut again = opt.clone();
+        assert!(
+            !control(&mut again).unwrap().changed(),
+            "seed {seed}: control is not at a fixpoint\n{opt}"
+        );
+        for (rule, n) in report.stats_of("control").rules {
+            *fired.entry(rule).or_insert(0) += n;
+        }
+    }
+    for rule in ["prune", "hoist_invariant", "hoist_batched"] {
+        let n = fired.get(rule).copied().unwrap_or(0);
+        assert!(n >= 10, "{rule} fired {n} times: {fired:?}");
+    }
+}
