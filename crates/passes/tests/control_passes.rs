@@ -96,6 +96,46 @@ fn only(g: &Graph, name: &str) -> NodeId {
 // Passes inside bodies
 // ------------------------------------------------------------------------------------------
 
+/// Adds 4 to 13 random ops over the values in `pool` (shapes `[3]`, `[2, 3]`, `[3, 2]`) to
+/// `b`, matmuls reading `w: [3, 3]`, and pushes each new value.
+fn random_ops(b: &mut Graph, pool: &mut Vec<NodeId>, w: NodeId, rng: &mut Rng) {
+    use kiln_ir::{ReduceOp, Shape, UnaryOp};
+    let s23 = Shape::known(&[2, 3]);
+    let dims = |g: &Graph, n: NodeId| g.node(n).shape.as_known().unwrap();
+    for _ in 0..4 + rng.below(10) {
+        let a = pool[rng.below(pool.len())];
+        let c = pool[rng.below(pool.len())];
+        let (da, dc) = (dims(b, a), dims(b, c));
+        let unary = [UnaryOp::Tanh, UnaryOp::Neg, UnaryOp::Sigmoid, UnaryOp::Abs];
+        let added = match rng.below(9) {
+            0 | 1 => b.add(Op::Unary(unary[rng.below(4)]), &[a]),
+            2 | 3 => {
+                let op = [kiln_ir::BinaryOp::Add, kiln_ir::BinaryOp::Mul][rng.below(2)];
+                b.add(Op::Binary(op), &[a, c])
+            }
+            4 if da == [2, 3] => b.add(Op::MatMul, &[a, w]),
+            5 if da == [3] => b.add(Op::Expand(s23.clone()), &[a]),
+            6 if da.len() == 2 => b.add(Op::Permute(vec![1, 0]), &[a]),
+            7 if da.len() == 2 => {
+                let to = Shape::known(&[da[1], da[0]]);
+                b.add(Op::Reshape(to), &[a])
+            }
+            8 if da.len() == 2 && dc == da => b.add(
+                Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![0],
+                    keepdim: false,
+                },
+                &[a],
+            ),
+            _ => b.add(Op::Flip { axes: vec![0] }, &[a]),
+        };
+        if let Ok(n) = added {
+            pool.push(n);
+        }
+    }
+}
+
 /// A scan whose body multiplies by one, negates twice, computes a value twice and a dead
 /// node, and runs a cond whose branch multiplies by one.
 const MESSY: &str = r#"
@@ -803,7 +843,7 @@ fn input(g: &mut Graph, name: &str, shape: kiln_ir::Shape) -> NodeId {
 /// `[2, 3]` and `[3, 2]`, with carry `h: [2, 3]`, xs rows `x: [3]` and `x2: [2, 3]`, and
 /// consts `w: [3, 3]` and `k: [3]`. Returns the function and whether its length is `T`.
 fn random_scan(seed: u64) -> (Func, bool) {
-    use kiln_ir::{Dim, ReduceOp, Shape, UnaryOp};
+    use kiln_ir::{Dim, Shape};
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut b = Graph::new();
     let s3 = Shape::known(&[3]);
@@ -814,39 +854,8 @@ fn random_scan(seed: u64) -> (Func, bool) {
     let w = input(&mut b, "w", Shape::known(&[3, 3]));
     let k = input(&mut b, "k", s3.clone());
     let mut pool = vec![h, x, x2, k];
+    random_ops(&mut b, &mut pool, w, &mut rng);
     let dims = |g: &Graph, n: NodeId| g.node(n).shape.as_known().unwrap();
-    for _ in 0..4 + rng.below(10) {
-        let a = pool[rng.below(pool.len())];
-        let c = pool[rng.below(pool.len())];
-        let (da, dc) = (dims(&b, a), dims(&b, c));
-        let unary = [UnaryOp::Tanh, UnaryOp::Neg, UnaryOp::Sigmoid, UnaryOp::Abs];
-        let added = match rng.below(9) {
-            0 | 1 => b.add(Op::Unary(unary[rng.below(4)]), &[a]),
-            2 | 3 => {
-                let op = [kiln_ir::BinaryOp::Add, kiln_ir::BinaryOp::Mul][rng.below(2)];
-                b.add(Op::Binary(op), &[a, c])
-            }
-            4 if da == [2, 3] => b.add(Op::MatMul, &[a, w]),
-            5 if da == [3] => b.add(Op::Expand(s23.clone()), &[a]),
-            6 if da.len() == 2 => b.add(Op::Permute(vec![1, 0]), &[a]),
-            7 if da.len() == 2 => {
-                let to = Shape::known(&[da[1], da[0]]);
-                b.add(Op::Reshape(to), &[a])
-            }
-            8 if da.len() == 2 && dc == da => b.add(
-                Op::Reduce {
-                    op: ReduceOp::Sum,
-                    axes: vec![0],
-                    keepdim: false,
-                },
-                &[a],
-            ),
-            _ => b.add(Op::Flip { axes: vec![0] }, &[a]),
-        };
-        if let Ok(n) = added {
-            pool.push(n);
-        }
-    }
     let of_shape = |g: &Graph, want: &[usize]| -> Vec<NodeId> {
         pool.iter()
             .copied()
@@ -931,6 +940,136 @@ fn random_scan_bodies_optimise_to_the_same_bits() {
         }
     }
     for rule in ["prune", "hoist_invariant", "hoist_batched"] {
+        let n = fired.get(rule).copied().unwrap_or(0);
+        assert!(n >= 10, "{rule} fired {n} times: {fired:?}");
+    }
+}
+
+fn scalar_i32(g: &mut Graph, v: i32) -> NodeId {
+    g.add(Op::Constant(Array::from_i32(&[], vec![v]).unwrap()), &[])
+        .unwrap()
+}
+
+/// A counted `while` (`i < n`) whose body is a random mix of ops over carries `v: [2, 3]`
+/// and `u: [3]` and consts `w: [3, 3]` and `k: [3]`; its condition also compares a
+/// const-only value.
+fn random_while(seed: u64) -> Func {
+    use kiln_ir::{BinaryOp, DType, Shape};
+    let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    let s23 = Shape::known(&[2, 3]);
+    let s3 = Shape::known(&[3]);
+    let int = |g: &mut Graph, name: &str| {
+        g.add(
+            Op::Input {
+                name: name.into(),
+                dtype: DType::I32,
+                shape: Shape::scalar(),
+            },
+            &[],
+        )
+        .unwrap()
+    };
+    let params = |g: &mut Graph| {
+        let i = int(g, "i");
+        let v = input(g, "v", s23.clone());
+        let u = input(g, "u", s3.clone());
+        let n = int(g, "n");
+        let w = input(g, "w", Shape::known(&[3, 3]));
+        let k = input(g, "k", s3.clone());
+        [i, v, u, n, w, k]
+    };
+    let mut c = Graph::new();
+    let [i, _, _, n, _, _] = params(&mut c);
+    let two = scalar_i32(&mut c, 2);
+    let limit = c.add(Op::Binary(BinaryOp::Mul), &[n, two]).unwrap();
+    let pred = c.add(Op::Binary(BinaryOp::Lt), &[i, limit]).unwrap();
+    let cond_params = c.inputs().into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    let mut b = Graph::new();
+    let [bi, v, u, _, w, k] = params(&mut b);
+    let mut pool = vec![v, u, k];
+    random_ops(&mut b, &mut pool, w, &mut rng);
+    let one = scalar_i32(&mut b, 1);
+    let next_i = b.add(Op::Binary(BinaryOp::Add), &[bi, one]).unwrap();
+    let pick = |g: &Graph, want: &[usize], rng: &mut Rng| {
+        let c: Vec<NodeId> = pool
+            .iter()
+            .copied()
+            .filter(|&p| g.node(p).shape.as_known().unwrap() == want)
+            .collect();
+        c[c.len() - 1 - rng.below(c.len().min(3))]
+    };
+    let new_v = pick(&b, &[2, 3], &mut rng);
+    let new_u = pick(&b, &[3], &mut rng);
+    let body_params = b.inputs().into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    let mut g = Graph::new();
+    let i0 = scalar_i32(&mut g, 0);
+    let v0 = input(&mut g, "v0", s23);
+    let u0 = input(&mut g, "u0", s3);
+    let n0 = int(&mut g, "n");
+    let w0 = input(&mut g, "w", Shape::known(&[3, 3]));
+    let k0 = input(&mut g, "k", Shape::known(&[3]));
+    let cond = g.add_region(Region {
+        graph: c,
+        params: cond_params,
+        results: vec![pred],
+    });
+    let body = g.add_region(Region {
+        graph: b,
+        params: body_params,
+        results: vec![next_i, new_v, new_u],
+    });
+    let node = g
+        .add(
+            Op::While {
+                cond,
+                body,
+                carries: 3,
+            },
+            &[i0, v0, u0, n0, w0, k0],
+        )
+        .unwrap();
+    let gets: Vec<NodeId> = (0..3)
+        .map(|i| g.add(Op::Get { index: i }, &[node]).unwrap())
+        .collect();
+    let mut outputs: Vec<NodeId> = gets[1..]
+        .iter()
+        .copied()
+        .filter(|_| rng.below(2) == 0)
+        .collect();
+    if outputs.is_empty() {
+        outputs.push(gets[1 + rng.below(2)]);
+    }
+    Func::new(g, outputs).unwrap()
+}
+
+#[test]
+fn random_while_bodies_optimise_to_the_same_bits() {
+    let mut fired: HashMap<&str, usize> = HashMap::new();
+    for seed in 1..=100 {
+        let f = random_while(seed);
+        let runs: Vec<HashMap<String, Array>> = [0, 1, 2]
+            .iter()
+            .map(|&n| {
+                feeds(&[
+                    ("v0", data(&[2, 3], 70 + seed as u32)),
+                    ("u0", data(&[3], 71)),
+                    ("n", Array::from_i32(&[], vec![n]).unwrap()),
+                    ("w", data(&[3, 3], 72)),
+                    ("k", data(&[3], 73)),
+                ])
+            })
+            .collect();
+        let (opt, report) = optimized(&f, &runs);
+        let mut again = opt.clone();
+        assert!(
+            !control(&mut again).unwrap().changed(),
+            "seed {seed}: control is not at a fixpoint\n{opt}"
+        );
+        for (rule, n) in report.stats_of("control").rules {
+            *fired.entry(rule).or_insert(0) += n;
+        }
+    }
+    for rule in ["prune", "hoist_invariant"] {
         let n = fired.get(rule).copied().unwrap_or(0);
         assert!(n >= 10, "{rule} fired {n} times: {fired:?}");
     }

@@ -155,7 +155,12 @@ fn scan_once(
     }
     let mut args = operands.to_vec();
     for k in c..c + x {
-        let row = body.graph.node(body.params[k]).shape.clone();
+        let row = body
+            .graph
+            .get(body.params[k])
+            .ok_or_else(|| fail(id, format!("parameter {k} is not a node of the body")))?
+            .shape
+            .clone();
         args[k] = func
             .graph
             .add(Op::Reshape(row), &[operands[k]])
