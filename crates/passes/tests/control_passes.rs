@@ -558,6 +558,38 @@ fn a_cond_drops_unread_results_and_the_arguments_only_they_read() {
     assert_eq!(region_of(&opt.graph, "cond", 0).results.len(), 1);
 }
 
+/// A scan reads an outer constant `1.0` as a const: sunk into the body, `c * one` folds.
+const SINK: &str = r#"
+n0 = input "xs" : f32[T, 2]
+n1 = input "c0" : f32[2]
+n2 = const f32[] [1.0] : f32[]
+n3 = scan n1, n0, n2 body=r0 length=[T] carries=1 xs=1 reverse=false : bool[]
+n4 = get n3 index=0 : f32[2]
+r0 (n0, n1, n2) -> (n4) {
+  n0 = input "c" : f32[2]
+  n1 = input "x" : f32[2]
+  n2 = input "one" : f32[]
+  n3 = mul n0, n2 : f32[2]
+  n4 = add n3, n1 : f32[2]
+}
+"#;
+
+#[test]
+fn small_constant_operands_sink_into_bodies_and_fold_there() {
+    let f = func(SINK, &[4]);
+    let inputs = |t| feeds(&[("xs", data(&[t, 2], 80)), ("c0", data(&[2], 81))]);
+    let (opt, _) = optimized(&f, &[inputs(0), inputs(3)]);
+    let scan = only(&opt.graph, "scan");
+    assert_eq!(
+        opt.graph.operands(scan),
+        vec![NodeId(1), NodeId(0)],
+        "{opt}"
+    );
+    let body = region_of(&opt.graph, "scan", 0);
+    assert_eq!(count(&body.graph, "mul"), 0, "{opt}");
+    assert_eq!(body.params.len(), 2);
+}
+
 // ------------------------------------------------------------------------------------------
 // Loop-invariant code motion
 // ------------------------------------------------------------------------------------------

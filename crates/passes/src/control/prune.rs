@@ -1,7 +1,7 @@
 //! Pruning of control-flow nodes: unread results, carries nothing needs, duplicate
-//! operands and unused params are dropped together with the matching region nodes; a carry
-//! a loop never changes becomes a const; results that are an operand unchanged are read
-//! from that operand directly.
+//! operands and unused params are dropped together with the matching region nodes; small
+//! constant operands are copied into the regions; a carry a loop never changes becomes a
+//! const; results that are an operand unchanged are read from that operand directly.
 
 use super::{PASS, fail, fired};
 use crate::error::PassError;
@@ -80,7 +80,7 @@ fn region_of(g: &Graph, node: NodeId, r: RegionId) -> Result<Region, PassError> 
         .ok_or_else(|| fail(node, format!("{r} is not a region of this graph")))
 }
 
-/// Makes every use of param `from` (results included) read param `to` instead.
+/// Makes every use of param `from` (results included) read `to` instead.
 fn alias(region: &mut Region, from: NodeId, to: NodeId) {
     region.graph.replace_all_uses(from, to);
     for r in &mut region.results {
@@ -100,6 +100,40 @@ fn merge_duplicates(regions: &mut [&mut Region], dup: &[Option<usize>]) {
             }
         }
     }
+}
+
+/// Constants of at most this many elements passed as consts are copied into the regions
+/// (so simplify can fold with them there) and their params dropped.
+pub(super) const SINK_LIMIT: usize = 16;
+
+/// For each operand index `i` in `range` that is a constant of at most [`SINK_LIMIT`]
+/// elements, makes every use of param `i` in each region read a copy of the constant
+/// instead (the param is then unread, and pruning drops it).
+fn sink_constants(
+    g: &Graph,
+    operands: &[NodeId],
+    range: std::ops::Range<usize>,
+    regions: &mut [&mut Region],
+) -> Result<(), String> {
+    for i in range {
+        let node = g.node(operands[i]);
+        let Op::Constant(a) = &node.op else { continue };
+        if a.len() > SINK_LIMIT {
+            continue;
+        }
+        for r in regions.iter_mut() {
+            let p = r.params[i];
+            if r.graph.users(p).is_empty() && !r.results.contains(&p) {
+                continue;
+            }
+            let k = r
+                .graph
+                .add_at(Op::Constant(a.clone()), &[], node.loc.clone())
+                .map_err(|e| e.to_string())?;
+            alias(r, p, k);
+        }
+    }
+    Ok(())
 }
 
 /// For each operand index in `range`, the earlier index in the same range passing the same
@@ -156,6 +190,7 @@ fn plan_scan(
         }
     }
     merge_duplicates(&mut [&mut r], &dup);
+    sink_constants(&func.graph, operands, c + x..n, &mut [&mut r]).map_err(|m| fail(id, m))?;
     let passthrough: Vec<bool> = (0..c).map(|i| r.results[i] == r.params[i]).collect();
     // A y that is an x slice unchanged is the xs operand itself.
     let y_is_x: Vec<Option<usize>> = (c..nres)
@@ -254,6 +289,8 @@ fn plan_while(
     };
     let dup = duplicates(operands, c..n);
     merge_duplicates(&mut [&mut rc, &mut rb], &dup);
+    sink_constants(&func.graph, operands, c..n, &mut [&mut rc, &mut rb])
+        .map_err(|m| fail(id, m))?;
     let passthrough: Vec<bool> = (0..c).map(|i| rb.results[i] == rb.params[i]).collect();
     let cond_reads = reads(&rc, &rc.results.clone()).map_err(|m| fail(id, m))?;
     let mut keep: Vec<bool> = (0..c).map(|i| used[i] && !passthrough[i]).collect();
@@ -325,6 +362,13 @@ fn plan_cond(
     // Operand i + 1 is branch param i.
     let dup = duplicates(&operands[1..], 0..n - 1);
     merge_duplicates(&mut [&mut rt, &mut re], &dup);
+    sink_constants(
+        &func.graph,
+        &operands[1..],
+        0..n - 1,
+        &mut [&mut rt, &mut re],
+    )
+    .map_err(|m| fail(id, m))?;
     // A result that is the same argument in both branches is that argument.
     let same_arg: Vec<Option<usize>> = (0..nres)
         .map(|k| {
