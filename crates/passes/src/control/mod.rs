@@ -3,19 +3,19 @@
 //!
 //! Each control-flow node read only by `get` nodes goes through, in order:
 //!
-//! 1. **Static control flow** ([`fixed`]): a `cond` whose predicate is a constant (or whose
+//! 1. **Static control flow** (`fixed.rs`): a `cond` whose predicate is a constant (or whose
 //!    branches are one region) becomes the chosen branch inlined; a `scan` of known length 0
 //!    becomes its initial carries and empty ys; a `scan` of known length 1 becomes its body
 //!    inlined once (x rows and ys reshaped); a `while` whose condition returns the constant
 //!    `false` becomes its initial carries.
-//! 2. **Pruning** ([`prune`]): results no `get` reads are dropped from the regions; carries
+//! 2. **Pruning** (`prune.rs`): results no `get` reads are dropped from the regions; carries
 //!    whose final value is unread and on which no kept result (nor a `while` condition)
 //!    depends are dropped; a carry the body returns unchanged becomes a const (its final
 //!    value is the initial one); operands passed twice become one; a constant of at most
 //!    16 elements passed as a const (a `cond` argument) is copied into the regions, where
 //!    simplify folds with it; params no kept result reads are dropped with their operands; a `scan` y that is an x slice is the xs operand
 //!    itself, and a `cond` result that is the same argument in both branches is that argument.
-//! 3. **Loop-invariant code motion** ([`hoist`]): nodes of a `scan` or `while` region that
+//! 3. **Loop-invariant code motion** (`hoist.rs`): nodes of a `scan` or `while` region that
 //!    depend only on consts are computed once before the loop and passed in as new consts;
 //!    nodes of a `scan` body that depend only on x slices and consts (not on carries) are
 //!    computed for all steps at once, as one batched node over a leading length axis,
