@@ -574,6 +574,38 @@ r0 (n0, n1, n2) -> (n4) {
 }
 "#;
 
+/// A scan whose y is a const: the y is that const broadcast over the steps.
+const CONST_Y: &str = r#"
+n0 = input "xs" : f32[T, 2]
+n1 = input "c0" : f32[2]
+n2 = input "k" : f32[2, 2]
+n3 = scan n1, n0, n2 body=r0 length=[T] carries=1 xs=1 reverse=true : bool[]
+n4 = get n3 index=0 : f32[2]
+n5 = get n3 index=1 : f32[T, 2, 2]
+r0 (n0, n1, n2) -> (n3, n2) {
+  n0 = input "c" : f32[2]
+  n1 = input "x" : f32[2]
+  n2 = input "k" : f32[2, 2]
+  n3 = add n0, n1 : f32[2]
+}
+"#;
+
+#[test]
+fn a_const_y_is_the_const_broadcast_over_the_steps() {
+    let f = func(CONST_Y, &[4, 5]);
+    let inputs = |t| {
+        feeds(&[
+            ("xs", data(&[t, 2], 82)),
+            ("c0", data(&[2], 83)),
+            ("k", data(&[2, 2], 84)),
+        ])
+    };
+    let (opt, _) = optimized(&f, &[inputs(0), inputs(1), inputs(4)]);
+    assert_eq!(opt.graph.node(opt.outputs[1]).op.name(), "expand", "{opt}");
+    assert_eq!(opt.graph.operands(opt.outputs[1]), vec![NodeId(2)]);
+    assert_eq!(region_of(&opt.graph, "scan", 0).results.len(), 1, "{opt}");
+}
+
 #[test]
 fn small_constant_operands_sink_into_bodies_and_fold_there() {
     let f = func(SINK, &[4]);

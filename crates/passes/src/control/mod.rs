@@ -13,8 +13,10 @@
 //!    depends are dropped; a carry the body returns unchanged becomes a const (its final
 //!    value is the initial one); operands passed twice become one; a constant of at most
 //!    16 elements passed as a const (a `cond` argument) is copied into the regions, where
-//!    simplify folds with it; params no kept result reads are dropped with their operands; a `scan` y that is an x slice is the xs operand
-//!    itself, and a `cond` result that is the same argument in both branches is that argument.
+//!    simplify folds with it; params no kept result reads are dropped with their operands;
+//!    a `scan` y that is an x slice is the xs operand itself, one that is a const is that
+//!    const broadcast over the steps, and a `cond` result that is the same argument in
+//!    both branches is that argument.
 //! 3. **Loop-invariant code motion** (`hoist.rs`): nodes of a `scan` or `while` region that
 //!    depend only on consts are computed once before the loop and passed in as new consts;
 //!    nodes of a `scan` body that depend only on x slices and consts (not on carries) are

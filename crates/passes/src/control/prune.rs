@@ -1,13 +1,14 @@
 //! Pruning of control-flow nodes: unread results, carries nothing needs, duplicate
 //! operands and unused params are dropped together with the matching region nodes; small
 //! constant operands are copied into the regions; a carry a loop never changes becomes a
-//! const; results that are an operand unchanged are read from that operand directly.
+//! const; results that are an operand unchanged are read from that operand directly (a
+//! `scan` y that is a const, broadcast over the steps).
 
 use super::{PASS, fail, fired};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
 use crate::region::{Source, replace_control, replace_region, retain, used_results};
-use kiln_ir::{Graph, NodeId, Op, Region, RegionId};
+use kiln_ir::{Graph, NodeId, Op, Region, RegionId, Shape};
 use std::collections::HashSet;
 
 /// Prunes `id`. Returns its id afterwards (a new one if it was rebuilt, `None` if it is
@@ -34,9 +35,23 @@ pub(super) fn prune(
         } => plan_cond(func, id, *then_branch, *else_branch, &operands)?,
         _ => None,
     };
-    let Some(plan) = plan else {
+    let Some(mut plan) = plan else {
         return Ok(Some(id));
     };
+    if let Op::Scan { length, .. } = &op {
+        for &(k, i) in &plan.broadcast {
+            let o = operands[i];
+            let mut dims = vec![length.clone()];
+            dims.extend(func.graph.node(o).shape.0.iter().cloned());
+            let loc = func.graph.node(id).loc.clone();
+            let e = func
+                .graph
+                .add_at(Op::Expand(Shape(dims)), &[o], loc)
+                .map_err(|e| fail(id, format!("broadcasting y {k}: {e}")))?;
+            stats.added += 1;
+            plan.sources[k] = Source::Node(e);
+        }
+    }
     let new = if plan.results == 0 {
         None
     } else {
@@ -63,8 +78,9 @@ pub(super) fn prune(
 }
 
 /// A pruned control-flow node: its regions, which old operands it keeps (by index, in the
-/// new order), its carry and xs counts, how many results it has, and where each old result
-/// now comes from.
+/// new order), its carry and xs counts, how many results it has, where each old result now
+/// comes from, and the `scan` ys that are a const operand broadcast over the steps (result,
+/// operand).
 struct Plan {
     regions: Vec<Region>,
     operands: Vec<usize>,
@@ -72,6 +88,7 @@ struct Plan {
     xs: usize,
     results: usize,
     sources: Vec<Source>,
+    broadcast: Vec<(usize, usize)>,
 }
 
 fn region_of(g: &Graph, node: NodeId, r: RegionId) -> Result<Region, PassError> {
@@ -192,9 +209,10 @@ fn plan_scan(
     merge_duplicates(&mut [&mut r], &dup);
     sink_constants(&func.graph, operands, c + x..n, &mut [&mut r]).map_err(|m| fail(id, m))?;
     let passthrough: Vec<bool> = (0..c).map(|i| r.results[i] == r.params[i]).collect();
-    // A y that is an x slice unchanged is the xs operand itself.
+    // A y that is an x slice unchanged is the xs operand itself; a y that is a const is
+    // that const broadcast over the steps.
     let y_is_x: Vec<Option<usize>> = (c..nres)
-        .map(|k| (c..c + x).find(|&i| r.results[k] == r.params[i] && dup[i].is_none()))
+        .map(|k| (c..n).find(|&i| r.results[k] == r.params[i] && dup[i].is_none()))
         .collect();
     let mut keep: Vec<bool> = (0..nres)
         .map(|k| {
@@ -241,6 +259,7 @@ fn plan_scan(
         return Ok(None);
     }
     let mut sources = Vec::with_capacity(nres);
+    let mut broadcast = Vec::new();
     for k in 0..nres {
         sources.push(if k < c {
             match carries.iter().position(|&i| i == k) {
@@ -249,7 +268,14 @@ fn plan_scan(
                 None => Source::Dropped,
             }
         } else if let Some(i) = y_is_x[k - c] {
-            Source::Node(operands[i])
+            if i < c + x {
+                Source::Node(operands[i])
+            } else if used[k] {
+                broadcast.push((k, i));
+                Source::Dropped
+            } else {
+                Source::Dropped
+            }
         } else {
             match ys.iter().position(|&j| j == k) {
                 Some(p) => Source::Result(carries.len() + p),
@@ -267,6 +293,7 @@ fn plan_scan(
         xs: xs.len(),
         results: count,
         sources,
+        broadcast,
     }))
 }
 
@@ -339,6 +366,7 @@ fn plan_while(
         xs: 0,
         results: carries.len(),
         sources,
+        broadcast: Vec::new(),
     }))
 }
 
@@ -413,5 +441,6 @@ fn plan_cond(
         xs: 0,
         results: kept.len(),
         sources,
+        broadcast: Vec::new(),
     }))
 }
