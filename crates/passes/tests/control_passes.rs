@@ -771,6 +771,60 @@ fn while_regions_lose_their_const_only_nodes() {
     assert_eq!(opt.graph.operands(node).len(), 4, "{opt}");
 }
 
+/// A while loop whose body sums the rows of a const with a scan: the scan moves out.
+const WHILE_SCAN: &str = r#"
+n0 = input "i0" : i32[]
+n1 = input "v0" : f32[2]
+n2 = input "ws" : f32[3, 2]
+n3 = input "n" : i32[]
+n4 = while n0, n1, n2, n3 cond=r0 body=r1 carries=2 : bool[]
+n5 = get n4 index=1 : f32[2]
+r0 (n0, n1, n2, n3) -> (n4) {
+  n0 = input "i" : i32[]
+  n1 = input "v" : f32[2]
+  n2 = input "ws" : f32[3, 2]
+  n3 = input "n" : i32[]
+  n4 = lt n0, n3 : bool[]
+}
+r1 (n0, n1, n2, n3) -> (n8, n7) {
+  n0 = input "i" : i32[]
+  n1 = input "v" : f32[2]
+  n2 = input "ws" : f32[3, 2]
+  n3 = input "n" : i32[]
+  n4 = const f32[2] [0.0, 0.5] : f32[2]
+  n5 = scan n4, n2 body=r0 length=[3] carries=1 xs=1 reverse=false : bool[]
+  n6 = get n5 index=0 : f32[2]
+  n7 = mul n1, n6 : f32[2]
+  n9 = const i32[] [1] : i32[]
+  n8 = add n0, n9 : i32[]
+  r0 (n0, n1) -> (n2) {
+    n0 = input "acc" : f32[2]
+    n1 = input "w" : f32[2]
+    n2 = add n0, n1 : f32[2]
+  }
+}
+"#;
+
+#[test]
+fn a_loop_over_consts_moves_out_of_an_enclosing_loop() {
+    let f = func(WHILE_SCAN, &[5]);
+    let inputs = |n| {
+        feeds(&[
+            ("i0", Array::from_i32(&[], vec![0]).unwrap()),
+            ("v0", data(&[2], 90)),
+            ("ws", data(&[3, 2], 91)),
+            ("n", Array::from_i32(&[], vec![n]).unwrap()),
+        ])
+    };
+    let (opt, _) = optimized(&f, &[inputs(0), inputs(3)]);
+    assert_eq!(count(&opt.graph, "scan"), 1, "{opt}");
+    assert_eq!(
+        count(&region_of(&opt.graph, "while", 1).graph, "scan"),
+        0,
+        "{opt}"
+    );
+}
+
 /// A scan whose body divides integers by a const: it may fail, so it must stay in the body
 /// (the scan may run zero times).
 const FAILING: &str = r#"

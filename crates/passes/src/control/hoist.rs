@@ -1,22 +1,42 @@
 //! Loop-invariant code motion for `scan` and `while`: region nodes that depend only on
-//! consts move before the loop as new consts, and `scan` body nodes that depend only on x
+//! consts move before the loop as new consts (a nested `cond` or `scan` too, when nothing
+//! in it can fail or hang), and `scan` body nodes that depend only on x
 //! slices and consts move before the scan as one batched node over all steps, a new xs.
 
 use super::{PASS, fail, fired};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
 use crate::region::{Source, copy_nodes, fresh_param, replace_control, replace_region, retain};
+use kiln_ir::verify::MAX_REGION_DEPTH;
 use kiln_ir::{BinaryOp, Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
 use std::collections::{HashMap, HashSet};
 
-/// True if `node` may be computed before the loop: it cannot fail at run time (the loop may
-/// run zero times, and then an error the loop would never have met must not happen) and it
-/// is not control flow (a `while` need not terminate).
-fn hoistable(node: &Node) -> bool {
+/// True if `node` of graph `g` may be computed before the loop: it cannot fail at run time
+/// (the loop may run zero times, and then an error the loop would never have met must not
+/// happen) and it cannot hang (no `while`). A `cond` or `scan` qualifies when every node of
+/// its regions does.
+fn hoistable(g: &Graph, node: &Node) -> bool {
+    hoistable_at(g, node, 0)
+}
+
+fn hoistable_at(g: &Graph, node: &Node, depth: usize) -> bool {
     match &node.op {
         Op::Binary(BinaryOp::Div | BinaryOp::Rem) => node.dtype.is_float(),
-        Op::Gather { .. } | Op::ScatterAdd { .. } => false,
-        op => !matches!(op.kind(), OpKind::Control | OpKind::Get | OpKind::Fed),
+        Op::Gather { .. } | Op::ScatterAdd { .. } | Op::While { .. } => false,
+        Op::Input { .. } | Op::Parameter { .. } => false,
+        Op::Cond { .. } | Op::Scan { .. } => {
+            depth < MAX_REGION_DEPTH
+                && node.op.regions().iter().all(|&r| {
+                    g.try_region(r).is_some_and(|region| {
+                        region.graph.node_ids().into_iter().all(|n| {
+                            let m = region.graph.node(n);
+                            matches!(m.op, Op::Input { .. })
+                                || hoistable_at(&region.graph, m, depth + 1)
+                        })
+                    })
+                })
+        }
+        _ => true,
     }
 }
 
@@ -52,7 +72,7 @@ fn invariant(
                 inv.insert(n);
                 touches.insert(n);
             }
-        } else if hoistable(node) && ops.iter().all(|o| inv.contains(o)) {
+        } else if hoistable(&r.graph, node) && ops.iter().all(|o| inv.contains(o)) {
             inv.insert(n);
             if ops.iter().any(|o| touches.contains(o)) {
                 touches.insert(n);
@@ -283,7 +303,7 @@ pub(super) fn batch_xs(
                 .iter()
                 .map(|o| varies.get(o).copied().unwrap_or(Varies::WithCarry))
                 .collect();
-            if !hoistable(node) || ops.contains(&Varies::WithCarry) {
+            if !hoistable(&r.graph, node) || ops.contains(&Varies::WithCarry) {
                 Varies::WithCarry
             } else if ops.contains(&Varies::WithX) {
                 if batchable(&node.op) {

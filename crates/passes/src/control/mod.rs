@@ -29,8 +29,9 @@
 //! stored over the old ones unless another node runs them too
 //! ([`crate::region::replace_region`]). Hoisted nodes run even when the loop
 //! runs zero times, so nodes that can fail at run time (integer division and remainder,
-//! `gather`, `scatter_add`) and control-flow nodes (a `while` may not terminate) are never
-//! hoisted.
+//! `gather`, `scatter_add`) and `while` nodes (a `while` may not terminate) are never
+//! hoisted; a nested `cond` or `scan` is hoisted only when every node of its regions could
+//! be.
 //!
 //! It assumes, like [`crate::dce`], that loops terminate: a loop whose results are all
 //! unread is removed.
