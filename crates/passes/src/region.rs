@@ -223,6 +223,16 @@ pub fn fresh_param(region: &mut Region, hint: &str, dtype: DType, shape: Shape) 
     region.graph.add_unchecked(node, &[])
 }
 
+/// Makes every use of `from` in `region`, its results included, read `to` instead.
+pub fn redirect(region: &mut Region, from: NodeId, to: NodeId) {
+    region.graph.replace_all_uses(from, to);
+    for r in &mut region.results {
+        if *r == from {
+            *r = to;
+        }
+    }
+}
+
 /// Removes from `region`'s graph every node its results do not depend on, params included,
 /// except the params listed in `keep`. The region's `params` become `keep`.
 pub fn retain(region: &mut Region, keep: Vec<NodeId>) -> Result<usize, String> {

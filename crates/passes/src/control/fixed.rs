@@ -2,11 +2,11 @@
 //! replaced by the nodes of that path (a constant-predicate `cond`, a `scan` of length 0
 //! or 1, a `while` whose condition is the constant `false`).
 
-use super::{PASS, fail, fired};
+use super::{PASS, fail, fired, region_of};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
 use crate::region::{Source, inline, replace_control};
-use kiln_ir::{Array, Data, Dim, Graph, NodeId, Op, Region, RegionId, Shape};
+use kiln_ir::{Array, Data, Dim, Graph, NodeId, Op, Region, Shape};
 
 /// The value of `id` if it is a one-element `bool` constant.
 fn const_bool(g: &Graph, id: NodeId) -> Option<bool> {
@@ -17,12 +17,6 @@ fn const_bool(g: &Graph, id: NodeId) -> Option<bool> {
         },
         _ => None,
     }
-}
-
-fn region_of(g: &Graph, node: NodeId, r: RegionId) -> Result<Region, PassError> {
-    g.try_region(r)
-        .cloned()
-        .ok_or_else(|| fail(node, format!("{r} is not a region of this graph")))
 }
 
 /// Replaces `id` by the nodes of its statically known path, if it has one. Returns whether

@@ -3,10 +3,12 @@
 //! in it can fail or hang), and `scan` body nodes that depend only on x
 //! slices and consts move before the scan as one batched node over all steps, a new xs.
 
-use super::{PASS, fail, fired};
+use super::{PASS, fail, fired, region_of};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
-use crate::region::{Source, copy_nodes, fresh_param, replace_control, replace_region, retain};
+use crate::region::{
+    Source, copy_nodes, fresh_param, redirect, replace_control, replace_region, retain,
+};
 use kiln_ir::verify::MAX_REGION_DEPTH;
 use kiln_ir::{BinaryOp, Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
 use std::collections::{HashMap, HashSet};
@@ -114,12 +116,7 @@ fn cut(r: &mut Region, nodes: &[NodeId], hint: &str) -> Vec<NodeId> {
             (node.dtype, node.shape.clone())
         };
         let p = fresh_param(r, hint, dtype, shape);
-        r.graph.replace_all_uses(n, p);
-        for res in &mut r.results {
-            if *res == n {
-                *res = p;
-            }
-        }
+        redirect(r, n, p);
         params.push(p);
     }
     params
@@ -180,11 +177,7 @@ pub(super) fn hoist_invariants(
     let count = result_count(&func.graph, id)?;
     let mut regions: Vec<Region> = Vec::new();
     for r in op.regions() {
-        let region = func
-            .graph
-            .try_region(r)
-            .cloned()
-            .ok_or_else(|| fail(id, format!("{r} is not a region of this graph")))?;
+        let region = region_of(&func.graph, id, r)?;
         if region.params.len() != operands.len() || first_const > operands.len() {
             return Err(fail(id, "operands and region params disagree"));
         }
@@ -278,11 +271,7 @@ pub(super) fn batch_xs(
         return Ok(id);
     };
     let mut operands = func.graph.operands(id);
-    let mut r = func
-        .graph
-        .try_region(body)
-        .cloned()
-        .ok_or_else(|| fail(id, format!("{body} is not a region of this graph")))?;
+    let mut r = region_of(&func.graph, id, body)?;
     if r.params.len() != operands.len() || c + x > operands.len() {
         return Err(fail(id, "operands and body params disagree"));
     }

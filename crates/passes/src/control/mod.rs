@@ -99,6 +99,17 @@ fn fired(stats: &mut PassStats, rule: &'static str) {
     *stats.rules.entry(rule).or_insert(0) += 1;
 }
 
+/// A copy of region `r` of `g`, which control-flow node `node` runs.
+fn region_of(
+    g: &kiln_ir::Graph,
+    node: kiln_ir::NodeId,
+    r: kiln_ir::RegionId,
+) -> Result<kiln_ir::Region, PassError> {
+    g.try_region(r)
+        .cloned()
+        .ok_or_else(|| fail(node, format!("{r} is not a region of this graph")))
+}
+
 /// The error for a failed rewrite of `node`.
 fn fail(node: kiln_ir::NodeId, message: impl Into<String>) -> PassError {
     PassError::Control {

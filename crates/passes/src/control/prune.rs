@@ -4,10 +4,10 @@
 //! const; results that are an operand unchanged are read from that operand directly (a
 //! `scan` y that is a const, broadcast over the steps).
 
-use super::{PASS, fail, fired};
+use super::{PASS, fail, fired, region_of};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
-use crate::region::{Source, replace_control, replace_region, retain, used_results};
+use crate::region::{Source, redirect, replace_control, replace_region, retain, used_results};
 use kiln_ir::{Graph, NodeId, Op, Region, RegionId, Shape};
 use std::collections::HashSet;
 
@@ -91,29 +91,13 @@ struct Plan {
     broadcast: Vec<(usize, usize)>,
 }
 
-fn region_of(g: &Graph, node: NodeId, r: RegionId) -> Result<Region, PassError> {
-    g.try_region(r)
-        .cloned()
-        .ok_or_else(|| fail(node, format!("{r} is not a region of this graph")))
-}
-
-/// Makes every use of param `from` (results included) read `to` instead.
-fn alias(region: &mut Region, from: NodeId, to: NodeId) {
-    region.graph.replace_all_uses(from, to);
-    for r in &mut region.results {
-        if *r == from {
-            *r = to;
-        }
-    }
-}
-
 /// In each region, makes every use of param `i` read param `j` when `dup[i]` is `Some(j)`.
 fn merge_duplicates(regions: &mut [&mut Region], dup: &[Option<usize>]) {
     for (i, d) in dup.iter().enumerate() {
         if let Some(j) = *d {
             for r in regions.iter_mut() {
                 let (from, to) = (r.params[i], r.params[j]);
-                alias(r, from, to);
+                redirect(r, from, to);
             }
         }
     }
@@ -147,7 +131,7 @@ fn sink_constants(
                 .graph
                 .add_at(Op::Constant(a.clone()), &[], node.loc.clone())
                 .map_err(|e| e.to_string())?;
-            alias(r, p, k);
+            redirect(r, p, k);
         }
     }
     Ok(())
