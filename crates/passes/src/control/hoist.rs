@@ -24,6 +24,27 @@ fn hoistable(g: &Graph, node: &Node) -> bool {
 fn hoistable_at(g: &Graph, node: &Node, depth: usize) -> bool {
     match &node.op {
         Op::Binary(BinaryOp::Div | BinaryOp::Rem) => node.dtype.is_float(),
+        Op::Binary(_)
+        | Op::Unary(_)
+        | Op::Constant(_)
+        | Op::Iota { .. }
+        | Op::RandomBits { .. }
+        | Op::Select
+        | Op::Cast(_)
+        | Op::StopGradient
+        | Op::Reduce { .. }
+        | Op::ArgReduce { .. }
+        | Op::Reshape(_)
+        | Op::Permute(_)
+        | Op::Expand(_)
+        | Op::Slice(_)
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Flip { .. }
+        | Op::MatMul
+        | Op::Conv2d { .. }
+        | Op::Window { .. }
+        | Op::Get { .. } => true,
         Op::Gather { .. } | Op::ScatterAdd { .. } | Op::While { .. } => false,
         Op::Input { .. } | Op::Parameter { .. } => false,
         Op::Cond { .. } | Op::Scan { .. } => {
@@ -38,7 +59,6 @@ fn hoistable_at(g: &Graph, node: &Node, depth: usize) -> bool {
                     })
                 })
         }
-        _ => true,
     }
 }
 
