@@ -16,6 +16,14 @@
 //!   `add`/`mul` whose operands are *both* NaN the two orders may differ in NaN payload;
 //!   the value is NaN either way.)
 //!
+//! - control-flow nodes (`cond`, `scan`, `while`) merge when their attributes, regions
+//!   included, and operands are equal: the same region ids, so the same bodies. Two nodes
+//!   running equal copies of a body in different regions stay apart. `get`s of one node
+//!   with the same index merge.
+//!
+//! Region bodies are functions of their own: CSE runs inside each (never merging across a
+//! region boundary) and keeps every region parameter.
+//!
 //! The merged node keeps the earlier node's provenance. CSE does not remove the nodes it
 //! makes unused beyond the merged duplicates themselves (that is [`crate::dce`]), and it does
 //! not look through algebraic identities (that is [`crate::simplify`]).
@@ -76,8 +84,15 @@ fn same_node(g: &Graph, a: NodeId, a_ops: &[NodeId], b: NodeId, b_ops: &[NodeId]
     x.op == y.op && x.dtype == y.dtype && x.shape == y.shape && a_ops == b_ops
 }
 
-/// Merges structurally identical nodes. `rewritten` and `removed` count merged duplicates.
+/// Merges structurally identical nodes, in the function and in every region of it
+/// (recursively; see [`crate::region::everywhere`]). `rewritten` and `removed` count merged
+/// duplicates.
 pub fn cse(func: &mut Func) -> Result<PassStats, PassError> {
+    crate::region::everywhere("cse", func, &mut cse_graph)
+}
+
+/// [`cse`] on the function's own graph, not its regions.
+fn cse_graph(func: &mut Func) -> Result<PassStats, PassError> {
     func.check_outputs("cse")?;
     let order = func
         .graph

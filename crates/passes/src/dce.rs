@@ -6,6 +6,13 @@
 //! and every other unused node are removed; a caller that needs the full state table reads
 //! the parameter names before optimising.
 //!
+//! A control-flow node lives while one of its `get`s does (a `get` is its user, so liveness
+//! flows through it like through any operand edge); the passes assume loops terminate, so a
+//! `while` none of whose results is read is removed like any unused node. Inside a region
+//! the outputs are the region's results and the inputs its params, so every param stays
+//! (the op that runs the region fixes its signature; [`crate::control`] drops unused params
+//! together with their operands).
+//!
 //! It does not merge or rewrite nodes, and it never changes the outputs.
 
 use crate::error::PassError;
@@ -18,8 +25,19 @@ pub fn always_live(op: &Op) -> bool {
     matches!(op, Op::Input { .. })
 }
 
-/// Removes every node that is neither an ancestor of an output nor an input.
+/// Removes every node that is neither an ancestor of an output nor an input, in the function
+/// and in every region of it (recursively; see [`crate::region::everywhere`]), and empties
+/// the regions no live node runs any more.
 pub fn dce(func: &mut Func) -> Result<PassStats, PassError> {
+    crate::region::everywhere("dce", func, &mut |f| {
+        let stats = dce_graph(f)?;
+        crate::region::clear_unused_regions(&mut f.graph);
+        Ok(stats)
+    })
+}
+
+/// [`dce`] on the function's own graph, not its regions (they keep their nodes).
+pub fn dce_graph(func: &mut Func) -> Result<PassStats, PassError> {
     func.check_outputs("dce")?;
     let mut live: HashSet<NodeId> = HashSet::new();
     let mut stack: Vec<NodeId> = func.outputs.clone();

@@ -41,6 +41,25 @@ pub enum PassError {
         /// Every finding, ordered by node.
         errors: Vec<VerifyError>,
     },
+    /// A control-flow rewrite could not be applied: the control-flow node or one of its
+    /// regions is malformed, or the rewritten node does not type (a bug in the pass).
+    #[error("{pass} on control-flow node {node}: {message}")]
+    Control {
+        /// The pass (`control`, or the pass that recursed into the region).
+        pass: &'static str,
+        /// The control-flow node being rewritten.
+        node: NodeId,
+        /// What went wrong.
+        message: String,
+    },
+    /// Regions nest deeper than [`kiln_ir::verify::MAX_REGION_DEPTH`].
+    #[error("{pass}: regions nest more than {max} deep")]
+    RegionDepth {
+        /// The pass that recursed.
+        pass: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// `KILN_DUMP` (or a dump spec given directly) could not be parsed.
     #[error("dump spec {spec:?}: {message}")]
     DumpSpec {

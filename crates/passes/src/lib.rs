@@ -2,6 +2,7 @@
 //! plain list of calls (see [`pipeline`]). Autodiff is a graph transform like any other.
 
 pub mod autodiff;
+pub mod control;
 pub mod cse;
 pub mod dce;
 pub mod error;
@@ -9,4 +10,5 @@ pub mod func;
 pub mod fuse;
 pub mod infer;
 pub mod pipeline;
+pub mod region;
 pub mod simplify;

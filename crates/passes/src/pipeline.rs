@@ -4,8 +4,13 @@
 //! Reading [`optimize`] tells you the whole graph optimiser:
 //!
 //! ```text
-//! infer -> (simplify -> cse) repeated until neither changes anything (bounded) -> dce
+//! infer -> (simplify -> cse -> control) repeated until none changes anything (bounded) -> dce
 //! ```
+//!
+//! Every pass works inside regions too: simplify, CSE and DCE run on each body of a
+//! control-flow op as a function of its own (recursively), and [`control`] optimises the
+//! control-flow ops themselves (static control flow inlined, unused results, carries and
+//! params pruned, loop-invariant code hoisted).
 //!
 //! The verifier runs after every pass in debug builds and whenever
 //! [`PipelineOptions::verify`] is set. `KILN_DUMP` (read when the pipeline starts, unless
@@ -16,14 +21,14 @@
 
 use crate::error::PassError;
 pub use crate::func::{Func, PassStats};
-use crate::{cse, dce, infer, simplify};
+use crate::{control, cse, dce, infer, simplify};
 use kiln_ir::verify;
 use std::fmt;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Names of the passes in the pipeline, in the order they first run.
-pub const PASS_NAMES: [&str; 4] = ["infer", "simplify", "cse", "dce"];
+pub const PASS_NAMES: [&str; 5] = ["infer", "simplify", "cse", "control", "dce"];
 
 /// After which passes the function is printed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -107,7 +112,7 @@ pub struct PipelineOptions {
     pub verify: bool,
     /// After which passes to print the function (by default as `KILN_DUMP` says).
     pub dump: Dump,
-    /// Upper bound on simplify/CSE rounds.
+    /// Upper bound on simplify/CSE/control rounds.
     pub max_rounds: usize,
     /// Settings of the simplifier.
     pub simplify: simplify::SimplifyOptions,
@@ -129,7 +134,7 @@ impl Default for PipelineOptions {
 pub struct PassRun {
     /// The pass.
     pub pass: &'static str,
-    /// Simplify/CSE round it belongs to (0 for passes outside the loop).
+    /// Simplify/CSE/control round it belongs to (0 for passes outside the loop).
     pub round: usize,
     /// Wall time of the pass itself (not the verifier or the dump).
     pub time: Duration,
@@ -142,7 +147,7 @@ pub struct PassRun {
 pub struct PipelineReport {
     /// Every pass run, in order.
     pub runs: Vec<PassRun>,
-    /// Simplify/CSE rounds run.
+    /// Simplify/CSE/control rounds run.
     pub rounds: usize,
 }
 
@@ -244,7 +249,8 @@ pub fn optimize_to(
             simplify::simplify(f, &opts.simplify)
         })?;
         let merged = step("cse", round, func, &|f| cse::cse(f))?;
-        if !simplified && !merged {
+        let restructured = step("control", round, func, &|f| control::control(f))?;
+        if !simplified && !merged && !restructured {
             break;
         }
     }

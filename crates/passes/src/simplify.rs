@@ -917,9 +917,16 @@ impl Run<'_> {
 }
 
 /// Folds constants and applies the rules of [`RULES`] to every node, in topological order,
-/// retrying the rules on each replacement node. Nodes the rewrites orphan are removed when
-/// the pass ends.
+/// retrying the rules on each replacement node, in the function and in every region of it
+/// (recursively; see [`crate::region::everywhere`]). Nodes the rewrites orphan are removed
+/// when the pass ends. Control-flow and `get` nodes are never rewritten here (that is
+/// [`crate::control`]).
 pub fn simplify(func: &mut Func, opts: &SimplifyOptions) -> Result<PassStats, PassError> {
+    crate::region::everywhere("simplify", func, &mut |f| simplify_graph(f, opts))
+}
+
+/// [`simplify`] on the function's own graph, not its regions.
+fn simplify_graph(func: &mut Func, opts: &SimplifyOptions) -> Result<PassStats, PassError> {
     func.check_outputs("simplify")?;
     let order = func
         .graph

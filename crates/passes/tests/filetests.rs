@@ -4,7 +4,8 @@
 //! A case looks like this (cases in one file are separated by a `; ----` line):
 //!
 //! ```text
-//! ; run: simplify, dce        passes in order, or `optimize` for the whole pipeline
+//! ; run: simplify, dce        passes in order (infer, simplify, cse, control, dce), or
+//!                             `optimize` for the whole pipeline
 //! ; outputs: n2               the function's outputs
 //! ; fold_limit: 16            optional simplify setting
 //! n0 = input "x" : f32[3]
@@ -26,7 +27,7 @@ use kiln_filetest::{Case, Format, run_dir};
 use kiln_ir::{NodeId, parse, parse_unverified};
 use kiln_passes::pipeline::{Dump, Func, PassStats, PipelineOptions, optimize};
 use kiln_passes::simplify::SimplifyOptions;
-use kiln_passes::{cse, dce, infer, simplify};
+use kiln_passes::{control, cse, dce, infer, simplify};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -85,6 +86,7 @@ fn run_case(case: &Case) -> Result<Vec<String>, String> {
             "simplify" => simplify::simplify(&mut func, &simplify_opts),
             "cse" => cse::cse(&mut func),
             "dce" => dce::dce(&mut func),
+            "control" => control::control(&mut func),
             "optimize" => {
                 let opts = PipelineOptions {
                     verify: true,

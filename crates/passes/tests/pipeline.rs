@@ -54,8 +54,10 @@ fn optimize_runs_the_passes_in_order_to_a_fixpoint() {
             ("infer", 0),
             ("simplify", 1),
             ("cse", 1),
+            ("control", 1),
             ("simplify", 2),
             ("cse", 2),
+            ("control", 2),
             ("dce", 0)
         ]
     );
@@ -76,7 +78,7 @@ fn optimize_runs_the_passes_in_order_to_a_fixpoint() {
         report.total_time()
     );
     let table = report.to_string();
-    assert_eq!(table.lines().count(), 4);
+    assert_eq!(table.lines().count(), 5);
     assert!(
         table
             .lines()
@@ -95,7 +97,7 @@ fn max_rounds_bounds_the_loop() {
     };
     let report = optimize(&mut f, &opts).unwrap();
     assert_eq!(report.rounds, 1);
-    assert_eq!(report.runs.len(), 4);
+    assert_eq!(report.runs.len(), 5);
 }
 
 #[test]
@@ -116,7 +118,7 @@ fn dump_specs_parse() {
     let err = Dump::parse("after:cse,fusion").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "dump spec \"after:cse,fusion\": unknown pass `fusion` (passes: infer, simplify, cse, dce)"
+        "dump spec \"after:cse,fusion\": unknown pass `fusion` (passes: infer, simplify, cse, control, dce)"
     );
     assert!(matches!(
         Dump::parse("sometimes"),
