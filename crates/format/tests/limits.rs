@@ -9,7 +9,7 @@
 //! by the same code as the rest: `to_bytes` runs the loader on its own output.
 
 use kiln_format::limits::*;
-use kiln_format::{FormatError, Metadata, Module, Signature, SymbolSpec, TensorSpec, load, save};
+use kiln_format::{FormatError, Module, load, save};
 use kiln_ir::{DType, Dim, F64Bits, Graph, NodeId, Op, Shape, UnaryOp, WindowOp};
 use kiln_kernel::{Expr, IndexExpr, Kernel, LoadMode, LoopVar, Scalar};
 use std::collections::BTreeMap;
@@ -20,49 +20,7 @@ use std::path::PathBuf;
 /// A module around a graph: every `input` node is a signature input, `outputs` are named
 /// `y0, y1, ...`, no plan, no state.
 fn module(g: Graph, outputs: &[NodeId], symbols: &[&str]) -> Module {
-    let mut inputs = Vec::new();
-    for id in g.node_ids() {
-        if let Op::Input { name, dtype, shape } = &g.node(id).op {
-            inputs.push(TensorSpec {
-                name: name.clone(),
-                dtype: *dtype,
-                shape: shape.clone(),
-            });
-        }
-    }
-    let named: Vec<(String, NodeId)> = outputs
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| (format!("y{i}"), id))
-        .collect();
-    let out_specs = named
-        .iter()
-        .map(|(n, id)| TensorSpec {
-            name: n.clone(),
-            dtype: g.node(*id).dtype,
-            shape: g.node(*id).shape.clone(),
-        })
-        .collect();
-    Module {
-        metadata: Metadata::default(),
-        signature: Signature {
-            inputs,
-            outputs: out_specs,
-            symbols: symbols
-                .iter()
-                .map(|s| SymbolSpec {
-                    name: s.to_string(),
-                    min: 1,
-                    max: None,
-                })
-                .collect(),
-        },
-        graph: g,
-        outputs: named,
-        updates: vec![],
-        program: None,
-        state: vec![],
-    }
+    common::graph_module(g, outputs, symbols, vec![])
 }
 
 fn input(g: &mut Graph, name: &str, shape: Shape) -> NodeId {
