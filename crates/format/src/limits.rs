@@ -44,8 +44,15 @@ pub const MAX_REGION_DEPTH: u64 = kiln_ir::verify::MAX_REGION_DEPTH as u64;
 /// control flow multiplies it: a region is verified once per op slot that runs it (a `cond`
 /// may run one region as both branches, at every level), and each `get` node re-types its
 /// control-flow op (all its operands and its regions' parameters and results). The loader
-/// adds this up before verifying, so a small file cannot make it verify for minutes.
+/// adds this up before verifying, so a small file cannot make it verify for minutes (about
+/// two to three seconds at the limit; a graph of [`MAX_NODES`] nodes and no control flow is
+/// about a fifth of it).
 pub const MAX_VERIFY_WORK: u64 = 1 << 24;
+
+/// What one verification of a region costs in [`MAX_VERIFY_WORK`] units on top of its
+/// nodes: the verifier's per-graph setup (maps, the cycle search), measured at about fifty
+/// times the cost of one node.
+pub const REGION_VERIFY_WORK: u64 = 64;
 
 /// Largest node id (ids may have gaps where passes removed nodes; the loader recreates
 /// them, so this also bounds the slots it allocates). Equal to the text parser's limit.

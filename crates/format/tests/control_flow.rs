@@ -124,7 +124,7 @@ fn load_rewritten(f: impl FnOnce(&mut HeaderV1, &mut Vec<u8>)) -> FormatError {
 
 /// The op of node `id` in a node list. (In the region table of [`CONTROL_FLOW_GRAPH`] the
 /// top-level r0..r4 are entries 0..4, r0's own r0 and r1 entries 5 and 6: breadth first.)
-fn node_mut<'h>(list: &'h mut [kiln_format::v1::NodeV1], id: u32) -> &'h mut OpV1 {
+fn node_mut(list: &mut [kiln_format::v1::NodeV1], id: u32) -> &mut OpV1 {
     &mut list.iter_mut().find(|n| n.id == id).unwrap().op
 }
 

@@ -55,6 +55,18 @@ fn concat_of(n: usize) -> Module {
     module(g, &[y], &[])
 }
 
+/// `-x` in a graph that also holds `n` empty regions (no op runs them: what a pass that
+/// removed control-flow ops leaves behind).
+fn with_regions(n: usize) -> Module {
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", known(&[1]));
+    let y = g.add(Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+    for _ in 0..n {
+        g.add_region(kiln_ir::Region::default());
+    }
+    module(g, &[y], &[])
+}
+
 fn conv_with_stride(stride: u64) -> Module {
     let mut g = Graph::new();
     let x = input(&mut g, "x", known(&[1, 1, 4, 4]));
@@ -216,6 +228,25 @@ fn save_refuses_every_limit_the_loader_enforces_and_writes_nothing() {
             "graph node n1: operand count 65537 exceeds the limit 65536".into(),
         ),
         (
+            "MAX_REGION_DEPTH",
+            common::nested_conds_module(MAX_REGION_DEPTH as usize + 1, false),
+            format!(
+                "graph region {}: nesting depth 33 exceeds the limit 32",
+                vec!["r0"; 33].join("/")
+            ),
+        ),
+        (
+            "MAX_REGIONS",
+            with_regions(MAX_REGIONS as usize + 1),
+            "graph: region count 65537 exceeds the limit 65536".into(),
+        ),
+        (
+            // Every cond runs one body as both branches: 2^21 region verifications.
+            "MAX_VERIFY_WORK",
+            common::nested_conds_module(20, true),
+            "graph: verification work 164626277 exceeds the limit 16777216".into(),
+        ),
+        (
             "MAX_CONV_ATTR",
             conv_with_stride(MAX_CONV_ATTR + 1),
             "graph node n2: convolution attribute 1048577 exceeds the limit 1048576".into(),
@@ -343,6 +374,11 @@ fn modules_at_the_limits_round_trip() {
         ),
         ("MAX_SYMBOLS", symbols(256)),
         ("MAX_OPERANDS", concat_of(MAX_OPERANDS as usize)),
+        (
+            "MAX_REGION_DEPTH",
+            common::nested_conds_module(MAX_REGION_DEPTH as usize, false),
+        ),
+        ("MAX_REGIONS", with_regions(MAX_REGIONS as usize)),
         ("MAX_CONV_ATTR", conv_with_stride(MAX_CONV_ATTR)),
         ("MAX_WINDOW_ATTR", window_stride(MAX_WINDOW_ATTR)),
         ("MAX_DIM_VALUE", neg_of(known(&[MAX_DIM_VALUE]), "x", &[])),

@@ -44,11 +44,13 @@ fn control_op<N: OpNaming>(op: &OpV1<N>) -> Option<(&'static str, Vec<u32>)> {
 
 /// What one table graph asks of the verifier, in [`MAX_VERIFY_WORK`] units: each node and
 /// operand once; each control-flow op its fan (operands and its regions' parameters and
-/// results) once for itself and once per `get` reading it; each region it runs, per run.
+/// results) once for itself and once per `get` reading it; each region it runs, per run,
+/// plus `setup` ([`REGION_VERIFY_WORK`] for a region graph, 0 for the top-level graph).
 /// Also marks the entries its ops run and checks their region ids.
 fn graph_work<N: OpNaming>(
     list: &[NodeV1<N>],
     what: &str,
+    setup: u64,
     kids: &[usize],
     entries: &[RegionV3],
     work: &[u64],
@@ -60,7 +62,7 @@ fn graph_work<N: OpNaming>(
             *gets.entry(src).or_default() += 1;
         }
     }
-    let mut total: u64 = 0;
+    let mut total = setup;
     for n in list {
         total = total.saturating_add(1 + n.operands.len() as u64);
         let Some((name, regions)) = control_op(&n.op) else {
@@ -164,13 +166,22 @@ impl Table {
             work[k] = graph_work(
                 &entries[k].nodes,
                 &what,
+                REGION_VERIFY_WORK,
                 &children[k + 1],
                 entries,
                 &work,
                 &mut used,
             )?;
         }
-        let top = graph_work(&g.nodes, "graph", &children[0], entries, &work, &mut used)?;
+        let top = graph_work(
+            &g.nodes,
+            "graph",
+            0,
+            &children[0],
+            entries,
+            &work,
+            &mut used,
+        )?;
         // A region no op runs is verified once, on its own.
         let total = (0..entries.len())
             .filter(|&k| !used[k])
