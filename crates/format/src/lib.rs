@@ -92,6 +92,10 @@ pub struct Signature {
 /// * `signature.inputs` are exactly the graph's `input` nodes (name, dtype, shape);
 /// * `signature.outputs` has the names of `outputs`, in order, with their nodes' types;
 /// * every symbol in a graph shape is declared in `signature.symbols`;
+/// * the graph's regions nest at most [`limits::MAX_REGION_DEPTH`] deep; every region an
+///   op runs verifies with the graph (`kiln_ir::verify`), and a region no op runs (left by a
+///   pass that removed its op) verifies as a graph whose parameters and results name its
+///   nodes;
 /// * every `outputs`/`updates` node exists; an update's node has its state's dtype and shape;
 /// * every `param` node and every kernel-plan `state` buffer has a state entry of the same
 ///   name, dtype and element count (the state may hold more entries);

@@ -3,8 +3,10 @@
 //! counts, region ids named by ops, the verifier's work) is checked before anything is
 //! built; then every region graph is built, its parameters and results checked to name its
 //! nodes, and the regions attached to their parents from the deepest up, with no
-//! recursion. Regions no op runs (a pass removed their op) are verified here, on their own;
-//! the rest are verified with the graph by [`kiln_ir::verify()`].
+//! recursion. Regions no op runs (a pass removed their op) are verified here as graphs (the
+//! rules a region must follow to be run, such as parameters being `input` nodes, are
+//! checked when an op runs it); the rest are verified with the graph by
+//! [`kiln_ir::verify()`], which recurses through the bodies an op runs.
 
 use super::context::{Cx, Result, count};
 use super::graph::{Slots, nodes};
@@ -106,9 +108,8 @@ fn graph_work<N: OpNaming>(
 impl Table {
     /// Checks a graph's region table: at most [`MAX_REGIONS`] entries, each after its
     /// parent, at most [`MAX_REGION_DEPTH`] deep, with at most [`MAX_OPERANDS`] parameters
-    /// and results, at most [`MAX_NODES`] nodes in all,
-    /// every region id an op names in range, control flow only in version 3, and at most
-    /// [`MAX_VERIFY_WORK`] for the verifier.
+    /// and results; at most [`MAX_NODES`] nodes in all; every region id an op names in
+    /// range; control flow only in version 3; at most [`MAX_VERIFY_WORK`] for the verifier.
     pub(super) fn check<N: OpNaming>(g: &GraphV1<N>) -> Result<Table> {
         let entries = N::region_list(&g.regions);
         count(
