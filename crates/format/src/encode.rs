@@ -1,7 +1,7 @@
 //! Module → header DTOs and data section: the explicit conversions from IR types to the
-//! schema of [`crate::v1`] as the current format version writes it. Limits and rules are the decoder's: `to_bytes` runs the loader on the
-//! encoded file, so a saved module never fails to load. Only the data section's size is
-//! checked here, before it is allocated.
+//! schema of [`crate::v1`] as the current format version writes it. Limits and rules are
+//! the decoder's: `to_bytes` runs the loader on the encoded file, so a saved module never
+//! fails to load. Only the data section's size is checked here, before it is allocated.
 
 use crate::error::{FormatError, region_path, shown};
 use crate::layout::align_up;
@@ -269,7 +269,7 @@ fn graph_nodes(
         let n = g.node(id);
         nodes.push(NodeV1 {
             id: id.0,
-            op: op(&n.op, &format!("{location} node {id}"), data)?,
+            op: op(&n.op, &|| format!("{location} node {id}"), data)?,
             dtype: dtype(n.dtype),
             shape: shape(&n.shape),
             operands: g.operands(id).iter().map(|o| o.0).collect(),
@@ -283,8 +283,8 @@ fn axes(a: &[usize]) -> Vec<u64> {
     a.iter().map(|&x| x as u64).collect()
 }
 
-fn op(op: &Op, location: &str, data: &mut Data) -> Result<OpV1, FormatError> {
-    let named = |n: &str| name(n, || location.to_string());
+fn op(op: &Op, location: &dyn Fn() -> String, data: &mut Data) -> Result<OpV1, FormatError> {
+    let named = |n: &str| name(n, location);
     Ok(match op {
         Op::Cond {
             then_branch,
