@@ -24,8 +24,8 @@ fn config() -> Config {
         .with_limit::<LIMIT>()
 }
 
-/// Encodes a header.
-pub fn encode_header(header: &HeaderV1) -> Result<Vec<u8>, FormatError> {
+/// Encodes a header (of the current version; tests also write older ones).
+pub fn encode_header<N: OpNaming>(header: &HeaderV1<N>) -> Result<Vec<u8>, FormatError> {
     bincode::serde::encode_to_vec(header, config())
         .map_err(|e| FormatError::encode("header", one_line(&format!("{e:?}"))))
 }
@@ -51,7 +51,8 @@ impl Reader for Counting<'_> {
 }
 
 /// Decodes a header that must span exactly `bytes`, its op kinds spelled as `N` says
-/// ([`crate::v1::Named`] in version 2 files, [`crate::v1::Numbered`] in version 1 files).
+/// ([`crate::v1::Named`] in version 3 files, [`crate::v1::NamedV2`] in version 2 files,
+/// [`crate::v1::Numbered`] in version 1 files).
 pub fn decode_header<N: OpNaming>(bytes: &[u8]) -> Result<HeaderV1<N>, FormatError> {
     let len = bytes.len() as u64;
     let mut reader = Counting { bytes, pos: 0 };

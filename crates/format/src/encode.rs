@@ -1,9 +1,9 @@
 //! Module → header DTOs and data section: the explicit conversions from IR types to the
-//! version-1 schema. Limits and rules are the decoder's: `to_bytes` runs the loader on the
-//! encoded file, so a saved module never fails to load. Only the data section's size is
-//! checked here, before it is allocated.
+//! schema of [`crate::v1`] as the current format version writes it. Limits and rules are
+//! the decoder's: `to_bytes` runs the loader on the encoded file, so a saved module never
+//! fails to load. Only the data section's size is checked here, before it is allocated.
 
-use crate::error::{FormatError, shown};
+use crate::error::{FormatError, region_path, shown};
 use crate::layout::align_up;
 use crate::limits::MAX_DATA_BYTES;
 use crate::v1::*;
@@ -206,52 +206,118 @@ fn shape(s: &Shape) -> Vec<DimV1> {
     s.0.iter().map(dim).collect()
 }
 
+/// Where a graph's source locations go: the header's file table, each file listed once.
+struct Files<'a> {
+    list: &'a mut Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Files<'_> {
+    fn loc(&mut self, l: &kiln_ir::Loc) -> LocV1 {
+        let next = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+        let list = &mut *self.list;
+        let file = *self.index.entry(l.file.clone()).or_insert_with(|| {
+            list.push(l.file.clone());
+            next
+        });
+        LocV1 {
+            file,
+            line: l.line,
+            column: l.column,
+        }
+    }
+}
+
+/// The graph's nodes, and its regions and theirs as the flat table of [`RegionV3`]: breadth
+/// first, so every entry comes after its parent and the regions of one graph keep their
+/// order. No recursion: a queue of (table graph, graph, location) walks the nesting.
 fn graph(g: &Graph, data: &mut Data, files: &mut Vec<String>) -> Result<GraphV1, FormatError> {
+    let mut files = Files {
+        list: files,
+        index: HashMap::new(),
+    };
+    let nodes = graph_nodes(g, "graph", data, &mut files)?;
+    let mut regions = Vec::new();
+    let mut queue = std::collections::VecDeque::from([(0u32, g, String::new())]);
+    while let Some((parent, owner, path)) = queue.pop_front() {
+        for (k, r) in owner.regions().iter().enumerate() {
+            let path = region_path(&path, k);
+            let location = format!("graph region {path}");
+            regions.push(RegionV3 {
+                parent,
+                nodes: graph_nodes(&r.graph, &location, data, &mut files)?,
+                params: r.params.iter().map(|p| p.0).collect(),
+                results: r.results.iter().map(|p| p.0).collect(),
+            });
+            let entry = u32::try_from(regions.len()).unwrap_or(u32::MAX);
+            queue.push_back((entry, &r.graph, path));
+        }
+    }
+    Ok(GraphV1 { nodes, regions })
+}
+
+/// The nodes of one graph (the top-level graph or a region's), `location` naming it.
+fn graph_nodes(
+    g: &Graph,
+    location: &str,
+    data: &mut Data,
+    files: &mut Files<'_>,
+) -> Result<Vec<NodeV1>, FormatError> {
     let ids = g.node_ids();
-    let mut file_index: HashMap<String, u32> = HashMap::new();
     let mut nodes = Vec::with_capacity(ids.len());
     for id in ids {
         let n = g.node(id);
-        let loc = match &n.loc {
-            None => None,
-            Some(l) => {
-                let next = u32::try_from(files.len()).unwrap_or(u32::MAX);
-                let file = *file_index.entry(l.file.clone()).or_insert_with(|| {
-                    files.push(l.file.clone());
-                    next
-                });
-                Some(LocV1 {
-                    file,
-                    line: l.line,
-                    column: l.column,
-                })
-            }
-        };
         nodes.push(NodeV1 {
             id: id.0,
-            op: op(&n.op, id, data)?,
+            op: op(&n.op, &|| format!("{location} node {id}"), data)?,
             dtype: dtype(n.dtype),
             shape: shape(&n.shape),
             operands: g.operands(id).iter().map(|o| o.0).collect(),
-            loc,
+            loc: n.loc.as_ref().map(|l| files.loc(l)),
         });
     }
-    Ok(GraphV1 { nodes })
+    Ok(nodes)
 }
 
 fn axes(a: &[usize]) -> Vec<u64> {
     a.iter().map(|&x| x as u64).collect()
 }
 
-fn op(op: &Op, id: NodeId, data: &mut Data) -> Result<OpV1, FormatError> {
-    let named = |n: &str| name(n, || format!("graph node {id}"));
+fn op(op: &Op, location: &dyn Fn() -> String, data: &mut Data) -> Result<OpV1, FormatError> {
+    let named = |n: &str| name(n, location);
     Ok(match op {
-        Op::Cond { .. } | Op::Scan { .. } | Op::While { .. } | Op::Get { .. } => {
-            return Err(FormatError::invalid(
-                format!("graph node {id}"),
-                format!("{} cannot be saved yet", op.name()),
-            ));
-        }
+        Op::Cond {
+            then_branch,
+            else_branch,
+        } => OpV1::Cond {
+            then_branch: then_branch.0,
+            else_branch: else_branch.0,
+        },
+        Op::Scan {
+            body,
+            length,
+            carries,
+            xs,
+            reverse,
+        } => OpV1::Scan {
+            body: body.0,
+            length: dim(length),
+            carries: *carries as u64,
+            xs: *xs as u64,
+            reverse: *reverse,
+        },
+        Op::While {
+            cond,
+            body,
+            carries,
+        } => OpV1::While {
+            cond: cond.0,
+            body: body.0,
+            carries: *carries as u64,
+        },
+        Op::Get { index } => OpV1::Get {
+            index: *index as u64,
+        },
         Op::Input {
             name,
             dtype: d,

@@ -160,6 +160,16 @@ pub(crate) fn shown(name: &str) -> String {
     }
 }
 
+/// The path of region `k` of the graph at `parent` (`""` for the top-level graph) as
+/// messages show it: `r0`, `r0/r2` (region r2 of region r0's graph), ...
+pub(crate) fn region_path(parent: &str, k: usize) -> String {
+    if parent.is_empty() {
+        format!("r{k}")
+    } else {
+        format!("{parent}/r{k}")
+    }
+}
+
 /// The first few messages of a verifier's error list joined on one line.
 pub(crate) fn summarize<T: ToString>(errors: &[T]) -> String {
     const SHOWN: usize = 3;

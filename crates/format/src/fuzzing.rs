@@ -1,6 +1,9 @@
 //! The fuzz harnesses of the loader, shared by the cargo-fuzz targets (crates/format/fuzz)
 //! and the stable smoke test that runs them in CI (crates/cli/tests/fuzz_parsers.rs). Each
-//! panics when a property fails; that is its purpose.
+//! panics when a property fails; that is its purpose. Both start from the golden files in
+//! crates/format/fuzz/seeds, which include a module with control flow
+//! (`control_flow.kiln`: cond, scan, while and nested regions), so mutations reach the
+//! region table and the bodies.
 
 use crate::{Module, from_bytes, layout, to_bytes};
 use kiln_kernel::Program;

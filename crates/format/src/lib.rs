@@ -2,7 +2,8 @@
 //! plan and state — saved to one file and loaded back without running the optimiser.
 //!
 //! A file is a fixed preamble (magic, format version, lengths), a header encoded with serde
-//! and bincode from the versioned DTOs in [`v1`], a 64-byte aligned little-endian data
+//! and bincode from the versioned DTOs in [`v1`] (the graph with the regions of its
+//! control-flow ops, flattened into one table), a 64-byte aligned little-endian data
 //! section holding every tensor (state, graph constants, kernel-plan constants), and a
 //! CRC-32 over everything before it. docs/file-format.md specifies the bytes.
 //!
@@ -91,6 +92,10 @@ pub struct Signature {
 /// * `signature.inputs` are exactly the graph's `input` nodes (name, dtype, shape);
 /// * `signature.outputs` has the names of `outputs`, in order, with their nodes' types;
 /// * every symbol in a graph shape is declared in `signature.symbols`;
+/// * the graph's regions nest at most [`limits::MAX_REGION_DEPTH`] deep; every region an
+///   op runs verifies with the graph (`kiln_ir::verify`), and a region no op runs (left by a
+///   pass that removed its op) verifies as a graph whose parameters and results name its
+///   nodes;
 /// * every `outputs`/`updates` node exists; an update's node has its state's dtype and shape;
 /// * every `param` node and every kernel-plan `state` buffer has a state entry of the same
 ///   name, dtype and element count (the state may hold more entries);
@@ -149,11 +154,18 @@ pub(crate) fn to_bytes_with_plan(
 /// ```
 pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
     let parts = layout::split(bytes)?;
-    if parts.version == 1 {
-        let header = codec::decode_header::<v1::Numbered>(parts.header)?;
-        decode::module(&header, parts.data)
-    } else {
-        let header = codec::decode_header::<v1::Named>(parts.header)?;
-        decode::module(&header, parts.data)
+    match parts.version {
+        1 => {
+            let header = codec::decode_header::<v1::Numbered>(parts.header)?;
+            decode::module(&header, parts.data)
+        }
+        2 => {
+            let header = codec::decode_header::<v1::NamedV2>(parts.header)?;
+            decode::module(&header, parts.data)
+        }
+        _ => {
+            let header = codec::decode_header::<v1::Named>(parts.header)?;
+            decode::module(&header, parts.data)
+        }
     }
 }

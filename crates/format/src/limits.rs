@@ -26,8 +26,33 @@ pub const MAX_STATE_BYTES: u64 = MAX_DATA_BYTES;
 /// Most elements in one tensor (state, graph constant or kernel constant): 2^33.
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 33;
 
-/// Most live nodes in the graph.
+/// Most live nodes in the graph, the nodes of every region (at every nesting level)
+/// included.
 pub const MAX_NODES: u64 = 1 << 20;
+
+/// Most regions (bodies of `cond`, `scan` and `while` ops) in the graph, counting the
+/// regions of every nesting level.
+pub const MAX_REGIONS: u64 = 1 << 16;
+
+/// Deepest nesting of regions (a body inside a body inside ...; a region of the top-level
+/// graph is at depth 1): the IR's own limit, which its verifier and every pass that
+/// recurses through bodies rely on.
+pub const MAX_REGION_DEPTH: u64 = kiln_ir::verify::MAX_REGION_DEPTH as u64;
+
+/// Most work the graph verifier may be asked to do, in units of one node or one operand,
+/// parameter or result looked at. Verifying is linear in the file's size except where
+/// control flow multiplies it: a region is verified once per op slot that runs it (a `cond`
+/// may run one region as both branches, at every level), and each `get` node re-types its
+/// control-flow op (all its operands and its regions' parameters and results). The loader
+/// adds this up before verifying, so a small file cannot make it verify for minutes (about
+/// two to three seconds at the limit; a graph of [`MAX_NODES`] nodes and no control flow is
+/// about a fifth of it).
+pub const MAX_VERIFY_WORK: u64 = 1 << 24;
+
+/// What one verification of a region costs in [`MAX_VERIFY_WORK`] units on top of its
+/// nodes: the verifier's per-graph setup (maps, the cycle search), measured at about fifty
+/// times the cost of one node.
+pub const REGION_VERIFY_WORK: u64 = 64;
 
 /// Largest node id (ids may have gaps where passes removed nodes; the loader recreates
 /// them, so this also bounds the slots it allocates). Equal to the text parser's limit.
@@ -36,6 +61,8 @@ pub const MAX_NODE_ID: u32 = (1 << 20) - 1;
 /// Node ids may be sparse (passes remove nodes and ids are never reused), and the loader
 /// allocates one slot per id up to the largest, so the largest id must stay below
 /// `ID_SPAN_PER_NODE × node count + ID_SPAN_SLACK`: a tiny file cannot claim a million slots.
+/// The same bound holds for the slots of the top-level graph and all its regions together
+/// (each region graph numbers its nodes from 0).
 pub const ID_SPAN_PER_NODE: u64 = 16;
 
 /// See [`ID_SPAN_PER_NODE`].
@@ -76,7 +103,7 @@ pub const MAX_CONV_ATTR: u64 = 1 << 20;
 /// value, producer), in bytes.
 pub const MAX_NAME_BYTES: u64 = 4096;
 
-/// Longest op name (`reduce_prod`, `window_max`, ...) in a version 2 header.
+/// Longest op name (`reduce_prod`, `window_max`, ...) in a version 2 or 3 header.
 pub const MAX_OP_NAME_BYTES: u64 = 64;
 
 /// Most symbols in the signature or the kernel plan.

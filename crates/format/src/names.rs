@@ -1,5 +1,5 @@
 //! The name rules the writer and the loader share: user names, symbol names, and the
-//! stable op names of version 2 headers.
+//! stable op names of version 2 and 3 headers.
 
 use crate::error::FormatError;
 use crate::limits::{MAX_NAME_BYTES, MAX_OP_NAME_BYTES};

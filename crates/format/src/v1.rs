@@ -1,4 +1,4 @@
-//! The header schema of format versions 1 and 2: plain data-transfer types that derive
+//! The header schema of format versions 1, 2 and 3: plain data-transfer types that derive
 //! serde.
 //!
 //! IR types never derive `Serialize`; these DTOs mirror them and the crate's private `encode` /
@@ -6,22 +6,31 @@
 //! the file format. Field order is the encoding order, and enum variants are numbered in
 //! declaration order (see docs/file-format.md): never reorder, only append in a new version.
 //!
-//! The two versions differ only in how op kinds (unary, binary, reduce, arg-reduce and
-//! window ops) are spelled, chosen by the [`OpNaming`] parameter: version 2 ([`Named`],
-//! written today) stores each op's stable name (`kiln_ir::UnaryOp::name`), so a new op
-//! needs no change here; version 1 ([`Numbered`], still read) stores an index into the
-//! frozen tables [`UnaryV1`], [`BinaryV1`], [`ReduceV1`], [`ArgV1`] and [`WindowV1`], which
-//! never grow: a version 1 file cannot contain a newer op.
+//! The versions differ in how op kinds (unary, binary, reduce, arg-reduce and window ops)
+//! are spelled and in whether a graph has regions, both chosen by the [`OpNaming`]
+//! parameter: versions 2 ([`NamedV2`], still read) and 3 ([`Named`], written today) store
+//! each op's stable name (`kiln_ir::UnaryOp::name`), so a new op needs no change here;
+//! version 1 ([`Numbered`], still read) stores an index into the frozen tables
+//! [`UnaryV1`], [`BinaryV1`], [`ReduceV1`], [`ArgV1`] and [`WindowV1`], which never grow: a
+//! version 1 file cannot contain a newer op. Version 3 adds control flow: the op variants
+//! `Cond`, `Scan`, `While` and `Get` (numbered after the version 1 ops, refused in older
+//! files) and the graph's region table ([`RegionV3`]); in versions 1 and 2 the table is `()`,
+//! which encodes to no bytes, so their files decode unchanged.
 //!
-//! The types are recursion-free (an index expression is a flat postfix node list), so
+//! The types are recursion-free (an index expression is a flat postfix node list, and the
+//! regions of every nesting level share one flat table whose entries name their parent), so
 //! decoding a hostile header never recurses deeper than the schema itself.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
-/// How a header spells op kinds.
+/// How a header version spells op kinds, and whether its graph has regions.
 pub trait OpNaming: Clone + Debug + PartialEq + Eq {
+    /// The format version whose header this is.
+    const VERSION: u32;
+    /// The graph's region table: [`Vec<RegionV3>`] in version 3, `()` (no bytes) before.
+    type Regions: Clone + Debug + PartialEq + Eq + Default + Serialize + DeserializeOwned;
     /// A unary op.
     type Unary: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
     /// A binary op.
@@ -32,19 +41,47 @@ pub trait OpNaming: Clone + Debug + PartialEq + Eq {
     type Arg: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
     /// A window reduction.
     type Window: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+
+    /// The entries of a region table (none before version 3).
+    fn region_list(regions: &Self::Regions) -> &[RegionV3];
 }
 
-/// Format version 2: every op kind is its stable name (`neg`, `reduce_sum`, `argmax`,
-/// `window_max`, ...), a `String` of at most [`crate::limits::MAX_OP_NAME_BYTES`].
+/// Format version 3: every op kind is its stable name (`neg`, `reduce_sum`, `argmax`,
+/// `window_max`, ...), a `String` of at most [`crate::limits::MAX_OP_NAME_BYTES`], and the
+/// graph has a region table (control flow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Named;
 
 impl OpNaming for Named {
+    const VERSION: u32 = 3;
+    type Regions = Vec<RegionV3>;
     type Unary = String;
     type Binary = String;
     type Reduce = String;
     type Arg = String;
     type Window = String;
+
+    fn region_list(regions: &Vec<RegionV3>) -> &[RegionV3] {
+        regions
+    }
+}
+
+/// Format version 2: op kinds spelled as in version 3, no regions (no control flow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamedV2;
+
+impl OpNaming for NamedV2 {
+    const VERSION: u32 = 2;
+    type Regions = ();
+    type Unary = String;
+    type Binary = String;
+    type Reduce = String;
+    type Arg = String;
+    type Window = String;
+
+    fn region_list(_: &()) -> &[RegionV3] {
+        &[]
+    }
 }
 
 /// Format version 1: every op kind is a variant of a frozen table.
@@ -52,11 +89,17 @@ impl OpNaming for Named {
 pub struct Numbered;
 
 impl OpNaming for Numbered {
+    const VERSION: u32 = 1;
+    type Regions = ();
     type Unary = UnaryV1;
     type Binary = BinaryV1;
     type Reduce = ReduceV1;
     type Arg = ArgV1;
     type Window = WindowV1;
+
+    fn region_list(_: &()) -> &[RegionV3] {
+        &[]
+    }
 }
 
 /// The whole header.
@@ -177,12 +220,35 @@ pub struct NamedNodeV1 {
     pub node: u32,
 }
 
-/// The graph: live nodes in increasing id order.
+/// The graph: live nodes in increasing id order, and (version 3) its regions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct GraphV1<N: OpNaming = Named> {
     /// Nodes, ids strictly increasing.
     pub nodes: Vec<NodeV1<N>>,
+    /// Version 3: the regions of the graph and of every region in it, flattened (see
+    /// [`RegionV3`]); `()`, no bytes, in versions 1 and 2.
+    pub regions: N::Regions,
+}
+
+/// One region (a body of a control-flow op) in a version 3 graph's flat region table.
+///
+/// Entry `k` of the table is "table graph `k + 1`"; table graph 0 is the top-level graph.
+/// An entry belongs to the table graph `parent`, which must come before it (`parent <= k`),
+/// so the table is a tree listed parents first. The [`kiln_ir::RegionId`] of an entry in
+/// its parent is its rank among the entries with the same parent, in table order: the
+/// entries of one graph keep their `r0, r1, ...` order, and an op's region ids name regions
+/// of the graph that holds the op. The writer lists the regions breadth first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionV3 {
+    /// The table graph this is a region of (0: the top-level graph).
+    pub parent: u32,
+    /// The body's nodes, ids strictly increasing (as [`GraphV1::nodes`]).
+    pub nodes: Vec<NodeV1<Named>>,
+    /// Parameter node ids, in parameter order (the body's `input` nodes).
+    pub params: Vec<u32>,
+    /// Result node ids, in result order.
+    pub results: Vec<u32>,
 }
 
 /// One graph node with its stated type (the loader re-verifies it).
@@ -225,7 +291,8 @@ pub struct SliceAxisV1 {
     pub step: u64,
 }
 
-/// Graph ops, numbered 0..=23 in declaration order (mirrors `kiln_ir::Op`).
+/// Graph ops, numbered 0..=27 in declaration order (mirrors `kiln_ir::Op`); 24..=27 (control
+/// flow) only in version 3 files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub enum OpV1<N: OpNaming = Named> {
@@ -349,6 +416,40 @@ pub enum OpV1<N: OpNaming = Named> {
         stride: Vec<u64>,
         /// Padding per trailing axis.
         padding: Vec<(u64, u64)>,
+    },
+    /// 24 (version 3): operands pred, then the branch arguments.
+    Cond {
+        /// Region run when the predicate is true (an id of the node's graph).
+        then_branch: u32,
+        /// Region run when the predicate is false.
+        else_branch: u32,
+    },
+    /// 25 (version 3): operands carries, xs, consts.
+    Scan {
+        /// The step function's region.
+        body: u32,
+        /// Number of steps.
+        length: DimV1,
+        /// Number of carries.
+        carries: u64,
+        /// Number of scanned operands.
+        xs: u64,
+        /// Steps run from the last to the first.
+        reverse: bool,
+    },
+    /// 26 (version 3): operands carries, consts.
+    While {
+        /// The predicate's region.
+        cond: u32,
+        /// The step's region.
+        body: u32,
+        /// Number of carries.
+        carries: u64,
+    },
+    /// 27 (version 3): operand the control-flow node.
+    Get {
+        /// Which result.
+        index: u64,
     },
 }
 

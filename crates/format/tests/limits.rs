@@ -9,7 +9,7 @@
 //! by the same code as the rest: `to_bytes` runs the loader on its own output.
 
 use kiln_format::limits::*;
-use kiln_format::{FormatError, Metadata, Module, Signature, SymbolSpec, TensorSpec, load, save};
+use kiln_format::{FormatError, Module, load, save};
 use kiln_ir::{DType, Dim, F64Bits, Graph, NodeId, Op, Shape, UnaryOp, WindowOp};
 use kiln_kernel::{Expr, IndexExpr, Kernel, LoadMode, LoopVar, Scalar};
 use std::collections::BTreeMap;
@@ -20,49 +20,7 @@ use std::path::PathBuf;
 /// A module around a graph: every `input` node is a signature input, `outputs` are named
 /// `y0, y1, ...`, no plan, no state.
 fn module(g: Graph, outputs: &[NodeId], symbols: &[&str]) -> Module {
-    let mut inputs = Vec::new();
-    for id in g.node_ids() {
-        if let Op::Input { name, dtype, shape } = &g.node(id).op {
-            inputs.push(TensorSpec {
-                name: name.clone(),
-                dtype: *dtype,
-                shape: shape.clone(),
-            });
-        }
-    }
-    let named: Vec<(String, NodeId)> = outputs
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| (format!("y{i}"), id))
-        .collect();
-    let out_specs = named
-        .iter()
-        .map(|(n, id)| TensorSpec {
-            name: n.clone(),
-            dtype: g.node(*id).dtype,
-            shape: g.node(*id).shape.clone(),
-        })
-        .collect();
-    Module {
-        metadata: Metadata::default(),
-        signature: Signature {
-            inputs,
-            outputs: out_specs,
-            symbols: symbols
-                .iter()
-                .map(|s| SymbolSpec {
-                    name: s.to_string(),
-                    min: 1,
-                    max: None,
-                })
-                .collect(),
-        },
-        graph: g,
-        outputs: named,
-        updates: vec![],
-        program: None,
-        state: vec![],
-    }
+    common::graph_module(g, outputs, symbols, vec![])
 }
 
 fn input(g: &mut Graph, name: &str, shape: Shape) -> NodeId {
@@ -94,6 +52,18 @@ fn concat_of(n: usize) -> Module {
     let mut g = Graph::new();
     let x = input(&mut g, "x", known(&[1]));
     let y = g.add(Op::Concat { axis: 0 }, &vec![x; n]).unwrap();
+    module(g, &[y], &[])
+}
+
+/// `-x` in a graph that also holds `n` empty regions (no op runs them: what a pass that
+/// removed control-flow ops leaves behind).
+fn with_regions(n: usize) -> Module {
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", known(&[1]));
+    let y = g.add(Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+    for _ in 0..n {
+        g.add_region(kiln_ir::Region::default());
+    }
     module(g, &[y], &[])
 }
 
@@ -258,6 +228,25 @@ fn save_refuses_every_limit_the_loader_enforces_and_writes_nothing() {
             "graph node n1: operand count 65537 exceeds the limit 65536".into(),
         ),
         (
+            "MAX_REGION_DEPTH",
+            common::nested_conds_module(MAX_REGION_DEPTH as usize + 1, false),
+            format!(
+                "graph region {}: nesting depth 33 exceeds the limit 32",
+                vec!["r0"; 33].join("/")
+            ),
+        ),
+        (
+            "MAX_REGIONS",
+            with_regions(MAX_REGIONS as usize + 1),
+            "graph: region count 65537 exceeds the limit 65536".into(),
+        ),
+        (
+            // Every cond runs one body as both branches: 2^21 region verifications.
+            "MAX_VERIFY_WORK",
+            common::nested_conds_module(20, true),
+            "graph: verification work 164626277 exceeds the limit 16777216".into(),
+        ),
+        (
             "MAX_CONV_ATTR",
             conv_with_stride(MAX_CONV_ATTR + 1),
             "graph node n2: convolution attribute 1048577 exceeds the limit 1048576".into(),
@@ -385,6 +374,11 @@ fn modules_at_the_limits_round_trip() {
         ),
         ("MAX_SYMBOLS", symbols(256)),
         ("MAX_OPERANDS", concat_of(MAX_OPERANDS as usize)),
+        (
+            "MAX_REGION_DEPTH",
+            common::nested_conds_module(MAX_REGION_DEPTH as usize, false),
+        ),
+        ("MAX_REGIONS", with_regions(MAX_REGIONS as usize)),
         ("MAX_CONV_ATTR", conv_with_stride(MAX_CONV_ATTR)),
         ("MAX_WINDOW_ATTR", window_stride(MAX_WINDOW_ATTR)),
         ("MAX_DIM_VALUE", neg_of(known(&[MAX_DIM_VALUE]), "x", &[])),

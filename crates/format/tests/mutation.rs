@@ -1,7 +1,9 @@
 //! Mutation property test: valid saved modules are damaged (bit flips, truncation at every
 //! section boundary, oversized lengths, swapped dtypes, shapes that overflow usize, kernels
-//! with out-of-range indices, dangling references) and loading must fail with a clean
-//! one-line error every time — never a panic, an abort or an out-of-bounds access.
+//! with out-of-range indices, dangling references, region tables with out-of-range region
+//! ids, parents after children, dangling parameters and results, nesting past the limit)
+//! and loading must fail with a clean one-line error every time — never a panic, an abort,
+//! a hang or an out-of-bounds access.
 //!
 //! Cases: `PROPTEST_CASES` (default 2000).
 
@@ -9,7 +11,8 @@ mod common;
 
 use common::*;
 use kiln_format::v1::{
-    BodyV1, DTypeV1, ExprV1, HeaderV1, IndexNodeV1, IndexV1, KernelV1, LoadModeV1, OpV1,
+    BodyV1, DTypeV1, ExprV1, HeaderV1, IndexNodeV1, IndexV1, KernelV1, LoadModeV1, NodeV1, OpV1,
+    RegionV3,
 };
 use kiln_format::{from_bytes, layout, to_bytes};
 use proptest::prelude::*;
@@ -30,6 +33,7 @@ fn seeds() -> &'static [Vec<u8>] {
         let mut out = vec![
             to_bytes(&every_construct_module()).unwrap(),
             to_bytes(&interpreter_module()).unwrap(),
+            to_bytes(&control_flow_module()).unwrap(),
         ];
         for text in [
             include_str!("../../../fixtures/filetests/kernel/conv2d_padded_relu.kir"),
@@ -54,7 +58,8 @@ fn boundaries(bytes: &[u8]) -> Vec<usize> {
     let mut b = vec![0, 4, 8, 12, 16, 24, 32, 40, 40 + parts.header.len(), d0];
     let mut refs = Vec::new();
     refs.extend(header.state.iter().map(|s| s.tensor.clone()));
-    for n in &header.graph.nodes {
+    let region_nodes = header.graph.regions.iter().flat_map(|r| &r.nodes);
+    for n in header.graph.nodes.iter().chain(region_nodes) {
         if let OpV1::Constant(r) = &n.op {
             refs.push(r.clone());
         }
@@ -92,6 +97,13 @@ enum Structured {
     OutputDangling(u32),
     DropSymbol,
     UndeclaredSymbolInShape,
+    RegionIdOutOfRange(u32),
+    RegionParentForward(u32),
+    RegionResultDangling(u32),
+    RegionParamDangling(u32),
+    RegionNestedTooDeep,
+    SwapRegionNodeDType(u8),
+    RegionNodeOperandDangling(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +148,13 @@ fn structured() -> impl Strategy<Value = Structured> {
         (2_000_000u32..u32::MAX).prop_map(Structured::OutputDangling),
         Just(Structured::DropSymbol),
         Just(Structured::UndeclaredSymbolInShape),
+        (100u32..u32::MAX).prop_map(Structured::RegionIdOutOfRange),
+        (1u32..1000).prop_map(Structured::RegionParentForward),
+        (100_000u32..u32::MAX).prop_map(Structured::RegionResultDangling),
+        (100_000u32..u32::MAX).prop_map(Structured::RegionParamDangling),
+        Just(Structured::RegionNestedTooDeep),
+        (1u8..6).prop_map(Structured::SwapRegionNodeDType),
+        (100_000u32..u32::MAX).prop_map(Structured::RegionNodeOperandDangling),
     ]
 }
 
@@ -212,6 +231,34 @@ fn accesses(h: &mut HeaderV1) -> Vec<(&mut u32, &mut IndexV1)> {
         }
     }
     out
+}
+
+/// The region fields of every control-flow op, in the top-level graph and every region.
+fn region_refs(h: &mut HeaderV1) -> Vec<&mut u32> {
+    let region_nodes = h.graph.regions.iter_mut().flat_map(|r| &mut r.nodes);
+    let mut out = Vec::new();
+    for n in h.graph.nodes.iter_mut().chain(region_nodes) {
+        match &mut n.op {
+            OpV1::Cond {
+                then_branch,
+                else_branch,
+            } => out.extend([then_branch, else_branch]),
+            OpV1::Scan { body, .. } => out.push(body),
+            OpV1::While { cond, body, .. } => out.extend([cond, body]),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The node `pick` of all region bodies together, if there are any.
+fn region_node(h: &mut HeaderV1, pick: usize) -> Option<&mut NodeV1> {
+    let n = h.graph.regions.iter().map(|r| r.nodes.len()).sum::<usize>();
+    h.graph
+        .regions
+        .iter_mut()
+        .flat_map(|r| &mut r.nodes)
+        .nth(pick % n.max(1))
 }
 
 /// Applies a structural damage; `false` if the header has nothing it applies to.
@@ -406,6 +453,70 @@ fn damage(h: &mut HeaderV1, data_len: u64, s: &Structured, pick: usize) -> bool 
             n.shape.push("Undeclared".to_string());
             true
         }
+        Structured::RegionIdOutOfRange(id) => {
+            let mut refs = region_refs(h);
+            let n = refs.len();
+            match refs.get_mut(pick % n.max(1)) {
+                Some(r) => {
+                    **r = *id;
+                    true
+                }
+                None => false,
+            }
+        }
+        Structured::RegionParentForward(d) => {
+            let nr = h.graph.regions.len();
+            match h.graph.regions.get_mut(pick % nr.max(1)) {
+                Some(r) => {
+                    r.parent = ((pick % nr.max(1)) as u32).saturating_add(*d);
+                    true
+                }
+                None => false,
+            }
+        }
+        Structured::RegionResultDangling(id) | Structured::RegionParamDangling(id) => {
+            let nr = h.graph.regions.len();
+            match h.graph.regions.get_mut(pick % nr.max(1)) {
+                Some(r) if matches!(s, Structured::RegionResultDangling(_)) => {
+                    r.results.push(*id);
+                    true
+                }
+                Some(r) => {
+                    r.params.push(*id);
+                    true
+                }
+                None => false,
+            }
+        }
+        Structured::RegionNestedTooDeep => {
+            if h.graph.regions.is_empty() {
+                return false;
+            }
+            let first = h.graph.regions.len() as u32;
+            for k in 0..40 {
+                h.graph.regions.push(RegionV3 {
+                    parent: if k == 0 { 0 } else { first + k },
+                    nodes: vec![],
+                    params: vec![],
+                    results: vec![],
+                });
+            }
+            true
+        }
+        Structured::SwapRegionNodeDType(by) => match region_node(h, pick) {
+            Some(n) => {
+                n.dtype = dtype_shifted(n.dtype, *by);
+                true
+            }
+            None => false,
+        },
+        Structured::RegionNodeOperandDangling(id) => match region_node(h, pick) {
+            Some(n) => {
+                n.operands.push(*id);
+                true
+            }
+            None => false,
+        },
     }
 }
 
@@ -474,7 +585,7 @@ proptest! {
     })]
 
     #[test]
-    fn damaged_modules_fail_cleanly(seed in 0usize..5, m in mutation()) {
+    fn damaged_modules_fail_cleanly(seed in 0usize..6, m in mutation()) {
         let seed = &seeds()[seed];
         let (bytes, must_fail) = apply(seed, &m);
         match from_bytes(&bytes) {

@@ -10,16 +10,30 @@ use kiln_ir::{Array, DType};
 use std::collections::HashSet;
 use std::ops::Range;
 
-/// Every tensor reference of the header with a description of where it is.
-pub(super) fn tensor_refs<N: OpNaming>(h: &HeaderV1<N>) -> Vec<(&TensorRefV1, String)> {
+/// Every tensor reference of the header with a description of where it is; `paths` are
+/// the region table's paths (`Table::paths`).
+pub(super) fn tensor_refs<'h, N: OpNaming>(
+    h: &'h HeaderV1<N>,
+    paths: &[String],
+) -> Vec<(&'h TensorRefV1, String)> {
+    fn constants<'h, N: OpNaming>(
+        list: &'h [NodeV1<N>],
+        what: &str,
+        out: &mut Vec<(&'h TensorRefV1, String)>,
+    ) {
+        for n in list {
+            if let OpV1::Constant(r) = &n.op {
+                out.push((r, format!("{what} node n{} constant", n.id)));
+            }
+        }
+    }
     let mut out = Vec::new();
     for s in &h.state {
         out.push((&s.tensor, format!("state tensor {}", shown(&s.name))));
     }
-    for n in &h.graph.nodes {
-        if let OpV1::Constant(r) = &n.op {
-            out.push((r, format!("graph node n{} constant", n.id)));
-        }
+    constants(&h.graph.nodes, "graph", &mut out);
+    for (r, path) in N::region_list(&h.graph.regions).iter().zip(paths) {
+        constants(&r.nodes, &format!("graph region {path}"), &mut out);
     }
     if let Some(p) = &h.program {
         for (i, b) in p.buffers.iter().enumerate() {
@@ -85,8 +99,12 @@ pub(super) fn tensor_ref(
 }
 
 /// Checks every tensor reference, that no two overlap, and that bytes outside them are zero.
-pub(super) fn check_data_layout<N: OpNaming>(h: &HeaderV1<N>, data: &[u8]) -> Result<()> {
-    let refs = tensor_refs(h);
+pub(super) fn check_data_layout<N: OpNaming>(
+    h: &HeaderV1<N>,
+    data: &[u8],
+    paths: &[String],
+) -> Result<()> {
+    let refs = tensor_refs(h, paths);
     let mut ranges: Vec<(Range<usize>, String)> = Vec::with_capacity(refs.len());
     for (r, location) in refs {
         let (_, range) = tensor_ref(r, data.len(), &location)?;

@@ -4,11 +4,35 @@
 use crate::error::shown;
 use crate::v1::*;
 
-/// Calls `f` on every dimension expression of a header with a description of where it is.
+/// Calls `f` on every dimension expression of a header with a description of where it is;
+/// `paths` are the region table's paths (`Table::paths`).
 pub(super) fn for_each_dim<N: OpNaming>(
     h: &HeaderV1<N>,
+    paths: &[String],
     f: &mut dyn FnMut(&str, &dyn Fn() -> String),
 ) {
+    fn nodes<N: OpNaming>(
+        list: &[NodeV1<N>],
+        what: &str,
+        f: &mut dyn FnMut(&str, &dyn Fn() -> String),
+    ) {
+        for n in list {
+            let at = || format!("{what} node n{}", n.id);
+            let attr: &[DimV1] = match &n.op {
+                OpV1::Input { shape, .. }
+                | OpV1::Parameter { shape, .. }
+                | OpV1::Iota { shape, .. }
+                | OpV1::RandomBits { shape }
+                | OpV1::Reshape(shape)
+                | OpV1::Expand(shape) => shape,
+                OpV1::Scan { length, .. } => std::slice::from_ref(length),
+                _ => &[],
+            };
+            for d in n.shape.iter().chain(attr) {
+                f(d, &at);
+            }
+        }
+    }
     fn index(i: &IndexV1, at: &dyn Fn() -> String, f: &mut dyn FnMut(&str, &dyn Fn() -> String)) {
         for n in i {
             match n {
@@ -53,20 +77,9 @@ pub(super) fn for_each_dim<N: OpNaming>(
             }
         }
     }
-    for n in &h.graph.nodes {
-        let at = || format!("graph node n{}", n.id);
-        let attr: &[DimV1] = match &n.op {
-            OpV1::Input { shape, .. }
-            | OpV1::Parameter { shape, .. }
-            | OpV1::Iota { shape, .. }
-            | OpV1::RandomBits { shape }
-            | OpV1::Reshape(shape)
-            | OpV1::Expand(shape) => shape,
-            _ => &[],
-        };
-        for d in n.shape.iter().chain(attr) {
-            f(d, &at);
-        }
+    nodes(&h.graph.nodes, "graph", f);
+    for (r, path) in N::region_list(&h.graph.regions).iter().zip(paths) {
+        nodes(&r.nodes, &format!("graph region {path}"), f);
     }
     if let Some(p) = &h.program {
         for (i, b) in p.buffers.iter().enumerate() {
@@ -120,8 +133,8 @@ pub(super) fn for_each_dim<N: OpNaming>(
 }
 
 /// The number of dimension expressions in a header.
-pub(super) fn dim_count<N: OpNaming>(h: &HeaderV1<N>) -> u64 {
+pub(super) fn dim_count<N: OpNaming>(h: &HeaderV1<N>, paths: &[String]) -> u64 {
     let mut n: u64 = 0;
-    for_each_dim(h, &mut |_, _| n += 1);
+    for_each_dim(h, paths, &mut |_, _| n += 1);
     n
 }

@@ -1,4 +1,5 @@
-//! The graph: source files, nodes (ids, operands, locations, ops) and named nodes.
+//! The graph: source files, nodes (ids, operands, locations, ops) of the top-level graph and
+//! of each region, and named nodes.
 
 use super::context::{Cx, Result, attr, axis, axis_list, count, dtype, unique_named};
 use super::op_names::ReadOpNames;
@@ -6,7 +7,7 @@ use crate::error::FormatError;
 use crate::limits::*;
 use crate::names::name;
 use crate::v1::*;
-use kiln_ir::{DType, F64Bits, Graph, Loc, Node, NodeId, Op, Shape, SliceAxis};
+use kiln_ir::{DType, F64Bits, Graph, Loc, Node, NodeId, Op, RegionId, Shape, SliceAxis};
 
 pub(super) fn files(list: &[String]) -> Result<Vec<String>> {
     count(
@@ -30,23 +31,38 @@ pub(super) fn placeholder() -> Node {
     }
 }
 
-pub(super) fn graph<N: ReadOpNames>(
+/// The node slots the loader may allocate for the top-level graph and all its regions
+/// together (each graph allocates one per id up to its largest).
+pub(super) struct Slots {
+    used: u64,
+    limit: u64,
+}
+
+impl Slots {
+    pub(super) fn new(total_nodes: usize) -> Slots {
+        Slots {
+            used: 0,
+            limit: max_node_id(total_nodes) + 1,
+        }
+    }
+}
+
+/// The nodes of one graph (`what` is `graph` or `graph region r0/r1`), ids recreated
+/// exactly; its regions are attached by the caller.
+pub(super) fn nodes<N: ReadOpNames>(
     cx: &Cx<'_>,
-    g: &GraphV1<N>,
+    list: &[NodeV1<N>],
     files: &[String],
+    what: &str,
+    slots: &mut Slots,
 ) -> Result<Graph> {
-    count(
-        g.nodes.len(),
-        MAX_NODES,
-        || "graph".to_string(),
-        "node count",
-    )?;
-    let mut ids: Vec<u32> = Vec::with_capacity(g.nodes.len());
-    let id_limit = max_node_id(g.nodes.len());
-    for n in &g.nodes {
+    count(list.len(), MAX_NODES, || what.to_string(), "node count")?;
+    let mut ids: Vec<u32> = Vec::with_capacity(list.len());
+    let id_limit = max_node_id(list.len());
+    for n in list {
         if u64::from(n.id) > id_limit {
             return Err(FormatError::limit(
-                format!("graph node n{}", n.id),
+                format!("{what} node n{}", n.id),
                 "id",
                 u64::from(n.id),
                 id_limit,
@@ -56,7 +72,7 @@ pub(super) fn graph<N: ReadOpNames>(
             && n.id <= prev
         {
             return Err(FormatError::invalid(
-                format!("graph node n{}", n.id),
+                format!("{what} node n{}", n.id),
                 format!(
                     "ids are not strictly increasing (n{} follows n{prev})",
                     n.id
@@ -65,9 +81,18 @@ pub(super) fn graph<N: ReadOpNames>(
         }
         ids.push(n.id);
     }
-    let mut built: Vec<(Node, Vec<NodeId>)> = Vec::with_capacity(g.nodes.len());
-    for n in &g.nodes {
-        let location = || format!("graph node n{}", n.id);
+    slots.used += ids.last().map_or(0, |&last| u64::from(last) + 1);
+    if slots.used > slots.limit {
+        return Err(FormatError::limit(
+            "graph and its regions",
+            "node id span",
+            slots.used,
+            slots.limit,
+        ));
+    }
+    let mut built: Vec<(Node, Vec<NodeId>)> = Vec::with_capacity(list.len());
+    for n in list {
+        let location = || format!("{what} node n{}", n.id);
         count(n.operands.len(), MAX_OPERANDS, location, "operand count")?;
         for &o in &n.operands {
             if ids.binary_search(&o).is_err() {
@@ -127,7 +152,7 @@ pub(super) fn graph<N: ReadOpNames>(
         };
         if got != NodeId(id) {
             return Err(FormatError::invalid(
-                format!("graph node n{id}"),
+                format!("{what} node n{id}"),
                 format!("was rebuilt as {got}"),
             ));
         }
@@ -152,7 +177,41 @@ impl Cx<'_> {
     ) -> Result<Op> {
         let shape = |dims: &[DimV1]| self.shape(dims, location);
         let named = |n: &str| name(n, location);
+        let operand_count =
+            |v: u64, what: &'static str| attr(v, MAX_OPERANDS, what, location).map(|v| v as usize);
         Ok(match op {
+            OpV1::Cond {
+                then_branch,
+                else_branch,
+            } => Op::Cond {
+                then_branch: RegionId(*then_branch),
+                else_branch: RegionId(*else_branch),
+            },
+            OpV1::Scan {
+                body,
+                length,
+                carries,
+                xs,
+                reverse,
+            } => Op::Scan {
+                body: RegionId(*body),
+                length: self.dim(length, location)?,
+                carries: operand_count(*carries, "scan carry count")?,
+                xs: operand_count(*xs, "scan xs count")?,
+                reverse: *reverse,
+            },
+            OpV1::While {
+                cond,
+                body,
+                carries,
+            } => Op::While {
+                cond: RegionId(*cond),
+                body: RegionId(*body),
+                carries: operand_count(*carries, "while carry count")?,
+            },
+            OpV1::Get { index } => Op::Get {
+                index: operand_count(*index, "get index")?,
+            },
             OpV1::Input {
                 name,
                 dtype: d,

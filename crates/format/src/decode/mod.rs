@@ -10,6 +10,7 @@ mod dims;
 mod graph;
 mod op_names;
 mod program;
+mod regions;
 mod signature;
 
 use crate::error::{FormatError, summarize};
@@ -24,7 +25,8 @@ pub(crate) use op_names::ReadOpNames;
 
 /// Decodes and validates a whole module.
 pub(crate) fn module<N: ReadOpNames>(h: &HeaderV1<N>, data: &[u8]) -> Result<Module> {
-    let dims = dims::dim_count(h);
+    let regions = regions::Table::check(&h.graph)?;
+    let dims = dims::dim_count(h, &regions.paths);
     if dims > MAX_TOTAL_DIMS {
         return Err(FormatError::limit(
             "header",
@@ -46,9 +48,9 @@ pub(crate) fn module<N: ReadOpNames>(h: &HeaderV1<N>, data: &[u8]) -> Result<Mod
         outputs: signature::tensor_specs(&cx, &h.signature.outputs, "signature output")?,
         symbols: sig_symbols,
     };
-    data::check_data_layout(h, data)?;
+    data::check_data_layout(h, data, &regions.paths)?;
     let files = graph::files(&h.files)?;
-    let graph = graph::graph(&cx, &h.graph, &files)?;
+    let graph = regions.graph(&cx, &h.graph, &files)?;
     if let Err(errors) = kiln_ir::verify(&graph) {
         return Err(FormatError::GraphVerify {
             count: errors.len(),

@@ -1,4 +1,4 @@
-//! How each header version spells op kinds, read back into IR ops: version 2 by stable
+//! How each header version spells op kinds, read back into IR ops: versions 2 and 3 by stable
 //! name (`kiln_ir::UnaryOp::from_name`, ...), version 1 through its frozen numbered tables.
 
 use super::context::Result;
@@ -35,6 +35,25 @@ impl ReadOpNames for Named {
     }
     fn window(w: &String, location: &dyn Fn() -> String) -> Result<WindowOp> {
         names::op(w, "window", WindowOp::from_name, location)
+    }
+}
+
+/// Version 2 spells op kinds as version 3 does.
+impl ReadOpNames for NamedV2 {
+    fn unary(u: &String, location: &dyn Fn() -> String) -> Result<UnaryOp> {
+        Named::unary(u, location)
+    }
+    fn binary(b: &String, location: &dyn Fn() -> String) -> Result<BinaryOp> {
+        Named::binary(b, location)
+    }
+    fn reduce(r: &String, location: &dyn Fn() -> String) -> Result<ReduceOp> {
+        Named::reduce(r, location)
+    }
+    fn arg(a: &String, location: &dyn Fn() -> String) -> Result<ArgOp> {
+        Named::arg(a, location)
+    }
+    fn window(w: &String, location: &dyn Fn() -> String) -> Result<WindowOp> {
+        Named::window(w, location)
     }
 }
 

@@ -7,7 +7,7 @@
 use kiln_format::v1::HeaderV1;
 use kiln_format::{Metadata, Module, Signature, SymbolSpec, TensorSpec, codec, layout};
 use kiln_ir::{
-    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Graph, Loc, NodeId, Op, ReduceOp, Shape,
+    ArgOp, Array, BinaryOp, DType, Dim, F64Bits, Graph, Loc, NodeId, Op, ReduceOp, Region, Shape,
     SliceAxis, UnaryOp, WindowOp,
 };
 use kiln_kernel::{BufferKind, Program, VerifiedProgram};
@@ -160,6 +160,19 @@ pub fn version_1_unary_ops() -> Vec<UnaryOp> {
     UnaryOp::ALL
         .into_iter()
         .filter(|&u| !matches!(u, UnaryOp::Atan | UnaryOp::Asin))
+        .collect()
+}
+
+/// The unary ops that existed when format version 2 was superseded: the version 2 golden
+/// files (crates/format/tests/v2_files) hold [`every_construct_module_with`] of these.
+pub fn version_2_unary_ops() -> Vec<UnaryOp> {
+    const V2: [&str; 20] = [
+        "neg", "abs", "exp", "log", "sqrt", "rsqrt", "recip", "sin", "cos", "tanh", "atan", "asin",
+        "sigmoid", "erf", "floor", "ceil", "round", "sign", "not", "is_nan",
+    ];
+    UnaryOp::ALL
+        .into_iter()
+        .filter(|u| V2.contains(&u.name()))
         .collect()
 }
 
@@ -603,4 +616,207 @@ pub fn rewrite(bytes: &[u8], f: impl FnOnce(&mut HeaderV1, &mut Vec<u8>)) -> Vec
 /// The header of a saved file.
 pub fn header_of(bytes: &[u8]) -> HeaderV1 {
     codec::decode_header(layout::split(bytes).unwrap().header).unwrap()
+}
+
+/// A module around a graph with no kernel plan: every top-level `input` node is a signature
+/// input, `outputs` are named `y0, y1, ...`, `symbols` range over `1..`, and `state` holds
+/// the values of the graph's `param` nodes.
+pub fn graph_module(
+    g: Graph,
+    outputs: &[NodeId],
+    symbols: &[&str],
+    state: Vec<(String, Array)>,
+) -> Module {
+    let mut inputs = Vec::new();
+    for id in g.node_ids() {
+        if let Op::Input { name, dtype, shape } = &g.node(id).op {
+            inputs.push(spec(name, *dtype, shape.clone()));
+        }
+    }
+    let named: Vec<(String, NodeId)> = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (format!("y{i}"), id))
+        .collect();
+    let out_specs = named
+        .iter()
+        .map(|(n, id)| spec(n, g.node(*id).dtype, g.node(*id).shape.clone()))
+        .collect();
+    Module {
+        metadata: Metadata::default(),
+        signature: Signature {
+            inputs,
+            outputs: out_specs,
+            symbols: symbols
+                .iter()
+                .map(|s| SymbolSpec {
+                    name: s.to_string(),
+                    min: 1,
+                    max: None,
+                })
+                .collect(),
+        },
+        graph: g,
+        outputs: named,
+        updates: vec![],
+        program: None,
+        state,
+    }
+}
+
+/// A graph with every control-flow construct: a reverse `scan` of symbolic length `T`
+/// whose body holds a `cond` (regions nested two deep, a removed node leaving a gap in a
+/// body's ids, a body constant, source locations in bodies), a `param` passed to the scan
+/// as a const, a top-level `cond`, a `while` with a data-dependent trip count, and a
+/// region returning a parameter twice.
+pub const CONTROL_FLOW_GRAPH: &str = r#"
+n0 = input "xs" : f32[T, 2] @ src/model.rs:3:9
+n1 = input "c0" : f32[2]
+n2 = param "k" : f32[]
+n3 = scan n1, n0, n2 body=r0 length=[T] carries=1 xs=1 reverse=true : bool[] @ src/model.rs:10:3
+n4 = get n3 index=0 : f32[2]
+n5 = get n3 index=1 : f32[T, 2]
+n6 = reduce_sum n4 axes=[0] keepdim=false : f32[]
+n7 = const f32[] [0.0] : f32[]
+n8 = gt n6, n7 : bool[]
+n9 = cond n8, n4, n6 then=r1 else=r2 : bool[]
+n10 = get n9 index=0 : f32[2]
+n11 = get n9 index=1 : f32[]
+n12 = input "n" : i32[]
+n13 = const i32[] [0] : i32[]
+n14 = while n12, n13 cond=r3 body=r4 carries=2 : bool[]
+n15 = get n14 index=1 : i32[]
+r0 (n0, n1, n2) -> (n8, n4) {
+  n0 = input "c" : f32[2]
+  n1 = input "x" : f32[2]
+  n2 = input "k" : f32[]
+  n3 = add n0, n1 : f32[2] @ src/model.rs:11:5
+  n4 = mul n3, n2 : f32[2]
+  n6 = is_nan n2 : bool[]
+  n7 = cond n6, n3 then=r0 else=r1 : bool[]
+  n8 = get n7 index=0 : f32[2]
+  r0 (n0) -> (n0) {
+    n0 = input "a" : f32[2]
+  }
+  r1 (n0) -> (n2) {
+    n0 = input "a" : f32[2]
+    n1 = const f32[] [0.5] : f32[]
+    n2 = mul n0, n1 : f32[2] @ src/body.rs:2:1
+  }
+}
+r1 (n0, n1) -> (n0, n1) {
+  n0 = input "v" : f32[2]
+  n1 = input "s" : f32[]
+}
+r2 (n0, n1) -> (n2, n1) {
+  n0 = input "v" : f32[2]
+  n1 = input "s" : f32[]
+  n2 = neg n0 : f32[2]
+}
+r3 (n0, n1) -> (n3) {
+  n0 = input "n" : i32[]
+  n1 = input "steps" : i32[]
+  n2 = const i32[] [1] : i32[]
+  n3 = ne n0, n2 : bool[]
+}
+r4 (n0, n1) -> (n11, n12) {
+  n0 = input "n" : i32[]
+  n1 = input "steps" : i32[]
+  n2 = const i32[] [2] : i32[]
+  n3 = rem n0, n2 : i32[]
+  n4 = const i32[] [0] : i32[]
+  n5 = eq n3, n4 : bool[]
+  n6 = div n0, n2 : i32[]
+  n7 = const i32[] [3] : i32[]
+  n8 = mul n0, n7 : i32[]
+  n9 = const i32[] [1] : i32[]
+  n10 = add n8, n9 : i32[]
+  n11 = select n5, n6, n10 : i32[]
+  n12 = add n1, n9 : i32[]
+}
+"#;
+
+/// The outputs of [`control_flow_module`]: the scan's carry and ys, the cond's results and
+/// the while loop's step count.
+pub const CONTROL_FLOW_OUTPUTS: [u32; 5] = [4, 5, 10, 11, 15];
+
+/// A module around [`CONTROL_FLOW_GRAPH`] (no kernel plan), with the state of `k`.
+pub fn control_flow_module() -> Module {
+    let g = kiln_ir::parse(CONTROL_FLOW_GRAPH).unwrap_or_else(|e| panic!("{e}"));
+    let outputs: Vec<NodeId> = CONTROL_FLOW_OUTPUTS.iter().map(|&i| NodeId(i)).collect();
+    let k = Array::from_f32(&[], vec![2.0]).unwrap();
+    graph_module(g, &outputs, &["T"], vec![("k".to_string(), k)])
+}
+
+/// A graph whose `cond` ops nest `depth` (at least 1) regions deep: each graph passes its
+/// value `a: f32[]` and predicate `p: bool[]` to a `cond` of its own and returns its result,
+/// down to an identity region. With `shared`, each `cond` runs one region as both branches
+/// (the verifier then walks `2^depth` bodies); otherwise its else branch is an identity
+/// region. The top-level graph's output is node n3.
+pub fn nested_conds(depth: usize, shared: bool) -> Graph {
+    fn leaf() -> (Graph, NodeId, NodeId) {
+        let mut g = Graph::new();
+        let a = add(
+            &mut g,
+            Op::Input {
+                name: "a".into(),
+                dtype: DType::F32,
+                shape: Shape::scalar(),
+            },
+            &[],
+        );
+        let p = add(
+            &mut g,
+            Op::Input {
+                name: "p".into(),
+                dtype: DType::Bool,
+                shape: Shape::scalar(),
+            },
+            &[],
+        );
+        (g, a, p)
+    }
+    let identity = || {
+        let (graph, a, p) = leaf();
+        Region {
+            graph,
+            params: vec![a, p],
+            results: vec![a],
+        }
+    };
+    let mut inner = identity();
+    let mut top = Graph::new();
+    for level in 0..depth {
+        let (mut g, a, p) = leaf();
+        let then_branch = g.add_region(inner);
+        let else_branch = if shared {
+            then_branch
+        } else {
+            g.add_region(identity())
+        };
+        let c = add(
+            &mut g,
+            Op::Cond {
+                then_branch,
+                else_branch,
+            },
+            &[p, a, p],
+        );
+        let y = add(&mut g, Op::Get { index: 0 }, &[c]);
+        if level + 1 == depth {
+            top = g;
+            break;
+        }
+        inner = Region {
+            graph: g,
+            params: vec![a, p],
+            results: vec![y],
+        };
+    }
+    top
+}
+
+/// A module around [`nested_conds`]: its output is the top-level `cond`'s result.
+pub fn nested_conds_module(depth: usize, shared: bool) -> Module {
+    graph_module(nested_conds(depth, shared), &[NodeId(3)], &[], vec![])
 }
