@@ -8,7 +8,7 @@
 
 use crate::dtype::DType;
 use crate::graph::{Graph, Loc, NodeId, Region};
-use crate::op::Op;
+use crate::op::{Op, RegionId};
 use crate::shape::Shape;
 use crate::text::print::format_node;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -119,6 +119,9 @@ fn verify_at(g: &Graph, depth: usize) -> Result<(), Vec<VerifyError>> {
     let mut errors = Vec::new();
     let mut inputs: HashMap<&str, NodeId> = HashMap::new();
     let mut params: HashMap<&str, (NodeId, DType, &Shape)> = HashMap::new();
+    // Each region is checked once, however many ops (or branches of one op) run it, so
+    // verification stays linear in the size of the graph and its regions.
+    let mut checked: HashSet<RegionId> = HashSet::new();
     for id in g.node_ids() {
         let n = g.node(id);
         let mut report = |kind: VerifyErrorKind, message: String| {
@@ -150,6 +153,7 @@ fn verify_at(g: &Graph, depth: usize) -> Result<(), Vec<VerifyError>> {
                     VerifyErrorKind::Region,
                     format!("{r} is not a region of this graph"),
                 ),
+                Some(_) if !checked.insert(r) => {}
                 Some(region) => {
                     for e in verify_region(region, depth + 1) {
                         report(VerifyErrorKind::Region, format!("in {r}: {e}"));
