@@ -475,6 +475,58 @@ mod tests {
         }
     }
 
+    /// The train-step workloads (i64 labels, Adam) run on `gpu` and match `cpu` after 1
+    /// and 50 steps, within docs/gpu.md's tolerance for chains of f32 reductions and
+    /// contractions (loss and every parameter). Skipped without an adapter unless
+    /// KILN_REQUIRE_GPU=1.
+    #[test]
+    fn train_workloads_on_gpu_match_cpu_after_1_and_50_steps() {
+        if kiln_gpu::test_device().is_none() {
+            return;
+        }
+        for name in ["simple_nn_train_b64", "lenet_train_b64", "lstm_train_b64"] {
+            let w = select(&[name.to_string()]).unwrap()[0];
+            let mut cpu = prepare(&w, Backend::Cpu).unwrap();
+            let mut gpu = prepare(&w, Backend::Gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for step in 1..=50 {
+                let want = cpu.run(true, false).unwrap();
+                let got = gpu.run(true, false).unwrap();
+                if step == 1 || step == 50 {
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{name} step {step}: loss {got} on gpu, {want} on cpu"
+                    );
+                    for (pname, c) in cpu.exe.state().snapshot() {
+                        let g = gpu.exe.state().get(&pname).unwrap();
+                        // Adam moves a parameter by about lr = 1e-3 per step whatever the
+                        // gradient's size, so a near-zero gradient whose sign differs between
+                        // summation orders may move it the other way: allow 2.5 lr.
+                        let worst = g
+                            .to_f64_vec()
+                            .iter()
+                            .zip(c.to_f64_vec())
+                            .map(|(g, c)| (g - c).abs() - 1e-3 * c.abs())
+                            .fold(0.0, f64::max);
+                        assert!(
+                            worst <= 2.5e-3,
+                            "{name} step {step}: {pname} differs by {worst}"
+                        );
+                    }
+                }
+            }
+            let t = gpu.exe.device_transfers().unwrap();
+            // Two snapshots were read back (after steps 1 and 50); the state went up once.
+            let state_bytes: u64 = cpu
+                .exe
+                .state()
+                .snapshot()
+                .iter()
+                .map(|(_, a)| 4 * a.len() as u64)
+                .sum();
+            assert!(t.state_upload_bytes <= state_bytes, "{name}: {t:?}");
+        }
+    }
+
     #[test]
     fn unknown_workload_names_the_known_ones() {
         let e = select(&["nope".into()]).unwrap_err().to_string();

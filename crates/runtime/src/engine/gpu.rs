@@ -143,7 +143,7 @@ impl Engine for GpuEngine {
             let slot = store
                 .get_mut(name)
                 .ok_or_else(|| RuntimeError::MissingState(name.clone()))?;
-            if !slot.device.as_ref().is_some_and(|d| d.owner == self.id) {
+            if slot.device.as_ref().is_none_or(|d| d.owner != self.id) {
                 slot.device = Some(device_copy(&self.program, self.id, name));
             }
             slot.version += 1;
