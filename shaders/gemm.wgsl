@@ -11,6 +11,7 @@
 //            fn kiln_epilogue(kiln_batch: i32, kiln_row: i32, kiln_col: i32, acc: T)
 //          (operands are only called inside the matrices; the epilogue only inside C)
 //   T      the accumulator type;  ZERO  its zero
+//   MAC    the accumulator update from kiln_acc[i][j], a[i] and b[j] (a helper call for i64)
 //   SIZES  `let` bindings of kiln_batches, kiln_m, kiln_n and kiln_k
 // An empty output has no tiles and no invocation passes the early return; `max(.., 1)`
 // keeps a statically empty one from dividing by a literal zero (naga rejects that).
@@ -76,7 +77,7 @@ fn main(
             }
             for (var i = 0; i < 4; i++) {
                 for (var j = 0; j < 4; j++) {
-                    kiln_acc[i][j] = kiln_acc[i][j] + a[i] * b[j];
+                    kiln_acc[i][j] = {{MAC}};
                 }
             }
         }

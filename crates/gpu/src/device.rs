@@ -58,6 +58,8 @@ pub struct GpuDevice {
     pub(crate) limits: wgpu::Limits,
     pipelines: Mutex<PipelineCache>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Nanoseconds per timestamp tick, when the device was opened with timestamp queries.
+    timestamp_period: Option<f32>,
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {
@@ -114,9 +116,12 @@ impl GpuDevice {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Timestamp queries feed KILN_GPU_PROFILE's per-kernel times where the adapter has
+        // them; nothing else depends on optional features.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::default(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -133,6 +138,9 @@ impl GpuDevice {
                 v.push(e.to_string());
             }
         }));
+        let timestamp_period = features
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| queue.get_timestamp_period());
         Ok(GpuDevice {
             info,
             device,
@@ -140,6 +148,7 @@ impl GpuDevice {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
+            timestamp_period,
         })
     }
 
@@ -167,6 +176,12 @@ impl GpuDevice {
             self.info.driver,
             self.info.driver_info
         )
+    }
+
+    /// Nanoseconds per GPU timestamp tick, or `None` when the adapter has no timestamp
+    /// queries (profiles then report dispatch counts and bytes without times).
+    pub fn timestamp_period(&self) -> Option<f32> {
+        self.timestamp_period
     }
 
     /// The limits the device was opened with.

@@ -14,6 +14,12 @@
 //!   out of bounds or an integer division by zero as an error.
 //! * State buffers (parameters, optimiser moments) stay on the device between runs;
 //!   [`GpuProgram::set_state`] and [`GpuProgram::state`] move them to and from the host.
+//! * `i64` buffers are two words per element on the device (`kiln-wgsl` emulates the
+//!   arithmetic), so their bytes move unchanged.
+//! * [`GpuProgram::profile`] counts dispatches, workgroups and bytes per kernel and the
+//!   bytes moved between host and device; under `KILN_GPU_PROFILE=1` every kernel is timed
+//!   with timestamp queries where the adapter has them and the table is printed to stderr
+//!   when the program is dropped.
 //!
 //! Without an adapter, compiling fails with [`GpuError::NoAdapter`]. Tests obtain the
 //! device through [`test_device`], which skips (or, under `KILN_REQUIRE_GPU=1`, fails).
@@ -21,10 +27,12 @@
 mod device;
 mod error;
 mod pool;
+mod profile;
 mod program;
 
 pub use device::{ADAPTER_ENV, GpuDevice};
 pub use error::{GpuError, NO_ADAPTER};
+pub use profile::{GpuProfile, KernelProfile, PROFILE_ENV, Transfers};
 pub use program::{GpuOptions, GpuProgram, split_grid};
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 use crate::device::{GpuDevice, LayoutKey, Pipeline, block_on};
 use crate::error::GpuError;
 use crate::pool::BufferPool;
+use crate::profile::{GpuProfile, Timer, Transfers, durations, profile_env};
 use kiln_ir::{Array, DType, Data, Dim, DimError};
 use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions};
 use kiln_kernel::{
@@ -14,13 +15,24 @@ use kiln_kernel::{
 };
 use kiln_wgsl::{
     ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL,
-    ERROR_WORDS, KernelShader, WgslProgram,
+    ERROR_WORDS, KernelShader, WgslProgram, device_element_bytes,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 
-/// Bytes of one element on the device: every dtype is 32 bits wide there (bool as `u32`).
-const ELEMENT_BYTES: u64 = 4;
+/// Bytes of the narrowest element on the device (one 32-bit word; bool is a `u32`, `i64`
+/// two words): the unit of empty bindings and scratch alignment.
+const WORD_BYTES: u64 = 4;
+
+/// Bytes of one element of `dtype` on the device.
+fn element_bytes(dtype: DType) -> u64 {
+    u64::from(device_element_bytes(dtype))
+}
+
+/// An output to read back: its name and buffer.
+type Wanted = (String, BufferId);
+/// An output buffer copied into a state buffer on the device after a run.
+type Commit = (BufferId, BufferId);
 
 /// Knobs for compiling a program.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +63,19 @@ pub struct GpuProgram {
     max_groups: u32,
     /// The scratch memory plan of the last binding run.
     arena_plan: Option<(HashMap<String, u64>, Arc<MemoryPlan>)>,
+    /// Dispatch, byte and (when timing) GPU-time counters.
+    profile: GpuProfile,
+    /// Time every dispatch with timestamp queries (where the device has them).
+    timing: bool,
+}
+
+impl Drop for GpuProgram {
+    /// Under `KILN_GPU_PROFILE=1`, prints the program's profile table to stderr.
+    fn drop(&mut self) {
+        if self.profile.runs > 0 && profile_env() {
+            eprintln!("{}", self.profile);
+        }
+    }
 }
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -59,15 +84,14 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 const READBACK: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
-/// Device bytes of a buffer of `len` elements (at least one word: empty bindings are
-/// invalid).
-fn device_bytes(len: usize) -> u64 {
-    (len as u64)
-        .saturating_mul(ELEMENT_BYTES)
-        .max(ELEMENT_BYTES)
+/// Device bytes of a buffer of `len` elements of `dtype` (at least one element: empty
+/// bindings are invalid).
+fn device_bytes(dtype: DType, len: usize) -> u64 {
+    let e = element_bytes(dtype);
+    (len as u64).saturating_mul(e).max(e)
 }
 
-/// The little-endian device words of an array.
+/// The little-endian device words of an array (an `i64` is two words, low first).
 fn to_words(a: &Array) -> Vec<u8> {
     match a.data() {
         Data::Bool(v) => v.iter().flat_map(|&b| u32::from(b).to_le_bytes()).collect(),
@@ -77,7 +101,8 @@ fn to_words(a: &Array) -> Vec<u8> {
 
 /// An array of `dtype` from device words.
 fn from_words(dtype: DType, len: usize, bytes: &[u8]) -> Result<Array, GpuError> {
-    let bytes = bytes.get(..len * 4).unwrap_or(bytes);
+    let n = usize::try_from(element_bytes(dtype)).unwrap_or(4);
+    let bytes = bytes.get(..len * n).unwrap_or(bytes);
     let bad = |e: kiln_ir::ArrayError| GpuError::Device(e.to_string());
     match dtype {
         DType::Bool => {
@@ -211,7 +236,7 @@ impl GpuProgram {
             if let BufferKind::Constant(a) = &b.kind {
                 let buffer = device.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("kiln constant"),
-                    size: device_bytes(a.len()),
+                    size: device_bytes(a.dtype(), a.len()),
                     usage: STORAGE,
                     mapped_at_creation: false,
                 });
@@ -236,7 +261,6 @@ impl GpuProgram {
         Ok(GpuProgram {
             device: device.clone(),
             program: program.clone(),
-            wgsl,
             kernels,
             constants,
             states: HashMap::new(),
@@ -244,22 +268,28 @@ impl GpuProgram {
             pool: BufferPool::default(),
             max_groups,
             arena_plan: None,
+            profile: GpuProfile::new(
+                device.describe(),
+                wgsl.kernels.iter().map(|k| (k.kernel, k.kind)),
+            ),
+            timing: profile_env(),
+            wgsl,
         })
     }
 
     /// The plan of the scratch arena under `bindings`: every scratch buffer at an offset
-    /// aligned for storage bindings, each element one 32-bit word, no in-place reuse (a
+    /// aligned for storage bindings, each element one 32-bit word (two for `i64`), no in-place reuse (a
     /// kernel never binds one range as both an input and an output). A run allocates one
     /// arena of [`MemoryPlan::peak_scratch_bytes`].
     pub fn scratch_plan(&self, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, GpuError> {
         let limits = self.device.limits();
         let alignment = u64::from(limits.min_storage_buffer_offset_alignment)
-            .max(ELEMENT_BYTES)
+            .max(8)
             .next_power_of_two();
         let options = PlanOptions {
             alignment,
             in_place: false,
-            element_bytes: Some(ELEMENT_BYTES),
+            element_bytes: Some(WORD_BYTES),
         };
         let plan = memplan::plan_with(&self.program, bindings, &options, &[])?;
         if plan.peak_scratch_bytes > limits.max_buffer_size {
@@ -301,6 +331,24 @@ impl GpuProgram {
         &self.device
     }
 
+    /// The program's counters: runs, per-kernel dispatches, workgroups, bytes bound and
+    /// (when timing) GPU time, and the bytes moved between host and device.
+    pub fn profile(&self) -> &GpuProfile {
+        &self.profile
+    }
+
+    /// Bytes moved between host and device since compiling.
+    pub fn transfers(&self) -> Transfers {
+        self.profile.transfers
+    }
+
+    /// Turns per-kernel GPU timing on or off (on by default under `KILN_GPU_PROFILE=1`).
+    /// Timing runs each kernel in its own compute pass with timestamp queries; on a device
+    /// without them ([`GpuDevice::timestamp_period`] is `None`) it does nothing.
+    pub fn set_timing(&mut self, on: bool) {
+        self.timing = on;
+    }
+
     /// Device buffers the pool has created so far (stays constant across repeated runs
     /// under one binding).
     pub fn pooled_buffers_created(&self) -> usize {
@@ -325,7 +373,47 @@ impl GpuProgram {
         inputs: &HashMap<String, Array>,
         outputs: Option<&[&str]>,
     ) -> Result<HashMap<String, Array>, GpuError> {
+        self.run_committing(bindings, inputs, outputs, &[])
+    }
+
+    /// [`GpuProgram::run_outputs`], then, in the same command encoder, copies each output
+    /// `commits[k].0` into state `commits[k].1` on the device (a plan that computes new
+    /// state values into outputs keeps them there without a round trip through the host).
+    /// Each pair must agree in dtype and, under the binding, in length.
+    pub fn run_committing(
+        &mut self,
+        bindings: &HashMap<String, u64>,
+        inputs: &HashMap<String, Array>,
+        outputs: Option<&[&str]>,
+        commits: &[(&str, &str)],
+    ) -> Result<HashMap<String, Array>, GpuError> {
         let lens = self.buffer_lens(bindings)?;
+        let mut copies = Vec::with_capacity(commits.len());
+        for (out, state) in commits {
+            let o = self
+                .program
+                .output(out)
+                .ok_or_else(|| GpuError::UnknownName {
+                    kind: "output",
+                    name: out.to_string(),
+                })?;
+            let s = self.state_id(state)?;
+            let (ob, sb) = (
+                &self.program.buffers[o.index()],
+                &self.program.buffers[s.index()],
+            );
+            if ob.dtype != sb.dtype || lens[o.index()] != lens[s.index()] {
+                return Err(GpuError::Mismatch {
+                    kind: "state",
+                    name: state.to_string(),
+                    dtype: sb.dtype,
+                    len: lens[s.index()],
+                    got_dtype: ob.dtype,
+                    got_len: lens[o.index()],
+                });
+            }
+            copies.push((o, s));
+        }
         check_index_width(&self.program, bindings, true)?;
         for name in inputs.keys() {
             if self.program.input(name).is_none() {
@@ -408,7 +496,7 @@ impl GpuProgram {
         let plan = self.cached_plan(bindings)?;
         let arena = self.pool.take(
             &self.device.device,
-            plan.peak_scratch_bytes.max(ELEMENT_BYTES),
+            plan.peak_scratch_bytes.max(WORD_BYTES),
             STORAGE,
             max,
         );
@@ -416,15 +504,14 @@ impl GpuProgram {
         for (i, b) in self.program.buffers.iter().enumerate() {
             if matches!(b.kind, BufferKind::Input(_) | BufferKind::Output(_)) {
                 let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
-                let buffer =
-                    self.pool
-                        .take(&self.device.device, device_bytes(lens[i]), STORAGE, max);
+                let bytes = device_bytes(b.dtype, lens[i]);
+                let buffer = self.pool.take(&self.device.device, bytes, STORAGE, max);
                 pooled.insert(id, buffer);
             }
         }
         let result = self.dispatch(
             &lens,
-            &wanted,
+            (&wanted, &copies),
             &pooled,
             (&arena, &plan),
             &uploads,
@@ -441,7 +528,7 @@ impl GpuProgram {
     fn dispatch(
         &mut self,
         lens: &[usize],
-        wanted: &[(String, BufferId)],
+        (wanted, copies): (&[Wanted], &[Commit]),
         pooled: &HashMap<BufferId, wgpu::Buffer>,
         (arena, plan): (&wgpu::Buffer, &MemoryPlan),
         uploads: &[(BufferId, Vec<u8>)],
@@ -478,7 +565,7 @@ impl GpuProgram {
                 label: Some("kiln run"),
             });
         encoder.clear_buffer(&self.error, 0, None);
-        encoder.clear_buffer(arena, 0, Some(plan.peak_scratch_bytes.max(ELEMENT_BYTES)));
+        encoder.clear_buffer(arena, 0, Some(plan.peak_scratch_bytes.max(WORD_BYTES)));
         for (i, b) in self.program.buffers.iter().enumerate() {
             let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
             let clear = match b.kind {
@@ -487,7 +574,7 @@ impl GpuProgram {
                 BufferKind::Scratch | BufferKind::State(_) | BufferKind::Constant(_) => false,
             };
             if clear && let Some(buf) = pooled.get(&id) {
-                encoder.clear_buffer(buf, 0, Some(device_bytes(lens[i])));
+                encoder.clear_buffer(buf, 0, Some(device_bytes(b.dtype, lens[i])));
             }
         }
         let mut groups = Vec::new();
@@ -513,7 +600,7 @@ impl GpuProgram {
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer,
                         offset,
-                        size: wgpu::BufferSize::new(device_bytes(lens[b.buffer.index()])),
+                        size: wgpu::BufferSize::new(device_bytes(b.dtype, lens[b.buffer.index()])),
                     }),
                 });
             }
@@ -528,17 +615,60 @@ impl GpuProgram {
                 layout: &kernel.pipeline.layout,
                 entries: &entries,
             });
-            groups.push((kernel.pipeline.clone(), bg, *grid));
+            let bound: u64 = shader
+                .bindings
+                .iter()
+                .map(|b| device_bytes(b.dtype, lens[b.buffer.index()]))
+                .sum();
+            groups.push((
+                shader.kernel,
+                kernel.pipeline.clone(),
+                bg,
+                *grid,
+                *count,
+                bound,
+            ));
         }
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("kiln kernels"),
-                timestamp_writes: None,
-            });
-            for (pipeline, bg, [x, y, z]) in &groups {
-                pass.set_pipeline(&pipeline.pipeline);
-                pass.set_bind_group(0, bg, &[]);
-                pass.dispatch_workgroups(*x, *y, *z);
+        let timer = device
+            .timestamp_period()
+            .filter(|_| self.timing)
+            .and_then(|_| Timer::new(&device.device, groups.len()));
+        match &timer {
+            // One pass per dispatch, each with a timestamp at its start and end.
+            Some(t) => {
+                for (i, (_, pipeline, bg, [x, y, z], _, _)) in groups.iter().enumerate() {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("kiln kernel"),
+                        timestamp_writes: t.writes(i),
+                    });
+                    pass.set_pipeline(&pipeline.pipeline);
+                    pass.set_bind_group(0, bg, &[]);
+                    pass.dispatch_workgroups(*x, *y, *z);
+                }
+                encoder.resolve_query_set(&t.queries, 0..2 * t.timed, &t.resolve, 0);
+            }
+            None => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("kiln kernels"),
+                    timestamp_writes: None,
+                });
+                for (_, pipeline, bg, [x, y, z], _, _) in &groups {
+                    pass.set_pipeline(&pipeline.pipeline);
+                    pass.set_bind_group(0, bg, &[]);
+                    pass.dispatch_workgroups(*x, *y, *z);
+                }
+            }
+        }
+        for (out, state) in copies {
+            let dtype = self.program.buffers[out.index()].dtype;
+            if let (Some(src), Some((dst, _))) = (pooled.get(out), self.states.get(state)) {
+                encoder.copy_buffer_to_buffer(
+                    src,
+                    0,
+                    dst,
+                    0,
+                    device_bytes(dtype, lens[out.index()]),
+                );
             }
         }
         let max = device.limits().max_buffer_size;
@@ -547,19 +677,54 @@ impl GpuProgram {
         encoder.copy_buffer_to_buffer(&self.error, 0, &error_read, 0, error_bytes);
         let mut staging = Vec::with_capacity(wanted.len());
         for (_, id) in wanted {
-            let bytes = device_bytes(lens[id.index()]);
+            let dtype = self.program.buffers[id.index()].dtype;
+            let bytes = device_bytes(dtype, lens[id.index()]);
             let read = self.pool.take(&device.device, bytes, READBACK, max);
             if let Some(src) = pooled.get(id) {
                 encoder.copy_buffer_to_buffer(src, 0, &read, 0, bytes);
             }
             staging.push((read, bytes));
         }
+        let timestamps = timer.as_ref().map(|t| {
+            let read = self.pool.take(&device.device, t.bytes(), READBACK, max);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &read, 0, t.bytes());
+            (read, t.bytes())
+        });
         let mut reads: Vec<(&wgpu::Buffer, u64)> = vec![(&error_read, error_bytes)];
         reads.extend(staging.iter().map(|(b, n)| (b, *n)));
+        reads.extend(timestamps.iter().map(|(b, n)| (b, *n)));
         let data = submit_and_read(&device, encoder, &reads);
         let scoped = block_on(scope.pop());
         drop(reads);
         self.pool.give(error_read);
+        if let Some((b, _)) = timestamps {
+            self.pool.give(b);
+        }
+        let uploaded: u64 = uploads.iter().map(|(_, w)| w.len() as u64).sum();
+        let params: u64 = launches.iter().map(|(_, _, p)| p.len() as u64).sum();
+        let downloaded: u64 = staging.iter().map(|(_, n)| *n).sum();
+        let profile = &mut self.profile;
+        profile.runs += 1;
+        profile.transfers.input_bytes += uploaded;
+        profile.transfers.output_bytes += downloaded;
+        profile.transfers.control_bytes += params + error_bytes;
+        for (kernel, _, _, _, count, bound) in &groups {
+            if let Some(k) = profile.kernels.get_mut(kernel.index()) {
+                k.dispatches += 1;
+                k.workgroups += *count;
+                k.bytes_bound += *bound;
+            }
+        }
+        if let (Some(period), Ok(data)) = (device.timestamp_period(), &data)
+            && timer.is_some()
+            && let Some(resolved) = data.get(1 + staging.len())
+        {
+            for ((kernel, ..), ns) in groups.iter().zip(durations(resolved, period)) {
+                if let Some(k) = profile.kernels.get_mut(kernel.index()) {
+                    k.gpu_ns = Some(k.gpu_ns.unwrap_or(0) + ns);
+                }
+            }
+        }
         for (b, _) in staging {
             self.pool.give(b);
         }
@@ -614,17 +779,16 @@ impl GpuProgram {
     fn buffer_lens(&self, bindings: &HashMap<String, u64>) -> Result<Vec<usize>, GpuError> {
         let lens = self.program.bind(bindings)?.buffer_lens();
         let limits = self.device.limits();
-        let limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            .min(i32::MAX as u64 * ELEMENT_BYTES);
         lens.into_iter()
             .enumerate()
             .map(|(i, len)| {
                 let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
-                let bytes = u64::try_from(len)
-                    .unwrap_or(u64::MAX)
-                    .saturating_mul(ELEMENT_BYTES);
+                let e = element_bytes(self.program.buffers[i].dtype);
+                let limit = limits
+                    .max_storage_buffer_binding_size
+                    .min(limits.max_buffer_size)
+                    .min(i32::MAX as u64 * e);
+                let bytes = u64::try_from(len).unwrap_or(u64::MAX).saturating_mul(e);
                 if bytes > limit {
                     return Err(GpuError::BufferTooLarge {
                         buffer: id,
@@ -657,7 +821,7 @@ impl GpuProgram {
                     None => {
                         let buffer = self.device.device.create_buffer(&wgpu::BufferDescriptor {
                             label: Some("kiln state"),
-                            size: device_bytes(lens[i]),
+                            size: device_bytes(b.dtype, lens[i]),
                             usage: STORAGE,
                             mapped_at_creation: false,
                         });
@@ -696,7 +860,7 @@ impl GpuProgram {
         }
         let buffer = self.device.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln state"),
-            size: device_bytes(value.len()),
+            size: device_bytes(value.dtype(), value.len()),
             usage: STORAGE,
             mapped_at_creation: false,
         });
@@ -704,6 +868,7 @@ impl GpuProgram {
         if !words.is_empty() {
             self.device.queue.write_buffer(&buffer, 0, &words);
         }
+        self.profile.transfers.state_upload_bytes += words.len() as u64;
         self.states.insert(id, (buffer, value.len()));
         Ok(())
     }
@@ -722,7 +887,7 @@ impl GpuProgram {
             return Array::zeros(dtype, &[known]).map_err(|e| GpuError::Device(e.to_string()));
         };
         let len = *len;
-        let bytes = device_bytes(len);
+        let bytes = device_bytes(dtype, len);
         let max = self.device.limits().max_buffer_size;
         let read = self.pool.take(&self.device.device, bytes, READBACK, max);
         let mut encoder =
@@ -735,6 +900,7 @@ impl GpuProgram {
         let data = submit_and_read(&self.device, encoder, &[(&read, bytes)]);
         self.pool.give(read);
         let data = data?;
+        self.profile.transfers.state_download_bytes += bytes;
         from_words(dtype, len, data.first().map_or(&[][..], Vec::as_slice))
     }
 }

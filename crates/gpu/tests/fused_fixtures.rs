@@ -1,7 +1,8 @@
 //! The kernel plans the fusion pass produces for its golden filetests
 //! (`fixtures/filetests/fuse/*.kir`, the `; expect:` blocks) run on the GPU and on the
-//! kernel executor with deterministic inputs and must agree; plans WGSL cannot express
-//! (f64/i64) must be rejected with `UnsupportedDType`.
+//! kernel executor with deterministic inputs and must agree (`i64` labels, gather indices,
+//! argmax results and concat's `index<i64>` included); plans WGSL cannot express (f64) must
+//! be rejected with `UnsupportedDType`.
 
 mod common;
 
@@ -70,10 +71,17 @@ fn fused_plans_agree_with_the_executor() {
     let programs = fused_programs();
     assert!(programs.len() >= 5, "found {} fused plans", programs.len());
     let mut ran = 0;
+    let mut ran_i64 = 0;
     for (name, p) in &programs {
         if let Err(e) = kiln_wgsl::compile(&common::verified(p)) {
             assert!(
-                matches!(e, WgslError::UnsupportedDType { .. }),
+                matches!(
+                    e,
+                    WgslError::UnsupportedDType {
+                        dtype: DType::F64,
+                        ..
+                    }
+                ),
                 "{name}: {e}"
             );
             println!("{name}: rejected: {e}");
@@ -106,7 +114,14 @@ fn fused_plans_agree_with_the_executor() {
         };
         if check_with(p, &bindings, &inputs, &states, &GpuOptions::default(), &tol).is_some() {
             ran += 1;
+            if p.buffers.iter().any(|b| b.dtype == DType::I64) {
+                ran_i64 += 1;
+            }
         }
     }
     println!("{ran} of {} fused plans ran on the GPU", programs.len());
+    if ran > 0 {
+        // simple_nn_train_step's labels and movement's gather, scatter and argmax.
+        assert!(ran_i64 >= 3, "only {ran_i64} plans with i64 buffers ran");
+    }
 }

@@ -44,8 +44,9 @@ pub struct PlanOptions {
     /// (see the module docs). Off for engines that cannot bind one buffer's bytes as both
     /// an input and an output of a kernel.
     pub in_place: bool,
-    /// Bytes of every element whatever its dtype, for a device that stores each element in
-    /// one word (the GPU engine's 32-bit words, bool included); `None`: the dtype's size.
+    /// Bytes of at least every element whatever its dtype, for a device that stores each
+    /// element in whole words (the GPU engine's 32-bit words: bool takes one, `i64` two);
+    /// `None`: the dtype's size.
     pub element_bytes: Option<u64>,
 }
 
@@ -283,9 +284,9 @@ pub fn plan_with(
             size: b.size.to_string(),
             source,
         })?;
-        let by = n
-            .checked_mul(options.element_bytes.unwrap_or(b.dtype.size_bytes() as u64))
-            .ok_or(PlanError::Overflow(id))?;
+        let natural = b.dtype.size_bytes() as u64;
+        let element = options.element_bytes.map_or(natural, |e| e.max(natural));
+        let by = n.checked_mul(element).ok_or(PlanError::Overflow(id))?;
         bytes.push(by);
         aligned.push(align(by, alignment).ok_or(PlanError::Overflow(id))?);
         if b.kind != BufferKind::Scratch {

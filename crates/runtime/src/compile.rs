@@ -51,7 +51,7 @@ pub struct CompileSpec {
 /// [`RuntimeError::UnknownOutput`] for an output or update that is no node of the graph,
 /// [`RuntimeError::MissingState`] for a parameter with no value in `params` or `state`,
 /// [`RuntimeError::Update`] for a value or update whose dtype or shape differs from its
-/// declaration, and a pass, lowering or backend error (`gpu` refuses `f64` and `i64`).
+/// declaration, and a pass, lowering or backend error (`gpu` refuses `f64`).
 pub fn compile(spec: CompileSpec, backend: Backend) -> Result<Executable, RuntimeError> {
     let start = Instant::now();
     let CompileSpec {

@@ -199,7 +199,25 @@ impl Executable {
             Destination::Held => &mut self.held,
         };
         let mut store = self.state.lock();
-        self.engine.run(&run, &mut store, out)
+        if self.engine.keeps_state_on_device() {
+            return self.engine.run(&run, &mut store, out);
+        }
+        // A host engine reads the host copies: fetch what a GPU run left on its device,
+        // and mark the tensors it updates as written on the host.
+        store.sync()?;
+        self.engine.run(&run, &mut store, out)?;
+        for (name, _) in &self.updates {
+            if let Some(slot) = store.get_mut(name) {
+                slot.touch();
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes the engine moved between host and device since compiling (`None` for host
+    /// engines): a GPU train loop uploads its state once and reads it back only when asked.
+    pub fn device_transfers(&self) -> Option<kiln_gpu::Transfers> {
+        self.engine.device_transfers()
     }
 }
 

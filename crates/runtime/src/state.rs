@@ -30,14 +30,43 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Tensors are never removed, so the position of a tensor in the store is stable: the CPU
 /// engine resolves each state buffer's position once and, after a run, swaps the new value
 /// of an updated tensor in (no copy, no allocation).
+///
+/// A GPU executable keeps the tensors it updates on the device: after its run the newest
+/// value of such a tensor lives there and the host copy is read back only when someone asks
+/// ([`State::get`], [`State::snapshot`], saving, a run on another backend). Each tensor has
+/// a version that every host-side write bumps, so the GPU engine uploads a tensor only when
+/// the host copy changed since it last saw it.
 #[derive(Clone, Debug, Default)]
 pub struct State(Arc<Mutex<Store>>);
+
+/// The newer value of a stored tensor that an engine keeps on its device.
+pub(crate) struct DeviceCopy {
+    /// The engine holding it ([`DeviceCopy::owner`] compares engines).
+    pub(crate) owner: usize,
+    /// Reads the value back (the tensor's elements, in order).
+    pub(crate) fetch: Box<dyn Fn() -> Result<kiln_ir::Data, RuntimeError> + Send + Sync>,
+}
+
+impl std::fmt::Debug for DeviceCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCopy")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
 
 /// One stored tensor: its shape and data (kept apart so the run path can swap data).
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) shape: Vec<usize>,
     pub(crate) data: kiln_ir::Data,
+    /// Bumped by every host-side write (insert, [`State::set`], a host engine's update) and
+    /// by a device engine's update.
+    pub(crate) version: u64,
+    /// The engine that updated the tensor last, if it keeps the value on its device.
+    pub(crate) device: Option<DeviceCopy>,
+    /// True while `data` is older than `device`'s value.
+    pub(crate) stale: bool,
 }
 
 impl Stored {
@@ -45,7 +74,46 @@ impl Stored {
         Stored {
             shape: a.shape().to_vec(),
             data: a.into_data(),
+            version: 0,
+            device: None,
+            stale: false,
         }
+    }
+
+    /// Replaces the value by a host-side write: a new version, no device copy.
+    pub(crate) fn replace(&mut self, a: Array) {
+        let version = self.version + 1;
+        *self = Stored::from_array(a);
+        self.version = version;
+    }
+
+    /// Marks `data` as written on the host (a host engine swapped a new value in).
+    pub(crate) fn touch(&mut self) {
+        self.version += 1;
+        self.device = None;
+        self.stale = false;
+    }
+
+    /// Reads the device's newer value into `data`, if there is one. The device copy stays
+    /// valid (the engine that holds it need not upload it again).
+    pub(crate) fn sync(&mut self) -> Result<(), RuntimeError> {
+        if self.stale
+            && let Some(d) = &self.device
+        {
+            let data = (d.fetch)()?;
+            if data.dtype() != self.data.dtype() || data.len() != self.data.len() {
+                return Err(RuntimeError::Other(format!(
+                    "the device returned {} {} elements for a {} tensor of {}",
+                    data.len(),
+                    data.dtype(),
+                    self.data.dtype(),
+                    self.data.len()
+                )));
+            }
+            self.data = data;
+            self.stale = false;
+        }
+        Ok(())
     }
 
     pub(crate) fn to_array(&self) -> Array {
@@ -80,10 +148,15 @@ impl Store {
         self.slots.get_mut(at)
     }
 
-    /// Inserts or replaces tensor `name`.
+    /// Reads every tensor whose newest value is on a device back into the host copy.
+    pub(crate) fn sync(&mut self) -> Result<(), RuntimeError> {
+        self.slots.iter_mut().try_for_each(Stored::sync)
+    }
+
+    /// Inserts or replaces tensor `name` (a host-side write).
     pub(crate) fn insert(&mut self, name: &str, value: Array) {
         match self.position(name) {
-            Some(at) => self.slots[at] = Stored::from_array(value),
+            Some(at) => self.slots[at].replace(value),
             None => {
                 self.index.insert(name.to_string(), self.slots.len());
                 self.slots.push(Stored::from_array(value));
@@ -113,9 +186,27 @@ impl State {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of one tensor.
+    /// A copy of one tensor (read back from the device first if a GPU run updated it
+    /// last). `None` if no tensor has that name, or if reading it back from the device
+    /// fails ([`State::try_get`] says why).
     pub fn get(&self, name: &str) -> Option<Array> {
-        self.lock().get(name).map(Stored::to_array)
+        self.try_get(name).ok().flatten()
+    }
+
+    /// [`State::get`], with the error of a failed read-back from the device.
+    ///
+    /// # Errors
+    ///
+    /// The device's error when the newest value is on a device that fails to read back.
+    pub fn try_get(&self, name: &str) -> Result<Option<Array>, RuntimeError> {
+        let mut s = self.lock();
+        match s.get_mut(name) {
+            Some(slot) => {
+                slot.sync()?;
+                Ok(Some(slot.to_array()))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Replaces one tensor; it must keep its dtype and shape. Every executable sharing this
@@ -129,7 +220,7 @@ impl State {
         let mut s = self.lock();
         match s.get_mut(name) {
             Some(old) if old.data.dtype() == value.dtype() && old.shape == value.shape() => {
-                *old = Stored::from_array(value);
+                old.replace(value);
                 Ok(())
             }
             Some(old) => Err(RuntimeError::Update {
@@ -149,9 +240,34 @@ impl State {
         }
     }
 
-    /// A snapshot of every tensor, sorted by name.
+    /// A snapshot of every tensor, sorted by name (tensors a GPU run updated last are read
+    /// back from the device first; one whose read-back fails is left out, see
+    /// [`State::try_snapshot`]).
     pub fn snapshot(&self) -> Vec<(String, Array)> {
-        self.lock().arrays().map(|(k, v)| (k.clone(), v)).collect()
+        let mut guard = self.lock();
+        let store = &mut *guard;
+        let mut failed = Vec::new();
+        for (k, &at) in &store.index {
+            if store.slots[at].sync().is_err() {
+                failed.push(k.clone());
+            }
+        }
+        store
+            .arrays()
+            .filter(|(k, _)| !failed.contains(k))
+            .map(|(k, v)| (k.clone(), v))
+            .collect()
+    }
+
+    /// [`State::snapshot`], failing if a tensor cannot be read back from its device.
+    ///
+    /// # Errors
+    ///
+    /// The first device error.
+    pub fn try_snapshot(&self) -> Result<Vec<(String, Array)>, RuntimeError> {
+        let mut s = self.lock();
+        s.sync()?;
+        Ok(s.arrays().map(|(k, v)| (k.clone(), v)).collect())
     }
 
     /// True if both handles share one store.

@@ -22,11 +22,12 @@ pub(crate) fn value_type(dtype: DType) -> &'static str {
         DType::U32 => "u32",
         DType::Bool => "bool",
         DType::F64 => "f64",
-        DType::I64 => "i64",
+        DType::I64 => "vec2<u32>",
     }
 }
 
-/// The WGSL element type of a storage buffer of `dtype` (bool is stored as `u32`).
+/// The WGSL element type of a storage buffer of `dtype` (bool is stored as `u32`, `i64` as
+/// `vec2<u32>`, low word first, which is the host's little-endian layout).
 pub(crate) fn storage_type(dtype: DType) -> &'static str {
     match dtype {
         DType::Bool => "u32",
@@ -34,11 +35,20 @@ pub(crate) fn storage_type(dtype: DType) -> &'static str {
     }
 }
 
-/// True for dtypes WGSL can express.
+/// True for dtypes WGSL can express (`i64` through two-word emulation).
 pub(crate) fn expressible(dtype: DType) -> bool {
     match dtype {
-        DType::F32 | DType::I32 | DType::U32 | DType::Bool => true,
-        DType::F64 | DType::I64 => false,
+        DType::F32 | DType::I32 | DType::U32 | DType::Bool | DType::I64 => true,
+        DType::F64 => false,
+    }
+}
+
+/// Bytes of one element of `dtype` in a device buffer or workgroup array: 8 for `i64`
+/// (two words), 4 for everything else (bool as one `u32`).
+pub fn device_element_bytes(dtype: DType) -> u32 {
+    match dtype {
+        DType::I64 | DType::F64 => 8,
+        DType::F32 | DType::I32 | DType::U32 | DType::Bool => 4,
     }
 }
 
@@ -69,7 +79,14 @@ pub(crate) fn literal(s: Scalar) -> String {
         Scalar::U32(v) => format!("{v}u"),
         Scalar::Bool(v) => v.to_string(),
         Scalar::F64(v) => format!("{v:?}"),
-        Scalar::I64(v) => format!("{v}"),
+        Scalar::I64(v) => {
+            let bits = v as u64;
+            format!(
+                "vec2<u32>(0x{:08x}u, 0x{:08x}u)",
+                bits & 0xffff_ffff,
+                bits >> 32
+            )
+        }
     }
 }
 
@@ -86,6 +103,16 @@ pub(crate) fn combine(
     b: &str,
     helpers: &mut BTreeSet<Helper>,
 ) -> String {
+    if dtype == DType::I64 {
+        let (helper, name) = match op {
+            ReduceOp::Sum => (Helper::I64, "kiln_i64_add"),
+            ReduceOp::Prod => (Helper::I64Mul, "kiln_i64_mul"),
+            ReduceOp::Max => (Helper::I64, "kiln_i64_max"),
+            ReduceOp::Min => (Helper::I64, "kiln_i64_min"),
+        };
+        helpers.insert(helper);
+        return format!("{name}({a}, {b})");
+    }
     match (op, dtype) {
         (ReduceOp::Sum, _) => format!("{a} + {b}"),
         (ReduceOp::Prod, _) => format!("{a} * {b}"),
@@ -297,6 +324,12 @@ impl<'p> Emitter<'p> {
             IndexExpr::Value(v) => match types.get(v.index()) {
                 Some(DType::I32) => (format!("v{}", v.0), 3),
                 Some(DType::U32 | DType::Bool) => (format!("i32(v{})", v.0), 3),
+                Some(DType::I64) => {
+                    // Saturates into the i32 range: an i64 index that does not fit is out
+                    // of bounds of every buffer, and a checked load reports it.
+                    self.helpers.insert(Helper::I64);
+                    (format!("kiln_i64_index(v{})", v.0), 3)
+                }
                 other => {
                     return Err(self.bad(format!(
                         "index value {v} has dtype {}",
@@ -394,7 +427,11 @@ impl<'p> Emitter<'p> {
                     DType::F32 => format!("f32({ix})"),
                     DType::U32 => format!("bitcast<u32>({ix})"),
                     DType::Bool => format!("({ix}) != 0"),
-                    DType::F64 | DType::I64 => {
+                    DType::I64 => {
+                        self.helpers.insert(Helper::I64);
+                        format!("kiln_i64_from_i32({ix})")
+                    }
+                    DType::F64 => {
                         return Err(self.bad(format!("v{k} has dtype {dtype}")));
                     }
                 }
@@ -457,6 +494,10 @@ impl<'p> Emitter<'p> {
             format!("{name}({a})")
         };
         let s = match (dtype, op) {
+            (DType::I64, UnaryOp::Neg) => helper(Helper::I64, "kiln_i64_neg"),
+            (DType::I64, UnaryOp::Abs) => helper(Helper::I64, "kiln_i64_abs"),
+            (DType::I64, UnaryOp::Sign) => helper(Helper::I64, "kiln_i64_sign"),
+            (DType::I64, UnaryOp::Not) => format!("~{a}"),
             (DType::F32, UnaryOp::Neg) | (DType::I32, UnaryOp::Neg) => format!("-{a}"),
             (DType::U32, UnaryOp::Neg) => format!("0u - {a}"),
             (DType::F32 | DType::I32, UnaryOp::Abs) => format!("abs({a})"),
@@ -511,6 +552,9 @@ impl<'p> Emitter<'p> {
             format!("{name}({a}, {b})")
         };
         let infix = |o: &str| format!("{a} {o} {b}");
+        if dtype == DType::I64 {
+            return self.binary_i64(op, a, b);
+        }
         let s = match (dtype, op) {
             (DType::F32 | DType::I32 | DType::U32, B::Add) => infix("+"),
             (DType::F32 | DType::I32 | DType::U32, B::Sub) => infix("-"),
@@ -542,9 +586,52 @@ impl<'p> Emitter<'p> {
         Ok(s)
     }
 
+    /// A binary op on two-word `i64` values (bitwise ops and equality work per word).
+    fn binary_i64(&mut self, op: BinaryOp, a: &str, b: &str) -> Result<String, WgslError> {
+        use BinaryOp as B;
+        let (helper, call) = match op {
+            B::And => return Ok(format!("{a} & {b}")),
+            B::Or => return Ok(format!("{a} | {b}")),
+            B::Xor => return Ok(format!("{a} ^ {b}")),
+            B::Eq => return Ok(format!("all({a} == {b})")),
+            B::Ne => return Ok(format!("any({a} != {b})")),
+            B::Add => (Helper::I64, format!("kiln_i64_add({a}, {b})")),
+            B::Sub => (Helper::I64, format!("kiln_i64_sub({a}, {b})")),
+            B::Mul => (Helper::I64Mul, format!("kiln_i64_mul({a}, {b})")),
+            B::Div => (Helper::I64Div, format!("kiln_div_i64({a}, {b})")),
+            B::Rem => (Helper::I64Div, format!("kiln_rem_i64({a}, {b})")),
+            B::Max => (Helper::I64, format!("kiln_i64_max({a}, {b})")),
+            B::Min => (Helper::I64, format!("kiln_i64_min({a}, {b})")),
+            B::Lt => (Helper::I64, format!("kiln_i64_lt({a}, {b})")),
+            B::Gt => (Helper::I64, format!("kiln_i64_lt({b}, {a})")),
+            B::Le => (Helper::I64, format!("!kiln_i64_lt({b}, {a})")),
+            B::Ge => (Helper::I64, format!("!kiln_i64_lt({a}, {b})")),
+            B::Pow => return Err(self.bad(format!("{} is not defined for i64", op.name()))),
+        };
+        self.helpers.insert(helper);
+        Ok(call)
+    }
+
     fn cast(&mut self, a: &str, from: DType, to: DType) -> Result<String, WgslError> {
         let s = match (from, to) {
             (x, y) if x == y => a.to_string(),
+            (DType::I64, DType::I32) => format!("bitcast<i32>({a}.x)"),
+            (DType::I64, DType::U32) => format!("{a}.x"),
+            (DType::I64, DType::Bool) => format!("({a}.x | {a}.y) != 0u"),
+            (DType::I64, DType::F32) => {
+                self.helpers.insert(Helper::I64ToF32);
+                format!("kiln_i64_to_f32({a})")
+            }
+            (DType::I32, DType::I64) => {
+                self.helpers.insert(Helper::I64);
+                format!("kiln_i64_from_i32({a})")
+            }
+            (DType::U32, DType::I64) => format!("vec2<u32>({a}, 0u)"),
+            (DType::Bool, DType::I64) => format!("vec2<u32>(select(0u, 1u, {a}), 0u)"),
+            (DType::F32, DType::I64) => {
+                self.helpers.insert(Helper::F32ToI64);
+                format!("kiln_f32_to_i64({a})")
+            }
             (DType::F32, DType::I32) => {
                 self.helpers.insert(Helper::FloatBits);
                 format!("bitcast<i32>(kiln_float_bits({a}))")

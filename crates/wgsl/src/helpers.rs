@@ -1,7 +1,11 @@
 //! WGSL helper functions that give scalar ops kiln's semantics where WGSL's builtins differ
 //! (NaN-propagating max/min, floor division, Python remainder, wrapping float-to-int casts,
-//! `erf`, a `tanh` accurate near zero) and implement the checked-load contract. A shader
-//! includes only the helpers it uses, in declaration order.
+//! `erf`, a `tanh` accurate near zero), emulate `i64` in two 32-bit words and implement the
+//! checked-load contract. A shader includes only the helpers it uses, in declaration order.
+//!
+//! An `i64` value is a `vec2<u32>`: `x` holds the low word and `y` the high word of the
+//! two's-complement value, which is also the layout of a little-endian `i64` in a storage
+//! buffer, so `array<vec2<u32>>` binds the host's bytes unchanged.
 
 /// One helper function (or small group of functions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,6 +38,17 @@ pub(crate) enum Helper {
     FloatBits,
     /// Integer floor division and remainder with the divisor's sign; flags division by zero.
     IntDiv,
+    /// Two-word `i64`: add, sub, neg, abs, sign, comparisons, min, max, sign extension and
+    /// the saturating conversion to an `i32` index.
+    I64,
+    /// Two-word `i64` multiplication (the low 64 bits of the product).
+    I64Mul,
+    /// Two-word `i64` floor division and remainder; flags division by zero.
+    I64Div,
+    /// `i64` to `f32`, rounded to nearest even like Rust's `as f32`.
+    I64ToF32,
+    /// `f32` to `i64`: truncate, saturate at the `i64` range, NaN to 0 (Rust's `as i64`).
+    F32ToI64,
 }
 
 impl Helper {
@@ -43,7 +58,10 @@ impl Helper {
             Helper::Fail | Helper::In | Helper::IndexDiv | Helper::IsNan | Helper::Sigmoid => &[],
             Helper::Check | Helper::IntDiv => &[Helper::Fail],
             Helper::FMaxMin | Helper::Pow | Helper::FloatBits => &[Helper::IsNan],
-            Helper::FRem | Helper::Tanh | Helper::Erf | Helper::SignF32 => &[],
+            Helper::FRem | Helper::Tanh | Helper::Erf | Helper::SignF32 | Helper::I64 => &[],
+            Helper::I64Mul | Helper::I64ToF32 => &[Helper::I64],
+            Helper::I64Div => &[Helper::I64, Helper::Fail],
+            Helper::F32ToI64 => &[Helper::I64, Helper::IsNan],
         }
     }
 
@@ -69,6 +87,11 @@ impl Helper {
             Helper::SignF32 => SIGN_F32,
             Helper::FloatBits => FLOAT_BITS,
             Helper::IntDiv => INT_DIV,
+            Helper::I64 => I64,
+            Helper::I64Mul => I64_MUL,
+            Helper::I64Div => I64_DIV,
+            Helper::I64ToF32 => I64_TO_F32,
+            Helper::F32ToI64 => F32_TO_I64,
         }
     }
 }
@@ -277,5 +300,208 @@ fn kiln_rem_u32(a: u32, b: u32) -> u32 {
         return 0u;
     }
     return a % b;
+}
+";
+
+const I64: &str = "\
+fn kiln_i64_add(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+
+fn kiln_i64_sub(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
+}
+
+fn kiln_i64_neg(a: vec2<u32>) -> vec2<u32> {
+    return kiln_i64_sub(vec2<u32>(0u, 0u), a);
+}
+
+fn kiln_i64_is_neg(a: vec2<u32>) -> bool {
+    return (a.y & 0x80000000u) != 0u;
+}
+
+fn kiln_i64_abs(a: vec2<u32>) -> vec2<u32> {
+    return select(a, kiln_i64_neg(a), kiln_i64_is_neg(a));
+}
+
+fn kiln_i64_sign(a: vec2<u32>) -> vec2<u32> {
+    if (kiln_i64_is_neg(a)) {
+        return vec2<u32>(0xffffffffu, 0xffffffffu);
+    }
+    return vec2<u32>(select(0u, 1u, (a.x | a.y) != 0u), 0u);
+}
+
+fn kiln_i64_lt(a: vec2<u32>, b: vec2<u32>) -> bool {
+    let ah = bitcast<i32>(a.y);
+    let bh = bitcast<i32>(b.y);
+    return ah < bh || (ah == bh && a.x < b.x);
+}
+
+fn kiln_i64_max(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return select(a, b, kiln_i64_lt(a, b));
+}
+
+fn kiln_i64_min(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return select(a, b, kiln_i64_lt(b, a));
+}
+
+fn kiln_i64_from_i32(x: i32) -> vec2<u32> {
+    return vec2<u32>(bitcast<u32>(x), select(0u, 0xffffffffu, x < 0));
+}
+
+fn kiln_i64_index(a: vec2<u32>) -> i32 {
+    let lo = bitcast<i32>(a.x);
+    if (a.y == select(0u, 0xffffffffu, lo < 0)) {
+        return lo;
+    }
+    return select(2147483647i, -2147483647i - 1i, kiln_i64_is_neg(a));
+}
+";
+
+const I64_MUL: &str = "\
+fn kiln_u32_mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    return vec2<u32>((p00 & 0xffffu) | (mid << 16u), a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u));
+}
+
+fn kiln_i64_mul(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let p = kiln_u32_mul_wide(a.x, b.x);
+    return vec2<u32>(p.x, p.y + a.x * b.y + a.y * b.x);
+}
+";
+
+const I64_DIV: &str = "\
+fn kiln_u64_divmod(n: vec2<u32>, d: vec2<u32>) -> vec4<u32> {
+    if (n.y == 0u && d.y == 0u) {
+        return vec4<u32>(n.x / d.x, 0u, n.x % d.x, 0u);
+    }
+    var q = vec2<u32>(0u, 0u);
+    var r = vec2<u32>(0u, 0u);
+    for (var i = 63u; i < 64u; i -= 1u) {
+        var bit: u32;
+        if (i >= 32u) {
+            bit = (n.y >> (i - 32u)) & 1u;
+        } else {
+            bit = (n.x >> i) & 1u;
+        }
+        r = vec2<u32>((r.x << 1u) | bit, (r.y << 1u) | (r.x >> 31u));
+        if (r.y > d.y || (r.y == d.y && r.x >= d.x)) {
+            r = kiln_i64_sub(r, d);
+            if (i >= 32u) {
+                q.y |= 1u << (i - 32u);
+            } else {
+                q.x |= 1u << i;
+            }
+        }
+    }
+    return vec4<u32>(q, r);
+}
+
+fn kiln_div_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    if ((b.x | b.y) == 0u) {
+        kiln_fail(2u, 0u, 0);
+        return vec2<u32>(0u, 0u);
+    }
+    let qr = kiln_u64_divmod(kiln_i64_abs(a), kiln_i64_abs(b));
+    if (kiln_i64_is_neg(a) == kiln_i64_is_neg(b)) {
+        return qr.xy;
+    }
+    let q = kiln_i64_neg(qr.xy);
+    if ((qr.z | qr.w) != 0u) {
+        return kiln_i64_sub(q, vec2<u32>(1u, 0u));
+    }
+    return q;
+}
+
+fn kiln_rem_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    if ((b.x | b.y) == 0u) {
+        kiln_fail(2u, 0u, 0);
+        return vec2<u32>(0u, 0u);
+    }
+    let mb = kiln_i64_abs(b);
+    let r = kiln_u64_divmod(kiln_i64_abs(a), mb).zw;
+    if ((r.x | r.y) == 0u) {
+        return r;
+    }
+    var m = r;
+    if (kiln_i64_is_neg(a) != kiln_i64_is_neg(b)) {
+        m = kiln_i64_sub(mb, r);
+    }
+    return select(m, kiln_i64_neg(m), kiln_i64_is_neg(b));
+}
+";
+
+const I64_TO_F32: &str = "\
+fn kiln_u64_shr(a: vec2<u32>, s: u32) -> vec2<u32> {
+    if (s == 0u) {
+        return a;
+    }
+    if (s >= 32u) {
+        return vec2<u32>(a.y >> (s - 32u), 0u);
+    }
+    return vec2<u32>((a.x >> s) | (a.y << (32u - s)), a.y >> s);
+}
+
+fn kiln_i64_to_f32(a: vec2<u32>) -> f32 {
+    let negative = kiln_i64_is_neg(a);
+    let m = kiln_i64_abs(a);
+    var bits: u32;
+    if (m.y == 0u && m.x < 0x1000000u) {
+        bits = bitcast<u32>(f32(m.x));
+    } else {
+        var top: u32;
+        if (m.y != 0u) {
+            top = 32u + firstLeadingBit(m.y);
+        } else {
+            top = firstLeadingBit(m.x);
+        }
+        let shift = top - 23u;
+        let kept = kiln_u64_shr(m, shift);
+        var mantissa = kept.x;
+        let half = kiln_u64_shr(m, shift - 1u).x & 1u;
+        var sticky: bool;
+        if (shift - 1u >= 32u) {
+            sticky = m.x != 0u || (m.y & ((1u << (shift - 33u)) - 1u)) != 0u;
+        } else {
+            sticky = (m.x & ((1u << (shift - 1u)) - 1u)) != 0u;
+        }
+        var exponent = top;
+        if (half == 1u && (sticky || (mantissa & 1u) == 1u)) {
+            mantissa += 1u;
+            if (mantissa == 0x1000000u) {
+                mantissa = 0x800000u;
+                exponent += 1u;
+            }
+        }
+        bits = ((exponent + 127u) << 23u) | (mantissa & 0x7fffffu);
+    }
+    return bitcast<f32>(bits | select(0u, 0x80000000u, negative));
+}
+";
+
+const F32_TO_I64: &str = "\
+fn kiln_f32_to_i64(x: f32) -> vec2<u32> {
+    if (kiln_isnan(x)) {
+        return vec2<u32>(0u, 0u);
+    }
+    let t = trunc(x);
+    if (t >= 0x1p63f) {
+        return vec2<u32>(0xffffffffu, 0x7fffffffu);
+    }
+    if (t <= -0x1p63f) {
+        return vec2<u32>(0u, 0x80000000u);
+    }
+    let a = abs(t);
+    let hi = floor(a / 4294967296.0);
+    let m = vec2<u32>(u32(a - hi * 4294967296.0), u32(hi));
+    return select(m, kiln_i64_neg(m), t < 0.0);
 }
 ";

@@ -39,8 +39,13 @@
 //!   with the divisor's sign, round half to even, casts that truncate and wrap like the
 //!   executor). Transcendentals use the GPU's builtins or short polynomial helpers and are
 //!   not correctly rounded (docs/gpu.md gives the tolerances the tests use).
-//! * `f64` and `i64` cannot be expressed: [`compile`] rejects a program that declares such
-//!   a buffer or computes such a value, naming the buffer or kernel value.
+//! * `i64` is emulated in two 32-bit words: a value is a `vec2<u32>` (low word first, the
+//!   host's little-endian layout, so `i64` buffers bind unchanged at 8 bytes per element)
+//!   and arithmetic, comparisons, floor division, casts and reductions go through helper
+//!   functions with the executor's wrapping semantics. An `i64` used as an index saturates
+//!   into the `i32` range, so an index that does not fit is out of bounds of every buffer.
+//! * `f64` cannot be expressed: [`compile`] rejects a program that declares such a buffer
+//!   or computes such a value, naming the buffer or kernel value.
 
 mod emit;
 mod error;
@@ -48,6 +53,7 @@ mod helpers;
 mod lower;
 mod shader;
 
+pub use emit::device_element_bytes;
 pub use error::WgslError;
 pub use lower::SERIAL_REDUCTION_MAX;
 pub use shader::{

@@ -2,8 +2,11 @@
 //! loop kernels become elementwise, serial-reduction or row-reduction shaders; matmul and
 //! conv2d kernels become tiled GEMMs with generated operand loaders and epilogue.
 
-use crate::emit::{Emitter, combine, literal, value_dtypes, value_type, zero};
+use crate::emit::{
+    Emitter, combine, device_element_bytes, literal, value_dtypes, value_type, zero,
+};
 use crate::error::WgslError;
+use crate::helpers::Helper;
 use crate::shader::{GridAxis, KernelShader, ShaderKind};
 use kiln_ir::{DType, Dim, ReduceOp};
 use kiln_kernel::{
@@ -447,7 +450,7 @@ fn lower_row_reduce(
             parts,
             "var<workgroup> kiln_part{j}: array<{ty}, {WORKGROUP}>;"
         );
-        memory += 4 * WORKGROUP;
+        memory += device_element_bytes(dtype) * WORKGROUP;
         let _ = writeln!(
             init,
             "    var kiln_acc{j}: {ty} = {};",
@@ -589,8 +592,15 @@ fn epilogue_fn(
     Ok(out)
 }
 
-/// Instantiates the GEMM template.
-fn gemm_source(em: &Emitter<'_>, functions: &[String], acc: DType, sizes: &str) -> String {
+/// Instantiates the GEMM template; `MAC` is the accumulator update (two-word helpers for
+/// `i64`).
+fn gemm_source(em: &mut Emitter<'_>, functions: &[String], acc: DType, sizes: &str) -> String {
+    let mac = if acc == DType::I64 {
+        em.helpers.insert(Helper::I64Mul);
+        "kiln_i64_add(kiln_acc[i][j], kiln_i64_mul(a[i], b[j]))"
+    } else {
+        "kiln_acc[i][j] + a[i] * b[j]"
+    };
     let mut decls = em.declarations();
     for f in functions {
         decls.push('\n');
@@ -603,12 +613,15 @@ fn gemm_source(em: &Emitter<'_>, functions: &[String], acc: DType, sizes: &str) 
             ("T", value_type(acc)),
             ("ZERO", &zero(acc)),
             ("SIZES", sizes),
+            ("MAC", mac),
         ],
     )
 }
 
-/// Workgroup memory of the GEMM template: a 32x16 and a 16x32 tile of 4-byte elements.
-const GEMM_MEMORY: u32 = 2 * 32 * 16 * 4;
+/// Workgroup memory of the GEMM template: a 32x16 and a 16x32 tile of `acc` elements.
+fn gemm_memory(acc: DType) -> u32 {
+    2 * 32 * 16 * device_element_bytes(acc)
+}
 
 fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslError> {
     let ta = value_dtypes(em.program, em.kernel, &k.a, None)?;
@@ -656,7 +669,7 @@ fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslE
             vec![k.k.clone()],
         ],
         workgroup_shape: [8, 8, 1],
-        workgroup_memory: GEMM_MEMORY,
+        workgroup_memory: gemm_memory(acc),
     })
 }
 
@@ -750,7 +763,7 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
             vec![g.c.clone(), g.h.clone(), g.w.clone()],
         ],
         workgroup_shape: [8, 8, 1],
-        workgroup_memory: GEMM_MEMORY,
+        workgroup_memory: gemm_memory(acc),
     })
 }
 

@@ -1,6 +1,6 @@
 //! WGSL generation without a GPU: every shader generated here is parsed and validated with
-//! naga. Covers every scalar op and cast for f32/i32/u32/bool, the choice of template, the
-//! binding table, the params uniform and launch sizes, and dtype rejection.
+//! naga. Covers every scalar op and cast for f32/i32/u32/i64/bool, the choice of template,
+//! the binding table, the params uniform and launch sizes, and dtype rejection.
 
 mod common;
 
@@ -55,7 +55,7 @@ fn every_op(dtype: DType) -> Program {
             outs.push((body.push(Expr::Binary(op, va, vb)), t));
         }
     }
-    for to in [DType::F32, DType::I32, DType::U32, DType::Bool] {
+    for to in [DType::F32, DType::I32, DType::U32, DType::I64, DType::Bool] {
         outs.push((body.push(Expr::Cast(to, va)), to));
     }
     for (k, (v, t)) in outs.into_iter().enumerate() {
@@ -88,6 +88,17 @@ fn every_op_and_cast_validates_for_every_expressible_dtype() {
             &["kiln_div_i32", "kiln_rem_i32", "kiln_fail"][..],
         ),
         (DType::U32, &["kiln_div_u32", "kiln_rem_u32"][..]),
+        (
+            DType::I64,
+            &[
+                "kiln_i64_add",
+                "kiln_i64_mul",
+                "kiln_div_i64",
+                "kiln_rem_i64",
+                "kiln_i64_to_f32",
+                "kiln_fail",
+            ][..],
+        ),
         (DType::Bool, &[][..]),
     ] {
         let wgsl = compile_valid(&every_op(dtype));
@@ -95,7 +106,7 @@ fn every_op_and_cast_validates_for_every_expressible_dtype() {
         for h in helpers {
             assert!(src.contains(&format!("fn {h}(")), "{dtype}: missing {h}");
         }
-        let needs_error = matches!(dtype, DType::I32 | DType::U32);
+        let needs_error = matches!(dtype, DType::I32 | DType::U32 | DType::I64);
         assert_eq!(
             wgsl.kernels[0].error_binding.is_some(),
             needs_error,
@@ -296,15 +307,102 @@ k0 = loop [N] {
 }
 
 #[test]
+fn i64_values_are_two_words() {
+    let text = "
+symbol N >= 1
+b0 = input \"idx\" i64[N]
+b1 = input \"x\" f32[N*5]
+b2 = output \"y\" f32[N]
+b3 = output \"s\" i64[N]
+b4 = output \"m\" i64[N]
+k0 = loop [N] {
+  v0 = load b0[i0]
+  v1 = load checked b1[i0*5 + v0]
+  v2 = i64(-9223372036854775808)
+  v3 = max(v0, v2)
+  store b2[i0] = v1
+  store b3[i0] = v3
+}
+k1 = loop [N] reduce [300] {
+  v0 = index<i64>(r0)
+  v1 = load b0[i0]
+  v2 = mul(v0, v1)
+  v3 = reduce_sum(v2) init i64(0)
+  store b4[i0] = v3
+}
+";
+    let wgsl = compile_valid(&parse(text).expect("parses"));
+    let k = &wgsl.kernels[0];
+    assert!(
+        k.source
+            .contains("var<storage, read> buf1: array<vec2<u32>>;"),
+        "{}",
+        k.source
+    );
+    for want in [
+        "let v0: vec2<u32> = buf1[i0];",
+        "buf2[kiln_check(i0 * 5 + kiln_i64_index(v0), params.d1, 2u)]",
+        "let v2: vec2<u32> = vec2<u32>(0x00000000u, 0x80000000u);",
+        "let v3: vec2<u32> = kiln_i64_max(v0, v2);",
+    ] {
+        assert!(k.source.contains(want), "missing `{want}` in\n{}", k.source);
+    }
+    let r = &wgsl.kernels[1];
+    assert_eq!(r.kind, ShaderKind::RowReduce);
+    assert_eq!(r.workgroup_memory, 8 * 64);
+    assert!(
+        r.source
+            .contains("var<workgroup> kiln_part0: array<vec2<u32>, 64>;"),
+        "{}",
+        r.source
+    );
+    assert!(
+        r.source
+            .contains("kiln_i64_add(kiln_part0[lid], kiln_part0[lid + kiln_s])")
+    );
+}
+
+#[test]
+fn i64_contractions_accumulate_in_two_words() {
+    let text = "
+b0 = input \"a\" i64[6]
+b1 = output \"y\" i64[4]
+k0 = matmul m 2 k 3 n 2 {
+  a {
+    v0 = load b0[i0*3 + i1]
+    yield v0
+  }
+  b {
+    v0 = load b0[i0 + i1*2]
+    yield v0
+  }
+  epilogue {
+    v0 = acc
+    store b1[i0*2 + i1] = v0
+  }
+}
+";
+    let wgsl = compile_valid(&parse(text).expect("parses"));
+    let k = &wgsl.kernels[0];
+    assert_eq!(k.workgroup_memory, 2 * 32 * 16 * 8);
+    assert!(
+        k.source
+            .contains("kiln_acc[i][j] = kiln_i64_add(kiln_acc[i][j], kiln_i64_mul(a[i], b[j]));"),
+        "{}",
+        k.source
+    );
+}
+
+#[test]
 fn unexpressible_dtypes_are_rejected_with_their_location() {
     let cases = [
         (
-            "b0 = state \"w\" f32[2]\nb1 = state \"m\" i64[2]\nk0 = loop [2] {\n  v0 = load b0[i0]\n  store b0[i0] = v0\n}\n",
-            "b1 (state \"m\") is i64",
+            "b0 = state \"w\" f32[2]\nb1 = state \"m\" f64[2]\nk0 = loop [2] {\n  v0 = load b0[i0]\n  store b0[i0] = v0\n}\n",
+            "b1 (state \"m\") is f64",
         ),
         (
-            "b0 = output \"y\" f32[2]\nk0 = loop [2] reduce [3] {\n  v0 = index<i64>(r0)\n  v1 = reduce_sum(v0) init i64(0)\n  v2 = cast<f32>(v1)\n  store b0[i0] = v2\n}\n",
-            "k0: v0 = index<i64>(r0) is i64",
+            "b0 = output \"y\" f32[2]\nk0 = loop [2] reduce [3] {\n  v0 = index<i32>(r0)\n  v1 = cast<f64>(v0)\n  v2 = reduce_sum(v1) init f64(0.0)\n  v3 = cast<f32>(v2)\n  store b0[i0] = v3\n}\n",
+            "k0: v1 = cast<f64>(v0) is f64",
         ),
         (
             "b0 = input \"x\" f32[4]\nb1 = output \"y\" f32[4]\nk0 = matmul m 2 k 2 n 2 {\n  a {\n    v0 = load b0[i0*2 + i1]\n    yield v0\n  }\n  b {\n    v0 = load b0[i0*2 + i1]\n    yield v0\n  }\n  epilogue {\n    v0 = acc\n    v1 = cast<f64>(v0)\n    v2 = cast<f32>(v1)\n    store b1[i0*2 + i1] = v2\n  }\n}\n",

@@ -60,6 +60,18 @@ pub(crate) trait Engine: Send + Sync {
         out: &mut OutputBuffers,
     ) -> Result<(), RuntimeError>;
 
+    /// True if the engine keeps the state it updates on a device and syncs the store
+    /// itself ([`crate::state::Stored::device`]); the executable then neither reads device
+    /// copies back before the run nor marks updates as host writes after it.
+    fn keeps_state_on_device(&self) -> bool {
+        false
+    }
+
+    /// Bytes moved between host and device, for device engines.
+    fn device_transfers(&self) -> Option<kiln_gpu::Transfers> {
+        None
+    }
+
     /// The bytes of the scratch arena the engine allocates per binding (the peak of its
     /// memory plan), for engines that keep one.
     fn planned_scratch_bytes(
