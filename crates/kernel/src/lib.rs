@@ -242,6 +242,7 @@ mod poly;
 mod print;
 pub mod program;
 pub mod scalar;
+pub mod schedule;
 mod symbol;
 pub mod verify;
 pub mod width;
@@ -256,5 +257,6 @@ pub use program::{
     Load, LoadMode, LoopKernel, MatmulKernel, Program, Store, Symbol,
 };
 pub use scalar::{Scalar, ScalarError};
+pub use schedule::{IfStep, LoopStep, Step, WhileStep};
 pub use verify::{VerifiedProgram, VerifyError, VerifyErrors, verify};
 pub use width::{IndexWidth, IndexWidthError, WidthScope, check_index_width};

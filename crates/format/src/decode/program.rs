@@ -69,6 +69,7 @@ pub(super) fn program<N: ReadOpNames>(cx: &Cx<'_>, p: &ProgramV1<N>) -> Result<P
         symbols,
         buffers,
         kernels,
+        schedule: None,
     })
 }
 
