@@ -73,7 +73,7 @@ r0 (n0, n1, n2) -> (n3, n4) {
 fn scan_forward_and_reverse_at_several_lengths() {
     for rev in ["false", "true"] {
         let text = SCAN.replace("REV", rev);
-        for t in [1usize, 2, 5] {
+        for t in [0usize, 1, 2, 5] {
             let feeds = [
                 ("xs", f32s(&[t, 2], 1)),
                 ("c0", f32s(&[2], 2)),

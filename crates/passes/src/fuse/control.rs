@@ -24,7 +24,9 @@
 //!   the body's parameter buffer, the body runs, a copy kernel stores each `y` into row `t`
 //!   of its `ys` buffer, and the next carries are copied over the carries.
 //! * **Verification.** Stages are fused without verifying them one by one; the whole
-//!   program, bodies included, is verified once.
+//!   program, bodies included, is verified once, with the symbols used as scan lengths
+//!   declared `>= 0` (zero steps allowed); only if that fails (a kernel divides by the
+//!   length) is it verified again with them `>= 1`.
 //! * **State updates** of a graph with control flow are computed into scratch buffers and
 //!   copied into their parameters after every other step.
 
@@ -109,13 +111,39 @@ pub(crate) fn lower_structured(
     let mut steps = lower_graph(&mut cx, graph, &ext, &outs, &symbols)?;
     steps.extend(late);
     cx.program.schedule = Some(steps);
-    let program = kiln_kernel::verify(cx.program).map_err(FuseError::Verify)?;
+    let program = verify_relaxed(cx.program)?;
     let report = FuseReport::of(&program);
     Ok(Lowered {
         program,
         report,
         plan_work: cx.work,
     })
+}
+
+/// Verifies the program with every symbol used as a loop trip count declared `>= 0` (a scan
+/// over zero steps), or, when some kernel needs more (a division by the length), as
+/// declared (`>= 1`).
+fn verify_relaxed(program: Program) -> Result<kiln_kernel::VerifiedProgram, FuseError> {
+    let mut trips: BTreeSet<String> = BTreeSet::new();
+    if let Some(steps) = &program.schedule {
+        kiln_kernel::schedule::walk(steps, &mut |st, _, _| {
+            if let Step::Loop(l) = st {
+                trips.extend(l.trip.symbols().iter().map(|s| s.to_string()));
+            }
+        });
+    }
+    if !trips.is_empty() {
+        let mut relaxed = program.clone();
+        for s in &mut relaxed.symbols {
+            if trips.contains(&s.name) {
+                s.min = 0;
+            }
+        }
+        if let Ok(v) = kiln_kernel::verify(relaxed) {
+            return Ok(v);
+        }
+    }
+    kiln_kernel::verify(program).map_err(FuseError::Verify)
 }
 
 /// What a node of a graph being lowered is.
