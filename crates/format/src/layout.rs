@@ -21,7 +21,7 @@ use crate::limits::{MAX_DATA_BYTES, MAX_HEADER_BYTES};
 pub const MAGIC: [u8; 8] = *b"KILNMOD\0";
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build still reads (version 1: op kinds by number).
 pub const OLDEST_READABLE_VERSION: u32 = 1;

@@ -152,6 +152,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
     if parts.version == 1 {
         let header = codec::decode_header::<v1::Numbered>(parts.header)?;
         decode::module(&header, parts.data)
+    } else if parts.version == 2 {
+        let header = codec::decode_header::<v1::NamedV2>(parts.header)?;
+        decode::module(&header, parts.data)
     } else {
         let header = codec::decode_header::<v1::Named>(parts.header)?;
         decode::module(&header, parts.data)

@@ -1,7 +1,8 @@
 //! Golden files: the fuzz seeds in crates/format/fuzz/seeds are the current encoding of
 //! the test modules, byte for byte, so any change to the file format shows up here (bump
 //! FORMAT_VERSION when it is intended). `BLESS=1` rewrites them. The same modules written
-//! by format version 1 (crates/format/tests/v1_files, frozen) must still load.
+//! by format versions 1 and 2 (crates/format/tests/v1_files and v2_files, frozen) must
+//! still load.
 
 mod common;
 
@@ -79,6 +80,21 @@ fn version_1_files_still_load_as_the_same_modules() {
         let path = dir.join(format!("{name}.kiln"));
         let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(u32::from_le_bytes(stored[8..12].try_into().unwrap()), 1);
+        assert_same(&m, &from_bytes(&stored).unwrap());
+        assert_eq!(
+            to_bytes(&from_bytes(&stored).unwrap()).unwrap(),
+            to_bytes(&m).unwrap()
+        );
+    }
+}
+
+#[test]
+fn version_2_files_still_load_as_the_same_modules() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/v2_files");
+    for (name, m) in modules() {
+        let path = dir.join(format!("{name}.kiln"));
+        let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(u32::from_le_bytes(stored[8..12].try_into().unwrap()), 2);
         assert_same(&m, &from_bytes(&stored).unwrap());
         assert_eq!(
             to_bytes(&from_bytes(&stored).unwrap()).unwrap(),

@@ -210,3 +210,57 @@ fn the_verifier_uses_the_trip_count_and_rejects_misuse() {
     let e = errors(&COLLATZ.replace("copy b6 -> b2", "copy b0 -> b3"));
     assert!(e.contains("copy b0 -> b3"), "{e}");
 }
+
+/// `b2` is written before the loop and read inside it; `b3` lives only inside the loop
+/// body; `b4` only after it.
+const LIVES: &str = r#"
+symbol t0 >= 0
+b0 = input "x" f32[4]
+b1 = output "y" f32[4]
+b2 = scratch f32[4]
+b3 = scratch f32[4]
+b4 = scratch f32[4]
+k0 = loop [4] {
+  v0 = load b0[i0]
+  store b2[i0] = v0
+}
+k1 = loop [4] {
+  v0 = load b2[i0]
+  store b3[i0] = v0
+}
+k2 = loop [4] {
+  v0 = load b3[i0]
+  store b1[i0] = v0
+}
+k3 = loop [4] {
+  v0 = load b1[i0]
+  store b4[i0] = v0
+}
+k4 = loop [4] {
+  v0 = load b4[i0]
+  store b1[i0] = v0
+}
+schedule {
+  k0
+  loop t0 < {3} {
+    k1
+    k2
+  }
+  k3
+  k4
+}
+"#;
+
+#[test]
+fn scratch_used_in_a_loop_lives_for_the_whole_loop() {
+    let p = verify(parse(LIVES).unwrap()).unwrap();
+    let plan = kiln_kernel::memplan::plan(&p, &HashMap::new()).unwrap();
+    // Without the loop, b3 would live over k1..=k2 and share memory with b2 in place.
+    assert_eq!(plan.lifetimes[2], Some((0, 3)));
+    assert_eq!(plan.lifetimes[3], Some((0, 3)));
+    assert_eq!(plan.lifetimes[4], Some((3, 4)));
+    assert!(plan.in_place.is_empty(), "{:?}", plan.in_place);
+    assert_ne!(plan.offsets[2], plan.offsets[3]);
+    let (p2, b) = run(LIVES, &[], &[("x", Data::F32(vec![1.0, 2.0, 3.0, 4.0]))]);
+    assert_eq!(out(&p2, &b, "y"), vec![1.0, 2.0, 3.0, 4.0]);
+}
