@@ -188,6 +188,37 @@ impl LoopRun {
     }
 }
 
+impl LoopRun {
+    /// The positions of the run's dims that mention one of `symbols` (a schedule's
+    /// induction symbols), with the dims.
+    pub(crate) fn dims_with(step: &LoopStep, symbols: &[&str]) -> Vec<(usize, Dim)> {
+        step.code
+            .dims
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.symbols().iter().any(|s| symbols.contains(&&**s)))
+            .map(|(k, d)| (k, d.clone()))
+            .collect()
+    }
+
+    /// Re-evaluates the dims at `which` (from [`LoopRun::dims_with`]) under `bindings`: a
+    /// loop iteration's new induction value. The verifier proved every access in bounds
+    /// for every value in `0..trip`, and `CpuProgram::bind` ran the pre-run checks at both
+    /// ends of that range.
+    pub(crate) fn set_dims(
+        &mut self,
+        which: &[(usize, Dim)],
+        bindings: &HashMap<String, u64>,
+    ) -> Result<(), CpuError> {
+        for (k, d) in which {
+            if let Some(slot) = self.dims.get_mut(*k) {
+                *slot = eval_dim(d, bindings)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs a compiled loop evaluated in `lr` on the buffers of `table`.
 pub(crate) fn run_loop(
     step: &LoopStep,

@@ -14,7 +14,9 @@ use crate::preflight::eval_dim;
 use kiln_ir::Dim;
 use kiln_ir::{DType, Data};
 use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions, Workspace};
-use kiln_kernel::{BindError, BufferId, BufferKind, Kernel, KernelId, Program, VerifiedProgram};
+use kiln_kernel::{
+    BindError, BufferId, BufferKind, Kernel, KernelId, Program, Step as Sched, VerifiedProgram,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -103,6 +105,15 @@ pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {
                 }
             }
         }
+    }
+    if let Some(steps) = &program.schedule {
+        kiln_kernel::schedule::walk(steps, &mut |st, _, _| {
+            if let Sched::Copy { dst, .. } = st
+                && let Some(w) = written.get_mut(dst.index())
+            {
+                *w = true;
+            }
+        });
     }
     // Inputs and constants are supplied read-only and read in place; the verifier rejects
     // stores to them, and this keeps that guarantee local to the run path.
@@ -330,6 +341,10 @@ impl CpuProgram {
     /// ([`RunPlan::is_for`]), which then makes no allocation and repeats no check.
     pub fn bind(&self, bindings: &HashMap<String, u64>) -> Result<RunPlan, CpuError> {
         let binding = self.program.bind(bindings)?;
+        let induction = self.program.induction_symbols();
+        let mut symbols: HashMap<String, u64> = binding.map().clone();
+        let at_last = self.induction_ends(&symbols)?;
+        let bindings = &symbols.clone();
         let nb = self.program.buffers.len();
         let mut lens = binding.buffer_lens();
         let arena = self.plan_arena(bindings)?;
@@ -364,7 +379,18 @@ impl CpuProgram {
             usize::try_from(arena.plan.peak_scratch_bytes).map_err(|_| too_large())?;
         let table_len = lens.len();
         let mut steps = Vec::with_capacity(self.steps.len());
-        for (s, &base) in self.steps.iter().zip(&bases) {
+        let mut inductive = Vec::new();
+        for (k, (s, &base)) in self.steps.iter().zip(&bases).enumerate() {
+            if let Step::Loop(l) = s {
+                let which = LoopRun::dims_with(l, &induction);
+                if !which.is_empty() {
+                    // The pre-run checks at the other end of every enclosing loop's range.
+                    if let Some(last) = at_last.get(&k) {
+                        LoopRun::new(l, nb, base, table_len, last)?;
+                    }
+                    inductive.push((k, which));
+                }
+            }
             steps.push(match s {
                 Step::Loop(l) => StepRun::Loop(LoopRun::new(l, nb, base, table_len, bindings)?),
                 Step::Contract(c) => {
@@ -388,7 +414,43 @@ impl CpuProgram {
             table,
             set: vec![false; nb],
             steps,
+            symbols: std::mem::take(&mut symbols),
+            inductive,
         })
+    }
+
+    /// For every kernel inside a counted loop: the bindings with each enclosing loop's
+    /// induction symbol at its last value (`trip - 1`, or 0 for an empty loop), so the
+    /// pre-run checks cover both ends of the range.
+    fn induction_ends(
+        &self,
+        symbols: &HashMap<String, u64>,
+    ) -> Result<HashMap<usize, HashMap<String, u64>>, CpuError> {
+        let mut out = HashMap::new();
+        let Some(steps) = &self.program.schedule else {
+            return Ok(out);
+        };
+        let mut err = None;
+        kiln_kernel::schedule::walk(steps, &mut |st, loops, _| {
+            let Sched::Kernel(k) = st else { return };
+            if loops.is_empty() {
+                return;
+            }
+            let mut b = symbols.clone();
+            for l in loops {
+                match eval_dim(&l.trip, symbols) {
+                    Ok(trip) => {
+                        b.insert(l.var.clone(), u64::try_from(trip.max(1) - 1).unwrap_or(0));
+                    }
+                    Err(e) => err = Some(e),
+                }
+            }
+            out.insert(k.index(), b);
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// Starts a run under `plan` (made by this program's [`CpuProgram::bind`]): supply every
@@ -474,6 +536,10 @@ pub struct RunPlan {
     /// Program buffers supplied by the caller in the current run.
     set: Vec<bool>,
     steps: Vec<StepRun>,
+    /// Every symbol's value; a schedule's loops set their induction symbols here.
+    symbols: HashMap<String, u64>,
+    /// Loop kernels whose dims read an induction symbol: the kernel and those dims.
+    inductive: Vec<(usize, Vec<(usize, Dim)>)>,
 }
 
 #[derive(Debug)]
@@ -492,7 +558,9 @@ impl RunPlan {
                 .symbols
                 .iter()
                 .zip(&self.values)
-                .all(|(s, v)| bindings.get(&s.name) == Some(v))
+                .all(|(s, v)| {
+                    bindings.get(&s.name) == Some(v) || program.program.is_induction(&s.name)
+                })
     }
 
     /// The symbol values the plan was made for, in the order of the program's symbols.
@@ -611,19 +679,124 @@ impl<'a> Runner<'a> {
                 plan.table[i] = SyncPtr(base.wrapping_add(offset));
             }
         }
-        for (step, sr) in self.program.steps.iter().zip(plan.steps.iter_mut()) {
-            match (step, sr) {
-                (Step::Loop(l), StepRun::Loop(lr)) => run_loop(l, lr, &plan.table, threads)?,
-                (Step::Contract(c), StepRun::Contract(cr)) => c.run(cr, &plan.table, threads)?,
-                _ => {
-                    return Err(CpuError::Buffers(
-                        "internal: the run plan does not match the program".into(),
-                    ));
+        match &self.program.program.schedule {
+            None => {
+                for k in 0..self.program.steps.len() {
+                    run_kernel(self.program, plan, k, threads)?;
+                }
+                Ok(())
+            }
+            Some(steps) => run_schedule(self.program, steps, plan, threads),
+        }
+    }
+}
+
+/// Runs kernel `k` of `program` under `plan`.
+fn run_kernel(
+    program: &CpuProgram,
+    plan: &mut RunPlan,
+    k: usize,
+    threads: usize,
+) -> Result<(), CpuError> {
+    match (program.steps.get(k), plan.steps.get_mut(k)) {
+        (Some(Step::Loop(l)), Some(StepRun::Loop(lr))) => run_loop(l, lr, &plan.table, threads),
+        (Some(Step::Contract(c)), Some(StepRun::Contract(cr))) => c.run(cr, &plan.table, threads),
+        _ => Err(CpuError::Buffers(
+            "internal: the run plan does not match the program".into(),
+        )),
+    }
+}
+
+/// The value of a one-element `bool` predicate buffer of the run.
+fn predicate(plan: &RunPlan, b: BufferId) -> Result<bool, CpuError> {
+    let p = plan
+        .table
+        .get(b.index())
+        .filter(|_| plan.lens.get(b.index()) == Some(&1))
+        .ok_or_else(|| CpuError::Buffers(format!("the predicate {b} is not one bool")))?;
+    // SAFETY: the verifier proved `b` a `bool[1]` buffer; its table entry points at a live
+    // buffer of the plan's length 1 (supplied and checked by `Runner`, or placed in the
+    // arena, where copies and predicate reads count as uses), and bools are one byte
+    // holding 0 or 1.
+    Ok(unsafe { *p.get().cast_const() } != 0)
+}
+
+/// Runs a schedule: kernels, copies, counted loops (setting the induction symbol and
+/// re-evaluating the dims that read it: no allocation, no re-binding), while loops and
+/// ifs reading their predicate on the host.
+fn run_schedule(
+    program: &CpuProgram,
+    steps: &[Sched],
+    plan: &mut RunPlan,
+    threads: usize,
+) -> Result<(), CpuError> {
+    for step in steps {
+        match step {
+            Sched::Kernel(k) => run_kernel(program, plan, k.index(), threads)?,
+            Sched::Copy { src, dst } => {
+                let (s, d) = (src.index(), dst.index());
+                let bytes = program
+                    .program
+                    .buffer(*src)
+                    .map(|b| b.dtype.size_bytes())
+                    .zip(plan.lens.get(s))
+                    .map(|(e, &n)| e.saturating_mul(n));
+                let (Some(bytes), Some(ps), Some(pd)) =
+                    (bytes, plan.table.get(s), plan.table.get(d))
+                else {
+                    return Err(CpuError::Buffers(format!("copy {src} -> {dst}")));
+                };
+                if plan.lens.get(d) != plan.lens.get(s) {
+                    return Err(CpuError::Buffers(format!(
+                        "copy {src} -> {dst}: lengths differ"
+                    )));
+                }
+                if bytes > 0 {
+                    // SAFETY: both entries point at live buffers of the plan's lengths (equal,
+                    // checked above; same dtype, proven by the verifier), so `bytes` bytes
+                    // are readable at `ps` and writable at `pd`; `copy` allows overlap.
+                    unsafe { std::ptr::copy(ps.get().cast_const(), pd.get(), bytes) };
                 }
             }
+            Sched::Loop(l) => {
+                let trip = eval_dim(&l.trip, &plan.symbols)?.max(0);
+                for it in 0..trip {
+                    let t = if l.reverse { trip - 1 - it } else { it };
+                    if let Some(v) = plan.symbols.get_mut(&l.var) {
+                        *v = t as u64;
+                    }
+                    let RunPlan {
+                        steps: runs,
+                        symbols,
+                        inductive,
+                        ..
+                    } = &mut *plan;
+                    for (k, which) in inductive.iter() {
+                        if let Some(StepRun::Loop(lr)) = runs.get_mut(*k) {
+                            lr.set_dims(which, symbols)?;
+                        }
+                    }
+                    run_schedule(program, &l.body, plan, threads)?;
+                }
+            }
+            Sched::While(w) => loop {
+                run_schedule(program, &w.cond, plan, threads)?;
+                if !predicate(plan, w.pred)? {
+                    break;
+                }
+                run_schedule(program, &w.body, plan, threads)?;
+            },
+            Sched::If(i) => {
+                let branch = if predicate(plan, i.pred)? {
+                    &i.then
+                } else {
+                    &i.other
+                };
+                run_schedule(program, branch, plan, threads)?;
+            }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]

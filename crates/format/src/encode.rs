@@ -9,7 +9,9 @@ use crate::limits::MAX_DATA_BYTES;
 use crate::v1::*;
 use crate::{Module, Signature, TensorSpec};
 use kiln_ir::{Array, DType, Dim, Graph, NodeId, Op, Shape};
-use kiln_kernel::{Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar};
+use kiln_kernel::{
+    Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar, Step,
+};
 use std::collections::HashMap;
 
 /// The data section being built: tensors at 64-byte aligned offsets.
@@ -427,7 +429,53 @@ fn program(p: &Program, data: &mut Data) -> Result<ProgramV1, FormatError> {
             .collect::<Result<_, _>>()?,
         buffers,
         kernels: p.kernels.iter().map(kernel).collect(),
+        schedule: p.schedule.as_ref().map(|s| {
+            let mut out = Vec::new();
+            steps(s, &mut out);
+            out
+        }),
     })
+}
+
+/// Appends `list` in the flat pre-order of [`StepV1`].
+fn steps(list: &[Step], out: &mut Vec<StepV1>) {
+    let n = |l: &[Step]| u32::try_from(l.len()).unwrap_or(u32::MAX);
+    for s in list {
+        match s {
+            Step::Kernel(k) => out.push(StepV1::Kernel(k.0)),
+            Step::Copy { src, dst } => out.push(StepV1::Copy {
+                src: src.0,
+                dst: dst.0,
+            }),
+            Step::Loop(l) => {
+                out.push(StepV1::Loop {
+                    var: l.var.clone(),
+                    trip: dim(&l.trip),
+                    reverse: l.reverse,
+                    body: n(&l.body),
+                });
+                steps(&l.body, out);
+            }
+            Step::While(w) => {
+                out.push(StepV1::While {
+                    cond: n(&w.cond),
+                    pred: w.pred.0,
+                    body: n(&w.body),
+                });
+                steps(&w.cond, out);
+                steps(&w.body, out);
+            }
+            Step::If(i) => {
+                out.push(StepV1::If {
+                    pred: i.pred.0,
+                    then: n(&i.then),
+                    other: n(&i.other),
+                });
+                steps(&i.then, out);
+                steps(&i.other, out);
+            }
+        }
+    }
 }
 
 fn buffer(b: &Buffer, i: usize, data: &mut Data) -> Result<BufferV1, FormatError> {

@@ -21,7 +21,7 @@ use crate::limits::{MAX_DATA_BYTES, MAX_HEADER_BYTES};
 pub const MAGIC: [u8; 8] = *b"KILNMOD\0";
 
 /// The format version this build writes and reads (version 3: control flow, graphs with
-/// regions).
+/// regions and plans with schedules).
 pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build still reads (version 1: op kinds by number).

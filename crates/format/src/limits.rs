@@ -130,3 +130,11 @@ pub const MAX_INDEX_DEPTH: u64 = 64;
 
 /// Most guards on one masked load.
 pub const MAX_GUARDS: u64 = 64;
+
+/// Most steps in a kernel plan's schedule (every kernel once, plus copies and control
+/// steps).
+pub const MAX_SCHEDULE_STEPS: u64 = 4 * MAX_KERNELS;
+
+/// Deepest nesting of loop, while and if steps in a schedule (the kernel verifier's
+/// limit, `kiln_kernel::schedule::MAX_SCHEDULE_DEPTH`).
+pub const MAX_SCHEDULE_DEPTH: u64 = kiln_kernel::schedule::MAX_SCHEDULE_DEPTH as u64;

@@ -41,14 +41,17 @@ pub trait OpNaming: Clone + Debug + PartialEq + Eq {
     type Arg: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
     /// A window reduction.
     type Window: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// A kernel plan's schedule: `()` (nothing in the bytes) before version 3.
+    type Schedule: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
 
     /// The entries of a region table (none before version 3).
     fn region_list(regions: &Self::Regions) -> &[RegionV3];
 }
 
-/// Format version 3: every op kind is its stable name (`neg`, `reduce_sum`, `argmax`,
-/// `window_max`, ...), a `String` of at most [`crate::limits::MAX_OP_NAME_BYTES`], and the
-/// graph has a region table (control flow).
+/// Format version 3 (the current one): every op kind is its stable name (`neg`,
+/// `reduce_sum`, `argmax`, `window_max`, ...), a `String` of at most
+/// [`crate::limits::MAX_OP_NAME_BYTES`]; the graph has a region table and a kernel plan may
+/// carry a schedule ([`StepV1`]) (control flow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Named;
 
@@ -60,13 +63,14 @@ impl OpNaming for Named {
     type Reduce = String;
     type Arg = String;
     type Window = String;
+    type Schedule = Option<Vec<StepV1>>;
 
     fn region_list(regions: &Vec<RegionV3>) -> &[RegionV3] {
         regions
     }
 }
 
-/// Format version 2: op kinds spelled as in version 3, no regions (no control flow).
+/// Format version 2: op kinds spelled as in version 3; no regions, plans have no schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NamedV2;
 
@@ -78,6 +82,7 @@ impl OpNaming for NamedV2 {
     type Reduce = String;
     type Arg = String;
     type Window = String;
+    type Schedule = ();
 
     fn region_list(_: &()) -> &[RegionV3] {
         &[]
@@ -96,6 +101,7 @@ impl OpNaming for Numbered {
     type Reduce = ReduceV1;
     type Arg = ArgV1;
     type Window = WindowV1;
+    type Schedule = ();
 
     fn region_list(_: &()) -> &[RegionV3] {
         &[]
@@ -572,8 +578,57 @@ pub struct ProgramV1<N: OpNaming = Named> {
     pub symbols: Vec<SymbolV1>,
     /// Buffers `b0, b1, ...`.
     pub buffers: Vec<BufferV1>,
-    /// Kernels `k0, k1, ...` in execution order.
+    /// Kernels `k0, k1, ...` (in execution order when there is no schedule).
     pub kernels: Vec<KernelV1<N>>,
+    /// The structured control flow over the kernels (version 3; `None`: kernels in order).
+    pub schedule: N::Schedule,
+}
+
+/// One step of a kernel plan's schedule (format version 3; mirrors `kiln_kernel::Step`).
+/// The steps of a schedule are stored flat, in pre-order: a step with nested lists states
+/// how many steps each list holds directly, and those steps (each followed by its own
+/// nested steps) come right after it, list by list; the top-level steps run to the end.
+/// So decoding never recurses on attacker-chosen depth without a check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepV1 {
+    /// 0: run kernel `k<n>`.
+    Kernel(u32),
+    /// 1: copy buffer `src` into `dst`.
+    Copy {
+        /// Source buffer.
+        src: u32,
+        /// Destination buffer.
+        dst: u32,
+    },
+    /// 2: a counted loop; `body` steps follow.
+    Loop {
+        /// Induction symbol.
+        var: String,
+        /// Trip count.
+        trip: DimV1,
+        /// Iterations run backwards.
+        reverse: bool,
+        /// Steps in the body list.
+        body: u32,
+    },
+    /// 3: a while loop; `cond` steps then `body` steps follow.
+    While {
+        /// Steps in the cond list.
+        cond: u32,
+        /// The predicate buffer.
+        pred: u32,
+        /// Steps in the body list.
+        body: u32,
+    },
+    /// 4: a branch; `then` steps then `other` steps follow.
+    If {
+        /// The predicate buffer.
+        pred: u32,
+        /// Steps in the then list.
+        then: u32,
+        /// Steps in the else list.
+        other: u32,
+    },
 }
 
 /// A flat typed buffer.

@@ -163,6 +163,10 @@ pub enum GpuError {
     /// wgpu reported an error (validation, mapping, device loss).
     #[error("GPU error: {0}")]
     Device(String),
+    /// The plan has control flow (loops, whiles, ifs), which the GPU engine does not run
+    /// yet.
+    #[error("the GPU backend does not run kernel plans with control flow yet")]
+    ControlFlow,
 }
 
 #[cfg(test)]

@@ -200,6 +200,9 @@ impl GpuProgram {
         program: &VerifiedProgram,
         options: &GpuOptions,
     ) -> Result<GpuProgram, GpuError> {
+        if program.has_control_flow() {
+            return Err(GpuError::ControlFlow);
+        }
         let wgsl = kiln_wgsl::compile(program)?;
         check_index_width(program, &HashMap::new(), false)?;
         let limits = device.limits();

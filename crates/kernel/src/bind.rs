@@ -58,6 +58,8 @@ pub struct Binding {
     by_name: HashMap<String, u64>,
     /// Symbol values in the order of `program.symbols`.
     values: Vec<u64>,
+    /// Symbol names in the order of `program.symbols`.
+    names: Vec<String>,
     /// Dtype and element count of every buffer, `b<k>` at `k`.
     buffers: Vec<(DType, usize)>,
 }
@@ -67,14 +69,22 @@ fn buffer_id(index: usize) -> BufferId {
 }
 
 impl Program {
-    /// Binds the symbols to `bindings` (extra entries are ignored): every symbol must be
+    /// Binds the symbols to `bindings` (extra entries are ignored): every symbol except the
+    /// schedule's induction symbols (bound to 0 here, set by the engine per iteration with
+    /// [`Binding::set_symbol`]) must be
     /// bound within its range `min..=max`, and every buffer's element count must fit
     /// `usize` (a size that evaluates below zero is an empty buffer). A constant buffer's
     /// data must have the buffer's dtype and evaluated length.
     pub fn bind(&self, bindings: &HashMap<String, u64>) -> Result<Binding, BindError> {
         let mut by_name = HashMap::with_capacity(self.symbols.len());
         let mut values = Vec::with_capacity(self.symbols.len());
+        let induction = self.induction_symbols();
         for s in &self.symbols {
+            if induction.contains(&s.name.as_str()) {
+                by_name.insert(s.name.clone(), 0);
+                values.push(0);
+                continue;
+            }
             let value = *bindings
                 .get(&s.name)
                 .ok_or_else(|| BindError::Unbound(s.name.clone()))?;
@@ -98,6 +108,7 @@ impl Program {
         let mut binding = Binding {
             by_name,
             values,
+            names: self.symbols.iter().map(|s| s.name.clone()).collect(),
             buffers: Vec::with_capacity(self.buffers.len()),
         };
         for (i, b) in self.buffers.iter().enumerate() {
@@ -120,6 +131,20 @@ impl Program {
 }
 
 impl Binding {
+    /// Sets symbol `name` to `value` (an engine stepping a loop's induction symbol; the
+    /// verifier keeps induction symbols out of buffer sizes, so the lengths stay valid).
+    /// Returns false if the program has no such symbol.
+    pub fn set_symbol(&mut self, name: &str, value: u64) -> bool {
+        let Some(v) = self.by_name.get_mut(name) else {
+            return false;
+        };
+        *v = value;
+        if let Some(k) = self.names.iter().position(|n| n == name) {
+            self.values[k] = value;
+        }
+        true
+    }
+
     /// The symbol values in the order of the program's symbols.
     pub fn values(&self) -> &[u64] {
         &self.values

@@ -11,6 +11,7 @@ use crate::program::{
     Body, BufferKind, Conv2dKernel, Expr, Kernel, LoadMode, LoopKernel, MatmulKernel, Program,
 };
 use crate::scalar::Scalar;
+use crate::schedule::Step;
 use crate::verify::VerifiedProgram;
 use kiln_ir::semantics::{max_f, min_f};
 use kiln_ir::{BinaryOp, DType, Data, Dim, ReduceOp, UnaryOp};
@@ -37,6 +38,9 @@ pub enum ExecError {
         /// The buffer's length.
         size: usize,
     },
+    /// The schedule names a buffer or kernel that does not fit (a bug in a producer).
+    #[error("schedule: {0}")]
+    Schedule(String),
     /// A scalar op failed (integer division by zero).
     #[error("{kernel}: {message}")]
     Scalar {
@@ -704,8 +708,9 @@ pub fn allocate(
 
 /// Runs `program` on `buffers` (one per program buffer, `buffers[k]` is `b<k>`, each of the
 /// buffer's dtype and evaluated size). The bindings are checked with [`Program::bind`];
-/// constant buffers are (re)filled from the program. Kernels run in order; inside a
-/// kernel, points run in row-major order.
+/// constant buffers are (re)filled from the program. The schedule runs in order (loops set
+/// their induction symbol, while and if read their predicate buffer); inside a kernel,
+/// points run in row-major order.
 ///
 /// On error the contents of written buffers are unspecified.
 pub fn execute(
@@ -720,16 +725,83 @@ pub fn execute(
             *data = a.data().clone();
         }
     }
-    for (i, kernel) in program.kernels.iter().enumerate() {
-        let mut r = Runner {
-            kernel: KernelId(u32::try_from(i).unwrap_or(u32::MAX)),
-            bufs: buffers,
-        };
-        match kernel {
-            Kernel::Loop(k) => r.run_loop(k, &env)?,
-            Kernel::Matmul(k) => r.run_matmul(k, &env)?,
-            Kernel::Conv2d(k) => r.run_conv(k, &env, program)?,
+    let mut env = env;
+    run_steps(program, &program.steps(), &mut env, buffers)
+}
+
+/// Runs a schedule's steps: kernels, copies, loops with their induction symbol set in the
+/// binding, while loops and ifs reading their predicate buffer.
+fn run_steps(
+    program: &Program,
+    steps: &[Step],
+    env: &mut Env,
+    buffers: &mut [Data],
+) -> Result<(), ExecError> {
+    for step in steps {
+        match step {
+            Step::Kernel(id) => {
+                let kernel = program
+                    .kernel(*id)
+                    .ok_or_else(|| ExecError::Schedule(format!("{id} is not a kernel")))?;
+                let mut r = Runner {
+                    kernel: *id,
+                    bufs: buffers,
+                };
+                match kernel {
+                    Kernel::Loop(k) => r.run_loop(k, env)?,
+                    Kernel::Matmul(k) => r.run_matmul(k, env)?,
+                    Kernel::Conv2d(k) => r.run_conv(k, env, program)?,
+                }
+            }
+            Step::Copy { src, dst } => {
+                let data = buffers
+                    .get(src.index())
+                    .cloned()
+                    .ok_or_else(|| ExecError::Schedule(format!("copy from {src}")))?;
+                let to = buffers
+                    .get_mut(dst.index())
+                    .ok_or_else(|| ExecError::Schedule(format!("copy into {dst}")))?;
+                if to.len() != data.len() || to.dtype() != data.dtype() {
+                    return Err(ExecError::Schedule(format!(
+                        "copy {src} -> {dst}: the buffers differ in shape"
+                    )));
+                }
+                *to = data;
+            }
+            Step::Loop(l) => {
+                let trip = env.extent(&l.trip)?;
+                for it in 0..trip {
+                    let t = if l.reverse { trip - 1 - it } else { it };
+                    env.binding.set_symbol(&l.var, t as u64);
+                    run_steps(program, &l.body, env, buffers)?;
+                }
+            }
+            Step::While(w) => loop {
+                run_steps(program, &w.cond, env, buffers)?;
+                if !predicate(buffers, w.pred)? {
+                    break;
+                }
+                run_steps(program, &w.body, env, buffers)?;
+            },
+            Step::If(i) => {
+                let branch = if predicate(buffers, i.pred)? {
+                    &i.then
+                } else {
+                    &i.other
+                };
+                run_steps(program, branch, env, buffers)?;
+            }
         }
     }
     Ok(())
+}
+
+/// The value of a one-element `bool` predicate buffer.
+fn predicate(buffers: &[Data], b: BufferId) -> Result<bool, ExecError> {
+    match buffers.get(b.index()) {
+        Some(Data::Bool(v)) if v.len() == 1 => Ok(v[0]),
+        _ => Err(ExecError::Schedule(format!(
+            "the predicate {b} is not one bool"
+        ))),
+    }
 }

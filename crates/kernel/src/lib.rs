@@ -45,6 +45,18 @@
 //!
 //! Contractions accumulate in the operands' dtype (which must agree and be numeric).
 //!
+//! # Control flow
+//!
+//! A program may carry a **schedule** ([`Step`], module [`schedule`]): a tree of kernels
+//! `kN`, copies `copy bA -> bB`, counted loops `loop [reverse] t < {trip} { ... }` whose
+//! induction symbol `t` (a declared symbol `>= 0`) kernels read like any other dim, while
+//! loops `while { ... } test bP do { ... }` and branches `if bP { ... } else { ... }` on a
+//! `bool[1]` predicate buffer. Without one ([`Program::schedule`] `None`) kernels run in
+//! order. A schedule names every kernel exactly once, in pre-order; induction symbols
+//! appear only in the index expressions of loop kernels inside their loop, and the bounds
+//! prover knows `0 <= t <= trip - 1` there (see "Bounds proofs"). docs/control-flow.md
+//! has the whole contract.
+//!
 //! # Index expressions
 //!
 //! Loads and stores address a flat buffer with an [`IndexExpr`]: integer expressions over
@@ -142,7 +154,7 @@
 //! Grammar (`;` starts a comment):
 //!
 //! ```text
-//! program  := (symbol | buffer | kernel)*
+//! program  := (symbol | buffer | kernel)* [schedule]
 //! symbol   := "symbol" NAME ">=" INT ["," "<=" INT]
 //! buffer   := bK "=" ("input" STR | "output" STR | "state" STR | "scratch") DTYPE "[" dim "]"
 //!           | bK "=" "const" DTYPE "[" dim "]" ["shape" "[" INT,* "]"] "[" value,* "]"
@@ -152,6 +164,10 @@
 //!           | kK "=" "conv2d" "n" dim "c" dim "h" dim "w" dim "o" dim "kernel" pair
 //!                    "stride" pair "padding" pair "dilation" pair "groups" INT
 //!                    "{" "input" body "weight" body "epilogue" body "}"
+//! schedule := "schedule" steps
+//! steps    := "{" step* "}"
+//! step     := kK | "copy" bK "->" bK | "loop" ["reverse"] NAME "<" datom steps
+//!           | "while" steps "test" bK "do" steps | "if" bK steps "else" steps
 //! body     := "{" (vK "=" expr | "store" bK "[" index "]" "=" vK | "yield" vK)* "}"
 //! expr     := DTYPE "(" value ")"                       ; constant, e.g. f32(-inf)
 //!           | "load" ["checked"] bK "[" index "]" ["if" guard ("&&" guard)* "else" DTYPE "(" value ")"]
@@ -191,7 +207,13 @@
 //! 7. ordering: no kernel reads a scratch or output buffer before an earlier kernel wrote it;
 //!    every output is written; the in-place rule of "Execution order" holds;
 //! 8. conv2d geometry: sizes >= 1, channels divisible by groups, output size a polynomial
-//!    `>= 1` for every binding.
+//!    `>= 1` for every binding;
+//! 9. schedule: every kernel once in pre-order, nesting at most
+//!    [`schedule::MAX_SCHEDULE_DEPTH`], induction symbols declared `>= 0`, unique, used only
+//!    in loop kernels' index expressions inside their loop; predicates `bool[1]` and written
+//!    before read; copies between distinct buffers of one dtype and provably equal size into
+//!    a writable one. Rule 7 follows the control flow: a loop body's writes count after the
+//!    loop, a while body's do not, an if's are those of both branches.
 //!
 //! Errors print as `k1: v0 = load b0[i0*10 + r0 + 1]: index may exceed the last element of
 //! b0: cannot prove N*10 <= N*10-1 for all N >= 1`.
@@ -220,6 +242,12 @@
 //! A loop whose extent is 0 for some binding has no points there, so the ranges only need to
 //! hold where the extents are positive, which they do.
 //!
+//! *Induction symbols.* Inside a loop whose induction symbol `t` has trip count `trip`, a
+//! polynomial `a + b*t` (`a`, `b` free of `t`; a higher power of `t` fails) is proven
+//! `>= 0` by proving `a >= 0` when `b >= 0` is proven, or `a + b*(trip - 1) >= 0` when
+//! `b <= 0` is: its smallest value over `0 <= t <= trip - 1`. So `load xs[{t*4} + i0]`
+//! over `i0 < 4` is in bounds of `xs: f32[T*4]` in `loop t < {T}`.
+//!
 //! *Proof rule.* A polynomial `P` is proven `>= 0` for all bindings `min_s <= s <= max_s`
 //! when, after substituting `s = min_s + t_s` and expanding to `Q(t) = q_0 + sum q_m t^m`
 //! (each `t_s >= 0`), `q_0 + sum over q_m < 0 of q_m * prod_s (max_s - min_s)^(e_s) >= 0`,
@@ -242,6 +270,7 @@ mod poly;
 mod print;
 pub mod program;
 pub mod scalar;
+pub mod schedule;
 mod symbol;
 pub mod verify;
 pub mod width;
@@ -256,5 +285,6 @@ pub use program::{
     Load, LoadMode, LoopKernel, MatmulKernel, Program, Store, Symbol,
 };
 pub use scalar::{Scalar, ScalarError};
+pub use schedule::{IfStep, LoopStep, Step, WhileStep};
 pub use verify::{VerifiedProgram, VerifyError, VerifyErrors, verify};
 pub use width::{IndexWidth, IndexWidthError, WidthScope, check_index_width};

@@ -9,6 +9,10 @@
 //!   last kernel that reads or writes it (kernels run in program order, each completing
 //!   before the next; the verifier rejects a read of a scratch buffer before a store to it).
 //!   A scratch buffer no kernel touches takes no memory (offset 0, empty).
+//! * **Control flow.** Kernels are numbered in the schedule's pre-order. A copy or a
+//!   predicate read between kernels `j - 1` and `j` keeps its buffers live over both, and a
+//!   scratch buffer used anywhere inside a loop, while or if lives for the whole step (and
+//!   its neighbouring kernels): later iterations reuse it.
 //! * **Workspace.** An engine may ask for extra bytes live only while one kernel runs (the
 //!   CPU engine's materialised contraction operands and accumulators); each is a slot of
 //!   its own with that kernel as its whole lifetime.
@@ -28,6 +32,7 @@
 //! the largest total of (aligned) slots live at one kernel, the least any placement without
 //! in-place reuse could use.
 
+use crate::schedule::Step;
 use crate::{BufferId, BufferKind, Expr, IndexExpr, Kernel, KernelId, LoadMode, Program};
 use kiln_ir::{Dim, DimError};
 use std::collections::HashMap;
@@ -254,6 +259,70 @@ fn place_slots(order: &[Slot]) -> Option<(u64, HashMap<usize, u64>)> {
     Some((peak, at))
 }
 
+/// Extends `life[b]` (if `b` is scratch) to cover kernels `lo..=hi`.
+fn extend(life: &mut [Option<(usize, usize)>], b: BufferId, lo: usize, hi: usize) {
+    if let Some(slot) = life.get_mut(b.index()) {
+        *slot = Some(match *slot {
+            Some((s, e)) => (s.min(lo), e.max(hi)),
+            None => (lo, hi),
+        });
+    }
+}
+
+/// Lifetimes through a schedule (kernels are numbered in its pre-order; `next` is the next
+/// kernel's id): a copy or predicate read between kernels `j - 1` and `j` keeps its buffers
+/// live over both, and every scratch buffer touched inside a loop, while or if is live over
+/// the whole step (and its neighbours), because iterations repeat it. Returns the scratch
+/// buffers the steps touch.
+fn schedule_lives(
+    steps: &[Step],
+    acc: &[Access],
+    n: usize,
+    next: &mut usize,
+    life: &mut [Option<(usize, usize)>],
+    scratch: &impl Fn(BufferId) -> bool,
+) -> Vec<BufferId> {
+    let last = n.saturating_sub(1);
+    let mut touched = Vec::new();
+    for step in steps {
+        let here = (next.saturating_sub(1), (*next).min(last));
+        for b in step.own_buffers() {
+            if scratch(b) {
+                extend(life, b, here.0, here.1);
+                touched.push(b);
+            }
+        }
+        match step {
+            Step::Kernel(k) => {
+                *next = k.index() + 1;
+                if let Some(a) = acc.get(k.index()) {
+                    touched.extend(
+                        a.loads
+                            .iter()
+                            .map(|l| l.0)
+                            .chain(a.stores.iter().map(|s| s.0))
+                            .filter(|&b| scratch(b)),
+                    );
+                }
+            }
+            Step::Copy { .. } => {}
+            Step::Loop(_) | Step::While(_) | Step::If(_) => {
+                let start = next.saturating_sub(1);
+                let mut inner = Vec::new();
+                for c in step.children() {
+                    inner.extend(schedule_lives(c, acc, n, next, life, scratch));
+                }
+                let end = (*next).min(last);
+                for &b in &inner {
+                    extend(life, b, start, end);
+                }
+                touched.extend(inner);
+            }
+        }
+    }
+    touched
+}
+
 /// Plans the scratch memory of `program` under `bindings` with the default options (64-byte
 /// alignment, in-place reuse) and no workspace (see the module docs).
 pub fn plan(program: &Program, bindings: &HashMap<String, u64>) -> Result<MemoryPlan, PlanError> {
@@ -318,6 +387,12 @@ pub fn plan_with(
                 None => (k, k),
             });
         }
+    }
+
+    if program.schedule.is_some() {
+        let n = program.kernels.len();
+        let mut next = 0usize;
+        schedule_lives(&program.steps(), &acc, n, &mut next, &mut life, &scratch);
     }
 
     // In-place reuse: union slots.

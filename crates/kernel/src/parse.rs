@@ -2,7 +2,7 @@
 //! everything semantic (types, bounds, buffer roles) is the verifier's job, so an ill-formed
 //! program can be parsed and then reported in full.
 
-use crate::ids::{BufferId, LoopVar, RedVar, ValueId, parse_prefixed};
+use crate::ids::{BufferId, KernelId, LoopVar, RedVar, ValueId, parse_prefixed};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::Poly;
 use crate::program::{
@@ -10,6 +10,7 @@ use crate::program::{
     LoopKernel, MatmulKernel, Program, Store, Symbol,
 };
 use crate::scalar::Scalar;
+use crate::schedule::{IfStep, LoopStep, MAX_SCHEDULE_DEPTH, Step, WhileStep};
 use kiln_ir::{Array, BinaryOp, DType, Data, Dim, ReduceOp, UnaryOp};
 use std::str::FromStr;
 
@@ -922,6 +923,67 @@ impl Parser {
         }
     }
 
+    /// `{ step* }`; `depth` counts enclosing lists (bounded so that hostile text cannot
+    /// overflow the stack).
+    fn steps(&mut self, depth: usize) -> PResult<Vec<Step>> {
+        if depth > MAX_SCHEDULE_DEPTH {
+            return self.expected(&format!("at most {MAX_SCHEDULE_DEPTH} nested step lists"));
+        }
+        self.punct("{")?;
+        let mut out = Vec::new();
+        while !self.eat_punct("}") {
+            let t = self.peek().clone();
+            let step = match &t.tok {
+                Tok::Ident(s) if parse_prefixed(s, 'k').is_some() => {
+                    self.pos += 1;
+                    Step::Kernel(KernelId(parse_prefixed(s, 'k').unwrap_or(u32::MAX)))
+                }
+                Tok::Ident(s) if s == "copy" => {
+                    self.pos += 1;
+                    let src = self.buffer_id()?;
+                    self.punct("-")?;
+                    self.punct(">")?;
+                    let dst = self.buffer_id()?;
+                    Step::Copy { src, dst }
+                }
+                Tok::Ident(s) if s == "loop" => {
+                    self.pos += 1;
+                    let reverse = self.eat_ident("reverse");
+                    let var = self.ident("an induction symbol")?;
+                    self.punct("<")?;
+                    let trip = self.dim_atom()?;
+                    let body = self.steps(depth + 1)?;
+                    Step::Loop(LoopStep {
+                        var,
+                        trip,
+                        reverse,
+                        body,
+                    })
+                }
+                Tok::Ident(s) if s == "while" => {
+                    self.pos += 1;
+                    let cond = self.steps(depth + 1)?;
+                    self.keyword("test")?;
+                    let pred = self.buffer_id()?;
+                    self.keyword("do")?;
+                    let body = self.steps(depth + 1)?;
+                    Step::While(WhileStep { cond, pred, body })
+                }
+                Tok::Ident(s) if s == "if" => {
+                    self.pos += 1;
+                    let pred = self.buffer_id()?;
+                    let then = self.steps(depth + 1)?;
+                    self.keyword("else")?;
+                    let other = self.steps(depth + 1)?;
+                    Step::If(IfStep { pred, then, other })
+                }
+                _ => return self.expected("a step (`kN`, `copy`, `loop`, `while`, `if`) or `}`"),
+            };
+            out.push(step);
+        }
+        Ok(out)
+    }
+
     fn program(&mut self) -> PResult<Program> {
         let mut p = Program::new();
         loop {
@@ -965,7 +1027,15 @@ impl Parser {
                     let k = self.kernel()?;
                     p.kernels.push(k);
                 }
-                _ => return self.expected("`symbol`, a buffer `bN = ...` or a kernel `kN = ...`"),
+                Tok::Ident(s) if s == "schedule" && p.schedule.is_none() => {
+                    self.pos += 1;
+                    p.schedule = Some(self.steps(0)?);
+                }
+                _ => {
+                    return self.expected(
+                        "`symbol`, a buffer `bN = ...`, a kernel `kN = ...` or `schedule`",
+                    );
+                }
             }
         }
     }

@@ -213,6 +213,31 @@ impl Poly {
     }
 
     /// Substitutes `s = s + shift(s)` for every symbol (the variable keeps its name).
+    /// Splits `self = a + b*s` with `a` and `b` free of `s`; `None` if `s` occurs with a
+    /// power above 1.
+    pub(crate) fn split_linear(&self, s: &str) -> Option<(Poly, Poly)> {
+        let (mut a, mut b) = (Poly::zero(), Poly::zero());
+        for (m, &c) in &self.terms {
+            match m.0.iter().position(|(x, _)| &**x == s) {
+                None => a.add_term(m.clone(), c).ok()?,
+                Some(k) if m.0[k].1 == 1 => {
+                    let mut rest = m.0.clone();
+                    rest.remove(k);
+                    b.add_term(Mono(rest), c).ok()?;
+                }
+                Some(_) => return None,
+            }
+        }
+        Some((a, b))
+    }
+
+    /// True if the symbol `s` occurs in a term.
+    pub(crate) fn mentions(&self, s: &str) -> bool {
+        self.terms
+            .keys()
+            .any(|m| m.0.iter().any(|(x, _)| &**x == s))
+    }
+
     fn shift(&self, shift: &dyn Fn(&str) -> i128) -> Result<Poly, PolyError> {
         let mut out = Poly::zero();
         for (m, c) in &self.terms {
@@ -365,6 +390,8 @@ pub(crate) fn parse_dim_text(text: &str) -> Result<Poly, PolyError> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Facts {
     bounds: BTreeMap<String, (i128, Option<i128>)>,
+    /// Induction symbols of the enclosing loops with their trip counts: `0 <= t <= trip - 1`.
+    induction: Vec<(String, Poly)>,
 }
 
 /// Lower bound assumed for a symbol the program does not declare (the verifier reports the
@@ -380,7 +407,19 @@ impl Facts {
                 .entry(s.name.clone())
                 .or_insert((i128::from(s.min), s.max.map(i128::from)));
         }
-        Facts { bounds }
+        Facts {
+            bounds,
+            induction: Vec::new(),
+        }
+    }
+
+    /// These facts inside loops whose induction symbols range over `0..=trip - 1`
+    /// (`(symbol, trip)`, outermost first).
+    pub(crate) fn within_loops(&self, loops: Vec<(String, Poly)>) -> Facts {
+        Facts {
+            bounds: self.bounds.clone(),
+            induction: loops,
+        }
     }
 
     fn min(&self, s: &str) -> i128 {
@@ -398,6 +437,25 @@ impl Facts {
     /// bound); the proof succeeds if the constant term plus those lower bounds is `>= 0`.
     /// Returns false when the rule does not apply or arithmetic overflows.
     pub(crate) fn nonneg(&self, p: &Poly) -> bool {
+        // An induction symbol `t` in `0..=trip-1` is eliminated first: `p = a + b*t` is
+        // smallest at `t = 0` when `b >= 0` and at `t = trip - 1` when `b <= 0`.
+        if let Some((t, trip)) = self.induction.iter().find(|(t, _)| p.mentions(t)) {
+            let Some((a, b)) = p.split_linear(t) else {
+                return false;
+            };
+            if self.nonneg(&b) {
+                return self.nonneg(&a);
+            }
+            let Ok(nb) = b.neg() else { return false };
+            if !self.nonneg(&nb) {
+                return false;
+            }
+            return trip
+                .add_const(-1)
+                .and_then(|last| b.mul(&last))
+                .and_then(|bl| a.add(&bl))
+                .is_ok_and(|end| self.nonneg(&end));
+        }
         let Ok(q) = p.shift(&|s| self.min(s)) else {
             return false;
         };

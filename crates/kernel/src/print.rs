@@ -4,6 +4,7 @@
 use crate::ids::{BufferId, KernelId, ValueId};
 use crate::program::{Body, BufferKind, Expr, Kernel, Load, LoadMode, Program, Store};
 use crate::scalar::Scalar;
+use crate::schedule::Step;
 use kiln_ir::{Array, Data};
 use std::fmt::{self, Write};
 
@@ -163,6 +164,41 @@ fn write_kernel(out: &mut String, id: KernelId, kernel: &Kernel) {
     out.push_str("}\n");
 }
 
+/// Writes a step list, one step a line (nested lists indented).
+fn write_steps(out: &mut String, steps: &[Step], indent: &str) {
+    let deeper = format!("{indent}  ");
+    for s in steps {
+        match s {
+            Step::Kernel(k) => {
+                let _ = writeln!(out, "{indent}{k}");
+            }
+            Step::Copy { src, dst } => {
+                let _ = writeln!(out, "{indent}copy {src} -> {dst}");
+            }
+            Step::Loop(l) => {
+                let rev = if l.reverse { " reverse" } else { "" };
+                let _ = writeln!(out, "{indent}loop{rev} {} < {{{}}} {{", l.var, l.trip);
+                write_steps(out, &l.body, &deeper);
+                let _ = writeln!(out, "{indent}}}");
+            }
+            Step::While(w) => {
+                let _ = writeln!(out, "{indent}while {{");
+                write_steps(out, &w.cond, &deeper);
+                let _ = writeln!(out, "{indent}}} test {} do {{", w.pred);
+                write_steps(out, &w.body, &deeper);
+                let _ = writeln!(out, "{indent}}}");
+            }
+            Step::If(i) => {
+                let _ = writeln!(out, "{indent}if {} {{", i.pred);
+                write_steps(out, &i.then, &deeper);
+                let _ = writeln!(out, "{indent}}} else {{");
+                write_steps(out, &i.other, &deeper);
+                let _ = writeln!(out, "{indent}}}");
+            }
+        }
+    }
+}
+
 /// One buffer declaration without the id: `input "x" f32[N*784]`.
 pub(crate) fn buffer_decl(program: &Program, id: BufferId) -> String {
     let Some(b) = program.buffer(id) else {
@@ -202,6 +238,11 @@ impl fmt::Display for Program {
         }
         for (i, k) in self.kernels.iter().enumerate() {
             write_kernel(&mut out, KernelId(u32::try_from(i).unwrap_or(u32::MAX)), k);
+        }
+        if let Some(steps) = &self.schedule {
+            out.push_str("schedule {\n");
+            write_steps(&mut out, steps, "  ");
+            out.push_str("}\n");
         }
         f.write_str(&out)
     }

@@ -5,6 +5,7 @@ use crate::ids::{BufferId, KernelId, ValueId};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::{Facts, Poly};
 use crate::scalar::Scalar;
+use crate::schedule::Step;
 pub use crate::symbol::Symbol;
 use kiln_ir::{Array, BinaryOp, DType, Dim, ReduceOp, UnaryOp};
 
@@ -511,8 +512,12 @@ pub struct Program {
     pub symbols: Vec<Symbol>,
     /// Buffers; `b<k>` is `buffers[k]`.
     pub buffers: Vec<Buffer>,
-    /// Kernels in execution order; `k<k>` is `kernels[k]`.
+    /// Kernels; `k<k>` is `kernels[k]`. Without a schedule they run in this order.
     pub kernels: Vec<Kernel>,
+    /// The structured control flow over the kernels (see [`Step`]); `None` runs every
+    /// kernel once, in order. A schedule names every kernel exactly once, in pre-order
+    /// `k0, k1, ...`, so the kernels of a loop body or a branch are a contiguous range.
+    pub schedule: Option<Vec<Step>>,
 }
 
 impl Program {
@@ -582,6 +587,70 @@ impl Program {
     /// The state buffer named `name`.
     pub fn state(&self, name: &str) -> Option<BufferId> {
         self.find(|k| matches!(k, BufferKind::State(n) if n == name))
+    }
+}
+
+impl Program {
+    /// The schedule the program runs: its explicit one, or every kernel in order.
+    pub fn steps(&self) -> std::borrow::Cow<'_, [Step]> {
+        match &self.schedule {
+            Some(s) => std::borrow::Cow::Borrowed(s.as_slice()),
+            None => std::borrow::Cow::Owned(
+                (0..self.kernels.len())
+                    .map(|k| Step::Kernel(KernelId(u32::try_from(k).unwrap_or(u32::MAX))))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// True if the program has control flow or copies (a schedule other than its kernels
+    /// in order).
+    pub fn has_control_flow(&self) -> bool {
+        self.schedule.as_ref().is_some_and(|s| {
+            s.len() != self.kernels.len()
+                || s.iter()
+                    .enumerate()
+                    .any(|(i, st)| *st != Step::Kernel(KernelId(i as u32)))
+        })
+    }
+
+    /// The induction symbols of the schedule's loops, in pre-order.
+    pub fn induction_symbols(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.schedule {
+            crate::schedule::walk(s, &mut |st, _, _| {
+                if let Step::Loop(l) = st {
+                    out.push(l.var.as_str());
+                }
+            });
+        }
+        out
+    }
+
+    /// True if `name` is the induction symbol of a loop of the schedule.
+    pub fn is_induction(&self, name: &str) -> bool {
+        self.induction_symbols().contains(&name)
+    }
+}
+
+impl Kernel {
+    /// Renames every buffer the kernel loads or stores.
+    pub fn map_buffers(&mut self, f: &mut impl FnMut(BufferId) -> BufferId) {
+        let bodies = match self {
+            Kernel::Loop(k) => vec![&mut k.body],
+            Kernel::Matmul(k) => vec![&mut k.a, &mut k.b, &mut k.epilogue],
+            Kernel::Conv2d(k) => vec![&mut k.input, &mut k.weight, &mut k.epilogue],
+        };
+        for b in bodies {
+            for e in &mut b.values {
+                if let Expr::Load(l) = e {
+                    l.buffer = f(l.buffer);
+                }
+            }
+            for s in &mut b.stores {
+                s.buffer = f(s.buffer);
+            }
+        }
     }
 }
 

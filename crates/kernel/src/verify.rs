@@ -7,6 +7,7 @@ use crate::ids::{BufferId, KernelId, ValueId, looks_like_id};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::{Facts, Poly};
 use crate::program::{Body, BodyRole, BufferKind, Expr, Kernel, LoadMode, Program, Store};
+use crate::schedule::{LoopStep, MAX_SCHEDULE_DEPTH, Step};
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{DType, Dim, ReduceOp};
 use std::collections::{BTreeMap, HashSet};
@@ -139,15 +140,28 @@ fn check(program: &Program) -> Result<(), VerifyErrors> {
         facts: Facts::new(&program.symbols),
         errors: Vec::new(),
         kernel: None,
+        induction: program
+            .induction_symbols()
+            .into_iter()
+            .map(String::from)
+            .collect(),
     };
     v.symbols();
     v.buffers();
     let mut written: HashSet<BufferId> = HashSet::new();
-    for (i, k) in program.kernels.iter().enumerate() {
-        v.kernel = Some(KernelId(u32::try_from(i).unwrap_or(u32::MAX)));
-        v.kernel_checks(k, &mut written);
-    }
+    let steps = program.steps();
+    let mut next = 0usize;
+    v.steps(&steps, &mut Vec::new(), 0, &mut next, &mut written);
     v.kernel = None;
+    if next != program.kernels.len() {
+        v.error(
+            "schedule",
+            format!(
+                "names {next} of the {} kernels; every kernel runs exactly once",
+                program.kernels.len()
+            ),
+        );
+    }
     for (i, b) in program.buffers.iter().enumerate() {
         let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
         if let BufferKind::Output(name) = &b.kind
@@ -181,6 +195,8 @@ struct Verifier<'a> {
     facts: Facts,
     errors: Vec<VerifyError>,
     kernel: Option<KernelId>,
+    /// Induction symbols of the schedule's loops.
+    induction: HashSet<String>,
 }
 
 /// What a body may contain, by role.
@@ -198,6 +214,192 @@ struct Phase {
 }
 
 impl Verifier<'_> {
+    /// Checks a step list in execution order: kernels in pre-order `k0, k1, ...` (`next`
+    /// is the next expected id), each kernel verified once with the facts of its
+    /// enclosing loops, copies and predicates well typed, and the read-before-write rule
+    /// followed through the control flow (a loop body's writes count after the loop, a
+    /// while body's do not, an if's are those of both branches).
+    fn steps<'s>(
+        &mut self,
+        steps: &'s [Step],
+        loops: &mut Vec<&'s LoopStep>,
+        depth: usize,
+        next: &mut usize,
+        written: &mut HashSet<BufferId>,
+    ) {
+        if depth > MAX_SCHEDULE_DEPTH {
+            self.kernel = None;
+            self.error(
+                "schedule",
+                format!("nesting deeper than {MAX_SCHEDULE_DEPTH}"),
+            );
+            return;
+        }
+        for step in steps {
+            match step {
+                Step::Kernel(k) => {
+                    if k.index() != *next {
+                        self.kernel = None;
+                        self.error(
+                            "schedule",
+                            format!(
+                                "{k} where k{next} is expected (kernels run once each, in \
+                                 pre-order)"
+                            ),
+                        );
+                        return;
+                    }
+                    *next += 1;
+                    let Some(kernel) = self.p.kernel(*k) else {
+                        self.kernel = None;
+                        self.error("schedule", format!("{k} is not a kernel"));
+                        return;
+                    };
+                    self.kernel = Some(*k);
+                    self.induction_uses(kernel, loops);
+                    let base = std::mem::take(&mut self.facts);
+                    let ctx: Vec<(String, Poly)> = loops
+                        .iter()
+                        .filter_map(|l| Some((l.var.clone(), Poly::from_dim(&l.trip).ok()?)))
+                        .collect();
+                    self.facts = base.within_loops(ctx);
+                    self.kernel_checks(kernel, written);
+                    self.facts = base;
+                }
+                Step::Copy { src, dst } => {
+                    self.kernel = None;
+                    self.copy(*src, *dst, written);
+                }
+                Step::Loop(l) => {
+                    self.kernel = None;
+                    let loc = format!("loop {}", l.var);
+                    match self.p.symbol(&l.var) {
+                        None => self.error(&loc, "the induction symbol is not declared"),
+                        Some(s) if s.min != 0 || s.max.is_some() => {
+                            self.error(&loc, "an induction symbol is declared `>= 0`")
+                        }
+                        Some(_) => {}
+                    }
+                    if loops.iter().any(|o| o.var == l.var)
+                        || self
+                            .p
+                            .induction_symbols()
+                            .iter()
+                            .filter(|v| **v == l.var)
+                            .count()
+                            > 1
+                    {
+                        self.error(&loc, "the induction symbol names another loop too");
+                    }
+                    self.poly(&l.trip, &loc);
+                    loops.push(l);
+                    self.steps(&l.body, loops, depth + 1, next, written);
+                    loops.pop();
+                }
+                Step::While(w) => {
+                    self.kernel = None;
+                    self.steps(&w.cond, loops, depth + 1, next, written);
+                    self.kernel = None;
+                    self.predicate(w.pred, "while", written);
+                    let mut inner = written.clone();
+                    self.steps(&w.body, loops, depth + 1, next, &mut inner);
+                }
+                Step::If(i) => {
+                    self.kernel = None;
+                    self.predicate(i.pred, "if", written);
+                    let mut then = written.clone();
+                    self.steps(&i.then, loops, depth + 1, next, &mut then);
+                    let mut other = written.clone();
+                    self.steps(&i.other, loops, depth + 1, next, &mut other);
+                    written.extend(then.intersection(&other).copied());
+                }
+            }
+        }
+    }
+
+    /// A predicate buffer: one `bool` element, written before it is read.
+    fn predicate(&mut self, b: BufferId, what: &str, written: &HashSet<BufferId>) {
+        let loc = format!("{what} {b}");
+        let Some(buf) = self.p.buffer(b) else {
+            self.error(&loc, "not a buffer");
+            return;
+        };
+        if buf.dtype != DType::Bool || buf.size.as_known() != Some(1) {
+            let msg = format!("a predicate is bool[1], {b} is {}[{}]", buf.dtype, buf.size);
+            self.error(&loc, msg);
+        }
+        if !buf.kind.is_initialised() && !written.contains(&b) {
+            self.error(&loc, "the predicate is read before it is written");
+        }
+    }
+
+    /// A copy: distinct buffers of one dtype and provably equal size, the destination
+    /// writable, the source written before.
+    fn copy(&mut self, src: BufferId, dst: BufferId, written: &mut HashSet<BufferId>) {
+        let loc = format!("copy {src} -> {dst}");
+        let (Some(s), Some(d)) = (self.p.buffer(src), self.p.buffer(dst)) else {
+            self.error(&loc, "names a buffer the program does not have");
+            return;
+        };
+        if src == dst {
+            self.error(&loc, "copies a buffer onto itself");
+        }
+        if s.dtype != d.dtype {
+            self.error(&loc, format!("copies {} into {}", s.dtype, d.dtype));
+        }
+        if !d.kind.is_writable() {
+            self.error(&loc, format!("{dst} is a {} buffer", d.kind.keyword()));
+        }
+        let same = match (Poly::from_dim(&s.size), Poly::from_dim(&d.size)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            let msg = format!("sizes {} and {} differ", s.size, d.size);
+            self.error(&loc, msg);
+        }
+        if !s.kind.is_initialised() && !written.contains(&src) {
+            self.error(&loc, format!("reads {src} before it is written"));
+        }
+        written.insert(dst);
+    }
+
+    /// Induction symbols in a kernel's index expressions: only in loop kernels, and only
+    /// those of the enclosing loops.
+    fn induction_uses(&mut self, kernel: &Kernel, loops: &[&LoopStep]) {
+        if self.induction.is_empty() {
+            return;
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for bd in kernel.bodies(&self.p.symbols) {
+            let idx = bd
+                .body
+                .values
+                .iter()
+                .flat_map(Expr::indices)
+                .chain(bd.body.stores.iter().map(|s| &s.index));
+            for ix in idx {
+                for d in ix.dims() {
+                    for s in d.symbols() {
+                        if self.induction.contains(&*s) {
+                            used.insert(s.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for s in used {
+            if !matches!(kernel, Kernel::Loop(_)) {
+                self.error(
+                    "",
+                    format!("induction symbol `{s}` in a {} kernel", kernel.name()),
+                );
+            } else if !loops.iter().any(|l| l.var == s) {
+                self.error("", format!("induction symbol `{s}` outside its loop"));
+            }
+        }
+    }
+
     fn error(&mut self, location: impl Into<String>, message: impl Into<String>) {
         self.errors.push(VerifyError {
             kernel: self.kernel,
@@ -208,9 +410,24 @@ impl Verifier<'_> {
 
     /// Reports undeclared symbols of `d` and converts it; `None` on failure.
     fn poly(&mut self, d: &Dim, location: &str) -> Option<Poly> {
+        self.poly_in(d, location, false)
+    }
+
+    /// [`Self::poly`]; `index` allows induction symbols (an index expression's dim).
+    fn poly_in(&mut self, d: &Dim, location: &str, index: bool) -> Option<Poly> {
         for s in d.symbols() {
             if self.p.symbol(&s).is_none() {
                 self.error(location, format!("symbol `{s}` is not declared"));
+                return None;
+            }
+            if !index && self.induction.contains(&*s) {
+                self.error(
+                    location,
+                    format!(
+                        "induction symbol `{s}` in `{d}`: induction symbols may only appear \
+                         in the index expressions of loop kernels"
+                    ),
+                );
                 return None;
             }
         }
@@ -487,7 +704,7 @@ impl Verifier<'_> {
             _ => {}
         });
         for d in e.dims() {
-            if self.poly(d, loc).is_none() {
+            if self.poly_in(d, loc, true).is_none() {
                 ok = false;
             }
         }

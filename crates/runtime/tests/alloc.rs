@@ -361,3 +361,63 @@ fn a_state_set_between_runs_is_honoured_and_bad_inputs_get_precise_errors() {
     let err = exe.run(&[("x", &xv)]).unwrap_err();
     assert_eq!(err.to_string(), "missing input `t` (expected f32[8, 4])");
 }
+
+/// A scan of 16 steps whose body branches on its carry: the CPU engine walks the loop
+/// itself, so steady-state borrowed runs allocate nothing, per run or per iteration.
+const SCAN_WITH_COND: &str = r#"
+n0 = input "xs" : f32[16, 4]
+n1 = input "h0" : f32[4]
+n2 = scan n1, n0 body=r0 length=[16] carries=1 xs=1 reverse=false : bool[]
+n3 = get n2 index=0 : f32[4]
+n4 = get n2 index=1 : f32[16, 4]
+r0 (n0, n1) -> (n8, n8) {
+  n0 = input "h" : f32[4]
+  n1 = input "x" : f32[4]
+  n2 = add n0, n1 : f32[4]
+  n3 = tanh n2 : f32[4]
+  n4 = reduce_sum n3 axes=[0] keepdim=false : f32[]
+  n5 = const f32[] [0.0] : f32[]
+  n6 = lt n4, n5 : bool[]
+  n7 = cond n6, n3 then=r0 else=r1 : bool[]
+  n8 = get n7 index=0 : f32[4]
+  r0 (n0) -> (n1) {
+    n0 = input "a" : f32[4]
+    n1 = neg n0 : f32[4]
+  }
+  r1 (n0) -> (n0) {
+    n0 = input "a" : f32[4]
+  }
+}
+"#;
+
+#[test]
+fn control_flow_runs_allocate_nothing_in_steady_state() {
+    let g = kiln_ir::parse(SCAN_WITH_COND).unwrap();
+    let spec = CompileSpec {
+        graph: g,
+        outputs: vec![("h".into(), NodeId(3)), ("ys".into(), NodeId(4))],
+        updates: vec![],
+        params: HashMap::new(),
+        state: None,
+    };
+    let xs = Array::from_f32(&[16, 4], values(64, 0.3)).unwrap();
+    let h0 = Array::from_f32(&[4], values(4, 1.1)).unwrap();
+    let feeds = [("xs", &xs), ("h0", &h0)];
+    let mut reference = compile(spec.clone(), Backend::Interp).unwrap();
+    let want = run_once(&mut reference, &feeds);
+    let mut exe = compile(spec, Backend::Cpu).unwrap();
+    for _ in 0..3 {
+        exe.run_borrowed(&feeds).unwrap();
+    }
+    let n = allocations(|| {
+        for _ in 0..RUNS {
+            exe.run_borrowed(&feeds).unwrap();
+        }
+    });
+    assert_eq!(n, 0);
+    let got = run_once(&mut exe, &feeds);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.0, w.0);
+        close(&g.1, &w.1, 1e-5);
+    }
+}

@@ -1,4 +1,5 @@
-//! How each header version spells op kinds, read back into IR ops: versions 2 and 3 by stable
+//! How each header version spells op kinds, read back into IR ops (and whether its plans
+//! carry a schedule): versions 2 and 3 by stable
 //! name (`kiln_ir::UnaryOp::from_name`, ...), version 1 through its frozen numbered tables.
 
 use super::context::Result;
@@ -18,6 +19,30 @@ pub(crate) trait ReadOpNames: OpNaming {
     fn arg(a: &Self::Arg, location: &dyn Fn() -> String) -> Result<ArgOp>;
     /// A window reduction.
     fn window(w: &Self::Window, location: &dyn Fn() -> String) -> Result<WindowOp>;
+    /// A kernel plan's schedule, if the version has one and the plan carries it.
+    fn schedule(s: &Self::Schedule) -> Option<&[StepV1]>;
+}
+
+/// Version 2 spells op kinds like version 3; its plans have no schedule.
+impl ReadOpNames for NamedV2 {
+    fn unary(u: &String, location: &dyn Fn() -> String) -> Result<UnaryOp> {
+        Named::unary(u, location)
+    }
+    fn binary(b: &String, location: &dyn Fn() -> String) -> Result<BinaryOp> {
+        Named::binary(b, location)
+    }
+    fn reduce(r: &String, location: &dyn Fn() -> String) -> Result<ReduceOp> {
+        Named::reduce(r, location)
+    }
+    fn arg(a: &String, location: &dyn Fn() -> String) -> Result<ArgOp> {
+        Named::arg(a, location)
+    }
+    fn window(w: &String, location: &dyn Fn() -> String) -> Result<WindowOp> {
+        Named::window(w, location)
+    }
+    fn schedule(_: &()) -> Option<&[StepV1]> {
+        None
+    }
 }
 
 impl ReadOpNames for Named {
@@ -35,6 +60,9 @@ impl ReadOpNames for Named {
     }
     fn window(w: &String, location: &dyn Fn() -> String) -> Result<WindowOp> {
         names::op(w, "window", WindowOp::from_name, location)
+    }
+    fn schedule(s: &Option<Vec<StepV1>>) -> Option<&[StepV1]> {
+        s.as_deref()
     }
 }
 
@@ -125,5 +153,9 @@ impl ReadOpNames for Numbered {
             WindowV1::Sum => WindowOp::Sum,
             WindowV1::Max => WindowOp::Max,
         })
+    }
+
+    fn schedule(_: &()) -> Option<&[StepV1]> {
+        None
     }
 }

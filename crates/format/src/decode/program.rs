@@ -9,9 +9,9 @@ use crate::names::name;
 use crate::v1::*;
 use kiln_ir::Dim;
 use kiln_kernel::{
-    Body, Buffer, BufferId, BufferKind, Conv2dGeometry, Conv2dKernel, Expr, Guard, IndexExpr,
-    Kernel, Load, LoadMode, LoopKernel, LoopVar, MatmulKernel, Program, RedVar, Store, Symbol,
-    ValueId,
+    Body, Buffer, BufferId, BufferKind, Conv2dGeometry, Conv2dKernel, Expr, Guard, IfStep,
+    IndexExpr, Kernel, KernelId, Load, LoadMode, LoopKernel, LoopStep, LoopVar, MatmulKernel,
+    Program, RedVar, Step, Store, Symbol, ValueId, WhileStep,
 };
 
 pub(super) fn program<N: ReadOpNames>(cx: &Cx<'_>, p: &ProgramV1<N>) -> Result<Program> {
@@ -65,11 +65,102 @@ pub(super) fn program<N: ReadOpNames>(cx: &Cx<'_>, p: &ProgramV1<N>) -> Result<P
         .enumerate()
         .map(|(i, k)| kernel(k, &|| format!("kernel plan kernel k{i}")))
         .collect::<Result<_>>()?;
+    let schedule = match N::schedule(&p.schedule) {
+        Some(list) => Some(schedule(list)?),
+        None => None,
+    };
     Ok(Program {
         symbols,
         buffers,
         kernels,
+        schedule,
     })
+}
+
+/// Rebuilds a schedule from its flat pre-order form ([`StepV1`]), within
+/// [`MAX_SCHEDULE_STEPS`] steps and [`MAX_SCHEDULE_DEPTH`] levels: top-level steps follow
+/// each other to the end, and every nested list must fit in the steps that remain. Kernel
+/// and buffer ids are checked by the kernel verifier.
+fn schedule(flat: &[StepV1]) -> Result<Vec<Step>> {
+    let location = || "kernel plan schedule".to_string();
+    count(flat.len(), MAX_SCHEDULE_STEPS, location, "step count")?;
+    let mut pos = 0usize;
+    let mut steps = Vec::new();
+    while pos < flat.len() {
+        steps.extend(step_list(flat, &mut pos, 1, 0)?);
+    }
+    Ok(steps)
+}
+
+/// Reads `n` steps (with their nested lists) starting at `*pos`.
+fn step_list(flat: &[StepV1], pos: &mut usize, n: u32, depth: u64) -> Result<Vec<Step>> {
+    let start = *pos;
+    let location = || format!("kernel plan schedule step {start}");
+    if depth > MAX_SCHEDULE_DEPTH {
+        return Err(FormatError::limit(
+            "kernel plan schedule",
+            "nesting depth",
+            depth,
+            MAX_SCHEDULE_DEPTH,
+        ));
+    }
+    let remaining = flat.len().saturating_sub(*pos);
+    if n as usize > remaining {
+        return Err(FormatError::invalid(
+            location(),
+            format!("a list of {n} steps where {remaining} remain"),
+        ));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let Some(s) = flat.get(*pos) else {
+            return Err(FormatError::invalid(location(), "the schedule ends early"));
+        };
+        *pos += 1;
+        out.push(match s {
+            StepV1::Kernel(k) => Step::Kernel(KernelId(*k)),
+            StepV1::Copy { src, dst } => Step::Copy {
+                src: BufferId(*src),
+                dst: BufferId(*dst),
+            },
+            StepV1::Loop {
+                var,
+                trip,
+                reverse,
+                body,
+            } => {
+                let at = format!("kernel plan schedule step {}", *pos - 1);
+                let var = name(var, || at.clone())?;
+                let trip = parse_dim(trip, &|| at.clone())?;
+                let body = step_list(flat, pos, *body, depth + 1)?;
+                Step::Loop(LoopStep {
+                    var,
+                    trip,
+                    reverse: *reverse,
+                    body,
+                })
+            }
+            StepV1::While { cond, pred, body } => {
+                let cond = step_list(flat, pos, *cond, depth + 1)?;
+                let body = step_list(flat, pos, *body, depth + 1)?;
+                Step::While(WhileStep {
+                    cond,
+                    pred: BufferId(*pred),
+                    body,
+                })
+            }
+            StepV1::If { pred, then, other } => {
+                let then = step_list(flat, pos, *then, depth + 1)?;
+                let other = step_list(flat, pos, *other, depth + 1)?;
+                Step::If(IfStep {
+                    pred: BufferId(*pred),
+                    then,
+                    other,
+                })
+            }
+        });
+    }
+    Ok(out)
 }
 
 pub(super) fn dims(list: &[DimV1], location: &dyn Fn() -> String) -> Result<Vec<Dim>> {

@@ -87,6 +87,7 @@
 //! has no shifts. Integer division inside a masked region divides by 1 where the mask
 //! fails, so values that are never used cannot fault.
 
+mod control;
 mod groups;
 mod index;
 mod lower;
@@ -248,6 +249,34 @@ pub fn lower_with(
     outputs: &[(String, NodeId)],
     updates: &[(String, NodeId)],
 ) -> Result<Lowered, FuseError> {
+    let (program, plan_work) = match lower_unverified(graph, outputs, updates)? {
+        Unverified::Flat(p, work) => (p, work),
+        Unverified::Structured(l) => return Ok(l),
+    };
+    let program = kiln_kernel::verify(program).map_err(FuseError::Verify)?;
+    let report = FuseReport::of(&program);
+    Ok(Lowered {
+        program,
+        report,
+        plan_work,
+    })
+}
+
+/// What [`lower_unverified`] made.
+pub(crate) enum Unverified {
+    /// A program without control flow, not yet verified, and the planner's work count.
+    Flat(Program, usize),
+    /// A program with control flow, verified once as a whole.
+    Structured(Lowered),
+}
+
+/// [`lower_with`] without the final verification of a graph without control flow (the
+/// control-flow lowering fuses each stage with it and verifies the whole program once).
+pub(crate) fn lower_unverified(
+    graph: &Graph,
+    outputs: &[(String, NodeId)],
+    updates: &[(String, NodeId)],
+) -> Result<Unverified, FuseError> {
     let mut names = HashSet::new();
     for (name, n) in outputs {
         if !graph.contains(*n) {
@@ -284,6 +313,11 @@ pub fn lower_with(
         }
         upd.push((name.clone(), p, *n));
     }
+    let mut roots: Vec<NodeId> = outputs.iter().map(|o| o.1).collect();
+    roots.extend(upd.iter().map(|u| u.2));
+    if control::has_control(graph, &roots)? {
+        return control::lower_structured(graph, outputs, &upd).map(Unverified::Structured);
+    }
 
     let mut program = Program::new();
     let mut symbols: BTreeSet<String> = BTreeSet::new();
@@ -293,8 +327,6 @@ pub fn lower_with(
     for s in &symbols {
         program.add_symbol(s, 1, None);
     }
-    let mut roots: Vec<NodeId> = outputs.iter().map(|o| o.1).collect();
-    roots.extend(upd.iter().map(|u| u.2));
     for n in graph.ancestors(&roots)? {
         for s in graph.node(n).shape.symbols() {
             if !symbols.contains(&*s) {
@@ -362,11 +394,5 @@ pub fn lower_with(
         }
     }
     low.emit_all()?;
-    let program = kiln_kernel::verify(low.program).map_err(FuseError::Verify)?;
-    let report = FuseReport::of(&program);
-    Ok(Lowered {
-        program,
-        report,
-        plan_work: plan.work,
-    })
+    Ok(Unverified::Flat(low.program, plan.work))
 }
