@@ -66,25 +66,6 @@ impl ReadOpNames for Named {
     }
 }
 
-/// Version 2 spells op kinds as version 3 does.
-impl ReadOpNames for NamedV2 {
-    fn unary(u: &String, location: &dyn Fn() -> String) -> Result<UnaryOp> {
-        Named::unary(u, location)
-    }
-    fn binary(b: &String, location: &dyn Fn() -> String) -> Result<BinaryOp> {
-        Named::binary(b, location)
-    }
-    fn reduce(r: &String, location: &dyn Fn() -> String) -> Result<ReduceOp> {
-        Named::reduce(r, location)
-    }
-    fn arg(a: &String, location: &dyn Fn() -> String) -> Result<ArgOp> {
-        Named::arg(a, location)
-    }
-    fn window(w: &String, location: &dyn Fn() -> String) -> Result<WindowOp> {
-        Named::window(w, location)
-    }
-}
-
 /// The frozen version 1 tables: a version 1 file cannot name an op added later.
 impl ReadOpNames for Numbered {
     fn unary(u: &UnaryV1, _: &dyn Fn() -> String) -> Result<UnaryOp> {
