@@ -102,18 +102,3 @@ fn old_files_load_as_the_same_modules(version: u32, unary: &[kiln_ir::UnaryOp]) 
         );
     }
 }
-
-#[test]
-fn version_2_files_still_load_as_the_same_modules() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/v2_files");
-    for (name, m) in modules() {
-        let path = dir.join(format!("{name}.kiln"));
-        let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(u32::from_le_bytes(stored[8..12].try_into().unwrap()), 2);
-        assert_same(&m, &from_bytes(&stored).unwrap());
-        assert_eq!(
-            to_bytes(&from_bytes(&stored).unwrap()).unwrap(),
-            to_bytes(&m).unwrap()
-        );
-    }
-}
