@@ -33,6 +33,12 @@ fn data() -> (Array, Array) {
 /// PyTorch's `Sequential(Linear(4, 8), ReLU, Linear(8, 3))` with an Adam step on the
 /// cross-entropy, initialised from `seed` (overwritten by a state dict in the tests).
 fn build(seed: u64) -> (Graph, Sequential, kiln::optim::TrainStep) {
+    let (g, model, step, _) = build_with_input(seed);
+    (g, model, step)
+}
+
+/// [`build`], and the input `x`.
+fn build_with_input(seed: u64) -> (Graph, Sequential, kiln::optim::TrainStep, kiln::Tensor) {
     let g = Graph::new();
     let x = g.input("x", DType::F32, [16, 4]);
     let y = g.input("y", DType::I32, [16]);
@@ -43,7 +49,7 @@ fn build(seed: u64) -> (Graph, Sequential, kiln::optim::TrainStep) {
         .push(Linear::new(&g, "2", 8, 3, seeds.layer("2")));
     let loss = cross_entropy(&model.forward(&x), &y, Reduction::Mean, 0.0);
     let step = Adam::new(0.01).minimize(&loss, &model.parameters());
-    (g, model, step)
+    (g, model, step, x)
 }
 
 fn run_steps(exe: &mut Executable, n: usize) -> Vec<f32> {
@@ -290,9 +296,8 @@ fn parameters_only_keeps_or_resets_the_optimiser_state() {
 #[test]
 fn set_param_after_compile_reaches_the_compiled_executables() {
     let init = kiln::load_safetensors(fixture("mlp_init.safetensors")).unwrap();
-    let (g, model, step) = build(4);
+    let (g, model, step, x) = build_with_input(4);
     let mut train = step.compile(Backend::Cpu).unwrap();
-    let x = g.input("x", DType::F32, [16, 4]);
     let logits = model.forward(&x);
     let mut infer = kiln::compile(&[("logits", &logits)], Backend::Interp).unwrap();
     let mut shared =
