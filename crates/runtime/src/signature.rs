@@ -113,7 +113,7 @@ pub enum InputError {
 }
 
 /// Checks `inputs` against `sig` and returns the symbol bindings. `explicit` bindings
-/// (`--bind N=8`) are checked against the inputs.
+/// (`Executable::run_with`; the runner's `--bind N=8`) are checked against the inputs.
 pub fn bind_inputs(
     sig: &Signature,
     inputs: &[(&str, &Array)],
