@@ -6,6 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::data::{DataLoader, TensorDataset, digits};
 use kiln::loss::{Reduction, cross_entropy};
+use kiln::nn::init::Seeds;
 use kiln::nn::{Dropout, Linear, Module, Relu, Sequential};
 use kiln::optim::Adam;
 use kiln::{Array, Backend, DType, Graph};
@@ -94,11 +95,12 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     let n = g.sym("N");
     let x = g.input("x", DType::F32, (&n, 64));
     let y = g.input("y", DType::I32, vec![n.clone()]);
+    let seeds = Seeds::new(opts.seed);
     let mut model = Sequential::new()
-        .push(Linear::new(&g, "fc1", 64, 128, opts.seed))
+        .push(Linear::new(&g, "fc1", 64, 128, seeds.layer("fc1")))
         .push(Relu)
-        .push(Dropout::new(&g, "dropout", 0.1, opts.seed + 1))
-        .push(Linear::new(&g, "fc2", 128, 10, opts.seed + 2));
+        .push(Dropout::new(&g, "dropout", 0.1, seeds.layer("dropout")))
+        .push(Linear::new(&g, "fc2", 128, 10, seeds.layer("fc2")));
     let scaled = &x * (1.0 / 16.0);
     let loss = cross_entropy(&model.forward(&scaled), &y, Reduction::Mean, 0.0);
     let step = Adam::new(opts.lr).minimize(&loss, &model.parameters());
@@ -129,7 +131,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         for batch in loader.epoch(epoch) {
             let b = batch?;
             let out = train_exe.run(&[("x", &b.fields[0]), ("y", &b.fields[1])])?;
-            total += out[0].1.to_f64_vec().first().copied().unwrap_or(f64::NAN);
+            total += out[0].1.item()?;
             count += 1;
             bar.inc(1);
         }

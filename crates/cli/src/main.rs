@@ -116,6 +116,10 @@ enum Command {
         model: PathBuf,
         /// The .safetensors file to write.
         out: PathBuf,
+        /// Write the model's parameters only (PyTorch's `model.state_dict()`), without
+        /// optimiser moments, step and random-stream counters.
+        #[arg(long)]
+        params_only: bool,
     },
     /// Import an ONNX model: compile it and save it as a .kiln module (`kiln run`, `info`
     /// and `bench` also take .onnx files directly).
@@ -136,7 +140,8 @@ enum Command {
         #[arg(long)]
         list_ops: bool,
     },
-    /// Replace the module's weights with those of a .safetensors file.
+    /// Replace the module's weights with those of a .safetensors file (every key must
+    /// match, as PyTorch's `load_state_dict(strict=True)`).
     ImportWeights {
         /// The .kiln module.
         model: PathBuf,
@@ -145,10 +150,38 @@ enum Command {
         /// The .kiln file to write.
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        /// The file holds the model's parameters only: import them and keep the module's
+        /// optimiser state (a train-step module; the default expects every state tensor).
+        #[arg(long)]
+        params_only: bool,
+        /// With --params-only: zero the optimiser moments and step counters instead of
+        /// keeping them (training restarts as with a fresh optimiser).
+        #[arg(long, requires = "params_only")]
+        reset_optimizer: bool,
     },
 }
 
+/// Where `XDG_RUNTIME_DIR` points when the environment has no valid one: a path under a
+/// file, which no one can create, so no display server can be found there.
+const NO_RUNTIME_DIR: &str = "/dev/null/kiln-no-display";
+
+/// Keeps the GPU start-up quiet. Mesa's Vulkan drivers (lavapipe among them) look for a
+/// Wayland display when an instance starts, and libwayland prints `error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment.` on stderr when the variable is unset or not an
+/// absolute path. kiln never opens a window, so the runner points the variable at a
+/// directory that cannot exist: the display lookup then fails silently.
+fn quiet_gpu_start() {
+    let valid =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_absolute());
+    if !valid {
+        // SAFETY: the first statement of `main`, before any thread exists, so nothing reads
+        // or writes the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", NO_RUNTIME_DIR) };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_gpu_start();
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Run {
@@ -194,7 +227,11 @@ fn main() -> ExitCode {
             data,
             out,
         }),
-        Command::ExportWeights { model, out } => weights::export(&model, &out),
+        Command::ExportWeights {
+            model,
+            out,
+            params_only,
+        } => weights::export(&model, &out, params_only),
         Command::Import { list_ops: true, .. } => {
             onnx::list_ops();
             Ok(())
@@ -213,7 +250,9 @@ fn main() -> ExitCode {
             model,
             weights,
             out,
-        } => weights::import(&model, &weights, &out),
+            params_only,
+            reset_optimizer,
+        } => weights::import(&model, &weights, &out, params_only, reset_optimizer),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,13 +8,36 @@ pub fn log_requested() -> bool {
     std::env::var_os("KILN_LOG").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// Library calls that library messages advise, and the runner flag that does the same; the
+/// runner's reports name the flags (docs/errors.md).
+const FLAGS: [(&str, &str); 5] = [
+    (
+        "run this program on `Backend::Cpu` or `Backend::Interp`",
+        "rerun with --backend cpu or --backend interp",
+    ),
+    (
+        "run this program on `Backend::Cpu`",
+        "rerun with --backend cpu",
+    ),
+    ("use `Backend::Cpu`", "use --backend cpu"),
+    ("(`Executable::run_with`, e.g. ", "(--bind "),
+    ("from the explicit binding", "from --bind"),
+];
+
+/// A library message in the runner's terms: each library call it advises becomes the flag.
+pub fn with_flags(text: &str) -> String {
+    FLAGS
+        .iter()
+        .fold(text.to_string(), |t, (call, flag)| t.replace(call, flag))
+}
+
 /// The cause chain as one line: each cause's text flattened onto one line, a cause whose
 /// text the previous message already contains left out (so nothing is said twice), joined
 /// by `: ` and cut at [`MAX_LINE`] characters.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
-        let text = flatten(&cause.to_string());
+        let text = with_flags(&flatten(&cause.to_string()));
         if text.is_empty() || parts.last().is_some_and(|p| p.contains(&text)) {
             continue;
         }
@@ -44,7 +67,7 @@ pub fn full(err: &anyhow::Error) -> String {
         if i > 0 {
             out.push_str("\n  caused by: ");
         }
-        out.push_str(&cause.to_string());
+        out.push_str(&with_flags(&cause.to_string()));
     }
     out
 }
@@ -77,6 +100,25 @@ mod tests {
             .context("k0: integer division by zero")
             .unwrap_err();
         assert_eq!(one_line(&e), "k0: integer division by zero");
+    }
+
+    #[test]
+    fn library_calls_become_runner_flags() {
+        let e = anyhow!(
+            "b1 is i64, which WGSL cannot express; run this program on `Backend::Cpu` or \
+             `Backend::Interp`"
+        );
+        assert_eq!(
+            one_line(&e),
+            "b1 is i64, which WGSL cannot express; rerun with --backend cpu or --backend interp"
+        );
+        let e = anyhow!(
+            "symbol N is not determined by the inputs; bind it explicitly (`Executable::run_with`, e.g. N=8)"
+        );
+        assert_eq!(
+            full(&e),
+            "symbol N is not determined by the inputs; bind it explicitly (--bind N=8)"
+        );
     }
 
     #[test]

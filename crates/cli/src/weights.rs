@@ -1,103 +1,109 @@
 //! `kiln export-weights` / `import-weights`: state tensors to and from `.safetensors` with
-//! PyTorch state_dict names and layouts.
+//! PyTorch state_dict names and layouts, through the library's state dicts
+//! (`kiln::state_dict`).
 
-use anyhow::{Context, Result, anyhow, bail};
-use kiln_fs::one_line;
-use kiln_ir::{Array, DType, Op};
-use safetensors::{Dtype, tensor::TensorView};
-use std::collections::BTreeMap;
+use anyhow::{Context, Result};
+use kiln::optim::StateRole;
+use kiln::state_dict::{Keys, StateDict};
+use kiln::{State, StateDictError};
+use kiln_ir::Array;
 use std::path::Path;
 
-fn st_dtype(d: DType) -> Dtype {
-    match d {
-        DType::F32 => Dtype::F32,
-        DType::F64 => Dtype::F64,
-        DType::I32 => Dtype::I32,
-        DType::I64 => Dtype::I64,
-        DType::U32 => Dtype::U32,
-        DType::Bool => Dtype::BOOL,
+/// Which tensors a command covers: `--params-only` gives the model's parameters alone.
+fn keys(params_only: bool) -> Keys {
+    if params_only {
+        Keys::Parameters
+    } else {
+        Keys::All
     }
 }
 
-/// `kiln export-weights MODEL OUT.safetensors`.
-pub fn export(model: &Path, out: &Path) -> Result<()> {
+/// The module's state as a store the library's state-dict calls work on.
+fn store(state: &[(String, Array)]) -> State {
+    State::new(state.iter().cloned())
+}
+
+/// `kiln export-weights MODEL OUT.safetensors [--params-only]`.
+pub fn export(model: &Path, out: &Path, params_only: bool) -> Result<()> {
     let m = kiln_format::load(model).with_context(|| model.display().to_string())?;
-    let bytes: Vec<(String, Vec<u8>, Array)> = m
-        .state
-        .iter()
-        .map(|(n, a)| (n.clone(), a.to_le_bytes(), a.clone()))
-        .collect();
-    let mut views = Vec::new();
-    for (name, data, a) in &bytes {
-        let v = TensorView::new(st_dtype(a.dtype()), a.shape().to_vec(), data)
-            .map_err(|e| anyhow!("tensor {name}: {e:?}"))?;
-        views.push((name.clone(), v));
-    }
-    let mut meta = std::collections::HashMap::new();
-    meta.insert("producer".to_string(), m.metadata.producer.clone());
-    let buf =
-        safetensors::serialize(views, Some(meta)).map_err(|e| anyhow!("serialising: {e:?}"))?;
-    kiln_fs::write_atomic(out, &buf)?;
-    println!("wrote {} tensors to {}", bytes.len(), out.display());
+    let dict = kiln::state_dict(&store(&m.state), keys(params_only));
+    kiln::save_safetensors(out, &dict)?;
+    println!("wrote {} tensors to {}", dict.len(), out.display());
     Ok(())
 }
 
-/// `kiln import-weights MODEL IN.safetensors -o OUT.kiln`.
-pub fn import(model: &Path, weights: &Path, out: &Path) -> Result<()> {
+/// `kiln import-weights MODEL IN.safetensors -o OUT.kiln [--params-only [--reset-optimizer]]`.
+///
+/// Every key must match (PyTorch's `strict=True`). With `params_only` the file holds the
+/// model's parameters only and the module's optimiser state is kept, or zeroed with
+/// `reset_optimizer`.
+pub fn import(
+    model: &Path,
+    weights: &Path,
+    out: &Path,
+    params_only: bool,
+    reset_optimizer: bool,
+) -> Result<()> {
     let mut m = kiln_format::load(model).with_context(|| model.display().to_string())?;
-    let tensors = kiln_cli::safetensors_file::read(weights)?;
-    let current: BTreeMap<String, Array> = m.state.iter().cloned().collect();
-    let params: Vec<String> = m
-        .graph
-        .node_ids()
-        .into_iter()
-        .filter_map(|id| match &m.graph.node(id).op {
-            Op::Parameter { name, .. } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut problems = Vec::new();
-    let mut new = BTreeMap::new();
-    for (name, array) in tensors {
-        let shown = one_line(&name);
-        let Some(old) = current.get(&name) else {
-            problems.push(format!("{shown}: not a state tensor of the module"));
-            continue;
-        };
-        match array {
-            Ok(a) if a.dtype() == old.dtype() && a.shape() == old.shape() => {
-                new.insert(name, a);
-            }
-            Ok(a) => problems.push(format!(
-                "{shown}: expected {}{:?}, got {}{:?}",
-                old.dtype(),
-                old.shape(),
-                a.dtype(),
-                a.shape()
-            )),
-            Err(e) => problems.push(format!("{shown}: {e}")),
-        }
-    }
-    for p in &params {
-        if !new.contains_key(p) && !problems.iter().any(|x| x.starts_with(&format!("{p}:"))) {
-            problems.push(format!("{p}: missing from {}", weights.display()));
-        }
-    }
-    if !problems.is_empty() {
-        problems.sort();
-        bail!(
-            "{} does not match the module: {}",
-            weights.display(),
-            problems.join("; ")
-        );
-    }
-    let n = new.len();
+    let dict: StateDict = kiln::load_safetensors(weights)?;
+    let state = store(&m.state);
+    let report = kiln::load_state_dict(&state, &dict, keys(params_only), true)
+        .map_err(|e| with_flag_hint(e, &state, params_only))
+        .with_context(|| format!("{} does not fit {}", weights.display(), model.display()))?;
+    let reset = if reset_optimizer {
+        kiln::state_dict::reset_training_state(&state)?
+    } else {
+        Vec::new()
+    };
     for (name, a) in m.state.iter_mut() {
-        if let Some(v) = new.remove(name) {
+        if let Some(v) = state.get(name) {
             *a = v;
         }
     }
     kiln_format::save(&m, out).with_context(|| out.display().to_string())?;
-    println!("imported {n} tensors into {}", out.display());
+    if reset.is_empty() {
+        println!(
+            "imported {} tensors into {}",
+            report.loaded.len(),
+            out.display()
+        );
+    } else {
+        println!(
+            "imported {} tensors into {} and reset {} optimiser tensors",
+            report.loaded.len(),
+            out.display(),
+            reset.len()
+        );
+    }
     Ok(())
+}
+
+/// Adds the flag to pass when a file of parameters only meets a train-step module: every
+/// missing key is optimiser or random-stream state.
+fn with_flag_hint(e: kiln::Error, state: &State, params_only: bool) -> anyhow::Error {
+    let training: Vec<String> = state
+        .entries()
+        .into_iter()
+        .filter(|(n, d, s)| StateRole::of(n, *d, s).is_training_state())
+        .map(|(n, _, _)| n)
+        .collect();
+    let hint = matches!(
+        &e,
+        kiln::Error::StateDict(StateDictError::Mismatch { missing, unexpected, mismatched })
+            if !params_only
+                && !missing.is_empty()
+                && unexpected.is_empty()
+                && mismatched.is_empty()
+                && missing.iter().all(|k| training.contains(k))
+    );
+    let e = anyhow::Error::new(e);
+    if hint {
+        e.context(
+            "the module is a train step and the file holds its parameters only: pass \
+             --params-only to import them and keep its optimiser state (add \
+             --reset-optimizer to zero it)",
+        )
+    } else {
+        e
+    }
 }

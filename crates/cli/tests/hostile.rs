@@ -127,7 +127,7 @@ fn import_weights_rejects_bool_bytes_other_than_0_and_1() {
         let e = stderr(&o);
         assert!(
             e.contains(&format!(
-                "mask: bool element {byte} is stored as {value}, not 0 or 1"
+                "tensor `mask`: bool element {byte} is stored as {value}, not 0 or 1"
             )),
             "{e}"
         );

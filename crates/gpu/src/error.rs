@@ -6,7 +6,7 @@ use kiln_wgsl::{LaunchError, WgslError};
 
 /// The message of [`GpuError::NoAdapter`].
 pub const NO_ADAPTER: &str =
-    "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use --backend cpu";
+    "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use `Backend::Cpu`";
 
 /// The one line of a multi-line wgpu message that says what failed: the first line naming
 /// an error after the generic headers (`Validation Error`, `Caused by:`, `In ...`), else
@@ -78,7 +78,7 @@ pub enum GpuError {
         message: String,
     },
     /// An index expression may compute an intermediate outside the shaders' 32-bit range.
-    #[error("{0} (GPU shaders index with i32; run this program with --backend cpu)")]
+    #[error("{0} (GPU shaders index with i32; run this program on `Backend::Cpu`)")]
     IndexWidth(#[from] kiln_kernel::IndexWidthError),
     /// A binding of the symbols is missing or violates a precondition, or a size overflows.
     #[error(transparent)]

@@ -768,6 +768,6 @@ fn pipelines_are_cached_by_shader_and_adapters_are_selectable() {
 fn no_adapter_message_names_the_fix() {
     assert_eq!(
         GpuError::NoAdapter.to_string(),
-        "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use --backend cpu"
+        "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use `Backend::Cpu`"
     );
 }

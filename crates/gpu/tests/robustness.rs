@@ -52,7 +52,7 @@ fn index_intermediates_beyond_i32_are_refused_before_dispatch() {
     assert_eq!(
         err.to_string(),
         "k0: index `i0*65536*32768` may overflow 32-bit arithmetic under the given bindings \
-         (GPU shaders index with i32; run this program with --backend cpu)"
+         (GPU shaders index with i32; run this program on `Backend::Cpu`)"
     );
     let mut p =
         GpuProgram::compile_on(&device, &symbolic, &GpuOptions::default()).expect("compiles");

@@ -280,6 +280,26 @@ impl Array {
         Array::new(shape, self.data.clone())
     }
 
+    /// The one element of a one-element array (a scalar loss, a count) as `f64`, like
+    /// PyTorch's `tensor.item()`. Errors ([`ArrayError::Length`]) if the array does not
+    /// hold exactly one element.
+    ///
+    /// ```
+    /// let loss = kiln_ir::Array::from_f32(&[], vec![0.25]).unwrap();
+    /// assert_eq!(loss.item().unwrap(), 0.25);
+    /// assert!(kiln_ir::Array::from_f32(&[2], vec![0.0; 2]).unwrap().item().is_err());
+    /// ```
+    pub fn item(&self) -> Result<f64, ArrayError> {
+        if self.data.len() != 1 {
+            return Err(ArrayError::Length {
+                shape: self.shape.clone(),
+                expected: 1,
+                got: self.data.len(),
+            });
+        }
+        Ok(self.to_f64_vec()[0])
+    }
+
     /// Every element converted to `f64` (exact for all dtypes but 64-bit integers beyond 2^53).
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match &self.data {

@@ -22,6 +22,9 @@ pub(crate) struct Inner {
     /// For the graph of a control-flow body: the body is finished (its region was built), so
     /// nothing may be added to it any more.
     pub(crate) sealed: bool,
+    /// The state stores of the executables compiled from this graph, which
+    /// [`Graph::set_param`] updates too.
+    pub(crate) compiled: Vec<kiln_runtime::WeakState>,
 }
 
 /// A handle to one node of a [`Graph`]. Cloning is cheap.
@@ -232,12 +235,11 @@ impl Graph {
     }
 
     /// Sets the value of a declared parameter: what [`eval`](crate::eval) uses from now on,
-    /// and what the next [`compile`](crate::compile) copies into its executable.
-    ///
-    /// An executable compiled earlier holds a snapshot of the values at its compile time and
-    /// does not see this call; set its copy with
-    /// [`exe.state().set(name, value)`](crate::State::set). Likewise a compiled train step
-    /// updates its executable's state, not the graph.
+    /// what the next [`compile`](crate::compile) copies into its executable, and, in every
+    /// live executable already compiled from this graph whose state holds the parameter,
+    /// the value its next run reads ([`State::set`](crate::State::set) on each store).
+    /// Executables that share a store ([`compile_shared`](crate::compile_shared)) see it
+    /// once; an executable loaded from a file is not linked to any graph.
     ///
     /// # Errors
     ///
@@ -251,9 +253,7 @@ impl Graph {
     /// g.set_param("b", Array::from_f32(&[1], vec![1.0])?)?;
     /// let mut exe = kiln::compile(&[("b", &b)], Backend::Interp)?;
     /// g.set_param("b", Array::from_f32(&[1], vec![2.0])?)?;
-    /// assert_eq!(exe.run(&[])?[0].1.as_f32()?, &[1.0]); // compiled before the change
-    /// exe.state().set("b", Array::from_f32(&[1], vec![2.0])?)?;
-    /// assert_eq!(exe.run(&[])?[0].1.as_f32()?, &[2.0]);
+    /// assert_eq!(exe.run(&[])?[0].1.as_f32()?, &[2.0]); // reaches the compiled executable
     /// assert!(g.set_param("b", Array::from_f32(&[2], vec![0.0; 2])?).is_err()); // wrong shape
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -261,6 +261,20 @@ impl Graph {
         if let Some(parent) = self.parent() {
             return parent.set_param(name, value);
         }
+        self.set_param_value(name, value.clone())?;
+        let mut inner = self.inner.borrow_mut();
+        inner.compiled.retain(|w| w.upgrade().is_some());
+        for store in inner.compiled.iter().filter_map(|w| w.upgrade()) {
+            if store.contains(name) {
+                store.set(name, value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Graph::set_param`] on the graph's own value only, reaching no executable (the
+    /// reference path `TrainStep::run_eval` writes its updates so).
+    pub(crate) fn set_param_value(&self, name: &str, value: Array) -> Result<(), Error> {
         let mut inner = self.inner.borrow_mut();
         let found = inner
             .ir

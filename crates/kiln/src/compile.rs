@@ -5,11 +5,35 @@ use crate::error::Error;
 use crate::tensor::Tensor;
 use kiln_runtime::{Backend, CompileSpec, Executable, State};
 
+/// Compiles the spec of `outputs` and `updates` and links the executable's state to the
+/// graph, so that a later `Graph::set_param` reaches it.
+fn build(
+    outputs: &[(&str, &Tensor)],
+    updates: &[(&str, &Tensor)],
+    state: Option<&State>,
+    backend: Backend,
+) -> Result<Executable, Error> {
+    let (g, spec) = spec(outputs, updates, state)?;
+    let exe = kiln_runtime::compile(spec, backend)?;
+    let mut inner = g.inner.borrow_mut();
+    inner.compiled.retain(|w| w.upgrade().is_some());
+    if !inner
+        .compiled
+        .iter()
+        .filter_map(|w| w.upgrade())
+        .any(|s| s.same(exe.state()))
+    {
+        inner.compiled.push(exe.state().downgrade());
+    }
+    drop(inner);
+    Ok(exe)
+}
+
 fn spec(
     outputs: &[(&str, &Tensor)],
     updates: &[(&str, &Tensor)],
     state: Option<&State>,
-) -> Result<CompileSpec, Error> {
+) -> Result<(crate::Graph, CompileSpec), Error> {
     let Some(first) = outputs.first().or(updates.first()) else {
         return Err(Error::from(kiln_runtime::RuntimeError::Other(
             "nothing to compile: no outputs".into(),
@@ -33,23 +57,25 @@ fn spec(
             })
             .collect()
     };
-    Ok(CompileSpec {
+    let spec = CompileSpec {
         graph: g.ir(),
         outputs: named(outputs)?,
         updates: named(updates)?,
         params: g.param_values(),
         state: state.cloned(),
-    })
+    };
+    Ok((g, spec))
 }
 
 /// Compiles named outputs for `backend`: optimises the whole graph once, lowers it to a
 /// verified kernel plan and builds the backend's engine. [`Executable::run`] then runs it
 /// with inputs checked against its signature.
 ///
-/// The executable gets its own [`State`], seeded with a **snapshot** of the graph's
-/// parameter values at this call: a later [`Graph::set_param`](crate::Graph::set_param)
-/// does not reach it (use [`exe.state().set(..)`](State::set)), and its updates do not flow
-/// back into the graph. Symbolic dims stay symbolic: one executable serves every binding.
+/// The executable gets its own [`State`], seeded with the graph's parameter values at this
+/// call. The graph stays linked to it: a later [`Graph::set_param`](crate::Graph::set_param)
+/// reaches the executable too (as [`exe.state().set(..)`](State::set) does), while the
+/// executable's own updates (a train step's) do not flow back into the graph. Symbolic dims
+/// stay symbolic: one executable serves every binding.
 ///
 /// # Errors
 ///
@@ -74,7 +100,7 @@ fn spec(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn compile(outputs: &[(&str, &Tensor)], backend: Backend) -> Result<Executable, Error> {
-    Ok(kiln_runtime::compile(spec(outputs, &[], None)?, backend)?)
+    build(outputs, &[], None, backend)
 }
 
 /// Compiles a step that also updates state in place: after each run, state tensor `name`
@@ -104,10 +130,7 @@ pub fn compile_step(
     updates: &[(&str, &Tensor)],
     backend: Backend,
 ) -> Result<Executable, Error> {
-    Ok(kiln_runtime::compile(
-        spec(outputs, updates, None)?,
-        backend,
-    )?)
+    build(outputs, updates, None, backend)
 }
 
 /// Like [`compile_step`], sharing an existing state store (an eval executable that sees the
@@ -135,8 +158,5 @@ pub fn compile_shared(
     state: &State,
     backend: Backend,
 ) -> Result<Executable, Error> {
-    Ok(kiln_runtime::compile(
-        spec(outputs, updates, Some(state))?,
-        backend,
-    )?)
+    build(outputs, updates, Some(state), backend)
 }

@@ -1,5 +1,11 @@
 //! The error type of the builder crate, and the diagnostics building records.
+//!
+//! Every public error of the crate prints the same human sentence in `Debug` as in
+//! `Display` (`crate::debug_fmt`), so `fn main() -> Result<(), kiln::Error>` ending with
+//! `?` shows `Error: <the message>`, not a nested structure. docs/errors.md lists the
+//! families.
 
+use crate::debug_fmt::debug_as_display;
 use kiln_ir::{Loc, ShapeError};
 use std::fmt;
 
@@ -23,7 +29,7 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Anything that can go wrong when checking, evaluating or moving data in and out of kiln.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum Error {
     /// The graph has diagnostics (shape, dtype or usage errors recorded while building).
     #[error("{}", format_diagnostics(.0))]
@@ -51,7 +57,88 @@ pub enum Error {
     /// A graph edit failed (an internal invariant was violated by a transform).
     #[error(transparent)]
     Graph(Box<kiln_ir::GraphError>),
+    /// Loading or saving a state dict failed: a `.safetensors` file could not be read or
+    /// written, or its keys, dtypes or shapes do not match the model.
+    #[error(transparent)]
+    StateDict(#[from] StateDictError),
+    /// The data pipeline failed (a CSV file, a data set, a loader).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
+
+impl Error {
+    /// [`Error::Io`] for `path` (shown on one line).
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: kiln_fs::one_line(&path.as_ref().display().to_string()),
+            source,
+        }
+    }
+}
+
+/// Why a state dict could not be loaded, saved or applied.
+#[derive(thiserror::Error)]
+pub enum StateDictError {
+    /// A `.safetensors` file could not be read or written.
+    #[error(transparent)]
+    File(#[from] crate::safetensors_file::SafetensorsError),
+    /// A tensor of a `.safetensors` file cannot be a kiln array (an unsupported dtype).
+    #[error("{path}: tensor `{name}`: {message}")]
+    Tensor {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The dict does not fit the model, in PyTorch's terms: keys the model has and the
+    /// dict lacks (`missing`), keys the dict has and the model lacks (`unexpected`, only an
+    /// error when loading strictly), and tensors whose dtype or shape differ (`mismatched`,
+    /// always an error). Nothing was loaded.
+    #[error("{}", format_mismatch(.missing, .unexpected, .mismatched))]
+    Mismatch {
+        /// Keys of the model the dict lacks.
+        missing: Vec<String>,
+        /// Keys of the dict the model lacks.
+        unexpected: Vec<String>,
+        /// `key: expected f32[8, 4], got f32[4, 8]`, one per tensor.
+        mismatched: Vec<String>,
+    },
+}
+
+fn format_mismatch(missing: &[String], unexpected: &[String], mismatched: &[String]) -> String {
+    let list = |keys: &[String]| {
+        keys.iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing keys {}", list(missing)));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("unexpected keys {}", list(unexpected)));
+    }
+    if !mismatched.is_empty() {
+        parts.push(format!("size mismatch for {}", mismatched.join(", ")));
+    }
+    format!(
+        "the state dict does not match the model: {}",
+        parts.join("; ")
+    )
+}
+
+debug_as_display!(Error, StateDictError);
 
 fn format_diagnostics(d: &[Diagnostic]) -> String {
     let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();

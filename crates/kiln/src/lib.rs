@@ -145,10 +145,11 @@
 //!
 //! A parameter ([`Graph::param`], [`Graph::param_init`]) is persistent named state. Its
 //! value on the graph is what [`eval`] uses and what [`compile`] copies into the new
-//! executable's [`State`]. The executable keeps that **snapshot**: a later
-//! [`Graph::set_param`] does not reach it; set the value on the executable with
-//! [`State::set`] (through [`Executable::state`]) instead. Executables made with
-//! [`compile_shared`] share one store, so an update through one is seen by the other.
+//! executable's [`State`]. The graph stays linked to what it compiled: a later
+//! [`Graph::set_param`] reaches every executable compiled from it, as [`State::set`]
+//! (through [`Executable::state`]) does for one store. Executables made with
+//! [`compile_shared`] share one store, so an update through one is seen by the other. A
+//! compiled train step's updates stay in its state; read them there.
 //!
 //! ```
 //! use kiln::{Array, Backend, DType, Graph};
@@ -160,18 +161,19 @@
 //! let one = Array::from_f32(&[1], vec![1.0])?;
 //!
 //! let mut exe = kiln::compile(&[("y", &y)], Backend::Interp)?;
+//! assert_eq!(exe.run(&[("x", &one)])?[0].1.item()?, 2.0);
 //! g.set_param("scale", Array::from_f32(&[1], vec![3.0])?)?;
-//! assert_eq!(kiln::eval(&[&y], &[("x", &one)])?[0].as_f32()?, &[3.0]); // the graph's value
-//! assert_eq!(exe.run(&[("x", &one)])?[0].1.as_f32()?, &[2.0]); // the snapshot
+//! assert_eq!(kiln::eval(&[&y], &[("x", &one)])?[0].item()?, 3.0); // the graph's value
+//! assert_eq!(exe.run(&[("x", &one)])?[0].1.item()?, 3.0); // reaches the executable
 //!
-//! exe.state().set("scale", Array::from_f32(&[1], vec![4.0])?)?;
-//! assert_eq!(exe.run(&[("x", &one)])?[0].1.as_f32()?, &[4.0]);
+//! exe.state().set("scale", Array::from_f32(&[1], vec![4.0])?)?; // this store only
+//! assert_eq!(exe.run(&[("x", &one)])?[0].1.item()?, 4.0);
 //!
 //! // A second executable on the same store sees the change.
 //! let double = &y * 2.0;
 //! let mut other = kiln::compile_shared(&[("z", &double)], &[], exe.state(), Backend::Interp)?;
 //! assert!(other.state().same(exe.state()));
-//! assert_eq!(other.run(&[("x", &one)])?[0].1.as_f32()?, &[8.0]);
+//! assert_eq!(other.run(&[("x", &one)])?[0].1.item()?, 8.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -250,6 +252,33 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # 9. Weights in and out: state dicts
+//!
+//! [`load_safetensors`] reads a PyTorch `state_dict` saved with
+//! `safetensors.torch.save_file`; [`nn::Module::load_state_dict`] loads it into the graph
+//! (or an executable's state) with PyTorch's strict/non-strict rules; [`state_dict`] and
+//! [`save_safetensors`] write a checkpoint, with or without the optimiser state
+//! ([`state_dict::Keys`]). docs/training.md walks through a whole training run.
+//!
+//! ```
+//! use kiln::nn::{Linear, Module};
+//! use kiln::state_dict::Keys;
+//! use kiln::{Backend, DType, Graph};
+//!
+//! let g = Graph::new();
+//! let x = g.input("x", DType::F32, [1, 2]);
+//! let fc = Linear::new(&g, "fc", 2, 2, 0);
+//! let mut exe = kiln::compile(&[("y", &fc.forward(&x))], Backend::Cpu)?;
+//! let path = std::env::temp_dir().join(format!("kiln-tour-{}.safetensors", std::process::id()));
+//! kiln::save_safetensors(&path, &kiln::state_dict(exe.state(), Keys::Parameters))?;
+//! let dict = kiln::load_safetensors(&path)?;
+//! std::fs::remove_file(&path)?;
+//! assert_eq!(dict.keys().collect::<Vec<_>>(), ["fc.bias", "fc.weight"]);
+//! let report = fc.load_state_dict(exe.state(), &dict, true)?;
+//! assert!(report.missing_keys.is_empty() && report.unexpected_keys.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Where to go next
 //!
 //! | module | what |
@@ -261,11 +290,13 @@
 //! | [`random`] | JAX-compatible counter-based random numbers in the graph and on the host |
 //! | [`functional`] | stateless building blocks (the LSTM cell) |
 //! | [`npy`] | reading and writing `.npy` files |
+//! | [`state_dict`] | PyTorch-style state dicts, `.safetensors` in and out ([`safetensors_file`]) |
 //! | [`models`] | the reference models the test suite compares with PyTorch |
 //! | [`ir`] | the graph IR underneath, for passes and tools |
 //!
-//! The repository's `docs/` explains the design: ARCHITECTURE.md (crates and invariants),
-//! pipeline.md (the passes), autodiff.md, numerics.md, gpu.md, file-format.md, onnx.md (ONNX
+//! The repository's `docs/` explains the design: training.md (a training run end to end),
+//! errors.md (the error families), ARCHITECTURE.md (crates and invariants), pipeline.md (the
+//! passes), autodiff.md, numerics.md, gpu.md, file-format.md, onnx.md (ONNX
 //! import with the `kiln-onnx` crate) and security.md.
 
 #![deny(missing_docs)]
@@ -276,6 +307,7 @@ mod compile;
 mod composite;
 mod control;
 pub mod data;
+mod debug_fmt;
 mod error;
 mod eval;
 pub mod functional;
@@ -286,6 +318,8 @@ pub mod npy;
 pub mod optim;
 mod overload;
 pub mod random;
+pub mod safetensors_file;
+pub mod state_dict;
 mod tensor;
 
 pub use autodiff::{
@@ -295,10 +329,13 @@ pub use autodiff::{
 pub use builder::{Graph, IntoShape};
 pub use compile::{compile, compile_shared, compile_step};
 pub use control::ScanOptions;
-pub use error::{Diagnostic, Error};
+pub use error::{Diagnostic, Error, StateDictError};
 pub use eval::{eval, eval_with_bindings};
 pub use kiln_ir::{Array, ArrayError, DType, Data, Dim, Loc, Shape};
-pub use kiln_runtime::{Backend, Executable, Signature, State, load, load_bytes};
+pub use kiln_runtime::{
+    Backend, Executable, RuntimeError, Signature, State, WeakState, load, load_bytes,
+};
+pub use state_dict::{StateDict, load_safetensors, load_state_dict, save_safetensors, state_dict};
 pub use tensor::{Axes, ConvOpts, Operand, Tensor};
 
 /// The underlying IR crate, for passes and tools that work on the graph directly.

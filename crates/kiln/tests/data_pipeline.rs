@@ -5,7 +5,7 @@
 
 use kiln::data::{
     self, CsvOptions, DataError, DataLoader, Dataset, TensorDataset, VecDataset, digits, load_csv,
-    load_npy, padded_batch,
+    padded_batch,
 };
 use kiln::{Array, DType};
 use std::path::PathBuf;
@@ -271,11 +271,14 @@ fn csv_and_npy_loaders() {
     let arr = Array::from_f64(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap_or_else(|e| panic!("{e}"));
     kiln::npy::write(&npy, &arr).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        load_npy(&npy)
+        kiln::npy::read(&npy)
             .unwrap_or_else(|e| panic!("{e}"))
             .bit_eq(&arr)
     );
-    assert!(matches!(load_npy(tmp("nope.npy")), Err(DataError::Npy(_))));
+    assert!(matches!(
+        kiln::npy::read(tmp("nope.npy")),
+        Err(kiln::Error::Npy { .. })
+    ));
 }
 
 #[test]

@@ -3,7 +3,10 @@
 use crate::signature::InputError;
 
 /// Errors of compiling or running an executable.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same sentence as `Display`, so a `main` that returns this error with
+/// `?` shows the message, not a nested structure.
+#[derive(thiserror::Error)]
 pub enum RuntimeError {
     /// A backend name that is not built in.
     #[error("unknown backend `{0}` (available: cpu, gpu, interp, kernel)")]
@@ -52,4 +55,10 @@ pub enum RuntimeError {
     /// Anything else, one line.
     #[error("{0}")]
     Other(String),
+}
+
+impl std::fmt::Debug for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }

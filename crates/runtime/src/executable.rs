@@ -18,9 +18,9 @@ use std::fmt;
 /// the backend's engine and a persistent [`State`].
 ///
 /// Made by `kiln::compile` (or [`crate::compile`]) from a graph, or by [`crate::load`] from
-/// a `.kiln` file. It owns copies of everything it needs: changing the graph it was compiled
-/// from (including `kiln::Graph::set_param`) does not affect it; its parameters live in
-/// [`Executable::state`]. `run` takes `&mut self` because the executable reuses its
+/// a `.kiln` file. It owns copies of everything it needs; its parameters live in
+/// [`Executable::state`] (`kiln::Graph::set_param` on the graph it was compiled from reaches
+/// them through that store). `run` takes `&mut self` because the executable reuses its
 /// buffers from run to run.
 pub struct Executable {
     /// Validates inputs and binds symbols without allocating.

@@ -46,4 +46,4 @@ pub use executable::{Executable, OutputView, Outputs};
 pub use module::{from_module, load, load_bytes};
 pub use report::CompileReport;
 pub use signature::{InputError, Signature, SymbolSpec, TensorSpec, bind_inputs, signature_of};
-pub use state::State;
+pub use state::{State, WeakState};

@@ -60,6 +60,15 @@ impl Executable {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), RuntimeError> {
         Ok(kiln_format::save(&self.to_module(), path.as_ref())?)
     }
+
+    /// Loads a `.kiln` file to run on `backend`: [`load`] as a constructor, the
+    /// counterpart of [`Executable::save`]. Errors as [`load`].
+    pub fn load_with_backend(
+        path: impl AsRef<Path>,
+        backend: Backend,
+    ) -> Result<Executable, RuntimeError> {
+        load(path.as_ref(), backend)
+    }
 }
 
 /// Builds an executable from a loaded module: no optimiser runs; the stored graph and plan

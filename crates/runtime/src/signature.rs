@@ -98,7 +98,9 @@ pub enum InputError {
         max: String,
     },
     /// A symbol no input determines and no binding gives.
-    #[error("symbol {0} is not determined by the inputs; bind it explicitly (e.g. --bind {0}=8)")]
+    #[error(
+        "symbol {0} is not determined by the inputs; bind it explicitly (`Executable::run_with`, e.g. {0}=8)"
+    )]
     Unbound(String),
     /// An explicit binding of a symbol the executable does not have.
     #[error("cannot bind unknown symbol {symbol} (symbols are: {known})")]
@@ -111,7 +113,7 @@ pub enum InputError {
 }
 
 /// Checks `inputs` against `sig` and returns the symbol bindings. `explicit` bindings
-/// (`--bind N=8`) are checked against the inputs.
+/// (`Executable::run_with`; the runner's `--bind N=8`) are checked against the inputs.
 pub fn bind_inputs(
     sig: &Signature,
     inputs: &[(&str, &Array)],
@@ -134,7 +136,7 @@ pub fn bind_inputs(
                     known: known_syms(),
                 });
             }
-            sources.insert(sym.clone(), (*v, "--bind".to_string()));
+            sources.insert(sym.clone(), (*v, "the explicit binding".to_string()));
         }
         let mut given: HashMap<&str, &Array> = HashMap::new();
         for (name, a) in inputs {

@@ -5,7 +5,7 @@
 use crate::error::RuntimeError;
 use kiln_ir::Array;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Persistent named tensors shared by executables compiled from the same graph (a train
 /// step and its eval executable see the same parameters).
@@ -52,6 +52,18 @@ impl std::fmt::Debug for DeviceCopy {
         f.debug_struct("DeviceCopy")
             .field("owner", &self.owner)
             .finish_non_exhaustive()
+    }
+}
+
+/// A [`State`] handle that does not keep the store alive: a graph remembers the stores of
+/// the executables compiled from it this way, without holding their tensors.
+#[derive(Clone, Debug, Default)]
+pub struct WeakState(Weak<Mutex<Store>>);
+
+impl WeakState {
+    /// The store, if something still holds it.
+    pub fn upgrade(&self) -> Option<State> {
+        self.0.upgrade().map(State)
     }
 }
 
@@ -273,6 +285,32 @@ impl State {
     /// True if both handles share one store.
     pub fn same(&self, other: &State) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// True if the store holds a tensor named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().position(name).is_some()
+    }
+
+    /// Every stored tensor's name, dtype and shape, sorted by name (no data is copied).
+    pub fn entries(&self) -> Vec<(String, kiln_ir::DType, Vec<usize>)> {
+        let s = self.lock();
+        s.index
+            .iter()
+            .map(|(k, &at)| {
+                (
+                    k.clone(),
+                    s.slots[at].data.dtype(),
+                    s.slots[at].shape.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// A handle that does not keep the store alive ([`WeakState::upgrade`] gives it back
+    /// while some executable or `State` still holds it).
+    pub fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.0))
     }
 
     /// Inserts tensor `name` with `value` unless the store already holds it.

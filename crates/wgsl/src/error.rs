@@ -8,7 +8,7 @@ use kiln_kernel::KernelId;
 pub enum WgslError {
     /// A buffer, constant or value has a dtype WGSL cannot express (`f64`).
     #[error(
-        "{what} is {dtype}, which WGSL cannot express (the GPU backend supports f32, i32, u32, i64 and bool); run this program with --backend cpu or interp"
+        "{what} is {dtype}, which WGSL cannot express (the GPU backend supports f32, i32, u32, i64 and bool); run this program on `Backend::Cpu` or `Backend::Interp`"
     )]
     UnsupportedDType {
         /// The buffer (`b3 (input "x")`) or kernel value (`k2: v5 = cast<i64>(v4)`).

@@ -418,7 +418,7 @@ fn unexpressible_dtypes_are_rejected_with_their_location() {
         let msg = err.map_err(|e| e.to_string()).err().unwrap_or_default();
         assert!(msg.starts_with(want), "{msg}");
         assert!(
-            msg.ends_with("run this program with --backend cpu or interp"),
+            msg.ends_with("run this program on `Backend::Cpu` or `Backend::Interp`"),
             "{msg}"
         );
     }

@@ -1,4 +1,4 @@
-//! Loading numeric CSV and `.npy` files into arrays.
+//! Loading numeric CSV files into arrays.
 
 use super::DataError;
 use kiln_ir::{Array, DType};
@@ -91,10 +91,4 @@ pub(crate) fn parse_csv(text: &str, name: &str, opts: &CsvOptions) -> Result<Arr
     }
     let cols = cols.unwrap_or(0);
     Ok(Array::from_f64_cast(opts.dtype, &[rows, cols], &values))
-}
-
-/// Reads a `.npy` file (any kiln dtype, C or Fortran order) with [`crate::npy::read`];
-/// its one-line error becomes [`DataError::Npy`].
-pub fn load_npy(path: impl AsRef<Path>) -> Result<Array, DataError> {
-    crate::npy::read(path).map_err(|e| DataError::Npy(e.to_string()))
 }

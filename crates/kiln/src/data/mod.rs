@@ -1,5 +1,5 @@
-//! The data pipeline: the [`Dataset`] trait, in-memory [`TensorDataset`]s, CSV and `.npy`
-//! loaders, the bundled UCI digits ([`digits`]), [`DataLoader`] (batching, seeded shuffle,
+//! The data pipeline: the [`Dataset`] trait, in-memory [`TensorDataset`]s, a CSV loader
+//! (`.npy` files are read with [`crate::npy::read`]), the bundled UCI digits ([`digits`]), [`DataLoader`] (batching, seeded shuffle,
 //! `drop_last`, background prefetch) and [`padded_batch`] for variable-length sequences.
 //!
 //! A sample is a list of fields (`Vec<Array>`, e.g. features and label); a batch stacks each
@@ -25,14 +25,14 @@ pub mod digits;
 mod loader;
 mod pad;
 
-pub use csv::{CsvOptions, load_csv, load_npy};
+pub use csv::{CsvOptions, load_csv};
 pub use loader::{Batch, Batches, DataLoader, Padding};
 pub use pad::{PaddedBatch, padded_batch};
 
 use kiln_ir::{Array, ArrayError, DType, Data};
 
-/// Errors of the data pipeline.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the data pipeline (`Debug` prints the `Display` sentence).
+#[derive(thiserror::Error)]
 pub enum DataError {
     /// A file could not be read.
     #[error("{path}: {source}")]
@@ -52,9 +52,6 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
-    /// A `.npy` file could not be read.
-    #[error("{0}")]
-    Npy(String),
     /// Shapes or dtypes that cannot go together (ragged fields, mismatched lengths, ...).
     #[error("{0}")]
     Shape(String),
@@ -76,6 +73,8 @@ pub enum DataError {
     #[error(transparent)]
     Array(#[from] ArrayError),
 }
+
+crate::debug_fmt::debug_as_display!(DataError);
 
 /// A source of samples addressed by index. `Send + Sync` so a loader can read it from its
 /// prefetch thread.

@@ -13,7 +13,8 @@
 //! Seeds and names are the caller's to choose, and they matter:
 //!
 //! * the seed alone fixes a layer's initial values, so two layers of the same shape built
-//!   with the same seed start with identical weights: give every layer its own seed;
+//!   with the same seed start with identical weights: give every layer its own seed, most
+//!   simply from one model seed split per layer with [`init::Seeds`];
 //! * parameters are identified by name, so building a layer again with the same prefix
 //!   (same shapes) shares its parameters with the first one and resets their values to the
 //!   new layer's initialisation ([`Graph::param_init`]);
@@ -50,9 +51,12 @@ pub use rnn::{Gru, Lstm, RnnConfig, gru_cell};
 pub use stateful::StatefulLstm;
 
 use crate::builder::Graph;
+use crate::error::Error;
 use crate::random;
+use crate::state_dict::{LoadReport, StateDict, StateStore, load_expected};
 use crate::tensor::Tensor;
 use kiln_ir::{Array, ArrayError, DType};
+use std::collections::HashSet;
 use std::fmt;
 use std::panic::Location;
 
@@ -73,6 +77,40 @@ pub trait Module: fmt::Debug {
     /// for layers that behave the same in both modes.
     fn set_training(&mut self, training: bool) {
         let _ = training;
+    }
+
+    /// PyTorch's `model.state_dict()`: the current values of [`Module::parameters`] in
+    /// `store` (a [`Graph`], an executable's [`State`](crate::State), an
+    /// [`Executable`](crate::Executable)), by name. Optimiser state is never included; use
+    /// [`crate::state_dict()`] with [`Keys::All`](crate::state_dict::Keys::All) for a
+    /// checkpoint.
+    fn state_dict(&self, store: &dyn StateStore) -> StateDict {
+        self.parameters()
+            .into_iter()
+            .filter_map(|(n, _)| Some((n.clone(), store.value(&n)?)))
+            .collect()
+    }
+
+    /// PyTorch's `model.load_state_dict(dict, strict)`: loads exactly the keys
+    /// [`Module::parameters`] names into `store`, with the rules of
+    /// [`crate::load_state_dict`] (missing and unexpected keys are errors when `strict`,
+    /// a dtype or shape mismatch always; nothing is loaded on an error). Optimiser state in
+    /// the store is kept. Loading into the [`Graph`] also reaches the executables compiled
+    /// from it ([`Graph::set_param`]).
+    fn load_state_dict(
+        &self,
+        store: &dyn StateStore,
+        dict: &StateDict,
+        strict: bool,
+    ) -> Result<LoadReport, Error> {
+        let names: HashSet<String> = self.parameters().into_iter().map(|(n, _)| n).collect();
+        let expected = store
+            .entries()
+            .into_iter()
+            .filter(|(n, _, _)| names.contains(n))
+            .map(|(n, d, s)| (n, (d, s)))
+            .collect();
+        load_expected(store, &expected, dict, strict)
     }
 }
 

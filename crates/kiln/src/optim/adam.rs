@@ -94,8 +94,8 @@ impl Hyper {
                     gr = gr + p * self.weight_decay;
                 }
             }
-            let (mname, m) = state(&prep.g, name, "adam_m", p);
-            let (vname, v) = state(&prep.g, name, "adam_v", p);
+            let (mname, m) = state(&prep.g, name, super::ADAM_M, p);
+            let (vname, v) = state(&prep.g, name, super::ADAM_V, p);
             let m_new = &m + (&gr - &m) * (1.0 - b1);
             let v_new = &v * b2 + &gr * &gr * (1.0 - b2);
             let bc1 = one_minus_pow(b1, &t);
@@ -103,7 +103,7 @@ impl Hyper {
             let step_size = &lr / bc1;
             let mut extra = Vec::new();
             let second = if self.amsgrad {
-                let (xname, vmax) = state(&prep.g, name, "adam_vmax", p);
+                let (xname, vmax) = state(&prep.g, name, super::ADAM_VMAX, p);
                 let vmax_new = vmax.maximum(&v_new);
                 extra.push((xname, vmax_new.clone()));
                 vmax_new

@@ -75,8 +75,9 @@ impl TrainStep {
     }
 
     /// Runs one step through the reference interpreter: evaluates the loss and every
-    /// update from the current state and `feeds`, then writes the new values back with
-    /// `Graph::set_param`. Returns the loss (before the step). Any diagnostic in the graph
+    /// update from the current state and `feeds`, then writes the new values back into the
+    /// graph's parameter values (not into executables compiled from the graph, which keep
+    /// their own trained state). Returns the loss (before the step). Any diagnostic in the graph
     /// is returned as [`Error::Check`] and nothing is written.
     pub fn run_eval(&self, feeds: &[(&str, &Array)]) -> Result<f32, Error> {
         let g = self.graph();
@@ -89,7 +90,7 @@ impl TrainStep {
             .and_then(|v| v.to_f64_vec().first().copied())
             .unwrap_or(f64::NAN);
         for ((name, _), v) in self.updates.iter().zip(vals.into_iter().skip(1)) {
-            g.set_param(name, v)?;
+            g.set_param_value(name, v)?;
         }
         Ok(loss as f32)
     }
@@ -114,6 +115,59 @@ pub trait Optimizer {
     /// Appends the gradient of `loss` with respect to `params` (by `state_dict` name, as
     /// `Module::parameters` lists them) and the update rule to the graph.
     fn minimize(&self, loss: &Tensor, params: &[(String, Tensor)]) -> TrainStep;
+}
+
+/// Suffix of Adam's first moment `{param}.adam_m`.
+pub const ADAM_M: &str = "adam_m";
+/// Suffix of Adam's second moment `{param}.adam_v`.
+pub const ADAM_V: &str = "adam_v";
+/// Suffix of AMSGrad's running maximum of the second moment `{param}.adam_vmax`.
+pub const ADAM_VMAX: &str = "adam_vmax";
+/// Suffix of SGD's momentum buffer `{param}.sgd_momentum`.
+pub const SGD_MOMENTUM: &str = "sgd_momentum";
+
+/// Suffixes of the per-parameter optimiser state `{param}.{suffix}`.
+pub const MOMENT_SUFFIXES: [&str; 4] = [ADAM_M, ADAM_V, ADAM_VMAX, SGD_MOMENTUM];
+
+/// Suffix of an optimiser's step counter `{name}.step` (`optim.step` by default).
+pub const STEP_SUFFIX: &str = "step";
+
+/// What a state tensor is to training, read from its name, dtype and shape (the names
+/// [`Sgd`], [`Adam`], [`AdamW`] and [`crate::nn::Dropout`] give their state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateRole {
+    /// A model parameter: what PyTorch's `model.state_dict()` holds.
+    Parameter,
+    /// An optimiser moment `{param}.adam_m`, `.adam_v`, `.adam_vmax` or `.sgd_momentum`.
+    Moment,
+    /// An optimiser step counter `{name}.step` (an `f32` scalar).
+    StepCounter,
+    /// A random-stream counter `{prefix}.rng_counter` (a `u32` scalar).
+    RngCounter,
+}
+
+impl StateRole {
+    /// The role of state tensor `name` of `dtype` and `shape`. A tensor named like a moment
+    /// or counter is one only if it has that state's dtype and shape (counters are scalars),
+    /// so a model parameter that merely ends in `.step` stays a parameter unless it is an
+    /// `f32` scalar.
+    pub fn of(name: &str, dtype: DType, shape: &[usize]) -> StateRole {
+        let suffix = name.rsplit_once('.').map(|(_, s)| s);
+        match suffix {
+            Some(s) if MOMENT_SUFFIXES.contains(&s) => StateRole::Moment,
+            Some(STEP_SUFFIX) if dtype == DType::F32 && shape.is_empty() => StateRole::StepCounter,
+            Some(random::RNG_COUNTER_SUFFIX) if dtype == DType::U32 && shape.is_empty() => {
+                StateRole::RngCounter
+            }
+            _ => StateRole::Parameter,
+        }
+    }
+
+    /// True for optimiser state (moments and step counters) and random-stream counters:
+    /// what training adds to a model's parameters.
+    pub fn is_training_state(self) -> bool {
+        self != StateRole::Parameter
+    }
 }
 
 /// Settings every optimiser shares.
@@ -283,7 +337,7 @@ pub(crate) fn prepare(
         }
         grads = clip_grad_norm(&grads, max_norm).0;
     }
-    let step_name = format!("{}.step", common.name);
+    let step_name = format!("{}.{STEP_SUFFIX}", common.name);
     let step = g.param_init(&step_name, Array::scalar(DType::F32, 0.0));
     let t = &step + 1.0;
     let lr = common.lr.build(loc, op, &g, &t)?;

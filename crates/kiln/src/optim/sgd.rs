@@ -133,7 +133,7 @@ impl Sgd {
             }
             let mut extra = None;
             if self.momentum != 0.0 {
-                let (bname, buf) = state(&prep.g, name, "sgd_momentum", p);
+                let (bname, buf) = state(&prep.g, name, super::SGD_MOMENTUM, p);
                 let later = &buf * self.momentum + &d * (1.0 - self.dampening);
                 let first = prep.t.eq(1.0);
                 let nbuf = first.where_(&d, later);

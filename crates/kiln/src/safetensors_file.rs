@@ -1,13 +1,18 @@
-//! Reading `.safetensors` files as hostile input: the 8-byte header length first (at
-//! most [`MAX_HEADER_BYTES`]), then the header, parsed and validated by the `safetensors`
-//! crate, then exactly the data size the header states (at most [`MAX_DATA_BYTES`]);
-//! tensors become kiln arrays through `Array::from_le_bytes`, which rejects bool bytes
-//! other than 0 and 1. Every error is one line.
+//! `.safetensors` files, the format PyTorch and Hugging Face exchange weights in: a
+//! bounded reader that treats the file as hostile and an atomic writer.
+//!
+//! Reading takes the 8-byte header length first (at most [`MAX_HEADER_BYTES`]), then the
+//! header, parsed and validated by the `safetensors` crate, then exactly the data size the
+//! header states (at most [`MAX_DATA_BYTES`]); tensors become kiln arrays through
+//! `Array::from_le_bytes`, which rejects bool bytes other than 0 and 1. Every error is one
+//! line. [`crate::load_safetensors`] and [`crate::save_safetensors`] build state dicts on
+//! these; the `kiln` runner's `export-weights` and `import-weights` use them too.
 
 use kiln_fs::one_line;
 use kiln_ir::{Array, DType};
-use safetensors::tensor::Metadata;
+use safetensors::tensor::{Metadata, TensorView};
 use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -17,8 +22,8 @@ pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Largest data section read, in bytes: 32 GiB (the `.kiln` data limit).
 pub const MAX_DATA_BYTES: u64 = 32 << 30;
 
-/// Why a `.safetensors` file could not be read.
-#[derive(Debug, thiserror::Error)]
+/// Why a `.safetensors` file could not be read or written.
+#[derive(thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct SafetensorsError {
     /// The file.
@@ -41,7 +46,7 @@ pub fn kiln_dtype(d: Dtype) -> Option<DType> {
 }
 
 /// Why the bytes of a file do not make a `.safetensors` file kiln reads (one line).
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ParseError {
     /// Reading the header length failed.
     #[error("reading: {0}")]
@@ -88,7 +93,7 @@ pub enum ParseError {
 }
 
 /// Why one tensor of a valid file cannot be a kiln array.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum TensorError {
     /// A dtype kiln does not have.
     #[error("unsupported dtype {0:?}")]
@@ -96,6 +101,56 @@ pub enum TensorError {
     /// The bytes do not make an array (a bool byte other than 0 or 1).
     #[error("{0}")]
     Array(#[from] kiln_ir::ArrayError),
+}
+
+crate::debug_fmt::debug_as_display!(SafetensorsError, ParseError, TensorError);
+
+/// The safetensors dtype of a kiln dtype (every kiln dtype has one).
+pub fn safetensors_dtype(d: DType) -> Dtype {
+    match d {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+        DType::U32 => Dtype::U32,
+        DType::Bool => Dtype::BOOL,
+    }
+}
+
+/// The bytes of a `.safetensors` file holding `tensors` (little-endian, names as given) and
+/// the string `metadata`. Errors (one line) if two tensors share a name.
+pub fn to_bytes<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Array)>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
+    let tensors: Vec<(&str, &Array)> = tensors.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    if let Some((name, _)) = tensors.iter().find(|(n, _)| !seen.insert(*n)) {
+        return Err(format!("tensor `{}` is given twice", one_line(name)));
+    }
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, a)| a.to_le_bytes()).collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, a), data) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(safetensors_dtype(a.dtype()), a.shape().to_vec(), data)
+            .map_err(|e| format!("tensor `{}`: {}", one_line(name), one_line(&e.to_string())))?;
+        views.push((name.to_string(), view));
+    }
+    safetensors::serialize(views, metadata).map_err(|e| one_line(&e.to_string()))
+}
+
+/// Writes `tensors` to a `.safetensors` file at `path` atomically (a temporary file renamed
+/// over `path`), with `metadata` in its header.
+pub fn write<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, &'a Array)>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), SafetensorsError> {
+    let fail = |message: String| SafetensorsError {
+        path: one_line(&path.display().to_string()),
+        message,
+    };
+    let bytes = to_bytes(tensors, metadata).map_err(fail)?;
+    kiln_fs::write_atomic(path, &bytes).map_err(|e| fail(one_line(&e.to_string())))
 }
 
 /// One tensor of a file: its name and either its array or why it cannot be one.

@@ -1,0 +1,65 @@
+//! Opening the GPU prints nothing kiln did not write: `kiln demo` and `kiln run --backend gpu`
+//! leave stderr empty on a healthy machine, even without `XDG_RUNTIME_DIR` (whose absence
+//! makes the Vulkan stack's Wayland lookup complain on stderr). Needs a GPU or lavapipe;
+//! skipped without one unless `KILN_REQUIRE_GPU=1` (CI sets it).
+
+mod common;
+
+use common::{Tmp, s};
+use std::process::{Command, Output};
+
+/// Runs the runner as a user without a desktop session would: no `XDG_RUNTIME_DIR`.
+fn kiln_bare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("KILN_BACKEND")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap()
+}
+
+fn gpu_available() -> bool {
+    kiln_tests::backends().contains(&kiln::Backend::Gpu)
+}
+
+#[test]
+fn demo_and_run_on_the_gpu_print_nothing_on_stderr() {
+    if !gpu_available() {
+        return;
+    }
+    let dir = Tmp::new("quiet-gpu");
+    let module = dir.path("digits.kiln");
+    let o = kiln_bare(&[
+        "demo",
+        "--backend",
+        "gpu",
+        "--epochs",
+        "1",
+        "--out",
+        s(&module),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "demo failed: {err}");
+    assert_eq!(err, "", "kiln demo wrote to stderr");
+
+    let x = dir.path("x.npy");
+    kiln::npy::write(&x, &kiln::Array::zeros(kiln::DType::F32, &[2, 64]).unwrap()).unwrap();
+    let input = format!("x={}", s(&x));
+    let out = dir.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = kiln_bare(&[
+        "run",
+        s(&module),
+        "--backend",
+        "gpu",
+        "--input",
+        &input,
+        "--out",
+        s(&out),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "run failed: {err}");
+    assert_eq!(err, "", "kiln run --backend gpu wrote to stderr");
+    assert!(out.join("logits.npy").exists());
+}
