@@ -202,7 +202,7 @@ impl Graph {
     /// use kiln::{Array, DType, Graph};
     /// let g = Graph::new();
     /// let x = g.input("x", DType::F32, [3]);
-    /// let positive = x.sum(&[0], false).gt(&g.scalar(0.0, DType::F32));
+    /// let positive = x.sum(0, false).gt(0.0);
     /// let y = &g.cond(&positive, &[&x], |_, a| vec![&a[0] * 2.0], |_, a| vec![-&a[0]])[0];
     /// let run = |v: Vec<f32>| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
     ///     let out = kiln::eval(&[y], &[("x", &Array::from_f32(&[3], v)?)])?;
