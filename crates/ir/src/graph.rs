@@ -119,7 +119,7 @@ pub struct Region {
 
 impl Region {
     /// The parameter and result types. Panics only if a listed node is not live, which
-    /// [`crate::verify`] rules out for loaded regions.
+    /// [`crate::verify()`] rules out for loaded regions.
     pub fn sig(&self) -> RegionSig {
         let ty = |&id: &NodeId| self.graph.get(id).map(|n| (n.dtype, n.shape.clone()));
         RegionSig {

@@ -65,7 +65,7 @@ fn type_str(dtype: DType, shape: &Shape) -> String {
 }
 
 /// Checks the whole graph and returns every error found, ordered by node id:
-/// each node's dtype and shape equal what [`infer`] gives from its operands' stated types,
+/// each node's dtype and shape equal what [`infer`](crate::infer::infer) gives from its operands' stated types,
 /// operand positions are `0..k` without gaps, the graph is acyclic, input names are unique,
 /// parameters sharing a name share dtype and shape, and constants hold as many elements as
 /// their shape needs.

@@ -256,7 +256,7 @@
 //!
 //! [`load_safetensors`] reads a PyTorch `state_dict` saved with
 //! `safetensors.torch.save_file`; [`nn::Module::load_state_dict`] loads it into the graph
-//! (or an executable's state) with PyTorch's strict/non-strict rules; [`state_dict`] and
+//! (or an executable's state) with PyTorch's strict/non-strict rules; [`state_dict()`] and
 //! [`save_safetensors`] write a checkpoint, with or without the optimiser state
 //! ([`state_dict::Keys`]). docs/training.md walks through a whole training run.
 //!
@@ -290,7 +290,7 @@
 //! | [`random`] | JAX-compatible counter-based random numbers in the graph and on the host |
 //! | [`functional`] | stateless building blocks (the LSTM cell) |
 //! | [`npy`] | reading and writing `.npy` files |
-//! | [`state_dict`] | PyTorch-style state dicts, `.safetensors` in and out ([`safetensors_file`]) |
+//! | [`state_dict`](mod@state_dict) | PyTorch-style state dicts, `.safetensors` in and out ([`safetensors_file`]) |
 //! | [`models`] | the reference models the test suite compares with PyTorch |
 //! | [`ir`] | the graph IR underneath, for passes and tools |
 //!
