@@ -281,6 +281,7 @@ fn operand_dtype(program: &Program, kernel: KernelId, body: &Body) -> Result<DTy
                 values: body.values.clone(),
                 stores: Vec::new(),
                 result: None,
+                checks: Vec::new(),
             },
         },
         &[],

@@ -551,6 +551,17 @@ fn body(b: &Body) -> BodyV1 {
             })
             .collect(),
         result: b.result.map(|v| v.0),
+        checks: b
+            .checks
+            .iter()
+            .map(|c| CheckSiteV4 {
+                kind: c.kind.name().to_string(),
+                node: c.node,
+                op: c.op.clone(),
+                loc: c.loc.as_ref().map(|l| (l.file.clone(), l.line, l.column)),
+                message: c.message.clone(),
+            })
+            .collect(),
     }
 }
 

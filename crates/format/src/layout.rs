@@ -22,7 +22,7 @@ pub const MAGIC: [u8; 8] = *b"KILNMOD\0";
 
 /// The format version this build writes and reads (version 3: control flow, graphs with
 /// regions and plans with schedules).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format version this build still reads (version 1: op kinds by number).
 pub const OLDEST_READABLE_VERSION: u32 = 1;

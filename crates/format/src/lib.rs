@@ -163,6 +163,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
             let header = codec::decode_header::<v1::NamedV2>(parts.header)?;
             decode::module(&header, parts.data)
         }
+        3 => {
+            let header = codec::decode_header::<v1::NamedV3>(parts.header)?;
+            decode::module(&header, parts.data)
+        }
         _ => {
             let header = codec::decode_header::<v1::Named>(parts.header)?;
             decode::module(&header, parts.data)

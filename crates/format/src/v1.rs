@@ -1,4 +1,4 @@
-//! The header schema of format versions 1, 2 and 3: plain data-transfer types that derive
+//! The header schema of format versions 1 to 4: plain data-transfer types that derive
 //! serde.
 //!
 //! IR types never derive `Serialize`; these DTOs mirror them and the crate's private `encode` /
@@ -15,7 +15,8 @@
 //! version 1 file cannot contain a newer op. Version 3 adds control flow: the op variants
 //! `Cond`, `Scan`, `While` and `Get` (numbered after the version 1 ops, refused in older
 //! files) and the graph's region table ([`RegionV3`]); in versions 1 and 2 the table is `()`,
-//! which encodes to no bytes, so their files decode unchanged.
+//! which encodes to no bytes, so their files decode unchanged. Version 4 adds each kernel
+//! body's debug table ([`CheckSiteV4`]; `()` before, [`NamedV3`] reads version 3).
 //!
 //! The types are recursion-free (an index expression is a flat postfix node list, and the
 //! regions of every nesting level share one flat table whose entries name their parent), so
@@ -44,18 +45,49 @@ pub trait OpNaming: Clone + Debug + PartialEq + Eq {
     /// A kernel plan's schedule: `()` (nothing in the bytes) before version 3.
     type Schedule: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
 
+    /// A kernel body's debug table: `()` (nothing in the bytes) before version 4.
+    type Checks: Clone + Debug + PartialEq + Eq + Default + Serialize + DeserializeOwned;
+
     /// The entries of a region table (none before version 3).
     fn region_list(regions: &Self::Regions) -> &[RegionV3];
+
+    /// The entries of a body's debug table (none before version 4).
+    fn check_list(checks: &Self::Checks) -> &[CheckSiteV4];
 }
 
-/// Format version 3 (the current one): every op kind is its stable name (`neg`,
+/// Format version 4 (the current one): every op kind is its stable name (`neg`,
 /// `reduce_sum`, `argmax`, `window_max`, ...), a `String` of at most
-/// [`crate::limits::MAX_OP_NAME_BYTES`]; the graph has a region table and a kernel plan may
-/// carry a schedule ([`StepV1`]) (control flow).
+/// [`crate::limits::MAX_OP_NAME_BYTES`]; the graph has a region table, a kernel plan may
+/// carry a schedule ([`StepV1`]) (control flow), and every kernel body carries its debug
+/// table ([`CheckSiteV4`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Named;
 
 impl OpNaming for Named {
+    const VERSION: u32 = 4;
+    type Regions = Vec<RegionV3>;
+    type Unary = String;
+    type Binary = String;
+    type Reduce = String;
+    type Arg = String;
+    type Window = String;
+    type Schedule = Option<Vec<StepV1>>;
+    type Checks = Vec<CheckSiteV4>;
+
+    fn region_list(regions: &Vec<RegionV3>) -> &[RegionV3] {
+        regions
+    }
+
+    fn check_list(checks: &Vec<CheckSiteV4>) -> &[CheckSiteV4] {
+        checks
+    }
+}
+
+/// Format version 3: as version 4, without kernel bodies' debug tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamedV3;
+
+impl OpNaming for NamedV3 {
     const VERSION: u32 = 3;
     type Regions = Vec<RegionV3>;
     type Unary = String;
@@ -64,9 +96,14 @@ impl OpNaming for Named {
     type Arg = String;
     type Window = String;
     type Schedule = Option<Vec<StepV1>>;
+    type Checks = ();
 
     fn region_list(regions: &Vec<RegionV3>) -> &[RegionV3] {
         regions
+    }
+
+    fn check_list(_: &()) -> &[CheckSiteV4] {
+        &[]
     }
 }
 
@@ -83,8 +120,13 @@ impl OpNaming for NamedV2 {
     type Arg = String;
     type Window = String;
     type Schedule = ();
+    type Checks = ();
 
     fn region_list(_: &()) -> &[RegionV3] {
+        &[]
+    }
+
+    fn check_list(_: &()) -> &[CheckSiteV4] {
         &[]
     }
 }
@@ -102,8 +144,13 @@ impl OpNaming for Numbered {
     type Arg = ArgV1;
     type Window = WindowV1;
     type Schedule = ();
+    type Checks = ();
 
     fn region_list(_: &()) -> &[RegionV3] {
+        &[]
+    }
+
+    fn check_list(_: &()) -> &[CheckSiteV4] {
         &[]
     }
 }
@@ -735,6 +782,24 @@ pub struct BodyV1<N: OpNaming = Named> {
     pub stores: Vec<StoreV1>,
     /// Yielded value.
     pub result: Option<u32>,
+    /// The debug table (version 4): the graph op behind each run-time check.
+    pub checks: N::Checks,
+}
+
+/// One entry of a kernel body's debug table (format version 4; mirrors
+/// `kiln_kernel::CheckSite`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSiteV4 {
+    /// What the check guards: `index` or `divide` (`kiln_kernel::CheckKind::name`).
+    pub kind: String,
+    /// The graph node, `n<node>`.
+    pub node: u32,
+    /// The node's op name.
+    pub op: String,
+    /// Where the user built the node: file, 1-based line and column.
+    pub loc: Option<(String, u32, u32)>,
+    /// What failing the check means.
+    pub message: String,
 }
 
 /// Scalar expression nodes, numbered 0..=8 (value operands are `v` indices).

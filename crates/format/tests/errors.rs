@@ -50,18 +50,18 @@ fn future_and_past_versions_are_rejected_with_numbers() {
         FormatError::UnsupportedVersion {
             found: 7,
             oldest: 1,
-            supported: 3,
+            supported: 4,
             ..
         }
     ));
     assert_eq!(
         e.to_string(),
-        "unsupported .kiln format version 7: this build reads versions 1 to 3 (written by a newer kiln)"
+        "unsupported .kiln format version 7: this build reads versions 1 to 4 (written by a newer kiln)"
     );
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(
         msg(&bytes),
-        "unsupported .kiln format version 0: this build reads versions 1 to 3 (written by an older kiln)"
+        "unsupported .kiln format version 0: this build reads versions 1 to 4 (written by an older kiln)"
     );
 }
 
@@ -131,7 +131,7 @@ fn framing_fields_are_checked() {
     layout::reseal(&mut bytes);
     assert_eq!(
         msg(&bytes),
-        "preamble: flags are 0x00000001, but version 3 defines none (must be 0)"
+        "preamble: flags are 0x00000001, but version 4 defines none (must be 0)"
     );
     let mut bytes = good.clone();
     let offset = u64::from_le_bytes(bytes[24..32].try_into().unwrap());

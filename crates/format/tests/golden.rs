@@ -1,8 +1,8 @@
 //! Golden files: the fuzz seeds in crates/format/fuzz/seeds are the current encoding of
 //! the test modules, byte for byte, so any change to the file format shows up here (bump
 //! FORMAT_VERSION when it is intended). `BLESS=1` rewrites them. The same modules written
-//! by format versions 1 and 2 (crates/format/tests/v1_files and v2_files, frozen) must
-//! still load.
+//! by format versions 1, 2 and 3 (crates/format/tests/v1_files, v2_files and v3_files,
+//! frozen) must still load.
 
 mod common;
 
@@ -12,6 +12,14 @@ use std::path::PathBuf;
 
 fn modules() -> Vec<(&'static str, Module)> {
     let mut out = modules_with(every_construct_module());
+    out.push(("control_flow", control_flow_module()));
+    out.push(("debug_table", debug_table_module()));
+    out
+}
+
+/// The modules of the frozen version 3 files: [`modules_with`] and the control-flow module.
+fn version_3_modules() -> Vec<(&'static str, Module)> {
+    let mut out = modules_with(every_construct_module_with(&version_3_unary_ops()));
     out.push(("control_flow", control_flow_module()));
     out
 }
@@ -84,11 +92,39 @@ fn version_2_files_still_load_as_the_same_modules() {
     old_files_load_as_the_same_modules(2, &version_2_unary_ops());
 }
 
+#[test]
+fn version_3_files_still_load_as_the_same_modules() {
+    old_modules_load(3, version_3_modules());
+}
+
+#[test]
+fn debug_tables_round_trip() {
+    let m = debug_table_module();
+    let back = from_bytes(&to_bytes(&m).unwrap()).unwrap();
+    let checks = |m: &Module| -> Vec<kiln_kernel::CheckSite> {
+        m.program
+            .as_ref()
+            .unwrap()
+            .kernels
+            .iter()
+            .flat_map(|k| k.body_list().into_iter().flat_map(|b| b.checks.clone()))
+            .collect()
+    };
+    assert!(!checks(&m).is_empty());
+    assert_eq!(checks(&m), checks(&back));
+}
+
 /// The files of format `version` (tests/v{version}_files, frozen) load as the test modules
 /// built with the unary ops of that version, and encode again as they do.
 fn old_files_load_as_the_same_modules(version: u32, unary: &[kiln_ir::UnaryOp]) {
+    old_modules_load(version, modules_with(every_construct_module_with(unary)));
+}
+
+/// The files of format `version` (tests/v{version}_files, frozen) load as `modules`, and
+/// encode again as they do.
+fn old_modules_load(version: u32, modules: Vec<(&'static str, Module)>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/v{version}_files"));
-    for (name, m) in modules_with(every_construct_module_with(unary)) {
+    for (name, m) in modules {
         let path = dir.join(format!("{name}.kiln"));
         let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(

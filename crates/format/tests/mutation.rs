@@ -34,6 +34,7 @@ fn seeds() -> &'static [Vec<u8>] {
             to_bytes(&every_construct_module()).unwrap(),
             to_bytes(&interpreter_module()).unwrap(),
             to_bytes(&control_flow_module()).unwrap(),
+            to_bytes(&debug_table_module()).unwrap(),
         ];
         for text in [
             include_str!("../../../fixtures/filetests/kernel/conv2d_padded_relu.kir"),
@@ -585,7 +586,7 @@ proptest! {
     })]
 
     #[test]
-    fn damaged_modules_fail_cleanly(seed in 0usize..6, m in mutation()) {
+    fn damaged_modules_fail_cleanly(seed in 0usize..7, m in mutation()) {
         let seed = &seeds()[seed];
         let (bytes, must_fail) = apply(seed, &m);
         match from_bytes(&bytes) {

@@ -90,7 +90,10 @@ fn tensors_are_64_byte_aligned_little_endian() {
         kiln_format::layout::crc32(&bytes[..n - 4])
     );
     assert_eq!(&bytes[..8], b"KILNMOD\0");
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        kiln_format::FORMAT_VERSION
+    );
 }
 
 #[test]

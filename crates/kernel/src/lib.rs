@@ -261,6 +261,7 @@
 
 pub mod bind;
 mod bounds;
+pub mod debug;
 pub mod exec;
 pub mod ids;
 pub mod index;
@@ -276,6 +277,7 @@ pub mod verify;
 pub mod width;
 
 pub use bind::{BindError, Binding};
+pub use debug::{CheckKind, CheckSite};
 pub use exec::{ExecError, allocate, execute};
 pub use ids::{BufferId, KernelId, LoopVar, RedVar, ValueId};
 pub use index::{Affine, Guard, IndexExpr};

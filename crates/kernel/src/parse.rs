@@ -2,6 +2,7 @@
 //! everything semantic (types, bounds, buffer roles) is the verifier's job, so an ill-formed
 //! program can be parsed and then reported in full.
 
+use crate::debug::{CheckKind, CheckSite};
 use crate::ids::{BufferId, KernelId, LoopVar, RedVar, ValueId, parse_prefixed};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::Poly;
@@ -739,6 +740,8 @@ impl Parser {
                     return self.err_at(&t, "a body yields at most once");
                 }
                 body.result = Some(self.value_id()?);
+            } else if self.eat_ident("check") {
+                body.checks.push(self.check_site()?);
             } else if let Tok::Ident(s) = &t.tok
                 && let Some(n) = parse_prefixed(s, 'v')
             {
@@ -756,9 +759,41 @@ impl Parser {
                 let e = self.expr()?;
                 body.values.push(e);
             } else {
-                return self.expected("`vN = ...`, `store`, `yield` or `}`");
+                return self.expected("`vN = ...`, `store`, `yield`, `check` or `}`");
             }
         }
+    }
+
+    /// A debug-table entry after `check`: `index n15 "gather" at "src/main.rs" 23 16
+    /// "an index is out of range"` (the `at` part optional).
+    fn check_site(&mut self) -> PResult<CheckSite> {
+        let t = self.peek().clone();
+        let kind = self.ident("`index` or `divide`")?;
+        let Some(kind) = CheckKind::from_name(&kind) else {
+            return self.err_at(&t, format!("unknown check kind `{kind}`"));
+        };
+        let node = self.prefixed('n', "a node id like `n15`")?;
+        let op = self.string()?;
+        let loc = if self.eat_ident("at") {
+            let file = self.string()?;
+            let t = self.peek().clone();
+            let line = u32::try_from(self.uint()?);
+            let column = u32::try_from(self.uint()?);
+            match (line, column) {
+                (Ok(line), Ok(column)) => Some(kiln_ir::Loc { file, line, column }),
+                _ => return self.err_at(&t, "a line or column does not fit 32 bits"),
+            }
+        } else {
+            None
+        };
+        let message = self.string()?;
+        Ok(CheckSite {
+            kind,
+            node,
+            op,
+            loc,
+            message,
+        })
     }
 
     fn block(&mut self, name: &str) -> PResult<Body> {

@@ -101,6 +101,19 @@ fn write_body(out: &mut String, body: &Body, indent: &str) {
     if let Some(r) = body.result {
         let _ = writeln!(out, "{indent}yield {r}");
     }
+    for c in &body.checks {
+        let _ = write!(
+            out,
+            "{indent}check {} n{} {}",
+            c.kind.name(),
+            c.node,
+            quote(&c.op)
+        );
+        if let Some(l) = &c.loc {
+            let _ = write!(out, " at {} {} {}", quote(&l.file), l.line, l.column);
+        }
+        let _ = writeln!(out, " {}", quote(&c.message));
+    }
 }
 
 fn write_block(out: &mut String, name: &str, body: &Body) {

@@ -1,6 +1,7 @@
 //! The kernel plan: symbols with their preconditions, buffers, and an ordered list of
 //! kernels (loop nests and contractions) whose bodies are small scalar expression DAGs.
 
+use crate::debug::{CheckKind, CheckSite};
 use crate::ids::{BufferId, KernelId, ValueId};
 use crate::index::{Guard, IndexExpr};
 use crate::poly::{Facts, Poly};
@@ -151,6 +152,10 @@ pub struct Body {
     pub stores: Vec<Store>,
     /// The yielded value of an operand body.
     pub result: Option<ValueId>,
+    /// The debug table: the graph op behind each run-time check of this body (checked
+    /// loads, integer divisions), so a backend's failed check names the user's op. It does
+    /// not change what the body computes.
+    pub checks: Vec<CheckSite>,
 }
 
 impl Expr {
@@ -421,6 +426,31 @@ pub struct BodyDomain<'a> {
 }
 
 impl Kernel {
+    /// Every body of the kernel (loop body; matmul `a`, `b`, epilogue; conv input, weight,
+    /// epilogue), without domains.
+    pub fn body_list(&self) -> Vec<&Body> {
+        match self {
+            Kernel::Loop(k) => vec![&k.body],
+            Kernel::Matmul(k) => vec![&k.a, &k.b, &k.epilogue],
+            Kernel::Conv2d(k) => vec![&k.input, &k.weight, &k.epilogue],
+        }
+    }
+
+    /// [`Kernel::body_list`], mutably.
+    pub fn body_list_mut(&mut self) -> Vec<&mut Body> {
+        match self {
+            Kernel::Loop(k) => vec![&mut k.body],
+            Kernel::Matmul(k) => vec![&mut k.a, &mut k.b, &mut k.epilogue],
+            Kernel::Conv2d(k) => vec![&mut k.input, &mut k.weight, &mut k.epilogue],
+        }
+    }
+
+    /// The debug table's sentence for a failed check of `kind` in this kernel (see
+    /// [`crate::debug::describe`]); `None` when the table names no op.
+    pub fn describe_check(&self, kind: CheckKind) -> Option<String> {
+        crate::debug::describe(self.body_list().into_iter().flat_map(|b| &b.checks), kind)
+    }
+
     /// The printed mnemonic: `loop`, `matmul`, `conv2d`.
     pub fn name(&self) -> &'static str {
         match self {

@@ -52,9 +52,51 @@ pub enum RuntimeError {
     /// The GPU backend failed.
     #[error("gpu backend: {0}")]
     Gpu(#[from] kiln_gpu::GpuError),
+    /// A run-time check failed on a backend (an index out of range, an integer division by
+    /// zero), named by the kernel plan's debug table: the graph node, its op and where the
+    /// user built it, then the backend's own report.
+    #[error("{site} ({cause})")]
+    Check {
+        /// `n24 (gather at src/main.rs:41:7): an index is out of range for axis 1 of size 3`.
+        site: String,
+        /// The backend's error.
+        cause: Box<RuntimeError>,
+    },
     /// Anything else, one line.
     #[error("{0}")]
     Other(String),
+}
+
+impl RuntimeError {
+    /// This error with the graph op behind it when it is a backend's failed run-time check
+    /// and `program`'s debug table names the op (unchanged otherwise).
+    pub(crate) fn at_check_site(self, program: &kiln_kernel::Program) -> RuntimeError {
+        use kiln_cpu::CpuError;
+        use kiln_gpu::GpuError;
+        use kiln_kernel::{CheckKind, ExecError};
+        let (kernel, kind) = match &self {
+            RuntimeError::Cpu(CpuError::IndexOutOfBounds { kernel })
+            | RuntimeError::Gpu(GpuError::IndexOutOfBounds { kernel, .. })
+            | RuntimeError::Exec(ExecError::IndexOutOfBounds { kernel, .. }) => {
+                (*kernel, CheckKind::Index)
+            }
+            RuntimeError::Cpu(CpuError::DivisionByZero { kernel })
+            | RuntimeError::Gpu(GpuError::DivisionByZero { kernel })
+            | RuntimeError::Exec(ExecError::Scalar { kernel, .. }) => (*kernel, CheckKind::Divide),
+            _ => return self,
+        };
+        match program
+            .kernels
+            .get(kernel.index())
+            .and_then(|k| k.describe_check(kind))
+        {
+            Some(site) => RuntimeError::Check {
+                site,
+                cause: Box::new(self),
+            },
+            None => self,
+        }
+    }
 }
 
 impl std::fmt::Debug for RuntimeError {

@@ -199,13 +199,19 @@ impl Executable {
             Destination::Held => &mut self.held,
         };
         let mut store = self.state.lock();
+        let program = &self.program;
         if self.engine.keeps_state_on_device() {
-            return self.engine.run(&run, &mut store, out);
+            return self
+                .engine
+                .run(&run, &mut store, out)
+                .map_err(|e| e.at_check_site(program));
         }
         // A host engine reads the host copies: fetch what a GPU run left on its device,
         // and mark the tensors it updates as written on the host.
         store.sync()?;
-        self.engine.run(&run, &mut store, out)?;
+        self.engine
+            .run(&run, &mut store, out)
+            .map_err(|e| e.at_check_site(program))?;
         for (name, _) in &self.updates {
             if let Some(slot) = store.get_mut(name) {
                 slot.touch();

@@ -1,5 +1,5 @@
 //! How each header version spells op kinds, read back into IR ops (and whether its plans
-//! carry a schedule): versions 2 and 3 by stable
+//! carry a schedule): versions 2 to 4 by stable
 //! name (`kiln_ir::UnaryOp::from_name`, ...), version 1 through its frozen numbered tables.
 
 use super::context::Result;
@@ -23,7 +23,7 @@ pub(crate) trait ReadOpNames: OpNaming {
     fn schedule(s: &Self::Schedule) -> Option<&[StepV1]>;
 }
 
-/// Version 2 spells op kinds like version 3; its plans have no schedule.
+/// Version 2 spells op kinds like version 4; its plans have no schedule.
 impl ReadOpNames for NamedV2 {
     fn unary(u: &String, location: &dyn Fn() -> String) -> Result<UnaryOp> {
         Named::unary(u, location)
@@ -42,6 +42,28 @@ impl ReadOpNames for NamedV2 {
     }
     fn schedule(_: &()) -> Option<&[StepV1]> {
         None
+    }
+}
+
+/// Version 3 spells op kinds like version 4; its bodies have no debug table.
+impl ReadOpNames for NamedV3 {
+    fn unary(u: &String, location: &dyn Fn() -> String) -> Result<UnaryOp> {
+        Named::unary(u, location)
+    }
+    fn binary(b: &String, location: &dyn Fn() -> String) -> Result<BinaryOp> {
+        Named::binary(b, location)
+    }
+    fn reduce(r: &String, location: &dyn Fn() -> String) -> Result<ReduceOp> {
+        Named::reduce(r, location)
+    }
+    fn arg(a: &String, location: &dyn Fn() -> String) -> Result<ArgOp> {
+        Named::arg(a, location)
+    }
+    fn window(w: &String, location: &dyn Fn() -> String) -> Result<WindowOp> {
+        Named::window(w, location)
+    }
+    fn schedule(s: &Option<Vec<StepV1>>) -> Option<&[StepV1]> {
+        s.as_deref()
     }
 }
 

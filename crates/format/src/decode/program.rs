@@ -5,13 +5,13 @@ use super::op_names::ReadOpNames;
 use super::signature::symbols;
 use crate::error::FormatError;
 use crate::limits::*;
-use crate::names::name;
+use crate::names::{self, name};
 use crate::v1::*;
-use kiln_ir::Dim;
+use kiln_ir::{Dim, Loc};
 use kiln_kernel::{
-    Body, Buffer, BufferId, BufferKind, Conv2dGeometry, Conv2dKernel, Expr, Guard, IfStep,
-    IndexExpr, Kernel, KernelId, Load, LoadMode, LoopKernel, LoopStep, LoopVar, MatmulKernel,
-    Program, RedVar, Step, Store, Symbol, ValueId, WhileStep,
+    Body, Buffer, BufferId, BufferKind, CheckKind, CheckSite, Conv2dGeometry, Conv2dKernel, Expr,
+    Guard, IfStep, IndexExpr, Kernel, KernelId, Load, LoadMode, LoopKernel, LoopStep, LoopVar,
+    MatmulKernel, Program, RedVar, Step, Store, Symbol, ValueId, WhileStep,
 };
 
 pub(super) fn program<N: ReadOpNames>(cx: &Cx<'_>, p: &ProgramV1<N>) -> Result<Program> {
@@ -258,10 +258,53 @@ pub(super) fn body<N: ReadOpNames>(b: &BodyV1<N>, location: &dyn Fn() -> String)
             })
         })
         .collect::<Result<_>>()?;
+    let sites = N::check_list(&b.checks);
+    count(
+        sites.len(),
+        MAX_BODY_VALUES,
+        location,
+        "debug table entry count",
+    )?;
+    let checks = sites
+        .iter()
+        .enumerate()
+        .map(|(i, c)| check_site(c, &|| format!("{} debug entry {i}", location())))
+        .collect::<Result<_>>()?;
     Ok(Body {
         values,
         stores,
         result: b.result.map(ValueId),
+        checks,
+    })
+}
+
+/// One debug-table entry: a known check kind, a node id in range, bounded text.
+fn check_site(c: &CheckSiteV4, location: &dyn Fn() -> String) -> Result<CheckSite> {
+    let kind = CheckKind::from_name(&c.kind).ok_or_else(|| {
+        FormatError::invalid(location(), format!("unknown check kind {:?}", c.kind))
+    })?;
+    if c.node > MAX_NODE_ID {
+        return Err(FormatError::limit(
+            location(),
+            "node id",
+            u64::from(c.node),
+            u64::from(MAX_NODE_ID),
+        ));
+    }
+    let loc = match &c.loc {
+        Some((file, line, column)) => Some(Loc {
+            file: names::name(file, location)?,
+            line: *line,
+            column: *column,
+        }),
+        None => None,
+    };
+    Ok(CheckSite {
+        kind,
+        node: c.node,
+        op: names::name(&c.op, location)?,
+        loc,
+        message: names::name(&c.message, location)?,
     })
 }
 

@@ -176,6 +176,12 @@ pub fn version_2_unary_ops() -> Vec<UnaryOp> {
         .collect()
 }
 
+/// The unary ops that existed when format version 3 was superseded: the version 3 golden
+/// files (crates/format/tests/v3_files) hold [`every_construct_module_with`] of these.
+pub fn version_3_unary_ops() -> Vec<UnaryOp> {
+    version_2_unary_ops()
+}
+
 /// [`every_op_graph`] with only the unary ops `unary`.
 pub fn every_op_graph_with(unary: &[UnaryOp]) -> (Graph, Named, Named) {
     let mut g = Graph::new();
@@ -819,4 +825,37 @@ pub fn nested_conds(depth: usize, shared: bool) -> Graph {
 /// A module around [`nested_conds`]: its output is the top-level `cond`'s result.
 pub fn nested_conds_module(depth: usize, shared: bool) -> Module {
     graph_module(nested_conds(depth, shared), &[NodeId(3)], &[], vec![])
+}
+
+/// [`every_construct_module`] whose kernel bodies carry debug tables (format version 4).
+pub fn debug_table_module() -> Module {
+    let mut m = every_construct_module();
+    let mut program = m.program.take().unwrap().into_program();
+    let sites = [
+        kiln_kernel::CheckSite {
+            kind: kiln_kernel::CheckKind::Index,
+            node: 24,
+            op: "gather".into(),
+            loc: Some(kiln_ir::Loc {
+                file: "src/main.rs".into(),
+                line: 41,
+                column: 7,
+            }),
+            message: "an index is out of range for axis 1 of size 3".into(),
+        },
+        kiln_kernel::CheckSite {
+            kind: kiln_kernel::CheckKind::Divide,
+            node: 7,
+            op: "div".into(),
+            loc: None,
+            message: "integer division by zero".into(),
+        },
+    ];
+    for (i, k) in program.kernels.iter_mut().enumerate() {
+        for b in k.body_list_mut() {
+            b.checks.push(sites[i % 2].clone());
+        }
+    }
+    m.program = Some(kiln_kernel::verify(program).unwrap());
+    m
 }

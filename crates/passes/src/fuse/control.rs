@@ -422,7 +422,7 @@ fn lower_stage(
             named.push((name, m));
         }
     }
-    let program = match lower_unverified(&sub, &named, &[])? {
+    let mut program = match lower_unverified(&sub, &named, &[])? {
         Unverified::Flat(p, work) => {
             cx.work += work;
             p
@@ -431,6 +431,17 @@ fn lower_stage(
             return Err(FuseError::Internal("a stage has control flow".to_string()));
         }
     };
+    // The debug table names the stage's own copies of the nodes: name the originals.
+    let original: HashMap<u32, u32> = map.iter().map(|(n, m)| (m.0, n.0)).collect();
+    for k in &mut program.kernels {
+        for b in k.body_list_mut() {
+            for site in &mut b.checks {
+                if let Some(&n) = original.get(&site.node) {
+                    site.node = n;
+                }
+            }
+        }
+    }
     splice(&mut cx.program, program, &inputs, &outputs)
 }
 

@@ -10,8 +10,8 @@ use super::index::{Atom, Lin, Scope, flat, unflat};
 use kiln_ir::semantics::threefry::{self, Step};
 use kiln_ir::{Array, BinaryOp, DType, Data, Dim, Graph, NodeId, Op, ReduceOp, UnaryOp, WindowOp};
 use kiln_kernel::{
-    Body, BufferId, BufferKind, Conv2dGeometry, Conv2dKernel, Expr, IndexExpr, Kernel, Load,
-    LoadMode, LoopKernel, MatmulKernel, Program, Scalar, ValueId,
+    Body, BufferId, BufferKind, CheckKind, CheckSite, Conv2dGeometry, Conv2dKernel, Expr,
+    IndexExpr, Kernel, Load, LoadMode, LoopKernel, MatmulKernel, Program, Scalar, ValueId,
 };
 use std::collections::HashMap;
 
@@ -285,6 +285,43 @@ impl<'a> Lowering<'a> {
             memo: HashMap::new(),
             interned: HashMap::new(),
             acc: None,
+        }
+    }
+
+    /// The debug-table entry for a run-time check of `kind` that node `n` needs.
+    fn check_site(&self, n: NodeId, kind: CheckKind) -> CheckSite {
+        let node = self.graph.node(n);
+        let axis_size = |operand: usize, axis: usize| {
+            self.operand(n, operand)
+                .ok()
+                .and_then(|o| self.graph.node(o).shape.0.get(axis).cloned())
+        };
+        let message = match (kind, &node.op) {
+            (CheckKind::Index, Op::Gather { axis }) => match axis_size(0, *axis) {
+                Some(d) => format!("an index is out of range for axis {axis} of size {d}"),
+                None => "an index is out of range".to_string(),
+            },
+            (CheckKind::Index, Op::ScatterAdd { axis }) => match axis_size(0, *axis) {
+                Some(d) => format!("an index is out of range for axis {axis} of size {d}"),
+                None => "an index is out of range".to_string(),
+            },
+            (CheckKind::Index, _) => "an index is out of range".to_string(),
+            (CheckKind::Divide, _) => "integer division by zero".to_string(),
+        };
+        CheckSite {
+            kind,
+            node: n.0,
+            op: node.op.name().to_string(),
+            loc: node.loc.clone(),
+            message,
+        }
+    }
+
+    /// True if `n` is a constant with no zero element (a divisor that needs no check).
+    fn nonzero_constant(&self, n: NodeId) -> bool {
+        match &self.graph.node(n).op {
+            Op::Constant(a) => a.len() <= 4096 && a.to_f64_vec().iter().all(|&v| v != 0.0),
+            _ => false,
         }
     }
 
@@ -663,6 +700,7 @@ impl<'a> Lowering<'a> {
         let sv = cx.value(src, &src_coords, &ctxg)?;
         let nv = match check {
             Some(b) => {
+                cx.record(s, CheckKind::Index);
                 let z = cx.konst(zero(it));
                 let safe = cx.push(Expr::Select(is0, z, iv));
                 cx.push(Expr::Load(Load {
@@ -711,6 +749,14 @@ impl BodyCx<'_, '_> {
 
     fn konst(&mut self, s: Scalar) -> ValueId {
         self.push(Expr::Const(s))
+    }
+
+    /// Notes in the body's debug table that a run-time check of `kind` comes from `n`.
+    fn record(&mut self, n: NodeId, kind: CheckKind) {
+        let site = self.low.check_site(n, kind);
+        if !self.body.checks.contains(&site) {
+            self.body.checks.push(site);
+        }
     }
 
     fn dtype(&self, n: NodeId) -> DType {
@@ -1065,6 +1111,9 @@ impl BodyCx<'_, '_> {
         let mut y = self.operand_at(n, 1, coords, ctx)?;
         let int_div = matches!(b, BinaryOp::Div | BinaryOp::Rem)
             && !self.dtype(self.low.operand(n, 0)?).is_float();
+        if int_div && !self.low.nonzero_constant(self.low.operand(n, 1)?) {
+            self.record(n, CheckKind::Divide);
+        }
         if int_div && !ctx.guards.is_empty() {
             let c = self.guard_cond(&ctx.guards.clone());
             let one = self.konst(scalar(self.dtype(self.low.operand(n, 1)?), 1.0));
@@ -1293,6 +1342,7 @@ impl BodyCx<'_, '_> {
         let x = self.low.operand(n, 0)?;
         let xd = self.dims(x);
         let idx = self.operand_at(n, 1, coords, ctx)?;
+        self.record(n, CheckKind::Index);
         let mut c = coords.to_vec();
         if let Some(slot) = c.get_mut(axis) {
             *slot = Lin::value(idx);
