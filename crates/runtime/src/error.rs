@@ -55,11 +55,15 @@ pub enum RuntimeError {
     /// A run-time check failed on a backend (an index out of range, an integer division by
     /// zero), named by the kernel plan's debug table: the graph node, its op and where the
     /// user built it, then the backend's own report.
-    #[error("{site} ({cause})")]
+    #[error("{site} ({backend} backend, kernel {kernel})")]
     Check {
         /// `n24 (gather at src/main.rs:41:7): an index is out of range for axis 1 of size 3`.
         site: String,
-        /// The backend's error.
+        /// The backend that ran the check: `cpu`, `gpu` or `kernel`.
+        backend: &'static str,
+        /// The kernel whose check failed.
+        kernel: kiln_kernel::KernelId,
+        /// The backend's own error (the offending flat index where it reports one).
         cause: Box<RuntimeError>,
     },
     /// Anything else, one line.
@@ -74,15 +78,25 @@ impl RuntimeError {
         use kiln_cpu::CpuError;
         use kiln_gpu::GpuError;
         use kiln_kernel::{CheckKind, ExecError};
-        let (kernel, kind) = match &self {
-            RuntimeError::Cpu(CpuError::IndexOutOfBounds { kernel })
-            | RuntimeError::Gpu(GpuError::IndexOutOfBounds { kernel, .. })
-            | RuntimeError::Exec(ExecError::IndexOutOfBounds { kernel, .. }) => {
-                (*kernel, CheckKind::Index)
+        let (backend, kernel, kind) = match &self {
+            RuntimeError::Cpu(CpuError::IndexOutOfBounds { kernel }) => {
+                ("cpu", *kernel, CheckKind::Index)
             }
-            RuntimeError::Cpu(CpuError::DivisionByZero { kernel })
-            | RuntimeError::Gpu(GpuError::DivisionByZero { kernel })
-            | RuntimeError::Exec(ExecError::Scalar { kernel, .. }) => (*kernel, CheckKind::Divide),
+            RuntimeError::Gpu(GpuError::IndexOutOfBounds { kernel, .. }) => {
+                ("gpu", *kernel, CheckKind::Index)
+            }
+            RuntimeError::Exec(ExecError::IndexOutOfBounds { kernel, .. }) => {
+                ("kernel", *kernel, CheckKind::Index)
+            }
+            RuntimeError::Cpu(CpuError::DivisionByZero { kernel }) => {
+                ("cpu", *kernel, CheckKind::Divide)
+            }
+            RuntimeError::Gpu(GpuError::DivisionByZero { kernel }) => {
+                ("gpu", *kernel, CheckKind::Divide)
+            }
+            RuntimeError::Exec(ExecError::Scalar { kernel, .. }) => {
+                ("kernel", *kernel, CheckKind::Divide)
+            }
             _ => return self,
         };
         match program
@@ -92,6 +106,8 @@ impl RuntimeError {
         {
             Some(site) => RuntimeError::Check {
                 site,
+                backend,
+                kernel,
                 cause: Box::new(self),
             },
             None => self,
