@@ -14,8 +14,11 @@ fn dir() -> PathBuf {
     golden_dir().join("control")
 }
 
+/// Named arrays, in cases.json order.
+type Named = Vec<(String, Array)>;
+
 /// The case `name` of cases.json: its named inputs and expected outputs.
-fn case(name: &str) -> (Vec<(String, Array)>, Vec<(String, Array)>) {
+fn case(name: &str) -> (Named, Named) {
     let text = std::fs::read_to_string(dir().join("cases.json"))
         .unwrap_or_else(|e| panic!("fixtures/golden/control/cases.json: {e}"));
     let meta: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
@@ -23,7 +26,7 @@ fn case(name: &str) -> (Vec<(String, Array)>, Vec<(String, Array)>) {
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no case {name} in cases.json"));
-    let arrays = |kind: &str| -> Vec<(String, Array)> {
+    let arrays = |kind: &str| -> Named {
         entry[kind]
             .as_object()
             .unwrap_or_else(|| panic!("{name}: no {kind}"))
@@ -162,7 +165,7 @@ fn newtons_method_until_convergence_matches_jax() {
         &[&a, &k0],
         |_, c| {
             let residual = ((&c[0] * &c[0] - &a).abs() / &a).max(0, false);
-            residual.gt(1e-10).logical_and(&c[1].lt(100.0))
+            residual.gt(1e-10).logical_and(c[1].lt(100.0))
         },
         |_, c| vec![(&c[0] + &a / &c[0]) * 0.5, &c[1] + 1.0],
     );
