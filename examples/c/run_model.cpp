@@ -1,7 +1,7 @@
 // The C example through the C++ wrapper (kiln.hpp): load, run, compare with the reference;
 // a missing file surfaces as a kiln::Error exception.
 //
-//   c++ -std=c++17 -I crates/capi/include examples/c/run_model.cpp \
+//   c++ -std=c++17 -I crates/capi/include examples/c/run_model.cpp
 //       -L target/release -lkiln_capi -Wl,-rpath,target/release -o run_model_cpp
 //   ./run_model_cpp digits_mlp.kiln examples/c/expected_logits.txt
 #include <cmath>

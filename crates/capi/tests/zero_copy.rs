@@ -68,7 +68,7 @@ fn inputs_are_read_in_place() {
     let g = Graph::new();
     let n = g.sym("N");
     let x = g.input("x", DType::F32, (&n, COLS));
-    let total = x.sum(&[0, 1], false);
+    let total = x.sum_all();
     kiln::compile(&[("total", &total)], Backend::Cpu)
         .unwrap()
         .save(&path)
