@@ -90,20 +90,30 @@ fn fit(buffer: &PyUntypedBuffer) -> Fit {
     }
 }
 
-/// A view of `buffer`, which must hold C-contiguous, aligned elements of `dtype`.
+/// A view of `buffer`, which must hold C-contiguous, aligned elements of `dtype`, as an
+/// array of `shape`.
 fn view(
     py: Python<'_>,
     name: &str,
     buffer: PyUntypedBuffer,
+    shape: &[usize],
     dtype: DType,
     in_place: bool,
 ) -> PyResult<Feed> {
+    let count: usize = shape.iter().product();
+    if count * dtype.size_bytes() != buffer.len_bytes() {
+        return Err(raise(
+            py,
+            Kind::Input,
+            format!("input `{name}`: its buffer does not hold a {dtype} array of shape {shape:?}"),
+        ));
+    }
     // SAFETY: the buffer export pins the exporter's memory (PEP 3118: it stays valid and
     // unmoved until released), and the `Feed` keeps the export for as long as the view.
     // Kiln only reads it. Another Python thread writing the array during a run (the GIL is
     // released) races with the read, as it would in any native extension; docs/python.md
     // says not to.
-    let view = unsafe { BorrowedArray::from_raw(dtype, buffer.shape(), buffer.buf_ptr().cast()) }
+    let view = unsafe { BorrowedArray::from_raw(dtype, shape, buffer.buf_ptr().cast()) }
         .map_err(|e| raise(py, Kind::Input, format!("input `{name}`: {e}")))?;
     Ok(Feed {
         name: name.to_string(),
@@ -113,13 +123,14 @@ fn view(
     })
 }
 
-/// `numpy.ascontiguousarray(obj, dtype)`'s buffer.
+/// The buffer of `numpy.ascontiguousarray(obj, dtype)`, flattened (a rank-0 array exports
+/// no shape), with its dtype and shape.
 fn converted(
     py: Python<'_>,
     name: &str,
     obj: &Bound<'_, PyAny>,
     dtype: Option<DType>,
-) -> PyResult<(PyUntypedBuffer, DType)> {
+) -> PyResult<(PyUntypedBuffer, DType, Vec<usize>)> {
     let kwargs = PyDict::new(py);
     if let Some(d) = dtype {
         kwargs.set_item("dtype", numpy_name(d))?;
@@ -133,9 +144,10 @@ fn converted(
                 format!("input `{name}`: cannot be converted to an array: {e}"),
             )
         })?;
-    let buffer = PyUntypedBuffer::get(&array)?;
+    let shape: Vec<usize> = array.getattr("shape")?.extract()?;
+    let buffer = PyUntypedBuffer::get(&array.call_method1("reshape", (-1,))?)?;
     match fit(&buffer) {
-        Fit::InPlace(d) => Ok((buffer, d)),
+        Fit::InPlace(d) => Ok((buffer, d, shape)),
         _ => Err(raise(
             py,
             Kind::Input,
@@ -182,11 +194,14 @@ pub(crate) fn feeds(
         };
         match PyUntypedBuffer::get(&obj) {
             Ok(buffer) => match fit(&buffer) {
-                Fit::InPlace(d) => out.push(view(py, &name, buffer, d, true)?),
+                Fit::InPlace(d) => {
+                    let shape = buffer.shape().to_vec();
+                    out.push(view(py, &name, buffer, &shape, d, true)?);
+                }
                 Fit::Convert(d) => {
                     drop(buffer);
-                    let (buffer, d) = converted(py, &name, &obj, Some(d))?;
-                    out.push(view(py, &name, buffer, d, false)?);
+                    let (buffer, d, shape) = converted(py, &name, &obj, Some(d))?;
+                    out.push(view(py, &name, buffer, &shape, d, false)?);
                 }
                 Fit::Unsupported(format) => {
                     return Err(raise(
@@ -201,9 +216,15 @@ pub(crate) fn feeds(
                 }
             },
             Err(_) => {
-                // Python numbers and nested lists take the signature's dtype.
-                let (buffer, d) = converted(py, &name, &obj, Some(spec.dtype))?;
-                out.push(view(py, &name, buffer, d, false)?);
+                // Python numbers and nested lists take the signature's dtype; a rank-0
+                // array keeps its own.
+                let dtype = if obj.hasattr("dtype")? {
+                    None
+                } else {
+                    Some(spec.dtype)
+                };
+                let (buffer, d, shape) = converted(py, &name, &obj, dtype)?;
+                out.push(view(py, &name, buffer, &shape, d, false)?);
             }
         }
     }
@@ -218,8 +239,9 @@ pub(crate) fn to_numpy<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let kwargs = PyDict::new(py);
     kwargs.set_item("dtype", numpy_name(data.dtype()))?;
-    let array = numpy(py)?.call_method("empty", (PyTuple::new(py, shape)?,), Some(&kwargs))?;
-    let buffer = PyUntypedBuffer::get(&array)?;
+    // Flat first: a rank-0 array exports no shape through the buffer protocol.
+    let flat = numpy(py)?.call_method("empty", (data.len(),), Some(&kwargs))?;
+    let buffer = PyUntypedBuffer::get(&flat)?;
     let bytes: &[u8] = match data {
         Data::F32(v) => bytemuck_slice(v),
         Data::F64(v) => bytemuck_slice(v),
@@ -243,7 +265,8 @@ pub(crate) fn to_numpy<'py>(
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.buf_ptr().cast::<u8>(), bytes.len())
     };
-    Ok(array)
+    drop(buffer);
+    flat.call_method1("reshape", (PyTuple::new(py, shape)?,))
 }
 
 /// The bytes of a slice of plain numbers (or `bool`s, one byte each).
@@ -256,10 +279,16 @@ fn bytemuck_slice<T: Copy>(v: &[T]) -> &[u8] {
 /// An owned kiln array from a NumPy array (or anything `numpy.ascontiguousarray` takes), for
 /// state dicts: copied, since the store keeps it.
 pub(crate) fn to_array(py: Python<'_>, name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Array> {
-    let buffer = match PyUntypedBuffer::get(obj) {
+    let (buffer, shape) = match PyUntypedBuffer::get(obj) {
         Ok(b) => match fit(&b) {
-            Fit::InPlace(_) => b,
-            Fit::Convert(d) => converted(py, name, obj, Some(d))?.0,
+            Fit::InPlace(_) => {
+                let shape = b.shape().to_vec();
+                (b, shape)
+            }
+            Fit::Convert(d) => {
+                let (b, _, shape) = converted(py, name, obj, Some(d))?;
+                (b, shape)
+            }
             Fit::Unsupported(format) => {
                 return Err(raise(
                     py,
@@ -271,7 +300,10 @@ pub(crate) fn to_array(py: Python<'_>, name: &str, obj: &Bound<'_, PyAny>) -> Py
                 ));
             }
         },
-        Err(_) => converted(py, name, obj, None)?.0,
+        Err(_) => {
+            let (b, _, shape) = converted(py, name, obj, None)?;
+            (b, shape)
+        }
     };
     let Some(dtype) = dtype_of(ElementType::from_format(buffer.format())) else {
         return Err(raise(
@@ -280,9 +312,12 @@ pub(crate) fn to_array(py: Python<'_>, name: &str, obj: &Bound<'_, PyAny>) -> Py
             format!("`{name}`: unsupported dtype"),
         ));
     };
-    // SAFETY: the export keeps the memory alive while it is read here.
-    let bytes =
-        unsafe { std::slice::from_raw_parts(buffer.buf_ptr().cast::<u8>(), buffer.len_bytes()) };
-    Array::from_le_bytes(dtype, buffer.shape(), bytes)
+    let bytes: &[u8] = if buffer.len_bytes() == 0 {
+        &[]
+    } else {
+        // SAFETY: the export keeps its `len_bytes` bytes alive while they are read here.
+        unsafe { std::slice::from_raw_parts(buffer.buf_ptr().cast::<u8>(), buffer.len_bytes()) }
+    };
+    Array::from_le_bytes(dtype, &shape, bytes)
         .map_err(|e| raise(py, Kind::Input, format!("`{name}`: {e}")))
 }

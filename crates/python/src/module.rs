@@ -142,14 +142,14 @@ impl Module {
         let feeds = feeds(py, &self.signature, inputs)?;
         let named: Vec<(&str, &Array)> =
             feeds.iter().map(|f| (f.name.as_str(), f.array())).collect();
-        let mut exe = self.lock();
-        let exe = &mut *exe;
+        // The executable is locked and run with the GIL released, and unlocked before the
+        // GIL is taken back: a thread never waits for one while holding the other.
         let outs = py
-            .detach(|| exe.run_borrowed(&named))
+            .detach(|| self.lock().run(&named))
             .map_err(|e| errors::runtime(py, &e, Stage::Run))?;
         let dict = PyDict::new(py);
-        for o in outs.iter() {
-            dict.set_item(o.name, to_numpy(py, o.shape, o.data)?)?;
+        for (name, a) in &outs {
+            dict.set_item(name, to_numpy(py, a.shape(), a.data())?)?;
         }
         Ok(dict)
     }
@@ -183,7 +183,8 @@ impl Module {
         if self.updates > 0 {
             s.push_str(&format!("  state updates per run: {}\n", self.updates));
         }
-        let entries = self.lock().state().entries();
+        let state = self.lock().state().clone();
+        let entries = state.entries();
         let elements: usize = entries
             .iter()
             .map(|(_, _, sh)| sh.iter().product::<usize>())
@@ -289,8 +290,7 @@ impl Module {
 
     /// Saves the module (graph, kernel plan, current state) to a `.kiln` file, atomically.
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
-        let exe = self.lock();
-        py.detach(|| exe.save(&path))
+        py.detach(|| self.lock().save(&path))
             .map_err(|e: RuntimeError| errors::runtime(py, &e, Stage::Run))
     }
 

@@ -53,7 +53,7 @@ def test_wrong_dtype_shape_and_names(digits: kiln.Module) -> None:
     with pytest.raises(kiln.InputError) as err:
         digits.run(x=x.astype(np.float64))
     assert str(err.value) == "input `x`: expected dtype f32, got f64"
-    with pytest.raises(kiln.InputError, match="^input `x`: expected dtype f32, got int32$"):
+    with pytest.raises(kiln.InputError, match="^input `x`: expected dtype f32, got i32$"):
         digits.run(x=x.astype(np.int32))
     with pytest.raises(kiln.InputError, match="^input `x`: expected dtype f32, got float16$"):
         digits.run(x=x.astype(np.float16))
