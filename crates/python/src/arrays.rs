@@ -144,7 +144,8 @@ fn converted(
                 format!("input `{name}`: cannot be converted to an array: {e}"),
             )
         })?;
-    let shape: Vec<usize> = array.getattr("shape")?.extract()?;
+    // `ascontiguousarray` makes rank-0 arrays rank 1: the shape is the original's.
+    let shape: Vec<usize> = numpy(py)?.call_method1("shape", (obj,))?.extract()?;
     let buffer = PyUntypedBuffer::get(&array.call_method1("reshape", (-1,))?)?;
     match fit(&buffer) {
         Fit::InPlace(d) => Ok((buffer, d, shape)),
