@@ -1,5 +1,5 @@
 //! `kiln._kiln`, the extension module behind the `kiln` Python package: load `.kiln` files
-//! and ONNX models into [`module::Module`]s and run them on NumPy arrays.
+//! and ONNX models into `kiln.Module`s and run them on NumPy arrays.
 //!
 //! The package around it (`python/kiln/`) re-exports these names, defines the exception
 //! classes and carries the type stubs. Panics never reach Python as crashes: PyO3 turns a
@@ -30,7 +30,7 @@ fn backend_of(name: &str) -> PyResult<Backend> {
 fn load(py: Python<'_>, path: PathBuf, backend: &str) -> PyResult<Module> {
     let backend = backend_of(backend)?;
     let exe = py
-        .detach(|| kiln_runtime::load(&path, backend))
+        .detach(|| kiln_runtime::load(&path, backend).map_err(Box::new))
         .map_err(|e| errors::runtime(py, &e, Stage::Build))?;
     Ok(Module::new(exe))
 }

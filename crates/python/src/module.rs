@@ -145,7 +145,7 @@ impl Module {
         // The executable is locked and run with the GIL released, and unlocked before the
         // GIL is taken back: a thread never waits for one while holding the other.
         let outs = py
-            .detach(|| self.lock().run(&named))
+            .detach(|| self.lock().run(&named).map_err(Box::new))
             .map_err(|e| errors::runtime(py, &e, Stage::Run))?;
         let dict = PyDict::new(py);
         for (name, a) in &outs {
@@ -290,8 +290,8 @@ impl Module {
 
     /// Saves the module (graph, kernel plan, current state) to a `.kiln` file, atomically.
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
-        py.detach(|| self.lock().save(&path))
-            .map_err(|e: RuntimeError| errors::runtime(py, &e, Stage::Run))
+        py.detach(|| self.lock().save(&path).map_err(Box::new))
+            .map_err(|e: Box<RuntimeError>| errors::runtime(py, &e, Stage::Run))
     }
 
     /// The inputs, outputs and symbols.

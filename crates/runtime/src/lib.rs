@@ -29,8 +29,8 @@
 
 mod alloc;
 mod backend;
-mod borrowed;
 mod bind;
+mod borrowed;
 mod compile;
 mod engine;
 mod error;
