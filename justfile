@@ -36,7 +36,7 @@ example:
 python:
     python3 -m venv target/venv-python
     target/venv-python/bin/pip install -q -r crates/python/requirements-test.txt
-    target/venv-python/bin/pip install -q --no-build-isolation ./crates/python
+    PATH="$PWD/target/venv-python/bin:$PATH" target/venv-python/bin/pip install -q --no-build-isolation ./crates/python
     target/venv-python/bin/python -m pytest -q crates/python/tests
 
 # CI locally.
