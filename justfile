@@ -22,6 +22,7 @@ fmt:
 bless:
     python3 fixtures/gen/gen_golden.py
     BLESS=1 cargo test --workspace --release filetest
+    BLESS=1 cargo test --release -p kiln-capi --test header --test c_example
 
 # Build SimpleNN and evaluate it.
 demo:
@@ -30,6 +31,13 @@ demo:
 # Build SimpleNN symbolically and evaluate it with the interpreter.
 example:
     cargo run --release -p kiln --example simple_nn
+
+# The Python package: build it into a virtual environment and run its tests (docs/python.md).
+python:
+    python3 -m venv target/venv-python
+    target/venv-python/bin/pip install -q -r crates/python/requirements-test.txt
+    PATH="$PWD/target/venv-python/bin:$PATH" target/venv-python/bin/pip install -q --no-build-isolation ./crates/python
+    target/venv-python/bin/python -m pytest -q crates/python/tests
 
 # CI locally.
 ci:

@@ -30,6 +30,7 @@
 mod alloc;
 mod backend;
 mod bind;
+mod borrowed;
 mod compile;
 mod engine;
 mod error;
@@ -40,6 +41,7 @@ mod signature;
 mod state;
 
 pub use backend::Backend;
+pub use borrowed::{BorrowError, BorrowedArray};
 pub use compile::{CompileSpec, compile};
 pub use error::RuntimeError;
 pub use executable::{Executable, OutputView, Outputs};
