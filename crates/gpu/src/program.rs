@@ -15,7 +15,7 @@ use kiln_kernel::{
 };
 use kiln_wgsl::{
     ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL,
-    ERROR_WORDS, KernelShader, WgslProgram, device_element_bytes,
+    ERROR_WORDS, KernelShader, PACKED_ERROR_BASE, WgslProgram, device_element_bytes,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
@@ -210,6 +210,9 @@ impl GpuProgram {
         for shader in &wgsl.kernels {
             check_limits(shader, limits)?;
             let mut layout: LayoutKey = shader.bindings.iter().map(|b| !b.writable).collect();
+            if shader.arena_binding.is_some() {
+                layout.push(false);
+            }
             if shader.error_binding.is_some() {
                 layout.push(false);
             }
@@ -295,10 +298,15 @@ impl GpuProgram {
             element_bytes: Some(WORD_BYTES),
         };
         let plan = memplan::plan_with(&self.program, bindings, &options, &[])?;
-        if plan.peak_scratch_bytes > limits.max_buffer_size {
+        // Shaders address the arena in 32-bit words with `i32` offsets.
+        let limit = limits
+            .max_buffer_size
+            .min(limits.max_storage_buffer_binding_size)
+            .min(i32::MAX as u64 * WORD_BYTES);
+        if plan.peak_scratch_bytes > limit {
             return Err(GpuError::ArenaTooLarge {
                 bytes: plan.peak_scratch_bytes,
-                limit: limits.max_buffer_size,
+                limit,
             });
         }
         Ok(plan)
@@ -452,6 +460,14 @@ impl GpuProgram {
                 })
                 .collect(),
         };
+        let plan = self.cached_plan(bindings)?;
+        let offset = |id: BufferId| -> Option<u64> {
+            plan.offsets
+                .get(id.index())
+                .copied()
+                .flatten()
+                .map(|b| b / WORD_BYTES)
+        };
         let mut launches = Vec::with_capacity(self.wgsl.kernels.len());
         for shader in &self.wgsl.kernels {
             let groups = shader
@@ -461,7 +477,7 @@ impl GpuProgram {
                     source,
                 })?;
             let params = shader
-                .params_bytes(bindings)
+                .params_bytes_with(bindings, &offset)
                 .map_err(|source| GpuError::Launch {
                     kernel: shader.kernel,
                     source,
@@ -496,7 +512,6 @@ impl GpuProgram {
         }
         self.ensure_states(&lens)?;
         let max = self.device.limits().max_buffer_size;
-        let plan = self.cached_plan(bindings)?;
         let arena = self.pool.take(
             &self.device.device,
             plan.peak_scratch_bytes.max(WORD_BYTES),
@@ -607,6 +622,16 @@ impl GpuProgram {
                     }),
                 });
             }
+            if let Some(a) = shader.arena_binding {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: a,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: arena,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(plan.peak_scratch_bytes.max(WORD_BYTES)),
+                    }),
+                });
+            }
             if let Some(e) = shader.error_binding {
                 entries.push(wgpu::BindGroupEntry {
                     binding: e,
@@ -621,7 +646,9 @@ impl GpuProgram {
             let bound: u64 = shader
                 .bindings
                 .iter()
-                .map(|b| device_bytes(b.dtype, lens[b.buffer.index()]))
+                .map(|b| (b.dtype, b.buffer))
+                .chain(shader.packed.iter().map(|p| (p.dtype, p.buffer)))
+                .map(|(dtype, id)| device_bytes(dtype, lens[id.index()]))
                 .sum();
             groups.push((
                 shader.kernel,
@@ -763,12 +790,20 @@ impl GpuProgram {
         if word(ERROR_CODE) == ERROR_CODE_DIVISION {
             return GpuError::DivisionByZero { kernel };
         }
+        let binding = word(ERROR_BINDING);
         let buffer = self
             .wgsl
             .kernels
             .get(kernel.index())
-            .and_then(|s| s.bindings.iter().find(|b| b.binding == word(ERROR_BINDING)))
-            .map_or(BufferId(u32::MAX), |b| b.buffer);
+            .and_then(|s| match binding.checked_sub(PACKED_ERROR_BASE) {
+                Some(k) => s.packed.get(k as usize).map(|p| p.buffer),
+                None => s
+                    .bindings
+                    .iter()
+                    .find(|b| b.binding == binding)
+                    .map(|b| b.buffer),
+            })
+            .unwrap_or(BufferId(u32::MAX));
         GpuError::IndexOutOfBounds {
             kernel,
             buffer,
@@ -949,7 +984,7 @@ fn check_index_width(
 }
 
 fn check_limits(shader: &KernelShader, limits: &wgpu::Limits) -> Result<(), GpuError> {
-    let storage = shader.bindings.len() as u64 + u64::from(shader.error_binding.is_some());
+    let storage = shader.storage_bindings();
     let checks = [
         (
             "storage buffers per shader stage",
