@@ -29,6 +29,7 @@ mod error;
 mod pool;
 mod profile;
 mod program;
+mod record;
 
 pub use device::{ADAPTER_ENV, GpuDevice};
 pub use error::{GpuError, NO_ADAPTER};
