@@ -1,7 +1,8 @@
 //! A kernel program compiled for the GPU: one pipeline per kernel, constants and persistent
 //! state resident on the device, pooled buffers for inputs and outputs, one scratch arena
-//! per binding (every scratch buffer bound at its offset in the memory plan), and a run
-//! that records every dispatch into one command encoder and reads back only what was asked.
+//! per binding (shaders reach every scratch buffer through one arena binding at its offset
+//! in the memory plan), and a run that records its schedule (`record.rs`) and reads back
+//! only what was asked.
 
 use crate::device::{GpuDevice, LayoutKey, Pipeline};
 use crate::error::GpuError;
