@@ -57,7 +57,10 @@ fn golden_op_suite_on_every_backend() {
     }
     assert!(ran > 100, "only {ran} cases ran");
     eprintln!("{ran} compiled cases, {rejected} rejected by the gpu backend for f64");
-    assert_eq!(rejected, f64_cases, "every f64 case, and only those, is rejected on gpu");
+    assert_eq!(
+        rejected, f64_cases,
+        "every f64 case, and only those, is rejected on gpu"
+    );
     assert!(
         report.is_empty(),
         "{} of {ran} compiled cases failed:\n{}",

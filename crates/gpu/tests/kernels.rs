@@ -800,6 +800,9 @@ k0 = loop [N] {
         return;
     };
     assert_eq!(out["hi"].as_u32().unwrap(), &[0; 9]);
-    assert_eq!(out["neg"].as_i32().unwrap(), &[-1, -1, -1, -1, -1, 0, 0, 0, 0]);
+    assert_eq!(
+        out["neg"].as_i32().unwrap(),
+        &[-1, -1, -1, -1, -1, 0, 0, 0, 0]
+    );
     assert_eq!(out["negmod"].as_u32().unwrap()[0], u32::MAX - 4);
 }

@@ -269,7 +269,7 @@ fn gathers_in_a_loop_body_are_bounds_checked_like_cpu() {
     }
     let table = f32s(&[5, 3], 2);
     let ids = |last: i32| {
-        let mut v: Vec<i32> = (0..18).map(|i| (i * 7 % 5) as i32).collect();
+        let mut v: Vec<i32> = (0..18).map(|i| i * 7 % 5).collect();
         v[13] = last;
         Array::from_i32(&[3, 2, 3], v).unwrap()
     };
