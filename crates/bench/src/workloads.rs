@@ -487,19 +487,7 @@ mod tests {
         for name in ["simple_nn_train_b64", "lenet_train_b64", "lstm_train_b64"] {
             let w = select(&[name.to_string()]).unwrap()[0];
             let mut cpu = prepare(&w, Backend::Cpu).unwrap();
-            let mut gpu = match prepare(&w, Backend::Gpu) {
-                Ok(gpu) => gpu,
-                // Known limit (docs/gpu.md): the fusion pass does not yet cap the buffers a
-                // kernel binds, and one LSTM backward kernel binds 37 (lavapipe allows 32).
-                Err(e)
-                    if name == "lstm_train_b64"
-                        && e.to_string().contains("storage buffers per shader stage") =>
-                {
-                    eprintln!("{name}: not run on this adapter: {e}");
-                    continue;
-                }
-                Err(e) => panic!("{name}: {e}"),
-            };
+            let mut gpu = prepare(&w, Backend::Gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
             let mut first = f64::NAN;
             for step in 1..=50 {
                 let want = cpu.run(true, false).unwrap();

@@ -242,12 +242,14 @@ impl GpuDevice {
                 label: Some("kiln kernel"),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
+        // The params uniform (binding 0) has a dynamic offset: a run packs every dispatch's
+        // params into one buffer.
         let buffer = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty,
-                has_dynamic_offset: false,
+                has_dynamic_offset: binding == 0,
                 min_binding_size: None,
             },
             count: None,

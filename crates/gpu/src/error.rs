@@ -163,10 +163,15 @@ pub enum GpuError {
     /// wgpu reported an error (validation, mapping, device loss).
     #[error("GPU error: {0}")]
     Device(String),
-    /// The plan has control flow (loops, whiles, ifs), which the GPU engine does not run
-    /// yet.
-    #[error("the GPU backend does not run kernel plans with control flow yet")]
-    ControlFlow,
+    /// The trip count of a counted loop of the schedule cannot be evaluated under the
+    /// binding.
+    #[error("the trip count of the loop over `{var}`: {source}")]
+    Trip {
+        /// The loop's induction symbol.
+        var: String,
+        /// The cause.
+        source: kiln_ir::DimError,
+    },
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@
 //! * [`GpuProgram::compile`] lowers a program, checks every shader against the limits
 //!   (storage buffers per stage, workgroup size and memory) and uploads the constants.
 //! * [`GpuProgram::run`] evaluates buffer sizes under the bindings, takes input, output
-//!   and scratch buffers from a pool reused across runs, records every dispatch into one
-//!   command encoder (launches beyond 65535 workgroups are spread over a 2-D or 3-D grid),
-//!   reads back only the requested outputs and the error flag, and reports a checked load
-//!   out of bounds or an integer division by zero as an error.
+//!   and scratch buffers from a pool reused across runs, walks the program's schedule
+//!   (counted loops recorded into the same command encoder with per-dispatch params;
+//!   `while`/`if` predicates read back, one submit each), spreads launches beyond 65535
+//!   workgroups over a 2-D or 3-D grid, reads back only the requested outputs and the
+//!   error flag, and reports a checked load out of bounds or an integer division by zero
+//!   as an error.
 //! * State buffers (parameters, optimiser moments) stay on the device between runs;
 //!   [`GpuProgram::set_state`] and [`GpuProgram::state`] move them to and from the host.
 //! * `i64` buffers are two words per element on the device (`kiln-wgsl` emulates the
@@ -29,6 +31,7 @@ mod error;
 mod pool;
 mod profile;
 mod program;
+mod record;
 
 pub use device::{ADAPTER_ENV, GpuDevice};
 pub use error::{GpuError, NO_ADAPTER};

@@ -1,22 +1,21 @@
 //! A kernel program compiled for the GPU: one pipeline per kernel, constants and persistent
 //! state resident on the device, pooled buffers for inputs and outputs, one scratch arena
-//! per binding (every scratch buffer bound at its offset in the memory plan), and a run
-//! that records every dispatch into one command encoder and reads back only what was asked.
+//! per binding (shaders reach every scratch buffer through one arena binding at its offset
+//! in the memory plan), and a run that records its schedule (`record.rs`) and reads back
+//! only what was asked.
 
-use crate::device::{GpuDevice, LayoutKey, Pipeline, block_on};
+use crate::device::{GpuDevice, LayoutKey, Pipeline};
 use crate::error::GpuError;
 use crate::pool::BufferPool;
-use crate::profile::{GpuProfile, Timer, Transfers, durations, profile_env};
+use crate::profile::{GpuProfile, Transfers, profile_env};
+use crate::record::{Bound, Launch, READBACK, Recorder, STORAGE, device_bytes};
 use kiln_ir::{Array, DType, Data, Dim, DimError};
 use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions};
 use kiln_kernel::{
     BufferId, BufferKind, IndexWidth, IndexWidthError, KernelId, Program, ValueId, VerifiedProgram,
     WidthScope,
 };
-use kiln_wgsl::{
-    ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL,
-    ERROR_WORDS, KernelShader, WgslProgram, device_element_bytes,
-};
+use kiln_wgsl::{ERROR_WORDS, KernelShader, WgslProgram, device_element_bytes};
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 
@@ -29,11 +28,6 @@ fn element_bytes(dtype: DType) -> u64 {
     u64::from(device_element_bytes(dtype))
 }
 
-/// An output to read back: its name and buffer.
-type Wanted = (String, BufferId);
-/// An output buffer copied into a state buffer on the device after a run.
-type Commit = (BufferId, BufferId);
-
 /// Knobs for compiling a program.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -45,7 +39,6 @@ pub struct GpuOptions {
 #[derive(Debug)]
 struct CompiledKernel {
     pipeline: Arc<Pipeline>,
-    params: wgpu::Buffer,
 }
 
 /// A program compiled for a GPU device. Inputs, outputs and scratch live in a buffer pool
@@ -76,19 +69,6 @@ impl Drop for GpuProgram {
             eprintln!("{}", self.profile);
         }
     }
-}
-
-const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_DST)
-    .union(wgpu::BufferUsages::COPY_SRC);
-const READBACK: wgpu::BufferUsages =
-    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
-
-/// Device bytes of a buffer of `len` elements of `dtype` (at least one element: empty
-/// bindings are invalid).
-fn device_bytes(dtype: DType, len: usize) -> u64 {
-    let e = element_bytes(dtype);
-    (len as u64).saturating_mul(e).max(e)
 }
 
 /// The little-endian device words of an array (an `i64` is two words, low first).
@@ -135,7 +115,7 @@ pub fn split_grid(total: u64, max: u32) -> Option<[u32; 3]> {
 }
 
 /// Reads back `(buffer, bytes)` pairs after submitting `encoder`; returns the bytes of each.
-fn submit_and_read(
+pub(crate) fn submit_and_read(
     device: &GpuDevice,
     encoder: wgpu::CommandEncoder,
     reads: &[(&wgpu::Buffer, u64)],
@@ -200,9 +180,6 @@ impl GpuProgram {
         program: &VerifiedProgram,
         options: &GpuOptions,
     ) -> Result<GpuProgram, GpuError> {
-        if program.has_control_flow() {
-            return Err(GpuError::ControlFlow);
-        }
         let wgsl = kiln_wgsl::compile(program)?;
         check_index_width(program, &HashMap::new(), false)?;
         let limits = device.limits();
@@ -210,6 +187,9 @@ impl GpuProgram {
         for shader in &wgsl.kernels {
             check_limits(shader, limits)?;
             let mut layout: LayoutKey = shader.bindings.iter().map(|b| !b.writable).collect();
+            if shader.arena_binding.is_some() {
+                layout.push(false);
+            }
             if shader.error_binding.is_some() {
                 layout.push(false);
             }
@@ -226,13 +206,7 @@ impl GpuProgram {
                     message,
                 }
             })?;
-            let params = device.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kiln params"),
-                size: shader.params_size(),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            kernels.push(CompiledKernel { pipeline, params });
+            kernels.push(CompiledKernel { pipeline });
         }
         let mut constants = HashMap::new();
         for (i, b) in program.buffers.iter().enumerate() {
@@ -295,10 +269,15 @@ impl GpuProgram {
             element_bytes: Some(WORD_BYTES),
         };
         let plan = memplan::plan_with(&self.program, bindings, &options, &[])?;
-        if plan.peak_scratch_bytes > limits.max_buffer_size {
+        // Shaders address the arena in 32-bit words with `i32` offsets.
+        let limit = limits
+            .max_buffer_size
+            .min(limits.max_storage_buffer_binding_size)
+            .min(i32::MAX as u64 * WORD_BYTES);
+        if plan.peak_scratch_bytes > limit {
             return Err(GpuError::ArenaTooLarge {
                 bytes: plan.peak_scratch_bytes,
-                limit: limits.max_buffer_size,
+                limit,
             });
         }
         Ok(plan)
@@ -417,7 +396,7 @@ impl GpuProgram {
             }
             copies.push((o, s));
         }
-        check_index_width(&self.program, bindings, true)?;
+        check_run_index_width(&self.program, bindings)?;
         for name in inputs.keys() {
             if self.program.input(name).is_none() {
                 return Err(GpuError::UnknownName {
@@ -452,27 +431,68 @@ impl GpuProgram {
                 })
                 .collect(),
         };
+        let plan = self.cached_plan(bindings)?;
+        let word = |id: BufferId| -> Option<u64> {
+            plan.offsets
+                .get(id.index())
+                .copied()
+                .flatten()
+                .map(|b| b / WORD_BYTES)
+        };
+        let induction = induction_symbols(&self.program);
         let mut launches = Vec::with_capacity(self.wgsl.kernels.len());
-        for shader in &self.wgsl.kernels {
-            let groups = shader
-                .workgroups(bindings)
-                .map_err(|source| GpuError::Launch {
-                    kernel: shader.kernel,
-                    source,
-                })?;
-            let params = shader
-                .params_bytes(bindings)
-                .map_err(|source| GpuError::Launch {
-                    kernel: shader.kernel,
-                    source,
-                })?;
+        for (shader, compiled) in self.wgsl.kernels.iter().zip(&self.kernels) {
+            let launch_error = |source| GpuError::Launch {
+                kernel: shader.kernel,
+                source,
+            };
+            let groups = shader.workgroups(bindings).map_err(launch_error)?;
+            let per_iteration = shader.params.iter().any(|d| {
+                d.symbols()
+                    .iter()
+                    .any(|s| induction.iter().any(|v| **v == **s))
+            });
+            let params = if per_iteration {
+                None
+            } else {
+                Some(
+                    shader
+                        .params_bytes_with(bindings, &word)
+                        .map_err(launch_error)?,
+                )
+            };
             let grid = split_grid(groups, self.max_groups).ok_or(GpuError::Limit {
                 kernel: shader.kernel,
                 what: "workgroups (in a 3-D grid)",
                 needed: groups,
                 limit: u64::from(self.max_groups).pow(3),
             })?;
-            launches.push((groups, grid, params));
+            let mut entries: Vec<(u32, Bound)> = shader
+                .bindings
+                .iter()
+                .map(|b| {
+                    let bytes = device_bytes(b.dtype, lens[b.buffer.index()]);
+                    (b.binding, Bound::Buffer(b.buffer, bytes))
+                })
+                .collect();
+            entries.extend(shader.arena_binding.map(|a| (a, Bound::Arena)));
+            entries.extend(shader.error_binding.map(|e| (e, Bound::Error)));
+            let bound = shader
+                .bindings
+                .iter()
+                .map(|b| (b.dtype, b.buffer))
+                .chain(shader.packed.iter().map(|p| (p.dtype, p.buffer)))
+                .map(|(dtype, id)| device_bytes(dtype, lens[id.index()]))
+                .sum();
+            launches.push(Launch {
+                pipeline: compiled.pipeline.clone(),
+                groups,
+                grid,
+                params,
+                params_size: shader.params_size(),
+                bound,
+                entries,
+            });
         }
         // Inputs first (they can fail), then device buffers.
         let mut uploads: Vec<(BufferId, Vec<u8>)> = Vec::new();
@@ -495,286 +515,85 @@ impl GpuProgram {
             }
         }
         self.ensure_states(&lens)?;
-        let max = self.device.limits().max_buffer_size;
-        let plan = self.cached_plan(bindings)?;
+        let device = self.device.clone();
+        let max = device.limits().max_buffer_size;
         let arena = self.pool.take(
-            &self.device.device,
+            &device.device,
             plan.peak_scratch_bytes.max(WORD_BYTES),
             STORAGE,
             max,
         );
         let mut pooled: HashMap<BufferId, wgpu::Buffer> = HashMap::new();
+        let mut clears = Vec::new();
         for (i, b) in self.program.buffers.iter().enumerate() {
+            let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
             if matches!(b.kind, BufferKind::Input(_) | BufferKind::Output(_)) {
-                let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
                 let bytes = device_bytes(b.dtype, lens[i]);
-                let buffer = self.pool.take(&self.device.device, bytes, STORAGE, max);
+                let buffer = self.pool.take(&device.device, bytes, STORAGE, max);
                 pooled.insert(id, buffer);
+                // Outputs start zeroed, as the executor allocates them.
+                if matches!(b.kind, BufferKind::Output(_)) || lens[i] == 0 {
+                    clears.push((id, bytes));
+                }
             }
         }
-        let result = self.dispatch(
-            &lens,
-            (&wanted, &copies),
-            &pooled,
-            (&arena, &plan),
-            &uploads,
-            &launches,
-        );
-        self.pool.give(arena);
-        for (_, b) in pooled {
-            self.pool.give(b);
-        }
-        result
-    }
-
-    /// Records and submits one run; `pooled` holds the input/output/scratch buffers.
-    fn dispatch(
-        &mut self,
-        lens: &[usize],
-        (wanted, copies): (&[Wanted], &[Commit]),
-        pooled: &HashMap<BufferId, wgpu::Buffer>,
-        (arena, plan): (&wgpu::Buffer, &MemoryPlan),
-        uploads: &[(BufferId, Vec<u8>)],
-        launches: &[(u64, [u32; 3], Vec<u8>)],
-    ) -> Result<HashMap<String, Array>, GpuError> {
-        let device = self.device.clone();
-        let scope = device
-            .device
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        // A buffer and the offset of its bytes in it (scratch lives in the arena).
-        let lookup = |id: BufferId| -> Option<(&wgpu::Buffer, u64)> {
-            if let Some(Some(offset)) = plan.offsets.get(id.index()) {
-                return Some((arena, *offset));
-            }
-            pooled
-                .get(&id)
-                .or_else(|| self.constants.get(&id))
-                .or_else(|| self.states.get(&id).map(|s| &s.0))
-                .map(|b| (b, 0))
-        };
-        for (id, words) in uploads {
+        for (id, words) in &uploads {
             if let Some(b) = pooled.get(id)
                 && !words.is_empty()
             {
                 device.queue.write_buffer(b, 0, words);
             }
         }
-        for (k, (_, _, params)) in self.kernels.iter().zip(launches) {
-            device.queue.write_buffer(&k.params, 0, params);
+        let mut buffers: HashMap<BufferId, &wgpu::Buffer> = HashMap::new();
+        buffers.extend(pooled.iter().map(|(k, v)| (*k, v)));
+        buffers.extend(self.constants.iter().map(|(k, v)| (*k, v)));
+        buffers.extend(self.states.iter().map(|(k, v)| (*k, &v.0)));
+        let mut env = bindings.clone();
+        for s in &induction {
+            env.insert(s.clone(), 0);
         }
-        let mut encoder = device
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("kiln run"),
-            });
-        encoder.clear_buffer(&self.error, 0, None);
-        encoder.clear_buffer(arena, 0, Some(plan.peak_scratch_bytes.max(WORD_BYTES)));
-        for (i, b) in self.program.buffers.iter().enumerate() {
-            let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
-            let clear = match b.kind {
-                BufferKind::Output(_) => true,
-                BufferKind::Input(_) => lens[i] == 0,
-                BufferKind::Scratch | BufferKind::State(_) | BufferKind::Constant(_) => false,
-            };
-            if clear && let Some(buf) = pooled.get(&id) {
-                encoder.clear_buffer(buf, 0, Some(device_bytes(b.dtype, lens[i])));
-            }
-        }
-        let mut groups = Vec::new();
-        for ((shader, kernel), (count, grid, _)) in
-            self.wgsl.kernels.iter().zip(&self.kernels).zip(launches)
-        {
-            if *count == 0 {
-                continue;
-            }
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: kernel.params.as_entire_binding(),
-            }];
-            for b in &shader.bindings {
-                let (buffer, offset) = lookup(b.buffer).ok_or_else(|| {
-                    GpuError::Device(format!(
-                        "{}: {} has no device buffer",
-                        shader.kernel, b.buffer
-                    ))
-                })?;
-                entries.push(wgpu::BindGroupEntry {
-                    binding: b.binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer,
-                        offset,
-                        size: wgpu::BufferSize::new(device_bytes(b.dtype, lens[b.buffer.index()])),
-                    }),
-                });
-            }
-            if let Some(e) = shader.error_binding {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: e,
-                    resource: self.error.as_entire_binding(),
-                });
-            }
-            let bg = device.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("kiln kernel bindings"),
-                layout: &kernel.pipeline.layout,
-                entries: &entries,
-            });
-            let bound: u64 = shader
-                .bindings
-                .iter()
-                .map(|b| device_bytes(b.dtype, lens[b.buffer.index()]))
-                .sum();
-            groups.push((
-                shader.kernel,
-                kernel.pipeline.clone(),
-                bg,
-                *grid,
-                *count,
-                bound,
-            ));
-        }
-        let timer = device
-            .timestamp_period()
-            .filter(|_| self.timing)
-            .and_then(|_| Timer::new(&device.device, groups.len()));
-        match &timer {
-            // One pass per dispatch, each with a timestamp at its start and end.
-            Some(t) => {
-                for (i, (_, pipeline, bg, [x, y, z], _, _)) in groups.iter().enumerate() {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("kiln kernel"),
-                        timestamp_writes: t.writes(i),
-                    });
-                    pass.set_pipeline(&pipeline.pipeline);
-                    pass.set_bind_group(0, bg, &[]);
-                    pass.dispatch_workgroups(*x, *y, *z);
-                }
-                encoder.resolve_query_set(&t.queries, 0..2 * t.timed, &t.resolve, 0);
-            }
-            None => {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("kiln kernels"),
-                    timestamp_writes: None,
-                });
-                for (_, pipeline, bg, [x, y, z], _, _) in &groups {
-                    pass.set_pipeline(&pipeline.pipeline);
-                    pass.set_bind_group(0, bg, &[]);
-                    pass.dispatch_workgroups(*x, *y, *z);
-                }
-            }
-        }
-        for (out, state) in copies {
-            let dtype = self.program.buffers[out.index()].dtype;
-            if let (Some(src), Some((dst, _))) = (pooled.get(out), self.states.get(state)) {
-                encoder.copy_buffer_to_buffer(
-                    src,
-                    0,
-                    dst,
-                    0,
-                    device_bytes(dtype, lens[out.index()]),
-                );
-            }
-        }
-        let max = device.limits().max_buffer_size;
-        let error_bytes = ERROR_WORDS as u64 * 4;
-        let error_read = self.pool.take(&device.device, error_bytes, READBACK, max);
-        encoder.copy_buffer_to_buffer(&self.error, 0, &error_read, 0, error_bytes);
-        let mut staging = Vec::with_capacity(wanted.len());
-        for (_, id) in wanted {
-            let dtype = self.program.buffers[id.index()].dtype;
-            let bytes = device_bytes(dtype, lens[id.index()]);
-            let read = self.pool.take(&device.device, bytes, READBACK, max);
-            if let Some(src) = pooled.get(id) {
-                encoder.copy_buffer_to_buffer(src, 0, &read, 0, bytes);
-            }
-            staging.push((read, bytes));
-        }
-        let timestamps = timer.as_ref().map(|t| {
-            let read = self.pool.take(&device.device, t.bytes(), READBACK, max);
-            encoder.copy_buffer_to_buffer(&t.resolve, 0, &read, 0, t.bytes());
-            (read, t.bytes())
-        });
-        let mut reads: Vec<(&wgpu::Buffer, u64)> = vec![(&error_read, error_bytes)];
-        reads.extend(staging.iter().map(|(b, n)| (b, *n)));
-        reads.extend(timestamps.iter().map(|(b, n)| (b, *n)));
-        let data = submit_and_read(&device, encoder, &reads);
-        let scoped = block_on(scope.pop());
-        drop(reads);
-        self.pool.give(error_read);
-        if let Some((b, _)) = timestamps {
-            self.pool.give(b);
-        }
-        let uploaded: u64 = uploads.iter().map(|(_, w)| w.len() as u64).sum();
-        let params: u64 = launches.iter().map(|(_, _, p)| p.len() as u64).sum();
-        let downloaded: u64 = staging.iter().map(|(_, n)| *n).sum();
-        let profile = &mut self.profile;
-        profile.runs += 1;
-        profile.transfers.input_bytes += uploaded;
-        profile.transfers.output_bytes += downloaded;
-        profile.transfers.control_bytes += params + error_bytes;
-        for (kernel, _, _, _, count, bound) in &groups {
-            if let Some(k) = profile.kernels.get_mut(kernel.index()) {
-                k.dispatches += 1;
-                k.workgroups += *count;
-                k.bytes_bound += *bound;
-            }
-        }
-        if let (Some(period), Ok(data)) = (device.timestamp_period(), &data)
-            && timer.is_some()
-            && let Some(resolved) = data.get(1 + staging.len())
-        {
-            for ((kernel, ..), ns) in groups.iter().zip(durations(resolved, period)) {
-                if let Some(k) = profile.kernels.get_mut(kernel.index()) {
-                    k.gpu_ns = Some(k.gpu_ns.unwrap_or(0) + ns);
-                }
-            }
-        }
-        for (b, _) in staging {
-            self.pool.give(b);
-        }
-        if let Some(e) = scoped {
-            return Err(GpuError::Device(e.to_string()));
-        }
-        if let Some(e) = device.take_uncaptured().into_iter().next() {
-            return Err(GpuError::Device(e));
-        }
-        let data = data?;
-        let words: Vec<u32> = data
-            .first()
-            .map(|d| {
-                d.chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
+        let reads: Vec<(BufferId, u64)> = wanted
+            .iter()
+            .map(|(_, id)| {
+                let dtype = self.program.buffers[id.index()].dtype;
+                (*id, device_bytes(dtype, lens[id.index()]))
             })
-            .unwrap_or_default();
-        if words.get(ERROR_FLAG).copied().unwrap_or(0) != 0 {
-            return Err(self.decode_error(&words, lens));
+            .collect();
+        let uploaded: u64 = uploads.iter().map(|(_, w)| w.len() as u64).sum();
+        let downloaded: u64 = reads.iter().map(|(_, n)| *n).sum();
+        let steps = self.program.steps();
+        let mut recorder = Recorder::new(
+            &device,
+            &self.program,
+            &self.wgsl,
+            &launches,
+            &lens,
+            (&plan, &arena, &self.error),
+            &buffers,
+            (&mut self.pool, &mut self.profile),
+            self.timing,
+            env,
+            clears,
+        );
+        let result = recorder
+            .steps(&steps)
+            .and_then(|()| recorder.finish(&copies, &reads));
+        drop(recorder);
+        drop(buffers);
+        self.profile.runs += 1;
+        self.profile.transfers.input_bytes += uploaded;
+        self.pool.give(arena);
+        for (_, b) in pooled {
+            self.pool.give(b);
         }
+        let data = result?;
+        self.profile.transfers.output_bytes += downloaded;
         let mut out = HashMap::new();
-        for ((name, id), bytes) in wanted.iter().zip(data.iter().skip(1)) {
+        for ((name, id), bytes) in wanted.iter().zip(&data) {
             let b = &self.program.buffers[id.index()];
             out.insert(name.clone(), from_words(b.dtype, lens[id.index()], bytes)?);
         }
         Ok(out)
-    }
-
-    fn decode_error(&self, words: &[u32], lens: &[usize]) -> GpuError {
-        let word = |i: usize| words.get(i).copied().unwrap_or(0);
-        let kernel = KernelId(word(ERROR_KERNEL));
-        if word(ERROR_CODE) == ERROR_CODE_DIVISION {
-            return GpuError::DivisionByZero { kernel };
-        }
-        let buffer = self
-            .wgsl
-            .kernels
-            .get(kernel.index())
-            .and_then(|s| s.bindings.iter().find(|b| b.binding == word(ERROR_BINDING)))
-            .map_or(BufferId(u32::MAX), |b| b.buffer);
-        GpuError::IndexOutOfBounds {
-            kernel,
-            buffer,
-            index: i64::from(word(ERROR_INDEX) as i32),
-            size: lens.get(buffer.index()).copied().unwrap_or(0),
-        }
     }
 
     /// Checks the bindings against the symbols ([`Program::bind`]) and every buffer's
@@ -908,7 +727,47 @@ impl GpuProgram {
     }
 }
 
-/// Checks a shader against the device limits.
+/// The induction symbols of the program's counted loops.
+fn induction_symbols(program: &Program) -> Vec<String> {
+    let mut out = Vec::new();
+    kiln_kernel::schedule::walk(&program.steps(), &mut |step, _, _| {
+        if let kiln_kernel::Step::Loop(l) = step {
+            out.push(l.var.clone());
+        }
+    });
+    out
+}
+
+/// [`check_index_width`] for a run: with every induction symbol at 0 and again at its
+/// loop's last iteration (index polynomials are affine in an induction symbol, so their
+/// intermediates take their extremes at the ends), as the CPU backend's pre-run checks do.
+fn check_run_index_width(
+    program: &Program,
+    bindings: &HashMap<String, u64>,
+) -> Result<(), GpuError> {
+    let mut first = bindings.clone();
+    let mut last = bindings.clone();
+    let mut loops = Vec::new();
+    kiln_kernel::schedule::walk(&program.steps(), &mut |step, _, _| {
+        if let kiln_kernel::Step::Loop(l) = step {
+            loops.push((l.var.clone(), l.trip.clone()));
+        }
+    });
+    if loops.is_empty() {
+        return check_index_width(program, bindings, true);
+    }
+    for (var, trip) in loops {
+        let trip = trip.eval(bindings).map_err(|source| GpuError::Trip {
+            var: var.clone(),
+            source,
+        })?;
+        first.insert(var.clone(), 0);
+        last.insert(var, trip.saturating_sub(1));
+    }
+    check_index_width(program, &first, true)?;
+    check_index_width(program, &last, true)
+}
+
 /// Shows that every index of every kernel body computes its intermediates within `i32`
 /// under `bindings` ([`kiln_kernel::check_index_width`]). At compile (`bound` false, no
 /// bindings) only bodies whose dims are all known are checked; a run checks every body
@@ -948,8 +807,9 @@ fn check_index_width(
     Ok(())
 }
 
+/// Checks a shader against the device limits.
 fn check_limits(shader: &KernelShader, limits: &wgpu::Limits) -> Result<(), GpuError> {
-    let storage = shader.bindings.len() as u64 + u64::from(shader.error_binding.is_some());
+    let storage = shader.storage_bindings();
     let checks = [
         (
             "storage buffers per shader stage",

@@ -771,3 +771,38 @@ fn no_adapter_message_names_the_fix() {
         "no GPU adapter found; install a Vulkan driver, e.g. Mesa's lavapipe, or use `Backend::Cpu`"
     );
 }
+
+/// Threefry's counter words under a symbolic size (dropout in the demo's train step): the
+/// high word is `flat / 2^32` and the low word `flat mod 2^32`, divisors beyond `i32` that
+/// an `i32` index divides to 0 or -1 (the shader must not spell the divisor as a literal).
+#[test]
+fn index_division_by_a_divisor_beyond_i32() {
+    let text = "
+symbol N >= 1
+b0 = output \"hi\" u32[N]
+b1 = output \"lo\" u32[N]
+b2 = output \"neg\" i32[N]
+b3 = output \"negmod\" u32[N]
+k0 = loop [N] {
+  v0 = index<u32>(i0/4294967296)
+  store b0[i0] = v0
+  v1 = index<u32>(i0%4294967296)
+  store b1[i0] = v1
+  v2 = index<i32>((i0-5)/4294967296)
+  store b2[i0] = v2
+  v3 = index<u32>((i0-5)%4294967296)
+  store b3[i0] = v3
+}
+";
+    let p = parse(text).expect("parses");
+    common::validate_wgsl(&p);
+    let Some((out, _)) = check(&p, &bind(&[("N", 9)]), &HashMap::new(), &|_| EXACT) else {
+        return;
+    };
+    assert_eq!(out["hi"].as_u32().unwrap(), &[0; 9]);
+    assert_eq!(
+        out["neg"].as_i32().unwrap(),
+        &[-1, -1, -1, -1, -1, 0, 0, 0, 0]
+    );
+    assert_eq!(out["negmod"].as_u32().unwrap()[0], u32::MAX - 4);
+}

@@ -83,7 +83,7 @@
 //! | backend | what runs | dtypes |
 //! |---|---|---|
 //! | [`Backend::Cpu`] (default) | Cranelift JIT, GEMM for contractions | all |
-//! | [`Backend::Gpu`] | WGSL shaders through wgpu (docs/gpu.md) | `f32`, `i32`, `u32`, `bool`: compiling a graph with an `f64` or `i64` tensor fails |
+//! | [`Backend::Gpu`] | WGSL shaders through wgpu (docs/gpu.md) | `f32`, `i32`, `u32`, `bool` and `i64` (two 32-bit words): compiling a graph with an `f64` tensor fails |
 //! | [`Backend::Interp`] | the reference interpreter (the oracle) | all |
 //! | [`Backend::Kernel`] | the kernel-plan executor | all |
 //!

@@ -4,7 +4,7 @@
 
 use crate::error::WgslError;
 use crate::helpers::Helper;
-use crate::shader::StorageBinding;
+use crate::shader::{Arena, PACKED_ERROR_BASE, PackedBuffer, StorageBinding};
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
 use kiln_kernel::{
@@ -189,6 +189,27 @@ pub(crate) fn value_dtypes(
     Ok(types)
 }
 
+/// Where a kernel finds a buffer.
+#[derive(Clone, Copy, Debug)]
+enum Access {
+    /// Its own binding `buf<slot>`.
+    Bound(u32),
+    /// Entry `k` of the scratch arena, at word offset `params.a<k>`.
+    Packed(usize),
+}
+
+/// Two-word `i64` elements of the arena (low word first).
+const ARENA_I64: &str = "
+fn kiln_arena_load_i64(w: i32) -> vec2<u32> {
+    return vec2<u32>(kiln_arena[w], kiln_arena[w + 1i]);
+}
+
+fn kiln_arena_store_i64(w: i32, v: vec2<u32>) {
+    kiln_arena[w] = v.x;
+    kiln_arena[w + 1i] = v.y;
+}
+";
+
 /// Per-kernel lowering state.
 pub(crate) struct Emitter<'p> {
     /// The program.
@@ -199,37 +220,62 @@ pub(crate) struct Emitter<'p> {
     pub params: Vec<Dim>,
     /// Storage bindings (binding `k + 1` is `bindings[k]`).
     pub bindings: Vec<StorageBinding>,
+    /// Scratch buffers reached through the arena binding (`params.a<k>` is the word
+    /// offset of `packed[k]`).
+    pub packed: Vec<PackedBuffer>,
     /// Helper functions used.
     pub helpers: BTreeSet<Helper>,
+    /// True once an `i64` element of the arena is read or written (two-word helpers).
+    pub arena_i64: bool,
 }
 
 impl<'p> Emitter<'p> {
-    /// A fresh emitter binding every buffer `kernel` touches.
+    /// A fresh emitter for `kernel`: every buffer it touches gets a binding, except scratch
+    /// buffers, which it reaches through the one arena binding at offsets from the params
+    /// uniform (so a kernel binds one storage buffer for all of its scratch, however many).
     pub(crate) fn new(program: &'p Program, kernel: KernelId, k: &Kernel) -> Emitter<'p> {
-        let bindings = kernel_buffers(k)
-            .into_iter()
-            .enumerate()
-            .map(|(slot, (buffer, stores))| {
-                let b = program.buffer(buffer);
-                // Scratch buffers share one arena buffer on the device, which one dispatch
-                // may bind several times; a buffer bound both read-only and writable in one
-                // dispatch is a usage conflict, so every scratch binding is read_write.
-                let scratch = b.is_some_and(|b| matches!(b.kind, BufferKind::Scratch));
-                StorageBinding {
-                    binding: u32::try_from(slot + 1).unwrap_or(u32::MAX),
+        let mut bindings = Vec::new();
+        let mut packed = Vec::new();
+        for (buffer, stores) in kernel_buffers(k) {
+            let b = program.buffer(buffer);
+            let dtype = b.map_or(DType::F32, |b| b.dtype);
+            if b.is_some_and(|b| matches!(b.kind, BufferKind::Scratch)) {
+                packed.push(PackedBuffer {
                     buffer,
-                    dtype: b.map_or(DType::F32, |b| b.dtype),
-                    writable: stores || scratch,
-                }
-            })
-            .collect();
+                    dtype,
+                    arena: Arena::Scratch,
+                });
+                continue;
+            }
+            bindings.push(StorageBinding {
+                binding: u32::try_from(bindings.len() + 1).unwrap_or(u32::MAX),
+                buffer,
+                dtype,
+                writable: stores,
+            });
+        }
         Emitter {
             program,
             kernel,
             params: Vec::new(),
             bindings,
+            packed,
             helpers: BTreeSet::new(),
+            arena_i64: false,
         }
+    }
+
+    /// The binding of the scratch arena, if the kernel touches scratch (after the buffers'
+    /// bindings).
+    pub(crate) fn arena_binding(&self) -> Option<u32> {
+        (!self.packed.is_empty())
+            .then(|| u32::try_from(self.bindings.len() + 1).unwrap_or(u32::MAX))
+    }
+
+    /// The binding after the buffers and the arena: the error buffer's.
+    pub(crate) fn error_binding(&self) -> u32 {
+        u32::try_from(self.bindings.len() + 1 + usize::from(!self.packed.is_empty()))
+            .unwrap_or(u32::MAX)
     }
 
     fn bad(&self, message: String) -> WgslError {
@@ -305,13 +351,25 @@ impl<'p> Emitter<'p> {
         Ok(if e == "0" { "1".to_string() } else { e })
     }
 
-    /// The binding number of a buffer.
-    fn slot(&self, buffer: BufferId) -> Result<u32, WgslError> {
-        self.bindings
+    /// Where a buffer is: its binding, or its position among the arena's buffers.
+    fn access(&self, buffer: BufferId) -> Result<Access, WgslError> {
+        if let Some(b) = self.bindings.iter().find(|b| b.buffer == buffer) {
+            return Ok(Access::Bound(b.binding));
+        }
+        self.packed
             .iter()
-            .find(|b| b.buffer == buffer)
-            .map(|b| b.binding)
+            .position(|p| p.buffer == buffer)
+            .map(Access::Packed)
             .ok_or_else(|| self.bad(format!("{buffer} is not bound")))
+    }
+
+    /// The number a checked load reports for a buffer: its binding, or
+    /// [`PACKED_ERROR_BASE`] plus its position in the arena.
+    fn error_code(access: Access) -> u32 {
+        match access {
+            Access::Bound(slot) => slot,
+            Access::Packed(k) => PACKED_ERROR_BASE + u32::try_from(k).unwrap_or(0),
+        }
     }
 
     /// An `i32` WGSL expression for an index expression, with its precedence
@@ -355,6 +413,23 @@ impl<'p> Emitter<'p> {
                 let sb = if pb <= 2 { format!("({sb})") } else { sb };
                 (format!("{sa} * {sb}"), 2)
             }
+            IndexExpr::Div(a, d) | IndexExpr::Mod(a, d)
+                if d.as_known().is_some_and(|v| v > i32::MAX as u64) =>
+            {
+                // An `i32` dividend `a` has `|a| < d`: the floor quotient is 0 or -1 and the
+                // remainder `a` or `a + d`, which wraps like every other `i32` index
+                // intermediate (exact where it fits, and the index-width check refuses
+                // loads and stores where it may not). Threefry's high counter word
+                // (`flat / 2^32`) is such a division.
+                let (sa, _) = self.index_prec(a, types)?;
+                let wrapped = d.as_known().unwrap_or(0) as u32 as i32;
+                if matches!(e, IndexExpr::Div(..)) {
+                    (format!("select(0i, -1i, {sa} < 0i)"), 3)
+                } else {
+                    let add = literal(Scalar::I32(wrapped));
+                    (format!("select({sa}, ({sa}) + {add}, {sa} < 0i)"), 3)
+                }
+            }
             IndexExpr::Div(a, d) | IndexExpr::Mod(a, d) => {
                 let (sa, _) = self.index_prec(a, types)?;
                 let sd = self.dim(d)?;
@@ -374,12 +449,28 @@ impl<'p> Emitter<'p> {
         Ok(self.index_prec(e, types)?.0)
     }
 
-    /// Reads element `idx` of the buffer at `slot` as a value of `dtype`.
-    fn read(slot: u32, idx: &str, dtype: DType) -> String {
-        if dtype == DType::Bool {
-            format!("(buf{slot}[{idx}] != 0u)")
-        } else {
-            format!("buf{slot}[{idx}]")
+    /// Reads element `idx` of a buffer as a value of `dtype`.
+    fn read(&mut self, access: Access, idx: &str, dtype: DType) -> String {
+        match access {
+            Access::Bound(slot) => {
+                if dtype == DType::Bool {
+                    format!("(buf{slot}[{idx}] != 0u)")
+                } else {
+                    format!("buf{slot}[{idx}]")
+                }
+            }
+            Access::Packed(k) => {
+                let word = format!("kiln_arena[params.a{k} + {idx}]");
+                match dtype {
+                    DType::Bool => format!("({word} != 0u)"),
+                    DType::U32 => word,
+                    DType::F32 | DType::I32 => format!("bitcast<{}>({word})", value_type(dtype)),
+                    DType::I64 | DType::F64 => {
+                        self.arena_i64 = true;
+                        format!("kiln_arena_load_i64(params.a{k} + 2i * ({idx}))")
+                    }
+                }
+            }
         }
     }
 
@@ -437,10 +528,10 @@ impl<'p> Emitter<'p> {
                 }
             }
             Expr::Load(l) => {
-                let slot = self.slot(l.buffer)?;
+                let slot = self.access(l.buffer)?;
                 let ix = self.index(&l.index, types)?;
                 match &l.mode {
-                    LoadMode::Plain => Self::read(slot, &ix, dtype),
+                    LoadMode::Plain => self.read(slot, &ix, dtype),
                     LoadMode::Checked => {
                         let size = self
                             .program
@@ -449,7 +540,8 @@ impl<'p> Emitter<'p> {
                             .ok_or_else(|| self.bad(format!("{} is undeclared", l.buffer)))?;
                         let n = self.dim(&size)?;
                         self.helpers.insert(Helper::Check);
-                        Self::read(slot, &format!("kiln_check({ix}, {n}, {slot}u)"), dtype)
+                        let code = Self::error_code(slot);
+                        self.read(slot, &format!("kiln_check({ix}, {n}, {code}u)"), dtype)
                     }
                     LoadMode::Masked { guards, fill } => {
                         self.helpers.insert(Helper::In);
@@ -467,8 +559,8 @@ impl<'p> Emitter<'p> {
                             conds.join(" && ")
                         };
                         let _ = writeln!(out, "{indent}if ({cond}) {{");
-                        let _ =
-                            writeln!(out, "{indent}    v{k} = {};", Self::read(slot, &ix, dtype));
+                        let read = self.read(slot, &ix, dtype);
+                        let _ = writeln!(out, "{indent}    v{k} = {read};");
                         let _ = writeln!(out, "{indent}}}");
                         return Ok(());
                     }
@@ -663,14 +755,39 @@ impl<'p> Emitter<'p> {
         out: &mut String,
     ) -> Result<(), WgslError> {
         for s in &body.stores {
-            let slot = self.slot(s.buffer)?;
+            let access = self.access(s.buffer)?;
             let ix = self.index(&s.index, types)?;
-            let value = if types.get(s.value.index()) == Some(&DType::Bool) {
-                format!("select(0u, 1u, v{})", s.value.0)
-            } else {
-                format!("v{}", s.value.0)
-            };
-            let _ = writeln!(out, "{indent}buf{slot}[{ix}] = {value};");
+            let dtype = types.get(s.value.index()).copied().unwrap_or(DType::F32);
+            let v = format!("v{}", s.value.0);
+            match access {
+                Access::Bound(slot) => {
+                    let value = if dtype == DType::Bool {
+                        format!("select(0u, 1u, {v})")
+                    } else {
+                        v
+                    };
+                    let _ = writeln!(out, "{indent}buf{slot}[{ix}] = {value};");
+                }
+                Access::Packed(k) => {
+                    let word = format!("params.a{k} + {ix}");
+                    let _ = match dtype {
+                        DType::Bool => {
+                            writeln!(out, "{indent}kiln_arena[{word}] = select(0u, 1u, {v});")
+                        }
+                        DType::U32 => writeln!(out, "{indent}kiln_arena[{word}] = {v};"),
+                        DType::F32 | DType::I32 => {
+                            writeln!(out, "{indent}kiln_arena[{word}] = bitcast<u32>({v});")
+                        }
+                        DType::I64 | DType::F64 => {
+                            self.arena_i64 = true;
+                            writeln!(
+                                out,
+                                "{indent}kiln_arena_store_i64(params.a{k} + 2i * ({ix}), {v});"
+                            )
+                        }
+                    };
+                }
+            }
         }
         Ok(())
     }
@@ -683,6 +800,13 @@ impl<'p> Emitter<'p> {
         for (k, d) in self.params.iter().enumerate() {
             let _ = writeln!(out, "    d{k}: i32, // {d}");
         }
+        for (k, p) in self.packed.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    a{k}: i32, // word offset of {} in the arena",
+                p.dtype
+            );
+        }
         out.push_str("}\n\n@group(0) @binding(0) var<uniform> params: Params;\n");
         for b in &self.bindings {
             let access = if b.writable { "read_write" } else { "read" };
@@ -694,17 +818,26 @@ impl<'p> Emitter<'p> {
                 storage_type(b.dtype)
             );
         }
+        if let Some(a) = self.arena_binding() {
+            let _ = writeln!(
+                out,
+                "@group(0) @binding({a}) var<storage, read_write> kiln_arena: array<u32>;"
+            );
+        }
         if self.uses_error() {
             let _ = writeln!(
                 out,
                 "@group(0) @binding({}) var<storage, read_write> kiln_error: array<atomic<u32>, {}>;",
-                self.bindings.len() + 1,
+                self.error_binding(),
                 crate::shader::ERROR_WORDS
             );
         }
         for h in self.all_helpers() {
             out.push('\n');
             out.push_str(h.source());
+        }
+        if self.arena_i64 {
+            out.push_str(ARENA_I64);
         }
         out
     }

@@ -30,7 +30,11 @@
 //! * Workgroups are numbered `x + nx * (y + ny * z)`, so a launch of more than 65535
 //!   workgroups can be spread over a 2-D or 3-D grid; shaders ignore surplus workgroups.
 //! * Storage buffers are bound at `@group(0) @binding(1..)` in buffer order, `read` or
-//!   `read_write`; bool buffers hold one `u32` (0 or 1) per element.
+//!   `read_write`; bool buffers hold one `u32` (0 or 1) per element. Scratch buffers are not
+//!   bound one by one: a kernel reaches all of them through one `array<u32>` binding, the
+//!   scratch arena, at word offsets the host passes in the params uniform (a kernel's
+//!   storage bindings are therefore its inputs, outputs, state and constants, the arena and
+//!   the error buffer, whatever its scratch count).
 //! * Checked loads clamp their index into the buffer and, when it was outside, record the
 //!   kernel, binding and index in an atomic error buffer ([`ERROR_WORDS`] words); integer
 //!   division by zero records [`ERROR_CODE_DIVISION`] and yields 0. The host reads the buffer
@@ -57,9 +61,9 @@ pub use emit::device_element_bytes;
 pub use error::WgslError;
 pub use lower::SERIAL_REDUCTION_MAX;
 pub use shader::{
-    ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_CODE_INDEX, ERROR_COUNT, ERROR_FLAG,
-    ERROR_INDEX, ERROR_KERNEL, ERROR_WORDS, GridAxis, KernelShader, LaunchError, ShaderKind,
-    StorageBinding, WgslProgram, eval_signed,
+    Arena, ERROR_BINDING, ERROR_CODE, ERROR_CODE_DIVISION, ERROR_CODE_INDEX, ERROR_COUNT,
+    ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL, ERROR_WORDS, GridAxis, KernelShader, LaunchError,
+    PACKED_ERROR_BASE, PackedBuffer, ShaderKind, StorageBinding, WgslProgram, eval_signed,
 };
 
 use emit::expressible;

@@ -62,14 +62,15 @@ pub(crate) fn lower_kernel(
         Kernel::Matmul(k) => lower_matmul(&mut em, k)?,
         Kernel::Conv2d(k) => lower_conv(&mut em, k)?,
     };
-    let error_binding = em
-        .uses_error()
-        .then(|| u32::try_from(em.bindings.len() + 1).unwrap_or(u32::MAX));
+    let error_binding = em.uses_error().then(|| em.error_binding());
+    let arena_binding = em.arena_binding();
     Ok(KernelShader {
         kernel: id,
         kind,
         source,
         bindings: em.bindings,
+        packed: em.packed,
+        arena_binding,
         error_binding,
         params: em.params,
         grid,

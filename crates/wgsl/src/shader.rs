@@ -26,6 +26,30 @@ pub const ERROR_CODE_INDEX: u32 = 1;
 /// Error code: an integer division or remainder by zero.
 pub const ERROR_CODE_DIVISION: u32 = 2;
 
+/// The error buffer's binding word for a checked load of a buffer in the arena: this
+/// plus the buffer's position in [`KernelShader::packed`] (bindings stay far below it).
+pub const PACKED_ERROR_BASE: u32 = 0x1_0000;
+
+/// A buffer that shaders reach inside a shared device buffer instead of through a binding
+/// of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arena {
+    /// The run's scratch arena (offsets from the memory plan of the binding).
+    Scratch,
+}
+
+/// A buffer a shader reaches through the arena binding, at the word offset the host passes
+/// in the params uniform (field `a<k>` for `packed[k]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PackedBuffer {
+    /// The program buffer.
+    pub buffer: BufferId,
+    /// Its dtype (elements are one 32-bit word of the arena, `i64` two).
+    pub dtype: DType,
+    /// Which shared buffer holds it.
+    pub arena: Arena,
+}
+
 /// Which template a kernel was lowered with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderKind {
@@ -108,6 +132,12 @@ pub struct KernelShader {
     pub source: String,
     /// Storage buffers, bindings `1..=len` in order.
     pub bindings: Vec<StorageBinding>,
+    /// Scratch buffers the shader reaches through one `array<u32>` binding, the scratch
+    /// arena, at the word offsets the params uniform holds after the dims (`a0, a1, ...`).
+    pub packed: Vec<PackedBuffer>,
+    /// Binding of the scratch arena (after [`KernelShader::bindings`]), if `packed` is not
+    /// empty.
+    pub arena_binding: Option<u32>,
     /// Binding of the error buffer, for shaders with checked loads or integer division.
     pub error_binding: Option<u32>,
     /// Dims the shader reads from the params uniform, in field order (`d0, d1, ...`).
@@ -168,15 +198,33 @@ pub fn eval_signed(d: &Dim, bindings: &HashMap<String, u64>) -> Result<i64, DimE
 }
 
 impl KernelShader {
-    /// Bytes of the params uniform: one word for the kernel index and one per param,
-    /// rounded up to 16.
+    /// Bytes of the params uniform: one word for the kernel index, one per param and one
+    /// per packed buffer, rounded up to 16.
     pub fn params_size(&self) -> u64 {
-        (4 * (1 + self.params.len() as u64)).div_ceil(16) * 16
+        (4 * (1 + self.params.len() as u64 + self.packed.len() as u64)).div_ceil(16) * 16
     }
 
-    /// The params uniform's contents under `bindings`: the kernel index, then every param
-    /// as a little-endian `i32`.
+    /// Storage buffers the shader binds: its buffers, the arena and the error buffer.
+    pub fn storage_bindings(&self) -> u64 {
+        self.bindings.len() as u64
+            + u64::from(self.arena_binding.is_some())
+            + u64::from(self.error_binding.is_some())
+    }
+
+    /// The params uniform's contents under `bindings` with every packed buffer at word
+    /// offset 0 (see [`KernelShader::params_bytes_with`]).
     pub fn params_bytes(&self, bindings: &HashMap<String, u64>) -> Result<Vec<u8>, LaunchError> {
+        self.params_bytes_with(bindings, &|_| Some(0))
+    }
+
+    /// The params uniform's contents under `bindings`: the kernel index, every param as a
+    /// little-endian `i32`, then the word offset of every packed buffer (`offset(buffer)`,
+    /// which must fit an `i32`).
+    pub fn params_bytes_with(
+        &self,
+        bindings: &HashMap<String, u64>,
+        offset: &dyn Fn(BufferId) -> Option<u64>,
+    ) -> Result<Vec<u8>, LaunchError> {
         let mut out = Vec::with_capacity(usize::try_from(self.params_size()).unwrap_or(16));
         out.extend_from_slice(&self.kernel.0.to_le_bytes());
         for d in &self.params {
@@ -184,6 +232,14 @@ impl KernelShader {
             let v = i32::try_from(v).map_err(|_| LaunchError::TooLarge {
                 dim: d.to_string(),
                 value: i128::from(v),
+            })?;
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for p in &self.packed {
+            let words = offset(p.buffer).unwrap_or(u64::MAX);
+            let v = i32::try_from(words).map_err(|_| LaunchError::TooLarge {
+                dim: format!("the arena offset of {}", p.buffer),
+                value: i128::from(words),
             })?;
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -246,6 +302,15 @@ impl fmt::Display for KernelShader {
                 b.dtype,
                 if b.writable { "read_write" } else { "read" }
             )?;
+        }
+        if let Some(a) = self.arena_binding {
+            let packed: Vec<String> = self
+                .packed
+                .iter()
+                .enumerate()
+                .map(|(k, p)| format!("{} {} at a{k}", p.buffer, p.dtype))
+                .collect();
+            writeln!(f, "// binding {a}: scratch arena ({})", packed.join(", "))?;
         }
         if let Some(e) = self.error_binding {
             writeln!(f, "// binding {e}: error flag")?;

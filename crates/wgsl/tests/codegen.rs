@@ -257,27 +257,61 @@ k1 = loop [8] {
 }
 
 #[test]
-fn scratch_is_bound_read_write_for_the_shared_arena() {
-    let text = "
-b0 = input \"x\" f32[8]
-b1 = scratch f32[8]
-b2 = output \"y\" f32[8]
-k0 = loop [8] {
-  v0 = load b0[i0]
-  store b1[i0] = v0
-}
-k1 = loop [8] {
-  v0 = load b1[i0]
-  store b2[i0] = v0
-}
-";
-    let wgsl = compile_valid(&parse(text).expect("parses"));
-    let k1 = &wgsl.kernels[1];
-    assert_eq!(k1.bindings[0].buffer, BufferId(1));
-    assert!(k1.bindings[0].writable, "scratch read by k1 is read_write");
+fn scratch_is_reached_through_one_arena_binding() {
+    let mut text = String::from("b0 = input \"x\" f32[8]\n");
+    // 40 scratch buffers, more than any adapter's storage bindings per shader stage.
+    for k in 1..=40 {
+        text += &format!("b{k} = scratch f32[8]\n");
+    }
+    text +=
+        "b41 = scratch i64[8]\nb42 = output \"y\" f32[8]\nk0 = loop [8] {\n  v0 = load b0[i0]\n";
+    for k in 1..=40 {
+        text += &format!("  store b{k}[i0] = v0\n");
+    }
+    text += "  v1 = cast<i64>(v0)\n  store b41[i0] = v1\n}\nk1 = loop [8] {\n  v0 = load b41[i0]\n  v1 = cast<f32>(v0)\n";
+    for k in 1..=40 {
+        text += &format!(
+            "  v{} = load b{k}[i0]\n  v{} = add(v{}, v{})\n",
+            2 * k,
+            2 * k + 1,
+            2 * k - 1,
+            2 * k
+        );
+    }
+    text += "  store b42[i0] = v81\n}\n";
+    let wgsl = compile_valid(&parse(&text).expect("parses"));
+    let (k0, k1) = (&wgsl.kernels[0], &wgsl.kernels[1]);
+    assert_eq!(
+        k0.bindings.len(),
+        1,
+        "only the input has a binding of its own"
+    );
+    assert!(!k0.bindings[0].writable, "an input stays read-only");
+    assert_eq!(k0.arena_binding, Some(2));
+    assert_eq!(k0.packed.len(), 41);
+    assert_eq!(k0.storage_bindings(), 2);
+    assert_eq!(k1.bindings[0].buffer, BufferId(42));
+    assert_eq!(k1.packed[0].buffer, BufferId(1));
+    assert_eq!(k1.packed[40].dtype, DType::I64);
     assert!(
-        !wgsl.kernels[0].bindings[0].writable,
-        "an input stays read-only"
+        k1.source
+            .contains("kiln_arena_load_i64(params.a40 + 2i * (i0))")
+    );
+    assert!(
+        k1.source
+            .contains("bitcast<f32>(kiln_arena[params.a0 + i0])")
+    );
+    // The params uniform: kernel index, then the word offset of each packed buffer.
+    let offsets = k1
+        .params_bytes_with(&HashMap::new(), &|b| Some(u64::from(b.0) * 10))
+        .expect("fits");
+    assert_eq!(offsets.len() as u64, k1.params_size());
+    assert_eq!(&offsets[4..8], &10i32.to_le_bytes());
+    assert_eq!(&offsets[164..168], &410i32.to_le_bytes());
+    assert!(
+        k1.params_bytes_with(&HashMap::new(), &|_| Some(1 << 31))
+            .is_err(),
+        "offsets must fit an i32"
     );
 }
 
