@@ -320,12 +320,7 @@ fn misuse_is_a_diagnostic_at_the_caller() {
     let x = g.input("x", DType::F32, (g.sym("T"), 3, 5));
     let scanned = Gru::new(&g, "s", RnnConfig::new(5, 6), 0).forward(&x);
     assert_eq!(scanned.shape().to_string(), "[T, 3, 6]");
-    let gru = Gru::new(
-        &g,
-        "g",
-        RnnConfig::new(5, 6).time_loop(TimeLoop::Unroll),
-        0,
-    );
+    let gru = Gru::new(&g, "g", RnnConfig::new(5, 6).time_loop(TimeLoop::Unroll), 0);
     gru.forward(&x);
     assert_eq!(
         g.diagnostics()[0].message,

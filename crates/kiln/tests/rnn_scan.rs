@@ -49,7 +49,11 @@ fn the_scan_graph_does_not_grow_with_the_number_of_steps() {
     assert_eq!((short_loops, long_loops), (4, 4));
     let (unrolled3, none3) = size(3, TimeLoop::Unroll);
     let (unrolled30, none30) = size(30, TimeLoop::Unroll);
-    assert_eq!((none3, none30), (0, 0), "unrolled graphs have no control flow");
+    assert_eq!(
+        (none3, none30),
+        (0, 0),
+        "unrolled graphs have no control flow"
+    );
     assert!(unrolled30 > 5 * unrolled3, "{unrolled3} vs {unrolled30}");
 }
 
@@ -70,12 +74,18 @@ fn scan_and_unroll_agree_on_cpu() {
             let (out, h) = gru.forward_packed(&x, &lengths, None);
             let mut exe = kiln::compile(&[("out", &out), ("h", &h)], Backend::Cpu).unwrap();
             let l = Array::from_i32(&[3], vec![6, 2, 4]).unwrap();
-            outs.push(exe.run(&[("x", &seq(&[3, 6, 5], 1)), ("lengths", &l)]).unwrap());
+            outs.push(
+                exe.run(&[("x", &seq(&[3, 6, 5], 1)), ("lengths", &l)])
+                    .unwrap(),
+            );
         }
         for (a, b) in outs[0].iter().zip(&outs[1]) {
             let (a, b) = (a.1.to_f64_vec(), b.1.to_f64_vec());
             for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() <= 1e-6, "bidirectional {bidirectional}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-6,
+                    "bidirectional {bidirectional}: {x} vs {y}"
+                );
             }
         }
     }
@@ -109,7 +119,11 @@ fn packed_steps_past_a_length_output_zeros_and_keep_the_state() {
                 }
             }
             let last = &o[((len - 1) * 3 + b) * 4..((len - 1) * 3 + b + 1) * 4];
-            assert_eq!(&hn[b * 4..b * 4 + 4], last, "{backend}: h_n of sequence {b}");
+            assert_eq!(
+                &hn[b * 4..b * 4 + 4],
+                last,
+                "{backend}: h_n of sequence {b}"
+            );
         }
         // A sequence of full length is unaffected by the mask.
         let full = Array::from_i64(&[3], vec![5; 3]).unwrap();
