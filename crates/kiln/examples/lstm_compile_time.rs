@@ -10,7 +10,7 @@ use kiln::models::{lstm_nn, lstm_nn_with};
 use kiln::nn::TimeLoop;
 use kiln::optim::Adam;
 use kiln::{Array, Backend, DType, Dim, Graph, Tensor};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The train step's graph: `(outputs, updates)`.
 fn train_step(
@@ -57,7 +57,7 @@ fn best_compile(
     let mut best = f64::INFINITY;
     let mut exe = None;
     for _ in 0..repeats {
-        let (g, loss, updates) = train_step(&build);
+        let (_g, loss, updates) = train_step(&build);
         let ups: Vec<(&str, &Tensor)> = updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let t = Instant::now();
         let e = kiln::compile_step(&[("loss", &loss)], &ups, Backend::Cpu)?;
@@ -65,7 +65,27 @@ fn best_compile(
         exe = Some(e);
     }
     println!("{what:<44} {:>8.1} ms", best * 1e3);
-    Ok(exe.expect("at least one repeat"))
+    let exe = exe.expect("at least one repeat");
+    if std::env::var_os("KILN_REPORT").is_some() {
+        let r = exe.report();
+        let passes: Duration = r
+            .pipeline
+            .as_ref()
+            .map(|p| p.time_by_pass().iter().map(|(_, t)| *t).sum())
+            .unwrap_or_default();
+        println!(
+            "  last compile: {:.1} ms total, {:.1} ms in graph passes, kernels {:?}",
+            r.total.as_secs_f64() * 1e3,
+            passes.as_secs_f64() * 1e3,
+            r.kernels
+        );
+        if let Some(p) = &r.pipeline {
+            for line in p.to_string().lines() {
+                println!("    {line}");
+            }
+        }
+    }
+    Ok(exe)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
