@@ -168,3 +168,29 @@ fn a_stateful_lstm_runs_chunks_of_any_length_with_one_executable() {
         }
     }
 }
+
+/// A module holding the scans of a recurrent layer saves to a `.kiln` file and loads back
+/// (the loops' induction symbols are not signature symbols), running every length.
+#[test]
+fn a_scanned_lstm_saves_loads_and_runs_any_length() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, (g.sym("N"), g.sym("T"), 3));
+    let cfg = RnnConfig::new(3, 5).batch_first(true).bidirectional(true);
+    let out = Lstm::new(&g, "l", cfg, 1).forward(&x);
+    let dir = std::env::temp_dir().join(format!("kiln-rnn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for backend in [Backend::Interp, Backend::Cpu] {
+        let mut exe = kiln::compile(&[("out", &out)], backend).unwrap();
+        let path = dir.join(format!("lstm-{backend}.kiln"));
+        exe.save(&path).unwrap();
+        let mut loaded = kiln::load(&path, backend).unwrap();
+        for steps in [1usize, 4, 9] {
+            let xv = seq(&[2, steps, 3], steps as u32);
+            let want = exe.run(&[("x", &xv)]).unwrap().remove(0).1;
+            let got = loaded.run(&[("x", &xv)]).unwrap().remove(0).1;
+            assert_eq!(got.shape(), &[2, steps, 10]);
+            assert!(got.bit_eq(&want), "{backend} T={steps}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
