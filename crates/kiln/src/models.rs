@@ -99,7 +99,7 @@ pub fn lstm_nn(g: &Graph, batch: impl Into<Dim>) -> (Tensor, Tensor) {
     (x, logits)
 }
 
-/// LSTMNN over `steps` time steps with the layer library: [`Lstm`](crate::nn::Lstm)
+/// LSTMNN over `steps` time steps with the layer library: [`Lstm`]
 /// (`input_size=28, hidden_size=128, num_layers=2, batch_first`) run as `time_loop` says,
 /// then `Linear(128, 10)` on the last layer's final hidden state. `x` is `[batch, steps,
 /// 28]`; `steps` may be a symbol (`g.sym("T")`) with [`TimeLoop::Scan`], so one compiled
