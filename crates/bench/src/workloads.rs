@@ -11,7 +11,8 @@
 
 use anyhow::{Context, anyhow};
 use kiln::loss::{Reduction, cross_entropy};
-use kiln::models::{lenet, lstm_nn, simple_nn};
+use kiln::models::{lenet, lstm_nn, lstm_nn_with, simple_nn};
+use kiln::nn::TimeLoop;
 use kiln::optim::Adam;
 use kiln::{Array, Backend, DType, Executable, Graph, Tensor};
 use std::time::Instant;
@@ -34,7 +35,7 @@ pub struct Workload {
     pub limit: Option<&'static str>,
     /// Whether it is a training step.
     pub train: bool,
-    build: fn() -> anyhow::Result<Built>,
+    build: fn(Backend) -> anyhow::Result<Built>,
 }
 
 /// A built graph: named outputs, state updates and the input values to feed.
@@ -89,7 +90,7 @@ pub fn checksum(a: &Array) -> f64 {
 /// Builds `w`'s graph and compiles it for `backend`, timing both.
 pub fn prepare(w: &Workload, backend: Backend) -> anyhow::Result<Ready> {
     let t = Instant::now();
-    let built = (w.build)()?;
+    let built = (w.build)(backend)?;
     let build_s = t.elapsed().as_secs_f64();
     let outs: Vec<(&str, &Tensor)> = built.outputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let upds: Vec<(&str, &Tensor)> = built.updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -121,7 +122,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * (784.0 + 10.0),
             limit: None,
             train: false,
-            build: || simple_nn_infer(1),
+            build: |_| simple_nn_infer(1),
         },
         Workload {
             name: "simple_nn_infer_b256",
@@ -130,7 +131,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 256.0 * (784.0 + 10.0),
             limit: None,
             train: false,
-            build: || simple_nn_infer(256),
+            build: |_| simple_nn_infer(256),
         },
         Workload {
             name: "simple_nn_train_b64",
@@ -139,16 +140,16 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * 785.0,
             limit: None,
             train: true,
-            build: || train(Model::SimpleNn, 64),
+            build: |_| train(Model::SimpleNn, 64),
         },
         Workload {
             name: "lstm_infer_b64",
-            about: "LSTMNN (LSTM 28->128, 2 layers, batch_first, 28 steps, Linear 128->10) forward, batch 64",
+            about: "LSTMNN (LSTM 28->128, 2 layers, batch_first, 28 steps as one scan per layer, unrolled on gpu, Linear 128->10) forward, batch 64",
             flops: lstm_fwd,
             bytes: 4.0 * 64.0 * (784.0 + 10.0),
             limit: None,
             train: false,
-            build: lstm_infer,
+            build: |b| lstm_infer(Model::Lstm(time_loop(b))),
         },
         Workload {
             name: "lstm_train_b64",
@@ -157,7 +158,25 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * 785.0,
             limit: None,
             train: true,
-            build: || train(Model::Lstm, 64),
+            build: |b| train(Model::Lstm(time_loop(b)), 64),
+        },
+        Workload {
+            name: "lstm_infer_b64_unrolled",
+            about: "lstm_infer_b64 with its 28 steps unrolled when the graph is built (models::lstm_nn)",
+            flops: lstm_fwd,
+            bytes: 4.0 * 64.0 * (784.0 + 10.0),
+            limit: None,
+            train: false,
+            build: |_| lstm_infer(Model::LstmUnrolled),
+        },
+        Workload {
+            name: "lstm_train_b64_unrolled",
+            about: "lstm_train_b64 with its 28 steps unrolled when the graph is built (models::lstm_nn)",
+            flops: 3.0 * lstm_fwd,
+            bytes: 4.0 * 64.0 * 785.0,
+            limit: None,
+            train: true,
+            build: |_| train(Model::LstmUnrolled, 64),
         },
         Workload {
             name: "lenet_train_b64",
@@ -166,7 +185,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * 785.0,
             limit: None,
             train: true,
-            build: || train(Model::Lenet, 64),
+            build: |_| train(Model::Lenet, 64),
         },
         Workload {
             name: "matmul_1024",
@@ -175,7 +194,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 3.0 * 1024.0 * 1024.0 * 4.0,
             limit: Some("fma"),
             train: false,
-            build: matmul,
+            build: |_| matmul(),
         },
         Workload {
             name: "ew_chain_16m",
@@ -184,7 +203,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 2.0 * 16.0 * 1024.0 * 1024.0 * 4.0,
             limit: Some("copy"),
             train: false,
-            build: ew_chain,
+            build: |_| ew_chain(),
         },
         Workload {
             name: "softmax_4096x1024",
@@ -193,7 +212,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 2.0 * m4,
             limit: Some("copy"),
             train: false,
-            build: softmax,
+            build: |_| softmax(),
         },
         Workload {
             name: "layernorm_4096x1024",
@@ -202,17 +221,30 @@ pub fn all() -> Vec<Workload> {
             bytes: 2.0 * m4,
             limit: Some("copy"),
             train: false,
-            build: layernorm,
+            build: |_| layernorm(),
         },
     ]
 }
 
-/// The three reference models.
+/// The three reference models; LSTMNN as one scan per layer
+/// ([`kiln::models::lstm_nn_with`]) or unrolled when the graph is built
+/// ([`kiln::models::lstm_nn`]).
 #[derive(Clone, Copy, Debug)]
 enum Model {
     SimpleNn,
-    Lstm,
+    Lstm(TimeLoop),
+    LstmUnrolled,
     Lenet,
+}
+
+/// How the `lstm_*` workloads run their time axis on `backend`: a scan, except on `gpu`,
+/// which does not run control flow yet and gets the unrolled graph.
+fn time_loop(backend: Backend) -> TimeLoop {
+    if backend == Backend::Gpu {
+        TimeLoop::Unroll
+    } else {
+        TimeLoop::Scan
+    }
 }
 
 /// `(name, shape, bound)` of each parameter of `m`, in `state_dict` order.
@@ -226,7 +258,7 @@ fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
     };
     match m {
         Model::SimpleNn => [lin("fc1", 784, 128), lin("fc2", 128, 10)].concat(),
-        Model::Lstm => {
+        Model::Lstm(_) | Model::LstmUnrolled => {
             let b = 1.0 / 128f64.sqrt();
             let mut v = Vec::new();
             for l in 0..2 {
@@ -267,7 +299,8 @@ type ModelParts = (Tensor, Vec<(String, Tensor)>, Array);
 fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<ModelParts> {
     let (_x, logits) = match m {
         Model::SimpleNn => simple_nn(g, batch),
-        Model::Lstm => lstm_nn(g, batch),
+        Model::Lstm(t) => lstm_nn_with(g, batch, 28usize, t),
+        Model::LstmUnrolled => lstm_nn(g, batch),
         Model::Lenet => lenet(g, batch),
     };
     let mut params = Vec::new();
@@ -280,7 +313,7 @@ fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<ModelParts> {
     }
     let x_shape: Vec<usize> = match m {
         Model::SimpleNn => vec![batch, 784],
-        Model::Lstm => vec![batch, 28, 28],
+        Model::Lstm(_) | Model::LstmUnrolled => vec![batch, 28, 28],
         Model::Lenet => vec![batch, 1, 28, 28],
     };
     Ok((logits, params, input(1, &x_shape)?))
@@ -314,9 +347,9 @@ fn simple_nn_infer(batch: usize) -> anyhow::Result<Built> {
     })
 }
 
-fn lstm_infer() -> anyhow::Result<Built> {
+fn lstm_infer(m: Model) -> anyhow::Result<Built> {
     let g = Graph::new();
-    let (logits, _, x) = model(&g, Model::Lstm, 64)?;
+    let (logits, _, x) = model(&g, m, 64)?;
     Ok(Built {
         outputs: vec![("logits".into(), logits)],
         updates: Vec::new(),
@@ -434,7 +467,7 @@ mod tests {
         let names: Vec<String> = param_specs(Model::Lenet).into_iter().map(|p| p.0).collect();
         assert_eq!(names[..3], ["conv1.weight", "conv1.bias", "conv2.weight"]);
         assert_eq!(names.len(), 10);
-        let lstm = param_specs(Model::Lstm);
+        let lstm = param_specs(Model::Lstm(TimeLoop::Scan));
         assert_eq!(lstm[4].0, "lstm.weight_ih_l1");
         assert_eq!(lstm[4].1, vec![512, 128]);
         assert!((lstm[0].2 - 0.088_388_347_648_318_44).abs() < 1e-15);

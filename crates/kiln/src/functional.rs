@@ -1,6 +1,7 @@
 //! Functional building blocks over primitives (recurrent cells and friends): plain
 //! functions of tensors that declare no parameters, so the caller owns the weights.
-//! [`crate::nn::Lstm`] is [`lstm_cell`] unrolled over time with declared parameters.
+//! [`crate::nn::Lstm`] runs [`lstm_cell`]'s step over time (a scan, or unrolled) with declared
+//! parameters.
 //!
 //! ```
 //! use kiln::functional::lstm_cell;

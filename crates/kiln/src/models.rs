@@ -27,6 +27,7 @@
 //! ```
 
 use crate::functional::lstm_cell;
+use crate::nn::{Lstm, RnnConfig, TimeLoop};
 use crate::{ConvOpts, DType, Dim, Graph, Tensor};
 
 /// `Linear(in, out)` parameters `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
@@ -52,7 +53,9 @@ pub fn simple_nn(g: &Graph, batch: impl Into<Dim>) -> (Tensor, Tensor) {
 /// `Linear(128, 10)` on the last time step's output. Parameters: `lstm.weight_ih_l{k}`
 /// (`[512, 28]` for layer 0, `[512, 128]` for layer 1), `lstm.weight_hh_l{k}` `[512, 128]`,
 /// `lstm.bias_ih_l{k}`, `lstm.bias_hh_l{k}` `[512]`, `fc.weight [10, 128]`, `fc.bias`.
-/// Gate order i, f, g, o.
+/// Gate order i, f, g, o. The 28 steps are unrolled when the graph is built (every backend
+/// runs it, `gpu` included); [`lstm_nn_with`] builds the same model as one scan per layer
+/// over any, possibly symbolic, number of steps.
 #[track_caller]
 pub fn lstm_nn(g: &Graph, batch: impl Into<Dim>) -> (Tensor, Tensor) {
     const STEPS: i64 = 28;
@@ -93,6 +96,45 @@ pub fn lstm_nn(g: &Graph, batch: impl Into<Dim>) -> (Tensor, Tensor) {
     }
     let last = &state[LAYERS - 1].0;
     let logits = linear(g, last, "fc", HIDDEN, 10);
+    (x, logits)
+}
+
+/// LSTMNN over `steps` time steps with the layer library: [`Lstm`]
+/// (`input_size=28, hidden_size=128, num_layers=2, batch_first`) run as `time_loop` says,
+/// then `Linear(128, 10)` on the last layer's final hidden state. `x` is `[batch, steps,
+/// 28]`; `steps` may be a symbol (`g.sym("T")`) with [`TimeLoop::Scan`], so one compiled
+/// module runs every sequence length. Same parameters (names, shapes) as [`lstm_nn`]; at
+/// 28 steps it computes the same function.
+///
+/// ```
+/// use kiln::models::lstm_nn_with;
+/// use kiln::nn::TimeLoop;
+/// use kiln::Graph;
+///
+/// let g = Graph::new();
+/// let (x, logits) = lstm_nn_with(&g, g.sym("N"), g.sym("T"), TimeLoop::Scan);
+/// assert_eq!(x.shape().to_string(), "[N, T, 28]");
+/// assert_eq!(logits.shape().to_string(), "[N, 10]");
+/// ```
+#[track_caller]
+pub fn lstm_nn_with(
+    g: &Graph,
+    batch: impl Into<Dim>,
+    steps: impl Into<Dim>,
+    time_loop: TimeLoop,
+) -> (Tensor, Tensor) {
+    const FEAT: usize = 28;
+    const HIDDEN: usize = 128;
+    const LAYERS: usize = 2;
+    let x = g.input("x", DType::F32, (batch.into(), steps.into(), FEAT));
+    let cfg = RnnConfig::new(FEAT, HIDDEN)
+        .num_layers(LAYERS)
+        .batch_first(true)
+        .time_loop(time_loop);
+    let lstm = Lstm::new(g, "lstm", cfg, 0);
+    let (_, (h_n, _)) = lstm.forward_with_state(&x, None);
+    let last = h_n.slice(0, -1, i64::MAX, 1).squeeze(0);
+    let logits = linear(g, &last, "fc", HIDDEN, 10);
     (x, logits)
 }
 

@@ -4,7 +4,7 @@
 
 use kiln::nn::{
     AvgPool2d, Conv2d, Dropout, Embedding, Flatten, Gelu, Gru, LayerNorm, Linear, Lstm, MaxPool2d,
-    Module, Relu, RnnConfig, Sequential, Sigmoid, Tanh, gru_cell, init,
+    Module, Relu, RnnConfig, Sequential, Sigmoid, Tanh, TimeLoop, gru_cell, init,
 };
 use kiln::{Array, ConvOpts, DType, Graph};
 
@@ -315,13 +315,47 @@ fn misuse_is_a_diagnostic_at_the_caller() {
         "lstm: initial h must be [2, 3, 6] ([layers, N, H]), got [1, 3, 6]"
     );
 
+    // A symbolic time axis is a scan; unrolling needs a known one.
     let g = Graph::new();
-    let gru = Gru::new(&g, "g", RnnConfig::new(5, 6), 0);
     let x = g.input("x", DType::F32, (g.sym("T"), 3, 5));
+    let scanned = Gru::new(&g, "s", RnnConfig::new(5, 6), 0).forward(&x);
+    assert_eq!(scanned.shape().to_string(), "[T, 3, 6]");
+    let gru = Gru::new(&g, "g", RnnConfig::new(5, 6).time_loop(TimeLoop::Unroll), 0);
     gru.forward(&x);
     assert_eq!(
         g.diagnostics()[0].message,
-        "gru: the number of time steps must be a known non-zero size, got [T, 3, 5] ([T, N, F])"
+        "gru: an unrolled layer needs a known non-zero number of time steps, got [T, 3, 5] \
+         ([T, N, F]); use TimeLoop::Scan for a symbolic one"
+    );
+
+    let g = Graph::new();
+    let lstm = Lstm::new(&g, "l", RnnConfig::new(5, 6).batch_first(true), 0);
+    let x = g.input("x", DType::F32, (g.sym("N"), g.sym("T"), 5));
+    let bad = g.input("lengths", DType::F32, vec![g.sym("N")]);
+    let line = line!() + 1;
+    let (out, (h, _)) = lstm.forward_packed(&x, &bad, None);
+    assert!(out.is_poisoned() && h.is_poisoned());
+    let d = g.diagnostics();
+    assert_eq!((d.len(), d[0].op, d[0].loc.line), (1, "lstm", line));
+    assert_eq!(
+        d[0].message,
+        "lstm: lengths must be integers [N] = [N] (one per sequence), got f32[N]"
+    );
+    let short = g.input("short", DType::I64, [3]);
+    lstm.forward_packed(&x, &short, None);
+    assert_eq!(
+        g.diagnostics()[1].message,
+        "lstm: lengths must be integers [N] = [N] (one per sequence), got i64[3]"
+    );
+
+    let g = Graph::new();
+    let bi = Lstm::new(&g, "b", RnnConfig::new(5, 6).bidirectional(true), 0);
+    let x = g.input("x", DType::F32, [4, 3, 5]);
+    let h0 = g.input("h0", DType::F32, [1, 3, 6]);
+    bi.forward_with_state(&x, Some((&h0, &h0)));
+    assert_eq!(
+        g.diagnostics()[0].message,
+        "lstm: initial h must be [2, 3, 6] ([2·layers, N, H]), got [1, 3, 6]"
     );
 
     let g = Graph::new();

@@ -148,8 +148,9 @@ pub(super) fn cross_check_program(
     p: &Program,
     state: &HashMap<&str, &Array>,
 ) -> Result<()> {
-    // Every binding the signature allows must be one the plan's bounds proofs cover.
-    for s in &p.symbols {
+    // Every binding the signature allows must be one the plan's bounds proofs cover. A
+    // loop's induction symbol is bound by its loop, not by the caller.
+    for s in p.symbols.iter().filter(|s| !p.is_induction(&s.name)) {
         let location = format!("kernel plan symbol {}", shown(&s.name));
         let Some(sig) = m.signature.symbols.iter().find(|x| x.name == s.name) else {
             return Err(FormatError::invalid(location, "is not a signature symbol"));

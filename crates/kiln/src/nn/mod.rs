@@ -47,7 +47,7 @@ mod stateful;
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use linear::{Embedding, Linear};
 pub use norm::LayerNorm;
-pub use rnn::{Gru, Lstm, RnnConfig, gru_cell};
+pub use rnn::{Gru, Lstm, RnnConfig, TimeLoop, gru_cell};
 pub use stateful::StatefulLstm;
 
 use crate::builder::Graph;

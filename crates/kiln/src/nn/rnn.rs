@@ -1,12 +1,30 @@
-//! Recurrent layers: multi-layer `Lstm` and `Gru` unrolled over a known number of time
-//! steps, with PyTorch's parameter names, gate orders and state layouts.
+//! Recurrent layers: multi-layer, optionally bidirectional `Lstm` and `Gru` with PyTorch's
+//! parameter names, gate orders and state layouts, run as one `scan` per layer and direction
+//! over a time axis that may be symbolic (or unrolled, [`TimeLoop::Unroll`]), with optional
+//! per-sequence lengths (PyTorch's packed sequences).
 
 use super::{Module, declare, init, join};
 use crate::builder::Graph;
+use crate::control::ScanOptions;
 use crate::functional::{input_gates, lstm_step};
 use crate::tensor::Tensor;
-use kiln_ir::{Dim, Shape};
+use kiln_ir::{DType, Dim, Shape};
 use std::panic::Location;
+
+/// How a recurrent layer runs over its time axis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeLoop {
+    /// One [`Graph::scan`] per layer and direction (the default): the number of steps may be
+    /// a symbol (`T`), so one compiled module serves every sequence length, and the graph,
+    /// compile time and code size do not grow with the number of steps. Runs on `interp`
+    /// and `cpu`; the `gpu` backend does not run control flow yet (`GpuError::ControlFlow`).
+    #[default]
+    Scan,
+    /// One copy of the cell per step, built when the graph is built: needs a known number of
+    /// steps, and compile time grows with it. For backends that do not run control flow
+    /// (`gpu` today).
+    Unroll,
+}
 
 /// Sizes and layout of a recurrent layer (`torch.nn.LSTM` / `torch.nn.GRU` arguments).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,10 +39,15 @@ pub struct RnnConfig {
     pub bias: bool,
     /// Input and output are `[N, T, F]` instead of `[T, N, F]` (default false, as PyTorch).
     pub batch_first: bool,
+    /// A second, reverse-time direction per layer whose outputs are concatenated to the
+    /// forward ones (default false, as PyTorch).
+    pub bidirectional: bool,
+    /// How the time axis runs (default [`TimeLoop::Scan`]).
+    pub time_loop: TimeLoop,
 }
 
 impl RnnConfig {
-    /// One layer with biases, time-major.
+    /// One unidirectional layer with biases, time-major, run as a scan.
     pub fn new(input_size: usize, hidden_size: usize) -> RnnConfig {
         RnnConfig {
             input_size,
@@ -32,6 +55,8 @@ impl RnnConfig {
             num_layers: 1,
             bias: true,
             batch_first: false,
+            bidirectional: false,
+            time_loop: TimeLoop::Scan,
         }
     }
 
@@ -55,9 +80,29 @@ impl RnnConfig {
         self.batch_first = batch_first;
         self
     }
+
+    /// Bidirectional (PyTorch's `bidirectional=True`): outputs `[.., 2H]`, states
+    /// `[2·layers, N, H]`, parameters `*_l{k}_reverse` for the reverse direction.
+    #[must_use]
+    pub fn bidirectional(mut self, bidirectional: bool) -> RnnConfig {
+        self.bidirectional = bidirectional;
+        self
+    }
+
+    /// How the time axis runs (a scan, or unrolled for backends without control flow).
+    #[must_use]
+    pub fn time_loop(mut self, time_loop: TimeLoop) -> RnnConfig {
+        self.time_loop = time_loop;
+        self
+    }
+
+    /// Directions per layer: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
 }
 
-/// The weights of one layer.
+/// The weights of one layer and direction.
 #[derive(Clone, Debug)]
 struct LayerWeights {
     w_ih: Tensor,
@@ -66,8 +111,10 @@ struct LayerWeights {
     b_hh: Option<Tensor>,
 }
 
-/// Declares `{prefix}.weight_ih_l{k}` `[G·H, in]`, `weight_hh_l{k}` `[G·H, H]`, `bias_ih_l{k}`,
-/// `bias_hh_l{k}` `[G·H]` for every layer, all `U(-1/√H, 1/√H)`.
+/// Declares `{prefix}.weight_ih_l{k}{dir}` `[G·H, in]`, `weight_hh_l{k}{dir}` `[G·H, H]`,
+/// `bias_ih_l{k}{dir}`, `bias_hh_l{k}{dir}` `[G·H]` for every layer and direction (`dir` is
+/// empty for the forward direction and `_reverse` for the reverse one), in PyTorch's
+/// `state_dict` order, all `U(-1/√H, 1/√H)`. The result is indexed `layer · directions + d`.
 #[track_caller]
 fn declare_layers(
     g: &Graph,
@@ -82,50 +129,65 @@ fn declare_layers(
     let mut layers = Vec::new();
     let mut index = 0u32;
     for l in 0..cfg.num_layers {
-        let inp = if l == 0 { cfg.input_size } else { h };
-        let mut shapes = vec![
-            (format!("weight_ih_l{l}"), vec![gates * h, inp]),
-            (format!("weight_hh_l{l}"), vec![gates * h, h]),
-        ];
-        if cfg.bias {
-            shapes.push((format!("bias_ih_l{l}"), vec![gates * h]));
-            shapes.push((format!("bias_hh_l{l}"), vec![gates * h]));
+        let inp = if l == 0 {
+            cfg.input_size
+        } else {
+            h * cfg.directions()
+        };
+        for d in 0..cfg.directions() {
+            let dir = if d == 1 { "_reverse" } else { "" };
+            let mut shapes = vec![
+                (format!("weight_ih_l{l}{dir}"), vec![gates * h, inp]),
+                (format!("weight_hh_l{l}{dir}"), vec![gates * h, h]),
+            ];
+            if cfg.bias {
+                shapes.push((format!("bias_ih_l{l}{dir}"), vec![gates * h]));
+                shapes.push((format!("bias_hh_l{l}{dir}"), vec![gates * h]));
+            }
+            let mut ts = Vec::new();
+            for (name, shape) in shapes {
+                let full = join(prefix, &name);
+                let t = declare(g, &full, init::uniform(seed, index, &shape, bound));
+                index += 1;
+                params.push((full, t.clone()));
+                ts.push(t);
+            }
+            layers.push(LayerWeights {
+                w_ih: ts[0].clone(),
+                w_hh: ts[1].clone(),
+                b_ih: ts.get(2).cloned(),
+                b_hh: ts.get(3).cloned(),
+            });
         }
-        let mut ts = Vec::new();
-        for (name, shape) in shapes {
-            let full = join(prefix, &name);
-            let t = declare(g, &full, init::uniform(seed, index, &shape, bound));
-            index += 1;
-            params.push((full, t.clone()));
-            ts.push(t);
-        }
-        layers.push(LayerWeights {
-            w_ih: ts[0].clone(),
-            w_hh: ts[1].clone(),
-            b_ih: ts.get(2).cloned(),
-            b_hh: ts.get(3).cloned(),
-        });
     }
     (layers, params)
 }
 
-/// The unrolled view of an input sequence: per-step `[N, F]` slices, or the diagnostic.
-struct Steps {
-    steps: Vec<Tensor>,
+/// An input sequence, checked and made time-major.
+struct Sequence {
+    /// `[T, N, F]`.
+    xs: Tensor,
     batch: Dim,
-    time_axis: i64,
+    steps: Dim,
+    /// `bool[T, N, 1]`: step `t` of sequence `n` is real (`t < lengths[n]`); `None` when
+    /// every step is.
+    mask: Option<Tensor>,
 }
 
 #[track_caller]
-fn split_steps(
+fn sequence(
     loc: &Location<'_>,
     op: &'static str,
     x: &Tensor,
+    lengths: Option<&Tensor>,
     cfg: &RnnConfig,
-) -> Result<Steps, Tensor> {
+) -> Result<Sequence, Tensor> {
     let g = x.graph();
     if x.is_poisoned() {
         return Err(x.clone());
+    }
+    if let Some(l) = lengths.filter(|l| l.is_poisoned()) {
+        return Err(l.clone());
     }
     let s = x.shape();
     let layout = if cfg.batch_first {
@@ -137,15 +199,17 @@ fn split_steps(
         return Err(g.fail(loc, op, format!("{op}: input must be {layout}, got {s}")));
     }
     let (t_axis, n_axis) = if cfg.batch_first { (1, 0) } else { (0, 1) };
-    let Some(t) = s.0[t_axis].as_known().filter(|&t| t > 0) else {
+    let steps = s.0[t_axis].clone();
+    if cfg.time_loop == TimeLoop::Unroll && steps.as_known().is_none_or(|t| t == 0) {
         return Err(g.fail(
             loc,
             op,
             format!(
-                "{op}: the number of time steps must be a known non-zero size, got {s} ({layout})"
+                "{op}: an unrolled layer needs a known non-zero number of time steps, got {s} \
+                 ({layout}); use TimeLoop::Scan for a symbolic one"
             ),
         ));
-    };
+    }
     if s.0[2] != Dim::from(cfg.input_size) {
         return Err(g.fail(
             loc,
@@ -156,18 +220,49 @@ fn split_steps(
             ),
         ));
     }
-    let t_axis = t_axis as i64;
-    let steps = (0..t as i64)
-        .map(|i| x.slice(t_axis, i, i + 1, 1).squeeze(t_axis))
-        .collect();
-    Ok(Steps {
+    let batch = s.0[n_axis].clone();
+    let xs = if cfg.batch_first {
+        x.permute([1, 0, 2])
+    } else {
+        x.clone()
+    };
+    let mask = match lengths {
+        None => None,
+        Some(len) => {
+            let ls = len.shape();
+            if !len.dtype().is_int() || ls.rank() != 1 || ls.0[0] != batch {
+                return Err(g.fail(
+                    loc,
+                    op,
+                    format!(
+                        "{op}: lengths must be integers [N] = [{batch}] (one per sequence), got {}{ls}",
+                        len.dtype()
+                    ),
+                ));
+            }
+            let t = g.arange(steps.clone(), DType::I32).reshape(vec![
+                steps.clone(),
+                Dim::from(1usize),
+                Dim::from(1usize),
+            ]);
+            let l = len.cast(DType::I32).reshape(vec![
+                Dim::from(1usize),
+                batch.clone(),
+                Dim::from(1usize),
+            ]);
+            Some(t.lt(&l))
+        }
+    };
+    Ok(Sequence {
+        xs,
+        batch,
         steps,
-        batch: s.0[n_axis].clone(),
-        time_axis: t_axis,
+        mask,
     })
 }
 
-/// Layer `l` of an initial state `[L, N, H]`, or zeros `[N, H]` when absent; checks the shape.
+/// The initial state `[layers · directions, N, H]` split per layer and direction, or zeros
+/// `[N, H]` when absent; checks the shape.
 #[track_caller]
 fn initial(
     loc: &Location<'_>,
@@ -179,32 +274,38 @@ fn initial(
     x: &Tensor,
 ) -> Result<Vec<Tensor>, Tensor> {
     let g = x.graph();
+    let n = cfg.num_layers * cfg.directions();
     let want = Shape(vec![
-        Dim::from(cfg.num_layers),
+        Dim::from(n),
         batch.clone(),
         Dim::from(cfg.hidden_size),
     ]);
+    let layout = if cfg.bidirectional {
+        "[2·layers, N, H]"
+    } else {
+        "[layers, N, H]"
+    };
     match state {
         None => {
             let z = g.zeros(Shape(want.0[1..].to_vec()), x.dtype());
-            Ok(vec![z; cfg.num_layers])
+            Ok(vec![z; n])
         }
         Some(s) if s.is_poisoned() => Err(s.clone()),
         Some(s) if s.shape() != want => Err(g.fail(
             loc,
             op,
             format!(
-                "{op}: initial {what} must be {want} ([layers, N, H]), got {}",
+                "{op}: initial {what} must be {want} ({layout}), got {}",
                 s.shape()
             ),
         )),
-        Some(s) => Ok((0..cfg.num_layers as i64)
+        Some(s) => Ok((0..n as i64)
             .map(|l| s.slice(0, l, l + 1, 1).squeeze(0))
             .collect()),
     }
 }
 
-/// Stacks per-step `[N, H]` tensors along `axis` of the output.
+/// Stacks `[N, H]` tensors along a new `axis`.
 #[track_caller]
 fn stack(ts: &[Tensor], axis: i64) -> Tensor {
     let parts: Vec<Tensor> = ts.iter().map(|t| t.unsqueeze(axis)).collect();
@@ -212,11 +313,190 @@ fn stack(ts: &[Tensor], axis: i64) -> Tensor {
     Tensor::cat(&refs, axis)
 }
 
-/// `torch.nn.LSTM` (unidirectional, no inter-layer dropout): `num_layers` stacked
-/// [`lstm_cell`](crate::functional::lstm_cell)s (gate order i, f, g, o) unrolled over the input's known number of steps.
+/// The recurrent cell of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    /// Carries `(h, c)`, gates i, f, g, o.
+    Lstm,
+    /// Carries `(h)`, gates r, z, n.
+    Gru,
+}
+
+/// One step: the next carries and the step's output from the input row `x` `[N, in]`, the
+/// carries and, with lengths, the step's mask `m` `bool[N, 1]` (masked rows keep their
+/// carries and output zeros).
+fn cell_step(
+    cell: Cell,
+    w: &LayerWeights,
+    hs: i64,
+    x: &Tensor,
+    carries: &[Tensor],
+    m: Option<&Tensor>,
+) -> (Vec<Tensor>, Tensor) {
+    let gi = input_gates(x, &w.w_ih, w.b_ih.as_ref());
+    let next = match cell {
+        Cell::Lstm => {
+            let (h, c) = lstm_step(&gi, &carries[0], &carries[1], &w.w_hh, w.b_hh.as_ref(), hs);
+            vec![h, c]
+        }
+        Cell::Gru => vec![gru_step(&gi, &carries[0], &w.w_hh, w.b_hh.as_ref(), hs)],
+    };
+    match m {
+        None => {
+            let y = next[0].clone();
+            (next, y)
+        }
+        Some(m) => {
+            let y = m.where_(&next[0], 0.0);
+            let kept = next
+                .iter()
+                .zip(carries)
+                .map(|(n, c)| m.where_(n, c))
+                .collect();
+            (kept, y)
+        }
+    }
+}
+
+/// Runs one direction of one layer over the time-major `xs` `[T, N, in]` from `init`:
+/// the outputs `[T, N, H]` (row `t` belongs to step `t` in both directions) and the final
+/// carries.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+fn direction(
+    cell: Cell,
+    cfg: &RnnConfig,
+    w: &LayerWeights,
+    xs: &Tensor,
+    mask: Option<&Tensor>,
+    steps: &Dim,
+    init: &[Tensor],
+    reverse: bool,
+) -> (Tensor, Vec<Tensor>) {
+    let hs = cfg.hidden_size as i64;
+    let g = xs.graph();
+    match cfg.time_loop {
+        TimeLoop::Scan => {
+            let init: Vec<&Tensor> = init.iter().collect();
+            let mut seqs = vec![xs];
+            seqs.extend(mask);
+            let options = ScanOptions {
+                reverse,
+                length: None,
+            };
+            let (carries, mut ys) = g.scan_with(&init, &seqs, &options, |_, c, x| {
+                let (next, y) = cell_step(cell, w, hs, &x[0], c, x.get(1));
+                (next, vec![y])
+            });
+            let y = ys.pop().unwrap_or_else(|| Tensor::poisoned(g));
+            (y, carries)
+        }
+        TimeLoop::Unroll => {
+            let t = steps.as_known().unwrap_or(0) as i64;
+            let row = |a: &Tensor, i: i64| a.slice(0, i, i + 1, 1).squeeze(0);
+            let mut carries = init.to_vec();
+            let mut ys = vec![None; t as usize];
+            let order: Box<dyn Iterator<Item = i64>> = if reverse {
+                Box::new((0..t).rev())
+            } else {
+                Box::new(0..t)
+            };
+            for i in order {
+                let m = mask.map(|m| row(m, i));
+                let (next, y) = cell_step(cell, w, hs, &row(xs, i), &carries, m.as_ref());
+                carries = next;
+                ys[i as usize] = Some(y);
+            }
+            let ys: Vec<Tensor> = ys.into_iter().flatten().collect();
+            (stack(&ys, 0), carries)
+        }
+    }
+}
+
+/// Runs every layer and direction: the last layer's outputs (in the input's layout) and the
+/// final carries, each stacked `[layers · directions, N, H]`.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+fn run_layers(
+    loc: &Location<'_>,
+    op: &'static str,
+    cell: Cell,
+    cfg: &RnnConfig,
+    layers: &[LayerWeights],
+    x: &Tensor,
+    lengths: Option<&Tensor>,
+    state: &[Option<&Tensor>],
+) -> Result<(Tensor, Vec<Tensor>), Tensor> {
+    let seq = sequence(loc, op, x, lengths, cfg)?;
+    let names = ["h", "c"];
+    let mut inits = Vec::with_capacity(state.len());
+    for (s, what) in state.iter().zip(names) {
+        inits.push(initial(loc, op, what, *s, cfg, &seq.batch, x)?);
+    }
+    let dirs = cfg.directions();
+    let mut inp = seq.xs.clone();
+    let mut finals: Vec<Vec<Tensor>> = vec![Vec::new(); state.len()];
+    for l in 0..cfg.num_layers {
+        let mut outs = Vec::with_capacity(dirs);
+        for d in 0..dirs {
+            let k = l * dirs + d;
+            let init: Vec<Tensor> = inits.iter().map(|i| i[k].clone()).collect();
+            let (ys, fin) = direction(
+                cell,
+                cfg,
+                &layers[k],
+                &inp,
+                seq.mask.as_ref(),
+                &seq.steps,
+                &init,
+                d == 1,
+            );
+            outs.push(ys);
+            for (f, v) in finals.iter_mut().zip(fin) {
+                f.push(v);
+            }
+        }
+        inp = if dirs == 2 {
+            Tensor::cat(&[&outs[0], &outs[1]], -1)
+        } else {
+            outs.swap_remove(0)
+        };
+    }
+    let out = if cfg.batch_first {
+        inp.permute([1, 0, 2])
+    } else {
+        inp
+    };
+    Ok((out, finals.iter().map(|f| stack(f, 0)).collect()))
+}
+
+/// `torch.nn.LSTM` (no inter-layer dropout, no projections): `num_layers` stacked
+/// [`lstm_cell`](crate::functional::lstm_cell)s (gate order i, f, g, o), optionally
+/// bidirectional, each layer and direction one scan over the time axis (see [`TimeLoop`]).
 ///
-/// Parameters per layer `k`: `{prefix}.weight_ih_l{k}` `[4H, in]`, `weight_hh_l{k}` `[4H, H]`,
-/// `bias_ih_l{k}` and `bias_hh_l{k}` `[4H]`, all `U(-1/√H, 1/√H)`.
+/// Parameters per layer `k` (and, when bidirectional, again with the suffix `_reverse`):
+/// `{prefix}.weight_ih_l{k}` `[4H, in]`, `weight_hh_l{k}` `[4H, H]`, `bias_ih_l{k}` and
+/// `bias_hh_l{k}` `[4H]`, all `U(-1/√H, 1/√H)`; `in` is the input size for layer 0 and
+/// `H · directions` above it.
+///
+/// ```
+/// use kiln::nn::{Lstm, RnnConfig};
+/// use kiln::{Array, DType, Graph};
+/// let g = Graph::new();
+/// // One graph for every batch size and sequence length.
+/// let x = g.input("x", DType::F32, (g.sym("N"), g.sym("T"), 3));
+/// let lengths = g.input("lengths", DType::I64, vec![g.sym("N")]);
+/// let lstm = Lstm::new(&g, "lstm", RnnConfig::new(3, 4).batch_first(true).bidirectional(true), 0);
+/// let (out, (h_n, _c_n)) = lstm.forward_packed(&x, &lengths, None);
+/// assert_eq!(out.shape().to_string(), "[N, T, 8]");
+/// assert_eq!(h_n.shape().to_string(), "[2, N, 4]");
+/// let xv = Array::from_f32(&[2, 5, 3], (0..30).map(|i| (i as f32 * 0.1).sin()).collect())?;
+/// let lv = Array::from_i64(&[2], vec![5, 2])?;
+/// let r = kiln::eval(&[&out], &[("x", &xv), ("lengths", &lv)])?;
+/// // Steps past a sequence's length output zeros.
+/// assert!(r[0].as_f32()?[(5 + 2) * 8..].iter().all(|&v| v == 0.0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Lstm {
     cfg: RnnConfig,
@@ -241,60 +521,63 @@ impl Lstm {
         self.cfg
     }
 
-    /// Runs the sequence `x` (`[N, T, I]` batch-first, else `[T, N, I]`) from the initial
-    /// state `(h0, c0)`, each `[num_layers, N, H]` (zeros when `None`). Returns the last
-    /// layer's outputs for every step (`[N, T, H]` or `[T, N, H]`) and the final `(h_n, c_n)`,
-    /// each `[num_layers, N, H]`, as PyTorch.
+    /// Runs the sequence `x` (`[N, T, I]` batch-first, else `[T, N, I]`; `T` may be a
+    /// symbol) from the initial state `(h0, c0)`, each `[layers · directions, N, H]` (zeros
+    /// when `None`). Returns the last layer's outputs for every step (`[N, T, D·H]` or
+    /// `[T, N, D·H]`, the reverse direction's in the upper half) and the final `(h_n, c_n)`,
+    /// each `[layers · directions, N, H]`, as PyTorch.
     #[track_caller]
     pub fn forward_with_state(
         &self,
         x: &Tensor,
         state: Option<(&Tensor, &Tensor)>,
     ) -> (Tensor, (Tensor, Tensor)) {
-        let loc = Location::caller();
-        let poisoned = |t: Tensor| (t.clone(), (t.clone(), t));
-        let steps = match split_steps(loc, "lstm", x, &self.cfg) {
-            Ok(s) => s,
-            Err(p) => return poisoned(p),
-        };
-        let h0 = initial(
+        self.run(Location::caller(), x, None, state)
+    }
+
+    /// [`Lstm::forward_with_state`] over padded sequences of per-sequence `lengths`
+    /// (integers `[N]`, e.g. [`padded_batch`](crate::data::padded_batch)'s), PyTorch's
+    /// `pack_padded_sequence` → LSTM → `pad_packed_sequence`: the steps `t >= lengths[n]` of
+    /// sequence `n` leave its state unchanged and output zeros, so `(h_n, c_n)` is the state
+    /// at each sequence's own last step, and the reverse direction starts at that step.
+    /// Lengths must lie in `1..=T`, as PyTorch requires (a length of 0 gives the
+    /// initial state and zero outputs).
+    #[track_caller]
+    pub fn forward_packed(
+        &self,
+        x: &Tensor,
+        lengths: &Tensor,
+        state: Option<(&Tensor, &Tensor)>,
+    ) -> (Tensor, (Tensor, Tensor)) {
+        self.run(Location::caller(), x, Some(lengths), state)
+    }
+
+    #[track_caller]
+    fn run(
+        &self,
+        loc: &Location<'_>,
+        x: &Tensor,
+        lengths: Option<&Tensor>,
+        state: Option<(&Tensor, &Tensor)>,
+    ) -> (Tensor, (Tensor, Tensor)) {
+        let state = [state.map(|s| s.0), state.map(|s| s.1)];
+        match run_layers(
             loc,
             "lstm",
-            "h",
-            state.map(|s| s.0),
+            Cell::Lstm,
             &self.cfg,
-            &steps.batch,
+            &self.layers,
             x,
-        );
-        let c0 = initial(
-            loc,
-            "lstm",
-            "c",
-            state.map(|s| s.1),
-            &self.cfg,
-            &steps.batch,
-            x,
-        );
-        let (h0, c0) = match (h0, c0) {
-            (Ok(h), Ok(c)) => (h, c),
-            (Err(p), _) | (_, Err(p)) => return poisoned(p),
-        };
-        let mut seq = steps.steps;
-        let (mut hn, mut cn) = (Vec::new(), Vec::new());
-        for (l, w) in self.layers.iter().enumerate() {
-            let (mut h, mut c) = (h0[l].clone(), c0[l].clone());
-            let mut outs = Vec::with_capacity(seq.len());
-            let hs = self.cfg.hidden_size as i64;
-            for inp in &seq {
-                let gi = input_gates(inp, &w.w_ih, w.b_ih.as_ref());
-                (h, c) = lstm_step(&gi, &h, &c, &w.w_hh, w.b_hh.as_ref(), hs);
-                outs.push(h.clone());
+            lengths,
+            &state,
+        ) {
+            Ok((out, mut fin)) => {
+                let c = fin.pop().unwrap_or_else(|| Tensor::poisoned(x.graph()));
+                let h = fin.pop().unwrap_or_else(|| Tensor::poisoned(x.graph()));
+                (out, (h, c))
             }
-            seq = outs;
-            hn.push(h);
-            cn.push(c);
+            Err(p) => (p.clone(), (p.clone(), p)),
         }
-        (stack(&seq, steps.time_axis), (stack(&hn, 0), stack(&cn, 0)))
     }
 }
 
@@ -302,7 +585,7 @@ impl Module for Lstm {
     /// The outputs of every step from a zero state (see [`Lstm::forward_with_state`]).
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.forward_with_state(x, None).0
+        self.run(Location::caller(), x, None, None).0
     }
     fn parameters(&self) -> Vec<(String, Tensor)> {
         self.params.clone()
@@ -368,11 +651,13 @@ fn gru_step(gi: &Tensor, h: &Tensor, w_hh: &Tensor, b_hh: Option<&Tensor>, hs: i
     (z.neg() + 1.0) * n + z * h
 }
 
-/// `torch.nn.GRU` (unidirectional, no inter-layer dropout): `num_layers` stacked
-/// [`gru_cell`]s (gate order r, z, n) unrolled over the input's known number of steps.
+/// `torch.nn.GRU` (no inter-layer dropout): `num_layers` stacked [`gru_cell`]s (gate order
+/// r, z, n), optionally bidirectional, each layer and direction one scan over the time axis
+/// (see [`TimeLoop`]).
 ///
-/// Parameters per layer `k`: `{prefix}.weight_ih_l{k}` `[3H, in]`, `weight_hh_l{k}` `[3H, H]`,
-/// `bias_ih_l{k}` and `bias_hh_l{k}` `[3H]`, all `U(-1/√H, 1/√H)`.
+/// Parameters per layer `k` (and, when bidirectional, again with the suffix `_reverse`):
+/// `{prefix}.weight_ih_l{k}` `[3H, in]`, `weight_hh_l{k}` `[3H, H]`, `bias_ih_l{k}` and
+/// `bias_hh_l{k}` `[3H]`, all `U(-1/√H, 1/√H)`.
 #[derive(Clone, Debug)]
 pub struct Gru {
     cfg: RnnConfig,
@@ -397,35 +682,51 @@ impl Gru {
         self.cfg
     }
 
-    /// Runs the sequence `x` (`[N, T, I]` batch-first, else `[T, N, I]`) from the initial
-    /// state `h0` `[num_layers, N, H]` (zeros when `None`). Returns the last layer's outputs
-    /// for every step and the final `h_n` `[num_layers, N, H]`, as PyTorch.
+    /// Runs the sequence `x` (`[N, T, I]` batch-first, else `[T, N, I]`; `T` may be a
+    /// symbol) from the initial state `h0` `[layers · directions, N, H]` (zeros when
+    /// `None`). Returns the last layer's outputs for every step and the final `h_n`
+    /// `[layers · directions, N, H]`, as PyTorch.
     #[track_caller]
     pub fn forward_with_state(&self, x: &Tensor, h0: Option<&Tensor>) -> (Tensor, Tensor) {
-        let loc = Location::caller();
-        let steps = match split_steps(loc, "gru", x, &self.cfg) {
-            Ok(s) => s,
-            Err(p) => return (p.clone(), p),
-        };
-        let h0 = match initial(loc, "gru", "h", h0, &self.cfg, &steps.batch, x) {
-            Ok(h) => h,
-            Err(p) => return (p.clone(), p),
-        };
-        let mut seq = steps.steps;
-        let mut hn = Vec::new();
-        for (l, w) in self.layers.iter().enumerate() {
-            let mut h = h0[l].clone();
-            let mut outs = Vec::with_capacity(seq.len());
-            let hs = self.cfg.hidden_size as i64;
-            for inp in &seq {
-                let gi = input_gates(inp, &w.w_ih, w.b_ih.as_ref());
-                h = gru_step(&gi, &h, &w.w_hh, w.b_hh.as_ref(), hs);
-                outs.push(h.clone());
+        self.run(Location::caller(), x, None, h0)
+    }
+
+    /// [`Gru::forward_with_state`] over padded sequences of per-sequence `lengths`, with
+    /// the semantics of [`Lstm::forward_packed`].
+    #[track_caller]
+    pub fn forward_packed(
+        &self,
+        x: &Tensor,
+        lengths: &Tensor,
+        h0: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        self.run(Location::caller(), x, Some(lengths), h0)
+    }
+
+    #[track_caller]
+    fn run(
+        &self,
+        loc: &Location<'_>,
+        x: &Tensor,
+        lengths: Option<&Tensor>,
+        h0: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        match run_layers(
+            loc,
+            "gru",
+            Cell::Gru,
+            &self.cfg,
+            &self.layers,
+            x,
+            lengths,
+            &[h0],
+        ) {
+            Ok((out, mut fin)) => {
+                let h = fin.pop().unwrap_or_else(|| Tensor::poisoned(x.graph()));
+                (out, h)
             }
-            seq = outs;
-            hn.push(h);
+            Err(p) => (p.clone(), p),
         }
-        (stack(&seq, steps.time_axis), stack(&hn, 0))
     }
 }
 
@@ -433,7 +734,7 @@ impl Module for Gru {
     /// The outputs of every step from a zero state (see [`Gru::forward_with_state`]).
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.forward_with_state(x, None).0
+        self.run(Location::caller(), x, None, None).0
     }
     fn parameters(&self) -> Vec<(String, Tensor)> {
         self.params.clone()

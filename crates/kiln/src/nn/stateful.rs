@@ -1,10 +1,13 @@
 //! StatefulLSTM: an LSTM whose hidden state persists across runs of a compiled executable
-//! (streaming inference over a long sequence in chunks), followed by a linear head.
+//! (streaming inference over a long sequence in chunks), followed by a linear head. Its
+//! LSTM is one scan per layer, so with a symbolic chunk length one executable takes chunks
+//! of any length.
 
 use crate::builder::Graph;
 use crate::nn::{Linear, Lstm, Module, RnnConfig};
 use crate::tensor::Tensor;
 use kiln_ir::{Array, DType};
+use std::panic::Location;
 
 /// `LSTM(input → hidden, batch_first)` + `Linear(hidden → classes)` on the last time step,
 /// with `(h, c)` kept as state tensors `{prefix}.h` and `{prefix}.c` of shape
@@ -33,6 +36,14 @@ impl StatefulLstm {
         classes: usize,
         seed: u64,
     ) -> StatefulLstm {
+        if cfg.bidirectional {
+            g.fail(
+                Location::caller(),
+                "stateful_lstm",
+                "stateful_lstm: a stateful LSTM runs forward in time only (bidirectional = false)"
+                    .into(),
+            );
+        }
         let shape = vec![cfg.num_layers, batch, cfg.hidden_size];
         let zeros =
             || Array::zeros(DType::F32, &shape).unwrap_or_else(|_| Array::scalar(DType::F32, 0.0));
@@ -46,6 +57,7 @@ impl StatefulLstm {
             &format!("{prefix}.lstm"),
             RnnConfig {
                 batch_first: true,
+                bidirectional: false,
                 ..cfg
             },
             seed,
@@ -66,8 +78,9 @@ impl StatefulLstm {
     /// them (`kiln::compile_step(&[("logits", &logits)], &updates, backend)`).
     #[track_caller]
     pub fn forward(&self, x: &Tensor) -> (Tensor, Vec<(String, Tensor)>) {
-        let (out, (h_n, c_n)) = self.lstm.forward_with_state(x, Some((&self.h, &self.c)));
-        let last = out.slice(1, -1, i64::MAX, 1).squeeze(1);
+        let (_, (h_n, c_n)) = self.lstm.forward_with_state(x, Some((&self.h, &self.c)));
+        // The last layer's final state is its output at the last step.
+        let last = h_n.slice(0, -1, i64::MAX, 1).squeeze(0);
         let logits = self.head.forward(&last);
         (
             logits,

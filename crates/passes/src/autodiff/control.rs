@@ -22,13 +22,13 @@
 //! - **VJP of `cond`**: a `cond` on the same predicate, operands `[pred, args..., result
 //!   cotangents...]`; each branch recomputes itself and returns the cotangent of every
 //!   float argument that needs one (zeros where the branch does not use it).
-//! - **VJP of `scan`** (`jax.lax.scan` style, recomputing): a residual scan (the same body
-//!   returning its input carries as ys) stacks the carry entering every step; then a scan in
+//! - **VJP of `scan`** (`jax.lax.scan` style, recomputing): the primal scan's body also
+//!   returns its input carries, as extra ys, which stacks the carry entering every step;
+//!   then a scan in
 //!   the opposite direction carries `[float carry cotangents..., const cotangent
 //!   accumulators...]` over xs `[stacked carries..., xs..., ys cotangents...]` with the
 //!   consts, recomputes the step from `(carry_t, x_t, consts)`, applies its VJP, and emits the
-//!   xs cotangents as its ys. Cost: the forward carry chain runs twice (the primal scan and
-//!   the residual scan), each reverse step re-runs the body once, and the stacked carries
+//!   xs cotangents as its ys. Cost: each reverse step re-runs the body once, and the stacked carries
 //!   take `length` times the carries' memory.
 //! - **VJP of `while`** is refused ([`AutodiffError::WhileReverse`]).
 
@@ -317,28 +317,15 @@ pub(crate) fn vjp(
             if !(wanted || any(&need_x) || any(&need_k)) || !any(&ct_mask) {
                 return Ok(out);
             }
-            // The carry entering each step, stacked: the body returning its input carries
-            // as ys.
+            // The carry entering each step, stacked: the primal body also returns its input
+            // carries, as extra ys after its own results (so the forward chain runs once).
             let stacked: Vec<NodeId> = if c == 0 {
                 Vec::new()
             } else {
-                let id = em.g.add_region(Region {
-                    graph: b.graph.clone(),
-                    params: p.clone(),
-                    results: [&res[..c], &p[..c]].concat(),
-                });
-                let residual = em.add(
-                    Op::Scan {
-                        body: id,
-                        length: length.clone(),
-                        carries: c,
-                        xs: x,
-                        reverse,
-                    },
-                    &xs,
-                )?;
+                let base = res.len();
+                em.g.region_mut(body).results.extend_from_slice(&p[..c]);
                 (0..c)
-                    .map(|i| em.add(Op::Get { index: c + i }, &[residual]))
+                    .map(|i| em.add(Op::Get { index: base + i }, &[n]))
                     .collect::<Res<_>>()?
             };
             // The reverse step: recompute the body, apply its VJP, accumulate the consts'.
