@@ -24,14 +24,8 @@ fn seq(shape: &[usize], seed: u64) -> Array {
 #[test]
 fn stateful_lstm_continues_the_sequence_across_runs_and_resets() {
     for backend in kiln_tests::backends() {
-        // The gpu backend does not run control flow yet: it gets the unrolled LSTM.
-        let time_loop = if backend == Backend::Gpu {
-            TimeLoop::Unroll
-        } else {
-            TimeLoop::Scan
-        };
         let g = Graph::new();
-        let cfg = RnnConfig::new(28, 128).time_loop(time_loop);
+        let cfg = RnnConfig::new(28, 128).time_loop(TimeLoop::Scan);
         let model = StatefulLstm::new(&g, "rnn", cfg, 2, 10, 11);
         let x = g.input("x", DType::F32, [2, 5, 28]);
         let (logits, updates) = model.forward(&x);

@@ -149,7 +149,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * (784.0 + 10.0),
             limit: None,
             train: false,
-            build: |b| lstm_infer(Model::Lstm(time_loop(b))),
+            build: |_| lstm_infer(Model::Lstm(TimeLoop::Scan)),
         },
         Workload {
             name: "lstm_train_b64",
@@ -158,7 +158,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * 785.0,
             limit: None,
             train: true,
-            build: |b| train(Model::Lstm(time_loop(b)), 64),
+            build: |_| train(Model::Lstm(TimeLoop::Scan), 64),
         },
         Workload {
             name: "lstm_infer_b64_unrolled",
@@ -235,16 +235,6 @@ enum Model {
     Lstm(TimeLoop),
     LstmUnrolled,
     Lenet,
-}
-
-/// How the `lstm_*` workloads run their time axis on `backend`: a scan, except on `gpu`,
-/// which does not run control flow yet and gets the unrolled graph.
-fn time_loop(backend: Backend) -> TimeLoop {
-    if backend == Backend::Gpu {
-        TimeLoop::Unroll
-    } else {
-        TimeLoop::Scan
-    }
 }
 
 /// `(name, shape, bound)` of each parameter of `m`, in `state_dict` order.

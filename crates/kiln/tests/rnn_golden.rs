@@ -248,25 +248,19 @@ fn unrolled_layers_match_pytorch_too() {
     }
 }
 
-/// The `gpu` backend does not run control flow yet: the unrolled layers serve it (here
-/// forward only and 7 steps: the unrolled outputs are one concatenation of every step, and
-/// fusion does not yet cap the storage buffers a kernel binds, which software adapters
-/// limit to 32, docs/gpu.md). Its transcendentals are not correctly rounded
-/// (docs/gpu.md, "Accuracy"), hence rel 1e-4 + 1e-5 max|want| over 28 steps of two layers.
-/// Without a GPU adapter there is nothing to run (the reason is printed).
+/// The `gpu` backend runs the scanned layers too (a bidirectional LSTM over its whole
+/// sequence). Its transcendentals are not correctly rounded (docs/gpu.md, "Accuracy"),
+/// hence rel 1e-4 + 1e-5 max|want| over the steps of two layers. Without a GPU adapter
+/// there is nothing to run (the reason is printed).
 #[test]
-fn unrolled_layers_match_pytorch_on_gpu() {
+fn scanned_layers_match_pytorch_on_gpu() {
     if !Backend::available().contains(&Backend::Gpu) {
-        eprintln!("no GPU adapter: the unrolled layers were not run on gpu");
+        eprintln!("no GPU adapter: the scanned layers were not run on gpu");
         return;
     }
-    check_layer_case_on(
-        "lstm_bidir",
-        TimeLoop::Unroll,
-        &[Backend::Gpu],
-        (1e-4, 1e-5),
-        false,
-    );
+    for case in ["lstm_bidir", "gru_packed"] {
+        check_layer_case_on(case, TimeLoop::Scan, &[Backend::Gpu], (1e-4, 1e-5), true);
+    }
 }
 
 /// LSTMNN with symbolic `N` and `T`, compiled once per backend (logits, loss and every

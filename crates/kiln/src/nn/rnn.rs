@@ -16,13 +16,13 @@ use std::panic::Location;
 pub enum TimeLoop {
     /// One [`Graph::scan`] per layer and direction (the default): the number of steps may be
     /// a symbol (`T`), so one compiled module serves every sequence length, and the graph,
-    /// compile time and code size do not grow with the number of steps. Runs on `interp`
-    /// and `cpu`; the `gpu` backend does not run control flow yet (`GpuError::ControlFlow`).
+    /// compile time and code size do not grow with the number of steps. Runs on every
+    /// backend.
     #[default]
     Scan,
     /// One copy of the cell per step, built when the graph is built: needs a known number of
-    /// steps, and compile time grows with it. For backends that do not run control flow
-    /// (`gpu` today).
+    /// steps, and compile time grows with it. Kept as a reference and for measuring the
+    /// scan against it.
     Unroll,
 }
 
