@@ -42,12 +42,6 @@ fn load(entry: &Value) -> Array {
     a
 }
 
-/// The golden comparison rule (f32): `|got - want| <= 1e-5 |want| + 1e-6 max|want|`.
-#[track_caller]
-fn assert_close(what: &str, got: &Array, want: &Array) {
-    assert_within(what, got, want, 1e-5, 1e-6);
-}
-
 /// `|got - want| <= rtol |want| + atol_ratio max|want|` for every element.
 #[track_caller]
 fn assert_within(what: &str, got: &Array, want: &Array, rtol: f64, atol_ratio: f64) {
