@@ -294,3 +294,56 @@ impl GpuDevice {
         })
     }
 }
+
+/// Reads back `(buffer, bytes)` pairs after submitting `encoder`; returns the bytes of each.
+pub(crate) fn submit_and_read(
+    device: &GpuDevice,
+    encoder: wgpu::CommandEncoder,
+    reads: &[(&wgpu::Buffer, u64)],
+) -> Result<Vec<Vec<u8>>, GpuError> {
+    device.queue.submit([encoder.finish()]);
+    let mut waits = Vec::with_capacity(reads.len());
+    for (buffer, bytes) in reads {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer
+            .slice(0..*bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        waits.push(rx);
+    }
+    device
+        .device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+    // Every buffer that mapped is unmapped again, even after an error, so the pool can
+    // reuse it.
+    let mut out = Vec::with_capacity(reads.len());
+    let mut first_error = None;
+    for ((buffer, bytes), rx) in reads.iter().zip(waits) {
+        let mapped = rx
+            .recv()
+            .map_err(|e| GpuError::Device(e.to_string()))
+            .and_then(|r| r.map_err(|e| GpuError::Device(e.to_string())));
+        if let Err(e) = mapped {
+            first_error.get_or_insert(e);
+            continue;
+        }
+        let data = buffer
+            .slice(0..*bytes)
+            .get_mapped_range()
+            .map(|view| view.to_vec())
+            .map_err(|e| GpuError::Device(e.to_string()));
+        buffer.unmap();
+        match data {
+            Ok(d) => out.push(d),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}

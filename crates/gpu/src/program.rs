@@ -17,7 +17,7 @@ use kiln_kernel::{
 };
 use kiln_wgsl::{ERROR_WORDS, KernelShader, WgslProgram, device_element_bytes};
 use std::collections::HashMap;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 /// Bytes of the narrowest element on the device (one 32-bit word; bool is a `u32`, `i64`
 /// two words): the unit of empty bindings and scratch alignment.
@@ -112,59 +112,6 @@ pub fn split_grid(total: u64, max: u32) -> Option<[u32; 3]> {
         u32::try_from(y).ok()?,
         u32::try_from(z).ok()?,
     ])
-}
-
-/// Reads back `(buffer, bytes)` pairs after submitting `encoder`; returns the bytes of each.
-pub(crate) fn submit_and_read(
-    device: &GpuDevice,
-    encoder: wgpu::CommandEncoder,
-    reads: &[(&wgpu::Buffer, u64)],
-) -> Result<Vec<Vec<u8>>, GpuError> {
-    device.queue.submit([encoder.finish()]);
-    let mut waits = Vec::with_capacity(reads.len());
-    for (buffer, bytes) in reads {
-        let (tx, rx) = mpsc::channel();
-        buffer
-            .slice(0..*bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        waits.push(rx);
-    }
-    device
-        .device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| GpuError::Device(e.to_string()))?;
-    // Every buffer that mapped is unmapped again, even after an error, so the pool can
-    // reuse it.
-    let mut out = Vec::with_capacity(reads.len());
-    let mut first_error = None;
-    for ((buffer, bytes), rx) in reads.iter().zip(waits) {
-        let mapped = rx
-            .recv()
-            .map_err(|e| GpuError::Device(e.to_string()))
-            .and_then(|r| r.map_err(|e| GpuError::Device(e.to_string())));
-        if let Err(e) = mapped {
-            first_error.get_or_insert(e);
-            continue;
-        }
-        let data = buffer
-            .slice(0..*bytes)
-            .get_mapped_range()
-            .map(|view| view.to_vec())
-            .map_err(|e| GpuError::Device(e.to_string()));
-        buffer.unmap();
-        match data {
-            Ok(d) => out.push(d),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
 }
 
 impl GpuProgram {
@@ -719,7 +666,7 @@ impl GpuProgram {
                     label: Some("kiln state readback"),
                 });
         encoder.copy_buffer_to_buffer(buffer, 0, &read, 0, bytes);
-        let data = submit_and_read(&self.device, encoder, &[(&read, bytes)]);
+        let data = crate::device::submit_and_read(&self.device, encoder, &[(&read, bytes)]);
         self.pool.give(read);
         let data = data?;
         self.profile.transfers.state_download_bytes += bytes;

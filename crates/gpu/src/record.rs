@@ -384,7 +384,7 @@ impl<'a> Recorder<'a> {
             staging.push((read, t.bytes()));
         }
         let list: Vec<(&wgpu::Buffer, u64)> = staging.iter().map(|(b, n)| (b, *n)).collect();
-        let data = crate::program::submit_and_read(device, encoder, &list);
+        let data = crate::device::submit_and_read(device, encoder, &list);
         drop(list);
         let scoped = crate::device::block_on(scope.pop());
         self.profile.transfers.control_bytes += params.len() as u64 + error_bytes;
