@@ -5,6 +5,10 @@
 //! and the `cpu` backend (errors included). Skipped without an adapter unless
 //! KILN_REQUIRE_GPU=1.
 
+mod common;
+
+use common::{NEWTON, SCAN, f32s};
+
 use kiln_ir::{Array, Graph, NodeId, parse};
 use kiln_runtime::{Backend, CompileSpec, Executable, RuntimeError, compile};
 use std::collections::HashMap;
@@ -65,30 +69,6 @@ fn check(text: &str, outputs: &[u32], feed_sets: &[Vec<(&str, Array)>]) {
 fn gpu_available() -> bool {
     kiln_gpu::test_device().is_some()
 }
-
-fn f32s(shape: &[usize], seed: u32) -> Array {
-    let n: usize = shape.iter().product();
-    let v = (0..n)
-        .map(|i| ((i as u32 * 5 + seed * 11) % 13) as f32 * 0.25 - 1.5)
-        .collect();
-    Array::from_f32(shape, v).unwrap()
-}
-
-const SCAN: &str = r#"
-n0 = input "xs" : f32[T, 2]
-n1 = input "c0" : f32[2]
-n2 = input "k" : f32[]
-n3 = scan n1, n0, n2 body=r0 length=[T] carries=1 xs=1 reverse=REV : bool[]
-n4 = get n3 index=0 : f32[2]
-n5 = get n3 index=1 : f32[T, 2]
-r0 (n0, n1, n2) -> (n3, n4) {
-  n0 = input "c" : f32[2]
-  n1 = input "x" : f32[2]
-  n2 = input "k" : f32[]
-  n3 = add n0, n1 : f32[2]
-  n4 = mul n3, n2 : f32[2]
-}
-"#;
 
 /// One module serves every length: T = 1, 3, 6 and 40 steps, each recorded into one
 /// command encoder with the induction symbol in every dispatch's params, and 1500 steps,
@@ -155,31 +135,6 @@ fn the_data_dependent_branch_takes_both_ways() {
     let out = gpu.run(&[("x", &neg)]).unwrap();
     assert_eq!(out[0].1.as_f32().unwrap(), &[-1.0, 2.0, 4.0, -0.5]);
 }
-
-/// Newton's iteration for sqrt(a) until |x*x - a| < 1e-4.
-const NEWTON: &str = r#"
-n0 = input "a" : f32[]
-n1 = const f32[] [1.0] : f32[]
-n2 = while n1, n0 cond=r0 body=r1 carries=1 : bool[]
-n3 = get n2 index=0 : f32[]
-r0 (n0, n1) -> (n6) {
-  n0 = input "x" : f32[]
-  n1 = input "a" : f32[]
-  n2 = mul n0, n0 : f32[]
-  n3 = sub n2, n1 : f32[]
-  n4 = abs n3 : f32[]
-  n5 = const f32[] [0.0001] : f32[]
-  n6 = gt n4, n5 : bool[]
-}
-r1 (n0, n1) -> (n5) {
-  n0 = input "x" : f32[]
-  n1 = input "a" : f32[]
-  n2 = div n1, n0 : f32[]
-  n3 = add n0, n2 : f32[]
-  n4 = const f32[] [0.5] : f32[]
-  n5 = mul n3, n4 : f32[]
-}
-"#;
 
 #[test]
 fn newton_iterations_until_convergence() {
