@@ -118,6 +118,8 @@ struct RunArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { kiln::quiet_gpu_start_up() };
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Compare { kiln, peers, svg }) => run_compare(&kiln, &peers, &svg),

@@ -161,27 +161,9 @@ enum Command {
     },
 }
 
-/// Where `XDG_RUNTIME_DIR` points when the environment has no valid one: a path under a
-/// file, which no one can create, so no display server can be found there.
-const NO_RUNTIME_DIR: &str = "/dev/null/kiln-no-display";
-
-/// Keeps the GPU start-up quiet. Mesa's Vulkan drivers (lavapipe among them) look for a
-/// Wayland display when an instance starts, and libwayland prints `error: XDG_RUNTIME_DIR is
-/// invalid or not set in the environment.` on stderr when the variable is unset or not an
-/// absolute path. kiln never opens a window, so the runner points the variable at a
-/// directory that cannot exist: the display lookup then fails silently.
-fn quiet_gpu_start() {
-    let valid =
-        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_absolute());
-    if !valid {
-        // SAFETY: the first statement of `main`, before any thread exists, so nothing reads
-        // or writes the environment concurrently.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", NO_RUNTIME_DIR) };
-    }
-}
-
 fn main() -> ExitCode {
-    quiet_gpu_start();
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { kiln_runtime::quiet_gpu_start_up() };
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Run {

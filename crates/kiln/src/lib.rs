@@ -334,6 +334,7 @@ pub use eval::{eval, eval_with_bindings};
 pub use kiln_ir::{Array, ArrayError, DType, Data, Dim, Loc, Shape};
 pub use kiln_runtime::{
     Backend, Executable, RuntimeError, Signature, State, WeakState, load, load_bytes,
+    quiet_gpu_start_up,
 };
 pub use state_dict::{StateDict, load_safetensors, load_state_dict, save_safetensors, state_dict};
 pub use tensor::{Axes, ConvOpts, Operand, Tensor};

@@ -71,3 +71,27 @@ impl FromStr for Backend {
             .ok_or_else(|| RuntimeError::UnknownBackend(s.to_string()))
     }
 }
+
+/// Where `XDG_RUNTIME_DIR` points when the environment has no valid one: a path under a
+/// file, which no one can create, so no display server can be found there.
+const NO_RUNTIME_DIR: &str = "/dev/null/kiln-no-display";
+
+/// Keeps the GPU start-up quiet. Mesa's Vulkan drivers (lavapipe among them) look for a
+/// Wayland display when an instance starts, and libwayland prints `error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment.` on stderr when the variable is unset or not an
+/// absolute path. kiln never opens a window, so a program (the runner, the benchmark tool)
+/// points the variable at a directory that cannot exist: the display lookup then fails
+/// silently. A valid `XDG_RUNTIME_DIR` is left alone.
+///
+/// # Safety
+///
+/// It may set an environment variable, so it must run before any other thread exists (the
+/// first statement of `main`), as [`std::env::set_var`] requires.
+pub unsafe fn quiet_gpu_start_up() {
+    let valid =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_absolute());
+    if !valid {
+        // SAFETY: the caller runs this before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", NO_RUNTIME_DIR) };
+    }
+}

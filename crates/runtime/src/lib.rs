@@ -40,7 +40,7 @@ mod report;
 mod signature;
 mod state;
 
-pub use backend::Backend;
+pub use backend::{Backend, quiet_gpu_start_up};
 pub use borrowed::{BorrowError, BorrowedArray};
 pub use compile::{CompileSpec, compile};
 pub use error::RuntimeError;
