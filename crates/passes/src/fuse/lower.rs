@@ -297,14 +297,12 @@ impl<'a> Lowering<'a> {
                 .and_then(|o| self.graph.node(o).shape.0.get(axis).cloned())
         };
         let message = match (kind, &node.op) {
-            (CheckKind::Index, Op::Gather { axis }) => match axis_size(0, *axis) {
-                Some(d) => format!("an index is out of range for axis {axis} of size {d}"),
-                None => "an index is out of range".to_string(),
-            },
-            (CheckKind::Index, Op::ScatterAdd { axis }) => match axis_size(0, *axis) {
-                Some(d) => format!("an index is out of range for axis {axis} of size {d}"),
-                None => "an index is out of range".to_string(),
-            },
+            (CheckKind::Index, Op::Gather { axis } | Op::ScatterAdd { axis }) => {
+                match axis_size(0, *axis) {
+                    Some(d) => format!("an index is out of range for axis {axis} of size {d}"),
+                    None => "an index is out of range".to_string(),
+                }
+            }
             (CheckKind::Index, _) => "an index is out of range".to_string(),
             (CheckKind::Divide, _) => "integer division by zero".to_string(),
         };
