@@ -1,9 +1,11 @@
 // kiln template: tiled matrix product C[batch] = A[batch] * B[batch] with a fused epilogue,
 // used for matmul kernels and, as an implicit GEMM, for conv2d kernels.
 //
-// Each workgroup of 8x8 invocations computes a 32x32 tile of C for one batch entry; each
-// invocation accumulates a 4x4 block of outputs in registers. 32x16 tiles of A and 16x32
-// tiles of B are staged through workgroup memory, zero-filled past the matrix edges.
+// Each workgroup of WxW invocations computes a 4Wx4W tile of C for one batch entry; each
+// invocation accumulates a 4x4 block of outputs in registers. 4Wx16 tiles of A and 16x4W
+// tiles of B are staged through workgroup memory, zero-filled past the matrix edges. W is
+// 8 (a 32x32 tile, every adapter) or 16 (64x64, for adapters that allow 256 invocations
+// per workgroup; crates/wgsl picks it per kernel from the device's limits and the sizes).
 // crates/wgsl fills in the placeholders:
 //   DECLS  params, bindings, helpers and the generated functions
 //            fn kiln_a(kiln_batch: i32, kiln_row: i32, kiln_col: i32) -> T   A[batch, m, k]
@@ -13,20 +15,22 @@
 //   T      the accumulator type;  ZERO  its zero
 //   MAC    the accumulator update from kiln_acc[i][j], a[i] and b[j] (a helper call for i64)
 //   SIZES  `let` bindings of kiln_batches, kiln_m, kiln_n and kiln_k
+//   W      invocations along x and y;  TILE  4W, the tile's rows and columns
 // An empty output has no tiles and no invocation passes the early return; `max(.., 1)`
 // keeps a statically empty one from dividing by a literal zero (naga rejects that).
 // The early return depends only on the workgroup id and the params uniform, so it is
 // uniform across the workgroup and every invocation reaches the barriers.
 {{DECLS}}
 
-const KILN_TM: i32 = 32;
-const KILN_TN: i32 = 32;
+const KILN_W: i32 = {{W}};
+const KILN_TM: i32 = {{TILE}};
+const KILN_TN: i32 = {{TILE}};
 const KILN_TK: i32 = 16;
 
-var<workgroup> kiln_tile_a: array<array<{{T}}, 16>, 32>;
-var<workgroup> kiln_tile_b: array<array<{{T}}, 32>, 16>;
+var<workgroup> kiln_tile_a: array<array<{{T}}, 16>, {{TILE}}>;
+var<workgroup> kiln_tile_b: array<array<{{T}}, {{TILE}}>, 16>;
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size({{W}}, {{W}})
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -49,7 +53,7 @@ fn main(
     let kiln_ty = i32(lid3.y) * 4;
     var kiln_acc: array<array<{{T}}, 4>, 4>;
     for (var kiln_k0 = 0; kiln_k0 < kiln_k; kiln_k0 += KILN_TK) {
-        for (var e = i32(lid); e < KILN_TM * KILN_TK; e += 64) {
+        for (var e = i32(lid); e < KILN_TM * KILN_TK; e += KILN_W * KILN_W) {
             let r = e / KILN_TK;
             let c = e % KILN_TK;
             var x: {{T}} = {{ZERO}};
@@ -58,7 +62,7 @@ fn main(
             }
             kiln_tile_a[r][c] = x;
         }
-        for (var e = i32(lid); e < KILN_TK * KILN_TN; e += 64) {
+        for (var e = i32(lid); e < KILN_TK * KILN_TN; e += KILN_W * KILN_W) {
             let r = e / KILN_TN;
             let c = e % KILN_TN;
             var x: {{T}} = {{ZERO}};

@@ -2,8 +2,8 @@
 // domain.
 //
 // Each invocation folds a strided share of the reduction domain into private accumulators
-// (one per reduce node), then the workgroup combines the 64 partial results with a tree in
-// workgroup memory (no subgroup operations). Invocation 0 evaluates the rest of the body
+// (one per reduce node), then the workgroup combines the 64 partial results (a tree in
+// workgroup memory, or subgroup operations where the adapter has them). Invocation 0 evaluates the rest of the body
 // and stores. crates/wgsl fills in the placeholders:
 //   DECLS    params, bindings, helpers and one `kiln_part<k>` workgroup array per reduce node
 //   EXTENTS  `kiln_rows` (points of the iteration domain) and `kiln_rsize` (reduction points)
@@ -11,8 +11,14 @@
 //   INIT     `var kiln_acc<k>` accumulators set to the reductions' init values
 //   STEP     reduction coordinates `r0, r1, ...` decoded from `kiln_r`, the values the
 //            reduced operands need, and one fold per accumulator
-//   SHARE    each accumulator written to its `kiln_part<k>[lid]`
-//   COMBINE  `kiln_part<k>[lid]` folded with `kiln_part<k>[lid + kiln_s]`
+//   GATHER   the accumulators of the 64 invocations combined into `kiln_part<k>[0]`,
+//            followed by a barrier. Without subgroups: each accumulator is written to
+//            `kiln_part<k>[lid]` and a tree of six halving steps folds the array. With
+//            subgroups: `subgroupAdd` (or Mul, Max, Min; a NaN anywhere in the subgroup
+//            wins a float max or min) combines each subgroup, its lane 0 writes
+//            `kiln_part<k>[subgroup_id]`, and invocation 0 folds the `num_subgroups`
+//            partials in order
+//   BUILTINS the subgroup builtins (`sgid`, `nsg`, `sglane`) when subgroups are used
 //   FINISH   the reduced values read from `kiln_part<k>[0]`, the remaining values, stores
 // The early return depends only on the workgroup id and the params uniform, so it is
 // uniform across the workgroup and the barriers after it are reached by every invocation.
@@ -22,7 +28,7 @@
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
+    @builtin(local_invocation_index) lid: u32,{{BUILTINS}}
 ) {
 {{EXTENTS}}
     let kiln_row = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
@@ -34,14 +40,7 @@ fn main(
     for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += 64) {
 {{STEP}}
     }
-{{SHARE}}
-    workgroupBarrier();
-    for (var kiln_s = 32u; kiln_s > 0u; kiln_s = kiln_s >> 1u) {
-        if (lid < kiln_s) {
-{{COMBINE}}
-        }
-        workgroupBarrier();
-    }
+{{GATHER}}
     if (lid == 0u) {
 {{FINISH}}
     }

@@ -3,7 +3,7 @@
 // axes.
 //
 // The workgroup reduces once, as shaders/reduce.wgsl does for one point (strided private
-// accumulators, then a tree in workgroup memory), so each reduced value is the one that
+// accumulators, then a tree in workgroup memory or subgroup operations), so each reduced value is the one that
 // template computes. Then every invocation reads the reduced values and strides over the
 // points of the hoisted inner axes, evaluating the rest of the body and storing.
 // crates/wgsl fills in the placeholders:
@@ -14,8 +14,14 @@
 //   INIT     `var kiln_acc<k>` accumulators set to the reductions' init values
 //   STEP     reduction coordinates `r0, r1, ...` decoded from `kiln_r`, the values the
 //            reduced operands need, and one fold per accumulator
-//   SHARE    each accumulator written to its `kiln_part<k>[lid]`
-//   COMBINE  `kiln_part<k>[lid]` folded with `kiln_part<k>[lid + kiln_s]`
+//   GATHER   the accumulators of the 64 invocations combined into `kiln_part<k>[0]`,
+//            followed by a barrier. Without subgroups: each accumulator is written to
+//            `kiln_part<k>[lid]` and a tree of six halving steps folds the array. With
+//            subgroups: `subgroupAdd` (or Mul, Max, Min; a NaN anywhere in the subgroup
+//            wins a float max or min) combines each subgroup, its lane 0 writes
+//            `kiln_part<k>[subgroup_id]`, and invocation 0 folds the `num_subgroups`
+//            partials in order
+//   BUILTINS the subgroup builtins (`sgid`, `nsg`, `sglane`) when subgroups are used
 //   REDUCED  the reduced values read from `kiln_part<k>[0]`, and every value that varies
 //            neither along the hoisted axes nor over the reduction domain
 //   POINT    the hoisted coordinates decoded from `kiln_c`, the remaining values, stores
@@ -28,7 +34,7 @@
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
+    @builtin(local_invocation_index) lid: u32,{{BUILTINS}}
 ) {
 {{EXTENTS}}
     let kiln_row = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
@@ -40,14 +46,7 @@ fn main(
     for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += 64) {
 {{STEP}}
     }
-{{SHARE}}
-    workgroupBarrier();
-    for (var kiln_s = 32u; kiln_s > 0u; kiln_s = kiln_s >> 1u) {
-        if (lid < kiln_s) {
-{{COMBINE}}
-        }
-        workgroupBarrier();
-    }
+{{GATHER}}
 {{REDUCED}}
     for (var kiln_c = i32(lid); kiln_c < kiln_cols; kiln_c += 64) {
 {{POINT}}

@@ -1,17 +1,27 @@
 //! The wgpu device: adapter selection (discrete first, `KILN_GPU_ADAPTER` override), the
-//! device opened with the adapter's own limits, and a pipeline cache keyed by shader hash.
+//! device opened with the adapter's own limits, the code generator's [`Target`] for it, and
+//! a pipeline cache keyed by shader hash (backed by the driver's cache on disk, see
+//! [`crate::disk_cache`]).
 
+use crate::disk_cache;
 use crate::error::GpuError;
+use kiln_wgsl::Target;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 
 /// The environment variable that picks an adapter by (case-insensitive) name substring.
 pub const ADAPTER_ENV: &str = "KILN_GPU_ADAPTER";
+
+/// The environment variable that, set to `1`, makes shaders use only what every adapter
+/// allows ([`Target::portable`]: no subgroups, small GEMM tiles), for comparisons.
+pub const PORTABLE_ENV: &str = "KILN_GPU_PORTABLE";
 
 /// Runs a future to completion on the current thread (wgpu's native futures resolve
 /// promptly; this parks between polls).
@@ -60,6 +70,13 @@ pub struct GpuDevice {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Nanoseconds per timestamp tick, when the device was opened with timestamp queries.
     timestamp_period: Option<f32>,
+    /// What shaders generated for this device may use.
+    target: Target,
+    /// The driver's pipeline cache and the file it is saved to, when the adapter has one
+    /// and a cache folder is configured.
+    disk: Option<(wgpu::PipelineCache, PathBuf)>,
+    /// True when pipelines were created since the disk cache was last saved.
+    disk_dirty: AtomicBool,
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {
@@ -116,9 +133,13 @@ impl GpuDevice {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Timestamp queries feed KILN_GPU_PROFILE's per-kernel times where the adapter has
-        // them; nothing else depends on optional features.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Optional features, each used only where the adapter has it: timestamp queries
+        // feed KILN_GPU_PROFILE's per-kernel times, subgroups the row reductions, the
+        // pipeline cache the compiled pipelines kept on disk.
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,
@@ -141,6 +162,42 @@ impl GpuDevice {
         let timestamp_period = features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
             .then(|| queue.get_timestamp_period());
+        let target = if std::env::var(PORTABLE_ENV).is_ok_and(|v| v == "1") {
+            Target::portable()
+        } else {
+            Target::for_adapter(
+                features
+                    .contains(wgpu::Features::SUBGROUP)
+                    .then_some((info.subgroup_min_size, info.subgroup_max_size)),
+                limits.max_compute_invocations_per_workgroup,
+                limits
+                    .max_compute_workgroup_size_x
+                    .min(limits.max_compute_workgroup_size_y),
+                limits.max_compute_workgroup_storage_size,
+            )
+        };
+        let disk = features
+            .contains(wgpu::Features::PIPELINE_CACHE)
+            .then(disk_cache::folder)
+            .flatten()
+            .zip(wgpu::util::pipeline_cache_key(&info))
+            .map(|(dir, key)| {
+                let path = dir.join(format!("{key}.bin"));
+                let data = disk_cache::read(&path);
+                // SAFETY: `data` is the payload of a file this module wrote from
+                // `PipelineCache::get_data` (its length and CRC-32 match what was written),
+                // which is what wgpu requires; wgpu and the driver check the payload's
+                // adapter, driver version and format again and start empty on a mismatch
+                // (`fallback`).
+                let cache = unsafe {
+                    device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                        label: Some("kiln pipelines"),
+                        data: data.as_deref(),
+                        fallback: true,
+                    })
+                };
+                (cache, path)
+            });
         Ok(GpuDevice {
             info,
             device,
@@ -149,7 +206,43 @@ impl GpuDevice {
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
             timestamp_period,
+            target,
+            disk,
+            disk_dirty: AtomicBool::new(false),
         })
+    }
+
+    /// What shaders generated for this device may use: subgroups and the large GEMM tile
+    /// where the adapter has them, unless `KILN_GPU_PORTABLE=1`.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// The file the driver's pipeline cache is saved to, if there is one (Vulkan adapters
+    /// with a cache folder; see [`crate::disk_cache`]).
+    pub fn pipeline_cache_file(&self) -> Option<&std::path::Path> {
+        self.disk.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    /// Saves the driver's pipeline cache to disk if pipelines were created since the last
+    /// save. The cache only saves work, so a failure is reported under `KILN_LOG=gpu` and
+    /// otherwise ignored.
+    pub fn save_pipeline_cache(&self) {
+        let Some((cache, path)) = &self.disk else {
+            return;
+        };
+        if !self.disk_dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(data) = cache.get_data()
+            && let Err(e) = disk_cache::write(path, &data)
+            && std::env::var("KILN_LOG").is_ok_and(|v| v.contains("gpu"))
+        {
+            eprintln!(
+                "kiln: could not save the pipeline cache {}: {e}",
+                path.display()
+            );
+        }
     }
 
     /// The process-wide device, opened on first use with [`GpuDevice::open`]. The result
@@ -166,15 +259,22 @@ impl GpuDevice {
         &self.info.name
     }
 
-    /// A one-line description: name, device type, backend, driver.
+    /// A one-line description: name, device type, backend, driver, and what the shaders
+    /// use (subgroups and their size, the large GEMM tile).
     pub fn describe(&self) -> String {
+        let subgroups = if self.target.subgroups {
+            format!("subgroups of {}", self.info.subgroup_max_size)
+        } else {
+            "no subgroups".to_string()
+        };
         format!(
-            "{} ({:?}, {:?}, driver {} {})",
+            "{} ({:?}, {:?}, driver {} {}; {subgroups}, GEMM tiles up to {})",
             self.info.name,
             self.info.device_type,
             self.info.backend,
             self.info.driver,
-            self.info.driver_info
+            self.info.driver_info,
+            self.target.gemm.outputs()
         )
     }
 
@@ -283,8 +383,9 @@ impl GpuDevice {
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions::default(),
-                cache: None,
+                cache: self.disk.as_ref().map(|(c, _)| c),
             });
+        self.disk_dirty.store(true, Ordering::Release);
         if let Some(e) = block_on(scope.pop()) {
             return Err(e);
         }

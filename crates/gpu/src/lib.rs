@@ -27,13 +27,14 @@
 //! device through [`test_device`], which skips (or, under `KILN_REQUIRE_GPU=1`, fails).
 
 mod device;
+pub mod disk_cache;
 mod error;
 mod pool;
 mod profile;
 mod program;
 mod record;
 
-pub use device::{ADAPTER_ENV, GpuDevice};
+pub use device::{ADAPTER_ENV, GpuDevice, PORTABLE_ENV};
 pub use error::{GpuError, NO_ADAPTER};
 pub use profile::{GpuProfile, KernelProfile, PROFILE_ENV, Transfers};
 pub use program::{GpuOptions, GpuProgram, split_grid};

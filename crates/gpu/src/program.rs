@@ -34,6 +34,9 @@ pub struct GpuOptions {
     /// Caps the workgroups per grid dimension below the adapter's limit (tests use a small
     /// value to exercise 2-D and 3-D launches on small data).
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Generates shaders for this target instead of the device's own
+    /// ([`GpuDevice::target`]); a target that uses subgroups needs an adapter that has them.
+    pub target: Option<kiln_wgsl::Target>,
 }
 
 #[derive(Debug)]
@@ -127,7 +130,8 @@ impl GpuProgram {
         program: &VerifiedProgram,
         options: &GpuOptions,
     ) -> Result<GpuProgram, GpuError> {
-        let wgsl = kiln_wgsl::compile(program)?;
+        let target = options.target.unwrap_or_else(|| device.target());
+        let wgsl = kiln_wgsl::compile_for(program, &target)?;
         check_index_width(program, &HashMap::new(), false)?;
         let limits = device.limits();
         let mut kernels = Vec::with_capacity(wgsl.kernels.len());
@@ -155,6 +159,7 @@ impl GpuProgram {
             })?;
             kernels.push(CompiledKernel { pipeline });
         }
+        device.save_pipeline_cache();
         let mut constants = HashMap::new();
         for (i, b) in program.buffers.iter().enumerate() {
             if let BufferKind::Constant(a) = &b.kind {

@@ -11,7 +11,7 @@ use common::{
 };
 use kiln_gpu::{GpuDevice, GpuError, GpuOptions, GpuProgram, test_device};
 use kiln_kernel::{BindError, BufferId, ExecError, KernelId, parse};
-use kiln_wgsl::WgslError;
+use kiln_wgsl::{GemmTile, Target, WgslError};
 use std::collections::HashMap;
 
 /// Deterministic pseudo-random floats in `[-1, 1)`.
@@ -367,6 +367,161 @@ k0 = matmul m M k 19 n 45 {
 }
 ";
 
+/// The targets a test compares on this device: the portable one, and (when the adapter
+/// has subgroups or allows the large tile) the device's own.
+fn targets() -> Vec<Target> {
+    let mut out = vec![Target::portable()];
+    if let Some(device) = test_device()
+        && device.target() != Target::portable()
+    {
+        out.push(device.target());
+    }
+    out
+}
+
+#[test]
+fn subgroup_and_tree_reductions_agree_with_the_executor() {
+    // Long symbolic rows (the row-reduce and hoisted-row templates): float sum, product,
+    // NaN-propagating max and min, integer max, min and sum, over rows of every length
+    // around the subgroup and workgroup sizes.
+    let text = "
+symbol N >= 1
+symbol R >= 1
+b0 = input \"x\" f32[N*R]
+b1 = input \"k\" i32[N*R]
+b2 = output \"sum\" f32[N]
+b3 = output \"prod\" f32[N]
+b4 = output \"fmax\" f32[N]
+b5 = output \"fmin\" f32[N]
+b6 = output \"imax\" i32[N]
+b7 = output \"imin\" i32[N]
+b8 = output \"isum\" i32[N]
+k0 = loop [N] reduce [R] {
+  v0 = load b0[i0*R + r0]
+  v1 = reduce_sum(v0) init f32(0.0)
+  v2 = f32(0.01)
+  v3 = mul(v0, v2)
+  v4 = f32(1.0)
+  v5 = add(v3, v4)
+  v6 = reduce_prod(v5) init f32(1.0)
+  v7 = reduce_max(v0) init f32(-inf)
+  v8 = reduce_min(v0) init f32(inf)
+  v9 = load b1[i0*R + r0]
+  v10 = reduce_max(v9) init i32(-2147483648)
+  v11 = reduce_min(v9) init i32(2147483647)
+  v12 = reduce_sum(v9) init i32(0)
+  store b2[i0] = v1
+  store b3[i0] = v6
+  store b4[i0] = v7
+  store b5[i0] = v8
+  store b6[i0] = v10
+  store b7[i0] = v11
+  store b8[i0] = v12
+}
+";
+    let p = parse(text).expect("parses");
+    let softmax = parse(SOFTMAX).expect("parses");
+    for target in targets() {
+        let options = GpuOptions {
+            target: Some(target),
+            ..GpuOptions::default()
+        };
+        for r in [1u64, 7, 8, 9, 63, 64, 65, 1000] {
+            let n = 3u64;
+            let len = (n * r) as usize;
+            let mut x = noise(len, 13 + r as u32);
+            // Row 1 holds a NaN (max and min must return NaN there), row 2 an infinity.
+            x[r as usize + (r as usize) / 2] = f32::NAN;
+            x[2 * r as usize] = f32::INFINITY;
+            let k: Vec<i32> = (0..len as i32)
+                .map(|i| (i * 7919) % 100_003 - 50_000)
+                .collect();
+            let got = check_with(
+                &p,
+                &bind(&[("N", n), ("R", r)]),
+                &named(vec![("x", f32s(&x)), ("k", i32s(&k))]),
+                &HashMap::new(),
+                &options,
+                &|name| match name {
+                    "sum" | "prod" => Tol {
+                        abs: 1e-4,
+                        rel: 1e-5,
+                    },
+                    _ => EXACT,
+                },
+            );
+            if let Some((outs, _)) = got {
+                assert!(outs["fmax"].to_f64_vec()[1].is_nan(), "{target:?} r={r}");
+                assert!(outs["fmin"].to_f64_vec()[1].is_nan(), "{target:?} r={r}");
+                assert_eq!(outs["fmax"].to_f64_vec()[2], f64::INFINITY);
+            }
+            let c = r.max(2);
+            let xs: Vec<f32> = noise((n * c) as usize, 5).iter().map(|v| v * 8.0).collect();
+            check_with(
+                &softmax,
+                &bind(&[("N", n), ("C", c)]),
+                &named(vec![("x", f32s(&xs))]),
+                &HashMap::new(),
+                &options,
+                &|_| TRANSCENDENTAL,
+            );
+        }
+    }
+}
+
+#[test]
+fn large_and_small_gemm_tiles_agree_with_the_executor() {
+    // 2 x 520 x 70 x 900: 2 * 9 * 15 = 270 tiles of 64x64, so a target with the large tile
+    // uses it; 520 and 900 are not multiples of 64 and 70 not of the staged depth 16.
+    let text = "
+b0 = input \"a\" f32[72800]
+b1 = input \"b\" f32[126000]
+b2 = input \"bias\" f32[900]
+b3 = output \"y\" f32[936000]
+k0 = matmul batch [2] m 520 k 70 n 900 {
+  a {
+    v0 = load b0[i0*36400 + i1*70 + i2]
+    yield v0
+  }
+  b {
+    v0 = load b1[i0*63000 + i1*900 + i2]
+    yield v0
+  }
+  epilogue {
+    v0 = acc
+    v1 = load b2[i2]
+    v2 = add(v0, v1)
+    store b3[i0*468000 + i1*900 + i2] = v2
+  }
+}
+";
+    let p = parse(text).expect("parses");
+    let large = Target {
+        subgroups: false,
+        gemm: GemmTile::Large,
+    };
+    let wgsl = kiln_wgsl::compile_for(&common::verified(&p), &large).expect("lowers");
+    assert_eq!(wgsl.kernels[0].workgroup_shape, [16, 16, 1]);
+    let wgsl = kiln_wgsl::compile_for(&common::verified(&p), &Target::portable()).expect("lowers");
+    assert_eq!(wgsl.kernels[0].workgroup_shape, [8, 8, 1]);
+    let inputs = named(vec![
+        ("a", f32s(&noise(72800, 21))),
+        ("b", f32s(&noise(126_000, 22))),
+        ("bias", f32s(&noise(900, 23))),
+    ]);
+    let mut tiles = vec![Target::portable()];
+    if test_device().is_some_and(|d| d.target().gemm == GemmTile::Large) {
+        tiles.push(large);
+    }
+    for target in tiles {
+        let options = GpuOptions {
+            target: Some(target),
+            ..GpuOptions::default()
+        };
+        check_with(&p, &bind(&[]), &inputs, &HashMap::new(), &options, &|_| SUM);
+    }
+}
+
 #[test]
 fn matmul_with_prologue_and_epilogue_at_odd_sizes() {
     let p = parse(MATMUL).expect("parses");
@@ -526,6 +681,7 @@ fn every_kernel_kind_on_a_forced_3d_grid() {
     // elementwise, row-reduction and GEMM templates.
     let cap = |n: u32| GpuOptions {
         max_workgroups_per_dimension: Some(n),
+        ..GpuOptions::default()
     };
     // k1 has 7 * 70 = 490 rows: an 8 x 8 x 8 grid.
     let p = parse(SOFTMAX).expect("parses");

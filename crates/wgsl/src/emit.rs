@@ -5,6 +5,7 @@
 use crate::error::WgslError;
 use crate::helpers::Helper;
 use crate::shader::{Arena, PACKED_ERROR_BASE, PackedBuffer, StorageBinding};
+use crate::target::Target;
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, ReduceOp, UnaryOp};
 use kiln_kernel::{
@@ -227,13 +228,20 @@ pub(crate) struct Emitter<'p> {
     pub helpers: BTreeSet<Helper>,
     /// True once an `i64` element of the arena is read or written (two-word helpers).
     pub arena_i64: bool,
+    /// The device facts the shader may rely on.
+    pub target: Target,
 }
 
 impl<'p> Emitter<'p> {
     /// A fresh emitter for `kernel`: every buffer it touches gets a binding, except scratch
     /// buffers, which it reaches through the one arena binding at offsets from the params
     /// uniform (so a kernel binds one storage buffer for all of its scratch, however many).
-    pub(crate) fn new(program: &'p Program, kernel: KernelId, k: &Kernel) -> Emitter<'p> {
+    pub(crate) fn new(
+        program: &'p Program,
+        kernel: KernelId,
+        k: &Kernel,
+        target: Target,
+    ) -> Emitter<'p> {
         let mut bindings = Vec::new();
         let mut packed = Vec::new();
         for (buffer, stores) in kernel_buffers(k) {
@@ -262,6 +270,7 @@ impl<'p> Emitter<'p> {
             packed,
             helpers: BTreeSet::new(),
             arena_i64: false,
+            target,
         }
     }
 

@@ -56,6 +56,7 @@ mod error;
 mod helpers;
 mod lower;
 mod shader;
+mod target;
 
 pub use emit::device_element_bytes;
 pub use error::WgslError;
@@ -65,13 +66,20 @@ pub use shader::{
     ERROR_FLAG, ERROR_INDEX, ERROR_KERNEL, ERROR_WORDS, GridAxis, KernelShader, LaunchError,
     PACKED_ERROR_BASE, PackedBuffer, ShaderKind, StorageBinding, WgslProgram, eval_signed,
 };
+pub use target::{GemmTile, Target};
 
 use emit::expressible;
 use kiln_kernel::{BufferKind, Expr, KernelId, LoadMode, Program, VerifiedProgram};
 
-/// Lowers a verified program to WGSL: rejects dtypes WGSL cannot express, and generates one
-/// shader per kernel.
+/// Lowers a verified program to WGSL for [`Target::portable`]: rejects dtypes WGSL cannot
+/// express, and generates one shader per kernel.
 pub fn compile(program: &VerifiedProgram) -> Result<WgslProgram, WgslError> {
+    compile_for(program, &Target::portable())
+}
+
+/// Lowers a verified program to WGSL specialised for `target` (subgroup reductions, the
+/// GEMM tile), as [`compile`] does for every adapter.
+pub fn compile_for(program: &VerifiedProgram, target: &Target) -> Result<WgslProgram, WgslError> {
     let program = program.as_program();
     check_dtypes(program)?;
     let kernels = program
@@ -79,7 +87,12 @@ pub fn compile(program: &VerifiedProgram) -> Result<WgslProgram, WgslError> {
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            lower::lower_kernel(program, KernelId(u32::try_from(i).unwrap_or(u32::MAX)), k)
+            lower::lower_kernel(
+                program,
+                KernelId(u32::try_from(i).unwrap_or(u32::MAX)),
+                k,
+                target,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(WgslProgram { kernels })

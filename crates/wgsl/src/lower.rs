@@ -8,6 +8,7 @@ use crate::emit::{
 use crate::error::WgslError;
 use crate::helpers::Helper;
 use crate::shader::{GridAxis, KernelShader, ShaderKind};
+use crate::target::{GemmTile, Target, WORKGROUP};
 use kiln_ir::{DType, Dim, ReduceOp};
 use kiln_kernel::{
     Body, Conv2dKernel, Expr, IndexExpr, Kernel, KernelId, LoopKernel, MatmulKernel, Program,
@@ -21,10 +22,9 @@ const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 const REDUCE_ROWS: &str = include_str!("../../../shaders/reduce_rows.wgsl");
 const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
 
-/// Invocations per workgroup of the elementwise and reduction templates.
-const WORKGROUP: u32 = 64;
-/// Output tile of the GEMM template (rows and columns).
-const GEMM_TILE: u32 = 32;
+/// The large GEMM tile is used when a product has at least this many of its tiles, so
+/// that a large device still gets enough workgroups.
+const LARGE_TILE_MIN_TILES: u64 = 128;
 /// A statically known reduction of at most this many points runs serially in each
 /// invocation; longer or symbolic ones use the workgroup tree.
 pub const SERIAL_REDUCTION_MAX: u64 = 64;
@@ -48,8 +48,9 @@ pub(crate) fn lower_kernel(
     program: &Program,
     id: KernelId,
     kernel: &Kernel,
+    target: &Target,
 ) -> Result<KernelShader, WgslError> {
-    let mut em = Emitter::new(program, id, kernel);
+    let mut em = Emitter::new(program, id, kernel, *target);
     let Lowered {
         kind,
         source,
@@ -418,13 +419,13 @@ fn lower_row_reduce(
     let _ = writeln!(ext, "    let kiln_rsize = {rsize};");
     let mut row = String::new();
     decode("i32(kiln_row)", first, "kiln_n", "i", "    ", &mut row);
-    let (mut init, mut step, mut share, mut comb, mut finish) = (
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    );
+    let (mut init, mut step, mut finish) = (String::new(), String::new(), String::new());
+    let subgroups = em.target.subgroups
+        && ph.reduces.iter().all(|(_, op, operand, init_value)| {
+            let dtype = types.get(*operand).copied().unwrap_or(init_value.dtype());
+            subgroup_reduce(*op, dtype).is_some()
+        });
+    let mut gather = Gather::default();
     decode(
         "kiln_r",
         k.reduce.len(),
@@ -465,15 +466,7 @@ fn lower_row_reduce(
             &mut em.helpers,
         );
         let _ = writeln!(step, "        kiln_acc{j} = {c};");
-        let _ = writeln!(share, "    kiln_part{j}[lid] = kiln_acc{j};");
-        let c = combine(
-            *op,
-            dtype,
-            &format!("kiln_part{j}[lid]"),
-            &format!("kiln_part{j}[lid + kiln_s]"),
-            &mut em.helpers,
-        );
-        let _ = writeln!(comb, "            kiln_part{j}[lid] = {c};");
+        gather.add(em, j, *op, dtype, subgroups);
         reduced.insert(*node, format!("kiln_part{j}[0]"));
     }
     let outer = ph.outer.clone();
@@ -520,6 +513,7 @@ fn lower_row_reduce(
             )
         }
     };
+    let gathered = gather.finish(subgroups);
     let mut decls = em.declarations();
     decls.push('\n');
     decls.push_str(&parts);
@@ -529,8 +523,8 @@ fn lower_row_reduce(
         ("ROW", &row),
         ("INIT", &init),
         ("STEP", &step),
-        ("SHARE", &share),
-        ("COMBINE", &comb),
+        ("GATHER", &gathered),
+        ("BUILTINS", if subgroups { SUBGROUP_BUILTINS } else { "" }),
     ];
     fills.extend(tail.iter().map(|(n, t)| (*n, t.as_str())));
     let source = instantiate(template, &fills);
@@ -546,6 +540,97 @@ fn lower_row_reduce(
         workgroup_shape: [WORKGROUP, 1, 1],
         workgroup_memory: memory,
     })
+}
+
+/// The extra parameters of a reduction template's entry point when it uses subgroups.
+const SUBGROUP_BUILTINS: &str = "
+    @builtin(subgroup_id) sgid: u32,
+    @builtin(num_subgroups) nsg: u32,
+    @builtin(subgroup_invocation_id) sglane: u32,";
+
+/// The subgroup builtin that combines `op` over a subgroup for `dtype`, if there is one
+/// with kiln's semantics (not for two-word `i64` or `bool`; a float max or min needs the
+/// NaN fix-up of [`Gather::add`]).
+fn subgroup_reduce(op: ReduceOp, dtype: DType) -> Option<&'static str> {
+    if !matches!(dtype, DType::F32 | DType::I32 | DType::U32) {
+        return None;
+    }
+    Some(match op {
+        ReduceOp::Sum => "subgroupAdd",
+        ReduceOp::Prod => "subgroupMul",
+        ReduceOp::Max => "subgroupMax",
+        ReduceOp::Min => "subgroupMin",
+    })
+}
+
+/// The code that combines every invocation's accumulators into `kiln_part<k>[0]`: a tree
+/// in workgroup memory, or subgroup reductions and one serial fold of the partials.
+#[derive(Default)]
+struct Gather {
+    /// Per accumulator: the tree's stores, or the subgroup reduction and its partial store.
+    share: String,
+    /// Per accumulator: the tree's halving step, or the fold of the subgroup partials.
+    combine: String,
+}
+
+impl Gather {
+    /// Adds accumulator `j` (`kiln_acc<j>`, reduced by `op` in `dtype`).
+    fn add(&mut self, em: &mut Emitter<'_>, j: usize, op: ReduceOp, dtype: DType, sub: bool) {
+        let part = format!("kiln_part{j}");
+        match subgroup_reduce(op, dtype).filter(|_| sub) {
+            Some(f) => {
+                let acc = format!("kiln_acc{j}");
+                let mut value = format!("{f}({acc})");
+                if dtype == DType::F32 && matches!(op, ReduceOp::Max | ReduceOp::Min) {
+                    // The builtins leave NaN handling to the device; kiln's max and min
+                    // return NaN when any operand is NaN.
+                    em.helpers.insert(Helper::IsNan);
+                    value = format!(
+                        "select({value}, bitcast<f32>(0x7fc00000u), subgroupAny(kiln_isnan({acc})))"
+                    );
+                }
+                let _ = writeln!(self.share, "    let kiln_sg{j} = {value};");
+                let _ = writeln!(
+                    self.share,
+                    "    if (sglane == 0u) {{\n        {part}[sgid] = kiln_sg{j};\n    }}"
+                );
+                let c = combine(
+                    op,
+                    dtype,
+                    &format!("{part}[0]"),
+                    &format!("{part}[kiln_q]"),
+                    &mut em.helpers,
+                );
+                let _ = writeln!(self.combine, "            {part}[0] = {c};");
+            }
+            None => {
+                let _ = writeln!(self.share, "    {part}[lid] = kiln_acc{j};");
+                let c = combine(
+                    op,
+                    dtype,
+                    &format!("{part}[lid]"),
+                    &format!("{part}[lid + kiln_s]"),
+                    &mut em.helpers,
+                );
+                let _ = writeln!(self.combine, "            {part}[lid] = {c};");
+            }
+        }
+    }
+
+    /// The code for every accumulator added.
+    fn finish(&self, subgroups: bool) -> String {
+        let (share, combine) = (&self.share, &self.combine);
+        if subgroups {
+            format!(
+                "{share}    workgroupBarrier();\n    if (lid == 0u) {{\n        for (var kiln_q = 1u; kiln_q < nsg; kiln_q++) {{\n{combine}        }}\n    }}\n    workgroupBarrier();\n"
+            )
+        } else {
+            format!(
+                "{share}    workgroupBarrier();\n    for (var kiln_s = {half}u; kiln_s > 0u; kiln_s = kiln_s >> 1u) {{\n        if (lid < kiln_s) {{\n{combine}        }}\n        workgroupBarrier();\n    }}\n",
+                half = WORKGROUP / 2
+            )
+        }
+    }
 }
 
 /// The accumulator dtype of a contraction: the dtype its operand bodies yield.
@@ -595,7 +680,13 @@ fn epilogue_fn(
 
 /// Instantiates the GEMM template; `MAC` is the accumulator update (two-word helpers for
 /// `i64`).
-fn gemm_source(em: &mut Emitter<'_>, functions: &[String], acc: DType, sizes: &str) -> String {
+fn gemm_source(
+    em: &mut Emitter<'_>,
+    functions: &[String],
+    acc: DType,
+    sizes: &str,
+    tile: GemmTile,
+) -> String {
     let mac = if acc == DType::I64 {
         em.helpers.insert(Helper::I64Mul);
         "kiln_i64_add(kiln_acc[i][j], kiln_i64_mul(a[i], b[j]))"
@@ -615,13 +706,40 @@ fn gemm_source(em: &mut Emitter<'_>, functions: &[String], acc: DType, sizes: &s
             ("ZERO", &zero(acc)),
             ("SIZES", sizes),
             ("MAC", mac),
+            ("W", &tile.invocations().to_string()),
+            ("TILE", &tile.outputs().to_string()),
         ],
     )
 }
 
-/// Workgroup memory of the GEMM template: a 32x16 and a 16x32 tile of `acc` elements.
-fn gemm_memory(acc: DType) -> u32 {
-    2 * 32 * 16 * device_element_bytes(acc)
+/// Workgroup memory of the GEMM template: the staged tiles of A and B, in `acc` elements.
+fn gemm_memory(acc: DType, tile: GemmTile) -> u32 {
+    tile.staged_elements() * device_element_bytes(acc)
+}
+
+/// The GEMM tile for a product of `batch` entries of `m x n` outputs: the target's large
+/// tile only when every size is known and the product still has
+/// [`LARGE_TILE_MIN_TILES`] large tiles; otherwise the small one.
+fn gemm_tile(target: &Target, batch: &[Dim], m: &[Dim], n: &[Dim]) -> GemmTile {
+    let large = GemmTile::Large;
+    if target.gemm != large {
+        return GemmTile::Small;
+    }
+    let known = |dims: &[Dim]| {
+        dims.iter()
+            .try_fold(1u64, |acc, d| d.as_known().map(|v| acc.saturating_mul(v)))
+    };
+    let per = u64::from(large.outputs());
+    match (known(batch), known(m), known(n)) {
+        (Some(b), Some(m), Some(n))
+            if b.saturating_mul(m.div_ceil(per))
+                .saturating_mul(n.div_ceil(per))
+                >= LARGE_TILE_MIN_TILES =>
+        {
+            large
+        }
+        _ => GemmTile::Small,
+    }
 }
 
 fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslError> {
@@ -644,7 +762,13 @@ fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslE
     let _ = writeln!(sizes, "    let kiln_m = {};", em.extent(&k.m)?);
     let _ = writeln!(sizes, "    let kiln_n = {};", em.extent(&k.n)?);
     let _ = writeln!(sizes, "    let kiln_k = {};", em.extent(&k.k)?);
-    let source = gemm_source(em, &[fa, fb, fe], acc, &sizes);
+    let tile = gemm_tile(
+        &em.target,
+        &k.batch,
+        std::slice::from_ref(&k.m),
+        std::slice::from_ref(&k.n),
+    );
+    let source = gemm_source(em, &[fa, fb, fe], acc, &sizes, tile);
     let grid = vec![
         GridAxis {
             extents: k.batch.clone(),
@@ -652,11 +776,11 @@ fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslE
         },
         GridAxis {
             extents: vec![k.m.clone()],
-            per_group: GEMM_TILE,
+            per_group: tile.outputs(),
         },
         GridAxis {
             extents: vec![k.n.clone()],
-            per_group: GEMM_TILE,
+            per_group: tile.outputs(),
         },
     ];
     Ok(Lowered {
@@ -669,8 +793,8 @@ fn lower_matmul(em: &mut Emitter<'_>, k: &MatmulKernel) -> Result<Lowered, WgslE
             vec![k.n.clone()],
             vec![k.k.clone()],
         ],
-        workgroup_shape: [8, 8, 1],
-        workgroup_memory: gemm_memory(acc),
+        workgroup_shape: [tile.invocations(), tile.invocations(), 1],
+        workgroup_memory: gemm_memory(acc, tile),
     })
 }
 
@@ -736,8 +860,14 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
         "    let kiln_batches = {groups};\n    let kiln_m = {e_n} * {e_oh} * {e_ow};\n    let kiln_n = {e_og};\n    let kiln_k = {e_cg} * {};\n",
         kh * kw
     );
-    let source = gemm_source(em, &[fa, fb, fe], acc, &sizes);
     let pixels = vec![g.n.clone(), oh, ow];
+    let tile = gemm_tile(
+        &em.target,
+        &[Dim::known(g.groups)],
+        &pixels,
+        std::slice::from_ref(&og),
+    );
+    let source = gemm_source(em, &[fa, fb, fe], acc, &sizes, tile);
     let grid = vec![
         GridAxis {
             extents: vec![Dim::known(g.groups)],
@@ -745,11 +875,11 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
         },
         GridAxis {
             extents: pixels.clone(),
-            per_group: GEMM_TILE,
+            per_group: tile.outputs(),
         },
         GridAxis {
             extents: vec![og.clone()],
-            per_group: GEMM_TILE,
+            per_group: tile.outputs(),
         },
     ];
     let taps = vec![cg, Dim::known(g.kernel[0]), Dim::known(g.kernel[1])];
@@ -763,8 +893,8 @@ fn lower_conv(em: &mut Emitter<'_>, k: &Conv2dKernel) -> Result<Lowered, WgslErr
             vec![og],
             vec![g.c.clone(), g.h.clone(), g.w.clone()],
         ],
-        workgroup_shape: [8, 8, 1],
-        workgroup_memory: gemm_memory(acc),
+        workgroup_shape: [tile.invocations(), tile.invocations(), 1],
+        workgroup_memory: gemm_memory(acc, tile),
     })
 }
 

@@ -106,19 +106,30 @@ pub fn reference(
     Ok((outs, sts))
 }
 
-/// Generates the program's WGSL and validates every shader with naga (no GPU needed).
+/// Generates the program's WGSL for the portable target and for one with subgroups and
+/// large GEMM tiles, and validates every shader with naga (no GPU needed).
 pub fn validate_wgsl(program: &Program) {
-    let wgsl = kiln_wgsl::compile(&verified(program))
-        .unwrap_or_else(|e| panic!("WGSL generation failed: {e}"));
-    for k in &wgsl.kernels {
-        let module = naga::front::wgsl::parse_str(&k.source)
-            .unwrap_or_else(|e| panic!("{}: {}", k.kernel, e.emit_to_string(&k.source)));
-        let mut validator = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
+    let full = kiln_wgsl::Target {
+        subgroups: true,
+        gemm: kiln_wgsl::GemmTile::Large,
+    };
+    for (target, caps) in [
+        (
+            kiln_wgsl::Target::portable(),
             naga::valid::Capabilities::default(),
-        );
-        if let Err(e) = validator.validate(&module) {
-            panic!("{}: {}", k.kernel, e.emit_to_string(&k.source));
+        ),
+        (full, naga::valid::Capabilities::SUBGROUP),
+    ] {
+        let wgsl = kiln_wgsl::compile_for(&verified(program), &target)
+            .unwrap_or_else(|e| panic!("WGSL generation failed: {e}"));
+        for k in &wgsl.kernels {
+            let module = naga::front::wgsl::parse_str(&k.source)
+                .unwrap_or_else(|e| panic!("{}: {}", k.kernel, e.emit_to_string(&k.source)));
+            let mut validator =
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+            if let Err(e) = validator.validate(&module) {
+                panic!("{}: {}", k.kernel, e.emit_to_string(&k.source));
+            }
         }
     }
 }
