@@ -48,6 +48,14 @@ ci:
 bench *ARGS:
     cargo run --release -p kiln-bench -- --out target/bench/kiln.jsonl {{ARGS}}
 
+# Every workload on `gpu` (the adapter kiln picks; KILN_GPU_ADAPTER to choose), then each one
+# as a fraction of the device's peak FP32 rate and memory bandwidth (docs/benchmarks.md,
+# "GPU benchmark"). About two minutes on a data-centre GPU.
+bench-gpu:
+    cargo build --release -p kiln-bench -p kiln-cli
+    target/release/kiln-bench --backend gpu --max-seconds 2 --timeout 120 --out target/bench/gpu.jsonl
+    target/release/kiln-bench device target/bench/gpu.jsonl
+
 # This tree against git revision BASE, side by side on this machine (alternating builds;
 # ROUNDS=2 by default): a Markdown table of new/base per workload. E.g. `just bench-vs main~3
 # --backend cpu --max-seconds 3`.

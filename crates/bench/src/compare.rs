@@ -25,7 +25,7 @@ pub struct Row {
 }
 
 /// The best (all-thread) limit value of `kind` (`fma` → GFLOP/s, `copy` → GB/s).
-fn limit_value(machine: &[Record], kind: &str) -> Option<f64> {
+pub fn limit_value(machine: &[Record], kind: &str) -> Option<f64> {
     let name = match kind {
         "fma" => "limit_fma_peak",
         "copy" => "limit_copy_bw",

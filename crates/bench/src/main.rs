@@ -7,6 +7,7 @@
 
 mod coldstart;
 mod compare;
+mod device;
 mod diff;
 mod limits;
 mod measure;
@@ -58,6 +59,13 @@ enum Cmd {
         /// Relative change treated as noise (not marked faster or slower).
         #[arg(long, default_value_t = 0.05)]
         noise: f64,
+    },
+    /// The `gpu` records of a run as fractions of the device's peak FP32 rate and memory
+    /// bandwidth (adapter looked up by name; a software adapter's peak is the run's
+    /// measured machine limits). `just bench-gpu` runs the suite on `gpu` and this.
+    Device {
+        /// kiln-bench output (JSON lines) with `gpu` records.
+        run: PathBuf,
     },
     /// Compile time of `sum(sin^depth(x))` and of its gradient at growing depths (one JSON
     /// line per point), with the fitted slope of log(seconds) over log(depth).
@@ -124,6 +132,11 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Some(Cmd::Compare { kiln, peers, svg }) => run_compare(&kiln, &peers, &svg),
         Some(Cmd::Diff { base, new, noise }) => run_diff(&base, &new, noise),
+        Some(Cmd::Device { run }) => {
+            let text = device::report(&read_records(&run)?).map_err(anyhow::Error::msg)?;
+            print!("{text}");
+            Ok(())
+        }
         Some(Cmd::CompileScaling {
             depths,
             backend,
@@ -360,9 +373,12 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
     } else {
         Backend::available()
     };
-    let gpu_adapter = (usable.contains(&Backend::Gpu) && backs.contains(&Backend::Gpu))
-        .then(|| kiln_gpu::test_device().map(|d| format!("adapter: {}", d.describe())))
+    let gpu_device = (usable.contains(&Backend::Gpu) && backs.contains(&Backend::Gpu))
+        .then(kiln_gpu::test_device)
         .flatten();
+    let gpu_adapter = gpu_device
+        .as_ref()
+        .map(|d| format!("adapter: {}", d.describe()));
     if let Some(a) = gpu_adapter.as_ref().filter(|_| !args.json_only) {
         eprintln!("gpu {a}");
     }
@@ -370,11 +386,13 @@ fn run_suite(args: &RunArgs) -> anyhow::Result<()> {
         for &b in &backs {
             let r = if usable.contains(&b) {
                 let mut r = in_child(w, b, args);
-                if let (Backend::Gpu, Some(a)) = (b, &gpu_adapter) {
+                if let (Backend::Gpu, Some(a), Some(d)) = (b, &gpu_adapter, &gpu_device) {
                     r.note = Some(match r.note.take() {
                         Some(n) => format!("{n}; {a}"),
                         None => a.clone(),
                     });
+                    r.adapter = Some(d.name().to_string());
+                    r.software_adapter = Some(d.is_software());
                 }
                 r
             } else {

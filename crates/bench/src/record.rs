@@ -72,6 +72,12 @@ pub struct Record {
     /// to check that every framework computed the same thing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<f64>,
+    /// The adapter a `gpu` record ran on (its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// Whether that adapter is a software one running on the CPU (llvmpipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_adapter: Option<bool>,
 }
 
 impl Record {
@@ -97,6 +103,8 @@ impl Record {
             gbps: None,
             limit: None,
             check: None,
+            adapter: None,
+            software_adapter: None,
         }
     }
 

@@ -259,6 +259,11 @@ impl GpuDevice {
         &self.info.name
     }
 
+    /// True for a software adapter that runs on the CPU (llvmpipe / lavapipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// A one-line description: name, device type, backend, driver, and what the shaders
     /// use (subgroups and their size, the large GEMM tile).
     pub fn describe(&self) -> String {
