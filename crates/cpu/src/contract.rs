@@ -724,8 +724,9 @@ enum Packed {
     DoneWithEpilogue,
 }
 
-/// Rows per block of an unbatched packed matmul whose epilogue runs per block.
-const EPILOGUE_ROWS: usize = 8 * packed::MR;
+/// Micro-kernel row blocks per block of an unbatched packed matmul whose epilogue runs
+/// per block.
+const EPILOGUE_BLOCKS: usize = 8;
 
 /// Flops below which a contraction runs on the calling thread.
 const PARALLEL_FLOPS: u64 = 1 << 21;
@@ -994,12 +995,13 @@ impl ContractPlan {
             .saturating_mul(k.max(1) as u64);
         let panels = cols.div_ceil(packed::NR);
         let nb = batch.len();
+        let block = packed::row_block();
         let parts = if flops < PARALLEL_FLOPS || threads < 2 || count >= threads * 2 {
             1
         } else {
             threads
                 .div_ceil(count)
-                .min(panels.max(rows / packed::MR))
+                .min(panels.max(rows / block))
                 .max(1)
         };
         let epilogue = match (&self.epilogue, cr.epilogue.as_mut()) {
@@ -1019,7 +1021,7 @@ impl ContractPlan {
             .is_some_and(|(e, along)| *along && e.split_axis() == Some(0));
         // Split the panels when there are enough (each thread then reads only its share of
         // the packed matrix) and no epilogue runs per block of rows; else the rows.
-        let by_panels = !fused && (panels >= parts * 2 || panels >= rows / packed::MR);
+        let by_panels = !fused && (panels >= parts * 2 || panels >= rows / block);
         let packed = &cr.packed;
         let ep = epilogue.as_ref().map(|(e, _)| e).filter(|_| fused);
         let (lhs0, out0) = (SyncPtr(lhs0), SyncPtr(out0));
@@ -1037,14 +1039,14 @@ impl ContractPlan {
             let (rr, pr) = if by_panels {
                 (0..rows, split(panels))
             } else {
-                let b = split(rows.div_ceil(packed::MR));
-                let at = |x: usize| (x * packed::MR).min(rows);
+                let b = split(rows.div_ceil(block));
+                let at = |x: usize| (x * block).min(rows);
                 (at(b.start)..at(b.end), 0..panels)
             };
             // Unbatched with the epilogue fused: blocks of rows small enough that their
             // output is still in L1/L2 when the epilogue reads it.
             let step = if ep.is_some() && nb == 0 {
-                EPILOGUE_ROWS
+                EPILOGUE_BLOCKS * block
             } else {
                 rr.len().max(1)
             };

@@ -9,9 +9,8 @@
 
 /// Columns per panel: two 8-lane vectors.
 pub(crate) const NR: usize = 16;
-/// Rows per call of the AVX2 and portable micro-kernels; the granularity callers split
-/// rows at.
-pub(crate) const MR: usize = 6;
+/// Rows per call of the AVX2 and portable micro-kernels.
+const MR: usize = 6;
 /// Depth of one pass over a panel: `KC * NR` floats (16 KiB) stay in L1 while every row
 /// block of the left operand streams past them.
 const KC: usize = 256;
@@ -185,6 +184,13 @@ struct Micro {
     rows: usize,
 }
 
+/// The rows per micro-kernel call on this CPU: callers split rows among threads at
+/// multiples of it, so every row meets the same kernel (and the same summation order)
+/// whatever the thread count.
+pub(crate) fn row_block() -> usize {
+    pick().rows
+}
+
 /// The portable micro-kernel.
 const PORTABLE: Micro = Micro {
     tile: portable_tile,
@@ -272,41 +278,64 @@ mod avx2 {
         // SAFETY: passed on.
         unsafe {
             match mr {
-                1 => rows::<1>(t),
-                2 => rows::<2>(t),
-                3 => rows::<3>(t),
-                4 => rows::<4>(t),
-                5 => rows::<5>(t),
-                _ => rows::<MR>(t),
+                1 => rows::<1, 4>(t),
+                2 => rows::<2, 2>(t),
+                3 => rows::<3, 1>(t),
+                4 => rows::<4, 1>(t),
+                5 => rows::<5, 1>(t),
+                _ => rows::<MR, 1>(t),
             }
         }
     }
 
     /// `M` rows times 16 columns: `2*M` accumulators, two panel loads and `M` broadcasts
-    /// per step of the depth.
+    /// per step of the depth. With `U > 1` the depth is unrolled into `U` independent sets of
+    /// accumulators (summed at the end), so few rows still keep enough FMAs in flight.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows<const M: usize>(t: &Tile) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+    unsafe fn rows<const M: usize, const U: usize>(t: &Tile) {
+        let mut sets = [[[_mm256_setzero_ps(); 2]; M]; U];
         let mut row_ptr = [t.a; M];
         for (i, r) in row_ptr.iter_mut().enumerate() {
             *r = t.a.wrapping_offset(i as isize * t.a_rs);
         }
-        let mut off = 0isize;
-        let mut b = t.b;
-        for _ in 0..t.kc {
-            // SAFETY: `b` walks the kc packed rows of NR floats; `row_ptr[i] + off` is
-            // (i, p) of the left block (caller's contract).
-            unsafe {
-                let b0 = _mm256_loadu_ps(b);
-                let b1 = _mm256_loadu_ps(b.add(8));
-                for i in 0..M {
-                    let x = _mm256_broadcast_ss(&*row_ptr[i].wrapping_offset(off));
-                    acc[i][0] = _mm256_fmadd_ps(x, b0, acc[i][0]);
-                    acc[i][1] = _mm256_fmadd_ps(x, b1, acc[i][1]);
+        // One step of the depth into a set of accumulators (a macro, not a closure, so it
+        // compiles with this function's target features).
+        macro_rules! step {
+            ($acc:expr, $p:expr) => {{
+                let (acc, p): (&mut [[__m256; 2]; M], usize) = (&mut $acc, $p);
+                // SAFETY: `p < kc`: row p of the packed panel chunk and (i, p) of the left
+                // block (caller's contract).
+                unsafe {
+                    let b = t.b.add(p * NR);
+                    let b0 = _mm256_loadu_ps(b);
+                    let b1 = _mm256_loadu_ps(b.add(8));
+                    let off = p as isize * t.a_cs;
+                    for i in 0..M {
+                        let x = _mm256_broadcast_ss(&*row_ptr[i].wrapping_offset(off));
+                        acc[i][0] = _mm256_fmadd_ps(x, b0, acc[i][0]);
+                        acc[i][1] = _mm256_fmadd_ps(x, b1, acc[i][1]);
+                    }
                 }
-                b = b.add(NR);
+            }};
+        }
+        let full = t.kc / U * U;
+        let mut p = 0;
+        while p < full {
+            for (u, acc) in sets.iter_mut().enumerate() {
+                step!(*acc, p + u);
             }
-            off += t.a_cs;
+            p += U;
+        }
+        for p in full..t.kc {
+            step!(sets[0], p);
+        }
+        let (first, rest) = sets.split_at_mut(1);
+        let acc = &mut first[0];
+        for set in rest.iter() {
+            for (a, s) in acc.iter_mut().zip(set) {
+                a[0] = _mm256_add_ps(a[0], s[0]);
+                a[1] = _mm256_add_ps(a[1], s[1]);
+            }
         }
         for (i, [lo, hi]) in acc.iter().enumerate() {
             let c = t.c.wrapping_offset(i as isize * t.c_rs);
@@ -348,43 +377,65 @@ mod avx512 {
         // SAFETY: passed on.
         unsafe {
             match mr {
-                1 => rows::<1>(t),
-                2 => rows::<2>(t),
-                3 => rows::<3>(t),
-                4 => rows::<4>(t),
-                5 => rows::<5>(t),
-                6 => rows::<6>(t),
-                7 => rows::<7>(t),
-                8 => rows::<8>(t),
-                9 => rows::<9>(t),
-                10 => rows::<10>(t),
-                11 => rows::<11>(t),
-                _ => rows::<ROWS>(t),
+                1 => rows::<1, 8>(t),
+                2 => rows::<2, 4>(t),
+                3 => rows::<3, 3>(t),
+                4 => rows::<4, 2>(t),
+                5 => rows::<5, 2>(t),
+                6 => rows::<6, 2>(t),
+                7 => rows::<7, 1>(t),
+                8 => rows::<8, 1>(t),
+                9 => rows::<9, 1>(t),
+                10 => rows::<10, 1>(t),
+                11 => rows::<11, 1>(t),
+                _ => rows::<ROWS, 1>(t),
             }
         }
     }
 
+    /// `M` rows of one 16-lane vector; with `U > 1` the depth is unrolled into `U`
+    /// independent sets of accumulators (summed at the end).
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows<const M: usize>(t: &Tile) {
-        let mut acc = [_mm512_setzero_ps(); M];
+    unsafe fn rows<const M: usize, const U: usize>(t: &Tile) {
+        let mut sets = [[_mm512_setzero_ps(); M]; U];
         let mut row_ptr = [t.a; M];
         for (i, r) in row_ptr.iter_mut().enumerate() {
             *r = t.a.wrapping_offset(i as isize * t.a_rs);
         }
-        let mut off = 0isize;
-        let mut b = t.b;
-        for _ in 0..t.kc {
-            // SAFETY: `b` walks the kc packed rows of NR floats; `row_ptr[i] + off` is
-            // (i, p) of the left block (caller's contract).
-            unsafe {
-                let b0 = _mm512_loadu_ps(b);
-                for i in 0..M {
-                    let x = _mm512_set1_ps(*row_ptr[i].wrapping_offset(off));
-                    acc[i] = _mm512_fmadd_ps(x, b0, acc[i]);
+        // One step of the depth into a set of accumulators (a macro, not a closure, so it
+        // compiles with this function's target features).
+        macro_rules! step {
+            ($acc:expr, $p:expr) => {{
+                let (acc, p): (&mut [__m512; M], usize) = (&mut $acc, $p);
+                // SAFETY: `p < kc`: row p of the packed panel chunk and (i, p) of the left
+                // block (caller's contract).
+                unsafe {
+                    let b0 = _mm512_loadu_ps(t.b.add(p * NR));
+                    let off = p as isize * t.a_cs;
+                    for i in 0..M {
+                        let x = _mm512_set1_ps(*row_ptr[i].wrapping_offset(off));
+                        acc[i] = _mm512_fmadd_ps(x, b0, acc[i]);
+                    }
                 }
-                b = b.add(NR);
+            }};
+        }
+        let full = t.kc / U * U;
+        let mut p = 0;
+        while p < full {
+            for (u, acc) in sets.iter_mut().enumerate() {
+                step!(*acc, p + u);
             }
-            off += t.a_cs;
+            p += U;
+        }
+        for p in full..t.kc {
+            step!(sets[0], p);
+        }
+        let (first, rest) = sets.split_at_mut(1);
+        let acc = &mut first[0];
+        for set in rest.iter() {
+            for (a, s) in acc.iter_mut().zip(set) {
+                *a = _mm512_add_ps(*a, *s);
+            }
         }
         for (i, v) in acc.iter().enumerate() {
             let c = t.c.wrapping_offset(i as isize * t.c_rs);
