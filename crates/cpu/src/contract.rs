@@ -724,6 +724,13 @@ enum Packed {
     DoneWithEpilogue,
 }
 
+/// Most rows (of the operand that is not packed) for which a matmul with a stable operand
+/// runs on the packed micro-kernels. Beyond it, `gemm`'s packed left operand and larger
+/// tiles win although it packs both operands per call (2-core Zen 3, one thread: SimpleNN
+/// batch 256, 256 rows, 716-741 µs on `gemm` against 1.0-1.2 ms packed; the LSTM's 64-row
+/// steps 12% faster packed; see docs/benchmarks.md).
+const PACKED_MAX_ROWS: usize = 128;
+
 /// Micro-kernel row blocks per block of an unbatched packed matmul whose epilogue runs
 /// per block.
 const EPILOGUE_BLOCKS: usize = 8;
@@ -974,6 +981,9 @@ impl ContractPlan {
                 st(out, r - 1),
             )
         };
+        if rows > PACKED_MAX_ROWS {
+            return Ok(Packed::No);
+        }
         let key = src as usize;
         if !cr.packed.holds(k, cols, key, stamp) {
             // SAFETY: `view` checked every element of the operand's domain in bounds; its
@@ -999,10 +1009,7 @@ impl ContractPlan {
         let parts = if flops < PARALLEL_FLOPS || threads < 2 || count >= threads * 2 {
             1
         } else {
-            threads
-                .div_ceil(count)
-                .min(panels.max(rows / block))
-                .max(1)
+            threads.div_ceil(count).min(panels.max(rows / block)).max(1)
         };
         let epilogue = match (&self.epilogue, cr.epilogue.as_mut()) {
             (Some(step), Some(lr)) => {

@@ -310,10 +310,10 @@ mod avx2 {
                     let b0 = _mm256_loadu_ps(b);
                     let b1 = _mm256_loadu_ps(b.add(8));
                     let off = p as isize * t.a_cs;
-                    for i in 0..M {
-                        let x = _mm256_broadcast_ss(&*row_ptr[i].wrapping_offset(off));
-                        acc[i][0] = _mm256_fmadd_ps(x, b0, acc[i][0]);
-                        acc[i][1] = _mm256_fmadd_ps(x, b1, acc[i][1]);
+                    for (r, row) in acc.iter_mut().zip(&row_ptr) {
+                        let x = _mm256_broadcast_ss(&*row.wrapping_offset(off));
+                        r[0] = _mm256_fmadd_ps(x, b0, r[0]);
+                        r[1] = _mm256_fmadd_ps(x, b1, r[1]);
                     }
                 }
             }};
@@ -412,9 +412,9 @@ mod avx512 {
                 unsafe {
                     let b0 = _mm512_loadu_ps(t.b.add(p * NR));
                     let off = p as isize * t.a_cs;
-                    for i in 0..M {
-                        let x = _mm512_set1_ps(*row_ptr[i].wrapping_offset(off));
-                        acc[i] = _mm512_fmadd_ps(x, b0, acc[i]);
+                    for (r, row) in acc.iter_mut().zip(&row_ptr) {
+                        let x = _mm512_set1_ps(*row.wrapping_offset(off));
+                        *r = _mm512_fmadd_ps(x, b0, *r);
                     }
                 }
             }};
