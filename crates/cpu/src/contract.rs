@@ -12,6 +12,7 @@
 use crate::error::CpuError;
 use crate::im2col;
 use crate::loops::{LoopRun, LoopStep, PendingLoop, SyncPtr, pending_loop, run_loop};
+use crate::packed::{self, PackedB};
 use crate::pool;
 use crate::preflight::eval_dim;
 use kiln_ir::{DType, Dim};
@@ -703,6 +704,8 @@ pub(crate) struct ContractRun {
     b: ViewSpec,
     out: ViewSpec,
     extents: Extents,
+    /// The pre-packed operand of an `f32` matmul, kept between runs of this plan.
+    packed: PackedB,
 }
 
 fn overflow(kernel: KernelId) -> CpuError {
@@ -710,6 +713,27 @@ fn overflow(kernel: KernelId) -> CpuError {
         "{kernel}: a contraction operand exceeds 64-bit addressing"
     ))
 }
+
+/// What [`ContractPlan::packed_matmul`] did.
+enum Packed {
+    /// Nothing: the matmul has no stable operand.
+    No,
+    /// The product; the epilogue loop (if any) is still to run.
+    Done,
+    /// The product and the epilogue.
+    DoneWithEpilogue,
+}
+
+/// Most rows (of the operand that is not packed) for which a matmul with a stable operand
+/// runs on the packed micro-kernels. Beyond it, `gemm`'s packed left operand and larger
+/// tiles win although it packs both operands per call (2-core Zen 3, one thread: SimpleNN
+/// batch 256, 256 rows, 716-741 µs on `gemm` against 1.0-1.2 ms packed; the LSTM's 64-row
+/// steps 12% faster packed; see docs/benchmarks.md).
+const PACKED_MAX_ROWS: usize = 128;
+
+/// Micro-kernel row blocks per block of an unbatched packed matmul whose epilogue runs
+/// per block.
+const EPILOGUE_BLOCKS: usize = 8;
 
 /// Flops below which a contraction runs on the calling thread.
 const PARALLEL_FLOPS: u64 = 1 << 21;
@@ -841,6 +865,7 @@ impl ContractPlan {
             b: self.view(&self.b, base, lens, b)?,
             out: self.view(&self.out, base, lens, b)?,
             extents,
+            packed: PackedB::default(),
         })
     }
 
@@ -857,18 +882,26 @@ impl ContractPlan {
         })
     }
 
-    /// Runs the prologue loops, the contraction and the epilogue loop.
+    /// Runs the prologue loops, the contraction and the epilogue loop. `stamps[k]` is the
+    /// stamp of table entry `k` when its contents are stable while the stamp is the same
+    /// (constants, read-only state): an `f32` matmul operand read from such a buffer is
+    /// packed once and reused until the stamp changes.
     pub(crate) fn run(
         &self,
         cr: &mut ContractRun,
         table: &[SyncPtr<u8>],
+        stamps: &[Option<u64>],
         threads: usize,
     ) -> Result<(), CpuError> {
         for (p, lr) in self.prologue.iter().zip(cr.prologue.iter_mut()) {
             run_loop(p, lr, table, threads)?;
         }
         match self.dtype {
-            DType::F32 => self.contract::<f32>(cr, table, threads)?,
+            DType::F32 => match self.packed_matmul(cr, table, stamps, threads)? {
+                Packed::No => self.contract::<f32>(cr, table, threads)?,
+                Packed::Done => {}
+                Packed::DoneWithEpilogue => return Ok(()),
+            },
             DType::F64 => self.contract::<f64>(cr, table, threads)?,
             DType::I32 => self.contract::<i32>(cr, table, threads)?,
             DType::I64 => self.contract::<i64>(cr, table, threads)?,
@@ -884,6 +917,184 @@ impl ContractPlan {
             run_loop(e, lr, table, threads)?;
         }
         Ok(())
+    }
+
+    /// An `f32` matmul with one operand stamped and shared by every batch element: packs
+    /// that operand unless the kept packing holds it already, then multiplies with the
+    /// packed micro-kernels. When the epilogue loop splits along the axis the tasks split
+    /// (the rows of an unbatched product, the batch of a product with one batch axis), each
+    /// task runs it on the block it just computed, while that block is in cache.
+    fn packed_matmul(
+        &self,
+        cr: &mut ContractRun,
+        table: &[SyncPtr<u8>],
+        stamps: &[Option<u64>],
+        threads: usize,
+    ) -> Result<Packed, CpuError> {
+        let Extents::Matmul { batch, m, k, n } = &cr.extents else {
+            return Ok(Packed::No);
+        };
+        let (m, k, n) = (*m as usize, *k as usize, *n as usize);
+        let stamp = |v: &ViewSpec| {
+            let shared = v.strides[..v.strides.len().saturating_sub(2)]
+                .iter()
+                .all(|&s| s == 0);
+            stamps.get(v.at).copied().flatten().filter(|_| shared)
+        };
+        // C = A B, or with A the stable operand, C^T = B^T A^T.
+        let (packs_a, stamp) = match (stamp(&cr.b), stamp(&cr.a)) {
+            (Some(s), _) => (false, s),
+            (None, Some(s)) => (true, s),
+            (None, None) => return Ok(Packed::No),
+        };
+        let r = cr.out.strides.len();
+        if m == 0 || n == 0 {
+            return Ok(Packed::Done);
+        }
+        let base = |v: &ViewSpec| -> Result<*mut f32, CpuError> {
+            let b = table.get(v.at).ok_or_else(|| overflow(self.kernel))?;
+            Ok(b.get().cast::<f32>().wrapping_offset(v.offset as isize))
+        };
+        let st = |v: &ViewSpec, ax: usize| v.strides[ax] as isize;
+        let (a, b, out) = (&cr.a, &cr.b, &cr.out);
+        // (packed operand, its [k, cols] strides, other operand, its [rows, k] strides,
+        // output strides [rows, cols]) of the problem the kernels solve.
+        let (src, src_rs, src_cs, rows, cols) = if packs_a {
+            (base(a)?, st(a, r - 1), st(a, r - 2), n, m)
+        } else {
+            (base(b)?, st(b, r - 2), st(b, r - 1), m, n)
+        };
+        let (lhs_view, lhs_rs, lhs_cs, dst_rs, dst_cs) = if packs_a {
+            (
+                b,
+                st(b, r - 1),
+                st(b, r - 2),
+                st(out, r - 1),
+                st(out, r - 2),
+            )
+        } else {
+            (
+                a,
+                st(a, r - 2),
+                st(a, r - 1),
+                st(out, r - 2),
+                st(out, r - 1),
+            )
+        };
+        if rows > PACKED_MAX_ROWS {
+            return Ok(Packed::No);
+        }
+        let key = src as usize;
+        if !cr.packed.holds(k, cols, key, stamp) {
+            // SAFETY: `view` checked every element of the operand's domain in bounds; its
+            // batch strides are zero, so batch element 0's [k, cols] matrix is all of it.
+            unsafe {
+                cr.packed
+                    .pack(k, cols, src, src_rs, src_cs, Some((key, stamp)))
+            };
+        }
+        let lhs0 = base(lhs_view)?;
+        let out0 = base(out)?;
+        let count = batch
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+            .ok_or_else(|| overflow(self.kernel))?;
+        let flops = (count as u64)
+            .saturating_mul(m as u64)
+            .saturating_mul(n as u64)
+            .saturating_mul(k.max(1) as u64);
+        let panels = cols.div_ceil(packed::NR);
+        let nb = batch.len();
+        let block = packed::row_block();
+        let parts = if flops < PARALLEL_FLOPS || threads < 2 || count >= threads * 2 {
+            1
+        } else {
+            threads.div_ceil(count).min(panels.max(rows / block)).max(1)
+        };
+        let epilogue = match (&self.epilogue, cr.epilogue.as_mut()) {
+            (Some(step), Some(lr)) => {
+                let ranged = lr.ranged(step, table);
+                let along = match nb {
+                    0 => !packs_a,
+                    1 => parts == 1,
+                    _ => false,
+                };
+                Some((ranged, along))
+            }
+            _ => None,
+        };
+        let fused = epilogue
+            .as_ref()
+            .is_some_and(|(e, along)| *along && e.split_axis() == Some(0));
+        // Split the panels when there are enough (each thread then reads only its share of
+        // the packed matrix) and no epilogue runs per block of rows; else the rows.
+        let by_panels = !fused && (panels >= parts * 2 || panels >= rows / block);
+        let packed = &cr.packed;
+        let ep = epilogue.as_ref().map(|(e, _)| e).filter(|_| fused);
+        let (lhs0, out0) = (SyncPtr(lhs0), SyncPtr(out0));
+        let task = |t: usize| {
+            let (bi, part) = (t / parts, t % parts);
+            let mut rest = bi as i64;
+            let (mut lo, mut oo) = (0isize, 0isize);
+            for ax in (0..nb).rev() {
+                let c = rest % batch[ax];
+                rest /= batch[ax];
+                lo += (c * lhs_view.strides[ax]) as isize;
+                oo += (c * out.strides[ax]) as isize;
+            }
+            let split = |len: usize| (len * part / parts)..(len * (part + 1) / parts);
+            let (rr, pr) = if by_panels {
+                (0..rows, split(panels))
+            } else {
+                let b = split(rows.div_ceil(block));
+                let at = |x: usize| (x * block).min(rows);
+                (at(b.start)..at(b.end), 0..panels)
+            };
+            // Unbatched with the epilogue fused: blocks of rows small enough that their
+            // output is still in L1/L2 when the epilogue reads it.
+            let step = if ep.is_some() && nb == 0 {
+                EPILOGUE_BLOCKS * block
+            } else {
+                rr.len().max(1)
+            };
+            let mut r0 = rr.start;
+            while r0 < rr.end {
+                let r1 = (r0 + step).min(rr.end);
+                // SAFETY: `view` checked every element of each operand's and the output's
+                // domain in its buffer; this addresses batch element `bi`'s rows `r0..r1`
+                // and the columns of panels `pr`. Tasks write disjoint output blocks, which
+                // the operands do not read (kernel IR contract).
+                unsafe {
+                    packed.gemm(
+                        r0..r1,
+                        pr.clone(),
+                        out0.get().wrapping_offset(oo),
+                        dst_rs,
+                        dst_cs,
+                        lhs0.get().wrapping_offset(lo).cast_const(),
+                        lhs_rs,
+                        lhs_cs,
+                    )
+                };
+                if let Some(e) = ep {
+                    // The epilogue's axis 0 is the rows (unbatched) or the batch element.
+                    if nb == 0 {
+                        e.run(r0 as i64, r1 as i64);
+                    } else {
+                        e.run(bi as i64, bi as i64 + 1);
+                    }
+                }
+                r0 = r1;
+            }
+        };
+        self.spread(count * parts, threads, &task)?;
+        match epilogue {
+            Some((e, _)) if fused => {
+                e.finish()?;
+                Ok(Packed::DoneWithEpilogue)
+            }
+            _ => Ok(Packed::Done),
+        }
     }
 
     fn contract<T: Elem>(

@@ -77,6 +77,7 @@ mod im2col;
 mod jit;
 mod job;
 mod loops;
+mod packed;
 pub mod pool;
 mod preflight;
 mod program;
@@ -86,7 +87,8 @@ pub use cache::{CacheStats, cache_stats};
 
 pub use error::CpuError;
 pub use program::{
-    CpuProgram, LoopSummary, RunOptions, RunPlan, Runner, VectorAxis, compile, memory_plan,
+    CONSTANT_STAMP, CpuProgram, LoopSummary, RunOptions, RunPlan, Runner, VectorAxis, compile,
+    memory_plan,
 };
 
 #[cfg(test)]

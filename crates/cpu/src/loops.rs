@@ -219,6 +219,84 @@ impl LoopRun {
     }
 }
 
+/// A compiled loop with its buffers looked up in a run's table, ready to run over parts of
+/// its split axis on any thread ([`Ranged::run`]), as a contraction's epilogue does on the
+/// rows each of its tasks just computed.
+pub(crate) struct Ranged<'a> {
+    step: &'a LoopStep,
+    lr: &'a LoopRun,
+    flags: AtomicU32,
+}
+
+impl LoopRun {
+    /// Looks the loop's buffers up in `table` for [`Ranged::run`] calls.
+    pub(crate) fn ranged<'a>(
+        &'a mut self,
+        step: &'a LoopStep,
+        table: &[SyncPtr<u8>],
+    ) -> Ranged<'a> {
+        for (l, &at) in self.local.iter_mut().zip(&self.slots) {
+            *l = table[at];
+        }
+        Ranged {
+            step,
+            lr: self,
+            flags: AtomicU32::new(0),
+        }
+    }
+}
+
+impl Ranged<'_> {
+    /// The axis whose range [`Ranged::run`] takes (`None`: a single point).
+    pub(crate) fn split_axis(&self) -> Option<usize> {
+        self.step.code.info.split
+    }
+
+    /// Runs the points whose split coordinate is in `[s, e)`, `0 <= s <= e <=` the axis'
+    /// extent (any range for a loop without a split axis runs its one point).
+    pub(crate) fn run(&self, s: i64, e: i64) {
+        if self.lr.points == 0 || (s >= e && self.split_axis().is_some()) {
+            return;
+        }
+        let e = e.min(i64::try_from(self.lr.split_extent).unwrap_or(i64::MAX));
+        let s = s.clamp(0, e);
+        let mut word = 0u32;
+        // SAFETY: as in `run_loop`: the buffers are the run's (looked up by `ranged`), the
+        // dims the plan's, and `[s, e)` is clamped into `[0, extent)`. Callers run disjoint
+        // ranges concurrently, which write disjoint elements.
+        unsafe {
+            (self.step.code.f)(
+                self.lr.local.as_ptr().cast::<*mut u8>(),
+                self.lr.dims.as_ptr(),
+                s,
+                e,
+                &mut word,
+            )
+        };
+        self.flags.fetch_or(word, Ordering::Relaxed);
+    }
+
+    /// The error a run's checks raised, if any.
+    pub(crate) fn finish(self) -> Result<(), CpuError> {
+        check_flags(self.step, self.flags.load(Ordering::Relaxed))
+    }
+}
+
+/// The error a loop's flags word reports, if any.
+fn check_flags(step: &LoopStep, w: u32) -> Result<(), CpuError> {
+    if w & FLAG_OOB != 0 {
+        return Err(CpuError::IndexOutOfBounds {
+            kernel: step.kernel,
+        });
+    }
+    if w & FLAG_DIV_ZERO != 0 {
+        return Err(CpuError::DivisionByZero {
+            kernel: step.kernel,
+        });
+    }
+    Ok(())
+}
+
 /// Runs a compiled loop evaluated in `lr` on the buffers of `table`.
 pub(crate) fn run_loop(
     step: &LoopStep,
@@ -288,16 +366,5 @@ pub(crate) fn run_loop(
             kernel: step.kernel,
         });
     }
-    let w = flags.load(Ordering::Relaxed);
-    if w & FLAG_OOB != 0 {
-        return Err(CpuError::IndexOutOfBounds {
-            kernel: step.kernel,
-        });
-    }
-    if w & FLAG_DIV_ZERO != 0 {
-        return Err(CpuError::DivisionByZero {
-            kernel: step.kernel,
-        });
-    }
-    Ok(())
+    check_flags(step, flags.load(Ordering::Relaxed))
 }

@@ -15,7 +15,8 @@ use kiln_ir::Dim;
 use kiln_ir::{DType, Data};
 use kiln_kernel::memplan::{self, MemoryPlan, PlanOptions, Workspace};
 use kiln_kernel::{
-    BindError, BufferId, BufferKind, Kernel, KernelId, Program, Step as Sched, VerifiedProgram,
+    BindError, BufferId, BufferKind, Expr, IndexExpr, Kernel, KernelId, LoadMode, LoopKernel,
+    Program, Step as Sched, VerifiedProgram,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,10 @@ enum Step {
     Loop(LoopStep),
     Contract(Box<ContractPlan>),
 }
+
+/// The stamp of a program's constants (their contents never change); never a valid stamp
+/// for [`Runner::read_stamped`].
+pub const CONSTANT_STAMP: u64 = 0;
 
 /// Source of [`CpuProgram`] ids.
 static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
@@ -38,6 +43,10 @@ pub struct CpuProgram {
     id: u64,
     /// `written[k]`: some kernel stores to `b<k>`.
     written: Vec<bool>,
+    /// Per step: `(source, destination)` when the step is a loop that only copies a buffer
+    /// no kernel writes into a scratch buffer nothing else writes (a hoisted transpose of
+    /// a weight); after it runs, the destination takes the source's stamp.
+    stamp_copies: Vec<Option<(usize, usize)>>,
 }
 
 /// Compiles a kernel program for the host CPU.
@@ -96,12 +105,12 @@ pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {
             Pending::Contract(c) => Step::Contract(Box::new(c.finish(&mut take)?)),
         });
     }
-    let mut written = vec![false; program.buffers.len()];
+    let mut writers = vec![0usize; program.buffers.len()];
     for k in &program.kernels {
         for bd in k.bodies(&program.symbols) {
             for st in &bd.body.stores {
-                if let Some(w) = written.get_mut(st.buffer.index()) {
-                    *w = true;
+                if let Some(w) = writers.get_mut(st.buffer.index()) {
+                    *w += 1;
                 }
             }
         }
@@ -109,12 +118,22 @@ pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {
     if let Some(steps) = &program.schedule {
         kiln_kernel::schedule::walk(steps, &mut |st, _, _| {
             if let Sched::Copy { dst, .. } = st
-                && let Some(w) = written.get_mut(dst.index())
+                && let Some(w) = writers.get_mut(dst.index())
             {
-                *w = true;
+                *w += 1;
             }
         });
     }
+    let written: Vec<bool> = writers.iter().map(|&w| w > 0).collect();
+    let induction = program.induction_symbols();
+    let stamp_copies = program
+        .kernels
+        .iter()
+        .map(|k| match k {
+            Kernel::Loop(lk) => stamp_copy(program, lk, &writers, &induction),
+            Kernel::Matmul(_) | Kernel::Conv2d(_) => None,
+        })
+        .collect();
     // Inputs and constants are supplied read-only and read in place; the verifier rejects
     // stores to them, and this keeps that guarantee local to the run path.
     for (i, b) in program.buffers.iter().enumerate() {
@@ -133,7 +152,54 @@ pub fn compile(program: &VerifiedProgram) -> Result<CpuProgram, CpuError> {
         steps,
         id: NEXT_PROGRAM.fetch_add(1, Ordering::Relaxed),
         written,
+        stamp_copies,
     })
+}
+
+/// `(source, destination)` if `lk` only copies buffer `source` (which no kernel writes)
+/// into the scratch buffer `destination` (which nothing else writes) at indices that do
+/// not depend on a schedule loop's induction symbol: the destination's contents are then a
+/// function of the source's alone.
+fn stamp_copy(
+    program: &Program,
+    lk: &LoopKernel,
+    writers: &[usize],
+    induction: &[&str],
+) -> Option<(usize, usize)> {
+    let body = &lk.body;
+    if !lk.reduce.is_empty()
+        || body.values.len() != 1
+        || body.stores.len() != 1
+        || body.result.is_some()
+    {
+        return None;
+    }
+    let Expr::Load(load) = &body.values[0] else {
+        return None;
+    };
+    let store = &body.stores[0];
+    let fixed = |d: &Dim| d.symbols().iter().all(|s| !induction.contains(&&**s));
+    let fixed_index = |ix: &IndexExpr| {
+        ix.affine().is_some_and(|a| {
+            std::iter::once(&a.offset)
+                .chain(&a.strides)
+                .chain(&a.red_strides)
+                .all(fixed)
+        })
+    };
+    let (src, dst) = (load.buffer.index(), store.buffer.index());
+    let ok = load.mode == LoadMode::Plain
+        && store.value.index() == 0
+        && writers.get(src) == Some(&0)
+        && writers.get(dst) == Some(&1)
+        && matches!(
+            program.buffers.get(dst).map(|b| &b.kind),
+            Some(BufferKind::Scratch)
+        )
+        && lk.domain.iter().all(fixed)
+        && fixed_index(&load.index)
+        && fixed_index(&store.index);
+    ok.then_some((src, dst))
 }
 
 /// The options the CPU engine plans its arena with: [`ARENA_ALIGNMENT`], in-place reuse on
@@ -399,9 +465,11 @@ impl CpuProgram {
             });
         }
         let mut table = vec![SyncPtr::null(); table_len];
+        let mut stamps = vec![None; nb];
         for (i, b) in self.program.buffers.iter().enumerate() {
             if let BufferKind::Constant(a) = &b.kind {
                 table[i] = SyncPtr(const_ptr(a.data()));
+                stamps[i] = Some(CONSTANT_STAMP);
             }
         }
         Ok(RunPlan {
@@ -412,6 +480,7 @@ impl CpuProgram {
             arena_bytes,
             arena: Arena::default(),
             table,
+            stamps,
             set: vec![false; nb],
             steps,
             symbols: std::mem::take(&mut symbols),
@@ -533,6 +602,9 @@ pub struct RunPlan {
     arena: Arena,
     /// The address of every buffer of the run.
     table: Vec<SyncPtr<u8>>,
+    /// The stamp of every program buffer whose contents are stable while it stays the same
+    /// (constants, and buffers supplied with [`Runner::read_stamped`]).
+    stamps: Vec<Option<u64>>,
     /// Program buffers supplied by the caller in the current run.
     set: Vec<bool>,
     steps: Vec<StepRun>,
@@ -625,6 +697,29 @@ impl<'a> Runner<'a> {
 
     /// Supplies buffer `b` read-only (an input, or state no kernel writes).
     pub fn read(&mut self, b: BufferId, data: &'a Data) -> Result<(), CpuError> {
+        self.supply_read(b, data, None)
+    }
+
+    /// Supplies buffer `b` read-only with a stamp naming its contents (state no kernel
+    /// writes, with the store's version): a later run that supplies the same stamp promises
+    /// the same contents at the same address, so forms derived from it (a matmul's packed
+    /// weight) are kept, not derived again. A new value needs a new stamp; stamps must never
+    /// be reused for other contents (nor be [`CONSTANT_STAMP`]).
+    pub fn read_stamped(
+        &mut self,
+        b: BufferId,
+        data: &'a Data,
+        stamp: u64,
+    ) -> Result<(), CpuError> {
+        self.supply_read(b, data, Some(stamp))
+    }
+
+    fn supply_read(
+        &mut self,
+        b: BufferId,
+        data: &'a Data,
+        stamp: Option<u64>,
+    ) -> Result<(), CpuError> {
         self.check(b, data)?;
         if self.program.writes(b) {
             return Err(CpuError::Buffers(format!(
@@ -632,6 +727,7 @@ impl<'a> Runner<'a> {
             )));
         }
         self.plan.table[b.index()] = SyncPtr(const_ptr(data));
+        self.plan.stamps[b.index()] = stamp;
         self.plan.set[b.index()] = true;
         Ok(())
     }
@@ -641,6 +737,7 @@ impl<'a> Runner<'a> {
     pub fn write(&mut self, b: BufferId, data: &'a mut Data) -> Result<(), CpuError> {
         self.check(b, data)?;
         self.plan.table[b.index()] = SyncPtr(data_ptr(data));
+        self.plan.stamps[b.index()] = None;
         self.plan.set[b.index()] = true;
         Ok(())
     }
@@ -699,8 +796,16 @@ fn run_kernel(
     threads: usize,
 ) -> Result<(), CpuError> {
     match (program.steps.get(k), plan.steps.get_mut(k)) {
-        (Some(Step::Loop(l)), Some(StepRun::Loop(lr))) => run_loop(l, lr, &plan.table, threads),
-        (Some(Step::Contract(c)), Some(StepRun::Contract(cr))) => c.run(cr, &plan.table, threads),
+        (Some(Step::Loop(l)), Some(StepRun::Loop(lr))) => {
+            run_loop(l, lr, &plan.table, threads)?;
+            if let Some(&Some((src, dst))) = program.stamp_copies.get(k) {
+                plan.stamps[dst] = plan.stamps[src];
+            }
+            Ok(())
+        }
+        (Some(Step::Contract(c)), Some(StepRun::Contract(cr))) => {
+            c.run(cr, &plan.table, &plan.stamps, threads)
+        }
         _ => Err(CpuError::Buffers(
             "internal: the run plan does not match the program".into(),
         )),

@@ -5,6 +5,7 @@
 use crate::error::RuntimeError;
 use kiln_ir::Array;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Persistent named tensors shared by executables compiled from the same graph (a train
@@ -34,8 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 /// A GPU executable keeps the tensors it updates on the device: after its run the newest
 /// value of such a tensor lives there and the host copy is read back only when someone asks
 /// ([`State::get`], [`State::snapshot`], saving, a run on another backend). Each tensor has
-/// a version that every host-side write bumps, so the GPU engine uploads a tensor only when
-/// the host copy changed since it last saw it.
+/// a version that every write renews (unique in the process), so the GPU engine uploads a
+/// tensor only when the host copy changed since it last saw it, and the CPU engine repacks
+/// a weight only when its version changed.
 #[derive(Clone, Debug, Default)]
 pub struct State(Arc<Mutex<Store>>);
 
@@ -72,8 +74,8 @@ impl WeakState {
 pub(crate) struct Stored {
     pub(crate) shape: Vec<usize>,
     pub(crate) data: kiln_ir::Data,
-    /// Bumped by every host-side write (insert, [`State::set`], a host engine's update) and
-    /// by a device engine's update.
+    /// Renewed ([`next_version`]) by every host-side write (insert, [`State::set`], a host
+    /// engine's update) and by a device engine's update.
     pub(crate) version: u64,
     /// The engine that updated the tensor last, if it keeps the value on its device.
     pub(crate) device: Option<DeviceCopy>,
@@ -81,12 +83,21 @@ pub(crate) struct Stored {
     pub(crate) stale: bool,
 }
 
+/// Source of versions: every version is unique in the process (never 0), so an engine may
+/// key what it derives from a tensor (a packed weight) by the version alone.
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+/// A version no tensor has had before.
+pub(crate) fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Stored {
     fn from_array(a: Array) -> Stored {
         Stored {
             shape: a.shape().to_vec(),
             data: a.into_data(),
-            version: 0,
+            version: next_version(),
             device: None,
             stale: false,
         }
@@ -94,14 +105,12 @@ impl Stored {
 
     /// Replaces the value by a host-side write: a new version, no device copy.
     pub(crate) fn replace(&mut self, a: Array) {
-        let version = self.version + 1;
         *self = Stored::from_array(a);
-        self.version = version;
     }
 
     /// Marks `data` as written on the host (a host engine swapped a new value in).
     pub(crate) fn touch(&mut self) {
-        self.version += 1;
+        self.version = next_version();
         self.device = None;
         self.stale = false;
     }

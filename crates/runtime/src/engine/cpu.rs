@@ -2,7 +2,8 @@
 //!
 //! * Inputs are read in place from the caller's arrays, and state that no kernel writes is
 //!   read in place from the [`State`](crate::State) store (kernels never store to input
-//!   buffers: the verifier rejects it and `kiln_cpu::compile` re-checks it).
+//!   buffers: the verifier rejects it and `kiln_cpu::compile` re-checks it), stamped with
+//!   its store version, so a weight's packed form is kept until an update renews it.
 //! * Outputs are computed straight into the arrays the run returns (or into the
 //!   executable's held buffers for [`Executable::run_borrowed`](crate::Executable::run_borrowed)).
 //! * State updates are computed into spare buffers owned by the engine, then swapped into
@@ -254,7 +255,10 @@ impl CpuEngine {
                     .ok_or_else(|| RuntimeError::MissingState(s.name.clone()))?;
                 match &mut s.private {
                     Some(p) => runner.write(s.buffer, p)?,
-                    None => runner.read(s.buffer, &store.slots[at].data)?,
+                    None => {
+                        let slot = &store.slots[at];
+                        runner.read_stamped(s.buffer, &slot.data, slot.version)?;
+                    }
                 }
             }
             for (&(b, dup), d) in outputs.iter().zip(held.iter_mut()) {

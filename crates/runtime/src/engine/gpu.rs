@@ -146,7 +146,7 @@ impl Engine for GpuEngine {
             if slot.device.as_ref().is_none_or(|d| d.owner != self.id) {
                 slot.device = Some(device_copy(&self.program, self.id, name));
             }
-            slot.version += 1;
+            slot.version = crate::state::next_version();
             slot.stale = true;
             *seen = Some(slot.version);
         }
