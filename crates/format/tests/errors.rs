@@ -699,7 +699,7 @@ fn op_names_are_bounded_and_unknown_ones_named() {
     });
     let m = msg(&bytes);
     assert!(
-        m.starts_with("graph node n") && m.ends_with(": unknown op \"no_such_op\""),
+        m.starts_with("graph node n") && m.ends_with(": unknown graph op \"no_such_op\""),
         "{m}"
     );
     let bytes = rewrite(&saved(), |h, _| {
@@ -792,7 +792,7 @@ fn version_5_attributes_are_bounded_by_their_kind() {
             let i = node_index(h, "matmul");
             h.graph.nodes[i].op = op_v5("const", vec![]);
         }),
-        ": unknown op \"const\"",
+        ": unknown graph op \"const\"",
     );
     // Attributes that are in bounds but wrong for the operands are the verifier's.
     let e = err(&attrs_of("concat", |a| a[0] = AttrV5::Axis(31)));

@@ -248,8 +248,8 @@ fn the_worked_example_of_the_format_docs_has_the_documented_nodes() {
     // Version 5 nodes: n0 `input` with attributes Name "x" and Type f32 ["N"], then its
     // stated type, operands and location.
     let n0: &[u8] = &[
-        0x00, 0x01, 0x05, b'i', b'n', b'p', b'u', b't', 0x02, 0x0e, 0x01, b'x', 0x0c, 0x00,
-        0x01, 0x01, b'N', 0x00, 0x01, 0x01, b'N', 0x00, 0x00,
+        0x00, 0x01, 0x05, b'i', b'n', b'p', b'u', b't', 0x02, 0x0e, 0x01, b'x', 0x0c, 0x00, 0x01,
+        0x01, b'N', 0x00, 0x01, 0x01, b'N', 0x00, 0x00,
     ];
     let at = parts
         .header

@@ -188,20 +188,7 @@ impl Cx<'_> {
             }
             OpV5::Op { name, attrs } => (name, attrs),
         };
-        if name.len() as u64 > MAX_OP_NAME_BYTES {
-            return Err(FormatError::limit(
-                location(),
-                "op name length in bytes",
-                name.len() as u64,
-                MAX_OP_NAME_BYTES,
-            ));
-        }
-        if Op::attr_schema(name).is_none() {
-            return Err(FormatError::invalid(
-                location(),
-                format!("unknown op {name:?}"),
-            ));
-        }
+        crate::names::op(name, "graph", Op::attr_schema, location)?;
         count(attrs.len(), MAX_ATTRS, location, "attribute count")?;
         let values = attrs
             .iter()
