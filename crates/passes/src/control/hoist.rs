@@ -10,7 +10,7 @@ use crate::region::{
     Source, copy_nodes, fresh_param, redirect, replace_control, replace_region, retain,
 };
 use kiln_ir::verify::MAX_REGION_DEPTH;
-use kiln_ir::{BinaryOp, Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
+use kiln_ir::{Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
 use std::collections::{HashMap, HashSet};
 
 /// True if `node` of graph `g` may be computed before the loop: it cannot fail at run time
