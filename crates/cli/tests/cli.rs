@@ -189,7 +189,7 @@ fn info_dot_and_bench() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for want in [
-        "format version 4",
+        "format version 5",
         "x: f32[N, 784]",
         "logits: f32[N, 10]",
         "4 tensors, 101770 elements, 407080 bytes",

@@ -51,7 +51,8 @@ impl Reader for Counting<'_> {
 }
 
 /// Decodes a header that must span exactly `bytes`, its op kinds spelled as `N` says
-/// ([`crate::v1::Named`] in version 4 files, [`crate::v1::NamedV3`] in version 3 files,
+/// ([`crate::v1::Named`] in version 5 files, [`crate::v1::NamedV4`] in version 4 files,
+/// [`crate::v1::NamedV3`] in version 3 files,
 /// [`crate::v1::NamedV2`] in version 2 files,
 /// [`crate::v1::Numbered`] in version 1 files).
 pub fn decode_header<N: OpNaming>(bytes: &[u8]) -> Result<HeaderV1<N>, FormatError> {

@@ -8,7 +8,7 @@ use crate::layout::align_up;
 use crate::limits::MAX_DATA_BYTES;
 use crate::v1::*;
 use crate::{Module, Signature, TensorSpec};
-use kiln_ir::{Array, DType, Dim, Graph, NodeId, Op, Shape};
+use kiln_ir::{Array, AttrValue, DType, Dim, Graph, NodeId, Op, Shape};
 use kiln_kernel::{
     Body, Buffer, BufferKind, Expr, IndexExpr, Kernel, LoadMode, Program, Scalar, Step,
 };
@@ -281,97 +281,43 @@ fn graph_nodes(
     Ok(nodes)
 }
 
-fn axes(a: &[usize]) -> Vec<u64> {
-    a.iter().map(|&x| x as u64).collect()
+/// A graph op as version 5 writes it: a constant's data, or the op's stable name and its
+/// attribute values in schema order ([`kiln_ir::Op::attrs`]).
+fn op(op: &Op, location: &dyn Fn() -> String, data: &mut Data) -> Result<OpV5, FormatError> {
+    if let Op::Constant(a) = op {
+        return Ok(OpV5::Constant(data.push(a)?));
+    }
+    Ok(OpV5::Op {
+        name: op.name().to_string(),
+        attrs: op
+            .attrs()
+            .into_iter()
+            .map(|v| attr(v, location))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
-fn op(op: &Op, location: &dyn Fn() -> String, data: &mut Data) -> Result<OpV1, FormatError> {
-    let named = |n: &str| name(n, location);
-    Ok(match op {
-        Op::Cond {
-            then_branch,
-            else_branch,
-        } => OpV1::Cond {
-            then_branch: then_branch.0,
-            else_branch: else_branch.0,
-        },
-        Op::Scan {
-            body,
-            length,
-            carries,
-            xs,
-            reverse,
-        } => OpV1::Scan {
-            body: body.0,
-            length: dim(length),
-            carries: *carries as u64,
-            xs: *xs as u64,
-            reverse: *reverse,
-        },
-        Op::While {
-            cond,
-            body,
-            carries,
-        } => OpV1::While {
-            cond: cond.0,
-            body: body.0,
-            carries: *carries as u64,
-        },
-        Op::Get { index } => OpV1::Get {
-            index: *index as u64,
-        },
-        Op::Input {
-            name,
-            dtype: d,
-            shape: s,
-        } => OpV1::Input {
-            name: named(name)?,
-            dtype: dtype(*d),
-            shape: shape(s),
-        },
-        Op::Parameter {
-            name,
-            dtype: d,
-            shape: s,
-        } => OpV1::Parameter {
-            name: named(name)?,
-            dtype: dtype(*d),
-            shape: shape(s),
-        },
-        Op::Constant(a) => OpV1::Constant(data.push(a)?),
-        Op::Iota {
-            dtype: d,
-            shape: s,
-            axis,
-        } => OpV1::Iota {
-            dtype: dtype(*d),
-            shape: shape(s),
-            axis: *axis as u64,
-        },
-        Op::RandomBits { shape: s } => OpV1::RandomBits { shape: shape(s) },
-        Op::Unary(u) => OpV1::Unary(u.name().to_string()),
-        Op::Binary(b) => OpV1::Binary(b.name().to_string()),
-        Op::Select => OpV1::Select,
-        Op::Cast(d) => OpV1::Cast(dtype(*d)),
-        Op::StopGradient => OpV1::StopGradient,
-        Op::Reduce {
-            op,
-            axes: a,
-            keepdim,
-        } => OpV1::Reduce {
-            op: op.name().to_string(),
-            axes: axes(a),
-            keepdim: *keepdim,
-        },
-        Op::ArgReduce { op, axis, keepdim } => OpV1::ArgReduce {
-            op: op.name().to_string(),
-            axis: *axis as u64,
-            keepdim: *keepdim,
-        },
-        Op::Reshape(s) => OpV1::Reshape(shape(s)),
-        Op::Permute(p) => OpV1::Permute(axes(p)),
-        Op::Expand(s) => OpV1::Expand(shape(s)),
-        Op::Slice(s) => OpV1::Slice(
+/// One attribute value, by its kind.
+fn attr(v: AttrValue, location: &dyn Fn() -> String) -> Result<AttrV5, FormatError> {
+    let list = |a: Vec<usize>| a.into_iter().map(|x| x as u64).collect();
+    Ok(match v {
+        AttrValue::Axis(a) => AttrV5::Axis(a as u64),
+        AttrValue::Axes(a) => AttrV5::Axes(list(a)),
+        AttrValue::Count(c) => AttrV5::Count(c as u64),
+        AttrValue::Size(s) => AttrV5::Size(s),
+        AttrValue::Sizes(s) => AttrV5::Sizes(s),
+        AttrValue::Pairs(p) => AttrV5::Pairs(p),
+        AttrValue::Factor(f) => AttrV5::Factor(f),
+        AttrValue::Hw(f) => AttrV5::Hw(f),
+        AttrValue::Bool(b) => AttrV5::Bool(b),
+        AttrValue::Float(x) => AttrV5::Float(x.get().to_bits()),
+        AttrValue::DType(d) => AttrV5::DType(dtype(d)),
+        AttrValue::Shape(s) => AttrV5::Shape(shape(&s)),
+        AttrValue::Type(d, s) => AttrV5::Type(dtype(d), shape(&s)),
+        AttrValue::Dim(d) => AttrV5::Dim(dim(&d)),
+        AttrValue::Name(n) => AttrV5::Name(name(&n, location)?),
+        AttrValue::Region(r) => AttrV5::Region(r.0),
+        AttrValue::Slices(s) => AttrV5::Slices(
             s.iter()
                 .map(|a| SliceAxisV1 {
                     start: a.start,
@@ -380,37 +326,6 @@ fn op(op: &Op, location: &dyn Fn() -> String, data: &mut Data) -> Result<OpV1, F
                 })
                 .collect(),
         ),
-        Op::Pad { pads, value } => OpV1::Pad {
-            pads: pads.clone(),
-            value: value.get().to_bits(),
-        },
-        Op::Concat { axis } => OpV1::Concat { axis: *axis as u64 },
-        Op::Flip { axes: a } => OpV1::Flip { axes: axes(a) },
-        Op::Gather { axis } => OpV1::Gather { axis: *axis as u64 },
-        Op::ScatterAdd { axis } => OpV1::ScatterAdd { axis: *axis as u64 },
-        Op::MatMul => OpV1::MatMul,
-        Op::Conv2d {
-            stride,
-            padding,
-            dilation,
-            groups,
-        } => OpV1::Conv2d {
-            stride: *stride,
-            padding: *padding,
-            dilation: *dilation,
-            groups: *groups,
-        },
-        Op::Window {
-            op,
-            window,
-            stride,
-            padding,
-        } => OpV1::Window {
-            op: op.name().to_string(),
-            window: window.clone(),
-            stride: stride.clone(),
-            padding: padding.clone(),
-        },
     })
 }
 

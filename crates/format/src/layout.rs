@@ -20,9 +20,9 @@ use crate::limits::{MAX_DATA_BYTES, MAX_HEADER_BYTES};
 /// The first eight bytes of every `.kiln` file.
 pub const MAGIC: [u8; 8] = *b"KILNMOD\0";
 
-/// The format version this build writes and reads (version 3: control flow, graphs with
-/// regions and plans with schedules).
-pub const FORMAT_VERSION: u32 = 4;
+/// The format version this build writes and reads (version 5: graph ops as a stable name
+/// and attribute values by kind).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format version this build still reads (version 1: op kinds by number).
 pub const OLDEST_READABLE_VERSION: u32 = 1;

@@ -167,6 +167,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Module, FormatError> {
             let header = codec::decode_header::<v1::NamedV3>(parts.header)?;
             decode::module(&header, parts.data)
         }
+        4 => {
+            let header = codec::decode_header::<v1::NamedV4>(parts.header)?;
+            decode::module(&header, parts.data)
+        }
         _ => {
             let header = codec::decode_header::<v1::Named>(parts.header)?;
             decode::module(&header, parts.data)

@@ -93,17 +93,22 @@ pub const MAX_DIM_EXPONENT: u64 = 8;
 /// Longest dimension expression text, in bytes.
 pub const MAX_DIM_TEXT_BYTES: u64 = 256;
 
-/// Largest pad amount, window size, window stride or window padding: 2^40.
+/// Largest size attribute (`kiln_ir::AttrKind::Size`, `Sizes`, `Pairs`: a pad amount,
+/// window size, window stride or window padding): 2^40.
 pub const MAX_WINDOW_ATTR: u64 = 1 << 40;
 
-/// Largest convolution stride, padding, dilation or group count: 2^20.
+/// Largest factor attribute (`kiln_ir::AttrKind::Factor`, `Hw`: a convolution's stride,
+/// padding, dilation or group count), small because factors multiply dims: 2^20.
 pub const MAX_CONV_ATTR: u64 = 1 << 20;
+
+/// Most attribute values of one graph op in a version 5 header.
+pub const MAX_ATTRS: u64 = 16;
 
 /// Longest name (input, output, state, parameter, symbol, source file, option key or
 /// value, producer), in bytes.
 pub const MAX_NAME_BYTES: u64 = 4096;
 
-/// Longest op name (`reduce_prod`, `window_max`, ...) in a version 2 or 3 header.
+/// Longest op name (`reduce_prod`, `window_max`, ...) in a version 2 to 5 header.
 pub const MAX_OP_NAME_BYTES: u64 = 64;
 
 /// Most symbols in the signature or the kernel plan.

@@ -1,5 +1,5 @@
 //! The name rules the writer and the loader share: user names, symbol names, and the
-//! stable op names of version 2 and 3 headers.
+//! stable op names of version 2 to 5 headers.
 
 use crate::error::FormatError;
 use crate::limits::{MAX_NAME_BYTES, MAX_OP_NAME_BYTES};
@@ -38,8 +38,9 @@ pub(crate) fn symbol_name(s: &str, location: impl Fn() -> String) -> Result<Stri
     Ok(s)
 }
 
-/// The op of one family (`unary`, `reduce`, ...) whose stable name is `s`: at most
-/// [`MAX_OP_NAME_BYTES`], and known to `from_name` (`kiln_ir::UnaryOp::from_name`, ...).
+/// The op of one family (`graph`, `unary`, `reduce`, ...) whose stable name is `s`: at
+/// most [`MAX_OP_NAME_BYTES`], and known to `from_name` (`kiln_ir::Op::attr_schema`,
+/// `kiln_ir::UnaryOp::from_name`, ...).
 pub(crate) fn op<T>(
     s: &str,
     family: &'static str,

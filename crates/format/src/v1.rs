@@ -1,4 +1,4 @@
-//! The header schema of format versions 1 to 4: plain data-transfer types that derive
+//! The header schema of format versions 1 to 5: plain data-transfer types that derive
 //! serde.
 //!
 //! IR types never derive `Serialize`; these DTOs mirror them and the crate's private `encode` /
@@ -6,17 +6,22 @@
 //! the file format. Field order is the encoding order, and enum variants are numbered in
 //! declaration order (see docs/file-format.md): never reorder, only append in a new version.
 //!
-//! The versions differ in how op kinds (unary, binary, reduce, arg-reduce and window ops)
-//! are spelled and in whether a graph has regions, both chosen by the [`OpNaming`]
-//! parameter: versions 2 ([`NamedV2`], still read) and 3 ([`Named`], written today) store
-//! each op's stable name (`kiln_ir::UnaryOp::name`), so a new op needs no change here;
-//! version 1 ([`Numbered`], still read) stores an index into the frozen tables
-//! [`UnaryV1`], [`BinaryV1`], [`ReduceV1`], [`ArgV1`] and [`WindowV1`], which never grow: a
-//! version 1 file cannot contain a newer op. Version 3 adds control flow: the op variants
-//! `Cond`, `Scan`, `While` and `Get` (numbered after the version 1 ops, refused in older
-//! files) and the graph's region table ([`RegionV3`]); in versions 1 and 2 the table is `()`,
-//! which encodes to no bytes, so their files decode unchanged. Version 4 adds each kernel
-//! body's debug table ([`CheckSiteV4`]; `()` before, [`NamedV3`] reads version 3).
+//! The versions differ in how graph ops and op kinds (unary, binary, reduce, arg-reduce and
+//! window ops) are spelled and in whether a graph has regions, all chosen by the
+//! [`OpNaming`] parameter. Version 5 ([`Named`], written today) stores every graph op but a
+//! constant as its stable name (`kiln_ir::Op::name`) and its attribute values in the order
+//! of its schema (`kiln_ir::Op::attr_schema`), each a variant of [`AttrV5`], which mirrors
+//! the closed set of attribute *kinds* (`kiln_ir::AttrKind`), not the ops: a new graph op
+//! needs no change here ([`OpV5`]). Versions 1 to 4 store a graph op as a variant of
+//! [`OpV1`], frozen. Versions 2 to 4 ([`NamedV2`], [`NamedV3`], [`NamedV4`], still read)
+//! store each op kind's stable name (`kiln_ir::UnaryOp::name`), as version 5 does; version
+//! 1 ([`Numbered`], still read) stores an index into the frozen tables [`UnaryV1`],
+//! [`BinaryV1`], [`ReduceV1`], [`ArgV1`] and [`WindowV1`], which never grow: a version 1
+//! file cannot contain a newer op. Version 3 adds control flow: the op variants `Cond`,
+//! `Scan`, `While` and `Get` (numbered after the version 1 ops, refused in older files) and
+//! the graph's region table ([`RegionV3`]); in versions 1 and 2 the table is `()`, which
+//! encodes to no bytes, so their files decode unchanged. Version 4 adds each kernel body's
+//! debug table ([`CheckSiteV4`]; `()` before).
 //!
 //! The types are recursion-free (an index expression is a flat postfix node list, and the
 //! regions of every nesting level share one flat table whose entries name their parent), so
@@ -26,11 +31,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
-/// How a header version spells op kinds, and whether its graph has regions.
+/// How a header version spells graph ops and op kinds, and whether its graph has regions.
 pub trait OpNaming: Clone + Debug + PartialEq + Eq {
     /// The format version whose header this is.
     const VERSION: u32;
-    /// The graph's region table: [`Vec<RegionV3>`] in version 3, `()` (no bytes) before.
+    /// A graph op: [`OpV5`] in version 5, [`OpV1`] before.
+    type Op: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// The graph's region table: [`Vec<RegionV3>`] from version 3, `()` (no bytes) before.
     type Regions: Clone + Debug + PartialEq + Eq + Default + Serialize + DeserializeOwned;
     /// A unary op.
     type Unary: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned;
@@ -49,23 +56,22 @@ pub trait OpNaming: Clone + Debug + PartialEq + Eq {
     type Checks: Clone + Debug + PartialEq + Eq + Default + Serialize + DeserializeOwned;
 
     /// The entries of a region table (none before version 3).
-    fn region_list(regions: &Self::Regions) -> &[RegionV3];
+    fn region_list(regions: &Self::Regions) -> &[RegionV3<Self>];
 
     /// The entries of a body's debug table (none before version 4).
     fn check_list(checks: &Self::Checks) -> &[CheckSiteV4];
 }
 
-/// Format version 4 (the current one): every op kind is its stable name (`neg`,
-/// `reduce_sum`, `argmax`, `window_max`, ...), a `String` of at most
-/// [`crate::limits::MAX_OP_NAME_BYTES`]; the graph has a region table, a kernel plan may
-/// carry a schedule ([`StepV1`]) (control flow), and every kernel body carries its debug
-/// table ([`CheckSiteV4`]).
+/// Format version 5 (the current one): a graph op is [`OpV5`], its stable name and its
+/// attribute values in schema order; op kinds in kernel bodies are stable names, as in
+/// version 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Named;
 
 impl OpNaming for Named {
-    const VERSION: u32 = 4;
-    type Regions = Vec<RegionV3>;
+    const VERSION: u32 = 5;
+    type Op = OpV5;
+    type Regions = Vec<RegionV3<Named>>;
     type Unary = String;
     type Binary = String;
     type Reduce = String;
@@ -74,7 +80,36 @@ impl OpNaming for Named {
     type Schedule = Option<Vec<StepV1>>;
     type Checks = Vec<CheckSiteV4>;
 
-    fn region_list(regions: &Vec<RegionV3>) -> &[RegionV3] {
+    fn region_list(regions: &Vec<RegionV3<Named>>) -> &[RegionV3<Named>] {
+        regions
+    }
+
+    fn check_list(checks: &Vec<CheckSiteV4>) -> &[CheckSiteV4] {
+        checks
+    }
+}
+
+/// Format version 4: every op kind is its stable name (`neg`, `reduce_sum`, `argmax`,
+/// `window_max`, ...), a `String` of at most [`crate::limits::MAX_OP_NAME_BYTES`]; a graph
+/// op is an [`OpV1`]; the graph has a region table, a kernel plan may carry a schedule
+/// ([`StepV1`]) (control flow), and every kernel body carries its debug table
+/// ([`CheckSiteV4`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamedV4;
+
+impl OpNaming for NamedV4 {
+    const VERSION: u32 = 4;
+    type Op = OpV1<NamedV4>;
+    type Regions = Vec<RegionV3<NamedV4>>;
+    type Unary = String;
+    type Binary = String;
+    type Reduce = String;
+    type Arg = String;
+    type Window = String;
+    type Schedule = Option<Vec<StepV1>>;
+    type Checks = Vec<CheckSiteV4>;
+
+    fn region_list(regions: &Vec<RegionV3<NamedV4>>) -> &[RegionV3<NamedV4>] {
         regions
     }
 
@@ -89,7 +124,8 @@ pub struct NamedV3;
 
 impl OpNaming for NamedV3 {
     const VERSION: u32 = 3;
-    type Regions = Vec<RegionV3>;
+    type Op = OpV1<NamedV3>;
+    type Regions = Vec<RegionV3<NamedV3>>;
     type Unary = String;
     type Binary = String;
     type Reduce = String;
@@ -98,7 +134,7 @@ impl OpNaming for NamedV3 {
     type Schedule = Option<Vec<StepV1>>;
     type Checks = ();
 
-    fn region_list(regions: &Vec<RegionV3>) -> &[RegionV3] {
+    fn region_list(regions: &Vec<RegionV3<NamedV3>>) -> &[RegionV3<NamedV3>] {
         regions
     }
 
@@ -107,12 +143,14 @@ impl OpNaming for NamedV3 {
     }
 }
 
-/// Format version 2: op kinds spelled as in version 3; no regions, plans have no schedule.
+/// Format version 2: ops and op kinds spelled as in version 3; no regions, plans have no
+/// schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NamedV2;
 
 impl OpNaming for NamedV2 {
     const VERSION: u32 = 2;
+    type Op = OpV1<NamedV2>;
     type Regions = ();
     type Unary = String;
     type Binary = String;
@@ -122,7 +160,7 @@ impl OpNaming for NamedV2 {
     type Schedule = ();
     type Checks = ();
 
-    fn region_list(_: &()) -> &[RegionV3] {
+    fn region_list(_: &()) -> &[RegionV3<Self>] {
         &[]
     }
 
@@ -137,6 +175,7 @@ pub struct Numbered;
 
 impl OpNaming for Numbered {
     const VERSION: u32 = 1;
+    type Op = OpV1<Numbered>;
     type Regions = ();
     type Unary = UnaryV1;
     type Binary = BinaryV1;
@@ -146,7 +185,7 @@ impl OpNaming for Numbered {
     type Schedule = ();
     type Checks = ();
 
-    fn region_list(_: &()) -> &[RegionV3] {
+    fn region_list(_: &()) -> &[RegionV3<Self>] {
         &[]
     }
 
@@ -293,11 +332,12 @@ pub struct GraphV1<N: OpNaming = Named> {
 /// entries of one graph keep their `r0, r1, ...` order, and an op's region ids name regions
 /// of the graph that holds the op. The writer lists the regions breadth first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegionV3 {
+#[serde(bound = "")]
+pub struct RegionV3<N: OpNaming = Named> {
     /// The table graph this is a region of (0: the top-level graph).
     pub parent: u32,
     /// The body's nodes, ids strictly increasing (as [`GraphV1::nodes`]).
-    pub nodes: Vec<NodeV1<Named>>,
+    pub nodes: Vec<NodeV1<N>>,
     /// Parameter node ids, in parameter order (the body's `input` nodes).
     pub params: Vec<u32>,
     /// Result node ids, in result order.
@@ -311,7 +351,7 @@ pub struct NodeV1<N: OpNaming = Named> {
     /// Node id.
     pub id: u32,
     /// The op and its attributes.
-    pub op: OpV1<N>,
+    pub op: N::Op,
     /// Stated result dtype.
     pub dtype: DTypeV1,
     /// Stated result shape.
@@ -344,11 +384,11 @@ pub struct SliceAxisV1 {
     pub step: u64,
 }
 
-/// Graph ops, numbered 0..=27 in declaration order (mirrors `kiln_ir::Op`); 24..=27 (control
-/// flow) only in version 3 files.
+/// Graph ops of format versions 1 to 4, numbered 0..=27 in declaration order (mirrors
+/// `kiln_ir::Op` as it was; frozen); 24..=27 (control flow) only from version 3.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
-pub enum OpV1<N: OpNaming = Named> {
+pub enum OpV1<N: OpNaming = NamedV4> {
     /// 0
     Input {
         /// Name.
@@ -504,6 +544,62 @@ pub enum OpV1<N: OpNaming = Named> {
         /// Which result.
         index: u64,
     },
+}
+
+/// A graph op of format version 5, numbered 0..=1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpV5 {
+    /// 0: a literal (`const`); its data in the data section.
+    Constant(TensorRefV1),
+    /// 1: any other op.
+    Op {
+        /// Its stable name (`kiln_ir::Op::name`: `input`, `reduce_sum`, `conv2d`, ...), at
+        /// most [`crate::limits::MAX_OP_NAME_BYTES`].
+        name: String,
+        /// Its attribute values in the order of its schema (`kiln_ir::Op::attr_schema`), at
+        /// most [`crate::limits::MAX_ATTRS`].
+        attrs: Vec<AttrV5>,
+    },
+}
+
+/// An attribute value of format version 5, numbered 0..=16: one variant per attribute
+/// kind (mirrors `kiln_ir::AttrValue`), each bounded on load by its kind alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrV5 {
+    /// 0: an axis, below [`crate::limits::MAX_RANK`].
+    Axis(u64),
+    /// 1: axes, at most [`crate::limits::MAX_RANK`], each an axis.
+    Axes(Vec<u64>),
+    /// 2: a count of operands or results, at most [`crate::limits::MAX_OPERANDS`].
+    Count(u64),
+    /// 3: a size, at most [`crate::limits::MAX_WINDOW_ATTR`].
+    Size(u64),
+    /// 4: sizes, at most [`crate::limits::MAX_RANK`], each a size.
+    Sizes(Vec<u64>),
+    /// 5: `(before, after)` sizes, at most [`crate::limits::MAX_RANK`] pairs.
+    Pairs(Vec<(u64, u64)>),
+    /// 6: a factor, at most [`crate::limits::MAX_CONV_ATTR`].
+    Factor(u64),
+    /// 7: a factor per spatial axis `(h, w)`.
+    Hw([u64; 2]),
+    /// 8: a flag.
+    Bool(bool),
+    /// 9: a float's `f64` bits.
+    Float(u64),
+    /// 10: an element type.
+    DType(DTypeV1),
+    /// 11: a shape, at most [`crate::limits::MAX_RANK`] dims.
+    Shape(Vec<DimV1>),
+    /// 12: a tensor type.
+    Type(DTypeV1, Vec<DimV1>),
+    /// 13: one dim.
+    Dim(DimV1),
+    /// 14: a user name (the name rules of every name in the file).
+    Name(String),
+    /// 15: a region of the node's graph (checked against its region table).
+    Region(u32),
+    /// 16: a slice per axis, at most [`crate::limits::MAX_RANK`].
+    Slices(Vec<SliceAxisV1>),
 }
 
 /// Unary ops of format version 1, numbered 0..=17 (frozen).

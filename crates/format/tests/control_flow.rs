@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use kiln_format::limits::{MAX_REGION_DEPTH, MAX_REGIONS, MAX_VERIFY_WORK};
-use kiln_format::v1::{HeaderV1, NamedV2, OpV1, RegionV3};
+use kiln_format::v1::{AttrV5, HeaderV1, NamedV2, OpV1, OpV5, RegionV3};
 use kiln_format::{FormatError, Module, codec, from_bytes, layout, to_bytes};
 use kiln_ir::{Array, Graph, NodeId, Region};
 use std::collections::HashMap;
@@ -127,7 +127,7 @@ fn load_rewritten(f: impl FnOnce(&mut HeaderV1, &mut Vec<u8>)) -> FormatError {
 
 /// The op of node `id` in a node list. (In the region table of [`CONTROL_FLOW_GRAPH`] the
 /// top-level r0..r4 are entries 0..4, r0's own r0 and r1 entries 5 and 6: breadth first.)
-fn node_mut(list: &mut [kiln_format::v1::NodeV1], id: u32) -> &mut OpV1 {
+fn node_mut(list: &mut [kiln_format::v1::NodeV1], id: u32) -> &mut OpV5 {
     &mut list.iter_mut().find(|n| n.id == id).unwrap().op
 }
 
@@ -146,28 +146,25 @@ fn the_region_table_is_breadth_first_with_parents_first() {
 #[test]
 fn region_ids_out_of_range_are_refused_naming_the_node() {
     let e = load_rewritten(|h, _| {
-        *node_mut(&mut h.graph.nodes, 9) = OpV1::Cond {
-            then_branch: 1,
-            else_branch: 7,
-        };
+        *node_mut(&mut h.graph.nodes, 9) =
+            op_v5("cond", vec![AttrV5::Region(1), AttrV5::Region(7)]);
     });
     assert_eq!(
         e.to_string(),
         "graph node n9: region r7 is out of range (its graph has 5 region(s))"
     );
     let e = load_rewritten(|h, _| {
-        *node_mut(&mut h.graph.regions[0].nodes, 7) = OpV1::Cond {
-            then_branch: 2,
-            else_branch: 1,
-        };
+        *node_mut(&mut h.graph.regions[0].nodes, 7) =
+            op_v5("cond", vec![AttrV5::Region(2), AttrV5::Region(1)]);
     });
     assert_eq!(
         e.to_string(),
         "graph region r0 node n7: region r2 is out of range (its graph has 2 region(s))"
     );
     let e = load_rewritten(|h, _| {
-        if let OpV1::While { body, .. } = node_mut(&mut h.graph.nodes, 14) {
-            *body = u32::MAX;
+        if let OpV5::Op { name, attrs } = node_mut(&mut h.graph.nodes, 14) {
+            assert_eq!(name, "while");
+            attrs[1] = AttrV5::Region(u32::MAX);
         }
     });
     assert_eq!(
@@ -311,22 +308,25 @@ fn a_region_no_op_runs_is_verified_too() {
 #[test]
 fn control_flow_attributes_are_checked() {
     let e = load_rewritten(|h, _| {
-        if let OpV1::Scan { length, .. } = node_mut(&mut h.graph.nodes, 3) {
-            *length = "U".to_string();
+        if let OpV5::Op { name, attrs } = node_mut(&mut h.graph.nodes, 3) {
+            assert_eq!(name, "scan");
+            attrs[1] = AttrV5::Dim("U".to_string());
         }
     });
     assert_eq!(
         e.to_string(),
         "graph node n3: symbol U is not declared in the signature"
     );
-    let e = load_rewritten(|h, _| *node_mut(&mut h.graph.nodes, 4) = OpV1::Get { index: 1 << 40 });
+    let e = load_rewritten(|h, _| {
+        *node_mut(&mut h.graph.nodes, 4) = op_v5("get", vec![AttrV5::Count(1 << 40)]);
+    });
     assert_eq!(
         e.to_string(),
-        "graph node n4: get index 1099511627776 exceeds the limit 65536"
+        "graph node n4: count attribute 1099511627776 exceeds the limit 65536"
     );
     let e = load_rewritten(|h, _| {
-        if let OpV1::Scan { carries, .. } = node_mut(&mut h.graph.nodes, 3) {
-            *carries = 2;
+        if let OpV5::Op { attrs, .. } = node_mut(&mut h.graph.nodes, 3) {
+            attrs[2] = AttrV5::Count(2);
         }
     });
     assert!(matches!(e, FormatError::GraphVerify { .. }), "{e}");

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use kiln_format::v1::{BufferKindV1, DTypeV1, ExprV1, IndexNodeV1, KernelV1, OpV1};
+use kiln_format::v1::{AttrV5, BufferKindV1, DTypeV1, ExprV1, IndexNodeV1, KernelV1, OpV5};
 use kiln_format::{FormatError, Module, from_bytes, layout, load, to_bytes};
 
 fn saved() -> Vec<u8> {
@@ -50,18 +50,18 @@ fn future_and_past_versions_are_rejected_with_numbers() {
         FormatError::UnsupportedVersion {
             found: 7,
             oldest: 1,
-            supported: 4,
+            supported: 5,
             ..
         }
     ));
     assert_eq!(
         e.to_string(),
-        "unsupported .kiln format version 7: this build reads versions 1 to 4 (written by a newer kiln)"
+        "unsupported .kiln format version 7: this build reads versions 1 to 5 (written by a newer kiln)"
     );
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(
         msg(&bytes),
-        "unsupported .kiln format version 0: this build reads versions 1 to 4 (written by an older kiln)"
+        "unsupported .kiln format version 0: this build reads versions 1 to 5 (written by an older kiln)"
     );
 }
 
@@ -131,7 +131,7 @@ fn framing_fields_are_checked() {
     layout::reseal(&mut bytes);
     assert_eq!(
         msg(&bytes),
-        "preamble: flags are 0x00000001, but version 4 defines none (must be 0)"
+        "preamble: flags are 0x00000001, but version 5 defines none (must be 0)"
     );
     let mut bytes = good.clone();
     let offset = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
@@ -146,12 +146,15 @@ fn framing_fields_are_checked() {
             header_len + 40
         )
     );
-    let mut bytes = good.clone();
-    let pad_at = 40 + header_len;
-    assert!(
-        pad_at < offset as usize,
-        "the test module's header needs padding"
-    );
+    // A module whose header does not end on a 64-byte boundary, so it is padded.
+    let mut bytes = [saved(), to_bytes(&control_flow_module()).unwrap()]
+        .into_iter()
+        .find(|b| {
+            let p = layout::split(b).unwrap();
+            40 + p.header.len() < p.data_offset as usize
+        })
+        .expect("a test module whose header needs padding");
+    let pad_at = 40 + layout::split(&bytes).unwrap().header.len();
     bytes[pad_at] = 0xaa;
     layout::reseal(&mut bytes);
     assert_eq!(
@@ -284,9 +287,9 @@ fn padding_and_bool_bytes_are_checked() {
             .graph
             .nodes
             .iter()
-            .find(|n| matches!(&n.op, OpV1::Constant(r) if r.dtype == DTypeV1::Bool))
+            .find(|n| matches!(&n.op, OpV5::Constant(r) if r.dtype == DTypeV1::Bool))
             .unwrap();
-        let OpV1::Constant(r) = &node.op else {
+        let OpV5::Constant(r) = &node.op else {
             unreachable!()
         };
         data[r.offset as usize + 1] = 2;
@@ -354,14 +357,16 @@ fn limits_are_named() {
     );
     let bytes = rewrite(&saved(), |h, _| {
         for n in &mut h.graph.nodes {
-            if let OpV1::Conv2d { stride, .. } = &mut n.op {
+            if let OpV5::Op { name, attrs } = &mut n.op
+                && name == "conv2d"
+                && let AttrV5::Hw(stride) = &mut attrs[0]
+            {
                 stride[0] = u64::MAX;
             }
         }
     });
     assert!(
-        msg(&bytes)
-            .ends_with(": convolution attribute 18446744073709551615 exceeds the limit 1048576"),
+        msg(&bytes).ends_with(": factor attribute 18446744073709551615 exceeds the limit 1048576"),
         "{}",
         msg(&bytes)
     );
@@ -435,7 +440,7 @@ fn the_graph_is_reverified() {
             .graph
             .nodes
             .iter_mut()
-            .find(|n| n.op == OpV1::MatMul)
+            .find(|n| is_op(&n.op, "matmul"))
             .unwrap();
         mm.dtype = DTypeV1::F64;
     });
@@ -457,7 +462,7 @@ fn the_graph_is_reverified() {
         .graph
         .nodes
         .iter()
-        .find(|n| n.op == OpV1::MatMul)
+        .find(|n| is_op(&n.op, "matmul"))
         .unwrap()
         .id;
     let bytes = rewrite(&saved(), |h, _| {
@@ -465,7 +470,7 @@ fn the_graph_is_reverified() {
             .graph
             .nodes
             .iter_mut()
-            .find(|n| n.op == OpV1::MatMul)
+            .find(|n| is_op(&n.op, "matmul"))
             .unwrap();
         mm.operands[0] = y;
     });
@@ -685,21 +690,21 @@ fn op_names_are_bounded_and_unknown_ones_named() {
         h.graph
             .nodes
             .iter()
-            .position(|n| matches!(n.op, OpV1::Unary(_)))
+            .position(|n| is_op(&n.op, "neg"))
             .expect("every_construct has a unary node")
     };
     let bytes = rewrite(&saved(), |h, _| {
         let i = unary_node(h);
-        h.graph.nodes[i].op = OpV1::Unary("no_such_op".to_string());
+        h.graph.nodes[i].op = op_v5("no_such_op", vec![]);
     });
     let m = msg(&bytes);
     assert!(
-        m.starts_with("graph node n") && m.ends_with(": unknown unary op \"no_such_op\""),
+        m.starts_with("graph node n") && m.ends_with(": unknown graph op \"no_such_op\""),
         "{m}"
     );
     let bytes = rewrite(&saved(), |h, _| {
         let i = unary_node(h);
-        h.graph.nodes[i].op = OpV1::Unary("x".repeat(65));
+        h.graph.nodes[i].op = op_v5(&"x".repeat(65), vec![]);
     });
     let m = msg(&bytes);
     assert!(
@@ -719,4 +724,77 @@ fn op_names_are_bounded_and_unknown_ones_named() {
     });
     let m = msg(&bytes);
     assert!(m.contains("unknown binary op \"add\\0\""), "{m}");
+}
+
+/// The first node of the top-level graph whose op is named `name`.
+fn node_index(h: &kiln_format::v1::HeaderV1, name: &str) -> usize {
+    h.graph
+        .nodes
+        .iter()
+        .position(|n| is_op(&n.op, name))
+        .unwrap_or_else(|| panic!("every_construct has a {name} node"))
+}
+
+#[test]
+fn version_5_attributes_are_bounded_by_their_kind() {
+    let attrs_of = |name: &'static str, f: fn(&mut Vec<AttrV5>)| {
+        rewrite(&saved(), move |h, _| {
+            let i = node_index(h, name);
+            if let OpV5::Op { attrs, .. } = &mut h.graph.nodes[i].op {
+                f(attrs);
+            }
+        })
+    };
+    let ends = |bytes: &[u8], tail: &str| {
+        let m = msg(bytes);
+        assert!(m.starts_with("graph node n") && m.ends_with(tail), "{m}");
+    };
+    ends(
+        &attrs_of("concat", |a| a[0] = AttrV5::Axis(32)),
+        ": axis 32 exceeds the limit 31",
+    );
+    ends(
+        &attrs_of("permute", |a| a[0] = AttrV5::Axes(vec![0; 33])),
+        ": axis count 33 exceeds the limit 32",
+    );
+    ends(
+        &attrs_of("pad", |a| a[0] = AttrV5::Pairs(vec![(0, 1 << 41)])),
+        &format!(
+            ": size attribute {} exceeds the limit {}",
+            1u64 << 41,
+            1u64 << 40
+        ),
+    );
+    ends(
+        &attrs_of("window_max", |a| a[0] = AttrV5::Sizes(vec![1; 40])),
+        ": size list length 40 exceeds the limit 32",
+    );
+    ends(
+        &attrs_of("input", |a| a[0] = AttrV5::Name("a\nb".into())),
+        ": name \"a\\nb\" contains a control character",
+    );
+    ends(
+        &attrs_of("input", |a| a[1] = AttrV5::Shape(vec!["N".into()])),
+        ": `input` attribute `type` takes a value of kind tensor type, got shape",
+    );
+    ends(
+        &attrs_of("concat", |a| a.push(AttrV5::Bool(true))),
+        ": `concat` takes 1 attribute(s), got 2",
+    );
+    ends(
+        &attrs_of("concat", |a| {
+            a.extend(std::iter::repeat_n(AttrV5::Bool(true), 16))
+        }),
+        ": attribute count 17 exceeds the limit 16",
+    );
+    ends(
+        &rewrite(&saved(), |h, _| {
+            let i = node_index(h, "matmul");
+            h.graph.nodes[i].op = op_v5("const", vec![]);
+        }),
+        ": unknown graph op \"const\"",
+    );
+    // Attributes that are in bounds but wrong for the operands are the verifier's.
+    let e = err(&attrs_of("concat", |a| a[0] = AttrV5::Axis(31)));
+    assert!(matches!(e, FormatError::GraphVerify { .. }), "{e}");
 }

@@ -1,8 +1,8 @@
 //! Golden files: the fuzz seeds in crates/format/fuzz/seeds are the current encoding of
 //! the test modules, byte for byte, so any change to the file format shows up here (bump
 //! FORMAT_VERSION when it is intended). `BLESS=1` rewrites them. The same modules written
-//! by format versions 1, 2 and 3 (crates/format/tests/v1_files, v2_files and v3_files,
-//! frozen) must still load.
+//! by format versions 1 to 4 (crates/format/tests/v1_files to v4_files, frozen) must still
+//! load.
 
 mod common;
 
@@ -21,6 +21,14 @@ fn modules() -> Vec<(&'static str, Module)> {
 fn version_3_modules() -> Vec<(&'static str, Module)> {
     let mut out = modules_with(every_construct_module_with(&version_3_unary_ops()));
     out.push(("control_flow", control_flow_module()));
+    out
+}
+
+/// The modules of the frozen version 4 files: those of version 3 and the debug-table module.
+fn version_4_modules() -> Vec<(&'static str, Module)> {
+    let mut out = modules_with(every_construct_module_with(&version_4_unary_ops()));
+    out.push(("control_flow", control_flow_module()));
+    out.push(("debug_table", debug_table_module()));
     out
 }
 
@@ -95,6 +103,11 @@ fn version_2_files_still_load_as_the_same_modules() {
 #[test]
 fn version_3_files_still_load_as_the_same_modules() {
     old_modules_load(3, version_3_modules());
+}
+
+#[test]
+fn version_4_files_still_load_as_the_same_modules() {
+    old_modules_load(4, version_4_modules());
 }
 
 #[test]

@@ -249,7 +249,7 @@ fn save_refuses_every_limit_the_loader_enforces_and_writes_nothing() {
         (
             "MAX_CONV_ATTR",
             conv_with_stride(MAX_CONV_ATTR + 1),
-            "graph node n2: convolution attribute 1048577 exceeds the limit 1048576".into(),
+            "graph node n2: factor attribute 1048577 exceeds the limit 1048576".into(),
         ),
         (
             "MAX_WINDOW_ATTR (pad)",
@@ -260,7 +260,7 @@ fn save_refuses_every_limit_the_loader_enforces_and_writes_nothing() {
         (
             "MAX_WINDOW_ATTR (window)",
             window_stride(MAX_WINDOW_ATTR + 1),
-            "graph node n1: window attribute 1099511627777 exceeds the limit 1099511627776".into(),
+            "graph node n1: size attribute 1099511627777 exceeds the limit 1099511627776".into(),
         ),
         (
             "MAX_DIM_VALUE",

@@ -1,7 +1,8 @@
 //! Mutation property test: valid saved modules are damaged (bit flips, truncation at every
 //! section boundary, oversized lengths, swapped dtypes, shapes that overflow usize, kernels
 //! with out-of-range indices, dangling references, region tables with out-of-range region
-//! ids, parents after children, dangling parameters and results, nesting past the limit)
+//! ids, parents after children, dangling parameters and results, nesting past the limit,
+//! graph-op attributes of the wrong kind, missing or out of bounds)
 //! and loading must fail with a clean one-line error every time — never a panic, an abort,
 //! a hang or an out-of-bounds access.
 //!
@@ -11,8 +12,8 @@ mod common;
 
 use common::*;
 use kiln_format::v1::{
-    BodyV1, DTypeV1, ExprV1, HeaderV1, IndexNodeV1, IndexV1, KernelV1, LoadModeV1, NodeV1, OpV1,
-    RegionV3,
+    AttrV5, BodyV1, DTypeV1, ExprV1, HeaderV1, IndexNodeV1, IndexV1, KernelV1, LoadModeV1, NodeV1,
+    OpV5, RegionV3, SliceAxisV1,
 };
 use kiln_format::{from_bytes, layout, to_bytes};
 use proptest::prelude::*;
@@ -61,7 +62,7 @@ fn boundaries(bytes: &[u8]) -> Vec<usize> {
     refs.extend(header.state.iter().map(|s| s.tensor.clone()));
     let region_nodes = header.graph.regions.iter().flat_map(|r| &r.nodes);
     for n in header.graph.nodes.iter().chain(region_nodes) {
-        if let OpV1::Constant(r) = &n.op {
+        if let OpV5::Constant(r) = &n.op {
             refs.push(r.clone());
         }
     }
@@ -105,6 +106,9 @@ enum Structured {
     RegionNestedTooDeep,
     SwapRegionNodeDType(u8),
     RegionNodeOperandDangling(u32),
+    AttrKindSwapped(u8),
+    AttrDropped,
+    AttrOutOfBounds(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -156,6 +160,9 @@ fn structured() -> impl Strategy<Value = Structured> {
         Just(Structured::RegionNestedTooDeep),
         (1u8..6).prop_map(Structured::SwapRegionNodeDType),
         (100_000u32..u32::MAX).prop_map(Structured::RegionNodeOperandDangling),
+        any::<u8>().prop_map(Structured::AttrKindSwapped),
+        Just(Structured::AttrDropped),
+        ((1u64 << 40) + 1..u64::MAX).prop_map(Structured::AttrOutOfBounds),
     ]
 }
 
@@ -239,17 +246,63 @@ fn region_refs(h: &mut HeaderV1) -> Vec<&mut u32> {
     let region_nodes = h.graph.regions.iter_mut().flat_map(|r| &mut r.nodes);
     let mut out = Vec::new();
     for n in h.graph.nodes.iter_mut().chain(region_nodes) {
-        match &mut n.op {
-            OpV1::Cond {
-                then_branch,
-                else_branch,
-            } => out.extend([then_branch, else_branch]),
-            OpV1::Scan { body, .. } => out.push(body),
-            OpV1::While { cond, body, .. } => out.extend([cond, body]),
-            _ => {}
+        for a in attrs_mut(&mut n.op) {
+            if let AttrV5::Region(r) = a {
+                out.push(r);
+            }
         }
     }
     out
+}
+
+/// The attribute values of a version 5 op (none for a constant).
+fn attrs_mut(op: &mut OpV5) -> &mut [AttrV5] {
+    match op {
+        OpV5::Op { attrs, .. } => attrs,
+        OpV5::Constant(_) => &mut [],
+    }
+}
+
+/// The attribute lists of every node with attributes, in the top-level graph and every
+/// region.
+fn attr_lists(h: &mut HeaderV1) -> Vec<&mut Vec<AttrV5>> {
+    let region_nodes = h.graph.regions.iter_mut().flat_map(|r| &mut r.nodes);
+    h.graph
+        .nodes
+        .iter_mut()
+        .chain(region_nodes)
+        .filter_map(|n| match &mut n.op {
+            OpV5::Op { attrs, .. } if !attrs.is_empty() => Some(attrs),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One value of every attribute kind.
+fn one_of_each_kind() -> Vec<AttrV5> {
+    vec![
+        AttrV5::Axis(0),
+        AttrV5::Axes(vec![0]),
+        AttrV5::Count(1),
+        AttrV5::Size(1),
+        AttrV5::Sizes(vec![1]),
+        AttrV5::Pairs(vec![(0, 1)]),
+        AttrV5::Factor(1),
+        AttrV5::Hw([1, 1]),
+        AttrV5::Bool(false),
+        AttrV5::Float(0),
+        AttrV5::DType(DTypeV1::F32),
+        AttrV5::Shape(vec!["2".into()]),
+        AttrV5::Type(DTypeV1::F32, vec!["2".into()]),
+        AttrV5::Dim("2".into()),
+        AttrV5::Name("x".into()),
+        AttrV5::Region(0),
+        AttrV5::Slices(vec![SliceAxisV1 {
+            start: 0,
+            stop: 1,
+            step: 1,
+        }]),
+    ]
 }
 
 /// The node `pick` of all region bodies together, if there are any.
@@ -351,13 +404,11 @@ fn damage(h: &mut HeaderV1, data_len: u64, s: &Structured, pick: usize) -> bool 
             true
         }
         Structured::NodeAxisOutOfRange(a) => {
-            let target = h.graph.nodes.iter_mut().find_map(|n| match &mut n.op {
-                OpV1::Iota { axis, .. }
-                | OpV1::ArgReduce { axis, .. }
-                | OpV1::Concat { axis }
-                | OpV1::Gather { axis }
-                | OpV1::ScatterAdd { axis } => Some(axis),
-                _ => None,
+            let target = h.graph.nodes.iter_mut().find_map(|n| {
+                attrs_mut(&mut n.op).iter_mut().find_map(|a| match a {
+                    AttrV5::Axis(axis) => Some(axis),
+                    _ => None,
+                })
             });
             match target {
                 Some(axis) => {
@@ -369,7 +420,7 @@ fn damage(h: &mut HeaderV1, data_len: u64, s: &Structured, pick: usize) -> bool 
         }
         Structured::ConstantLen(d) => {
             let target = h.graph.nodes.iter_mut().find_map(|n| match &mut n.op {
-                OpV1::Constant(r) => Some(r),
+                OpV5::Constant(r) => Some(r),
                 _ => None,
             });
             match target {
@@ -518,6 +569,48 @@ fn damage(h: &mut HeaderV1, data_len: u64, s: &Structured, pick: usize) -> bool 
             }
             None => false,
         },
+        Structured::AttrKindSwapped(k) => {
+            let mut lists = attr_lists(h);
+            let n = lists.len();
+            let Some(attrs) = lists.get_mut(pick % n.max(1)) else {
+                return false;
+            };
+            let i = pick % attrs.len();
+            let kinds = one_of_each_kind();
+            let old = std::mem::discriminant(&attrs[i]);
+            let mut other = kinds[*k as usize % kinds.len()].clone();
+            if std::mem::discriminant(&other) == old {
+                other = kinds[(*k as usize + 1) % kinds.len()].clone();
+            }
+            attrs[i] = other;
+            true
+        }
+        Structured::AttrDropped => {
+            let mut lists = attr_lists(h);
+            let n = lists.len();
+            match lists.get_mut(pick % n.max(1)) {
+                Some(attrs) => {
+                    attrs.pop();
+                    true
+                }
+                None => false,
+            }
+        }
+        Structured::AttrOutOfBounds(v) => {
+            let target = attr_lists(h).into_iter().flatten().find_map(|a| match a {
+                AttrV5::Count(c) | AttrV5::Size(c) | AttrV5::Factor(c) => Some(c),
+                AttrV5::Hw([c, _]) => Some(c),
+                AttrV5::Pairs(p) if !p.is_empty() => Some(&mut p[0].1),
+                _ => None,
+            });
+            match target {
+                Some(c) => {
+                    *c = *v;
+                    true
+                }
+                None => false,
+            }
+        }
     }
 }
 

@@ -183,3 +183,79 @@ fn a_failed_save_leaves_no_temp_file_and_keeps_what_was_there() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The module of docs/file-format.md section 6: input `x: f32[N]`, parameter `w = [2.0]`,
+/// output `y = x * w`, no kernel plan.
+fn worked_example() -> kiln_format::Module {
+    use kiln_format::{Metadata, Module, Signature, SymbolSpec, TensorSpec};
+    use kiln_ir::{Array, BinaryOp, DType, Dim, Graph, Op, Shape};
+    let n = Shape::new([Dim::sym("N")]);
+    let mut g = Graph::new();
+    let x = g
+        .add(
+            Op::Input {
+                name: "x".into(),
+                dtype: DType::F32,
+                shape: n.clone(),
+            },
+            &[],
+        )
+        .unwrap();
+    let w = g
+        .add(
+            Op::Parameter {
+                name: "w".into(),
+                dtype: DType::F32,
+                shape: Shape::known(&[1]),
+            },
+            &[],
+        )
+        .unwrap();
+    let y = g.add(Op::Binary(BinaryOp::Mul), &[x, w]).unwrap();
+    let spec = |name: &str| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: n.clone(),
+    };
+    Module {
+        metadata: Metadata {
+            producer: "kiln 0.1.0".into(),
+            created: 1_700_000_000,
+            options: [("opt".to_string(), "2".to_string())].into(),
+        },
+        signature: Signature {
+            inputs: vec![spec("x")],
+            outputs: vec![spec("y")],
+            symbols: vec![SymbolSpec {
+                name: "N".into(),
+                min: 1,
+                max: None,
+            }],
+        },
+        graph: g,
+        outputs: vec![("y".into(), y)],
+        updates: vec![],
+        program: None,
+        state: vec![("w".into(), Array::from_f32(&[1], vec![2.0]).unwrap())],
+    }
+}
+
+#[test]
+fn the_worked_example_of_the_format_docs_has_the_documented_nodes() {
+    let bytes = to_bytes(&worked_example()).unwrap();
+    let parts = kiln_format::layout::split(&bytes).unwrap();
+    assert_eq!((bytes.len(), parts.header.len()), (260, 120));
+    // Version 5 nodes: n0 `input` with attributes Name "x" and Type f32 ["N"], then its
+    // stated type, operands and location.
+    let n0: &[u8] = &[
+        0x00, 0x01, 0x05, b'i', b'n', b'p', b'u', b't', 0x02, 0x0e, 0x01, b'x', 0x0c, 0x00, 0x01,
+        0x01, b'N', 0x00, 0x01, 0x01, b'N', 0x00, 0x00,
+    ];
+    let at = parts
+        .header
+        .windows(n0.len())
+        .position(|w| w == n0)
+        .expect("n0 as documented");
+    assert_eq!(at + 40, 0x54);
+    assert_same(&worked_example(), &from_bytes(&bytes).unwrap());
+}

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod array;
+pub mod attr;
 pub mod dim;
 pub mod dtype;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod text;
 pub mod verify;
 
 pub use array::{Array, ArrayError, Data};
+pub use attr::{AttrError, AttrKind, AttrRole, AttrSpec, AttrValue};
 pub use dim::{Dim, DimError, Sym};
 pub use dtype::DType;
 pub use error::ShapeError;

@@ -6,8 +6,14 @@
 //! [`for_each_binary_op!`](crate::for_each_binary_op): each entry gives the variant, its
 //! stable name, its dtype rule, its cost class and its user method, and the enums, `ALL`,
 //! `name()`, `is_costly()` and `dtype_rule()` are generated from them.
+//!
+//! A graph op ([`Op`]) is declared here once: its variant, [`Op::name`], [`Op::kind`],
+//! [`Op::may_fail`] and its attributes ([`Op::attr_schema`], [`Op::attrs`],
+//! [`Op::from_attrs`]; see [`crate::attr`]), from which the text form and the file format
+//! print, parse, store and bound it.
 
 use crate::array::Array;
+use crate::attr::{AttrError, AttrKind, AttrSpec, AttrValue, Values};
 use crate::dim::Dim;
 use crate::dtype::{DType, DTypeClass};
 use crate::shape::Shape;
@@ -717,6 +723,315 @@ impl Op {
         }
     }
 
+    /// True if running the op can fail or never finish for some operand values, given its
+    /// result `dtype`: an index out of range (`gather`, `scatter_add`), an integer division
+    /// by zero (`div`, `rem` on integers), a loop that does not end (`while`). A pass that
+    /// would compute an op where the program might not (hoisting it out of a loop) asks
+    /// this. `cond` and `scan` answer for themselves only: their bodies are asked node by
+    /// node.
+    pub fn may_fail(&self, dtype: DType) -> bool {
+        match self {
+            Op::Binary(BinaryOp::Div | BinaryOp::Rem) => !dtype.is_float(),
+            Op::Gather { .. } | Op::ScatterAdd { .. } | Op::While { .. } => true,
+            Op::Input { .. }
+            | Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::Iota { .. }
+            | Op::RandomBits { .. }
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Select
+            | Op::Cast(_)
+            | Op::StopGradient
+            | Op::Reduce { .. }
+            | Op::ArgReduce { .. }
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Slice(_)
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Flip { .. }
+            | Op::MatMul
+            | Op::Conv2d { .. }
+            | Op::Window { .. }
+            | Op::Cond { .. }
+            | Op::Scan { .. }
+            | Op::Get { .. } => false,
+        }
+    }
+
+    /// The attributes of the op named `name`, in order, with the name as a `&'static str`:
+    /// each attribute's key, [`AttrKind`] and how the text form writes it. `None` for an
+    /// unknown name and for `const` (a literal's data is not an attribute). [`Op::attrs`]
+    /// returns the values in this order and [`Op::from_attrs`] takes them back.
+    pub fn attr_schema(name: &str) -> Option<(&'static str, &'static [AttrSpec])> {
+        use AttrKind as K;
+        use AttrSpec as A;
+        const TYPED: &[AttrSpec] = &[A::positional("name", K::Name), A::result("type", K::Type)];
+        const SHAPED: &[AttrSpec] = &[A::result("shape", K::Shape)];
+        const AXIS: &[AttrSpec] = &[A::keyed("axis", K::Axis)];
+        const REDUCE: &[AttrSpec] = &[A::keyed("axes", K::Axes), A::keyed("keepdim", K::Bool)];
+        const ARG: &[AttrSpec] = &[A::keyed("axis", K::Axis), A::keyed("keepdim", K::Bool)];
+        const WINDOW: &[AttrSpec] = &[
+            A::keyed("window", K::Sizes),
+            A::keyed("stride", K::Sizes),
+            A::keyed("padding", K::Pairs),
+        ];
+        const FIXED: &[(&str, &[AttrSpec])] = &[
+            ("input", TYPED),
+            ("param", TYPED),
+            (
+                "iota",
+                &[A::keyed("axis", K::Axis), A::result("type", K::Type)],
+            ),
+            ("random_bits", SHAPED),
+            ("select", &[]),
+            ("cast", &[A::result("dtype", K::DType)]),
+            ("stop_gradient", &[]),
+            ("reshape", SHAPED),
+            ("permute", &[A::positional("permutation", K::Axes)]),
+            ("expand", SHAPED),
+            ("slice", &[A::positional("slice entries", K::Slices)]),
+            (
+                "pad",
+                &[
+                    A::positional("pad entries", K::Pairs),
+                    A::keyed("value", K::Float),
+                ],
+            ),
+            ("concat", AXIS),
+            ("flip", &[A::keyed("axes", K::Axes)]),
+            ("gather", AXIS),
+            ("scatter_add", AXIS),
+            ("matmul", &[]),
+            (
+                "conv2d",
+                &[
+                    A::keyed("stride", K::Hw),
+                    A::keyed("padding", K::Hw),
+                    A::keyed("dilation", K::Hw),
+                    A::keyed("groups", K::Factor),
+                ],
+            ),
+            (
+                "cond",
+                &[A::keyed("then", K::Region), A::keyed("else", K::Region)],
+            ),
+            (
+                "scan",
+                &[
+                    A::keyed("body", K::Region),
+                    A::keyed("length", K::Dim),
+                    A::keyed("carries", K::Count),
+                    A::keyed("xs", K::Count),
+                    A::keyed("reverse", K::Bool),
+                ],
+            ),
+            (
+                "while",
+                &[
+                    A::keyed("cond", K::Region),
+                    A::keyed("body", K::Region),
+                    A::keyed("carries", K::Count),
+                ],
+            ),
+            ("get", &[A::keyed("index", K::Count)]),
+        ];
+        if let Some(&entry) = FIXED.iter().find(|(n, _)| *n == name) {
+            return Some(entry);
+        }
+        if let Some(u) = UnaryOp::from_name(name) {
+            Some((u.name(), &[]))
+        } else if let Some(b) = BinaryOp::from_name(name) {
+            Some((b.name(), &[]))
+        } else if let Some(r) = ReduceOp::from_name(name) {
+            Some((r.name(), REDUCE))
+        } else if let Some(a) = ArgOp::from_name(name) {
+            Some((a.name(), ARG))
+        } else {
+            WindowOp::from_name(name).map(|w| (w.name(), WINDOW))
+        }
+    }
+
+    /// The op's attribute values in the order of its [`Op::attr_schema`] (empty for
+    /// `const`).
+    pub fn attrs(&self) -> Vec<AttrValue> {
+        use AttrValue as V;
+        match self {
+            Op::Input { name, dtype, shape } | Op::Parameter { name, dtype, shape } => {
+                vec![V::Name(name.clone()), V::Type(*dtype, shape.clone())]
+            }
+            Op::Constant(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Select
+            | Op::StopGradient
+            | Op::MatMul => Vec::new(),
+            Op::Iota { dtype, shape, axis } => vec![V::Axis(*axis), V::Type(*dtype, shape.clone())],
+            Op::RandomBits { shape } | Op::Reshape(shape) | Op::Expand(shape) => {
+                vec![V::Shape(shape.clone())]
+            }
+            Op::Cast(d) => vec![V::DType(*d)],
+            Op::Reduce { axes, keepdim, .. } => vec![V::Axes(axes.clone()), V::Bool(*keepdim)],
+            Op::ArgReduce { axis, keepdim, .. } => vec![V::Axis(*axis), V::Bool(*keepdim)],
+            Op::Permute(perm) => vec![V::Axes(perm.clone())],
+            Op::Slice(axes) => vec![V::Slices(axes.clone())],
+            Op::Pad { pads, value } => vec![V::Pairs(pads.clone()), V::Float(*value)],
+            Op::Concat { axis } | Op::Gather { axis } | Op::ScatterAdd { axis } => {
+                vec![V::Axis(*axis)]
+            }
+            Op::Flip { axes } => vec![V::Axes(axes.clone())],
+            Op::Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups,
+            } => vec![
+                V::Hw(*stride),
+                V::Hw(*padding),
+                V::Hw(*dilation),
+                V::Factor(*groups),
+            ],
+            Op::Window {
+                window,
+                stride,
+                padding,
+                ..
+            } => vec![
+                V::Sizes(window.clone()),
+                V::Sizes(stride.clone()),
+                V::Pairs(padding.clone()),
+            ],
+            Op::Cond {
+                then_branch,
+                else_branch,
+            } => vec![V::Region(*then_branch), V::Region(*else_branch)],
+            Op::Scan {
+                body,
+                length,
+                carries,
+                xs,
+                reverse,
+            } => vec![
+                V::Region(*body),
+                V::Dim(length.clone()),
+                V::Count(*carries),
+                V::Count(*xs),
+                V::Bool(*reverse),
+            ],
+            Op::While {
+                cond,
+                body,
+                carries,
+            } => vec![V::Region(*cond), V::Region(*body), V::Count(*carries)],
+            Op::Get { index } => vec![V::Count(*index)],
+        }
+    }
+
+    /// The op named `name` with the attribute `values` of its [`Op::attr_schema`], in
+    /// order. Only the count and kinds of the values are checked; whether they suit the
+    /// operands is shape inference's business ([`crate::infer`]).
+    pub fn from_attrs(name: &str, values: Vec<AttrValue>) -> Result<Op, AttrError> {
+        if name == "const" {
+            return Err(AttrError::Literal("const"));
+        }
+        let (name, values) = Op::checked_attrs(name, values)?;
+        let mut v = Values::new(values);
+        Ok(match name {
+            "input" | "param" => {
+                let n = v.name();
+                let (dtype, shape) = v.ty();
+                if name == "input" {
+                    Op::Input {
+                        name: n,
+                        dtype,
+                        shape,
+                    }
+                } else {
+                    Op::Parameter {
+                        name: n,
+                        dtype,
+                        shape,
+                    }
+                }
+            }
+            "iota" => {
+                let axis = v.axis();
+                let (dtype, shape) = v.ty();
+                Op::Iota { dtype, shape, axis }
+            }
+            "random_bits" => Op::RandomBits { shape: v.shape() },
+            "select" => Op::Select,
+            "cast" => Op::Cast(v.dtype()),
+            "stop_gradient" => Op::StopGradient,
+            "reshape" => Op::Reshape(v.shape()),
+            "permute" => Op::Permute(v.axes()),
+            "expand" => Op::Expand(v.shape()),
+            "slice" => Op::Slice(v.slices()),
+            "pad" => Op::Pad {
+                pads: v.pairs(),
+                value: v.float(),
+            },
+            "concat" => Op::Concat { axis: v.axis() },
+            "flip" => Op::Flip { axes: v.axes() },
+            "gather" => Op::Gather { axis: v.axis() },
+            "scatter_add" => Op::ScatterAdd { axis: v.axis() },
+            "matmul" => Op::MatMul,
+            "conv2d" => Op::Conv2d {
+                stride: v.hw(),
+                padding: v.hw(),
+                dilation: v.hw(),
+                groups: v.factor(),
+            },
+            "cond" => Op::Cond {
+                then_branch: v.region(),
+                else_branch: v.region(),
+            },
+            "scan" => Op::Scan {
+                body: v.region(),
+                length: v.dim(),
+                carries: v.count(),
+                xs: v.count(),
+                reverse: v.boolean(),
+            },
+            "while" => Op::While {
+                cond: v.region(),
+                body: v.region(),
+                carries: v.count(),
+            },
+            "get" => Op::Get { index: v.count() },
+            other => {
+                if let Some(u) = UnaryOp::from_name(other) {
+                    Op::Unary(u)
+                } else if let Some(b) = BinaryOp::from_name(other) {
+                    Op::Binary(b)
+                } else if let Some(op) = ReduceOp::from_name(other) {
+                    Op::Reduce {
+                        op,
+                        axes: v.axes(),
+                        keepdim: v.boolean(),
+                    }
+                } else if let Some(op) = ArgOp::from_name(other) {
+                    Op::ArgReduce {
+                        op,
+                        axis: v.axis(),
+                        keepdim: v.boolean(),
+                    }
+                } else if let Some(op) = WindowOp::from_name(other) {
+                    Op::Window {
+                        op,
+                        window: v.sizes(),
+                        stride: v.sizes(),
+                        padding: v.pairs(),
+                    }
+                } else {
+                    return Err(AttrError::UnknownOp(other.to_string()));
+                }
+            }
+        })
+    }
+
     /// The shape attribute of ops that declare their result shape (input, parameter, iota,
     /// random_bits, reshape, expand); `None` for every other op.
     pub fn shape_attr(&self) -> Option<&Shape> {
@@ -814,6 +1129,168 @@ mod tests {
         }
         assert_eq!(Op::Reshape(s.clone()).shape_attr(), Some(&s));
         assert_eq!(Op::MatMul.shape_attr(), None);
+    }
+
+    /// One op of every variant, with non-default attributes.
+    fn one_of_each() -> Vec<Op> {
+        let s = Shape::known(&[2, 3]);
+        vec![
+            Op::Input {
+                name: "x \"y\"".into(),
+                dtype: DType::F32,
+                shape: s.clone(),
+            },
+            Op::Parameter {
+                name: "fc.weight".into(),
+                dtype: DType::F64,
+                shape: s.clone(),
+            },
+            Op::Iota {
+                dtype: DType::I32,
+                shape: s.clone(),
+                axis: 1,
+            },
+            Op::RandomBits { shape: s.clone() },
+            Op::Unary(UnaryOp::Asin),
+            Op::Binary(BinaryOp::Rem),
+            Op::Select,
+            Op::Cast(DType::Bool),
+            Op::StopGradient,
+            Op::Reduce {
+                op: ReduceOp::Prod,
+                axes: vec![0, 2],
+                keepdim: true,
+            },
+            Op::ArgReduce {
+                op: ArgOp::ArgMin,
+                axis: 3,
+                keepdim: false,
+            },
+            Op::Reshape(s.clone()),
+            Op::Permute(vec![1, 0]),
+            Op::Expand(s.clone()),
+            Op::Slice(vec![SliceAxis {
+                start: 1,
+                stop: 7,
+                step: 2,
+            }]),
+            Op::Pad {
+                pads: vec![(1, 2)],
+                value: F64Bits::new(-0.5),
+            },
+            Op::Concat { axis: 2 },
+            Op::Flip { axes: vec![1] },
+            Op::Gather { axis: 1 },
+            Op::ScatterAdd { axis: 0 },
+            Op::MatMul,
+            Op::Conv2d {
+                stride: [1, 2],
+                padding: [3, 4],
+                dilation: [5, 6],
+                groups: 7,
+            },
+            Op::Window {
+                op: WindowOp::Max,
+                window: vec![2, 2],
+                stride: vec![1, 2],
+                padding: vec![(0, 1), (1, 0)],
+            },
+            Op::Cond {
+                then_branch: RegionId(1),
+                else_branch: RegionId(0),
+            },
+            Op::Scan {
+                body: RegionId(2),
+                length: Dim::sym("T"),
+                carries: 2,
+                xs: 1,
+                reverse: true,
+            },
+            Op::While {
+                cond: RegionId(0),
+                body: RegionId(1),
+                carries: 3,
+            },
+            Op::Get { index: 4 },
+        ]
+    }
+
+    #[test]
+    fn attributes_follow_the_schema_and_rebuild_the_op() {
+        for op in one_of_each() {
+            let (name, schema) = Op::attr_schema(op.name()).expect("a schema");
+            assert_eq!(name, op.name());
+            let values = op.attrs();
+            let kinds: Vec<AttrKind> = values.iter().map(AttrValue::kind).collect();
+            let declared: Vec<AttrKind> = schema.iter().map(|a| a.kind).collect();
+            assert_eq!(kinds, declared, "{op:?}");
+            for a in schema {
+                if a.role == crate::attr::AttrRole::Result {
+                    assert!(
+                        AttrValue::of_result(a.kind, DType::F32, &Shape::scalar()).is_some(),
+                        "{op:?}: result attribute `{}` of kind {:?}",
+                        a.key,
+                        a.kind
+                    );
+                }
+            }
+            assert_eq!(Op::from_attrs(op.name(), values), Ok(op.clone()));
+        }
+        for u in UnaryOp::ALL {
+            assert_eq!(Op::from_attrs(u.name(), vec![]), Ok(Op::Unary(u)));
+        }
+        for b in BinaryOp::ALL {
+            assert_eq!(Op::from_attrs(b.name(), vec![]), Ok(Op::Binary(b)));
+        }
+    }
+
+    #[test]
+    fn attribute_errors_are_typed() {
+        assert_eq!(
+            Op::from_attrs("frob", vec![]),
+            Err(AttrError::UnknownOp("frob".into()))
+        );
+        assert_eq!(
+            Op::from_attrs("const", vec![]),
+            Err(AttrError::Literal("const"))
+        );
+        assert_eq!(Op::attr_schema("const"), None);
+        assert_eq!(
+            Op::from_attrs("concat", vec![]),
+            Err(AttrError::Count {
+                op: "concat",
+                expected: 1,
+                got: 0
+            })
+        );
+        let e = Op::from_attrs("concat", vec![AttrValue::Count(1)]).unwrap_err();
+        assert_eq!(
+            e,
+            AttrError::Kind {
+                op: "concat",
+                key: "axis",
+                expected: "axis",
+                got: "count"
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "`concat` attribute `axis` takes a value of kind axis, got count"
+        );
+    }
+
+    #[test]
+    fn failing_ops_are_declared() {
+        let div = Op::Binary(BinaryOp::Div);
+        assert!(div.may_fail(DType::I32) && !div.may_fail(DType::F32));
+        assert!(Op::Gather { axis: 0 }.may_fail(DType::F32));
+        let w = Op::While {
+            cond: RegionId(0),
+            body: RegionId(1),
+            carries: 1,
+        };
+        assert!(w.may_fail(DType::Bool));
+        assert!(!Op::MatMul.may_fail(DType::I32));
     }
 
     #[test]

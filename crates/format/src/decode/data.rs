@@ -2,6 +2,7 @@
 //! zero gaps), arrays read from it, and the state table.
 
 use super::context::{Cx, Result, attr, count, dtype};
+use super::op_names::ReadOpNames;
 use crate::error::{FormatError, shown};
 use crate::limits::*;
 use crate::names::name;
@@ -12,17 +13,17 @@ use std::ops::Range;
 
 /// Every tensor reference of the header with a description of where it is; `paths` are
 /// the region table's paths (`Table::paths`).
-pub(super) fn tensor_refs<'h, N: OpNaming>(
+pub(super) fn tensor_refs<'h, N: ReadOpNames>(
     h: &'h HeaderV1<N>,
     paths: &[String],
 ) -> Vec<(&'h TensorRefV1, String)> {
-    fn constants<'h, N: OpNaming>(
+    fn constants<'h, N: ReadOpNames>(
         list: &'h [NodeV1<N>],
         what: &str,
         out: &mut Vec<(&'h TensorRefV1, String)>,
     ) {
         for n in list {
-            if let OpV1::Constant(r) = &n.op {
+            if let Some(r) = N::op_ref(&n.op).constant() {
                 out.push((r, format!("{what} node n{} constant", n.id)));
             }
         }
@@ -99,7 +100,7 @@ pub(super) fn tensor_ref(
 }
 
 /// Checks every tensor reference, that no two overlap, and that bytes outside them are zero.
-pub(super) fn check_data_layout<N: OpNaming>(
+pub(super) fn check_data_layout<N: ReadOpNames>(
     h: &HeaderV1<N>,
     data: &[u8],
     paths: &[String],

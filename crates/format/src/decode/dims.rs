@@ -1,34 +1,25 @@
 //! The walk over every dimension expression of a header, which bounds their total count
 //! before any is parsed.
 
+use super::op_names::ReadOpNames;
 use crate::error::shown;
 use crate::v1::*;
 
 /// Calls `f` on every dimension expression of a header with a description of where it is;
 /// `paths` are the region table's paths (`Table::paths`).
-pub(super) fn for_each_dim<N: OpNaming>(
+pub(super) fn for_each_dim<N: ReadOpNames>(
     h: &HeaderV1<N>,
     paths: &[String],
     f: &mut dyn FnMut(&str, &dyn Fn() -> String),
 ) {
-    fn nodes<N: OpNaming>(
+    fn nodes<N: ReadOpNames>(
         list: &[NodeV1<N>],
         what: &str,
         f: &mut dyn FnMut(&str, &dyn Fn() -> String),
     ) {
         for n in list {
             let at = || format!("{what} node n{}", n.id);
-            let attr: &[DimV1] = match &n.op {
-                OpV1::Input { shape, .. }
-                | OpV1::Parameter { shape, .. }
-                | OpV1::Iota { shape, .. }
-                | OpV1::RandomBits { shape }
-                | OpV1::Reshape(shape)
-                | OpV1::Expand(shape) => shape,
-                OpV1::Scan { length, .. } => std::slice::from_ref(length),
-                _ => &[],
-            };
-            for d in n.shape.iter().chain(attr) {
+            for d in n.shape.iter().chain(N::op_ref(&n.op).attr_dims()) {
                 f(d, &at);
             }
         }
@@ -133,7 +124,7 @@ pub(super) fn for_each_dim<N: OpNaming>(
 }
 
 /// The number of dimension expressions in a header.
-pub(super) fn dim_count<N: OpNaming>(h: &HeaderV1<N>, paths: &[String]) -> u64 {
+pub(super) fn dim_count<N: ReadOpNames>(h: &HeaderV1<N>, paths: &[String]) -> u64 {
     let mut n: u64 = 0;
     for_each_dim(h, paths, &mut |_, _| n += 1);
     n

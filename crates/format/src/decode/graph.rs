@@ -1,13 +1,16 @@
 //! The graph: source files, nodes (ids, operands, locations, ops) of the top-level graph and
-//! of each region, and named nodes.
+//! of each region, and named nodes. A version 5 op is read generically, attribute by
+//! attribute ([`AttrV5`]); an op of versions 1 to 4 through its frozen [`OpV1`] variant.
 
 use super::context::{Cx, Result, attr, axis, axis_list, count, dtype, unique_named};
-use super::op_names::ReadOpNames;
+use super::op_names::{OpRef, ReadOpNames};
 use crate::error::FormatError;
 use crate::limits::*;
 use crate::names::name;
 use crate::v1::*;
-use kiln_ir::{DType, F64Bits, Graph, Loc, Node, NodeId, Op, RegionId, Shape, SliceAxis};
+use kiln_ir::{
+    AttrValue, DType, F64Bits, Graph, Loc, Node, NodeId, Op, RegionId, Shape, SliceAxis,
+};
 
 pub(super) fn files(list: &[String]) -> Result<Vec<String>> {
     count(
@@ -123,7 +126,10 @@ pub(super) fn nodes<N: ReadOpNames>(
             }
         };
         let node = Node {
-            op: cx.op(&n.op, &location)?,
+            op: match N::op_ref(&n.op) {
+                OpRef::V1(op) => cx.op_v1(op, &location)?,
+                OpRef::V5(op) => cx.op_v5(op, &location)?,
+            },
             dtype: dtype(n.dtype),
             shape: cx.shape(&n.shape, &location)?,
             loc,
@@ -170,11 +176,80 @@ pub(super) fn nodes<N: ReadOpNames>(
 }
 
 impl Cx<'_> {
-    pub(super) fn op<N: ReadOpNames>(
-        &self,
-        op: &OpV1<N>,
-        location: &dyn Fn() -> String,
-    ) -> Result<Op> {
+    /// A version 5 graph op: its name known, each attribute bounded by its kind alone, then
+    /// built by [`Op::from_attrs`] (which checks the attributes' count and kinds against the
+    /// op's schema; whether they suit the operands is the verifier's business).
+    fn op_v5(&self, op: &OpV5, location: &dyn Fn() -> String) -> Result<Op> {
+        let (name, attrs) = match op {
+            OpV5::Constant(r) => {
+                return Ok(Op::Constant(
+                    self.array(r, &format!("{} constant", location()))?,
+                ));
+            }
+            OpV5::Op { name, attrs } => (name, attrs),
+        };
+        crate::names::op(name, "graph", Op::attr_schema, location)?;
+        count(attrs.len(), MAX_ATTRS, location, "attribute count")?;
+        let values = attrs
+            .iter()
+            .map(|a| self.attr_value(a, location))
+            .collect::<Result<Vec<AttrValue>>>()?;
+        Op::from_attrs(name, values).map_err(|e| FormatError::invalid(location(), e.to_string()))
+    }
+
+    /// One version 5 attribute, bounded by its kind: lists at most [`MAX_RANK`] long, axes
+    /// below it, counts at most [`MAX_OPERANDS`], sizes at most [`MAX_WINDOW_ATTR`], factors
+    /// at most [`MAX_CONV_ATTR`], names by the name rules, dims and shapes as every dim.
+    fn attr_value(&self, a: &AttrV5, location: &dyn Fn() -> String) -> Result<AttrValue> {
+        let size = |v: u64| attr(v, MAX_WINDOW_ATTR, "size attribute", location);
+        let factor = |v: u64| attr(v, MAX_CONV_ATTR, "factor attribute", location);
+        let sizes = |v: &[u64]| -> Result<Vec<u64>> {
+            count(v.len(), MAX_RANK, location, "size list length")?;
+            v.iter().map(|&x| size(x)).collect()
+        };
+        Ok(match a {
+            AttrV5::Axis(v) => AttrValue::Axis(axis(*v, location)?),
+            AttrV5::Axes(v) => AttrValue::Axes(axis_list(v, location)?),
+            AttrV5::Count(v) => {
+                AttrValue::Count(attr(*v, MAX_OPERANDS, "count attribute", location)? as usize)
+            }
+            AttrV5::Size(v) => AttrValue::Size(size(*v)?),
+            AttrV5::Sizes(v) => AttrValue::Sizes(sizes(v)?),
+            AttrV5::Pairs(v) => {
+                count(v.len(), MAX_RANK, location, "pair list length")?;
+                for &(lo, hi) in v {
+                    size(lo)?;
+                    size(hi)?;
+                }
+                AttrValue::Pairs(v.clone())
+            }
+            AttrV5::Factor(v) => AttrValue::Factor(factor(*v)?),
+            AttrV5::Hw([h, w]) => AttrValue::Hw([factor(*h)?, factor(*w)?]),
+            AttrV5::Bool(b) => AttrValue::Bool(*b),
+            AttrV5::Float(bits) => AttrValue::Float(F64Bits::new(f64::from_bits(*bits))),
+            AttrV5::DType(d) => AttrValue::DType(dtype(*d)),
+            AttrV5::Shape(s) => AttrValue::Shape(self.shape(s, location)?),
+            AttrV5::Type(d, s) => AttrValue::Type(dtype(*d), self.shape(s, location)?),
+            AttrV5::Dim(d) => AttrValue::Dim(self.dim(d, location)?),
+            AttrV5::Name(n) => AttrValue::Name(name(n, location)?),
+            AttrV5::Region(r) => AttrValue::Region(RegionId(*r)),
+            AttrV5::Slices(v) => {
+                count(v.len(), MAX_RANK, location, "slice entry count")?;
+                AttrValue::Slices(
+                    v.iter()
+                        .map(|a| SliceAxis {
+                            start: a.start,
+                            stop: a.stop,
+                            step: a.step,
+                        })
+                        .collect(),
+                )
+            }
+        })
+    }
+
+    /// A graph op of versions 1 to 4.
+    fn op_v1<N: ReadOpNames>(&self, op: &OpV1<N>, location: &dyn Fn() -> String) -> Result<Op> {
         let shape = |dims: &[DimV1]| self.shape(dims, location);
         let named = |n: &str| name(n, location);
         let operand_count =

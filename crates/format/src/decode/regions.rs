@@ -30,44 +30,30 @@ pub(super) struct Table {
     pub(super) total_nodes: usize,
 }
 
-/// The regions a control-flow op runs and its name, or `None` for any other op.
-fn control_op<N: OpNaming>(op: &OpV1<N>) -> Option<(&'static str, Vec<u32>)> {
-    match op {
-        OpV1::Cond {
-            then_branch,
-            else_branch,
-        } => Some(("cond", vec![*then_branch, *else_branch])),
-        OpV1::Scan { body, .. } => Some(("scan", vec![*body])),
-        OpV1::While { cond, body, .. } => Some(("while", vec![*cond, *body])),
-        OpV1::Get { .. } => Some(("get", Vec::new())),
-        _ => None,
-    }
-}
-
 /// What one table graph asks of the verifier, in [`MAX_VERIFY_WORK`] units: each node and
 /// operand once; each control-flow op its fan (operands and its regions' parameters and
 /// results) once for itself and once per `get` reading it; each region it runs, per run,
 /// plus `setup` ([`REGION_VERIFY_WORK`] for a region graph, 0 for the top-level graph).
 /// Also marks the entries its ops run and checks their region ids.
-fn graph_work<N: OpNaming>(
+fn graph_work<N: ReadOpNames>(
     list: &[NodeV1<N>],
     what: &str,
     setup: u64,
     kids: &[usize],
-    entries: &[RegionV3],
+    entries: &[RegionV3<N>],
     work: &[u64],
     used: &mut [bool],
 ) -> Result<u64> {
     let mut gets: HashMap<u32, u64> = HashMap::new();
     for n in list {
-        if let (OpV1::Get { .. }, Some(&src)) = (&n.op, n.operands.first()) {
+        if let (true, Some(&src)) = (N::op_ref(&n.op).is_get(), n.operands.first()) {
             *gets.entry(src).or_default() += 1;
         }
     }
     let mut total = setup;
     for n in list {
         total = total.saturating_add(1 + n.operands.len() as u64);
-        let Some((name, regions)) = control_op(&n.op) else {
+        let Some((name, regions)) = N::op_ref(&n.op).control() else {
             continue;
         };
         let location = || format!("{what} node n{}", n.id);
@@ -110,7 +96,7 @@ impl Table {
     /// parent, at most [`MAX_REGION_DEPTH`] deep, with at most [`MAX_OPERANDS`] parameters
     /// and results; at most [`MAX_NODES`] nodes in all; every region id an op names in
     /// range; control flow only in version 3; at most [`MAX_VERIFY_WORK`] for the verifier.
-    pub(super) fn check<N: OpNaming>(g: &GraphV1<N>) -> Result<Table> {
+    pub(super) fn check<N: ReadOpNames>(g: &GraphV1<N>) -> Result<Table> {
         let entries = N::region_list(&g.regions);
         count(
             entries.len(),
@@ -218,7 +204,7 @@ impl Table {
         let mut built: Vec<Region> = Vec::with_capacity(entries.len());
         for (e, path) in entries.iter().zip(&self.paths) {
             let what = format!("graph region {path}");
-            let graph = nodes::<Named>(cx, &e.nodes, files, &what, &mut slots)?;
+            let graph = nodes::<N>(cx, &e.nodes, files, &what, &mut slots)?;
             let ids = |list: &[u32], role: &str| -> Result<Vec<NodeId>> {
                 list.iter()
                     .map(|&id| {

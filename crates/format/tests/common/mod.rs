@@ -176,6 +176,25 @@ pub fn version_2_unary_ops() -> Vec<UnaryOp> {
         .collect()
 }
 
+/// A version 5 op other than a constant: its name and attribute values.
+pub fn op_v5(name: &str, attrs: Vec<kiln_format::v1::AttrV5>) -> kiln_format::v1::OpV5 {
+    kiln_format::v1::OpV5::Op {
+        name: name.to_string(),
+        attrs,
+    }
+}
+
+/// True if the version 5 op is named `name`.
+pub fn is_op(op: &kiln_format::v1::OpV5, name: &str) -> bool {
+    matches!(op, kiln_format::v1::OpV5::Op { name: n, .. } if n == name)
+}
+
+/// The unary ops that existed when format version 4 was superseded: the version 4 golden
+/// files (crates/format/tests/v4_files) hold [`every_construct_module_with`] of these.
+pub fn version_4_unary_ops() -> Vec<UnaryOp> {
+    version_2_unary_ops()
+}
+
 /// The unary ops that existed when format version 3 was superseded: the version 3 golden
 /// files (crates/format/tests/v3_files) hold [`every_construct_module_with`] of these.
 pub fn version_3_unary_ops() -> Vec<UnaryOp> {

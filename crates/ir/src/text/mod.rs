@@ -13,19 +13,36 @@
 //! ```
 //!
 //! A line is `nK = OP OPERANDS ATTRIBUTES : TYPE [@ LOC]`. Operands are node ids separated by
-//! commas; they may refer to nodes defined on later lines. Attributes follow in a fixed order
-//! per op:
+//! commas; they may refer to nodes defined on later lines. Attributes follow in the order of
+//! the op's schema ([`Op::attr_schema`](crate::Op::attr_schema), declared with the op), each
+//! `key=VALUE`, or `VALUE` alone for a positional one, and each value is spelled by its
+//! [`AttrKind`](crate::AttrKind):
+//!
+//! | kind | spelling |
+//! |------|----------|
+//! | axis, count, size, factor | `A` (a non-negative integer) |
+//! | axis list, size list | `[A, ...]` |
+//! | `(h, w)` factor pair | `[H, W]` |
+//! | pair list | `[(LO, HI), ...]` |
+//! | bool | `true`, `false` |
+//! | float | as a constant's `f64` elements |
+//! | dtype, shape, tensor type, dim | `f32`, `[D, ...]`, `f32[D, ...]`, `[D]` |
+//! | name | `"name"` (escaped like a Rust string) |
+//! | region | `rK` |
+//! | slice list | `[ENTRY, ...]`, an entry being `start:stop`, `start:stop:step` or `:` (whole axis) |
+//!
+//! So, for instance:
 //!
 //! | op | attributes |
 //! |----|------------|
-//! | `input`, `param` | `"name"` (escaped like a Rust string) |
-//! | `const` | `DTYPE[SHAPE] [v0, v1, ...]` (row-major elements) |
+//! | `input`, `param` | `"name"` |
+//! | `const` | `DTYPE[SHAPE] [v0, v1, ...]` (row-major elements; data, not an attribute) |
 //! | `iota` | `axis=A` |
 //! | `random_bits`, unary, binary, `select`, `stop_gradient`, `cast`, `reshape`, `expand`, `matmul` | none |
 //! | `reduce_sum`, `reduce_max`, `reduce_min`, `reduce_prod` | `axes=[A, ...] keepdim=BOOL` |
 //! | `argmax`, `argmin` | `axis=A keepdim=BOOL` |
 //! | `permute` | `[P0, P1, ...]` |
-//! | `slice` | `[ENTRY, ...]`, an entry being `start:stop`, `start:stop:step` or `:` (whole axis) |
+//! | `slice` | `[ENTRY, ...]` |
 //! | `pad` | `[(LO, HI), ...] value=FLOAT` |
 //! | `concat`, `gather`, `scatter_add` | `axis=A` |
 //! | `flip` | `axes=[A, ...]` |
@@ -52,11 +69,11 @@
 //! The header lists the region's parameters (its `input` nodes, in order) and its results.
 //! A control-flow node's type is the token `bool[]`; `get` nodes read its results.
 //!
-//! Ops whose attribute *is* the result type take it from the stated type: `input`, `param`
-//! and `iota` (dtype and shape), `random_bits`, `reshape` and `expand` (shape), `cast`
-//! (dtype). Only when a node's stated type disagrees with its op (a graph that fails
-//! verification) is the attribute printed, as a last `type=DTYPE[SHAPE]`, `shape=[SHAPE]` or
-//! `dtype=DTYPE`.
+//! An attribute that *is* (part of) the result type ([`AttrRole::Result`](crate::AttrRole))
+//! is taken from the stated type: `input`, `param` and `iota` (dtype and shape), `random_bits`,
+//! `reshape` and `expand` (shape), `cast` (dtype). Only when a node's stated type disagrees
+//! with its op (a graph that fails verification) is the attribute printed, as
+//! `type=DTYPE[SHAPE]`, `shape=[SHAPE]` or `dtype=DTYPE`.
 //!
 //! Floats print with Rust's shortest round-trip formatting, plus `inf`, `-inf`, `nan`
 //! (the canonical quiet NaN), `-nan` and `nan:0xBITS` for any other NaN bit pattern, so

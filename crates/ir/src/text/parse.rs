@@ -2,10 +2,11 @@
 
 use super::{F32_NAN_BITS, F64_NAN_BITS};
 use crate::array::{Array, Data};
+use crate::attr::{AttrError, AttrKind, AttrRole, AttrSpec, AttrValue};
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::graph::{Graph, Loc, Node, NodeId, Region};
-use crate::op::{ArgOp, BinaryOp, F64Bits, Op, ReduceOp, RegionId, SliceAxis, UnaryOp, WindowOp};
+use crate::op::{F64Bits, Op, RegionId, SliceAxis};
 use crate::shape::Shape;
 use crate::verify::{VerifyErrorKind, verify};
 use std::collections::HashMap;
@@ -224,41 +225,25 @@ fn placeholder() -> Node {
     }
 }
 
-/// An op whose attribute may come from the stated type, waiting for that type.
+/// An op whose attributes may come from the stated type, waiting for that type.
 enum Draft {
     Done(Op),
-    Input(String, Option<(DType, Shape)>),
-    Parameter(String, Option<(DType, Shape)>),
-    Iota(usize, Option<(DType, Shape)>),
-    RandomBits(Option<Shape>),
-    Cast(Option<DType>),
-    Reshape(Option<Shape>),
-    Expand(Option<Shape>),
+    /// The op's name and its attribute values in schema order; `None` for a
+    /// [`AttrRole::Result`] attribute left to the stated type.
+    Attrs(&'static str, Vec<(AttrKind, Option<AttrValue>)>),
 }
 
 impl Draft {
-    fn finish(self, dtype: DType, shape: &Shape) -> Op {
-        let ty = |t: Option<(DType, Shape)>| t.unwrap_or_else(|| (dtype, shape.clone()));
+    fn finish(self, dtype: DType, shape: &Shape) -> Result<Op, AttrError> {
         match self {
-            Draft::Done(op) => op,
-            Draft::Input(name, t) => {
-                let (dtype, shape) = ty(t);
-                Op::Input { name, dtype, shape }
+            Draft::Done(op) => Ok(op),
+            Draft::Attrs(name, values) => {
+                let values = values
+                    .into_iter()
+                    .filter_map(|(kind, v)| v.or_else(|| AttrValue::of_result(kind, dtype, shape)))
+                    .collect();
+                Op::from_attrs(name, values)
             }
-            Draft::Parameter(name, t) => {
-                let (dtype, shape) = ty(t);
-                Op::Parameter { name, dtype, shape }
-            }
-            Draft::Iota(axis, t) => {
-                let (dtype, shape) = ty(t);
-                Op::Iota { dtype, shape, axis }
-            }
-            Draft::RandomBits(s) => Op::RandomBits {
-                shape: s.unwrap_or_else(|| shape.clone()),
-            },
-            Draft::Cast(d) => Op::Cast(d.unwrap_or(dtype)),
-            Draft::Reshape(s) => Op::Reshape(s.unwrap_or_else(|| shape.clone())),
-            Draft::Expand(s) => Op::Expand(s.unwrap_or_else(|| shape.clone())),
         }
     }
 }
@@ -478,7 +463,6 @@ impl Cursor {
     }
 
     fn two(&mut self, key: &str) -> PResult<[u64; 2]> {
-        self.key(key)?;
         let col = {
             self.skip_ws();
             self.col()
@@ -743,169 +727,82 @@ impl Cursor {
         Ok(SliceAxis { start, stop, step })
     }
 
-    /// The attributes of op `name`, positioned after its operands.
+    /// The attributes of op `name`, positioned after its operands, as its schema declares
+    /// them ([`Op::attr_schema`]); a constant's type and elements.
     fn attrs(&mut self, name: &str, col: usize) -> PResult<Draft> {
-        let override_ty = |c: &mut Cursor| -> PResult<Option<(DType, Shape)>> {
-            if c.optional_key("type")? {
-                Ok(Some(c.ty()?))
-            } else {
-                Ok(None)
+        if name == "const" {
+            return Ok(Draft::Done(Op::Constant(self.constant()?)));
+        }
+        let Some((name, schema)) = Op::attr_schema(name) else {
+            return self.err_at(col, format!("unknown op `{name}`"));
+        };
+        let mut values = Vec::with_capacity(schema.len());
+        for spec in schema {
+            let value = match spec.role {
+                AttrRole::Positional => Some(self.attr_value(spec)?),
+                AttrRole::Keyed => {
+                    self.key(spec.key)?;
+                    Some(self.attr_value(spec)?)
+                }
+                AttrRole::Result => {
+                    if self.optional_key(spec.key)? {
+                        Some(self.attr_value(spec)?)
+                    } else {
+                        None
+                    }
+                }
+            };
+            values.push((spec.kind, value));
+        }
+        Ok(Draft::Attrs(name, values))
+    }
+
+    /// One attribute value, spelled by its kind.
+    fn attr_value(&mut self, spec: &AttrSpec) -> PResult<AttrValue> {
+        let key = spec.key;
+        let what = format!("`{key}`");
+        Ok(match spec.kind {
+            AttrKind::Axis => AttrValue::Axis(self.uint("an axis")?),
+            AttrKind::Count => AttrValue::Count(self.uint(key)?),
+            AttrKind::Size => AttrValue::Size(self.uint("a non-negative integer")?),
+            AttrKind::Factor => AttrValue::Factor(self.uint("a non-negative integer")?),
+            AttrKind::Axes => AttrValue::Axes(self.uint_list(&what)?),
+            AttrKind::Sizes => AttrValue::Sizes(self.uint_list(&what)?),
+            AttrKind::Pairs => AttrValue::Pairs(self.pair_list(&what)?),
+            AttrKind::Hw => AttrValue::Hw(self.two(key)?),
+            AttrKind::Bool => AttrValue::Bool(self.boolean()?),
+            AttrKind::Float => AttrValue::Float(F64Bits::new(self.f64_value()?)),
+            AttrKind::DType => AttrValue::DType(self.dtype()?),
+            AttrKind::Shape => AttrValue::Shape(self.shape()?),
+            AttrKind::Type => {
+                let (dtype, shape) = self.ty()?;
+                AttrValue::Type(dtype, shape)
             }
-        };
-        let override_shape = |c: &mut Cursor| -> PResult<Option<Shape>> {
-            if c.optional_key("shape")? {
-                Ok(Some(c.shape()?))
-            } else {
-                Ok(None)
-            }
-        };
-        let axis = |c: &mut Cursor| -> PResult<usize> {
-            c.key("axis")?;
-            c.uint("an axis")
-        };
-        let keepdim = |c: &mut Cursor| -> PResult<bool> {
-            c.key("keepdim")?;
-            c.boolean()
-        };
-        let axes = |c: &mut Cursor| -> PResult<Vec<usize>> {
-            c.key("axes")?;
-            c.uint_list("`axes`")
-        };
-        let region = |c: &mut Cursor, key: &str| -> PResult<RegionId> {
-            c.key(key)?;
-            let (word, col) = c.ident("a region id")?;
-            match word.strip_prefix('r').and_then(|d| d.parse::<u32>().ok()) {
-                Some(k) if word[1..].chars().all(|ch| ch.is_ascii_digit()) => Ok(RegionId(k)),
-                _ => c.err_at(
-                    col,
-                    format!("expected a region id such as `r0`, found `{word}`"),
-                ),
-            }
-        };
-        let count = |c: &mut Cursor, key: &str| -> PResult<usize> {
-            c.key(key)?;
-            c.uint(key)
-        };
-        Ok(match name {
-            "cond" => Draft::Done(Op::Cond {
-                then_branch: region(self, "then")?,
-                else_branch: region(self, "else")?,
-            }),
-            "scan" => {
-                let body = region(self, "body")?;
-                self.key("length")?;
+            AttrKind::Dim => {
                 self.skip_ws();
                 let col = self.col();
-                let len = self.shape()?;
-                let [length] = &len.0[..] else {
-                    return self.err_at(col, "`length` takes one dimension, such as `[T]`");
+                let dims = self.shape()?;
+                let [dim] = &dims.0[..] else {
+                    return self.err_at(col, format!("`{key}` takes one dimension, such as `[T]`"));
                 };
-                Draft::Done(Op::Scan {
-                    body,
-                    length: length.clone(),
-                    carries: count(self, "carries")?,
-                    xs: count(self, "xs")?,
-                    reverse: {
-                        self.key("reverse")?;
-                        self.boolean()?
-                    },
-                })
+                AttrValue::Dim(dim.clone())
             }
-            "while" => Draft::Done(Op::While {
-                cond: region(self, "cond")?,
-                body: region(self, "body")?,
-                carries: count(self, "carries")?,
-            }),
-            "get" => Draft::Done(Op::Get {
-                index: count(self, "index")?,
-            }),
-            "input" => {
-                let n = self.string()?;
-                Draft::Input(n, override_ty(self)?)
-            }
-            "param" => {
-                let n = self.string()?;
-                Draft::Parameter(n, override_ty(self)?)
-            }
-            "const" => Draft::Done(Op::Constant(self.constant()?)),
-            "iota" => {
-                let a = axis(self)?;
-                Draft::Iota(a, override_ty(self)?)
-            }
-            "random_bits" => Draft::RandomBits(override_shape(self)?),
-            "select" => Draft::Done(Op::Select),
-            "stop_gradient" => Draft::Done(Op::StopGradient),
-            "matmul" => Draft::Done(Op::MatMul),
-            "cast" => Draft::Cast(if self.optional_key("dtype")? {
-                Some(self.dtype()?)
-            } else {
-                None
-            }),
-            "reshape" => Draft::Reshape(override_shape(self)?),
-            "expand" => Draft::Expand(override_shape(self)?),
-            "permute" => Draft::Done(Op::Permute(self.uint_list("a permutation")?)),
-            "slice" => Draft::Done(Op::Slice(self.list("slice entries", Cursor::slice_axis)?)),
-            "pad" => {
-                let pads = self.pair_list("pad entries")?;
-                self.key("value")?;
-                let value = F64Bits::new(self.f64_value()?);
-                Draft::Done(Op::Pad { pads, value })
-            }
-            "concat" => Draft::Done(Op::Concat { axis: axis(self)? }),
-            "gather" => Draft::Done(Op::Gather { axis: axis(self)? }),
-            "scatter_add" => Draft::Done(Op::ScatterAdd { axis: axis(self)? }),
-            "flip" => Draft::Done(Op::Flip { axes: axes(self)? }),
-            "conv2d" => {
-                let stride = self.two("stride")?;
-                let padding = self.two("padding")?;
-                let dilation = self.two("dilation")?;
-                self.key("groups")?;
-                let groups = self.uint("a group count")?;
-                Draft::Done(Op::Conv2d {
-                    stride,
-                    padding,
-                    dilation,
-                    groups,
-                })
-            }
-            other => {
-                if let Some(u) = UnaryOp::from_name(other) {
-                    Draft::Done(Op::Unary(u))
-                } else if let Some(b) = BinaryOp::from_name(other) {
-                    Draft::Done(Op::Binary(b))
-                } else if let Some(r) = ReduceOp::from_name(other) {
-                    let axes = axes(self)?;
-                    let keepdim = keepdim(self)?;
-                    Draft::Done(Op::Reduce {
-                        op: r,
-                        axes,
-                        keepdim,
-                    })
-                } else if let Some(a) = ArgOp::from_name(other) {
-                    let axis = axis(self)?;
-                    let keepdim = keepdim(self)?;
-                    Draft::Done(Op::ArgReduce {
-                        op: a,
-                        axis,
-                        keepdim,
-                    })
-                } else if let Some(w) = WindowOp::from_name(other) {
-                    self.key("window")?;
-                    let window = self.uint_list("`window`")?;
-                    self.key("stride")?;
-                    let stride = self.uint_list("`stride`")?;
-                    self.key("padding")?;
-                    let padding = self.pair_list("`padding`")?;
-                    Draft::Done(Op::Window {
-                        op: w,
-                        window,
-                        stride,
-                        padding,
-                    })
-                } else {
-                    return self.err_at(col, format!("unknown op `{other}`"));
+            AttrKind::Name => AttrValue::Name(self.string()?),
+            AttrKind::Region => {
+                let (word, col) = self.ident("a region id")?;
+                match word.strip_prefix('r').and_then(|d| d.parse::<u32>().ok()) {
+                    Some(k) if word[1..].chars().all(|ch| ch.is_ascii_digit()) => {
+                        AttrValue::Region(RegionId(k))
+                    }
+                    _ => {
+                        return self.err_at(
+                            col,
+                            format!("expected a region id such as `r0`, found `{word}`"),
+                        );
+                    }
                 }
             }
+            AttrKind::Slices => AttrValue::Slices(self.list(&what, Cursor::slice_axis)?),
         })
     }
 
@@ -1042,7 +939,10 @@ impl Cursor {
                 format!("unexpected {} after the node", self.found()),
             );
         }
-        let op = draft.finish(dtype, &shape);
+        let op = match draft.finish(dtype, &shape) {
+            Ok(op) => op,
+            Err(e) => return self.err_at(op_col, e.to_string()),
+        };
         Ok(Some(NodeLine {
             id,
             info: LineInfo {

@@ -2,6 +2,7 @@
 
 use super::{F32_NAN_BITS, F64_NAN_BITS};
 use crate::array::Data;
+use crate::attr::{AttrRole, AttrValue};
 use crate::graph::{Graph, Loc, Node, NodeId};
 use crate::op::Op;
 use crate::shape::Shape;
@@ -93,120 +94,59 @@ fn write_pairs(out: &mut impl fmt::Write, items: &[(u64, u64)]) -> fmt::Result {
     write_list(out, items, |o, (a, b)| write!(o, "({a}, {b})"))
 }
 
+/// The node's attributes as its op's schema declares them ([`Op::attr_schema`]); a
+/// constant's type and elements.
 fn write_attrs(out: &mut impl fmt::Write, n: &Node) -> fmt::Result {
-    let stated = (n.dtype, &n.shape);
-    match &n.op {
-        Op::Input { name, dtype, shape } | Op::Parameter { name, dtype, shape } => {
-            out.write_char(' ')?;
-            write_string(out, name)?;
-            if (*dtype, shape) != stated {
-                write!(out, " type={dtype}{shape}")?;
-            }
-        }
-        Op::Constant(a) => {
-            write!(out, " {}{} ", a.dtype(), Shape::known(a.shape()))?;
-            write_data(out, a.data())?;
-        }
-        Op::Iota { dtype, shape, axis } => {
-            write!(out, " axis={axis}")?;
-            if (*dtype, shape) != stated {
-                write!(out, " type={dtype}{shape}")?;
-            }
-        }
-        Op::RandomBits { shape } | Op::Reshape(shape) | Op::Expand(shape) => {
-            if *shape != n.shape {
-                write!(out, " shape={shape}")?;
-            }
-        }
-        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::StopGradient | Op::MatMul => {}
-        Op::Cast(to) => {
-            if *to != n.dtype {
-                write!(out, " dtype={to}")?;
-            }
-        }
-        Op::Reduce { axes, keepdim, .. } => {
-            out.write_str(" axes=")?;
-            write_nums(out, axes)?;
-            write!(out, " keepdim={keepdim}")?;
-        }
-        Op::ArgReduce { axis, keepdim, .. } => write!(out, " axis={axis} keepdim={keepdim}")?,
-        Op::Permute(perm) => {
-            out.write_char(' ')?;
-            write_nums(out, perm)?;
-        }
-        Op::Slice(axes) => {
-            out.write_char(' ')?;
-            write_list(out, axes, |o, a| {
-                if a.start == 0 && a.stop == u64::MAX && a.step == 1 {
-                    o.write_char(':')
-                } else if a.step == 1 {
-                    write!(o, "{}:{}", a.start, a.stop)
-                } else {
-                    write!(o, "{}:{}:{}", a.start, a.stop, a.step)
+    if let Op::Constant(a) = &n.op {
+        write!(out, " {}{} ", a.dtype(), Shape::known(a.shape()))?;
+        return write_data(out, a.data());
+    }
+    let Some((_, schema)) = Op::attr_schema(n.op.name()) else {
+        return Ok(());
+    };
+    for (spec, value) in schema.iter().zip(n.op.attrs()) {
+        match spec.role {
+            AttrRole::Positional => out.write_char(' ')?,
+            AttrRole::Keyed => write!(out, " {}=", spec.key)?,
+            AttrRole::Result => {
+                if AttrValue::of_result(spec.kind, n.dtype, &n.shape).as_ref() == Some(&value) {
+                    continue;
                 }
-            })?;
+                write!(out, " {}=", spec.key)?;
+            }
         }
-        Op::Pad { pads, value } => {
-            out.write_char(' ')?;
-            write_pairs(out, pads)?;
-            write!(out, " value={}", fmt_f64(value.get()))?;
-        }
-        Op::Concat { axis } | Op::Gather { axis } | Op::ScatterAdd { axis } => {
-            write!(out, " axis={axis}")?;
-        }
-        Op::Flip { axes } => {
-            out.write_str(" axes=")?;
-            write_nums(out, axes)?;
-        }
-        Op::Conv2d {
-            stride,
-            padding,
-            dilation,
-            groups,
-        } => {
-            out.write_str(" stride=")?;
-            write_nums(out, stride)?;
-            out.write_str(" padding=")?;
-            write_nums(out, padding)?;
-            out.write_str(" dilation=")?;
-            write_nums(out, dilation)?;
-            write!(out, " groups={groups}")?;
-        }
-        Op::Window {
-            window,
-            stride,
-            padding,
-            ..
-        } => {
-            out.write_str(" window=")?;
-            write_nums(out, window)?;
-            out.write_str(" stride=")?;
-            write_nums(out, stride)?;
-            out.write_str(" padding=")?;
-            write_pairs(out, padding)?;
-        }
-        Op::Cond {
-            then_branch,
-            else_branch,
-        } => write!(out, " then={then_branch} else={else_branch}")?,
-        Op::Scan {
-            body,
-            length,
-            carries,
-            xs,
-            reverse,
-        } => write!(
-            out,
-            " body={body} length=[{length}] carries={carries} xs={xs} reverse={reverse}"
-        )?,
-        Op::While {
-            cond,
-            body,
-            carries,
-        } => write!(out, " cond={cond} body={body} carries={carries}")?,
-        Op::Get { index } => write!(out, " index={index}")?,
+        write_value(out, &value)?;
     }
     Ok(())
+}
+
+/// One attribute value, spelled by its kind.
+fn write_value(out: &mut impl fmt::Write, value: &AttrValue) -> fmt::Result {
+    match value {
+        AttrValue::Axis(v) | AttrValue::Count(v) => write!(out, "{v}"),
+        AttrValue::Size(v) | AttrValue::Factor(v) => write!(out, "{v}"),
+        AttrValue::Axes(v) => write_nums(out, v),
+        AttrValue::Sizes(v) => write_nums(out, v),
+        AttrValue::Hw(v) => write_nums(out, v),
+        AttrValue::Pairs(v) => write_pairs(out, v),
+        AttrValue::Bool(v) => write!(out, "{v}"),
+        AttrValue::Float(v) => out.write_str(&fmt_f64(v.get())),
+        AttrValue::DType(d) => write!(out, "{d}"),
+        AttrValue::Shape(s) => write!(out, "{s}"),
+        AttrValue::Type(d, s) => write!(out, "{d}{s}"),
+        AttrValue::Dim(d) => write!(out, "[{d}]"),
+        AttrValue::Name(name) => write_string(out, name),
+        AttrValue::Region(r) => write!(out, "{r}"),
+        AttrValue::Slices(axes) => write_list(out, axes, |o, a| {
+            if a.start == 0 && a.stop == u64::MAX && a.step == 1 {
+                o.write_char(':')
+            } else if a.step == 1 {
+                write!(o, "{}:{}", a.start, a.stop)
+            } else {
+                write!(o, "{}:{}:{}", a.start, a.stop, a.step)
+            }
+        }),
+    }
 }
 
 fn write_data(out: &mut impl fmt::Write, data: &Data) -> fmt::Result {

@@ -10,44 +10,24 @@ use crate::region::{
     Source, copy_nodes, fresh_param, redirect, replace_control, replace_region, retain,
 };
 use kiln_ir::verify::MAX_REGION_DEPTH;
-use kiln_ir::{BinaryOp, Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
+use kiln_ir::{Dim, Graph, Node, NodeId, Op, OpKind, Region, Shape, SliceAxis};
 use std::collections::{HashMap, HashSet};
 
 /// True if `node` of graph `g` may be computed before the loop: it cannot fail at run time
 /// (the loop may run zero times, and then an error the loop would never have met must not
-/// happen) and it cannot hang (no `while`). A `cond` or `scan` qualifies when every node of
-/// its regions does.
+/// happen) and it cannot hang ([`Op::may_fail`] says both), and it is not fed by the
+/// caller. A `cond` or `scan` qualifies when every node of its regions does.
 fn hoistable(g: &Graph, node: &Node) -> bool {
     hoistable_at(g, node, 0)
 }
 
 fn hoistable_at(g: &Graph, node: &Node, depth: usize) -> bool {
-    match &node.op {
-        Op::Binary(BinaryOp::Div | BinaryOp::Rem) => node.dtype.is_float(),
-        Op::Binary(_)
-        | Op::Unary(_)
-        | Op::Constant(_)
-        | Op::Iota { .. }
-        | Op::RandomBits { .. }
-        | Op::Select
-        | Op::Cast(_)
-        | Op::StopGradient
-        | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::Reshape(_)
-        | Op::Permute(_)
-        | Op::Expand(_)
-        | Op::Slice(_)
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Flip { .. }
-        | Op::MatMul
-        | Op::Conv2d { .. }
-        | Op::Window { .. }
-        | Op::Get { .. } => true,
-        Op::Gather { .. } | Op::ScatterAdd { .. } | Op::While { .. } => false,
-        Op::Input { .. } | Op::Parameter { .. } => false,
-        Op::Cond { .. } | Op::Scan { .. } => {
+    if node.op.may_fail(node.dtype) {
+        return false;
+    }
+    match node.op.kind() {
+        OpKind::Fed => false,
+        OpKind::Control => {
             depth < MAX_REGION_DEPTH
                 && node.op.regions().iter().all(|&r| {
                     g.try_region(r).is_some_and(|region| {
@@ -59,6 +39,7 @@ fn hoistable_at(g: &Graph, node: &Node, depth: usize) -> bool {
                     })
                 })
         }
+        _ => true,
     }
 }
 
