@@ -77,9 +77,11 @@ mod im2col;
 mod jit;
 mod job;
 mod loops;
+mod poly;
 pub mod pool;
 mod preflight;
 mod program;
+pub mod vecmath;
 
 pub use arena::ARENA_ALIGNMENT;
 pub use cache::{CacheStats, cache_stats};

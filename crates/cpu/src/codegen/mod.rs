@@ -43,6 +43,7 @@ mod nest;
 mod nodes;
 mod ops;
 mod reduce;
+mod tile;
 mod types;
 
 pub(crate) use error::CodegenError;
