@@ -68,7 +68,9 @@ impl Cg<'_, '_> {
         eval: &[bool],
         sinks: &[usize],
     ) -> Option<Tiles> {
-        if !self.jit.has_fma || vecmath::Level::detect().is_none() {
+        if !self.jit.has_fma
+            || vecmath::Level::detect().is_none_or(|l| l == vecmath::Level::Portable)
+        {
             return None;
         }
         let plan = self.plans.iter().find(|p| p.var == var)?;

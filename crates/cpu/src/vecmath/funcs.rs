@@ -188,22 +188,54 @@ pub(super) unsafe fn erf<V: Lanes>(x: V) -> V {
     }
 }
 
-/// Applies `f` in place to `n` floats at `p`: whole vectors, then the tail through a
+/// A unary function over lanes. A type per function, not a closure, so the function is
+/// inlined into the caller compiled with `V`'s target features (a closure is compiled on
+/// its own, without them).
+pub(super) trait Unary {
+    /// The function at every lane.
+    ///
+    /// # Safety
+    ///
+    /// `V`'s instruction set is available.
+    unsafe fn f<V: Lanes>(x: V) -> V;
+}
+
+/// Defines the [`Unary`] type of each function.
+macro_rules! unary_types {
+    ($($name:ident => $f:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("`", stringify!($f), "` as a [`Unary`].")]
+            #[derive(Debug)]
+            pub(super) struct $name;
+            impl Unary for $name {
+                #[inline(always)]
+                unsafe fn f<V: Lanes>(x: V) -> V {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { $f(x) }
+                }
+            }
+        )*
+    };
+}
+
+unary_types!(Exp => exp, Log => log, Tanh => tanh, Sigmoid => sigmoid, Erf => erf);
+
+/// Applies `F` in place to `n` floats at `p`: whole vectors, then the tail through a
 /// zero-padded vector on the stack.
 #[inline(always)]
-pub(super) unsafe fn map<V: Lanes>(f: impl Fn(V) -> V, p: *mut f32, n: usize) {
+pub(super) unsafe fn map<V: Lanes, F: Unary>(p: *mut f32, n: usize) {
     unsafe {
         let whole = n - n % V::N;
         let mut i = 0;
         while i < whole {
             let q = p.add(i);
-            f(V::load(q)).store(q);
+            F::f(V::load(q)).store(q);
             i += V::N;
         }
         if whole < n {
             let mut pad = [0.0f32; 16];
             std::ptr::copy_nonoverlapping(p.add(whole), pad.as_mut_ptr(), n - whole);
-            f(V::load(pad.as_ptr())).store(pad.as_mut_ptr());
+            F::f(V::load(pad.as_ptr())).store(pad.as_mut_ptr());
             std::ptr::copy_nonoverlapping(pad.as_ptr(), p.add(whole), n - whole);
         }
     }

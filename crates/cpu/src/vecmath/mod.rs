@@ -9,8 +9,9 @@
 //! path computed it (docs/numerics.md). On hosts without AVX2+FMA the generated code keeps
 //! its inline 128-bit (SSE) math and never calls these.
 //!
-//! `KILN_CPU_VECMATH` caps the level: `off` (generated code never calls the wide kernels),
-//! `portable`, `avx2`, `avx512`; unset means the best the host has.
+//! `KILN_CPU_VECMATH` caps the level: `avx512`, `avx2`, or `off`/`portable` (generated code
+//! never calls the wide kernels: it only does at AVX2 or above); unset means the best the
+//! host has.
 
 mod funcs;
 mod lanes;
@@ -112,11 +113,11 @@ unsafe fn unary_with<V: Lanes>(code: u32, p: *mut f32, n: usize) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match code {
-            0 => funcs::map::<V>(|x| funcs::exp(x), p, n),
-            1 => funcs::map::<V>(|x| funcs::log(x), p, n),
-            2 => funcs::map::<V>(|x| funcs::tanh(x), p, n),
-            3 => funcs::map::<V>(|x| funcs::sigmoid(x), p, n),
-            4 => funcs::map::<V>(|x| funcs::erf(x), p, n),
+            0 => funcs::map::<V, funcs::Exp>(p, n),
+            1 => funcs::map::<V, funcs::Log>(p, n),
+            2 => funcs::map::<V, funcs::Tanh>(p, n),
+            3 => funcs::map::<V, funcs::Sigmoid>(p, n),
+            4 => funcs::map::<V, funcs::Erf>(p, n),
             _ => {}
         }
     }
