@@ -25,7 +25,7 @@
 //! the hoisted loop that the reduction loop already computed (the `exp(x - max)` of a
 //! softmax row) are kept in a stack buffer per row and loaded back ([`analysis::Reuse`]).
 //!
-//! A vectorised innermost loop (either kind) whose body has `f32` transcendentals with a
+//! A vectorised innermost domain loop whose body has `f32` transcendentals with a
 //! wide kernel ([`crate::vecmath`]) runs whole tiles of points in passes around calls of
 //! those kernels ([`tile`]), then the remaining points as above.
 //!

@@ -4,7 +4,6 @@
 
 use super::analysis::{VarRef, VecMode, cost_of};
 use super::error::CodegenError;
-use super::tile::{TILE, Tiles};
 use super::types::{scalar_type, vector_type};
 use super::{Cg, Env, PointValue, VecCtx};
 use cranelift_codegen::ir::{
@@ -204,42 +203,49 @@ impl Cg<'_, '_> {
             if n.unroll > 1 && needed(steps[0]) {
                 steps.push(lanes_i);
             }
-            if k + 1 == n.extents.len()
-                && known.is_none_or(|e| e >= TILE as u64)
-                && let Some(tiles) = self.reduce_tiles(k)
-            {
-                let whole = self.b.ins().band_imm_s(hi, !(TILE - 1));
-                let step = lanes_i * n.unroll as i64;
-                let mut vr = reds.to_vec();
-                self.for_var(var, whole, TILE, &mut |cg, t| {
-                    let end = cg.b.ins().iadd_imm_s(t, TILE);
-                    for p in 0..tiles.passes() - 1 {
-                        cg.for_range(t, end, lanes_i, &mut |cg, j| {
-                            vr[k] = j;
-                            let mut e = n.env.clone();
-                            e.reds = vr.clone();
-                            e.vec = Some(VecCtx {
-                                var: VarRef::Red(k),
-                                lanes,
-                            });
-                            let off = cg.b.ins().isub(j, t);
-                            cg.inner_nodes_pass(&mut e, Some((&tiles, p, off)))?;
-                            cg.store_wide_operands(&tiles, p, off, &e)
-                        })?;
-                        cg.run_wide(&tiles, p)?;
-                    }
-                    let last = tiles.passes() - 1;
-                    cg.for_range(t, end, step, &mut |cg, i| {
-                        cg.reduce_step(n, k, reds, i, n.unroll, lanes, Some((&tiles, last, t)))
-                    })?;
-                    Ok(())
-                })?;
-            }
             for (s, &step) in steps.iter().enumerate() {
                 let group = if s == 0 { n.unroll } else { 1 };
                 let whole = self.b.ins().band_imm_s(hi, !(step - 1));
+                let mut vr = reds.to_vec();
                 self.for_var(var, whole, step, &mut |cg, i| {
-                    cg.reduce_step(n, k, reds, i, group, lanes, None)
+                    let mut points = Vec::with_capacity(group);
+                    for g in 0..group {
+                        vr[k] = if g == 0 {
+                            i
+                        } else {
+                            cg.b.ins().iadd_imm_s(i, lanes_i * g as i64)
+                        };
+                        let mut e = n.env.clone();
+                        e.reds = vr.clone();
+                        e.vec = Some(VecCtx {
+                            var: VarRef::Red(k),
+                            lanes,
+                        });
+                        cg.inner_nodes(&mut e)?;
+                        cg.keep(&e, k)?;
+                        points.push(e);
+                    }
+                    for a in n.accs {
+                        let mut xs = Vec::with_capacity(points.len());
+                        for (g, e) in points.iter().enumerate() {
+                            let Some(&lv) = a.partials.get(g) else {
+                                continue;
+                            };
+                            let x = cg.operand_of(a.node, e)?;
+                            let x = cg.broadcast(x, a.dt, lanes);
+                            let cur = cg.b.use_var(lv);
+                            let next = match a.nan {
+                                Some(_) => cg.max_min_step(a.op, cur, x),
+                                None => cg.combine(a.op, a.dt, cur, x, true),
+                            };
+                            cg.b.def_var(lv, next);
+                            xs.push(x);
+                        }
+                        if let Some(m) = a.nan {
+                            cg.note_nans(m, &xs);
+                        }
+                    }
+                    Ok(())
                 })?;
             }
             if !needed(lanes_i) {
@@ -272,101 +278,10 @@ impl Cg<'_, '_> {
         Ok(())
     }
 
-    /// One step of a reduce-mode vector loop at reduction coordinate `i`: `group` vector
-    /// points, each folded into its vector of partials. With `pass` = `(tiles, p, t)`, the
-    /// last pass of a tiled loop whose tile starts at `t` (wide nodes loaded).
-    #[allow(clippy::too_many_arguments)]
-    fn reduce_step(
-        &mut self,
-        n: &Nest<'_>,
-        k: usize,
-        reds: &[Value],
-        i: Value,
-        group: usize,
-        lanes: u8,
-        pass: Option<(&Tiles, usize, Value)>,
-    ) -> Result<(), CodegenError> {
-        let lanes_i = i64::from(lanes);
-        let mut vr = reds.to_vec();
-        let mut points = Vec::with_capacity(group);
-        for g in 0..group {
-            vr[k] = if g == 0 {
-                i
-            } else {
-                self.b.ins().iadd_imm_s(i, lanes_i * g as i64)
-            };
-            let mut e = n.env.clone();
-            e.reds = vr.clone();
-            e.vec = Some(VecCtx {
-                var: VarRef::Red(k),
-                lanes,
-            });
-            let stage = match pass {
-                Some((t, p, start)) => Some((t, p, self.b.ins().isub(vr[k], start))),
-                None => None,
-            };
-            self.inner_nodes_pass(&mut e, stage)?;
-            self.keep(&e, k)?;
-            points.push(e);
-        }
-        for a in n.accs {
-            let mut xs = Vec::with_capacity(points.len());
-            for (g, e) in points.iter().enumerate() {
-                let Some(&lv) = a.partials.get(g) else {
-                    continue;
-                };
-                let x = self.operand_of(a.node, e)?;
-                let x = self.broadcast(x, a.dt, lanes);
-                let cur = self.b.use_var(lv);
-                let next = match a.nan {
-                    Some(_) => self.max_min_step(a.op, cur, x),
-                    None => self.combine(a.op, a.dt, cur, x, true),
-                };
-                self.b.def_var(lv, next);
-                xs.push(x);
-            }
-            if let Some(m) = a.nan {
-                self.note_nans(m, &xs);
-            }
-        }
-        Ok(())
-    }
-
-    /// The tiles of the reduce-mode vector loop over reduction axis `k` (see
-    /// [`super::tile`]): the loop evaluates the inner nodes; it consumes the reductions'
-    /// operands and the kept values.
-    fn reduce_tiles(&mut self, k: usize) -> Option<Tiles> {
-        let eval = self.phases.inner.clone();
-        let mut sinks: Vec<usize> = self
-            .phases
-            .reduces
-            .iter()
-            .filter_map(|&r| self.phases.deps[r].first().copied())
-            .collect();
-        if let Some(r) = &self.reuse {
-            sinks.extend(r.cached.iter().map(|&(_, i)| i));
-        }
-        self.plan_tiles(VarRef::Red(k), &eval, &sinks)
-    }
-
     /// Evaluates the nodes that vary over the reduction domain and feed a reduction.
     fn inner_nodes(&mut self, env: &mut Env) -> Result<(), CodegenError> {
-        self.inner_nodes_pass(env, None)
-    }
-
-    /// [`Self::inner_nodes`], or with `pass` = `(tiles, p, off)` those of pass `p` of a tiled
-    /// loop at point `off` of the tile (wide nodes loaded from their buffers).
-    fn inner_nodes_pass(
-        &mut self,
-        env: &mut Env,
-        pass: Option<(&Tiles, usize, Value)>,
-    ) -> Result<(), CodegenError> {
-        if let Some((t, p, off)) = pass {
-            self.load_wide(t, p, off, env)?;
-        }
         for i in 0..self.job.kernel.body.values.len() {
-            let skip = pass.is_some_and(|(t, p, _)| !t.evaluates(p, i));
-            if self.phases.inner[i] && !skip {
+            if self.phases.inner[i] {
                 let v = self.node(i, env)?;
                 env.vals[i] = Some(v);
             }

@@ -1,12 +1,15 @@
-//! Tiles for the wide kernels ([`crate::vecmath`]): a vectorised innermost loop whose body
-//! has `f32` transcendentals with a wide kernel runs over tiles of [`TILE`] points in
+//! Tiles for the wide kernels ([`crate::vecmath`]): a vectorised innermost domain loop whose
+//! body has `f32` transcendentals with a wide kernel runs over tiles of [`TILE`] points in
 //! passes. Pass 0 evaluates the operands of the first transcendentals and stores them to a
 //! stack buffer per node; the wide kernel then runs in place over each buffer; the next
 //! pass loads those results as the nodes' values, and so on; the last pass evaluates the
-//! rest of the body (stores, accumulation, kept values). Cheap nodes needed by several
+//! rest of the body and the stores. Cheap nodes needed by several
 //! passes (loads, arithmetic) are recomputed, never stored. The points after the last
 //! whole tile run the ordinary vector loop and scalar tail with inline math, which gives
 //! the same bits.
+//!
+//! Reduce-mode loops are not tiled: tiling the `exp` of a softmax row's sum measured slower
+//! than the inline code (docs/benchmarks.md, 2026-12-07).
 
 use super::analysis::VarRef;
 use super::error::CodegenError;
@@ -59,8 +62,7 @@ impl Tiles {
 
 impl Cg<'_, '_> {
     /// Plans the passes of a tiled loop over the vectorised variable `var`: `eval` marks the
-    /// nodes the loop body evaluates at a point, `sinks` the values its end consumes
-    /// (stored, accumulated or kept). `None` when no node has a wide kernel, the host has
+    /// nodes the loop body evaluates at a point, `sinks` the values it stores. `None` when no node has a wide kernel, the host has
     /// none, or the plan would not pay.
     pub(super) fn plan_tiles(
         &mut self,
