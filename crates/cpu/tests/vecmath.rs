@@ -177,10 +177,13 @@ fn ulps(got: f32, want: f64) -> f64 {
     (f64::from(got) - want).abs() / ulp
 }
 
+/// An op, its input range, its `f64` reference and its bound in ulps.
+type Sweep = (UnaryOp, f32, f32, fn(f64) -> f64, f64);
+
 /// The documented bounds (docs/numerics.md) against `f64`, on a dense sweep.
 #[test]
 fn accuracy_against_f64_at_every_level() {
-    let cases: [(UnaryOp, f32, f32, fn(f64) -> f64, f64); 4] = [
+    let cases: [Sweep; 4] = [
         (UnaryOp::Exp, -87.0, 88.0, f64::exp, 2.0),
         (UnaryOp::Log, 1e-30, 1e30, f64::ln, 2.0),
         (UnaryOp::Tanh, -12.0, 12.0, f64::tanh, 3.0),

@@ -153,11 +153,11 @@ unsafe impl Lanes for One {
     }
     #[inline(always)]
     unsafe fn ngt_le(self, b: Self) -> bool {
-        !(self.0 <= b.0)
+        self.0 > b.0 || self.0.is_nan() || b.0.is_nan()
     }
     #[inline(always)]
     unsafe fn nge(self, b: Self) -> bool {
-        !(self.0 >= b.0)
+        self.0 < b.0 || self.0.is_nan() || b.0.is_nan()
     }
     #[inline(always)]
     unsafe fn unord(self, b: Self) -> bool {
