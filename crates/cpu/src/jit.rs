@@ -248,6 +248,10 @@ impl Jit {
         for (name, ptr) in libcalls {
             builder.symbol(name, ptr);
         }
+        builder.symbol(
+            crate::vecmath::WIDE_UNARY_SYMBOL,
+            crate::vecmath::unary_entry as *const u8,
+        );
         Ok(Jit {
             module: JITModule::new(builder),
             helpers: Vec::new(),

@@ -8,6 +8,9 @@
 //!   innermost reduction axis) runs as `f32x4`/`f64x2` vectors with a scalar tail when every
 //!   access there is contiguous or uniform across lanes. Transcendentals on `f32` are inline
 //!   polynomials (see docs/numerics.md); on `f64` they call libm through imported symbols.
+//!   On hosts with AVX2+FMA, a vectorised loop with `f32` exp/log/tanh/sigmoid/erf runs
+//!   them over 512-point tiles through ahead-of-time compiled AVX-512/AVX2 kernels
+//!   ([`vecmath`]), which give the same bits as the inline code.
 //! * Reductions that do not depend on the innermost domain axes (the row sums of a softmax
 //!   or layer norm fused with their broadcast epilogue, at every point `[i0, i1]`) are
 //!   hoisted out of them: they run once per point of the outer axes, then the inner loops
@@ -78,9 +81,11 @@ mod jit;
 mod job;
 mod loops;
 mod packed;
+mod poly;
 pub mod pool;
 mod preflight;
 mod program;
+pub mod vecmath;
 
 pub use arena::ARENA_ALIGNMENT;
 pub use cache::{CacheStats, cache_stats};

@@ -7,6 +7,11 @@
 use super::Cg;
 use super::error::CodegenError;
 use crate::jit::Helper;
+use crate::poly::{
+    ERF_CLAMP, ERF_SMALL_P, ERFC_CENTRE, ERFC_INV_HALF_WIDTH, ERFC_SCALED_P, EXP_CLAMP_HI,
+    EXP_CLAMP_LO, EXP_FAST_LIMIT, EXP_P, LN2_HI, LN2_LO, LOG_SERIES, LOG2E, ROUND_MAGIC,
+    TANH_CLAMP, TANH_SMALL,
+};
 use cranelift_codegen::ir::{
     BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value,
     condcodes::{FloatCC, IntCC},
@@ -14,49 +19,6 @@ use cranelift_codegen::ir::{
 };
 use kiln_ir::{DType, UnaryOp};
 
-/// `e^r` on `|r| <= ln2/2 * 1.01`, degree 6, highest coefficient first.
-const EXP_P: [f32; 7] = [
-    0.001_394_216,
-    0.008_375_968,
-    0.041_666_34,
-    0.166_664_05,
-    0.5,
-    1.0,
-    1.0,
-];
-/// Below this magnitude `e^x` is normal with `n` in `[-125, 125]`: `2^n` can be added to
-/// the exponent bits of `e^r`.
-const EXP_FAST_LIMIT: f32 = 86.5;
-/// `erf(x)/x` as a polynomial in `u = x^2` on `[0, 1]`.
-const ERF_SMALL_P: [f32; 7] = [
-    7.875_875e-5,
-    -0.000_801_686_4,
-    0.005_189_087,
-    -0.026_854_211,
-    0.112_835_94,
-    -0.376_126_26,
-    // 2/sqrt(pi) rounded down one ulp by the fit.
-    f32::from_bits(0x3f90_6eba),
-];
-/// `erfc(a) * e^(a^2)` as a polynomial in `t = (a - 2.5) / 1.5` on `a` in `[1, 4]`.
-const ERFC_SCALED_P: [f32; 11] = [
-    9.294_974e-5,
-    -0.000_245_186_44,
-    0.000_376_477_28,
-    -0.000_916_272_6,
-    0.002_418_384_2,
-    -0.005_611_233_4,
-    0.012_486_7,
-    -0.026_997_937,
-    0.056_110_628,
-    -0.111_521_39,
-    0.210_806_37,
-];
-
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// `ln 2` split so that `n * LN2_HI` is exact for `|n| < 2^12`.
-const LN2_HI: f32 = 0.693_115_23;
-const LN2_LO: f32 = 3.194_618_3e-5;
 const FRAC_2_PI: f32 = std::f32::consts::FRAC_2_PI;
 /// `pi/2` in three `f32` parts (full precision; with fused multiply-add).
 const PIO2_FMA: [f32; 3] = [1.570_796_4, -4.371_139e-8, -1.715_124_5e-15];
@@ -204,8 +166,8 @@ impl Cg<'_, '_> {
 
         self.b.switch_to_block(slow);
         self.b.set_cold_block(slow);
-        let xc = self.clamp_below(ty, x, -104.0);
-        let xc = self.clamp_above(ty, xc, 89.0);
+        let xc = self.clamp_below(ty, x, EXP_CLAMP_LO);
+        let xc = self.clamp_above(ty, xc, EXP_CLAMP_HI);
         let (p, ni) = self.exp_core(ty, xc);
         let n1 = self.b.ins().sshr_imm_s(ni, 1);
         let n2 = self.b.ins().isub(ni, n1);
@@ -255,12 +217,11 @@ impl Cg<'_, '_> {
     /// `|x * k| < 2^22`, by adding and subtracting `1.5 * 2^23` (whose low mantissa bits
     /// then hold `n`).
     fn round_to_int(&mut self, ty: Type, x: Value, k: Value) -> (Value, Value) {
-        const MAGIC: f32 = 12_582_912.0;
-        let m = self.fk(ty, MAGIC);
+        let m = self.fk(ty, ROUND_MAGIC);
         let t = self.madd(x, k, m);
         let n = self.b.ins().fsub(t, m);
         let bits = self.bits_as(Self::ity(ty), t);
-        let mb = self.ik(ty, MAGIC.to_bits() as i32);
+        let mb = self.ik(ty, ROUND_MAGIC.to_bits() as i32);
         let ni = self.b.ins().isub(bits, mb);
         (n, ni)
     }
@@ -305,7 +266,7 @@ impl Cg<'_, '_> {
         let d = self.b.ins().fadd(f, two);
         let s = self.b.ins().fdiv(f, d);
         let s2 = self.b.ins().fmul(s, s);
-        let series = self.horner(ty, s2, &[2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0, 2.0 / 3.0]);
+        let series = self.horner(ty, s2, &LOG_SERIES);
         let series = self.b.ins().fmul(series, s2);
         let tail = self.b.ins().fmul(s, series);
         let ln2lo = self.fk(ty, LN2_LO);
@@ -334,7 +295,7 @@ impl Cg<'_, '_> {
     /// in `[0, 27]`, where `2^n` is built directly from its exponent bits (no branch).
     fn tanh_f32(&mut self, ty: Type, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
-        let ac = self.clamp_above(ty, a, 9.1);
+        let ac = self.clamp_above(ty, a, TANH_CLAMP);
         let y = self.b.ins().fadd(ac, ac);
         let (r, ni) = self.exp_reduce(ty, y);
         // q = r + r (r P2(r)): the leading term is exact, the rest is at most r/2.
@@ -349,7 +310,7 @@ impl Cg<'_, '_> {
         let d = self.madd(s, q, sp1);
         // One division: `m / d` below 0.55, `1 - 2/d` above (where `m` and `d` are both
         // rounded and their ratio would lose a bit or two).
-        let thr = self.fk(ty, 0.55);
+        let thr = self.fk(ty, TANH_SMALL);
         let small = self.b.ins().fcmp(FloatCC::LessThan, a, thr);
         let two = self.fk(ty, 2.0);
         let num = self.fsel(ty, small, m, two);
@@ -393,9 +354,9 @@ impl Cg<'_, '_> {
         let u = self.b.ins().fmul(x, x);
         let p = self.horner(ty, u, &ERF_SMALL_P);
         let small = self.b.ins().fmul(x, p);
-        let ac = self.clamp_above(ty, a, 4.0);
-        let mid = self.fk(ty, -2.5);
-        let inv = self.fk(ty, 1.0 / 1.5);
+        let ac = self.clamp_above(ty, a, ERF_CLAMP);
+        let mid = self.fk(ty, -ERFC_CENTRE);
+        let inv = self.fk(ty, ERFC_INV_HALF_WIDTH);
         let t = self.b.ins().fadd(ac, mid);
         let t = self.b.ins().fmul(t, inv);
         let g = self.horner(ty, t, &ERFC_SCALED_P);

@@ -25,6 +25,10 @@
 //! the hoisted loop that the reduction loop already computed (the `exp(x - max)` of a
 //! softmax row) are kept in a stack buffer per row and loaded back ([`analysis::Reuse`]).
 //!
+//! A vectorised innermost domain loop whose body has `f32` transcendentals with a
+//! wide kernel ([`crate::vecmath`]) runs whole tiles of points in passes around calls of
+//! those kernels ([`tile`]), then the remaining points as above.
+//!
 //! Float sums and products are reassociated by the partial accumulators (the results may
 //! differ from a sequential sum in the last bits, see docs/numerics.md); integer reductions
 //! and float max/min give the same values in any order. Float max/min partials step with a
@@ -43,6 +47,7 @@ mod nest;
 mod nodes;
 mod ops;
 mod reduce;
+mod tile;
 mod types;
 
 pub(crate) use error::CodegenError;

@@ -4,6 +4,7 @@
 
 use super::analysis::{VarRef, VecMode, VecPlan};
 use super::error::CodegenError;
+use super::tile::{TILE, Tiles};
 use super::{Cg, Env, PointValue, VecCtx};
 use cranelift_codegen::ir::{InstBuilder, Value, condcodes::IntCC, types};
 use cranelift_frontend::Variable;
@@ -98,10 +99,38 @@ impl Cg<'_, '_> {
             .map(|p| p.lanes);
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, lo);
-        if let Some(lanes) = domain_plan {
+        if let Some(lanes) = domain_plan
+            && super::analysis::known_i64(&extent).is_none_or(|e| e >= TILE)
+            && let Some(tiles) = self.domain_tiles(k, known)
+        {
             let span = self.b.ins().isub(hi, lo);
+            let whole = self.b.ins().band_imm_s(span, !(TILE - 1));
+            let tend = self.b.ins().iadd(lo, whole);
+            let mut tv = vars.clone();
+            self.for_var(var, tend, TILE, &mut |cg, t| {
+                for p in 0..tiles.passes() {
+                    let end = cg.b.ins().iadd_imm_s(t, TILE);
+                    cg.for_range(t, end, i64::from(lanes), &mut |cg, j| {
+                        tv[k] = j;
+                        let off = cg.b.ins().isub(j, t);
+                        let ctx = VecCtx {
+                            var: VarRef::Loop(k),
+                            lanes,
+                        };
+                        cg.point_pass(&tv, Some(ctx), known, Some((&tiles, p, off)))
+                    })?;
+                    if !tiles.is_last(p) {
+                        cg.run_wide(&tiles, p)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        if let Some(lanes) = domain_plan {
+            let vstart = self.b.use_var(var);
+            let span = self.b.ins().isub(hi, vstart);
             let whole = self.b.ins().band_imm_s(span, !(i64::from(lanes) - 1));
-            let vend = self.b.ins().iadd(lo, whole);
+            let vend = self.b.ins().iadd(vstart, whole);
             let mut vv = vars.clone();
             self.for_var(var, vend, i64::from(lanes), &mut |cg, i| {
                 vv[k] = i;
@@ -164,6 +193,20 @@ impl Cg<'_, '_> {
         vec: Option<VecCtx>,
         known: Option<&[Option<PointValue>]>,
     ) -> Result<(), CodegenError> {
+        self.point_pass(vars, vec, known, None)
+    }
+
+    /// [`Self::point`], or with `pass` = `(tiles, p, off)` one pass of a tiled loop at point
+    /// `off` of the tile: only the nodes pass `p` needs, the wide nodes loaded from their
+    /// buffers, and (before the last pass) the next wide operands stored instead of the
+    /// body's stores.
+    fn point_pass(
+        &mut self,
+        vars: &[Value],
+        vec: Option<VecCtx>,
+        known: Option<&[Option<PointValue>]>,
+        pass: Option<(&Tiles, usize, Value)>,
+    ) -> Result<(), CodegenError> {
         let n = self.job.kernel.body.values.len();
         let mut env = Env {
             vars: vars.to_vec(),
@@ -174,8 +217,13 @@ impl Cg<'_, '_> {
         if known.is_some() {
             self.load_kept(&mut env)?;
         }
+        if let Some((t, p, off)) = pass {
+            self.load_wide(t, p, off, &mut env)?;
+        }
+        let skip = |i: usize| pass.is_some_and(|(t, p, _)| !t.evaluates(p, i));
         for i in 0..n {
-            if self.phases.is_pre(i) && env.vals[i].is_none() && !self.skipped(i, known) {
+            if self.phases.is_pre(i) && env.vals[i].is_none() && !self.skipped(i, known) && !skip(i)
+            {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
@@ -184,10 +232,19 @@ impl Cg<'_, '_> {
             self.reduction(&mut env)?;
         }
         for i in 0..n {
-            if self.phases.is_post(i) && env.vals[i].is_none() && !self.skipped(i, known) {
+            if self.phases.is_post(i)
+                && env.vals[i].is_none()
+                && !self.skipped(i, known)
+                && !skip(i)
+            {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }
+        }
+        if let Some((t, p, off)) = pass
+            && !t.is_last(p)
+        {
+            return self.store_wide_operands(t, p, off, &env);
         }
         let stores = self.job.kernel.body.stores.clone();
         for s in &stores {
@@ -195,6 +252,35 @@ impl Cg<'_, '_> {
             self.store(s.buffer.index(), &s.index, v, &env)?;
         }
         Ok(())
+    }
+
+    /// The tiles of the vector loop over domain axis `k` at points with `known` values:
+    /// only when the points evaluate no reduction (none, or hoisted).
+    fn domain_tiles(&mut self, k: usize, known: Option<&[Option<PointValue>]>) -> Option<Tiles> {
+        if !self.phases.reduces.is_empty() && known.is_none() {
+            return None;
+        }
+        let n = self.job.kernel.body.values.len();
+        let eval: Vec<bool> = (0..n)
+            .map(|i| {
+                let preset = known.is_some_and(|kv| kv.get(i).copied().flatten().is_some())
+                    || self.skipped(i, known)
+                    || self
+                        .reuse
+                        .as_ref()
+                        .is_some_and(|r| known.is_some() && r.cached.iter().any(|&(j, _)| j == i));
+                !preset && (self.phases.is_pre(i) || self.phases.is_post(i))
+            })
+            .collect();
+        let sinks: Vec<usize> = self
+            .job
+            .kernel
+            .body
+            .stores
+            .iter()
+            .map(|s| s.value.index())
+            .collect();
+        self.plan_tiles(VarRef::Loop(k), &eval, &sinks)
     }
 
     /// The plan that vectorises `var`.
