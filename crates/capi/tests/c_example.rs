@@ -24,13 +24,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The directory holding `libkiln_capi.so`: cargo builds it next to the test's `deps/`.
+/// The directory holding `libkiln_capi.so`: cargo builds it next to the test's `deps/`
+/// (and a `cargo build` copies it one level up). The newest copy wins, so a library left
+/// by an earlier build is never linked instead of the one built with this test.
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     [deps.parent().unwrap(), deps]
         .into_iter()
-        .find(|d| d.join("libkiln_capi.so").exists())
+        .filter_map(|d| {
+            let modified = d.join("libkiln_capi.so").metadata().ok()?.modified().ok()?;
+            Some((modified, d))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, d)| d)
         .unwrap_or_else(|| panic!("libkiln_capi.so not found near {}", deps.display()))
         .to_path_buf()
 }
@@ -102,7 +109,13 @@ fn compile_and_run(compiler: &str, source: &Path, dir: &Path, args: &[&Path]) ->
         "{compiler} failed:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let ran = Command::new(&bin).args(args).output().unwrap();
+    // cargo's LD_LIBRARY_PATH lists target/release before deps/ and outranks the rpath, so
+    // the run names the chosen library's folder itself.
+    let ran = Command::new(&bin)
+        .args(args)
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&ran.stdout),
