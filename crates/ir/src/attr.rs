@@ -1,17 +1,17 @@
 //! Graph-op attributes as data: the closed set of attribute kinds ([`AttrKind`]), their
 //! values ([`AttrValue`]) and how an op declares them ([`AttrSpec`]).
 //!
-//! Every [`Op`] variant declares its attributes once, in `crates/ir/src/op.rs`:
-//! [`Op::attr_schema`] lists them per op name (key, kind, role), [`Op::attrs`] reads them
-//! in that order and [`Op::from_attrs`] builds the op back. The text form
+//! Every [`Op`](crate::Op) variant declares its attributes once, in `crates/ir/src/op.rs`:
+//! [`Op::attr_schema`](crate::Op::attr_schema) lists them per op name (key, kind, role), [`Op::attrs`](crate::Op::attrs) reads them
+//! in that order and [`Op::from_attrs`](crate::Op::from_attrs) builds the op back. The text form
 //! (`crate::text`) and the `.kiln` file format print, parse, store and bound attributes
 //! from this description alone, one rule per kind, so a new op with attributes of existing
 //! kinds needs no change in either. A literal's data (`const`) is not an attribute.
 
 use crate::dim::Dim;
 use crate::dtype::DType;
-use crate::op::{F64Bits, Op, RegionId, SliceAxis};
 use crate::shape::Shape;
+use std::fmt;
 
 /// The kind of an attribute: what values it holds and how the text and file formats spell
 /// and bound it. The set is closed and small; a new op normally reuses these.
@@ -167,7 +167,7 @@ pub enum AttrRole {
     Result,
 }
 
-/// One attribute of an op's schema ([`Op::attr_schema`]).
+/// One attribute of an op's schema ([`Op::attr_schema`](crate::Op::attr_schema)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AttrSpec {
     /// Its key in the text form (`axes`, `keepdim`); also its name in messages.
@@ -207,7 +207,7 @@ impl AttrSpec {
     }
 }
 
-/// Why [`Op::from_attrs`] cannot build an op.
+/// Why [`Op::from_attrs`](crate::Op::from_attrs) cannot build an op.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttrError {
     /// No op has this name.
@@ -240,38 +240,7 @@ pub enum AttrError {
     },
 }
 
-impl Op {
-    /// Checks `values` against the schema of the op named `name` and returns them with the
-    /// op's static name, ready for [`Op::from_attrs`] to take apart in order.
-    pub(crate) fn checked_attrs(
-        name: &str,
-        values: Vec<AttrValue>,
-    ) -> Result<(&'static str, Vec<AttrValue>), AttrError> {
-        let Some((op, schema)) = Op::attr_schema(name) else {
-            return Err(AttrError::UnknownOp(name.to_string()));
-        };
-        if values.len() != schema.len() {
-            return Err(AttrError::Count {
-                op,
-                expected: schema.len(),
-                got: values.len(),
-            });
-        }
-        for (spec, v) in schema.iter().zip(&values) {
-            if v.kind() != spec.kind {
-                return Err(AttrError::Kind {
-                    op,
-                    key: spec.key,
-                    expected: spec.kind.describe(),
-                    got: v.kind().describe(),
-                });
-            }
-        }
-        Ok((op, values))
-    }
-}
-
-/// Attribute values taken apart in schema order, as [`Op::from_attrs`] does once their
+/// Attribute values taken apart in schema order, as [`Op::from_attrs`](crate::Op::from_attrs) does once their
 /// kinds are checked. Each getter returns the next value if it has the getter's kind and a
 /// neutral value (zero, empty, `f32`) otherwise, so no path panics.
 #[derive(Debug)]
@@ -346,5 +315,54 @@ impl Values {
             Some(AttrValue::Region(v)) => v,
             _ => RegionId(0),
         }
+    }
+}
+
+/// One axis of a [`Op::Slice`](crate::Op::Slice): elements `start, start+step, ...` below `stop`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SliceAxis {
+    /// First index taken.
+    pub start: u64,
+    /// One past the last index considered.
+    pub stop: u64,
+    /// Step, at least 1.
+    pub step: u64,
+}
+
+/// A region (a body of a control-flow op) of the [`Graph`](crate::Graph) that holds the op,
+/// printed `r3`. Regions are owned by their graph, like nodes, so an [`Op`](crate::Op)(crate::Op) stays plain data.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RegionId(pub u32);
+
+impl fmt::Display for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// An `f64` compared and hashed by its bits, so ops stay `Eq + Hash`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct F64Bits(u64);
+
+impl F64Bits {
+    /// Wraps a value.
+    pub fn new(v: f64) -> F64Bits {
+        F64Bits(v.to_bits())
+    }
+    /// The value.
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+impl fmt::Debug for F64Bits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.get())
+    }
+}
+
+impl From<f64> for F64Bits {
+    fn from(v: f64) -> F64Bits {
+        F64Bits::new(v)
     }
 }

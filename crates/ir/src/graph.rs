@@ -3,10 +3,11 @@
 //! petgraph's `StableGraph` stores the structure; it never appears in the public API.
 //! An edge runs from an operand to its user and carries the operand position.
 
+use crate::attr::RegionId;
 use crate::dtype::DType;
 use crate::error::ShapeError;
 use crate::infer::{RegionSig, infer, infer_control, token_type};
-use crate::op::{Op, RegionId};
+use crate::op::Op;
 use crate::shape::Shape;
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};

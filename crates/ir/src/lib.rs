@@ -21,16 +21,13 @@ pub mod text;
 pub mod verify;
 
 pub use array::{Array, ArrayError, Data};
-pub use attr::{AttrError, AttrKind, AttrRole, AttrSpec, AttrValue};
+pub use attr::{AttrError, AttrKind, AttrRole, AttrSpec, AttrValue, F64Bits, RegionId, SliceAxis};
 pub use dim::{Dim, DimError, Sym};
 pub use dtype::DType;
 pub use error::ShapeError;
 pub use graph::{Graph, GraphError, Loc, Node, NodeId, Region};
 pub use infer::RegionSig;
-pub use op::{
-    ArgOp, BinaryOp, DTypeRule, F64Bits, Op, OpKind, ReduceOp, RegionId, SliceAxis, UnaryOp,
-    WindowOp,
-};
+pub use op::{ArgOp, BinaryOp, DTypeRule, Op, OpKind, ReduceOp, UnaryOp, WindowOp};
 pub use shape::Shape;
 pub use text::{ParseError, parse, parse_unverified};
 pub use verify::{VerifyError, VerifyErrorKind, format_with_errors, verify};

@@ -13,11 +13,10 @@
 //! print, parse, store and bound it.
 
 use crate::array::Array;
-use crate::attr::{AttrError, AttrKind, AttrSpec, AttrValue, Values};
+use crate::attr::{AttrError, AttrKind, AttrSpec, AttrValue, F64Bits, RegionId, SliceAxis, Values};
 use crate::dim::Dim;
 use crate::dtype::{DType, DTypeClass};
 use crate::shape::Shape;
-use std::fmt;
 
 /// Invokes the macro `$callback` with the list of every [`UnaryOp`], one entry per op in
 /// declaration order:
@@ -413,28 +412,6 @@ impl WindowOp {
     }
 }
 
-/// One axis of a [`Op::Slice`]: elements `start, start+step, ...` below `stop`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SliceAxis {
-    /// First index taken.
-    pub start: u64,
-    /// One past the last index considered.
-    pub stop: u64,
-    /// Step, at least 1.
-    pub step: u64,
-}
-
-/// A region (a body of a control-flow op) of the [`Graph`](crate::Graph) that holds the op,
-/// printed `r3`. Regions are owned by their graph, like nodes, so an [`Op`] stays plain data.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct RegionId(pub u32);
-
-impl fmt::Display for RegionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "r{}", self.0)
-    }
-}
-
 /// A primitive operation. Operand order is fixed per variant (documented on each).
 ///
 /// The control-flow ops (`cond`, `scan`, `while`) run regions of their graph and produce
@@ -609,33 +586,6 @@ pub enum Op {
         /// Which result.
         index: usize,
     },
-}
-
-/// An `f64` compared and hashed by its bits, so ops stay `Eq + Hash`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct F64Bits(u64);
-
-impl F64Bits {
-    /// Wraps a value.
-    pub fn new(v: f64) -> F64Bits {
-        F64Bits(v.to_bits())
-    }
-    /// The value.
-    pub fn get(self) -> f64 {
-        f64::from_bits(self.0)
-    }
-}
-
-impl fmt::Debug for F64Bits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.get())
-    }
-}
-
-impl From<f64> for F64Bits {
-    fn from(v: f64) -> F64Bits {
-        F64Bits::new(v)
-    }
 }
 
 impl Op {
@@ -1092,6 +1042,37 @@ pub enum OpKind {
     Control,
     /// One result of a control-flow op (`get`).
     Get,
+}
+
+impl Op {
+    /// Checks `values` against the schema of the op named `name` and returns them with the
+    /// op's static name, ready for [`Op::from_attrs`] to take apart in order.
+    pub(crate) fn checked_attrs(
+        name: &str,
+        values: Vec<AttrValue>,
+    ) -> Result<(&'static str, Vec<AttrValue>), AttrError> {
+        let Some((op, schema)) = Op::attr_schema(name) else {
+            return Err(AttrError::UnknownOp(name.to_string()));
+        };
+        if values.len() != schema.len() {
+            return Err(AttrError::Count {
+                op,
+                expected: schema.len(),
+                got: values.len(),
+            });
+        }
+        for (spec, v) in schema.iter().zip(&values) {
+            if v.kind() != spec.kind {
+                return Err(AttrError::Kind {
+                    op,
+                    key: spec.key,
+                    expected: spec.kind.describe(),
+                    got: v.kind().describe(),
+                });
+            }
+        }
+        Ok((op, values))
+    }
 }
 
 #[cfg(test)]

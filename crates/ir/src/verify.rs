@@ -6,9 +6,10 @@
 //! types, so one bad node yields one error instead of a cascade, and it never stops at the
 //! first error.
 
+use crate::attr::RegionId;
 use crate::dtype::DType;
 use crate::graph::{Graph, Loc, NodeId, Region};
-use crate::op::{Op, RegionId};
+use crate::op::Op;
 use crate::shape::Shape;
 use crate::text::print::format_node;
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -3,10 +3,11 @@
 use super::{F32_NAN_BITS, F64_NAN_BITS};
 use crate::array::{Array, Data};
 use crate::attr::{AttrError, AttrKind, AttrRole, AttrSpec, AttrValue};
+use crate::attr::{F64Bits, RegionId, SliceAxis};
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::graph::{Graph, Loc, Node, NodeId, Region};
-use crate::op::{F64Bits, Op, RegionId, SliceAxis};
+use crate::op::Op;
 use crate::shape::Shape;
 use crate::verify::{VerifyErrorKind, verify};
 use std::collections::HashMap;
