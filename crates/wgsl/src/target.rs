@@ -47,7 +47,7 @@ pub struct Target {
     /// Row reductions combine within subgroups with `subgroupAdd`/`Max`/`Min`/`Mul`
     /// before the workgroup combines one partial per subgroup, instead of a tree over
     /// every invocation in workgroup memory. Only set when the adapter has subgroups of
-    /// between 4 and [`WORKGROUP`] invocations.
+    /// between 4 and 64 invocations (the reduction templates' workgroup size).
     pub subgroups: bool,
     /// The GEMM template's tile for matrices of at least [`GemmTile::Large`]'s size in
     /// both output dimensions; smaller (or symbolic) products keep the small tile.

@@ -3,7 +3,7 @@
 //! picked once at run time — AVX-512F (16 lanes), AVX2+FMA (8 lanes), or a portable
 //! one-lane path — because Cranelift's x86-64 backend emits 128-bit vectors only.
 //!
-//! Generated code calls them on L1-sized tiles through [`WIDE_UNARY_SYMBOL`] (see
+//! Generated code calls them on L1-sized tiles through the `kiln_cpu_wide_unary` symbol (see
 //! `codegen/tile.rs`); each lane computes the same operations in the same order as the
 //! inline code of `codegen/math.rs` with FMA, so a point gives the same bits whichever
 //! path computed it (docs/numerics.md). On hosts without AVX2+FMA the generated code keeps
