@@ -85,20 +85,20 @@ fn device_peak(records: &[Record]) -> Option<(Peak, String)> {
 
 /// The report: one row per measured `gpu` workload with its rates and their fractions of
 /// the peak; an error when the run has no `gpu` record or the adapter is not in the table.
-pub fn report(records: &[Record]) -> Result<String, String> {
+pub fn report(records: &[Record]) -> anyhow::Result<String> {
     let measured: Vec<&Record> = records
         .iter()
         .filter(|r| r.suite == "kiln" && r.backend == "gpu" && r.status == Status::Ok)
         .collect();
     if measured.is_empty() {
-        return Err("no measured gpu workload in this run (run kiln-bench --backend gpu)".into());
+        anyhow::bail!("no measured gpu workload in this run (run kiln-bench --backend gpu)");
     }
     let (peak, source) = device_peak(records).ok_or_else(|| {
         let name = measured
             .iter()
             .find_map(|r| r.adapter.clone())
             .unwrap_or_else(|| "unknown adapter".into());
-        format!(
+        anyhow::anyhow!(
             "no peak figures for {name}: add it to PEAKS in crates/bench/src/device.rs \
              (or, for a software adapter, measure the machine limits: drop --no-limits)"
         )
@@ -186,7 +186,7 @@ mod tests {
             "{text}"
         );
         // Without the limits, a software adapter has no peak: a clear error.
-        let err = report(&[soft]).expect_err("no limits");
+        let err = report(&[soft]).expect_err("no limits").to_string();
         assert!(
             err.contains("llvmpipe") && err.contains("--no-limits"),
             "{err}"

@@ -133,7 +133,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Compare { kiln, peers, svg }) => run_compare(&kiln, &peers, &svg),
         Some(Cmd::Diff { base, new, noise }) => run_diff(&base, &new, noise),
         Some(Cmd::Device { run }) => {
-            let text = device::report(&read_records(&run)?).map_err(anyhow::Error::msg)?;
+            let text = device::report(&read_records(&run)?)?;
             print!("{text}");
             Ok(())
         }
