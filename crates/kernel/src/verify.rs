@@ -9,7 +9,7 @@ use crate::poly::{Facts, Poly};
 use crate::program::{Body, BodyRole, BufferKind, Expr, Kernel, LoadMode, Program, Store};
 use crate::schedule::{LoopStep, MAX_SCHEDULE_DEPTH, Step};
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
-use kiln_ir::{DType, Dim, ReduceOp};
+use kiln_ir::{DType, Dim};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
@@ -179,14 +179,6 @@ fn check(program: &Program) -> Result<(), VerifyErrors> {
         Ok(())
     } else {
         Err(VerifyErrors(v.errors))
-    }
-}
-
-fn reduce_dtype(op: ReduceOp, x: DType) -> Result<DType, String> {
-    if x.is_numeric() {
-        Ok(x)
-    } else {
-        Err(format!("{} needs a numeric operand, got {x}", op.name()))
     }
 }
 
@@ -950,8 +942,15 @@ impl Verifier<'_> {
                             format!("reduces {value}, which depends on a reduced value (nested reductions need separate kernels)"),
                         );
                     }
-                    let ty =
-                        tv.and_then(|t| reduce_dtype(*op, t).map_err(|m| self.error(&loc, m)).ok());
+                    let ty = tv.filter(|t| {
+                        t.is_numeric() || {
+                            self.error(
+                                &loc,
+                                format!("{} needs a numeric operand, got {t}", op.name()),
+                            );
+                            false
+                        }
+                    });
                     if let Some(t) = ty
                         && init.dtype() != t
                     {

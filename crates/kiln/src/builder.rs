@@ -505,18 +505,18 @@ impl Graph {
     /// graph) a parameter capturing it from an enclosing graph, created once per tensor.
     /// `Err` names the problem when `t` belongs to no enclosing graph; a poisoned `t` is
     /// the caller's to handle.
-    pub(crate) fn resolve(&self, t: &Tensor) -> Result<NodeId, String> {
+    pub(crate) fn resolve(&self, t: &Tensor) -> Result<NodeId, ResolveError> {
         let Some(id) = t.node else {
-            return Err("the tensor is poisoned by an earlier error".into());
+            return Err(ResolveError::Poisoned);
         };
         if t.g.same(self) {
             return Ok(id);
         }
         let Some(parent) = self.parent() else {
             return Err(if self.is_enclosing(&t.g) {
-                "a tensor built inside a control-flow body is used outside it; return it from the body instead".into()
+                ResolveError::EscapedBody
             } else {
-                "operands come from different graphs".into()
+                ResolveError::ForeignGraph
             });
         };
         let outer = parent.resolve(t)?;
@@ -559,9 +559,25 @@ impl Graph {
         }
         match self.resolve(t) {
             Ok(id) => Tensor::from_node(self, id),
-            Err(msg) => self.fail(loc, op, msg),
+            Err(e) => self.fail(loc, op, e.to_string()),
         }
     }
+}
+
+/// Why a tensor cannot be used as an operand of a graph ([`Graph::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResolveError {
+    /// The tensor carries an earlier error.
+    #[error("the tensor is poisoned by an earlier error")]
+    Poisoned,
+    /// The tensor was built inside a control-flow body and used outside it.
+    #[error(
+        "a tensor built inside a control-flow body is used outside it; return it from the body instead"
+    )]
+    EscapedBody,
+    /// The tensor belongs to an unrelated graph.
+    #[error("operands come from different graphs")]
+    ForeignGraph,
 }
 
 impl fmt::Display for Graph {

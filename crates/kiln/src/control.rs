@@ -56,8 +56,8 @@ impl Body {
             t.node?;
             match self.g.resolve(t) {
                 Ok(id) => ids.push(id),
-                Err(msg) => {
-                    self.g.fail(loc, op, msg);
+                Err(e) => {
+                    self.g.fail(loc, op, e.to_string());
                     return None;
                 }
             }
@@ -172,8 +172,8 @@ impl Graph {
             t.node?;
             match self.resolve(t) {
                 Ok(id) => ids.push(id),
-                Err(msg) => {
-                    self.fail(loc, op, msg);
+                Err(e) => {
+                    self.fail(loc, op, e.to_string());
                     return None;
                 }
             }

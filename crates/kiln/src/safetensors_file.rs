@@ -119,7 +119,7 @@ pub fn safetensors_dtype(d: DType) -> Dtype {
 
 /// The bytes of a `.safetensors` file holding `tensors` (little-endian, names as given) and
 /// the string `metadata`. Errors (one line) if two tensors share a name.
-pub fn to_bytes<'a>(
+pub(crate) fn to_bytes<'a>(
     tensors: impl IntoIterator<Item = (&'a str, &'a Array)>,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>, String> {

@@ -165,7 +165,7 @@ impl Tensor {
             // A tensor of an enclosing graph used in a control-flow body is captured.
             match g.resolve(t) {
                 Ok(id) => ids.push(id),
-                Err(msg) => return g.fail(loc, op.name(), format!("{}: {msg}", op.name())),
+                Err(e) => return g.fail(loc, op.name(), format!("{}: {e}", op.name())),
             }
         }
         let name = op.name();

@@ -1,7 +1,7 @@
 //! Typed errors of the graph passes and the pipeline. A failed rewrite names its rule and
 //! node; a failed verification names the pass after which it ran and lists every finding.
 
-use kiln_ir::{GraphError, NodeId, VerifyError};
+use kiln_ir::{GraphError, NodeId, RegionId, VerifyError};
 use std::fmt;
 
 /// Why a pass or the pipeline failed.
@@ -95,6 +95,80 @@ pub enum RuleFailure {
         /// Nodes removed.
         removed: usize,
     },
+}
+
+/// Why a region could not be copied, inlined, trimmed or batched: the region is malformed,
+/// or a control-flow rewrite asked it for something it does not have (a bug in the pass).
+/// [`PassError::Control`] carries it, naming the control-flow node.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegionError {
+    /// A node id that is not a node of the region's graph.
+    #[error("{0} is not a node of the region")]
+    UnknownNode(NodeId),
+    /// An `input` node that is not among the parameters being bound.
+    #[error("input {0} is not one of the region's parameters")]
+    UnboundInput(NodeId),
+    /// A region id that is not in the copied graph's region table.
+    #[error("{0} is not a region of the copied graph")]
+    UnknownRegion(RegionId),
+    /// A node was to be copied before one of its operands.
+    #[error("operand {operand} of {node} was not copied first")]
+    NotCopied {
+        /// The node being copied.
+        node: NodeId,
+        /// Its operand that has no copy.
+        operand: NodeId,
+    },
+    /// A node the caller needs (a result of the region, a hoisted value) has no copy.
+    #[error("{0} was not copied")]
+    ResultNotCopied(NodeId),
+    /// The region was run with the wrong number of arguments.
+    #[error("the region takes {params} parameter(s), given {given}")]
+    Arity {
+        /// Parameters the region has.
+        params: usize,
+        /// Arguments given.
+        given: usize,
+    },
+    /// A loop-body op that reads a per-step operand has no batched form over all steps.
+    #[error("{op} has no batched form")]
+    NoBatchedForm {
+        /// The op's name.
+        op: &'static str,
+    },
+    /// A loop-body op that is batched only when every operand is reads one that is not.
+    #[error("{op} reads an unbatched operand")]
+    Unbatched {
+        /// The op's name.
+        op: &'static str,
+    },
+    /// The batched form of a loop-body node does not have the node's type with a leading
+    /// step axis.
+    #[error("batched type {got} differs from {want}")]
+    BatchedType {
+        /// The batched node's type, e.g. `f32[t, 4]`.
+        got: String,
+        /// The expected type.
+        want: String,
+    },
+    /// A copied node no longer types in the graph it was copied into.
+    #[error("copying {node}: {source}")]
+    Copy {
+        /// The node being copied.
+        node: NodeId,
+        /// Why adding the copy failed.
+        source: Box<GraphError>,
+    },
+    /// A graph operation on the region failed (a cycle found while ordering its nodes, or
+    /// a new node that does not type).
+    #[error(transparent)]
+    Graph(Box<GraphError>),
+}
+
+impl From<GraphError> for RegionError {
+    fn from(e: GraphError) -> RegionError {
+        RegionError::Graph(Box::new(e))
+    }
 }
 
 struct VerifyList<'a>(&'a [VerifyError]);

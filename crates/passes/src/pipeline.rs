@@ -116,6 +116,8 @@ pub struct PipelineOptions {
     pub max_rounds: usize,
     /// Settings of the simplifier.
     pub simplify: simplify::SimplifyOptions,
+    /// Settings of the control pass.
+    pub control: control::ControlOptions,
 }
 
 impl Default for PipelineOptions {
@@ -125,6 +127,7 @@ impl Default for PipelineOptions {
             dump: Dump::Env,
             max_rounds: 8,
             simplify: simplify::SimplifyOptions::default(),
+            control: control::ControlOptions::default(),
         }
     }
 }
@@ -249,7 +252,9 @@ pub fn optimize_to(
             simplify::simplify(f, &opts.simplify)
         })?;
         let merged = step("cse", round, func, &|f| cse::cse(f))?;
-        let restructured = step("control", round, func, &|f| control::control(f))?;
+        let restructured = step("control", round, func, &|f| {
+            control::control_with(f, &opts.control)
+        })?;
         if !simplified && !merged && !restructured {
             break;
         }

@@ -10,7 +10,7 @@
 //! the old one when nothing else runs it, [`replace_region`]) and a new control-flow node
 //! instead, through [`replace_control`].
 
-use crate::error::PassError;
+use crate::error::{PassError, RegionError};
 use crate::func::{Func, PassStats};
 use kiln_ir::verify::MAX_REGION_DEPTH;
 use kiln_ir::{DType, Graph, NodeId, Op, OpKind, Region, RegionId, Shape};
@@ -128,36 +128,36 @@ pub fn copy_nodes(
     src: &Graph,
     nodes: &[NodeId],
     map: &mut HashMap<NodeId, NodeId>,
-) -> Result<(), String> {
+) -> Result<(), RegionError> {
     for &n in nodes {
         if map.contains_key(&n) {
             continue;
         }
-        let node = src
-            .get(n)
-            .ok_or_else(|| format!("{n} is not a node of the region"))?;
+        let node = src.get(n).ok_or(RegionError::UnknownNode(n))?;
         if matches!(node.op, Op::Input { .. }) {
-            return Err(format!("input {n} is not one of the region's parameters"));
+            return Err(RegionError::UnboundInput(n));
         }
         let mut op = node.op.clone();
         for r in op.regions_mut() {
-            let body = src
-                .try_region(*r)
-                .ok_or_else(|| format!("{r} is not a region of the copied graph"))?;
+            let body = src.try_region(*r).ok_or(RegionError::UnknownRegion(*r))?;
             *r = dst.add_region(body.clone());
         }
         let operands = src
             .operands(n)
             .iter()
             .map(|o| {
-                map.get(o)
-                    .copied()
-                    .ok_or_else(|| format!("operand {o} of {n} was not copied first"))
+                map.get(o).copied().ok_or(RegionError::NotCopied {
+                    node: n,
+                    operand: *o,
+                })
             })
-            .collect::<Result<Vec<NodeId>, String>>()?;
+            .collect::<Result<Vec<NodeId>, RegionError>>()?;
         let copy = dst
             .add_at(op, &operands, node.loc.clone())
-            .map_err(|e| format!("copying {n}: {e}"))?;
+            .map_err(|e| RegionError::Copy {
+                node: n,
+                source: Box::new(e),
+            })?;
         map.insert(n, copy);
     }
     Ok(())
@@ -165,13 +165,16 @@ pub fn copy_nodes(
 
 /// Copies everything `region`'s results depend on into `dst`, with param `i` read as
 /// `args[i]`, and returns the copies of the results (inlining one run of the region).
-pub fn inline(dst: &mut Graph, region: &Region, args: &[NodeId]) -> Result<Vec<NodeId>, String> {
+pub fn inline(
+    dst: &mut Graph,
+    region: &Region,
+    args: &[NodeId],
+) -> Result<Vec<NodeId>, RegionError> {
     if region.params.len() != args.len() {
-        return Err(format!(
-            "the region takes {} parameter(s), given {}",
-            region.params.len(),
-            args.len()
-        ));
+        return Err(RegionError::Arity {
+            params: region.params.len(),
+            given: args.len(),
+        });
     }
     let mut map: HashMap<NodeId, NodeId> = region
         .params
@@ -179,19 +182,12 @@ pub fn inline(dst: &mut Graph, region: &Region, args: &[NodeId]) -> Result<Vec<N
         .copied()
         .zip(args.iter().copied())
         .collect();
-    let order = region
-        .graph
-        .ancestors(&region.results)
-        .map_err(|e| e.to_string())?;
+    let order = region.graph.ancestors(&region.results)?;
     copy_nodes(dst, &region.graph, &order, &mut map)?;
     region
         .results
         .iter()
-        .map(|r| {
-            map.get(r)
-                .copied()
-                .ok_or_else(|| format!("result {r} was not copied"))
-        })
+        .map(|r| map.get(r).copied().ok_or(RegionError::ResultNotCopied(*r)))
         .collect()
 }
 
@@ -235,11 +231,10 @@ pub fn redirect(region: &mut Region, from: NodeId, to: NodeId) {
 
 /// Removes from `region`'s graph every node its results do not depend on, params included,
 /// except the params listed in `keep`. The region's `params` become `keep`.
-pub fn retain(region: &mut Region, keep: Vec<NodeId>) -> Result<usize, String> {
+pub fn retain(region: &mut Region, keep: Vec<NodeId>) -> Result<usize, RegionError> {
     let live: HashSet<NodeId> = region
         .graph
-        .ancestors(&region.results)
-        .map_err(|e| e.to_string())?
+        .ancestors(&region.results)?
         .into_iter()
         .chain(keep.iter().copied())
         .collect();
@@ -255,9 +250,9 @@ pub fn retain(region: &mut Region, keep: Vec<NodeId>) -> Result<usize, String> {
 }
 
 /// The nodes of region graph `g` that depend on one of `roots` (the roots included).
-pub fn dependents(g: &Graph, roots: &[NodeId]) -> Result<HashSet<NodeId>, String> {
+pub fn dependents(g: &Graph, roots: &[NodeId]) -> Result<HashSet<NodeId>, RegionError> {
     let mut out: HashSet<NodeId> = roots.iter().copied().collect();
-    for n in g.topo_order().map_err(|e| e.to_string())? {
+    for n in g.topo_order()? {
         if !out.contains(&n) && g.operands(n).iter().any(|o| out.contains(o)) {
             out.insert(n);
         }

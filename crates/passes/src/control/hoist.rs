@@ -4,7 +4,7 @@
 //! slices and consts move before the scan as one batched node over all steps, a new xs.
 
 use super::{PASS, fail, fired, region_of};
-use crate::error::PassError;
+use crate::error::{PassError, RegionError};
 use crate::func::{Func, PassStats};
 use crate::region::{
     Source, copy_nodes, fresh_param, redirect, replace_control, replace_region, retain,
@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 /// (the loop may run zero times, and then an error the loop would never have met must not
 /// happen) and it cannot hang ([`Op::may_fail`] says both), and it is not fed by the
 /// caller. A `cond` or `scan` qualifies when every node of its regions does.
-fn hoistable(g: &Graph, node: &Node) -> bool {
+pub(super) fn hoistable(g: &Graph, node: &Node) -> bool {
     hoistable_at(g, node, 0)
 }
 
@@ -45,7 +45,7 @@ fn hoistable_at(g: &Graph, node: &Node, depth: usize) -> bool {
 
 /// True for ops whose batched form (a leading step axis added to every operand that varies
 /// per step) computes each row exactly as the op computes one step.
-fn batchable(op: &Op) -> bool {
+pub(super) fn batchable(op: &Op) -> bool {
     op.kind() == OpKind::Elementwise
         || matches!(
             op,
@@ -64,10 +64,10 @@ fn batchable(op: &Op) -> bool {
 fn invariant(
     r: &Region,
     consts: &HashSet<NodeId>,
-) -> Result<(HashSet<NodeId>, HashSet<NodeId>), String> {
+) -> Result<(HashSet<NodeId>, HashSet<NodeId>), RegionError> {
     let mut inv = HashSet::new();
     let mut touches = HashSet::new();
-    for n in r.graph.topo_order().map_err(|e| e.to_string())? {
+    for n in r.graph.topo_order()? {
         let node = r.graph.node(n);
         let ops = r.graph.operands(n);
         if matches!(node.op, Op::Input { .. }) {
@@ -97,11 +97,10 @@ fn frontier(r: &Region, set: &HashSet<NodeId>) -> Vec<NodeId> {
 }
 
 /// Nodes of `r` that `roots` depend on, in topological order, params excluded.
-fn needed(r: &Region, roots: &[NodeId]) -> Result<Vec<NodeId>, String> {
+fn needed(r: &Region, roots: &[NodeId]) -> Result<Vec<NodeId>, RegionError> {
     let params: HashSet<NodeId> = r.params.iter().copied().collect();
     Ok(r.graph
-        .ancestors(roots)
-        .map_err(|e| e.to_string())?
+        .ancestors(roots)?
         .into_iter()
         .filter(|n| !params.contains(n))
         .collect())
@@ -130,7 +129,7 @@ fn hoist_region(
     r: &mut Region,
     consts: &HashSet<NodeId>,
     operands: &[NodeId],
-) -> Result<(Vec<NodeId>, Vec<NodeId>), String> {
+) -> Result<(Vec<NodeId>, Vec<NodeId>), RegionError> {
     let (inv, touches) = invariant(r, consts)?;
     let moving: HashSet<NodeId> = inv
         .iter()
@@ -151,12 +150,8 @@ fn hoist_region(
     copy_nodes(g, &r.graph, &order, &mut map)?;
     let outer = front
         .iter()
-        .map(|f| {
-            map.get(f)
-                .copied()
-                .ok_or_else(|| format!("{f} was not copied"))
-        })
-        .collect::<Result<Vec<NodeId>, String>>()?;
+        .map(|f| map.get(f).copied().ok_or(RegionError::ResultNotCopied(*f)))
+        .collect::<Result<Vec<NodeId>, RegionError>>()?;
     let params = cut(r, &front, "hoisted");
     Ok((outer, params))
 }
@@ -233,7 +228,7 @@ pub(super) fn hoist_invariants(
 }
 
 /// How many results control-flow node `id` has (read before its regions are replaced).
-fn result_count(g: &Graph, id: NodeId) -> Result<usize, PassError> {
+pub(super) fn result_count(g: &Graph, id: NodeId) -> Result<usize, PassError> {
     g.result_types(id)
         .map(|t| t.len())
         .ok_or_else(|| fail(id, "the node does not type"))
@@ -386,26 +381,31 @@ pub(super) fn batch_xs(
 /// `[t, 1, ..., 1, s...]`: a batched operand whose step shape `s` has lower rank than the
 /// op's step result, reshaped so the step axis stays leading under right-aligned
 /// broadcasting.
-fn lift(g: &mut Graph, o: NodeId, step: &Shape, rank: usize, t: &Dim) -> Result<NodeId, String> {
+fn lift(
+    g: &mut Graph,
+    o: NodeId,
+    step: &Shape,
+    rank: usize,
+    t: &Dim,
+) -> Result<NodeId, RegionError> {
     if step.rank() >= rank {
         return Ok(o);
     }
     let mut dims = vec![t.clone()];
     dims.extend(std::iter::repeat_n(Dim::known(1), rank - step.rank()));
     dims.extend(step.0.iter().cloned());
-    g.add(Op::Reshape(Shape(dims)), &[o])
-        .map_err(|e| e.to_string())
+    Ok(g.add(Op::Reshape(Shape(dims)), &[o])?)
 }
 
 /// Adds the batched form of body node `node` to `g`: `args` are its operands' outer nodes,
 /// whether each is batched (a leading axis of `t` steps) and each one's step shape. The
 /// result is `[t, step shape...]` and its row `i` equals the node's value at step `i`.
-fn batch_node(
+pub(super) fn batch_node(
     g: &mut Graph,
     node: &Node,
     args: &[(NodeId, bool, Shape)],
     t: &Dim,
-) -> Result<NodeId, String> {
+) -> Result<NodeId, RegionError> {
     let lead = |s: &Shape| {
         let mut dims = vec![t.clone()];
         dims.extend(s.0.iter().cloned());
@@ -413,7 +413,7 @@ fn batch_node(
     };
     let pointwise = node.op.kind() == OpKind::Elementwise || node.op == Op::MatMul;
     if !pointwise && args.iter().any(|a| !a.1) {
-        return Err(format!("{} reads an unbatched operand", node.op.name()));
+        return Err(RegionError::Unbatched { op: node.op.name() });
     }
     let rank = node.shape.rank();
     let mut ids = Vec::with_capacity(args.len());
@@ -429,7 +429,10 @@ fn batch_node(
             node.op.clone()
         }
         Op::Expand(s) => {
-            let (o, _, step) = args.first().ok_or("expand without an operand")?;
+            let (o, _, step) = args.first().ok_or(RegionError::Arity {
+                params: 1,
+                given: 0,
+            })?;
             ids.push(lift(g, *o, step, s.rank(), t)?);
             Op::Expand(lead(s))
         }
@@ -454,6 +457,11 @@ fn batch_node(
                 Op::Flip { axes } => Op::Flip {
                     axes: axes.iter().map(|a| a + 1).collect(),
                 },
+                Op::Reduce { op, axes, keepdim } => Op::Reduce {
+                    op: *op,
+                    axes: axes.iter().map(|a| a + 1).collect(),
+                    keepdim: *keepdim,
+                },
                 Op::Pad { pads, value } => {
                     let mut p = vec![(0, 0)];
                     p.extend(pads.iter().copied());
@@ -462,22 +470,17 @@ fn batch_node(
                         value: *value,
                     }
                 }
-                other => return Err(format!("{} has no batched form", other.name())),
+                other => return Err(RegionError::NoBatchedForm { op: other.name() }),
             }
         }
     };
-    let b = g
-        .add_at(op, &ids, node.loc.clone())
-        .map_err(|e| e.to_string())?;
+    let b = g.add_at(op, &ids, node.loc.clone())?;
     let got = g.node(b);
     if got.dtype != node.dtype || got.shape != lead(&node.shape) {
-        return Err(format!(
-            "batched type {}{} differs from {}{}",
-            got.dtype,
-            got.shape,
-            node.dtype,
-            lead(&node.shape)
-        ));
+        return Err(RegionError::BatchedType {
+            got: format!("{}{}", got.dtype, got.shape),
+            want: format!("{}{}", node.dtype, lead(&node.shape)),
+        });
     }
     Ok(b)
 }

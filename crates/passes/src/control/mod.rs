@@ -22,9 +22,15 @@
 //!    nodes of a `scan` body that depend only on x slices and consts (not on carries) are
 //!    computed for all steps at once, as one batched node over a leading length axis,
 //!    before the scan and passed in as new xs.
+//! 4. **Accumulator sinking** (`sink.rs`, only with [`ControlOptions::reassociate`]): a
+//!    `scan` carry updated as `acc + v` (the const-cotangent accumulators of a reverse
+//!    scan) leaves the loop; `v` is computed for all steps after it and summed over the
+//!    steps, a sum of per-step matrix products as one matrix product.
 //!
-//! Every rewrite keeps values bit for bit: it moves or copies nodes without changing their
-//! arithmetic (batched nodes compute each row exactly as the body computed it). Rewrites
+//! Every rewrite but accumulator sinking keeps values bit for bit: it moves or copies nodes
+//! without changing their arithmetic (batched nodes compute each row exactly as the body
+//! computed it). Sinking reassociates a sum over the steps, as a matrix product's blocking
+//! reassociates its inner products. Rewrites
 //! build a new control-flow node ([`crate::region::replace_control`]) whose regions are
 //! stored over the old ones unless another node runs them too
 //! ([`crate::region::replace_region`]). Hoisted nodes run even when the loop
@@ -39,6 +45,7 @@
 mod fixed;
 mod hoist;
 mod prune;
+mod sink;
 
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
@@ -47,17 +54,37 @@ use kiln_ir::OpKind;
 /// The pass name used in errors and statistics.
 const PASS: &str = "control";
 
+/// Settings of the control pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlOptions {
+    /// Allow rewrites that reassociate a floating-point sum (accumulator sinking). Off,
+    /// every rewrite keeps values bit for bit. On by default.
+    pub reassociate: bool,
+}
+
+impl Default for ControlOptions {
+    fn default() -> ControlOptions {
+        ControlOptions { reassociate: true }
+    }
+}
+
+/// Optimises every control-flow node of the function and of its regions with the default
+/// [`ControlOptions`] (see the module docs).
+pub fn control(func: &mut Func) -> Result<PassStats, PassError> {
+    control_with(func, &ControlOptions::default())
+}
+
 /// Optimises every control-flow node of the function and of its regions (see the module
 /// docs). Rules fired are counted under `cond_static`, `scan_length_0`, `scan_length_1`,
-/// `while_false`, `prune`, `hoist_invariant` and `hoist_batched`.
-pub fn control(func: &mut Func) -> Result<PassStats, PassError> {
-    crate::region::everywhere(PASS, func, &mut control_graph)
+/// `while_false`, `prune`, `hoist_invariant`, `hoist_batched` and `sink_accumulator`.
+pub fn control_with(func: &mut Func, opts: &ControlOptions) -> Result<PassStats, PassError> {
+    crate::region::everywhere(PASS, func, &mut |f| control_graph(f, opts))
 }
 
 /// [`control`] on the function's own graph: when it has control-flow nodes, dead nodes are
 /// removed first (pruning reads which results are used), then every control-flow node is
 /// optimised in topological order.
-fn control_graph(func: &mut Func) -> Result<PassStats, PassError> {
+fn control_graph(func: &mut Func, opts: &ControlOptions) -> Result<PassStats, PassError> {
     func.check_outputs(PASS)?;
     let g = &func.graph;
     if !g
@@ -89,7 +116,10 @@ fn control_graph(func: &mut Func) -> Result<PassStats, PassError> {
             continue;
         };
         let id = hoist::hoist_invariants(func, id, &mut stats)?;
-        hoist::batch_xs(func, id, &mut stats)?;
+        let id = hoist::batch_xs(func, id, &mut stats)?;
+        if opts.reassociate {
+            sink::sink_accumulators(func, id, &mut stats)?;
+        }
     }
     Ok(stats)
 }
@@ -111,10 +141,10 @@ fn region_of(
 }
 
 /// The error for a failed rewrite of `node`.
-fn fail(node: kiln_ir::NodeId, message: impl Into<String>) -> PassError {
+fn fail(node: kiln_ir::NodeId, message: impl std::fmt::Display) -> PassError {
     PassError::Control {
         pass: PASS,
         node,
-        message: message.into(),
+        message: message.to_string(),
     }
 }

@@ -5,7 +5,7 @@
 //! `scan` y that is a const, broadcast over the steps).
 
 use super::{PASS, fail, fired, region_of};
-use crate::error::PassError;
+use crate::error::{PassError, RegionError};
 use crate::func::{Func, PassStats};
 use crate::region::{Source, redirect, replace_control, replace_region, retain, used_results};
 use kiln_ir::{Graph, NodeId, Op, Region, RegionId, Shape};
@@ -115,7 +115,7 @@ fn sink_constants(
     operands: &[NodeId],
     range: std::ops::Range<usize>,
     regions: &mut [&mut Region],
-) -> Result<(), String> {
+) -> Result<(), RegionError> {
     for i in range {
         let node = g.node(operands[i]);
         let Op::Constant(a) = &node.op else { continue };
@@ -129,8 +129,7 @@ fn sink_constants(
             }
             let k = r
                 .graph
-                .add_at(Op::Constant(a.clone()), &[], node.loc.clone())
-                .map_err(|e| e.to_string())?;
+                .add_at(Op::Constant(a.clone()), &[], node.loc.clone())?;
             redirect(r, p, k);
         }
     }
@@ -148,18 +147,13 @@ fn duplicates(operands: &[NodeId], range: std::ops::Range<usize>) -> Vec<Option<
 }
 
 /// The params of `region` that `roots` depend on.
-fn reads(region: &Region, roots: &[NodeId]) -> Result<HashSet<NodeId>, String> {
-    Ok(region
-        .graph
-        .ancestors(roots)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect())
+fn reads(region: &Region, roots: &[NodeId]) -> Result<HashSet<NodeId>, RegionError> {
+    Ok(region.graph.ancestors(roots)?.into_iter().collect())
 }
 
 /// `region` with the given results and params (in the new order), everything else the
 /// results do not need removed.
-fn rebuild(region: &Region, params: &[usize], results: Vec<NodeId>) -> Result<Region, String> {
+fn rebuild(region: &Region, params: &[usize], results: Vec<NodeId>) -> Result<Region, RegionError> {
     let mut r = region.clone();
     r.results = results;
     let keep = params.iter().map(|&i| region.params[i]).collect();
