@@ -33,8 +33,8 @@
 use super::{FuseError, FuseReport, Lowered, Unverified, lower_unverified};
 use kiln_ir::{DType, Dim, Graph, NodeId, Op, OpKind};
 use kiln_kernel::{
-    Body, BufferId, BufferKind, IfStep, IndexExpr, Kernel, LoopKernel, LoopStep, Program, Step,
-    WhileStep,
+    Body, BufferId, BufferKind, Expr, IfStep, IndexExpr, Kernel, KernelId, LoadMode, LoopKernel,
+    LoopStep, Program, Step, WhileStep,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -536,6 +536,102 @@ fn row_copy(src: BufferId, dst: BufferId, row: &Dim, at: Dim, rowed_src: bool) -
     })
 }
 
+/// A row copy of a scan step: `row` (a body parameter's or result's buffer) is row `t` of
+/// `stacked` (an xs or ys buffer), at element offset `at`.
+struct RowCopy {
+    /// The copy kernel.
+    kernel: KernelId,
+    /// The row buffer the body reads or writes.
+    row: BufferId,
+    /// The stacked buffer.
+    stacked: BufferId,
+    /// `t * row`.
+    at: Dim,
+    /// An x row: the body only reads it.
+    read_only: bool,
+}
+
+/// Drops the row copy `rc` from the loop body `inner` when only loop kernels use its row
+/// buffer, by proven or masked indices (an x row only read): those kernels then load and
+/// store row `t` of the stacked buffer in place, at offset `t * row`. The verifier proves
+/// the shifted accesses in bounds from the trip count, as it does for the copy. Otherwise
+/// (a matmul or convolution operand, a copy step, a predicate, a gather) the copy stays.
+fn rows_in_place(p: &mut Program, inner: &mut Vec<Step>, rc: &RowCopy) {
+    let mut users = Vec::new();
+    if !loop_uses(p, inner, rc, &mut users) {
+        return;
+    }
+    for k in users {
+        let Some(kernel) = p.kernels.get_mut(k.index()) else {
+            return;
+        };
+        let shift = |ix: &IndexExpr| {
+            IndexExpr::Add(Box::new(IndexExpr::dim(rc.at.clone())), Box::new(ix.clone()))
+        };
+        for body in kernel.body_list_mut() {
+            for e in &mut body.values {
+                if let Expr::Load(l) = e
+                    && l.buffer == rc.row
+                {
+                    l.buffer = rc.stacked;
+                    l.index = shift(&l.index);
+                }
+            }
+            for st in &mut body.stores {
+                if st.buffer == rc.row {
+                    st.buffer = rc.stacked;
+                    st.index = shift(&st.index);
+                }
+            }
+        }
+    }
+    inner.retain(|s| !matches!(s, Step::Kernel(k) if *k == rc.kernel));
+}
+
+/// Collects into `users` the kernels of `steps` (nested steps included, `rc`'s own copy
+/// excluded) that touch `rc.row`; false if some use cannot read the row in place.
+fn loop_uses(p: &Program, steps: &[Step], rc: &RowCopy, users: &mut Vec<KernelId>) -> bool {
+    for st in steps {
+        if st.own_buffers().contains(&rc.row) {
+            return false;
+        }
+        if let Step::Kernel(k) = st {
+            if *k == rc.kernel {
+                continue;
+            }
+            let Some(kernel) = p.kernel(*k) else {
+                return false;
+            };
+            let bodies = kernel.body_list();
+            let loads = bodies.iter().flat_map(|b| &b.values).filter_map(|e| match e {
+                Expr::Load(l) if l.buffer == rc.row => Some(l),
+                _ => None,
+            });
+            let loaded: Vec<_> = loads.collect();
+            let stored = bodies
+                .iter()
+                .flat_map(|b| &b.stores)
+                .any(|s| s.buffer == rc.row);
+            if loaded.is_empty() && !stored {
+                continue;
+            }
+            if !matches!(kernel, Kernel::Loop(_))
+                || (stored && rc.read_only)
+                || loaded.iter().any(|l| l.mode == LoadMode::Checked)
+            {
+                return false;
+            }
+            users.push(*k);
+        }
+        for child in st.children() {
+            if !loop_uses(p, child, rc, users) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// A fresh induction symbol `t0, t1, ...`.
 fn fresh_symbol(p: &mut Program) -> String {
     let mut k = 0usize;
@@ -632,6 +728,7 @@ fn lower_control(
             let var = fresh_symbol(&mut cx.program);
             let t = Dim::sym(&var);
             let mut inner = Vec::new();
+            let mut rows = Vec::new();
             let mut args: Vec<BufferId> = res[..c].to_vec();
             for j in 0..x {
                 let (dtype, shape) = sig
@@ -643,7 +740,15 @@ fn lower_control(
                     .program
                     .add_buffer(*dtype, row.clone(), BufferKind::Scratch);
                 let k = row_copy(ops[c + j], xt, &row, &t * &row, true);
-                inner.push(Step::Kernel(cx.program.add_kernel(k)));
+                let kernel = cx.program.add_kernel(k);
+                inner.push(Step::Kernel(kernel));
+                rows.push(RowCopy {
+                    kernel,
+                    row: xt,
+                    stacked: ops[c + j],
+                    at: &t * &row,
+                    read_only: true,
+                });
                 args.push(xt);
             }
             args.extend_from_slice(&ops[c + x..]);
@@ -668,7 +773,18 @@ fn lower_control(
             inner.extend(lower_region(cx, graph, *body, &args, &outs, symbols)?);
             for (yt, ysb, row) in ys {
                 let k = row_copy(yt, ysb, &row, &t * &row, false);
-                inner.push(Step::Kernel(cx.program.add_kernel(k)));
+                let kernel = cx.program.add_kernel(k);
+                inner.push(Step::Kernel(kernel));
+                rows.push(RowCopy {
+                    kernel,
+                    row: yt,
+                    stacked: ysb,
+                    at: &t * &row,
+                    read_only: false,
+                });
+            }
+            for rc in rows {
+                rows_in_place(&mut cx.program, &mut inner, &rc);
             }
             inner.extend(
                 next.iter()
