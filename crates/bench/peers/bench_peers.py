@@ -9,8 +9,16 @@ Optional: CI never runs it. Needs the pinned packages in requirements.txt beside
 Data (identical to crates/bench/src/workloads.rs): an input is
 jax.random.uniform(PRNGKey(seed), shape, float32, -1, 1) with seed 1 (2 for a second input);
 the k-th model parameter in state_dict order is uniform(fold_in(PRNGKey(0), k), shape, -b, b)
-with PyTorch's default bound b (1/sqrt(fan_in) for Linear/Conv2d, 1/sqrt(hidden) for LSTM);
+with PyTorch's default bound b (1/sqrt(fan_in) for Linear/Conv2d, 1/sqrt(hidden) for LSTM;
+xavier for the transformer's packed q/k/v projection); parameters PyTorch sets to a constant c
+(the transformer's attention and LayerNorm biases, LayerNorm weights) are drawn as
+uniform(fold_in(PRNGKey(0), k), shape, c - b, c + b) with b = 1/sqrt(256) instead;
 labels are i % 10. Train steps: mean cross-entropy, Adam(lr=1e-3), PyTorch defaults.
+
+The transformer workloads are one nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.0,
+batch_first=True) (post-norm, ReLU) over x [8, 128, 256]; the train step pools its output
+over the sequence (mean over axis 1) and applies a Linear(256, 10) `head`. Parameter keys
+are the state_dict of a module holding the layer as `layer` (and `head`).
 
 Every (framework, threads, workload) runs in its own child process pinned to the first
 `threads` CPUs (sched_setaffinity, like taskset) with torch.set_num_threads, XLA's
@@ -32,8 +40,12 @@ WORKLOADS = [
     "simple_nn_infer_b256",
     "simple_nn_train_b64",
     "lstm_infer_b64",
+    "lstm_infer_b1",
     "lstm_train_b64",
+    "lenet_infer_b64",
     "lenet_train_b64",
+    "transformer_infer_b8",
+    "transformer_train_b8",
     "matmul_1024",
     "ew_chain_16m",
     "softmax_4096x1024",
@@ -47,8 +59,17 @@ def _simple(b):
     return 2.0 * b * (784 * 128 + 128 * 10)
 
 
-_LSTM_FWD = 2.0 * 64 * 28 * 512 * ((28 + 128) + (128 + 128)) + 2.0 * 64 * 1280
+def _lstm_fwd(b):
+    return 2.0 * b * 28 * 512 * ((28 + 128) + (128 + 128)) + 2.0 * b * 1280
+
+
+_LSTM_FWD = _lstm_fwd(64)
 _LENET_FWD = 64 * 2.0 * (6 * 784 * 25 + 16 * 100 * 150 + 400 * 120 + 120 * 84 + 84 * 10)
+# Transformer encoder layer, batch 8, seq 128, d_model 256, feed-forward 1024: the four
+# projections, q.k^T and p.v, and the feed-forward block (softmax, layer norms not counted).
+T_B, T_S, T_D, T_F, T_H = 8, 128, 256, 1024, 4
+_TR_FWD = 2.0 * T_B * T_S * (4 * T_D * T_D + 2 * T_S * T_D + 2 * T_D * T_F)
+_TR_X = T_B * T_S * T_D
 N16M = 16 << 20
 
 # name -> (flops, bytes, limit, train); must match workloads.rs.
@@ -57,8 +78,12 @@ META = {
     "simple_nn_infer_b256": (_simple(256), 4.0 * 256 * (784 + 10), None, False),
     "simple_nn_train_b64": (3 * _simple(64), 4.0 * 64 * 785, None, True),
     "lstm_infer_b64": (_LSTM_FWD, 4.0 * 64 * (784 + 10), None, False),
+    "lstm_infer_b1": (_lstm_fwd(1), 4.0 * (784 + 10), None, False),
     "lstm_train_b64": (3 * _LSTM_FWD, 4.0 * 64 * 785, None, True),
+    "lenet_infer_b64": (_LENET_FWD, 4.0 * 64 * (784 + 10), None, False),
     "lenet_train_b64": (3 * _LENET_FWD, 4.0 * 64 * 785, None, True),
+    "transformer_infer_b8": (_TR_FWD, 4.0 * 2 * _TR_X, None, False),
+    "transformer_train_b8": (3 * (_TR_FWD + 2.0 * T_B * T_D * 10), 4.0 * (_TR_X + T_B), None, True),
     "matmul_1024": (2.0 * 1024**3, 3.0 * 1024 * 1024 * 4, "fma", False),
     "ew_chain_16m": (N16M * 7.0, 2.0 * N16M * 4, "copy", False),
     "softmax_4096x1024": (4096 * 1024 * 4.0, 2.0 * M4, "copy", False),
@@ -96,6 +121,24 @@ def param_specs(model):
             return [(f"{p}.weight", (cout, cin, 5, 5), b), (f"{p}.bias", (cout,), b)]
 
         return conv("conv1", 1, 6) + conv("conv2", 6, 16) + _lin("fc1", 400, 120) + _lin("fc2", 120, 84) + _lin("fc3", 84, 10)
+    if model in ("transformer", "transformer_cls"):
+        d, f = T_D, T_F
+        b = 1.0 / d**0.5
+        v = [
+            ("layer.self_attn.in_proj_weight", (3 * d, d), (6.0 / (d + 3 * d)) ** 0.5),
+            ("layer.self_attn.in_proj_bias", (3 * d,), b),
+            ("layer.self_attn.out_proj.weight", (d, d), b),
+            ("layer.self_attn.out_proj.bias", (d,), b),
+            ("layer.linear1.weight", (f, d), b),
+            ("layer.linear1.bias", (f,), b),
+            ("layer.linear2.weight", (d, f), 1.0 / f**0.5),
+            ("layer.linear2.bias", (d,), 1.0 / f**0.5),
+            ("layer.norm1.weight", (d,), b, 1.0),
+            ("layer.norm1.bias", (d,), b),
+            ("layer.norm2.weight", (d,), b, 1.0),
+            ("layer.norm2.bias", (d,), b),
+        ]
+        return v + (_lin("head", d, 10) if model == "transformer_cls" else [])
     raise ValueError(model)
 
 
@@ -113,9 +156,10 @@ def params(model):
     import numpy as np
 
     out = {}
-    for k, (name, shape, b) in enumerate(param_specs(model)):
+    for k, (name, shape, b, *centre) in enumerate(param_specs(model)):
+        c = centre[0] if centre else 0.0
         key = jax.random.fold_in(jax.random.PRNGKey(0), k)
-        out[name] = np.asarray(jax.random.uniform(key, shape, jnp.float32, -b, b))
+        out[name] = np.asarray(jax.random.uniform(key, shape, jnp.float32, c - b, c + b))
     return out
 
 
@@ -125,10 +169,18 @@ def labels(n):
     return (np.arange(n, dtype=np.int64) % 10).astype(np.int64)
 
 
-X_SHAPE = {"simple_nn": (None, 784), "lstm": (None, 28, 28), "lenet": (None, 1, 28, 28)}
+X_SHAPE = {
+    "simple_nn": (None, 784),
+    "lstm": (None, 28, 28),
+    "lenet": (None, 1, 28, 28),
+    "transformer": (None, T_S, T_D),
+    "transformer_cls": (None, T_S, T_D),
+}
 
 
 def model_of(workload):
+    if workload.startswith("transformer"):
+        return "transformer_cls" if "_train_" in workload else "transformer"
     for m in ("simple_nn", "lstm", "lenet"):
         if workload.startswith(m):
             return m
@@ -223,6 +275,22 @@ def torch_modules():
             x = F.max_pool2d(F.relu(self.conv2(x)), 2).flatten(1)
             return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
+    class Transformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.TransformerEncoderLayer(T_D, T_H, T_F, dropout=0.0, batch_first=True)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    class TransformerCls(Transformer):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(T_D, 10)
+
+        def forward(self, x):
+            return self.head(self.layer(x).mean(1))
+
     class MatMul(nn.Module):
         def forward(self, a, b):
             return a @ b
@@ -239,7 +307,7 @@ def torch_modules():
         def forward(self, x):
             return F.layer_norm(x, (1024,), eps=1e-5)
 
-    return {"simple_nn": SimpleNN, "lstm": LSTMNN, "lenet": LeNet, "matmul": MatMul, "ew": EwChain, "softmax": Softmax, "layernorm": LayerNorm}
+    return {"simple_nn": SimpleNN, "lstm": LSTMNN, "lenet": LeNet, "transformer": Transformer, "transformer_cls": TransformerCls, "matmul": MatMul, "ew": EwChain, "softmax": Softmax, "layernorm": LayerNorm}
 
 
 def torch_problem(workload):
@@ -258,6 +326,10 @@ def torch_problem(workload):
         inputs = [x_for(m, b)]
         if "_train_" in workload:
             inputs.append(labels(b))
+        else:
+            # Inference mode as a user runs it (the encoder layer's fused fast path; dropout is
+            # 0 and no model has batch norm, so the function is the same).
+            net.eval()
         return net, inputs
     if workload == "matmul_1024":
         return mods["matmul"](), [uniform(1, (1024, 1024)), uniform(2, (1024, 1024))]
@@ -342,7 +414,31 @@ def run_jax(workload, threads, args):
         h = jax.nn.relu(linear(p, "fc2", h))
         return linear(p, "fc3", h)
 
-    models = {"simple_nn": simple_nn, "lstm": lstm, "lenet": lenet}
+    def layer_norm(p, name, x):
+        mu = jnp.mean(x, axis=-1, keepdims=True)
+        c = x - mu
+        y = c * lax.rsqrt(jnp.mean(c * c, axis=-1, keepdims=True) + 1e-5)
+        return y * p[f"{name}.weight"] + p[f"{name}.bias"]
+
+    def transformer(p, x):
+        n, s, d = x.shape
+        dh = d // T_H
+        qkv = x @ p["layer.self_attn.in_proj_weight"].T + p["layer.self_attn.in_proj_bias"]
+
+        def heads(i):
+            return qkv[..., i * d : (i + 1) * d].reshape(n, s, T_H, dh).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(0) * (1.0 / dh**0.5), heads(1), heads(2)
+        att = jax.nn.softmax(q @ k.swapaxes(-1, -2), axis=-1) @ v
+        att = att.transpose(0, 2, 1, 3).reshape(n, s, d)
+        h = layer_norm(p, "layer.norm1", x + linear(p, "layer.self_attn.out_proj", att))
+        ff = linear(p, "layer.linear2", jax.nn.relu(linear(p, "layer.linear1", h)))
+        return layer_norm(p, "layer.norm2", h + ff)
+
+    def transformer_cls(p, x):
+        return linear(p, "head", jnp.mean(transformer(p, x), axis=1))
+
+    models = {"simple_nn": simple_nn, "lstm": lstm, "lenet": lenet, "transformer": transformer, "transformer_cls": transformer_cls}
     m = model_of(workload)
     if m is not None:
         f = models[m]
@@ -442,7 +538,8 @@ def run_ort(workload, threads, args):
 
 def run_numpy(workload, threads, args):
     """NumPy (its bundled OpenBLAS for the products; threads from OPENBLAS_NUM_THREADS):
-    the inference workloads without recurrence. `matmul_1024` is the OpenBLAS sgemm
+    the inference workloads without recurrence (LeNet's convolutions as a sliding-window
+    view contracted with tensordot). `matmul_1024` is the OpenBLAS sgemm
     reference of the CPU-backend goal."""
     import numpy as np
 
@@ -454,6 +551,55 @@ def run_numpy(workload, threads, args):
 
         def fn():
             return np.maximum(x @ w1t + b1, 0.0) @ w2t + b2
+
+    elif workload.startswith("lenet_infer"):
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        p = params("lenet")
+        x = x_for("lenet", batch_of(workload))
+
+        def conv_relu_pool(x, name, pad):
+            w, b = p[f"{name}.weight"], p[f"{name}.bias"]
+            if pad:
+                x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            win = sliding_window_view(x, w.shape[2:], axis=(2, 3))  # [N, C, H, W, 5, 5]
+            y = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2) + b[:, None, None]
+            y = np.maximum(y, np.float32(0.0))
+            n, c, h, wd = y.shape
+            return y.reshape(n, c, h // 2, 2, wd // 2, 2).max(axis=(3, 5))
+
+        def lin(h, name):
+            return h @ p[f"{name}.weight"].T + p[f"{name}.bias"]
+
+        def fn():
+            h = conv_relu_pool(conv_relu_pool(x, "conv1", 2), "conv2", 0).reshape(x.shape[0], -1)
+            h = np.maximum(lin(h, "fc1"), np.float32(0.0))
+            h = np.maximum(lin(h, "fc2"), np.float32(0.0))
+            return lin(h, "fc3")
+
+    elif workload.startswith("transformer_infer"):
+        p = params("transformer")
+        x = x_for("transformer", batch_of(workload))
+        n, s, d = x.shape
+        dh = d // T_H
+        w_in_t = np.ascontiguousarray(p["layer.self_attn.in_proj_weight"].T)
+        wt = {k: np.ascontiguousarray(p[f"layer.{k}.weight"].T) for k in ("self_attn.out_proj", "linear1", "linear2")}
+
+        def ln(h, name):
+            c = h - h.mean(axis=-1, keepdims=True)
+            y = c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + np.float32(1e-5))
+            return y * p[f"layer.{name}.weight"] + p[f"layer.{name}.bias"]
+
+        def fn():
+            qkv = x @ w_in_t + p["layer.self_attn.in_proj_bias"]
+            q, k, v = (qkv[..., i * d : (i + 1) * d].reshape(n, s, T_H, dh).transpose(0, 2, 1, 3) for i in range(3))
+            sc = (q * np.float32(1.0 / dh**0.5)) @ k.transpose(0, 1, 3, 2)
+            e = np.exp(sc - sc.max(axis=-1, keepdims=True))
+            att = (e / e.sum(axis=-1, keepdims=True)) @ v
+            att = att.transpose(0, 2, 1, 3).reshape(n, s, d)
+            h = ln(x + att @ wt["self_attn.out_proj"] + p["layer.self_attn.out_proj.bias"], "norm1")
+            ff = np.maximum(h @ wt["linear1"] + p["layer.linear1.bias"], np.float32(0.0)) @ wt["linear2"] + p["layer.linear2.bias"]
+            return ln(h + ff, "norm2")
 
     elif workload == "matmul_1024":
         a, b = uniform(1, (1024, 1024)), uniform(2, (1024, 1024))

@@ -13,6 +13,7 @@ mod limits;
 mod measure;
 mod record;
 mod scaling;
+mod transformer;
 mod workloads;
 
 use anyhow::{Context, bail};

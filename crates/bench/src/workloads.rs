@@ -7,8 +7,12 @@
 //! input), the `k`-th model parameter in `state_dict` order is
 //! `uniform(fold_in(PRNGKey(0), k), shape, -b, b)` with PyTorch's default bound `b`
 //! (`1/√fan_in` for Linear/Conv2d, `1/√hidden` for LSTM), and class labels are `i % 10`.
+//! Parameters that PyTorch sets to a constant (the transformer's attention and LayerNorm
+//! biases, LayerNorm weights) are drawn from the same key around that constant instead:
+//! `uniform(..., c - b, c + b)` (see [`crate::transformer::param_specs`]).
 //! Train steps minimise the mean cross-entropy with Adam (lr 1e-3, PyTorch defaults).
 
+use crate::transformer;
 use anyhow::{Context, anyhow};
 use kiln::loss::{Reduction, cross_entropy};
 use kiln::models::{lenet, lstm_nn, lstm_nn_with, simple_nn};
@@ -92,6 +96,11 @@ pub fn prepare(w: &Workload, backend: Backend) -> anyhow::Result<Ready> {
     let t = Instant::now();
     let built = (w.build)(backend)?;
     let build_s = t.elapsed().as_secs_f64();
+    compile_built(built, build_s, backend)
+}
+
+/// Compiles a built graph for `backend`, timing it.
+fn compile_built(built: Built, build_s: f64, backend: Backend) -> anyhow::Result<Ready> {
     let outs: Vec<(&str, &Tensor)> = built.outputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let upds: Vec<(&str, &Tensor)> = built.updates.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let t = Instant::now();
@@ -108,12 +117,16 @@ pub fn prepare(w: &Workload, backend: Backend) -> anyhow::Result<Ready> {
 /// Every workload, in reporting order.
 pub fn all() -> Vec<Workload> {
     let simple = |b: f64| 2.0 * b * (784.0 * 128.0 + 128.0 * 10.0);
-    let lstm_fwd =
-        2.0 * 64.0 * 28.0 * 512.0 * ((28.0 + 128.0) + (128.0 + 128.0)) + 2.0 * 64.0 * 1280.0;
+    let lstm_fwd_b =
+        |b: f64| 2.0 * b * 28.0 * 512.0 * ((28.0 + 128.0) + (128.0 + 128.0)) + 2.0 * b * 1280.0;
+    let lstm_fwd = lstm_fwd_b(64.0);
     let lenet_fwd = 64.0
         * 2.0
         * (6.0 * 784.0 * 25.0 + 16.0 * 100.0 * 150.0 + 400.0 * 120.0 + 120.0 * 84.0 + 84.0 * 10.0);
     let m4 = 4096.0 * 1024.0 * 4.0;
+    let (tb, ts) = (8usize, transformer::SEQ);
+    let tr_fwd = transformer::forward_flops(tb, ts);
+    let tr_x = (tb * ts * transformer::D_MODEL) as f64;
     vec![
         Workload {
             name: "simple_nn_infer_b1",
@@ -149,7 +162,16 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * (784.0 + 10.0),
             limit: None,
             train: false,
-            build: |_| lstm_infer(Model::Lstm(TimeLoop::Scan)),
+            build: |_| infer(Model::Lstm(TimeLoop::Scan), 64),
+        },
+        Workload {
+            name: "lstm_infer_b1",
+            about: "lstm_infer_b64 at batch 1 (latency): LSTMNN forward, 28 steps as one scan per layer",
+            flops: lstm_fwd_b(1.0),
+            bytes: 4.0 * (784.0 + 10.0),
+            limit: None,
+            train: false,
+            build: |_| infer(Model::Lstm(TimeLoop::Scan), 1),
         },
         Workload {
             name: "lstm_train_b64",
@@ -167,7 +189,7 @@ pub fn all() -> Vec<Workload> {
             bytes: 4.0 * 64.0 * (784.0 + 10.0),
             limit: None,
             train: false,
-            build: |_| lstm_infer(Model::LstmUnrolled),
+            build: |_| infer(Model::LstmUnrolled, 64),
         },
         Workload {
             name: "lstm_train_b64_unrolled",
@@ -179,6 +201,15 @@ pub fn all() -> Vec<Workload> {
             build: |_| train(Model::LstmUnrolled, 64),
         },
         Workload {
+            name: "lenet_infer_b64",
+            about: "LeNet-5 (conv 5x5 1->6 pad 2, max-pool, conv 5x5 6->16, max-pool, Linear 400->120->84->10, ReLU) forward, batch 64",
+            flops: lenet_fwd,
+            bytes: 4.0 * 64.0 * (784.0 + 10.0),
+            limit: None,
+            train: false,
+            build: |_| infer(Model::Lenet, 64),
+        },
+        Workload {
             name: "lenet_train_b64",
             about: "LeNet-5 train step (cross-entropy, Adam), batch 64",
             flops: 3.0 * lenet_fwd,
@@ -186,6 +217,24 @@ pub fn all() -> Vec<Workload> {
             limit: None,
             train: true,
             build: |_| train(Model::Lenet, 64),
+        },
+        Workload {
+            name: "transformer_infer_b8",
+            about: "transformer encoder layer (nn.TransformerEncoderLayer d_model 256, 4 heads, feed-forward 1024, ReLU, post-norm, dropout 0, batch_first) forward, batch 8, seq 128; output [8,128,256]",
+            flops: tr_fwd,
+            bytes: 4.0 * 2.0 * tr_x,
+            limit: None,
+            train: false,
+            build: |_| infer(TRANSFORMER, 8),
+        },
+        Workload {
+            name: "transformer_train_b8",
+            about: "transformer_infer_b8's encoder layer, mean over the sequence, Linear 256->10; train step (cross-entropy, Adam), batch 8, seq 128",
+            flops: 3.0 * (tr_fwd + 2.0 * tb as f64 * 256.0 * 10.0),
+            bytes: 4.0 * (tr_x + tb as f64),
+            limit: None,
+            train: true,
+            build: |_| train(TRANSFORMER_CLS, 8),
         },
         Workload {
             name: "matmul_1024",
@@ -226,24 +275,38 @@ pub fn all() -> Vec<Workload> {
     ]
 }
 
-/// The three reference models; LSTMNN as one scan per layer
-/// ([`kiln::models::lstm_nn_with`]) or unrolled when the graph is built
-/// ([`kiln::models::lstm_nn`]).
+/// The three reference models and the transformer encoder layer; LSTMNN as one scan per
+/// layer ([`kiln::models::lstm_nn_with`]) or unrolled when the graph is built
+/// ([`kiln::models::lstm_nn`]); the transformer over `seq` steps, with the classifier head
+/// of the train step when `head` ([`transformer::classifier`]) or without
+/// ([`transformer::encoder`]).
 #[derive(Clone, Copy, Debug)]
 enum Model {
     SimpleNn,
     Lstm(TimeLoop),
     LstmUnrolled,
     Lenet,
+    Transformer { seq: usize, head: bool },
 }
 
-/// `(name, shape, bound)` of each parameter of `m`, in `state_dict` order.
-fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
+/// The transformer workloads' models: the encoder layer, and with the classifier head.
+const TRANSFORMER: Model = Model::Transformer {
+    seq: transformer::SEQ,
+    head: false,
+};
+const TRANSFORMER_CLS: Model = Model::Transformer {
+    seq: transformer::SEQ,
+    head: true,
+};
+
+/// `(name, shape, bound, centre)` of each parameter of `m`, in `state_dict` order: its
+/// value is `uniform(fold_in(PRNGKey(0), k), shape, centre - bound, centre + bound)`.
+fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64, f64)> {
     let lin = |p: &str, i: usize, o: usize| {
         let b = 1.0 / (i as f64).sqrt();
         vec![
-            (format!("{p}.weight"), vec![o, i], b),
-            (format!("{p}.bias"), vec![o], b),
+            (format!("{p}.weight"), vec![o, i], b, 0.0),
+            (format!("{p}.bias"), vec![o], b, 0.0),
         ]
     };
     match m {
@@ -253,10 +316,10 @@ fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
             let mut v = Vec::new();
             for l in 0..2 {
                 let inp = if l == 0 { 28 } else { 128 };
-                v.push((format!("lstm.weight_ih_l{l}"), vec![512, inp], b));
-                v.push((format!("lstm.weight_hh_l{l}"), vec![512, 128], b));
-                v.push((format!("lstm.bias_ih_l{l}"), vec![512], b));
-                v.push((format!("lstm.bias_hh_l{l}"), vec![512], b));
+                v.push((format!("lstm.weight_ih_l{l}"), vec![512, inp], b, 0.0));
+                v.push((format!("lstm.weight_hh_l{l}"), vec![512, 128], b, 0.0));
+                v.push((format!("lstm.bias_ih_l{l}"), vec![512], b, 0.0));
+                v.push((format!("lstm.bias_hh_l{l}"), vec![512], b, 0.0));
             }
             v.extend(lin("fc", 128, 10));
             v
@@ -265,8 +328,8 @@ fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
             let conv = |p: &str, cin: usize, cout: usize| {
                 let b = 1.0 / ((cin * 25) as f64).sqrt();
                 vec![
-                    (format!("{p}.weight"), vec![cout, cin, 5, 5], b),
-                    (format!("{p}.bias"), vec![cout], b),
+                    (format!("{p}.weight"), vec![cout, cin, 5, 5], b, 0.0),
+                    (format!("{p}.bias"), vec![cout], b, 0.0),
                 ]
             };
             [
@@ -278,6 +341,7 @@ fn param_specs(m: Model) -> Vec<(String, Vec<usize>, f64)> {
             ]
             .concat()
         }
+        Model::Transformer { head, .. } => transformer::param_specs(head),
     }
 }
 
@@ -292,10 +356,13 @@ fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<ModelParts> {
         Model::Lstm(t) => lstm_nn_with(g, batch, 28usize, t),
         Model::LstmUnrolled => lstm_nn(g, batch),
         Model::Lenet => lenet(g, batch),
+        Model::Transformer { seq, head: false } => transformer::encoder(g, batch, seq),
+        Model::Transformer { seq, head: true } => transformer::classifier(g, batch, seq),
     };
     let mut params = Vec::new();
-    for (k, (name, shape, bound)) in param_specs(m).into_iter().enumerate() {
-        let value = kiln::nn::init::uniform(0, k as u32, &shape, bound)?;
+    for (k, (name, shape, bound, centre)) in param_specs(m).into_iter().enumerate() {
+        let key = kiln::nn::init::param_key(0, k as u32);
+        let value = kiln::random::host_uniform(key, &shape, centre - bound, centre + bound)?;
         g.set_param(&name, value)
             .with_context(|| format!("parameter {name}"))?;
         let t = g.param(&name, DType::F32, shape);
@@ -305,6 +372,7 @@ fn model(g: &Graph, m: Model, batch: usize) -> anyhow::Result<ModelParts> {
         Model::SimpleNn => vec![batch, 784],
         Model::Lstm(_) | Model::LstmUnrolled => vec![batch, 28, 28],
         Model::Lenet => vec![batch, 1, 28, 28],
+        Model::Transformer { seq, .. } => vec![batch, seq, transformer::D_MODEL],
     };
     Ok((logits, params, input(1, &x_shape)?))
 }
@@ -337,11 +405,18 @@ fn simple_nn_infer(batch: usize) -> anyhow::Result<Built> {
     })
 }
 
-fn lstm_infer(m: Model) -> anyhow::Result<Built> {
+/// Forward pass of model `m` (the transformer's output is its encoder layer's `[batch,
+/// seq, 256]`, the others' their logits).
+fn infer(m: Model, batch: usize) -> anyhow::Result<Built> {
     let g = Graph::new();
-    let (logits, _, x) = model(&g, m, 64)?;
+    let (logits, _, x) = model(&g, m, batch)?;
+    g.check()?;
+    let name = match m {
+        Model::Transformer { .. } => "y",
+        _ => "logits",
+    };
     Ok(Built {
-        outputs: vec![("logits".into(), logits)],
+        outputs: vec![(name.into(), logits)],
         updates: Vec::new(),
         feeds: vec![("x".into(), x)],
     })
@@ -556,6 +631,107 @@ mod tests {
                 .sum();
             assert!(t.state_upload_bytes <= state_bytes, "{name}: {t:?}");
         }
+    }
+
+    /// Every element of the first output of one run.
+    fn first_output(r: &mut Ready) -> Vec<f64> {
+        let feeds: Vec<(&str, &Array)> = r.feeds.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        r.exe.run(&feeds).unwrap()[0].1.to_f64_vec()
+    }
+
+    /// `got` equals `want` element for element within `tol` (absolute, scaled by the
+    /// element's size above 1), and every element is finite.
+    fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(g.is_finite() && w.is_finite(), "{what}[{i}]: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= tol * w.abs().max(1.0),
+                "{what}[{i}]: {g} on cpu, {w} on interp"
+            );
+        }
+    }
+
+    #[test]
+    fn lenet_and_lstm_forward_workloads_on_cpu_match_the_interpreter() {
+        for name in ["lenet_infer_b64", "lstm_infer_b1"] {
+            let w = select(&[name.to_string()]).unwrap()[0];
+            assert!(!w.train && w.flops > 0.0 && w.bytes > 0.0, "{name}");
+            let mut cpu = prepare(&w, Backend::Cpu).unwrap();
+            let mut interp = prepare(&w, Backend::Interp).unwrap();
+            let (got, want) = (first_output(&mut cpu), first_output(&mut interp));
+            assert_eq!(got.len(), if name == "lstm_infer_b1" { 10 } else { 640 });
+            assert_close(name, &got, &want, 1e-4);
+            assert!(want.iter().any(|v| *v != 0.0), "{name}: all zeros");
+        }
+    }
+
+    #[test]
+    fn transformer_params_follow_the_pytorch_state_dict() {
+        let specs = param_specs(Model::Transformer { seq: 4, head: true });
+        let names: Vec<&str> = specs.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(names.len(), 14);
+        assert_eq!(names[0], "layer.self_attn.in_proj_weight");
+        assert_eq!(specs[0].1, vec![768, 256]);
+        assert_eq!(names[8], "layer.norm1.weight");
+        assert_eq!((specs[8].2, specs[8].3), (1.0 / 16.0, 1.0));
+        assert_eq!(names[12..], ["head.weight", "head.bias"]);
+        // Without the head the layer's parameters keep their keys (same values).
+        let enc = param_specs(Model::Transformer {
+            seq: 4,
+            head: false,
+        });
+        assert_eq!(enc[..], specs[..12]);
+    }
+
+    /// The encoder layer and its train step on `cpu` equal the interpreter on a small
+    /// sequence (batch 2, 16 steps: the interpreter is slow), after one and two Adam steps.
+    #[test]
+    fn transformer_on_cpu_matches_the_interpreter() {
+        let small = |head: bool| Model::Transformer { seq: 16, head };
+        let ready = |b: Built, backend| compile_built(b, 0.0, backend).unwrap();
+        let (fwd, step) = (infer(small(false), 2), train(small(true), 2));
+        let mut cpu = ready(fwd.unwrap(), Backend::Cpu);
+        let mut interp = ready(infer(small(false), 2).unwrap(), Backend::Interp);
+        let (got, want) = (first_output(&mut cpu), first_output(&mut interp));
+        assert_eq!(got.len(), 2 * 16 * 256);
+        assert_close("encoder output", &got, &want, 1e-4);
+        let mut cpu = ready(step.unwrap(), Backend::Cpu);
+        let mut interp = ready(train(small(true), 2).unwrap(), Backend::Interp);
+        for n in 1..=2 {
+            let (got, want) = (
+                cpu.run(true, false).unwrap(),
+                interp.run(true, false).unwrap(),
+            );
+            assert_close(&format!("loss at step {n}"), &[got], &[want], 1e-4);
+        }
+        // Adam's first steps move every parameter by about lr = 1e-3 whatever its
+        // gradient's size, so a near-zero gradient whose sign differs between summation
+        // orders moves it the other way: compare parameters at that scale.
+        for (pname, c) in cpu.exe.state().snapshot() {
+            let i = interp.exe.state().get(&pname).unwrap();
+            assert_close(&pname, &c.to_f64_vec(), &i.to_f64_vec(), 4.5e-3);
+        }
+    }
+
+    /// The full-size transformer workloads run on `cpu`: finite output, and the train
+    /// step's Adam update lowers the loss.
+    #[test]
+    fn transformer_workloads_run_on_cpu() {
+        let w = select(&["transformer_infer_b8".to_string()]).unwrap()[0];
+        let mut r = prepare(&w, Backend::Cpu).unwrap();
+        let out = first_output(&mut r);
+        assert_eq!(out.len(), 8 * 128 * 256);
+        assert!(out.iter().all(|v| v.is_finite()));
+        let w = select(&["transformer_train_b8".to_string()]).unwrap()[0];
+        let mut r = prepare(&w, Backend::Cpu).unwrap();
+        let first = r.run(true, false).unwrap();
+        assert!(first.is_finite() && first > 0.0, "loss {first}");
+        let second = r.run(true, false).unwrap();
+        assert!(
+            second < first,
+            "Adam did not lower the loss: {first} -> {second}"
+        );
     }
 
     #[test]
