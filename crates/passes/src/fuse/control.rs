@@ -19,10 +19,12 @@
 //!   region writes a `bool[1]` predicate buffer, the body writes next-carry buffers that
 //!   are copied over the carries.
 //! * **scan** is a counted loop over a fresh induction symbol `t` (`0 <= t < length`, run
-//!   backwards when `reverse`): a copy kernel reads row `t` of each `xs` buffer
-//!   (`load xs[{t*row} + i0]`, proven in bounds by the verifier from the trip count) into
-//!   the body's parameter buffer, the body runs, a copy kernel stores each `y` into row `t`
-//!   of its `ys` buffer, and the next carries are copied over the carries.
+//!   backwards when `reverse`): the body reads row `t` of each `xs` buffer and writes each
+//!   `y` into row `t` of its `ys` buffer, then the next carries are copied over the
+//!   carries. Where only loop kernels touch a row, they address it in place (`load
+//!   xs[{t*row} + index]`, proven in bounds by the verifier from the trip count); otherwise
+//!   (a matmul or convolution operand, a predicate, a copy) a copy kernel moves the row
+//!   between the stacked buffer and a row buffer the body uses.
 //! * **Verification.** Stages are fused without verifying them one by one; the whole
 //!   program, bodies included, is verified once, with the symbols used as scan lengths
 //!   declared `>= 0` (zero steps allowed); only if that fails (a kernel divides by the
@@ -110,6 +112,7 @@ pub(crate) fn lower_structured(
     let mut cx = Ctx { program, work: 0 };
     let mut steps = lower_graph(&mut cx, graph, &ext, &outs, &symbols)?;
     steps.extend(late);
+    drop_unscheduled(&mut cx.program, &mut steps);
     cx.program.schedule = Some(steps);
     let program = verify_relaxed(cx.program)?;
     let report = FuseReport::of(&program);
@@ -630,6 +633,48 @@ fn loop_uses(p: &Program, steps: &[Step], rc: &RowCopy, users: &mut Vec<KernelId
         }
     }
     true
+}
+
+/// Removes the kernels no step runs (row copies [`rows_in_place`] dropped) and renumbers
+/// the rest, keeping their order (the schedule names every kernel once, in pre-order).
+fn drop_unscheduled(p: &mut Program, steps: &mut [Step]) {
+    fn mark(steps: &[Step], used: &mut [bool]) {
+        for st in steps {
+            if let Step::Kernel(k) = st
+                && let Some(u) = used.get_mut(k.index())
+            {
+                *u = true;
+            }
+            for child in st.children() {
+                mark(child, used);
+            }
+        }
+    }
+    fn renumber(steps: &mut [Step], new: &[u32]) {
+        for st in steps {
+            if let Step::Kernel(k) = st {
+                *k = KernelId(new[k.index()]);
+            }
+            for child in st.children_mut() {
+                renumber(child, new);
+            }
+        }
+    }
+    let mut used = vec![false; p.kernels.len()];
+    mark(steps, &mut used);
+    if used.iter().all(|&u| u) {
+        return;
+    }
+    let mut new = vec![0u32; used.len()];
+    let mut kept = Vec::with_capacity(used.len());
+    for (i, k) in std::mem::take(&mut p.kernels).into_iter().enumerate() {
+        if used[i] {
+            new[i] = kept.len() as u32;
+            kept.push(k);
+        }
+    }
+    p.kernels = kept;
+    renumber(steps, &new);
 }
 
 /// A fresh induction symbol `t0, t1, ...`.
