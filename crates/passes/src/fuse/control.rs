@@ -569,7 +569,10 @@ fn rows_in_place(p: &mut Program, inner: &mut Vec<Step>, rc: &RowCopy) {
             return;
         };
         let shift = |ix: &IndexExpr| {
-            IndexExpr::Add(Box::new(IndexExpr::dim(rc.at.clone())), Box::new(ix.clone()))
+            IndexExpr::Add(
+                Box::new(IndexExpr::dim(rc.at.clone())),
+                Box::new(ix.clone()),
+            )
         };
         for body in kernel.body_list_mut() {
             for e in &mut body.values {
@@ -606,10 +609,13 @@ fn loop_uses(p: &Program, steps: &[Step], rc: &RowCopy, users: &mut Vec<KernelId
                 return false;
             };
             let bodies = kernel.body_list();
-            let loads = bodies.iter().flat_map(|b| &b.values).filter_map(|e| match e {
-                Expr::Load(l) if l.buffer == rc.row => Some(l),
-                _ => None,
-            });
+            let loads = bodies
+                .iter()
+                .flat_map(|b| &b.values)
+                .filter_map(|e| match e {
+                    Expr::Load(l) if l.buffer == rc.row => Some(l),
+                    _ => None,
+                });
             let loaded: Vec<_> = loads.collect();
             let stored = bodies
                 .iter()
