@@ -3,7 +3,7 @@
 //! in it can fail or hang), and `scan` body nodes that depend only on x
 //! slices and consts move before the scan as one batched node over all steps, a new xs.
 
-use super::{PASS, fail, fired, region_of};
+use super::{PASS, ScanParts, fail, fired, region_of, scan_parts};
 use crate::error::{PassError, RegionError};
 use crate::func::{Func, PassStats};
 use crate::region::{
@@ -255,22 +255,18 @@ pub(super) fn batch_xs(
     id: NodeId,
     stats: &mut PassStats,
 ) -> Result<NodeId, PassError> {
-    let op = func.graph.node(id).op.clone();
-    let Op::Scan {
+    let Some(ScanParts {
         body,
         length,
         carries: c,
         xs: x,
         reverse,
-    } = op
+        mut operands,
+        region: mut r,
+    }) = scan_parts(func, id)?
     else {
         return Ok(id);
     };
-    let mut operands = func.graph.operands(id);
-    let mut r = region_of(&func.graph, id, body)?;
-    if r.params.len() != operands.len() || c + x > operands.len() {
-        return Err(fail(id, "operands and body params disagree"));
-    }
     let order = r.graph.topo_order().map_err(|e| fail(id, e.to_string()))?;
     let mut varies: HashMap<NodeId, Varies> = HashMap::new();
     for &n in &order {

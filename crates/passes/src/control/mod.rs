@@ -140,6 +140,49 @@ fn region_of(
         .ok_or_else(|| fail(node, format!("{r} is not a region of this graph")))
 }
 
+/// A `scan` node taken apart: its attributes, its operands and a copy of its body, checked
+/// to agree (one param per operand, `carries + xs` operands at least, a result per carry).
+struct ScanParts {
+    body: kiln_ir::RegionId,
+    length: kiln_ir::Dim,
+    carries: usize,
+    xs: usize,
+    reverse: bool,
+    operands: Vec<kiln_ir::NodeId>,
+    region: kiln_ir::Region,
+}
+
+/// [`ScanParts`] of node `id`, or `None` when it is not a `scan`.
+fn scan_parts(func: &Func, id: kiln_ir::NodeId) -> Result<Option<ScanParts>, PassError> {
+    let kiln_ir::Op::Scan {
+        body,
+        length,
+        carries,
+        xs,
+        reverse,
+    } = func.graph.node(id).op.clone()
+    else {
+        return Ok(None);
+    };
+    let operands = func.graph.operands(id);
+    let region = region_of(&func.graph, id, body)?;
+    if region.params.len() != operands.len()
+        || carries + xs > operands.len()
+        || region.results.len() < carries
+    {
+        return Err(fail(id, "operands, body params and results disagree"));
+    }
+    Ok(Some(ScanParts {
+        body,
+        length,
+        carries,
+        xs,
+        reverse,
+        operands,
+        region,
+    }))
+}
+
 /// The error for a failed rewrite of `node`.
 fn fail(node: kiln_ir::NodeId, message: impl std::fmt::Display) -> PassError {
     PassError::Control {

@@ -24,7 +24,7 @@
 //! per step rather than adding a stacked copy of a large value.
 
 use super::hoist::{batch_node, batchable, hoistable, result_count};
-use super::{PASS, fail, fired, region_of};
+use super::{PASS, ScanParts, fail, fired, scan_parts};
 use crate::error::{PassError, RegionError};
 use crate::func::{Func, PassStats};
 use crate::region::{Source, replace_control, replace_region, retain, used_results};
@@ -46,22 +46,18 @@ pub(super) fn sink_accumulators(
     id: NodeId,
     stats: &mut PassStats,
 ) -> Result<NodeId, PassError> {
-    let op = func.graph.node(id).op.clone();
-    let Op::Scan {
+    let Some(ScanParts {
         body,
         length,
         carries: c,
         xs: x,
         reverse,
-    } = op
+        operands,
+        region: r,
+    }) = scan_parts(func, id)?
     else {
         return Ok(id);
     };
-    let operands = func.graph.operands(id);
-    let r = region_of(&func.graph, id, body)?;
-    if r.params.len() != operands.len() || c + x > operands.len() || r.results.len() < c {
-        return Err(fail(id, "operands, params and results disagree"));
-    }
     let nres = r.results.len();
     let Some(used) = used_results(func, id, nres) else {
         return Ok(id);
