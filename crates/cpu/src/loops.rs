@@ -90,10 +90,11 @@ impl<T> SyncPtr<T> {
 }
 
 /// Work (in simple operations, see `LoopInfo::point_cost`) below which a loop runs on the
-/// calling thread. A copy (two operations a point) splits from 2^19 points up, where a
-/// second thread starts to pay for its wake-up on a 2-core machine; compute-heavy bodies
-/// split much earlier.
-const PARALLEL_WORK: u64 = 1 << 20;
+/// calling thread. A copy (two operations a point) splits from 2^18 points up; an LSTM's
+/// gate kernel at batch 64 (8,192 points of three sigmoids and two tanh, about 2^20) splits,
+/// which halves its time inside the scan step where nothing else runs beside it (the pool's
+/// workers spin between jobs, so a fork-join there costs a few microseconds).
+const PARALLEL_WORK: u64 = 1 << 19;
 /// Work a parallel chunk should have at least.
 const CHUNK_WORK: u64 = 1 << 17;
 
