@@ -105,6 +105,45 @@ fn scan_rows_are_read_and_written_at_the_induction_symbol() {
     assert_eq!(loops[0].trip.to_string(), "T");
 }
 
+/// A scan, then a matmul of its stacked ys by a weight read transposed.
+const VIEW_AFTER_SCAN: &str = r#"
+n0 = input "xs" : f32[T, 2, 3]
+n1 = input "c0" : f32[2, 3]
+n2 = input "w" : f32[4, 3]
+n3 = scan n1, n0 body=r0 length=[T] carries=1 xs=1 reverse=false : bool[]
+n4 = get n3 index=1 : f32[T, 2, 3]
+n5 = permute n2 [1, 0] : f32[3, 4]
+n6 = matmul n4, n5 : f32[T, 2, 4]
+r0 (n0, n1) -> (n2, n2) {
+  n0 = input "c" : f32[2, 3]
+  n1 = input "x" : f32[2, 3]
+  n2 = add n0, n1 : f32[2, 3]
+}
+"#;
+
+#[test]
+fn a_view_read_only_after_a_scan_folds_into_its_reader() {
+    let g = parse(VIEW_AFTER_SCAN).unwrap();
+    let p = lower(&g, &[("y".into(), NodeId(6))]).unwrap();
+    let text = p.to_string();
+    // The permute of `w` is ready before the scan but read only after it: the matmul reads
+    // `w` through the transposed index instead of a copy written before the loop.
+    assert!(!text.contains("= loop [3, 4]"), "{text}");
+    assert_eq!(
+        text.matches(" = loop ").count(),
+        1,
+        "only the scan body's add\n{text}"
+    );
+    for t in [0usize, 1, 4] {
+        let feeds = [
+            ("xs", f32s(&[t, 2, 3], 1)),
+            ("c0", f32s(&[2, 3], 2)),
+            ("w", f32s(&[4, 3], 3)),
+        ];
+        check(VIEW_AFTER_SCAN, &[6], &feeds, &[("T", t as u64)]);
+    }
+}
+
 const COND: &str = r#"
 n0 = input "x" : f32[3]
 n1 = reduce_sum n0 axes=[0] keepdim=false : f32[]

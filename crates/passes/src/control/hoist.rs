@@ -59,6 +59,14 @@ pub(super) fn batchable(op: &Op) -> bool {
         )
 }
 
+/// True for ops that only re-index their operand: fusion folds them into the index of
+/// whatever reads them, so inside a loop they cost nothing, while hoisted they become a
+/// buffer written before the loop (a weight's transpose, copied at every run); see
+/// [`super::views`], which moves such views of loop consts into the loop.
+pub(super) fn layout_only(op: &Op) -> bool {
+    matches!(op, Op::Permute(_) | Op::Reshape(_) | Op::Expand(_))
+}
+
 /// The nodes of `r` that depend only on the params in `consts` (and on no other param),
 /// and may be hoisted; the second set holds those that read at least one of those params.
 fn invariant(
@@ -131,10 +139,18 @@ fn hoist_region(
     operands: &[NodeId],
 ) -> Result<(Vec<NodeId>, Vec<NodeId>), RegionError> {
     let (inv, touches) = invariant(r, consts)?;
+    // Layout ops of consts stay (and are copied out only where a hoisted node reads them).
+    let mut free: HashSet<NodeId> = consts.clone();
+    for n in r.graph.topo_order()? {
+        if layout_only(&r.graph.node(n).op) && r.graph.operands(n).iter().all(|o| free.contains(o))
+        {
+            free.insert(n);
+        }
+    }
     let moving: HashSet<NodeId> = inv
         .iter()
         .copied()
-        .filter(|n| touches.contains(n) && !consts.contains(n))
+        .filter(|n| touches.contains(n) && !free.contains(n))
         .collect();
     let front: Vec<NodeId> = frontier(r, &moving);
     if front.is_empty() {

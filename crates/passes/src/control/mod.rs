@@ -17,12 +17,16 @@
 //!    a `scan` y that is an x slice is the xs operand itself, one that is a const is that
 //!    const broadcast over the steps, and a `cond` result that is the same argument in
 //!    both branches is that argument.
-//! 3. **Loop-invariant code motion** (`hoist.rs`): nodes of a `scan` or `while` region that
-//!    depend only on consts are computed once before the loop and passed in as new consts;
+//! 3. **View sinking** (`views.rs`): a const that is a `permute`, `reshape` or `expand` of
+//!    an outer value is passed as that value and the view applied in the regions, where
+//!    fusion folds it into the index of its readers (a weight's transpose is not copied).
+//! 4. **Loop-invariant code motion** (`hoist.rs`): nodes of a `scan` or `while` region that
+//!    depend only on consts are computed once before the loop and passed in as new consts
+//!    (layout views of consts stay: they cost nothing in the loop);
 //!    nodes of a `scan` body that depend only on x slices and consts (not on carries) are
 //!    computed for all steps at once, as one batched node over a leading length axis,
 //!    before the scan and passed in as new xs.
-//! 4. **Accumulator sinking** (`sink.rs`, only with [`ControlOptions::reassociate`]): a
+//! 5. **Accumulator sinking** (`sink.rs`, only with [`ControlOptions::reassociate`]): a
 //!    `scan` carry updated as `acc + v` (the const-cotangent accumulators of a reverse
 //!    scan) leaves the loop; `v` is computed for all steps after it and summed over the
 //!    steps, a sum of per-step matrix products as one matrix product.
@@ -46,6 +50,7 @@ mod fixed;
 mod hoist;
 mod prune;
 mod sink;
+mod views;
 
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
@@ -76,7 +81,8 @@ pub fn control(func: &mut Func) -> Result<PassStats, PassError> {
 
 /// Optimises every control-flow node of the function and of its regions (see the module
 /// docs). Rules fired are counted under `cond_static`, `scan_length_0`, `scan_length_1`,
-/// `while_false`, `prune`, `hoist_invariant`, `hoist_batched` and `sink_accumulator`.
+/// `while_false`, `prune`, `sink_view`, `hoist_invariant`, `hoist_batched` and
+/// `sink_accumulator`.
 pub fn control_with(func: &mut Func, opts: &ControlOptions) -> Result<PassStats, PassError> {
     crate::region::everywhere(PASS, func, &mut |f| control_graph(f, opts))
 }
@@ -115,6 +121,7 @@ fn control_graph(func: &mut Func, opts: &ControlOptions) -> Result<PassStats, Pa
         let Some(id) = prune::prune(func, id, &mut stats)? else {
             continue;
         };
+        let id = views::sink_views(func, id, &mut stats)?;
         let id = hoist::hoist_invariants(func, id, &mut stats)?;
         let id = hoist::batch_xs(func, id, &mut stats)?;
         if opts.reassociate {

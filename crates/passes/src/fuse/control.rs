@@ -5,7 +5,8 @@
 //! boundary.
 //!
 //! * **Stages.** A node's stage is the largest stage of its operands; a `get` of a control
-//!   node is one stage after that node's operands. Stage `s` runs as one fused program,
+//!   node is one stage after that node's operands; a view (reshape, permute, ...) read
+//!   only in later stages moves to the first of them. Stage `s` runs as one fused program,
 //!   then the control nodes whose operands are ready after it, then stage `s + 1`. A value
 //!   used by a later stage or by a control node is materialised in a buffer (an output
 //!   buffer when it is one of the graph's results); constants are copied into every stage
@@ -215,6 +216,30 @@ fn lower_graph(
             _ => Role::Staged(ops.iter().map(|&o| stage_of(&role, o)).max().unwrap_or(0)),
         };
         role.insert(n, r);
+    }
+    // A view is fused where it is read: one whose readers are all staged nodes of later
+    // stages moves to the earliest of them, so that its operand is what crosses the stage
+    // boundary (a weight read transposed by a matmul after a scan stays the weight, not a
+    // transposed copy written at every run).
+    for &n in order.iter().rev() {
+        let Some(&Role::Staged(s)) = role.get(&n) else {
+            continue;
+        };
+        if graph.node(n).op.kind() != OpKind::View || outs.iter().any(|o| o.0 == n) {
+            continue;
+        }
+        let mut earliest: Option<usize> = None;
+        let mut movable = true;
+        for u in graph.users(n) {
+            match role.get(&u) {
+                Some(&Role::Staged(t)) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
+                None => {}
+                Some(_) => movable = false,
+            }
+        }
+        if let Some(t) = earliest.filter(|&t| movable && t > s) {
+            role.insert(n, Role::Staged(t));
+        }
     }
     let stage_at = |n: NodeId| -> usize { stage_of(&role, n) };
 

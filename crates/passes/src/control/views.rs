@@ -1,0 +1,88 @@
+//! View sinking: a loop const that is a layout view (`permute`, `reshape`, `expand`) of an
+//! outer value is passed as that value, and the view is applied inside the loop's regions.
+//!
+//! A view costs nothing where fusion folds it into the index of what reads it, but a view
+//! passed into a loop is materialised before the loop: the `W^T` of an LSTM layer's
+//! recurrent product was a transposed copy of the weight, written at every run, and the
+//! matrix product in the loop could not reuse the packing of the weight itself. Sunk, the
+//! product reads `W` through the transposed index, as the unrolled graph does. Values are
+//! unchanged bit for bit (a view moves elements, it computes nothing), and
+//! [`super::hoist`] leaves such views where they are.
+
+use super::hoist::{layout_only, result_count};
+use super::{PASS, fail, fired, region_of};
+use crate::error::PassError;
+use crate::func::{Func, PassStats};
+use crate::region::{Source, fresh_param, redirect, replace_control, replace_region, retain};
+use kiln_ir::{NodeId, Op, Region};
+
+/// Sinks every view passed as a const of `scan` or `while` node `id` into its regions.
+/// Returns the node's id afterwards.
+pub(super) fn sink_views(
+    func: &mut Func,
+    id: NodeId,
+    stats: &mut PassStats,
+) -> Result<NodeId, PassError> {
+    let mut op = func.graph.node(id).op.clone();
+    let first_const = match &op {
+        Op::Scan { carries, xs, .. } => carries + xs,
+        Op::While { carries, .. } => *carries,
+        _ => return Ok(id),
+    };
+    let mut operands = func.graph.operands(id);
+    let views: Vec<(usize, NodeId)> = operands
+        .iter()
+        .enumerate()
+        .skip(first_const)
+        .filter_map(|(i, &o)| {
+            let sources = func.graph.operands(o);
+            (layout_only(&func.graph.node(o).op) && sources.len() == 1).then(|| (i, sources[0]))
+        })
+        .collect();
+    if views.is_empty() {
+        return Ok(id);
+    }
+    let count = result_count(&func.graph, id)?;
+    let mut regions: Vec<Region> = Vec::new();
+    for r in op.regions() {
+        let region = region_of(&func.graph, id, r)?;
+        if region.params.len() != operands.len() {
+            return Err(fail(id, "operands and region params disagree"));
+        }
+        regions.push(region);
+    }
+    let before = func.graph.len();
+    for &(i, source) in &views {
+        let view = func.graph.node(operands[i]).clone();
+        let src = func.graph.node(source);
+        let (dtype, shape) = (src.dtype, src.shape.clone());
+        for region in &mut regions {
+            let old = region.params[i];
+            let p = fresh_param(region, "viewed", dtype, shape.clone());
+            let v = region
+                .graph
+                .add_at(view.op.clone(), &[p], view.loc.clone())
+                .map_err(|e| fail(id, e))?;
+            redirect(region, old, v);
+            region.params[i] = p;
+        }
+        operands[i] = source;
+    }
+    for region in &mut regions {
+        let keep = region.params.clone();
+        retain(region, keep).map_err(|m| fail(id, m))?;
+    }
+    let mut new_regions = regions.into_iter();
+    for r in op.regions_mut() {
+        let region = new_regions
+            .next()
+            .ok_or_else(|| fail(id, "region count changed"))?;
+        *r = replace_region(&mut func.graph, id, *r, region);
+    }
+    stats.added += func.graph.len().saturating_sub(before);
+    let sources: Vec<Source> = (0..count).map(Source::Result).collect();
+    let new = replace_control(func, PASS, id, Some((op, operands)), &sources, stats)?
+        .ok_or_else(|| fail(id, "the rebuilt node is missing"))?;
+    fired(stats, "sink_view");
+    Ok(new)
+}
