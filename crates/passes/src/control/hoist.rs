@@ -1,7 +1,8 @@
 //! Loop-invariant code motion for `scan` and `while`: region nodes that depend only on
 //! consts move before the loop as new consts (a nested `cond` or `scan` too, when nothing
-//! in it can fail or hang), and `scan` body nodes that depend only on x
-//! slices and consts move before the scan as one batched node over all steps, a new xs.
+//! in it can fail or hang), and `scan` body matrix products and reductions that depend
+//! only on x slices and consts move before the scan (with the nodes they read) as one
+//! batched node over all steps, a new xs.
 
 use super::{PASS, ScanParts, fail, fired, region_of, scan_parts};
 use crate::error::{PassError, RegionError};
@@ -261,8 +262,9 @@ enum Varies {
     WithCarry,
 }
 
-/// Moves the nodes of a `scan` body that depend on x slices and consts but not on carries
-/// before the scan, each computed once for all steps with a leading step axis, and passes
+/// Moves the contractions and reductions of a `scan` body that depend on x slices and
+/// consts but not on carries, and the nodes they read, before the scan, each computed once
+/// for all steps with a leading step axis, and passes
 /// the frontier of them in as new xs. An expand read by the rest of the body stays there (a
 /// broadcast is cheaper per step than materialised for every step). Returns the node's id
 /// afterwards.
@@ -315,9 +317,27 @@ pub(super) fn batch_xs(
         varies.insert(n, v);
     }
     let params: HashSet<NodeId> = r.params.iter().copied().collect();
-    let moving: HashSet<NodeId> = order
+    // Only contractions and reductions move, with the nodes they read: one node over all
+    // steps replaces a kernel per step. Elementwise work alone stays, fused into the
+    // step's kernels; batched it would be a pass over a `[T, ...]` buffer written before
+    // the loop and read back at every step, which saves no kernel on any backend.
+    let anchors: Vec<NodeId> = order
         .iter()
         .copied()
+        .filter(|n| {
+            varies[n] == Varies::WithX
+                && !params.contains(n)
+                && matches!(
+                    r.graph.node(*n).op.kind(),
+                    OpKind::Contraction | OpKind::Reduction
+                )
+        })
+        .collect();
+    let moving: HashSet<NodeId> = r
+        .graph
+        .ancestors(&anchors)
+        .map_err(|e| fail(id, e.to_string()))?
+        .into_iter()
         .filter(|n| varies[n] == Varies::WithX && !params.contains(n))
         .collect();
     let front: Vec<NodeId> = frontier(&r, &moving)

@@ -23,9 +23,10 @@
 //! 4. **Loop-invariant code motion** (`hoist.rs`): nodes of a `scan` or `while` region that
 //!    depend only on consts are computed once before the loop and passed in as new consts
 //!    (layout views of consts stay: they cost nothing in the loop);
-//!    nodes of a `scan` body that depend only on x slices and consts (not on carries) are
-//!    computed for all steps at once, as one batched node over a leading length axis,
-//!    before the scan and passed in as new xs.
+//!    matrix products and reductions of a `scan` body that depend only on x slices and
+//!    consts (not on carries), with the nodes they read, are computed for all steps at
+//!    once, as one batched node over a leading length axis, before the scan and passed in
+//!    as new xs (elementwise work alone stays in the loop, fused into the step's kernels).
 //! 5. **Accumulator sinking** (`sink.rs`, only with [`ControlOptions::reassociate`]): a
 //!    `scan` carry updated as `acc + v` (the const-cotangent accumulators of a reverse
 //!    scan) leaves the loop; `v` is computed for all steps after it and summed over the
