@@ -7,7 +7,7 @@
 //! A run of a compiled program forks and joins once per parallel kernel, hundreds of times
 //! for a recurrent layer's loop. Waking a sleeping thread costs tens of microseconds on a
 //! virtual machine, so a worker that finished a job, and a caller waiting for the last
-//! task, first spin for [`SPIN`] on an atomic before sleeping on the condition variable.
+//! task, first spin for 100 µs on an atomic before sleeping on the condition variable.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
