@@ -180,14 +180,13 @@ pub(super) fn hoist_invariants(
     id: NodeId,
     stats: &mut PassStats,
 ) -> Result<NodeId, PassError> {
-    let mut op = func.graph.node(id).op.clone();
+    let op = func.graph.node(id).op.clone();
     let mut operands = func.graph.operands(id);
     let first_const = match &op {
         Op::Scan { carries, xs, .. } => carries + xs,
         Op::While { carries, .. } => *carries,
         _ => return Ok(id),
     };
-    let count = result_count(&func.graph, id)?;
     let mut regions: Vec<Region> = Vec::new();
     for r in op.regions() {
         let region = region_of(&func.graph, id, r)?;
@@ -225,6 +224,30 @@ pub(super) fn hoist_invariants(
             }
         }
     }
+    rebuild_control(
+        func,
+        id,
+        (op, operands),
+        regions,
+        before,
+        stats,
+        "hoist_invariant",
+    )
+}
+
+/// Replaces control-flow node `id` by `op` over `operands` with `regions` (in `op`'s region
+/// order, each keeping only its `params` and what its results need) and the same results,
+/// counting the graph nodes added since `before` and one firing of `rule`.
+pub(super) fn rebuild_control(
+    func: &mut Func,
+    id: NodeId,
+    (mut op, operands): (Op, Vec<NodeId>),
+    mut regions: Vec<Region>,
+    before: usize,
+    stats: &mut PassStats,
+    rule: &'static str,
+) -> Result<NodeId, PassError> {
+    let count = result_count(&func.graph, id)?;
     for region in &mut regions {
         let keep = region.params.clone();
         retain(region, keep).map_err(|m| fail(id, m))?;
@@ -240,7 +263,7 @@ pub(super) fn hoist_invariants(
     let sources: Vec<Source> = (0..count).map(Source::Result).collect();
     let new = replace_control(func, PASS, id, Some((op, operands)), &sources, stats)?
         .ok_or_else(|| fail(id, "the rebuilt node is missing"))?;
-    fired(stats, "hoist_invariant");
+    fired(stats, rule);
     Ok(new)
 }
 

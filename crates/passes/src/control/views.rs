@@ -9,11 +9,11 @@
 //! unchanged bit for bit (a view moves elements, it computes nothing), and
 //! [`super::hoist`] leaves such views where they are.
 
-use super::hoist::{layout_only, result_count};
-use super::{PASS, fail, fired, region_of};
+use super::hoist::{layout_only, rebuild_control};
+use super::{fail, region_of};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
-use crate::region::{Source, fresh_param, redirect, replace_control, replace_region, retain};
+use crate::region::{fresh_param, redirect};
 use kiln_ir::{NodeId, Op, Region};
 
 /// Sinks every view passed as a const of `scan` or `while` node `id` into its regions.
@@ -23,7 +23,7 @@ pub(super) fn sink_views(
     id: NodeId,
     stats: &mut PassStats,
 ) -> Result<NodeId, PassError> {
-    let mut op = func.graph.node(id).op.clone();
+    let op = func.graph.node(id).op.clone();
     let first_const = match &op {
         Op::Scan { carries, xs, .. } => carries + xs,
         Op::While { carries, .. } => *carries,
@@ -42,7 +42,6 @@ pub(super) fn sink_views(
     if views.is_empty() {
         return Ok(id);
     }
-    let count = result_count(&func.graph, id)?;
     let mut regions: Vec<Region> = Vec::new();
     for r in op.regions() {
         let region = region_of(&func.graph, id, r)?;
@@ -68,21 +67,13 @@ pub(super) fn sink_views(
         }
         operands[i] = source;
     }
-    for region in &mut regions {
-        let keep = region.params.clone();
-        retain(region, keep).map_err(|m| fail(id, m))?;
-    }
-    let mut new_regions = regions.into_iter();
-    for r in op.regions_mut() {
-        let region = new_regions
-            .next()
-            .ok_or_else(|| fail(id, "region count changed"))?;
-        *r = replace_region(&mut func.graph, id, *r, region);
-    }
-    stats.added += func.graph.len().saturating_sub(before);
-    let sources: Vec<Source> = (0..count).map(Source::Result).collect();
-    let new = replace_control(func, PASS, id, Some((op, operands)), &sources, stats)?
-        .ok_or_else(|| fail(id, "the rebuilt node is missing"))?;
-    fired(stats, "sink_view");
-    Ok(new)
+    rebuild_control(
+        func,
+        id,
+        (op, operands),
+        regions,
+        before,
+        stats,
+        "sink_view",
+    )
 }
