@@ -182,19 +182,10 @@ pub(super) fn hoist_invariants(
 ) -> Result<NodeId, PassError> {
     let op = func.graph.node(id).op.clone();
     let mut operands = func.graph.operands(id);
-    let first_const = match &op {
-        Op::Scan { carries, xs, .. } => carries + xs,
-        Op::While { carries, .. } => *carries,
-        _ => return Ok(id),
+    let Some(first_const) = first_const(&op) else {
+        return Ok(id);
     };
-    let mut regions: Vec<Region> = Vec::new();
-    for r in op.regions() {
-        let region = region_of(&func.graph, id, r)?;
-        if region.params.len() != operands.len() || first_const > operands.len() {
-            return Err(fail(id, "operands and region params disagree"));
-        }
-        regions.push(region);
-    }
+    let mut regions = loop_regions(func, id, &op, &operands)?;
     let before = func.graph.len();
     let mut new_consts: Vec<(usize, Vec<NodeId>, Vec<NodeId>)> = Vec::new();
     for (k, region) in regions.iter_mut().enumerate() {
@@ -233,6 +224,37 @@ pub(super) fn hoist_invariants(
         stats,
         "hoist_invariant",
     )
+}
+
+/// The index of the first const operand of a `scan` (after its carries and xs) or a
+/// `while` (after its carries); `None` for other ops.
+pub(super) fn first_const(op: &Op) -> Option<usize> {
+    match op {
+        Op::Scan { carries, xs, .. } => Some(carries + xs),
+        Op::While { carries, .. } => Some(*carries),
+        _ => None,
+    }
+}
+
+/// Copies of the regions of loop node `id` (`op` over `operands`), each checked to take one
+/// param per operand.
+pub(super) fn loop_regions(
+    func: &Func,
+    id: NodeId,
+    op: &Op,
+    operands: &[NodeId],
+) -> Result<Vec<Region>, PassError> {
+    let start = first_const(op).ok_or_else(|| fail(id, "not a loop"))?;
+    op.regions()
+        .into_iter()
+        .map(|r| {
+            let region = region_of(&func.graph, id, r)?;
+            if region.params.len() != operands.len() || start > operands.len() {
+                return Err(fail(id, "operands and region params disagree"));
+            }
+            Ok(region)
+        })
+        .collect()
 }
 
 /// Replaces control-flow node `id` by `op` over `operands` with `regions` (in `op`'s region

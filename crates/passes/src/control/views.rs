@@ -9,12 +9,12 @@
 //! unchanged bit for bit (a view moves elements, it computes nothing), and
 //! [`super::hoist`] leaves such views where they are.
 
-use super::hoist::{layout_only, rebuild_control};
-use super::{fail, region_of};
+use super::fail;
+use super::hoist::{first_const, layout_only, loop_regions, rebuild_control};
 use crate::error::PassError;
 use crate::func::{Func, PassStats};
 use crate::region::{fresh_param, redirect};
-use kiln_ir::{NodeId, Op, Region};
+use kiln_ir::NodeId;
 
 /// Sinks every view passed as a const of `scan` or `while` node `id` into its regions.
 /// Returns the node's id afterwards.
@@ -24,10 +24,8 @@ pub(super) fn sink_views(
     stats: &mut PassStats,
 ) -> Result<NodeId, PassError> {
     let op = func.graph.node(id).op.clone();
-    let first_const = match &op {
-        Op::Scan { carries, xs, .. } => carries + xs,
-        Op::While { carries, .. } => *carries,
-        _ => return Ok(id),
+    let Some(first_const) = first_const(&op) else {
+        return Ok(id);
     };
     let mut operands = func.graph.operands(id);
     let views: Vec<(usize, NodeId)> = operands
@@ -42,14 +40,7 @@ pub(super) fn sink_views(
     if views.is_empty() {
         return Ok(id);
     }
-    let mut regions: Vec<Region> = Vec::new();
-    for r in op.regions() {
-        let region = region_of(&func.graph, id, r)?;
-        if region.params.len() != operands.len() {
-            return Err(fail(id, "operands and region params disagree"));
-        }
-        regions.push(region);
-    }
+    let mut regions = loop_regions(func, id, &op, &operands)?;
     let before = func.graph.len();
     for &(i, source) in &views {
         let view = func.graph.node(operands[i]).clone();
