@@ -312,3 +312,77 @@ fn tiled_loops_give_the_inline_bits() {
         }
     }
 }
+
+/// Runs `src` (buffers `x` input, `y` output, `s` scratch of `[N]`) over `rows` rows of
+/// `cols`.
+fn run_rows(src: &str, cols: u64, xs: &[f32]) -> Vec<f32> {
+    let p = kiln_kernel::parse(&format!("symbol N >= 1\n{src}").replace("C", &cols.to_string()))
+        .expect("parse");
+    let p = kiln_cpu::compile(&kiln_kernel::verify(p).expect("verify")).expect("compile");
+    let rows = xs.len() as u64 / cols;
+    let b = HashMap::from([("N".to_string(), rows)]);
+    let mut bufs = vec![
+        Data::F32(xs.to_vec()),
+        Data::F32(vec![0.0; xs.len()]),
+        Data::F32(vec![0.0; rows as usize]),
+    ];
+    p.run(&b, &mut bufs).expect("run");
+    let Data::F32(y) = &bufs[1] else {
+        unreachable!()
+    };
+    y.clone()
+}
+
+/// A softmax-shaped row kernel keeps `exp(x - c)` of its reduction loop for the loop over
+/// the row; on a host with a wide level the reduction's `exp` runs as one wide kernel over
+/// the kept row before the sum. It gives the bits of the same sum and quotient computed by
+/// two kernels whose reduction evaluates `exp` inline (same partial accumulators, same
+/// `exp` bits), at row lengths with and without a scalar tail.
+#[test]
+fn kept_row_exp_through_the_wide_kernel_gives_the_inline_bits() {
+    let one = "b0 = input \"x\" f32[N*C]
+               b1 = output \"y\" f32[N*C]
+               b2 = scratch f32[N]
+               k0 = loop [N, C] reduce [C] {
+                 v0 = load b0[i0*C + i1]
+                 v1 = f32(0.5)
+                 v2 = sub(v0, v1)
+                 v3 = exp(v2)
+                 v4 = load b0[i0*C + r0]
+                 v5 = sub(v4, v1)
+                 v6 = exp(v5)
+                 v7 = reduce_sum(v6) init f32(0.0)
+                 v8 = div(v3, v7)
+                 store b1[i0*C + i1] = v8
+               }";
+    let two = "b0 = input \"x\" f32[N*C]
+               b1 = output \"y\" f32[N*C]
+               b2 = scratch f32[N]
+               k0 = loop [N] reduce [C] {
+                 v0 = load b0[i0*C + r0]
+                 v1 = f32(0.5)
+                 v2 = sub(v0, v1)
+                 v3 = exp(v2)
+                 v4 = reduce_sum(v3) init f32(0.0)
+                 store b2[i0] = v4
+               }
+               k1 = loop [N, C] {
+                 v0 = load b0[i0*C + i1]
+                 v1 = f32(0.5)
+                 v2 = sub(v0, v1)
+                 v3 = exp(v2)
+                 v4 = load b2[i0]
+                 v5 = div(v3, v4)
+                 store b1[i0*C + i1] = v5
+               }";
+    for cols in [1030u64, 1024, 7] {
+        let xs: Vec<f32> = (0..3 * cols as usize)
+            .map(|i| (i as f32 * 0.37).sin() * 20.0)
+            .collect();
+        let (a, b) = (run_rows(one, cols, &xs), run_rows(two, cols, &xs));
+        for (k, (&p, &q)) in a.iter().zip(&b).enumerate() {
+            assert!(same(p, q), "cols {cols}, point {k}: {p:e} vs {q:e}");
+        }
+        assert!(a.iter().all(|v| v.is_finite() && *v > 0.0), "cols {cols}");
+    }
+}

@@ -18,7 +18,7 @@ impl Cg<'_, '_> {
     }
 
     /// The address of element `idx` of kept buffer `slot` of dtype `dt`.
-    fn kept_address(&mut self, slot: StackSlot, idx: Value, dt: DType) -> Value {
+    pub(super) fn kept_address(&mut self, slot: StackSlot, idx: Value, dt: DType) -> Value {
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
         let shift = dt.size_bytes().trailing_zeros();
         let off = self.b.ins().ishl_imm_s(idx, i64::from(shift));
@@ -36,6 +36,9 @@ impl Cg<'_, '_> {
             .get(k)
             .ok_or(CodegenError::VariableOutOfRange("reduction"))?;
         for (&(_, i), &slot) in reuse.cached.iter().zip(&self.kept.clone()) {
+            if self.row_wide.iter().any(|w| w.node == i) {
+                continue; // already in the buffer
+            }
             let v = env.vals[i].ok_or(CodegenError::KeptNotEvaluated(i))?;
             let dt = self.dtypes[i];
             let x = match (v, env.vec) {
@@ -89,5 +92,198 @@ impl Cg<'_, '_> {
             env.vals[j] = Some(v);
         }
         Ok(())
+    }
+}
+
+/// A kept reduction-loop node computed by a wide kernel over the whole row before the
+/// reduction loop ([`Cg::row_wide_prepass`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RowWide {
+    /// The reduction-loop node (a wide unary op of `f32`).
+    pub node: usize,
+    /// Its wide kernel's op code.
+    pub code: u32,
+    /// The kept buffer that holds its operand, then its values.
+    pub slot: StackSlot,
+}
+
+impl Cg<'_, '_> {
+    /// The kept nodes the reduction loop at `env` takes from a wide kernel run over the row:
+    /// `f32` transcendentals with a wide kernel ([`crate::vecmath`]) that the reduce-mode
+    /// vector loop computes as vectors, in a kernel with one reduction axis and kept values
+    /// (the `exp(x - max)` of a softmax row). Empty when the host has no wide level.
+    pub(super) fn row_wide_nodes(&self, env: &Env, red_plan: Option<u8>) -> Vec<RowWide> {
+        let Some(reuse) = &self.reuse else {
+            return Vec::new();
+        };
+        if env.vec.is_some()
+            || red_plan != Some(4)
+            || self.job.kernel.reduce.len() != 1
+            || !self.jit.has_fma
+            || crate::vecmath::Level::detect().is_none_or(|l| l == crate::vecmath::Level::Portable)
+        {
+            return Vec::new();
+        }
+        let Some(plan) = self
+            .plans
+            .iter()
+            .find(|p| p.mode == super::analysis::VecMode::Reduce)
+        else {
+            return Vec::new();
+        };
+        let body = &self.job.kernel.body.values;
+        reuse
+            .cached
+            .iter()
+            .zip(&self.kept)
+            .filter_map(|(&(_, i), &slot)| {
+                let kiln_kernel::Expr::Unary(op, a) = &body[i] else {
+                    return None;
+                };
+                let a = a.index();
+                let vector = |j: usize| plan.vector.get(j).copied().unwrap_or(false);
+                (vector(i)
+                    && vector(a)
+                    && self.phases.inner[a]
+                    && self.dtypes[i] == DType::F32
+                    && self.dtypes[a] == DType::F32)
+                    .then_some(())?;
+                let code = crate::vecmath::wide_code(*op)?;
+                Some(RowWide {
+                    node: i,
+                    code,
+                    slot,
+                })
+            })
+            .collect()
+    }
+
+    /// Per node: evaluated by the pre-pass of `wide` (it feeds a wide node's operand and
+    /// depends on no wide node), and only needed there (nothing else the reduction loop
+    /// evaluates reads it, so the loop itself skips it).
+    pub(super) fn row_wide_cone(&self, wide: &[RowWide]) -> (Vec<bool>, Vec<bool>) {
+        let n = self.job.kernel.body.values.len();
+        let deps = &self.phases.deps;
+        let is_wide = |i: usize| wide.iter().any(|w| w.node == i);
+        let mut cone = vec![false; n];
+        let mut stack: Vec<usize> = wide
+            .iter()
+            .filter_map(|w| deps[w.node].first().copied())
+            .collect();
+        while let Some(i) = stack.pop() {
+            if i < n && !cone[i] && self.phases.inner[i] && !is_wide(i) {
+                cone[i] = true;
+                stack.extend(deps[i].iter().copied());
+            }
+        }
+        // Nodes the loop still evaluates: the reduced operands and what they read, not
+        // looking through the wide nodes (loaded) into their operands.
+        let mut loop_needs = vec![false; n];
+        let mut stack: Vec<usize> = self
+            .phases
+            .reduces
+            .iter()
+            .filter_map(|&r| deps[r].first().copied())
+            .chain(self.reuse.iter().flat_map(|r| r.cached.iter().map(|c| c.1)))
+            .collect();
+        while let Some(i) = stack.pop() {
+            if i < n && !loop_needs[i] && self.phases.inner[i] {
+                loop_needs[i] = true;
+                if !is_wide(i) {
+                    stack.extend(deps[i].iter().copied());
+                }
+            }
+        }
+        let only = (0..n).map(|i| cone[i] && !loop_needs[i]).collect();
+        (cone, only)
+    }
+
+    /// Before the reduction loop at `env` (one row): evaluates the operands of the `wide`
+    /// nodes at every reduction point into their kept buffers, vectors then a scalar tail,
+    /// and runs each wide kernel in place over the row. The reduction loop then loads
+    /// those values as it loads kept values in the hoisted loop (the wide kernels give the
+    /// inline code's bits, docs/numerics.md).
+    pub(super) fn row_wide_prepass(
+        &mut self,
+        env: &Env,
+        wide: &[RowWide],
+        lanes: u8,
+        cone: &[bool],
+    ) -> Result<(), CodegenError> {
+        let extent = self.job.kernel.reduce[0].clone();
+        let hi = self.dim(&extent)?;
+        let lanes_i = i64::from(lanes);
+        let whole = self.b.ins().band_imm_s(hi, !(lanes_i - 1));
+        let var = self.b.declare_var(types::I64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(var, zero);
+        let n = self.job.kernel.body.values.len();
+        for (end, vector) in [(whole, true), (hi, false)] {
+            self.for_var(var, end, if vector { lanes_i } else { 1 }, &mut |cg, r| {
+                let mut e = env.clone();
+                e.reds = vec![r];
+                e.vec = vector.then_some(super::VecCtx {
+                    var: super::analysis::VarRef::Red(0),
+                    lanes,
+                });
+                for i in (0..n).filter(|&i| cone[i]) {
+                    let v = cg.node(i, &e)?;
+                    e.vals[i] = Some(v);
+                }
+                for w in wide {
+                    let a = cg.phases.deps[w.node]
+                        .first()
+                        .copied()
+                        .ok_or(CodegenError::Internal("wide node without operand"))?;
+                    let x = match (e.vals[a], vector) {
+                        (Some(PointValue::Vector(x)), true)
+                        | (Some(PointValue::Scalar(x)), false) => x,
+                        (Some(PointValue::Scalar(x)), true) => {
+                            cg.broadcast(PointValue::Scalar(x), DType::F32, lanes)
+                        }
+                        _ => return Err(CodegenError::Internal("wide operand not evaluated")),
+                    };
+                    let addr = cg.kept_address(w.slot, r, DType::F32);
+                    cg.b.ins()
+                        .store(MemFlagsData::new().with_notrap(), x, addr, 0);
+                }
+                Ok(())
+            })?;
+        }
+        let callee = self.wide_unary_ref()?;
+        for w in wide {
+            let code = self.b.ins().iconst(types::I32, i64::from(w.code));
+            let base = self.b.ins().stack_addr(types::I64, w.slot, 0);
+            self.b.ins().call(callee, &[code, base, hi]);
+        }
+        Ok(())
+    }
+
+    /// In the reduction loop: the value of wide node `w` at the point of `env` (loaded from
+    /// its kept buffer, filled by [`Self::row_wide_prepass`]).
+    pub(super) fn load_row_wide(
+        &mut self,
+        w: &RowWide,
+        env: &Env,
+    ) -> Result<PointValue, CodegenError> {
+        let idx = *env
+            .reds
+            .first()
+            .ok_or(CodegenError::VariableOutOfRange("reduction"))?;
+        let addr = self.kept_address(w.slot, idx, DType::F32);
+        Ok(match env.vec {
+            Some(ctx) => PointValue::Vector(self.b.ins().load(
+                vector_type(DType::F32, ctx.lanes),
+                MemFlagsData::new().with_notrap(),
+                addr,
+                0,
+            )),
+            None => PointValue::Scalar(self.b.ins().load(
+                scalar_type(DType::F32),
+                MemFlagsData::trusted(),
+                addr,
+                0,
+            )),
+        })
     }
 }

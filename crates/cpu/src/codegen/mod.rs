@@ -23,7 +23,12 @@
 //! Such a kernel can have two vector plans: the reduction loop vectorised along the
 //! innermost reduction axis and the hoisted loop along the innermost domain axis. Values of
 //! the hoisted loop that the reduction loop already computed (the `exp(x - max)` of a
-//! softmax row) are kept in a stack buffer per row and loaded back ([`analysis::Reuse`]).
+//! softmax row) are kept in a stack buffer per row and loaded back ([`analysis::Reuse`]). A
+//! kept `f32` transcendental with a wide kernel ([`crate::vecmath`]) is computed before the
+//! reduction loop instead: its operand is stored to the kept buffer for the whole row, the
+//! wide kernel runs in place over it, and the reduction loop loads it (`kept::RowWide`).
+//! The hoisted section's results that depend on the reductions go through stack slots, so
+//! they are computed once per row, not at every point of the hoisted loop (`Cg::pin`).
 //!
 //! A vectorised innermost domain loop whose body has `f32` transcendentals with a
 //! wide kernel ([`crate::vecmath`]) runs whole tiles of points in passes around calls of
@@ -160,6 +165,9 @@ pub(crate) fn define_loop(
             hoist: hoist.clone(),
             reuse,
             kept: Vec::new(),
+            pinned: Vec::new(),
+            row_wide: Vec::new(),
+            row_wide_skip: Vec::new(),
             bufs: Vec::new(),
             dims: HashMap::new(),
             err: None,
@@ -279,6 +287,12 @@ pub(crate) struct Cg<'a, 'f> {
     reuse: Option<Reuse>,
     /// The stack buffers of the kept values, in the order of `reuse.cached`.
     kept: Vec<StackSlot>,
+    /// Stack slots of the hoisted section's values that depend on reductions (node, slot).
+    pinned: Vec<(usize, StackSlot)>,
+    /// While the reduction loop of a row is emitted: its nodes computed by wide kernels
+    /// before it, and the nodes only those needed (not evaluated in the loop).
+    row_wide: Vec<kept::RowWide>,
+    row_wide_skip: Vec<bool>,
     bufs: Vec<Value>,
     dims: HashMap<Dim, Value>,
     err: Option<Variable>,

@@ -5,8 +5,11 @@
 use super::analysis::{VarRef, VecMode, VecPlan};
 use super::error::CodegenError;
 use super::tile::{TILE, Tiles};
+use super::types::scalar_type;
 use super::{Cg, Env, PointValue, VecCtx};
-use cranelift_codegen::ir::{InstBuilder, Value, condcodes::IntCC, types};
+use cranelift_codegen::ir::{
+    InstBuilder, StackSlotData, StackSlotKind, Value, condcodes::IntCC, types,
+};
 use cranelift_frontend::Variable;
 
 impl Cg<'_, '_> {
@@ -182,7 +185,66 @@ impl Cg<'_, '_> {
                 env.vals[i] = Some(v);
             }
         }
+        self.pin(&section, &env)?;
         Ok(env.vals)
+    }
+
+    /// Stores the hoisted section's results that depend on its reductions to stack slots,
+    /// which [`Self::load_pinned`] reads back at each point of the hoisted loop. These are
+    /// pure values computed from the reduction loop's accumulators; left as values,
+    /// Cranelift's elaboration places a pure value at its first use and does not hoist it
+    /// out of the hoisted loop (the accumulators are defined in a loop of the same depth),
+    /// so the combination of the partial accumulators and what follows it (a softmax's
+    /// `1 / sum`, a layer norm's `rsqrt`) would run again at every point. A load from the
+    /// stack is one instruction and usually folds into its use.
+    fn pin(&mut self, section: &[usize], env: &Env) -> Result<(), CodegenError> {
+        // Only values the hoisted loop reads: by a node outside the section or a store.
+        let body = &self.job.kernel.body;
+        let in_section = |j: usize| section.binary_search(&j).is_ok();
+        let mut read = vec![false; body.values.len()];
+        for (j, deps) in self.phases.deps.iter().enumerate() {
+            if !in_section(j) {
+                for &d in deps {
+                    read[d] = true;
+                }
+            }
+        }
+        for s in &body.stores {
+            read[s.value.index()] = true;
+        }
+        for &i in section {
+            let Some(PointValue::Scalar(x)) = env.vals[i] else {
+                continue;
+            };
+            if !self.phases.post[i] || !read[i] {
+                continue;
+            }
+            let slot = match self.pinned.iter().find(|p| p.0 == i) {
+                Some(&(_, slot)) => slot,
+                None => {
+                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                        StackSlotKind::ExplicitSlot,
+                        8,
+                        3,
+                    ));
+                    self.pinned.push((i, slot));
+                    slot
+                }
+            };
+            self.b.ins().stack_store(types::I64, x, slot, 0);
+        }
+        Ok(())
+    }
+
+    /// Reads the pinned values of the hoisted section (see [`Self::pin`]) into `env`.
+    fn load_pinned(&mut self, env: &mut Env) {
+        for (i, slot) in self.pinned.clone() {
+            if let Some(PointValue::Scalar(_)) = env.vals[i] {
+                let ty = scalar_type(self.dtypes[i]);
+                let v = self.b.ins().stack_load(types::I64, ty, slot, 0);
+                env.vals[i] = Some(PointValue::Scalar(v));
+            }
+        }
     }
 
     /// Emits the body at one point (or one vector of points). `known`: the values of the
@@ -216,6 +278,7 @@ impl Cg<'_, '_> {
         };
         if known.is_some() {
             self.load_kept(&mut env)?;
+            self.load_pinned(&mut env);
         }
         if let Some((t, p, off)) = pass {
             self.load_wide(t, p, off, &mut env)?;

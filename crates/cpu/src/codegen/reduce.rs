@@ -114,6 +114,13 @@ impl Cg<'_, '_> {
         }
         let zero = self.b.ins().iconst(types::I64, 0);
         let reds = vec![zero; extents.len()];
+        let wide = self.row_wide_nodes(env, red_plan);
+        if let (false, Some(lanes)) = (wide.is_empty(), red_plan) {
+            let (cone, only) = self.row_wide_cone(&wide);
+            self.row_wide_prepass(env, &wide, lanes, &cone)?;
+            self.row_wide = wide;
+            self.row_wide_skip = only;
+        }
         let nest = Nest {
             extents: &extents,
             env,
@@ -121,7 +128,10 @@ impl Cg<'_, '_> {
             red_plan,
             unroll,
         };
-        self.reduce_nest(&nest, 0, &reds)?;
+        let looped = self.reduce_nest(&nest, 0, &reds);
+        self.row_wide.clear();
+        self.row_wide_skip.clear();
+        looped?;
         for a in &accs {
             let mut v = self.b.use_var(a.var);
             if !a.partials.is_empty() {
@@ -281,10 +291,14 @@ impl Cg<'_, '_> {
     /// Evaluates the nodes that vary over the reduction domain and feed a reduction.
     fn inner_nodes(&mut self, env: &mut Env) -> Result<(), CodegenError> {
         for i in 0..self.job.kernel.body.values.len() {
-            if self.phases.inner[i] {
-                let v = self.node(i, env)?;
-                env.vals[i] = Some(v);
+            if !self.phases.inner[i] || self.row_wide_skip.get(i).copied().unwrap_or(false) {
+                continue;
             }
+            let v = match self.row_wide.iter().find(|w| w.node == i).copied() {
+                Some(w) => self.load_row_wide(&w, env)?,
+                None => self.node(i, env)?,
+            };
+            env.vals[i] = Some(v);
         }
         Ok(())
     }

@@ -9,7 +9,9 @@
 //! the same bits.
 //!
 //! Reduce-mode loops are not tiled: tiling the `exp` of a softmax row's sum measured slower
-//! than the inline code (docs/benchmarks.md, 2026-12-07).
+//! than the inline code (docs/benchmarks.md, 2026-12-07). A transcendental whose values
+//! the hoisted loop keeps runs instead as one wide call over the kept row before the
+//! reduction loop (`kept::RowWide`).
 
 use super::analysis::VarRef;
 use super::error::CodegenError;
@@ -232,7 +234,9 @@ impl Cg<'_, '_> {
     }
 
     /// The wide unary entry, imported into this function.
-    fn wide_unary_ref(&mut self) -> Result<cranelift_codegen::ir::FuncRef, CodegenError> {
+    pub(super) fn wide_unary_ref(
+        &mut self,
+    ) -> Result<cranelift_codegen::ir::FuncRef, CodegenError> {
         let mut sig = self.jit.module.make_signature();
         sig.params.push(AbiParam::new(types::I32));
         sig.params.push(AbiParam::new(types::I64));
