@@ -589,7 +589,11 @@ mod tests {
         let cases: [(&str, Build, usize); 3] = [
             ("simple_nn_train_b64", |_| train(Model::SimpleNn, 64), 50),
             ("lenet_train_b64", |_| train(Model::Lenet, 16), 50),
-            ("lstm_train_b64", |_| train(Model::Lstm(TimeLoop::Scan), 16), 12),
+            (
+                "lstm_train_b64",
+                |_| train(Model::Lstm(TimeLoop::Scan), 16),
+                12,
+            ),
         ];
         for (name, build, steps) in cases {
             let w = select(&[name.to_string()]).unwrap()[0];
