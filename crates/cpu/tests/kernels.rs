@@ -182,6 +182,59 @@ fn max_reductions_propagate_nan() {
     assert!(y[0].is_nan() && y[1].is_nan() && y[2] == 7.0);
 }
 
+/// A ReLU then a 2x2 stride-2 max pool (LeNet's): the short reduction axes are unrolled
+/// and the float max and the ReLU's select run without branches (compare and `cmov`).
+/// NaN propagates through the window, zeros from the ReLU tie, and the values equal the
+/// executor's and a direct computation.
+#[test]
+fn relu_max_pool_windows_unrolled_keep_nan_and_ties() {
+    let program = parse(
+        "symbol N >= 1
+         b0 = input \"x\" f32[N*8*8]
+         b1 = output \"y\" f32[N*4*4]
+         k0 = loop [N, 4, 4] reduce [2, 2] {
+           v0 = load b0[i0*64 + i1*16 + i2*2 + r0*8 + r1]
+           v1 = f32(0.0)
+           v2 = le(v0, v1)
+           v3 = select(v2, v1, v0)
+           v4 = reduce_max(v3) init f32(-inf)
+           store b1[i0*16 + i1*4 + i2] = v4
+         }",
+    );
+    let n = 3;
+    let mut x: Vec<f32> = (0..n * 64)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) * 0.25)
+        .collect();
+    x[9] = f32::NAN; // window (0, 0, 0)
+    x[64 + 63] = f32::NAN; // the last window of the second image
+    for v in &mut x[128..136] {
+        *v = -1.0; // the first row of the third image: its windows see ReLU zeros
+    }
+    let b = bindings(&[("N", n as u64)]);
+    let out = differential(
+        &program,
+        &b,
+        &[Data::F32(x.clone()), Data::F32(vec![0.0; n * 16])],
+        0.0,
+        0.0,
+    );
+    let Data::F32(y) = &out[1] else { panic!() };
+    for (o, &got) in y.iter().enumerate() {
+        let (img, r, c) = (o / 16, o / 4 % 4, o % 4);
+        let window = [0, 1, 8, 9].map(|d| x[img * 64 + r * 16 + c * 2 + d]);
+        let want = if window.iter().any(|v| v.is_nan()) {
+            f32::NAN
+        } else {
+            window.iter().fold(0.0f32, |m, &v| m.max(v))
+        };
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "window {o}: {got} vs {want}"
+        );
+    }
+    assert!(y[0].is_nan() && y[31].is_nan() && !y[1].is_nan());
+}
+
 #[test]
 fn masked_loads_pad_and_pool() {
     let program = parse(

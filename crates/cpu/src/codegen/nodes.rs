@@ -56,7 +56,7 @@ impl Cg<'_, '_> {
                 let c = self.scalar_operand(*c, env)?;
                 let x = self.scalar_operand(*a, env)?;
                 let y = self.scalar_operand(*b, env)?;
-                Ok(self.b.ins().select(c, x, y))
+                Ok(self.select_scalar(c, x, y))
             }
             Expr::Cast(to, a) => {
                 let x = self.scalar_operand(*a, env)?;

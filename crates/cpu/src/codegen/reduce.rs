@@ -33,6 +33,10 @@ struct Acc {
     nan: Option<Variable>,
 }
 
+/// The longest reduction axis of known extent that the scalar path unrolls (each axis of a
+/// nest on its own, so a 2x2 window becomes four points).
+const UNROLL_POINTS: u64 = 4;
+
 /// What the loops of a reduction nest share.
 struct Nest<'n> {
     extents: &'n [Dim],
@@ -196,6 +200,16 @@ impl Cg<'_, '_> {
         let lo = self.b.ins().iconst(types::I64, 0);
         if k + 1 < n.extents.len() {
             let mut inner = reds.to_vec();
+            if let Some(e) = extent.as_known()
+                && n.red_plan.is_none()
+                && e <= UNROLL_POINTS
+            {
+                for j in 0..e {
+                    inner[k] = self.b.ins().iconst(types::I64, j as i64);
+                    self.reduce_nest(n, k + 1, &inner)?;
+                }
+                return Ok(());
+            }
             self.for_range(lo, hi, 1, &mut |cg, i| {
                 inner[k] = i;
                 cg.reduce_nest(n, k + 1, &inner)
@@ -264,7 +278,7 @@ impl Cg<'_, '_> {
         }
         let mut sr = reds.to_vec();
         let vec_lanes = n.env.vec.map_or(4, |v| v.lanes);
-        self.for_var(var, hi, 1, &mut |cg, i| {
+        let mut point = |cg: &mut Self, i: Value| {
             sr[k] = i;
             let mut e = n.env.clone();
             e.reds = sr.clone();
@@ -280,12 +294,44 @@ impl Cg<'_, '_> {
                     }
                 };
                 let cur = cg.b.use_var(a.var);
-                let next = cg.combine(a.op, a.dt, cur, x, a.vector);
+                let next = if a.vector {
+                    cg.combine(a.op, a.dt, cur, x, true)
+                } else {
+                    cg.scalar_step(a.op, a.dt, cur, x)
+                };
                 cg.b.def_var(a.var, next);
             }
             Ok(())
-        })?;
+        };
+        // Short scalar reduction axes (a 2x2 pooling window) are unrolled: their loops'
+        // compares and branches cost more than their points.
+        match known {
+            Some(e) if n.red_plan.is_none() && e <= UNROLL_POINTS => {
+                for j in 0..e {
+                    let i = self.b.ins().iconst(types::I64, j as i64);
+                    point(self, i)?;
+                }
+            }
+            _ => self.for_var(var, hi, 1, &mut point)?,
+        }
         Ok(())
+    }
+
+    /// One step of a scalar reduction. Float max and min take a compare and a `cmov`
+    /// (through [`Self::select_scalar`]): `x` replaces `acc` when it beats it or is NaN, so
+    /// a NaN, once in, stays (nothing beats it). Cranelift's `fmax` is a sequence with
+    /// branches that mispredict on data such as a ReLU's zeros (equal operands take
+    /// another path).
+    fn scalar_step(&mut self, op: ReduceOp, dt: DType, acc: Value, x: Value) -> Value {
+        let cc = match op {
+            ReduceOp::Max if dt.is_float() => FloatCC::GreaterThan,
+            ReduceOp::Min if dt.is_float() => FloatCC::LessThan,
+            _ => return self.combine(op, dt, acc, x, false),
+        };
+        let beats = self.b.ins().fcmp(cc, x, acc);
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        let take = self.b.ins().bor(beats, nan);
+        self.select_scalar(take, x, acc)
     }
 
     /// Evaluates the nodes that vary over the reduction domain and feed a reduction.
