@@ -177,3 +177,60 @@ fn the_standard_pipeline_keeps_the_gradients_and_leaves_no_dead_nodes() {
     assert!(f.graph.len() <= before);
     assert_clean(&f.graph, &f.outputs);
 }
+
+/// A weight broadcast over a batched operand (a linear layer on `[B, T, K]`) gets its
+/// gradient from one matmul over the flattened rows, `[K, B*T] @ [B*T, N]`: no batched
+/// matmul, no sum over the batch; the values are those of `sum_b a_bᵀ (2 y_b)`.
+#[test]
+fn a_broadcast_weight_gradient_is_one_flat_matmul() {
+    let mut g = Graph::new();
+    let a = input(&mut g, "a", &[2, 3, 4]);
+    let w = input(&mut g, "w", &[4, 5]);
+    let y = op(&mut g, Op::MatMul, &[a, w]);
+    let sq = bin(&mut g, BinaryOp::Mul, y, y);
+    let loss = sum_all(&mut g, sq);
+    let dw = autodiff::grad(&mut g, loss, &[w]).expect("grad")[0];
+    assert_eq!(g.node(dw).shape, Shape::known(&[4, 5]));
+    let mut seen = HashSet::new();
+    let mut stack = vec![dw];
+    let mut matmuls = Vec::new();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        match &g.node(n).op {
+            Op::MatMul if n != y => matmuls.push(g.node(n).shape.clone()),
+            Op::Reduce { .. } => panic!("a reduction in the weight gradient:\n{g}"),
+            _ => {}
+        }
+        stack.extend(g.operands(n));
+    }
+    assert_eq!(matmuls, vec![Shape::known(&[4, 5])], "{g}");
+    let av: Vec<f64> = (0..24).map(|i| (i as f64 * 0.37).sin()).collect();
+    let wv: Vec<f64> = (0..20).map(|i| (i as f64 * 0.11).cos()).collect();
+    let feeds = HashMap::from([
+        (
+            "a".to_string(),
+            Array::from_f64(&[2, 3, 4], av.clone()).unwrap(),
+        ),
+        (
+            "w".to_string(),
+            Array::from_f64(&[4, 5], wv.clone()).unwrap(),
+        ),
+    ]);
+    let got = &autodiff_util::eval(&g, &[dw], &feeds)[0];
+    for k in 0..4 {
+        for n in 0..5 {
+            let mut want = 0.0;
+            for r in 0..6 {
+                let yv: f64 = (0..4).map(|j| av[r * 4 + j] * wv[j * 5 + n]).sum();
+                want += av[r * 4 + k] * 2.0 * yv;
+            }
+            assert!(
+                (got[k * 5 + n] - want).abs() < 1e-12,
+                "dw[{k}, {n}]: {} vs {want}",
+                got[k * 5 + n]
+            );
+        }
+    }
+}

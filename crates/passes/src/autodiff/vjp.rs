@@ -91,6 +91,22 @@ pub(crate) fn rule(
                 em.matmul(ct, bt)
             })?,
             when(needs[1], || {
+                let (sa, sb) = (em.shape(x(0)), em.shape(x(1)));
+                if sb.rank() == 2 && sa.rank() > 2 {
+                    // A weight broadcast over leading axes (a linear layer on [B, T, K]):
+                    // its gradient sums `a_b^T ct_b` over them, which is one matmul over
+                    // the flattened rows instead of a batched one and a reduction.
+                    let rows = sa.0[..sa.rank() - 1]
+                        .iter()
+                        .fold(Dim::known(1), |p, d| p * d.clone());
+                    let a2 = em.reshape(
+                        x(0),
+                        &Shape(vec![rows.clone(), sa.0[sa.rank() - 1].clone()]),
+                    )?;
+                    let c2 = em.reshape(ct, &Shape(vec![rows, sb.0[1].clone()]))?;
+                    let at = em.transpose_last2(a2)?;
+                    return em.matmul(at, c2);
+                }
                 let at = em.transpose_last2(x(0))?;
                 em.matmul(at, ct)
             })?,
