@@ -290,9 +290,10 @@ fn run(op: &str, cols: u64, xs: &[f32]) -> Vec<f32> {
     y.clone()
 }
 
-/// A loop over rows of 2048 runs tiles through the wide kernels (when the host has them)
+/// Loops over rows of 2048 (tiles of 512), 128 (one tile per row) and 96 (a tile of 64 and
+/// 32 inline points per row) run tiles through the wide kernels (when the host has them)
 /// with a chain of two transcendentals (two passes); a loop over rows of 4 runs the inline
-/// code. Both give the same bits at every point.
+/// code. All give the same bits at every point.
 #[test]
 fn tiled_loops_give_the_inline_bits() {
     let mut xs = inputs();
@@ -300,15 +301,18 @@ fn tiled_loops_give_the_inline_bits() {
     for (i, x) in xs.iter_mut().enumerate().skip(1200) {
         *x = (i as f32 * 0.013).sin() * 12.0;
     }
-    for (_, name) in OPS {
-        let tiled = run(name, 2048, &xs);
-        let inline = run(name, 4, &xs);
-        for (k, (&a, &b)) in tiled.iter().zip(&inline).enumerate() {
-            assert!(
-                same(a, b),
-                "{name} at {k} (x = {:e}): {a:e} vs {b:e}",
-                xs[k]
-            );
+    for cols in [2048, 128, 96] {
+        let xs = &xs[..xs.len() / cols * cols];
+        for (_, name) in OPS {
+            let tiled = run(name, cols as u64, xs);
+            let inline = run(name, 4, xs);
+            for (k, (&a, &b)) in tiled.iter().zip(&inline).enumerate() {
+                assert!(
+                    same(a, b),
+                    "{name}, rows of {cols}, at {k} (x = {:e}): {a:e} vs {b:e}",
+                    xs[k]
+                );
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::analysis::{VarRef, VecMode, VecPlan};
 use super::error::CodegenError;
-use super::tile::{TILE, Tiles};
+use super::tile::{Tiles, tile_len};
 use super::types::scalar_type;
 use super::{Cg, Env, PointValue, VecCtx};
 use cranelift_codegen::ir::{
@@ -103,16 +103,16 @@ impl Cg<'_, '_> {
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, lo);
         if let Some(lanes) = domain_plan
-            && super::analysis::known_i64(&extent).is_none_or(|e| e >= TILE)
-            && let Some(tiles) = self.domain_tiles(k, known)
+            && let Some(len) = tile_len(super::analysis::known_i64(&extent))
+            && let Some(tiles) = self.domain_tiles(k, known, len)
         {
             let span = self.b.ins().isub(hi, lo);
-            let whole = self.b.ins().band_imm_s(span, !(TILE - 1));
+            let whole = self.b.ins().band_imm_s(span, !(len - 1));
             let tend = self.b.ins().iadd(lo, whole);
             let mut tv = vars.clone();
-            self.for_var(var, tend, TILE, &mut |cg, t| {
+            self.for_var(var, tend, len, &mut |cg, t| {
                 for p in 0..tiles.passes() {
-                    let end = cg.b.ins().iadd_imm_s(t, TILE);
+                    let end = cg.b.ins().iadd_imm_s(t, len);
                     cg.for_range(t, end, i64::from(lanes), &mut |cg, j| {
                         tv[k] = j;
                         let off = cg.b.ins().isub(j, t);
@@ -319,7 +319,12 @@ impl Cg<'_, '_> {
 
     /// The tiles of the vector loop over domain axis `k` at points with `known` values:
     /// only when the points evaluate no reduction (none, or hoisted).
-    fn domain_tiles(&mut self, k: usize, known: Option<&[Option<PointValue>]>) -> Option<Tiles> {
+    fn domain_tiles(
+        &mut self,
+        k: usize,
+        known: Option<&[Option<PointValue>]>,
+        len: i64,
+    ) -> Option<Tiles> {
         if !self.phases.reduces.is_empty() && known.is_none() {
             return None;
         }
@@ -343,7 +348,7 @@ impl Cg<'_, '_> {
             .iter()
             .map(|s| s.value.index())
             .collect();
-        self.plan_tiles(VarRef::Loop(k), &eval, &sinks)
+        self.plan_tiles(VarRef::Loop(k), &eval, &sinks, len)
     }
 
     /// The plan that vectorises `var`.

@@ -1,5 +1,6 @@
 //! Tiles for the wide kernels ([`crate::vecmath`]): a vectorised innermost domain loop whose
-//! body has `f32` transcendentals with a wide kernel runs over tiles of [`TILE`] points in
+//! body has `f32` transcendentals with a wide kernel runs over tiles of [`TILE`] points (or
+//! of a shorter power of two, see [`tile_len`]) in
 //! passes. Pass 0 evaluates the operands of the first transcendentals and stores them to a
 //! stack buffer per node; the wide kernel then runs in place over each buffer; the next
 //! pass loads those results as the nodes' values, and so on; the last pass evaluates the
@@ -26,6 +27,21 @@ use kiln_kernel::Expr;
 
 /// Points per tile (2 KiB of `f32` per buffer).
 pub(super) const TILE: i64 = 512;
+/// The shortest tile: an innermost axis of known extent below [`TILE`] runs tiles of the
+/// largest power of two that fits it (an LSTM gate kernel's `[B, 128]` rows), from this
+/// length up; a call per 64 points still costs little beside them.
+const MIN_TILE: i64 = 64;
+
+/// The tile length for an innermost axis of extent `extent` (`None`: symbolic), or `None`
+/// when the axis is too short to tile.
+pub(super) fn tile_len(extent: Option<i64>) -> Option<i64> {
+    match extent {
+        None => Some(TILE),
+        Some(e) if e >= TILE => Some(TILE),
+        Some(e) if e >= MIN_TILE => Some(1 << (63 - e.leading_zeros())),
+        Some(_) => None,
+    }
+}
 /// The most wide nodes a kernel tiles (their buffers live on the stack).
 const MAX_WIDE: usize = 8;
 
@@ -38,6 +54,8 @@ pub(super) struct Tiles {
     level: Vec<usize>,
     /// `needed[p][i]`: pass `p` evaluates node `i`.
     needed: Vec<Vec<bool>>,
+    /// Points per tile (a power of two, at most [`TILE`]).
+    pub(super) len: i64,
 }
 
 impl Tiles {
@@ -71,6 +89,7 @@ impl Cg<'_, '_> {
         var: VarRef,
         eval: &[bool],
         sinks: &[usize],
+        len: i64,
     ) -> Option<Tiles> {
         if !self.jit.has_fma
             || vecmath::Level::detect().is_none_or(|l| l == vecmath::Level::Portable)
@@ -148,6 +167,7 @@ impl Cg<'_, '_> {
             wide,
             level,
             needed,
+            len,
         })
     }
 
@@ -218,7 +238,7 @@ impl Cg<'_, '_> {
     /// loads, in place over its whole tile buffer.
     pub(super) fn run_wide(&mut self, t: &Tiles, p: usize) -> Result<(), CodegenError> {
         let callee = self.wide_unary_ref()?;
-        let n = self.b.ins().iconst(types::I64, TILE);
+        let n = self.b.ins().iconst(types::I64, t.len);
         for i in 0..t.wide.len() {
             let Some((code, slot)) = t.wide[i] else {
                 continue;
