@@ -235,6 +235,32 @@ fn relu_max_pool_windows_unrolled_keep_nan_and_ties() {
     assert!(y[0].is_nan() && y[31].is_nan() && !y[1].is_nan());
 }
 
+/// A 2x2 stride-2 max pool over rows of 28 (14 outputs: three vectors of 4 and a tail of 2)
+/// vectorises along the output row: each window row's loads are two vector loads and a
+/// shuffle. `f32` and `i32` both equal the executor.
+#[test]
+fn stride_two_windows_vectorise_along_the_output_row() {
+    for (dt, init) in [("f32", "f32(-inf)"), ("i32", "i32(-2147483648)")] {
+        let program = parse(&format!(
+            "symbol N >= 1
+             b0 = input \"x\" {dt}[N*12*28]
+             b1 = output \"y\" {dt}[N*6*14]
+             k0 = loop [N, 6, 14] reduce [2, 2] {{
+               v0 = load b0[i0*336 + i1*56 + i2*2 + r0*28 + r1]
+               v1 = reduce_max(v0) init {init}
+               store b1[i0*84 + i1*14 + i2] = v1
+             }}"
+        ));
+        let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
+        assert_eq!(compiled.loops()[0].vector, Some((VectorAxis::Domain, 4)), "{dt}");
+        for n in [1, 3] {
+            let b = bindings(&[("N", n)]);
+            let bufs = inputs(&program, &b, n * 336, Fill::default());
+            differential(&program, &b, &bufs, 0.0, 0.0);
+        }
+    }
+}
+
 #[test]
 fn masked_loads_pad_and_pool() {
     let program = parse(

@@ -197,6 +197,16 @@ struct Score {
     good: usize,
     /// Accesses that would run lane by lane (strided, gathered).
     bad: usize,
+    /// Plain 32-bit loads with a stride of two along the variable (a 2x2 pooling
+    /// window's), which two vector loads and a shuffle serve in the domain plan.
+    pairs: usize,
+}
+
+/// Whether `l` is a plain load of a 32-bit element with stride two along `var`.
+pub(crate) fn stride_two(l: &kiln_kernel::Load, var: VarRef, vary: &[bool], dt: DType) -> bool {
+    matches!(l.mode, LoadMode::Plain)
+        && lane_bits(dt) == Some(32)
+        && coefficient(&l.index, var, vary) == Some(2)
 }
 
 /// Tries to vectorise along `var` the nodes selected by `scope`.
@@ -214,7 +224,11 @@ fn candidate(
         .map(|i| vary[i] && scope(i))
         .collect();
     let mut bits: Option<u32> = None;
-    let mut score = Score { good: 0, bad: 0 };
+    let mut score = Score {
+        good: 0,
+        bad: 0,
+        pairs: 0,
+    };
     for (i, e) in body.values.iter().enumerate() {
         if !vector[i] {
             continue;
@@ -229,6 +243,8 @@ fn candidate(
         if let Expr::Load(l) = e {
             if coefficient(&l.index, var, &vary) == Some(1) {
                 score.good += 1;
+            } else if dtypes.get(i).is_some_and(|&d| stride_two(l, var, &vary, d)) {
+                score.pairs += 1;
             } else {
                 score.bad += 1;
             }
@@ -262,12 +278,15 @@ pub(crate) fn domain_plan(
     let last = kernel.domain.len().checked_sub(1)?;
     let var = VarRef::Loop(last);
     let (vector, lanes, score) = candidate(kernel, dtypes, phases, var, &|_| true, true)?;
-    (score.bad == 0 && score.good > 0 && !small(&kernel.domain[last], lanes)).then_some(VecPlan {
-        mode: VecMode::Domain,
-        var,
-        lanes,
-        vector,
-    })
+    let lanes_ok = lanes == 4 || score.pairs == 0;
+    (score.bad == 0 && score.good > 0 && lanes_ok && !small(&kernel.domain[last], lanes)).then_some(
+        VecPlan {
+            mode: VecMode::Domain,
+            var,
+            lanes,
+            vector,
+        },
+    )
 }
 
 /// The vector plan of the innermost reduction axis (the nodes feeding reductions computed
@@ -286,7 +305,7 @@ pub(crate) fn reduce_plan(
     let var = VarRef::Red(last);
     let (vector, lanes, score) =
         candidate(kernel, dtypes, phases, var, &|i| phases.inner[i], false)?;
-    if score.bad > 0 || score.good == 0 || small(&kernel.reduce[last], lanes) {
+    if score.bad + score.pairs > 0 || score.good == 0 || small(&kernel.reduce[last], lanes) {
         return None;
     }
     // Every reduction accumulates in vector lanes, so their operands must fit the lane

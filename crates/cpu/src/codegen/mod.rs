@@ -14,6 +14,8 @@
 //! reduction axis: lane-wise partial accumulators, two or four vectors of them (each
 //! iteration evaluates that many vector points, so the combining chains run in parallel),
 //! added pairwise after the loop, then lane by lane into the scalar tail's accumulator.
+//! Along the domain axis, a plain 32-bit load with stride two (a 2x2 pooling window's) is
+//! two vector loads and a shuffle; other strided or gathered loads rule the plan out.
 //!
 //! When no reduction depends on a suffix of the domain axes (a softmax or layer norm row:
 //! `reduce_sum(exp(x[i0, r0] - m[i0]))` at every point `[i0, i1]`), the reductions are
