@@ -252,7 +252,11 @@ fn stride_two_windows_vectorise_along_the_output_row() {
              }}"
         ));
         let compiled = kiln_cpu::compile(&kiln_kernel::verify(program.clone()).unwrap()).unwrap();
-        assert_eq!(compiled.loops()[0].vector, Some((VectorAxis::Domain, 4)), "{dt}");
+        assert_eq!(
+            compiled.loops()[0].vector,
+            Some((VectorAxis::Domain, 4)),
+            "{dt}"
+        );
         for n in [1, 3] {
             let b = bindings(&[("N", n)]);
             let bufs = inputs(&program, &b, n * 336, Fill::default());
