@@ -278,11 +278,25 @@ fn program(op: &str, cols: u64) -> kiln_kernel::Program {
 }
 
 fn run(op: &str, cols: u64, xs: &[f32]) -> Vec<f32> {
-    let p = kiln_cpu::compile(&kiln_kernel::verify(program(op, cols)).expect("verify"))
-        .expect("compile");
+    exec(program(op, cols), cols, xs)
+}
+
+/// Runs `program` over `xs` as rows of `cols` (`N` rows): the input is `xs`, every other
+/// buffer (the output `y`, scratch of `[N]`) starts zeroed; returns `y` (buffer 1).
+fn exec(program: kiln_kernel::Program, cols: u64, xs: &[f32]) -> Vec<f32> {
+    let p =
+        kiln_cpu::compile(&kiln_kernel::verify(program.clone()).expect("verify")).expect("compile");
     let rows = xs.len() as u64 / cols;
     let b = HashMap::from([("N".to_string(), rows)]);
-    let mut bufs = vec![Data::F32(xs.to_vec()), Data::F32(vec![0.0; xs.len()])];
+    let mut bufs: Vec<Data> = program
+        .buffers
+        .iter()
+        .map(|buf| match buf.kind {
+            kiln_kernel::BufferKind::Input(_) => Data::F32(xs.to_vec()),
+            kiln_kernel::BufferKind::Scratch => Data::F32(vec![0.0; rows as usize]),
+            _ => Data::F32(vec![0.0; xs.len()]),
+        })
+        .collect();
     p.run(&b, &mut bufs).expect("run");
     let Data::F32(y) = &bufs[1] else {
         unreachable!()
@@ -317,24 +331,12 @@ fn tiled_loops_give_the_inline_bits() {
     }
 }
 
-/// Runs `src` (buffers `x` input, `y` output, `s` scratch of `[N]`) over `rows` rows of
-/// `cols`.
+/// Runs `src` (buffers `x` input, `y` output, `s` scratch of `[N]`; `C` stands for `cols`)
+/// over rows of `cols`.
 fn run_rows(src: &str, cols: u64, xs: &[f32]) -> Vec<f32> {
     let p = kiln_kernel::parse(&format!("symbol N >= 1\n{src}").replace("C", &cols.to_string()))
         .expect("parse");
-    let p = kiln_cpu::compile(&kiln_kernel::verify(p).expect("verify")).expect("compile");
-    let rows = xs.len() as u64 / cols;
-    let b = HashMap::from([("N".to_string(), rows)]);
-    let mut bufs = vec![
-        Data::F32(xs.to_vec()),
-        Data::F32(vec![0.0; xs.len()]),
-        Data::F32(vec![0.0; rows as usize]),
-    ];
-    p.run(&b, &mut bufs).expect("run");
-    let Data::F32(y) = &bufs[1] else {
-        unreachable!()
-    };
-    y.clone()
+    exec(p, cols, xs)
 }
 
 /// A softmax-shaped row kernel keeps `exp(x - c)` of its reduction loop for the loop over
