@@ -119,8 +119,7 @@ impl Cg<'_, '_> {
         if env.vec.is_some()
             || red_plan != Some(4)
             || self.job.kernel.reduce.len() != 1
-            || !self.jit.has_fma
-            || crate::vecmath::Level::detect().is_none_or(|l| l == crate::vecmath::Level::Portable)
+            || !self.wide_available()
         {
             return Vec::new();
         }

@@ -91,9 +91,7 @@ impl Cg<'_, '_> {
         sinks: &[usize],
         len: i64,
     ) -> Option<Tiles> {
-        if !self.jit.has_fma
-            || vecmath::Level::detect().is_none_or(|l| l == vecmath::Level::Portable)
-        {
+        if !self.wide_available() {
             return None;
         }
         let plan = self.plans.iter().find(|p| p.var == var)?;
@@ -251,6 +249,12 @@ impl Cg<'_, '_> {
             self.b.ins().call(callee, &[code, base, n]);
         }
         Ok(())
+    }
+
+    /// Whether generated code calls the wide kernels on this host: a level above the
+    /// portable one, and FMA in the inline code (whose bits the wide kernels give).
+    pub(super) fn wide_available(&self) -> bool {
+        self.jit.has_fma && vecmath::Level::detect().is_some_and(|l| l != vecmath::Level::Portable)
     }
 
     /// The wide unary entry, imported into this function.
