@@ -1,27 +1,35 @@
 // kiln template: row reduction, one workgroup of 64 invocations per point of the iteration
 // domain.
 //
-// Each invocation folds a strided share of the reduction domain into private accumulators
-// (one per reduce node), then the workgroup combines the 64 partial results (a tree in
-// workgroup memory, or subgroup operations where the adapter has them). Invocation 0 evaluates the rest of the body
-// and stores. crates/wgsl fills in the placeholders:
+// The reductions run in stages (a reduce node whose operand reads another's result runs
+// after it). In each stage every invocation folds a strided share of the reduction domain
+// into private accumulators (one per reduce node of the stage), then the workgroup combines
+// the 64 partial results (a tree in workgroup memory, or subgroup operations where the
+// adapter has them) into that node's own `kiln_part<k>[0]`, which nothing writes again.
+// Invocation 0 evaluates the rest of the body and stores. crates/wgsl fills in the
+// placeholders:
 //   DECLS    params, bindings, helpers and one `kiln_part<k>` workgroup array per reduce node
 //   EXTENTS  `kiln_rows` (points of the iteration domain) and `kiln_rsize` (reduction points)
 //   ROW      the row's coordinates `i0, i1, ...` decoded from `kiln_row`
-//   INIT     `var kiln_acc<k>` accumulators set to the reductions' init values
-//   STEP     reduction coordinates `r0, r1, ...` decoded from `kiln_r`, the values the
-//            reduced operands need, and one fold per accumulator
-//   GATHER   the accumulators of the 64 invocations combined into `kiln_part<k>[0]`,
-//            followed by a barrier. Without subgroups: each accumulator is written to
-//            `kiln_part<k>[lid]` and a tree of six halving steps folds the array. With
-//            subgroups: `subgroupAdd` (or Mul, Max, Min; a NaN anywhere in the subgroup
-//            wins a float max or min) combines each subgroup, its lane 0 writes
-//            `kiln_part<k>[subgroup_id]`, and invocation 0 folds the `num_subgroups`
-//            partials in order
+//   STAGES   per stage, in order:
+//            - the earlier stages' results its operands read (from `kiln_part<k>[0]`) and
+//              the values computed from them that do not vary over the reduction
+//            - `var kiln_acc<k>` accumulators set to the stage's init values
+//            - a loop over `kiln_r` (this invocation's reduction points) that decodes
+//              `r0, r1, ...`, evaluates the values the reduced operands need and folds
+//              each accumulator
+//            - the gather: the accumulators of the 64 invocations combined into
+//              `kiln_part<k>[0]`, followed by a barrier. Without subgroups: each
+//              accumulator is written to `kiln_part<k>[lid]` and a tree of six halving
+//              steps folds the array. With subgroups: `subgroupAdd` (or Mul, Max, Min; a
+//              NaN anywhere in the subgroup wins a float max or min) combines each
+//              subgroup, its lane 0 writes `kiln_part<k>[subgroup_id]`, and invocation 0
+//              folds the `num_subgroups` partials in order
 //   BUILTINS the subgroup builtins (`sgid`, `nsg`, `sglane`) when subgroups are used
 //   FINISH   the reduced values read from `kiln_part<k>[0]`, the remaining values, stores
 // The early return depends only on the workgroup id and the params uniform, so it is
-// uniform across the workgroup and the barriers after it are reached by every invocation.
+// uniform across the workgroup and the barriers after it (at function scope, between the
+// stages' loops) are reached by every invocation.
 {{DECLS}}
 
 @compute @workgroup_size(64)
@@ -36,11 +44,7 @@ fn main(
         return;
     }
 {{ROW}}
-{{INIT}}
-    for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += 64) {
-{{STEP}}
-    }
-{{GATHER}}
+{{STAGES}}
     if (lid == 0u) {
 {{FINISH}}
     }

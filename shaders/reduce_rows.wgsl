@@ -2,8 +2,9 @@
 // (a softmax or layer-norm row): one workgroup of 64 invocations per point of the outer
 // axes.
 //
-// The workgroup reduces once, as shaders/reduce.wgsl does for one point (strided private
-// accumulators, then a tree in workgroup memory or subgroup operations), so each reduced value is the one that
+// The workgroup reduces once, stage by stage, as shaders/reduce.wgsl does for one point
+// (strided private accumulators, then a tree in workgroup memory or subgroup operations,
+// into each reduce node's own `kiln_part<k>[0]`), so each reduced value is the one that
 // template computes. Then every invocation reads the reduced values and strides over the
 // points of the hoisted inner axes, evaluating the rest of the body and storing.
 // crates/wgsl fills in the placeholders:
@@ -11,22 +12,28 @@
 //   EXTENTS  `kiln_rows` (points of the outer axes), `kiln_cols` (points of the hoisted
 //            axes) and `kiln_rsize` (reduction points)
 //   ROW      the outer coordinates decoded from `kiln_row`
-//   INIT     `var kiln_acc<k>` accumulators set to the reductions' init values
-//   STEP     reduction coordinates `r0, r1, ...` decoded from `kiln_r`, the values the
-//            reduced operands need, and one fold per accumulator
-//   GATHER   the accumulators of the 64 invocations combined into `kiln_part<k>[0]`,
-//            followed by a barrier. Without subgroups: each accumulator is written to
-//            `kiln_part<k>[lid]` and a tree of six halving steps folds the array. With
-//            subgroups: `subgroupAdd` (or Mul, Max, Min; a NaN anywhere in the subgroup
-//            wins a float max or min) combines each subgroup, its lane 0 writes
-//            `kiln_part<k>[subgroup_id]`, and invocation 0 folds the `num_subgroups`
-//            partials in order
+//   STAGES   per stage, in order:
+//            - the earlier stages' results its operands read (from `kiln_part<k>[0]`) and
+//              the values computed from them that do not vary over the reduction
+//            - `var kiln_acc<k>` accumulators set to the stage's init values
+//            - a loop over `kiln_r` (this invocation's reduction points) that decodes
+//              `r0, r1, ...`, evaluates the values the reduced operands need and folds
+//              each accumulator
+//            - the gather: the accumulators of the 64 invocations combined into
+//              `kiln_part<k>[0]`, followed by a barrier. Without subgroups: each
+//              accumulator is written to `kiln_part<k>[lid]` and a tree of six halving
+//              steps folds the array. With subgroups: `subgroupAdd` (or Mul, Max, Min; a
+//              NaN anywhere in the subgroup wins a float max or min) combines each
+//              subgroup, its lane 0 writes `kiln_part<k>[subgroup_id]`, and invocation 0
+//              folds the `num_subgroups` partials in order
 //   BUILTINS the subgroup builtins (`sgid`, `nsg`, `sglane`) when subgroups are used
 //   REDUCED  the reduced values read from `kiln_part<k>[0]`, and every value that varies
-//            neither along the hoisted axes nor over the reduction domain
+//            neither along the hoisted axes nor over the reduction domain (unless a stage
+//            already evaluated it)
 //   POINT    the hoisted coordinates decoded from `kiln_c`, the remaining values, stores
 // The early return depends only on the workgroup id and the params uniform, so it is
-// uniform across the workgroup and the barriers after it are reached by every invocation.
+// uniform across the workgroup and the barriers after it (at function scope, between the
+// stages' loops) are reached by every invocation.
 // A workgroup whose hoisted axes have no point returns before reading anything.
 {{DECLS}}
 
@@ -42,11 +49,7 @@ fn main(
         return;
     }
 {{ROW}}
-{{INIT}}
-    for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += 64) {
-{{STEP}}
-    }
-{{GATHER}}
+{{STAGES}}
 {{REDUCED}}
     for (var kiln_c = i32(lid); kiln_c < kiln_cols; kiln_c += 64) {
 {{POINT}}

@@ -1,5 +1,6 @@
 //! Differential tests of whole kernels on the GPU against the kernel executor: reductions
-//! (row softmax, serial and workgroup-tree, integer and NaN-propagating), masked and checked
+//! (row softmax, serial and workgroup-tree, integer and NaN-propagating, staged reductions
+//! on every path: softmax and layer norm in one kernel), masked and checked
 //! loads, matmul and conv2d with fused epilogues at odd sizes, launches beyond 65535
 //! workgroups, persistent state and the run API (skipped without an adapter unless
 //! KILN_REQUIRE_GPU=1).
@@ -10,9 +11,11 @@ use common::{
     EXACT, SUM, TRANSCENDENTAL, Tol, bind, check, check_with, f32s, i32s, named, reference, u32s,
 };
 use kiln_gpu::{GpuDevice, GpuError, GpuOptions, GpuProgram, test_device};
+use kiln_ir::Array;
 use kiln_kernel::{BindError, BufferId, ExecError, KernelId, parse};
-use kiln_wgsl::{GemmTile, Target, WgslError};
+use kiln_wgsl::{GemmTile, ShaderKind, Target, WgslError};
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Deterministic pseudo-random floats in `[-1, 1)`.
 fn noise(n: usize, seed: u32) -> Vec<f32> {
@@ -465,6 +468,235 @@ k0 = loop [N] reduce [R] {
                 &options,
                 &|_| TRANSCENDENTAL,
             );
+        }
+    }
+}
+
+/// A kernel program of `fixtures/filetests/kernel/` (the `; verifier output:` block is
+/// comments, which the parser skips).
+fn kernel_fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/filetests/kernel")
+        .join(format!("{name}.kir"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `text` with its symbolic row length `C` (declared by `decl`) replaced by `len`, which
+/// makes a short row a serial reduction.
+fn with_row_length(text: &str, decl: &str, len: u64) -> String {
+    assert!(text.contains(decl), "no `{decl}` in\n{text}");
+    text.replace(decl, "").replace('C', &len.to_string())
+}
+
+/// Runs a staged-reduction program on every target of [`targets`] against the executor,
+/// after checking that its kernel lowers to `kind` there; returns the GPU results (none
+/// when skipped).
+fn check_staged(
+    text: &str,
+    kind: ShaderKind,
+    bindings: &HashMap<String, u64>,
+    inputs: &HashMap<String, Array>,
+    tol: &dyn Fn(&str) -> Tol,
+) -> Vec<(Target, HashMap<String, Array>)> {
+    let p = parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let verified = kiln_kernel::verify(p.clone()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut out = Vec::new();
+    for target in targets() {
+        let wgsl = kiln_wgsl::compile_for(&verified, &target).expect("lowers");
+        assert_eq!(wgsl.kernels[0].kind, kind, "{target:?}\n{text}");
+        let options = GpuOptions {
+            target: Some(target),
+            ..GpuOptions::default()
+        };
+        if let Some((outs, _)) = check_with(&p, bindings, inputs, &HashMap::new(), &options, tol) {
+            out.push((target, outs));
+        }
+    }
+    out
+}
+
+/// Row `row` of a flat `[rows, len]` array.
+fn row_of(a: &Array, row: usize, len: usize) -> Vec<f64> {
+    a.to_f64_vec()[row * len..(row + 1) * len].to_vec()
+}
+
+#[test]
+fn softmax_in_one_kernel_on_every_reduction_path() {
+    // The max (stage 1) and the sum of exp(x - max) (stage 2) in one kernel: hoisted rows
+    // of a symbolic length around the subgroup and workgroup sizes, and serial rows of a
+    // known length. Row 1 holds a NaN (the max and then the whole row are NaN), row 2 a
+    // -inf (exp gives 0 there).
+    let fixture = kernel_fixture("softmax_one_kernel");
+    let decl = "symbol C >= 1, <= 4096\n";
+    let mut cases: Vec<(String, ShaderKind, u64)> = [1u64, 7, 63, 64, 65, 300, 1000]
+        .iter()
+        .map(|&c| (fixture.clone(), ShaderKind::HoistedReduce, c))
+        .collect();
+    for c in [1u64, 10, 64] {
+        let text = with_row_length(&fixture, decl, c);
+        cases.push((text, ShaderKind::SerialReduce, c));
+    }
+    for (text, kind, c) in cases {
+        let (n, len) = (3usize, c as usize);
+        let mut x: Vec<f32> = noise(n * len, 11 + c as u32)
+            .iter()
+            .map(|v| v * 8.0)
+            .collect();
+        x[len + len / 2] = f32::NAN;
+        x[2 * len] = f32::NEG_INFINITY;
+        let runs = check_staged(
+            &text,
+            kind,
+            &bind(&[("N", n as u64), ("C", c)]),
+            &named(vec![("x", f32s(&x))]),
+            &|_| TRANSCENDENTAL,
+        );
+        for (target, outs) in runs {
+            let what = format!("{target:?} C={c}");
+            let row0: f64 = row_of(&outs["y"], 0, len).iter().sum();
+            assert!((row0 - 1.0).abs() < 1e-5, "{what}: row 0 sums to {row0}");
+            assert!(
+                row_of(&outs["y"], 1, len).iter().all(|v| v.is_nan()),
+                "{what}: row 1 holds a NaN"
+            );
+            if len > 1 {
+                assert_eq!(row_of(&outs["y"], 2, len)[0], 0.0, "{what}: exp(-inf)");
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_in_one_kernel_on_every_reduction_path() {
+    // The mean (stage 1), the variance about it (stage 2), then every point: rows of 64
+    // (the fixture as written) reduce serially, rows of 65 and 300 with a hoisted
+    // workgroup reduction. The rows sit far from 0 so that the centring matters.
+    let fixture = kernel_fixture("layer_norm_one_kernel");
+    for len in [64usize, 65, 300] {
+        let (text, kind) = if len == 64 {
+            (fixture.clone(), ShaderKind::SerialReduce)
+        } else {
+            let inv = format!("{}", 1.0f32 / len as f32);
+            let text = fixture
+                .replace("64", &len.to_string())
+                .replace("0.015625", &inv);
+            (text, ShaderKind::HoistedReduce)
+        };
+        let n = 5usize;
+        let x: Vec<f32> = noise(n * len, 17 + len as u32)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * 4.0 + (i / len) as f32 * 10.0)
+            .collect();
+        let runs = check_staged(
+            &text,
+            kind,
+            &bind(&[("N", n as u64)]),
+            &named(vec![("x", f32s(&x))]),
+            &|_| Tol {
+                abs: 1e-4,
+                rel: 1e-4,
+            },
+        );
+        for (target, outs) in runs {
+            for row in 0..n {
+                let y = row_of(&outs["y"], row, len);
+                let mean = y.iter().sum::<f64>() / len as f64;
+                let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len as f64;
+                assert!(
+                    mean.abs() < 1e-4,
+                    "{target:?} len={len} row {row}: mean {mean}"
+                );
+                assert!(
+                    (var - 1.0).abs() < 1e-3,
+                    "{target:?} len={len} row {row}: {var}"
+                );
+            }
+        }
+    }
+}
+
+/// A row's log-sum-exp `max + log(sum(exp(x - max)))` (stages 1 and 2), the sum of
+/// `exp(x - lse)` (stage 3, 1 up to rounding), the sum over the row of its max (a stage-2
+/// reduction whose operand is a reduced result) and an integer max and the sum of the
+/// differences to it: one value per row, so no axis is hoisted.
+const LOG_SUM_EXP: &str = "
+symbol N >= 1
+symbol C >= 1
+b0 = input \"x\" f32[N*C]
+b1 = input \"k\" i32[N*C]
+b2 = output \"lse\" f32[N]
+b3 = output \"total\" f32[N]
+b4 = output \"maxes\" f32[N]
+b5 = output \"idev\" i32[N]
+k0 = loop [N] reduce [C] {
+  v0 = load b0[i0*C + r0]
+  v1 = reduce_max(v0) init f32(-inf)
+  v2 = sub(v0, v1)
+  v3 = exp(v2)
+  v4 = reduce_sum(v3) init f32(0.0)
+  v5 = log(v4)
+  v6 = add(v1, v5)
+  v7 = sub(v0, v6)
+  v8 = exp(v7)
+  v9 = reduce_sum(v8) init f32(0.0)
+  v10 = reduce_sum(v1) init f32(0.0)
+  v11 = load b1[i0*C + r0]
+  v12 = reduce_max(v11) init i32(-2147483648)
+  v13 = sub(v11, v12)
+  v14 = reduce_sum(v13) init i32(0)
+  store b2[i0] = v6
+  store b3[i0] = v9
+  store b4[i0] = v10
+  store b5[i0] = v14
+}
+";
+
+#[test]
+fn staged_row_reductions_without_hoisting() {
+    // Three stages of reductions per row: symbolic rows around the subgroup and workgroup
+    // sizes take the workgroup path (one workgroup per row, nothing to hoist), rows of 10
+    // and 64 the serial one. Row 1 holds a NaN, which the max stage must propagate.
+    let decl = "symbol C >= 1\n";
+    let mut cases: Vec<(String, ShaderKind, u64)> = [1u64, 7, 63, 64, 65, 1000]
+        .iter()
+        .map(|&c| (LOG_SUM_EXP.to_string(), ShaderKind::RowReduce, c))
+        .collect();
+    for c in [10u64, 64] {
+        let text = with_row_length(LOG_SUM_EXP, decl, c);
+        cases.push((text, ShaderKind::SerialReduce, c));
+    }
+    for (text, kind, c) in cases {
+        let (n, len) = (3usize, c as usize);
+        let mut x: Vec<f32> = noise(n * len, 23 + c as u32)
+            .iter()
+            .map(|v| v * 8.0)
+            .collect();
+        x[len + len / 3] = f32::NAN;
+        let k: Vec<i32> = (0..(n * len) as i32)
+            .map(|i| (i * 7919) % 100_003 - 50_000)
+            .collect();
+        let runs = check_staged(
+            &text,
+            kind,
+            &bind(&[("N", n as u64), ("C", c)]),
+            &named(vec![("x", f32s(&x)), ("k", i32s(&k))]),
+            &|name| match name {
+                "idev" => EXACT,
+                _ => Tol {
+                    abs: 1e-4,
+                    rel: 1e-4,
+                },
+            },
+        );
+        for (target, outs) in runs {
+            let what = format!("{target:?} C={c}");
+            let (lse, total) = (outs["lse"].to_f64_vec(), outs["total"].to_f64_vec());
+            assert!(lse[0].is_finite() && lse[2].is_finite(), "{what}: {lse:?}");
+            assert!(lse[1].is_nan() && total[1].is_nan(), "{what}: {lse:?}");
+            assert!((total[0] - 1.0).abs() < 1e-4, "{what}: {total:?}");
+            let idev = outs["idev"].to_i64_vec();
+            assert!(idev.iter().all(|&d| d <= 0), "{what}: {idev:?}");
         }
     }
 }

@@ -400,29 +400,41 @@ impl Runner<'_> {
                 }
             };
         }
-        // Values the reduced operands depend on, evaluated once per reduction point.
-        let mut inner = vec![false; n];
-        let mut stack: Vec<usize> = body
-            .nodes
+        // Per stage (`Body::stages`): its reductions and the values their operands depend
+        // on, evaluated once per reduction point (earlier stages' results are known then).
+        let stage = k.body.stages();
+        let last = stage
             .iter()
-            .filter_map(|node| match node {
-                Node::Reduce { value, .. } => Some(*value),
-                _ => None,
-            })
-            .collect();
-        while let Some(v) = stack.pop() {
-            if v < n && !inner[v] && !matches!(body.nodes[v], Node::Reduce { .. }) {
-                inner[v] = true;
-                stack.extend(deps[v].iter().copied());
+            .zip(&body.nodes)
+            .filter(|(_, node)| matches!(node, Node::Reduce { .. }))
+            .map(|(&s, _)| s)
+            .max()
+            .unwrap_or(0);
+        let mut stages: Vec<(Vec<usize>, Vec<bool>)> = Vec::new();
+        for s in 1..=last {
+            let reduces: Vec<usize> = (0..n)
+                .filter(|&i| stage[i] == s && matches!(body.nodes[i], Node::Reduce { .. }))
+                .collect();
+            let mut inner = vec![false; n];
+            let mut stack: Vec<usize> = reduces
+                .iter()
+                .filter_map(|&j| match body.nodes[j] {
+                    Node::Reduce { value, .. } => Some(value),
+                    _ => None,
+                })
+                .collect();
+            while let Some(v) = stack.pop() {
+                if v < n && !inner[v] && !matches!(body.nodes[v], Node::Reduce { .. }) {
+                    inner[v] = true;
+                    stack.extend(deps[v].iter().copied());
+                }
             }
+            stages.push((reduces, inner));
         }
-        let reduces: Vec<usize> = (0..n)
-            .filter(|&i| matches!(body.nodes[i], Node::Reduce { .. }))
-            .collect();
         let outer = |i: usize| !uses_red[i] && !matches!(body.nodes[i], Node::Reduce { .. });
         let mut vals = vec![Scalar::I32(0); n];
         for_each_point(&dom, &mut |vars| {
-            if !reduces.is_empty() {
+            for (reduces, inner) in &stages {
                 let mut accs: Vec<Accum> = reduces
                     .iter()
                     .map(|&j| match body.nodes[j] {
@@ -432,14 +444,14 @@ impl Runner<'_> {
                     .collect();
                 for_each_point(&red, &mut |reds| {
                     self.eval_nodes(&body, &|i| inner[i], vars, reds, None, &mut vals)?;
-                    for (acc, &j) in accs.iter_mut().zip(&reduces) {
+                    for (acc, &j) in accs.iter_mut().zip(reduces) {
                         if let Node::Reduce { value, .. } = body.nodes[j] {
                             acc.add(vals.get(value).copied().unwrap_or(Scalar::I32(0)));
                         }
                     }
                     Ok(())
                 })?;
-                for (acc, &j) in accs.iter().zip(&reduces) {
+                for (acc, &j) in accs.iter().zip(reduces) {
                     vals[j] = acc.finish();
                 }
             }

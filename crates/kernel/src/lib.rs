@@ -31,7 +31,9 @@
 //!   axes (extents of `r0, r1, ...`) and a [`Body`]: a scalar expression DAG in SSA form
 //!   (`v0, v1, ...`) followed by stores. `reduce_sum/max/min/prod(v) init c` nodes fold their
 //!   operand over the whole reduction domain at each point of the iteration domain; several
-//!   may share one kernel (mean and variance in one pass).
+//!   may share one kernel (mean and variance in one pass), and a reduction's operand may
+//!   read another reduction's result: the reductions then run in stages
+//!   ([`Body::stages`]), a softmax row's max before the sum of `exp(x - max)`, in one kernel.
 //! * `matmul`: `C[b.., m, n] = sum_k A[b.., m, k] * B[b.., k, n]`. Operands are bodies over
 //!   their logical coordinates that `yield` the element: a single load whose affine index
 //!   carries the layout (strides, folded transposes, stride-0 broadcast batch, offsets; see
@@ -199,9 +201,8 @@
 //!    the body's domain; `reduce_*` only in loop kernels with reduction axes (which need at
 //!    least one), `acc` only in epilogues; operand bodies `yield` and do not store, other
 //!    bodies store and do not yield; contraction operands agree on a numeric dtype;
-//! 4. reduction phases: a reduced operand may not depend on a reduced result (nested
-//!    reductions take two kernels); no value mixes reduction-varying values with reduced
-//!    results; stored values and store indices do not vary over the reduction;
+//! 4. reduction phases: stored values and store indices do not vary over the reduction (a
+//!    reduced operand may read earlier stages' results, [`Body::stages`]);
 //! 5. stores target output, scratch or state buffers only, with the stored dtype;
 //! 6. every plain and masked load and every store is in bounds (next section);
 //! 7. ordering: no kernel reads a scratch or output buffer before an earlier kernel wrote it;

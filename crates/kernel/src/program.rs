@@ -118,7 +118,8 @@ pub enum Expr {
     /// Conversion with cast semantics.
     Cast(DType, ValueId),
     /// The reduction of `value` over the loop kernel's reduction domain, starting from `init`.
-    /// Only in loop kernels with reduction axes.
+    /// Only in loop kernels with reduction axes. The operand may read the results of other
+    /// reductions of the body: they run first ([`Body::stages`]).
     Reduce {
         /// Combining op.
         op: ReduceOp,
@@ -211,6 +212,26 @@ impl Body {
     /// [`Expr::dependencies`] of every value, in order.
     pub fn dependencies(&self) -> Vec<Vec<usize>> {
         self.values.iter().map(Expr::dependencies).collect()
+    }
+
+    /// The reduction stage of every value: a `reduce` node's is one more than its
+    /// operand's, any other value's is the largest of its operands' (0 when it reads no
+    /// reduced result). At each point of a loop kernel the reductions run stage by stage:
+    /// the stage-`s` reductions fold their operands (values of stage `s - 1`, which may read
+    /// the results of every earlier stage) over the whole reduction domain, then stage
+    /// `s + 1` begins; a softmax row is its max (stage 1), then the sum of `exp(x - max)`
+    /// (stage 2), in one kernel that reads each row once from memory.
+    pub fn stages(&self) -> Vec<u32> {
+        let mut stage: Vec<u32> = Vec::with_capacity(self.values.len());
+        for e in &self.values {
+            let of = |d: usize| stage.get(d).copied().unwrap_or(0);
+            let s = match e {
+                Expr::Reduce { value, .. } => of(value.index()).saturating_add(1),
+                _ => e.dependencies().into_iter().map(of).max().unwrap_or(0),
+            };
+            stage.push(s);
+        }
+        stage
     }
 
     /// An empty body.

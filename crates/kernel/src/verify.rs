@@ -201,8 +201,8 @@ struct BodyRules {
 /// Per-value facts used by the phase rules of reduction kernels.
 #[derive(Clone, Copy, Default)]
 struct Phase {
+    /// The value varies over the reduction domain (a reduction's result does not).
     uses_red: bool,
-    uses_acc: bool,
 }
 
 impl Verifier<'_> {
@@ -812,12 +812,10 @@ impl Verifier<'_> {
             };
             let join = |a: Phase, b: Phase| Phase {
                 uses_red: a.uses_red || b.uses_red,
-                uses_acc: a.uses_acc || b.uses_acc,
             };
             let index_phase = |e: &IndexExpr, phases: &[Phase]| {
                 let mut ph = Phase {
                     uses_red: e.uses_red(),
-                    uses_acc: false,
                 };
                 for v in e.values() {
                     if let Some(p) = phases.get(v.index()) {
@@ -929,17 +927,11 @@ impl Verifier<'_> {
                     (Some(*d), pa)
                 }
                 Expr::Reduce { op, value, init } => {
-                    let (tv, pv) = operand(*value, self);
+                    let (tv, _) = operand(*value, self);
                     if !rules.reduce_allowed {
                         self.error(
                             &loc,
                             "reductions are only allowed in loop kernels with reduction axes",
-                        );
-                    }
-                    if pv.uses_acc {
-                        self.error(
-                            &loc,
-                            format!("reduces {value}, which depends on a reduced value (nested reductions need separate kernels)"),
                         );
                     }
                     let ty = tv.filter(|t| {
@@ -959,13 +951,7 @@ impl Verifier<'_> {
                             format!("init value is {}, operand is {t}", init.dtype()),
                         );
                     }
-                    (
-                        ty,
-                        Phase {
-                            uses_red: false,
-                            uses_acc: true,
-                        },
-                    )
+                    (ty, Phase { uses_red: false })
                 }
                 Expr::Acc => {
                     if rules.role != BodyRole::Epilogue {
@@ -974,12 +960,6 @@ impl Verifier<'_> {
                     (rules.acc, Phase::default())
                 }
             };
-            if phase.uses_red && phase.uses_acc {
-                self.error(
-                    &loc,
-                    "mixes values that vary over the reduction with reduced results",
-                );
-            }
             types.push(ty);
             phases.push(phase);
         }

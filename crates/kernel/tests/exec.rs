@@ -96,17 +96,21 @@ k0 = loop [N, 3] {
     assert_eq!(output(&p, &bufs, "y"), [1.5, 0.0, 0.0, 0.0, 5.5, 0.0]);
 }
 
-#[test]
-fn row_softmax_in_two_kernels() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/filetests/kernel/softmax_two_kernels.kir"
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../fixtures/filetests/kernel/{name}",
+        env!("CARGO_MANIFEST_DIR")
     ))
-    .unwrap();
+    .unwrap()
+}
+
+/// Row softmax in two kernels (max, then the rest) and in one kernel whose sum reads the
+/// max of an earlier reduction stage: the same values.
+#[test]
+fn row_softmax_in_two_kernels_and_in_one() {
     let x = [
         1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 1000.0, 1.0, 0.5, 0.5, 0.5, 0.5,
     ];
-    let (p, bufs) = run(&text, &[("N", 3), ("C", 4)], &[("x", f32s(&x))]).unwrap();
     let mut want = Vec::new();
     for row in x.chunks(4) {
         let m = row
@@ -116,12 +120,43 @@ fn row_softmax_in_two_kernels() {
         let s: f64 = e.iter().sum();
         want.extend(e.iter().map(|v| v / s));
     }
-    let y = output(&p, &bufs, "y");
-    assert_close(&y, &want, 1e-6);
-    // Hand-checked values: row 0 is softmax(1, 2, 3, 4); row 1 is dominated by 1000.
-    assert_close(&y[..4], &[0.0320586, 0.0871443, 0.2368828, 0.6439142], 1e-6);
-    assert_close(&y[4..8], &[0.0, 0.0, 1.0, 0.0], 1e-9);
-    assert_close(&y[8..], &[0.25; 4], 1e-9);
+    for file in ["softmax_two_kernels.kir", "softmax_one_kernel.kir"] {
+        let (p, bufs) = run(&fixture(file), &[("N", 3), ("C", 4)], &[("x", f32s(&x))]).unwrap();
+        let y = output(&p, &bufs, "y");
+        assert_close(&y, &want, 1e-6);
+        // Hand-checked values: row 0 is softmax(1, 2, 3, 4); row 1 is dominated by 1000.
+        assert_close(&y[..4], &[0.0320586, 0.0871443, 0.2368828, 0.6439142], 1e-6);
+        assert_close(&y[4..8], &[0.0, 0.0, 1.0, 0.0], 1e-9);
+        assert_close(&y[8..], &[0.25; 4], 1e-9);
+    }
+}
+
+/// Three stages in one kernel: the mean, the variance about it, the normalised row.
+#[test]
+fn layer_norm_in_one_staged_kernel() {
+    let x: Vec<f32> = (0..3 * 64)
+        .map(|i| ((i * 37 % 64) as f32) * 0.5 - (i / 64) as f32 * 3.0)
+        .collect();
+    let (p, bufs) = run(
+        &fixture("layer_norm_one_kernel.kir"),
+        &[("N", 3)],
+        &[("x", f32s(&x))],
+    )
+    .unwrap();
+    let mut want = Vec::new();
+    for row in x.chunks(64) {
+        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / 64.0;
+        let var = row
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / 64.0;
+        want.extend(
+            row.iter()
+                .map(|&v| (f64::from(v) - mean) / (var + 1e-5).sqrt()),
+        );
+    }
+    assert_close(&output(&p, &bufs, "y"), &want, 1e-5);
 }
 
 #[test]
@@ -491,11 +526,7 @@ k0 = loop [4] {
 
 #[test]
 fn two_accumulators_in_one_pass() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/filetests/kernel/layer_norm_stats.kir"
-    ))
-    .unwrap();
+    let text = fixture("layer_norm_stats.kir");
     let x: Vec<f32> = (0..2 * 3 * 64)
         .map(|i| ((i % 64) as f32) + (i / 64) as f32)
         .collect();

@@ -5,8 +5,7 @@
 //!
 //! # Shapes of the generated shaders
 //!
-//! Each kernel instantiates a template from the workspace's `shaders/` folder (one, for
-//! hoisted row reductions, lives beside this crate's sources):
+//! Each kernel instantiates a template from the workspace's `shaders/` folder:
 //!
 //! | kernel | template | launch |
 //! | --- | --- | --- |
@@ -19,7 +18,10 @@
 //!
 //! Operand bodies of contractions become loader functions (`kiln_a`, `kiln_b`) that the
 //! template calls while staging tiles; the epilogue becomes `kiln_epilogue`, called once per
-//! output element with the accumulator, so the fused epilogue needs no extra pass.
+//! output element with the accumulator, so the fused epilogue needs no extra pass. A loop
+//! kernel whose reductions run in stages ([`kiln_kernel::Body::stages`]: a softmax row's max,
+//! then the sum of `exp(x - max)`) gets one reduction loop, and in the workgroup templates one
+//! gather, per stage, in the same shader.
 //!
 //! # Conventions
 //!

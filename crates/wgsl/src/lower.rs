@@ -181,22 +181,41 @@ fn decode_from(
     }
 }
 
-/// How the values of a reduction body split: `inner` values are evaluated at every
-/// reduction point (the reduced operands and what they need), `outer` ones once after the
-/// reduction (they neither vary over it nor are reduce nodes).
+/// How the values of a reduction body split into the stages of [`Body::stages`]: before
+/// each stage's loop, the values it needs once; in its loop, the values evaluated at every
+/// reduction point; after the last stage, the rest.
 struct Phases {
-    inner: Vec<bool>,
-    outer: Vec<bool>,
-    /// `(node, op, operand, init)` of every reduce node, in order.
+    /// The stages in order (stage `s` at position `s - 1`).
+    stages: Vec<Stage>,
+    /// Values evaluated once after the last stage: every reduce node and every value that
+    /// does not vary over the reduction, unless a stage evaluated it before its loop.
+    after: Vec<bool>,
+    /// `(node, op, operand, init)` of every reduce node, in order; accumulator `j` and
+    /// workgroup array `kiln_part<j>` belong to `reduces[j]`.
     reduces: Vec<(usize, ReduceOp, usize, Scalar)>,
+}
+
+/// One stage of a reduction body.
+struct Stage {
+    /// Positions in [`Phases::reduces`] of the stage's reduce nodes.
+    reduces: Vec<usize>,
+    /// Values evaluated once before the loop, where every later stage and the end still see
+    /// them: the earlier stages' results the operands read and the values derived from
+    /// them that do not vary over the reduction (with what those need). Empty in stage 1.
+    before: Vec<bool>,
+    /// Values evaluated at every reduction point: the rest of what the operands need
+    /// (never a reduce node).
+    inner: Vec<bool>,
 }
 
 fn phases(body: &Body) -> Phases {
     let n = body.values.len();
     let deps = body.dependencies();
+    let stage = body.stages();
+    let is_reduce = |i: usize| matches!(body.values[i], Expr::Reduce { .. });
     let mut uses_red = vec![false; n];
     for (i, e) in body.values.iter().enumerate() {
-        uses_red[i] = !matches!(e, Expr::Reduce { .. })
+        uses_red[i] = !is_reduce(i)
             && (e.uses_red()
                 || deps[i]
                     .iter()
@@ -211,20 +230,53 @@ fn phases(body: &Body) -> Phases {
             _ => None,
         })
         .collect();
-    let mut inner = vec![false; n];
-    let mut stack: Vec<usize> = reduces.iter().map(|r| r.2).collect();
-    while let Some(v) = stack.pop() {
-        if v < n && !inner[v] && !matches!(body.values[v], Expr::Reduce { .. }) {
-            inner[v] = true;
-            stack.extend(deps[v].iter().copied());
+    // Marks what `from` reads, transitively, stopping at reduce nodes (marked, not entered).
+    let reach = |from: Vec<usize>, skip: &[bool]| {
+        let mut seen = vec![false; n];
+        let mut stack = from;
+        while let Some(v) = stack.pop() {
+            if v < n && !seen[v] && !skip[v] {
+                seen[v] = true;
+                if !is_reduce(v) {
+                    stack.extend(deps[v].iter().copied());
+                }
+            }
         }
+        seen
+    };
+    let last = reduces.iter().map(|r| stage[r.0]).max().unwrap_or(0);
+    let mut once = vec![false; n];
+    let mut stages = Vec::new();
+    for s in 1..=last {
+        let mine: Vec<usize> = (0..reduces.len())
+            .filter(|&j| stage[reduces[j].0] == s)
+            .collect();
+        let needed = reach(
+            mine.iter().map(|&j| reduces[j].2).collect(),
+            &vec![false; n],
+        );
+        let seeds = (0..n)
+            .filter(|&i| needed[i] && !uses_red[i] && stage[i] > 0)
+            .collect();
+        let before = reach(seeds, &once);
+        let inner = (0..n)
+            .map(|i| needed[i] && !is_reduce(i) && !before[i] && !once[i])
+            .collect();
+        for (o, b) in once.iter_mut().zip(&before) {
+            *o |= b;
+        }
+        stages.push(Stage {
+            reduces: mine,
+            before,
+            inner,
+        });
     }
-    let outer = (0..n)
-        .map(|i| !uses_red[i] && !matches!(body.values[i], Expr::Reduce { .. }))
+    let after = (0..n)
+        .map(|i| !once[i] && (is_reduce(i) || !uses_red[i]))
         .collect();
     Phases {
-        inner,
-        outer,
+        stages,
+        after,
         reduces,
     }
 }
@@ -297,7 +349,7 @@ fn lower_loop(em: &mut Emitter<'_>, k: &LoopKernel) -> Result<Lowered, WgslError
     }
 }
 
-/// One invocation per point; a short reduction loops serially.
+/// One invocation per point; a short reduction loops serially, one loop per stage.
 fn lower_pointwise(
     em: &mut Emitter<'_>,
     k: &LoopKernel,
@@ -328,47 +380,68 @@ fn lower_pointwise(
     } else {
         let ph = phases(&k.body);
         let rsize = extents(em, &k.reduce, "kiln_m", "    ", &mut body)?;
-        let mut reduced = HashMap::new();
-        for (j, (node, _, operand, init)) in ph.reduces.iter().enumerate() {
-            let ty = value_type(types.get(*operand).copied().unwrap_or(init.dtype()));
-            let _ = writeln!(body, "    var kiln_acc{j}: {ty} = {};", literal(*init));
-            reduced.insert(*node, format!("kiln_acc{j}"));
+        let reduced: HashMap<usize, String> = ph
+            .reduces
+            .iter()
+            .enumerate()
+            .map(|(j, r)| (r.0, format!("kiln_acc{j}")))
+            .collect();
+        for stage in &ph.stages {
+            em.values(
+                &k.body,
+                types,
+                &|i| stage.before[i],
+                &reduced,
+                "    ",
+                &mut body,
+            )?;
+            for &j in &stage.reduces {
+                let (_, _, operand, init) = ph.reduces[j];
+                let ty = value_type(types.get(operand).copied().unwrap_or(init.dtype()));
+                let _ = writeln!(body, "    var kiln_acc{j}: {ty} = {};", literal(init));
+            }
+            let _ = writeln!(
+                body,
+                "    for (var kiln_r = 0; kiln_r < {rsize}; kiln_r += 1) {{"
+            );
+            decode(
+                "kiln_r",
+                k.reduce.len(),
+                "kiln_m",
+                "r",
+                "        ",
+                &mut body,
+            );
+            em.values(
+                &k.body,
+                types,
+                &|i| stage.inner[i],
+                &HashMap::new(),
+                "        ",
+                &mut body,
+            )?;
+            for &j in &stage.reduces {
+                let (_, op, operand, init) = ph.reduces[j];
+                let dtype = types.get(operand).copied().unwrap_or(init.dtype());
+                let c = combine(
+                    op,
+                    dtype,
+                    &format!("kiln_acc{j}"),
+                    &format!("v{operand}"),
+                    &mut em.helpers,
+                );
+                let _ = writeln!(body, "        kiln_acc{j} = {c};");
+            }
+            body.push_str("    }\n");
         }
-        let _ = writeln!(
-            body,
-            "    for (var kiln_r = 0; kiln_r < {rsize}; kiln_r += 1) {{"
-        );
-        decode(
-            "kiln_r",
-            k.reduce.len(),
-            "kiln_m",
-            "r",
-            "        ",
-            &mut body,
-        );
         em.values(
             &k.body,
             types,
-            &|i| ph.inner[i],
-            &HashMap::new(),
-            "        ",
+            &|i| ph.after[i],
+            &reduced,
+            "    ",
             &mut body,
         )?;
-        for (j, (_, op, operand, init)) in ph.reduces.iter().enumerate() {
-            let dtype = types.get(*operand).copied().unwrap_or(init.dtype());
-            let c = combine(
-                *op,
-                dtype,
-                &format!("kiln_acc{j}"),
-                &format!("v{operand}"),
-                &mut em.helpers,
-            );
-            let _ = writeln!(body, "        kiln_acc{j} = {c};");
-        }
-        body.push_str("    }\n");
-        let outer = ph.outer.clone();
-        let which = |i: usize| outer[i] || ph.reduces.iter().any(|r| r.0 == i);
-        em.values(&k.body, types, &which, &reduced, "    ", &mut body)?;
         ShaderKind::SerialReduce
     };
     em.stores(&k.body, types, "    ", &mut body)?;
@@ -393,7 +466,10 @@ fn lower_pointwise(
 
 /// One workgroup per point, tree reduction in workgroup memory; or, when the reductions
 /// do not depend on some inner domain axes ([`hoist`]), one workgroup per point of the
-/// outer axes that reduces once and then covers the inner points.
+/// outer axes that reduces once and then covers the inner points. Each stage of the
+/// reductions strides over the reduction domain and gathers into its own `kiln_part<j>`
+/// arrays; a later stage reads an earlier one's results from `kiln_part<j>[0]`, which no
+/// invocation writes again.
 fn lower_row_reduce(
     em: &mut Emitter<'_>,
     k: &LoopKernel,
@@ -419,33 +495,14 @@ fn lower_row_reduce(
     let _ = writeln!(ext, "    let kiln_rsize = {rsize};");
     let mut row = String::new();
     decode("i32(kiln_row)", first, "kiln_n", "i", "    ", &mut row);
-    let (mut init, mut step, mut finish) = (String::new(), String::new(), String::new());
     let subgroups = em.target.subgroups
         && ph.reduces.iter().all(|(_, op, operand, init_value)| {
             let dtype = types.get(*operand).copied().unwrap_or(init_value.dtype());
             subgroup_reduce(*op, dtype).is_some()
         });
-    let mut gather = Gather::default();
-    decode(
-        "kiln_r",
-        k.reduce.len(),
-        "kiln_m",
-        "r",
-        "        ",
-        &mut step,
-    );
-    em.values(
-        &k.body,
-        types,
-        &|i| ph.inner[i],
-        &HashMap::new(),
-        "        ",
-        &mut step,
-    )?;
     let mut parts = String::new();
     let mut memory = 0u32;
-    let mut reduced = HashMap::new();
-    for (j, (node, op, operand, init_value)) in ph.reduces.iter().enumerate() {
+    for (j, (_, _, operand, init_value)) in ph.reduces.iter().enumerate() {
         let dtype = types.get(*operand).copied().unwrap_or(init_value.dtype());
         let ty = value_type(dtype);
         let _ = writeln!(
@@ -453,27 +510,74 @@ fn lower_row_reduce(
             "var<workgroup> kiln_part{j}: array<{ty}, {WORKGROUP}>;"
         );
         memory += device_element_bytes(dtype) * WORKGROUP;
-        let _ = writeln!(
-            init,
-            "    var kiln_acc{j}: {ty} = {};",
-            literal(*init_value)
-        );
-        let c = combine(
-            *op,
-            dtype,
-            &format!("kiln_acc{j}"),
-            &format!("v{operand}"),
-            &mut em.helpers,
-        );
-        let _ = writeln!(step, "        kiln_acc{j} = {c};");
-        gather.add(em, j, *op, dtype, subgroups);
-        reduced.insert(*node, format!("kiln_part{j}[0]"));
     }
-    let outer = ph.outer.clone();
-    let which = |i: usize| outer[i] || ph.reduces.iter().any(|r| r.0 == i);
+    let reduced: HashMap<usize, String> = ph
+        .reduces
+        .iter()
+        .enumerate()
+        .map(|(j, r)| (r.0, format!("kiln_part{j}[0]")))
+        .collect();
+    let mut stages = String::new();
+    for stage in &ph.stages {
+        em.values(
+            &k.body,
+            types,
+            &|i| stage.before[i],
+            &reduced,
+            "    ",
+            &mut stages,
+        )?;
+        let (mut init, mut step) = (String::new(), String::new());
+        let mut gather = Gather::default();
+        decode(
+            "kiln_r",
+            k.reduce.len(),
+            "kiln_m",
+            "r",
+            "        ",
+            &mut step,
+        );
+        em.values(
+            &k.body,
+            types,
+            &|i| stage.inner[i],
+            &HashMap::new(),
+            "        ",
+            &mut step,
+        )?;
+        for &j in &stage.reduces {
+            let (_, op, operand, init_value) = ph.reduces[j];
+            let dtype = types.get(operand).copied().unwrap_or(init_value.dtype());
+            let ty = value_type(dtype);
+            let _ = writeln!(init, "    var kiln_acc{j}: {ty} = {};", literal(init_value));
+            let c = combine(
+                op,
+                dtype,
+                &format!("kiln_acc{j}"),
+                &format!("v{operand}"),
+                &mut em.helpers,
+            );
+            let _ = writeln!(step, "        kiln_acc{j} = {c};");
+            gather.add(em, j, op, dtype, subgroups);
+        }
+        let _ = write!(
+            stages,
+            "{init}    for (var kiln_r = i32(lid); kiln_r < kiln_rsize; kiln_r += {WORKGROUP}) {{\n{step}    }}\n{}",
+            gather.finish(subgroups)
+        );
+    }
+    let after = &ph.after;
     let (kind, template, tail) = match &hoisted {
         None => {
-            em.values(&k.body, types, &which, &reduced, "        ", &mut finish)?;
+            let mut finish = String::new();
+            em.values(
+                &k.body,
+                types,
+                &|i| after[i],
+                &reduced,
+                "        ",
+                &mut finish,
+            )?;
             em.stores(&k.body, types, "        ", &mut finish)?;
             (ShaderKind::RowReduce, REDUCE, vec![("FINISH", finish)])
         }
@@ -483,7 +587,7 @@ fn lower_row_reduce(
             em.values(
                 &k.body,
                 types,
-                &|i| which(i) && inv[i],
+                &|i| after[i] && inv[i],
                 &reduced,
                 "    ",
                 &mut once,
@@ -500,7 +604,7 @@ fn lower_row_reduce(
             em.values(
                 &k.body,
                 types,
-                &|i| which(i) && !inv[i],
+                &|i| after[i] && !inv[i],
                 &reduced,
                 "        ",
                 &mut point,
@@ -513,7 +617,6 @@ fn lower_row_reduce(
             )
         }
     };
-    let gathered = gather.finish(subgroups);
     let mut decls = em.declarations();
     decls.push('\n');
     decls.push_str(&parts);
@@ -521,9 +624,7 @@ fn lower_row_reduce(
         ("DECLS", &decls),
         ("EXTENTS", &ext),
         ("ROW", &row),
-        ("INIT", &init),
-        ("STEP", &step),
-        ("GATHER", &gathered),
+        ("STAGES", &stages),
         ("BUILTINS", if subgroups { SUBGROUP_BUILTINS } else { "" }),
     ];
     fills.extend(tail.iter().map(|(n, t)| (*n, t.as_str())));
@@ -1037,5 +1138,56 @@ mod tests {
         assert_eq!(all.kind, ShaderKind::HoistedReduce);
         assert_eq!(all.grid, grid(&[]));
         assert!(all.source.contains("let kiln_rows = 1;"), "{}", all.source);
+    }
+
+    #[test]
+    fn staged_reductions_gather_each_stage_before_the_next_reads_it() {
+        let text = |c: &str| {
+            format!(
+                "symbol N >= 1
+                 symbol C >= 1
+                 b0 = input \"x\" f32[N*{c}]
+                 b1 = output \"y\" f32[N]
+                 k0 = loop [N] reduce [{c}] {{
+                   v0 = load b0[i0*{c} + r0]
+                   v1 = reduce_max(v0) init f32(-inf)
+                   v2 = f32(2.0)
+                   v3 = mul(v1, v2)
+                   v4 = sub(v0, v3)
+                   v5 = reduce_sum(v4) init f32(0.0)
+                   v6 = add(v5, v1)
+                   store b1[i0] = v6
+                 }}"
+            )
+        };
+        let k = kernel_of(&text("C"));
+        assert_eq!(k.kind, ShaderKind::RowReduce);
+        assert_eq!(k.workgroup_memory, 512);
+        let src = &k.source;
+        let at = |s: &str| src.find(s).unwrap_or_else(|| panic!("no `{s}` in\n{src}"));
+        let tree0 = at("kiln_part0[lid] = kiln_fmax(");
+        let read = at("let v1: f32 = kiln_part0[0];");
+        let scaled = at("let v3: f32 = v1 * v2;");
+        let acc1 = at("var kiln_acc1: f32 = 0.0f;");
+        let centred = at("let v4: f32 = v0 - v3;");
+        let tree1 = at("kiln_part1[lid] = kiln_part1[lid] + kiln_part1[lid + kiln_s];");
+        let finish = at("if (lid == 0u) {");
+        assert!(
+            tree0 < read && read < scaled && scaled < acc1 && acc1 < centred,
+            "{src}"
+        );
+        assert!(centred < tree1 && tree1 < finish, "{src}");
+        assert_eq!(src.matches("kiln_part0[0]").count(), 1, "{src}");
+        assert_eq!(src.matches("workgroupBarrier();").count(), 4, "{src}");
+        let serial = kernel_of(&text("10"));
+        assert_eq!(serial.kind, ShaderKind::SerialReduce);
+        let src = &serial.source;
+        let loops: Vec<usize> = src
+            .match_indices("for (var kiln_r = 0;")
+            .map(|(i, _)| i)
+            .collect();
+        let read = src.find("let v1: f32 = kiln_acc0;").expect("the max, once");
+        assert_eq!(loops.len(), 2, "{src}");
+        assert!(loops[0] < read && read < loops[1], "{src}");
     }
 }

@@ -31,7 +31,8 @@ fn mentions(e: &IndexExpr, var: VarRef) -> bool {
 pub(crate) struct Phases {
     /// The node varies over the reduction domain (evaluated inside the reduction loops).
     pub red: Vec<bool>,
-    /// The node is a reduction or depends on one (evaluated after the reduction loops).
+    /// The node is a reduction or depends on one (evaluated after the reduction loops, or
+    /// in a later stage's loop when it also varies over the reduction).
     pub post: Vec<bool>,
     /// The node varies over the reduction domain and feeds a reduction.
     pub inner: Vec<bool>,
@@ -39,6 +40,22 @@ pub(crate) struct Phases {
     pub reduces: Vec<usize>,
     /// Direct dependencies of each node.
     pub deps: Vec<Vec<usize>>,
+    /// The reduction stage of each node ([`kiln_kernel::Body::stages`]).
+    pub stage: Vec<u32>,
+    /// The last reduction stage (0 without reductions).
+    pub stages: u32,
+}
+
+/// The nodes of one reduction stage.
+#[derive(Clone, Debug)]
+pub(crate) struct Stage {
+    /// Its reductions, in order.
+    pub reduces: Vec<usize>,
+    /// The nodes varying over the reduction domain that feed them.
+    pub inner: Vec<bool>,
+    /// Nodes after earlier stages (reading their results, not varying over the reduction)
+    /// that the stage's reduction loop reads, in order: evaluated before the loop.
+    pub before: Vec<usize>,
 }
 
 impl Phases {
@@ -74,12 +91,51 @@ impl Phases {
                 stack.extend(deps[v].iter().copied());
             }
         }
+        let stage = body.stages();
+        let stages = reduces.iter().map(|&r| stage[r]).max().unwrap_or(0);
         Phases {
             red,
             post,
             inner,
             reduces,
             deps,
+            stage,
+            stages,
+        }
+    }
+
+    /// The nodes of reduction stage `s` (1-based).
+    pub(crate) fn stage(&self, s: u32) -> Stage {
+        let n = self.red.len();
+        let reduces: Vec<usize> = self
+            .reduces
+            .iter()
+            .copied()
+            .filter(|&r| self.stage[r] == s)
+            .collect();
+        let mut inner = vec![false; n];
+        let mut before = vec![false; n];
+        let mut stack: Vec<usize> = reduces
+            .iter()
+            .filter_map(|&r| self.deps[r].first().copied())
+            .collect();
+        while let Some(v) = stack.pop() {
+            if v >= n || inner[v] || before[v] {
+                continue;
+            }
+            if self.red[v] {
+                inner[v] = true;
+            } else if self.is_post(v) {
+                before[v] = true;
+            } else {
+                continue;
+            }
+            stack.extend(self.deps[v].iter().copied());
+        }
+        Stage {
+            reduces,
+            inner,
+            before: (0..n).filter(|&i| before[i]).collect(),
         }
     }
 
@@ -88,9 +144,11 @@ impl Phases {
         !self.red[i] && !self.post[i]
     }
 
-    /// Nodes evaluated once per point after the reduction loops (reductions excluded).
+    /// Nodes evaluated once per point after the reduction loops (reductions excluded; a
+    /// node that reads an earlier stage's result and varies over the reduction belongs to
+    /// a later stage's loop).
     pub(crate) fn is_post(&self, i: usize) -> bool {
-        self.post[i] && !self.reduces.contains(&i)
+        self.post[i] && !self.red[i] && !self.reduces.contains(&i)
     }
 }
 
@@ -437,7 +495,7 @@ pub(crate) fn reuse(
     let outer = &hoist.outer;
     let mut eq: Vec<Option<usize>> = vec![None; n];
     for j in 0..n {
-        if outer[j] || phases.post[j] {
+        if outer[j] {
             continue;
         }
         let same =

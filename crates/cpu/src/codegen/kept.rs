@@ -36,8 +36,8 @@ impl Cg<'_, '_> {
             .get(k)
             .ok_or(CodegenError::VariableOutOfRange("reduction"))?;
         for (&(_, i), &slot) in reuse.cached.iter().zip(&self.kept.clone()) {
-            if self.row_wide.iter().any(|w| w.node == i) {
-                continue; // already in the buffer
+            if self.row_wide.iter().any(|w| w.node == i) || !self.phases.inner[i] {
+                continue; // already in the buffer, or kept by another stage's loop
             }
             let v = env.vals[i].ok_or(CodegenError::KeptNotEvaluated(i))?;
             let dt = self.dtypes[i];
@@ -143,6 +143,7 @@ impl Cg<'_, '_> {
                 let vector = |j: usize| plan.vector.get(j).copied().unwrap_or(false);
                 (vector(i)
                     && vector(a)
+                    && self.phases.inner[i]
                     && self.phases.inner[a]
                     && self.dtypes[i] == DType::F32
                     && self.dtypes[a] == DType::F32)

@@ -9,7 +9,11 @@
 //! Loops are emitted as blocks (one loop per axis, never unrolled over a tensor). The body
 //! runs in three phases per point: values that do not vary over the reduction domain, the
 //! reduction loops (values feeding reductions, accumulated in loop-carried variables), then
-//! values depending on reduced results and the stores. A [`analysis::VecPlan`] vectorises
+//! values depending on reduced results and the stores. Staged reductions
+//! ([`kiln_kernel::Body::stages`]) run their loops one stage after another, each loop
+//! evaluating only its stage's operands ([`analysis::Stage`]), with the values a later
+//! stage reads from earlier ones (a softmax row's max) computed between them; each stage
+//! uses the kernel's vector plan. A [`analysis::VecPlan`] vectorises
 //! either the innermost domain axis (each lane one point, scalar tail) or the innermost
 //! reduction axis: lane-wise partial accumulators, two or four vectors of them (each
 //! iteration evaluates that many vector points, so the combining chains run in parallel),

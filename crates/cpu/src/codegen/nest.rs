@@ -180,7 +180,7 @@ impl Cg<'_, '_> {
         }
         self.reduction(&mut env)?;
         for &i in &section {
-            if self.phases.is_post(i) {
+            if self.phases.is_post(i) && env.vals[i].is_none() {
                 let v = self.node(i, &env)?;
                 env.vals[i] = Some(v);
             }

@@ -49,8 +49,45 @@ struct Nest<'n> {
 }
 
 impl Cg<'_, '_> {
-    /// The reduction loops; sets the values of the reduction nodes in `env`.
+    /// The reduction loops, stage by stage ([`kiln_kernel::Body::stages`]); sets the values
+    /// of the reduction nodes in `env`. Before each later stage it evaluates the values
+    /// that stage's loop reads from the earlier ones (a softmax row's max).
     pub(super) fn reduction(&mut self, env: &mut Env) -> Result<(), CodegenError> {
+        if self.phases.stages <= 1 {
+            return self.reduction_stage(env);
+        }
+        let (inner, reduces) = (self.phases.inner.clone(), self.phases.reduces.clone());
+        let stages: Vec<_> = (1..=self.phases.stages)
+            .map(|s| self.phases.stage(s))
+            .collect();
+        let mut out = Ok(());
+        for stage in stages {
+            for &i in &stage.before {
+                if env.vals[i].is_none() {
+                    match self.node(i, env) {
+                        Ok(v) => env.vals[i] = Some(v),
+                        Err(e) => out = Err(e),
+                    }
+                }
+            }
+            if out.is_err() {
+                break;
+            }
+            // The loops of one stage see only its reductions and their operands.
+            self.phases.inner = stage.inner;
+            self.phases.reduces = stage.reduces;
+            out = self.reduction_stage(env);
+            if out.is_err() {
+                break;
+            }
+        }
+        self.phases.inner = inner;
+        self.phases.reduces = reduces;
+        out
+    }
+
+    /// The reduction loops of the reductions in `self.phases.reduces`.
+    fn reduction_stage(&mut self, env: &mut Env) -> Result<(), CodegenError> {
         let reduces = self.phases.reduces.clone();
         // Reduce-mode vectors only appear inside the innermost reduction loop.
         let red_plan = match env.vec {
