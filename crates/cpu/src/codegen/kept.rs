@@ -226,6 +226,7 @@ impl Cg<'_, '_> {
                     var: super::analysis::VarRef::Red(0),
                     lanes,
                 });
+                cg.load_stage_pins(&mut e);
                 for i in (0..n).filter(|&i| cone[i]) {
                     let v = cg.node(i, &e)?;
                     e.vals[i] = Some(v);

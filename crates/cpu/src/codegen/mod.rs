@@ -172,6 +172,7 @@ pub(crate) fn define_loop(
             reuse,
             kept: Vec::new(),
             pinned: Vec::new(),
+            stage_pins: Vec::new(),
             row_wide: Vec::new(),
             row_wide_skip: Vec::new(),
             bufs: Vec::new(),
@@ -295,6 +296,9 @@ pub(crate) struct Cg<'a, 'f> {
     kept: Vec<StackSlot>,
     /// Stack slots of the hoisted section's values that depend on reductions (node, slot).
     pinned: Vec<(usize, StackSlot)>,
+    /// While a later reduction stage's loops are emitted: the earlier stages' results they
+    /// read, through stack slots (node, slot), for the same reason as `pinned`.
+    stage_pins: Vec<(usize, StackSlot)>,
     /// While the reduction loop of a row is emitted: its nodes computed by wide kernels
     /// before it, and the nodes only those needed (not evaluated in the loop).
     row_wide: Vec<kept::RowWide>,

@@ -7,7 +7,7 @@ use super::error::CodegenError;
 use super::types::{scalar_type, vector_type};
 use super::{Cg, Env, PointValue, VecCtx};
 use cranelift_codegen::ir::{
-    Endianness, InstBuilder, MemFlagsData, Value,
+    Endianness, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
     condcodes::{FloatCC, IntCC},
     types,
 };
@@ -73,10 +73,12 @@ impl Cg<'_, '_> {
             if out.is_err() {
                 break;
             }
+            self.pin_stage_inputs(&stage, env);
             // The loops of one stage see only its reductions and their operands.
             self.phases.inner = stage.inner;
             self.phases.reduces = stage.reduces;
             out = self.reduction_stage(env);
+            self.stage_pins.clear();
             if out.is_err() {
                 break;
             }
@@ -84,6 +86,41 @@ impl Cg<'_, '_> {
         self.phases.inner = inner;
         self.phases.reduces = reduces;
         out
+    }
+
+    /// Stores the scalar results of earlier stages that the loops of `stage` read to stack
+    /// slots ([`Self::load_stage_pins`] reads them back at each point). Left as values,
+    /// Cranelift's elaboration would compute them at their first use, inside the loop (a
+    /// softmax row's max, combined from its lane partials at every point of the sum).
+    fn pin_stage_inputs(&mut self, stage: &super::analysis::Stage, env: &Env) {
+        let n = self.job.kernel.body.values.len();
+        let mut read = vec![false; n];
+        for i in (0..n).filter(|&i| stage.inner[i]) {
+            for &d in &self.phases.deps[i] {
+                read[d] |= !stage.inner[d] && self.phases.post[d];
+            }
+        }
+        for i in (0..n).filter(|&i| read[i]) {
+            let Some(PointValue::Scalar(x)) = env.vals[i] else {
+                continue;
+            };
+            let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                8,
+                3,
+            ));
+            self.b.ins().stack_store(types::I64, x, slot, 0);
+            self.stage_pins.push((i, slot));
+        }
+    }
+
+    /// Reads the values [`Self::pin_stage_inputs`] stored into `env`.
+    pub(super) fn load_stage_pins(&mut self, env: &mut Env) {
+        for (i, slot) in self.stage_pins.clone() {
+            let ty = scalar_type(self.dtypes[i]);
+            let v = self.b.ins().stack_load(types::I64, ty, slot, 0);
+            env.vals[i] = Some(PointValue::Scalar(v));
+        }
     }
 
     /// The reduction loops of the reductions in `self.phases.reduces`.
@@ -282,6 +319,7 @@ impl Cg<'_, '_> {
                             var: VarRef::Red(k),
                             lanes,
                         });
+                        cg.load_stage_pins(&mut e);
                         cg.inner_nodes(&mut e)?;
                         cg.keep(&e, k)?;
                         points.push(e);
@@ -319,6 +357,7 @@ impl Cg<'_, '_> {
             sr[k] = i;
             let mut e = n.env.clone();
             e.reds = sr.clone();
+            cg.load_stage_pins(&mut e);
             cg.inner_nodes(&mut e)?;
             cg.keep(&e, k)?;
             for a in n.accs {
