@@ -12,6 +12,7 @@
 //! coordinates (multi-output fusion, e.g. an LSTM cell's `c'` and `h'`).
 
 use super::FuseError;
+use super::coords::Coords;
 use kiln_ir::{Dim, Graph, NodeId, Op, OpKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -224,6 +225,9 @@ struct Planner<'a> {
     depth_base: Vec<i64>,
     /// See [`Plan::work`] (a `Cell` because the merge checks take `&self`).
     work: std::cell::Cell<usize>,
+    /// The coordinates each planned reduction is evaluated at in its kernel (`None` where
+    /// they could not be followed): the start of the views in its operand region.
+    coords: HashMap<NodeId, Option<Coords>>,
 }
 
 /// The kernel dependency graph during [`Planner::merge_pass`], kept up to date by each
@@ -396,7 +400,55 @@ impl Planner<'_> {
                 _ => Core::Conv(n),
             },
         };
+        if matches!(core, Core::Reduce(_)) {
+            self.coords.insert(n, Some(Coords::identity(self.shape(n))));
+        }
         self.new_kernel(n, core)
+    }
+
+    /// The coordinates of a node placed in kernel `k`, `region`, at `view` (`None` where
+    /// the view cannot be followed).
+    fn coords_at(&self, k: KIdx, region: Region, view: &View) -> Option<Coords> {
+        let mut c = match region {
+            Region::Body => Coords::identity(&self.plan.kernels[k].domain),
+            Region::Operand(s) => self.coords.get(&s)?.clone()?,
+            Region::MatA | Region::MatB | Region::ConvIn | Region::ConvW => return None,
+        };
+        for &(u, i) in view {
+            c = c.through(self.graph, u, i)?;
+        }
+        Some(c)
+    }
+
+    /// Where a reduction can join the one kernel that holds all its `uses`: `Some(at)`
+    /// when every use evaluates it at the same coordinates `at` (`None` inside: one view
+    /// that could not be followed), and no use inside another reduction's operand reads
+    /// it at coordinates (or under guards) that may move with the kernel's reduction
+    /// variables, which would make it a nested reduction. Uses at several views must give
+    /// the same exact coordinates, so the reduction is computed once per point.
+    fn one_coordinate(&self, k: KIdx, uses: &[Use]) -> Option<Option<Coords>> {
+        let places: BTreeSet<(Region, &View)> = uses
+            .iter()
+            .map(|u| (u.place.region, &u.place.view))
+            .collect();
+        let mut found: Vec<Option<Coords>> = Vec::with_capacity(places.len());
+        for (region, view) in places {
+            let c = self.coords_at(k, region, view);
+            if matches!(region, Region::Operand(_)) && c.as_ref().is_none_or(Coords::uses_red) {
+                return None;
+            }
+            found.push(c);
+        }
+        match found.as_slice() {
+            [one] => Some(one.clone()),
+            [first, rest @ ..] => {
+                let first = first.as_ref().filter(|c| c.exact())?;
+                rest.iter()
+                    .all(|c| c.as_ref() == Some(first))
+                    .then(|| Some(first.clone()))
+            }
+            [] => None,
+        }
     }
 
     /// Depth of node `n` in kernel `k` (0 where it is not placed).
@@ -494,7 +546,6 @@ impl Planner<'_> {
         let single = kernels.len() == 1 && !uses.iter().any(|u| u.twice);
         let k = *kernels.iter().next().unwrap_or(&0);
         let all_identity = uses.iter().all(|u| u.place.identity_body());
-        let views: BTreeSet<&View> = uses.iter().map(|u| &u.place.view).collect();
         match cls {
             Class::Source | Class::Arg | Class::Scatter | Class::Control => {
                 self.root(n);
@@ -518,22 +569,39 @@ impl Planner<'_> {
             }
             Class::Reduction => {
                 let ext = reduce_extents(self.graph, n);
-                let compatible = match &self.plan.kernels[k].core {
+                let core = &self.plan.kernels[k].core;
+                let compatible = match core {
                     Core::None => true,
                     Core::Reduce(e) => *e == ext,
                     Core::Matmul(..) | Core::Conv(_) | Core::Arg(_) | Core::Scatter(_) => false,
                 };
-                let body = uses.iter().all(|u| u.place.region == Region::Body);
-                let ok = single
-                    && body
-                    && compatible
-                    && views.len() == 1
-                    && (all_identity || (!must_store && self.broadcast_ok(k, n)));
-                if ok {
-                    self.plan.kernels[k].core = Core::Reduce(ext);
-                    self.join(n, k, &uses, must_store);
+                // A reduce may also run as an earlier stage of the kernel's other reduces
+                // (over the same extents), read in their operands.
+                let staged = matches!(self.graph.node(n).op, Op::Reduce { .. })
+                    && *core == Core::Reduce(ext.clone());
+                let regions = uses.iter().all(|u| match u.place.region {
+                    Region::Body => true,
+                    Region::Operand(s) => {
+                        staged
+                            && !u.place.restricted
+                            && matches!(self.graph.node(s).op, Op::Reduce { .. })
+                    }
+                    Region::MatA | Region::MatB | Region::ConvIn | Region::ConvW => false,
+                });
+                let at = if single && compatible && regions {
+                    self.one_coordinate(k, &uses)
                 } else {
-                    self.root(n);
+                    None
+                };
+                match at {
+                    Some(at) if all_identity || (!must_store && self.broadcast_ok(k, n)) => {
+                        self.plan.kernels[k].core = Core::Reduce(ext);
+                        self.coords.insert(n, at);
+                        self.join(n, k, &uses, must_store);
+                    }
+                    _ => {
+                        self.root(n);
+                    }
                 }
             }
             Class::Inline {
@@ -1189,6 +1257,7 @@ pub(crate) fn plan(
         depth: HashMap::new(),
         depth_base: Vec::new(),
         work: std::cell::Cell::new(0),
+        coords: HashMap::new(),
     };
     for &n in order.iter().rev() {
         p.decide(n, must.contains(&n));

@@ -207,6 +207,18 @@ impl Lin {
         out
     }
 
+    /// True if some atom (at any depth, inside divisions, remainders and guards too)
+    /// satisfies `f`.
+    pub(crate) fn mentions(&self, f: &mut dyn FnMut(&Atom) -> bool) -> bool {
+        self.terms.iter().any(|(a, _)| {
+            f(a) || match a {
+                Atom::Var(_) | Atom::Red(_) | Atom::Value(_) => false,
+                Atom::Div(l, _) | Atom::Mod(l, _) => l.mentions(f),
+                Atom::Guarded { inner, .. } => inner.mentions(f),
+            }
+        })
+    }
+
     /// True if some atom (at any depth) reads a loaded value.
     pub(crate) fn reads_value(&self) -> bool {
         self.terms.iter().any(|(a, _)| match a {

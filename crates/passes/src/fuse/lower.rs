@@ -1120,6 +1120,44 @@ impl BodyCx<'_, '_> {
         Ok(self.push(Expr::Binary(b, x, y)))
     }
 
+    /// Fails if reduction `n`, requested at `coords` under `ctx`, would depend on the
+    /// kernel's reduction variables (through a coordinate, a guard, or a loaded index that
+    /// varies over the reduction): that is a nested reduction, which the plan must have
+    /// materialised, and a `reduce` node cannot express it (its operand would reuse the
+    /// variables of the enclosing reduction).
+    fn not_nested(&self, n: NodeId, coords: &[Lin], ctx: &Ctx) -> Result<(), FuseError> {
+        let mut varying: Option<Vec<bool>> = None;
+        let body = &self.body;
+        let mut moves = |a: &Atom| match a {
+            Atom::Red(_) => true,
+            Atom::Value(v) => {
+                let varies = varying.get_or_insert_with(|| {
+                    let mut out: Vec<bool> = Vec::with_capacity(body.values.len());
+                    for e in &body.values {
+                        let v = !matches!(e, Expr::Reduce { .. })
+                            && (e.uses_red()
+                                || e.dependencies()
+                                    .into_iter()
+                                    .any(|d| out.get(d).copied().unwrap_or(true)));
+                        out.push(v);
+                    }
+                    out
+                });
+                varies.get(*v as usize).copied().unwrap_or(true)
+            }
+            Atom::Var(_) | Atom::Div(..) | Atom::Mod(..) | Atom::Guarded { .. } => false,
+        };
+        let nested = coords.iter().any(|c| c.mentions(&mut moves))
+            || ctx.guards.iter().any(|(g, _, _)| g.mentions(&mut moves));
+        if nested {
+            return Err(internal(format!(
+                "{n} would be reduced at coordinates that move with its kernel's reduction \
+                 variables (a nested reduction)"
+            )));
+        }
+        Ok(())
+    }
+
     /// A reduction over `axes`: the operand read at the output coordinates with reduction
     /// variables on the reduced axes (a reduction over no axes combines with the identity).
     fn reduce_at(
@@ -1144,6 +1182,7 @@ impl BodyCx<'_, '_> {
             };
             return Ok(self.push(Expr::Binary(b, init, v)));
         }
+        self.not_nested(n, coords, ctx)?;
         let xd = self.dims(x);
         let mut red = 0;
         let mut kept = 0;
@@ -1181,6 +1220,7 @@ impl BodyCx<'_, '_> {
         coords: &[Lin],
         ctx: &Ctx,
     ) -> Result<ValueId, FuseError> {
+        self.not_nested(n, coords, ctx)?;
         let dt = self.graph().node(n).dtype;
         let x = self.low.operand(n, 0)?;
         let xd = self.dims(x);
@@ -1424,5 +1464,83 @@ impl BodyCx<'_, '_> {
             }
         }
         Ok(self.bin(BinaryOp::Xor, x0, x1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuse::groups::{KPlan, Place, Region};
+    use kiln_ir::Shape;
+
+    /// `y[i] = sum_j x[i, j] * max_k x[?, k]`, planned in one kernel with the max in the
+    /// sum's operand; `keepdim` picks the max's shape: `[4]` broadcasts along `j` (a nested
+    /// reduction), `[4, 1]` along `i` (a staged one).
+    fn lower_one_kernel(keepdim: bool) -> Result<Program, FuseError> {
+        let mut g = Graph::new();
+        let mut add = |op: Op, ops: &[NodeId]| g.add(op, ops).expect("valid node");
+        let x = add(
+            Op::Input {
+                name: "x".into(),
+                dtype: DType::F32,
+                shape: Shape::known(&[4, 4]),
+            },
+            &[],
+        );
+        let reduce = |op, keepdim| Op::Reduce {
+            op,
+            axes: vec![1],
+            keepdim,
+        };
+        let m = add(reduce(ReduceOp::Max, keepdim), &[x]);
+        let p = add(Op::Binary(BinaryOp::Mul), &[x, m]);
+        let y = add(reduce(ReduceOp::Sum, false), &[p]);
+        let place = |region, view| Place {
+            kernel: 0,
+            region,
+            view,
+            restricted: false,
+        };
+        let plan = Plan {
+            kernels: vec![KPlan {
+                domain: vec![Dim::known(4)],
+                stores: vec![y],
+                core: Core::Reduce(vec![Dim::known(4)]),
+                alive: true,
+            }],
+            places: HashMap::from([
+                (y, vec![place(Region::Body, Vec::new())]),
+                (p, vec![place(Region::Operand(y), vec![(y, 0)])]),
+                (m, vec![place(Region::Operand(y), vec![(y, 0), (p, 1)])]),
+            ]),
+            stored_by: HashMap::from([(y, 0)]),
+            order: vec![0],
+            ..Plan::default()
+        };
+        let mut low = Lowering::new(&g, &plan, Program::new());
+        let bx = low
+            .program
+            .add_buffer(DType::F32, 16u64, BufferKind::Input("x".into()));
+        let by = low
+            .program
+            .add_buffer(DType::F32, 4u64, BufferKind::Output("y".into()));
+        low.buffer_of.insert(x, bx);
+        low.dests.insert(y, vec![by]);
+        low.emit_all()?;
+        Ok(low.program)
+    }
+
+    #[test]
+    fn a_nested_reduction_in_a_plan_is_an_internal_error() {
+        let err = lower_one_kernel(false).expect_err("nested reduction must not lower");
+        assert!(
+            matches!(&err, FuseError::Internal(m) if m.contains("nested reduction")),
+            "{err}"
+        );
+        let staged = lower_one_kernel(true).expect("a staged reduction lowers");
+        let Some(Kernel::Loop(k)) = staged.kernels.first() else {
+            panic!("no loop kernel:\n{staged}");
+        };
+        assert_eq!(k.body.stages().iter().max(), Some(&2), "{staged}");
     }
 }

@@ -42,13 +42,25 @@
 //!    mirror, pads and concats become masked loads and selects.
 //! 4. **Reductions** (reduce, window) fuse their elementwise producers into the reduction
 //!    operand. A reduction also fuses into its consumer's kernel when every use is in that
-//!    kernel's body at one coordinate view and the kernel has no other core or only
+//!    one kernel, all at one coordinate, and the kernel has no other core or only
 //!    reductions over the same extents: at the consumer's own shape this is a plain
 //!    epilogue; a consumer that broadcasts the result (softmax's `e / sum(e)`, layer
 //!    norm's `x * rsqrt(var)`) recomputes the reduction at each of its points, allowed when
 //!    the broadcast factor is a known size of at most 1024 (a backend evaluates a reduction
-//!    that is invariant along inner loop axes once per row). A reduction used inside another
-//!    reduction's operand is materialised (the kernel IR forbids nested reductions).
+//!    that is invariant along inner loop axes once per row). A `reduce` may also be used
+//!    inside the operands of the kernel's other `reduce`s (over the same extents): it then
+//!    runs as an earlier *reduction stage* of that kernel (softmax's row max before its sum
+//!    of `exp(x - max)`, layer norm's mean before its variance; see
+//!    [`kiln_kernel::Body::stages`]), provided that at every such use its coordinates, and
+//!    the guards of any pad or concat on the way, stay fixed while the other reduction's
+//!    variables move. The planner follows each use's coordinates from the region's root
+//!    through the view's edges (broadcasts, reshapes, permutes, slices, flips, pads, ...),
+//!    treating anything it cannot follow exactly (a reshape that mixes a moving axis, a
+//!    gather index) as moving. A reduction read where it moves with the outer reduction
+//!    (`sum_j x[i, j] * max_k x[j, k]`) is nested and is materialised; the lowering rejects
+//!    a nested reduction in a plan with an internal error. Several uses must give the same
+//!    exact coordinates (so the reduction is computed once per point) unless they share one
+//!    view. Windows, argmax/argmin and scatter-add never run as a stage.
 //! 5. **Contractions.** A matmul or conv2d hosts an epilogue of elementwise consumers at its
 //!    own output shape (bias, activation, residual); its operands must be pure views of
 //!    buffers, so transposes and broadcast batches fold into the operand index (a computed
@@ -68,10 +80,10 @@
 //!    run before it; otherwise it goes to scratch and is copied into the state after every
 //!    other kernel.
 //!
-//! Consequences, asserted by the golden tests: softmax and layer norm over the last axis
-//! are 2 kernels each, SimpleNN's forward pass is its 2 matmuls with bias and ReLU in their
-//! epilogues, an elementwise chain of any length is 1 kernel, one LSTM step is 2 matmuls
-//! and 1 loop.
+//! Consequences, asserted by the golden tests: softmax, log-softmax and layer norm over the
+//! last axis are 1 kernel each (two reduction stages: max then sum, mean then variance),
+//! SimpleNN's forward pass is its 2 matmuls with bias and ReLU in their epilogues, an
+//! elementwise chain of any length is 1 kernel, one LSTM step is 2 matmuls and 1 loop.
 //!
 //! # Op lowering
 //!
@@ -88,6 +100,7 @@
 //! fails, so values that are never used cannot fault.
 
 mod control;
+mod coords;
 mod groups;
 mod index;
 mod lower;
