@@ -400,37 +400,19 @@ impl Runner<'_> {
                 }
             };
         }
-        // Per stage (`Body::stages`): its reductions and the values their operands depend
-        // on, evaluated once per reduction point (earlier stages' results are known then).
-        let stage = k.body.stages();
-        let last = stage
-            .iter()
-            .zip(&body.nodes)
-            .filter(|(_, node)| matches!(node, Node::Reduce { .. }))
-            .map(|(&s, _)| s)
-            .max()
-            .unwrap_or(0);
-        let mut stages: Vec<(Vec<usize>, Vec<bool>)> = Vec::new();
-        for s in 1..=last {
-            let reduces: Vec<usize> = (0..n)
-                .filter(|&i| stage[i] == s && matches!(body.nodes[i], Node::Reduce { .. }))
-                .collect();
-            let mut inner = vec![false; n];
-            let mut stack: Vec<usize> = reduces
-                .iter()
-                .filter_map(|&j| match body.nodes[j] {
-                    Node::Reduce { value, .. } => Some(value),
-                    _ => None,
-                })
-                .collect();
-            while let Some(v) = stack.pop() {
-                if v < n && !inner[v] && !matches!(body.nodes[v], Node::Reduce { .. }) {
-                    inner[v] = true;
-                    stack.extend(deps[v].iter().copied());
-                }
-            }
-            stages.push((reduces, inner));
-        }
+        // Per stage: its reductions and the values their operands depend on, evaluated at
+        // every reduction point (earlier stages' results are known by then).
+        let stages: Vec<(Vec<usize>, Vec<bool>)> = k
+            .body
+            .reduction_stages()
+            .into_iter()
+            .map(|st| {
+                let inner = (0..n)
+                    .map(|i| st.reads[i] && !matches!(body.nodes[i], Node::Reduce { .. }))
+                    .collect();
+                (st.reduces, inner)
+            })
+            .collect();
         let outer = |i: usize| !uses_red[i] && !matches!(body.nodes[i], Node::Reduce { .. });
         let mut vals = vec![Scalar::I32(0); n];
         for_each_point(&dom, &mut |vars| {

@@ -285,7 +285,7 @@ pub use index::{Affine, Guard, IndexExpr};
 pub use parse::{ParseError, parse};
 pub use program::{
     Body, BodyDomain, BodyRole, Buffer, BufferKind, Conv2dGeometry, Conv2dKernel, Expr, Kernel,
-    Load, LoadMode, LoopKernel, MatmulKernel, Program, Store, Symbol,
+    Load, LoadMode, LoopKernel, MatmulKernel, Program, ReductionStage, Store, Symbol,
 };
 pub use scalar::{Scalar, ScalarError};
 pub use schedule::{IfStep, LoopStep, Step, WhileStep};

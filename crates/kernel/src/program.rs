@@ -234,6 +234,41 @@ impl Body {
         stage
     }
 
+    /// The reduction stages of the body, in order (empty without reductions): for stage
+    /// `s`, its `reduce` nodes and every value their operands read, transitively, through
+    /// any value but a `reduce` node of an earlier stage (marked as read, not entered).
+    pub fn reduction_stages(&self) -> Vec<ReductionStage> {
+        let n = self.values.len();
+        let stage = self.stages();
+        let deps = self.dependencies();
+        let is_reduce = |i: usize| matches!(self.values[i], Expr::Reduce { .. });
+        let last = (0..n)
+            .filter(|&i| is_reduce(i))
+            .map(|i| stage[i])
+            .max()
+            .unwrap_or(0);
+        (1..=last)
+            .map(|s| {
+                let reduces: Vec<usize> =
+                    (0..n).filter(|&i| is_reduce(i) && stage[i] == s).collect();
+                let mut reads = vec![false; n];
+                let mut stack: Vec<usize> = reduces
+                    .iter()
+                    .flat_map(|&r| deps[r].iter().copied())
+                    .collect();
+                while let Some(v) = stack.pop() {
+                    if v < n && !reads[v] {
+                        reads[v] = true;
+                        if !is_reduce(v) {
+                            stack.extend(deps[v].iter().copied());
+                        }
+                    }
+                }
+                ReductionStage { reduces, reads }
+            })
+            .collect()
+    }
+
     /// An empty body.
     pub fn new() -> Body {
         Body::default()
@@ -267,6 +302,16 @@ impl Body {
     pub fn value(&self, v: ValueId) -> Option<&Expr> {
         self.values.get(v.index())
     }
+}
+
+/// One reduction stage of a body ([`Body::reduction_stages`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReductionStage {
+    /// The stage's `reduce` nodes, in order.
+    pub reduces: Vec<usize>,
+    /// Per value: read by the stage's reduced operands (the operands themselves included,
+    /// earlier stages' `reduce` nodes included, not looked through).
+    pub reads: Vec<bool>,
 }
 
 /// An elementwise or reduction loop nest.

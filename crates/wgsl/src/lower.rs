@@ -244,17 +244,13 @@ fn phases(body: &Body) -> Phases {
         }
         seen
     };
-    let last = reduces.iter().map(|r| stage[r.0]).max().unwrap_or(0);
     let mut once = vec![false; n];
     let mut stages = Vec::new();
-    for s in 1..=last {
+    for st in body.reduction_stages() {
         let mine: Vec<usize> = (0..reduces.len())
-            .filter(|&j| stage[reduces[j].0] == s)
+            .filter(|&j| st.reduces.contains(&reduces[j].0))
             .collect();
-        let needed = reach(
-            mine.iter().map(|&j| reduces[j].2).collect(),
-            &vec![false; n],
-        );
+        let needed = st.reads;
         let seeds = (0..n)
             .filter(|&i| needed[i] && !uses_red[i] && stage[i] > 0)
             .collect();

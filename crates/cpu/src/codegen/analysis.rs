@@ -3,7 +3,7 @@
 //! the axis to vectorise.
 
 use kiln_ir::{DType, Dim};
-use kiln_kernel::{Body, Expr, IndexExpr, LoadMode, LoopKernel};
+use kiln_kernel::{Body, Expr, IndexExpr, LoadMode, LoopKernel, ReductionStage};
 
 /// A loop or reduction variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,10 +40,8 @@ pub(crate) struct Phases {
     pub reduces: Vec<usize>,
     /// Direct dependencies of each node.
     pub deps: Vec<Vec<usize>>,
-    /// The reduction stage of each node ([`kiln_kernel::Body::stages`]).
-    pub stage: Vec<u32>,
-    /// The last reduction stage (0 without reductions).
-    pub stages: u32,
+    /// The reduction stages ([`kiln_kernel::Body::reduction_stages`]).
+    pub stages: Vec<ReductionStage>,
 }
 
 /// The nodes of one reduction stage.
@@ -91,51 +89,25 @@ impl Phases {
                 stack.extend(deps[v].iter().copied());
             }
         }
-        let stage = body.stages();
-        let stages = reduces.iter().map(|&r| stage[r]).max().unwrap_or(0);
         Phases {
             red,
             post,
             inner,
             reduces,
             deps,
-            stage,
-            stages,
+            stages: body.reduction_stages(),
         }
     }
 
-    /// The nodes of reduction stage `s` (1-based).
-    pub(crate) fn stage(&self, s: u32) -> Stage {
+    /// The nodes of reduction stage `st` of this body: what its loop evaluates at each
+    /// reduction point (what its operands read that varies over the reduction), and what
+    /// it reads from earlier stages (neither varying nor before every reduction).
+    pub(crate) fn stage(&self, st: &ReductionStage) -> Stage {
         let n = self.red.len();
-        let reduces: Vec<usize> = self
-            .reduces
-            .iter()
-            .copied()
-            .filter(|&r| self.stage[r] == s)
-            .collect();
-        let mut inner = vec![false; n];
-        let mut before = vec![false; n];
-        let mut stack: Vec<usize> = reduces
-            .iter()
-            .filter_map(|&r| self.deps[r].first().copied())
-            .collect();
-        while let Some(v) = stack.pop() {
-            if v >= n || inner[v] || before[v] {
-                continue;
-            }
-            if self.red[v] {
-                inner[v] = true;
-            } else if self.is_post(v) {
-                before[v] = true;
-            } else {
-                continue;
-            }
-            stack.extend(self.deps[v].iter().copied());
-        }
         Stage {
-            reduces,
-            inner,
-            before: (0..n).filter(|&i| before[i]).collect(),
+            reduces: st.reduces.clone(),
+            inner: (0..n).map(|i| st.reads[i] && self.red[i]).collect(),
+            before: (0..n).filter(|&i| st.reads[i] && self.is_post(i)).collect(),
         }
     }
 

@@ -53,12 +53,15 @@ impl Cg<'_, '_> {
     /// of the reduction nodes in `env`. Before each later stage it evaluates the values
     /// that stage's loop reads from the earlier ones (a softmax row's max).
     pub(super) fn reduction(&mut self, env: &mut Env) -> Result<(), CodegenError> {
-        if self.phases.stages <= 1 {
+        if self.phases.stages.len() <= 1 {
             return self.reduction_stage(env);
         }
         let (inner, reduces) = (self.phases.inner.clone(), self.phases.reduces.clone());
-        let stages: Vec<_> = (1..=self.phases.stages)
-            .map(|s| self.phases.stage(s))
+        let stages: Vec<_> = self
+            .phases
+            .stages
+            .iter()
+            .map(|st| self.phases.stage(st))
             .collect();
         let mut out = Ok(());
         for stage in stages {
