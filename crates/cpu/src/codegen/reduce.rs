@@ -57,38 +57,35 @@ impl Cg<'_, '_> {
             return self.reduction_stage(env);
         }
         let (inner, reduces) = (self.phases.inner.clone(), self.phases.reduces.clone());
+        let out = self.stages(env);
+        self.stage_pins.clear();
+        self.phases.inner = inner;
+        self.phases.reduces = reduces;
+        out
+    }
+
+    /// The loops of every stage in turn, each seeing only its reductions and their operands
+    /// (`self.phases` is narrowed to the stage; [`Self::reduction`] restores it).
+    fn stages(&mut self, env: &mut Env) -> Result<(), CodegenError> {
         let stages: Vec<_> = self
             .phases
             .stages
             .iter()
             .map(|st| self.phases.stage(st))
             .collect();
-        let mut out = Ok(());
         for stage in stages {
             for &i in &stage.before {
                 if env.vals[i].is_none() {
-                    match self.node(i, env) {
-                        Ok(v) => env.vals[i] = Some(v),
-                        Err(e) => out = Err(e),
-                    }
+                    env.vals[i] = Some(self.node(i, env)?);
                 }
             }
-            if out.is_err() {
-                break;
-            }
+            self.stage_pins.clear();
             self.pin_stage_inputs(&stage, env);
-            // The loops of one stage see only its reductions and their operands.
             self.phases.inner = stage.inner;
             self.phases.reduces = stage.reduces;
-            out = self.reduction_stage(env);
-            self.stage_pins.clear();
-            if out.is_err() {
-                break;
-            }
+            self.reduction_stage(env)?;
         }
-        self.phases.inner = inner;
-        self.phases.reduces = reduces;
-        out
+        Ok(())
     }
 
     /// Stores the scalar results of earlier stages that the loops of `stage` read to stack
