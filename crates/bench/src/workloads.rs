@@ -579,76 +579,90 @@ mod tests {
     /// benchmarked (batch 64); the many steps run the same train-step graphs of LeNet and
     /// LSTMNN at batch 16: 50 steps, 12 for LSTMNN, whose step (a scan of 28 steps forward
     /// and back) takes about 3 s on a software adapter. Skipped without an adapter unless
-    /// KILN_REQUIRE_GPU=1.
-    #[test]
-    fn train_workloads_on_gpu_match_cpu_after_one_and_many_steps() {
+    /// KILN_REQUIRE_GPU=1. One test per workload.
+    fn train_workload_on_gpu_matches_cpu(
+        name: &str,
+        build: fn(Backend) -> anyhow::Result<Built>,
+        steps: usize,
+    ) {
         if kiln_gpu::test_device().is_none() {
             return;
         }
-        type Build = fn(Backend) -> anyhow::Result<Built>;
-        let cases: [(&str, Build, usize); 3] = [
-            ("simple_nn_train_b64", |_| train(Model::SimpleNn, 64), 50),
-            ("lenet_train_b64", |_| train(Model::Lenet, 16), 50),
-            (
-                "lstm_train_b64",
-                |_| train(Model::Lstm(TimeLoop::Scan), 16),
-                12,
-            ),
-        ];
-        for (name, build, steps) in cases {
-            let w = select(&[name.to_string()]).unwrap()[0];
-            let mut cpu = prepare(&w, Backend::Cpu).unwrap();
-            let mut gpu = prepare(&w, Backend::Gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let w = select(&[name.to_string()]).unwrap()[0];
+        let mut cpu = prepare(&w, Backend::Cpu).unwrap();
+        let mut gpu = prepare(&w, Backend::Gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = cpu.run(true, false).unwrap();
+        let got = gpu.run(true, false).unwrap();
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{name} step 1: loss {got} on gpu, {want} on cpu"
+        );
+        for (pname, c) in cpu.exe.state().snapshot() {
+            let g = gpu.exe.state().get(&pname).unwrap();
+            // Adam's first step moves every parameter by about lr = 1e-3 whatever its
+            // gradient's size, so a near-zero gradient whose sign differs between
+            // summation orders moves it the other way.
+            let worst = g
+                .to_f64_vec()
+                .iter()
+                .zip(c.to_f64_vec())
+                .map(|(g, c)| (g - c).abs() - 1e-4 * c.abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= 2.5e-3, "{name} step 1: {pname} differs by {worst}");
+        }
+        let w = Workload { build, ..w };
+        let mut cpu = prepare(&w, Backend::Cpu).unwrap();
+        let mut gpu = prepare(&w, Backend::Gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut first = f64::NAN;
+        for step in 1..=steps {
             let want = cpu.run(true, false).unwrap();
             let got = gpu.run(true, false).unwrap();
-            assert!(
-                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                "{name} step 1: loss {got} on gpu, {want} on cpu"
-            );
-            for (pname, c) in cpu.exe.state().snapshot() {
-                let g = gpu.exe.state().get(&pname).unwrap();
-                // Adam's first step moves every parameter by about lr = 1e-3 whatever its
-                // gradient's size, so a near-zero gradient whose sign differs between
-                // summation orders moves it the other way.
-                let worst = g
-                    .to_f64_vec()
-                    .iter()
-                    .zip(c.to_f64_vec())
-                    .map(|(g, c)| (g - c).abs() - 1e-4 * c.abs())
-                    .fold(0.0, f64::max);
-                assert!(worst <= 2.5e-3, "{name} step 1: {pname} differs by {worst}");
+            if step == 1 {
+                first = want;
             }
-            let w = Workload { build, ..w };
-            let mut cpu = prepare(&w, Backend::Cpu).unwrap();
-            let mut gpu = prepare(&w, Backend::Gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let mut first = f64::NAN;
-            for step in 1..=steps {
-                let want = cpu.run(true, false).unwrap();
-                let got = gpu.run(true, false).unwrap();
-                if step == 1 {
-                    first = want;
-                }
-                if step == steps {
-                    // Many Adam steps amplify the first step's differences: compare at the
-                    // scale of the starting loss (the trained loss is a small fraction of
-                    // it).
-                    assert!(
-                        (got - want).abs() <= 5e-3 * first,
-                        "{name} step {steps}: loss {got} on gpu, {want} on cpu (first {first})"
-                    );
-                }
+            if step == steps {
+                // Many Adam steps amplify the first step's differences: compare at the
+                // scale of the starting loss (the trained loss is a small fraction of
+                // it).
+                assert!(
+                    (got - want).abs() <= 5e-3 * first,
+                    "{name} step {steps}: loss {got} on gpu, {want} on cpu (first {first})"
+                );
             }
-            let t = gpu.exe.device_transfers().unwrap();
-            // The state went up once (each tensor at most once) and never came back.
-            let state_bytes: u64 = cpu
-                .exe
-                .state()
-                .snapshot()
-                .iter()
-                .map(|(_, a)| (a.dtype().size_bytes().max(4) * a.len()) as u64)
-                .sum();
-            assert!(t.state_upload_bytes <= state_bytes, "{name}: {t:?}");
         }
+        let t = gpu.exe.device_transfers().unwrap();
+        // The state went up once (each tensor at most once) and never came back.
+        let state_bytes: u64 = cpu
+            .exe
+            .state()
+            .snapshot()
+            .iter()
+            .map(|(_, a)| (a.dtype().size_bytes().max(4) * a.len()) as u64)
+            .sum();
+        assert!(t.state_upload_bytes <= state_bytes, "{name}: {t:?}");
+    }
+
+    #[test]
+    fn simple_nn_train_on_gpu_matches_cpu_after_one_and_many_steps() {
+        train_workload_on_gpu_matches_cpu(
+            "simple_nn_train_b64",
+            |_| train(Model::SimpleNn, 64),
+            50,
+        );
+    }
+
+    #[test]
+    fn lenet_train_on_gpu_matches_cpu_after_one_and_many_steps() {
+        train_workload_on_gpu_matches_cpu("lenet_train_b64", |_| train(Model::Lenet, 16), 50);
+    }
+
+    #[test]
+    fn lstm_train_on_gpu_matches_cpu_after_one_and_many_steps() {
+        train_workload_on_gpu_matches_cpu(
+            "lstm_train_b64",
+            |_| train(Model::Lstm(TimeLoop::Scan), 16),
+            12,
+        );
     }
 
     /// Every element of the first output of one run.

@@ -242,14 +242,42 @@ fn filter() -> Option<Vec<String>> {
     Some(f.split(',').map(str::to_string).collect())
 }
 
+/// Runs every case (a panic counts as a failure), in order of `cases`, on up to four
+/// threads: the cases are independent, and on a software GPU adapter compiling their
+/// shaders is most of the suite's time.
+fn run_cases(cases: &[Case], backend: Backend) -> Vec<Result<(), String>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let one = |case: &Case| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, backend)))
+            .unwrap_or_else(|_| Err("PANIC".to_string()))
+    };
+    let mut indexed: Vec<(usize, Result<(), String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                s.spawn(move || {
+                    (w..cases.len())
+                        .step_by(workers)
+                        .map(|i| (i, one(&cases[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker thread catches its cases' panics"))
+            .collect()
+    });
+    indexed.sort_by_key(|(i, _)| *i);
+    indexed.into_iter().map(|(_, r)| r).collect()
+}
+
 fn check_backend(backend: Backend) {
     let cases = load_cases();
     if filter().is_some() {
         let mut passed = 0;
-        for case in &cases {
-            let r =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, backend)))
-                    .unwrap_or_else(|_| Err("PANIC".to_string()));
+        for (case, r) in cases.iter().zip(run_cases(&cases, backend)) {
             match &r {
                 Ok(()) => passed += 1,
                 Err(e) => println!("{backend} {}: {}", case.name, kiln_fs::one_line(e)),
@@ -264,12 +292,11 @@ fn check_backend(backend: Backend) {
         cases.len(),
         suite_dir().display()
     );
-    let mut results: BTreeMap<String, Result<(), String>> = BTreeMap::new();
-    for case in &cases {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, backend)))
-            .unwrap_or_else(|_| Err("PANIC".to_string()));
-        results.insert(case.name.clone(), r);
-    }
+    let results: BTreeMap<String, Result<(), String>> = cases
+        .iter()
+        .map(|c| c.name.clone())
+        .zip(run_cases(&cases, backend))
+        .collect();
     let passed: BTreeSet<&str> = results
         .iter()
         .filter(|(_, r)| r.is_ok())
