@@ -22,7 +22,7 @@ fmt:
 bless:
     python3 fixtures/gen/gen_golden.py
     BLESS=1 cargo test --workspace --release filetest
-    BLESS=1 cargo test --release -p kiln-capi --test header --test c_example
+    BLESS=1 cargo test --release -p kiln-capi --test integration -- header:: c_example::
 
 # Build SimpleNN and evaluate it.
 demo:

@@ -5,7 +5,7 @@
 //! reference models rebuilt from `nn` layers load the golden `state_dict`s unchanged and
 //! reproduce their logits.
 
-mod train_support;
+use crate::train_support;
 
 use kiln::nn::{
     AvgPool2d, Conv2d, Dropout, Embedding, Flatten, Gru, LayerNorm, Linear, Lstm, MaxPool2d,

@@ -4,7 +4,7 @@
 //! Cross-entropy is checked with label smoothing 0, 0.1 and 0.25 and with a spatial
 //! `[N, C, d]` input; BCE-with-logits includes logits 0, ±30 and 100.
 
-mod train_support;
+use crate::train_support;
 
 use kiln::loss::{
     self, Reduction, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss,

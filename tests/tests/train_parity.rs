@@ -25,7 +25,7 @@
 //!   default settings), gradient clipping, SGD plain / Nesterov with weight decay /
 //!   dampening, StepLR and CosineAnnealingLR schedules, label smoothing.
 
-mod train_support;
+use crate::train_support;
 
 use kiln::functional::lstm_cell;
 use kiln::loss::{Reduction, cross_entropy};

@@ -5,7 +5,7 @@
 //! ~5e-6 off); and a dropout layer whose counter a train step advances draws JAX's masks
 //! `fold_in(PRNGKey(seed), step)` in turn.
 
-mod train_support;
+use crate::train_support;
 
 use kiln::nn::{Dropout, Module};
 use kiln::optim::Sgd;

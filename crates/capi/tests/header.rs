@@ -1,5 +1,5 @@
 //! include/kiln.h is exactly what cbindgen generates from this crate with cbindgen.toml;
-//! `BLESS=1 cargo test --release -p kiln-capi --test header` rewrites it.
+//! `BLESS=1 cargo test --release -p kiln-capi --test integration header::` rewrites it.
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Integration tests of the `kiln` binary: every subcommand and every bad-input case,
 //! asserting exit codes and messages.
 
-mod common;
+use crate::common;
 
 use common::{Tmp, kiln, s, stderr, stdout};
 use kiln::{Array, Backend, DType, Graph, Tensor};

@@ -1,7 +1,7 @@
 //! The `kiln` binary on hostile files and paths: planted symbolic links at temporary
 //! names, endless devices as inputs, corrupt bool bytes in imported weights.
 
-mod common;
+use crate::common;
 
 use common::{Tmp, kiln, s, stderr};
 use kiln::{Array, Backend, DType, Graph};

@@ -2,7 +2,7 @@
 //! (fixtures/onnx) imported to a `.kiln` module and run gives ONNX Runtime's output; an
 //! unsupported op, a malformed file and a bad `--dim` are one-line errors with exit code 1.
 
-mod common;
+use crate::common;
 
 use common::{Tmp, kiln, s, stderr, stdout};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! stderr); the demo trained on `gpu` reaches the test accuracy it reaches on `cpu`. Needs a
 //! GPU or lavapipe; skipped without one unless `KILN_REQUIRE_GPU=1` (CI sets it).
 
-mod common;
+use crate::common;
 
 use common::{Tmp, s};
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! `model.state_dict()` holds) needs `--params-only`, which keeps the optimiser state or, with
 //! `--reset-optimizer`, zeroes it; `export-weights --params-only` writes the parameters alone.
 
-mod common;
+use crate::common;
 
 use common::{Tmp, kiln, s, stderr};
 use kiln::loss::{Reduction, mse_loss};

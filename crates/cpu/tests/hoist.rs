@@ -3,7 +3,7 @@
 //! the fusion fixtures' programs, the shape of the generated loops, and the order in which
 //! each hoisted reduction combines its terms.
 
-mod common;
+use crate::common;
 use common::fixture::{fuse_fixture_program, replace_literal};
 use common::*;
 use kiln_cpu::{CpuError, LoopSummary, VectorAxis};

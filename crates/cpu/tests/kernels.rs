@@ -1,7 +1,7 @@
 //! Differential tests of whole kernels against the kernel executor: reductions, masked and
 //! checked loads, matmul and conv2d with prologues and epilogues, threading, errors.
 
-mod common;
+use crate::common;
 use common::*;
 use kiln_cpu::{CpuError, VectorAxis};
 use kiln_ir::{DType, Data};

@@ -2,8 +2,7 @@
 //! docs/numerics.md, measured there with `cargo run --release -p kiln-cpu --example
 //! numerics`). Here every 4099th f32 of each range is checked.
 
-#[path = "common/accuracy.rs"]
-mod accuracy;
+use crate::accuracy;
 
 fn check(op: &str, lo: f32, hi: f32, bound: f64) {
     let r = accuracy::measure(op, lo, hi, 4099);

@@ -1,7 +1,7 @@
 //! Differential tests of every scalar op and dtype against the kernel executor, at sizes
 //! that exercise vector bodies and scalar tails.
 
-mod common;
+use crate::common;
 use common::*;
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, UnaryOp};

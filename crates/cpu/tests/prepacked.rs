@@ -4,7 +4,7 @@
 //! of the product. The products keep at most 128 rows on the unpacked side, the most the
 //! packed path takes.
 
-mod common;
+use crate::common;
 use common::*;
 use kiln_cpu::RunOptions;
 use kiln_ir::Data;

@@ -1,7 +1,7 @@
 //! Property test: random elementwise bodies of exactly rounded ops over a 2-D domain with
 //! broadcast loads must match the kernel executor bit for bit, whatever the sizes.
 
-mod common;
+use crate::common;
 use common::*;
 use proptest::prelude::*;
 

@@ -3,7 +3,7 @@
 //! per-point reductions, vector plans along the domain and along the reduction, dtypes and
 //! special values, and the bits of a one-kernel softmax against the two-kernel one.
 
-mod common;
+use crate::common;
 use common::*;
 use kiln_ir::Data;
 

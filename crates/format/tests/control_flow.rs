@@ -9,7 +9,7 @@
 //! graph section is what carries the regions, and an interpreter-only module is a complete
 //! `.kiln` file.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_format::limits::{MAX_REGION_DEPTH, MAX_REGIONS, MAX_VERIFY_WORK};

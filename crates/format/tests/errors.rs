@@ -1,6 +1,6 @@
 //! Every error class of the loader and writer, asserted with its message.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_format::v1::{AttrV5, BufferKindV1, DTypeV1, ExprV1, IndexNodeV1, KernelV1, OpV5};

@@ -4,7 +4,7 @@
 //! by format versions 1 to 4 (crates/format/tests/v1_files to v4_files, frozen) must still
 //! load.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_format::{Module, from_bytes, to_bytes};

@@ -14,7 +14,7 @@ use kiln_ir::{DType, Dim, F64Bits, Graph, NodeId, Op, Shape, UnaryOp, WindowOp};
 use kiln_kernel::{Expr, IndexExpr, Kernel, LoadMode, LoopVar, Scalar};
 use std::collections::BTreeMap;
 
-mod common;
+use crate::common;
 use std::path::PathBuf;
 
 /// A module around a graph: every `input` node is a signature input, `outputs` are named

@@ -8,7 +8,7 @@
 //!
 //! Cases: `PROPTEST_CASES` (default 2000).
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_format::v1::{

@@ -1,7 +1,7 @@
 //! Round trips: modules covering every graph op and every kernel construct come back from
 //! bytes and from disk equal (graph text, kernel plan, state bit for bit).
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_format::{from_bytes, to_bytes};

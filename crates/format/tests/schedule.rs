@@ -2,7 +2,7 @@
 //! hostile schedule (too deep, too long, lists overrunning the steps, steps left over) is
 //! a clear error.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_format::v1::StepV1;

@@ -3,7 +3,7 @@
 //! share bytes; a kernel may bind several ranges of the arena (all `read_write`, which
 //! wgpu accepts in one dispatch) and the results still equal the kernel executor's.
 
-mod common;
+use crate::common;
 
 use common::{TRANSCENDENTAL, bind, check, f32s, named};
 use kiln_gpu::{GpuOptions, GpuProgram, test_device};

@@ -4,7 +4,7 @@
 //! argmax results and concat's `index<i64>` included); plans WGSL cannot express (f64) must
 //! be rejected with `UnsupportedDType`.
 
-mod common;
+use crate::common;
 
 use common::{Tol, check_with};
 use kiln_gpu::GpuOptions;

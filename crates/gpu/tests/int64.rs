@@ -3,7 +3,7 @@
 //! reductions, `i64` gather indices (in and out of bounds), argmax, an `i64` matmul and
 //! division by zero (skipped without an adapter unless KILN_REQUIRE_GPU=1).
 
-mod common;
+use crate::common;
 
 use common::{EXACT, bind, bools, check, f32s, gpu, i32s, named, u32s};
 use kiln_gpu::{GpuError, GpuOptions};

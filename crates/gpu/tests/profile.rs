@@ -3,7 +3,7 @@
 //! the per-kernel table lists every kernel (with GPU times where the adapter has timestamp
 //! queries). Skipped without an adapter unless KILN_REQUIRE_GPU=1.
 
-mod common;
+use crate::common;
 
 use common::{bind, f32s, named, verified};
 use kiln_gpu::{GpuOptions, GpuProgram, test_device};

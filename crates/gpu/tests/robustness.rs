@@ -2,7 +2,7 @@
 //! before any dispatch) and statically empty domains (no literal division by zero in the
 //! shaders, no dispatch, results equal to the executor's).
 
-mod common;
+use crate::common;
 
 use common::{EXACT, bind, check, f32s, named, validate_wgsl};
 use kiln_gpu::{GpuError, GpuOptions, GpuProgram, test_device};

@@ -2,7 +2,7 @@
 //! executor, for f32, i32, u32 and bool (skipped without an adapter unless
 //! KILN_REQUIRE_GPU=1).
 
-mod common;
+use crate::common;
 
 use common::{EXACT, TRANSCENDENTAL, Tol, ULPS, bind, bools, check, f32s, i32s, named, u32s};
 use kiln_ir::semantics::{binary_dtype, unary_dtype};

@@ -1,7 +1,7 @@
 //! Whole-graph evaluation: symbolic batch binding, ancestors-only evaluation, fed-value
 //! checks, and errors that name the failing node.
 
-mod common;
+use crate::common;
 
 use common::{G, n};
 use kiln_interp::{EvalError, ValueKind, bind_symbols, bind_symbols_for, eval};

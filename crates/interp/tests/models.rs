@@ -3,7 +3,7 @@
 //! (fixtures/golden/models, written by fixtures/gen/gen_golden.py), and timed: the
 //! interpreter must stay fast enough to be every backend's oracle.
 
-mod common;
+use crate::common;
 
 use common::{G, assert_close, golden_dir, n, read_npy};
 use kiln_interp::eval;

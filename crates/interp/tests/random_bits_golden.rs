@@ -5,7 +5,7 @@ use kiln_interp::{eval, random_bits};
 use kiln_ir::{Array, DType, Graph, Op, Shape};
 use std::collections::HashMap;
 
-mod common;
+use crate::common;
 
 use common::{golden_dir, read_npy};
 

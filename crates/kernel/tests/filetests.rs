@@ -1,8 +1,9 @@
 //! Golden filetests: each `fixtures/filetests/kernel/*.kir` holds a program followed by the
 //! expected verifier output in `;` comments after a `; verifier output:` line. The runner
 //! parses the program, checks that printing and re-parsing gives an equal program, verifies
-//! it and compares the result. `BLESS=1 cargo test -p kiln-kernel --test filetests` rewrites
-//! the expectations.
+//! it and compares the result.
+//! `BLESS=1 cargo test -p kiln-kernel --test integration filetests::` rewrites the
+//! expectations.
 
 use kiln_filetest::{Format, run_dir};
 use kiln_kernel::{parse, verify};

@@ -1,7 +1,7 @@
 //! The derivative graph is clean: the transform emits no dead and no duplicated node, so
 //! the standard CSE and DCE passes find nothing to do; and every derivative graph verifies.
 
-mod autodiff_util;
+use crate::autodiff_util;
 
 use autodiff_util::{bin, constant, input, op, sum_all, un};
 use kiln_ir::{

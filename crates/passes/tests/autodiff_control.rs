@@ -1,7 +1,7 @@
 //! Forward and reverse mode through `cond`, `scan` and `while`, checked against central
 //! finite differences of the reference interpreter in f64, to second order through scan.
 
-mod autodiff_util;
+use crate::autodiff_util;
 
 use autodiff_util::{Rng, arr, eval};
 use kiln_ir::{Array, DType, Graph, NodeId, Op, parse, verify};

@@ -1,7 +1,7 @@
 //! The documented derivative conventions at kinks and ties (they match PyTorch), and
 //! stop_gradient, checked on exact values.
 
-mod autodiff_util;
+use crate::autodiff_util;
 
 use autodiff_util::{arr, bin, eval, input, op, scalar, sum_all, un};
 use kiln_ir::{ArgOp, BinaryOp, Graph, NodeId, Op, ReduceOp, UnaryOp, WindowOp};

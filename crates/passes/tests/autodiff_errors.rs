@@ -1,6 +1,6 @@
 //! Every autodiff error is a typed value naming what went wrong.
 
-mod autodiff_util;
+use crate::autodiff_util;
 
 use autodiff_util::{arr, bin, eval, input, op, sum_all, un};
 use kiln_ir::{DType, Dim, Graph, NodeId, Op, Shape, UnaryOp};

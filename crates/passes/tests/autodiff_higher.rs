@@ -1,7 +1,7 @@
 //! Higher order: the derivative graphs are themselves differentiated (grad of grad, jvp of
 //! grad) and checked against finite differences; dense Jacobians agree in both modes.
 
-mod autodiff_util;
+use crate::autodiff_util;
 
 use autodiff_util::{Domain, Rng, arr, bin, check, constant, eval, input, op, sum_all, un};
 use kiln_ir::{Array, BinaryOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp, WindowOp};

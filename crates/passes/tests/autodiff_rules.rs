@@ -1,7 +1,7 @@
 //! Every primitive's VJP and JVP against central finite differences in f64 on the
 //! interpreter, over property-generated shapes (broadcasting and size-1 dims included).
 
-mod autodiff_util;
+use crate::autodiff_util;
 
 use autodiff_util::{Domain, Rng, bin, check, constant, op, slice1, un};
 use kiln_ir::{ArgOp, Array, BinaryOp, DType, Op, ReduceOp, Shape, SliceAxis, UnaryOp, WindowOp};

@@ -3,7 +3,7 @@
 //! with schedules and run by the kernel executor and the CPU backend, against the graph
 //! interpreter.
 
-mod fuse_util;
+use crate::fuse_util;
 
 use fuse_util::{close_data, execute, execute_cpu};
 use kiln_ir::{Array, Graph, NodeId, parse};

@@ -16,7 +16,7 @@
 //! a large one. Those functions' accuracy is measured on their own (docs/numerics.md).
 //! 1,000 accepted cases by default.
 
-mod fuse_util;
+use crate::fuse_util;
 
 use fuse_util::*;
 use kiln_ir::{

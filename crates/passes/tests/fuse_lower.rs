@@ -1,7 +1,7 @@
 //! Lowering tests: kernel counts for the fusion targets, and every op lowered, verified and
 //! executed against the interpreter.
 
-mod fuse_util;
+use crate::fuse_util;
 
 use fuse_util::*;
 use kiln_ir::{

@@ -5,7 +5,7 @@
 //! the interpreter, and a seeded sweep of random row-statistic graphs checks that the
 //! planner never hands the lowering a nested reduction.
 
-mod fuse_util;
+use crate::fuse_util;
 
 use fuse_util::*;
 use kiln_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceOp, Shape, SliceAxis, UnaryOp};

@@ -2,7 +2,7 @@
 //! buffers on hand-written kernel plans, and the planner's invariants on fused random
 //! graphs.
 
-mod fuse_util;
+use crate::fuse_util;
 
 use fuse_util::check_plan as check_invariants;
 use kiln_kernel::memplan::{PlanError, PlanOptions, Workspace, plan, plan_with};

@@ -2,7 +2,7 @@
 //! walked in the engine), the kernel-plan executor and the interpreter, against
 //! `kiln_interp::eval`; the CPU engine reuses its run plan across runs of one binding.
 
-mod common;
+use crate::common;
 
 use common::{NEWTON, SCAN, f32s};
 

@@ -5,7 +5,7 @@
 //! and the `cpu` backend (errors included). Skipped without an adapter unless
 //! KILN_REQUIRE_GPU=1.
 
-mod common;
+use crate::common;
 
 use common::{NEWTON, SCAN, f32s};
 

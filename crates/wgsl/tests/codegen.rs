@@ -2,7 +2,7 @@
 //! naga. Covers every scalar op and cast for f32/i32/u32/i64/bool, the choice of template,
 //! the binding table, the params uniform and launch sizes, and dtype rejection.
 
-mod common;
+use crate::common;
 
 use kiln_ir::semantics::{binary_dtype, unary_dtype};
 use kiln_ir::{BinaryOp, DType, Dim, UnaryOp};

@@ -1,10 +1,11 @@
 //! Golden WGSL filetests: each `fixtures/filetests/wgsl/*.kir` holds a kernel program
 //! followed by the expected output in `;` comments after a `; wgsl output:` line: every
 //! kernel's shader with its binding/launch header, or the compile error. Every generated
-//! shader is also validated with naga. `BLESS=1 cargo test -p kiln-wgsl --test filetests`
-//! rewrites the expectations.
+//! shader is also validated with naga.
+//! `BLESS=1 cargo test -p kiln-wgsl --test integration filetests::` rewrites the
+//! expectations.
 
-mod common;
+use crate::common;
 
 use kiln_filetest::{Format, run_dir};
 use kiln_kernel::parse;

@@ -1,0 +1,8 @@
+//! kiln-capi's integration tests, one test binary: each module was a file of its own
+//! binary (`cargo test -p kiln-capi --test integration <module>::` runs one). Tests that need
+//! a process of their own (a counting global allocator, environment variables, process-wide
+//! counters) stay separate targets in Cargo.toml.
+
+mod c_example;
+mod errors;
+mod header;

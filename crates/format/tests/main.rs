@@ -1,0 +1,14 @@
+//! kiln-format's integration tests, one test binary: each module was a file of its own
+//! binary (`cargo test -p kiln-format --test integration <module>::` runs one). Tests that need
+//! a process of their own (a counting global allocator, environment variables, process-wide
+//! counters) stay separate targets in Cargo.toml.
+
+mod common;
+
+mod control_flow;
+mod errors;
+mod golden;
+mod limits;
+mod mutation;
+mod roundtrip;
+mod schedule;

@@ -1,0 +1,10 @@
+//! kiln-ir's integration tests, one test binary: each module was a file of its own
+//! binary (`cargo test -p kiln-ir --test integration <module>::` runs one). Tests that need
+//! a process of their own (a counting global allocator, environment variables, process-wide
+//! counters) stay separate targets in Cargo.toml.
+
+mod array_bytes;
+mod text_errors;
+mod text_proptest;
+mod text_roundtrip;
+mod verify;

@@ -1,0 +1,11 @@
+//! kiln-kernel's integration tests, one test binary: each module was a file of its own
+//! binary (`cargo test -p kiln-kernel --test integration <module>::` runs one). Tests that need
+//! a process of their own (a counting global allocator, environment variables, process-wide
+//! counters) stay separate targets in Cargo.toml.
+
+mod exec;
+mod filetests;
+mod hostile;
+mod roundtrip;
+mod schedule;
+mod verify;
