@@ -473,6 +473,7 @@ impl CpuProgram {
             }
         }
         Ok(RunPlan {
+            stored_first: arena.plan.stored_first.clone(),
             program: self.id,
             values: binding.values().to_vec(),
             lens,
@@ -612,6 +613,8 @@ pub struct RunPlan {
     symbols: HashMap<String, u64>,
     /// Loop kernels whose dims read an induction symbol: the kernel and those dims.
     inductive: Vec<(usize, Vec<(usize, Dim)>)>,
+    /// Per program buffer: the memory plan's `stored_first`.
+    stored_first: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -644,6 +647,13 @@ impl RunPlan {
     /// the first run): the memory plan's `peak_scratch_bytes`.
     pub fn scratch_bytes(&self) -> usize {
         self.arena_bytes
+    }
+
+    /// Whether every element of output buffer `b` is stored before anything reads it
+    /// ([`kiln_kernel::memplan::stored_whole_first`]): the caller may supply uninitialised
+    /// memory for it, and must clear that memory if the run fails.
+    pub fn stored_first(&self, b: BufferId) -> bool {
+        self.stored_first.get(b.index()).copied().unwrap_or(false)
     }
 
     /// The element count of program buffer `b` under the plan's binding.

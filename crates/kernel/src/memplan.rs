@@ -130,6 +130,9 @@ pub struct MemoryPlan {
     pub live_bound_bytes: u64,
     /// Bytes of input, output, state and constant buffers (outside the arena).
     pub persistent_bytes: u64,
+    /// Per buffer: an output whose every element is stored before anything reads it, so an
+    /// engine may hand the run uninitialised memory for it (see [`stored_whole_first`]).
+    pub stored_first: Vec<bool>,
 }
 
 impl MemoryPlan {
@@ -219,6 +222,50 @@ fn row_major(index: &IndexExpr, domain: &[Dim], bindings: &HashMap<String, u64>)
         }
     }
     aff.strides.len() <= domain.len()
+}
+
+/// Per buffer of `program`: true for an output whose every element the first kernel that
+/// touches it stores, before anything reads it. That kernel must be a loop kernel that
+/// does not load the buffer and has a store to it at the row-major index of a domain with
+/// exactly the buffer's element count (each point one distinct element, every point run),
+/// in a program without control flow (a kernel inside a loop or branch may not run).
+/// Such an output needs no zeroing before the run; a run that fails part-way may leave
+/// some elements unwritten, so an engine that skips the zeroing must clear the buffer
+/// when the run fails.
+pub fn stored_whole_first(program: &Program, bindings: &HashMap<String, u64>) -> Vec<bool> {
+    let mut out = vec![false; program.buffers.len()];
+    if program.schedule.is_some() {
+        return out;
+    }
+    let acc: Vec<Access> = program.kernels.iter().map(accesses).collect();
+    for (i, buf) in program.buffers.iter().enumerate() {
+        if !matches!(buf.kind, BufferKind::Output(_)) {
+            continue;
+        }
+        let b = BufferId(i as u32);
+        let touches =
+            |a: &Access| a.loads.iter().any(|l| l.0 == b) || a.stores.iter().any(|s| s.0 == b);
+        let Some(first) = acc.iter().position(touches) else {
+            continue;
+        };
+        let (Some(Kernel::Loop(l)), a) = (program.kernels.get(first), &acc[first]) else {
+            continue;
+        };
+        if a.loads.iter().any(|ld| ld.0 == b) {
+            continue;
+        }
+        let points = l.domain.iter().try_fold(1u64, |n, d| {
+            d.eval(bindings).ok().and_then(|e| n.checked_mul(e))
+        });
+        if points.is_none() || points != buf.size.eval(bindings).ok() {
+            continue;
+        }
+        out[i] = a
+            .stores
+            .iter()
+            .any(|(sb, idx)| *sb == b && row_major(idx, &l.domain, bindings));
+    }
+    out
 }
 
 /// A group of scratch buffers sharing bytes (in place), live over kernels `start..=end`.
@@ -546,6 +593,7 @@ pub fn plan_with(
         live_bound = live_bound.max(live);
     }
     Ok(MemoryPlan {
+        stored_first: stored_whole_first(program, bindings),
         alignment,
         bytes,
         offsets,

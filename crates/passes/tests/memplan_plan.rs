@@ -263,3 +263,108 @@ fn a_uniform_element_size_replaces_the_dtype_size() {
     assert_eq!(mp.bytes[2], 320);
     check_invariants(&p, &mp);
 }
+
+/// `stored_whole_first` for the program `text` under `N = 3`, per buffer.
+fn stored_first(text: &str) -> Vec<bool> {
+    let p = parse(text).expect("parses");
+    let whole = kiln_kernel::memplan::stored_whole_first(&p, &n(3));
+    assert_eq!(
+        plan(&p, &n(3)).expect("plans").stored_first,
+        whole,
+        "the memory plan carries the same flags"
+    );
+    whole
+}
+
+#[test]
+fn outputs_stored_whole_by_their_first_kernel_need_no_zeroing() {
+    // A row softmax: every element of b1 stored at the row-major index of [N, 4].
+    let softmax = "symbol N >= 1
+b0 = input \"x\" f32[N*4]
+b1 = output \"y\" f32[N*4]
+k0 = loop [N, 4] reduce [4] {
+  v0 = load b0[i0*4 + r0]
+  v1 = reduce_max(v0) init f32(-inf)
+  v2 = load b0[i0*4 + i1]
+  v3 = sub(v2, v1)
+  store b1[i0*4 + i1] = v3
+}
+";
+    assert_eq!(stored_first(softmax), vec![false, true]);
+    // Two outputs of one kernel, and an output first written by a later kernel.
+    let two = "symbol N >= 1
+b0 = input \"x\" f32[N]
+b1 = scratch f32[N]
+b2 = output \"a\" f32[N]
+b3 = output \"b\" i32[N]
+k0 = loop [N] {
+  v0 = load b0[i0]
+  v1 = neg(v0)
+  store b1[i0] = v1
+}
+k1 = loop [N] {
+  v0 = load b1[i0]
+  v1 = cast<i32>(v0)
+  store b2[i0] = v0
+  store b3[i0] = v1
+}
+";
+    assert_eq!(stored_first(two), vec![false, false, true, true]);
+}
+
+#[test]
+fn outputs_not_provably_stored_whole_first_are_zeroed() {
+    // Half of the output (a pad's interior), a transposed store over a smaller domain,
+    // a strided store, and a store at an offset.
+    for store in [
+        "loop [N] {\n  v0 = load b0[i0]\n  store b1[i0] = v0\n}",
+        "loop [N, 1] {\n  v0 = load b0[i0]\n  store b1[i0*2] = v0\n}",
+        "loop [N] {\n  v0 = load b0[i0]\n  store b1[i0 + N] = v0\n}",
+    ] {
+        let text = format!(
+            "symbol N >= 1\nb0 = input \"x\" f32[N]\nb1 = output \"y\" f32[N*2]\nk0 = {store}\n"
+        );
+        assert_eq!(stored_first(&text), vec![false, false], "{store}");
+    }
+    // The first kernel touching the output reads it (an accumulation), or only the second
+    // kernel covers it after the first wrote part of it.
+    let reads_first = "symbol N >= 1
+b0 = input \"x\" f32[N]
+b1 = output \"y\" f32[N]
+k0 = loop [N] {
+  v0 = load b0[i0]
+  store b1[i0] = v0
+}
+k1 = loop [N] {
+  v0 = load b1[i0]
+  v1 = neg(v0)
+  store b1[i0] = v1
+}
+";
+    // k0 stores all of b1 before k1 reads it: stored first.
+    assert_eq!(stored_first(reads_first), vec![false, true]);
+    let partial_then_whole = "symbol N >= 1
+b0 = input \"x\" f32[N*2]
+b1 = output \"y\" f32[N*2]
+k0 = loop [N] {
+  v0 = load b0[i0]
+  store b1[i0] = v0
+}
+k1 = loop [N*2] {
+  v0 = load b0[i0]
+  store b1[i0] = v0
+}
+";
+    assert_eq!(stored_first(partial_then_whole), vec![false, false]);
+    // A transposed store over the whole domain is a permutation, not the row-major index:
+    // not claimed (the analysis only proves the identity layout).
+    let transposed = "symbol N >= 1
+b0 = input \"x\" f32[N*4]
+b1 = output \"y\" f32[N*4]
+k0 = loop [N, 4] {
+  v0 = load b0[i0*4 + i1]
+  store b1[i1*N + i0] = v0
+}
+";
+    assert_eq!(stored_first(transposed), vec![false, false]);
+}

@@ -83,6 +83,51 @@ pub(crate) fn zeroed(dtype: DType, len: usize) -> Option<Data> {
     })
 }
 
+/// `len` elements of `dtype` in one allocation whose contents are not cleared (`bool`,
+/// whose bit patterns are not all valid, is zeroed instead), or `None` if memory is
+/// exhausted. Skips the allocator's `memset` of a recycled block.
+///
+/// # Safety
+///
+/// Nothing reads an element before it is written: the caller hands the array to a run
+/// that stores every element before reading any
+/// ([`kiln_kernel::memplan::stored_whole_first`]), and clears it (with
+/// [`clear`]) if that run fails.
+pub(crate) unsafe fn unwritten(dtype: DType, len: usize) -> Option<Data> {
+    fn vec<T>(len: usize) -> Option<Vec<T>> {
+        let mut v: Vec<T> = Vec::new();
+        v.try_reserve_exact(len).ok()?;
+        advise_huge(
+            v.as_mut_ptr().cast::<u8>(),
+            len.saturating_mul(size_of::<T>()),
+        );
+        // SAFETY: the capacity is `len`; the elements are plain numbers (every bit pattern
+        // is a value) that the caller writes before any read (this function's contract).
+        unsafe { v.set_len(len) };
+        Some(v)
+    }
+    Some(match dtype {
+        DType::F32 => Data::F32(vec(len)?),
+        DType::F64 => Data::F64(vec(len)?),
+        DType::I32 => Data::I32(vec(len)?),
+        DType::I64 => Data::I64(vec(len)?),
+        DType::U32 => Data::U32(vec(len)?),
+        DType::Bool => Data::Bool(zeroed_vec(len)?),
+    })
+}
+
+/// Sets every element of `d` to zero (`false`).
+pub(crate) fn clear(d: &mut Data) {
+    match d {
+        Data::F32(v) => v.fill(0.0),
+        Data::F64(v) => v.fill(0.0),
+        Data::I32(v) => v.fill(0),
+        Data::I64(v) => v.fill(0),
+        Data::U32(v) => v.fill(0),
+        Data::Bool(v) => v.fill(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,84 +217,108 @@ impl CpuEngine {
         } = self;
         let held = &mut out.data;
         held.resize_with(outputs.len(), || Data::F32(Vec::new()));
-        for (&(b, _), d) in outputs.iter().zip(held.iter_mut()) {
+        // Outputs whose every element the run stores before reading any are allocated
+        // without clearing, and cleared if the run fails (it may stop before storing them
+        // all). `fresh` marks them without allocating: bit k for output k, and every such
+        // output from the 64th on.
+        let mut fresh_mask = 0u64;
+        let fresh_bit = |k: usize| 1u64.checked_shl(u32::try_from(k).unwrap_or(u32::MAX));
+        for (k, (&(b, _), d)) in outputs.iter().zip(held.iter_mut()).enumerate() {
             let len = plan.buffer_len(b).unwrap_or(0);
             let dtype = program.program().buffers[b.index()].dtype;
             if d.len() != len || d.dtype() != dtype {
-                *d = zeroed(dtype, len)
-                    .ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?;
+                let fresh = if plan.stored_first(b) {
+                    fresh_mask |= fresh_bit(k).unwrap_or(0);
+                    // SAFETY: the run stores every element of `b` before reading any
+                    // (`stored_first`), and a failed run clears it below.
+                    unsafe { crate::alloc::unwritten(dtype, len) }
+                } else {
+                    zeroed(dtype, len)
+                };
+                *d = fresh.ok_or_else(|| RuntimeError::Other(format!("{b}: out of memory")))?;
             }
         }
-        out.shapes.resize_with(shapes.len(), Vec::new);
-        for (to, from) in out.shapes.iter_mut().zip(shapes.iter()) {
-            to.clone_from(from);
-        }
-        for s in states.iter_mut() {
-            if let (Some(p), Some(at)) = (&mut s.private, s.slot) {
-                kiln_ir::array::copy_data(p, &store.slots[at].data).map_err(|e| {
-                    RuntimeError::Update {
-                        name: s.name.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
-            }
-        }
-        {
-            let mut runner = program.runner(plan)?;
-            for &(b, sig) in input_bufs.iter() {
-                let a = sig
-                    .and_then(|k| binder.order.get(k))
-                    .and_then(|&j| run.inputs.get(j))
-                    .ok_or_else(|| RuntimeError::Other(format!("no input feeds {b}")))?
-                    .1;
-                runner.read(b, a.data())?;
+        let ran = (|| -> Result<(), RuntimeError> {
+            out.shapes.resize_with(shapes.len(), Vec::new);
+            for (to, from) in out.shapes.iter_mut().zip(shapes.iter()) {
+                to.clone_from(from);
             }
             for s in states.iter_mut() {
-                let at = s
-                    .slot
-                    .ok_or_else(|| RuntimeError::MissingState(s.name.clone()))?;
-                match &mut s.private {
-                    Some(p) => runner.write(s.buffer, p)?,
-                    None => {
-                        let slot = &store.slots[at];
-                        runner.read_stamped(s.buffer, &slot.data, slot.version)?;
-                    }
+                if let (Some(p), Some(at)) = (&mut s.private, s.slot) {
+                    kiln_ir::array::copy_data(p, &store.slots[at].data).map_err(|e| {
+                        RuntimeError::Update {
+                            name: s.name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
                 }
             }
-            for (&(b, dup), d) in outputs.iter().zip(held.iter_mut()) {
-                if dup.is_none() {
-                    runner.write(b, d)?;
+            {
+                let mut runner = program.runner(plan)?;
+                for &(b, sig) in input_bufs.iter() {
+                    let a = sig
+                        .and_then(|k| binder.order.get(k))
+                        .and_then(|&j| run.inputs.get(j))
+                        .ok_or_else(|| RuntimeError::Other(format!("no input feeds {b}")))?
+                        .1;
+                    runner.read(b, a.data())?;
+                }
+                for s in states.iter_mut() {
+                    let at = s
+                        .slot
+                        .ok_or_else(|| RuntimeError::MissingState(s.name.clone()))?;
+                    match &mut s.private {
+                        Some(p) => runner.write(s.buffer, p)?,
+                        None => {
+                            let slot = &store.slots[at];
+                            runner.read_stamped(s.buffer, &slot.data, slot.version)?;
+                        }
+                    }
+                }
+                for (&(b, dup), d) in outputs.iter().zip(held.iter_mut()) {
+                    if dup.is_none() {
+                        runner.write(b, d)?;
+                    }
+                }
+                for u in updates.iter_mut() {
+                    runner.write(u.buffer, &mut u.spare)?;
+                }
+                runner.run(&RunOptions::default())?;
+            }
+            for k in 0..outputs.len() {
+                if let Some(first) = outputs[k].1 {
+                    held[k] = held[first].clone();
                 }
             }
             for u in updates.iter_mut() {
-                runner.write(u.buffer, &mut u.spare)?;
+                let at = u
+                    .slot
+                    .ok_or_else(|| RuntimeError::MissingState(u.name.clone()))?;
+                let target = &mut store.slots[at].data;
+                if target.dtype() != u.spare.dtype() || target.len() != u.spare.len() {
+                    return Err(RuntimeError::Update {
+                        name: u.name.clone(),
+                        message: format!(
+                            "state is {}[{}] but the new value is {}[{}]",
+                            target.dtype(),
+                            target.len(),
+                            u.spare.dtype(),
+                            u.spare.len()
+                        ),
+                    });
+                }
+                std::mem::swap(target, &mut u.spare);
             }
-            runner.run(&RunOptions::default())?;
-        }
-        for k in 0..outputs.len() {
-            if let Some(first) = outputs[k].1 {
-                held[k] = held[first].clone();
+            Ok(())
+        })();
+        if ran.is_err() {
+            for (k, (&(b, _), d)) in outputs.iter().zip(held.iter_mut()).enumerate() {
+                let fresh = fresh_bit(k).is_none_or(|bit| fresh_mask & bit != 0);
+                if fresh && plan.stored_first(b) {
+                    crate::alloc::clear(d);
+                }
             }
         }
-        for u in updates.iter_mut() {
-            let at = u
-                .slot
-                .ok_or_else(|| RuntimeError::MissingState(u.name.clone()))?;
-            let target = &mut store.slots[at].data;
-            if target.dtype() != u.spare.dtype() || target.len() != u.spare.len() {
-                return Err(RuntimeError::Update {
-                    name: u.name.clone(),
-                    message: format!(
-                        "state is {}[{}] but the new value is {}[{}]",
-                        target.dtype(),
-                        target.len(),
-                        u.spare.dtype(),
-                        u.spare.len()
-                    ),
-                });
-            }
-            std::mem::swap(target, &mut u.spare);
-        }
-        Ok(())
+        ran
     }
 }
