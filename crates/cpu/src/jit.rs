@@ -252,6 +252,10 @@ impl Jit {
             crate::vecmath::WIDE_UNARY_SYMBOL,
             crate::vecmath::unary_entry as *const u8,
         );
+        builder.symbol(
+            crate::vecmath::WIDE_SHIFTED_SYMBOL,
+            crate::vecmath::shifted_entry as *const u8,
+        );
         Ok(Jit {
             module: JITModule::new(builder),
             helpers: Vec::new(),

@@ -1,7 +1,8 @@
 //! The wide kernels (`kiln_cpu::vecmath`) at every level the host runs: the same bits as
 //! the portable path for every tail length up to two vectors, special values (NaN, inf,
-//! zeros, subnormals), accuracy against `f64`, the row reductions, and the same bits as the
-//! inline code of generated loops (a tiled loop against an untiled one).
+//! zeros, subnormals), accuracy against `f64`, the row reductions, the shifted kernels, and
+//! the same bits as the inline code of generated loops (a tiled loop against an untiled
+//! one, a softmax row read straight from its buffer against inline `exp`).
 
 use kiln_cpu::vecmath::{self, Level, RowReduce};
 use kiln_ir::{Data, UnaryOp};
@@ -117,6 +118,41 @@ fn every_level_gives_the_portable_bits_for_every_length() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `op(src - c)` into another slice gives, at every level and length, the bits of
+/// subtracting first and applying the op in place (a softmax row's `exp(x - max)` read
+/// straight from its buffer).
+#[test]
+fn shifted_kernels_give_the_bits_of_subtracting_first() {
+    let xs = inputs();
+    for level in Level::available() {
+        for (op, name) in OPS {
+            for c in [0.0f32, -0.0, 0.5, -3.25, 88.0, f32::INFINITY, f32::NAN] {
+                for n in [0usize, 1, 7, 8, 15, 16, 17, 33, xs.len()] {
+                    let src = &xs[..n];
+                    let mut want: Vec<f32> = src.iter().map(|&x| x - c).collect();
+                    assert!(vecmath::unary(level, op, &mut want));
+                    let mut got = vec![1.0f32; n];
+                    assert!(vecmath::unary_shifted(level, op, &mut got, src, c));
+                    for (k, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            same(g, w),
+                            "{level:?} {name} c={c} n={n} [{k}]: {g:e} vs {w:e}"
+                        );
+                    }
+                }
+            }
+            let mut short = vec![0.0f32; 3];
+            assert!(!vecmath::unary_shifted(
+                level,
+                op,
+                &mut short,
+                &xs[..4],
+                0.0
+            ));
         }
     }
 }

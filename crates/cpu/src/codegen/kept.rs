@@ -212,6 +212,9 @@ impl Cg<'_, '_> {
     ) -> Result<(), CodegenError> {
         let extent = self.job.kernel.reduce[0].clone();
         let hi = self.dim(&extent)?;
+        if let Some(direct) = self.row_wide_direct(env, wide, cone) {
+            return self.row_wide_direct_calls(env, wide, &direct, hi);
+        }
         let lanes_i = i64::from(lanes);
         let whole = self.b.ins().band_imm_s(hi, !(lanes_i - 1));
         let var = self.b.declare_var(types::I64);
@@ -256,6 +259,100 @@ impl Cg<'_, '_> {
             let code = self.b.ins().iconst(types::I32, i64::from(w.code));
             let base = self.b.ins().stack_addr(types::I64, w.slot, 0);
             self.b.ins().call(callee, &[code, base, hi]);
+        }
+        Ok(())
+    }
+
+    /// When every wide node's operand is a plain `f32` load contiguous along the reduction
+    /// axis, or such a load minus a scalar fixed over the row (a softmax row's `x - max`),
+    /// and the pre-pass would evaluate nothing else: per wide node, its load and the
+    /// subtracted value. The wide kernel then reads the row straight from its buffer
+    /// ([`Self::row_wide_direct_calls`]) instead of a loop writing the operand first.
+    fn row_wide_direct(
+        &self,
+        env: &Env,
+        wide: &[RowWide],
+        cone: &[bool],
+    ) -> Option<Vec<(usize, Option<usize>)>> {
+        let body = &self.job.kernel.body.values;
+        let vary = super::analysis::varying(
+            &self.job.kernel.body,
+            &self.phases.deps,
+            super::analysis::VarRef::Red(0),
+        );
+        let contiguous = |i: usize| match body.get(i) {
+            Some(kiln_kernel::Expr::Load(l)) => {
+                l.mode == kiln_kernel::LoadMode::Plain
+                    && self.dtypes[i] == DType::F32
+                    && super::analysis::coefficient(
+                        &l.index,
+                        super::analysis::VarRef::Red(0),
+                        &vary,
+                    ) == Some(1)
+            }
+            _ => false,
+        };
+        let fixed = |c: usize| {
+            !self.phases.inner[c]
+                && self.dtypes[c] == DType::F32
+                && (matches!(env.vals[c], Some(PointValue::Scalar(_)))
+                    || self.stage_pins.iter().any(|&(p, _)| p == c))
+        };
+        let mut used = vec![false; body.len()];
+        let mut out = Vec::with_capacity(wide.len());
+        for w in wide {
+            let a = *self.phases.deps[w.node].first()?;
+            let pick = match &body[a] {
+                kiln_kernel::Expr::Binary(kiln_ir::BinaryOp::Sub, x, c)
+                    if contiguous(x.index()) && fixed(c.index()) =>
+                {
+                    (x.index(), Some(c.index()))
+                }
+                _ if contiguous(a) => (a, None),
+                _ => return None,
+            };
+            used[a] = true;
+            used[pick.0] = true;
+            out.push(pick);
+        }
+        cone.iter()
+            .zip(&used)
+            .all(|(&c, &u)| !c || u)
+            .then_some(out)
+    }
+
+    /// Fills each wide node's kept buffer with one call of the shifted wide kernel over the
+    /// row: `op(x - c)` read from `x`'s buffer (see [`Self::row_wide_direct`]).
+    fn row_wide_direct_calls(
+        &mut self,
+        env: &Env,
+        wide: &[RowWide],
+        direct: &[(usize, Option<usize>)],
+        hi: Value,
+    ) -> Result<(), CodegenError> {
+        let mut e = env.clone();
+        let zero = self.b.ins().iconst(types::I64, 0);
+        e.reds = vec![zero; self.job.kernel.reduce.len()];
+        e.vec = None;
+        self.load_stage_pins(&mut e);
+        let callee = self.wide_shifted_ref()?;
+        for (w, &(load, shift)) in wide.iter().zip(direct) {
+            let kiln_kernel::Expr::Load(l) = &self.job.kernel.body.values[load] else {
+                return Err(CodegenError::Internal("direct wide operand is not a load"));
+            };
+            let (index, buf) = (l.index.clone(), l.buffer.index());
+            let idx = self.index(&index, &e)?;
+            let src = self.address(buf, idx)?;
+            let c = match shift {
+                Some(c) => match e.vals[c] {
+                    Some(PointValue::Scalar(v)) => v,
+                    _ => return Err(CodegenError::Internal("row shift not evaluated")),
+                },
+                None => self.b.ins().f32const(0.0),
+            };
+            let dst = self.b.ins().stack_addr(types::I64, w.slot, 0);
+            let code = self.b.ins().iconst(types::I32, i64::from(w.code));
+            self.b.ins().call(callee, &[code, dst, src, c, hi]);
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use kiln_kernel::{Expr, Guard, IndexExpr, Load, LoadMode, Scalar};
 
 impl Cg<'_, '_> {
     /// The address of element `idx` of local buffer `buf`.
-    fn address(&mut self, buf: usize, idx: Value) -> Result<Value, CodegenError> {
+    pub(super) fn address(&mut self, buf: usize, idx: Value) -> Result<Value, CodegenError> {
         let base = *self.bufs.get(buf).ok_or(CodegenError::UnknownBuffer)?;
         let dt = self
             .job

@@ -257,6 +257,24 @@ impl Cg<'_, '_> {
         self.jit.has_fma && vecmath::Level::detect().is_some_and(|l| l != vecmath::Level::Portable)
     }
 
+    /// The shifted wide entry (`op(src - c)` into `dst`), imported into this function.
+    pub(super) fn wide_shifted_ref(
+        &mut self,
+    ) -> Result<cranelift_codegen::ir::FuncRef, CodegenError> {
+        let mut sig = self.jit.module.make_signature();
+        sig.params.push(AbiParam::new(types::I32));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::F32));
+        sig.params.push(AbiParam::new(types::I64));
+        let id = self
+            .jit
+            .module
+            .declare_function(vecmath::WIDE_SHIFTED_SYMBOL, Linkage::Import, &sig)
+            .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
+        Ok(self.jit.module.declare_func_in_func(id, self.b.func))
+    }
+
     /// The wide unary entry, imported into this function.
     pub(super) fn wide_unary_ref(
         &mut self,

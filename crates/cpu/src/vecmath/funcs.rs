@@ -241,6 +241,33 @@ pub(super) unsafe fn map<V: Lanes, F: Unary>(p: *mut f32, n: usize) {
     }
 }
 
+/// Writes `F(src[j] - c)` to `dst[j]` for `j < n`: whole vectors, then the tail through a
+/// zero-padded vector on the stack. `dst` and `src` may be the same (never partly
+/// overlapping) memory.
+#[inline(always)]
+pub(super) unsafe fn map_shifted<V: Lanes, F: Unary>(
+    dst: *mut f32,
+    src: *const f32,
+    c: f32,
+    n: usize,
+) {
+    unsafe {
+        let whole = n - n % V::N;
+        let shift = V::splat(c);
+        let mut i = 0;
+        while i < whole {
+            F::f(V::load(src.add(i)).sub(shift)).store(dst.add(i));
+            i += V::N;
+        }
+        if whole < n {
+            let mut pad = [0.0f32; 16];
+            std::ptr::copy_nonoverlapping(src.add(whole), pad.as_mut_ptr(), n - whole);
+            F::f(V::load(pad.as_ptr()).sub(shift)).store(pad.as_mut_ptr());
+            std::ptr::copy_nonoverlapping(pad.as_ptr(), dst.add(whole), n - whole);
+        }
+    }
+}
+
 /// Independent accumulator vectors of the row reductions.
 const ACCS: usize = 4;
 

@@ -1,13 +1,16 @@
 //! Wide vector math: ahead-of-time compiled `f32` kernels (exp, log, tanh, sigmoid, erf in
-//! place over a slice; row max and row sum) at the widest instruction set the host has,
-//! picked once at run time — AVX-512F (16 lanes), AVX2+FMA (8 lanes), or a portable
-//! one-lane path — because Cranelift's x86-64 backend emits 128-bit vectors only.
+//! place over a slice, or from another slice minus a scalar; row max and row sum) at the
+//! widest instruction set the host has, picked once at run time — AVX-512F (16 lanes),
+//! AVX2+FMA (8 lanes), or a portable one-lane path — because Cranelift's x86-64 backend
+//! emits 128-bit vectors only.
 //!
 //! Generated code calls them on L1-sized tiles through the `kiln_cpu_wide_unary` symbol (see
-//! `codegen/tile.rs`); each lane computes the same operations in the same order as the
-//! inline code of `codegen/math.rs` with FMA, so a point gives the same bits whichever
-//! path computed it (docs/numerics.md). On hosts without AVX2+FMA the generated code keeps
-//! its inline 128-bit (SSE) math and never calls these.
+//! `codegen/tile.rs`), and on a softmax row read straight from its buffer through
+//! `kiln_cpu_wide_unary_shifted` (`codegen/kept.rs`); each lane computes the same
+//! operations in the same order as the inline code of `codegen/math.rs` with FMA, so a
+//! point gives the same bits whichever path computed it (docs/numerics.md). On hosts
+//! without AVX2+FMA the generated code keeps its inline 128-bit (SSE) math and never calls
+//! these.
 //!
 //! `KILN_CPU_VECMATH` caps the level: `avx512`, `avx2`, or `off`/`portable` (generated code
 //! never calls the wide kernels: it only does at AVX2 or above); unset means the best the
@@ -23,6 +26,10 @@ use std::sync::OnceLock;
 /// The symbol generated code imports for [`unary_entry`]:
 /// `extern "C" fn(op: u32, data: *mut f32, n: i64)`.
 pub(crate) const WIDE_UNARY_SYMBOL: &str = "kiln_cpu_wide_unary";
+
+/// The symbol generated code imports for [`shifted_entry`]:
+/// `extern "C" fn(op: u32, dst: *mut f32, src: *const f32, c: f32, n: i64)`.
+pub(crate) const WIDE_SHIFTED_SYMBOL: &str = "kiln_cpu_wide_unary_shifted";
 
 /// An instruction-set level of the wide kernels, narrowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -195,6 +202,103 @@ pub fn unary(level: Level, op: UnaryOp, data: &mut [f32]) -> bool {
     }
     // SAFETY: the level is supported, the slice is valid for its length.
     unsafe { unary_at(level, code, data.as_mut_ptr(), data.len()) };
+    true
+}
+
+/// Writes `op(src[j] - c)` with the op of code `code` to `dst[j]`, `j < n`, with lanes `V`
+/// (the subtraction is the inline code's `fsub`, so each point gives the same bits as
+/// subtracting first and applying [`unary_with`] in place).
+///
+/// # Safety
+///
+/// `V`'s instruction set is available; `src` is valid for reads and `dst` for writes of
+/// `n` floats, and they are the same memory or do not overlap.
+#[inline(always)]
+unsafe fn shifted_with<V: Lanes>(code: u32, dst: *mut f32, src: *const f32, c: f32, n: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match code {
+            0 => funcs::map_shifted::<V, funcs::Exp>(dst, src, c, n),
+            1 => funcs::map_shifted::<V, funcs::Log>(dst, src, c, n),
+            2 => funcs::map_shifted::<V, funcs::Tanh>(dst, src, c, n),
+            3 => funcs::map_shifted::<V, funcs::Sigmoid>(dst, src, c, n),
+            4 => funcs::map_shifted::<V, funcs::Erf>(dst, src, c, n),
+            _ => {}
+        }
+    }
+}
+
+/// # Safety
+///
+/// AVX2 and FMA are available; the pointers as [`shifted_with`] requires.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn shifted_avx2(code: u32, dst: *mut f32, src: *const f32, c: f32, n: usize) {
+    // SAFETY: this function runs with AVX2 and FMA; the pointers as the caller promises.
+    unsafe { shifted_with::<lanes::Avx2>(code, dst, src, c, n) }
+}
+
+/// # Safety
+///
+/// AVX-512F is available; the pointers as [`shifted_with`] requires.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn shifted_avx512(code: u32, dst: *mut f32, src: *const f32, c: f32, n: usize) {
+    // SAFETY: this function runs with AVX-512F; the pointers as the caller promises.
+    unsafe { shifted_with::<lanes::Avx512>(code, dst, src, c, n) }
+}
+
+/// Dispatches [`shifted_with`] to `level` (which the caller has checked is supported).
+///
+/// # Safety
+///
+/// `level.supported()`; the pointers as [`shifted_with`] requires.
+unsafe fn shifted_at(level: Level, code: u32, dst: *mut f32, src: *const f32, c: f32, n: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => shifted_avx512(code, dst, src, c, n),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => shifted_avx2(code, dst, src, c, n),
+            _ => shifted_with::<One>(code, dst, src, c, n),
+        }
+    }
+}
+
+/// The entry generated code calls (registered as [`WIDE_SHIFTED_SYMBOL`]): `dst[j] =
+/// op(src[j] - c)` for the op with code `code`, at the level [`Level::detect`] chose. A
+/// softmax row's `exp(x - max)` reads the row straight from its buffer this way.
+///
+/// # Safety
+///
+/// `src` is valid for reads and `dst` for writes of `n` floats, the same memory or not
+/// overlapping (`n <= 0` does nothing).
+pub(crate) unsafe extern "C" fn shifted_entry(
+    code: u32,
+    dst: *mut f32,
+    src: *const f32,
+    c: f32,
+    n: i64,
+) {
+    let Ok(n) = usize::try_from(n) else { return };
+    let level = Level::detect().unwrap_or(Level::Portable);
+    // SAFETY: `detect` only returns supported levels; the pointers as the caller promises.
+    unsafe { shifted_at(level, code, dst, src, c, n) }
+}
+
+/// Writes `op(src[j] - c)` to `dst[j]` at `level`. Returns `false` (leaving `dst` as it
+/// was) when `op` has no wide kernel, the host cannot run `level`, or the lengths differ.
+pub fn unary_shifted(level: Level, op: UnaryOp, dst: &mut [f32], src: &[f32], c: f32) -> bool {
+    let Some(code) = wide_code(op) else {
+        return false;
+    };
+    if !level.supported() || dst.len() != src.len() {
+        return false;
+    }
+    // SAFETY: the level is supported; the slices are valid, of equal length, and a shared
+    // and a mutable borrow never overlap.
+    unsafe { shifted_at(level, code, dst.as_mut_ptr(), src.as_ptr(), c, dst.len()) };
     true
 }
 
