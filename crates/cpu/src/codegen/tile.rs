@@ -261,32 +261,32 @@ impl Cg<'_, '_> {
     pub(super) fn wide_shifted_ref(
         &mut self,
     ) -> Result<cranelift_codegen::ir::FuncRef, CodegenError> {
-        let mut sig = self.jit.module.make_signature();
-        sig.params.push(AbiParam::new(types::I32));
-        sig.params.push(AbiParam::new(types::I64));
-        sig.params.push(AbiParam::new(types::I64));
-        sig.params.push(AbiParam::new(types::F32));
-        sig.params.push(AbiParam::new(types::I64));
-        let id = self
-            .jit
-            .module
-            .declare_function(vecmath::WIDE_SHIFTED_SYMBOL, Linkage::Import, &sig)
-            .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
-        Ok(self.jit.module.declare_func_in_func(id, self.b.func))
+        let params = [types::I32, types::I64, types::I64, types::F32, types::I64];
+        self.import_wide(vecmath::WIDE_SHIFTED_SYMBOL, &params)
     }
 
     /// The wide unary entry, imported into this function.
     pub(super) fn wide_unary_ref(
         &mut self,
     ) -> Result<cranelift_codegen::ir::FuncRef, CodegenError> {
+        self.import_wide(
+            vecmath::WIDE_UNARY_SYMBOL,
+            &[types::I32, types::I64, types::I64],
+        )
+    }
+
+    /// Imports the wide-kernel entry `symbol` (no result) into this function.
+    fn import_wide(
+        &mut self,
+        symbol: &str,
+        params: &[cranelift_codegen::ir::Type],
+    ) -> Result<cranelift_codegen::ir::FuncRef, CodegenError> {
         let mut sig = self.jit.module.make_signature();
-        sig.params.push(AbiParam::new(types::I32));
-        sig.params.push(AbiParam::new(types::I64));
-        sig.params.push(AbiParam::new(types::I64));
+        sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
         let id = self
             .jit
             .module
-            .declare_function(vecmath::WIDE_UNARY_SYMBOL, Linkage::Import, &sig)
+            .declare_function(symbol, Linkage::Import, &sig)
             .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
         Ok(self.jit.module.declare_func_in_func(id, self.b.func))
     }
