@@ -233,11 +233,20 @@ fn row_major(index: &IndexExpr, domain: &[Dim], bindings: &HashMap<String, u64>)
 /// some elements unwritten, so an engine that skips the zeroing must clear the buffer
 /// when the run fails.
 pub fn stored_whole_first(program: &Program, bindings: &HashMap<String, u64>) -> Vec<bool> {
+    let acc: Vec<Access> = program.kernels.iter().map(accesses).collect();
+    stored_first_with(program, &acc, bindings)
+}
+
+/// [`stored_whole_first`] over the kernels' accesses `acc` (which [`plan_with`] has).
+fn stored_first_with(
+    program: &Program,
+    acc: &[Access],
+    bindings: &HashMap<String, u64>,
+) -> Vec<bool> {
     let mut out = vec![false; program.buffers.len()];
     if program.schedule.is_some() {
         return out;
     }
-    let acc: Vec<Access> = program.kernels.iter().map(accesses).collect();
     for (i, buf) in program.buffers.iter().enumerate() {
         if !matches!(buf.kind, BufferKind::Output(_)) {
             continue;
@@ -593,7 +602,7 @@ pub fn plan_with(
         live_bound = live_bound.max(live);
     }
     Ok(MemoryPlan {
-        stored_first: stored_whole_first(program, bindings),
+        stored_first: stored_first_with(program, &acc, bindings),
         alignment,
         bytes,
         offsets,
